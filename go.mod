@@ -1,0 +1,3 @@
+module github.com/govisor/govisor
+
+go 1.26.8

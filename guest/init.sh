@@ -1,0 +1,15 @@
+#!/bin/sh
+# govisor test-guest /init. The kernel option run=CMD runs CMD with sh -c
+# after the GUEST-READY marker, then the guest powers off (ACPI) or reboots
+# (no ACPI; govisor --on-reboot=exit ends on that). Without run= a shell
+# runs on the console. busybox runs its applets without symlinks.
+/bin/busybox mount -a
+export PATH=/bin:/sbin
+busybox --install -s /bin 2>/dev/null
+echo GUEST-READY
+if [ -n "$run" ]; then
+	[ "$run" = poweroff ] || sh -c "$run"
+	echo GUEST-DONE
+	if [ -d /sys/firmware/acpi ]; then poweroff -f; else reboot -f; fi
+fi
+exec setsid -c sh
