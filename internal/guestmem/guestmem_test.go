@@ -1,0 +1,48 @@
+package guestmem
+
+import (
+	"bytes"
+	"errors"
+	"testing"
+)
+
+func TestBoundsChecked(t *testing.T) {
+	m, err := New([]Range{{0x100000000, 0x2000}, {0, 0x3000}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	if m.Size() != 0x5000 || len(m.Regions()) != 2 || m.Regions()[0].GPA != 0 {
+		t.Fatalf("size %#x regions %d", m.Size(), len(m.Regions()))
+	}
+	want := []byte("hello")
+	if _, err := m.WriteAt(want, 0x100000ffe); err != nil {
+		t.Fatal(err)
+	}
+	got := make([]byte, 5)
+	if _, err := m.ReadAt(got, 0x100000ffe); err != nil || !bytes.Equal(got, want) {
+		t.Fatalf("read back %q, %v", got, err)
+	}
+	for _, c := range []struct{ gpa, n uint64 }{
+		{0x2ffe, 4},         // crosses the end of low RAM
+		{0x3000, 1},         // hole
+		{0x100001fff, 2},    // crosses the end of high RAM
+		{^uint64(0) - 1, 4}, // wraps
+		{0, ^uint64(0)},     // absurd length
+	} {
+		if _, err := m.Slice(c.gpa, c.n); !errors.Is(err, ErrOutOfRange) {
+			t.Errorf("Slice(%#x, %#x) = %v, want ErrOutOfRange", c.gpa, c.n, err)
+		}
+	}
+	if _, err := m.ReadAt(got, -1); !errors.Is(err, ErrOutOfRange) {
+		t.Error("negative address accepted")
+	}
+}
+
+func TestRejectsBadRanges(t *testing.T) {
+	for _, rs := range [][]Range{{{0, 100}}, {{0, 0x2000}, {0x1000, 0x1000}}, {{0x10, 0x1000}}} {
+		if _, err := New(rs); err == nil {
+			t.Errorf("New(%v) accepted", rs)
+		}
+	}
+}
