@@ -98,9 +98,10 @@ type Config struct {
 }
 
 // DefaultConfig returns the configuration of a machine with nCPUs vCPUs,
-// the usual 32-bit PCI window and no 64-bit window.
+// the usual 32-bit PCI window, no 64-bit window, and the century in CMOS
+// register 0x32 as on a PC.
 func DefaultConfig(nCPUs int) Config {
-	return Config{NCPUs: nCPUs, PCIMMIO32Start: 0xC0000000, PCIMMIO32End: 0xFEBFFFFF}
+	return Config{NCPUs: nCPUs, PCIMMIO32Start: 0xC0000000, PCIMMIO32End: 0xFEBFFFFF, RTCCenturyIndex: 0x32}
 }
 
 func (c Config) validate() error {

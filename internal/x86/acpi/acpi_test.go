@@ -192,6 +192,7 @@ func checkFADT(t *testing.T, f []byte) {
 		{"RESET_REG space", uint64(f[fadtResetReg]), gasSystemIO},
 		{"RESET_REG", le.Uint64(f[fadtResetReg+4:]), 0xCF9},
 		{"RESET_VALUE", uint64(f[fadtResetValue]), 6},
+		{"CENTURY", uint64(f[fadtCentury]), 0x32},
 		{"IAPC_BOOT_ARCH 8042|VGA-absent", uint64(le.Uint16(f[fadtIAPCBootArch:]) & 6), 6},
 		{"RESET_REG_SUP", uint64(le.Uint32(f[fadtFlags:]) & fadtFlagResetRegSup), fadtFlagResetRegSup},
 		{"HW_REDUCED_ACPI", uint64(le.Uint32(f[fadtFlags:]) & (1 << 20)), 0},
