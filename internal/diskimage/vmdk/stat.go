@@ -1,0 +1,18 @@
+package vmdk
+
+import (
+	"os"
+	"syscall"
+)
+
+// allocatedBytes is the disk space a file occupies (st_blocks * 512).
+func allocatedBytes(f *os.File) int64 {
+	st, err := f.Stat()
+	if err != nil {
+		return 0
+	}
+	if s, ok := st.Sys().(*syscall.Stat_t); ok {
+		return s.Blocks * 512
+	}
+	return st.Size()
+}
