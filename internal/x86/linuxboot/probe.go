@@ -1,0 +1,86 @@
+package linuxboot
+
+import (
+	"bytes"
+	"fmt"
+)
+
+// KernelInfo describes a kernel image without loading it.
+type KernelInfo struct {
+	Format        string // "bzImage" or "elf"
+	Protocol      uint16 // boot protocol version, e.g. 0x020f (bzImage only)
+	Version       string // kernel version string from the setup header (bzImage only)
+	Compression   string // codec of the bzImage payload ("lz4", "zstd", ...), "" if unknown
+	Kernel64      bool   // a 64-bit entry point exists
+	Relocatable   bool   // bzImage relocatable_kernel
+	CmdlineSize   uint32 // longest command line the kernel accepts (bzImage cmdline_size)
+	PayloadLength uint32 // size of the compressed payload (bzImage)
+	InitSize      uint32 // memory the kernel needs from its load address while booting (bzImage)
+	PrefAddress   uint64 // preferred load address (bzImage)
+	Entry         uint64 // e_entry (ELF)
+	HasPVH        bool   // the ELF has a XEN_ELFNOTE_PHYS32_ENTRY note
+	PVHEntry      uint64 // that note's 32-bit physical entry point
+}
+
+// ProtocolString formats the boot protocol version as "2.15" ("" for ELF).
+func (k KernelInfo) ProtocolString() string {
+	if k.Protocol == 0 {
+		return ""
+	}
+	return fmt.Sprintf("%d.%02d", k.Protocol>>8, k.Protocol&0xff)
+}
+
+// Probe identifies a kernel image: its format, boot protocol version,
+// payload compression and PVH entry. For a bzImage it reads only the setup
+// header and the payload's magic; the PVH note of the vmlinux inside is not
+// looked for, as that needs unpacking.
+func Probe(kernel []byte) (KernelInfo, error) {
+	switch {
+	case isBzImage(kernel):
+		h, err := parseSetupHeader(kernel)
+		if err != nil {
+			return KernelInfo{}, err
+		}
+		k := KernelInfo{
+			Format: "bzImage", Protocol: h.version, Version: h.kernelVersion,
+			Kernel64: h.xloadflags&xlfKernel64 != 0, Relocatable: h.relocatable,
+			CmdlineSize: h.cmdlineSize, PayloadLength: h.payloadLength,
+			InitSize: h.initSize, PrefAddress: h.prefAddress,
+		}
+		if payload, err := h.payload(); err == nil {
+			k.Compression = DetectCodec(payload)
+		}
+		return k, nil
+	case isELF(kernel):
+		e, err := parseELF(kernel)
+		if err != nil {
+			return KernelInfo{}, err
+		}
+		return KernelInfo{Format: "elf", Kernel64: true, Entry: e.entry, HasPVH: e.hasPVH, PVHEntry: e.pvhEntry}, nil
+	}
+	return KernelInfo{}, fmt.Errorf("%w: %s", ErrNotKernel, describe(kernel))
+}
+
+// describe says in a few words what a file that is not a kernel looks like.
+func describe(b []byte) string {
+	if len(b) == 0 {
+		return "empty file"
+	}
+	if c := DetectCodec(b); c != "" {
+		return fmt.Sprintf("%s-compressed data (decompress it first, or give the bzImage)", c)
+	}
+	switch {
+	case bytes.HasPrefix(b, []byte("MZ")):
+		return "a PE/COFF (MZ) file without a Linux setup header"
+	case bytes.HasPrefix(b, []byte("#!")):
+		return "a script"
+	case bytes.HasPrefix(b, []byte("070701")) || bytes.HasPrefix(b, []byte("070702")):
+		return "a cpio archive (an initramfs? give it as the initrd)"
+	case len(b) >= 0x438 && b[0x438] == 0x53 && b[0x439] == 0xef:
+		return "an ext2/3/4 file system image (give it as a disk)"
+	case bytes.HasPrefix(b, []byte("QFI\xfb")):
+		return "a qcow2 disk image"
+	}
+	n := min(len(b), 8)
+	return fmt.Sprintf("%d bytes starting % x", len(b), b[:n])
+}
