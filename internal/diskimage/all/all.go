@@ -1,0 +1,10 @@
+// Package all registers every disk image format driver with diskimage;
+// import it for its side effects.
+package all
+
+import (
+	// Each driver registers itself from init().
+	_ "github.com/govisor/govisor/internal/diskimage/qcow2"
+	_ "github.com/govisor/govisor/internal/diskimage/raw"
+	// vmdk, vhd and vhdx: add their imports here once those packages exist.
+)
