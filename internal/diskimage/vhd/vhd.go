@@ -293,15 +293,7 @@ func InfoOf(path string) (diskimage.Info, error) {
 		return diskimage.Info{}, err
 	}
 	defer img.Close()
-	info := diskimage.Info{Format: FormatName, VirtualSize: img.size, ReadOnly: true, Subformat: "fixed"}
-	if img.dyn != nil {
-		info.Subformat = "dynamic"
-		info.ClusterSize = img.blockSize
-	}
-	if st, err := img.f.Stat(); err == nil {
-		info.ActualSize = allocatedBytes(st)
-	}
-	return info, nil
+	return img.Info(), nil
 }
 
 // VirtualSize is the guest-visible size in bytes.

@@ -228,3 +228,25 @@ func FuzzOpen(f *testing.F) {
 		img.Map(0, img.VirtualSize())
 	})
 }
+
+func TestRegistry(t *testing.T) {
+	dir := t.TempDir()
+	for _, sub := range []string{"fixed", "dynamic"} {
+		p := filepath.Join(dir, sub+".vhd")
+		img, err := diskimage.Create(p, "vhd", 3<<20, diskimage.CreateOptions{Options: map[string]string{"subformat": sub}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		img.Close()
+		if f, err := diskimage.Probe(p); err != nil || f != "vhd" {
+			t.Fatalf("%s probed as %q, %v", sub, f, err)
+		}
+		info, err := diskimage.InfoOf(p, "")
+		if err != nil || info.Subformat != sub || info.VirtualSize != 3<<20 {
+			t.Fatalf("info %+v %v", info, err)
+		}
+	}
+	if _, err := diskimage.Create(filepath.Join(dir, "x.vhd"), "vhd", 1<<20, diskimage.CreateOptions{Options: map[string]string{"cluster_size": "1"}}); !errors.Is(err, diskimage.ErrUnsupported) {
+		t.Fatalf("unknown option: %v", err)
+	}
+}

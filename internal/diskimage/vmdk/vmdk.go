@@ -277,17 +277,8 @@ func InfoOf(path string) (diskimage.Info, error) {
 		return diskimage.Info{}, err
 	}
 	defer img.Close()
-	info := diskimage.Info{Format: FormatName, Subformat: img.desc.CreateType, VirtualSize: img.size, ReadOnly: true}
-	for _, e := range img.exts {
-		switch e := e.(type) {
-		case *sparseExtent:
-			info.ClusterSize = e.grainBytes
-			info.Dirty = info.Dirty || e.hdr.UncleanShutdown
-			info.ActualSize += allocatedBytes(e.f)
-		case *flatExtent:
-			info.ActualSize += allocatedBytes(e.f)
-		}
-	}
+	info := img.Info()
+	info.ReadOnly = true
 	return info, nil
 }
 

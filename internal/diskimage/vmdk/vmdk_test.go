@@ -321,3 +321,25 @@ func FuzzOpen(f *testing.F) {
 		}
 	})
 }
+
+func TestRegistry(t *testing.T) {
+	dir := t.TempDir()
+	for _, sub := range []string{"monolithicSparse", "streamOptimized"} {
+		p := filepath.Join(dir, sub+".vmdk")
+		img, err := diskimage.Create(p, "vmdk", 3<<20, diskimage.CreateOptions{Options: map[string]string{"subformat": sub}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		img.WriteAt([]byte{1}, 0)
+		if err := img.Close(); err != nil {
+			t.Fatal(err)
+		}
+		if f, err := diskimage.Probe(p); err != nil || f != "vmdk" {
+			t.Fatalf("%s probed as %q, %v", sub, f, err)
+		}
+		info, err := diskimage.InfoOf(p, "")
+		if err != nil || info.Subformat != sub || info.VirtualSize != 3<<20 {
+			t.Fatalf("info %+v %v", info, err)
+		}
+	}
+}

@@ -1,0 +1,80 @@
+package vhd
+
+import (
+	"fmt"
+
+	"github.com/govisor/govisor/internal/diskimage"
+)
+
+func init() {
+	diskimage.Register(diskimage.Driver{
+		Name:      FormatName,
+		Probe:     Probe,
+		ProbeTail: ProbeTail,
+		Open: func(path string, opts diskimage.OpenOptions) (diskimage.Image, error) {
+			img, err := Open(path, opts.ReadOnly)
+			if err != nil {
+				return nil, err
+			}
+			return img, nil
+		},
+		Create: func(path string, size int64, opts diskimage.CreateOptions) (diskimage.Image, error) {
+			co, err := parseOptions(opts)
+			if err != nil {
+				return nil, err
+			}
+			img, err := Create(path, size, co)
+			if err != nil {
+				return nil, err
+			}
+			return img, nil
+		},
+	})
+}
+
+// ProbeTail reports whether tail (the last bytes of a file) ends with a VHD
+// footer, as every VHD does (spec "Hard Disk Footer Format").
+func ProbeTail(tail []byte) bool {
+	for _, n := range []int{footerSize, footerSize - 1} {
+		if len(tail) >= n {
+			if _, err := ParseFooter(tail[len(tail)-n:]); err == nil {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// parseOptions maps registry options (-o subformat=dynamic|fixed,
+// azure=on) onto CreateOptions.
+func parseOptions(opts diskimage.CreateOptions) (CreateOptions, error) {
+	var co CreateOptions
+	if opts.BackingFile != "" {
+		return co, fmt.Errorf("vhd: %w: backing files (differencing disks)", diskimage.ErrUnsupported)
+	}
+	for k, v := range opts.Options {
+		switch {
+		case k == "subformat" && v == "fixed":
+			co.Fixed = true
+		case k == "subformat" && v == "dynamic":
+		case k == "azure" && (v == "on" || v == "true" || v == ""):
+			co.AzureAlign = true
+		case k == "azure" && (v == "off" || v == "false"):
+		default:
+			return co, fmt.Errorf("vhd: %w: option %s=%s (want subformat=dynamic|fixed, azure=on)", diskimage.ErrUnsupported, k, v)
+		}
+	}
+	return co, nil
+}
+
+// Info describes the open image for `govisor image info`.
+func (img *Image) Info() diskimage.Info {
+	info := diskimage.Info{Format: FormatName, Subformat: img.Subformat(), VirtualSize: img.size, ReadOnly: img.readOnly}
+	if img.dyn != nil {
+		info.ClusterSize = img.blockSize
+	}
+	if st, err := img.f.Stat(); err == nil {
+		info.ActualSize = allocatedBytes(st)
+	}
+	return info
+}

@@ -1,0 +1,57 @@
+package vmdk
+
+import (
+	"fmt"
+
+	"github.com/govisor/govisor/internal/diskimage"
+)
+
+func init() {
+	diskimage.Register(diskimage.Driver{
+		Name:  FormatName,
+		Probe: Probe,
+		Open: func(path string, opts diskimage.OpenOptions) (diskimage.Image, error) {
+			img, err := Open(path, opts.ReadOnly)
+			if err != nil {
+				return nil, err
+			}
+			return img, nil
+		},
+		Create: func(path string, size int64, opts diskimage.CreateOptions) (diskimage.Image, error) {
+			if opts.BackingFile != "" {
+				return nil, fmt.Errorf("vmdk: %w: backing files", diskimage.ErrUnsupported)
+			}
+			var co CreateOptions
+			for k, v := range opts.Options {
+				if k != "subformat" {
+					return nil, fmt.Errorf("vmdk: %w: option %s (want subformat=monolithicSparse|streamOptimized)", diskimage.ErrUnsupported, k)
+				}
+				co.Subformat = v
+			}
+			img, err := Create(path, size, co)
+			if err != nil {
+				return nil, err
+			}
+			return img, nil
+		},
+	})
+}
+
+// Info describes the open image for `govisor image info`.
+func (img *Image) Info() diskimage.Info {
+	info := diskimage.Info{Format: FormatName, Subformat: img.desc.CreateType, VirtualSize: img.size, ReadOnly: img.readOnly}
+	for _, e := range img.exts {
+		switch e := e.(type) {
+		case *sparseExtent:
+			info.ClusterSize = e.grainBytes
+			info.Dirty = info.Dirty || e.hdr.UncleanShutdown
+			info.ActualSize += allocatedBytes(e.f)
+		case *flatExtent:
+			info.ActualSize += allocatedBytes(e.f)
+		}
+	}
+	if img.stream != nil {
+		info.ClusterSize = streamGrainBytes
+	}
+	return info
+}
