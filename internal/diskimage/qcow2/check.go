@@ -22,6 +22,8 @@ type scan struct {
 	refs       []uint32
 	res        diskimage.CheckResult
 	fixCopied  bool
+	noCopied   bool
+	refOf      []uint32 // refcounts to check COPIED against; nil: stored ones
 	maxCluster uint64
 }
 
@@ -63,9 +65,19 @@ func (s *scan) aligned(off uint64, what string) bool {
 // copied checks an entry's COPIED flag against the stored refcount, and
 // with fixCopied returns the corrected entry.
 func (s *scan) copied(e, off uint64, what string) (uint64, error) {
-	rc, err := s.m.refcount(off)
-	if err != nil {
-		return e, err
+	if s.noCopied {
+		return e, nil
+	}
+	var rc uint64
+	if s.refOf != nil {
+		if c := off / uint64(s.m.cs); c < uint64(len(s.refOf)) {
+			rc = uint64(s.refOf[c])
+		}
+	} else {
+		var err error
+		if rc, err = s.m.refcount(off); err != nil {
+			return e, err
+		}
 	}
 	want := rc == 1
 	if (e&flagCopied != 0) != want {
@@ -202,12 +214,12 @@ func (s *scan) walkSnapshots() error {
 
 // computeRefs scans all metadata; with refStructs it also counts the
 // refcount table and blocks.
-func (m *Image) computeRefs(refStructs, fixCopied bool) (*scan, error) {
+func (m *Image) computeRefs(refStructs bool, refOf []uint32) (*scan, error) {
 	size, err := m.f.Size()
 	if err != nil {
 		return nil, fmt.Errorf("qcow2: size of %s: %w", m.path, err)
 	}
-	s := &scan{m: m, fixCopied: fixCopied}
+	s := &scan{m: m, fixCopied: refOf != nil, refOf: refOf, noCopied: !refStructs && refOf == nil}
 	s.refs = make([]uint32, (uint64(size)+uint64(m.cs)-1)/uint64(m.cs))
 	s.res.TotalClusters = int64((m.h.size + uint64(m.cs) - 1) / uint64(m.cs))
 	s.ref(0, uint64(m.cs), "header")
@@ -268,7 +280,7 @@ func (m *Image) Check(repair bool) (diskimage.CheckResult, error) {
 }
 
 func (m *Image) checkLocked() (diskimage.CheckResult, error) {
-	s, err := m.computeRefs(true, false)
+	s, err := m.computeRefs(true, nil)
 	if err != nil {
 		return diskimage.CheckResult{}, err
 	}
@@ -321,8 +333,13 @@ func (s *scan) compare(c, stored, want uint64) {
 // header switches to them once they are durable. It also fixes COPIED
 // flags. Callers hold m.mu (or have the image to themselves).
 func (m *Image) rebuildRefcounts() (int, error) {
-	s, err := m.computeRefs(false, true)
+	// First count references (the stored refcounts may be stale: ignore
+	// them), then fix COPIED flags against the counts.
+	s, err := m.computeRefs(false, nil)
 	if err != nil {
+		return 0, err
+	}
+	if _, err := m.computeRefs(false, s.refs); err != nil {
 		return 0, err
 	}
 	cs := uint64(m.cs)
