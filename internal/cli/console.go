@@ -1,0 +1,167 @@
+package cli
+
+import (
+	"bufio"
+	"context"
+	"io"
+	"os"
+	"sync"
+	"time"
+
+	"golang.org/x/term"
+
+	"github.com/govisor/govisor/internal/vm"
+)
+
+// consoleWriter batches guest console bytes: the UART hands them over one at
+// a time, and a write(2) per byte would cost the guest time on every line.
+type consoleWriter struct {
+	mu   sync.Mutex
+	w    *bufio.Writer
+	stop chan struct{}
+	done chan struct{}
+}
+
+func newConsoleWriter(f io.Writer) *consoleWriter {
+	c := &consoleWriter{w: bufio.NewWriterSize(f, 4096), stop: make(chan struct{}), done: make(chan struct{})}
+	go func() {
+		defer close(c.done)
+		t := time.NewTicker(10 * time.Millisecond)
+		defer t.Stop()
+		for {
+			select {
+			case <-t.C:
+				c.Flush()
+			case <-c.stop:
+				c.Flush()
+				return
+			}
+		}
+	}()
+	return c
+}
+
+func (c *consoleWriter) Write(p []byte) (int, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	n, err := c.w.Write(p)
+	if err == nil && len(p) > 0 && p[len(p)-1] == '\n' {
+		err = c.w.Flush()
+	}
+	return n, err
+}
+
+// Flush writes out what is buffered.
+func (c *consoleWriter) Flush() {
+	c.mu.Lock()
+	c.w.Flush()
+	c.mu.Unlock()
+}
+
+// Close flushes and stops the flusher.
+func (c *consoleWriter) Close() {
+	close(c.stop)
+	<-c.done
+}
+
+// hostConsole feeds host input to the guest's UART: raw mode on a terminal
+// with the Ctrl-A X escape (as qemu -nographic), plain bytes from a pipe.
+type hostConsole struct {
+	in       *os.File
+	tty      bool
+	oldState *term.State
+	quit     chan struct{}
+	bytes    chan []byte
+}
+
+const escapeByte = 0x01 // Ctrl-A
+
+func attachConsole(in *os.File) (*hostConsole, error) {
+	c := &hostConsole{in: in, quit: make(chan struct{}), bytes: make(chan []byte, 16)}
+	if term.IsTerminal(int(in.Fd())) {
+		st, err := term.MakeRaw(int(in.Fd()))
+		if err == nil {
+			c.tty, c.oldState = true, st
+		}
+	}
+	// One reader for the whole process (across guest reboots): reads from a
+	// terminal or pipe cannot be cancelled, so they are never restarted.
+	go func() {
+		buf := make([]byte, 256)
+		escaped := false
+		for {
+			n, err := in.Read(buf)
+			if n > 0 {
+				p := append([]byte(nil), buf[:n]...)
+				if c.tty {
+					p, escaped = c.filterEscape(p, escaped)
+				}
+				if len(p) > 0 {
+					c.bytes <- p
+				}
+			}
+			if err != nil {
+				return
+			}
+		}
+	}()
+	return c, nil
+}
+
+// filterEscape handles Ctrl-A X (quit) and Ctrl-A Ctrl-A (a literal Ctrl-A).
+func (c *hostConsole) filterEscape(p []byte, escaped bool) ([]byte, bool) {
+	out := p[:0]
+	for _, b := range p {
+		if escaped {
+			escaped = false
+			switch b {
+			case 'x', 'X':
+				select {
+				case <-c.quit:
+				default:
+					close(c.quit)
+				}
+				return out, false
+			case escapeByte:
+				out = append(out, b)
+			}
+			continue
+		}
+		if b == escapeByte {
+			escaped = true
+			continue
+		}
+		out = append(out, b)
+	}
+	return out, escaped
+}
+
+// pump forwards input to m's console until the returned stop is called.
+func (c *hostConsole) pump(m *vm.Machine) (stop func()) {
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case p := <-c.bytes:
+				for len(p) > 0 {
+					n, err := m.Console().InputWait(ctx, p)
+					if err != nil {
+						return
+					}
+					p = p[n:]
+				}
+			}
+		}
+	}()
+	return func() { cancel(); <-done }
+}
+
+func (c *hostConsole) restore() {
+	if c.tty && c.oldState != nil {
+		term.Restore(int(c.in.Fd()), c.oldState)
+	}
+}

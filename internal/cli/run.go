@@ -1,0 +1,190 @@
+package cli
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"os/signal"
+	"strconv"
+	"strings"
+	"syscall"
+
+	"github.com/spf13/cobra"
+
+	"github.com/govisor/govisor/internal/vm"
+)
+
+type runOptions struct {
+	kernel, initrd, cmdline string
+	cpus                    int
+	memory                  string
+	boot                    string
+	guestDecompress         bool
+	onReboot                string
+	template                string
+	debugExit               bool
+	verbose                 bool
+}
+
+func newRunCmd() *cobra.Command {
+	o := &runOptions{}
+	cmd := &cobra.Command{
+		Use:   "run --kernel PATH [--initrd PATH] [--cmdline ARGS] [--cpus N] [--memory SIZE]",
+		Short: "Boot a VM in the foreground with its serial console on this terminal",
+		Long: `Boot a VM in the foreground. The serial console is connected to the terminal
+(raw mode; press Ctrl-A X to quit) or to stdin/stdout when they are pipes.
+The process exits 0 when the guest powers off; a guest reboot restarts the
+guest unless --on-reboot=exit.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error { return runVM(o) },
+	}
+	f := cmd.Flags()
+	f.StringVar(&o.kernel, "kernel", "", "kernel image: bzImage or ELF vmlinux (required)")
+	f.StringVar(&o.initrd, "initrd", "", "initial ramdisk (cpio, optionally compressed)")
+	f.StringVar(&o.cmdline, "cmdline", "console=ttyS0", "kernel command line")
+	f.IntVar(&o.cpus, "cpus", 1, fmt.Sprintf("number of vCPUs (1-%d)", vm.MaxCPUs))
+	f.StringVar(&o.memory, "memory", "256M", "guest RAM (e.g. 512M, 2G; a plain number is MiB)")
+	f.StringVar(&o.boot, "boot", "linux64", "entry protocol: linux64 (64-bit boot protocol) or pvh")
+	f.BoolVar(&o.guestDecompress, "guest-decompress", false, "let the guest decompress a bzImage instead of unpacking it on the host")
+	f.StringVar(&o.onReboot, "on-reboot", "restart", "what a guest reboot does: restart or exit")
+	f.StringVar(&o.template, "cpu-template", "auto", "CPU template: auto, host or pvm")
+	f.BoolVar(&o.debugExit, "debug-exit", false, "enable the isa-debug-exit port 0xf4: a guest write ends govisor with that value as exit code")
+	f.BoolVarP(&o.verbose, "verbose", "v", false, "print how the guest was loaded and why it stopped")
+	return cmd
+}
+
+// ParseMemoryMiB parses a memory size (512M, 2G, 1024; plain numbers are MiB).
+func ParseMemoryMiB(s string) (uint64, error) {
+	t := strings.ToUpper(strings.TrimSpace(s))
+	t = strings.TrimSuffix(strings.TrimSuffix(t, "IB"), "B")
+	mult := uint64(1)
+	switch {
+	case strings.HasSuffix(t, "M"):
+		t = t[:len(t)-1]
+	case strings.HasSuffix(t, "G"):
+		t, mult = t[:len(t)-1], 1024
+	case strings.HasSuffix(t, "T"):
+		t, mult = t[:len(t)-1], 1024*1024
+	}
+	n, err := strconv.ParseUint(t, 10, 64)
+	if err != nil || n == 0 || n > (1<<40)/mult {
+		return 0, fmt.Errorf("--memory %q: give a size such as 512M or 2G", s)
+	}
+	return n * mult, nil
+}
+
+func (o *runOptions) config() (vm.Config, error) {
+	var cfg vm.Config
+	if o.kernel == "" {
+		return cfg, errors.New("--kernel is required: the path of a bzImage or vmlinux")
+	}
+	mib, err := ParseMemoryMiB(o.memory)
+	if err != nil {
+		return cfg, err
+	}
+	switch o.onReboot {
+	case "restart", "exit":
+	default:
+		return cfg, fmt.Errorf("--on-reboot %q: use restart or exit", o.onReboot)
+	}
+	switch o.template {
+	case "auto", "host", "pvm":
+	default:
+		return cfg, fmt.Errorf("--cpu-template %q: use auto, host or pvm", o.template)
+	}
+	var boot vm.BootMode
+	switch o.boot {
+	case "linux64":
+		boot = vm.BootLinux64
+	case "pvh":
+		boot = vm.BootPVH
+	default:
+		return cfg, fmt.Errorf("--boot %q: use linux64 or pvh", o.boot)
+	}
+	kernel, err := os.ReadFile(o.kernel)
+	if err != nil {
+		return cfg, fmt.Errorf("--kernel: %w", err)
+	}
+	var initrd []byte
+	if o.initrd != "" {
+		if initrd, err = os.ReadFile(o.initrd); err != nil {
+			return cfg, fmt.Errorf("--initrd: %w", err)
+		}
+	}
+	return vm.Config{
+		CPUs: o.cpus, MemoryMiB: mib, Kernel: kernel, Initrd: initrd, Cmdline: o.cmdline,
+		Boot: boot, GuestDecompress: o.guestDecompress, DebugExit: o.debugExit, Template: o.template,
+	}, nil
+}
+
+func runVM(o *runOptions) error {
+	cfg, err := o.config()
+	if err != nil {
+		return &ExitError{Code: 2, Err: err}
+	}
+	out := newConsoleWriter(os.Stdout)
+	defer out.Close()
+	cfg.Console = out
+	con, err := attachConsole(os.Stdin)
+	if err != nil {
+		return err
+	}
+	defer con.restore()
+	sigs := make(chan os.Signal, 2)
+	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
+	defer signal.Stop(sigs)
+
+	for boot := 1; ; boot++ {
+		m, err := vm.New(cfg)
+		if err != nil {
+			return &ExitError{Code: 1, Err: err}
+		}
+		if o.verbose {
+			fmt.Fprintf(os.Stderr, "govisor: boot %d: %s; KVM %s, CPU template %s\n", boot, m.BootInfo(), m.Flavor(), m.Template())
+		}
+		stopInput := con.pump(m)
+		if err := m.Start(); err != nil {
+			m.Close()
+			return &ExitError{Code: 1, Err: err}
+		}
+		var sig os.Signal
+		select {
+		case <-m.Done():
+		case sig = <-sigs:
+			m.Stop(vm.Exit{Reason: vm.ExitHost, Detail: "signal " + sig.String()})
+		case <-con.quit:
+			m.Stop(vm.Exit{Reason: vm.ExitHost, Detail: "Ctrl-A X"})
+		}
+		ex := m.Wait()
+		stopInput()
+		m.Close()
+		out.Flush()
+		if o.verbose {
+			fmt.Fprintf(os.Stderr, "govisor: guest stopped: %s %s (exits per vCPU %v)\n", ex.Reason, ex.Detail, m.Exits())
+		}
+		switch ex.Reason {
+		case vm.ExitPowerOff:
+			return nil
+		case vm.ExitReset:
+			if o.onReboot == "exit" {
+				return nil
+			}
+			fmt.Fprintf(os.Stderr, "govisor: guest rebooted (%s); restarting it\n", ex.Detail)
+			continue
+		case vm.ExitDebug:
+			if ex.Code == 0 {
+				return nil
+			}
+			return &ExitError{Code: ex.Code & 0xFF}
+		case vm.ExitHost:
+			if sig != nil {
+				return &ExitError{Code: 128 + int(sig.(syscall.Signal))}
+			}
+			return nil
+		case vm.ExitHalt:
+			return &ExitError{Code: 1, Err: errors.New("guest halted with interrupts off (HLT exit)")}
+		default:
+			return &ExitError{Code: 1, Err: ex.Err}
+		}
+	}
+}

@@ -1,0 +1,136 @@
+// Package kvmtest helps tests that need /dev/kvm: Require skips them loudly
+// where there is none, and the tiny freestanding guests here exercise the
+// VMM in milliseconds.
+package kvmtest
+
+import (
+	"encoding/binary"
+	"errors"
+	"os"
+	"testing"
+)
+
+// Require skips t, loudly, when /dev/kvm is missing; other errors fail it.
+func Require(t testing.TB) {
+	t.Helper()
+	f, err := os.OpenFile("/dev/kvm", os.O_RDWR, 0)
+	if err == nil {
+		f.Close()
+		return
+	}
+	if errors.Is(err, os.ErrNotExist) {
+		t.Skip("SKIPPED: /dev/kvm is missing on this machine; this test needs KVM")
+	}
+	t.Fatalf("open /dev/kvm: %v", err)
+}
+
+// Asm is a tiny x86-64 machine-code builder for test guests. Each method
+// appends one instruction; the encodings are from the Intel SDM vol. 2.
+type Asm struct{ B []byte }
+
+func (a *Asm) emit(b ...byte) *Asm { a.B = append(a.B, b...); return a }
+
+// MovDX loads a port number into DX (mov dx, imm16).
+func (a *Asm) MovDX(port uint16) *Asm { return a.emit(0x66, 0xBA, byte(port), byte(port>>8)) }
+
+// MovAL loads AL (mov al, imm8).
+func (a *Asm) MovAL(v byte) *Asm { return a.emit(0xB0, v) }
+
+// MovEAX loads EAX (mov eax, imm32).
+func (a *Asm) MovEAX(v uint32) *Asm {
+	return a.emit(0xB8, byte(v), byte(v>>8), byte(v>>16), byte(v>>24))
+}
+
+// MovRAX loads RAX (mov rax, imm64).
+func (a *Asm) MovRAX(v uint64) *Asm {
+	a.emit(0x48, 0xB8)
+	return a.emit(binary.LittleEndian.AppendUint64(nil, v)...)
+}
+
+// OutAL writes AL to port DX.
+func (a *Asm) OutAL() *Asm { return a.emit(0xEE) }
+
+// OutEAX writes EAX to port DX.
+func (a *Asm) OutEAX() *Asm { return a.emit(0xEF) }
+
+// InAL reads port DX into AL.
+func (a *Asm) InAL() *Asm { return a.emit(0xEC) }
+
+// MovEAXFromEDI copies the vCPU index (RDI in flat guests) to EAX.
+func (a *Asm) MovEAXFromEDI() *Asm { return a.emit(0x89, 0xF8) }
+
+// StoreImm32AtRAX writes a 32-bit immediate to [rax].
+func (a *Asm) StoreImm32AtRAX(v uint32) *Asm {
+	return a.emit(0xC7, 0x00, byte(v), byte(v>>8), byte(v>>16), byte(v>>24))
+}
+
+// LoadEAXFromRAX reads [rax] into EAX (mov eax, [rax]).
+func (a *Asm) LoadEAXFromRAX() *Asm { return a.emit(0x8B, 0x00) }
+
+// IncMem64 increments the qword at an absolute 32-bit address.
+func (a *Asm) IncMem64(addr uint32) *Asm {
+	return a.emit(0x48, 0xFF, 0x04, 0x25, byte(addr), byte(addr>>8), byte(addr>>16), byte(addr>>24))
+}
+
+// Lidt loads the IDTR from the 10-byte pseudo-descriptor at an absolute address.
+func (a *Asm) Lidt(addr uint32) *Asm {
+	return a.emit(0x0F, 0x01, 0x1C, 0x25, byte(addr), byte(addr>>8), byte(addr>>16), byte(addr>>24))
+}
+
+// Int3 is the breakpoint instruction.
+func (a *Asm) Int3() *Asm { return a.emit(0xCC) }
+
+// Ud2 raises #UD.
+func (a *Asm) Ud2() *Asm { return a.emit(0x0F, 0x0B) }
+
+// Iretq returns from an interrupt handler.
+func (a *Asm) Iretq() *Asm { return a.emit(0x48, 0xCF) }
+
+// AddRSPImm8 adds a small immediate to RSP (to drop an error code).
+func (a *Asm) AddRSPImm8(v int8) *Asm { return a.emit(0x48, 0x83, 0xC4, byte(v)) }
+
+// AddQwordAtRSPImm8 adds to the qword at [rsp] (to move a saved RIP).
+func (a *Asm) AddQwordAtRSPImm8(v int8) *Asm { return a.emit(0x48, 0x83, 0x04, 0x24, byte(v)) }
+
+// Hlt halts until the next interrupt.
+func (a *Asm) Hlt() *Asm { return a.emit(0xF4) }
+
+// JmpBack jumps to the absolute offset target within this code (short jump).
+func (a *Asm) JmpBack(target int) *Asm {
+	rel := target - (len(a.B) + 2)
+	return a.emit(0xEB, byte(int8(rel)))
+}
+
+// Len is the current code length (a label).
+func (a *Asm) Len() int { return len(a.B) }
+
+// Pad appends zero bytes up to offset n.
+func (a *Asm) Pad(n int) *Asm {
+	for len(a.B) < n {
+		a.B = append(a.B, 0)
+	}
+	return a
+}
+
+// Exit writes v to the debug-exit port 0xF4 and halts.
+func (a *Asm) Exit(v byte) *Asm { return a.MovDX(0xF4).MovAL(v).OutAL().Hlt() }
+
+// Print writes s to the COM1 UART's transmit register.
+func (a *Asm) Print(s string) *Asm {
+	a.MovDX(0x3F8)
+	for i := 0; i < len(s); i++ {
+		a.MovAL(s[i]).OutAL()
+	}
+	return a
+}
+
+// IDTGate64 encodes a 64-bit interrupt gate to handler in code segment sel.
+func IDTGate64(handler uint64, sel uint16) []byte {
+	g := make([]byte, 16)
+	binary.LittleEndian.PutUint16(g[0:], uint16(handler))
+	binary.LittleEndian.PutUint16(g[2:], sel)
+	g[5] = 0x8E // present, DPL 0, 64-bit interrupt gate
+	binary.LittleEndian.PutUint16(g[6:], uint16(handler>>16))
+	binary.LittleEndian.PutUint32(g[8:], uint32(handler>>32))
+	return g
+}

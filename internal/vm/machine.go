@@ -1,0 +1,308 @@
+// Package vm builds and runs one x86-64 virtual machine on KVM: guest RAM,
+// vCPU threads, the in-kernel irqchip and PIT, legacy devices and firmware
+// tables, and the kernel it boots.
+package vm
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"sync"
+	"sync/atomic"
+
+	"github.com/govisor/govisor/internal/guestmem"
+	"github.com/govisor/govisor/internal/iobus"
+	"github.com/govisor/govisor/internal/kvm"
+	"github.com/govisor/govisor/internal/legacy/acpipm"
+	"github.com/govisor/govisor/internal/legacy/uart8250"
+	"github.com/govisor/govisor/internal/pci"
+)
+
+// Limits of what govisor accepts.
+const (
+	MinMemoryMiB = 64
+	MaxCPUs      = 64
+)
+
+// Guest-physical layout: RAM below the 32-bit PCI hole, the rest above 4 GiB.
+const (
+	pciHoleStart = 0xC0000000
+	highMemStart = 1 << 32
+	tssAddr      = 0xFFFBD000 // three pages Intel VMX needs for real mode, in the hole
+	identityMap  = 0xFFFBC000
+)
+
+// BootMode selects how the kernel is entered.
+type BootMode string
+
+// Boot modes.
+const (
+	BootLinux64 BootMode = "linux64" // Linux 64-bit boot protocol (boot_params in RSI)
+	BootPVH     BootMode = "pvh"     // PVH: 32-bit protected mode, hvm_start_info in EBX
+)
+
+// Config describes the machine to build.
+type Config struct {
+	CPUs            int
+	MemoryMiB       uint64
+	Kernel          []byte // bzImage or ELF
+	Initrd          []byte
+	Cmdline         string
+	Boot            BootMode
+	GuestDecompress bool      // let the guest decompress a bzImage itself
+	Flat            *Flat     // instead of Kernel: raw 64-bit code (test guests)
+	Console         io.Writer // the serial console's output
+	DebugExit       bool      // QEMU-compatible isa-debug-exit port at 0xF4
+	Template        string    // CPU template: "auto" (default), "host" or "pvm"
+}
+
+// Flat is a raw code image that every vCPU enters in 64-bit mode with
+// RDI = its vCPU index, as a test guest wants (like QEMU's -device loader).
+type Flat struct {
+	Code []byte
+	Addr uint64
+}
+
+// ExitReason says why a machine stopped.
+type ExitReason int
+
+// Exit reasons.
+const (
+	ExitNone     ExitReason = iota
+	ExitPowerOff            // the guest powered off (ACPI S5)
+	ExitReset               // the guest rebooted (i8042, 0xCF9, triple fault)
+	ExitHalt                // a vCPU executed HLT with no irqchip to wake it
+	ExitDebug               // the guest wrote the debug-exit port
+	ExitHost                // the host stopped it
+	ExitError               // KVM or the VMM failed
+)
+
+func (r ExitReason) String() string {
+	return [...]string{"none", "poweroff", "reset", "halt", "debug-exit", "host-stop", "error"}[r]
+}
+
+// Exit is the outcome of running a machine.
+type Exit struct {
+	Reason ExitReason
+	Code   int // ExitDebug: the value written
+	Detail string
+	Err    error
+}
+
+// ErrStopped is returned when operating on a machine that has stopped.
+var ErrStopped = errors.New("vm: machine has stopped")
+
+// Machine is a built VM, ready to run.
+type Machine struct {
+	cfg     Config
+	sys     *kvm.System
+	kvm     *kvm.VM
+	mem     *guestmem.Memory
+	pio     iobus.Bus
+	mmio    iobus.Bus
+	uart    *uart8250.UART
+	pm      *acpipm.PM
+	pci     *pci.Bus
+	runners []*vcpuRunner
+	flavor  kvm.Flavor
+	tmpl    string
+	bootLog string
+
+	exits    []atomic.Uint64
+	emulated atomic.Uint64
+
+	mu       sync.Mutex
+	cond     *sync.Cond
+	pauseReq bool
+	parked   int
+	running  int
+	stopping bool
+	exit     Exit
+	started  bool
+	done     chan struct{}
+}
+
+// New builds the machine: KVM VM, memory, devices, tables, kernel and vCPUs.
+func New(cfg Config) (_ *Machine, err error) {
+	if cfg.CPUs < 1 || cfg.CPUs > MaxCPUs {
+		return nil, fmt.Errorf("vm: --cpus %d: give 1 to %d", cfg.CPUs, MaxCPUs)
+	}
+	if cfg.MemoryMiB < MinMemoryMiB {
+		return nil, fmt.Errorf("vm: --memory %dM: the minimum is %dM", cfg.MemoryMiB, MinMemoryMiB)
+	}
+	if avail := hostMemoryMiB(); avail > 0 && cfg.MemoryMiB > avail {
+		return nil, fmt.Errorf("vm: --memory %dM is more than this host's %dM of RAM: give less memory", cfg.MemoryMiB, avail)
+	}
+	if cfg.Console == nil {
+		cfg.Console = io.Discard
+	}
+	if cfg.Boot == "" {
+		cfg.Boot = BootLinux64
+	}
+	sys, err := kvm.Open()
+	if err != nil {
+		return nil, err
+	}
+	m := &Machine{cfg: cfg, sys: sys, done: make(chan struct{}), flavor: kvm.DetectFlavor()}
+	m.cond = sync.NewCond(&m.mu)
+	m.exits = make([]atomic.Uint64, cfg.CPUs)
+	defer func() {
+		if err != nil {
+			m.Close()
+		}
+	}()
+	if err := sys.Require(map[string]int{
+		"KVM_CAP_IRQCHIP": kvm.CapIRQChip, "KVM_CAP_PIT2": kvm.CapPIT2, "KVM_CAP_USER_MEMORY": kvm.CapUserMemory,
+		"KVM_CAP_IOEVENTFD": kvm.CapIOEventFD, "KVM_CAP_IRQFD": kvm.CapIRQFD, "KVM_CAP_VCPU_EVENTS": kvm.CapVCPUEvents,
+		"KVM_CAP_IMMEDIATE_EXIT": kvm.CapImmediateExit,
+	}); err != nil {
+		return nil, err
+	}
+	if max := sys.CheckExtension(kvm.CapMaxVCPUs); max > 0 && cfg.CPUs > max {
+		return nil, fmt.Errorf("vm: --cpus %d: this host's KVM allows at most %d", cfg.CPUs, max)
+	}
+	if m.kvm, err = sys.CreateVM(); err != nil {
+		return nil, err
+	}
+	if err := m.kvm.SetTSSAddr(tssAddr); err != nil {
+		return nil, err
+	}
+	if err := m.kvm.SetIdentityMapAddr(identityMap); err != nil {
+		return nil, err
+	}
+	if err := m.kvm.CreateIRQChip(); err != nil {
+		return nil, err
+	}
+	if err := m.kvm.CreatePIT2(kvm.PITSpeakerDummy); err != nil {
+		return nil, err
+	}
+	if err := m.setupMemory(); err != nil {
+		return nil, err
+	}
+	if err := m.setupDevices(); err != nil {
+		return nil, err
+	}
+	entry, err := m.loadGuest()
+	if err != nil {
+		return nil, err
+	}
+	if err := m.createVCPUs(entry); err != nil {
+		return nil, err
+	}
+	return m, nil
+}
+
+func (m *Machine) setupMemory() error {
+	total := m.cfg.MemoryMiB << 20
+	low := total
+	if low > pciHoleStart {
+		low = pciHoleStart
+	}
+	ranges := []guestmem.Range{{GPA: 0, Size: low}}
+	if total > low {
+		ranges = append(ranges, guestmem.Range{GPA: highMemStart, Size: total - low})
+	}
+	mem, err := guestmem.New(ranges)
+	if err != nil {
+		return err
+	}
+	m.mem = mem
+	for i, r := range mem.Regions() {
+		if err := m.kvm.SetUserMemoryRegion(uint32(i), 0, r.GPA, r.Host); err != nil {
+			return err
+		}
+	}
+	return writeBootTables(mem)
+}
+
+// Memory returns the guest RAM.
+func (m *Machine) Memory() *guestmem.Memory { return m.mem }
+
+// Console returns the serial console UART (for host input).
+func (m *Machine) Console() *uart8250.UART { return m.uart }
+
+// Flavor reports which kind of KVM runs the machine.
+func (m *Machine) Flavor() kvm.Flavor { return m.flavor }
+
+// Template is the CPU template applied.
+func (m *Machine) Template() string { return m.tmpl }
+
+// BootInfo describes how the guest was loaded (for logs).
+func (m *Machine) BootInfo() string { return m.bootLog }
+
+// Exits returns the number of KVM exits each vCPU has taken to user space.
+func (m *Machine) Exits() []uint64 {
+	out := make([]uint64, len(m.exits))
+	for i := range m.exits {
+		out[i] = m.exits[i].Load()
+	}
+	return out
+}
+
+// EmulatedInstructions counts instructions govisor completed after a KVM
+// emulation failure (kvm_pvm only).
+func (m *Machine) EmulatedInstructions() uint64 { return m.emulated.Load() }
+
+// Start runs every vCPU on its own OS thread.
+func (m *Machine) Start() error {
+	m.mu.Lock()
+	if m.started {
+		m.mu.Unlock()
+		return errors.New("vm: machine already started")
+	}
+	m.started = true
+	m.running = len(m.runners)
+	m.mu.Unlock()
+	installKickHandler()
+	for _, r := range m.runners {
+		go r.loop(nil)
+	}
+	go func() {
+		m.mu.Lock()
+		for m.running > 0 {
+			m.cond.Wait()
+		}
+		m.mu.Unlock()
+		close(m.done)
+	}()
+	return nil
+}
+
+// Wait blocks until every vCPU has stopped and returns why the machine stopped.
+func (m *Machine) Wait() Exit {
+	<-m.done
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.exit
+}
+
+// Done is closed when the machine has stopped.
+func (m *Machine) Done() <-chan struct{} { return m.done }
+
+// Run starts the machine and waits for it to stop.
+func (m *Machine) Run() Exit {
+	if err := m.Start(); err != nil {
+		return Exit{Reason: ExitError, Err: err}
+	}
+	return m.Wait()
+}
+
+// Close releases the vCPUs, the VM and guest memory. Stop and Wait first if it ran.
+func (m *Machine) Close() {
+	for _, r := range m.runners {
+		r.c.Close()
+	}
+	m.runners = nil
+	if m.kvm != nil {
+		m.kvm.Close()
+		m.kvm = nil
+	}
+	if m.mem != nil {
+		m.mem.Close()
+		m.mem = nil
+	}
+	if m.sys != nil {
+		m.sys.Close()
+		m.sys = nil
+	}
+}

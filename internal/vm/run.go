@@ -1,0 +1,227 @@
+package vm
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"os/signal"
+	"runtime"
+	"sync"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/govisor/govisor/internal/kvm"
+)
+
+// kickSignal interrupts KVM_RUN on a vCPU thread. The Go runtime must catch
+// it (signal.Notify) rather than ignore it: an ignored signal is discarded
+// before it can make KVM_RUN return EINTR.
+const kickSignal = unix.SIGUSR2
+
+var kickOnce sync.Once
+
+func installKickHandler() {
+	kickOnce.Do(func() {
+		ch := make(chan os.Signal, 16)
+		signal.Notify(ch, kickSignal)
+		go func() {
+			for range ch {
+			}
+		}()
+	})
+}
+
+// vcpuRunner is one vCPU and the OS thread that runs it.
+type vcpuRunner struct {
+	m   *Machine
+	c   *kvm.VCPU
+	tid int // OS thread id, set once the thread is locked
+}
+
+// kick makes the vCPU leave KVM_RUN soon: immediate_exit covers the window
+// before it enters the guest, the signal the time inside it.
+func (r *vcpuRunner) kick() {
+	r.c.SetImmediateExit(true)
+	r.m.mu.Lock()
+	tid := r.tid
+	r.m.mu.Unlock()
+	if tid != 0 {
+		_ = unix.Tgkill(unix.Getpid(), tid, kickSignal)
+	}
+}
+
+// loop runs the vCPU on a dedicated OS thread until the machine stops.
+func (r *vcpuRunner) loop(start func() error) {
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	m := r.m
+	m.mu.Lock()
+	r.tid = unix.Gettid()
+	m.mu.Unlock()
+	if start != nil {
+		if err := start(); err != nil {
+			m.stop(Exit{Reason: ExitError, Err: fmt.Errorf("vCPU %d: %w", r.c.ID, err)})
+			m.vcpuDone()
+			return
+		}
+	}
+	for {
+		if !m.waitRunnable() {
+			m.vcpuDone()
+			return
+		}
+		err := r.c.Run()
+		if errors.Is(err, kvm.ErrInterrupted) {
+			r.c.SetImmediateExit(false)
+			continue
+		}
+		if err != nil {
+			m.stop(Exit{Reason: ExitError, Err: err})
+			continue
+		}
+		m.exits[r.c.ID].Add(1)
+		if ex, done := r.handleExit(); done {
+			m.stop(ex)
+		}
+	}
+}
+
+// handleExit services one KVM exit; done reports that the machine must stop.
+func (r *vcpuRunner) handleExit() (Exit, bool) {
+	m := r.m
+	switch reason := r.c.ExitReason(); reason {
+	case kvm.ExitIO:
+		io, ok := r.c.IO()
+		if !ok {
+			return r.fatal("KVM gave a port-I/O buffer outside kvm_run"), true
+		}
+		for i := 0; i < io.Count; i++ {
+			d := io.Data[i*io.Size : (i+1)*io.Size]
+			if io.Out {
+				m.pio.Write(uint64(io.Port), d)
+			} else {
+				m.pio.Read(uint64(io.Port), d)
+			}
+		}
+	case kvm.ExitMMIO:
+		mm := r.c.MMIO()
+		if mm.Write {
+			m.mmio.Write(mm.Addr, mm.Data)
+		} else {
+			m.mmio.Read(mm.Addr, mm.Data)
+		}
+	case kvm.ExitHLT:
+		return Exit{Reason: ExitHalt}, true
+	case kvm.ExitShutdown:
+		// A triple fault: what Linux falls back to for reboot, and what a
+		// crashed guest does. Either way the machine resets.
+		return Exit{Reason: ExitReset, Detail: "triple fault (KVM_EXIT_SHUTDOWN) on vCPU " + fmt.Sprint(r.c.ID)}, true
+	case kvm.ExitSystemEvent:
+		switch r.c.SystemEvent() {
+		case kvm.SystemEventShutdown:
+			return Exit{Reason: ExitPowerOff}, true
+		case kvm.SystemEventReset:
+			return Exit{Reason: ExitReset, Detail: "system reset event"}, true
+		default:
+			return r.fatal(fmt.Sprintf("system event %d", r.c.SystemEvent())), true
+		}
+	case kvm.ExitInternalError:
+		ie := r.c.Internal()
+		if ie.Suberror == kvm.InternalErrorEmulation {
+			handled, err := r.emulateFailed(ie)
+			if handled {
+				return Exit{}, false
+			}
+			return r.fatal(fmt.Sprintf("KVM internal error: emulation failure: %v", err)), true
+		}
+		return r.fatal(fmt.Sprintf("KVM internal error: suberror %d data %x", ie.Suberror, ie.Data)), true
+	case kvm.ExitFailEntry:
+		return r.fatal(fmt.Sprintf("KVM entry failure: hardware reason %#x", r.c.FailEntry())), true
+	case kvm.ExitIntr, kvm.ExitIRQWindowOpen:
+	default:
+		return r.fatal(fmt.Sprintf("unexpected KVM exit reason %d", reason)), true
+	}
+	return Exit{}, false
+}
+
+// fatal builds an error exit that carries the guest's registers.
+func (r *vcpuRunner) fatal(what string) Exit {
+	return Exit{Reason: ExitError, Err: fmt.Errorf("vCPU %d: %s\n%s", r.c.ID, what, r.dumpState())}
+}
+
+// waitRunnable blocks while the machine is paused; false means stop.
+func (m *Machine) waitRunnable() bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for {
+		if m.stopping {
+			return false
+		}
+		if !m.pauseReq {
+			return true
+		}
+		m.parked++
+		m.cond.Broadcast()
+		for m.pauseReq && !m.stopping {
+			m.cond.Wait()
+		}
+		m.parked--
+	}
+}
+
+func (m *Machine) vcpuDone() {
+	m.mu.Lock()
+	m.running--
+	m.cond.Broadcast()
+	m.mu.Unlock()
+}
+
+// stop records the first exit reason and makes every vCPU leave the guest.
+func (m *Machine) stop(ex Exit) {
+	m.mu.Lock()
+	if m.stopping {
+		m.mu.Unlock()
+		return
+	}
+	m.stopping = true
+	m.exit = ex
+	m.cond.Broadcast()
+	m.mu.Unlock()
+	for _, r := range m.runners {
+		r.kick()
+	}
+}
+
+// Pause stops every vCPU outside KVM_RUN and returns once all are parked.
+func (m *Machine) Pause() error {
+	m.mu.Lock()
+	if m.stopping {
+		m.mu.Unlock()
+		return ErrStopped
+	}
+	m.pauseReq = true
+	m.mu.Unlock()
+	for _, r := range m.runners {
+		r.kick()
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for m.parked < m.running && !m.stopping {
+		m.cond.Wait()
+	}
+	if m.stopping {
+		return ErrStopped
+	}
+	return nil
+}
+
+// Resume lets paused vCPUs run again.
+func (m *Machine) Resume() {
+	m.mu.Lock()
+	m.pauseReq = false
+	m.cond.Broadcast()
+	m.mu.Unlock()
+}
+
+// Stop ends the machine from the host side (as a power cut would).
+func (m *Machine) Stop(ex Exit) { m.stop(ex) }
