@@ -186,6 +186,8 @@ func (b *Bus) DataDevice() iobus.Device { return dataPort{b} }
 
 type addressPort struct{ b *Bus }
 
+// Read implements iobus.Device: CONFIG_ADDRESS for 32-bit accesses at
+// offset 0, the reset control for byte accesses at offset 1.
 func (p addressPort) Read(offset uint64, data []byte) {
 	b := p.b
 	fill(data)
@@ -199,6 +201,7 @@ func (p addressPort) Read(offset uint64, data []byte) {
 	}
 }
 
+// Write implements iobus.Device; see Read.
 func (p addressPort) Write(offset uint64, data []byte) {
 	b := p.b
 	b.mu.Lock()

@@ -188,6 +188,7 @@ func (r regs) image() [4]byte {
 	}
 }
 
+// Read implements iobus.Device.
 func (r regs) Read(offset uint64, data []byte) {
 	r.p.mu.Lock()
 	img := r.image()
@@ -200,6 +201,7 @@ func (r regs) Read(offset uint64, data []byte) {
 	r.p.unlockAndUpdate(false)
 }
 
+// Write implements iobus.Device.
 func (r regs) Write(offset uint64, data []byte) {
 	p := r.p
 	p.mu.Lock()

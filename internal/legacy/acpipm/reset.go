@@ -28,6 +28,7 @@ type resetControl struct {
 // size 1; a write with RST_CPU (bit 2) set calls reset (if not nil).
 func NewResetControl(reset func()) iobus.Device { return &resetControl{reset: reset} }
 
+// Read implements iobus.Device: the register keeps SYS_RST and FULL_RST.
 func (r *resetControl) Read(offset uint64, data []byte) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -39,6 +40,7 @@ func (r *resetControl) Read(offset uint64, data []byte) {
 	}
 }
 
+// Write implements iobus.Device.
 func (r *resetControl) Write(offset uint64, data []byte) {
 	if offset != 0 || len(data) == 0 {
 		return
