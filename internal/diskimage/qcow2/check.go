@@ -258,7 +258,13 @@ func (m *Image) Check(repair bool) (diskimage.CheckResult, error) {
 		}
 	}
 	res, err := m.checkLocked()
-	if err != nil || !repair || res.Corruptions+res.Leaks == 0 {
+	if err != nil || !repair {
+		return res, err
+	}
+	if res.Corruptions+res.Leaks == 0 {
+		if m.h.incompat&(incCorrupt|incDirty) != 0 {
+			err = m.setIncompat(m.h.incompat &^ (incCorrupt | incDirty))
+		}
 		return res, err
 	}
 	if _, err := m.rebuildRefcounts(); err != nil {
