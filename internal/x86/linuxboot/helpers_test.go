@@ -39,14 +39,22 @@ func (m *fakeMem) WriteAt(p []byte, off int64) (int, error) {
 		return 0, fmt.Errorf("fakeMem: negative offset %d", off)
 	}
 	a := uint64(off)
-	for i := range p {
-		if !m.inRAM(a+uint64(i)) {
-			return i, fmt.Errorf("fakeMem: write of %d bytes at %#x leaves RAM at %#x", len(p), a, a+uint64(i))
+	// Every byte must be in RAM; walk region by region.
+	for cur, end := a, a+uint64(len(p)); cur < end; {
+		if !m.inRAM(cur) {
+			return 0, fmt.Errorf("fakeMem: write of %d bytes at %#x leaves RAM at %#x", len(p), a, cur)
+		}
+		for _, r := range m.ram {
+			if r.Start <= cur && cur < r.Start+r.Size {
+				cur = r.Start + r.Size
+				break
+			}
 		}
 	}
 	m.writes++
-	for i, b := range p {
-		m.page(a + uint64(i))[(a+uint64(i))%pageSize] = b
+	for done := 0; done < len(p); {
+		addr := a + uint64(done)
+		done += copy(m.page(addr)[addr%pageSize:], p[done:])
 	}
 	return len(p), nil
 }
@@ -227,7 +235,7 @@ type bzOpts struct {
 	initrdMax   uint32 // default 0x7fffffff
 	initSize    uint32
 	prefAddress uint64 // default 0x1000000
-	versionStr string
+	versionStr  string
 }
 
 const testPayloadOffset = 0x300

@@ -76,7 +76,7 @@ func describe(b []byte) string {
 		return "a script"
 	case bytes.HasPrefix(b, []byte("070701")) || bytes.HasPrefix(b, []byte("070702")):
 		return "a cpio archive (an initramfs? give it as the initrd)"
-	case len(b) >= 0x438 && b[0x438] == 0x53 && b[0x439] == 0xef:
+	case len(b) >= 0x43a && b[0x438] == 0x53 && b[0x439] == 0xef:
 		return "an ext2/3/4 file system image (give it as a disk)"
 	case bytes.HasPrefix(b, []byte("QFI\xfb")):
 		return "a qcow2 disk image"
