@@ -1,0 +1,459 @@
+package vhdx
+
+import (
+	"crypto/rand"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"sync"
+
+	"github.com/govisor/govisor/internal/diskimage"
+)
+
+// FormatName is the name diskimage reports for VHDX images.
+const FormatName = "vhdx"
+
+// Payload block states ([MS-VHDX] 2.5.1.1).
+const (
+	stateNotPresent       = 0
+	stateUndefined        = 1
+	stateZero             = 2
+	stateUnmapped         = 3
+	stateFullyPresent     = 6
+	statePartiallyPresent = 7
+	stateMask             = 7
+)
+
+// DefaultBlockSize is the payload block size Create uses unless told.
+const DefaultBlockSize = 32 * mib
+
+// CreateOptions selects what Create writes.
+type CreateOptions struct {
+	// Fixed makes every payload block present from the start.
+	Fixed bool
+	// BlockSize is the payload block size (1..256 MiB, a power of two);
+	// zero means 32 MiB.
+	BlockSize uint32
+}
+
+// Image is an open VHDX. It implements diskimage.Image and diskimage.Mapper
+// and is safe for concurrent use.
+//
+// Writes allocate blocks without going through the log: the new block is
+// placed past the end of the file (1 MiB aligned, so it never reuses space
+// a crash may have left half-written), the data is written and synced, and
+// only then is the 8-byte BAT entry updated in place, a single-sector write
+// that devices complete atomically. A crash leaves at worst an unreferenced
+// block. Before the first write of a session the headers get fresh
+// FileWriteGuid/DataWriteGuid, as [MS-VHDX] 2.2.2 requires.
+type Image struct {
+	f        *os.File
+	readOnly bool
+	hdr      *Header
+	hdrSlot  int
+	meta     *Metadata
+	batOff   int64
+	size     int64
+	block    int64
+	ratio    int64
+	fixed    bool // LeaveBlocksAllocated: reported as subformat "fixed"
+
+	mu      sync.RWMutex
+	bat     []uint64
+	end     int64 // file offset for the next block
+	touched bool  // headers updated for this session
+}
+
+// Probe reports whether header starts with the VHDX file type identifier.
+func Probe(header []byte) bool { return checkFileID(header) == nil }
+
+// Open opens a VHDX, replaying its log first when the header names one
+// (that needs a read-write open; read-only opens of such images fail).
+// Differencing disks are refused with diskimage.ErrUnsupported.
+func Open(path string, readOnly bool) (*Image, error) {
+	flag := os.O_RDWR
+	if readOnly {
+		flag = os.O_RDONLY
+	}
+	f, err := os.OpenFile(path, flag, 0)
+	if err != nil {
+		return nil, fmt.Errorf("vhdx: %w", err)
+	}
+	img := &Image{f: f, readOnly: readOnly}
+	if err := img.load(); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("vhdx: open %s: %w", path, err)
+	}
+	return img, nil
+}
+
+func (img *Image) readFull(n int, off int64) ([]byte, error) {
+	b := make([]byte, n)
+	if _, err := img.f.ReadAt(b, off); err != nil {
+		return nil, fmt.Errorf("read %d bytes at %#x: %w", n, off, err)
+	}
+	return b, nil
+}
+
+func (img *Image) load() error {
+	st, err := img.f.Stat()
+	if err != nil {
+		return err
+	}
+	fileSize := st.Size()
+	if fileSize < 1*mib {
+		return fmt.Errorf("%w: file of %d bytes", ErrBadSignature, fileSize)
+	}
+	id, err := img.readFull(8, 0)
+	if err != nil {
+		return err
+	}
+	if err := checkFileID(id); err != nil {
+		return err
+	}
+	h1, err := img.readFull(headerSize, header1Off)
+	if err != nil {
+		return err
+	}
+	h2, err := img.readFull(headerSize, header2Off)
+	if err != nil {
+		return err
+	}
+	if img.hdr, img.hdrSlot, err = pickHeader(h1, h2); err != nil {
+		return err
+	}
+	if img.hdr.LogGUID != (GUID{}) {
+		if img.readOnly {
+			return fmt.Errorf("%w: the log is not empty and must be replayed: open the image read-write", diskimage.ErrReadOnly)
+		}
+		if err := replayLog(img.f, img.hdr, fileSize); err != nil {
+			return err
+		}
+		// Replay done: a new header with an empty LogGuid ([MS-VHDX] 2.3.3).
+		img.hdr.LogGUID = GUID{}
+		if err := img.writeHeaders(); err != nil {
+			return err
+		}
+		if st, err = img.f.Stat(); err != nil {
+			return err
+		}
+		fileSize = st.Size()
+	}
+	if err := img.loadRegions(fileSize); err != nil {
+		return err
+	}
+	img.end = (fileSize + mib - 1) / mib * mib
+	return nil
+}
+
+// loadRegions reads the region table (the first valid copy), the metadata
+// and the BAT, validating every payload block offset.
+func (img *Image) loadRegions(fileSize int64) error {
+	var regions []RegionEntry
+	var first error
+	for _, off := range []int64{region1Off, region2Off} {
+		b, err := img.readFull(regionSize, off)
+		if err == nil {
+			regions, err = ParseRegionTable(b, fileSize)
+		}
+		if err == nil {
+			break
+		}
+		if first == nil {
+			first = err
+		}
+	}
+	if regions == nil {
+		return first
+	}
+	var batR, metaR *RegionEntry
+	for i := range regions {
+		switch r := &regions[i]; r.GUID {
+		case guidBAT:
+			batR = r
+		case guidMetadata:
+			metaR = r
+		default:
+			if r.Required {
+				return fmt.Errorf("%w: unknown required region", diskimage.ErrUnsupported)
+			}
+		}
+	}
+	if batR == nil || metaR == nil {
+		return fmt.Errorf("%w: BAT or metadata region missing", ErrBadRegion)
+	}
+	mb, err := img.readFull(int(metaR.Length), int64(metaR.FileOffset))
+	if err != nil {
+		return err
+	}
+	if img.meta, err = ParseMetadata(mb); err != nil {
+		return err
+	}
+	if img.meta.HasParent {
+		return fmt.Errorf("%w: vhdx differencing disks (HasParent)", diskimage.ErrUnsupported)
+	}
+	img.size = int64(img.meta.VirtualSize)
+	img.block = int64(img.meta.BlockSize)
+	img.ratio = img.meta.chunkRatio()
+	n := img.meta.batEntries()
+	if n*8 > int64(batR.Length) {
+		return fmt.Errorf("%w: BAT region of %d bytes holds fewer than %d entries", ErrBadRegion, batR.Length, n)
+	}
+	img.batOff = int64(batR.FileOffset)
+	raw, err := img.readFull(int(n*8), img.batOff)
+	if err != nil {
+		return err
+	}
+	img.bat = make([]uint64, n)
+	// Fixed disks are the ones created with every block allocated and
+	// LeaveBlocksAllocated set ([MS-VHDX] 2.6.2.1), as Hyper-V and qemu do.
+	img.fixed = img.meta.LeaveBlocksAllocated
+	for i := range img.bat {
+		e := binary.LittleEndian.Uint64(raw[i*8:])
+		img.bat[i] = e
+		if int64(i)%(img.ratio+1) == img.ratio {
+			continue // a sector bitmap entry: only differencing disks use them
+		}
+		switch e & stateMask {
+		case stateFullyPresent, statePartiallyPresent:
+			if mb := e >> 20; mb == 0 || mb > uint64(fileSize)/mib {
+				return fmt.Errorf("%w: BAT entry %d points at %d MiB, past the end of a %d-byte file", diskimage.ErrCorrupt, i, mb, fileSize)
+			}
+		case stateNotPresent, stateUndefined, stateZero, stateUnmapped:
+		default:
+			return fmt.Errorf("%w: BAT entry %d has state %d", diskimage.ErrCorrupt, i, e&stateMask)
+		}
+	}
+	return nil
+}
+
+// writeHeaders writes the header into both slots, the non-current one
+// first, each with a higher sequence number ([MS-VHDX] 2.2.2.1: updating
+// one header at a time keeps a valid one on disk throughout).
+func (img *Image) writeHeaders() error {
+	for range 2 {
+		img.hdr.SequenceNumber++
+		img.hdrSlot ^= 1
+		off := int64(header1Off)
+		if img.hdrSlot == 1 {
+			off = header2Off
+		}
+		if _, err := img.f.WriteAt(img.hdr.Marshal(), off); err != nil {
+			return fmt.Errorf("write header %d: %w", img.hdrSlot+1, err)
+		}
+		if err := img.f.Sync(); err != nil {
+			return fmt.Errorf("sync header: %w", err)
+		}
+	}
+	return nil
+}
+
+// batIndex maps a payload block number to its BAT entry ([MS-VHDX] 2.5).
+func (img *Image) batIndex(blk int64) int64 { return blk + blk/img.ratio }
+
+// VirtualSize is the guest-visible size in bytes.
+func (img *Image) VirtualSize() int64 { return img.size }
+
+// Format returns "vhdx".
+func (img *Image) Format() string { return FormatName }
+
+// Subformat returns "fixed" when every block is present, else "dynamic".
+func (img *Image) Subformat() string {
+	if img.fixed {
+		return "fixed"
+	}
+	return "dynamic"
+}
+
+// Metadata returns the image's metadata items.
+func (img *Image) Metadata() Metadata { return *img.meta }
+
+// Info describes the open image for `govisor image info`.
+func (img *Image) Info() diskimage.Info {
+	info := diskimage.Info{Format: FormatName, Subformat: img.Subformat(), VirtualSize: img.size,
+		ClusterSize: img.block, ReadOnly: img.readOnly}
+	if st, err := img.f.Stat(); err == nil {
+		info.ActualSize = allocatedBytes(st)
+	}
+	return info
+}
+
+// InfoOf reports what `govisor image info` shows for a VHDX file.
+func InfoOf(path string) (diskimage.Info, error) {
+	img, err := Open(path, true)
+	if err != nil {
+		return diskimage.Info{}, err
+	}
+	defer img.Close()
+	return img.Info(), nil
+}
+
+// blockOffset returns the file offset of payload block blk, or -1 when the
+// block reads as zeros.
+func (img *Image) blockOffset(blk int64) int64 {
+	e := img.bat[img.batIndex(blk)]
+	switch e & stateMask {
+	case stateFullyPresent, statePartiallyPresent:
+		return int64(e>>20) * mib
+	}
+	return -1
+}
+
+// ReadAt reads guest data; blocks not present read as zeros.
+func (img *Image) ReadAt(p []byte, off int64) (int, error) {
+	if off < 0 || off >= img.size {
+		if len(p) == 0 && off == img.size {
+			return 0, nil
+		}
+		return 0, io.EOF
+	}
+	var short error
+	if int64(len(p)) > img.size-off {
+		p, short = p[:img.size-off], io.EOF
+	}
+	img.mu.RLock()
+	defer img.mu.RUnlock()
+	for done := 0; done < len(p); {
+		pos := off + int64(done)
+		blk, in := pos/img.block, pos%img.block
+		n := int(min(int64(len(p)-done), img.block-in))
+		chunk := p[done : done+n]
+		if at := img.blockOffset(blk); at < 0 {
+			clear(chunk)
+		} else {
+			k, err := img.f.ReadAt(chunk, at+in)
+			if err != nil && !errors.Is(err, io.EOF) {
+				return done, fmt.Errorf("vhdx: read block %d at %#x: %w", blk, at+in, err)
+			}
+			clear(chunk[k:]) // a block cut short by the end of file
+		}
+		done += n
+	}
+	return len(p), short
+}
+
+// WriteAt writes guest data, allocating blocks as needed (see Image).
+func (img *Image) WriteAt(p []byte, off int64) (int, error) {
+	if img.readOnly {
+		return 0, diskimage.ErrReadOnly
+	}
+	if off < 0 || off > img.size || int64(len(p)) > img.size-off {
+		return 0, fmt.Errorf("vhdx: write of %d bytes at %#x outside a %d-byte disk", len(p), off, img.size)
+	}
+	img.mu.Lock()
+	defer img.mu.Unlock()
+	if !img.touched && len(p) > 0 {
+		rand.Read(img.hdr.FileWriteGUID[:])
+		rand.Read(img.hdr.DataWriteGUID[:])
+		if err := img.writeHeaders(); err != nil {
+			return 0, fmt.Errorf("vhdx: %w", err)
+		}
+		img.touched = true
+	}
+	for done := 0; done < len(p); {
+		pos := off + int64(done)
+		blk, in := pos/img.block, pos%img.block
+		n := int(min(int64(len(p)-done), img.block-in))
+		chunk := p[done : done+n]
+		at := img.blockOffset(blk)
+		if at < 0 {
+			if isZero(chunk) {
+				done += n
+				continue
+			}
+			var err error
+			if at, err = img.allocate(blk, chunk, in); err != nil {
+				return done, err
+			}
+		} else if _, err := img.f.WriteAt(chunk, at+in); err != nil {
+			return done, fmt.Errorf("vhdx: write block %d at %#x: %w", blk, at+in, err)
+		}
+		done += n
+	}
+	return len(p), nil
+}
+
+// allocate places block blk at the end of the file with chunk written at
+// in, then points the BAT at it (ordering explained on Image).
+func (img *Image) allocate(blk int64, chunk []byte, in int64) (int64, error) {
+	at := img.end
+	if err := img.f.Truncate(at + img.block); err != nil {
+		return 0, fmt.Errorf("vhdx: extend for block %d: %w", blk, err)
+	}
+	if _, err := img.f.WriteAt(chunk, at+in); err != nil {
+		return 0, fmt.Errorf("vhdx: write block %d at %#x: %w", blk, at+in, err)
+	}
+	if err := img.f.Sync(); err != nil {
+		return 0, fmt.Errorf("vhdx: sync: %w", err)
+	}
+	e := uint64(at/mib)<<20 | stateFullyPresent
+	idx := img.batIndex(blk)
+	var b [8]byte
+	binary.LittleEndian.PutUint64(b[:], e)
+	if _, err := img.f.WriteAt(b[:], img.batOff+idx*8); err != nil {
+		return 0, fmt.Errorf("vhdx: write BAT entry %d: %w", idx, err)
+	}
+	img.bat[idx] = e
+	img.end = at + img.block
+	return at, nil
+}
+
+// Map reports present (data) and absent (zero) runs.
+func (img *Image) Map(off, length int64) ([]diskimage.Extent, error) {
+	if off < 0 || length < 0 || off > img.size {
+		return nil, fmt.Errorf("vhdx: map %#x+%#x outside the disk", off, length)
+	}
+	length = min(length, img.size-off)
+	img.mu.RLock()
+	defer img.mu.RUnlock()
+	var out []diskimage.Extent
+	for pos := off; pos < off+length; {
+		blk := pos / img.block
+		n := min(off+length-pos, (blk+1)*img.block-pos)
+		zero := img.blockOffset(blk) < 0
+		if k := len(out); k > 0 && out[k-1].Zero == zero {
+			out[k-1].Length += n
+		} else {
+			out = append(out, diskimage.Extent{Offset: pos, Length: n, Zero: zero})
+		}
+		pos += n
+	}
+	return out, nil
+}
+
+// Flush makes completed writes durable.
+func (img *Image) Flush() error {
+	if img.readOnly {
+		return nil
+	}
+	if err := img.f.Sync(); err != nil {
+		return fmt.Errorf("vhdx: sync: %w", err)
+	}
+	return nil
+}
+
+// Close flushes and closes the file.
+func (img *Image) Close() error {
+	err := img.Flush()
+	if cerr := img.f.Close(); err == nil && cerr != nil {
+		err = fmt.Errorf("vhdx: close: %w", cerr)
+	}
+	return err
+}
+
+func isZero(b []byte) bool {
+	for len(b) >= 8 {
+		if binary.LittleEndian.Uint64(b) != 0 {
+			return false
+		}
+		b = b[8:]
+	}
+	for _, c := range b {
+		if c != 0 {
+			return false
+		}
+	}
+	return true
+}
