@@ -1,6 +1,7 @@
 package qcow2
 
 import (
+	"errors"
 	"fmt"
 	"math/rand"
 	"sync"
@@ -27,6 +28,9 @@ type memOp struct {
 func (b *memBackend) ReadAt(p []byte, off int64) (int, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
+	if off < 0 {
+		return 0, errors.New("negative offset")
+	}
 	if off >= int64(len(b.data)) {
 		clear(p)
 		return len(p), nil

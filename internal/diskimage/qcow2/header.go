@@ -147,7 +147,7 @@ func parseHeader(buf []byte, fileSize int64) (*header, error) {
 	if uint64(h.l1Size)*8 > maxL1Bytes {
 		return nil, fmt.Errorf("%w: l1_size %d too large", ErrBadHeader, h.l1Size)
 	}
-	if h.l1Size > 0 && (h.l1Off%cs != 0 || h.l1Off > uint64(fileSize) || uint64(h.l1Size)*8 > uint64(fileSize)-h.l1Off) {
+	if h.l1Off > uint64(fileSize) || h.l1Size > 0 && (h.l1Off%cs != 0 || h.l1Off > uint64(fileSize) || uint64(h.l1Size)*8 > uint64(fileSize)-h.l1Off) {
 		return nil, fmt.Errorf("%w: L1 table at %#x (%d entries) outside the file", ErrBadHeader, h.l1Off, h.l1Size)
 	}
 	rtBytes := uint64(h.rtClusters) << h.clusterBits
