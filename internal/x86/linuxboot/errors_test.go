@@ -88,6 +88,8 @@ func TestLoadErrors(t *testing.T) {
 }
 
 func TestProbe(t *testing.T) {
+	inner := sampleKernelELF(pvhNote(0x1000040))
+	lz := append(lz4LegacyOf(t, inner, 8<<20), sizeTrailer(len(inner))...)
 	tests := []struct {
 		name    string
 		img     []byte
@@ -96,9 +98,15 @@ func TestProbe(t *testing.T) {
 	}{
 		{"elf", sampleKernelELF(nil), KernelInfo{Format: "elf", Kernel64: true, Entry: 0x1000000}, nil},
 		{"elf pvh", sampleKernelELF(pvhNote(0x1000123)), KernelInfo{Format: "elf", Kernel64: true, Entry: 0x1000000, HasPVH: true, PVHEntry: 0x1000123}, nil},
-		{"bzImage zero setup_sects", buildBzImage(bzOpts{zeroSects: true, payload: []byte{0x02, 0x21, 0x4c, 0x18, 0, 0}, initSize: 0x1234000}),
+		{"bzImage zero setup_sects", buildBzImage(bzOpts{zeroSects: true, payload: lz, initSize: 0x1234000}),
 			KernelInfo{Format: "bzImage", Protocol: 0x020f, Compression: "lz4", Kernel64: true, Relocatable: true,
-				CmdlineSize: 2047, PayloadLength: 6, InitSize: 0x1234000, PrefAddress: 0x1000000}, nil},
+				CmdlineSize: 2047, PayloadLength: uint32(len(lz)), InitSize: 0x1234000, PrefAddress: 0x1000000,
+				UnpackedSize: len(inner), Entry: 0x1000000, HasPVH: true, PVHEntry: 0x1000040}, nil},
+		{"bzImage lzo", buildBzImage(bzOpts{payload: []byte{0x89, 'L', 'Z', 'O', 0, 0x0d, 0x0a, 0x1a, 0x0a}}),
+			KernelInfo{Format: "bzImage", Protocol: 0x020f, Compression: "lzo", Kernel64: true, Relocatable: true,
+				CmdlineSize: 2047, PayloadLength: 9, PrefAddress: 0x1000000}, nil},
+		{"bzImage corrupt lz4", buildBzImage(bzOpts{payload: []byte{0x02, 0x21, 0x4c, 0x18, 0, 0}}), KernelInfo{}, errTooBigOrCorrupt},
+		{"bzImage payload not ELF", buildBzImage(bzOpts{payload: gzipOf(t, []byte("text"))}), KernelInfo{}, ErrNotKernel},
 		{"bzImage 2.06 without payload fields", buildBzImage(bzOpts{version: 0x0206, payload: []byte{0x1f, 0x8b}}),
 			KernelInfo{Format: "bzImage", Protocol: 0x0206, Kernel64: true, Relocatable: true, CmdlineSize: 2047}, nil},
 		{"bzImage unknown codec", buildBzImage(bzOpts{payload: []byte("????")}),
@@ -109,6 +117,12 @@ func TestProbe(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			got, err := Probe(tc.img)
+			if tc.wantErr == errTooBigOrCorrupt {
+				if err == nil {
+					t.Fatalf("Probe = %+v, want an error", got)
+				}
+				return
+			}
 			if tc.wantErr != nil {
 				if !errors.Is(err, tc.wantErr) {
 					t.Fatalf("err = %v, want %v", err, tc.wantErr)
@@ -124,6 +138,9 @@ func TestProbe(t *testing.T) {
 		})
 	}
 }
+
+// errTooBigOrCorrupt marks a case where any error will do.
+var errTooBigOrCorrupt = errors.New("any error")
 
 func TestEntryModeString(t *testing.T) {
 	for m, want := range map[EntryMode]string{Entry64: "64-bit", EntryPVH: "pvh", EntryMode(7): "unknown"} {

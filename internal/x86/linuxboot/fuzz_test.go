@@ -1,10 +1,6 @@
 package linuxboot
 
-import (
-	"os"
-	"path/filepath"
-	"testing"
-)
+import "testing"
 
 // fuzzMemory is a small guest so that fuzzed segments stay cheap to zero.
 func fuzzMemory() []MemRegion {
@@ -61,46 +57,4 @@ func FuzzLoad(f *testing.F) {
 			}
 		}
 	})
-}
-
-// TestRealBzImage loads the project's test-guest kernel when it has been
-// built (a Linux 6.1 bzImage with an LZ4 payload).
-func TestRealBzImage(t *testing.T) {
-	path := filepath.Join("..", "..", "..", ".cache", "guest", "bzImage")
-	img, err := os.ReadFile(path)
-	if err != nil {
-		t.Skipf("no test-guest kernel at %s: %v", path, err)
-	}
-	info, err := Probe(img)
-	if err != nil {
-		t.Fatalf("Probe: %v", err)
-	}
-	t.Logf("Probe: %+v", info)
-	if info.Format != "bzImage" || !info.Kernel64 || info.Compression == "" {
-		t.Errorf("Probe = %+v, want a 64-bit bzImage with a known payload codec", info)
-	}
-	memory := []MemRegion{
-		{Start: 0, Size: 0x9FC00, Type: E820RAM},
-		{Start: 0x9FC00, Size: 0x400, Type: E820Reserved},
-		{Start: 0xE0000, Size: 0x20000, Type: E820Reserved},
-		{Start: 0x100000, Size: 256<<20 - 0x100000, Type: E820RAM},
-	}
-	for _, guest := range []bool{false, true} {
-		cfg := Config{Kernel: img, Initrd: make([]byte, 1<<20), Cmdline: "console=ttyS0 quiet", Memory: memory, GuestDecompress: guest}
-		l, mem := mustLoad(t, cfg)
-		t.Logf("GuestDecompress=%v: %+v", guest, l)
-		if l.Mode != Entry64 || l.Entry < l.KernelStart || l.Entry >= l.KernelEnd {
-			t.Errorf("Loaded = %+v, want a 64-bit entry inside the kernel", l)
-		}
-		if !guest && l.Format != "bzImage+unpacked("+info.Compression+")" {
-			t.Errorf("Format = %q", l.Format)
-		}
-		checkBootParams(t, mem, cfg, l)
-		if info.HasPVH || !guest {
-			cfg.PreferPVH = true
-			if l, err := Load(newFakeMem(memory), cfg); err == nil {
-				t.Logf("PVH: %+v", l)
-			}
-		}
-	}
 }

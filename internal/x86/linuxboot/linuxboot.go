@@ -9,10 +9,7 @@
 // read from a kernel image is bounds-checked; images are untrusted input.
 package linuxboot
 
-import (
-	"errors"
-	"io"
-)
+import "errors"
 
 // Fixed low-memory layout shared with the VMM. The VMM owns this map; the
 // loader writes only to the areas named here, to the kernel's own segments
@@ -38,9 +35,12 @@ const (
 
 // E820 memory types (boot_params.e820_table[].type, ACPI address range types).
 const (
-	E820RAM      = 1 // usable RAM
-	E820Reserved = 2 // reserved, not usable by the OS
-	E820ACPI     = 3 // ACPI reclaimable (tables)
+	// E820RAM is usable RAM.
+	E820RAM = 1
+	// E820Reserved is memory the OS must not use.
+	E820Reserved = 2
+	// E820ACPI is ACPI tables, reclaimable once parsed.
+	E820ACPI = 3
 )
 
 // MaxE820Entries is the capacity of boot_params.e820_table
@@ -124,6 +124,3 @@ var (
 	// ErrCmdline means the command line is too long.
 	ErrCmdline = errors.New("linuxboot: command line too long")
 )
-
-// guestMem is the narrow view of guest memory the loader writes through.
-type guestMem = io.WriterAt

@@ -2,6 +2,7 @@ package linuxboot
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 )
 
@@ -17,7 +18,8 @@ type KernelInfo struct {
 	PayloadLength uint32 // size of the compressed payload (bzImage)
 	InitSize      uint32 // memory the kernel needs from its load address while booting (bzImage)
 	PrefAddress   uint64 // preferred load address (bzImage)
-	Entry         uint64 // e_entry (ELF)
+	UnpackedSize  int    // size of the unpacked bzImage payload, 0 if not unpacked
+	Entry         uint64 // e_entry of the ELF (for a bzImage: of the vmlinux inside)
 	HasPVH        bool   // the ELF has a XEN_ELFNOTE_PHYS32_ENTRY note
 	PVHEntry      uint64 // that note's 32-bit physical entry point
 }
@@ -31,9 +33,10 @@ func (k KernelInfo) ProtocolString() string {
 }
 
 // Probe identifies a kernel image: its format, boot protocol version,
-// payload compression and PVH entry. For a bzImage it reads only the setup
-// header and the payload's magic; the PVH note of the vmlinux inside is not
-// looked for, as that needs unpacking.
+// payload compression and PVH entry. For a bzImage whose payload codec is
+// supported it unpacks the payload to read the vmlinux's entry points; a
+// payload that fails to unpack is an error, an unsupported codec is not
+// (the guest can still decompress it).
 func Probe(kernel []byte) (KernelInfo, error) {
 	switch {
 	case isBzImage(kernel):
@@ -47,9 +50,24 @@ func Probe(kernel []byte) (KernelInfo, error) {
 			CmdlineSize: h.cmdlineSize, PayloadLength: h.payloadLength,
 			InitSize: h.initSize, PrefAddress: h.prefAddress,
 		}
-		if payload, err := h.payload(); err == nil {
-			k.Compression = DetectCodec(payload)
+		payload, err := h.payload()
+		if err != nil {
+			return k, nil // protocol < 2.08: only guest decompression
 		}
+		k.Compression = DetectCodec(payload)
+		vmlinux, codec, err := Unpack(payload)
+		if errors.Is(err, ErrUnsupported) {
+			return k, nil
+		}
+		if err != nil {
+			return KernelInfo{}, err
+		}
+		e, err := parseELF(vmlinux)
+		if err != nil {
+			return KernelInfo{}, fmt.Errorf("unpacked %s payload: %w", codec, err)
+		}
+		k.UnpackedSize = len(vmlinux)
+		k.Entry, k.HasPVH, k.PVHEntry = e.entry, e.hasPVH, e.pvhEntry
 		return k, nil
 	case isELF(kernel):
 		e, err := parseELF(kernel)

@@ -100,13 +100,12 @@ func unpackZstd(p []byte, limit int) ([]byte, error) {
 	d, err := zstd.NewReader(nil,
 		zstd.WithDecoderConcurrency(1),
 		zstd.WithDecoderMaxMemory(uint64(limit)),
-		zstd.WithDecoderMaxWindow(max(uint64(limit), zstd.MinWindowSize)),
-		zstd.WithDecodeAllCapLimit(true))
+		zstd.WithDecoderMaxWindow(max(uint64(limit), zstd.MinWindowSize)))
 	if err != nil {
 		return nil, err
 	}
 	defer d.Close()
-	return d.DecodeAll(p[:n], make([]byte, 0, min(limit, 64<<20)))
+	return d.DecodeAll(p[:n], nil)
 }
 
 // zstdFramesLen returns the length of the zstd frames at the start of p, so
