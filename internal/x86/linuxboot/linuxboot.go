@@ -48,8 +48,9 @@ const (
 const MaxE820Entries = 128
 
 // MaxUnpackedSize bounds the size of a decompressed kernel payload, so a
-// hostile image cannot make the host allocate without limit.
-const MaxUnpackedSize = 1 << 30
+// hostile image cannot make the host allocate without limit. Distribution
+// kernels unpack to well under 100 MiB.
+const MaxUnpackedSize = 256 << 20
 
 // MemRegion is one entry of the guest's physical memory map.
 type MemRegion struct {

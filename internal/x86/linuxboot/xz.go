@@ -128,14 +128,18 @@ func xzBlock(p []byte, limit int, newCheck func() hash.Hash, checkLen int) ([]by
 		}
 	}
 	body := p[hlen:]
-	clen, err := lzma2Len(body)
+	clen, ulen, err := lzma2Len(body)
 	if err != nil {
 		return nil, 0, err
+	}
+	if ulen > uint64(limit) {
+		return nil, 0, fmt.Errorf("%w: lzma2 chunks hold %d bytes", errTooBig, ulen)
 	}
 	if compSize >= 0 && compSize != int64(clen) {
 		return nil, 0, fmt.Errorf("%w: compressed size %d, header says %d", errXZ, clen, compSize)
 	}
-	dictCap := max(min(lzma2DictSize(dictByte), uint64(limit)), lzma.MinDictCap)
+	// No match can reach further back than the block's whole output.
+	dictCap := max(min(lzma2DictSize(dictByte), ulen), lzma.MinDictCap)
 	lr, err := lzma.Reader2Config{DictCap: int(dictCap)}.NewReader2(bytes.NewReader(body[:clen]))
 	if err != nil {
 		return nil, 0, err
@@ -187,34 +191,37 @@ func lzma2DictSize(b int) uint64 {
 }
 
 // lzma2Len walks the LZMA2 chunk headers to find where the stream ends
-// (control byte 0x00), without decoding.
-func lzma2Len(p []byte) (int, error) {
+// (control byte 0x00) and how much it decodes to, without decoding.
+func lzma2Len(p []byte) (n int, unpacked uint64, err error) {
 	pos := 0
 	for pos < len(p) {
 		c := p[pos]
-		var n int
+		var size int
 		switch {
 		case c == 0x00:
-			return pos + 1, nil
+			return pos + 1, unpacked, nil
 		case c == 0x01 || c == 0x02: // uncompressed chunk: size-1 (be16)
 			if pos+3 > len(p) {
-				return 0, fmt.Errorf("%w: lzma2 chunk header truncated", errXZ)
+				return 0, 0, fmt.Errorf("%w: lzma2 chunk header truncated", errXZ)
 			}
-			n = 3 + int(binary.BigEndian.Uint16(p[pos+1:])) + 1
-		case c >= 0x80: // LZMA chunk: unpacked size bits, packed size-1 (be16), props
+			u := int(binary.BigEndian.Uint16(p[pos+1:])) + 1
+			unpacked += uint64(u)
+			size = 3 + u
+		case c >= 0x80: // LZMA chunk: unpacked size-1 (21 bits), packed size-1 (be16), props
 			if pos+5 > len(p) {
-				return 0, fmt.Errorf("%w: lzma2 chunk header truncated", errXZ)
+				return 0, 0, fmt.Errorf("%w: lzma2 chunk header truncated", errXZ)
 			}
-			n = 5 + int(binary.BigEndian.Uint16(p[pos+3:])) + 1
+			unpacked += uint64(c&0x1f)<<16 + uint64(binary.BigEndian.Uint16(p[pos+1:])) + 1
+			size = 5 + int(binary.BigEndian.Uint16(p[pos+3:])) + 1
 			if c >= 0xc0 {
-				n++
+				size++
 			}
 		default:
-			return 0, fmt.Errorf("%w: lzma2 control byte %#x", errXZ, c)
+			return 0, 0, fmt.Errorf("%w: lzma2 control byte %#x", errXZ, c)
 		}
-		pos += n
+		pos += size
 	}
-	return 0, fmt.Errorf("%w: lzma2 stream has no end marker", errXZ)
+	return 0, 0, fmt.Errorf("%w: lzma2 stream has no end marker", errXZ)
 }
 
 // varintReader decodes the xz multibyte integers (7 bits per byte, LSB first,
