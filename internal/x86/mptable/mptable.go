@@ -74,9 +74,11 @@ const (
 	cpuFeatureFlags = 1<<0 | 1<<9
 )
 
-// ioIntrCount is the number of I/O interrupt entries: the 8259's ExtINT on
-// pin 0 plus ISA IRQs 0-15 without IRQ 2 (the cascade).
-const ioIntrCount = 1 + 15
+// ioIntrCount is the number of I/O interrupt entries: ISA IRQs 0-15
+// without IRQ 2 (the cascade). There is no ExtINT entry for pin 0: the
+// I/O APIC starts with every pin masked, and Linux warns about an ExtINT
+// the table reports but the hardware has not set up.
+const ioIntrCount = 15
 
 // Size returns the number of bytes Write stores for nCPUs vCPUs: the
 // floating pointer plus the configuration table.
@@ -154,9 +156,8 @@ func build(nCPUs int) ([]byte, error) {
 		off += entrySize
 	}
 	// I/O interrupt entries (section 4.3.4). As on a PC (section 5.3,
-	// default configurations), the master 8259's output reaches pin 0 as
-	// ExtINT and the timer IRQ 0 is wired to pin 2; the other ISA IRQs
-	// map to the pin of the same number. Flags 0: polarity and trigger
+	// default configurations) the timer's IRQ 0 is wired to pin 2; the
+	// other ISA IRQs map to the pin of the same number. Flags 0: polarity and trigger
 	// conform to the ISA bus (active high, edge).
 	ioIntr := func(typ, irq, pin byte) {
 		e := b[off : off+entrySize]
@@ -168,7 +169,6 @@ func build(nCPUs int) ([]byte, error) {
 		e[7] = pin
 		off += entrySize
 	}
-	ioIntr(intTypeExtINT, 0, 0)
 	for irq := byte(0); irq < 16; irq++ {
 		switch irq {
 		case 0:

@@ -163,7 +163,7 @@ func TestWriteParse(t *testing.T) {
 				t.Errorf("I/O APIC id %d ver %#x addr %#x", p.ioapicID, p.ioapicVer, p.ioapicAddr)
 			}
 			checkRouting(t, p, byte(n))
-			if got := Size(n); mem[Addr+got] != 0 || got != 16+44+20*n+8*21 {
+			if got := Size(n); mem[Addr+got] != 0 || got != 16+44+20*n+8*20 {
 				t.Errorf("Size(%d) = %d", n, got)
 			}
 		})
@@ -174,28 +174,20 @@ func TestWriteParse(t *testing.T) {
 func checkRouting(t *testing.T, p *parsed, ioapicID byte) {
 	t.Helper()
 	pins := map[byte]byte{}
-	extINT := 0
 	for _, in := range p.ioIntrs {
 		if in.srcBus != ISABus || in.dstID != ioapicID || in.flags != 0 || in.dstPin >= IOAPICPins {
 			t.Errorf("bad I/O interrupt entry %+v", in)
 		}
-		switch in.typ {
-		case intTypeExtINT:
-			extINT++
-			if in.dstPin != 0 {
-				t.Errorf("ExtINT on pin %d", in.dstPin)
-			}
-		case intTypeINT:
-			if _, dup := pins[in.srcIRQ]; dup {
-				t.Errorf("IRQ %d routed twice", in.srcIRQ)
-			}
-			pins[in.srcIRQ] = in.dstPin
-		default:
+		if in.typ != intTypeINT {
 			t.Errorf("I/O interrupt type %d", in.typ)
 		}
+		if _, dup := pins[in.srcIRQ]; dup {
+			t.Errorf("IRQ %d routed twice", in.srcIRQ)
+		}
+		pins[in.srcIRQ] = in.dstPin
 	}
-	if extINT != 1 || len(pins) != 15 {
-		t.Errorf("%d ExtINT entries and %d IRQs routed", extINT, len(pins))
+	if len(pins) != 15 {
+		t.Errorf("%d IRQs routed, want 15", len(pins))
 	}
 	for irq := byte(0); irq < 16; irq++ {
 		want, ok := irq, irq != 2
