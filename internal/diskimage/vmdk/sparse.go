@@ -30,8 +30,8 @@ type sparseExtent struct {
 	gts     map[uint32][]uint32 // grain tables read so far, by GD index
 	next    int64               // file offset of the next new grain
 	pending map[int64]uint32    // grain index -> sector, not yet in the GTs
-	// A one-grain cache of the last decompressed grain: converters read in
-	// chunks smaller than a grain.
+	// A one-grain cache of the last decompressed grain.
+	cacheMu  sync.Mutex
 	cacheIdx int64
 	cache    []byte
 }
@@ -134,13 +134,15 @@ func (e *sparseExtent) lookup(g int64) (uint32, error) {
 
 func (e *sparseExtent) size() int64 { return int64(e.hdr.Capacity) * sectorSize }
 
+// readAt reads guest data. The lock covers only the table lookups, so
+// parallel readers do their I/O and decompression concurrently.
 func (e *sparseExtent) readAt(p []byte, off int64) error {
-	e.mu.Lock()
-	defer e.mu.Unlock()
 	for len(p) > 0 {
 		g, in := off/e.grainBytes, off%e.grainBytes
 		n := min(int64(len(p)), e.grainBytes-in)
+		e.mu.Lock()
 		sec, err := e.lookup(g)
+		e.mu.Unlock()
 		if err != nil {
 			return err
 		}
@@ -150,11 +152,9 @@ func (e *sparseExtent) readAt(p []byte, off int64) error {
 			// both read as zeros; govisor opens no parent disks.
 			clear(p[:n])
 		case e.compressed:
-			grain, err := e.inflate(g, sec)
-			if err != nil {
+			if err := e.readCompressed(g, sec, in, p[:n]); err != nil {
 				return err
 			}
-			copy(p[:n], grain[in:])
 		default:
 			at := int64(sec)*sectorSize + in
 			k, err := e.f.ReadAt(p[:n], at)
@@ -168,13 +168,31 @@ func (e *sparseExtent) readAt(p []byte, off int64) error {
 	return nil
 }
 
+// readCompressed copies part of compressed grain g into p, through a
+// one-grain cache: converters read in chunks smaller than a grain.
+func (e *sparseExtent) readCompressed(g int64, sec uint32, in int64, p []byte) error {
+	e.cacheMu.Lock()
+	if e.cacheIdx == g {
+		copy(p, e.cache[in:])
+		e.cacheMu.Unlock()
+		return nil
+	}
+	e.cacheMu.Unlock()
+	grain, err := e.inflate(g, sec)
+	if err != nil {
+		return err
+	}
+	copy(p, grain[in:])
+	e.cacheMu.Lock()
+	e.cacheIdx, e.cache = g, grain
+	e.cacheMu.Unlock()
+	return nil
+}
+
 // inflate reads and decompresses the grain at sector sec (spec "Compressed
 // Grains": a grain marker holding the LBA and the compressed size, then
 // deflate data in zlib format).
 func (e *sparseExtent) inflate(g int64, sec uint32) ([]byte, error) {
-	if e.cacheIdx == g {
-		return e.cache, nil
-	}
 	at := int64(sec) * sectorSize
 	var hdr [grainMarkerBytes]byte
 	if _, err := e.f.ReadAt(hdr[:], at); err != nil {
@@ -196,19 +214,13 @@ func (e *sparseExtent) inflate(g int64, sec uint32) ([]byte, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%w: grain %d: %v", diskimage.ErrCorrupt, g, err)
 	}
-	if e.cache == nil {
-		e.cache = make([]byte, e.grainBytes)
-	}
-	e.cacheIdx = -1
-	n, err := io.ReadFull(zr, e.cache)
-	if err != nil && !errors.Is(err, io.ErrUnexpectedEOF) {
+	grain := make([]byte, e.grainBytes)
+	// The last grain of a disk whose size is not a grain multiple may
+	// inflate short; the rest stays zero.
+	if _, err := io.ReadFull(zr, grain); err != nil && !errors.Is(err, io.ErrUnexpectedEOF) {
 		return nil, fmt.Errorf("%w: inflate grain %d: %v", diskimage.ErrCorrupt, g, err)
 	}
-	// The last grain of a disk whose size is not a grain multiple may be
-	// short.
-	clear(e.cache[n:])
-	e.cacheIdx = g
-	return e.cache, nil
+	return grain, nil
 }
 
 // writeAt writes guest data. A new grain is written whole (zeros around the
