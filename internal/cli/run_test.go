@@ -1,0 +1,159 @@
+package cli
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/govisor/govisor/internal/kvm/kvmtest"
+)
+
+var (
+	binOnce sync.Once
+	binPath string
+	binErr  error
+)
+
+// govisorBin builds the real binary once, so the tests see exactly what users run.
+func govisorBin(t *testing.T) string {
+	t.Helper()
+	binOnce.Do(func() {
+		dir, err := os.MkdirTemp("", "govisor-bin")
+		if err != nil {
+			binErr = err
+			return
+		}
+		binPath = filepath.Join(dir, "govisor")
+		cmd := exec.Command("go", "build", "-o", binPath, "github.com/govisor/govisor/cmd/govisor")
+		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+		if out, err := cmd.CombinedOutput(); err != nil {
+			binErr = err
+			binPath = string(out)
+		}
+	})
+	if binErr != nil {
+		t.Fatalf("build govisor: %v\n%s", binErr, binPath)
+	}
+	return binPath
+}
+
+func runGovisor(t *testing.T, args ...string) (stdout, stderr string, code int) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, govisorBin(t), args...)
+	var o, e bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &o, &e
+	err := cmd.Run()
+	if ee, ok := err.(*exec.ExitError); ok {
+		code = ee.ExitCode()
+	} else if err != nil {
+		t.Fatalf("run govisor: %v", err)
+	}
+	return o.String(), e.String(), code
+}
+
+func TestRunTinyPVHGuest(t *testing.T) {
+	kvmtest.Require(t)
+	dir := t.TempDir()
+	elf := filepath.Join(dir, "tiny.elf")
+	if err := os.WriteFile(elf, kvmtest.PVHELF(kvmtest.MarkerGuest("TINY-MARKER\n"), 0x100000), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out, errOut, code := runGovisor(t, "run", "--kernel", elf, "--boot", "pvh", "--debug-exit", "--memory", "64M")
+	if code != 0 || out != "TINY-MARKER\n" {
+		t.Fatalf("exit %d, stdout %q, stderr %q", code, out, errOut)
+	}
+}
+
+func TestRunErrors(t *testing.T) {
+	kvmtest.Require(t)
+	dir := t.TempDir()
+	notKernel := filepath.Join(dir, "notes.txt")
+	os.WriteFile(notKernel, []byte("just some text, not a kernel image at all\n"), 0o644)
+	elf := filepath.Join(dir, "tiny.elf")
+	os.WriteFile(elf, kvmtest.PVHELF(kvmtest.MarkerGuest("x"), 0x100000), 0o644)
+	huge := filepath.Join(dir, "huge.cpio")
+	f, _ := os.Create(huge)
+	f.Truncate(80 << 20)
+	f.Close()
+	cases := []struct {
+		name string
+		args []string
+		want string
+	}{
+		{"no kernel", []string{"run"}, "--kernel is required"},
+		{"missing kernel", []string{"run", "--kernel", filepath.Join(dir, "nope")}, "no such file"},
+		{"not a kernel", []string{"run", "--kernel", notKernel}, "not a Linux kernel image"},
+		{"unknown flag", []string{"run", "--kernel", elf, "--frobnicate"}, "unknown flag: --frobnicate"},
+		{"bad memory", []string{"run", "--kernel", elf, "--memory", "lots"}, "give a size such as 512M"},
+		{"too much memory", []string{"run", "--kernel", elf, "--memory", "64T"}, "more than this host"},
+		{"too many cpus", []string{"run", "--kernel", elf, "--cpus", "65"}, "give 1 to 64"},
+		{"initrd too big", []string{"run", "--kernel", elf, "--boot", "pvh", "--memory", "64M", "--initrd", huge}, "initrd"},
+		{"bad boot mode", []string{"run", "--kernel", elf, "--boot", "bios"}, "use linux64 or pvh"},
+	}
+	for _, c := range cases {
+		_, errOut, code := runGovisor(t, c.args...)
+		if code == 0 || !strings.Contains(errOut, c.want) || strings.Count(strings.TrimSpace(errOut), "\n") > 2 {
+			t.Errorf("%s: exit %d, stderr %q; want a non-zero exit and one message containing %q", c.name, code, errOut, c.want)
+		}
+	}
+}
+
+func TestProbe(t *testing.T) {
+	kvmtest.Require(t)
+	out, errOut, code := runGovisor(t, "probe")
+	if code != 0 || !strings.Contains(out, "CPU template:") || !strings.Contains(out, "+irqchip") {
+		t.Fatalf("probe: exit %d\n%s%s", code, out, errOut)
+	}
+}
+
+// TestLinuxRebootRestarts boots Linux without ACPI, so the guest's final
+// `reboot -f` resets the machine; govisor must boot it again (a second
+// GUEST-READY) and end cleanly on SIGTERM.
+func TestLinuxRebootRestarts(t *testing.T) {
+	kernel, initrd := kvmtest.LinuxGuest(t)
+	cmd := exec.Command(govisorBin(t), "run", "--kernel", kernel, "--initrd", initrd, "--memory", "256M",
+		"--cmdline", kvmtest.LinuxCmdline+" acpi=off run=true")
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	ready := 0
+	timer := time.AfterFunc(25*time.Minute, func() { cmd.Process.Kill() })
+	defer timer.Stop()
+	sc := bufio.NewScanner(stdout)
+	var console strings.Builder
+	for sc.Scan() {
+		console.WriteString(sc.Text() + "\n")
+		if strings.Contains(sc.Text(), "GUEST-READY") {
+			ready++
+			if ready == 2 {
+				cmd.Process.Signal(syscall.SIGTERM)
+			}
+		}
+	}
+	err = cmd.Wait()
+	if ready < 2 {
+		t.Fatalf("guest booted %d times, want 2 (restart after reboot); err %v\nconsole:\n%s\nstderr:\n%s", ready, err, console.String(), stderr.String())
+	}
+	if !strings.Contains(stderr.String(), "guest rebooted") {
+		t.Errorf("stderr does not report the reboot: %q", stderr.String())
+	}
+	if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 128+int(syscall.SIGTERM) {
+		t.Errorf("exit after SIGTERM: %v, want code %d", err, 128+int(syscall.SIGTERM))
+	}
+}

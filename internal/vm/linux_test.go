@@ -1,0 +1,99 @@
+package vm
+
+import (
+	"fmt"
+	"os"
+	"regexp"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/govisor/govisor/internal/kvm/kvmtest"
+)
+
+// bootLinux boots the minimal test guest and returns its console and exit.
+func bootLinux(t *testing.T, cpus int, memMiB uint64, extra, run string) (string, Exit) {
+	t.Helper()
+	kernel, initrd := kvmtest.LinuxGuest(t)
+	k, err := os.ReadFile(kernel)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ird, err := os.ReadFile(initrd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out syncBuffer
+	m, err := New(Config{
+		CPUs: cpus, MemoryMiB: memMiB, Kernel: k, Initrd: ird, Console: &out,
+		Cmdline: fmt.Sprintf("%s %s run=%q", kvmtest.LinuxCmdline, extra, run),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	start := time.Now()
+	if err := m.Start(); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-m.Done():
+	case <-time.After(20 * time.Minute):
+		m.Stop(Exit{Reason: ExitHost})
+		m.Wait()
+		t.Fatalf("guest did not finish in 20 minutes; console:\n%s", out.String())
+	}
+	ex := m.Wait()
+	t.Logf("%d vCPUs, %d MiB: stopped after %v: %s %s; %d instructions completed by govisor",
+		cpus, memMiB, time.Since(start).Round(time.Millisecond), ex.Reason, ex.Detail, m.EmulatedInstructions())
+	return out.String(), ex
+}
+
+var (
+	nprocRe    = regexp.MustCompile(`(?m)^NPROC=(\d+)\r?$`)
+	memTotalRe = regexp.MustCompile(`MemTotal:\s+(\d+) kB`)
+)
+
+// TestLinuxBoot boots the minimal Linux guest with 1, 2 and 4 vCPUs, reads
+// the CPU count and memory size back over the serial console, and checks
+// how it ends: ACPI power-off, or (acpi=off, CPUs from the MP table) the
+// reboot the guest falls back to without ACPI.
+func TestLinuxBoot(t *testing.T) {
+	cases := []struct {
+		cpus   int
+		mem    uint64
+		extra  string
+		reason ExitReason
+	}{
+		{1, 256, "", ExitPowerOff},
+		{2, 512, "acpi=off", ExitReset},
+		{4, 1024, "", ExitPowerOff},
+	}
+	for _, c := range cases {
+		c := c
+		t.Run(fmt.Sprintf("%dcpu_%dM%s", c.cpus, c.mem, strings.ReplaceAll(c.extra, "=", "_")), func(t *testing.T) {
+			t.Parallel()
+			con, ex := bootLinux(t, c.cpus, c.mem, c.extra, "echo NPROC=$(nproc); grep MemTotal /proc/meminfo")
+			if ex.Reason != c.reason {
+				t.Fatalf("exit %s (%v), want %s; console:\n%s", ex.Reason, ex.Err, c.reason, con)
+			}
+			if !strings.Contains(con, "GUEST-READY") {
+				t.Fatalf("no GUEST-READY marker; console:\n%s", con)
+			}
+			m := nprocRe.FindStringSubmatch(con)
+			if m == nil || m[1] != strconv.Itoa(c.cpus) {
+				t.Errorf("guest sees %v CPUs, want %d; console:\n%s", m, c.cpus, con)
+			}
+			mm := memTotalRe.FindStringSubmatch(con)
+			if mm == nil {
+				t.Fatalf("no MemTotal; console:\n%s", con)
+			}
+			kb, _ := strconv.ParseUint(mm[1], 10, 64)
+			// The kernel keeps its own image and reserved areas out of MemTotal.
+			if kb > c.mem*1024 || kb < c.mem*1024*80/100 {
+				t.Errorf("MemTotal %d kB for a %d MiB guest", kb, c.mem)
+			}
+		})
+	}
+}
