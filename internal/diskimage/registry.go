@@ -164,11 +164,23 @@ func Lookup(name string) (Driver, error) {
 	d, ok := drivers[name]
 	regMu.RUnlock()
 	if !ok {
-		return Driver{}, fmt.Errorf("%w: unknown format %q: use one of %s",
-			ErrUnknownFormat, name, strings.Join(Formats(), ", "))
+		return Driver{}, &unknownFormatError{name: name, known: Formats()}
 	}
 	return d, nil
 }
+
+// unknownFormatError names the format asked for and those that exist; it
+// matches ErrUnknownFormat.
+type unknownFormatError struct {
+	name  string
+	known []string
+}
+
+func (e *unknownFormatError) Error() string {
+	return fmt.Sprintf("unknown format %q: use one of %s", e.name, strings.Join(e.known, ", "))
+}
+
+func (e *unknownFormatError) Is(target error) bool { return target == ErrUnknownFormat }
 
 // Probe names the format of the file at path: the first driver whose Probe
 // matches its header, then whose ProbeTail matches its end, else "raw".

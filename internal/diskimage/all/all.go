@@ -6,5 +6,7 @@ import (
 	// Each driver registers itself from init().
 	_ "github.com/govisor/govisor/internal/diskimage/qcow2"
 	_ "github.com/govisor/govisor/internal/diskimage/raw"
-	// vmdk, vhd and vhdx: add their imports here once those packages exist.
+	_ "github.com/govisor/govisor/internal/diskimage/vhd"
+	_ "github.com/govisor/govisor/internal/diskimage/vhdx"
+	_ "github.com/govisor/govisor/internal/diskimage/vmdk"
 )

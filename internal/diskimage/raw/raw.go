@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"sync"
 
 	"golang.org/x/sys/unix"
 
@@ -27,6 +28,8 @@ type Image struct {
 	path string
 	size int64
 	ro   bool
+	once sync.Once
+	cerr error
 }
 
 // Open opens the raw image at path.
@@ -119,13 +122,15 @@ func (m *Image) Flush() error {
 	return nil
 }
 
-// Close flushes and closes the image.
+// Close flushes and closes the image; later calls return the same result.
 func (m *Image) Close() error {
-	ferr := m.Flush()
-	if err := m.f.Close(); err != nil && ferr == nil {
-		ferr = fmt.Errorf("raw: close %s: %w", m.path, err)
-	}
-	return ferr
+	m.once.Do(func() {
+		m.cerr = m.Flush()
+		if err := m.f.Close(); err != nil && m.cerr == nil {
+			m.cerr = fmt.Errorf("raw: close %s: %w", m.path, err)
+		}
+	})
+	return m.cerr
 }
 
 // Resize changes the size of the disk (truncate: growing leaves a hole).
