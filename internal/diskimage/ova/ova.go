@@ -2,6 +2,7 @@ package ova
 
 import (
 	"archive/tar"
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -11,6 +12,7 @@ import (
 	"strings"
 
 	"github.com/govisor/govisor/internal/diskimage"
+	"github.com/govisor/govisor/internal/diskimage/convert"
 	"github.com/govisor/govisor/internal/diskimage/qcow2"
 
 	// The disks of an OVA are VMDKs in practice, but any format the
@@ -183,10 +185,6 @@ func verify(manifest map[string]manifestEntry, members map[string]*member) error
 
 // convertDisk writes src (any registered format; empty for a blank disk)
 // as a qcow2 image at out, of at least capacity bytes.
-//
-// The generic converter (internal/diskimage/convert) did not exist when
-// this was written, so a sequential, sparse-aware copy lives here; switch
-// to convert when it lands.
 func convertDisk(src, out string, capacity int64) error {
 	var in diskimage.Image
 	size := capacity
@@ -203,52 +201,12 @@ func convertDisk(src, out string, capacity int64) error {
 		return err
 	}
 	if in != nil {
-		if err := copyData(dst, in); err != nil {
+		if err := convert.Convert(context.Background(), in, dst, convert.Options{}); err != nil {
 			dst.Close()
 			return err
 		}
 	}
 	return dst.Close()
-}
-
-// copyData copies the allocated, non-zero parts of in to dst.
-func copyData(dst, in diskimage.Image) error {
-	exts := []diskimage.Extent{{Offset: 0, Length: in.VirtualSize()}}
-	if m, ok := in.(diskimage.Mapper); ok {
-		var err error
-		if exts, err = m.Map(0, in.VirtualSize()); err != nil {
-			return err
-		}
-	}
-	buf := make([]byte, 1<<20)
-	for _, e := range exts {
-		if e.Zero {
-			continue
-		}
-		for off := e.Offset; off < e.Offset+e.Length; {
-			n := min(int64(len(buf)), e.Offset+e.Length-off)
-			b := buf[:n]
-			if _, err := in.ReadAt(b, off); err != nil && !errors.Is(err, io.EOF) {
-				return fmt.Errorf("read at %#x: %w", off, err)
-			}
-			if !isZero(b) {
-				if _, err := dst.WriteAt(b, off); err != nil {
-					return fmt.Errorf("write at %#x: %w", off, err)
-				}
-			}
-			off += n
-		}
-	}
-	return nil
-}
-
-func isZero(b []byte) bool {
-	for _, c := range b {
-		if c != 0 {
-			return false
-		}
-	}
-	return true
 }
 
 // safeName turns a VM name into a file name component.

@@ -78,3 +78,12 @@ func (img *Image) Info() diskimage.Info {
 	}
 	return info
 }
+
+// ClusterSize is the dynamic block size (2 MiB), or a sector for fixed
+// disks: the unit converters align writes to.
+func (img *Image) ClusterSize() int64 {
+	if img.dyn != nil {
+		return img.blockSize
+	}
+	return sectorSize
+}

@@ -55,3 +55,31 @@ func (img *Image) Info() diskimage.Info {
 	}
 	return info
 }
+
+// ClusterSize is the grain size: the unit converters align writes to.
+func (img *Image) ClusterSize() int64 {
+	if img.stream != nil {
+		return streamGrainBytes
+	}
+	for _, e := range img.exts {
+		if se, ok := e.(*sparseExtent); ok {
+			return se.grainBytes
+		}
+	}
+	return sectorSize
+}
+
+// CompressedClusterSize is the grain size of a streamOptimized image being
+// created.
+func (img *Image) CompressedClusterSize() int64 { return streamGrainBytes }
+
+// WriteCompressed stores a grain compressed. Only streamOptimized images
+// being created store compressed grains (they compress every grain, so this
+// is WriteAt); other subformats refuse with diskimage.ErrUnsupported.
+func (img *Image) WriteCompressed(data []byte, off int64) error {
+	if img.stream == nil {
+		return fmt.Errorf("vmdk: %w: compressed grains in %s images (use subformat=streamOptimized)", diskimage.ErrUnsupported, img.desc.CreateType)
+	}
+	_, err := img.WriteAt(data, off)
+	return err
+}
