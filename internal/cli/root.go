@@ -32,7 +32,7 @@ func NewRootCmd() *cobra.Command {
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(newRunCmd(), newProbeCmd())
+	root.AddCommand(newRunCmd(), newProbeCmd(), NewImageCmd())
 	return root
 }
 
