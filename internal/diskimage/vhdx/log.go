@@ -170,11 +170,11 @@ func (l *logReader) activeSequence() ([]*logEntry, error) {
 	return nil, fmt.Errorf("%w: no complete sequence among %d entries", ErrBadLog, len(all))
 }
 
-// replayLog applies the active log sequence to the file ([MS-VHDX] 2.3.3):
-// each data sector and zero range is written at its file offset, and the
-// file is extended to the head entry's LastFileOffset. fileSize must cover
+// replayLog applies the active log sequence to t ([MS-VHDX] 2.3.3): each
+// data sector and zero range is written at its file offset, and the file
+// is extended to the head entry's LastFileOffset. fileSize must cover
 // FlushedFileOffset, or the file was truncated after the log was written.
-func replayLog(f *os.File, h *Header, fileSize int64) error {
+func replayLog(f *os.File, h *Header, fileSize int64, t replayTarget) error {
 	if h.LogLength == 0 || h.LogLength%mib != 0 || h.LogLength > maxLogLength ||
 		h.LogOffset%mib != 0 || h.LogOffset > uint64(fileSize) || uint64(h.LogLength) > uint64(fileSize)-h.LogOffset {
 		return fmt.Errorf("%w: log at %#x+%#x in a %d-byte file", ErrBadLog, h.LogOffset, h.LogLength, fileSize)
@@ -191,31 +191,26 @@ func replayLog(f *os.File, h *Header, fileSize int64) error {
 	if head.lastEnd > maxVirtualSize*2 {
 		return fmt.Errorf("%w: last file offset %d", ErrBadLog, head.lastEnd)
 	}
-	zeros := make([]byte, 64*kib)
+	ndesc := 0
+	for _, e := range seq {
+		if ndesc += len(e.descs); ndesc > maxReplayDescriptors {
+			return fmt.Errorf("%w: more than %d descriptors", ErrBadLog, maxReplayDescriptors)
+		}
+	}
 	for _, e := range seq {
 		for _, d := range e.descs {
 			if d.fileOffset > maxVirtualSize*2 || d.zeroLength > maxVirtualSize {
 				return fmt.Errorf("%w: descriptor at file offset %#x", ErrBadLog, d.fileOffset)
 			}
-			if !d.zero {
-				if _, err := f.WriteAt(d.data, int64(d.fileOffset)); err != nil {
-					return fmt.Errorf("replay data at %#x: %w", d.fileOffset, err)
-				}
-				continue
+			if d.zero {
+				err = t.zero(int64(d.fileOffset), int64(d.zeroLength))
+			} else {
+				_, err = t.WriteAt(d.data, int64(d.fileOffset))
 			}
-			for done := uint64(0); done < d.zeroLength; {
-				n := min(uint64(len(zeros)), d.zeroLength-done)
-				if _, err := f.WriteAt(zeros[:n], int64(d.fileOffset+done)); err != nil {
-					return fmt.Errorf("replay zeros at %#x: %w", d.fileOffset+done, err)
-				}
-				done += n
+			if err != nil {
+				return fmt.Errorf("replay at %#x: %w", d.fileOffset, err)
 			}
 		}
 	}
-	if st, err := f.Stat(); err == nil && st.Size() < int64(head.lastEnd) {
-		if err := f.Truncate(int64(head.lastEnd)); err != nil {
-			return fmt.Errorf("extend to %d: %w", head.lastEnd, err)
-		}
-	}
-	return f.Sync()
+	return t.extend(int64(head.lastEnd))
 }

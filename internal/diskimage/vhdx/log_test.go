@@ -3,12 +3,9 @@ package vhdx
 import (
 	"bytes"
 	"encoding/binary"
-	"errors"
 	"os"
 	"path/filepath"
 	"testing"
-
-	"github.com/govisor/govisor/internal/diskimage"
 )
 
 type logWrite struct {
@@ -103,8 +100,14 @@ func dirtyImage(t *testing.T, dir string) (string, []byte) {
 
 func TestLogReplay(t *testing.T) {
 	path, want := dirtyImage(t, t.TempDir())
-	if _, err := Open(path, true); !errors.Is(err, diskimage.ErrReadOnly) {
-		t.Fatalf("read-only open of a dirty log: %v", err)
+	// A read-only open replays in memory and leaves the file alone.
+	before, _ := os.ReadFile(path)
+	rgot, _ := readAll(t, path, true)
+	if !bytes.Equal(rgot, want) {
+		t.Fatal("read-only replay differs")
+	}
+	if after, _ := os.ReadFile(path); !bytes.Equal(before, after) {
+		t.Fatal("read-only open modified the file")
 	}
 	got, img := readAll(t, path, false)
 	if !bytes.Equal(got, want) {
@@ -159,5 +162,39 @@ func TestLogSequenceSelection(t *testing.T) {
 			t.Errorf("%s: sequence %v, want %v (%v)", tc.name, got, tc.want, err)
 		}
 		f.Close()
+	}
+}
+
+func TestOverlayOrdering(t *testing.T) {
+	f, err := os.CreateTemp(t.TempDir(), "ov")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	f.Write(bytes.Repeat([]byte{'F'}, 16384))
+	o := newOverlay(f, 16384)
+	a, b := bytes.Repeat([]byte{'A'}, 4096), bytes.Repeat([]byte{'B'}, 4096)
+	o.WriteAt(a, 0)
+	o.zero(0, 8192) // drops page A
+	o.zero(4096, 8192)
+	o.WriteAt(b, 8192) // written after the zero range: survives
+	o.extend(20480)
+	o.finish()
+	got := make([]byte, 20480)
+	if n, err := o.ReadAt(got, 0); n != 20480 || err != nil {
+		t.Fatalf("read %d %v", n, err)
+	}
+	want := append(append(append(make([]byte, 8192), b...), bytes.Repeat([]byte{'F'}, 4096)...), make([]byte, 4096)...)
+	if !bytes.Equal(got, want) {
+		t.Fatal("overlay view differs")
+	}
+	// Unaligned reads see the same bytes.
+	part := make([]byte, 5000)
+	o.ReadAt(part, 7000)
+	if !bytes.Equal(part, want[7000:12000]) {
+		t.Fatal("unaligned overlay read differs")
+	}
+	if _, err := o.WriteAt([]byte{1}, 3); err == nil {
+		t.Fatal("unaligned replay write accepted")
 	}
 }

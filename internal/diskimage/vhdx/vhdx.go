@@ -50,6 +50,7 @@ type CreateOptions struct {
 // FileWriteGuid/DataWriteGuid, as [MS-VHDX] 2.2.2 requires.
 type Image struct {
 	f        *os.File
+	r        io.ReaderAt // f, or an in-memory replay of the log over f
 	readOnly bool
 	hdr      *Header
 	hdrSlot  int
@@ -69,8 +70,8 @@ type Image struct {
 // Probe reports whether header starts with the VHDX file type identifier.
 func Probe(header []byte) bool { return checkFileID(header) == nil }
 
-// Open opens a VHDX, replaying its log first when the header names one
-// (that needs a read-write open; read-only opens of such images fail).
+// Open opens a VHDX, replaying its log first when the header names one:
+// into the file for read-write opens, in memory for read-only ones.
 // Differencing disks are refused with diskimage.ErrUnsupported.
 func Open(path string, readOnly bool) (*Image, error) {
 	flag := os.O_RDWR
@@ -81,7 +82,7 @@ func Open(path string, readOnly bool) (*Image, error) {
 	if err != nil {
 		return nil, fmt.Errorf("vhdx: %w", err)
 	}
-	img := &Image{f: f, readOnly: readOnly}
+	img := &Image{f: f, r: f, readOnly: readOnly}
 	if err := img.load(); err != nil {
 		f.Close()
 		return nil, fmt.Errorf("vhdx: open %s: %w", path, err)
@@ -91,7 +92,7 @@ func Open(path string, readOnly bool) (*Image, error) {
 
 func (img *Image) readFull(n int, off int64) ([]byte, error) {
 	b := make([]byte, n)
-	if _, err := img.f.ReadAt(b, off); err != nil {
+	if _, err := img.r.ReadAt(b, off); err != nil {
 		return nil, fmt.Errorf("read %d bytes at %#x: %w", n, off, err)
 	}
 	return b, nil
@@ -125,27 +126,46 @@ func (img *Image) load() error {
 		return err
 	}
 	if img.hdr.LogGUID != (GUID{}) {
-		if img.readOnly {
-			return fmt.Errorf("%w: the log is not empty and must be replayed: open the image read-write", diskimage.ErrReadOnly)
-		}
-		if err := replayLog(img.f, img.hdr, fileSize); err != nil {
+		if fileSize, err = img.replay(fileSize); err != nil {
 			return err
 		}
-		// Replay done: a new header with an empty LogGuid ([MS-VHDX] 2.3.3).
-		img.hdr.LogGUID = GUID{}
-		if err := img.writeHeaders(); err != nil {
-			return err
-		}
-		if st, err = img.f.Stat(); err != nil {
-			return err
-		}
-		fileSize = st.Size()
 	}
 	if err := img.loadRegions(fileSize); err != nil {
 		return err
 	}
 	img.end = (fileSize + mib - 1) / mib * mib
 	return nil
+}
+
+// replay applies a pending log and returns the new file size. Read-write
+// opens replay into the file and then write headers with an empty LogGuid
+// ([MS-VHDX] 2.3.3); read-only opens replay into memory, leaving the file
+// as it is.
+func (img *Image) replay(fileSize int64) (int64, error) {
+	if img.readOnly {
+		o := newOverlay(img.f, fileSize)
+		if err := replayLog(img.f, img.hdr, fileSize, o); err != nil {
+			return 0, err
+		}
+		o.finish()
+		img.r = o
+		return o.size, nil
+	}
+	if err := replayLog(img.f, img.hdr, fileSize, fileTarget{img.f}); err != nil {
+		return 0, err
+	}
+	if err := img.f.Sync(); err != nil {
+		return 0, err
+	}
+	img.hdr.LogGUID = GUID{}
+	if err := img.writeHeaders(); err != nil {
+		return 0, err
+	}
+	st, err := img.f.Stat()
+	if err != nil {
+		return 0, err
+	}
+	return st.Size(), nil
 }
 
 // loadRegions reads the region table (the first valid copy), the metadata
@@ -323,7 +343,7 @@ func (img *Image) ReadAt(p []byte, off int64) (int, error) {
 		if at := img.blockOffset(blk); at < 0 {
 			clear(chunk)
 		} else {
-			k, err := img.f.ReadAt(chunk, at+in)
+			k, err := img.r.ReadAt(chunk, at+in)
 			if err != nil && !errors.Is(err, io.EOF) {
 				return done, fmt.Errorf("vhdx: read block %d at %#x: %w", blk, at+in, err)
 			}
