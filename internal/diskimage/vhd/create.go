@@ -87,4 +87,3 @@ func createDynamic(f *os.File, ft *Footer, size int64) error {
 	}
 	return nil
 }
-
