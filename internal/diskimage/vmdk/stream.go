@@ -9,6 +9,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"runtime"
 	"sync"
 
 	"github.com/klauspost/compress/zlib"
@@ -140,37 +141,23 @@ func (s *streamWriter) finish() error {
 	if _, err := w.Write(head); err != nil {
 		return err
 	}
-	grain := make([]byte, streamGrainBytes)
-	var comp bytes.Buffer
-	zw, _ := zlib.NewWriterLevel(&comp, zlib.DefaultCompression)
 	gd := make([]uint32, numGT)
 	gt := make([]byte, gtesPerGT*4)
 	for t := int64(0); t < numGT; t++ {
 		clear(gt)
 		used := false
-		for i := int64(0); i < gtesPerGT; i++ {
-			g := t*gtesPerGT + i
-			if g >= grains || !s.isTouched(g) {
+		comp, err := s.compressTable(t, grains)
+		if err != nil {
+			return err
+		}
+		for i, c := range comp {
+			if c == nil {
 				continue
 			}
-			if err := s.readAt(grain, g*streamGrainBytes); err != nil {
-				return err
-			}
-			if end := s.capacity - g*streamGrainBytes; end < streamGrainBytes {
-				clear(grain[end:])
-			}
-			if isZero(grain) {
-				continue
-			}
-			comp.Reset()
-			zw.Reset(&comp)
-			zw.Write(grain)
-			if err := zw.Close(); err != nil {
-				return fmt.Errorf("compress grain %d: %w", g, err)
-			}
+			g := t*gtesPerGT + int64(i)
 			var m [grainMarkerBytes]byte
 			binary.LittleEndian.PutUint64(m[0:], uint64(g)*defaultGrain)
-			binary.LittleEndian.PutUint32(m[8:], uint32(comp.Len()))
+			binary.LittleEndian.PutUint32(m[8:], uint32(len(c)))
 			if w.pos/sectorSize > 0xffffffff {
 				return fmt.Errorf("stream larger than 2 TiB of compressed data")
 			}
@@ -179,7 +166,7 @@ func (s *streamWriter) finish() error {
 			if _, err := w.Write(m[:]); err != nil {
 				return err
 			}
-			if _, err := w.Write(comp.Bytes()); err != nil {
+			if _, err := w.Write(c); err != nil {
 				return err
 			}
 			if err := w.pad(); err != nil {
@@ -217,6 +204,54 @@ func (s *streamWriter) finish() error {
 		return err
 	}
 	return s.out.Sync()
+}
+
+// compressTable compresses the grains of grain table t in parallel; the
+// result has one entry per table slot, nil for grains that are untouched
+// or all zeros. One table (512 grains, 32 MiB of data) bounds the memory.
+func (s *streamWriter) compressTable(t, grains int64) ([][]byte, error) {
+	out := make([][]byte, gtesPerGT)
+	errs := make([]error, gtesPerGT)
+	next := make(chan int64)
+	var wg sync.WaitGroup
+	for range max(1, runtime.GOMAXPROCS(0)) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			grain := make([]byte, streamGrainBytes)
+			var buf bytes.Buffer
+			zw, _ := zlib.NewWriterLevel(&buf, zlib.DefaultCompression)
+			for i := range next {
+				g := t*gtesPerGT + i
+				if err := s.readAt(grain, g*streamGrainBytes); err != nil {
+					errs[i] = err
+					continue
+				}
+				if end := s.capacity - g*streamGrainBytes; end < streamGrainBytes {
+					clear(grain[end:])
+				}
+				if isZero(grain) {
+					continue
+				}
+				buf.Reset()
+				zw.Reset(&buf)
+				zw.Write(grain)
+				if err := zw.Close(); err != nil {
+					errs[i] = fmt.Errorf("compress grain %d: %w", g, err)
+					continue
+				}
+				out[i] = bytes.Clone(buf.Bytes())
+			}
+		}()
+	}
+	for i := int64(0); i < gtesPerGT; i++ {
+		if g := t*gtesPerGT + i; g < grains && s.isTouched(g) {
+			next <- i
+		}
+	}
+	close(next)
+	wg.Wait()
+	return out, errors.Join(errs...)
 }
 
 func (s *streamWriter) close() error {
