@@ -113,7 +113,9 @@ func TestTemplateBits(t *testing.T) {
 		{"KVM signature EBX", Bits{0x40000000, 0, EBX, ^uint32(0)}, kept, kept},
 		{"KVM signature ECX", Bits{0x40000000, 0, ECX, ^uint32(0)}, kept, kept},
 		{"KVM signature EDX", Bits{0x40000000, 0, EDX, ^uint32(0)}, kept, kept},
-		{"kvmclock features", Bits{0x40000001, 0, EAX, ^uint32(0)}, kept, kept},
+		{"kvmclock, kvmclock2, stable bit", bit(0x40000001, 0, EAX, 0, 3, 24), kept, kept},
+		{"async PF, steal time, PV EOI, PV TLB flush", bit(0x40000001, 0, EAX, 4, 5, 6, 9), kept, kept},
+		{"PV unhalt, send IPI, sched yield", bit(0x40000001, 0, EAX, 7, 11, 13), kept, cleared},
 		{"invariant TSC", bit(0x80000007, 0, EDX, 8), kept, kept},
 	} {
 		for _, path := range fixtures {

@@ -72,6 +72,9 @@ var (
 	hypervisorBit = bit(1, 0, ECX, 31) // CPUID.1:ECX[31], reserved for hypervisors
 	vmx           = bit(1, 0, ECX, 5)
 	svm           = bit(0x80000001, 0, ECX, 2)
+	// KVM_FEATURE_PV_UNHALT, KVM_FEATURE_PV_SEND_IPI and
+	// KVM_FEATURE_PV_SCHED_YIELD (Linux Documentation/virt/kvm/x86/cpuid.rst).
+	kvmHypercallFeatures = bit(0x40000001, 0, EAX, 7, 11, 13)
 )
 
 // Host exposes everything KVM supports that a VM may use at full speed. It
@@ -91,6 +94,13 @@ var Host = Template{
 // (STAC/CLAC), and the fast-string hints ERMS/FSRM. kvm_pvm applies
 // KVM_SET_CPUID2 only to the bits it reports as supported (leaf 7 shows
 // the host's bits whatever is set), so Linux guests also get KernelArgs.
+//
+// It also hides the KVM paravirtual features that are used through
+// hypercalls (PV_UNHALT, PV_SEND_IPI, PV_SCHED_YIELD): kvm_pvm's emulator
+// rewrites a guest's VMMCALL into its own hypercall instruction in place,
+// which faults once Linux has made its text read-only (seen: an oops in
+// kvm_hypercall4 sending an IPI). kvmclock and the other MSR-based
+// features stay.
 var PVM = Template{
 	Name: "pvm",
 	Clear: []Bits{
@@ -110,6 +120,7 @@ var PVM = Template{
 		bit(7, 1, EAX, 4, 5, 23),
 		// CPUID.80000001H:ECX: ABM (LZCNT), XOP, FMA4, TBM.
 		bit(0x80000001, 0, ECX, 5, 11, 16, 21),
+		kvmHypercallFeatures,
 	},
 	Set: []Bits{hypervisorBit},
 	// Leaf 0xD describes XSAVE state (XSAVES is sub-leaf 1 EAX bit 3);
