@@ -2,6 +2,7 @@ package vmdk
 
 import (
 	"bytes"
+	"encoding/binary"
 	"errors"
 	"math/rand/v2"
 	"os"
@@ -290,19 +291,42 @@ func FuzzDescriptor(f *testing.F) {
 	})
 }
 
-func FuzzOpen(f *testing.F) {
-	dir := f.TempDir()
-	for _, sub := range []string{"monolithicSparse", "streamOptimized"} {
-		p := filepath.Join(dir, sub)
-		img, err := Create(p, 1<<20, CreateOptions{Subformat: sub})
-		if err != nil {
-			f.Fatal(err)
-		}
-		img.WriteAt(bytes.Repeat([]byte("govisor"), 1000), 70000)
-		img.Close()
-		b, _ := os.ReadFile(p)
-		f.Add(b)
+// smallSparse builds a monolithicSparse extent with 4 KiB grains and 16
+// entries per table, grain 1 present: a seed small enough to fuzz well.
+func smallSparse() []byte {
+	h := SparseHeader{Version: 1, Flags: flagNewlineTest | flagRedundantGT, Capacity: 64, GrainSize: 8,
+		DescriptorOffset: 1, DescriptorSize: 2, NumGTEsPerGT: 16, RGDOffset: 3, GDOffset: 5, OverHead: 7}
+	b := make([]byte, 8*sectorSize+4096)
+	copy(b, h.Marshal())
+	copy(b[sectorSize:], newDescriptor("monolithicSparse", "s.vmdk", 64, 1).String())
+	for _, gd := range []int{3, 5} {
+		binary.LittleEndian.PutUint32(b[gd*sectorSize:], uint32(gd+1)) // GT right after
+		binary.LittleEndian.PutUint32(b[(gd+1)*sectorSize+4:], 8)      // grain 1 at sector 8
 	}
+	copy(b[8*sectorSize:], bytes.Repeat([]byte("grain1!"), 585))
+	return b
+}
+
+func TestSmallSparseSeed(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "s.vmdk")
+	os.WriteFile(p, smallSparse(), 0o644)
+	got, _ := readAll(t, p)
+	if len(got) != 64*512 || !bytes.HasPrefix(got[4096:], []byte("grain1!grain1!")) || !isZero(got[:4096]) || !isZero(got[8192:]) {
+		t.Fatal("hand-built sparse extent reads wrong")
+	}
+}
+
+func FuzzOpen(f *testing.F) {
+	f.Add(smallSparse())
+	p := filepath.Join(f.TempDir(), "so.vmdk")
+	img, err := Create(p, 64<<10, CreateOptions{Subformat: "streamOptimized"})
+	if err != nil {
+		f.Fatal(err)
+	}
+	img.WriteAt(bytes.Repeat([]byte("govisor"), 1000), 1000)
+	img.Close()
+	b, _ := os.ReadFile(p)
+	f.Add(b)
 	f.Fuzz(func(t *testing.T, data []byte) {
 		p := filepath.Join(t.TempDir(), "f.vmdk")
 		os.WriteFile(p, data, 0o644)
