@@ -36,7 +36,8 @@ type Image struct {
 	dyn        *DynamicHeader
 	mu         sync.RWMutex
 	bat        []uint32
-	footerPos  int64 // where the trailing footer lives; new blocks go here
+	footerPos  int64   // where the trailing footer lives; new blocks go here
+	dirty      []int64 // blocks whose BAT entries Flush must still write
 	blockSize  int64
 	bitmapSize int64
 }
@@ -236,6 +237,12 @@ func (img *Image) Flush() error {
 	if img.readOnly {
 		return nil
 	}
+	img.mu.Lock()
+	err := img.flushBAT()
+	img.mu.Unlock()
+	if err != nil {
+		return err
+	}
 	if err := img.f.Sync(); err != nil {
 		return fmt.Errorf("vhd: sync: %w", err)
 	}
@@ -318,40 +325,60 @@ func (img *Image) WriteAt(p []byte, off int64) (int, error) {
 		}
 		return n, nil
 	}
-	img.mu.Lock()
-	defer img.mu.Unlock()
 	done := 0
 	for done < len(p) {
 		pos := off + int64(done)
 		blk, in := pos/img.blockSize, pos%img.blockSize
 		n := int(min(int64(len(p)-done), img.blockSize-in))
-		chunk := p[done : done+n]
-		if blk >= int64(len(img.bat)) {
-			return done, fmt.Errorf("%w: block %d beyond the %d-entry BAT", diskimage.ErrCorrupt, blk, len(img.bat))
-		}
-		if img.bat[blk] == unusedBATEntry {
-			if isZero(chunk) {
-				done += n
-				continue
-			}
-			if err := img.allocate(blk); err != nil {
-				return done, err
-			}
-		}
-		at := int64(img.bat[blk])*sectorSize + img.bitmapSize + in
-		if _, err := img.f.WriteAt(chunk, at); err != nil {
-			return done, fmt.Errorf("vhd: write block %d at %#x: %w", blk, at, err)
+		if err := img.writeBlock(p[done:done+n], blk, in); err != nil {
+			return done, err
 		}
 		done += n
 	}
 	return done, nil
 }
 
-// allocate appends a zero block at the footer position. The order keeps the
-// file valid at every step of a crash: first the footer moves to the new end
-// (the gap reads as zeros), then the block's all-ones sector bitmap
-// overwrites the old footer, the file is synced, and only then does the BAT
-// entry point at the block. A crash leaves at worst an unreferenced block.
+// writeBlock writes chunk at offset in of block blk. Writes to present
+// blocks share the lock, so parallel writers do their I/O concurrently;
+// allocation takes it exclusively.
+func (img *Image) writeBlock(chunk []byte, blk, in int64) error {
+	if blk >= int64(len(img.bat)) {
+		return fmt.Errorf("%w: block %d beyond the %d-entry BAT", diskimage.ErrCorrupt, blk, len(img.bat))
+	}
+	img.mu.RLock()
+	sec := img.bat[blk]
+	if sec != unusedBATEntry {
+		defer img.mu.RUnlock()
+		return img.writeIn(chunk, blk, sec, in)
+	}
+	img.mu.RUnlock()
+	if isZero(chunk) {
+		return nil
+	}
+	img.mu.Lock()
+	defer img.mu.Unlock()
+	if img.bat[blk] == unusedBATEntry {
+		if err := img.allocate(blk); err != nil {
+			return err
+		}
+	}
+	return img.writeIn(chunk, blk, img.bat[blk], in)
+}
+
+func (img *Image) writeIn(chunk []byte, blk int64, sec uint32, in int64) error {
+	at := int64(sec)*sectorSize + img.bitmapSize + in
+	if _, err := img.f.WriteAt(chunk, at); err != nil {
+		return fmt.Errorf("vhd: write block %d at %#x: %w", blk, at, err)
+	}
+	return nil
+}
+
+// allocate appends a zero block at the footer position: first the footer
+// moves to the new end (the gap reads as zeros), then the block's all-ones
+// sector bitmap overwrites the old footer, so the file always ends with a
+// footer. The BAT entry is only recorded in memory; Flush syncs the blocks
+// and then writes the entries, so a crash never leaves an entry pointing at
+// unwritten data, at worst an unreferenced block.
 func (img *Image) allocate(blk int64) error {
 	start := img.footerPos
 	if start%sectorSize != 0 || start/sectorSize >= unusedBATEntry {
@@ -365,16 +392,29 @@ func (img *Image) allocate(blk int64) error {
 	if _, err := img.f.WriteAt(bm, start); err != nil {
 		return fmt.Errorf("vhd: write bitmap at %#x: %w", start, err)
 	}
+	img.bat[blk] = uint32(start / sectorSize)
+	img.dirty = append(img.dirty, blk)
+	img.footerPos = newEnd
+	return nil
+}
+
+// flushBAT syncs the data of new blocks, then writes their BAT entries.
+// Called with img.mu held.
+func (img *Image) flushBAT() error {
+	if len(img.dirty) == 0 {
+		return nil
+	}
 	if err := img.f.Sync(); err != nil {
 		return fmt.Errorf("vhd: sync: %w", err)
 	}
 	var e [4]byte
-	binary.BigEndian.PutUint32(e[:], uint32(start/sectorSize))
-	if _, err := img.f.WriteAt(e[:], int64(img.dyn.TableOffset)+blk*4); err != nil {
-		return fmt.Errorf("vhd: write BAT entry %d: %w", blk, err)
+	for _, blk := range img.dirty {
+		binary.BigEndian.PutUint32(e[:], img.bat[blk])
+		if _, err := img.f.WriteAt(e[:], int64(img.dyn.TableOffset)+blk*4); err != nil {
+			return fmt.Errorf("vhd: write BAT entry %d: %w", blk, err)
+		}
 	}
-	img.bat[blk] = uint32(start / sectorSize)
-	img.footerPos = newEnd
+	img.dirty = img.dirty[:0]
 	return nil
 }
 

@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"sync"
+	"sync/atomic"
 
 	"github.com/govisor/govisor/internal/diskimage"
 )
@@ -43,10 +44,11 @@ type CreateOptions struct {
 //
 // Writes allocate blocks without going through the log: the new block is
 // placed past the end of the file (1 MiB aligned, so it never reuses space
-// a crash may have left half-written), the data is written and synced, and
-// only then is the 8-byte BAT entry updated in place, a single-sector write
-// that devices complete atomically. A crash leaves at worst an unreferenced
-// block. Before the first write of a session the headers get fresh
+// a crash may have left half-written) and its BAT entry is kept in memory.
+// Flush syncs the data and only then updates the 8-byte BAT entries in
+// place, single-sector writes that devices complete atomically, and syncs
+// again. A crash leaves at worst unreferenced blocks, never an entry
+// pointing at unwritten data; writes are durable once Flush returns. Before the first write of a session the headers get fresh
 // FileWriteGuid/DataWriteGuid, as [MS-VHDX] 2.2.2 requires.
 type Image struct {
 	f        *os.File
@@ -63,8 +65,9 @@ type Image struct {
 
 	mu      sync.RWMutex
 	bat     []uint64
-	end     int64 // file offset for the next block
-	touched bool  // headers updated for this session
+	end     int64       // file offset for the next block
+	dirty   []int64     // BAT entries Flush must still write
+	touched atomic.Bool // headers updated for this session
 }
 
 // Probe reports whether header starts with the VHDX file type identifier.
@@ -362,37 +365,71 @@ func (img *Image) WriteAt(p []byte, off int64) (int, error) {
 	if off < 0 || off > img.size || int64(len(p)) > img.size-off {
 		return 0, fmt.Errorf("vhdx: write of %d bytes at %#x outside a %d-byte disk", len(p), off, img.size)
 	}
-	img.mu.Lock()
-	defer img.mu.Unlock()
-	if !img.touched && len(p) > 0 {
-		rand.Read(img.hdr.FileWriteGUID[:])
-		rand.Read(img.hdr.DataWriteGUID[:])
-		if err := img.writeHeaders(); err != nil {
-			return 0, fmt.Errorf("vhdx: %w", err)
-		}
-		img.touched = true
+	if len(p) == 0 {
+		return 0, nil
+	}
+	if err := img.beginSession(); err != nil {
+		return 0, err
 	}
 	for done := 0; done < len(p); {
 		pos := off + int64(done)
 		blk, in := pos/img.block, pos%img.block
 		n := int(min(int64(len(p)-done), img.block-in))
-		chunk := p[done : done+n]
-		at := img.blockOffset(blk)
-		if at < 0 {
-			if isZero(chunk) {
-				done += n
-				continue
-			}
-			var err error
-			if at, err = img.allocate(blk, chunk, in); err != nil {
-				return done, err
-			}
-		} else if _, err := img.f.WriteAt(chunk, at+in); err != nil {
-			return done, fmt.Errorf("vhdx: write block %d at %#x: %w", blk, at+in, err)
+		if err := img.writeBlock(p[done:done+n], blk, in); err != nil {
+			return done, err
 		}
 		done += n
 	}
 	return len(p), nil
+}
+
+// beginSession gives the headers fresh FileWriteGuid and DataWriteGuid
+// before the first write ([MS-VHDX] 2.2.2).
+func (img *Image) beginSession() error {
+	if img.touched.Load() {
+		return nil
+	}
+	img.mu.Lock()
+	defer img.mu.Unlock()
+	if img.touched.Load() {
+		return nil
+	}
+	rand.Read(img.hdr.FileWriteGUID[:])
+	rand.Read(img.hdr.DataWriteGUID[:])
+	if err := img.writeHeaders(); err != nil {
+		return fmt.Errorf("vhdx: %w", err)
+	}
+	img.touched.Store(true)
+	return nil
+}
+
+// writeBlock writes chunk at offset in of block blk. Writes to present
+// blocks share the lock, so parallel writers do their I/O concurrently;
+// allocation takes it exclusively.
+func (img *Image) writeBlock(chunk []byte, blk, in int64) error {
+	img.mu.RLock()
+	if at := img.blockOffset(blk); at >= 0 {
+		defer img.mu.RUnlock()
+		if _, err := img.f.WriteAt(chunk, at+in); err != nil {
+			return fmt.Errorf("vhdx: write block %d at %#x: %w", blk, at+in, err)
+		}
+		return nil
+	}
+	img.mu.RUnlock()
+	if isZero(chunk) {
+		return nil
+	}
+	img.mu.Lock()
+	defer img.mu.Unlock()
+	at := img.blockOffset(blk)
+	if at < 0 {
+		_, err := img.allocate(blk, chunk, in)
+		return err
+	}
+	if _, err := img.f.WriteAt(chunk, at+in); err != nil {
+		return fmt.Errorf("vhdx: write block %d at %#x: %w", blk, at+in, err)
+	}
+	return nil
 }
 
 // allocate places block blk at the end of the file with chunk written at
@@ -405,17 +442,8 @@ func (img *Image) allocate(blk int64, chunk []byte, in int64) (int64, error) {
 	if _, err := img.f.WriteAt(chunk, at+in); err != nil {
 		return 0, fmt.Errorf("vhdx: write block %d at %#x: %w", blk, at+in, err)
 	}
-	if err := img.f.Sync(); err != nil {
-		return 0, fmt.Errorf("vhdx: sync: %w", err)
-	}
-	e := uint64(at/mib)<<20 | stateFullyPresent
-	idx := img.batIndex(blk)
-	var b [8]byte
-	binary.LittleEndian.PutUint64(b[:], e)
-	if _, err := img.f.WriteAt(b[:], img.batOff+idx*8); err != nil {
-		return 0, fmt.Errorf("vhdx: write BAT entry %d: %w", idx, err)
-	}
-	img.bat[idx] = e
+	img.bat[img.batIndex(blk)] = uint64(at/mib)<<20 | stateFullyPresent
+	img.dirty = append(img.dirty, img.batIndex(blk))
 	img.end = at + img.block
 	return at, nil
 }
@@ -443,10 +471,36 @@ func (img *Image) Map(off, length int64) ([]diskimage.Extent, error) {
 	return out, nil
 }
 
+// flushBAT syncs the data of new blocks, then writes their BAT entries.
+// Called with img.mu held.
+func (img *Image) flushBAT() error {
+	if len(img.dirty) == 0 {
+		return nil
+	}
+	if err := img.f.Sync(); err != nil {
+		return fmt.Errorf("vhdx: sync: %w", err)
+	}
+	var b [8]byte
+	for _, idx := range img.dirty {
+		binary.LittleEndian.PutUint64(b[:], img.bat[idx])
+		if _, err := img.f.WriteAt(b[:], img.batOff+idx*8); err != nil {
+			return fmt.Errorf("vhdx: write BAT entry %d: %w", idx, err)
+		}
+	}
+	img.dirty = img.dirty[:0]
+	return nil
+}
+
 // Flush makes completed writes durable.
 func (img *Image) Flush() error {
 	if img.readOnly {
 		return nil
+	}
+	img.mu.Lock()
+	err := img.flushBAT()
+	img.mu.Unlock()
+	if err != nil {
+		return err
 	}
 	if err := img.f.Sync(); err != nil {
 		return fmt.Errorf("vhdx: sync: %w", err)
