@@ -1,0 +1,116 @@
+// Package api holds the public types of the govisor REST API (see
+// openapi.yaml beside this file): the JSON bodies of requests, responses,
+// events and errors. The CLI, the typed client and the agent share them.
+package api
+
+import "time"
+
+// Version is the REST API version prefix.
+const Version = "v1"
+
+// Boot modes a VM definition accepts.
+const (
+	BootLinux64 = "linux64" // the Linux 64-bit boot protocol (bzImage or vmlinux)
+	BootPVH     = "pvh"     // the PVH entry point (Xen ELF note)
+)
+
+// Restart policies: what the agent does when a VM's VMM process exits on its own.
+const (
+	RestartNever     = "never"      // leave it stopped
+	RestartOnFailure = "on-failure" // start it again after a non-zero exit
+	RestartAlways    = "always"     // start it again after any exit
+)
+
+// Power is a VM's desired power state.
+type Power string
+
+// Desired power states.
+const (
+	PowerRunning Power = "running"
+	PowerStopped Power = "stopped"
+)
+
+// State is a VM's observed state, as its host agent reports it.
+type State string
+
+// Observed states.
+const (
+	StatePending  State = "pending"  // defined, no agent has acted on it yet
+	StateRunning  State = "running"  // its VMM process is alive
+	StateStopping State = "stopping" // the agent asked the VMM to stop
+	StateStopped  State = "stopped"  // no VMM process; ended normally or on request
+	StateFailed   State = "failed"   // no VMM process; it failed and is not restarted
+)
+
+// States lists every observed state (for metrics with a zero for each).
+var States = []State{StatePending, StateRunning, StateStopping, StateStopped, StateFailed}
+
+// VMSpec is a VM definition: what a user writes in vm.yaml.
+type VMSpec struct {
+	Name          string `json:"name"`
+	CPUs          int    `json:"cpus,omitempty"`
+	Memory        string `json:"memory,omitempty"`
+	Kernel        string `json:"kernel"`
+	Initrd        string `json:"initrd,omitempty"`
+	Cmdline       string `json:"cmdline,omitempty"`
+	Boot          string `json:"boot,omitempty"`
+	DebugExit     bool   `json:"debugExit,omitempty"`
+	RestartPolicy string `json:"restartPolicy,omitempty"`
+}
+
+// VMStatus is the observed state of a VM, written only by its host agent.
+type VMStatus struct {
+	State      State     `json:"state"`
+	Host       string    `json:"host,omitempty"`
+	PID        int       `json:"pid,omitempty"`
+	StartTicks uint64    `json:"startTicks,omitempty"` // /proc/<pid>/stat starttime, guards against pid reuse
+	Since      time.Time `json:"since"`
+	ExitReason string    `json:"exitReason,omitempty"`
+	ExitCode   *int      `json:"exitCode,omitempty"`
+	Restarts   int       `json:"restarts"`
+}
+
+// VM is a VM as the API returns it: its definition, desired power state and
+// observed status.
+type VM struct {
+	Spec    VMSpec   `json:"spec"`
+	Desired Power    `json:"desired"`
+	Host    string   `json:"host"`
+	Status  VMStatus `json:"status"`
+}
+
+// VMList is the body of GET /v1/vms.
+type VMList struct {
+	Items []VM `json:"items"`
+}
+
+// Host describes the host an agent runs on (GET /v1/host).
+type Host struct {
+	Name         string    `json:"name"`
+	AgentID      string    `json:"agentId"`
+	Version      string    `json:"version"`
+	CPUs         int       `json:"cpus"`
+	MemoryMiB    uint64    `json:"memoryMiB"`
+	AllocatedMiB uint64    `json:"allocatedMiB"`
+	VMs          int       `json:"vms"`
+	RunningVMs   int       `json:"runningVMs"`
+	Store        string    `json:"store"` // "embedded" or "external"
+	Started      time.Time `json:"started"`
+}
+
+// Event is one state change from GET /v1/events (a server-sent event whose
+// data is this JSON object).
+type Event struct {
+	Type     string    `json:"type"` // "spec", "status" or "deleted"
+	VM       string    `json:"vm"`
+	Revision int64     `json:"revision"`
+	Spec     *VMSpec   `json:"spec,omitempty"`
+	Desired  Power     `json:"desired,omitempty"`
+	Status   *VMStatus `json:"status,omitempty"`
+}
+
+// Error is the body of every 4xx and 5xx response.
+type Error struct {
+	Message string `json:"error"`
+	Field   string `json:"field,omitempty"` // the offending field of the request, when there is one
+}

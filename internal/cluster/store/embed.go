@@ -1,0 +1,101 @@
+package store
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strconv"
+	"time"
+
+	"go.etcd.io/etcd/server/v3/embed"
+	"go.uber.org/zap"
+)
+
+// ports are the loopback ports of the embedded etcd member, kept in the state
+// directory: the member's peer URL is part of its stored cluster membership,
+// so a restarted agent reuses the same ports.
+type ports struct {
+	Client int `json:"client"`
+	Peer   int `json:"peer"`
+}
+
+// startEmbedded starts a single-member etcd with its data in dir/etcd,
+// listening on loopback only, and returns it with its client URL.
+func startEmbedded(dir string, timeout time.Duration) (*embed.Etcd, string, error) {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, "", fmt.Errorf("store: state dir: %w", err)
+	}
+	p, err := loadPorts(filepath.Join(dir, "etcd-ports.json"))
+	if err != nil {
+		return nil, "", err
+	}
+	cfg := embed.NewConfig()
+	cfg.Name = "govisor"
+	cfg.Dir = filepath.Join(dir, "etcd")
+	cfg.LogLevel = "error"
+	cfg.ZapLoggerBuilder = embed.NewZapLoggerBuilder(zap.NewNop())
+	cfg.EnableGRPCGateway = false
+	// Keep an hour of history: event watchers need only recent revisions.
+	cfg.AutoCompactionMode = "periodic"
+	cfg.AutoCompactionRetention = "1h"
+	curl := url.URL{Scheme: "http", Host: net.JoinHostPort("127.0.0.1", strconv.Itoa(p.Client))}
+	purl := url.URL{Scheme: "http", Host: net.JoinHostPort("127.0.0.1", strconv.Itoa(p.Peer))}
+	cfg.ListenClientUrls, cfg.AdvertiseClientUrls = []url.URL{curl}, []url.URL{curl}
+	cfg.ListenPeerUrls, cfg.AdvertisePeerUrls = []url.URL{purl}, []url.URL{purl}
+	cfg.ListenMetricsUrls = nil
+	cfg.InitialCluster = cfg.InitialClusterFromName(cfg.Name)
+	e, err := embed.StartEtcd(cfg)
+	if err != nil {
+		return nil, "", fmt.Errorf("store: start embedded etcd in %s: %w", cfg.Dir, err)
+	}
+	select {
+	case <-e.Server.ReadyNotify():
+	case err := <-e.Err():
+		e.Close()
+		return nil, "", fmt.Errorf("store: embedded etcd: %w", err)
+	case <-time.After(timeout):
+		e.Close()
+		return nil, "", fmt.Errorf("store: embedded etcd in %s not ready after %v", cfg.Dir, timeout)
+	}
+	return e, curl.String(), nil
+}
+
+// loadPorts reads the saved ports, or picks two free loopback ports and saves them.
+func loadPorts(path string) (ports, error) {
+	var p ports
+	b, err := os.ReadFile(path)
+	if err == nil {
+		if err := json.Unmarshal(b, &p); err != nil || p.Client <= 0 || p.Peer <= 0 || p.Client > 65535 || p.Peer > 65535 {
+			return p, fmt.Errorf("store: %s is corrupt; remove it to pick new ports", path)
+		}
+		return p, nil
+	}
+	if !errors.Is(err, os.ErrNotExist) {
+		return p, fmt.Errorf("store: %w", err)
+	}
+	if p.Client, err = freePort(); err != nil {
+		return p, err
+	}
+	if p.Peer, err = freePort(); err != nil {
+		return p, err
+	}
+	b, _ = json.Marshal(p)
+	if err := os.WriteFile(path, b, 0o600); err != nil {
+		return p, fmt.Errorf("store: save etcd ports: %w", err)
+	}
+	return p, nil
+}
+
+// freePort asks the kernel for an unused loopback TCP port.
+func freePort() (int, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, fmt.Errorf("store: pick a free port: %w", err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port, nil
+}

@@ -1,0 +1,300 @@
+// Package store keeps govisor's desired and observed VM state in etcd: an
+// embedded single-member etcd in the agent's state directory by default, or
+// an external cluster. Desired state (a VM's definition and power state) and
+// observed state (what its host agent last saw) live under separate keys so
+// that users write one and agents the other:
+//
+//	/govisor/vms/<name>/spec    Desired (written through the API)
+//	/govisor/vms/<name>/status  api.VMStatus (written by the VM's host agent)
+//	/govisor/hosts/<host>       api.Host (kept alive by a lease)
+package store
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"go.etcd.io/etcd/api/v3/mvccpb"
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.etcd.io/etcd/server/v3/embed"
+	"go.uber.org/zap"
+
+	"github.com/govisor/govisor/api"
+)
+
+// Errors callers match with errors.Is.
+var (
+	ErrNotFound = errors.New("store: VM not found")
+	ErrExists   = errors.New("store: VM name already taken")
+	ErrConflict = errors.New("store: concurrent update, try again")
+)
+
+const (
+	vmPrefix   = "/govisor/vms/"
+	hostPrefix = "/govisor/hosts/"
+)
+
+// Config says which etcd to use.
+type Config struct {
+	// DataDir is where an embedded etcd keeps its data (DataDir/etcd).
+	DataDir string
+	// Endpoints of an external etcd cluster; empty means embedded.
+	Endpoints []string
+	// Timeout bounds start-up and each dial (default 20s).
+	Timeout time.Duration
+}
+
+// Store is a handle on the govisor keys in etcd.
+type Store struct {
+	cli *clientv3.Client
+	etc *embed.Etcd
+}
+
+// Desired is a VM's desired state: its definition, power state and host.
+type Desired struct {
+	Spec  api.VMSpec `json:"spec"`
+	Power api.Power  `json:"power"`
+	Host  string     `json:"host"`
+}
+
+// Record is a VM's desired and observed state with their etcd revisions.
+type Record struct {
+	Desired   Desired
+	Status    *api.VMStatus // nil until an agent reports
+	SpecRev   int64
+	StatusRev int64
+}
+
+// Open connects to etcd, starting the embedded member when cfg has no endpoints.
+func Open(ctx context.Context, cfg Config) (*Store, error) {
+	if cfg.Timeout == 0 {
+		cfg.Timeout = 20 * time.Second
+	}
+	s := &Store{}
+	endpoints := cfg.Endpoints
+	if len(endpoints) == 0 {
+		if cfg.DataDir == "" {
+			return nil, errors.New("store: no etcd endpoints and no data directory for an embedded etcd")
+		}
+		e, url, err := startEmbedded(cfg.DataDir, cfg.Timeout)
+		if err != nil {
+			return nil, err
+		}
+		s.etc, endpoints = e, []string{url}
+	}
+	cli, err := clientv3.New(clientv3.Config{
+		Endpoints: endpoints, DialTimeout: cfg.Timeout, Context: context.WithoutCancel(ctx), Logger: zap.NewNop(),
+	})
+	if err != nil {
+		s.Close()
+		return nil, fmt.Errorf("store: connect to etcd %v: %w", endpoints, err)
+	}
+	s.cli = cli
+	// Fail now, naming the endpoints, rather than on the first request.
+	cctx, cancel := context.WithTimeout(ctx, cfg.Timeout)
+	defer cancel()
+	if _, err := cli.Get(cctx, "/govisor/", clientv3.WithCountOnly()); err != nil {
+		s.Close()
+		return nil, fmt.Errorf("store: etcd %v unreachable: %w", endpoints, err)
+	}
+	return s, nil
+}
+
+// Embedded reports whether the store runs its own etcd member.
+func (s *Store) Embedded() bool { return s.etc != nil }
+
+// Client is the underlying etcd client (for leases and elections).
+func (s *Store) Client() *clientv3.Client { return s.cli }
+
+// Close disconnects and stops an embedded etcd.
+func (s *Store) Close() error {
+	var err error
+	if s.cli != nil {
+		err = s.cli.Close()
+	}
+	if s.etc != nil {
+		s.etc.Close()
+	}
+	return err
+}
+
+func specKey(name string) string   { return vmPrefix + name + "/spec" }
+func statusKey(name string) string { return vmPrefix + name + "/status" }
+
+// CreateVM stores a new VM's desired state; ErrExists when the name is taken.
+func (s *Store) CreateVM(ctx context.Context, d Desired) error {
+	b, err := json.Marshal(d)
+	if err != nil {
+		return fmt.Errorf("store: encode %s: %w", d.Spec.Name, err)
+	}
+	k := specKey(d.Spec.Name)
+	// The create revision of a missing key is 0: the put only happens when
+	// the name is free, atomically with the check.
+	resp, err := s.cli.Txn(ctx).
+		If(clientv3.Compare(clientv3.CreateRevision(k), "=", 0)).
+		Then(clientv3.OpPut(k, string(b)), clientv3.OpDelete(statusKey(d.Spec.Name))).
+		Commit()
+	if err != nil {
+		return fmt.Errorf("store: create %s: %w", d.Spec.Name, err)
+	}
+	if !resp.Succeeded {
+		return fmt.Errorf("%w: %s", ErrExists, d.Spec.Name)
+	}
+	return nil
+}
+
+// UpdateVM applies fn to a VM's desired state and stores the result if
+// nothing else changed it meanwhile (retrying a few times); ErrNotFound when
+// there is no such VM. fn's error aborts the update and is returned.
+func (s *Store) UpdateVM(ctx context.Context, name string, fn func(d *Desired) error) (Desired, error) {
+	for range 5 {
+		r, err := s.GetVM(ctx, name)
+		if err != nil {
+			return Desired{}, err
+		}
+		d := r.Desired
+		if err := fn(&d); err != nil {
+			return Desired{}, err
+		}
+		b, err := json.Marshal(d)
+		if err != nil {
+			return Desired{}, fmt.Errorf("store: encode %s: %w", name, err)
+		}
+		k := specKey(name)
+		resp, err := s.cli.Txn(ctx).
+			If(clientv3.Compare(clientv3.ModRevision(k), "=", r.SpecRev)).
+			Then(clientv3.OpPut(k, string(b))).
+			Commit()
+		if err != nil {
+			return Desired{}, fmt.Errorf("store: update %s: %w", name, err)
+		}
+		if resp.Succeeded {
+			return d, nil
+		}
+	}
+	return Desired{}, fmt.Errorf("%w: %s", ErrConflict, name)
+}
+
+// GetVM reads one VM.
+func (s *Store) GetVM(ctx context.Context, name string) (Record, error) {
+	resp, err := s.cli.Get(ctx, vmPrefix+name+"/", clientv3.WithPrefix())
+	if err != nil {
+		return Record{}, fmt.Errorf("store: get %s: %w", name, err)
+	}
+	recs, err := decodeVMs(resp.Kvs)
+	if err != nil {
+		return Record{}, err
+	}
+	if len(recs) != 1 || recs[0].Desired.Spec.Name != name {
+		return Record{}, fmt.Errorf("%w: %s", ErrNotFound, name)
+	}
+	return recs[0], nil
+}
+
+// ListVMs reads every VM, sorted by name, and the etcd revision of the read.
+func (s *Store) ListVMs(ctx context.Context) ([]Record, int64, error) {
+	resp, err := s.cli.Get(ctx, vmPrefix, clientv3.WithPrefix())
+	if err != nil {
+		return nil, 0, fmt.Errorf("store: list VMs: %w", err)
+	}
+	recs, err := decodeVMs(resp.Kvs)
+	return recs, resp.Header.Revision, err
+}
+
+// PutStatus records a VM's observed state; ErrNotFound when the VM is gone
+// (so that an agent never resurrects a deleted VM's status).
+func (s *Store) PutStatus(ctx context.Context, name string, st api.VMStatus) error {
+	b, err := json.Marshal(st)
+	if err != nil {
+		return fmt.Errorf("store: encode status of %s: %w", name, err)
+	}
+	resp, err := s.cli.Txn(ctx).
+		If(clientv3.Compare(clientv3.CreateRevision(specKey(name)), ">", 0)).
+		Then(clientv3.OpPut(statusKey(name), string(b))).
+		Commit()
+	if err != nil {
+		return fmt.Errorf("store: put status of %s: %w", name, err)
+	}
+	if !resp.Succeeded {
+		return fmt.Errorf("%w: %s", ErrNotFound, name)
+	}
+	return nil
+}
+
+// DeleteVM removes a VM if check accepts its current record and neither
+// key changes between the check and the delete.
+func (s *Store) DeleteVM(ctx context.Context, name string, check func(Record) error) error {
+	for range 5 {
+		r, err := s.GetVM(ctx, name)
+		if err != nil {
+			return err
+		}
+		if err := check(r); err != nil {
+			return err
+		}
+		resp, err := s.cli.Txn(ctx).
+			If(clientv3.Compare(clientv3.ModRevision(specKey(name)), "=", r.SpecRev),
+				clientv3.Compare(clientv3.ModRevision(statusKey(name)), "=", r.StatusRev)).
+			Then(clientv3.OpDelete(vmPrefix+name+"/", clientv3.WithPrefix())).
+			Commit()
+		if err != nil {
+			return fmt.Errorf("store: delete %s: %w", name, err)
+		}
+		if resp.Succeeded {
+			return nil
+		}
+	}
+	return fmt.Errorf("%w: %s", ErrConflict, name)
+}
+
+// decodeVMs groups spec and status keys by VM name. A status without a
+// spec (left by an interrupted delete in an older version) is skipped.
+func decodeVMs(kvs []*mvccKV) ([]Record, error) {
+	var out []Record
+	idx := map[string]int{}
+	statuses := map[string]*mvccKV{}
+	for _, kv := range kvs {
+		name, kind, ok := splitKey(string(kv.Key))
+		if !ok {
+			continue
+		}
+		switch kind {
+		case "spec":
+			var d Desired
+			if err := json.Unmarshal(kv.Value, &d); err != nil {
+				return nil, fmt.Errorf("store: decode %s: %w", kv.Key, err)
+			}
+			idx[name] = len(out)
+			out = append(out, Record{Desired: d, SpecRev: kv.ModRevision})
+		case "status":
+			statuses[name] = kv
+		}
+	}
+	for name, kv := range statuses {
+		i, ok := idx[name]
+		if !ok {
+			continue
+		}
+		var st api.VMStatus
+		if err := json.Unmarshal(kv.Value, &st); err != nil {
+			return nil, fmt.Errorf("store: decode %s: %w", kv.Key, err)
+		}
+		out[i].Status, out[i].StatusRev = &st, kv.ModRevision
+	}
+	return out, nil
+}
+
+// splitKey parses /govisor/vms/<name>/<kind>.
+func splitKey(k string) (name, kind string, ok bool) {
+	rest, found := strings.CutPrefix(k, vmPrefix)
+	if !found {
+		return "", "", false
+	}
+	name, kind, ok = strings.Cut(rest, "/")
+	return name, kind, ok && name != "" && !strings.Contains(kind, "/")
+}
+
+type mvccKV = mvccpb.KeyValue
