@@ -189,6 +189,8 @@ func (e *sparseExtent) readCompressed(g int64, sec uint32, in int64, p []byte) e
 	return nil
 }
 
+var inflaters sync.Pool
+
 // inflate reads and decompresses the grain at sector sec (spec "Compressed
 // Grains": a grain marker holding the LBA and the compressed size, then
 // deflate data in zlib format).
@@ -210,10 +212,18 @@ func (e *sparseExtent) inflate(g int64, sec uint32) ([]byte, error) {
 	if _, err := e.f.ReadAt(comp, at+grainMarkerBytes); err != nil {
 		return nil, fmt.Errorf("read grain %d: %w", g, err)
 	}
-	zr, err := zlib.NewReader(bytes.NewReader(comp))
+	// Inflaters are pooled: setting one up costs more than a grain.
+	zr, _ := inflaters.Get().(io.ReadCloser)
+	var err error
+	if zr == nil {
+		zr, err = zlib.NewReader(bytes.NewReader(comp))
+	} else {
+		err = zr.(zlib.Resetter).Reset(bytes.NewReader(comp), nil)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("%w: grain %d: %v", diskimage.ErrCorrupt, g, err)
 	}
+	defer inflaters.Put(zr)
 	grain := make([]byte, e.grainBytes)
 	// The last grain of a disk whose size is not a grain multiple may
 	// inflate short; the rest stays zero.
