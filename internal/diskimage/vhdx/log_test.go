@@ -102,9 +102,12 @@ func TestLogReplay(t *testing.T) {
 	path, want := dirtyImage(t, t.TempDir())
 	// A read-only open replays in memory and leaves the file alone.
 	before, _ := os.ReadFile(path)
-	rgot, _ := readAll(t, path, true)
+	rgot, rimg := readAll(t, path, true)
 	if !bytes.Equal(rgot, want) {
 		t.Fatal("read-only replay differs")
+	}
+	if !rimg.Info().Dirty {
+		t.Fatal("info does not report the pending log")
 	}
 	if after, _ := os.ReadFile(path); !bytes.Equal(before, after) {
 		t.Fatal("read-only open modified the file")

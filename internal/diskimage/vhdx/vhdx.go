@@ -61,7 +61,10 @@ type Image struct {
 	size     int64
 	block    int64
 	ratio    int64
-	fixed    bool // LeaveBlocksAllocated: reported as subformat "fixed"
+	fixed    bool
+	// pendingLog is set when a read-only open replayed the log in memory:
+	// the file itself still needs the replay.
+	pendingLog bool // LeaveBlocksAllocated: reported as subformat "fixed"
 
 	mu      sync.RWMutex
 	bat     []uint64
@@ -152,6 +155,7 @@ func (img *Image) replay(fileSize int64) (int64, error) {
 		}
 		o.finish()
 		img.r = o
+		img.pendingLog = true
 		return o.size, nil
 	}
 	if err := replayLog(img.f, img.hdr, fileSize, fileTarget{img.f}); err != nil {
@@ -296,7 +300,7 @@ func (img *Image) Metadata() Metadata { return *img.meta }
 // Info describes the open image for `govisor image info`.
 func (img *Image) Info() diskimage.Info {
 	info := diskimage.Info{Format: FormatName, Subformat: img.Subformat(), VirtualSize: img.size,
-		ClusterSize: img.block, ReadOnly: img.readOnly}
+		ClusterSize: img.block, ReadOnly: img.readOnly, Dirty: img.pendingLog}
 	if st, err := img.f.Stat(); err == nil {
 		info.ActualSize = allocatedBytes(st)
 	}
