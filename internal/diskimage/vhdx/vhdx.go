@@ -61,10 +61,10 @@ type Image struct {
 	size     int64
 	block    int64
 	ratio    int64
-	fixed    bool
+	fixed    bool // LeaveBlocksAllocated: reported as subformat "fixed"
 	// pendingLog is set when a read-only open replayed the log in memory:
 	// the file itself still needs the replay.
-	pendingLog bool // LeaveBlocksAllocated: reported as subformat "fixed"
+	pendingLog bool
 
 	mu      sync.RWMutex
 	bat     []uint64
