@@ -187,4 +187,3 @@ func (img *Image) flushBAT() error {
 	img.dirty = img.dirty[:0]
 	return nil
 }
-
