@@ -416,8 +416,8 @@ func printCheck(w io.Writer, res diskimage.CheckResult) {
 		fmt.Fprintf(w, "\n%d leaked clusters were found on the image.\nThis means waste of disk space, but no harm to data.\n", res.Leaks)
 	}
 	if res.TotalClusters > 0 {
-		fmt.Fprintf(w, "%d/%d = %.2f%% allocated\n", res.AllocatedClusers, res.TotalClusters,
-			100*float64(res.AllocatedClusers)/float64(res.TotalClusters))
+		fmt.Fprintf(w, "%d/%d = %.2f%% allocated\n", res.AllocatedClusters, res.TotalClusters,
+			100*float64(res.AllocatedClusters)/float64(res.TotalClusters))
 	}
 	if res.ImageEndOffset > 0 {
 		fmt.Fprintf(w, "Image end offset: %d\n", res.ImageEndOffset)

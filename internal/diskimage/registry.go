@@ -98,15 +98,15 @@ type CompressedWriter interface {
 
 // CheckResult is what a consistency check found, counted as qemu-img check does.
 type CheckResult struct {
-	Corruptions      int      `json:"corruptions"`
-	Leaks            int      `json:"leaks"`
-	CheckErrors      int      `json:"check-errors"`
-	CorruptionsFixed int      `json:"corruptions-fixed,omitempty"`
-	LeaksFixed       int      `json:"leaks-fixed,omitempty"`
-	ImageEndOffset   int64    `json:"image-end-offset,omitempty"`
-	TotalClusters    int64    `json:"total-clusters,omitempty"`
-	AllocatedClusers int64    `json:"allocated-clusters,omitempty"`
-	Messages         []string `json:"messages,omitempty"`
+	Corruptions       int      `json:"corruptions"`
+	Leaks             int      `json:"leaks"`
+	CheckErrors       int      `json:"check-errors"`
+	CorruptionsFixed  int      `json:"corruptions-fixed,omitempty"`
+	LeaksFixed        int      `json:"leaks-fixed,omitempty"`
+	ImageEndOffset    int64    `json:"image-end-offset,omitempty"`
+	TotalClusters     int64    `json:"total-clusters,omitempty"`
+	AllocatedClusters int64    `json:"allocated-clusters,omitempty"`
+	Messages          []string `json:"messages,omitempty"`
 }
 
 // Checker is implemented by images whose metadata can be checked and repaired.

@@ -155,7 +155,7 @@ func (s *scan) walkL2(buf []byte, active bool) (bool, error) {
 		if e&flagCompressed != 0 {
 			off, n := m.compressedRange(e)
 			if s.ref(off, n, "compressed cluster") && active {
-				s.res.AllocatedClusers++
+				s.res.AllocatedClusters++
 			}
 			continue
 		}
@@ -166,7 +166,7 @@ func (s *scan) walkL2(buf []byte, active bool) (bool, error) {
 		if !active {
 			continue
 		}
-		s.res.AllocatedClusers++
+		s.res.AllocatedClusters++
 		ne, err := s.copied(e, host, "data cluster")
 		if err != nil {
 			return false, err
