@@ -32,7 +32,9 @@ func NewRootCmd() *cobra.Command {
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(newRunCmd(), newProbeCmd(), NewImageCmd())
+	img := NewImageCmd()
+	img.AddCommand(newImportOVACmd())
+	root.AddCommand(newRunCmd(), newProbeCmd(), img)
 	return root
 }
 

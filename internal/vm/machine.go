@@ -94,19 +94,20 @@ var ErrStopped = errors.New("vm: machine has stopped")
 
 // Machine is a built VM, ready to run.
 type Machine struct {
-	cfg     Config
-	sys     *kvm.System
-	kvm     *kvm.VM
-	mem     *guestmem.Memory
-	pio     iobus.Bus
-	mmio    iobus.Bus
-	uart    *uart8250.UART
-	pm      *acpipm.PM
-	pci     *pci.Bus
-	runners []*vcpuRunner
-	flavor  kvm.Flavor
-	tmpl    string
-	bootLog string
+	cfg       Config
+	sys       *kvm.System
+	kvm       *kvm.VM
+	mem       *guestmem.Memory
+	pio       iobus.Bus
+	mmio      iobus.Bus
+	uart      *uart8250.UART
+	pm        *acpipm.PM
+	pci       *pci.Bus
+	runners   []*vcpuRunner
+	flavor    kvm.Flavor
+	tmpl      string
+	bootLog   string
+	notifiers map[uint64]notifier
 
 	exits    []atomic.Uint64
 	emulated atomic.Uint64
