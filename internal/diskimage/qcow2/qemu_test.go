@@ -156,6 +156,7 @@ func TestGovisorImagesPassQemuCheck(t *testing.T) {
 		{"v3-2M", map[string]string{"cluster_size": "2M"}, false},
 		{"v3-refbits2", map[string]string{"refcount_bits": "2", "cluster_size": "4k"}, false},
 		{"v3-lazy", map[string]string{"lazy_refcounts": "on"}, false},
+		{"v3-refcount-table-growth", map[string]string{"cluster_size": "512", "refcount_bits": "64"}, false},
 		{"zlib", nil, true},
 		{"zlib-v2-4k", map[string]string{"compat": "0.10", "cluster_size": "4k"}, true},
 		{"zstd", map[string]string{"compression_type": "zstd"}, true},
@@ -209,6 +210,9 @@ func TestGovisorImagesPassQemuCheck(t *testing.T) {
 				}
 			}
 			apply(ref, ws)
+			if tc.name == "v3-refcount-table-growth" && m.h.rtOff == uint64(m.cs) {
+				t.Fatal("refcount table did not grow")
+			}
 			if err := img.Close(); err != nil {
 				t.Fatal(err)
 			}
@@ -247,4 +251,25 @@ func TestGovisorChainPassesQemuCompare(t *testing.T) {
 	os.WriteFile(want, full, 0o644)
 	run(t, qimg, "check", top)
 	run(t, qimg, "compare", "-f", "raw", want, top)
+}
+
+func TestResizedImagePassesQemuCheck(t *testing.T) {
+	qimg := needQemu(t, "qemu-img")
+	path := newImage(t, map[string]string{"cluster_size": "512"}, 1<<20)
+	img, err := Open(path, diskimage.OpenOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := img.(*Image).Resize(40 << 20); err != nil {
+		t.Fatal(err)
+	}
+	img.WriteAt([]byte("end"), 40<<20-3)
+	if err := img.Close(); err != nil {
+		t.Fatal(err)
+	}
+	run(t, qimg, "check", path)
+	out, err := exec.Command(qimg, "info", path).CombinedOutput()
+	if err != nil || !bytes.Contains(out, []byte("40 MiB")) {
+		t.Fatalf("qemu-img info after resize: %v\n%s", err, out)
+	}
 }
