@@ -25,7 +25,10 @@ func FuzzVirtqueue(f *testing.F) {
 	f.Fuzz(func(t *testing.T, data []byte, availIdx uint16, eventIdx, indirect bool) {
 		const size = 8
 		mem := virtqueuetest.NewMemory(ramBase, 0x10000)
-		d := virtqueuetest.NewDriver(mem, ramBase, size)
+		d, err := virtqueuetest.NewDriver(mem, size)
+		if err != nil {
+			t.Fatal(err)
+		}
 		q, err := virtqueue.New(mem, d.Config(eventIdx, indirect))
 		if err != nil {
 			t.Fatal(err)

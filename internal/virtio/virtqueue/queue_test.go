@@ -17,7 +17,10 @@ const (
 func setup(t testing.TB, size uint16, eventIdx, indirect bool) (*virtqueuetest.Driver, *virtqueue.Queue) {
 	t.Helper()
 	mem := virtqueuetest.NewMemory(ramBase, ramSize)
-	d := virtqueuetest.NewDriver(mem, ramBase, size)
+	d, err := virtqueuetest.NewDriver(mem, size)
+	if err != nil {
+		t.Fatal(err)
+	}
 	q, err := virtqueue.New(mem, d.Config(eventIdx, indirect))
 	if err != nil {
 		t.Fatal(err)

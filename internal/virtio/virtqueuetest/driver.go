@@ -3,15 +3,13 @@ package virtqueuetest
 import (
 	"encoding/binary"
 	"errors"
-	"fmt"
 
 	"github.com/govisor/govisor/internal/virtio/virtqueue"
 )
 
 // Sentinel errors of the fake driver.
 var (
-	ErrFull    = errors.New("virtqueuetest: no free descriptors")
-	ErrNoSpace = errors.New("virtqueuetest: fake guest RAM exhausted")
+	ErrFull = errors.New("virtqueuetest: no free descriptors")
 )
 
 // Desc is one buffer of a chain the fake driver adds.
@@ -38,26 +36,26 @@ type Driver struct {
 	indirect []uint64 // indirect table per head (0 if none)
 	availIdx uint16
 	lastUsed uint16
-	next     uint64 // bump allocator
-	limit    uint64
 }
 
-// NewDriver lays out a queue of size entries at ringBase (rounded up to a
-// page) with the spec's alignment (2.7) and uses the memory after it, up
-// to the end of mem, for buffers handed out by Alloc.
-func NewDriver(mem *Memory, ringBase uint64, size uint16) *Driver {
+// NewDriver lays out a queue of size entries in memory allocated from mem,
+// with the alignment of 2.7 (the descriptor table on its own page).
+func NewDriver(mem *Memory, size uint16) (*Driver, error) {
 	n := uint64(size)
 	d := &Driver{Mem: mem, Size: size}
-	d.DescAddr = alignUp(ringBase, PageSize)
-	d.AvailAddr = d.DescAddr + 16*n
-	d.UsedAddr = alignUp(d.AvailAddr+6+2*n, 4)
-	d.next = alignUp(d.UsedAddr+6+8*n, PageSize)
-	d.limit = mem.Base + uint64(len(mem.buf))
+	var err error
+	if d.DescAddr, err = mem.Alloc(16*n, PageSize); err != nil {
+		return nil, err
+	}
+	if d.AvailAddr, err = mem.Alloc(6+2*n, 4); err != nil {
+		return nil, err
+	}
+	if d.UsedAddr, err = mem.Alloc(6+8*n, 4); err != nil {
+		return nil, err
+	}
 	d.Reset()
-	return d
+	return d, nil
 }
-
-func alignUp(v, a uint64) uint64 { return (v + a - 1) &^ (a - 1) }
 
 // Reset frees all descriptors and rewinds the ring indices (after a device
 // reset); buffers from Alloc stay allocated.
@@ -78,15 +76,8 @@ func (d *Driver) Config(eventIdx, indirect bool) virtqueue.Config {
 	return virtqueue.Config{Size: d.Size, Desc: d.DescAddr, Avail: d.AvailAddr, Used: d.UsedAddr, EventIdx: eventIdx, Indirect: indirect}
 }
 
-// Alloc reserves n bytes of guest RAM (16-byte aligned) and returns its address.
-func (d *Driver) Alloc(n uint64) (uint64, error) {
-	a := alignUp(d.next, 16)
-	if a+n > d.limit || a+n < a {
-		return 0, fmt.Errorf("%w: %d bytes", ErrNoSpace, n)
-	}
-	d.next = a + n
-	return a, nil
-}
+// Alloc reserves n bytes of guest RAM (16-byte aligned) for buffers.
+func (d *Driver) Alloc(n uint64) (uint64, error) { return d.Mem.Alloc(n, 16) }
 
 // WriteDesc stores a raw descriptor (for tests that build bad chains).
 func (d *Driver) WriteDesc(table uint64, i uint16, addr uint64, length uint32, flags, next uint16) {
@@ -204,6 +195,8 @@ func (d *Driver) GetUsed() (Used, bool) {
 	b, _ := d.Mem.Slice(d.UsedAddr+4+8*slot, 8)
 	u := Used{Head: uint16(binary.LittleEndian.Uint32(b)), Len: binary.LittleEndian.Uint32(b[4:])}
 	d.lastUsed++
+	// Ask for an interrupt on the next entry, as Linux does (2.7.10).
+	d.SetUsedEvent(d.lastUsed)
 	if u.Head < d.Size {
 		d.release(u.Head)
 	}

@@ -24,6 +24,23 @@ type Memory struct {
 
 	mu    sync.Mutex
 	dirty []bool // one per page
+	next  uint64 // bump allocator, offset into buf
+}
+
+// ErrNoSpace is returned when Alloc runs out of fake guest RAM.
+var ErrNoSpace = errors.New("virtqueuetest: fake guest RAM exhausted")
+
+// Alloc reserves n bytes of guest RAM aligned to align (a power of two)
+// and returns its address; memory is never freed.
+func (m *Memory) Alloc(n, align uint64) (uint64, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	a := (m.next + align - 1) &^ (align - 1)
+	if a > uint64(len(m.buf)) || n > uint64(len(m.buf))-a {
+		return 0, fmt.Errorf("%w: %d bytes", ErrNoSpace, n)
+	}
+	m.next = a + n
+	return m.Base + a, nil
 }
 
 // NewMemory returns size bytes of zeroed guest RAM at base.
