@@ -1,0 +1,279 @@
+// Package client is a typed Go client for the govisor REST API (see
+// api/openapi.yaml), over the agent's Unix socket or over TCP with TLS and a
+// bearer token. The govisor CLI uses it.
+package client
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto/tls"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/govisor/govisor/api"
+)
+
+// DefaultSocket is where `govisor serve` listens by default.
+const DefaultSocket = "/run/govisor/govisor.sock"
+
+// Errors an *Error matches with errors.Is, by HTTP status.
+var (
+	ErrInvalid      = errors.New("client: invalid request")      // 400
+	ErrUnauthorized = errors.New("client: unauthorized")         // 401
+	ErrNotFound     = errors.New("client: not found")            // 404
+	ErrConflict     = errors.New("client: conflict")             // 409
+	ErrTimeout      = errors.New("client: agent timed out")      // 504
+	ErrServer       = errors.New("client: agent internal error") // other 5xx
+)
+
+// Error is an API error response.
+type Error struct {
+	StatusCode int
+	Message    string
+	Field      string // the request field the agent blamed, if any
+}
+
+func (e *Error) Error() string { return e.Message }
+
+// Is matches the sentinel errors by status code.
+func (e *Error) Is(target error) bool {
+	switch target {
+	case ErrInvalid:
+		return e.StatusCode == http.StatusBadRequest
+	case ErrUnauthorized:
+		return e.StatusCode == http.StatusUnauthorized
+	case ErrNotFound:
+		return e.StatusCode == http.StatusNotFound
+	case ErrConflict:
+		return e.StatusCode == http.StatusConflict
+	case ErrTimeout:
+		return e.StatusCode == http.StatusGatewayTimeout
+	case ErrServer:
+		return e.StatusCode >= 500 && e.StatusCode != http.StatusGatewayTimeout
+	}
+	return false
+}
+
+// Options says how to reach the agent: Socket, or URL (https://host:port).
+type Options struct {
+	Socket    string
+	URL       string
+	Token     string      // bearer token (required by the agent on TCP)
+	TLSConfig *tls.Config // for URL; nil: system roots
+}
+
+// Client talks to one agent.
+type Client struct {
+	base  string
+	token string
+	hc    *http.Client
+	where string
+}
+
+// New makes a client; it does not connect until the first call.
+func New(o Options) (*Client, error) {
+	switch {
+	case o.Socket != "" && o.URL != "":
+		return nil, errors.New("client: give a socket or a URL, not both")
+	case o.URL != "":
+		u, err := url.Parse(o.URL)
+		if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
+			return nil, fmt.Errorf("client: URL %q: want https://HOST:PORT", o.URL)
+		}
+		tr := http.DefaultTransport.(*http.Transport).Clone()
+		tr.TLSClientConfig = o.TLSConfig
+		return &Client{base: strings.TrimRight(o.URL, "/"), token: o.Token, hc: &http.Client{Transport: tr}, where: o.URL}, nil
+	}
+	sock := o.Socket
+	if sock == "" {
+		sock = DefaultSocket
+	}
+	tr := &http.Transport{
+		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+			var d net.Dialer
+			return d.DialContext(ctx, "unix", sock)
+		},
+	}
+	return &Client{base: "http://govisor", token: o.Token, hc: &http.Client{Transport: tr}, where: sock}, nil
+}
+
+// Do sends a request with an optional JSON body (or raw io.Reader) and
+// decodes a JSON answer into out (if not nil); it returns the response
+// headers. Non-2xx answers become *Error.
+func (c *Client) Do(ctx context.Context, method, path string, body any, out any) (http.Header, error) {
+	var rd io.Reader
+	switch b := body.(type) {
+	case nil:
+	case io.Reader:
+		rd = b
+	default:
+		j, err := json.Marshal(b)
+		if err != nil {
+			return nil, fmt.Errorf("client: encode request: %w", err)
+		}
+		rd = bytes.NewReader(j)
+	}
+	resp, err := c.send(ctx, method, path, rd)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	if out == nil {
+		io.Copy(io.Discard, resp.Body)
+		return resp.Header, nil
+	}
+	if w, ok := out.(io.Writer); ok {
+		_, err = io.Copy(w, resp.Body)
+	} else {
+		err = json.NewDecoder(resp.Body).Decode(out)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("client: %s %s: read answer: %w", method, path, err)
+	}
+	return resp.Header, nil
+}
+
+// send performs a request and turns error statuses into *Error.
+func (c *Client) send(ctx context.Context, method, path string, body io.Reader) (*http.Response, error) {
+	req, err := http.NewRequestWithContext(ctx, method, c.base+path, body)
+	if err != nil {
+		return nil, fmt.Errorf("client: %w", err)
+	}
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	if c.token != "" {
+		req.Header.Set("Authorization", "Bearer "+c.token)
+	}
+	resp, err := c.hc.Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("client: cannot reach the govisor agent at %s (is `govisor serve` running?): %w", c.where, err)
+	}
+	if resp.StatusCode >= 300 {
+		defer resp.Body.Close()
+		var e api.Error
+		b, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<16))
+		if json.Unmarshal(b, &e) != nil || e.Message == "" {
+			e.Message = fmt.Sprintf("%s %s: %s: %s", method, path, resp.Status, strings.TrimSpace(string(b)))
+		}
+		return nil, &Error{StatusCode: resp.StatusCode, Message: e.Message, Field: e.Field}
+	}
+	return resp, nil
+}
+
+func vmPath(name string) string { return "/v1/vms/" + url.PathEscape(name) }
+
+// CreateVM defines a VM and, when start is set, boots it.
+func (c *Client) CreateVM(ctx context.Context, spec api.VMSpec, start bool) (api.VM, error) {
+	var v api.VM
+	p := "/v1/vms"
+	if !start {
+		p += "?start=false"
+	}
+	_, err := c.Do(ctx, http.MethodPost, p, spec, &v)
+	return v, err
+}
+
+// ApplyVM creates the VM or updates its definition; result is "created",
+// "updated" or "unchanged".
+func (c *Client) ApplyVM(ctx context.Context, spec api.VMSpec) (v api.VM, result string, err error) {
+	h, err := c.Do(ctx, http.MethodPut, vmPath(spec.Name), spec, &v)
+	if err != nil {
+		return v, "", err
+	}
+	return v, h.Get("Govisor-Apply"), nil
+}
+
+// ListVMs lists every VM.
+func (c *Client) ListVMs(ctx context.Context) ([]api.VM, error) {
+	var l api.VMList
+	_, err := c.Do(ctx, http.MethodGet, "/v1/vms", nil, &l)
+	return l.Items, err
+}
+
+// GetVM reads one VM.
+func (c *Client) GetVM(ctx context.Context, name string) (api.VM, error) {
+	var v api.VM
+	_, err := c.Do(ctx, http.MethodGet, vmPath(name), nil, &v)
+	return v, err
+}
+
+// Action runs start, stop, force-stop or restart; a non-zero wait makes
+// the agent answer once the VM got there (or the time is up).
+func (c *Client) Action(ctx context.Context, name, action string, wait time.Duration) (api.VM, error) {
+	var v api.VM
+	p := vmPath(name) + "/" + url.PathEscape(action)
+	if wait > 0 {
+		p += "?wait=" + url.QueryEscape(wait.String())
+	}
+	_, err := c.Do(ctx, http.MethodPost, p, nil, &v)
+	return v, err
+}
+
+// DeleteVM removes a stopped VM.
+func (c *Client) DeleteVM(ctx context.Context, name string) error {
+	_, err := c.Do(ctx, http.MethodDelete, vmPath(name), nil, nil)
+	return err
+}
+
+// Console returns the VM's console output so far (its last MiB).
+func (c *Client) Console(ctx context.Context, name string) ([]byte, error) {
+	var b bytes.Buffer
+	_, err := c.Do(ctx, http.MethodGet, vmPath(name)+"/console", nil, &b)
+	return b.Bytes(), err
+}
+
+// Host describes the agent's host.
+func (c *Client) Host(ctx context.Context) (api.Host, error) {
+	var h api.Host
+	_, err := c.Do(ctx, http.MethodGet, "/v1/host", nil, &h)
+	return h, err
+}
+
+// Metrics returns the Prometheus text exposition.
+func (c *Client) Metrics(ctx context.Context) ([]byte, error) {
+	var b bytes.Buffer
+	_, err := c.Do(ctx, http.MethodGet, "/metrics", nil, &b)
+	return b.Bytes(), err
+}
+
+// Events calls fn for every state change after revision since (0: from
+// now) until ctx ends, fn fails, or the agent closes the stream.
+func (c *Client) Events(ctx context.Context, since int64, fn func(api.Event) error) error {
+	p := "/v1/events"
+	if since > 0 {
+		p += fmt.Sprintf("?since=%d", since)
+	}
+	resp, err := c.send(ctx, http.MethodGet, p, nil)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	sc := bufio.NewScanner(resp.Body)
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	for sc.Scan() {
+		data, ok := strings.CutPrefix(sc.Text(), "data: ")
+		if !ok {
+			continue
+		}
+		var e api.Event
+		if err := json.Unmarshal([]byte(data), &e); err != nil {
+			return fmt.Errorf("client: bad event %q: %w", data, err)
+		}
+		if err := fn(e); err != nil {
+			return err
+		}
+	}
+	if ctx.Err() != nil {
+		return ctx.Err()
+	}
+	return sc.Err()
+}

@@ -1,0 +1,252 @@
+// Package agent is the govisor host agent (`govisor serve`): it keeps VM
+// definitions and state in etcd (package store), serves the REST API on a
+// Unix socket and optionally on TCP with TLS and bearer tokens, and
+// reconciles this host's VMM processes (one `govisor run` child per VM) to
+// the desired state: it starts and stops them, restarts them by policy,
+// records pids and exit reasons, and adopts still-running VMMs after an
+// agent restart.
+package agent
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"os"
+	"path/filepath"
+	"runtime"
+	"runtime/debug"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/govisor/govisor/api"
+	"github.com/govisor/govisor/internal/cluster/store"
+)
+
+// Config configures an agent.
+type Config struct {
+	StateDir      string        // etcd data, agent id, per-VM logs (required)
+	Socket        string        // Unix socket of the API (mode 0600); empty: none
+	Listen        string        // TCP address of the API; needs TLSCert, TLSKey and TokenFile
+	TLSCert       string        // PEM certificate for Listen
+	TLSKey        string        // PEM key for Listen
+	TokenFile     string        // bearer tokens accepted on TCP, one a line
+	EtcdEndpoints []string      // external etcd; empty: embedded etcd in StateDir
+	HostName      string        // this host's name in etcd (default: os.Hostname)
+	Executable    string        // the govisor binary to run VMMs with (default: os.Executable)
+	StopTimeout   time.Duration // SIGTERM-to-SIGKILL deadline for stopping a VMM (default 10s)
+	ResyncEvery   time.Duration // full reconcile period besides etcd watch events (default 5s)
+	Logger        *slog.Logger  // default: discard
+}
+
+// Agent is a running host agent.
+type Agent struct {
+	cfg     Config
+	st      *store.Store
+	id      string
+	log     *slog.Logger
+	hostMiB uint64
+	started time.Time
+	ctx     context.Context
+	cancel  context.CancelFunc
+	kick    chan struct{}
+	evCtx   context.Context // ends event streams when the API closes
+	evStop  context.CancelFunc
+	loopWG  sync.WaitGroup
+	supWG   sync.WaitGroup
+	http    []*http.Server
+	addrs   []string
+
+	mu        sync.Mutex
+	procs     map[string]*proc
+	notBefore map[string]time.Time // restart back-off per VM
+	backoff   map[string]time.Duration
+	stopping  bool // Shutdown or Close began: no more starts
+	detached  bool // Close: leave the VMMs running, record nothing more
+}
+
+// New opens the store, adopts this host's running VMMs, starts the
+// reconciler and serves the API. Stop it with Shutdown or Close.
+func New(ctx context.Context, cfg Config) (*Agent, error) {
+	if cfg.StateDir == "" {
+		return nil, errors.New("agent: a state directory is required")
+	}
+	if cfg.StopTimeout == 0 {
+		cfg.StopTimeout = 10 * time.Second
+	}
+	if cfg.ResyncEvery == 0 {
+		cfg.ResyncEvery = 5 * time.Second
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.HostName == "" {
+		h, err := os.Hostname()
+		if err != nil {
+			return nil, fmt.Errorf("agent: host name: %w", err)
+		}
+		cfg.HostName = h
+	}
+	if cfg.Executable == "" {
+		exe, err := os.Executable()
+		if err != nil {
+			return nil, fmt.Errorf("agent: find the govisor binary: %w", err)
+		}
+		cfg.Executable = exe
+	}
+	if err := os.MkdirAll(filepath.Join(cfg.StateDir, "vms"), 0o700); err != nil {
+		return nil, fmt.Errorf("agent: state dir: %w", err)
+	}
+	id, err := loadAgentID(filepath.Join(cfg.StateDir, "agent-id"))
+	if err != nil {
+		return nil, err
+	}
+	st, err := store.Open(ctx, store.Config{DataDir: cfg.StateDir, Endpoints: cfg.EtcdEndpoints})
+	if err != nil {
+		return nil, err
+	}
+	actx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	a := &Agent{
+		cfg: cfg, st: st, id: id, log: cfg.Logger, hostMiB: hostMemMiB(), started: time.Now().UTC(),
+		ctx: actx, cancel: cancel, kick: make(chan struct{}, 1),
+		procs: map[string]*proc{}, notBefore: map[string]time.Time{}, backoff: map[string]time.Duration{},
+	}
+	a.evCtx, a.evStop = context.WithCancel(actx)
+	if err := st.RegisterHost(actx, a.hostInfo(), 15*time.Second); err != nil {
+		a.abort()
+		return nil, err
+	}
+	if err := a.adoptAll(ctx); err != nil {
+		a.abort()
+		return nil, err
+	}
+	if err := a.serve(); err != nil {
+		a.abort()
+		return nil, err
+	}
+	a.loopWG.Add(2)
+	go a.reconcileLoop()
+	go a.watchLoop()
+	a.log.Info("agent started", "host", cfg.HostName, "agent", id, "store", a.storeKind(), "api", a.addrs)
+	return a, nil
+}
+
+// abort undoes a failed New without touching VMMs.
+func (a *Agent) abort() {
+	a.mu.Lock()
+	a.stopping, a.detached = true, true
+	a.mu.Unlock()
+	a.cancel()
+	a.closeHTTP()
+	a.st.Close()
+}
+
+// Addrs lists the addresses the API listens on.
+func (a *Agent) Addrs() []string { return a.addrs }
+
+// Close stops the agent but leaves its VMMs running, as a crash or an
+// upgrade would: the next agent on this state directory adopts them.
+func (a *Agent) Close() error {
+	a.mu.Lock()
+	a.stopping, a.detached = true, true
+	a.mu.Unlock()
+	a.closeHTTP()
+	a.cancel()
+	a.loopWG.Wait()
+	return a.st.Close()
+}
+
+// Shutdown stops the agent and every VMM it runs (SIGTERM, then SIGKILL
+// after StopTimeout), recording each VM as stopped. Desired states are left
+// as they are, so the VMs start again with the agent.
+func (a *Agent) Shutdown(ctx context.Context) error {
+	a.mu.Lock()
+	a.stopping = true
+	ps := make([]*proc, 0, len(a.procs))
+	for _, p := range a.procs {
+		ps = append(ps, p)
+	}
+	a.mu.Unlock()
+	a.closeHTTP()
+	for _, p := range ps {
+		p.stop(a.cfg.StopTimeout)
+	}
+	done := make(chan struct{})
+	go func() { a.supWG.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-ctx.Done():
+	}
+	a.mu.Lock()
+	a.detached = true
+	a.mu.Unlock()
+	a.cancel()
+	a.loopWG.Wait()
+	return a.st.Close()
+}
+
+func (a *Agent) closeHTTP() {
+	for _, s := range a.http {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		s.Shutdown(ctx)
+		cancel()
+	}
+	a.http = nil
+}
+
+func (a *Agent) storeKind() string {
+	if a.st.Embedded() {
+		return "embedded"
+	}
+	return "external"
+}
+
+// hostInfo describes this host (allocations filled in by the API handler).
+func (a *Agent) hostInfo() api.Host {
+	return api.Host{
+		Name: a.cfg.HostName, AgentID: a.id, Version: version(), CPUs: runtime.NumCPU(),
+		MemoryMiB: a.hostMiB, Store: a.storeKind(), Started: a.started,
+	}
+}
+
+// version is the module version govisor was built as.
+func version() string {
+	if bi, ok := debug.ReadBuildInfo(); ok && bi.Main.Version != "" {
+		return bi.Main.Version
+	}
+	return "(devel)"
+}
+
+// loadAgentID reads this state directory's agent id, creating it once. It
+// goes into every VMM's marker, so that agents sharing a machine (tests,
+// several state directories) never adopt each other's VMMs.
+func loadAgentID(path string) (string, error) {
+	b, err := os.ReadFile(path)
+	if err == nil {
+		id := strings.TrimSpace(string(b))
+		if len(id) == 16 && strings.Trim(id, "0123456789abcdef") == "" {
+			return id, nil
+		}
+		return "", fmt.Errorf("agent: %s is corrupt (want 16 hex digits)", path)
+	}
+	if !errors.Is(err, os.ErrNotExist) {
+		return "", fmt.Errorf("agent: %w", err)
+	}
+	var r [8]byte
+	rand.Read(r[:])
+	id := hex.EncodeToString(r[:])
+	if err := os.WriteFile(path, []byte(id+"\n"), 0o600); err != nil {
+		return "", fmt.Errorf("agent: save agent id: %w", err)
+	}
+	return id, nil
+}
+
+// vmDir is where a VM's logs live.
+func (a *Agent) vmDir(name string) string { return filepath.Join(a.cfg.StateDir, "vms", name) }
+
+// ConsolePath is the file a VM's serial console is written to.
+func (a *Agent) ConsolePath(name string) string { return filepath.Join(a.vmDir(name), "console.log") }

@@ -1,0 +1,122 @@
+package agent
+
+import (
+	"context"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/govisor/govisor/api"
+	"github.com/govisor/govisor/client"
+	"github.com/govisor/govisor/internal/kvm/kvmtest"
+)
+
+var (
+	binOnce sync.Once
+	binPath string
+	binErr  error
+)
+
+// govisorBin builds the real govisor binary once: the agent's VMM children
+// are exactly what users run.
+func govisorBin(t *testing.T) string {
+	t.Helper()
+	binOnce.Do(func() {
+		dir, err := os.MkdirTemp("", "govisor-agent-bin")
+		if err != nil {
+			binErr = err
+			return
+		}
+		binPath = filepath.Join(dir, "govisor")
+		cmd := exec.Command("go", "build", "-o", binPath, "github.com/govisor/govisor/cmd/govisor")
+		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+		if out, err := cmd.CombinedOutput(); err != nil {
+			binErr = err
+			binPath = string(out)
+		}
+	})
+	if binErr != nil {
+		t.Fatalf("build govisor: %v\n%s", binErr, binPath)
+	}
+	return binPath
+}
+
+// writeGuest writes a PVH test guest and returns its path.
+func writeGuest(t *testing.T, dir, name string, code []byte) string {
+	t.Helper()
+	p := filepath.Join(dir, name)
+	if err := os.WriteFile(p, kvmtest.PVHELF(code, 0x100000), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// idleGuest prints marker and then halts forever: a VM that stays up.
+func idleGuest(marker string) []byte {
+	var a kvmtest.Asm
+	a.Print(marker)
+	l := a.Len()
+	a.Hlt().JmpBack(l)
+	return a.B
+}
+
+// exitGuest prints marker and ends the VMM with exit status code.
+func exitGuest(marker string, code byte) []byte {
+	var a kvmtest.Asm
+	a.Print(marker).Exit(code)
+	return a.B
+}
+
+type testAgent struct {
+	*Agent
+	cli *client.Client
+}
+
+// startAgent runs an agent with embedded etcd in stateDir on a socket there.
+func startAgent(t *testing.T, stateDir string, mod func(*Config)) testAgent {
+	t.Helper()
+	cfg := Config{
+		StateDir: stateDir, Socket: filepath.Join(stateDir, "api.sock"), HostName: "testhost",
+		StopTimeout: 5 * time.Second, ResyncEvery: 250 * time.Millisecond,
+	}
+	if mod != nil {
+		mod(&cfg)
+	}
+	a, err := New(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := client.New(client.Options{Socket: cfg.Socket})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return testAgent{a, c}
+}
+
+func spec(name, kernel, policy string) api.VMSpec {
+	return api.VMSpec{Name: name, CPUs: 1, Memory: "64M", Kernel: kernel, Boot: api.BootPVH, DebugExit: true, RestartPolicy: policy}
+}
+
+// waitVM polls the VM until ok accepts it.
+func waitVM(t *testing.T, c *client.Client, name, what string, ok func(api.VM) bool) api.VM {
+	t.Helper()
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		v, err := c.GetVM(context.Background(), name)
+		if err == nil && ok(v) {
+			return v
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("VM %s never became %s: %+v, %v", name, what, v, err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func alive(pid int) bool {
+	_, err := procStartTicks(pid)
+	return err == nil
+}

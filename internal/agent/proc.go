@@ -1,0 +1,214 @@
+package agent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/govisor/govisor/api"
+)
+
+// exitInfo is how a VMM process ended.
+type exitInfo struct {
+	code   *int   // exit status; nil when killed by a signal or unknown (adopted)
+	signal string // the signal that killed it, if any
+}
+
+func (e exitInfo) String() string {
+	switch {
+	case e.signal != "":
+		return "killed by " + e.signal
+	case e.code != nil:
+		return "exit status " + strconv.Itoa(*e.code)
+	}
+	return "exit status unknown (adopted process)"
+}
+
+// failed reports whether the exit counts as a failure for on-failure restarts.
+func (e exitInfo) failed() bool { return e.code == nil || *e.code != 0 }
+
+// proc is one VMM child process, spawned by this agent or adopted from /proc.
+type proc struct {
+	name     string
+	pid      int
+	ticks    uint64
+	since    time.Time
+	restarts int
+	cmd      *exec.Cmd // nil when adopted
+	pidfd    int       // -1 for spawned children (cmd waits for them)
+	done     chan struct{}
+	exit     exitInfo // valid once done is closed
+
+	mu         sync.Mutex
+	stopReq    bool // the agent asked it to stop: its exit is not a failure
+	restartReq bool // start it again at once after the exit
+}
+
+// vmmArgs turns a definition into `govisor run` arguments.
+func vmmArgs(s api.VMSpec) []string {
+	args := []string{"run", "--kernel", s.Kernel, "--cpus", strconv.Itoa(s.CPUs), "--memory", s.Memory,
+		"--boot", s.Boot, "--cmdline", s.Cmdline}
+	if s.Initrd != "" {
+		args = append(args, "--initrd", s.Initrd)
+	}
+	if s.DebugExit {
+		args = append(args, "--debug-exit")
+	}
+	return args
+}
+
+// spawn starts a VMM child for spec: argv[0] is the marker, stdin is
+// /dev/null, the console goes to consolePath and VMM messages to logPath.
+// The child gets its own process group and no parent-death signal, so it
+// survives the agent (a restarted agent adopts it).
+func spawn(exe, mark, dir string, s api.VMSpec, consolePath, logPath string) (*proc, error) {
+	con, err := os.OpenFile(consolePath, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("agent: console log of %s: %w", s.Name, err)
+	}
+	defer con.Close()
+	lg, err := os.OpenFile(logPath, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("agent: VMM log of %s: %w", s.Name, err)
+	}
+	defer lg.Close()
+	fmt.Fprintf(lg, "--- %s: agent starts the VMM\n", time.Now().UTC().Format(time.RFC3339))
+	cmd := exec.Command(exe, vmmArgs(s)...)
+	cmd.Args[0] = mark
+	cmd.Dir = dir
+	cmd.Stdout, cmd.Stderr = con, lg
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := cmd.Start(); err != nil {
+		return nil, fmt.Errorf("agent: start VMM of %s (%s): %w", s.Name, exe, err)
+	}
+	p := &proc{name: s.Name, pid: cmd.Process.Pid, since: time.Now().UTC(), cmd: cmd, pidfd: -1, done: make(chan struct{})}
+	// A child that already exited has no start time; its Wait reports why.
+	p.ticks, _ = procStartTicks(p.pid)
+	go func() {
+		cmd.Wait()
+		if ws, ok := cmd.ProcessState.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
+			p.exit.signal = ws.Signal().String()
+		} else {
+			c := cmd.ProcessState.ExitCode()
+			p.exit.code = &c
+		}
+		close(p.done)
+	}()
+	return p, nil
+}
+
+// adopt takes over a running VMM process found in /proc. Its exit status is
+// unknowable (it is not our child); a pidfd says when it exits and names it
+// for signals without the risk of pid reuse.
+func adopt(ctx context.Context, name string, pid int, ticks uint64, since time.Time) (*proc, error) {
+	fd, err := unix.PidfdOpen(pid, 0)
+	if err != nil {
+		return nil, fmt.Errorf("agent: pidfd of %s (pid %d): %w", name, pid, err)
+	}
+	// The pid may have been reused between the /proc scan and pidfd_open.
+	if t, err := procStartTicks(pid); err != nil || t != ticks {
+		unix.Close(fd)
+		return nil, fmt.Errorf("agent: process %d of %s is gone", pid, name)
+	}
+	p := &proc{name: name, pid: pid, ticks: ticks, since: since, pidfd: fd, done: make(chan struct{})}
+	go func() {
+		defer unix.Close(fd)
+		fds := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}
+		for ctx.Err() == nil {
+			n, err := unix.Poll(fds, 500)
+			if err != nil && !errors.Is(err, unix.EINTR) {
+				return
+			}
+			if n > 0 {
+				close(p.done)
+				return
+			}
+		}
+	}()
+	return p, nil
+}
+
+// signal sends sig to the VMM process.
+func (p *proc) signal(sig syscall.Signal) error {
+	select {
+	case <-p.done:
+		return nil
+	default:
+	}
+	if p.cmd != nil {
+		err := p.cmd.Process.Signal(sig)
+		if errors.Is(err, os.ErrProcessDone) {
+			return nil
+		}
+		return err
+	}
+	err := unix.PidfdSendSignal(p.pidfd, sig, nil, 0)
+	if errors.Is(err, unix.ESRCH) || errors.Is(err, unix.EBADF) {
+		return nil
+	}
+	return err
+}
+
+// stop asks the VMM to stop with SIGTERM and kills it after timeout.
+// A graceful guest shutdown (an ACPI power button press) needs the VMM's
+// control socket, which does not exist yet: `govisor run` stops the guest
+// on SIGTERM the way a power cut would.
+func (p *proc) stop(timeout time.Duration) {
+	p.mu.Lock()
+	p.stopReq = true
+	p.mu.Unlock()
+	p.signal(syscall.SIGTERM)
+	go func() {
+		select {
+		case <-p.done:
+		case <-time.After(timeout):
+			p.signal(syscall.SIGKILL)
+		}
+	}()
+}
+
+// kill stops the VMM at once (force-stop).
+func (p *proc) kill() {
+	p.mu.Lock()
+	p.stopReq = true
+	p.mu.Unlock()
+	p.signal(syscall.SIGKILL)
+}
+
+func (p *proc) requested() (stop, restart bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.stopReq, p.restartReq
+}
+
+// lastLine returns the last non-empty line of the file's final 4 KiB: the
+// VMM's own message on why it stopped.
+func lastLine(path string) string {
+	f, err := os.Open(path)
+	if err != nil {
+		return ""
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return ""
+	}
+	off := max(fi.Size()-4096, 0)
+	buf := make([]byte, fi.Size()-off)
+	n, _ := f.ReadAt(buf, off)
+	lines := strings.Split(strings.TrimSpace(string(buf[:n])), "\n")
+	last := strings.TrimSpace(lines[len(lines)-1])
+	if strings.HasPrefix(last, "---") {
+		return ""
+	}
+	return last
+}

@@ -1,0 +1,75 @@
+package agent
+
+import (
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
+)
+
+// markerPrefix starts argv[0] of every VMM child the agent spawns:
+// "govisor-vmm:<agent id>:<vm name>". It shows in ps, and after an agent
+// restart it is how the agent recognises its VMM processes in /proc.
+const markerPrefix = "govisor-vmm:"
+
+func marker(agentID, vmName string) string { return markerPrefix + agentID + ":" + vmName }
+
+// procArgv0 reads argv[0] of pid ("" for a zombie or a vanished process).
+func procArgv0(pid int) string {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/cmdline")
+	if err != nil {
+		return ""
+	}
+	arg0, _, _ := strings.Cut(string(b), "\x00")
+	return arg0
+}
+
+// procStartTicks reads the start time of pid in clock ticks since boot
+// (field 22 of /proc/<pid>/stat, proc(5)): with the pid it names one
+// process for good, since pids are reused.
+func procStartTicks(pid int) (uint64, error) {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return 0, err
+	}
+	// The command name (field 2) is in parentheses and may hold spaces.
+	i := strings.LastIndexByte(string(b), ')')
+	if i < 0 {
+		return 0, fmt.Errorf("agent: /proc/%d/stat: no command name", pid)
+	}
+	fields := strings.Fields(string(b[i+1:]))
+	// fields[0] is field 3 (state); starttime is field 22.
+	if len(fields) < 20 {
+		return 0, fmt.Errorf("agent: /proc/%d/stat: %d fields", pid, len(fields)+2)
+	}
+	if fields[0] == "Z" || fields[0] == "X" {
+		return 0, fmt.Errorf("agent: process %d has exited", pid)
+	}
+	return strconv.ParseUint(fields[19], 10, 64)
+}
+
+// findVMMs scans /proc for live processes whose argv[0] is this agent's
+// marker and returns their pids by VM name.
+func findVMMs(agentID string) map[string][]int {
+	out := map[string][]int{}
+	ents, err := os.ReadDir("/proc")
+	if err != nil {
+		return out
+	}
+	prefix := markerPrefix + agentID + ":"
+	for _, e := range ents {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil || pid <= 0 {
+			continue
+		}
+		name, ok := strings.CutPrefix(procArgv0(pid), prefix)
+		if !ok || name == "" {
+			continue
+		}
+		if _, err := procStartTicks(pid); err != nil {
+			continue
+		}
+		out[name] = append(out[name], pid)
+	}
+	return out
+}

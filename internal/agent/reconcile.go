@@ -1,0 +1,320 @@
+package agent
+
+import (
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"syscall"
+	"time"
+
+	"github.com/govisor/govisor/api"
+	"github.com/govisor/govisor/internal/cluster/store"
+)
+
+// Restart back-off: doubles from minBackoff to maxBackoff for a VM that
+// keeps failing, and resets once it has run for stableRun.
+const (
+	minBackoff = time.Second
+	maxBackoff = 30 * time.Second
+	stableRun  = time.Minute
+)
+
+// poke asks the reconciler for a pass soon.
+func (a *Agent) poke() {
+	select {
+	case a.kick <- struct{}{}:
+	default:
+	}
+}
+
+// watchLoop pokes the reconciler on every change to a VM's definition.
+func (a *Agent) watchLoop() {
+	defer a.loopWG.Done()
+	for a.ctx.Err() == nil {
+		for ev := range a.st.Watch(a.ctx, 0) {
+			if ev.Kind == "spec" {
+				a.poke()
+			}
+		}
+		select {
+		case <-a.ctx.Done():
+		case <-time.After(time.Second):
+			a.poke() // changes during the gap are caught by a full pass
+		}
+	}
+}
+
+// reconcileLoop runs a full pass on every poke and every ResyncEvery.
+func (a *Agent) reconcileLoop() {
+	defer a.loopWG.Done()
+	t := time.NewTicker(a.cfg.ResyncEvery)
+	defer t.Stop()
+	a.reconcile()
+	for {
+		select {
+		case <-a.ctx.Done():
+			return
+		case <-a.kick:
+		case <-t.C:
+		}
+		a.reconcile()
+	}
+}
+
+// reconcile makes this host's VMM processes match the desired state.
+func (a *Agent) reconcile() {
+	ctx, cancel := context.WithTimeout(a.ctx, 10*time.Second)
+	defer cancel()
+	recs, _, err := a.st.ListVMs(ctx)
+	if err != nil {
+		a.log.Warn("reconcile: list VMs", "err", err)
+		return
+	}
+	var idle []store.Record // stopped VMs whose status still says otherwise
+	a.mu.Lock()
+	if a.stopping {
+		a.mu.Unlock()
+		return
+	}
+	mine := map[string]bool{}
+	for _, r := range recs {
+		if r.Desired.Host != a.cfg.HostName {
+			continue
+		}
+		name := r.Desired.Spec.Name
+		mine[name] = true
+		p := a.procs[name]
+		switch {
+		case r.Desired.Power == api.PowerRunning && p == nil:
+			if nb := a.notBefore[name]; time.Now().Before(nb) {
+				time.AfterFunc(time.Until(nb), a.poke)
+				continue
+			}
+			a.startLocked(r)
+		case r.Desired.Power == api.PowerStopped && p != nil:
+			if stop, _ := p.requested(); !stop {
+				a.log.Info("stopping VM", "vm", name, "pid", p.pid)
+				p.stop(a.cfg.StopTimeout)
+			}
+		case r.Desired.Power == api.PowerStopped && p == nil:
+			if r.Status == nil || (r.Status.State != api.StateStopped && r.Status.State != api.StateFailed) {
+				idle = append(idle, r)
+			}
+		}
+	}
+	for name, p := range a.procs {
+		if !mine[name] {
+			// Deleted or moved away while running (delete refuses that, but
+			// an external etcd can be written by anyone): stop it.
+			a.log.Warn("VM no longer defined for this host; stopping its VMM", "vm", name, "pid", p.pid)
+			p.stop(a.cfg.StopTimeout)
+		}
+	}
+	a.mu.Unlock()
+	for _, r := range idle {
+		st := api.VMStatus{State: api.StateStopped, Host: a.cfg.HostName, Since: time.Now().UTC(), ExitReason: "not started"}
+		if r.Status != nil {
+			st.Restarts, st.ExitReason, st.ExitCode = r.Status.Restarts, r.Status.ExitReason, r.Status.ExitCode
+			if st.ExitReason == "" {
+				st.ExitReason = "VMM process gone"
+			}
+		}
+		a.putStatus(r.Desired.Spec.Name, st)
+	}
+}
+
+// startLocked spawns the VMM of r; a.mu is held.
+func (a *Agent) startLocked(r store.Record) {
+	s := r.Desired.Spec
+	dir := a.vmDir(s.Name)
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		a.log.Error("start VM", "vm", s.Name, "err", err)
+		return
+	}
+	p, err := spawn(a.cfg.Executable, marker(a.id, s.Name), dir, s, a.ConsolePath(s.Name), filepath.Join(dir, "vmm.log"))
+	if err != nil {
+		a.log.Error("start VM", "vm", s.Name, "err", err)
+		a.delayRestart(s.Name)
+		go a.putStatus(s.Name, api.VMStatus{State: api.StateFailed, Host: a.cfg.HostName, Since: time.Now().UTC(), ExitReason: err.Error()})
+		return
+	}
+	if r.Status != nil {
+		p.restarts = r.Status.Restarts
+	}
+	a.log.Info("started VM", "vm", s.Name, "pid", p.pid)
+	a.procs[s.Name] = p
+	a.supWG.Add(1)
+	go a.supervise(p, true)
+}
+
+// delayRestart backs off the next start of name; a.mu is held.
+func (a *Agent) delayRestart(name string) {
+	d := a.backoff[name]
+	d = min(max(2*d, minBackoff), maxBackoff)
+	a.backoff[name] = d
+	a.notBefore[name] = time.Now().Add(d)
+}
+
+// supervise records p as running (when report is set), waits for it to
+// exit and records why, deciding on a restart by the VM's policy.
+func (a *Agent) supervise(p *proc, report bool) {
+	defer a.supWG.Done()
+	if report {
+		err := a.putStatus(p.name, api.VMStatus{State: api.StateRunning, Host: a.cfg.HostName, PID: p.pid,
+			StartTicks: p.ticks, Since: p.since, Restarts: p.restarts})
+		if errors.Is(err, store.ErrNotFound) {
+			p.kill() // deleted meanwhile
+		}
+	}
+	select {
+	case <-p.done:
+	case <-a.ctx.Done():
+		return // Close: the VMM keeps running for the next agent
+	}
+	a.handleExit(p)
+}
+
+// handleExit records a VMM's end and decides what happens next.
+func (a *Agent) handleExit(p *proc) {
+	stopReq, restartReq := p.requested()
+	a.mu.Lock()
+	if a.procs[p.name] == p {
+		delete(a.procs, p.name)
+	}
+	detached, stopping := a.detached, a.stopping
+	if time.Since(p.since) > stableRun {
+		delete(a.backoff, p.name)
+	}
+	a.mu.Unlock()
+	if detached {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	r, err := a.st.GetVM(ctx, p.name)
+	if err != nil {
+		return // deleted, or the store is gone: nothing to record
+	}
+	reason := p.exit.String()
+	if line := lastLine(filepath.Join(a.vmDir(p.name), "vmm.log")); line != "" && p.exit.failed() {
+		reason += ": " + line
+	}
+	st := api.VMStatus{State: api.StateStopped, Host: a.cfg.HostName, Since: time.Now().UTC(), ExitCode: p.exit.code, Restarts: p.restarts}
+	switch {
+	case stopping:
+		st.ExitReason = "agent shut down (" + reason + ")"
+	case restartReq:
+		st.ExitReason = "restarted on request (" + reason + ")"
+	case stopReq:
+		st.ExitReason = "stopped on request (" + reason + ")"
+	default:
+		failed := p.exit.failed()
+		if !failed {
+			reason = "guest powered off"
+		}
+		st.ExitReason = reason
+		if failed {
+			st.State = api.StateFailed
+		}
+		pol := r.Desired.Spec.RestartPolicy
+		if r.Desired.Power == api.PowerRunning && (pol == api.RestartAlways || (pol == api.RestartOnFailure && failed)) {
+			st.Restarts++
+			st.ExitReason += "; restarting (restartPolicy " + pol + ")"
+			a.mu.Lock()
+			a.delayRestart(p.name)
+			a.mu.Unlock()
+		} else if r.Desired.Power == api.PowerRunning {
+			// Not restarting: the desired state follows, so that etcd says
+			// what will happen (nothing) until a user starts it.
+			a.st.UpdateVM(ctx, p.name, func(d *store.Desired) error { d.Power = api.PowerStopped; return nil })
+		}
+	}
+	a.log.Info("VM stopped", "vm", p.name, "pid", p.pid, "state", st.State, "reason", st.ExitReason)
+	a.putStatus(p.name, st)
+	a.poke()
+}
+
+func (a *Agent) putStatus(name string, st api.VMStatus) error {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	err := a.st.PutStatus(ctx, name, st)
+	if err != nil && !errors.Is(err, store.ErrNotFound) {
+		a.log.Warn("record VM status", "vm", name, "err", err)
+	}
+	return err
+}
+
+// adoptAll finds this agent's VMM processes that outlived a previous agent
+// and supervises them again; VMs whose VMM died meanwhile are recorded as
+// such (and restarted by policy through the usual exit handling).
+func (a *Agent) adoptAll(ctx context.Context) error {
+	recs, _, err := a.st.ListVMs(ctx)
+	if err != nil {
+		return err
+	}
+	found := findVMMs(a.id)
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	for _, r := range recs {
+		name := r.Desired.Spec.Name
+		if r.Desired.Host != a.cfg.HostName {
+			continue
+		}
+		pids := found[name]
+		delete(found, name)
+		if len(pids) == 0 {
+			if r.Status != nil && (r.Status.State == api.StateRunning || r.Status.State == api.StateStopping) {
+				// Died while no agent watched: an exit of unknown status.
+				p := &proc{name: name, pid: r.Status.PID, since: r.Status.Since, restarts: r.Status.Restarts, done: make(chan struct{})}
+				close(p.done)
+				p.stopReq = r.Status.State == api.StateStopping
+				a.supWG.Add(1)
+				go a.supervise(p, false)
+			}
+			continue
+		}
+		pid := pids[0]
+		for _, q := range pids {
+			if r.Status != nil && q == r.Status.PID {
+				pid = q
+			}
+		}
+		for _, q := range pids {
+			if q != pid {
+				a.log.Warn("duplicate VMM process; stopping it", "vm", name, "pid", q)
+				syscall.Kill(q, syscall.SIGTERM)
+			}
+		}
+		ticks, err := procStartTicks(pid)
+		if err != nil {
+			continue
+		}
+		since, restarts := time.Now().UTC(), 0
+		same := r.Status != nil && r.Status.PID == pid && r.Status.StartTicks == ticks
+		if r.Status != nil {
+			restarts = r.Status.Restarts
+			if same {
+				since = r.Status.Since
+			}
+		}
+		p, err := adopt(a.ctx, name, pid, ticks, since)
+		if err != nil {
+			a.log.Warn("adopt VMM", "vm", name, "err", err)
+			continue
+		}
+		p.restarts = restarts
+		a.log.Info("adopted VM", "vm", name, "pid", pid)
+		a.procs[name] = p
+		a.supWG.Add(1)
+		go a.supervise(p, !same || r.Status.State != api.StateRunning)
+	}
+	for name, pids := range found {
+		// A marker of ours for a VM that is no longer defined here.
+		for _, pid := range pids {
+			a.log.Warn("VMM of an undefined VM; stopping it", "vm", name, "pid", pid)
+			syscall.Kill(pid, syscall.SIGTERM)
+		}
+	}
+	return nil
+}

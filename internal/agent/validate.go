@@ -1,0 +1,157 @@
+package agent
+
+import (
+	"bufio"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+
+	"github.com/govisor/govisor/api"
+	"github.com/govisor/govisor/internal/vm"
+)
+
+// Errors the API maps to HTTP status codes (see httpError).
+var (
+	ErrInvalid = errors.New("agent: invalid request")
+	ErrBusy    = errors.New("agent: VM is not stopped")
+	ErrNotHere = errors.New("agent: VM runs on another host")
+)
+
+// FieldError is a bad request naming the offending field.
+type FieldError struct {
+	Field string
+	Msg   string
+}
+
+func (e *FieldError) Error() string { return e.Field + ": " + e.Msg }
+
+// Unwrap makes every FieldError match ErrInvalid.
+func (e *FieldError) Unwrap() error { return ErrInvalid }
+
+// Defaults for fields a definition leaves out (the same as `govisor run`).
+const (
+	defaultMemory  = "256M"
+	defaultCmdline = "console=ttyS0"
+	maxCmdline     = 4096
+)
+
+var nameRE = regexp.MustCompile(`^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$`)
+
+// normalize checks a definition and fills in its defaults. hostMiB is the
+// host's RAM: a VM that could never fit is refused up front.
+func normalize(s api.VMSpec, hostMiB uint64) (api.VMSpec, error) {
+	if !nameRE.MatchString(s.Name) {
+		return s, &FieldError{"name", fmt.Sprintf("%q: use 1-63 lower-case letters, digits and '-' (a DNS label)", s.Name)}
+	}
+	if s.CPUs == 0 {
+		s.CPUs = 1
+	}
+	if s.CPUs < 1 || s.CPUs > vm.MaxCPUs {
+		return s, &FieldError{"cpus", fmt.Sprintf("%d: give 1 to %d", s.CPUs, vm.MaxCPUs)}
+	}
+	if s.Memory == "" {
+		s.Memory = defaultMemory
+	}
+	mib, err := parseMiB(s.Memory)
+	if err != nil {
+		return s, &FieldError{"memory", err.Error()}
+	}
+	if hostMiB > 0 && mib > hostMiB {
+		return s, &FieldError{"memory", fmt.Sprintf("%s is more than this host's %d MiB of RAM", s.Memory, hostMiB)}
+	}
+	if err := checkFile(s.Kernel, true); err != nil {
+		return s, &FieldError{"kernel", err.Error()}
+	}
+	if err := checkFile(s.Initrd, false); err != nil {
+		return s, &FieldError{"initrd", err.Error()}
+	}
+	if s.Cmdline == "" {
+		s.Cmdline = defaultCmdline
+	}
+	if len(s.Cmdline) > maxCmdline {
+		return s, &FieldError{"cmdline", fmt.Sprintf("%d bytes; at most %d", len(s.Cmdline), maxCmdline)}
+	}
+	switch s.Boot {
+	case "":
+		s.Boot = api.BootLinux64
+	case api.BootLinux64, api.BootPVH:
+	default:
+		return s, &FieldError{"boot", fmt.Sprintf("%q: use linux64 or pvh", s.Boot)}
+	}
+	switch s.RestartPolicy {
+	case "":
+		s.RestartPolicy = api.RestartOnFailure
+	case api.RestartNever, api.RestartOnFailure, api.RestartAlways:
+	default:
+		return s, &FieldError{"restartPolicy", fmt.Sprintf("%q: use never, on-failure or always", s.RestartPolicy)}
+	}
+	return s, nil
+}
+
+// checkFile requires an absolute path to a readable regular file: the VMM
+// child opens it later, and a missing file must fail the create, not the boot.
+func checkFile(path string, required bool) error {
+	if path == "" {
+		if required {
+			return errors.New("required: the path of a bzImage or vmlinux on the host")
+		}
+		return nil
+	}
+	if !filepath.IsAbs(path) {
+		return fmt.Errorf("%q: give an absolute path on the host", path)
+	}
+	fi, err := os.Stat(path)
+	if err != nil {
+		if errors.Is(err, os.ErrNotExist) {
+			return fmt.Errorf("%s: no such file on this host", path)
+		}
+		return err
+	}
+	if !fi.Mode().IsRegular() {
+		return fmt.Errorf("%s: not a regular file", path)
+	}
+	return nil
+}
+
+// parseMiB parses a memory size: 512M, 2G, 1T; a plain number is MiB.
+func parseMiB(s string) (uint64, error) {
+	t := strings.ToUpper(strings.TrimSpace(s))
+	t = strings.TrimSuffix(strings.TrimSuffix(t, "IB"), "B")
+	mult := uint64(1)
+	switch {
+	case strings.HasSuffix(t, "M"):
+		t = t[:len(t)-1]
+	case strings.HasSuffix(t, "G"):
+		t, mult = t[:len(t)-1], 1024
+	case strings.HasSuffix(t, "T"):
+		t, mult = t[:len(t)-1], 1024*1024
+	}
+	n, err := strconv.ParseUint(t, 10, 64)
+	if err != nil || n == 0 || n > (1<<40)/mult {
+		return 0, fmt.Errorf("%q: give a size such as 512M or 2G", s)
+	}
+	return n * mult, nil
+}
+
+// hostMemMiB reads MemTotal from /proc/meminfo (0 when unknown).
+func hostMemMiB() uint64 {
+	f, err := os.Open("/proc/meminfo")
+	if err != nil {
+		return 0
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		if rest, ok := strings.CutPrefix(sc.Text(), "MemTotal:"); ok {
+			kb, err := strconv.ParseUint(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(rest), "kB")), 10, 64)
+			if err == nil {
+				return kb / 1024
+			}
+		}
+	}
+	return 0
+}
