@@ -295,6 +295,17 @@ func TestNotifySuppression(t *testing.T) {
 		if !eventIdx && d.UsedFlags() != 0 {
 			t.Fatalf("used flags %d after EnableNotify", d.UsedFlags())
 		}
+		old := d.AvailIdx()
+		d.AddChain([]virtqueuetest.Desc{{Addr: buf, Len: 8}})
+		if !d.NeedKick(old, eventIdx) {
+			t.Fatal("driver would not kick an idle device")
+		}
+		q.DisableNotify()
+		old = d.AvailIdx()
+		d.AddChain([]virtqueuetest.Desc{{Addr: buf, Len: 8}})
+		if d.NeedKick(old, eventIdx) {
+			t.Fatal("driver would kick a device that is already busy")
+		}
 	}
 }
 

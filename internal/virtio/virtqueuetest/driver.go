@@ -212,3 +212,15 @@ func (d *Driver) release(head uint16) {
 	}
 	d.chainLen[head] = 0
 }
+
+// NeedKick reports whether the device asked to be notified of the chains
+// added since avail idx was old (VIRTIO_F_EVENT_IDX, 2.7.10), as Linux's
+// virtqueue_kick_prepare decides; without EVENT_IDX pass eventIdx false
+// to honour the used ring's NO_NOTIFY flag instead.
+func (d *Driver) NeedKick(old uint16, eventIdx bool) bool {
+	if !eventIdx {
+		return d.UsedFlags()&virtqueue.UsedFNoNotify == 0
+	}
+	cur := d.availIdx
+	return cur-d.AvailEvent()-1 < cur-old
+}
