@@ -14,8 +14,9 @@ func (b barDevice) Read(off uint64, data []byte) {
 	case region == isrOffset:
 		clear(data)
 		if o == 0 && len(data) > 0 {
-			// Reading the ISR status clears it (4.1.4.5).
+			// Reading the ISR status clears it and deasserts INTx (4.1.4.5).
 			data[0] = byte(t.isr.Swap(0))
+			t.updateINTx()
 		}
 	case region == deviceOffset:
 		clear(data)

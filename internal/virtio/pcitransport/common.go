@@ -252,6 +252,7 @@ func (t *Transport) resetLocked() {
 	}
 	t.needsReset.Store(false)
 	t.isr.Store(0)
+	t.updateINTx()
 	t.msix.resetVectors()
 	for _, k := range t.kicks {
 		select {

@@ -118,6 +118,7 @@ func (t *Transport) RestoreState(s State) error {
 	// the BAR and doorbells and enables MSI-X, which the device needs.
 	t.cfg.RestoreState(s.Config)
 	t.msix.setControl(t.cfg.U8(t.msixCap + 3))
+	t.updateINTx()
 	if err == nil && live != nil {
 		t.mu.Lock()
 		err = t.activateLocked(live)

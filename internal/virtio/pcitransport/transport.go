@@ -39,6 +39,16 @@ type Platform interface {
 	UnregisterNotify(addr uint64)
 }
 
+// INTxPlatform is implemented by platforms that can also raise the
+// function's legacy interrupt line, used while MSI-X is disabled (drivers
+// without MSI support, e.g. Linux booted with pci=nomsi). The transport
+// then reports interrupt pin INTA#; which GSI that is, is the platform's
+// business.
+type INTxPlatform interface {
+	// SetINTx drives the function's INTx# line: true asserts it.
+	SetINTx(level bool)
+}
+
 // PCI identity (4.1.2).
 const (
 	VendorID       = 0x1AF4
@@ -90,6 +100,7 @@ type Transport struct {
 	dev      virtio.Device
 	mem      virtio.Memory
 	plat     Platform
+	intx     INTxPlatform // nil if the platform has no INTx
 	maxSizes []uint16
 	offered  uint64
 	msixCap  uint16
@@ -106,6 +117,7 @@ type Transport struct {
 	live       []*virtqueue.Queue // while active
 	active     bool
 
+	intxMu     sync.Mutex // orders INTx level changes
 	needsReset atomic.Bool
 	isr        atomic.Uint32
 	lastErr    atomic.Pointer[error]
@@ -143,9 +155,14 @@ func New(dev virtio.Device, mem virtio.Memory, plat Platform) (*Transport, error
 		t.kicks[i] = make(chan struct{}, 1)
 	}
 	t.msix.init(len(sizes)+1, plat)
+	var pin uint8
+	if ip, ok := plat.(INTxPlatform); ok {
+		t.intx, pin = ip, 1
+	}
 	t.cfg = pci.NewConfigSpace(pci.Header{
 		VendorID: VendorID, DeviceID: DeviceIDBase + id, Revision: revisionModern,
 		Class: classOf(id), SubsystemVendorID: VendorID, SubsystemID: SubsystemID,
+		InterruptPin: pin,
 	})
 	if err := t.cfg.AddBAR(BARIndex, pci.BARMem64, BARSize, false); err != nil {
 		return nil, fmt.Errorf("pcitransport: %w", err)
@@ -222,6 +239,10 @@ func (t *Transport) ConfigWrite(offset uint16, data []byte) {
 	ctl := t.msixCap + 3
 	if int(offset) <= int(ctl) && int(ctl) < int(offset)+len(data) {
 		t.msix.setControl(t.cfg.U8(ctl))
+		t.updateINTx()
+	}
+	if int(offset) <= pci.RegCommand+1 && pci.RegCommand+1 < int(offset)+len(data) {
+		t.updateINTx() // INTx disable bit
 	}
 }
 
@@ -317,6 +338,10 @@ func (t *Transport) ConfigChanged() {
 
 func (t *Transport) configInterrupt() {
 	t.isr.Or(isrConfig)
+	if !t.msix.isEnabled() {
+		t.updateINTx()
+		return
+	}
 	t.msix.signal(t.msix.configVector())
 }
 
@@ -324,9 +349,24 @@ func (t *Transport) configInterrupt() {
 func (t *Transport) interrupt(q int) {
 	if !t.msix.isEnabled() {
 		t.isr.Or(isrQueue)
+		t.updateINTx()
 		return
 	}
 	t.msix.signal(t.msix.queueVector(q))
+}
+
+// updateINTx drives INTx# from the ISR status while MSI-X is off: the
+// line is asserted while ISR is non-zero and the command register does
+// not disable INTx (4.1.4.5, PCI 3.0 6.2.2).
+func (t *Transport) updateINTx() {
+	if t.intx == nil {
+		return
+	}
+	t.intxMu.Lock()
+	defer t.intxMu.Unlock()
+	level := t.isr.Load() != 0 && !t.msix.isEnabled() && t.cfg.Command()&pci.CommandIntxDisable == 0
+	t.cfg.SetInterruptStatus(level)
+	t.intx.SetINTx(level)
 }
 
 // Close stops the device and removes its MMIO mapping and doorbells (VM

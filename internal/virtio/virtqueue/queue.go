@@ -76,6 +76,7 @@ type Queue struct {
 	availFlags, availIdx, usedEvent word // driver-written
 	usedIdx, availEvent             word // device-written (usedIdx shares a word with used flags)
 
+	usedFlags     uint16 // our used ring flags (NO_NOTIFY)
 	lastAvail     uint16 // next available entry to take
 	nextUsed      uint16 // our used idx
 	signalledUsed uint16 // used idx when NeedInterrupt last said yes or no
@@ -181,12 +182,10 @@ func (q *Queue) Pop(c *Chain) (bool, error) {
 	if err := q.walk(c, head); err != nil {
 		return false, q.fail(err)
 	}
+	// avail_event is left behind while the device is busy: the driver
+	// kicks at most once when it passes it, and EnableNotify moves it to
+	// lastAvail before the device sleeps (2.7.10).
 	q.lastAvail++
-	if q.cfg.EventIdx {
-		// Ask for a notification only when the driver goes past what we
-		// have taken (2.7.10); EnableNotify refreshes it before sleeping.
-		q.availEvent.store(q.lastAvail)
-	}
 	return true, nil
 }
 
@@ -262,7 +261,7 @@ func (q *Queue) PushHead(head uint16, written uint32, c *Chain) error {
 	q.nextUsed++
 	// The atomic store publishes the element before the index (2.7.13.3)
 	// and fences it against the used_event load in NeedInterrupt.
-	q.usedIdx.store(q.nextUsed)
+	q.storeUsedWord()
 	q.mem.MarkDirty(q.cfg.Used, 4)
 	return nil
 }
@@ -309,5 +308,12 @@ func (q *Queue) EnableNotify() bool {
 }
 
 func (q *Queue) setUsedFlags(f uint16) {
-	word{p: q.usedIdx.p, shift: 0}.store(f)
+	q.usedFlags = f
+	q.storeUsedWord()
+}
+
+// storeUsedWord writes used flags and idx, which share an aligned word
+// the device owns (the used ring is 4-byte aligned, 2.7), in one store.
+func (q *Queue) storeUsedWord() {
+	q.usedIdx.storeWord(uint32(q.usedFlags) | uint32(q.nextUsed)<<16)
 }

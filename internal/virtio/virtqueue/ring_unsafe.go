@@ -50,3 +50,9 @@ func (w word) store(v uint16) {
 		}
 	}
 }
+
+// storeWord atomically replaces the whole word (for words the device
+// owns entirely); the exchange is a full fence.
+func (w word) storeWord(v uint32) {
+	atomic.StoreUint32(w.p, v)
+}

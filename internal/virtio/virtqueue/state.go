@@ -9,12 +9,13 @@ type State struct {
 	LastAvail     uint16
 	NextUsed      uint16
 	SignalledUsed uint16
+	UsedFlags     uint16
 	Broken        bool
 }
 
 // SaveState returns the queue's state.
 func (q *Queue) SaveState() State {
-	return State{Config: q.cfg, LastAvail: q.lastAvail, NextUsed: q.nextUsed, SignalledUsed: q.signalledUsed, Broken: q.broken}
+	return State{Config: q.cfg, LastAvail: q.lastAvail, NextUsed: q.nextUsed, SignalledUsed: q.signalledUsed, UsedFlags: q.usedFlags, Broken: q.broken}
 }
 
 // Restore recreates a queue from s over mem, validating the configuration
@@ -25,5 +26,6 @@ func Restore(mem Memory, s State) (*Queue, error) {
 		return nil, fmt.Errorf("virtqueue: restore: %w", err)
 	}
 	q.lastAvail, q.nextUsed, q.signalledUsed, q.broken = s.LastAvail, s.NextUsed, s.SignalledUsed, s.Broken
+	q.usedFlags = s.UsedFlags & UsedFNoNotify
 	return q, nil
 }

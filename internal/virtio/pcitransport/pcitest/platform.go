@@ -124,3 +124,16 @@ func (p *Platform) MSIs(v int) int64 { return p.counts[v].Load() }
 // Vector returns the channel that receives a value (coalesced) per MSI
 // on vector v.
 func (p *Platform) Vector(v int) <-chan struct{} { return p.vectors[v] }
+
+// WithINTx is a Platform that also has an INTx# line
+// (pcitransport.INTxPlatform).
+type WithINTx struct {
+	*Platform
+	level atomic.Bool
+}
+
+// SetINTx implements pcitransport.INTxPlatform.
+func (p *WithINTx) SetINTx(level bool) { p.level.Store(level) }
+
+// Level reports whether INTx# is asserted.
+func (p *WithINTx) Level() bool { return p.level.Load() }
