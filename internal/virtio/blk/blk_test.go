@@ -34,6 +34,12 @@ type rig struct {
 
 func newRig(t testing.TB, opts blk.Options, features uint64) *rig {
 	t.Helper()
+	return newRigWrap(t, opts, features, nil)
+}
+
+// newRigWrap is newRig with the image wrapped by wrap (if not nil).
+func newRigWrap(t testing.TB, opts blk.Options, features uint64, wrap func(diskimage.Image) diskimage.Image) *rig {
+	t.Helper()
 	r := &rig{path: filepath.Join(t.TempDir(), "disk.raw")}
 	img, err := diskimage.Create(r.path, "raw", diskSize, diskimage.CreateOptions{})
 	if err != nil {
@@ -45,8 +51,11 @@ func newRig(t testing.TB, opts blk.Options, features uint64) *rig {
 			t.Fatal(err)
 		}
 	}
-	r.img = img
 	t.Cleanup(func() { img.Close() })
+	if wrap != nil {
+		img = wrap(img)
+	}
+	r.img = img
 	if r.dev, err = blk.New(img, opts); err != nil {
 		t.Fatal(err)
 	}
@@ -353,5 +362,48 @@ func TestSaveRestore(t *testing.T) {
 	bad.Capacity++
 	if err := dev2.RestoreState(bad); err == nil {
 		t.Fatal("restore onto a different disk succeeded")
+	}
+}
+
+// discardImage adds Discard to an image: the range reads as zeros after.
+type discardImage struct {
+	diskimage.Image
+	calls [][2]int64
+}
+
+func (d *discardImage) Discard(off, n int64) error {
+	d.calls = append(d.calls, [2]int64{off, n})
+	_, err := d.WriteAt(make([]byte, n), off)
+	return err
+}
+
+func TestDiscard(t *testing.T) {
+	var di *discardImage
+	r := newRigWrap(t, blk.Options{}, allFeat, func(img diskimage.Image) diskimage.Image {
+		di = &discardImage{Image: img}
+		return di
+	})
+	if r.drv.Features&blk.FeatureDiscard == 0 {
+		t.Fatal("DISCARD not offered for an image that can discard")
+	}
+	le := binary.LittleEndian
+	if c := r.drv.DeviceConfig(0, 60); le.Uint32(c[36:]) != blk.MaxDiscardSectors || le.Uint32(c[40:]) != 1 || c[56] != 1 {
+		t.Fatalf("discard limits %x", c[36:60])
+	}
+	r.do(t, 0, blk.TypeOut, 8, pattern(1024, 2), 0)
+	if st, _, _ := r.do(t, 0, blk.TypeDiscard, 0, seg(8, 1, 0), 0); st != blk.StatusOK {
+		t.Fatalf("discard status %d", st)
+	}
+	if len(di.calls) != 1 || di.calls[0] != [2]int64{8 * 512, 512} {
+		t.Fatalf("Discard calls %v", di.calls)
+	}
+	if st, _, _ := r.do(t, 0, blk.TypeDiscard, 0, seg(8, 1, 1), 0); st != blk.StatusUnsupp {
+		t.Fatalf("discard with unmap flag: status %d", st)
+	}
+	_, _, got := r.do(t, 0, blk.TypeIn, 8, nil, 1024)
+	want := pattern(1024, 2)
+	clear(want[:512])
+	if !bytes.Equal(got, want) {
+		t.Fatal("discarded range not zero or neighbour changed")
 	}
 }

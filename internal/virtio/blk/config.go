@@ -46,6 +46,9 @@ const (
 	MaxDiscardSectors     = 1 << 23 // 4 GiB per segment
 	MaxWriteZeroesSectors = 1 << 23
 	maxSegments           = 1
+	// MaxTransfer bounds one read or write request, so that one request
+	// cannot hold a queue for long and used lengths fit in 32 bits.
+	MaxTransfer = 1 << 30
 )
 
 // Configuration layout (struct virtio_blk_config, 5.2.4).
@@ -74,7 +77,8 @@ func (d *Device) buildConfig() {
 	le.PutUint64(c[cfgCapacity:], d.capacity)
 	le.PutUint32(c[cfgSegMax:], uint32(d.queueSize)-2)
 	le.PutUint32(c[cfgBlkSize:], d.blockSize)
-	le.PutUint16(c[cfgMinIOSize:], uint16(d.blockSize/SectorSize))
+	c[cfgPhysBlockExp] = 0            // physical block = logical block
+	le.PutUint16(c[cfgMinIOSize:], 1) // in logical blocks
 	le.PutUint16(c[cfgNumQueues:], uint16(d.numQueues))
 	le.PutUint32(c[cfgMaxDiscardSectors:], MaxDiscardSectors)
 	le.PutUint32(c[cfgMaxDiscardSeg:], maxSegments)

@@ -99,7 +99,7 @@ func (d *Device) ioerr() byte {
 
 // inRange checks that n bytes at sector are whole sectors inside the disk.
 func (d *Device) inRange(sector, n uint64) bool {
-	return n%SectorSize == 0 && sector <= d.capacity && n/SectorSize <= d.capacity-sector
+	return n%SectorSize == 0 && n <= MaxTransfer && sector <= d.capacity && n/SectorSize <= d.capacity-sector
 }
 
 // transfer moves n bytes between the chain's buffers (starting skip bytes
@@ -145,7 +145,7 @@ func (d *Device) discardOrZero(c *virtqueue.Chain, r *request, discard bool) byt
 		switch {
 		case flags&^flagUnmap != 0, discard && flags&flagUnmap != 0:
 			return StatusUnsupp // reserved bits, or unmap on discard (5.2.6.2)
-		case count > limit || !d.inRange(sector, count*SectorSize):
+		case count > limit || sector > d.capacity || count > d.capacity-sector:
 			return StatusIOErr
 		}
 		off, n := int64(sector*SectorSize), int64(count*SectorSize)
