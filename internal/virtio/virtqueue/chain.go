@@ -61,15 +61,32 @@ func (c *Chain) ReadAt(p []byte, off int64) (int, error) {
 	return gather(c.Readable, p, off)
 }
 
-// WriteAt copies p into the writable part at offset off; it returns
-// io.ErrShortWrite if the part ends first. Pushing the chain marks the
-// written bytes dirty.
+// WriteAt copies p into the writable part at offset off and marks what
+// it wrote dirty; it returns io.ErrShortWrite if the part ends first.
+// (Bytes written directly into Writable are marked dirty by Push, as far
+// as its written count reaches.)
 func (c *Chain) WriteAt(p []byte, off int64) (int, error) {
-	n, err := scatter(c.Writable, p, off)
-	if err != nil {
-		return n, io.ErrShortWrite
+	if off < 0 {
+		return 0, io.ErrShortWrite
 	}
-	return n, nil
+	done := 0
+	for i, b := range c.Writable {
+		if done == len(p) {
+			break
+		}
+		if off >= int64(len(b)) {
+			off -= int64(len(b))
+			continue
+		}
+		n := copy(b[off:], p[done:])
+		c.mem.MarkDirty(c.writeGPA[i]+uint64(off), uint64(n))
+		done += n
+		off = 0
+	}
+	if done < len(p) {
+		return done, io.ErrShortWrite
+	}
+	return done, nil
 }
 
 // Segments calls fn for each piece of bufs in [off, off+n), in order,
@@ -101,6 +118,9 @@ func Segments(bufs [][]byte, off, n uint64, fn func(b []byte, at uint64) error) 
 }
 
 func gather(bufs [][]byte, p []byte, off int64) (int, error) {
+	if off < 0 {
+		return 0, io.EOF
+	}
 	done := 0
 	for _, b := range bufs {
 		if done == len(p) {
@@ -111,25 +131,6 @@ func gather(bufs [][]byte, p []byte, off int64) (int, error) {
 			continue
 		}
 		done += copy(p[done:], b[off:])
-		off = 0
-	}
-	if done < len(p) {
-		return done, io.EOF
-	}
-	return done, nil
-}
-
-func scatter(bufs [][]byte, p []byte, off int64) (int, error) {
-	done := 0
-	for _, b := range bufs {
-		if done == len(p) {
-			break
-		}
-		if off >= int64(len(b)) {
-			off -= int64(len(b))
-			continue
-		}
-		done += copy(b[off:], p[done:])
 		off = 0
 	}
 	if done < len(p) {

@@ -94,8 +94,18 @@ func TestPopPushDirect(t *testing.T) {
 		t.Fatalf("ReadAt = %q, %v", buf, err)
 	}
 	msg := bytes.Repeat([]byte{0xAB}, 40)
+	d.Mem.ClearDirty()
 	if n, err := c.WriteAt(msg, 10); n != 40 || err != nil {
 		t.Fatalf("WriteAt = %d, %v", n, err)
+	}
+	if !d.Mem.Dirty(out) {
+		t.Fatal("WriteAt did not mark its bytes dirty")
+	}
+	if _, err := c.WriteAt(msg, -1); err == nil {
+		t.Fatal("WriteAt at a negative offset succeeded")
+	}
+	if _, err := c.ReadAt(buf, -1); err == nil {
+		t.Fatal("ReadAt at a negative offset succeeded")
 	}
 	if _, err := c.WriteAt(msg, 30); err == nil {
 		t.Fatal("WriteAt past the writable part succeeded")
