@@ -19,6 +19,10 @@ func ServeQueue(ctx *ActivateContext, qi int, stop <-chan struct{}, h Handler) {
 		return
 	}
 	var c virtqueue.Chain
+	// With EVENT_IDX the driver's used_event coalesces interrupts itself,
+	// so each completion is signalled as soon as the driver wants it;
+	// without, one interrupt per batch.
+	eager := q.Config().EventIdx
 	for {
 		for {
 			q.DisableNotify()
@@ -40,6 +44,9 @@ func ServeQueue(ctx *ActivateContext, qi int, stop <-chan struct{}, h Handler) {
 				if err := q.Push(&c, n); err != nil {
 					ctx.NeedsReset(err)
 					return
+				}
+				if eager && q.NeedInterrupt() {
+					ctx.Interrupt(qi)
 				}
 			}
 			if q.NeedInterrupt() {

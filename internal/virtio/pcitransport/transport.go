@@ -28,8 +28,10 @@ type Platform interface {
 	// SignalMSI delivers an MSI message (KVM_SIGNAL_MSI).
 	SignalMSI(addr uint64, data uint32) error
 	// RegisterNotify binds a doorbell to guest writes of length bytes at
-	// addr (length 0: any width; datamatch nil: any value), e.g. with
-	// KVM_IOEVENTFD, so that kicks do not exit to the VMM. Each Read of
+	// addr (datamatch nil: any value), e.g. with KVM_IOEVENTFD, so that
+	// kicks do not exit to the VMM. The transport asks for 2-byte writes
+	// (drivers write the 16-bit queue index, 4.1.4.4); writes of other
+	// widths still reach the MMIO handler, which kicks too. Each Read of
 	// the returned reader blocks until at least one kick and reads an
 	// 8-byte counter; Close must make a blocked Read return (an eventfd
 	// in non-blocking mode wrapped by os.NewFile does). An error makes the
@@ -285,7 +287,7 @@ func (t *Transport) barChanged(bar int, old, new uint64) {
 	t.barBase = new
 	t.notifiers = make([]io.Closer, len(t.kicks))
 	for i := range t.kicks {
-		r, err := t.plat.RegisterNotify(new+notifyOffset+uint64(notifyMult*i), 0, nil)
+		r, err := t.plat.RegisterNotify(new+notifyOffset+uint64(notifyMult*i), 2, nil)
 		if err != nil {
 			continue // kicks arrive as MMIO writes instead
 		}
