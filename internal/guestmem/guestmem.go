@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"sort"
+	"sync"
 
 	"golang.org/x/sys/unix"
 )
@@ -26,8 +27,10 @@ type Region struct {
 
 // Memory is the guest's RAM: non-overlapping regions sorted by address.
 type Memory struct {
-	regions []Region
-	size    uint64
+	regions   []Region
+	size      uint64
+	dirtyOnce sync.Once
+	dirty     []dirtyBitmap
 }
 
 // New maps anonymous host memory for each range. Pages are allocated lazily

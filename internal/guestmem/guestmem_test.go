@@ -46,3 +46,22 @@ func TestRejectsBadRanges(t *testing.T) {
 		}
 	}
 }
+
+func TestMarkDirty(t *testing.T) {
+	m, err := New([]Range{{0, 64 * PageSize}, {1 << 32, 8 * PageSize}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	m.MarkDirty(PageSize-1, 2)            // pages 0 and 1
+	m.MarkDirty(63*PageSize, 10*PageSize) // page 63, clipped at the region end
+	m.MarkDirty(1<<32+PageSize, 1)        // high region page 1
+	m.MarkDirty(100*PageSize, 1)          // hole: ignored
+	d := m.TakeDirty()
+	if d[0][0] != 1|2|1<<63 || d[1][0] != 2 {
+		t.Fatalf("dirty = %b / %b", d[0][0], d[1][0])
+	}
+	if d := m.TakeDirty(); d[0][0] != 0 || d[1][0] != 0 {
+		t.Fatal("TakeDirty did not clear the bitmap")
+	}
+}
