@@ -114,7 +114,8 @@ func (a *Agent) reached(rec store.Record, action string, t0 time.Time) bool {
 	default:
 		a.mu.Lock()
 		_, live := a.procs[rec.Desired.Spec.Name]
+		_, backingOff := a.notBefore[rec.Desired.Spec.Name]
 		a.mu.Unlock()
-		return ended && !live
+		return ended && !live && !backingOff
 	}
 }

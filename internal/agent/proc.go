@@ -26,7 +26,7 @@ type exitInfo struct {
 func (e exitInfo) String() string {
 	switch {
 	case e.signal != "":
-		return "killed by " + e.signal
+		return "killed by signal " + e.signal
 	case e.code != nil:
 		return "exit status " + strconv.Itoa(*e.code)
 	}
@@ -96,7 +96,7 @@ func spawn(exe, mark, dir string, s api.VMSpec, consolePath, logPath string) (*p
 	go func() {
 		cmd.Wait()
 		if ws, ok := cmd.ProcessState.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
-			p.exit.signal = ws.Signal().String()
+			p.exit.signal = fmt.Sprintf("%d (%s)", int(ws.Signal()), ws.Signal())
 		} else {
 			c := cmd.ProcessState.ExitCode()
 			p.exit.code = &c

@@ -66,17 +66,20 @@ func (a *Agent) reconcileLoop() {
 func (a *Agent) reconcile() {
 	ctx, cancel := context.WithTimeout(a.ctx, 10*time.Second)
 	defer cancel()
-	recs, _, err := a.st.ListVMs(ctx)
-	if err != nil {
-		a.log.Warn("reconcile: list VMs", "err", err)
-		return
-	}
-	var idle []store.Record // stopped VMs whose status still says otherwise
+	// The snapshot is read under a.mu: a proc leaves a.procs only after its
+	// exit is recorded, so "no proc" here means etcd already knows why.
 	a.mu.Lock()
 	if a.stopping {
 		a.mu.Unlock()
 		return
 	}
+	recs, _, err := a.st.ListVMs(ctx)
+	if err != nil {
+		a.mu.Unlock()
+		a.log.Warn("reconcile: list VMs", "err", err)
+		return
+	}
+	var idle []store.Record // stopped VMs whose status still says otherwise
 	mine := map[string]bool{}
 	for _, r := range recs {
 		if r.Desired.Host != a.cfg.HostName {
@@ -98,7 +101,13 @@ func (a *Agent) reconcile() {
 				p.stop(a.cfg.StopTimeout)
 			}
 		case r.Desired.Power == api.PowerStopped && p == nil:
-			if r.Status == nil || (r.Status.State != api.StateStopped && r.Status.State != api.StateFailed) {
+			_, backingOff := a.notBefore[name]
+			if backingOff {
+				// Stopped while waiting to restart: the restart is off.
+				delete(a.notBefore, name)
+				delete(a.backoff, name)
+			}
+			if backingOff || r.Status == nil || (r.Status.State != api.StateStopped && r.Status.State != api.StateFailed) {
 				idle = append(idle, r)
 			}
 		}
@@ -115,12 +124,16 @@ func (a *Agent) reconcile() {
 	for _, r := range idle {
 		st := api.VMStatus{State: api.StateStopped, Host: a.cfg.HostName, Since: time.Now().UTC(), ExitReason: "not started"}
 		if r.Status != nil {
-			st.Restarts, st.ExitReason, st.ExitCode = r.Status.Restarts, r.Status.ExitReason, r.Status.ExitCode
-			if st.ExitReason == "" {
-				st.ExitReason = "VMM process gone"
+			st.Restarts, st.ExitCode = r.Status.Restarts, r.Status.ExitCode
+			st.ExitReason = "stopped on request"
+			if r.Status.ExitReason != "" {
+				st.ExitReason += " (last exit: " + r.Status.ExitReason + ")"
 			}
 		}
-		a.putStatus(r.Desired.Spec.Name, st)
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		// Only over the status this decision saw: a start may have won meanwhile.
+		a.st.ReplaceStatus(ctx, r.Desired.Spec.Name, st, r.StatusRev)
+		cancel()
 	}
 }
 
@@ -179,14 +192,21 @@ func (a *Agent) supervise(p *proc, report bool) {
 func (a *Agent) handleExit(p *proc) {
 	stopReq, restartReq := p.requested()
 	a.mu.Lock()
-	if a.procs[p.name] == p {
-		delete(a.procs, p.name)
-	}
 	detached, stopping := a.detached, a.stopping
 	if time.Since(p.since) > stableRun {
 		delete(a.backoff, p.name)
 	}
 	a.mu.Unlock()
+	// p leaves a.procs only once its exit is recorded: until then the
+	// reconciler must not start a second VMM on the old desired state.
+	defer func() {
+		a.mu.Lock()
+		if a.procs[p.name] == p {
+			delete(a.procs, p.name)
+		}
+		a.mu.Unlock()
+		a.poke()
+	}()
 	if detached {
 		return
 	}
@@ -232,7 +252,6 @@ func (a *Agent) handleExit(p *proc) {
 	}
 	a.log.Info("VM stopped", "vm", p.name, "pid", p.pid, "state", st.State, "reason", st.ExitReason)
 	a.putStatus(p.name, st)
-	a.poke()
 }
 
 func (a *Agent) putStatus(name string, st api.VMStatus) error {
@@ -269,6 +288,7 @@ func (a *Agent) adoptAll(ctx context.Context) error {
 				p := &proc{name: name, pid: r.Status.PID, since: r.Status.Since, restarts: r.Status.Restarts, done: make(chan struct{})}
 				close(p.done)
 				p.stopReq = r.Status.State == api.StateStopping
+				a.procs[name] = p
 				a.supWG.Add(1)
 				go a.supervise(p, false)
 			}

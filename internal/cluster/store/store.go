@@ -224,6 +224,28 @@ func (s *Store) PutStatus(ctx context.Context, name string, st api.VMStatus) err
 	return nil
 }
 
+// ReplaceStatus records a VM's observed state only if the status key is
+// still at revision rev (0: absent); ErrConflict otherwise. Writers that
+// decided from a snapshot use it so as not to overwrite a newer status.
+func (s *Store) ReplaceStatus(ctx context.Context, name string, st api.VMStatus, rev int64) error {
+	b, err := json.Marshal(st)
+	if err != nil {
+		return fmt.Errorf("store: encode status of %s: %w", name, err)
+	}
+	resp, err := s.cli.Txn(ctx).
+		If(clientv3.Compare(clientv3.CreateRevision(specKey(name)), ">", 0),
+			clientv3.Compare(clientv3.ModRevision(statusKey(name)), "=", rev)).
+		Then(clientv3.OpPut(statusKey(name), string(b))).
+		Commit()
+	if err != nil {
+		return fmt.Errorf("store: put status of %s: %w", name, err)
+	}
+	if !resp.Succeeded {
+		return fmt.Errorf("%w: status of %s changed", ErrConflict, name)
+	}
+	return nil
+}
+
 // DeleteVM removes a VM if check accepts its current record and neither
 // key changes between the check and the delete.
 func (s *Store) DeleteVM(ctx context.Context, name string, check func(Record) error) error {

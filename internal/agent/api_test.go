@@ -1,0 +1,197 @@
+package agent
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"errors"
+	"math/big"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/govisor/govisor/api"
+	"github.com/govisor/govisor/client"
+)
+
+// TestAPIErrors checks each endpoint's errors: status code, the field named,
+// and that nothing is left half-created.
+func TestAPIErrors(t *testing.T) {
+	dir := t.TempDir()
+	kernel := filepath.Join(dir, "vmlinux")
+	os.WriteFile(kernel, []byte("not booted in this test"), 0o644)
+	ta := startAgent(t, dir, nil)
+	defer ta.Close()
+	ctx := context.Background()
+	if _, err := ta.cli.CreateVM(ctx, spec("taken", kernel, ""), false); err != nil {
+		t.Fatal(err)
+	}
+	raw := func(body string) func() error {
+		return func() error {
+			_, err := ta.cli.Do(ctx, http.MethodPost, "/v1/vms", strings.NewReader(body), nil)
+			return err
+		}
+	}
+	create := func(mod func(*api.VMSpec)) func() error {
+		return func() error {
+			s := spec("fresh", kernel, "")
+			mod(&s)
+			_, err := ta.cli.CreateVM(ctx, s, false)
+			return err
+		}
+	}
+	cases := []struct {
+		name  string
+		call  func() error
+		code  int
+		field string
+		msg   string
+	}{
+		{"unknown field", raw(`{"name":"x","kernel":"` + kernel + `","frobnicate":1}`), 400, "frobnicate", "unknown field"},
+		{"wrong type", raw(`{"name":"x","kernel":"` + kernel + `","cpus":"two"}`), 400, "cpus", "want a int"},
+		{"not json", raw(`name: x`), 400, "", "not a VM definition"},
+		{"two objects", raw(`{"name":"x","kernel":"` + kernel + `"}{}`), 400, "", "more than one"},
+		{"missing kernel", create(func(s *api.VMSpec) { s.Kernel = filepath.Join(dir, "nope") }), 400, "kernel", "no such file"},
+		{"no kernel", create(func(s *api.VMSpec) { s.Kernel = "" }), 400, "kernel", "required"},
+		{"relative kernel", create(func(s *api.VMSpec) { s.Kernel = "vmlinux" }), 400, "kernel", "absolute"},
+		{"missing initrd", create(func(s *api.VMSpec) { s.Initrd = filepath.Join(dir, "nope.cpio") }), 400, "initrd", "no such file"},
+		{"bad memory", create(func(s *api.VMSpec) { s.Memory = "lots" }), 400, "memory", "512M"},
+		{"too much memory", create(func(s *api.VMSpec) { s.Memory = "64T" }), 400, "memory", "more than this host"},
+		{"too many cpus", create(func(s *api.VMSpec) { s.CPUs = 1000 }), 400, "cpus", "give 1 to"},
+		{"bad name", create(func(s *api.VMSpec) { s.Name = "Bad/Name" }), 400, "name", "DNS label"},
+		{"bad boot", create(func(s *api.VMSpec) { s.Boot = "bios" }), 400, "boot", "linux64 or pvh"},
+		{"bad policy", create(func(s *api.VMSpec) { s.RestartPolicy = "sometimes" }), 400, "restartPolicy", "on-failure"},
+		{"name taken", create(func(s *api.VMSpec) { s.Name = "taken" }), 409, "", "already taken"},
+		{"apply name mismatch", func() error {
+			_, err := ta.cli.Do(ctx, http.MethodPut, "/v1/vms/taken", spec("other", kernel, ""), nil)
+			return err
+		}, 400, "name", "differs"},
+		{"get unknown", func() error { _, err := ta.cli.GetVM(ctx, "ghost"); return err }, 404, "", "not found"},
+		{"start unknown", func() error { _, err := ta.cli.Action(ctx, "ghost", "start", 0); return err }, 404, "", "not found"},
+		{"bad action", func() error { _, err := ta.cli.Action(ctx, "taken", "dance", 0); return err }, 404, "", "no such action"},
+		{"bad wait", func() error {
+			_, err := ta.cli.Do(ctx, http.MethodPost, "/v1/vms/taken/stop?wait=forever", nil, nil)
+			return err
+		}, 400, "wait", "duration"},
+		{"delete unknown", func() error { return ta.cli.DeleteVM(ctx, "ghost") }, 404, "", "not found"},
+		{"console unknown", func() error { _, err := ta.cli.Console(ctx, "ghost"); return err }, 404, "", "not found"},
+		{"bad events since", func() error {
+			_, err := ta.cli.Do(ctx, http.MethodGet, "/v1/events?since=-3", nil, nil)
+			return err
+		}, 400, "since", "revision"},
+		{"no such endpoint", func() error { _, err := ta.cli.Do(ctx, http.MethodGet, "/v2/x", nil, nil); return err }, 404, "", "no such endpoint"},
+	}
+	for _, c := range cases {
+		err := c.call()
+		var ae *client.Error
+		if !errors.As(err, &ae) || ae.StatusCode != c.code || ae.Field != c.field || !strings.Contains(ae.Message, c.msg) {
+			t.Errorf("%s: got %#v; want %d, field %q, message with %q", c.name, err, c.code, c.field, c.msg)
+		}
+	}
+	// Nothing half-created: only the one good VM exists.
+	vms, err := ta.cli.ListVMs(ctx)
+	if err != nil || len(vms) != 1 || vms[0].Spec.Name != "taken" {
+		t.Fatalf("VMs after the failed requests: %+v, %v", vms, err)
+	}
+	// A stopped VM is observed as stopped, and can be applied and deleted.
+	waitVM(t, ta.cli, "taken", "stopped", func(v api.VM) bool { return v.Status.State == api.StateStopped })
+	s := spec("taken", kernel, "")
+	s.Cmdline = "console=ttyS0 quiet"
+	for _, want := range []string{"updated", "unchanged"} {
+		v, res, err := ta.cli.ApplyVM(ctx, s)
+		if err != nil || res != want || v.Spec.Cmdline != s.Cmdline || v.Desired != api.PowerStopped {
+			t.Fatalf("apply: %q %+v %v, want %s", res, v, err, want)
+		}
+	}
+	if con, err := ta.cli.Console(ctx, "taken"); err != nil || len(con) != 0 {
+		t.Fatalf("console of a never-started VM: %q, %v", con, err)
+	}
+	h, err := ta.cli.Host(ctx)
+	if err != nil || h.Name != "testhost" || h.VMs != 1 || h.MemoryMiB == 0 || h.Store != "embedded" {
+		t.Fatalf("host: %+v, %v", h, err)
+	}
+	if err := ta.cli.DeleteVM(ctx, "taken"); err != nil {
+		t.Fatal(err)
+	}
+	if fi, err := os.Stat(ta.cfg.Socket); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Fatalf("socket mode: %v, %v", fi.Mode(), err)
+	}
+}
+
+// TestTCPNeedsToken serves the API on TLS and checks bearer tokens.
+func TestTCPNeedsToken(t *testing.T) {
+	dir := t.TempDir()
+	certPEM, keyPEM := selfSigned(t)
+	certFile, keyFile, tokFile := filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem"), filepath.Join(dir, "tokens")
+	os.WriteFile(certFile, certPEM, 0o600)
+	os.WriteFile(keyFile, keyPEM, 0o600)
+	os.WriteFile(tokFile, []byte("# API tokens\ns3cret-token\n"), 0o600)
+
+	// TCP without tokens is refused at start-up.
+	_, err := New(context.Background(), Config{StateDir: filepath.Join(dir, "a"), Listen: "127.0.0.1:0", TLSCert: certFile, TLSKey: keyFile})
+	if err == nil || !strings.Contains(err.Error(), "--token-file") {
+		t.Fatalf("TCP without tokens: %v", err)
+	}
+
+	ta := startAgent(t, filepath.Join(dir, "b"), func(c *Config) {
+		c.Socket, c.Listen, c.TLSCert, c.TLSKey, c.TokenFile = "", "127.0.0.1:0", certFile, keyFile, tokFile
+	})
+	defer ta.Close()
+	addr := strings.TrimPrefix(ta.Addrs()[0], "tcp:")
+	pool := x509.NewCertPool()
+	pool.AppendCertsFromPEM(certPEM)
+	for _, c := range []struct {
+		token string
+		ok    bool
+	}{{"", false}, {"wrong", false}, {"s3cret-token", true}} {
+		cl, err := client.New(client.Options{URL: "https://" + addr, Token: c.token, TLSConfig: &tls.Config{RootCAs: pool}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, get := range []func() error{
+			func() error { _, err := cl.Host(context.Background()); return err },
+			func() error { _, err := cl.Metrics(context.Background()); return err },
+			func() error { _, err := cl.ListVMs(context.Background()); return err },
+		} {
+			err := get()
+			if c.ok && err != nil {
+				t.Errorf("token %q: %v", c.token, err)
+			}
+			if !c.ok && !errors.Is(err, client.ErrUnauthorized) {
+				t.Errorf("token %q: %v, want 401", c.token, err)
+			}
+		}
+	}
+}
+
+func selfSigned(t *testing.T) (certPEM, keyPEM []byte) {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "govisor test"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
+		IPAddresses: []net.IP{net.ParseIP("127.0.0.1")}, KeyUsage: x509.KeyUsageDigitalSignature,
+		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kb, err := x509.MarshalECPrivateKey(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kb})
+}
