@@ -24,6 +24,8 @@ type runOptions struct {
 	template                string
 	debugExit               bool
 	verbose                 bool
+	disks                   []string
+	rng                     bool
 }
 
 func newRunCmd() *cobra.Command {
@@ -50,6 +52,8 @@ guest unless --on-reboot=exit.`,
 	f.StringVar(&o.template, "cpu-template", "auto", "CPU template: auto, host or pvm")
 	f.BoolVar(&o.debugExit, "debug-exit", false, "enable the isa-debug-exit port 0xf4: a guest write ends govisor with that value as exit code")
 	f.BoolVarP(&o.verbose, "verbose", "v", false, "print how the guest was loaded and why it stopped")
+	f.StringArrayVar(&o.disks, "disk", nil, "virtio-blk disk: path=FILE[,readonly][,format=FMT][,serial=ID][,queues=N] (repeatable; raw, qcow2, vmdk, vhd, vhdx)")
+	f.BoolVar(&o.rng, "rng", false, "add a virtio-rng device fed by the host's getrandom")
 	return cmd
 }
 
@@ -71,6 +75,42 @@ func ParseMemoryMiB(s string) (uint64, error) {
 		return 0, fmt.Errorf("--memory %q: give a size such as 512M or 2G", s)
 	}
 	return n * mult, nil
+}
+
+// ParseDisk parses a --disk value: path=FILE[,readonly][,format=F][,serial=S][,queues=N].
+// A bare FILE is accepted as the path.
+func ParseDisk(s string) (vm.Disk, error) {
+	var d vm.Disk
+	for i, part := range strings.Split(s, ",") {
+		k, v, hasValue := strings.Cut(part, "=")
+		switch {
+		case k == "path" && hasValue:
+			d.Path = v
+		case i == 0 && !hasValue:
+			d.Path = k
+		case (k == "readonly" || k == "ro") && (!hasValue || v == "on" || v == "true"):
+			d.ReadOnly = true
+		case k == "format" && hasValue:
+			d.Format = v
+		case k == "serial" && hasValue:
+			d.Serial = v
+		case k == "queues" && hasValue:
+			n, err := strconv.Atoi(v)
+			if err != nil || n < 1 || n > 16 {
+				return d, fmt.Errorf("--disk %q: queues=%s: give 1 to 16", s, v)
+			}
+			d.Queues = n
+		default:
+			return d, fmt.Errorf("--disk %q: unknown option %q: use path=FILE[,readonly][,format=FMT][,serial=ID][,queues=N]", s, part)
+		}
+	}
+	if d.Path == "" {
+		return d, fmt.Errorf("--disk %q: no path: use path=FILE", s)
+	}
+	if _, err := os.Stat(d.Path); err != nil {
+		return d, fmt.Errorf("--disk %q: %w", s, err)
+	}
+	return d, nil
 }
 
 func (o *runOptions) config() (vm.Config, error) {
@@ -111,9 +151,18 @@ func (o *runOptions) config() (vm.Config, error) {
 			return cfg, fmt.Errorf("--initrd: %w", err)
 		}
 	}
+	var disks []vm.Disk
+	for _, d := range o.disks {
+		disk, err := ParseDisk(d)
+		if err != nil {
+			return cfg, err
+		}
+		disks = append(disks, disk)
+	}
 	return vm.Config{
 		CPUs: o.cpus, MemoryMiB: mib, Kernel: kernel, Initrd: initrd, Cmdline: o.cmdline,
 		Boot: boot, GuestDecompress: o.guestDecompress, DebugExit: o.debugExit, Template: o.template,
+		Disks: disks, RNG: o.rng,
 	}, nil
 }
 

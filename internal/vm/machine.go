@@ -10,12 +10,14 @@ import (
 	"sync"
 	"sync/atomic"
 
+	"github.com/govisor/govisor/internal/diskimage"
 	"github.com/govisor/govisor/internal/guestmem"
 	"github.com/govisor/govisor/internal/iobus"
 	"github.com/govisor/govisor/internal/kvm"
 	"github.com/govisor/govisor/internal/legacy/acpipm"
 	"github.com/govisor/govisor/internal/legacy/uart8250"
 	"github.com/govisor/govisor/internal/pci"
+	"github.com/govisor/govisor/internal/virtio/pcitransport"
 )
 
 // Limits of what govisor accepts.
@@ -54,6 +56,8 @@ type Config struct {
 	Console         io.Writer // the serial console's output
 	DebugExit       bool      // QEMU-compatible isa-debug-exit port at 0xF4
 	Template        string    // CPU template: "auto" (default), "host" or "pvm"
+	Disks           []Disk    // virtio-blk disks, in PCI slot order
+	RNG             bool      // a virtio-rng device
 }
 
 // Flat is a raw code image that every vCPU enters in 64-bit mode with
@@ -94,20 +98,22 @@ var ErrStopped = errors.New("vm: machine has stopped")
 
 // Machine is a built VM, ready to run.
 type Machine struct {
-	cfg       Config
-	sys       *kvm.System
-	kvm       *kvm.VM
-	mem       *guestmem.Memory
-	pio       iobus.Bus
-	mmio      iobus.Bus
-	uart      *uart8250.UART
-	pm        *acpipm.PM
-	pci       *pci.Bus
-	runners   []*vcpuRunner
-	flavor    kvm.Flavor
-	tmpl      string
-	bootLog   string
-	notifiers map[uint64]notifier
+	cfg        Config
+	sys        *kvm.System
+	kvm        *kvm.VM
+	mem        *guestmem.Memory
+	pio        iobus.Bus
+	mmio       iobus.Bus
+	uart       *uart8250.UART
+	pm         *acpipm.PM
+	pci        *pci.Bus
+	runners    []*vcpuRunner
+	flavor     kvm.Flavor
+	tmpl       string
+	bootLog    string
+	notifiers  map[uint64]notifier
+	transports []*pcitransport.Transport
+	images     []diskimage.Image
 
 	exits    []atomic.Uint64
 	emulated atomic.Uint64
@@ -181,6 +187,9 @@ func New(cfg Config) (_ *Machine, err error) {
 		return nil, err
 	}
 	if err := m.setupDevices(); err != nil {
+		return nil, err
+	}
+	if err := m.setupVirtio(); err != nil {
 		return nil, err
 	}
 	entry, err := m.loadGuest()
@@ -290,6 +299,7 @@ func (m *Machine) Run() Exit {
 
 // Close releases the vCPUs, the VM and guest memory. Stop and Wait first if it ran.
 func (m *Machine) Close() {
+	m.closeVirtio()
 	for _, r := range m.runners {
 		r.c.Close()
 	}
