@@ -6,6 +6,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -89,6 +90,14 @@ func startAgent(t *testing.T, stateDir string, mod func(*Config)) testAgent {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// Whatever happens in the test, no VMM of this state directory outlives it.
+	t.Cleanup(func() {
+		for _, pids := range findVMMs(a.id) {
+			for _, pid := range pids {
+				syscall.Kill(pid, syscall.SIGKILL)
+			}
+		}
+	})
 	c, err := client.New(client.Options{Socket: cfg.Socket})
 	if err != nil {
 		t.Fatal(err)

@@ -35,6 +35,7 @@ func NewRootCmd() *cobra.Command {
 	img := NewImageCmd()
 	img.AddCommand(newImportOVACmd())
 	root.AddCommand(newRunCmd(), newProbeCmd(), img)
+	root.AddCommand(newServeCmd(), newVMCmd(), newHostCmd())
 	return root
 }
 
