@@ -21,6 +21,7 @@ import (
 
 	"github.com/govisor/govisor/api"
 	"github.com/govisor/govisor/client"
+	"github.com/govisor/govisor/internal/cluster/store"
 )
 
 // TestAPIErrors checks each endpoint's errors: status code, the field named,
@@ -194,4 +195,35 @@ func selfSigned(t *testing.T) (certPEM, keyPEM []byte) {
 		t.Fatal(err)
 	}
 	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kb})
+}
+
+// TestExternalEtcd points an agent at an etcd it does not run itself.
+func TestExternalEtcd(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	etcd, err := store.Open(ctx, store.Config{DataDir: filepath.Join(dir, "etcd-member")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer etcd.Close()
+	kernel := filepath.Join(dir, "vmlinux")
+	os.WriteFile(kernel, []byte("not booted in this test"), 0o644)
+	ta := startAgent(t, filepath.Join(dir, "agent"), func(c *Config) { c.EtcdEndpoints = etcd.Endpoints() })
+	defer ta.Close()
+	if _, err := ta.cli.CreateVM(ctx, spec("ext", kernel, ""), false); err != nil {
+		t.Fatal(err)
+	}
+	if h, err := ta.cli.Host(ctx); err != nil || h.Store != "external" || h.VMs != 1 {
+		t.Fatalf("host: %+v, %v", h, err)
+	}
+	// The VM is in the external etcd, and the agent's state dir has no etcd.
+	if r, err := etcd.GetVM(ctx, "ext"); err != nil || r.Desired.Host != "testhost" {
+		t.Fatalf("in etcd: %+v, %v", r, err)
+	}
+	if hs, err := etcd.Hosts(ctx); err != nil || len(hs) != 1 || hs[0].Name != "testhost" {
+		t.Fatalf("hosts in etcd: %+v, %v", hs, err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "agent", "etcd")); !os.IsNotExist(err) {
+		t.Fatalf("agent started its own etcd: %v", err)
+	}
 }

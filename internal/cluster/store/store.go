@@ -49,8 +49,9 @@ type Config struct {
 
 // Store is a handle on the govisor keys in etcd.
 type Store struct {
-	cli *clientv3.Client
-	etc *embed.Etcd
+	cli       *clientv3.Client
+	etc       *embed.Etcd
+	endpoints []string
 }
 
 // Desired is a VM's desired state: its definition, power state and host.
@@ -92,7 +93,7 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 		s.Close()
 		return nil, fmt.Errorf("store: connect to etcd %v: %w", endpoints, err)
 	}
-	s.cli = cli
+	s.cli, s.endpoints = cli, endpoints
 	// Fail now, naming the endpoints, rather than on the first request.
 	cctx, cancel := context.WithTimeout(ctx, cfg.Timeout)
 	defer cancel()
@@ -105,6 +106,9 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 
 // Embedded reports whether the store runs its own etcd member.
 func (s *Store) Embedded() bool { return s.etc != nil }
+
+// Endpoints are the etcd client URLs in use (the embedded member's, if any).
+func (s *Store) Endpoints() []string { return s.endpoints }
 
 // Client is the underlying etcd client (for leases and elections).
 func (s *Store) Client() *clientv3.Client { return s.cli }
