@@ -79,7 +79,8 @@ func (a *Agent) reconcile() {
 		a.log.Warn("reconcile: list VMs", "err", err)
 		return
 	}
-	var idle []store.Record // stopped VMs whose status still says otherwise
+	var idle []store.Record     // stopped VMs whose status still says otherwise
+	var stopping []store.Record // VMs being stopped now
 	mine := map[string]bool{}
 	for _, r := range recs {
 		if r.Desired.Host != a.cfg.HostName {
@@ -99,6 +100,9 @@ func (a *Agent) reconcile() {
 			if stop, _ := p.requested(); !stop {
 				a.log.Info("stopping VM", "vm", name, "pid", p.pid)
 				p.stop(a.cfg.StopTimeout)
+				if r.Status != nil && r.Status.State == api.StateRunning && r.Status.PID == p.pid {
+					stopping = append(stopping, r)
+				}
 			}
 		case r.Desired.Power == api.PowerStopped && p == nil:
 			_, backingOff := a.notBefore[name]
@@ -121,6 +125,14 @@ func (a *Agent) reconcile() {
 		}
 	}
 	a.mu.Unlock()
+	for _, r := range stopping {
+		st := *r.Status
+		st.State, st.Since = api.StateStopping, time.Now().UTC()
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		// Over the running status only: the exit may already be recorded.
+		a.st.ReplaceStatus(ctx, r.Desired.Spec.Name, st, r.StatusRev)
+		cancel()
+	}
 	for _, r := range idle {
 		st := api.VMStatus{State: api.StateStopped, Host: a.cfg.HostName, Since: time.Now().UTC(), ExitReason: "not started"}
 		if r.Status != nil {

@@ -1,0 +1,79 @@
+package agent
+
+import (
+	"errors"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/govisor/govisor/api"
+)
+
+func TestParseMiB(t *testing.T) {
+	cases := []struct {
+		in   string
+		want uint64
+		ok   bool
+	}{
+		{"512M", 512, true}, {"512m", 512, true}, {"2G", 2048, true}, {"2GiB", 2048, true}, {"1T", 1 << 20, true},
+		{"1024", 1024, true}, {" 64M ", 64, true}, {"0", 0, false}, {"", 0, false}, {"lots", 0, false},
+		{"-1G", 0, false}, {"1.5G", 0, false}, {"2000000T", 0, false}, {"99999999999999999999M", 0, false},
+	}
+	for _, c := range cases {
+		got, err := parseMiB(c.in)
+		if (err == nil) != c.ok || got != c.want {
+			t.Errorf("parseMiB(%q) = %d, %v; want %d, ok %v", c.in, got, err, c.want, c.ok)
+		}
+	}
+}
+
+// FuzzParseMiB: any string parses to a size in (0, 1 TiB] or fails cleanly.
+func FuzzParseMiB(f *testing.F) {
+	for _, s := range []string{"512M", "2G", "1T", "7", "", "G", "18446744073709551615T"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		n, err := parseMiB(s)
+		if err == nil && (n == 0 || n > 1<<20) {
+			t.Fatalf("parseMiB(%q) = %d", s, n)
+		}
+	})
+}
+
+// FuzzDecodeSpec feeds request bodies from the network through decoding and
+// validation: no panic, and whatever is accepted is a complete definition.
+func FuzzDecodeSpec(f *testing.F) {
+	dir := f.TempDir()
+	kernel := filepath.Join(dir, "vmlinux")
+	os.WriteFile(kernel, []byte("k"), 0o644)
+	for _, s := range []string{
+		`{"name":"a","kernel":"` + kernel + `"}`,
+		`{"name":"a","kernel":"` + kernel + `","cpus":2,"memory":"1G","boot":"pvh","restartPolicy":"always"}`,
+		`{"name":"a","kernel":"` + kernel + `","x":1}`,
+		`{"name":1}`, `[]`, `null`, `{"name":"a"}{"name":"b"}`, `{"cpus":-1}`, ``,
+	} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, body string) {
+		r := httptest.NewRequest("POST", "/v1/vms", strings.NewReader(body))
+		s, err := decodeSpec(r)
+		if err == nil {
+			s, err = normalize(s, 1<<20)
+		}
+		if err != nil {
+			if !errors.Is(err, ErrInvalid) {
+				t.Fatalf("error %v does not match ErrInvalid (would be a 500)", err)
+			}
+			return
+		}
+		if !nameRE.MatchString(s.Name) || s.CPUs < 1 || s.Kernel != kernel && !filepath.IsAbs(s.Kernel) ||
+			(s.Boot != api.BootLinux64 && s.Boot != api.BootPVH) || s.RestartPolicy == "" || s.Cmdline == "" {
+			t.Fatalf("accepted an incomplete definition: %+v", s)
+		}
+		if _, err := parseMiB(s.Memory); err != nil {
+			t.Fatalf("accepted memory %q: %v", s.Memory, err)
+		}
+	})
+}
