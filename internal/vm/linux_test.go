@@ -3,6 +3,7 @@ package vm
 import (
 	"fmt"
 	"os"
+	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
@@ -13,9 +14,15 @@ import (
 )
 
 // bootLinux boots the minimal test guest and returns its console and exit.
-func bootLinux(t *testing.T, cpus int, memMiB uint64, extra, run string) (string, Exit) {
+// With pvh, the ELF vmlinux is entered at its PVH entry instead of the
+// bzImage at its 64-bit entry.
+func bootLinux(t *testing.T, cpus int, memMiB uint64, pvh bool, extra, run string) (string, Exit) {
 	t.Helper()
 	kernel, initrd := kvmtest.LinuxGuest(t)
+	boot := BootLinux64
+	if pvh {
+		kernel, boot = filepath.Join(filepath.Dir(kernel), "vmlinux"), BootPVH
+	}
 	k, err := os.ReadFile(kernel)
 	if err != nil {
 		t.Fatal(err)
@@ -26,7 +33,7 @@ func bootLinux(t *testing.T, cpus int, memMiB uint64, extra, run string) (string
 	}
 	var out syncBuffer
 	m, err := New(Config{
-		CPUs: cpus, MemoryMiB: memMiB, Kernel: k, Initrd: ird, Console: &out,
+		CPUs: cpus, MemoryMiB: memMiB, Kernel: k, Initrd: ird, Console: &out, Boot: boot,
 		Cmdline: fmt.Sprintf("%s %s run=%q", kvmtest.LinuxCmdline, extra, run),
 	})
 	if err != nil {
@@ -58,23 +65,29 @@ var (
 // TestLinuxBoot boots the minimal Linux guest with 1, 2 and 4 vCPUs, reads
 // the CPU count and memory size back over the serial console, and checks
 // how it ends: ACPI power-off, or (acpi=off, CPUs from the MP table) the
-// reboot the guest falls back to without ACPI.
+// reboot the guest falls back to without ACPI. The 4-vCPU guest boots the
+// ELF vmlinux through its PVH entry; the others a host-unpacked bzImage.
 func TestLinuxBoot(t *testing.T) {
 	cases := []struct {
 		cpus   int
 		mem    uint64
+		pvh    bool
 		extra  string
 		reason ExitReason
 	}{
-		{1, 256, "", ExitPowerOff},
-		{2, 512, "acpi=off", ExitReset},
-		{4, 1024, "", ExitPowerOff},
+		{1, 256, false, "", ExitPowerOff},
+		{2, 512, false, "acpi=off", ExitReset},
+		{4, 1024, true, "", ExitPowerOff},
 	}
 	for _, c := range cases {
 		c := c
-		t.Run(fmt.Sprintf("%dcpu_%dM%s", c.cpus, c.mem, strings.ReplaceAll(c.extra, "=", "_")), func(t *testing.T) {
+		name := fmt.Sprintf("%dcpu_%dM%s", c.cpus, c.mem, strings.ReplaceAll(c.extra, "=", "_"))
+		if c.pvh {
+			name += "_pvh"
+		}
+		t.Run(name, func(t *testing.T) {
 			t.Parallel()
-			con, ex := bootLinux(t, c.cpus, c.mem, c.extra, "echo NPROC=$(nproc); grep MemTotal /proc/meminfo")
+			con, ex := bootLinux(t, c.cpus, c.mem, c.pvh, c.extra, "echo NPROC=$(nproc); grep MemTotal /proc/meminfo")
 			if ex.Reason != c.reason {
 				t.Fatalf("exit %s (%v), want %s; console:\n%s", ex.Reason, ex.Err, c.reason, con)
 			}
