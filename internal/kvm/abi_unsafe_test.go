@@ -77,3 +77,22 @@ func TestIoctlNumbers(t *testing.T) {
 		}
 	}
 }
+
+func TestPCRouting(t *testing.T) {
+	r := PCRouting()
+	pin2 := 0
+	for _, e := range r {
+		if e.Chip == IRQChipIOAPIC && e.Pin == 2 {
+			pin2++
+			if e.GSI != 0 {
+				t.Errorf("IOAPIC pin 2 fed by GSI %d, want the PIT's GSI 0", e.GSI)
+			}
+		}
+		if e.GSI == 2 {
+			t.Errorf("GSI 2 (the PIC cascade) is routed: %+v", e)
+		}
+	}
+	if pin2 != 1 || len(r) != 15+23 {
+		t.Errorf("%d routes, %d to IOAPIC pin 2", len(r), pin2)
+	}
+}

@@ -180,6 +180,9 @@ func New(cfg Config) (_ *Machine, err error) {
 	if err := m.kvm.CreateIRQChip(); err != nil {
 		return nil, err
 	}
+	if err := m.kvm.SetGSIRouting(kvm.PCRouting()); err != nil {
+		return nil, err
+	}
 	if err := m.kvm.CreatePIT2(kvm.PITSpeakerDummy); err != nil {
 		return nil, err
 	}
