@@ -5,7 +5,7 @@ GUEST     := $(CACHE)/guest
 BIN       := $(CACHE)/bin/govisor
 export GOVISOR_CACHE := $(CACHE)
 
-.PHONY: run test deps guest build bench clean
+.PHONY: run test deps guest build bench clean test-debian
 
 # The main job: build everything and boot the test guest in the foreground
 # (its console on this terminal; Ctrl-A X quits, the guest's poweroff ends it).
@@ -17,6 +17,12 @@ run: build guest
 test: deps guest
 	CGO_ENABLED=0 $(GO) vet ./...
 	CGO_ENABLED=0 $(GO) test -timeout 80m ./...
+
+# Opt-in, slow on kvm_pvm: boot a debootstrapped Debian 12 (systemd) from
+# virtio-blk to its login prompt.
+test-debian: deps build
+	./guest/build-debian.sh $(CACHE)/guest-debian
+	GOVISOR_DEBIAN=$(CACHE)/guest-debian CGO_ENABLED=0 $(GO) test -timeout 120m -run TestDebianLogin -v ./internal/cli/
 
 deps:
 	./scripts/deps.sh test

@@ -9,6 +9,8 @@
 #                     powers off (ACPI) or reboots (no ACPI)
 #
 # Usage: guest/build.sh [OUT]      (default: $GOVISOR_CACHE/guest, else .cache/guest)
+# Env:   FRAGMENTS="govisor.fragment debian.fragment" selects the config
+#        fragments added to microvm.config (debian.fragment: what systemd needs).
 # Idempotent: outputs are rebuilt only when the inputs (this script, the
 # config, the patch, the package versions) change.
 set -euo pipefail
@@ -16,6 +18,7 @@ set -euo pipefail
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 ROOT=$(dirname "$HERE")
 OUT=${1:-${GOVISOR_CACHE:-$ROOT/.cache}/guest}
+FRAGMENTS=${FRAGMENTS:-govisor.fragment}
 mkdir -p "$OUT"
 OUT=$(cd "$OUT" && pwd)
 WORK=$OUT/.work
@@ -28,7 +31,7 @@ say() { printf '[guest/build] %s\n' "$*" >&2; }
 
 SRCVER=$(dpkg-query -W -f='${Version}' linux-source-6.1)
 BBVER=$(dpkg-query -W -f='${Version}' busybox-static)
-STAMP=$(cat "$HERE/build.sh" "$HERE/microvm.config" "$HERE/govisor.fragment" "$HERE/kvm_pvm.patch" "$HERE/init.sh" \
+STAMP=$(cd "$HERE" && cat build.sh microvm.config $FRAGMENTS kvm_pvm.patch init.sh \
   | sha256sum | cut -c1-16)-$SRCVER-$BBVER
 if [[ -f $OUT/.stamp && $(cat "$OUT/.stamp") == "$STAMP" && -f $OUT/bzImage && -f $OUT/initrd.cpio ]]; then
   say "up to date: $OUT"
@@ -48,7 +51,7 @@ fi
 
 OBJ=$WORK/obj
 mkdir -p "$OBJ"
-cat "$HERE/microvm.config" "$HERE/govisor.fragment" > "$OBJ/.config.want"
+(cd "$HERE" && cat microvm.config $FRAGMENTS) > "$OBJ/.config.want"
 if ! cmp -s "$OBJ/.config.want" "$OBJ/.config.in" 2>/dev/null; then
   cp "$OBJ/.config.want" "$OBJ/.config"
   cp "$OBJ/.config.want" "$OBJ/.config.in"
