@@ -28,7 +28,7 @@ func TestOpenAPIMatchesTypes(t *testing.T) {
 	if err := yaml.Unmarshal(b, &doc); err != nil {
 		t.Fatalf("openapi.yaml: %v", err)
 	}
-	types := map[string]any{"VMSpec": VMSpec{}, "VMStatus": VMStatus{}, "VM": VM{}, "VMList": VMList{}, "Host": Host{}, "Event": Event{}, "Error": Error{}}
+	types := map[string]any{"VMSpec": VMSpec{}, "VMStatus": VMStatus{}, "VM": VM{}, "VMList": VMList{}, "Host": Host{}, "HostList": HostList{}, "Event": Event{}, "Error": Error{}}
 	for name, v := range types {
 		var want []string
 		rt := reflect.TypeOf(v)
@@ -46,7 +46,7 @@ func TestOpenAPIMatchesTypes(t *testing.T) {
 			t.Errorf("schema %s: properties %v, Go type %s has %v", name, got, rt.Name(), want)
 		}
 	}
-	for _, p := range []string{"/v1/vms", "/v1/vms/{name}", "/v1/vms/{name}/{action}", "/v1/vms/{name}/console", "/v1/events", "/v1/host", "/metrics"} {
+	for _, p := range []string{"/v1/vms", "/v1/vms/{name}", "/v1/vms/{name}/{action}", "/v1/vms/{name}/console", "/v1/events", "/v1/host", "/v1/hosts", "/metrics"} {
 		if doc.Paths[p] == nil {
 			t.Errorf("openapi.yaml lacks %s", p)
 		}

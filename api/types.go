@@ -98,6 +98,11 @@ type Host struct {
 	Started      time.Time `json:"started"`
 }
 
+// HostList is the body of GET /v1/hosts: the hosts whose agents are alive.
+type HostList struct {
+	Items []Host `json:"items"`
+}
+
 // Event is one state change from GET /v1/events (a server-sent event whose
 // data is this JSON object).
 type Event struct {

@@ -238,6 +238,13 @@ func (c *Client) Host(ctx context.Context) (api.Host, error) {
 	return h, err
 }
 
+// Hosts lists the hosts with a live agent.
+func (c *Client) Hosts(ctx context.Context) ([]api.Host, error) {
+	var l api.HostList
+	_, err := c.Do(ctx, http.MethodGet, "/v1/hosts", nil, &l)
+	return l.Items, err
+}
+
 // Metrics returns the Prometheus text exposition.
 func (c *Client) Metrics(ctx context.Context) ([]byte, error) {
 	var b bytes.Buffer

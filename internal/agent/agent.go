@@ -23,6 +23,8 @@ import (
 	"sync"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/govisor/govisor/api"
 	"github.com/govisor/govisor/internal/cluster/store"
 )
@@ -59,6 +61,7 @@ type Agent struct {
 	loopWG  sync.WaitGroup
 	supWG   sync.WaitGroup
 	http    []*http.Server
+	lock    *os.File // flock on the state directory: one agent per directory
 	addrs   []string
 
 	mu        sync.Mutex
@@ -101,17 +104,23 @@ func New(ctx context.Context, cfg Config) (*Agent, error) {
 	if err := os.MkdirAll(filepath.Join(cfg.StateDir, "vms"), 0o700); err != nil {
 		return nil, fmt.Errorf("agent: state dir: %w", err)
 	}
+	lock, err := lockStateDir(cfg.StateDir)
+	if err != nil {
+		return nil, err
+	}
 	id, err := loadAgentID(filepath.Join(cfg.StateDir, "agent-id"))
 	if err != nil {
+		lock.Close()
 		return nil, err
 	}
 	st, err := store.Open(ctx, store.Config{DataDir: cfg.StateDir, Endpoints: cfg.EtcdEndpoints})
 	if err != nil {
+		lock.Close()
 		return nil, err
 	}
 	actx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	a := &Agent{
-		cfg: cfg, st: st, id: id, log: cfg.Logger, hostMiB: hostMemMiB(), started: time.Now().UTC(),
+		cfg: cfg, st: st, id: id, lock: lock, log: cfg.Logger, hostMiB: hostMemMiB(), started: time.Now().UTC(),
 		ctx: actx, cancel: cancel, kick: make(chan struct{}, 1),
 		procs: map[string]*proc{}, notBefore: map[string]time.Time{}, backoff: map[string]time.Duration{},
 	}
@@ -143,6 +152,7 @@ func (a *Agent) abort() {
 	a.cancel()
 	a.closeHTTP()
 	a.st.Close()
+	a.lock.Close()
 }
 
 // Addrs lists the addresses the API listens on.
@@ -157,7 +167,9 @@ func (a *Agent) Close() error {
 	a.closeHTTP()
 	a.cancel()
 	a.loopWG.Wait()
-	return a.st.Close()
+	err := a.st.Close()
+	a.lock.Close()
+	return err
 }
 
 // Shutdown stops the agent and every VMM it runs (SIGTERM, then SIGKILL
@@ -186,7 +198,9 @@ func (a *Agent) Shutdown(ctx context.Context) error {
 	a.mu.Unlock()
 	a.cancel()
 	a.loopWG.Wait()
-	return a.st.Close()
+	err := a.st.Close()
+	a.lock.Close()
+	return err
 }
 
 func (a *Agent) closeHTTP() {
@@ -219,6 +233,25 @@ func version() string {
 		return bi.Main.Version
 	}
 	return "(devel)"
+}
+
+// lockStateDir takes an exclusive flock on dir/agent.lock, so that a second
+// agent on the same state directory fails at once, naming the problem. The
+// descriptor is close-on-exec: VMM children, which outlive the agent, must
+// not hold the lock.
+func lockStateDir(dir string) (*os.File, error) {
+	f, err := os.OpenFile(filepath.Join(dir, "agent.lock"), os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("agent: lock state dir: %w", err)
+	}
+	if err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
+		f.Close()
+		if errors.Is(err, unix.EWOULDBLOCK) {
+			return nil, fmt.Errorf("agent: another govisor agent uses the state directory %s", dir)
+		}
+		return nil, fmt.Errorf("agent: lock state dir %s: %w", dir, err)
+	}
+	return f, nil
 }
 
 // loadAgentID reads this state directory's agent id, creating it once. It

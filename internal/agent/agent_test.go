@@ -115,6 +115,12 @@ func TestTwoVMsAdoptedAcrossAgentRestart(t *testing.T) {
 	if n := gauge("govisor_vm_restarts_total", "vm", "beta"); n != 0 {
 		t.Errorf("govisor_vm_restarts_total{vm=beta} = %v", n)
 	}
+	if n := gauge("govisor_vm_resident_memory_bytes", "vm", "alpha"); n < 1<<20 {
+		t.Errorf("govisor_vm_resident_memory_bytes{vm=alpha} = %v, want at least 1 MiB", n)
+	}
+	if n := gauge("govisor_vm_cpu_seconds_total", "vm", "beta"); n < 0 {
+		t.Errorf("govisor_vm_cpu_seconds_total{vm=beta} = %v", n)
+	}
 	if n := gauge("govisor_agent_info", "host", "testhost"); n != 1 {
 		t.Errorf("govisor_agent_info = %v", n)
 	}

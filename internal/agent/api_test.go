@@ -120,8 +120,15 @@ func TestAPIErrors(t *testing.T) {
 	if err != nil || h.Name != "testhost" || h.VMs != 1 || h.MemoryMiB == 0 || h.Store != "embedded" {
 		t.Fatalf("host: %+v, %v", h, err)
 	}
+	if hs, err := ta.cli.Hosts(ctx); err != nil || len(hs) != 1 || hs[0].Name != "testhost" || hs[0].AgentID != ta.id {
+		t.Fatalf("hosts: %+v, %v", hs, err)
+	}
 	if err := ta.cli.DeleteVM(ctx, "taken"); err != nil {
 		t.Fatal(err)
+	}
+	// One agent per state directory.
+	if _, err := New(ctx, Config{StateDir: dir, Socket: filepath.Join(dir, "second.sock")}); err == nil || !strings.Contains(err.Error(), "another govisor agent") {
+		t.Fatalf("second agent on the state dir: %v", err)
 	}
 	if fi, err := os.Stat(ta.cfg.Socket); err != nil || fi.Mode().Perm() != 0o600 {
 		t.Fatalf("socket mode: %v, %v", fi.Mode(), err)

@@ -23,12 +23,14 @@ var (
 	descInfo     = prometheus.NewDesc("govisor_agent_info", "The host agent: always 1, with its version and identity.", []string{"version", "host", "agent_id", "store"}, nil)
 	descStart    = prometheus.NewDesc("govisor_agent_start_time_seconds", "When the host agent started (Unix time).", nil, nil)
 	descScrapeOK = prometheus.NewDesc("govisor_store_up", "1 when the scrape could read the store (etcd).", nil, nil)
+	descCPU      = prometheus.NewDesc("govisor_vm_cpu_seconds_total", "CPU time of the VM's VMM process (vCPUs and devices), user plus system.", []string{"vm"}, nil)
+	descRSS      = prometheus.NewDesc("govisor_vm_resident_memory_bytes", "Resident memory of the VM's VMM process (touched guest RAM plus the VMM).", []string{"vm"}, nil)
 )
 
 type vmCollector struct{ a *Agent }
 
 func (c vmCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descVMs, descUp, descRestarts, descVCPUs, descMemory, descInfo, descStart, descScrapeOK} {
+	for _, d := range []*prometheus.Desc{descVMs, descUp, descRestarts, descVCPUs, descMemory, descInfo, descStart, descScrapeOK, descCPU, descRSS} {
 		ch <- d
 	}
 }
@@ -62,6 +64,19 @@ func (c vmCollector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(descVCPUs, prometheus.GaugeValue, float64(v.Spec.CPUs), name)
 		if mib, err := parseMiB(v.Spec.Memory); err == nil {
 			ch <- prometheus.MustNewConstMetric(descMemory, prometheus.GaugeValue, float64(mib<<20), name)
+		}
+	}
+	// Process figures for the VMMs this agent supervises.
+	a.mu.Lock()
+	pids := map[string]int{}
+	for name, p := range a.procs {
+		pids[name] = p.pid
+	}
+	a.mu.Unlock()
+	for name, pid := range pids {
+		if cpu, rss, err := procUsage(pid); err == nil {
+			ch <- prometheus.MustNewConstMetric(descCPU, prometheus.CounterValue, cpu, name)
+			ch <- prometheus.MustNewConstMetric(descRSS, prometheus.GaugeValue, float64(rss), name)
 		}
 	}
 	for _, s := range api.States {

@@ -73,3 +73,42 @@ func findVMMs(agentID string) map[string][]int {
 	}
 	return out
 }
+
+// userHZ is the unit of the CPU times in /proc/<pid>/stat: USER_HZ, which
+// Linux fixes at 100 for user space on every architecture govisor runs on.
+const userHZ = 100
+
+// procUsage reads a process's CPU time (user+system, fields 14 and 15 of
+// /proc/<pid>/stat) and resident memory (field 2 of /proc/<pid>/statm).
+func procUsage(pid int) (cpuSeconds float64, rssBytes uint64, err error) {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return 0, 0, err
+	}
+	i := strings.LastIndexByte(string(b), ')')
+	if i < 0 {
+		return 0, 0, fmt.Errorf("agent: /proc/%d/stat: no command name", pid)
+	}
+	f := strings.Fields(string(b[i+1:]))
+	if len(f) < 13 {
+		return 0, 0, fmt.Errorf("agent: /proc/%d/stat: %d fields", pid, len(f)+2)
+	}
+	ut, err1 := strconv.ParseUint(f[11], 10, 64)
+	st, err2 := strconv.ParseUint(f[12], 10, 64)
+	if err1 != nil || err2 != nil {
+		return 0, 0, fmt.Errorf("agent: /proc/%d/stat: bad CPU times", pid)
+	}
+	m, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/statm")
+	if err != nil {
+		return 0, 0, err
+	}
+	mf := strings.Fields(string(m))
+	if len(mf) < 2 {
+		return 0, 0, fmt.Errorf("agent: /proc/%d/statm: %q", pid, m)
+	}
+	pages, err := strconv.ParseUint(mf[1], 10, 64)
+	if err != nil {
+		return 0, 0, fmt.Errorf("agent: /proc/%d/statm: %w", pid, err)
+	}
+	return float64(ut+st) / userHZ, pages * uint64(os.Getpagesize()), nil
+}

@@ -137,6 +137,7 @@ func (a *Agent) routes() http.Handler {
 	m.HandleFunc("GET /v1/vms/{name}/console", a.handleConsole)
 	m.HandleFunc("GET /v1/events", a.handleEvents)
 	m.HandleFunc("GET /v1/host", a.handleHost)
+	m.HandleFunc("GET /v1/hosts", a.handleHosts)
 	m.Handle("GET /metrics", a.metricsHandler())
 	m.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusNotFound, api.Error{Message: "no such endpoint: " + r.Method + " " + r.URL.Path})
@@ -360,4 +361,13 @@ func (a *Agent) handleHost(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	writeJSON(w, http.StatusOK, h)
+}
+
+func (a *Agent) handleHosts(w http.ResponseWriter, r *http.Request) {
+	hs, err := a.st.Hosts(r.Context())
+	if err != nil {
+		httpError(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, api.HostList{Items: append([]api.Host{}, hs...)})
 }

@@ -443,6 +443,26 @@ func newHostCmd() *cobra.Command {
 	cmd := &cobra.Command{Use: "host", Short: "Inspect the host the agent runs on", Long: "Inspect the host the agent runs on.\n" + exitCodesHelp}
 	f.register(cmd)
 	cmd.AddCommand(&cobra.Command{
+		Use:   "list",
+		Short: "List the hosts with a live agent",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			c, err := f.client()
+			if err != nil {
+				return err
+			}
+			hs, err := c.Hosts(cmd.Context())
+			if err != nil {
+				return apiErr(err)
+			}
+			return f.print(cmd.OutOrStdout(), api.HostList{Items: hs}, func(w io.Writer) {
+				fmt.Fprintln(w, "NAME\tCPUS\tMEMORY\tVERSION\tSTARTED")
+				for _, h := range hs {
+					fmt.Fprintf(w, "%s\t%d\t%d MiB\t%s\t%s\n", h.Name, h.CPUs, h.MemoryMiB, h.Version, age(h.Started))
+				}
+			})
+		},
+	}, &cobra.Command{
 		Use:   "show",
 		Short: "Show this host: CPUs, memory, VMs, agent version",
 		Args:  cobra.NoArgs,

@@ -189,5 +189,8 @@ func TestServeAndVMCommands(t *testing.T) {
 	if out, _, code := gov("host", "show"); code != 0 || !strings.Contains(out, "clihost") {
 		t.Errorf("host show: %q", out)
 	}
+	if out, _, code := gov("host", "list"); code != 0 || !strings.HasPrefix(out, "NAME") || !strings.Contains(out, "clihost") {
+		t.Errorf("host list: %q", out)
+	}
 	srv.stop(t)
 }
