@@ -85,6 +85,8 @@ func TestAPIErrors(t *testing.T) {
 		}, 400, "wait", "duration"},
 		{"delete unknown", func() error { return ta.cli.DeleteVM(ctx, "ghost") }, 404, "", "not found"},
 		{"console unknown", func() error { _, err := ta.cli.Console(ctx, "ghost"); return err }, 404, "", "not found"},
+		{"console bad name", func() error { _, err := ta.cli.Console(ctx, "../../etc"); return err }, 404, "", "not found"},
+		{"delete bad name", func() error { return ta.cli.DeleteVM(ctx, "a/b") }, 404, "", "not found"},
 		{"bad events since", func() error {
 			_, err := ta.cli.Do(ctx, http.MethodGet, "/v1/events?since=-3", nil, nil)
 			return err

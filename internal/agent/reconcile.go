@@ -87,6 +87,12 @@ func (a *Agent) reconcile() {
 			continue
 		}
 		name := r.Desired.Spec.Name
+		if !nameRE.MatchString(name) {
+			// Only a foreign writer to etcd can put it there; its name
+			// would become a path under the state directory.
+			a.log.Warn("ignoring VM with an invalid name", "vm", name)
+			continue
+		}
 		mine[name] = true
 		p := a.procs[name]
 		switch {

@@ -289,8 +289,21 @@ func (a *Agent) handleGet(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, toAPI(rec))
 }
 
+// validName answers 404 for names no VM can have; names become paths
+// under the state directory.
+func validName(w http.ResponseWriter, name string) bool {
+	if nameRE.MatchString(name) {
+		return true
+	}
+	httpError(w, fmt.Errorf("%w: %q", store.ErrNotFound, name))
+	return false
+}
+
 func (a *Agent) handleDelete(w http.ResponseWriter, r *http.Request) {
 	name := r.PathValue("name")
+	if !validName(w, name) {
+		return
+	}
 	err := a.st.DeleteVM(r.Context(), name, func(rec store.Record) error {
 		a.mu.Lock()
 		_, live := a.procs[name]
@@ -314,6 +327,9 @@ func (a *Agent) handleDelete(w http.ResponseWriter, r *http.Request) {
 
 func (a *Agent) handleConsole(w http.ResponseWriter, r *http.Request) {
 	name := r.PathValue("name")
+	if !validName(w, name) {
+		return
+	}
 	rec, err := a.st.GetVM(r.Context(), name)
 	if err != nil {
 		httpError(w, err)
