@@ -93,7 +93,9 @@ func (m *Machine) template() cpuid.Template {
 	return cpuid.Host
 }
 
-func (m *Machine) createVCPUs(entry entryState) error {
+// createVCPUs creates the vCPUs with their CPUID; with boot set it also
+// gives them their boot-time state (a restore loads saved state instead).
+func (m *Machine) createVCPUs(entry entryState, boot bool) error {
 	supported, err := m.sys.SupportedCPUID()
 	if err != nil {
 		return err
@@ -119,6 +121,9 @@ func (m *Machine) createVCPUs(entry entryState) error {
 		}
 		if err := c.SetCPUID(out); err != nil {
 			return err
+		}
+		if !boot {
+			continue
 		}
 		setBootMSRs(c)
 		if err := setupLAPIC(c); err != nil {

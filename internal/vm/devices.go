@@ -45,8 +45,7 @@ func (m *Machine) setupDevices() error {
 	rtc := cmosrtc.New(low, high)
 	pm := acpipm.New(func() { m.stop(Exit{Reason: ExitPowerOff}) }, m.irqLine(sciIRQ))
 	bridge := pci.NewBus(m.reset("reset control register (0xCF9)"))
-	m.pm = pm
-	m.pci = bridge
+	m.pm, m.pci, m.kbd, m.rtc = pm, bridge, kbd, rtc
 
 	regs := []struct {
 		base, size uint64

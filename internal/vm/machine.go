@@ -15,8 +15,11 @@ import (
 	"github.com/govisor/govisor/internal/iobus"
 	"github.com/govisor/govisor/internal/kvm"
 	"github.com/govisor/govisor/internal/legacy/acpipm"
+	"github.com/govisor/govisor/internal/legacy/cmosrtc"
+	"github.com/govisor/govisor/internal/legacy/i8042"
 	"github.com/govisor/govisor/internal/legacy/uart8250"
 	"github.com/govisor/govisor/internal/pci"
+	"github.com/govisor/govisor/internal/virtio"
 	"github.com/govisor/govisor/internal/virtio/pcitransport"
 )
 
@@ -105,6 +108,8 @@ type Machine struct {
 	pio        iobus.Bus
 	mmio       iobus.Bus
 	uart       *uart8250.UART
+	kbd        *i8042.Controller
+	rtc        *cmosrtc.RTC
 	pm         *acpipm.PM
 	pci        *pci.Bus
 	runners    []*vcpuRunner
@@ -114,6 +119,9 @@ type Machine struct {
 	notifiers  map[uint64]notifier
 	transports []*pcitransport.Transport
 	images     []diskimage.Image
+	vdevs      []virtio.Device
+	msrIndex   []uint32
+	slotFlags  uint32
 
 	exits    []atomic.Uint64
 	emulated atomic.Uint64
@@ -130,7 +138,29 @@ type Machine struct {
 }
 
 // New builds the machine: KVM VM, memory, devices, tables, kernel and vCPUs.
-func New(cfg Config) (_ *Machine, err error) {
+func New(cfg Config) (*Machine, error) { return build(cfg, nil, nil) }
+
+// Restore builds a machine from a saved state and guest RAM (for example
+// mapped MAP_PRIVATE from a snapshot); it starts paused-equivalent: call Start.
+// cfg must describe the same machine (CPUs, memory, devices) as the one saved.
+func Restore(cfg Config, st *MachineState, mem *guestmem.Memory) (*Machine, error) {
+	if st == nil || st.Version != StateVersion {
+		v := -1
+		if st != nil {
+			v = st.Version
+		}
+		return nil, fmt.Errorf("vm: machine state version %d, this govisor restores version %d", v, StateVersion)
+	}
+	if len(st.VCPUs) != cfg.CPUs {
+		return nil, fmt.Errorf("vm: state has %d vCPUs, config %d", len(st.VCPUs), cfg.CPUs)
+	}
+	if mem == nil || mem.Size() != cfg.MemoryMiB<<20 {
+		return nil, fmt.Errorf("vm: restored memory does not match --memory %dM", cfg.MemoryMiB)
+	}
+	return build(cfg, st, mem)
+}
+
+func build(cfg Config, restore *MachineState, mem *guestmem.Memory) (_ *Machine, err error) {
 	if cfg.CPUs < 1 || cfg.CPUs > MaxCPUs {
 		return nil, fmt.Errorf("vm: --cpus %d: give 1 to %d", cfg.CPUs, MaxCPUs)
 	}
@@ -186,7 +216,7 @@ func New(cfg Config) (_ *Machine, err error) {
 	if err := m.kvm.CreatePIT2(kvm.PITSpeakerDummy); err != nil {
 		return nil, err
 	}
-	if err := m.setupMemory(); err != nil {
+	if err := m.setupMemory(mem); err != nil {
 		return nil, err
 	}
 	if err := m.setupDevices(); err != nil {
@@ -195,17 +225,30 @@ func New(cfg Config) (_ *Machine, err error) {
 	if err := m.setupVirtio(); err != nil {
 		return nil, err
 	}
+	if restore != nil {
+		if err := m.createVCPUs(entryState{}, false); err != nil {
+			return nil, err
+		}
+		if err := m.restoreState(restore); err != nil {
+			return nil, err
+		}
+		return m, nil
+	}
 	entry, err := m.loadGuest()
 	if err != nil {
 		return nil, err
 	}
-	if err := m.createVCPUs(entry); err != nil {
+	if err := m.createVCPUs(entry, true); err != nil {
 		return nil, err
 	}
 	return m, nil
 }
 
-func (m *Machine) setupMemory() error {
+func (m *Machine) setupMemory(restored *guestmem.Memory) error {
+	if restored != nil {
+		m.mem = restored
+		return m.mapSlots()
+	}
 	total := m.cfg.MemoryMiB << 20
 	low := total
 	if low > pciHoleStart {
@@ -220,12 +263,19 @@ func (m *Machine) setupMemory() error {
 		return err
 	}
 	m.mem = mem
-	for i, r := range mem.Regions() {
-		if err := m.kvm.SetUserMemoryRegion(uint32(i), 0, r.GPA, r.Host); err != nil {
+	if err := m.mapSlots(); err != nil {
+		return err
+	}
+	return writeBootTables(mem)
+}
+
+func (m *Machine) mapSlots() error {
+	for i, r := range m.mem.Regions() {
+		if err := m.kvm.SetUserMemoryRegion(uint32(i), m.slotFlags, r.GPA, r.Host); err != nil {
 			return err
 		}
 	}
-	return writeBootTables(mem)
+	return nil
 }
 
 // Memory returns the guest RAM.

@@ -40,6 +40,7 @@ func (m *Machine) setupVirtio() error {
 			return fmt.Errorf("vm: %s at PCI slot %d: %w", what, slot, err)
 		}
 		m.transports = append(m.transports, tr)
+		m.vdevs = append(m.vdevs, dev)
 		addr := (next + pcitransport.BARSize - 1) &^ (pcitransport.BARSize - 1)
 		next = addr + pcitransport.BARSize
 		var b [4]byte

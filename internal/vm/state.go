@@ -1,0 +1,278 @@
+package vm
+
+import (
+	"errors"
+	"fmt"
+
+	"github.com/govisor/govisor/internal/kvm"
+	"github.com/govisor/govisor/internal/legacy/acpipm"
+	"github.com/govisor/govisor/internal/legacy/cmosrtc"
+	"github.com/govisor/govisor/internal/legacy/i8042"
+	"github.com/govisor/govisor/internal/legacy/uart8250"
+	"github.com/govisor/govisor/internal/pci"
+	"github.com/govisor/govisor/internal/virtio/blk"
+	"github.com/govisor/govisor/internal/virtio/pcitransport"
+	"github.com/govisor/govisor/internal/virtio/rng"
+)
+
+// StateVersion is the version of MachineState; a restore refuses others.
+const StateVersion = 1
+
+// VCPUState is what KVM holds for one vCPU (Documentation/virt/kvm/api.rst,
+// the GET/SET pairs Firecracker and QEMU save for migration).
+type VCPUState struct {
+	Regs    kvm.Regs
+	Sregs   kvm.Sregs
+	FPU     kvm.FPU
+	XSave   *kvm.XSave // nil where KVM has no XSAVE support
+	XCRs    *kvm.XCRs
+	MSRs    []kvm.MSR
+	LAPIC   kvm.LAPICState
+	MPState uint32
+	Events  kvm.VCPUEvents
+}
+
+// VirtioState is one virtio-pci function: its transport and its device.
+type VirtioState struct {
+	Transport pcitransport.State
+	Blk       *blk.State
+	RNG       *rng.State
+}
+
+// MachineState is a paused machine's complete state, apart from guest RAM.
+type MachineState struct {
+	Version  int
+	VCPUs    []VCPUState
+	IRQChips []kvm.IRQChip // PIC master, PIC slave, IOAPIC
+	PIT      kvm.PITState2
+	Clock    kvm.ClockData
+	UART     uart8250.State
+	I8042    i8042.State
+	RTC      cmosrtc.State
+	PM       acpipm.State
+	PCI      pci.BusState
+	Virtio   []VirtioState
+}
+
+// ErrNotPaused is returned when saving a machine whose vCPUs are running.
+var ErrNotPaused = errors.New("vm: pause the machine before saving its state")
+
+// SaveState captures the machine's state. The machine must be paused (or
+// built and never started); guest RAM is saved separately (Memory).
+func (m *Machine) SaveState() (*MachineState, error) {
+	m.mu.Lock()
+	paused := !m.started || (m.pauseReq && m.parked == m.running)
+	m.mu.Unlock()
+	if !paused {
+		return nil, ErrNotPaused
+	}
+	st := &MachineState{Version: StateVersion}
+	for _, r := range m.runners {
+		vs, err := m.saveVCPU(r.c)
+		if err != nil {
+			return nil, fmt.Errorf("vm: save vCPU %d: %w", r.c.ID, err)
+		}
+		st.VCPUs = append(st.VCPUs, vs)
+	}
+	for _, id := range []uint32{kvm.IRQChipPICMaster, kvm.IRQChipPICSlave, kvm.IRQChipIOAPIC} {
+		c, err := m.kvm.IRQChip(id)
+		if err != nil {
+			return nil, err
+		}
+		st.IRQChips = append(st.IRQChips, c)
+	}
+	var err error
+	if st.PIT, err = m.kvm.PIT2(); err != nil {
+		return nil, err
+	}
+	if st.Clock, err = m.kvm.Clock(); err != nil {
+		return nil, err
+	}
+	st.UART, st.I8042, st.RTC, st.PM, st.PCI = m.uart.SaveState(), m.kbd.SaveState(), m.rtc.SaveState(), m.pm.SaveState(), m.pci.SaveState()
+	for i, t := range m.transports {
+		vs := VirtioState{Transport: t.SaveState()}
+		switch d := m.vdevs[i].(type) {
+		case *blk.Device:
+			s := d.SaveState()
+			vs.Blk = &s
+		case *rng.Device:
+			s := d.SaveState()
+			vs.RNG = &s
+		default:
+			return nil, fmt.Errorf("vm: cannot save virtio device %T", d)
+		}
+		st.Virtio = append(st.Virtio, vs)
+	}
+	return st, nil
+}
+
+func (m *Machine) saveVCPU(c *kvm.VCPU) (VCPUState, error) {
+	var s VCPUState
+	var err error
+	if s.Regs, err = c.Regs(); err != nil {
+		return s, err
+	}
+	if s.Sregs, err = c.Sregs(); err != nil {
+		return s, err
+	}
+	if s.FPU, err = c.FPU(); err != nil {
+		return s, err
+	}
+	if m.sys.CheckExtension(kvm.CapXSave) != 0 {
+		x, err := c.XSave()
+		if err != nil {
+			return s, err
+		}
+		s.XSave = &x
+	}
+	if m.sys.CheckExtension(kvm.CapXCRs) != 0 {
+		x, err := c.XCRs()
+		if err != nil {
+			return s, err
+		}
+		s.XCRs = &x
+	}
+	if s.MSRs, err = m.readMSRs(c); err != nil {
+		return s, err
+	}
+	if s.LAPIC, err = c.LAPIC(); err != nil {
+		return s, err
+	}
+	if s.MPState, err = c.MPState(); err != nil {
+		return s, err
+	}
+	if s.Events, err = c.VCPUEvents(); err != nil {
+		return s, err
+	}
+	return s, nil
+}
+
+// readMSRs reads every MSR KVM saves with a vCPU. KVM_GET_MSRS stops at the
+// first MSR it cannot read, so the list is read in pieces around those.
+func (m *Machine) readMSRs(c *kvm.VCPU) ([]kvm.MSR, error) {
+	if m.msrIndex == nil {
+		idx, err := m.sys.MSRIndexList()
+		if err != nil {
+			return nil, err
+		}
+		m.msrIndex = idx
+	}
+	var out []kvm.MSR
+	rest := m.msrIndex
+	for len(rest) > 0 {
+		got, err := c.MSRs(rest)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, got...)
+		rest = rest[len(got):]
+		if len(rest) > 0 {
+			rest = rest[1:] // unreadable here: skip it
+		}
+	}
+	return out, nil
+}
+
+// restoreVCPU loads a saved vCPU state, in the order KVM needs: MSRs before
+// the registers that depend on them, the LAPIC before the events that may
+// be pending in it.
+func restoreVCPU(c *kvm.VCPU, s VCPUState) error {
+	var msrs []kvm.MSR
+	var deadline []kvm.MSR
+	for _, msr := range s.MSRs {
+		if msr.Index == 0x6E0 { // IA32_TSC_DEADLINE is only accepted once the LAPIC is restored
+			deadline = append(deadline, msr)
+			continue
+		}
+		msrs = append(msrs, msr)
+	}
+	for _, msr := range msrs {
+		_ = c.SetMSRs([]kvm.MSR{msr}) // an MSR this host's KVM refuses is not fatal
+	}
+	if err := c.SetSregs(s.Sregs); err != nil {
+		return err
+	}
+	if err := c.SetRegs(s.Regs); err != nil {
+		return err
+	}
+	if s.XSave != nil {
+		if err := c.SetXSave(*s.XSave); err != nil {
+			return err
+		}
+	} else if err := c.SetFPU(s.FPU); err != nil {
+		return err
+	}
+	if s.XCRs != nil {
+		if err := c.SetXCRs(*s.XCRs); err != nil {
+			return err
+		}
+	}
+	if err := c.SetLAPIC(s.LAPIC); err != nil {
+		return err
+	}
+	for _, msr := range deadline {
+		_ = c.SetMSRs([]kvm.MSR{msr})
+	}
+	if err := c.SetMPState(s.MPState); err != nil {
+		return err
+	}
+	return c.SetVCPUEvents(s.Events)
+}
+
+// restoreState loads st into a freshly built machine (vCPUs created, devices
+// wired, guest RAM mapped).
+func (m *Machine) restoreState(st *MachineState) error {
+	for i, r := range m.runners {
+		if err := restoreVCPU(r.c, st.VCPUs[i]); err != nil {
+			return fmt.Errorf("vm: restore vCPU %d: %w", i, err)
+		}
+	}
+	if len(st.IRQChips) != 3 {
+		return fmt.Errorf("vm: state has %d interrupt controllers, want 3", len(st.IRQChips))
+	}
+	for _, c := range st.IRQChips {
+		if err := m.kvm.SetIRQChip(c); err != nil {
+			return err
+		}
+	}
+	if err := m.kvm.SetPIT2(st.PIT); err != nil {
+		return err
+	}
+	// KVM_SET_CLOCK with the saved kvmclock: guest time resumes where it
+	// stopped, never backwards.
+	clk := st.Clock
+	clk.Flags = 0
+	if err := m.kvm.SetClock(clk); err != nil {
+		return err
+	}
+	m.uart.RestoreState(st.UART)
+	m.kbd.RestoreState(st.I8042)
+	m.rtc.RestoreState(st.RTC)
+	m.pm.RestoreState(st.PM)
+	m.pci.RestoreState(st.PCI)
+	if len(st.Virtio) != len(m.transports) {
+		return fmt.Errorf("vm: state has %d virtio devices, config %d", len(st.Virtio), len(m.transports))
+	}
+	for i, vs := range st.Virtio {
+		var err error
+		switch d := m.vdevs[i].(type) {
+		case *blk.Device:
+			if vs.Blk == nil {
+				return fmt.Errorf("vm: virtio device %d: saved state is not a disk", i)
+			}
+			err = d.RestoreState(*vs.Blk)
+		case *rng.Device:
+			if vs.RNG == nil {
+				return fmt.Errorf("vm: virtio device %d: saved state is not an rng", i)
+			}
+			err = d.RestoreState(*vs.RNG)
+		}
+		if err != nil {
+			return fmt.Errorf("vm: virtio device %d: %w", i, err)
+		}
+		if err := m.transports[i].RestoreState(vs.Transport); err != nil {
+			return fmt.Errorf("vm: virtio device %d: %w", i, err)
+		}
+	}
+	return nil
+}

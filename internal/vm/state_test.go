@@ -1,0 +1,128 @@
+package vm
+
+import (
+	"bytes"
+	"encoding/binary"
+	"encoding/gob"
+	"testing"
+	"time"
+
+	"github.com/govisor/govisor/internal/guestmem"
+	"github.com/govisor/govisor/internal/kvm/kvmtest"
+)
+
+// copyMemory gives a restored machine its own copy of guest RAM.
+func copyMemory(t *testing.T, src *guestmem.Memory) *guestmem.Memory {
+	t.Helper()
+	var ranges []guestmem.Range
+	for _, r := range src.Regions() {
+		ranges = append(ranges, guestmem.Range{GPA: r.GPA, Size: uint64(len(r.Host))})
+	}
+	dst, err := guestmem.New(ranges)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, r := range src.Regions() {
+		copy(dst.Regions()[i].Host, r.Host)
+	}
+	return dst
+}
+
+// TestSaveRestoreRunningGuest snapshots two busy vCPUs and restores them
+// into a new machine: the guest's counter carries on from where it stopped.
+func TestSaveRestoreRunningGuest(t *testing.T) {
+	const counter = 0x3000
+	var a kvmtest.Asm
+	a.Print("started\n")
+	loop := a.Len()
+	a.IncMem64(counter).JmpBack(loop)
+	var out syncBuffer
+	m := newFlat(t, 2, a.B, &out)
+	read := func(m *Machine) uint64 {
+		var b [8]byte
+		m.Memory().ReadAt(b[:], counter)
+		return binary.LittleEndian.Uint64(b[:])
+	}
+	if err := m.Start(); err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(30 * time.Second); read(m) < 1000; {
+		if time.Now().After(deadline) {
+			t.Fatal("guest never counted")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	if _, err := m.SaveState(); err != ErrNotPaused {
+		t.Fatalf("SaveState of a running machine: %v, want ErrNotPaused", err)
+	}
+	if err := m.Pause(); err != nil {
+		t.Fatal(err)
+	}
+	st, err := m.SaveState()
+	if err != nil {
+		t.Fatal(err)
+	}
+	saved := read(m)
+	mem := copyMemory(t, m.Memory())
+	m.Stop(Exit{Reason: ExitHost})
+	m.Wait()
+
+	// The state survives an encoding round trip (snapshots store it with gob).
+	var buf bytes.Buffer
+	if err := gob.NewEncoder(&buf).Encode(st); err != nil {
+		t.Fatal(err)
+	}
+	var st2 MachineState
+	if err := gob.NewDecoder(&buf).Decode(&st2); err != nil {
+		t.Fatal(err)
+	}
+	r, err := Restore(m.cfg, &st2, mem)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	if got := read(r); got != saved {
+		t.Fatalf("restored counter %d, saved %d", got, saved)
+	}
+	if err := r.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { r.Stop(Exit{Reason: ExitHost}); r.Wait() }()
+	for deadline := time.Now().Add(30 * time.Second); read(r) <= saved+1000; {
+		if time.Now().After(deadline) {
+			t.Fatalf("restored guest does not run: counter %d (saved %d)", read(r), saved)
+		}
+		time.Sleep(time.Millisecond)
+	}
+	if out.String() != "started\nstarted\n" { // once per vCPU of the original
+		t.Errorf("console %q: the restored guest must not start over", out.String())
+	}
+}
+
+func TestRestoreRefusesMismatch(t *testing.T) {
+	kvmtest.Require(t)
+	var a kvmtest.Asm
+	a.Exit(0)
+	m := newFlat(t, 1, a.B, nil)
+	st, err := m.SaveState()
+	if err != nil {
+		t.Fatal(err)
+	}
+	mem := copyMemory(t, m.Memory())
+	defer mem.Close()
+	bad := *st
+	bad.Version = 99
+	if _, err := Restore(m.cfg, &bad, mem); err == nil {
+		t.Error("restored a state of another version")
+	}
+	cfg := m.cfg
+	cfg.CPUs = 2
+	if _, err := Restore(cfg, st, mem); err == nil {
+		t.Error("restored a 1-vCPU state into 2 vCPUs")
+	}
+	cfg = m.cfg
+	cfg.MemoryMiB = 128
+	if _, err := Restore(cfg, st, mem); err == nil {
+		t.Error("restored 64 MiB of RAM as 128")
+	}
+}
