@@ -1,0 +1,169 @@
+// Package vmmapi is the control API of one VMM process: an HTTP/JSON API on
+// a Unix socket (like Firecracker's) through which the host agent or a
+// user pauses, resumes, snapshots and stops the VM that process runs.
+package vmmapi
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"time"
+)
+
+// Controller is what the API drives: the running machine.
+type Controller interface {
+	Pause() error
+	Resume() error
+	// Snapshot saves the machine's full state and memory to dir (pausing it
+	// meanwhile; it runs again afterwards if it was running).
+	Snapshot(dir string) error
+	// Stop ends the VM at once, as pulling the power would.
+	Stop() error
+	Info() Info
+}
+
+// Info describes the VM a VMM runs.
+type Info struct {
+	State     string   `json:"state"` // running, paused
+	CPUs      int      `json:"cpus"`
+	MemoryMiB uint64   `json:"memory_mib"`
+	KVM       string   `json:"kvm"`
+	Template  string   `json:"cpu_template"`
+	Exits     []uint64 `json:"exits_per_vcpu"`
+	Emulated  uint64   `json:"emulated_instructions"`
+}
+
+// SnapshotRequest is the body of PUT /snapshot.
+type SnapshotRequest struct {
+	Dir string `json:"dir"`
+}
+
+// apiError is every error body.
+type apiError struct {
+	Error string `json:"error"`
+}
+
+// Handler serves the API for c.
+func Handler(c Controller) http.Handler {
+	mux := http.NewServeMux()
+	reply := func(w http.ResponseWriter, code int, v any) {
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(code)
+		json.NewEncoder(w).Encode(v)
+	}
+	do := func(w http.ResponseWriter, err error) {
+		if err != nil {
+			reply(w, http.StatusConflict, apiError{err.Error()})
+			return
+		}
+		reply(w, http.StatusOK, c.Info())
+	}
+	mux.HandleFunc("GET /vm", func(w http.ResponseWriter, r *http.Request) { reply(w, http.StatusOK, c.Info()) })
+	mux.HandleFunc("PUT /vm/pause", func(w http.ResponseWriter, r *http.Request) { do(w, c.Pause()) })
+	mux.HandleFunc("PUT /vm/resume", func(w http.ResponseWriter, r *http.Request) { do(w, c.Resume()) })
+	mux.HandleFunc("PUT /vm/stop", func(w http.ResponseWriter, r *http.Request) { do(w, c.Stop()) })
+	mux.HandleFunc("PUT /snapshot", func(w http.ResponseWriter, r *http.Request) {
+		var req SnapshotRequest
+		dec := json.NewDecoder(io.LimitReader(r.Body, 1<<16))
+		dec.DisallowUnknownFields()
+		if err := dec.Decode(&req); err != nil {
+			reply(w, http.StatusBadRequest, apiError{"bad snapshot request: " + err.Error()})
+			return
+		}
+		if req.Dir == "" {
+			reply(w, http.StatusBadRequest, apiError{`field "dir" is required: the snapshot folder to create`})
+			return
+		}
+		do(w, c.Snapshot(req.Dir))
+	})
+	return mux
+}
+
+// Serve listens on the Unix socket path (mode 0600: only its owner may
+// control the VM) until ctx ends.
+func Serve(ctx context.Context, path string, c Controller) error {
+	os.Remove(path)
+	l, err := net.Listen("unix", path)
+	if err != nil {
+		return fmt.Errorf("vmmapi: listen on %s: %w", path, err)
+	}
+	if err := os.Chmod(path, 0o600); err != nil {
+		l.Close()
+		return fmt.Errorf("vmmapi: %w", err)
+	}
+	srv := &http.Server{Handler: Handler(c), ReadHeaderTimeout: 5 * time.Second}
+	go func() {
+		<-ctx.Done()
+		srv.Close()
+		os.Remove(path)
+	}()
+	if err := srv.Serve(l); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		return err
+	}
+	return nil
+}
+
+// Client talks to one VMM's API socket.
+type Client struct {
+	hc *http.Client
+}
+
+// NewClient returns a client for the API socket at path.
+func NewClient(path string) *Client {
+	return &Client{hc: &http.Client{Transport: &http.Transport{
+		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+			var d net.Dialer
+			return d.DialContext(ctx, "unix", path)
+		},
+	}}}
+}
+
+func (c *Client) call(method, path string, body any) (Info, error) {
+	var rd io.Reader
+	if body != nil {
+		b, err := json.Marshal(body)
+		if err != nil {
+			return Info{}, err
+		}
+		rd = bytes.NewReader(b)
+	}
+	req, err := http.NewRequest(method, "http://vmm"+path, rd)
+	if err != nil {
+		return Info{}, err
+	}
+	resp, err := c.hc.Do(req)
+	if err != nil {
+		return Info{}, fmt.Errorf("vmmapi: %s %s: %w", method, path, err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		var e apiError
+		json.NewDecoder(resp.Body).Decode(&e)
+		return Info{}, fmt.Errorf("vmmapi: %s %s: %s", method, path, e.Error)
+	}
+	var info Info
+	return info, json.NewDecoder(resp.Body).Decode(&info)
+}
+
+// Info returns the VM's state.
+func (c *Client) Info() (Info, error) { return c.call("GET", "/vm", nil) }
+
+// Pause pauses the VM.
+func (c *Client) Pause() (Info, error) { return c.call("PUT", "/vm/pause", nil) }
+
+// Resume resumes the VM.
+func (c *Client) Resume() (Info, error) { return c.call("PUT", "/vm/resume", nil) }
+
+// Stop ends the VM.
+func (c *Client) Stop() (Info, error) { return c.call("PUT", "/vm/stop", nil) }
+
+// Snapshot saves the VM to dir.
+func (c *Client) Snapshot(dir string) (Info, error) {
+	return c.call("PUT", "/snapshot", SnapshotRequest{Dir: dir})
+}
