@@ -143,7 +143,13 @@ func New(cfg Config) (*Machine, error) { return build(cfg, nil, nil) }
 // Restore builds a machine from a saved state and guest RAM (for example
 // mapped MAP_PRIVATE from a snapshot); it starts paused-equivalent: call Start.
 // cfg must describe the same machine (CPUs, memory, devices) as the one saved.
-func Restore(cfg Config, st *MachineState, mem *guestmem.Memory) (*Machine, error) {
+// Restore owns mem from then on: on failure it is unmapped.
+func Restore(cfg Config, st *MachineState, mem *guestmem.Memory) (_ *Machine, err error) {
+	defer func() {
+		if err != nil && mem != nil && mem.Regions() != nil {
+			mem.Close()
+		}
+	}()
 	if st == nil || st.Version != StateVersion {
 		v := -1
 		if st != nil {

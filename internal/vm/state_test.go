@@ -126,3 +126,68 @@ func TestRestoreRefusesMismatch(t *testing.T) {
 		t.Error("restored 64 MiB of RAM as 128")
 	}
 }
+
+// TestSnapshotFileRoundTrip snapshots a running guest to a folder while it
+// runs on, then restores the folder into a new machine (memory mapped
+// copy-on-write) that carries on from the snapshot's counter value.
+func TestSnapshotFileRoundTrip(t *testing.T) {
+	const counter = 0x3000
+	var a kvmtest.Asm
+	loop := a.Len()
+	a.IncMem64(counter).JmpBack(loop)
+	m := newFlat(t, 1, a.B, nil)
+	read := func(m *Machine) uint64 {
+		var b [8]byte
+		m.Memory().ReadAt(b[:], counter)
+		return binary.LittleEndian.Uint64(b[:])
+	}
+	if err := m.Start(); err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(30 * time.Second); read(m) < 1000; {
+		if time.Now().After(deadline) {
+			t.Fatal("guest never counted")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	dir := t.TempDir() + "/snap"
+	if err := m.Snapshot(dir); err != nil {
+		t.Fatal(err)
+	}
+	// The original runs on after the snapshot.
+	after := read(m)
+	time.Sleep(20 * time.Millisecond)
+	if read(m) == after {
+		t.Fatal("the snapshotted machine did not resume")
+	}
+	m.Stop(Exit{Reason: ExitHost})
+	m.Wait()
+	if err := m.Snapshot(dir); err == nil {
+		t.Fatal("snapshot over an existing folder succeeded")
+	}
+
+	start := time.Now()
+	r, err := RestoreSnapshot(dir, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	saved := read(r)
+	if saved == 0 || saved > after {
+		t.Fatalf("restored counter %d, the snapshot was taken before %d", saved, after)
+	}
+	if err := r.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("restored and started in %v", time.Since(start))
+	defer func() { r.Stop(Exit{Reason: ExitHost}); r.Wait() }()
+	for deadline := time.Now().Add(30 * time.Second); read(r) <= saved+1000; {
+		if time.Now().After(deadline) {
+			t.Fatalf("restored guest does not run: counter %d", read(r))
+		}
+		time.Sleep(time.Millisecond)
+	}
+	if _, err := RestoreSnapshot(t.TempDir(), nil); err == nil {
+		t.Fatal("restored an empty folder")
+	}
+}

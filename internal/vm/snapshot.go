@@ -1,0 +1,112 @@
+package vm
+
+import (
+	"fmt"
+	"io"
+
+	"github.com/govisor/govisor/internal/guestmem"
+	"github.com/govisor/govisor/internal/snapshot"
+)
+
+// Snapshot section names and versions.
+const (
+	sectionConfig  = "config"
+	sectionMachine = "machine"
+	configVersion  = 1
+)
+
+// SavedConfig is the part of Config a snapshot keeps to rebuild the machine.
+// Disks are reopened at the same paths: the image files must still be there
+// (shared storage, or the same host) and unchanged since the snapshot.
+type SavedConfig struct {
+	CPUs      int
+	MemoryMiB uint64
+	Disks     []Disk
+	RNG       bool
+	DebugExit bool
+	Template  string
+}
+
+// Snapshot writes the machine's full state and guest RAM to dir (which must
+// not exist), pausing the machine meanwhile and flushing its disks so that
+// they match the saved state. A running machine runs on afterwards. A failed
+// snapshot leaves nothing behind.
+func (m *Machine) Snapshot(dir string) (err error) {
+	m.mu.Lock()
+	running := m.started && !m.pauseReq && !m.stopping
+	m.mu.Unlock()
+	if running {
+		if err := m.Pause(); err != nil {
+			return err
+		}
+		defer m.Resume()
+	}
+	st, err := m.SaveState()
+	if err != nil {
+		return err
+	}
+	for _, img := range m.images {
+		if err := img.Flush(); err != nil {
+			return fmt.Errorf("vm: snapshot: flush disk: %w", err)
+		}
+	}
+	w, err := snapshot.Create(dir)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if err != nil {
+			w.Abort()
+		}
+	}()
+	cfg := SavedConfig{CPUs: m.cfg.CPUs, MemoryMiB: m.cfg.MemoryMiB, Disks: m.cfg.Disks, RNG: m.cfg.RNG,
+		DebugExit: m.cfg.DebugExit, Template: m.tmpl}
+	if err := w.AddValue(sectionConfig, configVersion, cfg); err != nil {
+		return err
+	}
+	if err := w.AddValue(sectionMachine, StateVersion, st); err != nil {
+		return err
+	}
+	var regions []snapshot.Region
+	for _, r := range m.mem.Regions() {
+		regions = append(regions, snapshot.Region{GPA: r.GPA, Data: r.Host})
+	}
+	if err := w.WriteMemory(regions); err != nil {
+		return err
+	}
+	return w.Commit()
+}
+
+// RestoreSnapshot builds a machine from the snapshot in dir. Guest RAM is
+// mapped copy-on-write from the snapshot's memory file, so the machine is
+// ready in milliseconds and the snapshot stays untouched. Call Start to run it.
+func RestoreSnapshot(dir string, console io.Writer) (*Machine, error) {
+	s, err := snapshot.Open(dir)
+	if err != nil {
+		return nil, err
+	}
+	var sc SavedConfig
+	if v, err := s.Value(sectionConfig, &sc); err != nil {
+		return nil, err
+	} else if v != configVersion {
+		return nil, fmt.Errorf("vm: snapshot config version %d, this govisor reads version %d", v, configVersion)
+	}
+	var st MachineState
+	if v, err := s.Value(sectionMachine, &st); err != nil {
+		return nil, err
+	} else if v != StateVersion {
+		return nil, fmt.Errorf("vm: snapshot machine state version %d, this govisor restores version %d", v, StateVersion)
+	}
+	regions, _, err := s.MapMemory()
+	if err != nil {
+		return nil, err
+	}
+	var gm []guestmem.Region
+	for _, r := range regions {
+		gm = append(gm, guestmem.Region{GPA: r.GPA, Host: r.Data})
+	}
+	mem := guestmem.FromRegions(gm) // its Close unmaps the regions
+	cfg := Config{CPUs: sc.CPUs, MemoryMiB: sc.MemoryMiB, Disks: sc.Disks, RNG: sc.RNG, DebugExit: sc.DebugExit,
+		Template: sc.Template, Console: console}
+	return Restore(cfg, &st, mem) // on failure Restore unmaps mem
+}
