@@ -30,8 +30,10 @@ deps:
 guest: deps
 	./guest/build.sh $(GUEST)
 
+# Two static binaries: govisor (CLI and the VMM every VM runs) and
+# govisor-agent (the host agent with embedded etcd; `govisor serve` runs it).
 build:
-	CGO_ENABLED=0 $(GO) build -o $(BIN) ./cmd/govisor
+	CGO_ENABLED=0 $(GO) build -o $(dir $(BIN)) ./cmd/govisor ./cmd/govisor-agent
 
 bench: build guest
 	./bench/boot/run.sh

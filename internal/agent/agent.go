@@ -99,7 +99,14 @@ func New(ctx context.Context, cfg Config) (*Agent, error) {
 		if err != nil {
 			return nil, fmt.Errorf("agent: find the govisor binary: %w", err)
 		}
+		// VMMs run the lean govisor binary installed next to govisor-agent
+		// (a binary that has the run command itself is the fallback).
 		cfg.Executable = exe
+		if sibling := filepath.Join(filepath.Dir(exe), "govisor"); sibling != exe {
+			if _, err := os.Stat(sibling); err == nil {
+				cfg.Executable = sibling
+			}
+		}
 	}
 	if err := os.MkdirAll(filepath.Join(cfg.StateDir, "vms"), 0o700); err != nil {
 		return nil, fmt.Errorf("agent: state dir: %w", err)

@@ -35,7 +35,7 @@ func NewRootCmd() *cobra.Command {
 	img := NewImageCmd()
 	img.AddCommand(newImportOVACmd())
 	root.AddCommand(newRunCmd(), newProbeCmd(), img)
-	root.AddCommand(newServeCmd(), newVMCmd(), newHostCmd())
+	root.AddCommand(newServeExecCmd(), newVMCmd(), newHostCmd())
 	return root
 }
 

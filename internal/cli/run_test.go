@@ -31,8 +31,9 @@ func govisorBin(t *testing.T) string {
 			binErr = err
 			return
 		}
+		// Both binaries, side by side as installed: `govisor serve` runs govisor-agent.
 		binPath = filepath.Join(dir, "govisor")
-		cmd := exec.Command("go", "build", "-o", binPath, "github.com/govisor/govisor/cmd/govisor")
+		cmd := exec.Command("go", "build", "-o", dir+"/", "github.com/govisor/govisor/cmd/govisor", "github.com/govisor/govisor/cmd/govisor-agent")
 		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
 		if out, err := cmd.CombinedOutput(); err != nil {
 			binErr = err

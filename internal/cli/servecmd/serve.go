@@ -1,4 +1,7 @@
-package cli
+// Package servecmd is `govisor serve`, the host agent's command. It lives
+// in the govisor-agent binary, which embeds etcd, so that the govisor binary
+// every VMM process runs stays small and starts fast.
+package servecmd
 
 import (
 	"context"
@@ -14,6 +17,7 @@ import (
 
 	"github.com/govisor/govisor/client"
 	"github.com/govisor/govisor/internal/agent"
+	"github.com/govisor/govisor/internal/cli"
 )
 
 type serveOptions struct {
@@ -24,7 +28,8 @@ type serveOptions struct {
 	logLevel  string
 }
 
-func newServeCmd() *cobra.Command {
+// NewServeCmd returns the `serve` command.
+func NewServeCmd() *cobra.Command {
 	o := &serveOptions{}
 	cmd := &cobra.Command{
 		Use:   "serve [--state-dir DIR] [--socket PATH] [--listen ADDR --tls-cert F --tls-key F --token-file F]",
@@ -45,7 +50,7 @@ socket, which comes later.`,
 	}
 	f := cmd.Flags()
 	f.StringVar(&o.cfg.StateDir, "state-dir", "/var/lib/govisor", "agent state: embedded etcd data, VM console logs")
-	f.StringVar(&o.cfg.Socket, "socket", envOr("GOVISOR_SOCKET", client.DefaultSocket), "Unix socket of the API (mode 0600); empty for none")
+	f.StringVar(&o.cfg.Socket, "socket", cli.EnvOr("GOVISOR_SOCKET", client.DefaultSocket), "Unix socket of the API (mode 0600); empty for none")
 	f.StringVar(&o.cfg.Listen, "listen", "", "also serve the API on this TCP address (needs --tls-cert, --tls-key, --token-file)")
 	f.StringVar(&o.cfg.TLSCert, "tls-cert", "", "PEM certificate for --listen")
 	f.StringVar(&o.cfg.TLSKey, "tls-key", "", "PEM private key for --listen")
@@ -59,20 +64,13 @@ socket, which comes later.`,
 	return cmd
 }
 
-func envOr(key, def string) string {
-	if v := os.Getenv(key); v != "" {
-		return v
-	}
-	return def
-}
-
 func runServe(o *serveOptions) error {
 	if o.onExit != "stop" && o.onExit != "keep" {
-		return &ExitError{Code: 2, Err: fmt.Errorf("--on-exit %q: use stop or keep", o.onExit)}
+		return &cli.ExitError{Code: 2, Err: fmt.Errorf("--on-exit %q: use stop or keep", o.onExit)}
 	}
 	var level slog.Level
 	if err := level.UnmarshalText([]byte(o.logLevel)); err != nil {
-		return &ExitError{Code: 2, Err: fmt.Errorf("--log-level %q: use debug, info, warn or error", o.logLevel)}
+		return &cli.ExitError{Code: 2, Err: fmt.Errorf("--log-level %q: use debug, info, warn or error", o.logLevel)}
 	}
 	hopts := &slog.HandlerOptions{Level: level}
 	switch o.logFormat {
@@ -81,7 +79,7 @@ func runServe(o *serveOptions) error {
 	case "text":
 		o.cfg.Logger = slog.New(slog.NewTextHandler(os.Stderr, hopts))
 	default:
-		return &ExitError{Code: 2, Err: fmt.Errorf("--log-format %q: use json or text", o.logFormat)}
+		return &cli.ExitError{Code: 2, Err: fmt.Errorf("--log-format %q: use json or text", o.logFormat)}
 	}
 	for _, e := range strings.Split(o.endpoints, ",") {
 		if e = strings.TrimSpace(e); e != "" {
