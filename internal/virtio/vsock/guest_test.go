@@ -63,6 +63,14 @@ func (g *guest) attach() {
 	if g.drv, err = pcitest.Probe(g.tr, g.plat, g.mem, 0xE0000000); err != nil {
 		t.Fatal(err)
 	}
+	g.initDriver()
+}
+
+// initDriver resets the device and sets up its queues and buffers, as a
+// driver does when it loads.
+func (g *guest) initDriver() {
+	t := g.t
+	t.Helper()
 	if err := g.drv.Init(^uint64(0), 3, 0); err != nil {
 		t.Fatal(err)
 	}
