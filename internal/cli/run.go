@@ -210,6 +210,9 @@ func runVM(o *runOptions) error {
 		out.Flush()
 		if o.verbose {
 			fmt.Fprintf(os.Stderr, "govisor: guest stopped: %s %s (exits per vCPU %v)\n", ex.Reason, ex.Detail, m.Exits())
+			if t := m.FirstExit(); !t.IsZero() {
+				fmt.Fprintf(os.Stderr, "govisor: first VM exit at unix-ns %d\n", t.UnixNano())
+			}
 		}
 		switch ex.Reason {
 		case vm.ExitPowerOff:

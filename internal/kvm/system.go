@@ -77,7 +77,7 @@ func (s *System) Require(caps map[string]int) error {
 }
 
 func (s *System) getCPUIDList(req uintptr, what string) ([]CPUIDEntry, error) {
-	for n := 64; n <= 4096; n *= 2 {
+	for n := 128; n <= 4096; n *= 2 {
 		buf := make([]byte, 8+n*sizeofCPUIDEntry2)
 		binary.LittleEndian.PutUint32(buf, uint32(n))
 		_, err := ioctlBuf(s.fd, req, buf)

@@ -9,6 +9,7 @@ import (
 	"io"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/govisor/govisor/internal/diskimage"
 	"github.com/govisor/govisor/internal/guestmem"
@@ -123,8 +124,9 @@ type Machine struct {
 	msrIndex   []uint32
 	slotFlags  uint32
 
-	exits    []atomic.Uint64
-	emulated atomic.Uint64
+	exits     []atomic.Uint64
+	firstExit atomic.Int64 // unix ns of the first exit to user space
+	emulated  atomic.Uint64
 
 	mu       sync.Mutex
 	cond     *sync.Cond
@@ -213,15 +215,31 @@ func build(cfg Config, restore *MachineState, mem *guestmem.Memory) (_ *Machine,
 	if err := m.kvm.SetIdentityMapAddr(identityMap); err != nil {
 		return nil, err
 	}
-	if err := m.kvm.CreateIRQChip(); err != nil {
-		return nil, err
+	// The in-kernel interrupt controllers and PIT are made while memory,
+	// devices and tables are set up: creating the PIT starts a kernel thread,
+	// which on a loaded host takes milliseconds. vCPUs need the irqchip, so
+	// they wait for it.
+	irqchipDone := make(chan error, 1)
+	go func() {
+		if err := m.kvm.CreateIRQChip(); err != nil {
+			irqchipDone <- err
+			return
+		}
+		if err := m.kvm.SetGSIRouting(kvm.PCRouting()); err != nil {
+			irqchipDone <- err
+			return
+		}
+		irqchipDone <- m.kvm.CreatePIT2(kvm.PITSpeakerDummy)
+	}()
+	waitIRQChip := func() error {
+		if irqchipDone == nil {
+			return nil
+		}
+		err := <-irqchipDone
+		irqchipDone = nil
+		return err
 	}
-	if err := m.kvm.SetGSIRouting(kvm.PCRouting()); err != nil {
-		return nil, err
-	}
-	if err := m.kvm.CreatePIT2(kvm.PITSpeakerDummy); err != nil {
-		return nil, err
-	}
+	defer waitIRQChip() // never leave the goroutine using a closed VM
 	if err := m.setupMemory(mem); err != nil {
 		return nil, err
 	}
@@ -232,6 +250,9 @@ func build(cfg Config, restore *MachineState, mem *guestmem.Memory) (_ *Machine,
 		return nil, err
 	}
 	if restore != nil {
+		if err := waitIRQChip(); err != nil {
+			return nil, err
+		}
 		if err := m.createVCPUs(entryState{}, false); err != nil {
 			return nil, err
 		}
@@ -242,6 +263,9 @@ func build(cfg Config, restore *MachineState, mem *guestmem.Memory) (_ *Machine,
 	}
 	entry, err := m.loadGuest()
 	if err != nil {
+		return nil, err
+	}
+	if err := waitIRQChip(); err != nil {
 		return nil, err
 	}
 	if err := m.createVCPUs(entry, true); err != nil {
@@ -306,6 +330,15 @@ func (m *Machine) Exits() []uint64 {
 		out[i] = m.exits[i].Load()
 	}
 	return out
+}
+
+// FirstExit is when a vCPU first exited to user space (for a test guest:
+// its first I/O instruction), or the zero time.
+func (m *Machine) FirstExit() time.Time {
+	if ns := m.firstExit.Load(); ns != 0 {
+		return time.Unix(0, ns)
+	}
+	return time.Time{}
 }
 
 // EmulatedInstructions counts instructions govisor completed after a KVM

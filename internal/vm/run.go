@@ -7,6 +7,7 @@ import (
 	"os/signal"
 	"runtime"
 	"sync"
+	"time"
 
 	"golang.org/x/sys/unix"
 
@@ -79,7 +80,9 @@ func (r *vcpuRunner) loop(start func() error) {
 			m.stop(Exit{Reason: ExitError, Err: err})
 			continue
 		}
-		m.exits[r.c.ID].Add(1)
+		if m.exits[r.c.ID].Add(1) == 1 && m.firstExit.Load() == 0 {
+			m.firstExit.CompareAndSwap(0, time.Now().UnixNano())
+		}
 		if ex, done := r.handleExit(); done {
 			m.stop(ex)
 		}

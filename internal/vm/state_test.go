@@ -94,7 +94,9 @@ func TestSaveRestoreRunningGuest(t *testing.T) {
 		}
 		time.Sleep(time.Millisecond)
 	}
-	if out.String() != "started\nstarted\n" { // once per vCPU of the original
+	// Each vCPU of the original printed once (possibly interleaved); the
+	// restored vCPUs continue in the counting loop and print nothing.
+	if len(out.String()) != 2*len("started\n") {
 		t.Errorf("console %q: the restored guest must not start over", out.String())
 	}
 }
