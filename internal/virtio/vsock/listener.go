@@ -90,8 +90,19 @@ func readLine(uc *net.UnixConn) (string, error) {
 // CONNECT line, a REQUEST to the guest, and "OK <hostport>" once the
 // guest answers RESPONSE.
 func (d *Device) hostConnect(uc *net.UnixConn) {
+	d.connMu.Lock()
+	if d.closed {
+		d.connMu.Unlock()
+		uc.Close()
+		return
+	}
+	d.handshakes[uc] = struct{}{}
+	d.connMu.Unlock()
 	uc.SetReadDeadline(time.Now().Add(ConnectTimeout))
 	line, err := readLine(uc)
+	d.connMu.Lock()
+	delete(d.handshakes, uc)
+	d.connMu.Unlock()
 	if err != nil {
 		uc.Close()
 		return

@@ -17,9 +17,21 @@ type rxItem struct {
 	data  []byte // RW payload left to send
 }
 
+// maxRefusals bounds the RSTs to unknown connections waiting in the
+// receive queue: a guest that sends bad packets without taking the
+// answers does not grow the queue without bound.
+const maxRefusals = 1024
+
 // enqueue appends it to the receive queue and wakes the worker.
 func (d *Device) enqueue(it *rxItem) {
 	d.rxMu.Lock()
+	if it.c == nil {
+		if d.refusals >= maxRefusals {
+			d.rxMu.Unlock()
+			return
+		}
+		d.refusals++
+	}
 	d.rxq = append(d.rxq, it)
 	d.rxMu.Unlock()
 	select {
@@ -41,6 +53,9 @@ func (d *Device) popRx() {
 	d.rxMu.Lock()
 	defer d.rxMu.Unlock()
 	if len(d.rxq) > 0 {
+		if d.rxq[0].c == nil {
+			d.refusals--
+		}
 		d.rxq[0] = nil
 		d.rxq = d.rxq[1:]
 	}

@@ -3,6 +3,7 @@ package vsock_test
 import (
 	"encoding/binary"
 	"io"
+	"net"
 	"testing"
 
 	"github.com/govisor/govisor/internal/virtio/pcitransport"
@@ -114,5 +115,21 @@ func TestDriverResetDropsConnections(t *testing.T) {
 	}
 	if n := g.dev.Counters().Connections; n != 0 {
 		t.Fatalf("%d connections after reset", n)
+	}
+}
+
+func TestCloseDuringHandshake(t *testing.T) {
+	g := newGuest(t)
+	c, err := net.Dial("unix", g.uds)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	// The host never sends CONNECT: Close ends the handshake (EOF, or
+	// a reset if the listener closed before accepting).
+	g.tr.Close()
+	g.dev.Close()
+	if n, err := c.Read(make([]byte, 1)); err == nil {
+		t.Fatalf("host read %d bytes from a closed device", n)
 	}
 }

@@ -86,9 +86,12 @@ type Device struct {
 	nextPort uint32
 	closed   bool
 
-	rxMu   sync.Mutex
-	rxq    []*rxItem
-	rxWake chan struct{}
+	handshakes map[*net.UnixConn]struct{} // host connections before CONNECT
+
+	rxMu     sync.Mutex
+	rxq      []*rxItem
+	refusals int // items in rxq without a connection
+	rxWake   chan struct{}
 
 	resetEvent atomic.Bool // send EventTransportReset
 	eventWake  chan struct{}
@@ -119,7 +122,7 @@ func New(opts Options) (*Device, error) {
 	}
 	d := &Device{
 		cid: opts.CID, uds: opts.UDSPath, ln: ln,
-		conns: map[connKey]*conn{}, nextPort: firstHostPort,
+		conns: map[connKey]*conn{}, nextPort: firstHostPort, handshakes: map[*net.UnixConn]struct{}{},
 		rxWake: make(chan struct{}, 1), eventWake: make(chan struct{}, 1),
 	}
 	d.bg.Add(1)
@@ -135,6 +138,9 @@ func (d *Device) CID() uint64 { return d.cid }
 func (d *Device) Close() error {
 	d.connMu.Lock()
 	d.closed = true
+	for uc := range d.handshakes {
+		uc.Close()
+	}
 	d.connMu.Unlock()
 	err := d.ln.Close()
 	d.dropAll()
@@ -244,6 +250,6 @@ func (d *Device) dropAll() {
 		d.closeConn(c, false)
 	}
 	d.rxMu.Lock()
-	d.rxq = nil
+	d.rxq, d.refusals = nil, 0
 	d.rxMu.Unlock()
 }
