@@ -1,0 +1,119 @@
+package migration
+
+import "time"
+
+// Source is the running VM being migrated away (the VMM implements it).
+type Source interface {
+	// Regions returns the guest RAM layout; DirtyBitmap's bitmaps follow
+	// its order.
+	Regions() []Region
+	// ReadMemory copies guest memory at gpa into p; [gpa, gpa+len(p)) lies
+	// inside one region and is page-aligned.
+	ReadMemory(gpa uint64, p []byte) error
+	// DirtyBitmap returns and clears, per region in Regions order, the
+	// pages written since the previous call (bit i of word i/64 = page i):
+	// KVM's dirty log OR'ed with the pages the VMM's device code wrote.
+	// Send calls it once before copying anything, to start a clean epoch,
+	// and owns (may modify) the returned slices.
+	DirtyBitmap() ([][]uint64, error)
+	// Pause stops the vCPUs and device emulation (no more guest writes).
+	Pause() error
+	// Resume restarts a paused VM; Send calls it when migration fails.
+	Resume() error
+	// DeviceState captures vCPU, irqchip, clock and device state; it is
+	// called while paused and the bytes reach Destination.Commit unchanged.
+	DeviceState() ([]byte, error)
+}
+
+// Throttler is implemented by a Source that can slow its vCPUs, for
+// auto-converge.
+type Throttler interface {
+	// Throttle keeps the vCPUs out of the guest percent% of the time
+	// (0 = full speed).
+	Throttle(percent int) error
+}
+
+// DiskBlockSize is the unit of disk mirroring and of DiskSource bitmaps.
+const DiskBlockSize = 64 << 10
+
+// DiskSource is implemented by a Source whose disks are mirrored to the
+// destination (no shared storage). With shared storage, do not implement it
+// or return no disks.
+type DiskSource interface {
+	// Disks returns the size in bytes of each mirrored disk.
+	Disks() []int64
+	// ReadDisk reads len(p) bytes of disk at off.
+	ReadDisk(disk int, off int64, p []byte) error
+	// DirtyDiskBlocks returns and clears the bitmap of DiskBlockSize
+	// blocks of disk written since the previous call.
+	DirtyDiskBlocks(disk int) ([]uint64, error)
+}
+
+// Destination is the VM being built on the receiving side.
+type Destination interface {
+	// Regions returns the guest RAM layout; it must equal the source's.
+	Regions() []Region
+	// WriteMemory copies p into guest memory at gpa (validated: one
+	// page-aligned page inside Regions). Memory starts all-zero.
+	WriteMemory(gpa uint64, p []byte) error
+	// Commit loads the device state into the paused VM. An error aborts the
+	// migration and the source resumes. The VM must not run until Receive
+	// returns successfully.
+	Commit(deviceState []byte) error
+}
+
+// DiskDestination is implemented by a Destination that receives mirrored
+// disks; each disk must read as zeroes initially (a fresh sparse image).
+type DiskDestination interface {
+	// Disks returns the size in bytes of each disk; it must equal the source's.
+	Disks() []int64
+	// WriteDisk writes p to disk at off (validated against Disks).
+	WriteDisk(disk int, off int64, p []byte) error
+}
+
+// Options tune Send.
+type Options struct {
+	// MaxDowntime is the pause the guest may see (default 300 ms).
+	MaxDowntime time.Duration
+	// Bandwidth limits the transfer while the guest runs, in bytes per
+	// second (0 = unlimited); the final paused phase is never limited.
+	Bandwidth int64
+	// MaxRounds stops pre-copy after this many rounds even if the
+	// remaining set does not fit MaxDowntime (default 30).
+	MaxRounds int
+	// AutoConverge throttles the guest (Source must implement Throttler)
+	// when a round does not shrink the dirty set.
+	AutoConverge bool
+	// Compress offers S2 compression of page batches.
+	Compress bool
+	// HandoverTimeout bounds the wait for DONE after GO (default 10 s).
+	HandoverTimeout time.Duration
+	// Progress, if set, is called after every round and at pause.
+	Progress func(Progress)
+}
+
+// Progress is a snapshot of a running migration for the API and CLI.
+type Progress struct {
+	Round            int           // rounds completed (0 = the full copy)
+	BytesSent        int64         // bytes written to the connection
+	PagesSent        uint64        // pages sent so far (zero entries included)
+	DirtyPages       int           // pages dirtied during the last round
+	DirtyRate        float64       // pages dirtied per second in the last round
+	Bandwidth        float64       // measured transfer rate, bytes per second
+	ExpectedDowntime time.Duration // estimated pause to send what remains
+	Throttle         int           // current auto-converge throttle, percent
+	Paused           bool          // the source is paused (final phase)
+}
+
+// Stats summarise a finished (or failed) migration.
+type Stats struct {
+	Rounds     int           // pre-copy rounds after the full copy
+	BytesSent  int64         // bytes written to the connection
+	PagesSent  uint64        // page entries sent, zero entries included
+	ZeroPages  uint64        // page entries sent without data
+	DiskBlocks uint64        // disk blocks sent
+	Total      time.Duration // from Send's start to its return
+	Downtime   time.Duration // from Pause to the destination's DONE
+	Throttle   int           // final auto-converge throttle, percent
+	Resumed    bool          // Send resumed the paused source after a failure
+}
