@@ -34,7 +34,7 @@ func NewRootCmd() *cobra.Command {
 	}
 	img := NewImageCmd()
 	img.AddCommand(newImportOVACmd())
-	root.AddCommand(newRunCmd(), newProbeCmd(), img)
+	root.AddCommand(newRunCmd(), newProbeCmd(), img, newCtlCmd())
 	root.AddCommand(newServeExecCmd(), newVMCmd(), newHostCmd())
 	return root
 }

@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"os"
@@ -12,6 +13,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/govisor/govisor/internal/vm"
+	"github.com/govisor/govisor/internal/vmmapi"
 )
 
 type runOptions struct {
@@ -26,6 +28,8 @@ type runOptions struct {
 	verbose                 bool
 	disks                   []string
 	rng                     bool
+	apiSock                 string
+	restore                 string
 }
 
 func newRunCmd() *cobra.Command {
@@ -54,6 +58,8 @@ guest unless --on-reboot=exit.`,
 	f.BoolVarP(&o.verbose, "verbose", "v", false, "print how the guest was loaded and why it stopped")
 	f.StringArrayVar(&o.disks, "disk", nil, "virtio-blk disk: path=FILE[,readonly][,format=FMT][,serial=ID][,queues=N] (repeatable; raw, qcow2, vmdk, vhd, vhdx)")
 	f.BoolVar(&o.rng, "rng", false, "add a virtio-rng device fed by the host's getrandom")
+	f.StringVar(&o.apiSock, "api-sock", "", "serve the VMM control API (pause, resume, snapshot, stop) on this Unix socket")
+	f.StringVar(&o.restore, "restore", "", "start from the snapshot in this folder (made with govisor ctl snapshot) instead of booting")
 	return cmd
 }
 
@@ -115,8 +121,11 @@ func ParseDisk(s string) (vm.Disk, error) {
 
 func (o *runOptions) config() (vm.Config, error) {
 	var cfg vm.Config
-	if o.kernel == "" {
-		return cfg, errors.New("--kernel is required: the path of a bzImage or vmlinux")
+	if o.kernel == "" && o.restore == "" {
+		return cfg, errors.New("--kernel is required: the path of a bzImage or vmlinux (or --restore DIR)")
+	}
+	if o.restore != "" && o.kernel == "" {
+		return cfg, nil // the snapshot describes the machine
 	}
 	mib, err := ParseMemoryMiB(o.memory)
 	if err != nil {
@@ -179,15 +188,31 @@ func runVM(o *runOptions) error {
 		return err
 	}
 	defer con.restore()
+	ctl := &machineCtl{}
+	if o.apiSock != "" {
+		l, err := vmmapi.Listen(o.apiSock)
+		if err != nil {
+			return &ExitError{Code: 1, Err: err}
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		defer cancel()
+		go vmmapi.ServeListener(ctx, l, ctl)
+	}
 	sigs := make(chan os.Signal, 2)
 	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
 	defer signal.Stop(sigs)
 
 	for boot := 1; ; boot++ {
-		m, err := vm.New(cfg)
+		var m *vm.Machine
+		if o.restore != "" && boot == 1 {
+			m, err = vm.RestoreSnapshot(o.restore, out)
+		} else {
+			m, err = vm.New(cfg)
+		}
 		if err != nil {
 			return &ExitError{Code: 1, Err: err}
 		}
+		ctl.set(m)
 		if o.verbose {
 			fmt.Fprintf(os.Stderr, "govisor: boot %d: %s; KVM %s, CPU template %s\n", boot, m.BootInfo(), m.Flavor(), m.Template())
 		}
@@ -205,6 +230,7 @@ func runVM(o *runOptions) error {
 			m.Stop(vm.Exit{Reason: vm.ExitHost, Detail: "Ctrl-A X"})
 		}
 		ex := m.Wait()
+		ctl.set(nil)
 		stopInput()
 		m.Close()
 		out.Flush()
@@ -219,6 +245,10 @@ func runVM(o *runOptions) error {
 			return nil
 		case vm.ExitReset:
 			if o.onReboot == "exit" {
+				return nil
+			}
+			if o.kernel == "" {
+				fmt.Fprintf(os.Stderr, "govisor: guest rebooted (%s); a VM restored without --kernel cannot boot again\n", ex.Detail)
 				return nil
 			}
 			fmt.Fprintf(os.Stderr, "govisor: guest rebooted (%s); restarting it\n", ex.Detail)

@@ -308,6 +308,16 @@ func (m *Machine) mapSlots() error {
 	return nil
 }
 
+// Paused reports whether a pause is in force.
+func (m *Machine) Paused() bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.pauseReq
+}
+
+// Config returns the configuration the machine was built from.
+func (m *Machine) Config() Config { return m.cfg }
+
 // Memory returns the guest RAM.
 func (m *Machine) Memory() *guestmem.Memory { return m.mem }
 

@@ -85,28 +85,44 @@ func Handler(c Controller) http.Handler {
 	return mux
 }
 
-// Serve listens on the Unix socket path (mode 0600: only its owner may
-// control the VM) until ctx ends.
-func Serve(ctx context.Context, path string, c Controller) error {
+// Listen creates the API's Unix socket at path, mode 0600: only its owner
+// may control the VM.
+func Listen(path string) (net.Listener, error) {
 	os.Remove(path)
 	l, err := net.Listen("unix", path)
 	if err != nil {
-		return fmt.Errorf("vmmapi: listen on %s: %w", path, err)
+		return nil, fmt.Errorf("vmmapi: listen on %s: %w", path, err)
 	}
 	if err := os.Chmod(path, 0o600); err != nil {
 		l.Close()
-		return fmt.Errorf("vmmapi: %w", err)
+		return nil, fmt.Errorf("vmmapi: %w", err)
 	}
+	return l, nil
+}
+
+// ServeListener serves the API on l until ctx ends, then removes the socket.
+func ServeListener(ctx context.Context, l net.Listener, c Controller) error {
 	srv := &http.Server{Handler: Handler(c), ReadHeaderTimeout: 5 * time.Second}
 	go func() {
 		<-ctx.Done()
 		srv.Close()
-		os.Remove(path)
+		if a, ok := l.Addr().(*net.UnixAddr); ok {
+			os.Remove(a.Name)
+		}
 	}()
 	if err := srv.Serve(l); err != nil && !errors.Is(err, http.ErrServerClosed) {
 		return err
 	}
 	return nil
+}
+
+// Serve listens on the Unix socket path and serves the API until ctx ends.
+func Serve(ctx context.Context, path string, c Controller) error {
+	l, err := Listen(path)
+	if err != nil {
+		return err
+	}
+	return ServeListener(ctx, l, c)
 }
 
 // Client talks to one VMM's API socket.

@@ -1,0 +1,125 @@
+package cli
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"sync"
+
+	"github.com/spf13/cobra"
+
+	"github.com/govisor/govisor/internal/vm"
+	"github.com/govisor/govisor/internal/vmmapi"
+)
+
+// machineCtl serves a `govisor run` process's control API; it follows the
+// current machine across guest reboots.
+type machineCtl struct {
+	mu sync.Mutex
+	m  *vm.Machine
+}
+
+func (c *machineCtl) set(m *vm.Machine) {
+	c.mu.Lock()
+	c.m = m
+	c.mu.Unlock()
+}
+
+func (c *machineCtl) get() (*vm.Machine, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.m == nil {
+		return nil, vm.ErrStopped
+	}
+	return c.m, nil
+}
+
+func (c *machineCtl) Pause() error {
+	m, err := c.get()
+	if err != nil {
+		return err
+	}
+	return m.Pause()
+}
+
+func (c *machineCtl) Resume() error {
+	m, err := c.get()
+	if err != nil {
+		return err
+	}
+	m.Resume()
+	return nil
+}
+
+func (c *machineCtl) Snapshot(dir string) error {
+	m, err := c.get()
+	if err != nil {
+		return err
+	}
+	return m.Snapshot(dir)
+}
+
+func (c *machineCtl) Stop() error {
+	m, err := c.get()
+	if err != nil {
+		return err
+	}
+	m.Stop(vm.Exit{Reason: vm.ExitHost, Detail: "stopped through the API"})
+	return nil
+}
+
+func (c *machineCtl) Info() vmmapi.Info {
+	m, err := c.get()
+	if err != nil {
+		return vmmapi.Info{State: "stopped"}
+	}
+	cfg := m.Config()
+	st := "running"
+	if m.Paused() {
+		st = "paused"
+	}
+	return vmmapi.Info{State: st, CPUs: cfg.CPUs, MemoryMiB: cfg.MemoryMiB, KVM: string(m.Flavor()),
+		Template: m.Template(), Exits: m.Exits(), Emulated: m.EmulatedInstructions()}
+}
+
+func newCtlCmd() *cobra.Command {
+	var sock string
+	cmd := &cobra.Command{
+		Use:   "ctl --api-sock PATH info|pause|resume|stop|snapshot DIR",
+		Short: "Control a running VMM through its API socket (govisor run --api-sock)",
+		Args:  cobra.RangeArgs(1, 2),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if sock == "" {
+				return &ExitError{Code: 2, Err: fmt.Errorf("--api-sock is required: the socket given to govisor run --api-sock")}
+			}
+			c := vmmapi.NewClient(sock)
+			var info vmmapi.Info
+			var err error
+			switch args[0] {
+			case "info":
+				info, err = c.Info()
+			case "pause":
+				info, err = c.Pause()
+			case "resume":
+				info, err = c.Resume()
+			case "stop":
+				info, err = c.Stop()
+			case "snapshot":
+				if len(args) != 2 {
+					return &ExitError{Code: 2, Err: fmt.Errorf("snapshot needs the folder to create: govisor ctl --api-sock %s snapshot DIR", sock)}
+				}
+				info, err = c.Snapshot(args[1])
+			default:
+				return &ExitError{Code: 2, Err: fmt.Errorf("unknown action %q: use info, pause, resume, stop or snapshot DIR", args[0])}
+			}
+			if err != nil {
+				return err
+			}
+			enc := json.NewEncoder(os.Stdout)
+			enc.SetIndent("", "  ")
+			return enc.Encode(info)
+		},
+	}
+	cmd.Flags().StringVar(&sock, "api-sock", "", "the VMM's API socket")
+	return cmd
+}
