@@ -68,6 +68,15 @@ func (c *machineCtl) Stop() error {
 	return nil
 }
 
+func (c *machineCtl) Shutdown() error {
+	m, err := c.get()
+	if err != nil {
+		return err
+	}
+	m.PowerButton()
+	return nil
+}
+
 func (c *machineCtl) Info() vmmapi.Info {
 	m, err := c.get()
 	if err != nil {
@@ -85,7 +94,7 @@ func (c *machineCtl) Info() vmmapi.Info {
 func newCtlCmd() *cobra.Command {
 	var sock string
 	cmd := &cobra.Command{
-		Use:   "ctl --api-sock PATH info|pause|resume|stop|snapshot DIR",
+		Use:   "ctl --api-sock PATH info|pause|resume|shutdown|stop|snapshot DIR",
 		Short: "Control a running VMM through its API socket (govisor run --api-sock)",
 		Args:  cobra.RangeArgs(1, 2),
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -104,13 +113,15 @@ func newCtlCmd() *cobra.Command {
 				info, err = c.Resume()
 			case "stop":
 				info, err = c.Stop()
+			case "shutdown":
+				info, err = c.Shutdown()
 			case "snapshot":
 				if len(args) != 2 {
 					return &ExitError{Code: 2, Err: fmt.Errorf("snapshot needs the folder to create: govisor ctl --api-sock %s snapshot DIR", sock)}
 				}
 				info, err = c.Snapshot(args[1])
 			default:
-				return &ExitError{Code: 2, Err: fmt.Errorf("unknown action %q: use info, pause, resume, stop or snapshot DIR", args[0])}
+				return &ExitError{Code: 2, Err: fmt.Errorf("unknown action %q: use info, pause, resume, shutdown, stop or snapshot DIR", args[0])}
 			}
 			if err != nil {
 				return err

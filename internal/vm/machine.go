@@ -308,6 +308,10 @@ func (m *Machine) mapSlots() error {
 	return nil
 }
 
+// PowerButton presses the ACPI power button: a guest with ACPI shuts down
+// cleanly (and then powers off); one without ignores it.
+func (m *Machine) PowerButton() { m.pm.PowerButton() }
+
 // Paused reports whether a pause is in force.
 func (m *Machine) Paused() bool {
 	m.mu.Lock()

@@ -25,6 +25,8 @@ type Controller interface {
 	Snapshot(dir string) error
 	// Stop ends the VM at once, as pulling the power would.
 	Stop() error
+	// Shutdown asks the guest to shut down (the ACPI power button).
+	Shutdown() error
 	Info() Info
 }
 
@@ -68,6 +70,7 @@ func Handler(c Controller) http.Handler {
 	mux.HandleFunc("PUT /vm/pause", func(w http.ResponseWriter, r *http.Request) { do(w, c.Pause()) })
 	mux.HandleFunc("PUT /vm/resume", func(w http.ResponseWriter, r *http.Request) { do(w, c.Resume()) })
 	mux.HandleFunc("PUT /vm/stop", func(w http.ResponseWriter, r *http.Request) { do(w, c.Stop()) })
+	mux.HandleFunc("PUT /vm/shutdown", func(w http.ResponseWriter, r *http.Request) { do(w, c.Shutdown()) })
 	mux.HandleFunc("PUT /snapshot", func(w http.ResponseWriter, r *http.Request) {
 		var req SnapshotRequest
 		dec := json.NewDecoder(io.LimitReader(r.Body, 1<<16))
@@ -178,6 +181,9 @@ func (c *Client) Resume() (Info, error) { return c.call("PUT", "/vm/resume", nil
 
 // Stop ends the VM.
 func (c *Client) Stop() (Info, error) { return c.call("PUT", "/vm/stop", nil) }
+
+// Shutdown presses the VM's ACPI power button.
+func (c *Client) Shutdown() (Info, error) { return c.call("PUT", "/vm/shutdown", nil) }
 
 // Snapshot saves the VM to dir.
 func (c *Client) Snapshot(dir string) (Info, error) {

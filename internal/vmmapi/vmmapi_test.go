@@ -26,9 +26,10 @@ func (f *fakeVM) set(s string) error {
 	f.state = s
 	return nil
 }
-func (f *fakeVM) Pause() error  { return f.set("paused") }
-func (f *fakeVM) Resume() error { return f.set("running") }
-func (f *fakeVM) Stop() error   { return f.set("stopped") }
+func (f *fakeVM) Pause() error    { return f.set("paused") }
+func (f *fakeVM) Resume() error   { return f.set("running") }
+func (f *fakeVM) Stop() error     { return f.set("stopped") }
+func (f *fakeVM) Shutdown() error { return f.set("shutting-down") }
 func (f *fakeVM) Snapshot(dir string) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -70,6 +71,9 @@ func TestAPI(t *testing.T) {
 	}
 	if _, err = c.Snapshot(""); err == nil || !strings.Contains(err.Error(), `"dir" is required`) {
 		t.Fatalf("empty snapshot dir: %v", err)
+	}
+	if info, err = c.Shutdown(); err != nil || info.State != "shutting-down" {
+		t.Fatalf("Shutdown = %+v, %v", info, err)
 	}
 	vm.failOn = "paused"
 	if _, err = c.Pause(); err == nil || !strings.Contains(err.Error(), "cannot paused") {
