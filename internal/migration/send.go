@@ -106,11 +106,11 @@ func (cw countingWriter) Write(p []byte) (int, error) {
 // (best effort) and resumes the source unless GO was already sent.
 func (s *sender) fail(err error) error {
 	if s.peerStarted {
-		// A write error often means the destination aborted: prefer its
-		// reason, waiting briefly for the reader to record it.
+		// A write error often means the destination aborted or misbehaved:
+		// prefer that reason, waiting briefly for the reader to record it.
 		s.conn.SetReadDeadline(time.Now().Add(time.Second))
 		<-s.peerDone
-		if errors.Is(s.peerErr, ErrAborted) {
+		if errors.Is(s.peerErr, ErrAborted) || errors.Is(s.peerErr, ErrProtocol) || errors.Is(s.peerErr, ErrCorrupt) {
 			err = s.peerErr
 		}
 	}
