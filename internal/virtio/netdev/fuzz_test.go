@@ -77,3 +77,28 @@ func FuzzHeader(f *testing.F) {
 		}
 	})
 }
+
+// FuzzControl sends arbitrary control commands: each gets an ack and
+// the active pair count stays within the device's.
+func FuzzControl(f *testing.F) {
+	f.Add(pairsSet(2), allFeat)
+	f.Add([]byte{netdev.CtrlClassAnnounce, 0}, uint64(0))
+	f.Add([]byte{4}, allFeat)
+	f.Fuzz(func(t *testing.T, cmd []byte, features uint64) {
+		if len(cmd) > 256 {
+			return
+		}
+		r, _ := newMQRig(t, 2, features|virtio.FeatureVersion1|netdev.FeatureCtrlVQ, 5)
+		q := 2
+		if r.drv.Features&netdev.FeatureMQ != 0 {
+			q = 4
+		}
+		ack, n := r.ctrl(t, q, cmd)
+		if n != 1 || ack > netdev.CtrlErr {
+			t.Fatalf("ack %d len %d", ack, n)
+		}
+		if s := r.dev.SaveState(); s.Active < 1 || s.Active > 2 {
+			t.Fatalf("%d active pairs", s.Active)
+		}
+	})
+}

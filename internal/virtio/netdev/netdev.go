@@ -1,8 +1,9 @@
 // Package netdev is the virtio network device (virtio 1.2 section 5.1)
-// over a Backend, normally a Linux TAP interface: one receive and one
-// transmit queue, the MAC and link status in configuration space,
-// checksum and TSO offloads passed through to the TAP, and mergeable
-// receive buffers.
+// over Backends, normally the queues of a Linux TAP interface: a receive
+// and a transmit queue per backend (multiqueue with VIRTIO_NET_F_MQ), a
+// control queue, the MAC, link status and announce request in
+// configuration space, checksum and TSO offloads passed through to the
+// TAP, and mergeable receive buffers.
 package netdev
 
 import (
@@ -11,11 +12,13 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/govisor/govisor/internal/virtio"
+	"github.com/govisor/govisor/internal/virtio/virtqueue"
 )
 
 // Feature bits (5.1.3).
@@ -33,17 +36,25 @@ const (
 	FeatureMrgRxbuf  = 1 << 15
 	FeatureStatus    = 1 << 16
 	FeatureCtrlVQ    = 1 << 17
+	FeatureAnnounce  = 1 << 21 // VIRTIO_NET_F_GUEST_ANNOUNCE
 	FeatureMQ        = 1 << 22
 )
 
-// StatusLinkUp is the config status bit VIRTIO_NET_S_LINK_UP (5.1.4).
-const StatusLinkUp = 1
+// Config status bits (5.1.4).
+const (
+	StatusLinkUp   = 1
+	StatusAnnounce = 2
+)
 
-// Queue indices (5.1.2): one receive/transmit pair.
+// Queue indices of the first pair (5.1.2): pair p uses 2p and 2p+1; the
+// control queue follows the last pair (or is queue 2 without MQ).
 const (
 	QueueRx = 0
 	QueueTx = 1
 )
+
+// MaxPairs bounds the queue pairs (the transport's queue limit).
+const MaxPairs = 16
 
 // Sizes the protocol and Linux fix.
 const (
@@ -85,14 +96,25 @@ type Counters struct {
 	TxPackets, TxBytes, TxDrops uint64
 }
 
+// QueueEnabler is implemented by backends whose queue can be taken out
+// of the kernel's rotation while the guest does not use its pair (a
+// multiqueue TAP).
+type QueueEnabler interface {
+	SetQueueEnabled(on bool) error
+}
+
 // Device is a virtio-net device.
 type Device struct {
-	be        Backend
+	bes       []Backend // one per queue pair
 	mac       [6]byte
 	mtu       uint16
 	features  uint64
 	queueSize uint16
 	linkUp    atomic.Bool
+	announce  atomic.Bool
+
+	activeMu sync.Mutex
+	active   int // queue pairs the driver uses (VQ_PAIRS_SET)
 
 	notifyMu sync.Mutex
 	notify   func()
@@ -100,7 +122,7 @@ type Device struct {
 	rxPackets, rxBytes, rxDrops atomic.Uint64
 	txPackets, txBytes, txDrops atomic.Uint64
 
-	rx rxState // owned by the receive worker
+	rx []rxState // per pair, owned by its receive worker
 
 	mu   sync.Mutex
 	stop chan struct{}
@@ -109,13 +131,22 @@ type Device struct {
 
 // New returns a network device whose frames go through be.
 func New(be Backend, opts Options) (*Device, error) {
-	d := &Device{be: be, queueSize: opts.QueueSize}
+	return NewMultiqueue([]Backend{be}, opts)
+}
+
+// NewMultiqueue returns a network device with one queue pair per
+// backend (VIRTIO_NET_F_MQ if more than one), e.g. the queues of
+// OpenTAPQueues.
+func NewMultiqueue(bes []Backend, opts Options) (*Device, error) {
+	d := &Device{bes: append([]Backend(nil), bes...), queueSize: opts.QueueSize, active: 1}
 	if d.queueSize == 0 {
 		d.queueSize = QueueSize
 	}
 	switch {
-	case be == nil:
-		return nil, fmt.Errorf("%w: no backend", ErrOptions)
+	case len(bes) == 0 || len(bes) > MaxPairs:
+		return nil, fmt.Errorf("%w: %d backends (1 to %d)", ErrOptions, len(bes), MaxPairs)
+	case slices.Contains(bes, nil):
+		return nil, fmt.Errorf("%w: nil backend", ErrOptions)
 	case d.queueSize < 2 || d.queueSize&(d.queueSize-1) != 0:
 		return nil, fmt.Errorf("%w: queue size %d", ErrOptions, d.queueSize)
 	case opts.MTU != 0 && (opts.MTU < 68 || opts.MTU > 65535):
@@ -130,7 +161,10 @@ func New(be Backend, opts Options) (*Device, error) {
 	} else {
 		d.mac = RandomMAC()
 	}
-	d.features = virtio.CommonFeatures | FeatureMAC | FeatureStatus
+	d.features = virtio.CommonFeatures | FeatureMAC | FeatureStatus | FeatureCtrlVQ | FeatureAnnounce
+	if len(bes) > 1 {
+		d.features |= FeatureMQ
+	}
 	if !opts.NoOffloads {
 		d.features |= FeatureCsum | FeatureGuestCsum | FeatureGuestTSO4 | FeatureGuestTSO6 | FeatureHostTSO4 | FeatureHostTSO6
 	}
@@ -142,7 +176,10 @@ func New(be Backend, opts Options) (*Device, error) {
 		d.features |= FeatureMTU
 	}
 	d.linkUp.Store(true)
-	d.rx.init(d.queueSize)
+	d.rx = make([]rxState, len(bes))
+	for i := range d.rx {
+		d.rx[i].init(d.queueSize)
+	}
 	return d, nil
 }
 
@@ -172,6 +209,18 @@ func (d *Device) SetLink(up bool) {
 	if d.linkUp.Swap(up) == up {
 		return
 	}
+	d.configChanged()
+}
+
+// Announce asks the guest to announce itself on the network with
+// gratuitous packets (VIRTIO_NET_S_ANNOUNCE), e.g. after live migration;
+// it does nothing unless the driver negotiated GUEST_ANNOUNCE.
+func (d *Device) Announce() {
+	d.announce.Store(true)
+	d.configChanged()
+}
+
+func (d *Device) configChanged() {
 	d.notifyMu.Lock()
 	fn := d.notify
 	d.notifyMu.Unlock()
@@ -194,18 +243,29 @@ func (d *Device) DeviceID() uint16 { return virtio.IDNet }
 // Features implements virtio.Device.
 func (d *Device) Features() uint64 { return d.features }
 
-// QueueMaxSizes implements virtio.Device: one receive and one transmit
-// queue (no control queue, so no multiqueue).
-func (d *Device) QueueMaxSizes() []uint16 { return []uint16{d.queueSize, d.queueSize} }
+// QueueMaxSizes implements virtio.Device: a receive and a transmit
+// queue per pair, then the control queue.
+func (d *Device) QueueMaxSizes() []uint16 {
+	s := make([]uint16, 2*len(d.bes)+1)
+	for i := range s {
+		s[i] = d.queueSize
+	}
+	return s
+}
 
 // ReadConfig implements virtio.Device.
 func (d *Device) ReadConfig(offset uint64, data []byte) {
 	var c [configSize]byte
 	copy(c[:], d.mac[:])
+	var st uint16
 	if d.linkUp.Load() {
-		binary.LittleEndian.PutUint16(c[6:], StatusLinkUp)
+		st |= StatusLinkUp
 	}
-	binary.LittleEndian.PutUint16(c[8:], 1) // max_virtqueue_pairs
+	if d.announce.Load() {
+		st |= StatusAnnounce
+	}
+	binary.LittleEndian.PutUint16(c[6:], st)
+	binary.LittleEndian.PutUint16(c[8:], uint16(len(d.bes)))
 	binary.LittleEndian.PutUint16(c[10:], d.mtu)
 	for i := range data {
 		data[i] = 0
@@ -220,37 +280,86 @@ func (d *Device) ReadConfig(offset uint64, data []byte) {
 func (d *Device) WriteConfig(offset uint64, data []byte) {}
 
 // Activate implements virtio.Device: enables the offloads the driver
-// accepts on the backend and starts the receive and transmit workers.
+// accepts on the backends and starts a receive and a transmit worker per
+// queue pair, and the control queue's.
 func (d *Device) Activate(ctx virtio.ActivateContext) error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if d.stop != nil {
 		return fmt.Errorf("netdev: already active")
 	}
-	if len(ctx.Queues) < 2 {
-		return fmt.Errorf("netdev: %d queues, need receive and transmit", len(ctx.Queues))
+	// Without MQ the driver uses one pair and the control queue is
+	// queue 2 (5.1.2).
+	pairs := 1
+	if ctx.Features&FeatureMQ != 0 {
+		pairs = len(d.bes)
 	}
-	if err := d.be.SetOffload(offloads(ctx.Features)); err != nil {
+	if len(ctx.Queues) < 2*pairs+1 {
+		return fmt.Errorf("netdev: %d queues for %d pairs", len(ctx.Queues), pairs)
+	}
+	ctrl := ctx.Queues[2*pairs]
+	if ctx.Features&FeatureCtrlVQ == 0 {
+		ctrl = nil
+	}
+	d.activeMu.Lock()
+	active := min(d.active, pairs)
+	d.activeMu.Unlock()
+	if ctrl == nil || ctrl.SaveState() == (virtqueue.State{Config: ctrl.Config()}) {
+		// A control queue set up anew: the driver starts with one pair
+		// (5.1.6.5.5).
+		active = 1
+	}
+	off := offloads(ctx.Features)
+	for _, be := range d.bes {
+		if err := be.SetOffload(off); err != nil {
+			return err
+		}
+	}
+	if err := d.setActive(active); err != nil {
 		return err
 	}
 	d.stop = make(chan struct{})
-	if ctx.Queues[QueueRx] != nil {
-		d.wg.Add(1)
-		go func() {
-			defer d.wg.Done()
-			d.serveRx(&ctx, d.stop)
-		}()
+	for p := range pairs {
+		if ctx.Queues[2*p] != nil {
+			d.wg.Add(1)
+			go func() {
+				defer d.wg.Done()
+				d.serveRx(&ctx, p, d.stop)
+			}()
+		}
+		if ctx.Queues[2*p+1] != nil {
+			d.wg.Add(1)
+			go func() {
+				defer d.wg.Done()
+				var hdr [HeaderSize]byte
+				virtio.ServeQueue(&ctx, 2*p+1, d.stop, func(c *virtqueueChain) uint32 {
+					d.transmit(p, ctx.Features, c, &hdr)
+					return 0
+				})
+			}()
+		}
 	}
-	if ctx.Queues[QueueTx] != nil {
+	if ctrl != nil {
 		d.wg.Add(1)
 		go func() {
 			defer d.wg.Done()
-			var hdr [HeaderSize]byte
-			virtio.ServeQueue(&ctx, QueueTx, d.stop, func(c *virtqueueChain) uint32 {
-				d.transmit(ctx.Features, c, &hdr)
-				return 0
+			virtio.ServeQueue(&ctx, 2*pairs, d.stop, func(c *virtqueueChain) uint32 {
+				return d.control(ctx.Features, pairs, c)
 			})
 		}()
+	}
+	return nil
+}
+
+// enableQueues keeps the first n backends in the kernel's rotation and
+// takes the others out, so no traffic waits on a pair the guest ignores.
+func (d *Device) enableQueues(n int) error {
+	for i, be := range d.bes {
+		if qe, ok := be.(QueueEnabler); ok && len(d.bes) > 1 {
+			if err := qe.SetQueueEnabled(i < n); err != nil {
+				return err
+			}
+		}
 	}
 	return nil
 }
@@ -280,8 +389,12 @@ func (d *Device) Reset() {
 		return
 	}
 	close(d.stop)
-	d.be.SetDeadline(time.Now())
+	for _, be := range d.bes {
+		be.SetDeadline(time.Now())
+	}
 	d.wg.Wait()
-	d.be.SetDeadline(time.Time{})
+	for _, be := range d.bes {
+		be.SetDeadline(time.Time{})
+	}
 	d.stop = nil
 }

@@ -209,7 +209,7 @@ func TestOptions(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if f := d.Features() &^ virtio.CommonFeatures; f != netdev.FeatureMAC|netdev.FeatureStatus {
+	if f := d.Features() &^ virtio.CommonFeatures; f != netdev.FeatureMAC|netdev.FeatureStatus|netdev.FeatureCtrlVQ|netdev.FeatureAnnounce {
 		t.Fatalf("features %#x", f)
 	}
 	m := d.MAC()

@@ -34,12 +34,13 @@ const retryDelay = 10 * time.Millisecond
 // serveRx reads frames from the backend and delivers each into the
 // driver's receive buffers (5.1.6.3), waiting for buffers when there are
 // none.
-func (d *Device) serveRx(ctx *virtio.ActivateContext, stop <-chan struct{}) {
-	r := &d.rx
-	q := ctx.Queues[QueueRx]
+func (d *Device) serveRx(ctx *virtio.ActivateContext, pair int, stop <-chan struct{}) {
+	r := &d.rx[pair]
+	q := ctx.Queues[2*pair]
+	be := d.bes[pair]
 	for {
 		if r.pending == 0 {
-			n, err := d.be.ReadFrame(r.buf)
+			n, err := be.ReadFrame(r.buf)
 			if err != nil {
 				select {
 				case <-stop:
@@ -67,7 +68,7 @@ func (d *Device) serveRx(ctx *virtio.ActivateContext, stop <-chan struct{}) {
 			}
 			r.pending = n
 		}
-		if !d.deliver(ctx, q, stop) {
+		if !d.deliver(ctx, r, 2*pair, q, stop) {
 			return
 		}
 	}
@@ -77,8 +78,7 @@ func (d *Device) serveRx(ctx *virtio.ActivateContext, stop <-chan struct{}) {
 // VIRTIO_NET_F_MRG_RXBUF as many as it needs, the count in the first
 // chain's num_buffers (5.1.6.3.2). It returns false when the worker must
 // stop.
-func (d *Device) deliver(ctx *virtio.ActivateContext, q *virtqueue.Queue, stop <-chan struct{}) bool {
-	r := &d.rx
+func (d *Device) deliver(ctx *virtio.ActivateContext, r *rxState, qi int, q *virtqueue.Queue, stop <-chan struct{}) bool {
 	frame := r.buf[:r.pending]
 	mrg := ctx.Features&FeatureMrgRxbuf != 0
 	r.heads, r.lens = r.heads[:0], r.lens[:0]
@@ -101,12 +101,12 @@ func (d *Device) deliver(ctx *virtio.ActivateContext, q *virtqueue.Queue, stop <
 			case <-stop:
 				// Mid-frame: hand back what was filled, truncated.
 				if len(r.heads) > 0 {
-					d.finish(ctx, q)
+					d.finish(ctx, r, qi, q)
 					d.rxDrops.Add(1)
 					r.pending = 0
 				}
 				return false
-			case <-ctx.Notify[QueueRx]:
+			case <-ctx.Notify[qi]:
 			}
 			q.DisableNotify()
 			continue
@@ -119,7 +119,7 @@ func (d *Device) deliver(ctx *virtio.ActivateContext, q *virtqueue.Queue, stop <
 				ctx.NeedsReset(err)
 				return false
 			}
-			d.interrupt(ctx, q)
+			d.interrupt(ctx, qi, q)
 			d.rxDrops.Add(1)
 			r.pending = 0
 			return true
@@ -140,13 +140,12 @@ func (d *Device) deliver(ctx *virtio.ActivateContext, q *virtqueue.Queue, stop <
 		d.rxBytes.Add(uint64(len(frame) - HeaderSize))
 	}
 	r.pending = 0
-	return d.finish(ctx, q)
+	return d.finish(ctx, r, qi, q)
 }
 
 // finish writes num_buffers into the first chain and returns the chains
 // of the frame in order.
-func (d *Device) finish(ctx *virtio.ActivateContext, q *virtqueue.Queue) bool {
-	r := &d.rx
+func (d *Device) finish(ctx *virtio.ActivateContext, r *rxState, qi int, q *virtqueue.Queue) bool {
 	var nb [2]byte
 	binary.LittleEndian.PutUint16(nb[:], uint16(len(r.heads)))
 	r.first.WriteAt(nb[:], 10)
@@ -157,12 +156,12 @@ func (d *Device) finish(ctx *virtio.ActivateContext, q *virtqueue.Queue) bool {
 		}
 	}
 	r.heads, r.lens = r.heads[:0], r.lens[:0]
-	d.interrupt(ctx, q)
+	d.interrupt(ctx, qi, q)
 	return true
 }
 
-func (d *Device) interrupt(ctx *virtio.ActivateContext, q *virtqueue.Queue) {
+func (d *Device) interrupt(ctx *virtio.ActivateContext, qi int, q *virtqueue.Queue) {
 	if q.NeedInterrupt() {
-		ctx.Interrupt(QueueRx)
+		ctx.Interrupt(qi)
 	}
 }

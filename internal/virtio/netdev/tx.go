@@ -3,7 +3,7 @@ package netdev
 // transmit sends the frame in one transmit chain (5.1.6.2): the driver's
 // header and frame go to the backend as they are, gathered from the
 // guest's buffers without copying. Bad frames are dropped and counted.
-func (d *Device) transmit(features uint64, c *virtqueueChain, hdr *[HeaderSize]byte) {
+func (d *Device) transmit(pair int, features uint64, c *virtqueueChain, hdr *[HeaderSize]byte) {
 	n := c.ReadLen
 	if n < HeaderSize+minFrame || n > HeaderSize+MaxFrame || len(c.Readable) > maxSegments {
 		d.txDrops.Add(1)
@@ -14,7 +14,7 @@ func (d *Device) transmit(features uint64, c *virtqueueChain, hdr *[HeaderSize]b
 		d.txDrops.Add(1)
 		return
 	}
-	if _, err := d.be.WriteFrame(c.Readable); err != nil {
+	if _, err := d.bes[pair].WriteFrame(c.Readable); err != nil {
 		d.txDrops.Add(1)
 		return
 	}
