@@ -27,6 +27,7 @@ import (
 
 	"github.com/govisor/govisor/api"
 	"github.com/govisor/govisor/internal/cluster/store"
+	"github.com/govisor/govisor/internal/vm"
 )
 
 // Config configures an agent.
@@ -127,7 +128,7 @@ func New(ctx context.Context, cfg Config) (*Agent, error) {
 	}
 	actx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	a := &Agent{
-		cfg: cfg, st: st, id: id, lock: lock, log: cfg.Logger, hostMiB: hostMemMiB(), started: time.Now().UTC(),
+		cfg: cfg, st: st, id: id, lock: lock, log: cfg.Logger, hostMiB: vm.HostMemoryMiB(), started: time.Now().UTC(),
 		ctx: actx, cancel: cancel, kick: make(chan struct{}, 1),
 		procs: map[string]*proc{}, notBefore: map[string]time.Time{}, backoff: map[string]time.Duration{},
 	}

@@ -62,7 +62,7 @@ func (c vmCollector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(descUp, prometheus.GaugeValue, up, name)
 		ch <- prometheus.MustNewConstMetric(descRestarts, prometheus.CounterValue, float64(v.Status.Restarts), name)
 		ch <- prometheus.MustNewConstMetric(descVCPUs, prometheus.GaugeValue, float64(v.Spec.CPUs), name)
-		if mib, err := parseMiB(v.Spec.Memory); err == nil {
+		if mib, err := api.ParseMemoryMiB(v.Spec.Memory); err == nil {
 			ch <- prometheus.MustNewConstMetric(descMemory, prometheus.GaugeValue, float64(mib<<20), name)
 		}
 	}

@@ -372,7 +372,7 @@ func (a *Agent) handleHost(w http.ResponseWriter, r *http.Request) {
 			h.RunningVMs++
 		}
 		if rec.Desired.Power == api.PowerRunning {
-			mib, _ := parseMiB(rec.Desired.Spec.Memory)
+			mib, _ := api.ParseMemoryMiB(rec.Desired.Spec.Memory)
 			h.AllocatedMiB += mib
 		}
 	}

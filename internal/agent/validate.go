@@ -1,14 +1,11 @@
 package agent
 
 import (
-	"bufio"
 	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
 	"regexp"
-	"strconv"
-	"strings"
 
 	"github.com/govisor/govisor/api"
 	"github.com/govisor/govisor/internal/vm"
@@ -56,7 +53,7 @@ func normalize(s api.VMSpec, hostMiB uint64) (api.VMSpec, error) {
 	if s.Memory == "" {
 		s.Memory = defaultMemory
 	}
-	mib, err := parseMiB(s.Memory)
+	mib, err := api.ParseMemoryMiB(s.Memory)
 	if err != nil {
 		return s, &FieldError{"memory", err.Error()}
 	}
@@ -117,41 +114,3 @@ func checkFile(path string, required bool) error {
 	return nil
 }
 
-// parseMiB parses a memory size: 512M, 2G, 1T; a plain number is MiB.
-func parseMiB(s string) (uint64, error) {
-	t := strings.ToUpper(strings.TrimSpace(s))
-	t = strings.TrimSuffix(strings.TrimSuffix(t, "IB"), "B")
-	mult := uint64(1)
-	switch {
-	case strings.HasSuffix(t, "M"):
-		t = t[:len(t)-1]
-	case strings.HasSuffix(t, "G"):
-		t, mult = t[:len(t)-1], 1024
-	case strings.HasSuffix(t, "T"):
-		t, mult = t[:len(t)-1], 1024*1024
-	}
-	n, err := strconv.ParseUint(t, 10, 64)
-	if err != nil || n == 0 || n > (1<<40)/mult {
-		return 0, fmt.Errorf("%q: give a size such as 512M or 2G", s)
-	}
-	return n * mult, nil
-}
-
-// hostMemMiB reads MemTotal from /proc/meminfo (0 when unknown).
-func hostMemMiB() uint64 {
-	f, err := os.Open("/proc/meminfo")
-	if err != nil {
-		return 0
-	}
-	defer f.Close()
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		if rest, ok := strings.CutPrefix(sc.Text(), "MemTotal:"); ok {
-			kb, err := strconv.ParseUint(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(rest), "kB")), 10, 64)
-			if err == nil {
-				return kb / 1024
-			}
-		}
-	}
-	return 0
-}

@@ -22,9 +22,9 @@ func TestParseMiB(t *testing.T) {
 		{"-1G", 0, false}, {"1.5G", 0, false}, {"2000000T", 0, false}, {"99999999999999999999M", 0, false},
 	}
 	for _, c := range cases {
-		got, err := parseMiB(c.in)
+		got, err := api.ParseMemoryMiB(c.in)
 		if (err == nil) != c.ok || got != c.want {
-			t.Errorf("parseMiB(%q) = %d, %v; want %d, ok %v", c.in, got, err, c.want, c.ok)
+			t.Errorf("api.ParseMemoryMiB(%q) = %d, %v; want %d, ok %v", c.in, got, err, c.want, c.ok)
 		}
 	}
 }
@@ -35,9 +35,9 @@ func FuzzParseMiB(f *testing.F) {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, s string) {
-		n, err := parseMiB(s)
+		n, err := api.ParseMemoryMiB(s)
 		if err == nil && (n == 0 || n > 1<<20) {
-			t.Fatalf("parseMiB(%q) = %d", s, n)
+			t.Fatalf("api.ParseMemoryMiB(%q) = %d", s, n)
 		}
 	})
 }
@@ -72,7 +72,7 @@ func FuzzDecodeSpec(f *testing.F) {
 			(s.Boot != api.BootLinux64 && s.Boot != api.BootPVH) || s.RestartPolicy == "" || s.Cmdline == "" {
 			t.Fatalf("accepted an incomplete definition: %+v", s)
 		}
-		if _, err := parseMiB(s.Memory); err != nil {
+		if _, err := api.ParseMemoryMiB(s.Memory); err != nil {
 			t.Fatalf("accepted memory %q: %v", s.Memory, err)
 		}
 	})

@@ -12,6 +12,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/govisor/govisor/api"
 	"github.com/govisor/govisor/internal/vm"
 	"github.com/govisor/govisor/internal/vmmapi"
 )
@@ -63,24 +64,13 @@ guest unless --on-reboot=exit.`,
 	return cmd
 }
 
-// ParseMemoryMiB parses a memory size (512M, 2G, 1024; plain numbers are MiB).
+// ParseMemoryMiB parses --memory (512M, 2G; a plain number is MiB).
 func ParseMemoryMiB(s string) (uint64, error) {
-	t := strings.ToUpper(strings.TrimSpace(s))
-	t = strings.TrimSuffix(strings.TrimSuffix(t, "IB"), "B")
-	mult := uint64(1)
-	switch {
-	case strings.HasSuffix(t, "M"):
-		t = t[:len(t)-1]
-	case strings.HasSuffix(t, "G"):
-		t, mult = t[:len(t)-1], 1024
-	case strings.HasSuffix(t, "T"):
-		t, mult = t[:len(t)-1], 1024*1024
+	n, err := api.ParseMemoryMiB(s)
+	if err != nil {
+		return 0, fmt.Errorf("--memory %w", err)
 	}
-	n, err := strconv.ParseUint(t, 10, 64)
-	if err != nil || n == 0 || n > (1<<40)/mult {
-		return 0, fmt.Errorf("--memory %q: give a size such as 512M or 2G", s)
-	}
-	return n * mult, nil
+	return n, nil
 }
 
 // ParseDisk parses a --disk value: path=FILE[,readonly][,format=F][,serial=S][,queues=N].

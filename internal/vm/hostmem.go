@@ -7,8 +7,8 @@ import (
 	"strings"
 )
 
-// hostMemoryMiB is the host's total RAM (MemTotal), 0 if unknown.
-func hostMemoryMiB() uint64 {
+// HostMemoryMiB is the host's total RAM (MemTotal), 0 if unknown.
+func HostMemoryMiB() uint64 {
 	f, err := os.Open("/proc/meminfo")
 	if err != nil {
 		return 0

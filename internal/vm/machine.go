@@ -175,7 +175,7 @@ func build(cfg Config, restore *MachineState, mem *guestmem.Memory) (_ *Machine,
 	if cfg.MemoryMiB < MinMemoryMiB {
 		return nil, fmt.Errorf("vm: --memory %dM: the minimum is %dM", cfg.MemoryMiB, MinMemoryMiB)
 	}
-	if avail := hostMemoryMiB(); avail > 0 && cfg.MemoryMiB > avail {
+	if avail := HostMemoryMiB(); avail > 0 && cfg.MemoryMiB > avail {
 		return nil, fmt.Errorf("vm: --memory %dM is more than this host's %dM of RAM: give less memory", cfg.MemoryMiB, avail)
 	}
 	if cfg.Console == nil {
