@@ -8,6 +8,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/govisor/govisor/api"
 	"github.com/govisor/govisor/internal/vm"
 	"github.com/govisor/govisor/internal/vmmapi"
 )
@@ -77,6 +78,22 @@ func (c *machineCtl) Shutdown() error {
 	return nil
 }
 
+func (c *machineCtl) SetBalloon(mib uint64) error {
+	m, err := c.get()
+	if err != nil {
+		return err
+	}
+	b := m.Balloon()
+	if b == nil {
+		return fmt.Errorf("this VM has no balloon: start it with --balloon")
+	}
+	if mib >= m.Config().MemoryMiB {
+		return fmt.Errorf("balloon of %d MiB: the VM has only %d MiB", mib, m.Config().MemoryMiB)
+	}
+	b.SetTarget(uint32(mib << 20 / 4096))
+	return nil
+}
+
 func (c *machineCtl) Info() vmmapi.Info {
 	m, err := c.get()
 	if err != nil {
@@ -87,14 +104,20 @@ func (c *machineCtl) Info() vmmapi.Info {
 	if m.Paused() {
 		st = "paused"
 	}
-	return vmmapi.Info{State: st, CPUs: cfg.CPUs, MemoryMiB: cfg.MemoryMiB, KVM: string(m.Flavor()),
+	info := vmmapi.Info{State: st, CPUs: cfg.CPUs, MemoryMiB: cfg.MemoryMiB, KVM: string(m.Flavor()),
 		Template: m.Template(), Exits: m.Exits(), Emulated: m.EmulatedInstructions()}
+	if b := m.Balloon(); b != nil {
+		s := b.Stats()
+		info.Balloon = &vmmapi.Balloon{TargetMiB: uint64(b.Target()) * 4096 >> 20, ActualMiB: uint64(b.Actual()) * 4096 >> 20,
+			GuestFreeMiB: s.FreeMemory >> 20, GuestAvailMiB: s.AvailableMemory >> 20}
+	}
+	return info
 }
 
 func newCtlCmd() *cobra.Command {
 	var sock string
 	cmd := &cobra.Command{
-		Use:   "ctl --api-sock PATH info|pause|resume|shutdown|stop|snapshot DIR",
+		Use:   "ctl --api-sock PATH info|pause|resume|shutdown|stop|balloon MIB|snapshot DIR",
 		Short: "Control a running VMM through its API socket (govisor run --api-sock)",
 		Args:  cobra.RangeArgs(1, 2),
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -115,13 +138,22 @@ func newCtlCmd() *cobra.Command {
 				info, err = c.Stop()
 			case "shutdown":
 				info, err = c.Shutdown()
+			case "balloon":
+				if len(args) != 2 {
+					return &ExitError{Code: 2, Err: fmt.Errorf("balloon needs a size in MiB: govisor ctl --api-sock %s balloon 256", sock)}
+				}
+				mib, perr := api.ParseMemoryMiB(args[1])
+				if perr != nil && args[1] != "0" {
+					return &ExitError{Code: 2, Err: fmt.Errorf("balloon %w", perr)}
+				}
+				info, err = c.SetBalloon(mib)
 			case "snapshot":
 				if len(args) != 2 {
 					return &ExitError{Code: 2, Err: fmt.Errorf("snapshot needs the folder to create: govisor ctl --api-sock %s snapshot DIR", sock)}
 				}
 				info, err = c.Snapshot(args[1])
 			default:
-				return &ExitError{Code: 2, Err: fmt.Errorf("unknown action %q: use info, pause, resume, shutdown, stop or snapshot DIR", args[0])}
+				return &ExitError{Code: 2, Err: fmt.Errorf("unknown action %q: use info, pause, resume, shutdown, stop, balloon MIB or snapshot DIR", args[0])}
 			}
 			if err != nil {
 				return err

@@ -31,6 +31,9 @@ type runOptions struct {
 	rng                     bool
 	apiSock                 string
 	restore                 string
+	nets                    []string
+	vsock                   string
+	balloon                 bool
 }
 
 func newRunCmd() *cobra.Command {
@@ -59,6 +62,9 @@ guest unless --on-reboot=exit.`,
 	f.BoolVarP(&o.verbose, "verbose", "v", false, "print how the guest was loaded and why it stopped")
 	f.StringArrayVar(&o.disks, "disk", nil, "virtio-blk disk: path=FILE[,readonly][,format=FMT][,serial=ID][,queues=N] (repeatable; raw, qcow2, vmdk, vhd, vhdx)")
 	f.BoolVar(&o.rng, "rng", false, "add a virtio-rng device fed by the host's getrandom")
+	f.StringArrayVar(&o.nets, "net", nil, "virtio-net on a TAP device: tap=NAME[,mac=MAC] (repeatable; the TAP is created if it does not exist)")
+	f.StringVar(&o.vsock, "vsock", "", "virtio-vsock: cid=N,uds=PATH (host connects to PATH and sends \"CONNECT <port>\\n\"; guest connections to port P reach PATH_P)")
+	f.BoolVar(&o.balloon, "balloon", false, "add a virtio-balloon device (govisor ctl balloon MIB sets its size)")
 	f.StringVar(&o.apiSock, "api-sock", "", "serve the VMM control API (pause, resume, snapshot, stop) on this Unix socket")
 	f.StringVar(&o.restore, "restore", "", "start from the snapshot in this folder (made with govisor ctl snapshot) instead of booting")
 	return cmd
@@ -158,10 +164,24 @@ func (o *runOptions) config() (vm.Config, error) {
 		}
 		disks = append(disks, disk)
 	}
+	var nets []vm.Net
+	for _, n := range o.nets {
+		nc, err := ParseNet(n)
+		if err != nil {
+			return cfg, err
+		}
+		nets = append(nets, nc)
+	}
+	var vs *vm.Vsock
+	if o.vsock != "" {
+		if vs, err = ParseVsock(o.vsock); err != nil {
+			return cfg, err
+		}
+	}
 	return vm.Config{
 		CPUs: o.cpus, MemoryMiB: mib, Kernel: kernel, Initrd: initrd, Cmdline: o.cmdline,
 		Boot: boot, GuestDecompress: o.guestDecompress, DebugExit: o.debugExit, Template: o.template,
-		Disks: disks, RNG: o.rng,
+		Disks: disks, RNG: o.rng, Nets: nets, Vsock: vs, Balloon: o.balloon,
 	}, nil
 }
 

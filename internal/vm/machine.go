@@ -21,6 +21,7 @@ import (
 	"github.com/govisor/govisor/internal/legacy/uart8250"
 	"github.com/govisor/govisor/internal/pci"
 	"github.com/govisor/govisor/internal/virtio"
+	"github.com/govisor/govisor/internal/virtio/balloon"
 	"github.com/govisor/govisor/internal/virtio/pcitransport"
 )
 
@@ -62,6 +63,9 @@ type Config struct {
 	Template        string    // CPU template: "auto" (default), "host" or "pvm"
 	Disks           []Disk    // virtio-blk disks, in PCI slot order
 	RNG             bool      // a virtio-rng device
+	Nets            []Net     // virtio-net interfaces on TAP devices
+	Vsock           *Vsock    // a virtio-vsock device
+	Balloon         bool      // a virtio-balloon device (with statistics)
 }
 
 // Flat is a raw code image that every vCPU enters in 64-bit mode with
@@ -121,6 +125,8 @@ type Machine struct {
 	transports []*pcitransport.Transport
 	images     []diskimage.Image
 	vdevs      []virtio.Device
+	closers    []func() error
+	balloon    *balloon.Device
 	msrIndex   []uint32
 	slotFlags  uint32
 

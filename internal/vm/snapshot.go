@@ -23,6 +23,9 @@ type SavedConfig struct {
 	MemoryMiB uint64
 	Disks     []Disk
 	RNG       bool
+	Nets      []Net
+	Vsock     *Vsock
+	Balloon   bool
 	DebugExit bool
 	Template  string
 }
@@ -60,7 +63,7 @@ func (m *Machine) Snapshot(dir string) (err error) {
 		}
 	}()
 	cfg := SavedConfig{CPUs: m.cfg.CPUs, MemoryMiB: m.cfg.MemoryMiB, Disks: m.cfg.Disks, RNG: m.cfg.RNG,
-		DebugExit: m.cfg.DebugExit, Template: m.tmpl}
+		Nets: m.cfg.Nets, Vsock: m.cfg.Vsock, Balloon: m.cfg.Balloon, DebugExit: m.cfg.DebugExit, Template: m.tmpl}
 	if err := w.AddValue(sectionConfig, configVersion, cfg); err != nil {
 		return err
 	}
@@ -106,7 +109,7 @@ func RestoreSnapshot(dir string, console io.Writer) (*Machine, error) {
 		gm = append(gm, guestmem.Region{GPA: r.GPA, Host: r.Data})
 	}
 	mem := guestmem.FromRegions(gm) // its Close unmaps the regions
-	cfg := Config{CPUs: sc.CPUs, MemoryMiB: sc.MemoryMiB, Disks: sc.Disks, RNG: sc.RNG, DebugExit: sc.DebugExit,
-		Template: sc.Template, Console: console}
+	cfg := Config{CPUs: sc.CPUs, MemoryMiB: sc.MemoryMiB, Disks: sc.Disks, RNG: sc.RNG, Nets: sc.Nets,
+		Vsock: sc.Vsock, Balloon: sc.Balloon, DebugExit: sc.DebugExit, Template: sc.Template, Console: console}
 	return Restore(cfg, &st, mem) // on failure Restore unmaps mem
 }

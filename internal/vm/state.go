@@ -10,9 +10,12 @@ import (
 	"github.com/govisor/govisor/internal/legacy/i8042"
 	"github.com/govisor/govisor/internal/legacy/uart8250"
 	"github.com/govisor/govisor/internal/pci"
+	"github.com/govisor/govisor/internal/virtio/balloon"
 	"github.com/govisor/govisor/internal/virtio/blk"
+	"github.com/govisor/govisor/internal/virtio/netdev"
 	"github.com/govisor/govisor/internal/virtio/pcitransport"
 	"github.com/govisor/govisor/internal/virtio/rng"
+	"github.com/govisor/govisor/internal/virtio/vsock"
 )
 
 // StateVersion is the version of MachineState; a restore refuses others.
@@ -37,6 +40,9 @@ type VirtioState struct {
 	Transport pcitransport.State
 	Blk       *blk.State
 	RNG       *rng.State
+	Net       *netdev.State
+	Vsock     *vsock.State
+	Balloon   *balloon.State
 }
 
 // MachineState is a paused machine's complete state, apart from guest RAM.
@@ -98,6 +104,15 @@ func (m *Machine) SaveState() (*MachineState, error) {
 		case *rng.Device:
 			s := d.SaveState()
 			vs.RNG = &s
+		case *netdev.Device:
+			s := d.SaveState()
+			vs.Net = &s
+		case *vsock.Device:
+			s := d.SaveState()
+			vs.Vsock = &s
+		case *balloon.Device:
+			s := d.SaveState()
+			vs.Balloon = &s
 		default:
 			return nil, fmt.Errorf("vm: cannot save virtio device %T", d)
 		}
@@ -266,6 +281,21 @@ func (m *Machine) restoreState(st *MachineState) error {
 				return fmt.Errorf("vm: virtio device %d: saved state is not an rng", i)
 			}
 			err = d.RestoreState(*vs.RNG)
+		case *netdev.Device:
+			if vs.Net == nil {
+				return fmt.Errorf("vm: virtio device %d: saved state is not a network interface", i)
+			}
+			err = d.RestoreState(*vs.Net)
+		case *vsock.Device:
+			if vs.Vsock == nil {
+				return fmt.Errorf("vm: virtio device %d: saved state is not a vsock device", i)
+			}
+			err = d.RestoreState(*vs.Vsock)
+		case *balloon.Device:
+			if vs.Balloon == nil {
+				return fmt.Errorf("vm: virtio device %d: saved state is not a balloon", i)
+			}
+			err = d.RestoreState(*vs.Balloon)
 		}
 		if err != nil {
 			return fmt.Errorf("vm: virtio device %d: %w", i, err)

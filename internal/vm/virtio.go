@@ -3,14 +3,33 @@ package vm
 import (
 	"encoding/binary"
 	"fmt"
+	"net"
+	"time"
 
 	"github.com/govisor/govisor/internal/diskimage"
 	_ "github.com/govisor/govisor/internal/diskimage/all" // every disk format
 	"github.com/govisor/govisor/internal/virtio"
+	"github.com/govisor/govisor/internal/virtio/balloon"
 	"github.com/govisor/govisor/internal/virtio/blk"
+	"github.com/govisor/govisor/internal/virtio/netdev"
 	"github.com/govisor/govisor/internal/virtio/pcitransport"
 	"github.com/govisor/govisor/internal/virtio/rng"
+	"github.com/govisor/govisor/internal/virtio/vsock"
 )
+
+// Net is a virtio-net interface on a host TAP device.
+type Net struct {
+	TAP string // an existing TAP to attach to, or the name of one to create
+	MAC string // empty: a random locally administered address
+}
+
+// Vsock is a virtio-vsock device with Firecracker's Unix-socket backend: host
+// processes connect to UDS and send "CONNECT <port>\n"; guest connections to
+// host port P reach the Unix socket "<UDS>_<P>".
+type Vsock struct {
+	CID uint64
+	UDS string
+}
 
 // Disk is a virtio-blk disk backed by an image file of any supported format.
 type Disk struct {
@@ -34,6 +53,11 @@ func (m *Machine) setupVirtio() error {
 		tr, err := pcitransport.New(dev, m.mem, platform{m})
 		if err != nil {
 			return fmt.Errorf("vm: %s: %w", what, err)
+		}
+		// Devices whose config changes on their own (link status, balloon
+		// target) interrupt the guest through their transport.
+		if n, ok := dev.(interface{ SetConfigNotifier(func()) }); ok {
+			n.SetConfigNotifier(tr.ConfigChanged)
 		}
 		if err := m.pci.AddDevice(slot, tr); err != nil {
 			tr.Close()
@@ -73,13 +97,56 @@ func (m *Machine) setupVirtio() error {
 			return err
 		}
 	}
+	for _, n := range m.cfg.Nets {
+		tap, err := netdev.OpenTAP(n.TAP)
+		if err != nil {
+			return fmt.Errorf("vm: --net tap=%s: %w", n.TAP, err)
+		}
+		m.closers = append(m.closers, tap.Close)
+		var opts netdev.Options
+		if n.MAC != "" {
+			if opts.MAC, err = net.ParseMAC(n.MAC); err != nil {
+				return fmt.Errorf("vm: --net mac=%s: %w", n.MAC, err)
+			}
+		}
+		dev, err := netdev.New(tap, opts)
+		if err != nil {
+			return fmt.Errorf("vm: --net tap=%s: %w", n.TAP, err)
+		}
+		if err := add(dev, "net "+tap.Name()); err != nil {
+			return err
+		}
+	}
+	if v := m.cfg.Vsock; v != nil {
+		dev, err := vsock.New(vsock.Options{CID: v.CID, UDSPath: v.UDS})
+		if err != nil {
+			return fmt.Errorf("vm: --vsock: %w", err)
+		}
+		m.closers = append(m.closers, dev.Close)
+		if err := add(dev, "vsock"); err != nil {
+			return err
+		}
+	}
 	if m.cfg.RNG {
 		if err := add(rng.New(), "virtio-rng"); err != nil {
 			return err
 		}
 	}
+	if m.cfg.Balloon {
+		dev, err := balloon.New(balloon.Options{DeflateOnOOM: true, StatsInterval: 5 * time.Second})
+		if err != nil {
+			return fmt.Errorf("vm: --balloon: %w", err)
+		}
+		m.balloon = dev
+		if err := add(dev, "balloon"); err != nil {
+			return err
+		}
+	}
 	return nil
 }
+
+// Balloon returns the memory balloon, or nil when the VM has none.
+func (m *Machine) Balloon() *balloon.Device { return m.balloon }
 
 // closeVirtio stops the devices, then flushes and closes their images.
 func (m *Machine) closeVirtio() {
@@ -91,4 +158,8 @@ func (m *Machine) closeVirtio() {
 		img.Close()
 	}
 	m.images = nil
+	for _, c := range m.closers {
+		c()
+	}
+	m.closers = nil
 }

@@ -27,6 +27,8 @@ type Controller interface {
 	Stop() error
 	// Shutdown asks the guest to shut down (the ACPI power button).
 	Shutdown() error
+	// SetBalloon asks the guest to give mib MiB of its memory back to the host.
+	SetBalloon(mib uint64) error
 	Info() Info
 }
 
@@ -39,6 +41,20 @@ type Info struct {
 	Template  string   `json:"cpu_template"`
 	Exits     []uint64 `json:"exits_per_vcpu"`
 	Emulated  uint64   `json:"emulated_instructions"`
+	Balloon   *Balloon `json:"balloon,omitempty"`
+}
+
+// Balloon is the memory balloon's state and the guest's own statistics.
+type Balloon struct {
+	TargetMiB     uint64 `json:"target_mib"`
+	ActualMiB     uint64 `json:"actual_mib"`
+	GuestFreeMiB  uint64 `json:"guest_free_mib,omitempty"`
+	GuestAvailMiB uint64 `json:"guest_available_mib,omitempty"`
+}
+
+// BalloonRequest is the body of PUT /vm/balloon.
+type BalloonRequest struct {
+	TargetMiB uint64 `json:"target_mib"`
 }
 
 // SnapshotRequest is the body of PUT /snapshot.
@@ -71,6 +87,16 @@ func Handler(c Controller) http.Handler {
 	mux.HandleFunc("PUT /vm/resume", func(w http.ResponseWriter, r *http.Request) { do(w, c.Resume()) })
 	mux.HandleFunc("PUT /vm/stop", func(w http.ResponseWriter, r *http.Request) { do(w, c.Stop()) })
 	mux.HandleFunc("PUT /vm/shutdown", func(w http.ResponseWriter, r *http.Request) { do(w, c.Shutdown()) })
+	mux.HandleFunc("PUT /vm/balloon", func(w http.ResponseWriter, r *http.Request) {
+		var req BalloonRequest
+		dec := json.NewDecoder(io.LimitReader(r.Body, 1<<16))
+		dec.DisallowUnknownFields()
+		if err := dec.Decode(&req); err != nil {
+			reply(w, http.StatusBadRequest, apiError{"bad balloon request: " + err.Error()})
+			return
+		}
+		do(w, c.SetBalloon(req.TargetMiB))
+	})
 	mux.HandleFunc("PUT /snapshot", func(w http.ResponseWriter, r *http.Request) {
 		var req SnapshotRequest
 		dec := json.NewDecoder(io.LimitReader(r.Body, 1<<16))
@@ -184,6 +210,11 @@ func (c *Client) Stop() (Info, error) { return c.call("PUT", "/vm/stop", nil) }
 
 // Shutdown presses the VM's ACPI power button.
 func (c *Client) Shutdown() (Info, error) { return c.call("PUT", "/vm/shutdown", nil) }
+
+// SetBalloon sets the balloon's target size.
+func (c *Client) SetBalloon(mib uint64) (Info, error) {
+	return c.call("PUT", "/vm/balloon", BalloonRequest{TargetMiB: mib})
+}
 
 // Snapshot saves the VM to dir.
 func (c *Client) Snapshot(dir string) (Info, error) {

@@ -30,6 +30,12 @@ func (f *fakeVM) Pause() error    { return f.set("paused") }
 func (f *fakeVM) Resume() error   { return f.set("running") }
 func (f *fakeVM) Stop() error     { return f.set("stopped") }
 func (f *fakeVM) Shutdown() error { return f.set("shutting-down") }
+func (f *fakeVM) SetBalloon(mib uint64) error {
+	if mib > 1024 {
+		return errors.New("balloon larger than the VM")
+	}
+	return f.set("ballooned")
+}
 func (f *fakeVM) Snapshot(dir string) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -74,6 +80,12 @@ func TestAPI(t *testing.T) {
 	}
 	if info, err = c.Shutdown(); err != nil || info.State != "shutting-down" {
 		t.Fatalf("Shutdown = %+v, %v", info, err)
+	}
+	if info, err = c.SetBalloon(64); err != nil || info.State != "ballooned" {
+		t.Fatalf("SetBalloon = %+v, %v", info, err)
+	}
+	if _, err = c.SetBalloon(4096); err == nil {
+		t.Fatal("oversized balloon accepted")
 	}
 	vm.failOn = "paused"
 	if _, err = c.Pause(); err == nil || !strings.Contains(err.Error(), "cannot paused") {
