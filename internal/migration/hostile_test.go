@@ -78,7 +78,7 @@ func validStream() *stream {
 	p := pages(0, 5*PageSize, 1<<32|pageZero)
 	s.frame(MsgPages, 0, p)
 	s.frame(MsgPages, FlagCompressed, s2.Encode(nil, pages(1<<32+7*PageSize)))
-	s.frame(MsgDisk, 0, diskBlock{Disk: 0, Offset: DiskBlockSize, Length: DiskBlockSize, Data: bytes.Repeat([]byte{9}, DiskBlockSize)}.encode(nil))
+	s.frame(MsgDisk, 0, diskBlock{Disk: 0, Offset: DiskBlockSize, Length: 16, Data: bytes.Repeat([]byte{9}, 16)}.encode(nil))
 	s.frame(MsgRoundEnd, 0, totalsBytes(totals{Round: 0, Pages: 4, DiskBlocks: 1}))
 	s.frame(MsgPages, 0, pages(5*PageSize|pageZero))
 	s.frame(MsgDeviceState, 0, []byte("cpu"))
