@@ -90,7 +90,7 @@ const (
 )
 
 func (r ExitReason) String() string {
-	return [...]string{"none", "poweroff", "reset", "halt", "debug-exit", "host-stop", "error"}[r]
+	return [...]string{"none", "poweroff", "reset", "halt", "debug-exit", "host-stop", "error", "migrated"}[r]
 }
 
 // Exit is the outcome of running a machine.
@@ -285,16 +285,7 @@ func (m *Machine) setupMemory(restored *guestmem.Memory) error {
 		m.mem = restored
 		return m.mapSlots()
 	}
-	total := m.cfg.MemoryMiB << 20
-	low := total
-	if low > pciHoleStart {
-		low = pciHoleStart
-	}
-	ranges := []guestmem.Range{{GPA: 0, Size: low}}
-	if total > low {
-		ranges = append(ranges, guestmem.Range{GPA: highMemStart, Size: total - low})
-	}
-	mem, err := guestmem.New(ranges)
+	mem, err := guestmem.New(ramLayout(m.cfg.MemoryMiB))
 	if err != nil {
 		return err
 	}
@@ -303,6 +294,20 @@ func (m *Machine) setupMemory(restored *guestmem.Memory) error {
 		return err
 	}
 	return writeBootTables(mem)
+}
+
+// ramLayout places memMiB of RAM below the 32-bit PCI hole and the rest above 4 GiB.
+func ramLayout(memMiB uint64) []guestmem.Range {
+	total := memMiB << 20
+	low := total
+	if low > pciHoleStart {
+		low = pciHoleStart
+	}
+	ranges := []guestmem.Range{{GPA: 0, Size: low}}
+	if total > low {
+		ranges = append(ranges, guestmem.Range{GPA: highMemStart, Size: total - low})
+	}
+	return ranges
 }
 
 func (m *Machine) mapSlots() error {

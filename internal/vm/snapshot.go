@@ -62,9 +62,7 @@ func (m *Machine) Snapshot(dir string) (err error) {
 			w.Abort()
 		}
 	}()
-	cfg := SavedConfig{CPUs: m.cfg.CPUs, MemoryMiB: m.cfg.MemoryMiB, Disks: m.cfg.Disks, RNG: m.cfg.RNG,
-		Nets: m.cfg.Nets, Vsock: m.cfg.Vsock, Balloon: m.cfg.Balloon, DebugExit: m.cfg.DebugExit, Template: m.tmpl}
-	if err := w.AddValue(sectionConfig, configVersion, cfg); err != nil {
+	if err := w.AddValue(sectionConfig, configVersion, m.savedConfig()); err != nil {
 		return err
 	}
 	if err := w.AddValue(sectionMachine, StateVersion, st); err != nil {

@@ -1,0 +1,210 @@
+package vm
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"sync"
+
+	"github.com/govisor/govisor/internal/guestmem"
+	"github.com/govisor/govisor/internal/kvm"
+	"github.com/govisor/govisor/internal/migration"
+	"github.com/govisor/govisor/internal/snapshot"
+)
+
+// ExitMigrated is the exit reason of a source VM whose guest now runs on
+// the destination.
+const ExitMigrated ExitReason = ExitError + 1
+
+// migrationState is what the source sends with the final dirty pages: the
+// machine description and its state.
+type migrationState struct {
+	Config  SavedConfig
+	Machine MachineState
+}
+
+// MigrateTo live-migrates the running machine to a `govisor run --incoming`
+// VMM listening at conn's peer (pre-copy: memory is copied while the guest
+// runs, then the rest with the device state during a short pause). Disks
+// must be on storage both hosts share. On success the machine stops with
+// ExitMigrated; on failure it keeps running, as it was.
+func (m *Machine) MigrateTo(ctx context.Context, conn net.Conn, opts migration.Options) (migration.Stats, error) {
+	if err := m.setDirtyLogging(true); err != nil {
+		return migration.Stats{}, err
+	}
+	src := &migrationSource{m: m}
+	stats, err := migration.Send(ctx, conn, src, opts)
+	if err != nil {
+		m.setDirtyLogging(false)
+		return stats, err
+	}
+	m.stop(Exit{Reason: ExitMigrated, Detail: fmt.Sprintf("migrated to %s", conn.RemoteAddr())})
+	return stats, nil
+}
+
+// setDirtyLogging turns KVM's dirty-page log on or off for every RAM slot.
+func (m *Machine) setDirtyLogging(on bool) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	flags := uint32(0)
+	if on {
+		flags = kvm.MemLogDirtyPages
+	}
+	if m.slotFlags == flags {
+		return nil
+	}
+	m.slotFlags = flags
+	return m.mapSlots()
+}
+
+// migrationSource adapts a running Machine to migration.Source.
+type migrationSource struct {
+	m       *Machine
+	bitmaps [][]byte
+}
+
+func (s *migrationSource) Regions() []migration.Region {
+	var out []migration.Region
+	for _, r := range s.m.mem.Regions() {
+		out = append(out, migration.Region{GPA: r.GPA, Size: uint64(len(r.Host))})
+	}
+	return out
+}
+
+func (s *migrationSource) ReadMemory(gpa uint64, p []byte) error {
+	_, err := s.m.mem.ReadAt(p, int64(gpa))
+	return err
+}
+
+// DirtyBitmap merges KVM's log of vCPU writes with the VMM's own (device
+// writes to guest memory, which KVM does not see).
+func (s *migrationSource) DirtyBitmap() ([][]uint64, error) {
+	regions := s.m.mem.Regions()
+	if s.bitmaps == nil {
+		for _, r := range regions {
+			pages := (uint64(len(r.Host)) + guestmem.PageSize - 1) / guestmem.PageSize
+			s.bitmaps = append(s.bitmaps, make([]byte, (pages+63)/64*8))
+		}
+	}
+	vmm := s.m.mem.TakeDirty()
+	out := make([][]uint64, len(regions))
+	for i := range regions {
+		if err := s.m.kvm.DirtyLog(uint32(i), s.bitmaps[i]); err != nil {
+			return nil, err
+		}
+		out[i] = make([]uint64, len(s.bitmaps[i])/8)
+		for w := range out[i] {
+			out[i][w] = binary.LittleEndian.Uint64(s.bitmaps[i][w*8:])
+			if w < len(vmm[i]) {
+				out[i][w] |= vmm[i][w]
+			}
+		}
+	}
+	return out, nil
+}
+
+func (s *migrationSource) Pause() error  { return s.m.Pause() }
+func (s *migrationSource) Resume() error { s.m.Resume(); return nil }
+
+func (s *migrationSource) DeviceState() ([]byte, error) {
+	st, err := s.m.SaveState()
+	if err != nil {
+		return nil, err
+	}
+	for _, img := range s.m.images {
+		if err := img.Flush(); err != nil {
+			return nil, fmt.Errorf("vm: flush disk before handover: %w", err)
+		}
+	}
+	return snapshot.Encode(migrationState{Config: s.m.savedConfig(), Machine: *st})
+}
+
+// savedConfig is the machine description a snapshot or migration carries.
+func (m *Machine) savedConfig() SavedConfig {
+	return SavedConfig{CPUs: m.cfg.CPUs, MemoryMiB: m.cfg.MemoryMiB, Disks: m.cfg.Disks, RNG: m.cfg.RNG,
+		Nets: m.cfg.Nets, Vsock: m.cfg.Vsock, Balloon: m.cfg.Balloon, DebugExit: m.cfg.DebugExit, Template: m.tmpl}
+}
+
+// Incoming receives a live migration on conn into a new machine of memMiB
+// MiB (the source's size, checked in the handshake) and returns it ready to
+// Start. On error nothing is left behind and the source keeps running.
+func Incoming(ctx context.Context, conn net.Conn, memMiB uint64, console io.Writer) (*Machine, error) {
+	dst, err := newMigrationDest(memMiB, console)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := migration.Receive(ctx, conn, dst); err != nil {
+		dst.discard()
+		return nil, err
+	}
+	if dst.m == nil {
+		dst.discard()
+		return nil, errors.New("vm: migration finished without device state")
+	}
+	return dst.m, nil
+}
+
+// migrationDest builds the destination machine: memory first, the machine
+// itself once the device state arrives.
+type migrationDest struct {
+	mu      sync.Mutex
+	mem     *guestmem.Memory
+	console io.Writer
+	m       *Machine
+}
+
+func newMigrationDest(memMiB uint64, console io.Writer) (*migrationDest, error) {
+	mem, err := guestmem.New(ramLayout(memMiB))
+	if err != nil {
+		return nil, err
+	}
+	return &migrationDest{mem: mem, console: console}, nil
+}
+
+func (d *migrationDest) Regions() []migration.Region {
+	var out []migration.Region
+	for _, r := range d.mem.Regions() {
+		out = append(out, migration.Region{GPA: r.GPA, Size: uint64(len(r.Host))})
+	}
+	return out
+}
+
+func (d *migrationDest) WriteMemory(gpa uint64, p []byte) error {
+	_, err := d.mem.WriteAt(p, int64(gpa))
+	return err
+}
+
+func (d *migrationDest) Commit(state []byte) error {
+	var ms migrationState
+	if err := snapshot.Decode(state, &ms); err != nil {
+		return err
+	}
+	sc := ms.Config
+	cfg := Config{CPUs: sc.CPUs, MemoryMiB: sc.MemoryMiB, Disks: sc.Disks, RNG: sc.RNG, Nets: sc.Nets,
+		Vsock: sc.Vsock, Balloon: sc.Balloon, DebugExit: sc.DebugExit, Template: sc.Template, Console: d.console}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	m, err := Restore(cfg, &ms.Machine, d.mem)
+	d.mem = nil // Restore owns it now, even on failure
+	if err != nil {
+		return err
+	}
+	d.m = m
+	return nil
+}
+
+func (d *migrationDest) discard() {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.m != nil {
+		d.m.Close()
+		d.m = nil
+	}
+	if d.mem != nil {
+		d.mem.Close()
+		d.mem = nil
+	}
+}
