@@ -7,7 +7,7 @@ want=()
 case "${1:-test}" in
   guest) want=(linux-source-6.1 build-essential bc bison flex libelf-dev libssl-dev cpio busybox-static) ;;
   test)  want=(linux-source-6.1 build-essential bc bison flex libelf-dev libssl-dev cpio busybox-static
-               qemu-system-x86 qemu-utils e2fsprogs acpica-tools time) ;;
+               qemu-system-x86 qemu-utils e2fsprogs acpica-tools iproute2 time) ;;
   *) echo "usage: $0 guest|test" >&2; exit 2 ;;
 esac
 missing=()

@@ -1,14 +1,18 @@
 package cli
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
+	"net"
 	"os"
 	"sync"
+	"time"
 
 	"github.com/spf13/cobra"
 
 	"github.com/govisor/govisor/api"
+	"github.com/govisor/govisor/internal/migration"
 	"github.com/govisor/govisor/internal/vm"
 	"github.com/govisor/govisor/internal/vmmapi"
 )
@@ -94,6 +98,26 @@ func (c *machineCtl) SetBalloon(mib uint64) error {
 	return nil
 }
 
+func (c *machineCtl) Migrate(req vmmapi.MigrateRequest) (vmmapi.MigrateResult, error) {
+	m, err := c.get()
+	if err != nil {
+		return vmmapi.MigrateResult{}, err
+	}
+	conn, err := net.DialTimeout("tcp", req.To, 10*time.Second)
+	if err != nil {
+		return vmmapi.MigrateResult{}, fmt.Errorf("migrate: %w (is a govisor run --incoming VMM listening there?)", err)
+	}
+	defer conn.Close()
+	st, err := m.MigrateTo(context.Background(), conn, migration.Options{
+		MaxDowntime: time.Duration(req.MaxDowntimeMS) * time.Millisecond, Bandwidth: req.Bandwidth, AutoConverge: req.AutoConverge,
+	})
+	if err != nil {
+		return vmmapi.MigrateResult{}, err
+	}
+	return vmmapi.MigrateResult{Rounds: st.Rounds, BytesSent: st.BytesSent, PagesSent: st.PagesSent, ZeroPages: st.ZeroPages,
+		TotalMS: float64(st.Total.Microseconds()) / 1000, DowntimeMS: float64(st.Downtime.Microseconds()) / 1000}, nil
+}
+
 func (c *machineCtl) Info() vmmapi.Info {
 	m, err := c.get()
 	if err != nil {
@@ -116,8 +140,9 @@ func (c *machineCtl) Info() vmmapi.Info {
 
 func newCtlCmd() *cobra.Command {
 	var sock string
+	var maxDowntimeMS int
 	cmd := &cobra.Command{
-		Use:   "ctl --api-sock PATH info|pause|resume|shutdown|stop|balloon MIB|snapshot DIR",
+		Use:   "ctl --api-sock PATH info|pause|resume|shutdown|stop|balloon MIB|snapshot DIR|migrate HOST:PORT",
 		Short: "Control a running VMM through its API socket (govisor run --api-sock)",
 		Args:  cobra.RangeArgs(1, 2),
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -138,6 +163,17 @@ func newCtlCmd() *cobra.Command {
 				info, err = c.Stop()
 			case "shutdown":
 				info, err = c.Shutdown()
+			case "migrate":
+				if len(args) != 2 {
+					return &ExitError{Code: 2, Err: fmt.Errorf("migrate needs the destination: govisor ctl --api-sock %s migrate HOST:PORT", sock)}
+				}
+				res, err := c.Migrate(vmmapi.MigrateRequest{To: args[1], MaxDowntimeMS: maxDowntimeMS})
+				if err != nil {
+					return err
+				}
+				enc := json.NewEncoder(os.Stdout)
+				enc.SetIndent("", "  ")
+				return enc.Encode(res)
 			case "balloon":
 				if len(args) != 2 {
 					return &ExitError{Code: 2, Err: fmt.Errorf("balloon needs a size in MiB: govisor ctl --api-sock %s balloon 256", sock)}
@@ -153,7 +189,7 @@ func newCtlCmd() *cobra.Command {
 				}
 				info, err = c.Snapshot(args[1])
 			default:
-				return &ExitError{Code: 2, Err: fmt.Errorf("unknown action %q: use info, pause, resume, shutdown, stop, balloon MIB or snapshot DIR", args[0])}
+				return &ExitError{Code: 2, Err: fmt.Errorf("unknown action %q: use info, pause, resume, shutdown, stop, balloon MIB, snapshot DIR or migrate HOST:PORT", args[0])}
 			}
 			if err != nil {
 				return err
@@ -164,5 +200,6 @@ func newCtlCmd() *cobra.Command {
 		},
 	}
 	cmd.Flags().StringVar(&sock, "api-sock", "", "the VMM's API socket")
+	cmd.Flags().IntVar(&maxDowntimeMS, "max-downtime-ms", 300, "migrate: the longest pause the guest may see")
 	return cmd
 }

@@ -3,6 +3,7 @@ package cli
 import (
 	"bytes"
 	"encoding/json"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -93,5 +94,77 @@ func TestSnapshotRestoreThroughCLI(t *testing.T) {
 	}
 	if out2.String() != "" {
 		t.Errorf("the restored guest must not boot again; output %q (first run: %q)", out2.String(), out.String())
+	}
+}
+
+// TestMigrateThroughCLI live-migrates a busy tiny guest between two
+// `govisor run` processes on loopback with `govisor ctl migrate`.
+func TestMigrateThroughCLI(t *testing.T) {
+	kvmtest.Require(t)
+	dir := t.TempDir()
+	var a kvmtest.Asm
+	a.Print("UP\n")
+	loop := a.Len()
+	a.IncMem64(0x3000).JmpBack(loop)
+	elf := filepath.Join(dir, "busy.elf")
+	os.WriteFile(elf, kvmtest.PVHELF(a.B, 0x100000), 0o644)
+	bin := govisorBin(t)
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := l.Addr().String()
+	l.Close()
+	srcSock, dstSock := filepath.Join(dir, "src.sock"), filepath.Join(dir, "dst.sock")
+	src := exec.Command(bin, "run", "--kernel", elf, "--boot", "pvh", "--memory", "64M", "--cpus", "2", "--api-sock", srcSock)
+	dst := exec.Command(bin, "run", "--incoming", addr, "--memory", "64M", "--api-sock", dstSock)
+	var srcOut, dstOut bytes.Buffer
+	src.Stdout, src.Stderr = &srcOut, &srcOut
+	dst.Stdout, dst.Stderr = &dstOut, &dstOut
+	for _, c := range []*exec.Cmd{src, dst} {
+		if err := c.Start(); err != nil {
+			t.Fatal(err)
+		}
+		defer c.Process.Kill()
+	}
+	ctl := func(sock string, args ...string) []byte {
+		t.Helper()
+		var out []byte
+		var err error
+		for deadline := time.Now().Add(10 * time.Second); ; {
+			out, err = exec.Command(bin, append([]string{"ctl", "--api-sock", sock}, args...)...).CombinedOutput()
+			if err == nil || time.Now().After(deadline) {
+				break
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+		if err != nil {
+			t.Fatalf("ctl %v: %v\n%s\nsource:\n%s\ndestination:\n%s", args, err, out, srcOut.String(), dstOut.String())
+		}
+		return out
+	}
+	ctl(srcSock, "info")
+	var res vmmapi.MigrateResult
+	if err := json.Unmarshal(ctl(srcSock, "migrate", addr, "--max-downtime-ms", "50"), &res); err != nil || res.BytesSent == 0 {
+		t.Fatalf("migrate result %+v, %v", res, err)
+	}
+	t.Logf("migration: %+v", res)
+	done := make(chan error, 1)
+	go func() { done <- src.Wait() }()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("source after migration: %v\n%s", err, srcOut.String())
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("source VMM still running after migrating away")
+	}
+	var info vmmapi.Info
+	if err := json.Unmarshal(ctl(dstSock, "info"), &info); err != nil || info.State != "running" || info.CPUs != 2 {
+		t.Fatalf("destination info %+v, %v", info, err)
+	}
+	ctl(dstSock, "stop")
+	if err := dst.Wait(); err != nil {
+		t.Fatalf("destination: %v\n%s", err, dstOut.String())
 	}
 }

@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
+	"net"
 	"os"
 	"os/signal"
 	"strconv"
@@ -34,6 +36,7 @@ type runOptions struct {
 	nets                    []string
 	vsock                   string
 	balloon                 bool
+	incoming                string
 }
 
 func newRunCmd() *cobra.Command {
@@ -66,6 +69,7 @@ guest unless --on-reboot=exit.`,
 	f.StringVar(&o.vsock, "vsock", "", "virtio-vsock: cid=N,uds=PATH (host connects to PATH and sends \"CONNECT <port>\\n\"; guest connections to port P reach PATH_P)")
 	f.BoolVar(&o.balloon, "balloon", false, "add a virtio-balloon device (govisor ctl balloon MIB sets its size)")
 	f.StringVar(&o.apiSock, "api-sock", "", "serve the VMM control API (pause, resume, snapshot, stop) on this Unix socket")
+	f.StringVar(&o.incoming, "incoming", "", "wait for a live migration on this TCP address (HOST:PORT; give the source's --memory) instead of booting")
 	f.StringVar(&o.restore, "restore", "", "start from the snapshot in this folder (made with govisor ctl snapshot) instead of booting")
 	return cmd
 }
@@ -77,6 +81,22 @@ func ParseMemoryMiB(s string) (uint64, error) {
 		return 0, fmt.Errorf("--memory %w", err)
 	}
 	return n, nil
+}
+
+// receiveMigration waits for one live migration on addr.
+func receiveMigration(addr string, memMiB uint64, out io.Writer) (*vm.Machine, error) {
+	l, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("--incoming %s: %w", addr, err)
+	}
+	defer l.Close()
+	fmt.Fprintf(os.Stderr, "govisor: waiting for a migration on %s\n", l.Addr())
+	conn, err := l.Accept()
+	if err != nil {
+		return nil, err
+	}
+	defer conn.Close()
+	return vm.Incoming(context.Background(), conn, memMiB, out)
 }
 
 // ParseDisk parses a --disk value: path=FILE[,readonly][,format=F][,serial=S][,queues=N].
@@ -117,15 +137,16 @@ func ParseDisk(s string) (vm.Disk, error) {
 
 func (o *runOptions) config() (vm.Config, error) {
 	var cfg vm.Config
-	if o.kernel == "" && o.restore == "" {
-		return cfg, errors.New("--kernel is required: the path of a bzImage or vmlinux (or --restore DIR)")
-	}
-	if o.restore != "" && o.kernel == "" {
-		return cfg, nil // the snapshot describes the machine
+	if o.kernel == "" && o.restore == "" && o.incoming == "" {
+		return cfg, errors.New("--kernel is required: the path of a bzImage or vmlinux (or --restore DIR, or --incoming HOST:PORT)")
 	}
 	mib, err := ParseMemoryMiB(o.memory)
 	if err != nil {
 		return cfg, err
+	}
+	if (o.restore != "" || o.incoming != "") && o.kernel == "" {
+		// The snapshot or the migration stream describes the machine.
+		return vm.Config{MemoryMiB: mib}, nil
 	}
 	switch o.onReboot {
 	case "restart", "exit":
@@ -216,6 +237,8 @@ func runVM(o *runOptions) error {
 		var m *vm.Machine
 		if o.restore != "" && boot == 1 {
 			m, err = vm.RestoreSnapshot(o.restore, out)
+		} else if o.incoming != "" && boot == 1 {
+			m, err = receiveMigration(o.incoming, cfg.MemoryMiB, out)
 		} else {
 			m, err = vm.New(cfg)
 		}
@@ -258,7 +281,7 @@ func runVM(o *runOptions) error {
 				return nil
 			}
 			if o.kernel == "" {
-				fmt.Fprintf(os.Stderr, "govisor: guest rebooted (%s); a VM restored without --kernel cannot boot again\n", ex.Detail)
+				fmt.Fprintf(os.Stderr, "govisor: guest rebooted (%s); a VM restored or migrated without --kernel cannot boot again\n", ex.Detail)
 				return nil
 			}
 			fmt.Fprintf(os.Stderr, "govisor: guest rebooted (%s); restarting it\n", ex.Detail)
@@ -272,6 +295,9 @@ func runVM(o *runOptions) error {
 			if sig != nil {
 				return &ExitError{Code: 128 + int(sig.(syscall.Signal))}
 			}
+			return nil
+		case vm.ExitMigrated:
+			fmt.Fprintf(os.Stderr, "govisor: %s\n", ex.Detail)
 			return nil
 		case vm.ExitHalt:
 			return &ExitError{Code: 1, Err: errors.New("guest halted with interrupts off (HLT exit)")}

@@ -29,6 +29,9 @@ type Controller interface {
 	Shutdown() error
 	// SetBalloon asks the guest to give mib MiB of its memory back to the host.
 	SetBalloon(mib uint64) error
+	// Migrate live-migrates the VM to a VMM started with --incoming at req.To;
+	// on success this VMM's VM has stopped.
+	Migrate(req MigrateRequest) (MigrateResult, error)
 	Info() Info
 }
 
@@ -50,6 +53,24 @@ type Balloon struct {
 	ActualMiB     uint64 `json:"actual_mib"`
 	GuestFreeMiB  uint64 `json:"guest_free_mib,omitempty"`
 	GuestAvailMiB uint64 `json:"guest_available_mib,omitempty"`
+}
+
+// MigrateRequest is the body of PUT /migrate.
+type MigrateRequest struct {
+	To            string `json:"to"`                        // host:port of the destination VMM
+	MaxDowntimeMS int    `json:"max_downtime_ms,omitempty"` // default 300
+	Bandwidth     int64  `json:"bandwidth,omitempty"`       // bytes per second, 0 = unlimited
+	AutoConverge  bool   `json:"auto_converge,omitempty"`
+}
+
+// MigrateResult reports a finished migration.
+type MigrateResult struct {
+	Rounds     int     `json:"rounds"`
+	BytesSent  int64   `json:"bytes_sent"`
+	PagesSent  uint64  `json:"pages_sent"`
+	ZeroPages  uint64  `json:"zero_pages"`
+	TotalMS    float64 `json:"total_ms"`
+	DowntimeMS float64 `json:"downtime_ms"`
 }
 
 // BalloonRequest is the body of PUT /vm/balloon.
@@ -96,6 +117,21 @@ func Handler(c Controller) http.Handler {
 			return
 		}
 		do(w, c.SetBalloon(req.TargetMiB))
+	})
+	mux.HandleFunc("PUT /migrate", func(w http.ResponseWriter, r *http.Request) {
+		var req MigrateRequest
+		dec := json.NewDecoder(io.LimitReader(r.Body, 1<<16))
+		dec.DisallowUnknownFields()
+		if err := dec.Decode(&req); err != nil || req.To == "" {
+			reply(w, http.StatusBadRequest, apiError{`bad migrate request: give "to": "host:port" of a govisor run --incoming VMM`})
+			return
+		}
+		res, err := c.Migrate(req)
+		if err != nil {
+			reply(w, http.StatusConflict, apiError{err.Error()})
+			return
+		}
+		reply(w, http.StatusOK, res)
 	})
 	mux.HandleFunc("PUT /snapshot", func(w http.ResponseWriter, r *http.Request) {
 		var req SnapshotRequest
@@ -210,6 +246,27 @@ func (c *Client) Stop() (Info, error) { return c.call("PUT", "/vm/stop", nil) }
 
 // Shutdown presses the VM's ACPI power button.
 func (c *Client) Shutdown() (Info, error) { return c.call("PUT", "/vm/shutdown", nil) }
+
+// Migrate live-migrates the VM (see MigrateRequest).
+func (c *Client) Migrate(req MigrateRequest) (MigrateResult, error) {
+	b, _ := json.Marshal(req)
+	hreq, err := http.NewRequest("PUT", "http://vmm/migrate", bytes.NewReader(b))
+	if err != nil {
+		return MigrateResult{}, err
+	}
+	resp, err := c.hc.Do(hreq)
+	if err != nil {
+		return MigrateResult{}, fmt.Errorf("vmmapi: migrate: %w", err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		var e apiError
+		json.NewDecoder(resp.Body).Decode(&e)
+		return MigrateResult{}, fmt.Errorf("vmmapi: migrate: %s", e.Error)
+	}
+	var res MigrateResult
+	return res, json.NewDecoder(resp.Body).Decode(&res)
+}
 
 // SetBalloon sets the balloon's target size.
 func (c *Client) SetBalloon(mib uint64) (Info, error) {

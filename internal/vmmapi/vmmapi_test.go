@@ -30,6 +30,12 @@ func (f *fakeVM) Pause() error    { return f.set("paused") }
 func (f *fakeVM) Resume() error   { return f.set("running") }
 func (f *fakeVM) Stop() error     { return f.set("stopped") }
 func (f *fakeVM) Shutdown() error { return f.set("shutting-down") }
+func (f *fakeVM) Migrate(req MigrateRequest) (MigrateResult, error) {
+	if req.To == "nowhere:1" {
+		return MigrateResult{}, errors.New("connection refused")
+	}
+	return MigrateResult{Rounds: 2, BytesSent: 100}, f.set("migrated")
+}
 func (f *fakeVM) SetBalloon(mib uint64) error {
 	if mib > 1024 {
 		return errors.New("balloon larger than the VM")
@@ -86,6 +92,15 @@ func TestAPI(t *testing.T) {
 	}
 	if _, err = c.SetBalloon(4096); err == nil {
 		t.Fatal("oversized balloon accepted")
+	}
+	if res, err := c.Migrate(MigrateRequest{To: "h:1"}); err != nil || res.Rounds != 2 {
+		t.Fatalf("Migrate = %+v, %v", res, err)
+	}
+	if _, err := c.Migrate(MigrateRequest{To: "nowhere:1"}); err == nil || !strings.Contains(err.Error(), "connection refused") {
+		t.Fatalf("failed migrate: %v", err)
+	}
+	if _, err := c.Migrate(MigrateRequest{}); err == nil {
+		t.Fatal("migrate without a destination accepted")
 	}
 	vm.failOn = "paused"
 	if _, err = c.Pause(); err == nil || !strings.Contains(err.Error(), "cannot paused") {
