@@ -3,6 +3,7 @@ package migration
 import (
 	"context"
 	"errors"
+	"math/rand/v2"
 	"net"
 	"strings"
 	"sync"
@@ -20,21 +21,25 @@ type recvResult struct {
 
 // migrate runs Send and Receive concurrently with the guest dirtying memory
 // and returns both sides' results.
-func migrate(t *testing.T, ctx context.Context, sc, dc net.Conn, v *fakeVM, d Destination, opts Options) (Stats, error, recvResult) {
+func migrate(t *testing.T, ctx context.Context, sc, dc net.Conn, src Source, v *fakeVM, d Destination, opts Options) (Stats, error, recvResult) {
 	t.Helper()
 	stop := make(chan struct{})
 	var guest sync.WaitGroup
-	guest.Add(1)
-	go func() { defer guest.Done(); v.runGuest(stop, 5) }()
-	for v.guestWrites() < 200 {
-		time.Sleep(100 * time.Microsecond)
+	// A steadyGuest dirties memory itself, at a rate that does not depend
+	// on scheduling; otherwise a goroutine plays the guest.
+	if _, steady := src.(*steadyGuest); !steady {
+		guest.Add(1)
+		go func() { defer guest.Done(); v.runGuest(stop, 5) }()
+		for v.guestWrites() < 200 {
+			time.Sleep(100 * time.Microsecond)
+		}
 	}
 	rc := make(chan recvResult, 1)
 	go func() {
 		st, err := Receive(ctx, dc, d)
 		rc <- recvResult{st, err}
 	}()
-	stats, err := Send(ctx, sc, v, opts)
+	stats, err := Send(ctx, sc, src, opts)
 	if err != nil {
 		// Unblock a receiver still waiting for the source.
 		sc.Close()
@@ -51,13 +56,14 @@ func TestMigrate(t *testing.T) {
 		tcp      bool
 		compress bool
 		disks    []int
+		steady   bool // the guest dirties a fixed number of pages per round
 		opts     Options
 	}{
 		{name: "pipe", opts: Options{MaxDowntime: 5 * time.Millisecond, MaxRounds: 6}},
 		{name: "tcp", tcp: true, opts: Options{MaxDowntime: 5 * time.Millisecond, MaxRounds: 6}},
 		{name: "tcp compressed", tcp: true, compress: true, opts: Options{MaxRounds: 4}},
 		{name: "pipe disks", disks: []int{1 << 20, 300000}, opts: Options{MaxRounds: 4}},
-		{name: "tcp auto-converge", tcp: true, opts: Options{MaxDowntime: time.Nanosecond, MaxRounds: 5, AutoConverge: true}},
+		{name: "tcp auto-converge", tcp: true, steady: true, opts: Options{MaxDowntime: time.Nanosecond, MaxRounds: 5, AutoConverge: true}},
 		{name: "bandwidth limit", opts: Options{MaxRounds: 2, Bandwidth: 200 << 20}},
 	}
 	for i, tt := range tests {
@@ -72,7 +78,11 @@ func TestMigrate(t *testing.T) {
 			if len(tt.disks) == 0 {
 				dst = memOnlyDest{d}
 			}
-			stats, err, r := migrate(t, context.Background(), sc, dc, v, dst, tt.opts)
+			var src Source = v
+			if tt.steady {
+				src = &steadyGuest{fakeVM: v, rng: rand.New(rand.NewPCG(1, 2))}
+			}
+			stats, err, r := migrate(t, context.Background(), sc, dc, src, v, dst, tt.opts)
 			if err != nil || r.err != nil {
 				t.Fatalf("Send: %v; Receive: %v", err, r.err)
 			}
@@ -101,6 +111,20 @@ func TestMigrate(t *testing.T) {
 			t.Logf("%+v (guest writes %d)", stats, v.writes)
 		})
 	}
+}
+
+// steadyGuest dirties a fixed number of pages between dirty-log reads, a
+// guest whose dirty set never shrinks (auto-converge must throttle it).
+type steadyGuest struct {
+	*fakeVM
+	rng *rand.Rand
+}
+
+func (g *steadyGuest) DirtyBitmap() ([][]uint64, error) {
+	for range 64 {
+		g.step(g.rng)
+	}
+	return g.fakeVM.DirtyBitmap()
 }
 
 // checkSourceRuns asserts the source VM is running after a failed migration.
@@ -211,7 +235,9 @@ func TestFailures(t *testing.T) {
 				defer cancel()
 				opts := Options{MaxRounds: 3}
 				tt.setup(d, cancel, sc, dc, &opts)
-				stats, err, r := migrate(t, ctx, sc, dc, v, memOnlyDest{d}, opts)
+				// A guest that always dirties pages, so rounds never run out.
+				src := &steadyGuest{fakeVM: v, rng: rand.New(rand.NewPCG(3, 4))}
+				stats, err, r := migrate(t, ctx, sc, dc, src, v, memOnlyDest{d}, opts)
 				if err == nil {
 					t.Fatal("Send succeeded")
 				}
@@ -319,11 +345,42 @@ func TestLayoutMismatch(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			v := newFakeVM(2, testRegions, tt.disks...)
 			sc, dc := connPair(t, false)
-			stats, err, r := migrate(t, context.Background(), sc, dc, v, tt.dst, Options{})
+			stats, err, r := migrate(t, context.Background(), sc, dc, v, v, tt.dst, Options{})
 			if !errors.Is(err, ErrAborted) || !errors.Is(r.err, ErrLayout) || !strings.Contains(err.Error(), "layout mismatch") {
 				t.Fatalf("Send: %v; Receive: %v", err, r.err)
 			}
 			checkSourceRuns(t, v, stats)
 		})
+	}
+}
+
+// dropDone closes the connection instead of writing the destination's DONE.
+type dropDone struct{ net.Conn }
+
+func (c dropDone) Write(p []byte) (int, error) {
+	if len(p) == frameHeader && MsgType(p[0]) == MsgDone {
+		c.Conn.Close()
+		return 0, net.ErrClosed
+	}
+	return c.Conn.Write(p)
+}
+
+func TestHandoverUnknownKeepsSourcePaused(t *testing.T) {
+	for _, tcp := range []bool{false, true} {
+		v := newFakeVM(6, testRegions)
+		d := newFakeDest(testRegions)
+		sc, dc := connPair(t, tcp)
+		_, err, r := migrate(t, context.Background(), sc, dropDone{dc}, v, v, memOnlyDest{d}, Options{MaxRounds: 2, HandoverTimeout: time.Second})
+		if r.err != nil {
+			t.Fatalf("Receive after GO: %v", r.err)
+		}
+		if !errors.Is(err, ErrHandoverUnknown) {
+			t.Fatalf("Send: %v, want ErrHandoverUnknown", err)
+		}
+		// The destination runs: the source must stay paused, not resumed.
+		if !v.paused || v.resumes != 0 {
+			t.Fatalf("source paused=%v resumes=%d", v.paused, v.resumes)
+		}
+		sameMemory(t, v, d)
 	}
 }

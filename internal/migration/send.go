@@ -57,7 +57,8 @@ type sender struct {
 // must stop it. On any failure before the handover (cancelled ctx, broken
 // connection, destination error) Send resumes the source if it paused it
 // and returns the error: the source VM keeps running. ErrHandoverUnknown
-// is the one case where the source stays paused. Send does not close conn.
+// is the one case where the source stays paused. Send does not close conn,
+// but conn is not usable afterwards. Progress is called on Send's goroutine.
 func Send(ctx context.Context, conn net.Conn, src Source, opts Options) (Stats, error) {
 	if opts.MaxDowntime <= 0 {
 		opts.MaxDowntime = 300 * time.Millisecond
@@ -84,6 +85,11 @@ func Send(ctx context.Context, conn net.Conn, src Source, opts Options) (Stats, 
 	if err != nil {
 		err = s.fail(err)
 	}
+	if s.peerStarted {
+		// Leave no goroutine reading conn behind.
+		conn.SetReadDeadline(time.Unix(1, 0))
+		<-s.peerDone
+	}
 	s.stats.Total = time.Since(start)
 	s.stats.Throttle = s.throttle
 	s.stats.Rounds = s.round
@@ -105,6 +111,10 @@ func (cw countingWriter) Write(p []byte) (int, error) {
 // fail turns a failure into the error Send returns, tells the destination
 // (best effort) and resumes the source unless GO was already sent.
 func (s *sender) fail(err error) error {
+	if s.goSent {
+		// The destination may be running: never resume, never abort.
+		return err
+	}
 	if s.peerStarted {
 		// A write error often means the destination aborted or misbehaved:
 		// prefer that reason, waiting briefly for the reader to record it.
@@ -116,9 +126,6 @@ func (s *sender) fail(err error) error {
 	}
 	if cerr := s.ctx.Err(); cerr != nil {
 		err = fmt.Errorf("migration: %w (%v)", cerr, err)
-	}
-	if s.goSent {
-		return err
 	}
 	// Tell the destination, unless it gave up first or speaks another
 	// protocol (it would not understand the frame).
@@ -189,7 +196,9 @@ func (s *sender) run() error {
 		if expected <= s.opts.MaxDowntime || s.round >= s.opts.MaxRounds {
 			return s.finish(mem, dsk)
 		}
-		if s.opts.AutoConverge && s.round > 0 && float64(dirty) >= 0.9*float64(prevDirty) {
+		// Not converging: this round's dirty set is not 10% smaller than
+		// the previous round's (none before the first dirty round).
+		if s.opts.AutoConverge && prevDirty > 0 && float64(dirty) >= 0.9*float64(prevDirty) {
 			if err := s.raiseThrottle(); err != nil {
 				return err
 			}
