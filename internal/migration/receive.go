@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"hash/crc32"
 	"net"
+	"slices"
 	"time"
 
 	"github.com/klauspost/compress/s2"
@@ -149,7 +150,7 @@ func (r *receiver) handshake() error {
 			return fmt.Errorf("%w: source mirrors %d disks, destination takes none", ErrLayout, len(h.Disks))
 		}
 		mineD := dd.Disks()
-		if fmt.Sprint(mineD) != fmt.Sprint(h.Disks) {
+		if !slices.Equal(mineD, h.Disks) {
 			return fmt.Errorf("%w: source disk sizes %v, destination disk sizes %v", ErrLayout, h.Disks, mineD)
 		}
 		r.ddst, r.disks = dd, h.Disks
