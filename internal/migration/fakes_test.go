@@ -311,7 +311,7 @@ func sameMemory(t *testing.T, v *fakeVM, d *fakeDest) {
 }
 
 // connPair returns two connected conns: net.Pipe or loopback TCP.
-func connPair(t *testing.T, tcp bool) (src, dst net.Conn) {
+func connPair(t testing.TB, tcp bool) (src, dst net.Conn) {
 	t.Helper()
 	if !tcp {
 		a, b := net.Pipe()
