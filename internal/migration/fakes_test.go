@@ -26,6 +26,7 @@ type fakeVM struct {
 	throttle  int
 	state     []byte
 	writes    int
+	stateErr  error // DeviceState fails with it
 }
 
 var errNotRAM = errors.New("fake: address outside RAM")
@@ -117,6 +118,9 @@ func (v *fakeVM) DeviceState() ([]byte, error) {
 	defer v.mu.Unlock()
 	if !v.paused {
 		return nil, errors.New("fake: device state captured while running")
+	}
+	if v.stateErr != nil {
+		return nil, v.stateErr
 	}
 	return append([]byte(nil), v.state...), nil
 }

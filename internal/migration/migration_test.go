@@ -384,3 +384,22 @@ func TestHandoverUnknownKeepsSourcePaused(t *testing.T) {
 		sameMemory(t, v, d)
 	}
 }
+
+func TestSourceFailureWhilePaused(t *testing.T) {
+	v := newFakeVM(7, testRegions)
+	v.stateErr = errors.New("vcpu 1 did not stop")
+	d := newFakeDest(testRegions)
+	sc, dc := connPair(t, true)
+	stats, err, r := migrate(t, context.Background(), sc, dc, v, v, memOnlyDest{d}, Options{MaxRounds: 2})
+	if err == nil || !strings.Contains(err.Error(), "vcpu 1 did not stop") {
+		t.Fatalf("Send: %v", err)
+	}
+	// The destination learns why and discards its copy.
+	if !errors.Is(r.err, ErrAborted) || !strings.Contains(r.err.Error(), "vcpu 1 did not stop") || d.committed != nil {
+		t.Fatalf("Receive: %v (committed %q)", r.err, d.committed)
+	}
+	if v.pauses != 1 {
+		t.Fatalf("pauses %d", v.pauses)
+	}
+	checkSourceRuns(t, v, stats)
+}

@@ -108,24 +108,42 @@ func (cw countingWriter) Write(p []byte) (int, error) {
 	return n, err
 }
 
-// fail turns a failure into the error Send returns, tells the destination
-// (best effort) and resumes the source unless GO was already sent.
+// fail turns a failure into the error Send returns: it resumes the source
+// first (unless GO was sent), then tells the destination (best effort) and
+// prefers the destination's own reason when it gave one.
 func (s *sender) fail(err error) error {
 	if s.goSent {
 		// The destination may be running: never resume, never abort.
 		return err
 	}
-	if s.peerStarted {
-		// A write error often means the destination aborted or misbehaved:
-		// prefer that reason, waiting briefly for the reader to record it.
-		s.conn.SetReadDeadline(time.Now().Add(time.Second))
-		<-s.peerDone
-		if errors.Is(s.peerErr, ErrAborted) || errors.Is(s.peerErr, ErrProtocol) || errors.Is(s.peerErr, ErrCorrupt) {
-			err = s.peerErr
+	var errs []error
+	if s.throttle > 0 {
+		if t, ok := s.src.(Throttler); ok {
+			if terr := t.Throttle(0); terr != nil {
+				errs = append(errs, fmt.Errorf("migration: unthrottle source: %w", terr))
+			}
+		}
+		s.throttle = 0
+	}
+	if s.paused {
+		if rerr := s.src.Resume(); rerr != nil {
+			errs = append(errs, fmt.Errorf("migration: resume source after failure: %w", rerr))
+		} else {
+			s.paused = false
+			s.stats.Resumed = true
 		}
 	}
-	if cerr := s.ctx.Err(); cerr != nil {
-		err = fmt.Errorf("migration: %w (%v)", cerr, err)
+	peerGaveUp := func() bool {
+		return errors.Is(s.peerErr, ErrAborted) || errors.Is(s.peerErr, ErrProtocol) || errors.Is(s.peerErr, ErrCorrupt)
+	}
+	if s.peerStarted {
+		select {
+		case <-s.peerDone:
+			if peerGaveUp() {
+				err = s.peerErr
+			}
+		default:
+		}
 	}
 	// Tell the destination, unless it gave up first or speaks another
 	// protocol (it would not understand the frame).
@@ -135,20 +153,20 @@ func (s *sender) fail(err error) error {
 			s.w.Flush()
 		}
 	}
-	if s.throttle > 0 {
-		if t, ok := s.src.(Throttler); ok {
-			if terr := t.Throttle(0); terr != nil {
-				err = errors.Join(err, fmt.Errorf("migration: unthrottle source: %w", terr))
-			}
+	if s.peerStarted {
+		// A write error often means the destination aborted or misbehaved:
+		// wait briefly for the reader to record its reason.
+		s.conn.SetReadDeadline(time.Now().Add(time.Second))
+		<-s.peerDone
+		if peerGaveUp() {
+			err = s.peerErr
 		}
-		s.throttle = 0
 	}
-	if s.paused {
-		if rerr := s.src.Resume(); rerr != nil {
-			return errors.Join(err, fmt.Errorf("migration: resume source after failure: %w", rerr))
-		}
-		s.paused = false
-		s.stats.Resumed = true
+	if cerr := s.ctx.Err(); cerr != nil {
+		err = fmt.Errorf("migration: %w (%v)", cerr, err)
+	}
+	if len(errs) > 0 {
+		return errors.Join(append([]error{err}, errs...)...)
 	}
 	return err
 }
