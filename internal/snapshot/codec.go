@@ -3,6 +3,7 @@ package snapshot
 import (
 	"bytes"
 	"encoding/gob"
+	"errors"
 	"fmt"
 )
 
@@ -37,11 +38,10 @@ func Decode(payload []byte, v any) error {
 
 // AddValue encodes v with Encode and adds it as a section.
 func (w *Writer) AddValue(name string, version uint32, v any) error {
-	p, err := Encode(v)
-	if err != nil {
-		return fmt.Errorf("snapshot: section %q: %w", name, err)
+	if w.done {
+		return errors.New("snapshot: AddValue after Commit or Abort")
 	}
-	return w.AddSection(name, version, p)
+	return w.state.AddValue(name, version, v)
 }
 
 // Value decodes section name into v with Decode and returns its version.

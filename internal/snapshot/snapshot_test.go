@@ -410,3 +410,44 @@ func BenchmarkRestore(b *testing.B) {
 		unmap()
 	}
 }
+
+func TestStateRoundTrip(t *testing.T) {
+	st := NewState()
+	if err := st.AddValue("vcpu/0", 2, cpuState{RIP: 0xfff0, Name: "bsp"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := st.AddSection("dev/virtio-blk/0", 1, []byte{1, 2, 3}); err != nil {
+		t.Fatal(err)
+	}
+	if err := st.AddSection(".memory", 1, nil); !errors.Is(err, ErrBadName) {
+		t.Fatalf("reserved name accepted: %v", err)
+	}
+	first := st.Bytes()
+	if err := st.AddSection("clock", 1, []byte("tsc")); err != nil {
+		t.Fatal(err)
+	}
+	s, err := Parse(st.Bytes())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var cpu cpuState
+	if v, err := s.Value("vcpu/0", &cpu); err != nil || v != 2 || cpu.RIP != 0xfff0 {
+		t.Fatalf("vcpu/0: %d %+v %v", v, cpu, err)
+	}
+	if _, p, err := s.Section("clock"); err != nil || string(p) != "tsc" {
+		t.Fatalf("clock: %q %v", p, err)
+	}
+	if _, _, err := s.MapMemory(); !errors.Is(err, ErrNoMemory) {
+		t.Fatalf("MapMemory of a State: %v", err)
+	}
+	// The earlier image is complete in itself.
+	s1, err := Parse(first)
+	if err != nil || len(s1.Sections()) != 2 {
+		t.Fatalf("first image: %v %+v", err, s1)
+	}
+	bad := bytes.Clone(first)
+	bad[len(bad)-trailerSize-1] ^= 0xff
+	if _, err := Parse(bad); !errors.Is(err, ErrCorrupt) || !strings.Contains(err.Error(), "dev/virtio-blk/0") {
+		t.Fatalf("corrupt state: %v", err)
+	}
+}

@@ -27,9 +27,7 @@ type Region struct {
 // nothing behind under the final name.
 type Writer struct {
 	dir, tmp string
-	buf      []byte // the state file so far (header and sections)
-	count    uint32
-	names    map[string]bool
+	state    *State
 	index    []byte // memory index payload, nil until WriteMemory
 	done     bool
 }
@@ -46,12 +44,7 @@ func Create(dir string) (*Writer, error) {
 	if err != nil {
 		return nil, fmt.Errorf("snapshot: create %s: %w", dir, err)
 	}
-	return &Writer{
-		dir:   dir,
-		tmp:   tmp,
-		buf:   appendHeader(nil, FormatVersion),
-		names: map[string]bool{},
-	}, nil
+	return &Writer{dir: dir, tmp: tmp, state: NewState()}, nil
 }
 
 // AddSection adds a named section with the caller's version of its encoding.
@@ -59,16 +52,7 @@ func (w *Writer) AddSection(name string, version uint32, payload []byte) error {
 	if w.done {
 		return errors.New("snapshot: AddSection after Commit or Abort")
 	}
-	if err := checkName(name); err != nil {
-		return err
-	}
-	if w.names[name] {
-		return fmt.Errorf("%w: %q added twice", ErrBadName, name)
-	}
-	w.names[name] = true
-	w.buf = appendSection(w.buf, name, version, payload)
-	w.count++
-	return nil
+	return w.state.AddSection(name, version, payload)
 }
 
 // WriteMemory writes guest RAM to the memory file, each region at a
@@ -206,12 +190,12 @@ func (w *Writer) Commit() error {
 }
 
 func (w *Writer) commit() error {
-	buf, count := w.buf, w.count
 	if w.index != nil {
-		buf = appendSection(buf, memorySection, memoryIndexVersion, w.index)
-		count++
+		if err := w.state.add(memorySection, memoryIndexVersion, w.index); err != nil {
+			return err
+		}
 	}
-	buf = appendTrailer(buf, count)
+	buf := w.state.Bytes()
 	f, err := os.OpenFile(filepath.Join(w.tmp, StateFile), os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
 	if err != nil {
 		return fmt.Errorf("snapshot: create state file: %w", err)
