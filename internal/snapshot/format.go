@@ -12,7 +12,10 @@
 //	         CRC-32C of every byte before the trailer uint32
 //
 // The memory index (region GPA, size and offset in the memory file) is the
-// reserved section ".memory". Section payloads are opaque to this package;
+// reserved section ".memory". The memory file ("memory") holds each region
+// at a page-aligned offset, all-zero pages left as holes. A State is the
+// same encoding held in memory (live migration's device state). Section
+// payloads are opaque to this package;
 // Encode/Decode offer encoding/gob for Go structs, and each section carries
 // its own version so that a device can change its state struct and still
 // read (or clearly refuse) older snapshots.
