@@ -7,11 +7,11 @@ export GOVISOR_CACHE := $(CACHE)
 
 .PHONY: run test deps guest build bench clean test-debian
 
-# The main job: build everything and boot the test guest in the foreground
-# (its console on this terminal; Ctrl-A X quits, the guest's poweroff ends it).
+# The main job: a single-host govisor (the agent with embedded etcd) boots
+# the test guest from a YAML definition and shows its console until it
+# powers off. `govisor run` boots a VM in the foreground without the agent.
 run: build guest
-	$(BIN) run --kernel $(GUEST)/bzImage --initrd $(GUEST)/initrd.cpio --cpus 2 --memory 512M \
-		--cmdline 'console=ttyS0 quiet run="echo cpus: $$(nproc); grep MemTotal /proc/meminfo"'
+	./scripts/run-demo.sh
 
 # Every test, including the ones that boot Linux on KVM (they skip loudly without /dev/kvm).
 test: deps guest
