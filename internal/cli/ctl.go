@@ -20,13 +20,15 @@ import (
 // machineCtl serves a `govisor run` process's control API; it follows the
 // current machine across guest reboots.
 type machineCtl struct {
-	mu sync.Mutex
-	m  *vm.Machine
+	mu   sync.Mutex
+	m    *vm.Machine
+	seen bool // a machine has existed (before: "starting", after: "stopped")
 }
 
 func (c *machineCtl) set(m *vm.Machine) {
 	c.mu.Lock()
 	c.m = m
+	c.seen = c.seen || m != nil
 	c.mu.Unlock()
 }
 
@@ -121,6 +123,11 @@ func (c *machineCtl) Migrate(req vmmapi.MigrateRequest) (vmmapi.MigrateResult, e
 func (c *machineCtl) Info() vmmapi.Info {
 	m, err := c.get()
 	if err != nil {
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		if !c.seen {
+			return vmmapi.Info{State: "starting"} // booting, restoring or waiting for a migration
+		}
 		return vmmapi.Info{State: "stopped"}
 	}
 	cfg := m.Config()

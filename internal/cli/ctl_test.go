@@ -60,7 +60,12 @@ func TestSnapshotRestoreThroughCLI(t *testing.T) {
 	}
 
 	vmm, out := start("run", "--kernel", elf, "--boot", "pvh", "--memory", "64M", "--cpus", "2", "--api-sock", sock)
-	if info := ctl("info"); info.State != "running" || info.CPUs != 2 {
+	info := ctl("info")
+	for deadline := time.Now().Add(10 * time.Second); info.State == "starting" && time.Now().Before(deadline); {
+		time.Sleep(20 * time.Millisecond)
+		info = ctl("info")
+	}
+	if info.State != "running" || info.CPUs != 2 {
 		t.Fatalf("info = %+v", info)
 	}
 	if info := ctl("pause"); info.State != "paused" {
@@ -77,7 +82,12 @@ func TestSnapshotRestoreThroughCLI(t *testing.T) {
 	vmm.Wait()
 
 	vmm2, out2 := start("run", "--restore", snap, "--api-sock", sock)
-	if info := ctl("info"); info.State != "running" || info.CPUs != 2 || info.MemoryMiB != 64 {
+	info = ctl("info")
+	for deadline := time.Now().Add(10 * time.Second); info.State == "starting" && time.Now().Before(deadline); {
+		time.Sleep(20 * time.Millisecond)
+		info = ctl("info")
+	}
+	if info.State != "running" || info.CPUs != 2 || info.MemoryMiB != 64 {
 		t.Fatalf("restored VM info = %+v\n%s", info, out2.String())
 	}
 	ctl("stop")
