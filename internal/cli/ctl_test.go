@@ -36,6 +36,7 @@ func TestSnapshotRestoreThroughCLI(t *testing.T) {
 		if err := cmd.Start(); err != nil {
 			t.Fatal(err)
 		}
+		t.Cleanup(func() { cmd.Process.Kill() }) // only the VMM this test started
 		return cmd, &out
 	}
 	ctl := func(args ...string) vmmapi.Info {
