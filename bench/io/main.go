@@ -5,7 +5,7 @@
 // /proc/uptime: sequential 1 MiB reads and writes (fsync'd), and 4 KiB
 // O_DIRECT reads.
 //
-// Usage: go run ./bench/io [-govisor PATH] [-guest DIR] [-size-mib 512] [-runs 1]
+// Usage: go run ./bench/io [-govisor PATH] [-guest DIR] [-size-mib 64] [-runs 1]
 package main
 
 import (
@@ -31,7 +31,7 @@ func guestScript(sizeMiB int) string {
 	}
 	return t("SEQREAD", fmt.Sprintf("dd if=/dev/vda of=/dev/null bs=1M count=%d 2>/dev/null", sizeMiB)) +
 		t("SEQWRITE", fmt.Sprintf("dd if=/dev/zero of=/dev/vda bs=1M count=%d conv=fsync 2>/dev/null", sizeMiB)) +
-		t("RAND4K", "dd if=/dev/vda of=/dev/null bs=4k count=20000 iflag=direct 2>/dev/null") +
+		t("RAND4K", "dd if=/dev/vda of=/dev/null bs=4k count=2000 iflag=direct 2>/dev/null") +
 		"echo IO-DONE"
 }
 
@@ -73,7 +73,7 @@ func main() {
 	govisor := flag.String("govisor", ".cache/bin/govisor", "govisor binary")
 	qemu := flag.String("qemu", "qemu-system-x86_64", "QEMU binary")
 	guest := flag.String("guest", ".cache/guest", "folder with bzImage and initrd.cpio (make guest)")
-	sizeMiB := flag.Int("size-mib", 512, "sequential transfer size")
+	sizeMiB := flag.Int("size-mib", 64, "sequential transfer size")
 	flag.Parse()
 
 	dir, err := os.MkdirTemp("", "bench-io")
@@ -126,7 +126,7 @@ func main() {
 	}{
 		{"SEQREAD", "sequential read, 1 MiB", mb, "MiB/s"},
 		{"SEQWRITE", "sequential write, 1 MiB+fsync", mb, "MiB/s"},
-		{"RAND4K", "4 KiB O_DIRECT reads", 20000, "IOPS"},
+		{"RAND4K", "4 KiB O_DIRECT reads", 2000, "IOPS"},
 	} {
 		gv, qv := r.amount/g[r.key], r.amount/q[r.key]
 		fmt.Printf("%-30s %8.0f %s %8.0f %s %6.2fx\n", r.name, gv, r.unit, qv, r.unit, gv/qv)
