@@ -5,7 +5,7 @@
 // /proc/uptime: sequential 1 MiB reads and writes (fsync'd), and 4 KiB
 // O_DIRECT reads.
 //
-// Usage: go run ./bench/io [-govisor PATH] [-guest DIR] [-size-mib 64] [-runs 1]
+// Usage: go run ./bench/io [-govisor PATH] [-guest DIR] [-size-mib 64]
 package main
 
 import (
