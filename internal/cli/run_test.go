@@ -1,7 +1,6 @@
 package cli
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"os"
@@ -124,35 +123,20 @@ func TestLinuxRebootRestarts(t *testing.T) {
 	kernel, initrd := kvmtest.LinuxGuest(t)
 	cmd := exec.Command(govisorBin(t), "run", "--kernel", kernel, "--initrd", initrd, "--memory", "256M",
 		"--cmdline", kvmtest.LinuxCmdline+" acpi=off run=true")
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
 	ready := 0
-	timer := time.AfterFunc(25*time.Minute, func() { cmd.Process.Kill() })
-	defer timer.Stop()
-	sc := bufio.NewScanner(stdout)
-	var console strings.Builder
-	for sc.Scan() {
-		console.WriteString(sc.Text() + "\n")
-		if strings.Contains(sc.Text(), "GUEST-READY") {
+	console, stderr, err := followConsole(t, cmd, func(line string) {
+		if strings.Contains(line, "GUEST-READY") {
 			ready++
 			if ready == 2 {
 				cmd.Process.Signal(syscall.SIGTERM)
 			}
 		}
-	}
-	err = cmd.Wait()
+	})
 	if ready < 2 {
-		t.Fatalf("guest booted %d times, want 2 (restart after reboot); err %v\nconsole:\n%s\nstderr:\n%s", ready, err, console.String(), stderr.String())
+		t.Fatalf("guest booted %d times, want 2 (restart after reboot); err %v\nconsole:\n%s\nstderr:\n%s", ready, err, console, stderr)
 	}
-	if !strings.Contains(stderr.String(), "guest rebooted") {
-		t.Errorf("stderr does not report the reboot: %q", stderr.String())
+	if !strings.Contains(stderr, "guest rebooted") {
+		t.Errorf("stderr does not report the reboot: %q", stderr)
 	}
 	if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 128+int(syscall.SIGTERM) {
 		t.Errorf("exit after SIGTERM: %v, want code %d", err, 128+int(syscall.SIGTERM))

@@ -1,8 +1,6 @@
 package cli
 
 import (
-	"bufio"
-	"bytes"
 	"fmt"
 	"os"
 	"os/exec"
@@ -11,7 +9,6 @@ import (
 	"strconv"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/govisor/govisor/internal/kvm/kvmtest"
 )
@@ -39,31 +36,15 @@ func TestLinuxNetAndBalloon(t *testing.T) {
 	cmd := exec.Command("ip", "netns", "exec", ns, bin, "run", "--kernel", kernel, "--initrd", initrd, "--memory", "256M",
 		"--net", "tap="+tap+",mac=02:00:00:00:00:02", "--balloon", "--api-sock", sock,
 		"--cmdline", kvmtest.LinuxCmdline+` run="`+script+`"`)
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	timer := time.AfterFunc(25*time.Minute, func() { cmd.Process.Kill() })
-	defer timer.Stop()
-	var console strings.Builder
-	sc := bufio.NewScanner(stdout)
-	for sc.Scan() {
-		console.WriteString(sc.Text() + "\n")
-		if strings.Contains(sc.Text(), "BALLOON-WAIT") {
+	con, stderr, err := followConsole(t, cmd, func(line string) {
+		if strings.Contains(line, "BALLOON-WAIT") {
 			if out, err := exec.Command(bin, "ctl", "--api-sock", sock, "balloon", "128").CombinedOutput(); err != nil {
 				t.Errorf("ctl balloon: %v\n%s", err, out)
 			}
 		}
-	}
-	err = cmd.Wait()
-	con := console.String()
+	})
 	if err != nil || !strings.Contains(con, "PING-OK") || !strings.Contains(con, "BALLOON-DONE") {
-		t.Fatalf("exit %v; console:\n%s\nstderr:\n%s", err, con, stderr.String())
+		t.Fatalf("exit %v; console:\n%s\nstderr:\n%s", err, con, stderr)
 	}
 	free := regexp.MustCompile(`FREE(\d)=MemFree: *(\d+) kB`).FindAllStringSubmatch(con, -1)
 	if len(free) != 2 {

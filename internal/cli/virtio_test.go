@@ -1,7 +1,6 @@
 package cli
 
 import (
-	"bufio"
 	"bytes"
 	"os"
 	"os/exec"
@@ -9,7 +8,6 @@ import (
 	"strings"
 	"syscall"
 	"testing"
-	"time"
 
 	"github.com/govisor/govisor/internal/kvm/kvmtest"
 )
@@ -64,34 +62,18 @@ func TestLinuxVirtioBlkAndRng(t *testing.T) {
 	cmd := exec.Command(bin, "run", "--kernel", kernel, "--initrd", initrd, "--memory", "256M",
 		"--disk", "path="+disk, "--disk", "path="+ro+",readonly", "--rng",
 		"--cmdline", kvmtest.LinuxCmdline+` run="`+script+`"`)
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	timer := time.AfterFunc(25*time.Minute, func() { cmd.Process.Kill() })
-	defer timer.Stop()
-	var console strings.Builder
-	sc := bufio.NewScanner(stdout)
-	for sc.Scan() {
-		console.WriteString(sc.Text() + "\n")
-		if strings.Contains(sc.Text(), "CRASH-POINT") {
+	con, stderr, _ := followConsole(t, cmd, func(line string) {
+		if strings.Contains(line, "CRASH-POINT") {
 			cmd.Process.Signal(syscall.SIGKILL)
 		}
-	}
-	cmd.Wait()
-	con := console.String()
+	})
 	for _, want := range []string{"WROTE-OK", "RO-REFUSED", "RNG=16", "SERIAL=vda", "CRASH-POINT"} {
 		if !strings.Contains(con, want) {
 			t.Errorf("console lacks %q", want)
 		}
 	}
 	if t.Failed() {
-		t.Fatalf("console:\n%s\nstderr:\n%s", con, stderr.String())
+		t.Fatalf("console:\n%s\nstderr:\n%s", con, stderr)
 	}
 	// After the crash: the qcow2 metadata is consistent (leaks are allowed
 	// after a crash, corruption is not), the file system replays its journal,

@@ -2,7 +2,6 @@ package cli
 
 import (
 	"bufio"
-	"bytes"
 	"crypto/sha256"
 	"fmt"
 	"io"
@@ -85,19 +84,8 @@ func TestLinuxVsock(t *testing.T) {
 	script := "vsockpeer serve 5000 & sleep 2; vsockpeer connect 6000; wait; echo VSOCK-DONE"
 	cmd := exec.Command(govisorBin(t), "run", "--kernel", kernel, "--initrd", ird, "--memory", "256M",
 		"--vsock", "cid=3,uds="+uds, "--cmdline", kvmtest.LinuxCmdline+` run="`+script+`"`)
-	stdout, _ := cmd.StdoutPipe()
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	timer := time.AfterFunc(25*time.Minute, func() { cmd.Process.Kill() })
-	defer timer.Stop()
-	var console strings.Builder
-	sc := bufio.NewScanner(stdout)
-	for sc.Scan() {
-		console.WriteString(sc.Text() + "\n")
-		if strings.Contains(sc.Text(), "VSOCK-LISTENING") {
+	con, stderr, _ := followConsole(t, cmd, func(line string) {
+		if strings.Contains(line, "VSOCK-LISTENING") {
 			// Host-initiated: the host sends first, then reads.
 			go func() {
 				c, err := net.Dial("unix", uds)
@@ -128,9 +116,7 @@ func TestLinuxVsock(t *testing.T) {
 				errs <- nil
 			}()
 		}
-	}
-	cmd.Wait()
-	con := console.String()
+	})
 	for i := 0; i < 2; i++ {
 		select {
 		case err := <-errs:
@@ -143,6 +129,6 @@ func TestLinuxVsock(t *testing.T) {
 	}
 	want := fmt.Sprintf("VSOCK-RX %x", hostSends)
 	if strings.Count(con, want) != 2 || !strings.Contains(con, "VSOCK-DONE") {
-		t.Fatalf("the guest did not receive the host's 1 MiB in both directions (want 2 x %q); console:\n%s\nstderr:\n%s", want, con, stderr.String())
+		t.Fatalf("the guest did not receive the host's 1 MiB in both directions (want 2 x %q); console:\n%s\nstderr:\n%s", want, con, stderr)
 	}
 }

@@ -163,42 +163,23 @@ func TestMultiVCPUStartup(t *testing.T) {
 }
 
 func TestPauseResume(t *testing.T) {
-	const counter = 0x3000
-	var a kvmtest.Asm
-	loop := a.Len()
-	a.IncMem64(counter).JmpBack(loop)
-	m := newFlat(t, 2, a.B, nil)
-	read := func() uint64 {
-		var b [8]byte
-		m.Memory().ReadAt(b[:], counter)
-		return binary.LittleEndian.Uint64(b[:])
-	}
+	m := newFlat(t, 2, countingGuest(), nil)
 	if err := m.Start(); err != nil {
 		t.Fatal(err)
 	}
 	defer func() { m.Stop(Exit{Reason: ExitHost}); waitExit(t, m) }()
-	for deadline := time.Now().Add(30 * time.Second); read() == 0; {
-		if time.Now().After(deadline) {
-			t.Fatal("guest never incremented its counter")
-		}
-		time.Sleep(time.Millisecond)
-	}
+	waitCounter(t, m, 0)
 	for i := 0; i < 3; i++ {
 		if err := m.Pause(); err != nil {
 			t.Fatal(err)
 		}
-		v1 := read()
+		v1 := counter(m)
 		time.Sleep(20 * time.Millisecond)
-		if v2 := read(); v2 != v1 {
+		if v2 := counter(m); v2 != v1 {
 			t.Fatalf("counter moved while paused: %d -> %d", v1, v2)
 		}
 		m.Resume()
-		for deadline := time.Now().Add(30 * time.Second); read() == v1; {
-			if time.Now().After(deadline) {
-				t.Fatal("counter did not move after resume")
-			}
-			time.Sleep(time.Millisecond)
-		}
+		waitCounter(t, m, v1)
 	}
 }
 
@@ -276,5 +257,34 @@ func TestConfigErrors(t *testing.T) {
 		} else {
 			t.Logf("%v", err)
 		}
+	}
+}
+
+// counterAddr is where countingGuest keeps its counter.
+const counterAddr = 0x3000
+
+// countingGuest increments the qword at counterAddr forever on every vCPU.
+func countingGuest() []byte {
+	var a kvmtest.Asm
+	loop := a.Len()
+	a.IncMem64(counterAddr).JmpBack(loop)
+	return a.B
+}
+
+// counter reads countingGuest's counter.
+func counter(m *Machine) uint64 {
+	var b [8]byte
+	m.Memory().ReadAt(b[:], counterAddr)
+	return binary.LittleEndian.Uint64(b[:])
+}
+
+// waitCounter waits until the counter exceeds n.
+func waitCounter(t *testing.T, m *Machine, n uint64) {
+	t.Helper()
+	for deadline := time.Now().Add(30 * time.Second); counter(m) <= n; {
+		if time.Now().After(deadline) {
+			t.Fatalf("the guest's counter stays at %d (waiting for more than %d)", counter(m), n)
+		}
+		time.Sleep(time.Millisecond)
 	}
 }

@@ -2,12 +2,11 @@ package vm
 
 import (
 	"context"
-	"encoding/binary"
+
 	"net"
 	"testing"
 	"time"
 
-	"github.com/govisor/govisor/internal/kvm/kvmtest"
 	"github.com/govisor/govisor/internal/migration"
 )
 
@@ -15,25 +14,12 @@ import (
 // memory, one dirtying a 4 MiB buffer) to a new machine over loopback TCP:
 // the counter only moves forward, the source stops, the destination runs.
 func TestLiveMigrationLoopback(t *testing.T) {
-	const counter = 0x3000
-	var a kvmtest.Asm
-	loop := a.Len()
-	a.IncMem64(counter).JmpBack(loop)
-	m := newFlat(t, 2, a.B, nil)
-	read := func(m *Machine) uint64 {
-		var b [8]byte
-		m.Memory().ReadAt(b[:], counter)
-		return binary.LittleEndian.Uint64(b[:])
-	}
+	m := newFlat(t, 2, countingGuest(), nil)
 	if err := m.Start(); err != nil {
 		t.Fatal(err)
 	}
-	for deadline := time.Now().Add(30 * time.Second); read(m) < 1000; {
-		if time.Now().After(deadline) {
-			t.Fatal("guest never counted")
-		}
-		time.Sleep(time.Millisecond)
-	}
+	waitCounter(t, m, 1000)
+	read := counter
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -83,22 +69,13 @@ func TestLiveMigrationLoopback(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer func() { r.m.Stop(Exit{Reason: ExitHost}); r.m.Wait() }()
-	for deadline := time.Now().Add(30 * time.Second); read(r.m) <= last+1000; {
-		if time.Now().After(deadline) {
-			t.Fatalf("the migrated guest does not run (counter %d)", read(r.m))
-		}
-		time.Sleep(time.Millisecond)
-	}
+	waitCounter(t, r.m, last+1000)
 }
 
 // TestMigrationFailureKeepsSource cuts the connection during migration: the
 // source guest must keep running.
 func TestMigrationFailureKeepsSource(t *testing.T) {
-	const counter = 0x3000
-	var a kvmtest.Asm
-	loop := a.Len()
-	a.IncMem64(counter).JmpBack(loop)
-	m := newFlat(t, 1, a.B, nil)
+	m := newFlat(t, 1, countingGuest(), nil)
 	if err := m.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -112,18 +89,7 @@ func TestMigrationFailureKeepsSource(t *testing.T) {
 	if _, err := m.MigrateTo(context.Background(), src, migration.Options{}); err == nil {
 		t.Fatal("migration to a vanished peer succeeded")
 	}
-	read := func() uint64 {
-		var b [8]byte
-		m.Memory().ReadAt(b[:], counter)
-		return binary.LittleEndian.Uint64(b[:])
-	}
-	v := read()
-	for deadline := time.Now().Add(30 * time.Second); read() == v; {
-		if time.Now().After(deadline) {
-			t.Fatal("the source stopped running after a failed migration")
-		}
-		time.Sleep(time.Millisecond)
-	}
+	waitCounter(t, m, counter(m))
 	if m.Paused() {
 		t.Fatal("the source is left paused")
 	}

@@ -2,7 +2,7 @@ package vm
 
 import (
 	"bytes"
-	"encoding/binary"
+
 	"encoding/gob"
 	"testing"
 	"time"
@@ -31,27 +31,16 @@ func copyMemory(t *testing.T, src *guestmem.Memory) *guestmem.Memory {
 // TestSaveRestoreRunningGuest snapshots two busy vCPUs and restores them
 // into a new machine: the guest's counter carries on from where it stopped.
 func TestSaveRestoreRunningGuest(t *testing.T) {
-	const counter = 0x3000
 	var a kvmtest.Asm
 	a.Print("started\n")
-	loop := a.Len()
-	a.IncMem64(counter).JmpBack(loop)
+	a.B = append(a.B, countingGuest()...)
 	var out syncBuffer
 	m := newFlat(t, 2, a.B, &out)
-	read := func(m *Machine) uint64 {
-		var b [8]byte
-		m.Memory().ReadAt(b[:], counter)
-		return binary.LittleEndian.Uint64(b[:])
-	}
+	read := counter
 	if err := m.Start(); err != nil {
 		t.Fatal(err)
 	}
-	for deadline := time.Now().Add(30 * time.Second); read(m) < 1000; {
-		if time.Now().After(deadline) {
-			t.Fatal("guest never counted")
-		}
-		time.Sleep(time.Millisecond)
-	}
+	waitCounter(t, m, 1000)
 	if _, err := m.SaveState(); err != ErrNotPaused {
 		t.Fatalf("SaveState of a running machine: %v, want ErrNotPaused", err)
 	}
@@ -88,12 +77,7 @@ func TestSaveRestoreRunningGuest(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer func() { r.Stop(Exit{Reason: ExitHost}); r.Wait() }()
-	for deadline := time.Now().Add(30 * time.Second); read(r) <= saved+1000; {
-		if time.Now().After(deadline) {
-			t.Fatalf("restored guest does not run: counter %d (saved %d)", read(r), saved)
-		}
-		time.Sleep(time.Millisecond)
-	}
+	waitCounter(t, r, saved+1000)
 	// Each vCPU of the original printed once (possibly interleaved); the
 	// restored vCPUs continue in the counting loop and print nothing.
 	if len(out.String()) != 2*len("started\n") {
@@ -133,25 +117,12 @@ func TestRestoreRefusesMismatch(t *testing.T) {
 // runs on, then restores the folder into a new machine (memory mapped
 // copy-on-write) that carries on from the snapshot's counter value.
 func TestSnapshotFileRoundTrip(t *testing.T) {
-	const counter = 0x3000
-	var a kvmtest.Asm
-	loop := a.Len()
-	a.IncMem64(counter).JmpBack(loop)
-	m := newFlat(t, 1, a.B, nil)
-	read := func(m *Machine) uint64 {
-		var b [8]byte
-		m.Memory().ReadAt(b[:], counter)
-		return binary.LittleEndian.Uint64(b[:])
-	}
+	m := newFlat(t, 1, countingGuest(), nil)
+	read := counter
 	if err := m.Start(); err != nil {
 		t.Fatal(err)
 	}
-	for deadline := time.Now().Add(30 * time.Second); read(m) < 1000; {
-		if time.Now().After(deadline) {
-			t.Fatal("guest never counted")
-		}
-		time.Sleep(time.Millisecond)
-	}
+	waitCounter(t, m, 1000)
 	dir := t.TempDir() + "/snap"
 	if err := m.Snapshot(dir); err != nil {
 		t.Fatal(err)
@@ -183,12 +154,7 @@ func TestSnapshotFileRoundTrip(t *testing.T) {
 	}
 	t.Logf("restored and started in %v", time.Since(start))
 	defer func() { r.Stop(Exit{Reason: ExitHost}); r.Wait() }()
-	for deadline := time.Now().Add(30 * time.Second); read(r) <= saved+1000; {
-		if time.Now().After(deadline) {
-			t.Fatalf("restored guest does not run: counter %d", read(r))
-		}
-		time.Sleep(time.Millisecond)
-	}
+	waitCounter(t, r, saved+1000)
 	if _, err := RestoreSnapshot(t.TempDir(), nil); err == nil {
 		t.Fatal("restored an empty folder")
 	}
