@@ -56,6 +56,19 @@ type VMSpec struct {
 	Boot          string `json:"boot,omitempty"`
 	DebugExit     bool   `json:"debugExit,omitempty"`
 	RestartPolicy string `json:"restartPolicy,omitempty"`
+	// Disks are virtio-blk disks, in order (vda, vdb, ...).
+	Disks []DiskSpec `json:"disks,omitempty"`
+	// RNG adds a virtio-rng device.
+	RNG bool `json:"rng,omitempty"`
+	// Balloon adds a virtio-balloon device.
+	Balloon bool `json:"balloon,omitempty"`
+}
+
+// DiskSpec is one disk of a VM: an image file on the host.
+type DiskSpec struct {
+	Path     string `json:"path"`
+	ReadOnly bool   `json:"readOnly,omitempty"`
+	Format   string `json:"format,omitempty"` // raw, qcow2, vmdk, vhd, vhdx; empty: probe
 }
 
 // VMStatus is the observed state of a VM, written only by its host agent.

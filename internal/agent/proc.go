@@ -63,6 +63,22 @@ func vmmArgs(s api.VMSpec) []string {
 	if s.DebugExit {
 		args = append(args, "--debug-exit")
 	}
+	for _, d := range s.Disks {
+		v := "path=" + d.Path
+		if d.ReadOnly {
+			v += ",readonly"
+		}
+		if d.Format != "" {
+			v += ",format=" + d.Format
+		}
+		args = append(args, "--disk", v)
+	}
+	if s.RNG {
+		args = append(args, "--rng")
+	}
+	if s.Balloon {
+		args = append(args, "--balloon")
+	}
 	return args
 }
 

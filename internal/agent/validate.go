@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"strings"
 
 	"github.com/govisor/govisor/api"
 	"github.com/govisor/govisor/internal/vm"
@@ -66,6 +67,23 @@ func normalize(s api.VMSpec, hostMiB uint64) (api.VMSpec, error) {
 	if err := checkFile(s.Initrd, false); err != nil {
 		return s, &FieldError{"initrd", err.Error()}
 	}
+	for i, d := range s.Disks {
+		field := fmt.Sprintf("disks[%d]", i)
+		if d.Path == "" {
+			return s, &FieldError{field + ".path", "required: the path of a disk image on the host"}
+		}
+		if err := checkFile(d.Path, true); err != nil {
+			return s, &FieldError{field + ".path", err.Error()}
+		}
+		if strings.ContainsAny(d.Path, ",") {
+			return s, &FieldError{field + ".path", fmt.Sprintf("%q: a disk path cannot contain a comma", d.Path)}
+		}
+		switch d.Format {
+		case "", "raw", "qcow2", "vmdk", "vhd", "vhdx":
+		default:
+			return s, &FieldError{field + ".format", fmt.Sprintf("%q: use raw, qcow2, vmdk, vhd or vhdx (or leave it out to probe)", d.Format)}
+		}
+	}
 	if s.Cmdline == "" {
 		s.Cmdline = defaultCmdline
 	}
@@ -113,4 +131,3 @@ func checkFile(path string, required bool) error {
 	}
 	return nil
 }
-

@@ -77,3 +77,39 @@ func FuzzDecodeSpec(f *testing.F) {
 		}
 	})
 }
+
+func TestDiskSpecs(t *testing.T) {
+	dir := t.TempDir()
+	kernel := filepath.Join(dir, "k")
+	disk := filepath.Join(dir, "d.qcow2")
+	os.WriteFile(kernel, []byte("k"), 0o644)
+	os.WriteFile(disk, []byte("d"), 0o644)
+	good := api.VMSpec{Name: "a", Kernel: kernel, Disks: []api.DiskSpec{{Path: disk, ReadOnly: true, Format: "qcow2"}}, RNG: true, Balloon: true}
+	s, err := normalize(good, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	args := strings.Join(vmmArgs(s), " ")
+	for _, want := range []string{"--disk path=" + disk + ",readonly,format=qcow2", "--rng", "--balloon"} {
+		if !strings.Contains(args, want) {
+			t.Errorf("VMM args %q lack %q", args, want)
+		}
+	}
+	for _, c := range []struct {
+		disk  api.DiskSpec
+		field string
+	}{
+		{api.DiskSpec{}, "disks[0].path"},
+		{api.DiskSpec{Path: "rel.img"}, "disks[0].path"},
+		{api.DiskSpec{Path: filepath.Join(dir, "missing")}, "disks[0].path"},
+		{api.DiskSpec{Path: disk, Format: "iso"}, "disks[0].format"},
+	} {
+		bad := good
+		bad.Disks = []api.DiskSpec{c.disk}
+		_, err := normalize(bad, 0)
+		var fe *FieldError
+		if !errors.As(err, &fe) || fe.Field != c.field {
+			t.Errorf("disk %+v: error %v, want one naming %s", c.disk, err, c.field)
+		}
+	}
+}

@@ -176,6 +176,11 @@ YAML file:
   cmdline: console=ttyS0
   boot: linux64            # or pvh
   restartPolicy: on-failure  # never, on-failure or always
+  disks:                   # virtio-blk, in order (vda, vdb, ...)
+    - path: /var/lib/govisor/web1.qcow2
+    - {path: /srv/data.raw, readOnly: true}
+  rng: true
+  balloon: true
 ` + exitCodesHelp,
 	}
 	f.register(cmd)
