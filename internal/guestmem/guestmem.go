@@ -31,12 +31,13 @@ type Memory struct {
 	size      uint64
 	dirtyOnce sync.Once
 	dirty     []dirtyBitmap
+	anonymous bool // mapped by New: never-populated pages read as zero
 }
 
 // New maps anonymous host memory for each range. Pages are allocated lazily
 // by the host kernel as the guest touches them (MAP_NORESERVE).
 func New(ranges []Range) (*Memory, error) {
-	m := &Memory{}
+	m := &Memory{anonymous: true}
 	rs := append([]Range(nil), ranges...)
 	sort.Slice(rs, func(i, j int) bool { return rs[i].GPA < rs[j].GPA })
 	for i, r := range rs {

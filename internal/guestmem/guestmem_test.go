@@ -65,3 +65,28 @@ func TestMarkDirty(t *testing.T) {
 		t.Fatal("TakeDirty did not clear the bitmap")
 	}
 }
+
+func TestNeverWritten(t *testing.T) {
+	m, err := New([]Range{{0, 256 * PageSize}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	m.WriteAt([]byte{1}, 5*PageSize)
+	m.WriteAt([]byte{1}, 200*PageSize+7)
+	bm := m.NeverWritten(0)
+	if bm == nil {
+		t.Skip("SKIPPED: /proc/self/pagemap is not readable here")
+	}
+	for _, p := range []int{5, 200} {
+		if bm[p/64]&(1<<(p%64)) != 0 {
+			t.Errorf("written page %d reported as never written", p)
+		}
+	}
+	if bm[0]&1 == 0 || bm[3]>>63 == 0 {
+		t.Errorf("untouched pages not reported: %x", bm)
+	}
+	if FromRegions(m.Regions()).NeverWritten(0) != nil {
+		t.Error("memory not mapped by New must give no hint")
+	}
+}

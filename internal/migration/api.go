@@ -25,6 +25,16 @@ type Source interface {
 	DeviceState() ([]byte, error)
 }
 
+// ZeroHinter is implemented by a Source that can tell, without reading
+// them, which pages were never written (and so read as zero): the full copy
+// then skips them. A wrong hint loses data, so only pages that are certain
+// to be zero may be set.
+type ZeroHinter interface {
+	// NeverWritten returns, for region i of Regions, a bitmap (bit p of
+	// word p/64 = page p) of pages known to read as zero; nil if unknown.
+	NeverWritten(i int) []uint64
+}
+
 // Throttler is implemented by a Source that can slow its vCPUs, for
 // auto-converge.
 type Throttler interface {

@@ -82,9 +82,17 @@ func (s *sender) sendAll() error {
 	if cap(s.buf) < readChunk {
 		s.buf = make([]byte, readChunk)
 	}
-	for _, r := range s.regs {
+	hinter, _ := s.src.(ZeroHinter)
+	for i, r := range s.regs {
+		var zero []uint64
+		if hinter != nil {
+			zero = hinter.NeverWritten(i)
+		}
 		for off := uint64(0); off < r.Size; off += readChunk {
 			buf := s.buf[:min(readChunk, r.Size-off)]
+			if allSet(zero, off/PageSize, uint64(len(buf))/PageSize) {
+				continue // never written: the destination's zero page is right
+			}
 			if err := s.src.ReadMemory(r.GPA+off, buf); err != nil {
 				return fmt.Errorf("migration: read guest memory at %#x: %w", r.GPA+off, err)
 			}
@@ -217,4 +225,18 @@ func (s *sender) takeDirty() (mem, dsk [][]uint64, err error) {
 		dsk = append(dsk, bm)
 	}
 	return mem, dsk, nil
+}
+
+// allSet reports whether bits [first, first+n) of bm are all set; a nil or
+// short bitmap is not.
+func allSet(bm []uint64, first, n uint64) bool {
+	if bm == nil || (first+n+63)/64 > uint64(len(bm)) {
+		return false
+	}
+	for p := first; p < first+n; p++ {
+		if bm[p/64]&(1<<(p%64)) == 0 {
+			return false
+		}
+	}
+	return true
 }

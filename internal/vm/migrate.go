@@ -106,6 +106,11 @@ func (s *migrationSource) DirtyBitmap() ([][]uint64, error) {
 	return out, nil
 }
 
+// NeverWritten lets the full copy skip pages the guest never touched
+// (migration.ZeroHinter): they read as zero on both sides. Pages touched
+// after the hint are in the next round's dirty log.
+func (s *migrationSource) NeverWritten(i int) []uint64 { return s.m.mem.NeverWritten(i) }
+
 func (s *migrationSource) Pause() error  { return s.m.Pause() }
 func (s *migrationSource) Resume() error { s.m.Resume(); return nil }
 
