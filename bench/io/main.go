@@ -129,6 +129,6 @@ func main() {
 		{"RAND4K", "4 KiB O_DIRECT reads", 2000, "IOPS"},
 	} {
 		gv, qv := r.amount/g[r.key], r.amount/q[r.key]
-		fmt.Printf("%-30s %8.0f %s %8.0f %s %6.2fx\n", r.name, gv, r.unit, qv, r.unit, gv/qv)
+		fmt.Printf("%-30s %8.2f %s %8.2f %s %6.2fx\n", r.name, gv, r.unit, qv, r.unit, gv/qv)
 	}
 }
