@@ -120,6 +120,7 @@ func TestProbe(t *testing.T) {
 // `reboot -f` resets the machine; govisor must boot it again (a second
 // GUEST-READY) and end cleanly on SIGTERM.
 func TestLinuxRebootRestarts(t *testing.T) {
+	t.Parallel() // each boots Linux: minutes on kvm_pvm
 	kernel, initrd := kvmtest.LinuxGuest(t)
 	cmd := exec.Command(govisorBin(t), "run", "--kernel", kernel, "--initrd", initrd, "--memory", "256M",
 		"--cmdline", kvmtest.LinuxCmdline+" acpi=off run=true")

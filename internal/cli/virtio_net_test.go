@@ -18,6 +18,7 @@ import (
 // guest pings the host across it. Then the host inflates the guest's memory
 // balloon through the VMM API and the guest's free memory drops.
 func TestLinuxNetAndBalloon(t *testing.T) {
+	t.Parallel() // each boots Linux: minutes on kvm_pvm
 	kernel, initrd := kvmtest.LinuxGuest(t)
 	need(t, "ip")
 	ns := fmt.Sprintf("gvtest%d", os.Getpid())

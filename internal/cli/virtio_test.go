@@ -43,6 +43,7 @@ func sh(t *testing.T, okCodes []int, name string, args ...string) string {
 // reads the hardware RNG; then the VMM is killed with SIGKILL while the
 // file system is still mounted, and the host finds the flushed file intact.
 func TestLinuxVirtioBlkAndRng(t *testing.T) {
+	t.Parallel() // each boots Linux: minutes on kvm_pvm
 	kernel, initrd := kvmtest.LinuxGuest(t)
 	need(t, "mkfs.ext4", "e2fsck", "debugfs")
 	dir := t.TempDir()

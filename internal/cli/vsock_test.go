@@ -31,6 +31,7 @@ func vsockPattern(seed string) []byte {
 // connection: the host connects through the Unix socket (CONNECT <port>),
 // and the guest connects to host port 6000 (reaching <uds>_6000).
 func TestLinuxVsock(t *testing.T) {
+	t.Parallel() // each boots Linux: minutes on kvm_pvm
 	kernel, initrd := kvmtest.LinuxGuest(t)
 	dir := t.TempDir()
 	peer := filepath.Join(dir, "vsockpeer")
