@@ -4,30 +4,18 @@ import (
 	"bytes"
 	"math/rand/v2"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/govisor/govisor/internal/diskimage/imagetest"
 )
 
-// qemuImg returns the qemu-img path, skipping loudly when it is missing.
-func qemuImg(t *testing.T) string {
-	t.Helper()
-	p, err := exec.LookPath("qemu-img")
-	if err != nil {
-		t.Skip("SKIPPING QEMU-IMG INTEROP TEST: qemu-img not installed (run scripts/deps.sh test)")
-	}
-	return p
-}
-
-func run(t *testing.T, name string, args ...string) string {
-	t.Helper()
-	out, err := exec.Command(name, args...).CombinedOutput()
-	if err != nil {
-		t.Fatalf("%s %s: %v\n%s", name, strings.Join(args, " "), err, out)
-	}
-	return string(out)
-}
+// Shared with the other formats' interop tests.
+var (
+	qemuImg = imagetest.QemuImg
+	run     = imagetest.Run
+)
 
 func TestQemuCreatedImagesReadIdentically(t *testing.T) {
 	q := qemuImg(t)
