@@ -77,7 +77,7 @@ func runGovisor(bin, elf, dir string, memMiB, downtimeMS int) (result, error) {
 	srcSock, dstSock := filepath.Join(dir, "g-src.sock"), filepath.Join(dir, "g-dst.sock")
 	mem := strconv.Itoa(memMiB) + "M"
 	src := exec.Command(bin, "run", "--kernel", elf, "--boot", "pvh", "--memory", mem, "--api-sock", srcSock)
-	dst := exec.Command(bin, "run", "--incoming", addr, "--memory", mem, "--api-sock", dstSock)
+	dst := exec.Command(bin, "run", "--incoming", addr, "--memory", mem, "--cpus", "1", "--api-sock", dstSock)
 	for _, c := range []*exec.Cmd{src, dst} {
 		if err := c.Start(); err != nil {
 			return result{}, err

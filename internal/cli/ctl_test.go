@@ -128,7 +128,7 @@ func TestMigrateThroughCLI(t *testing.T) {
 	l.Close()
 	srcSock, dstSock := filepath.Join(dir, "src.sock"), filepath.Join(dir, "dst.sock")
 	src := exec.Command(bin, "run", "--kernel", elf, "--boot", "pvh", "--memory", "64M", "--cpus", "2", "--api-sock", srcSock)
-	dst := exec.Command(bin, "run", "--incoming", addr, "--memory", "64M", "--api-sock", dstSock)
+	dst := exec.Command(bin, "run", "--incoming", addr, "--memory", "64M", "--cpus", "2", "--api-sock", dstSock)
 	var srcOut, dstOut bytes.Buffer
 	src.Stdout, src.Stderr = &srcOut, &srcOut
 	dst.Stdout, dst.Stderr = &dstOut, &dstOut

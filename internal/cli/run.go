@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"net"
 	"os"
 	"os/signal"
@@ -37,6 +36,7 @@ type runOptions struct {
 	vsock                   string
 	balloon                 bool
 	incoming                string
+	cpusSet                 bool
 }
 
 func newRunCmd() *cobra.Command {
@@ -49,7 +49,10 @@ func newRunCmd() *cobra.Command {
 The process exits 0 when the guest powers off; a guest reboot restarts the
 guest unless --on-reboot=exit.`,
 		Args: cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error { return runVM(o) },
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			o.cpusSet = cmd.Flags().Changed("cpus")
+			return runVM(o)
+		},
 	}
 	f := cmd.Flags()
 	f.StringVar(&o.kernel, "kernel", "", "kernel image: bzImage or ELF vmlinux (required)")
@@ -84,7 +87,7 @@ func ParseMemoryMiB(s string) (uint64, error) {
 }
 
 // receiveMigration waits for one live migration on addr.
-func receiveMigration(addr string, memMiB uint64, out io.Writer) (*vm.Machine, error) {
+func receiveMigration(addr string, cfg vm.Config) (*vm.Machine, error) {
 	l, err := net.Listen("tcp", addr)
 	if err != nil {
 		return nil, fmt.Errorf("--incoming %s: %w", addr, err)
@@ -96,7 +99,7 @@ func receiveMigration(addr string, memMiB uint64, out io.Writer) (*vm.Machine, e
 		return nil, err
 	}
 	defer conn.Close()
-	return vm.Incoming(context.Background(), conn, memMiB, out)
+	return vm.Incoming(context.Background(), conn, cfg)
 }
 
 // ParseDisk parses a --disk value: path=FILE[,readonly][,format=F][,serial=S][,queues=N].
@@ -238,7 +241,13 @@ func runVM(o *runOptions) error {
 		if o.restore != "" && boot == 1 {
 			m, err = vm.RestoreSnapshot(o.restore, out)
 		} else if o.incoming != "" && boot == 1 {
-			m, err = receiveMigration(o.incoming, cfg.MemoryMiB, out)
+			in := vm.Config{MemoryMiB: cfg.MemoryMiB, Console: out, RNG: o.rng, Balloon: o.balloon, DebugExit: o.debugExit}
+			if o.cpusSet {
+				// The machine's shape is known: build it before the migration
+				// so that the guest's downtime does not include it.
+				in.CPUs = o.cpus
+			}
+			m, err = receiveMigration(o.incoming, in)
 		} else {
 			m, err = vm.New(cfg)
 		}

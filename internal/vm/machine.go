@@ -146,7 +146,7 @@ type Machine struct {
 }
 
 // New builds the machine: KVM VM, memory, devices, tables, kernel and vCPUs.
-func New(cfg Config) (*Machine, error) { return build(cfg, nil, nil) }
+func New(cfg Config) (*Machine, error) { return build(cfg, false, nil) }
 
 // Restore builds a machine from a saved state and guest RAM (for example
 // mapped MAP_PRIVATE from a snapshot); it starts paused-equivalent: call Start.
@@ -171,10 +171,20 @@ func Restore(cfg Config, st *MachineState, mem *guestmem.Memory) (_ *Machine, er
 	if mem == nil || mem.Size() != cfg.MemoryMiB<<20 {
 		return nil, fmt.Errorf("vm: restored memory does not match --memory %dM", cfg.MemoryMiB)
 	}
-	return build(cfg, st, mem)
+	m, err := build(cfg, true, mem)
+	if err != nil {
+		return nil, err
+	}
+	if err := m.restoreState(st); err != nil {
+		m.Close()
+		return nil, err
+	}
+	return m, nil
 }
 
-func build(cfg Config, restore *MachineState, mem *guestmem.Memory) (_ *Machine, err error) {
+// build makes the machine. With restoring set it stops short of loading a
+// guest: the vCPUs are created but get their state from restoreState.
+func build(cfg Config, restoring bool, mem *guestmem.Memory) (_ *Machine, err error) {
 	if cfg.CPUs < 1 || cfg.CPUs > MaxCPUs {
 		return nil, fmt.Errorf("vm: --cpus %d: give 1 to %d", cfg.CPUs, MaxCPUs)
 	}
@@ -246,7 +256,7 @@ func build(cfg Config, restore *MachineState, mem *guestmem.Memory) (_ *Machine,
 		return err
 	}
 	defer waitIRQChip() // never leave the goroutine using a closed VM
-	if err := m.setupMemory(mem); err != nil {
+	if err := m.setupMemory(mem, !restoring); err != nil {
 		return nil, err
 	}
 	if err := m.setupDevices(); err != nil {
@@ -255,14 +265,11 @@ func build(cfg Config, restore *MachineState, mem *guestmem.Memory) (_ *Machine,
 	if err := m.setupVirtio(); err != nil {
 		return nil, err
 	}
-	if restore != nil {
+	if restoring {
 		if err := waitIRQChip(); err != nil {
 			return nil, err
 		}
 		if err := m.createVCPUs(entryState{}, false); err != nil {
-			return nil, err
-		}
-		if err := m.restoreState(restore); err != nil {
 			return nil, err
 		}
 		return m, nil
@@ -280,7 +287,10 @@ func build(cfg Config, restore *MachineState, mem *guestmem.Memory) (_ *Machine,
 	return m, nil
 }
 
-func (m *Machine) setupMemory(restored *guestmem.Memory) error {
+// setupMemory maps guest RAM (restored, or new) into KVM; bootTables writes
+// the GDT and page tables a fresh boot needs (a restore or an incoming
+// migration must start from memory that is all zero or all saved).
+func (m *Machine) setupMemory(restored *guestmem.Memory, bootTables bool) error {
 	if restored != nil {
 		m.mem = restored
 		return m.mapSlots()
@@ -292,6 +302,9 @@ func (m *Machine) setupMemory(restored *guestmem.Memory) error {
 	m.mem = mem
 	if err := m.mapSlots(); err != nil {
 		return err
+	}
+	if !bootTables {
+		return nil
 	}
 	return writeBootTables(mem)
 }

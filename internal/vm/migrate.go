@@ -5,7 +5,6 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"io"
 	"net"
 	"sync"
 
@@ -133,40 +132,49 @@ func (m *Machine) savedConfig() SavedConfig {
 		Nets: m.cfg.Nets, Vsock: m.cfg.Vsock, Balloon: m.cfg.Balloon, DebugExit: m.cfg.DebugExit, Template: m.tmpl}
 }
 
-// Incoming receives a live migration on conn into a new machine of memMiB
-// MiB (the source's size, checked in the handshake) and returns it ready to
-// Start. On error nothing is left behind and the source keeps running.
-func Incoming(ctx context.Context, conn net.Conn, memMiB uint64, console io.Writer) (*Machine, error) {
-	dst, err := newMigrationDest(memMiB, console)
-	if err != nil {
+// Incoming receives a live migration on conn and returns the machine, ready
+// to Start. cfg gives the memory size (the source's, checked in the
+// handshake) and the console. When cfg also gives the vCPU count and the
+// VM has no disks, the KVM VM, vCPUs and devices are built before the
+// migration starts, as QEMU does, so that the guest's downtime does not
+// include them; they must then match the source's, or the migration is
+// refused. (Disks are opened at the handover, once the source has flushed
+// them.) On error nothing is left behind and the source keeps running.
+func Incoming(ctx context.Context, conn net.Conn, cfg Config) (*Machine, error) {
+	d := &migrationDest{cfg: cfg}
+	if cfg.CPUs > 0 && len(cfg.Disks) == 0 {
+		m, err := build(cfg, true, nil)
+		if err != nil {
+			return nil, err
+		}
+		d.m, d.mem, d.prebuilt = m, m.mem, true
+	} else {
+		mem, err := guestmem.New(ramLayout(cfg.MemoryMiB))
+		if err != nil {
+			return nil, err
+		}
+		d.mem = mem
+	}
+	if _, err := migration.Receive(ctx, conn, d); err != nil {
+		d.discard()
 		return nil, err
 	}
-	if _, err := migration.Receive(ctx, conn, dst); err != nil {
-		dst.discard()
-		return nil, err
-	}
-	if dst.m == nil {
-		dst.discard()
+	if d.m == nil || !d.committed {
+		d.discard()
 		return nil, errors.New("vm: migration finished without device state")
 	}
-	return dst.m, nil
+	return d.m, nil
 }
 
-// migrationDest builds the destination machine: memory first, the machine
-// itself once the device state arrives.
+// migrationDest is the receiving machine: its memory from the start, the
+// rest built before (prebuilt) or when the device state arrives.
 type migrationDest struct {
-	mu      sync.Mutex
-	mem     *guestmem.Memory
-	console io.Writer
-	m       *Machine
-}
-
-func newMigrationDest(memMiB uint64, console io.Writer) (*migrationDest, error) {
-	mem, err := guestmem.New(ramLayout(memMiB))
-	if err != nil {
-		return nil, err
-	}
-	return &migrationDest{mem: mem, console: console}, nil
+	mu        sync.Mutex
+	cfg       Config
+	mem       *guestmem.Memory
+	m         *Machine
+	prebuilt  bool
+	committed bool
 }
 
 func (d *migrationDest) Regions() []migration.Region {
@@ -188,16 +196,28 @@ func (d *migrationDest) Commit(state []byte) error {
 		return err
 	}
 	sc := ms.Config
-	cfg := Config{CPUs: sc.CPUs, MemoryMiB: sc.MemoryMiB, Disks: sc.Disks, RNG: sc.RNG, Nets: sc.Nets,
-		Vsock: sc.Vsock, Balloon: sc.Balloon, DebugExit: sc.DebugExit, Template: sc.Template, Console: d.console}
 	d.mu.Lock()
 	defer d.mu.Unlock()
+	if d.prebuilt {
+		mine := d.m.savedConfig()
+		if mine.CPUs != sc.CPUs || mine.RNG != sc.RNG || mine.Balloon != sc.Balloon || len(mine.Nets) != len(sc.Nets) ||
+			(mine.Vsock == nil) != (sc.Vsock == nil) || len(sc.Disks) != 0 || mine.DebugExit != sc.DebugExit {
+			return fmt.Errorf("vm: the destination was started as %+v but the source VM is %+v: start it with the same devices", mine, sc)
+		}
+		if err := d.m.restoreState(&ms.Machine); err != nil {
+			return err
+		}
+		d.committed = true
+		return nil
+	}
+	cfg := Config{CPUs: sc.CPUs, MemoryMiB: sc.MemoryMiB, Disks: sc.Disks, RNG: sc.RNG, Nets: sc.Nets,
+		Vsock: sc.Vsock, Balloon: sc.Balloon, DebugExit: sc.DebugExit, Template: sc.Template, Console: d.cfg.Console}
 	m, err := Restore(cfg, &ms.Machine, d.mem)
 	d.mem = nil // Restore owns it now, even on failure
 	if err != nil {
 		return err
 	}
-	d.m = m
+	d.m, d.committed = m, true
 	return nil
 }
 
@@ -205,11 +225,10 @@ func (d *migrationDest) discard() {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if d.m != nil {
-		d.m.Close()
+		d.m.Close() // also unmaps a prebuilt machine's memory
 		d.m = nil
-	}
-	if d.mem != nil {
+	} else if d.mem != nil {
 		d.mem.Close()
-		d.mem = nil
 	}
+	d.mem = nil
 }

@@ -14,6 +14,18 @@ import (
 // memory, one dirtying a 4 MiB buffer) to a new machine over loopback TCP:
 // the counter only moves forward, the source stops, the destination runs.
 func TestLiveMigrationLoopback(t *testing.T) {
+	for _, prebuilt := range []bool{false, true} {
+		t.Run(map[bool]string{false: "built-at-handover", true: "prebuilt"}[prebuilt], func(t *testing.T) {
+			testLiveMigration(t, prebuilt)
+		})
+	}
+}
+
+func testLiveMigration(t *testing.T, prebuilt bool) {
+	prebuiltCPUs := 0
+	if prebuilt {
+		prebuiltCPUs = 2
+	}
 	m := newFlat(t, 2, countingGuest(), nil)
 	if err := m.Start(); err != nil {
 		t.Fatal(err)
@@ -37,7 +49,7 @@ func TestLiveMigrationLoopback(t *testing.T) {
 			return
 		}
 		defer c.Close()
-		dm, err := Incoming(context.Background(), c, 64, nil)
+		dm, err := Incoming(context.Background(), c, Config{MemoryMiB: 64, CPUs: prebuiltCPUs, DebugExit: true})
 		dest <- result{dm, err}
 	}()
 	conn, err := net.Dial("tcp", l.Addr().String())
