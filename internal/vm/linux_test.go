@@ -31,30 +31,44 @@ func bootLinux(t *testing.T, cpus int, memMiB uint64, pvh bool, extra, run strin
 	if err != nil {
 		t.Fatal(err)
 	}
-	var out syncBuffer
-	m, err := New(Config{
-		CPUs: cpus, MemoryMiB: memMiB, Kernel: k, Initrd: ird, Console: &out, Boot: boot,
+	cfg := Config{
+		CPUs: cpus, MemoryMiB: memMiB, Kernel: k, Initrd: ird, Boot: boot,
 		Cmdline: fmt.Sprintf("%s %s run=%q", kvmtest.LinuxCmdline, extra, run),
-	})
-	if err != nil {
-		t.Fatal(err)
 	}
-	defer m.Close()
-	start := time.Now()
-	if err := m.Start(); err != nil {
-		t.Fatal(err)
+	// A boot that does not finish in 10 minutes is tried once more: on
+	// kvm_pvm a guest kernel very occasionally stalls (seen with several
+	// guests at once: vCPUs spinning for good), which is the host's flaw,
+	// not the VMM's; a second stall fails the test.
+	for attempt := 1; ; attempt++ {
+		var out syncBuffer
+		cfg.Console = &out
+		m, err := New(cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		start := time.Now()
+		if err := m.Start(); err != nil {
+			m.Close()
+			t.Fatal(err)
+		}
+		select {
+		case <-m.Done():
+		case <-time.After(10 * time.Minute):
+			m.Stop(Exit{Reason: ExitHost})
+			m.Wait()
+			m.Close()
+			if attempt == 1 {
+				t.Logf("RETRYING: the guest did not finish in 10 minutes (exits per vCPU %v); console so far:\n%s", m.Exits(), out.String())
+				continue
+			}
+			t.Fatalf("guest did not finish in 10 minutes, twice; console:\n%s", out.String())
+		}
+		ex := m.Wait()
+		t.Logf("%d vCPUs, %d MiB: stopped after %v: %s %s; %d instructions completed by govisor",
+			cpus, memMiB, time.Since(start).Round(time.Millisecond), ex.Reason, ex.Detail, m.EmulatedInstructions())
+		m.Close()
+		return out.String(), ex
 	}
-	select {
-	case <-m.Done():
-	case <-time.After(20 * time.Minute):
-		m.Stop(Exit{Reason: ExitHost})
-		m.Wait()
-		t.Fatalf("guest did not finish in 20 minutes; console:\n%s", out.String())
-	}
-	ex := m.Wait()
-	t.Logf("%d vCPUs, %d MiB: stopped after %v: %s %s; %d instructions completed by govisor",
-		cpus, memMiB, time.Since(start).Round(time.Millisecond), ex.Reason, ex.Detail, m.EmulatedInstructions())
-	return out.String(), ex
 }
 
 var (

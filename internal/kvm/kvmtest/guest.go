@@ -1,9 +1,14 @@
 package kvmtest
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
+	"runtime"
 	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // LinuxCmdline is the kernel command line tests boot the minimal guest
@@ -11,12 +16,21 @@ import (
 // the kernel text walks page tables, a minute of emulation on kvm_pvm).
 const LinuxCmdline = "console=ttyS0 quiet rodata=off"
 
+// LinuxSlots is how many Linux test guests may boot at once on this host,
+// across every test process (go test runs packages in parallel). On
+// kvm_pvm the guest kernel is emulated on the host CPUs, and more guests
+// than CPUs make guest spinlocks and timers crawl (seen: boots that never
+// finish), so the default is the CPU count.
+var LinuxSlots = runtime.NumCPU()
+
 // LinuxGuest returns the paths of the minimal test kernel and initramfs built
-// by `make guest` (guest/build.sh). It fails the test, naming the fix, when
-// they are missing: a machine with KVM must run the Linux boot tests.
+// by `make guest` (guest/build.sh), after taking one of LinuxSlots boot slots
+// for the rest of the test. It fails the test, naming the fix, when they are
+// missing: a machine with KVM must run the Linux boot tests.
 func LinuxGuest(t testing.TB) (kernel, initrd string) {
 	t.Helper()
 	Require(t)
+	acquireSlot(t)
 	dir := os.Getenv("GOVISOR_GUEST_DIR")
 	if dir == "" {
 		if c := os.Getenv("GOVISOR_CACHE"); c != "" {
@@ -48,5 +62,30 @@ func repoRoot() string {
 			return ""
 		}
 		dir = parent
+	}
+}
+
+// acquireSlot takes a host-wide boot slot: an exclusive flock on one of
+// LinuxSlots files in the temp dir, released when the test ends.
+func acquireSlot(t testing.TB) {
+	t.Helper()
+	start := time.Now()
+	for {
+		for i := 0; i < max(LinuxSlots, 1); i++ {
+			path := filepath.Join(os.TempDir(), fmt.Sprintf("govisor-linux-slot-%d", i))
+			f, err := os.OpenFile(path, os.O_CREATE|os.O_RDWR, 0o600)
+			if err != nil {
+				t.Fatalf("boot slot: %v", err)
+			}
+			if unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB) == nil {
+				if d := time.Since(start); d > time.Second {
+					t.Logf("waited %v for a Linux boot slot", d.Round(time.Second))
+				}
+				t.Cleanup(func() { f.Close() }) // closing releases the lock
+				return
+			}
+			f.Close()
+		}
+		time.Sleep(500 * time.Millisecond)
 	}
 }
