@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"math/bits"
 	"strings"
 
 	"github.com/govisor/govisor/internal/kvm"
@@ -47,18 +48,10 @@ func (r *vcpuRunner) emulateFailed(ie kvm.InternalError) (bool, error) {
 		}
 	case act.popcnt:
 		src := getReg(&regs, act.src)
-		v := uint64(0)
-		for x := src; x != 0; x &= x - 1 {
-			v++
-		}
 		if act.size == 4 {
 			src &= 0xFFFFFFFF
-			v = 0
-			for x := src; x != 0; x &= x - 1 {
-				v++
-			}
 		}
-		setReg(&regs, act.dst, v)
+		setReg(&regs, act.dst, uint64(bits.OnesCount64(src)))
 		// POPCNT clears OF, SF, ZF, AF, CF, PF and sets ZF when the source is 0.
 		regs.RFLAGS &^= 0x8D5
 		if src == 0 {
