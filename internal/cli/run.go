@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"os/signal"
@@ -31,6 +32,7 @@ type runOptions struct {
 	disks                   []string
 	rng                     bool
 	apiSock                 string
+	consoleSock             string
 	restore                 string
 	nets                    []string
 	vsock                   string
@@ -71,6 +73,7 @@ guest unless --on-reboot=exit.`,
 	f.StringArrayVar(&o.nets, "net", nil, "virtio-net on a TAP device: tap=NAME[,mac=MAC] (repeatable; the TAP is created if it does not exist)")
 	f.StringVar(&o.vsock, "vsock", "", "virtio-vsock: cid=N,uds=PATH (host connects to PATH and sends \"CONNECT <port>\\n\"; guest connections to port P reach PATH_P)")
 	f.BoolVar(&o.balloon, "balloon", false, "add a virtio-balloon device (govisor ctl balloon MIB sets its size)")
+	f.StringVar(&o.consoleSock, "console-sock", "", "also serve the serial console on this Unix socket: every client sees the guest's output and its input goes to the guest")
 	f.StringVar(&o.apiSock, "api-sock", "", "serve the VMM control API (pause, resume, snapshot, stop) on this Unix socket")
 	f.StringVar(&o.incoming, "incoming", "", "wait for a live migration on this TCP address (HOST:PORT; give the source's --memory) instead of booting")
 	f.StringVar(&o.restore, "restore", "", "start from the snapshot in this folder (made with govisor ctl snapshot) instead of booting")
@@ -214,14 +217,23 @@ func runVM(o *runOptions) error {
 	if err != nil {
 		return &ExitError{Code: 2, Err: err}
 	}
-	out := newConsoleWriter(os.Stdout)
-	defer out.Close()
-	cfg.Console = out
+	stdout := newConsoleWriter(os.Stdout)
+	defer stdout.Close()
 	con, err := attachConsole(os.Stdin)
 	if err != nil {
 		return err
 	}
 	defer con.restore()
+	var out io.Writer = stdout
+	if o.consoleSock != "" {
+		hub, err := listenConsoleSock(o.consoleSock, con.bytes)
+		if err != nil {
+			return &ExitError{Code: 1, Err: err}
+		}
+		defer hub.Close()
+		out = teeConsole{out: stdout, hub: hub}
+	}
+	cfg.Console = out
 	ctl := &machineCtl{}
 	if o.apiSock != "" {
 		l, err := vmmapi.Listen(o.apiSock)
@@ -275,7 +287,7 @@ func runVM(o *runOptions) error {
 		ctl.set(nil)
 		stopInput()
 		m.Close()
-		out.Flush()
+		stdout.Flush()
 		if o.verbose {
 			fmt.Fprintf(os.Stderr, "govisor: guest stopped: %s %s (exits per vCPU %v)\n", ex.Reason, ex.Detail, m.Exits())
 			if t := m.FirstExit(); !t.IsZero() {
