@@ -215,11 +215,19 @@ func (m *Machine) Pause() error {
 	if m.stopping {
 		return ErrStopped
 	}
+	// Stop device I/O too, so that neither guest memory nor disks change
+	// while paused: snapshots and migration handovers see one instant.
+	for _, t := range m.transports {
+		t.Quiesce()
+	}
 	return nil
 }
 
-// Resume lets paused vCPUs run again.
+// Resume lets paused vCPUs and devices run again.
 func (m *Machine) Resume() {
+	for _, t := range m.transports {
+		t.Unquiesce()
+	}
 	m.mu.Lock()
 	m.pauseReq = false
 	m.cond.Broadcast()

@@ -244,8 +244,8 @@ func (t *Transport) queueConfig(i int) virtqueue.Config {
 func (t *Transport) resetLocked() {
 	if t.active {
 		t.dev.Reset()
-		t.active, t.live = false, nil
 	}
+	t.active, t.quiesced, t.live = false, false, nil
 	t.status, t.devFeatSel, t.drvFeatSel, t.drvFeat, t.queueSel = 0, 0, 0, 0, 0
 	for i := range t.queues {
 		t.queues[i] = queueConf{size: t.maxSizes[i]}

@@ -48,7 +48,7 @@ type State struct {
 func (t *Transport) SaveState() State {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	live := t.live
+	live, restart := t.live, t.active
 	if t.active {
 		t.dev.Reset()
 		t.active = false
@@ -75,7 +75,7 @@ func (t *Transport) SaveState() State {
 		s.Queues = append(s.Queues, qs)
 	}
 	t.msix.mu.Unlock()
-	if live != nil {
+	if restart {
 		if err := t.activateLocked(live); err != nil {
 			t.fail(err)
 		}
@@ -128,4 +128,31 @@ func (t *Transport) RestoreState(s State) error {
 		return fmt.Errorf("pcitransport: restore: %w", err)
 	}
 	return nil
+}
+
+// Quiesce stops a running device's workers (each finishes its current
+// request) and keeps them stopped until Unquiesce, so that neither guest
+// memory nor the device's backend (a disk, a TAP) changes while the VM is
+// paused: a snapshot or a migration handover then sees one consistent
+// instant, as QEMU's vm_stop drains I/O before saving.
+func (t *Transport) Quiesce() {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.active {
+		t.dev.Reset()
+		t.active, t.quiesced = false, true
+	}
+}
+
+// Unquiesce restarts the workers Quiesce stopped, on the same queues.
+func (t *Transport) Unquiesce() {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if !t.quiesced {
+		return
+	}
+	t.quiesced = false
+	if err := t.activateLocked(t.live); err != nil {
+		t.fail(err)
+	}
 }

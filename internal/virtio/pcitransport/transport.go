@@ -116,8 +116,9 @@ type Transport struct {
 	configGen  uint8
 	queueSel   uint16
 	queues     []queueConf
-	live       []*virtqueue.Queue // while active
+	live       []*virtqueue.Queue // while active or quiesced
 	active     bool
+	quiesced   bool // active, but the workers are stopped until Unquiesce
 
 	intxMu     sync.Mutex // orders INTx level changes
 	needsReset atomic.Bool
