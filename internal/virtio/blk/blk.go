@@ -59,6 +59,7 @@ type Device struct {
 	features  uint64
 	config    [configSize]byte
 	ioErrors  atomic.Uint64
+	stats     counters
 
 	mu   sync.Mutex
 	stop chan struct{}

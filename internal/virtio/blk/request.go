@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"io"
+	"time"
 
 	"github.com/govisor/govisor/internal/virtio/virtqueue"
 )
@@ -33,13 +34,25 @@ func (d *Device) handle(c *virtqueue.Chain, r *request) uint32 {
 	if c.WriteLen == 0 {
 		return 0 // nowhere to put a status; the driver sees length 0
 	}
+	start := time.Now()
 	statusAt := int64(c.WriteLen - 1)
 	written := uint32(1)
 	var st byte
 	if _, err := c.ReadAt(r.hdr[:], 0); err != nil {
 		st = StatusIOErr
+		d.stats.errors.Add(1)
 	} else {
 		st, written = d.dispatch(c, r, statusAt)
+		typ := binary.LittleEndian.Uint32(r.hdr[0:])
+		var n uint64
+		switch {
+		case st != StatusOK:
+		case typ == TypeIn:
+			n = uint64(written - 1)
+		case typ == TypeOut:
+			n = c.ReadLen - headerSize
+		}
+		d.stats.account(typ, n, st, time.Since(start))
 	}
 	r.status[0] = st
 	c.WriteAt(r.status[:], statusAt)
