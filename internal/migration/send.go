@@ -47,7 +47,14 @@ type sender struct {
 	ack, done   chan struct{}
 
 	stats Stats
+
+	last       Progress  // the latest report, repeated between rounds
+	lastReport time.Time // when Progress was last called
 }
+
+// progressInterval is how often Progress is called while pages flow
+// between the per-round reports: a full copy of a large VM takes long.
+const progressInterval = 100 * time.Millisecond
 
 // Send migrates src over conn with pre-copy: a full copy of RAM (and
 // mirrored disks) while the guest runs, then rounds of what the guest
@@ -105,7 +112,21 @@ type countingWriter struct {
 func (cw countingWriter) Write(p []byte) (int, error) {
 	n, err := cw.c.Write(p)
 	cw.s.stats.BytesSent += int64(n)
+	cw.s.tick()
 	return n, err
+}
+
+// tick repeats the latest progress report with the current counts when
+// progressInterval has passed since the previous one.
+func (s *sender) tick() {
+	if s.opts.Progress == nil || time.Since(s.lastReport) < progressInterval {
+		return
+	}
+	p := s.last
+	if !s.limitStart.IsZero() {
+		p.Bandwidth = float64(s.stats.BytesSent-s.limitBytes) / max(time.Since(s.limitStart).Seconds(), 1e-6)
+	}
+	s.progress(p)
 }
 
 // fail turns a failure into the error Send returns: it resumes the source
@@ -419,6 +440,7 @@ func (s *sender) progress(p Progress) {
 	}
 	p.Round, p.BytesSent, p.PagesSent, p.Throttle = s.round, s.stats.BytesSent, s.stats.PagesSent, s.throttle
 	p.Paused = p.Paused || s.paused
+	s.last, s.lastReport = p, time.Now()
 	s.opts.Progress(p)
 }
 
