@@ -124,15 +124,17 @@ type Machine struct {
 	notifiers  map[uint64]notifier
 	transports []*pcitransport.Transport
 	images     []diskimage.Image
+	diskDirty  []*dirtyBlocks // per image, for disk mirroring
 	vdevs      []virtio.Device
 	closers    []func() error
 	balloon    *balloon.Device
 	msrIndex   []uint32
 	slotFlags  uint32
 
-	exits     []atomic.Uint64
-	firstExit atomic.Int64 // unix ns of the first exit to user space
-	emulated  atomic.Uint64
+	exits       []atomic.Uint64
+	exitReasons []exitCounts // per vCPU
+	firstExit   atomic.Int64 // unix ns of the first exit to user space
+	emulated    atomic.Uint64
 
 	mu       sync.Mutex
 	cond     *sync.Cond
@@ -207,6 +209,7 @@ func build(cfg Config, restoring bool, mem *guestmem.Memory) (_ *Machine, err er
 	m := &Machine{cfg: cfg, sys: sys, done: make(chan struct{}), flavor: kvm.DetectFlavor()}
 	m.cond = sync.NewCond(&m.mu)
 	m.exits = make([]atomic.Uint64, cfg.CPUs)
+	m.exitReasons = make([]exitCounts, cfg.CPUs)
 	defer func() {
 		if err != nil {
 			m.Close()

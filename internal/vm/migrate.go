@@ -31,10 +31,28 @@ type migrationState struct {
 // must be on storage both hosts share. On success the machine stops with
 // ExitMigrated; on failure it keeps running, as it was.
 func (m *Machine) MigrateTo(ctx context.Context, conn net.Conn, opts migration.Options) (migration.Stats, error) {
+	return m.migrate(ctx, conn, opts, false)
+}
+
+// MigrateMirroringTo is MigrateTo for hosts that do not share storage: every
+// disk is copied to the destination's own disks (its --disk images, blank
+// and of the same sizes) in the same pre-copy rounds as memory.
+func (m *Machine) MigrateMirroringTo(ctx context.Context, conn net.Conn, opts migration.Options) (migration.Stats, error) {
+	return m.migrate(ctx, conn, opts, true)
+}
+
+func (m *Machine) migrate(ctx context.Context, conn net.Conn, opts migration.Options, mirror bool) (migration.Stats, error) {
 	if err := m.setDirtyLogging(true); err != nil {
 		return migration.Stats{}, err
 	}
-	src := &migrationSource{m: m}
+	var src migration.Source = &migrationSource{m: m}
+	if mirror {
+		if len(m.images) == 0 {
+			return migration.Stats{}, errors.New("vm: disk mirroring asked for, but the VM has no disks")
+		}
+		src = mirroringSource{src.(*migrationSource)}
+		defer m.stopDiskTracking()
+	}
 	stats, err := migration.Send(ctx, conn, src, opts)
 	if err != nil {
 		m.setDirtyLogging(false)
@@ -138,10 +156,23 @@ func (m *Machine) savedConfig() SavedConfig {
 // VM has no disks, the KVM VM, vCPUs and devices are built before the
 // migration starts, as QEMU does, so that the guest's downtime does not
 // include them; they must then match the source's, or the migration is
-// refused. (Disks are opened at the handover, once the source has flushed
-// them.) On error nothing is left behind and the source keeps running.
+// refused. Disks in cfg are mirror targets: blank images that receive the
+// source's disks (MigrateMirroringTo). Without them the destination opens
+// the source's disk paths (shared storage) at the handover, once the source
+// has flushed them. On error nothing is left behind and the source keeps
+// running.
 func Incoming(ctx context.Context, conn net.Conn, cfg Config) (*Machine, error) {
 	d := &migrationDest{cfg: cfg}
+	var dst migration.Destination = d
+	if len(cfg.Disks) > 0 {
+		imgs, sizes, err := openMirrorTargets(cfg.Disks)
+		if err != nil {
+			return nil, err
+		}
+		md := &mirrorDest{migrationDest: d, imgs: imgs, sizes: sizes}
+		defer md.closeTargets()
+		dst = md
+	}
 	if cfg.CPUs > 0 && len(cfg.Disks) == 0 {
 		m, err := build(cfg, true, nil)
 		if err != nil {
@@ -155,7 +186,7 @@ func Incoming(ctx context.Context, conn net.Conn, cfg Config) (*Machine, error) 
 		}
 		d.mem = mem
 	}
-	if _, err := migration.Receive(ctx, conn, d); err != nil {
+	if _, err := migration.Receive(ctx, conn, dst); err != nil {
 		d.discard()
 		return nil, err
 	}
@@ -190,7 +221,11 @@ func (d *migrationDest) WriteMemory(gpa uint64, p []byte) error {
 	return err
 }
 
-func (d *migrationDest) Commit(state []byte) error {
+func (d *migrationDest) Commit(state []byte) error { return d.commit(state, nil) }
+
+// commit loads the state; targets, if given, replace the source's disk
+// paths and formats (mirrored disks), keeping its device settings.
+func (d *migrationDest) commit(state []byte, targets []Disk) error {
 	var ms migrationState
 	if err := snapshot.Decode(state, &ms); err != nil {
 		return err
@@ -210,7 +245,18 @@ func (d *migrationDest) Commit(state []byte) error {
 		d.committed = true
 		return nil
 	}
-	cfg := Config{CPUs: sc.CPUs, MemoryMiB: sc.MemoryMiB, Disks: sc.Disks, RNG: sc.RNG, Nets: sc.Nets,
+	disks := sc.Disks
+	if targets != nil {
+		if len(targets) != len(sc.Disks) {
+			return fmt.Errorf("vm: the source mirrors %d disks, the destination was given %d", len(sc.Disks), len(targets))
+		}
+		disks = make([]Disk, len(targets))
+		for i, t := range targets {
+			disks[i] = sc.Disks[i]
+			disks[i].Path, disks[i].Format = t.Path, t.Format
+		}
+	}
+	cfg := Config{CPUs: sc.CPUs, MemoryMiB: sc.MemoryMiB, Disks: disks, RNG: sc.RNG, Nets: sc.Nets,
 		Vsock: sc.Vsock, Balloon: sc.Balloon, DebugExit: sc.DebugExit, Template: sc.Template, Console: d.cfg.Console}
 	m, err := Restore(cfg, &ms.Machine, d.mem)
 	d.mem = nil // Restore owns it now, even on failure

@@ -84,7 +84,9 @@ func (m *Machine) setupVirtio() error {
 		if err != nil {
 			return fmt.Errorf("vm: --disk %s: %w", d.Path, err)
 		}
+		img, dirty := track(img)
 		m.images = append(m.images, img)
+		m.diskDirty = append(m.diskDirty, dirty)
 		serial := d.Serial
 		if serial == "" {
 			serial = fmt.Sprintf("vd%c", 'a'+i%26)
@@ -157,7 +159,7 @@ func (m *Machine) closeVirtio() {
 	for _, img := range m.images {
 		img.Close()
 	}
-	m.images = nil
+	m.images, m.diskDirty = nil, nil
 	for _, c := range m.closers {
 		c()
 	}
