@@ -160,7 +160,6 @@ func TestMigrationMirrorsDisks(t *testing.T) {
 	}
 }
 
-
 // TestMirrorTargetChecks refuses a destination whose disk holds data, and
 // one given a disk when the source does not mirror.
 func TestMirrorTargetChecks(t *testing.T) {
@@ -216,7 +215,12 @@ func TestTrackedImage(t *testing.T) {
 			has  func(any) bool
 		}{
 			{"Discarder", func(v any) bool { _, ok := v.(interface{ Discard(int64, int64) error }); return ok }},
-			{"ZeroWriter", func(v any) bool { _, ok := v.(interface{ WriteZeroes(int64, int64, bool) error }); return ok }},
+			{"ZeroWriter", func(v any) bool {
+				_, ok := v.(interface {
+					WriteZeroes(int64, int64, bool) error
+				})
+				return ok
+			}},
 		} {
 			if iface.has(img) != iface.has(tr) {
 				t.Errorf("%s: image has %s %v, wrapper %v", format, iface.name, iface.has(img), iface.has(tr))
@@ -231,14 +235,18 @@ func TestTrackedImage(t *testing.T) {
 		if d, ok := tr.(interface{ Discard(int64, int64) error }); ok {
 			d.Discard(5*B, B)
 		}
-		if z, ok := tr.(interface{ WriteZeroes(int64, int64, bool) error }); ok {
+		if z, ok := tr.(interface {
+			WriteZeroes(int64, int64, bool) error
+		}); ok {
 			z.WriteZeroes(7*B, 1, false)
 		}
 		want := uint64(1<<2 | 1<<3)
 		if _, ok := tr.(interface{ Discard(int64, int64) error }); ok {
 			want |= 1 << 5
 		}
-		if _, ok := tr.(interface{ WriteZeroes(int64, int64, bool) error }); ok {
+		if _, ok := tr.(interface {
+			WriteZeroes(int64, int64, bool) error
+		}); ok {
 			want |= 1 << 7
 		}
 		if bm := dirty.take(); bm[0] != want {
