@@ -80,6 +80,7 @@ func (r *vcpuRunner) loop(start func() error) {
 			m.stop(Exit{Reason: ExitError, Err: err})
 			continue
 		}
+		m.countExit(r.c.ID, r.c.ExitReason())
 		if m.exits[r.c.ID].Add(1) == 1 && m.firstExit.Load() == 0 {
 			m.firstExit.CompareAndSwap(0, time.Now().UnixNano())
 		}
