@@ -28,7 +28,9 @@ func TestOpenAPIMatchesTypes(t *testing.T) {
 	if err := yaml.Unmarshal(b, &doc); err != nil {
 		t.Fatalf("openapi.yaml: %v", err)
 	}
-	types := map[string]any{"VMSpec": VMSpec{}, "VMStatus": VMStatus{}, "VM": VM{}, "VMList": VMList{}, "Host": Host{}, "HostList": HostList{}, "Event": Event{}, "Error": Error{}}
+	types := map[string]any{"VMSpec": VMSpec{}, "VMStatus": VMStatus{}, "VM": VM{}, "VMList": VMList{}, "Host": Host{}, "HostList": HostList{}, "Event": Event{}, "Error": Error{},
+		"SnapshotRequest": SnapshotRequest{}, "Snapshot": Snapshot{}, "SnapshotList": SnapshotList{}, "RestoreRequest": RestoreRequest{},
+		"MigrateRequest": MigrateRequest{}, "MigrationStatus": MigrationStatus{}, "IncomingRequest": IncomingRequest{}, "Incoming": Incoming{}}
 	for name, v := range types {
 		var want []string
 		rt := reflect.TypeOf(v)
@@ -46,7 +48,10 @@ func TestOpenAPIMatchesTypes(t *testing.T) {
 			t.Errorf("schema %s: properties %v, Go type %s has %v", name, got, rt.Name(), want)
 		}
 	}
-	for _, p := range []string{"/v1/vms", "/v1/vms/{name}", "/v1/vms/{name}/{action}", "/v1/vms/{name}/console", "/v1/events", "/v1/host", "/v1/hosts", "/metrics"} {
+	for _, p := range []string{"/v1/vms", "/v1/vms/{name}", "/v1/vms/{name}/{action}", "/v1/vms/{name}/console",
+		"/v1/vms/{name}/pause", "/v1/vms/{name}/resume", "/v1/vms/{name}/reboot", "/v1/vms/{name}/snapshot", "/v1/vms/{name}/snapshots",
+		"/v1/vms/{name}/restore", "/v1/vms/{name}/migrate", "/v1/vms/{name}/incoming", "/v1/events", "/v1/host", "/v1/hosts", "/metrics",
+		"/v1/networks", "/v1/networks/{name}", "/v1/pools", "/v1/pools/{name}", "/v1/pools/{name}/volumes", "/v1/pools/{name}/volumes/{volume}"} {
 		if doc.Paths[p] == nil {
 			t.Errorf("openapi.yaml lacks %s", p)
 		}

@@ -37,13 +37,14 @@ type State string
 const (
 	StatePending  State = "pending"  // defined, no agent has acted on it yet
 	StateRunning  State = "running"  // its VMM process is alive
+	StatePaused   State = "paused"   // its VMM process is alive, the guest's vCPUs are paused
 	StateStopping State = "stopping" // the agent asked the VMM to stop
 	StateStopped  State = "stopped"  // no VMM process; ended normally or on request
 	StateFailed   State = "failed"   // no VMM process; it failed and is not restarted
 )
 
 // States lists every observed state (for metrics with a zero for each).
-var States = []State{StatePending, StateRunning, StateStopping, StateStopped, StateFailed}
+var States = []State{StatePending, StateRunning, StatePaused, StateStopping, StateStopped, StateFailed}
 
 // VMSpec is a VM definition: what a user writes in vm.yaml.
 type VMSpec struct {
@@ -62,11 +63,20 @@ type VMSpec struct {
 	RNG bool `json:"rng,omitempty"`
 	// Balloon adds a virtio-balloon device.
 	Balloon bool `json:"balloon,omitempty"`
+	// NICs are virtio-net interfaces, each on a network (see NICSpec).
+	NICs []NICSpec `json:"nics,omitempty"`
+	// StopTimeout is how long a stop waits for the guest to shut down after
+	// the ACPI power button before the VMM is terminated (a Go duration such
+	// as "30s"; empty: the agent's default).
+	StopTimeout string `json:"stopTimeout,omitempty"`
 }
 
-// DiskSpec is one disk of a VM: an image file on the host.
+// DiskSpec is one disk of a VM: an image file on the host, given by Path
+// or as Volume of Pool (the agent fills in Path).
 type DiskSpec struct {
 	Path     string `json:"path"`
+	Pool     string `json:"pool,omitempty"`
+	Volume   string `json:"volume,omitempty"`
 	ReadOnly bool   `json:"readOnly,omitempty"`
 	Format   string `json:"format,omitempty"` // raw, qcow2, vmdk, vhd, vhdx; empty: probe
 }
@@ -81,6 +91,8 @@ type VMStatus struct {
 	ExitReason string    `json:"exitReason,omitempty"`
 	ExitCode   *int      `json:"exitCode,omitempty"`
 	Restarts   int       `json:"restarts"`
+	// Migration is the live migration under way (or the last one to fail).
+	Migration *MigrationStatus `json:"migration,omitempty"`
 }
 
 // VM is a VM as the API returns it: its definition, desired power state and
@@ -109,6 +121,9 @@ type Host struct {
 	RunningVMs   int       `json:"runningVMs"`
 	Store        string    `json:"store"` // "embedded" or "external"
 	Started      time.Time `json:"started"`
+	// API lists where the agent's REST API is served (unix:PATH, tcp:HOST:PORT),
+	// so that peers can reach it (live migration).
+	API []string `json:"api,omitempty"`
 }
 
 // HostList is the body of GET /v1/hosts: the hosts whose agents are alive.

@@ -58,7 +58,7 @@ func (a *Agent) handleAction(w http.ResponseWriter, r *http.Request) {
 		p.mu.Lock()
 		p.restartReq = true
 		p.mu.Unlock()
-		p.stop(a.cfg.StopTimeout)
+		p.stop()
 	}
 	a.poke()
 	rec, reached, err := a.waitFor(r.Context(), name, action, t0, wait)

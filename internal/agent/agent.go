@@ -41,7 +41,7 @@ type Config struct {
 	EtcdEndpoints []string      // external etcd; empty: embedded etcd in StateDir
 	HostName      string        // this host's name in etcd (default: os.Hostname)
 	Executable    string        // the govisor binary to run VMMs with (default: os.Executable)
-	StopTimeout   time.Duration // SIGTERM-to-SIGKILL deadline for stopping a VMM (default 10s)
+	StopTimeout   time.Duration // how long a stop waits for a guest to power off after the ACPI button, unless its spec says (default 10s)
 	ResyncEvery   time.Duration // full reconcile period besides etcd watch events (default 5s)
 	Logger        *slog.Logger  // default: discard
 }
@@ -65,12 +65,14 @@ type Agent struct {
 	lock    *os.File // flock on the state directory: one agent per directory
 	addrs   []string
 
-	mu        sync.Mutex
-	procs     map[string]*proc
-	notBefore map[string]time.Time // restart back-off per VM
-	backoff   map[string]time.Duration
-	stopping  bool // Shutdown or Close began: no more starts
-	detached  bool // Close: leave the VMMs running, record nothing more
+	mu          sync.Mutex
+	procs       map[string]*proc
+	incoming    map[string]*proc     // destination VMMs of live migrations to this host
+	restoreNext map[string]string    // the snapshot folder the next start of a VM resumes from
+	notBefore   map[string]time.Time // restart back-off per VM
+	backoff     map[string]time.Duration
+	stopping    bool // Shutdown or Close began: no more starts
+	detached    bool // Close: leave the VMMs running, record nothing more
 }
 
 // New opens the store, adopts this host's running VMMs, starts the
@@ -130,18 +132,19 @@ func New(ctx context.Context, cfg Config) (*Agent, error) {
 	a := &Agent{
 		cfg: cfg, st: st, id: id, lock: lock, log: cfg.Logger, hostMiB: vm.HostMemoryMiB(), started: time.Now().UTC(),
 		ctx: actx, cancel: cancel, kick: make(chan struct{}, 1),
-		procs: map[string]*proc{}, notBefore: map[string]time.Time{}, backoff: map[string]time.Duration{},
+		procs: map[string]*proc{}, incoming: map[string]*proc{}, restoreNext: map[string]string{}, notBefore: map[string]time.Time{}, backoff: map[string]time.Duration{},
 	}
 	a.evCtx, a.evStop = context.WithCancel(actx)
-	if err := st.RegisterHost(actx, a.hostInfo(), 15*time.Second); err != nil {
-		a.abort()
-		return nil, err
-	}
 	if err := a.adoptAll(ctx); err != nil {
 		a.abort()
 		return nil, err
 	}
 	if err := a.serve(); err != nil {
+		a.abort()
+		return nil, err
+	}
+	// Registered once the API listens: the record carries its addresses.
+	if err := st.RegisterHost(actx, a.hostInfo(), 15*time.Second); err != nil {
 		a.abort()
 		return nil, err
 	}
@@ -180,8 +183,9 @@ func (a *Agent) Close() error {
 	return err
 }
 
-// Shutdown stops the agent and every VMM it runs (SIGTERM, then SIGKILL
-// after StopTimeout), recording each VM as stopped. Desired states are left
+// Shutdown stops the agent and every VMM it runs (the guest's ACPI power
+// button, then SIGTERM after its stop deadline, then SIGKILL), recording
+// each VM as stopped. Desired states are left
 // as they are, so the VMs start again with the agent.
 func (a *Agent) Shutdown(ctx context.Context) error {
 	a.mu.Lock()
@@ -193,7 +197,7 @@ func (a *Agent) Shutdown(ctx context.Context) error {
 	a.mu.Unlock()
 	a.closeHTTP()
 	for _, p := range ps {
-		p.stop(a.cfg.StopTimeout)
+		p.stop()
 	}
 	done := make(chan struct{})
 	go func() { a.supWG.Wait(); close(done) }()
@@ -231,7 +235,7 @@ func (a *Agent) storeKind() string {
 func (a *Agent) hostInfo() api.Host {
 	return api.Host{
 		Name: a.cfg.HostName, AgentID: a.id, Version: version(), CPUs: runtime.NumCPU(),
-		MemoryMiB: a.hostMiB, Store: a.storeKind(), Started: a.started,
+		MemoryMiB: a.hostMiB, Store: a.storeKind(), Started: a.started, API: a.addrs,
 	}
 }
 
@@ -284,6 +288,14 @@ func loadAgentID(path string) (string, error) {
 		return "", fmt.Errorf("agent: save agent id: %w", err)
 	}
 	return id, nil
+}
+
+// stopGrace is how long a stop of s waits for its guest to power off.
+func (a *Agent) stopGrace(s api.VMSpec) time.Duration {
+	if d, err := time.ParseDuration(s.StopTimeout); err == nil && s.StopTimeout != "" {
+		return d
+	}
+	return a.cfg.StopTimeout
 }
 
 // vmDir is where a VM's logs live.

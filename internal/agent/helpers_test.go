@@ -13,6 +13,7 @@ import (
 	"github.com/govisor/govisor/api"
 	"github.com/govisor/govisor/client"
 	"github.com/govisor/govisor/internal/kvm/kvmtest"
+	"github.com/govisor/govisor/internal/legacy/acpipm"
 )
 
 var (
@@ -128,4 +129,25 @@ func waitVM(t *testing.T, c *client.Client, name, what string, ok func(api.VM) b
 func alive(pid int) bool {
 	_, err := procStartTicks(pid)
 	return err == nil
+}
+
+// powerButtonGuest prints marker, then polls the ACPI PM1 status register
+// until the power button is pressed and enters S5 (powers off): a guest
+// that honours a graceful shutdown request (ACPI 6.5 sections 4.8.3.1 and
+// 16.1.6).
+func powerButtonGuest(marker string) []byte {
+	var a kvmtest.Asm
+	a.Print(marker)
+	loop := a.Len()
+	a.MovDX(acpipm.EvtBase)
+	a.B = append(a.B, 0x66, 0xED)             // in ax, dx
+	a.B = append(a.B, 0x66, 0xA9, 0x00, 0x01) // test ax, PWRBTN_STS
+	a.B = append(a.B, 0x75, 0x02)             // jnz +2 (past the jump back)
+	a.JmpBack(loop)
+	a.MovDX(acpipm.CntBase)
+	v := uint16(acpipm.SleepTypeS5<<10 | 1<<13)        // SLP_TYP = S5, SLP_EN
+	a.B = append(a.B, 0x66, 0xB8, byte(v), byte(v>>8)) // mov ax, v
+	a.B = append(a.B, 0x66, 0xEF)                      // out dx, ax
+	a.Hlt()
+	return a.B
 }

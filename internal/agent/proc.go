@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -46,16 +47,28 @@ type proc struct {
 	cmd      *exec.Cmd // nil when adopted
 	pidfd    int       // -1 for spawned children (cmd waits for them)
 	done     chan struct{}
-	exit     exitInfo // valid once done is closed
+	exit     exitInfo      // valid once done is closed
+	vmm      *vmmConn      // its control API (api.sock in the VM's directory)
+	grace    time.Duration // how long a stop waits for the guest to shut down
 
 	mu         sync.Mutex
-	stopReq    bool // the agent asked it to stop: its exit is not a failure
-	restartReq bool // start it again at once after the exit
+	stopReq    bool          // the agent asked it to stop: its exit is not a failure
+	restartReq bool          // start it again at once after the exit
+	stopping   bool          // the stop sequence runs
+	paused     bool          // the agent paused the guest
+	migration  chan struct{} // non-nil during a live migration; closed when decided
+	migrated   bool          // the guest now runs on another host
 }
 
-// vmmArgs turns a definition into `govisor run` arguments.
+// killAfter is how long the VMM has to exit after SIGTERM before SIGKILL.
+const killAfter = 5 * time.Second
+
+// vmmArgs turns a definition into `govisor run` arguments. The sockets are
+// relative to the VMM's working directory, the VM's directory: that keeps
+// them under the 108-byte limit of a Unix socket path.
 func vmmArgs(s api.VMSpec) []string {
-	args := []string{"run", "--kernel", s.Kernel, "--cpus", strconv.Itoa(s.CPUs), "--memory", s.Memory,
+	args := []string{"run", "--api-sock", apiSockName, "--console-sock", consoleSockName,
+		"--kernel", s.Kernel, "--cpus", strconv.Itoa(s.CPUs), "--memory", s.Memory,
 		"--boot", s.Boot, "--cmdline", s.Cmdline}
 	if s.Initrd != "" {
 		args = append(args, "--initrd", s.Initrd)
@@ -82,11 +95,27 @@ func vmmArgs(s api.VMSpec) []string {
 	return args
 }
 
-// spawn starts a VMM child for spec: argv[0] is the marker, stdin is
+// restoreArgs are the `govisor run` arguments that resume a VM from the
+// snapshot in snapDir instead of booting it.
+func restoreArgs(s api.VMSpec, snapDir string) []string {
+	args := []string{"run", "--api-sock", apiSockName, "--console-sock", consoleSockName, "--restore", snapDir}
+	if s.DebugExit {
+		args = append(args, "--debug-exit")
+	}
+	return args
+}
+
+// incomingArgs are the `govisor run` arguments of a live migration's
+// destination VMM, waiting on addr.
+func incomingArgs(s api.VMSpec, addr string) []string {
+	return append(vmmArgs(s), "--incoming", addr)
+}
+
+// spawn starts a VMM child with args: argv[0] is the marker, stdin is
 // /dev/null, the console goes to consolePath and VMM messages to logPath.
 // The child gets its own process group and no parent-death signal, so it
 // survives the agent (a restarted agent adopts it).
-func spawn(exe, mark, dir string, s api.VMSpec, consolePath, logPath string) (*proc, error) {
+func spawn(exe, mark, dir string, s api.VMSpec, args []string, consolePath, logPath string) (*proc, error) {
 	con, err := os.OpenFile(consolePath, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o600)
 	if err != nil {
 		return nil, fmt.Errorf("agent: console log of %s: %w", s.Name, err)
@@ -98,7 +127,10 @@ func spawn(exe, mark, dir string, s api.VMSpec, consolePath, logPath string) (*p
 	}
 	defer lg.Close()
 	fmt.Fprintf(lg, "--- %s: agent starts the VMM\n", time.Now().UTC().Format(time.RFC3339))
-	cmd := exec.Command(exe, vmmArgs(s)...)
+	// A stale socket of an earlier VMM would make the agent talk to nothing.
+	os.Remove(filepath.Join(dir, apiSockName))
+	os.Remove(filepath.Join(dir, consoleSockName))
+	cmd := exec.Command(exe, args...)
 	cmd.Args[0] = mark
 	cmd.Dir = dir
 	cmd.Stdout, cmd.Stderr = con, lg
@@ -106,7 +138,8 @@ func spawn(exe, mark, dir string, s api.VMSpec, consolePath, logPath string) (*p
 	if err := cmd.Start(); err != nil {
 		return nil, fmt.Errorf("agent: start VMM of %s (%s): %w", s.Name, exe, err)
 	}
-	p := &proc{name: s.Name, pid: cmd.Process.Pid, since: time.Now().UTC(), cmd: cmd, pidfd: -1, done: make(chan struct{})}
+	p := &proc{name: s.Name, pid: cmd.Process.Pid, since: time.Now().UTC(), cmd: cmd, pidfd: -1, done: make(chan struct{}),
+		vmm: newVMMConn(filepath.Join(dir, apiSockName))}
 	// A child that already exited has no start time; its Wait reports why.
 	p.ticks, _ = procStartTicks(p.pid)
 	go func() {
@@ -125,7 +158,7 @@ func spawn(exe, mark, dir string, s api.VMSpec, consolePath, logPath string) (*p
 // adopt takes over a running VMM process found in /proc. Its exit status is
 // unknowable (it is not our child); a pidfd says when it exits and names it
 // for signals without the risk of pid reuse.
-func adopt(ctx context.Context, name string, pid int, ticks uint64, since time.Time) (*proc, error) {
+func adopt(ctx context.Context, name, dir string, pid int, ticks uint64, since time.Time) (*proc, error) {
 	fd, err := unix.PidfdOpen(pid, 0)
 	if err != nil {
 		return nil, fmt.Errorf("agent: pidfd of %s (pid %d): %w", name, pid, err)
@@ -135,7 +168,8 @@ func adopt(ctx context.Context, name string, pid int, ticks uint64, since time.T
 		unix.Close(fd)
 		return nil, fmt.Errorf("agent: process %d of %s is gone", pid, name)
 	}
-	p := &proc{name: name, pid: pid, ticks: ticks, since: since, pidfd: fd, done: make(chan struct{})}
+	p := &proc{name: name, pid: pid, ticks: ticks, since: since, pidfd: fd, done: make(chan struct{}),
+		vmm: newVMMConn(filepath.Join(dir, apiSockName))}
 	go func() {
 		defer unix.Close(fd)
 		fds := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}
@@ -174,22 +208,51 @@ func (p *proc) signal(sig syscall.Signal) error {
 	return err
 }
 
-// stop asks the VMM to stop with SIGTERM and kills it after timeout.
-// A graceful guest shutdown (an ACPI power button press) needs the VMM's
-// control socket, which does not exist yet: `govisor run` stops the guest
-// on SIGTERM the way a power cut would.
-func (p *proc) stop(timeout time.Duration) {
+// stop shuts the VM down gracefully: it presses the guest's ACPI power
+// button through the VMM API and gives the guest p.grace to power off, then
+// sends the VMM SIGTERM (the VMM stops the guest at once) and SIGKILL
+// killAfter later. Without a VMM API (or with no grace) it starts at
+// SIGTERM. Only the first call runs the sequence.
+func (p *proc) stop() {
 	p.mu.Lock()
 	p.stopReq = true
+	running := p.stopping
+	p.stopping = true
+	paused := p.paused
 	p.mu.Unlock()
-	p.signal(syscall.SIGTERM)
+	if running {
+		return
+	}
 	go func() {
+		if p.grace > 0 && p.vmm != nil && p.alive() {
+			if paused {
+				p.vmm.resume() // a paused guest cannot see the button
+			}
+			if err := p.vmm.shutdown(); err == nil {
+				select {
+				case <-p.done:
+					return
+				case <-time.After(p.grace):
+				}
+			}
+		}
+		p.signal(syscall.SIGTERM)
 		select {
 		case <-p.done:
-		case <-time.After(timeout):
+		case <-time.After(killAfter):
 			p.signal(syscall.SIGKILL)
 		}
 	}()
+}
+
+// alive reports whether the process has not exited yet.
+func (p *proc) alive() bool {
+	select {
+	case <-p.done:
+		return false
+	default:
+		return true
+	}
 }
 
 // kill stops the VMM at once (force-stop).

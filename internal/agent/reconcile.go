@@ -105,7 +105,7 @@ func (a *Agent) reconcile() {
 		case r.Desired.Power == api.PowerStopped && p != nil:
 			if stop, _ := p.requested(); !stop {
 				a.log.Info("stopping VM", "vm", name, "pid", p.pid)
-				p.stop(a.cfg.StopTimeout)
+				p.stop()
 				if r.Status != nil && r.Status.State == api.StateRunning && r.Status.PID == p.pid {
 					stopping = append(stopping, r)
 				}
@@ -127,7 +127,7 @@ func (a *Agent) reconcile() {
 			// Deleted or moved away while running (delete refuses that, but
 			// an external etcd can be written by anyone): stop it.
 			a.log.Warn("VM no longer defined for this host; stopping its VMM", "vm", name, "pid", p.pid)
-			p.stop(a.cfg.StopTimeout)
+			p.stop()
 		}
 	}
 	a.mu.Unlock()
@@ -163,7 +163,13 @@ func (a *Agent) startLocked(r store.Record) {
 		a.log.Error("start VM", "vm", s.Name, "err", err)
 		return
 	}
-	p, err := spawn(a.cfg.Executable, marker(a.id, s.Name), dir, s, a.ConsolePath(s.Name), filepath.Join(dir, "vmm.log"))
+	args := vmmArgs(s)
+	if snap, ok := a.restoreNext[s.Name]; ok {
+		// Once: a later restart by policy boots the guest afresh.
+		delete(a.restoreNext, s.Name)
+		args = restoreArgs(s, snap)
+	}
+	p, err := spawn(a.cfg.Executable, marker(a.id, s.Name), dir, s, args, a.ConsolePath(s.Name), filepath.Join(dir, "vmm.log"))
 	if err != nil {
 		a.log.Error("start VM", "vm", s.Name, "err", err)
 		a.delayRestart(s.Name)
@@ -173,6 +179,7 @@ func (a *Agent) startLocked(r store.Record) {
 	if r.Status != nil {
 		p.restarts = r.Status.Restarts
 	}
+	p.grace = a.stopGrace(s)
 	a.log.Info("started VM", "vm", s.Name, "pid", p.pid)
 	a.procs[s.Name] = p
 	a.supWG.Add(1)
@@ -301,7 +308,7 @@ func (a *Agent) adoptAll(ctx context.Context) error {
 		pids := found[name]
 		delete(found, name)
 		if len(pids) == 0 {
-			if r.Status != nil && (r.Status.State == api.StateRunning || r.Status.State == api.StateStopping) {
+			if r.Status != nil && (r.Status.State == api.StateRunning || r.Status.State == api.StatePaused || r.Status.State == api.StateStopping) {
 				// Died while no agent watched: an exit of unknown status.
 				p := &proc{name: name, pid: r.Status.PID, since: r.Status.Since, restarts: r.Status.Restarts, done: make(chan struct{})}
 				close(p.done)
@@ -336,16 +343,18 @@ func (a *Agent) adoptAll(ctx context.Context) error {
 				since = r.Status.Since
 			}
 		}
-		p, err := adopt(a.ctx, name, pid, ticks, since)
+		p, err := adopt(a.ctx, name, a.vmDir(name), pid, ticks, since)
 		if err != nil {
 			a.log.Warn("adopt VMM", "vm", name, "err", err)
 			continue
 		}
 		p.restarts = restarts
+		p.grace = a.stopGrace(r.Desired.Spec)
+		p.paused = same && r.Status.State == api.StatePaused
 		a.log.Info("adopted VM", "vm", name, "pid", pid)
 		a.procs[name] = p
 		a.supWG.Add(1)
-		go a.supervise(p, !same || r.Status.State != api.StateRunning)
+		go a.supervise(p, !same || (r.Status.State != api.StateRunning && r.Status.State != api.StatePaused))
 	}
 	for name, pids := range found {
 		// A marker of ours for a VM that is no longer defined here.

@@ -57,7 +57,13 @@ func (a *Agent) start(l net.Listener, h http.Handler) {
 	s := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
 	s.RegisterOnShutdown(a.evStop)
 	a.http = append(a.http, s)
-	a.addrs = append(a.addrs, l.Addr().Network()+":"+l.Addr().String())
+	addr := l.Addr().String()
+	if l.Addr().Network() == "unix" {
+		if abs, err := filepath.Abs(addr); err == nil {
+			addr = abs
+		}
+	}
+	a.addrs = append(a.addrs, l.Addr().Network()+":"+addr)
 	go s.Serve(l)
 }
 

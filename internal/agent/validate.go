@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
+	"time"
 
 	"github.com/govisor/govisor/api"
 	"github.com/govisor/govisor/internal/vm"
@@ -35,6 +36,7 @@ const (
 	defaultMemory  = "256M"
 	defaultCmdline = "console=ttyS0"
 	maxCmdline     = 4096
+	maxStopTimeout = time.Hour
 )
 
 var nameRE = regexp.MustCompile(`^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$`)
@@ -96,6 +98,12 @@ func normalize(s api.VMSpec, hostMiB uint64) (api.VMSpec, error) {
 	case api.BootLinux64, api.BootPVH:
 	default:
 		return s, &FieldError{"boot", fmt.Sprintf("%q: use linux64 or pvh", s.Boot)}
+	}
+	if s.StopTimeout != "" {
+		d, err := time.ParseDuration(s.StopTimeout)
+		if err != nil || d < 0 || d > maxStopTimeout {
+			return s, &FieldError{"stopTimeout", fmt.Sprintf("%q: give a duration up to %v, such as 30s (0s: no graceful shutdown)", s.StopTimeout, maxStopTimeout)}
+		}
 	}
 	switch s.RestartPolicy {
 	case "":

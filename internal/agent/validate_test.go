@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/govisor/govisor/api"
 )
@@ -111,5 +112,34 @@ func TestDiskSpecs(t *testing.T) {
 		if !errors.As(err, &fe) || fe.Field != c.field {
 			t.Errorf("disk %+v: error %v, want one naming %s", c.disk, err, c.field)
 		}
+	}
+}
+
+func TestStopTimeoutSpec(t *testing.T) {
+	dir := t.TempDir()
+	kernel := filepath.Join(dir, "k")
+	os.WriteFile(kernel, []byte("k"), 0o644)
+	a := &Agent{cfg: Config{StopTimeout: 7 * time.Second}}
+	for _, c := range []struct {
+		in    string
+		ok    bool
+		grace time.Duration
+	}{
+		{"", true, 7 * time.Second}, {"30s", true, 30 * time.Second}, {"0s", true, 0},
+		{"-1s", false, 0}, {"2h", false, 0}, {"soon", false, 0},
+	} {
+		s, err := normalize(api.VMSpec{Name: "a", Kernel: kernel, StopTimeout: c.in}, 0)
+		var fe *FieldError
+		if c.ok != (err == nil) || (!c.ok && (!errors.As(err, &fe) || fe.Field != "stopTimeout")) {
+			t.Errorf("stopTimeout %q: %v", c.in, err)
+			continue
+		}
+		if c.ok && a.stopGrace(s) != c.grace {
+			t.Errorf("stopTimeout %q: grace %v, want %v", c.in, a.stopGrace(s), c.grace)
+		}
+	}
+	args := strings.Join(vmmArgs(api.VMSpec{Name: "a", Kernel: kernel}), " ")
+	if !strings.Contains(args, "--api-sock "+apiSockName) || !strings.Contains(args, "--console-sock "+consoleSockName) {
+		t.Errorf("VMM args %q lack the API and console sockets", args)
 	}
 }

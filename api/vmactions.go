@@ -1,0 +1,71 @@
+package api
+
+import "time"
+
+// SnapshotRequest is the body of POST /v1/vms/{name}/snapshot.
+type SnapshotRequest struct {
+	// Name identifies the snapshot among the VM's snapshots (a DNS label).
+	Name string `json:"name"`
+	// Path is an absolute folder on the VM's host to save it in; empty: the
+	// agent's folder for the VM.
+	Path string `json:"path,omitempty"`
+}
+
+// Snapshot is one saved snapshot of a VM.
+type Snapshot struct {
+	Name      string    `json:"name"`
+	Path      string    `json:"path"`
+	Created   time.Time `json:"created"`
+	SizeBytes int64     `json:"sizeBytes"`
+}
+
+// SnapshotList is the body of GET /v1/vms/{name}/snapshots.
+type SnapshotList struct {
+	Items []Snapshot `json:"items"`
+}
+
+// RestoreRequest is the body of POST /v1/vms/{name}/restore.
+type RestoreRequest struct {
+	Snapshot string `json:"snapshot"` // the name of one of the VM's snapshots
+}
+
+// MigrateRequest is the body of POST /v1/vms/{name}/migrate.
+type MigrateRequest struct {
+	Host          string `json:"host"`                    // the destination host's name
+	MaxDowntimeMS int    `json:"maxDowntimeMS,omitempty"` // downtime target; 0: the VMM's default
+	Bandwidth     int64  `json:"bandwidth,omitempty"`     // bytes per second; 0: unlimited
+}
+
+// Migration states in MigrationStatus.State.
+const (
+	MigrationRunning   = "running"
+	MigrationCompleted = "completed"
+	MigrationFailed    = "failed"
+)
+
+// MigrationStatus is a live migration's progress, shown in VMStatus.
+type MigrationStatus struct {
+	State              string    `json:"state"` // running, completed or failed
+	To                 string    `json:"to"`    // destination host
+	Started            time.Time `json:"started"`
+	Round              int       `json:"round,omitempty"`
+	BytesSent          int64     `json:"bytesSent,omitempty"`
+	DirtyRate          float64   `json:"dirtyRate,omitempty"` // pages per second
+	RemainingPages     uint64    `json:"remainingPages,omitempty"`
+	ExpectedDowntimeMS float64   `json:"expectedDowntimeMS,omitempty"`
+	DowntimeMS         float64   `json:"downtimeMS,omitempty"` // once completed
+	Error              string    `json:"error,omitempty"`
+}
+
+// IncomingRequest is the body of POST /v1/vms/{name}/incoming, sent by the
+// source agent of a live migration to the destination's agent.
+type IncomingRequest struct {
+	Spec VMSpec `json:"spec"`
+	From string `json:"from"` // the source host
+}
+
+// Incoming is the answer to an IncomingRequest: where the destination VMM
+// waits for the migration stream.
+type Incoming struct {
+	Addr string `json:"addr"` // HOST:PORT
+}
