@@ -12,6 +12,7 @@ import (
 	"github.com/govisor/govisor/internal/kvm"
 	"github.com/govisor/govisor/internal/migration"
 	"github.com/govisor/govisor/internal/snapshot"
+	"github.com/govisor/govisor/internal/virtio/netdev"
 )
 
 // ExitMigrated is the exit reason of a source VM whose guest now runs on
@@ -194,6 +195,7 @@ func Incoming(ctx context.Context, conn net.Conn, cfg Config) (*Machine, error) 
 		d.discard()
 		return nil, errors.New("vm: migration finished without device state")
 	}
+	d.m.announceNets()
 	return d.m, nil
 }
 
@@ -256,8 +258,24 @@ func (d *migrationDest) commit(state []byte, targets []Disk) error {
 			disks[i].Path, disks[i].Format = t.Path, t.Format
 		}
 	}
-	cfg := Config{CPUs: sc.CPUs, MemoryMiB: sc.MemoryMiB, Disks: disks, RNG: sc.RNG, Nets: sc.Nets,
-		Vsock: sc.Vsock, Balloon: sc.Balloon, DebugExit: sc.DebugExit, Template: sc.Template, Console: d.cfg.Console}
+	// The destination's own TAPs and vsock socket, when it names them: on
+	// another host (or beside the source on this one) the source's are not
+	// there to take.
+	nets, vs := sc.Nets, sc.Vsock
+	if len(d.cfg.Nets) > 0 {
+		if len(d.cfg.Nets) != len(sc.Nets) {
+			return fmt.Errorf("vm: the source VM has %d network interfaces, the destination was given %d", len(sc.Nets), len(d.cfg.Nets))
+		}
+		nets = d.cfg.Nets
+	}
+	if d.cfg.Vsock != nil {
+		if sc.Vsock == nil || d.cfg.Vsock.CID != sc.Vsock.CID {
+			return fmt.Errorf("vm: the destination's --vsock %+v does not match the source's %+v", d.cfg.Vsock, sc.Vsock)
+		}
+		vs = d.cfg.Vsock
+	}
+	cfg := Config{CPUs: sc.CPUs, MemoryMiB: sc.MemoryMiB, Disks: disks, RNG: sc.RNG, Nets: nets,
+		Vsock: vs, Balloon: sc.Balloon, DebugExit: sc.DebugExit, Template: sc.Template, Console: d.cfg.Console}
 	m, err := Restore(cfg, &ms.Machine, d.mem)
 	d.mem = nil // Restore owns it now, even on failure
 	if err != nil {
@@ -265,6 +283,17 @@ func (d *migrationDest) commit(state []byte, targets []Disk) error {
 	}
 	d.m, d.committed = m, true
 	return nil
+}
+
+// announceNets asks the guest to send gratuitous packets on every network
+// interface (virtio 1.2 5.1.6.5.4), so that switches learn where its MACs
+// went after a migration or a restore on another host.
+func (m *Machine) announceNets() {
+	for _, d := range m.vdevs {
+		if n, ok := d.(*netdev.Device); ok {
+			n.Announce()
+		}
+	}
 }
 
 func (d *migrationDest) discard() {

@@ -109,5 +109,10 @@ func RestoreSnapshot(dir string, console io.Writer) (*Machine, error) {
 	mem := guestmem.FromRegions(gm) // its Close unmaps the regions
 	cfg := Config{CPUs: sc.CPUs, MemoryMiB: sc.MemoryMiB, Disks: sc.Disks, RNG: sc.RNG, Nets: sc.Nets,
 		Vsock: sc.Vsock, Balloon: sc.Balloon, DebugExit: sc.DebugExit, Template: sc.Template, Console: console}
-	return Restore(cfg, &st, mem) // on failure Restore unmaps mem
+	m, err := Restore(cfg, &st, mem) // on failure Restore unmaps mem
+	if err != nil {
+		return nil, err
+	}
+	m.announceNets() // it may now be on another host
+	return m, nil
 }
