@@ -30,7 +30,9 @@ func TestOpenAPIMatchesTypes(t *testing.T) {
 	}
 	types := map[string]any{"VMSpec": VMSpec{}, "VMStatus": VMStatus{}, "VM": VM{}, "VMList": VMList{}, "Host": Host{}, "HostList": HostList{}, "Event": Event{}, "Error": Error{},
 		"SnapshotRequest": SnapshotRequest{}, "Snapshot": Snapshot{}, "SnapshotList": SnapshotList{}, "RestoreRequest": RestoreRequest{},
-		"MigrateRequest": MigrateRequest{}, "MigrationStatus": MigrationStatus{}, "IncomingRequest": IncomingRequest{}, "Incoming": Incoming{}}
+		"MigrateRequest": MigrateRequest{}, "MigrationStatus": MigrationStatus{}, "IncomingRequest": IncomingRequest{}, "Incoming": Incoming{},
+		"DiskSpec": DiskSpec{}, "NICSpec": NICSpec{}, "Network": Network{}, "NetworkList": NetworkList{},
+		"Pool": Pool{}, "PoolList": PoolList{}, "Volume": Volume{}, "VolumeList": VolumeList{}, "VolumeCreate": VolumeCreate{}}
 	for name, v := range types {
 		var want []string
 		rt := reflect.TypeOf(v)

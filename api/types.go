@@ -65,8 +65,6 @@ type VMSpec struct {
 	Balloon bool `json:"balloon,omitempty"`
 	// NICs are virtio-net interfaces, each on a network (see NICSpec).
 	NICs []NICSpec `json:"nics,omitempty"`
-	// NICs are virtio-net interfaces, each on a network (see NICSpec).
-	NICs []NICSpec `json:"nics,omitempty"`
 	// StopTimeout is how long a stop waits for the guest to shut down after
 	// the ACPI power button before the VMM is terminated (a Go duration such
 	// as "30s"; empty: the agent's default).
