@@ -161,7 +161,7 @@ func TestWriteHTML(t *testing.T) {
 	}
 	// x: 50 s of 100 -> 60+0.5*560 = 340; 100 s -> 620. y: 150 - v/max*140.
 	want := map[string]string{
-		"host h: CPU %":                "340.0,80.0 620.0,10.0", // 50%, 100% of 2 CPUs
+		"host h: CPU %":                "340.0,80.0 620.0,10.0",  // 50%, 100% of 2 CPUs
 		"host h: resident memory":      "340.0,80.0 620.0,45.0",  // 512 and 768 MiB of 1 GiB
 		"vm&lt;1&gt;: CPU %":           "340.0,80.0 620.0,10.0",  // 50%, 100%
 		"vm&lt;1&gt;: resident memory": "340.0,115.0 620.0,10.0", // 256 MiB, 1 GiB of 1 GiB
