@@ -150,9 +150,33 @@ func (o *runOptions) config() (vm.Config, error) {
 	if err != nil {
 		return cfg, err
 	}
+	var disks []vm.Disk
+	for _, d := range o.disks {
+		disk, err := ParseDisk(d)
+		if err != nil {
+			return cfg, err
+		}
+		disks = append(disks, disk)
+	}
+	var nets []vm.Net
+	for _, n := range o.nets {
+		nc, err := ParseNet(n)
+		if err != nil {
+			return cfg, err
+		}
+		nets = append(nets, nc)
+	}
+	var vs *vm.Vsock
+	if o.vsock != "" {
+		if vs, err = ParseVsock(o.vsock); err != nil {
+			return cfg, err
+		}
+	}
 	if (o.restore != "" || o.incoming != "") && o.kernel == "" {
-		// The snapshot or the migration stream describes the machine.
-		return vm.Config{MemoryMiB: mib}, nil
+		// The snapshot or the migration stream describes the machine; a
+		// migration destination may name its own disks (mirror targets),
+		// TAPs and vsock socket.
+		return vm.Config{MemoryMiB: mib, Disks: disks, Nets: nets, Vsock: vs}, nil
 	}
 	switch o.onReboot {
 	case "restart", "exit":
@@ -181,28 +205,6 @@ func (o *runOptions) config() (vm.Config, error) {
 	if o.initrd != "" {
 		if initrd, err = os.ReadFile(o.initrd); err != nil {
 			return cfg, fmt.Errorf("--initrd: %w", err)
-		}
-	}
-	var disks []vm.Disk
-	for _, d := range o.disks {
-		disk, err := ParseDisk(d)
-		if err != nil {
-			return cfg, err
-		}
-		disks = append(disks, disk)
-	}
-	var nets []vm.Net
-	for _, n := range o.nets {
-		nc, err := ParseNet(n)
-		if err != nil {
-			return cfg, err
-		}
-		nets = append(nets, nc)
-	}
-	var vs *vm.Vsock
-	if o.vsock != "" {
-		if vs, err = ParseVsock(o.vsock); err != nil {
-			return cfg, err
 		}
 	}
 	return vm.Config{
@@ -253,7 +255,8 @@ func runVM(o *runOptions) error {
 		if o.restore != "" && boot == 1 {
 			m, err = vm.RestoreSnapshot(o.restore, out)
 		} else if o.incoming != "" && boot == 1 {
-			in := vm.Config{MemoryMiB: cfg.MemoryMiB, Console: out, RNG: o.rng, Balloon: o.balloon, DebugExit: o.debugExit}
+			in := vm.Config{MemoryMiB: cfg.MemoryMiB, Console: out, RNG: o.rng, Balloon: o.balloon, DebugExit: o.debugExit,
+				Disks: cfg.Disks, Nets: cfg.Nets, Vsock: cfg.Vsock}
 			if o.cpusSet {
 				// The machine's shape is known: build it before the migration
 				// so that the guest's downtime does not include it.
