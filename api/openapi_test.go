@@ -28,7 +28,7 @@ func TestOpenAPIMatchesTypes(t *testing.T) {
 	if err := yaml.Unmarshal(b, &doc); err != nil {
 		t.Fatalf("openapi.yaml: %v", err)
 	}
-	types := map[string]any{"VMSpec": VMSpec{}, "VMStatus": VMStatus{}, "VM": VM{}, "VMList": VMList{}, "Host": Host{}, "HostList": HostList{}, "Event": Event{}, "Error": Error{},
+	types := map[string]any{"UsageSample": UsageSample{}, "UsageReport": UsageReport{}, "VMSpec": VMSpec{}, "VMStatus": VMStatus{}, "VM": VM{}, "VMList": VMList{}, "Host": Host{}, "HostList": HostList{}, "Event": Event{}, "Error": Error{},
 		"SnapshotRequest": SnapshotRequest{}, "Snapshot": Snapshot{}, "SnapshotList": SnapshotList{}, "RestoreRequest": RestoreRequest{},
 		"MigrateRequest": MigrateRequest{}, "MigrationStatus": MigrationStatus{}, "IncomingRequest": IncomingRequest{}, "Incoming": Incoming{},
 		"DiskSpec": DiskSpec{}, "NICSpec": NICSpec{}, "Network": Network{}, "NetworkList": NetworkList{},
@@ -50,7 +50,7 @@ func TestOpenAPIMatchesTypes(t *testing.T) {
 			t.Errorf("schema %s: properties %v, Go type %s has %v", name, got, rt.Name(), want)
 		}
 	}
-	for _, p := range []string{"/v1/vms", "/v1/vms/{name}", "/v1/vms/{name}/{action}", "/v1/vms/{name}/console",
+	for _, p := range []string{"/v1/usage", "/v1/vms", "/v1/vms/{name}", "/v1/vms/{name}/{action}", "/v1/vms/{name}/console",
 		"/v1/vms/{name}/pause", "/v1/vms/{name}/resume", "/v1/vms/{name}/reboot", "/v1/vms/{name}/snapshot", "/v1/vms/{name}/snapshots",
 		"/v1/vms/{name}/restore", "/v1/vms/{name}/migrate", "/v1/vms/{name}/incoming", "/v1/events", "/v1/host", "/v1/hosts", "/metrics",
 		"/v1/networks", "/v1/networks/{name}", "/v1/pools", "/v1/pools/{name}", "/v1/pools/{name}/volumes", "/v1/pools/{name}/volumes/{volume}"} {
