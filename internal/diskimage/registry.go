@@ -29,6 +29,9 @@ type OpenOptions struct {
 	Format string
 	// ReadOnly opens the image for reading only.
 	ReadOnly bool
+	// Direct bypasses the host page cache (O_DIRECT, QEMU's cache=none):
+	// guest I/O goes straight to the storage. Raw images only.
+	Direct bool
 	// NoBacking leaves backing files closed (reads of unallocated ranges
 	// return zeros); for info and check.
 	NoBacking bool
@@ -244,6 +247,10 @@ func Open(path string, opts OpenOptions) (Image, error) {
 	d, err := Lookup(name)
 	if err != nil {
 		return nil, err
+	}
+	if opts.Direct && name != "raw" {
+		return nil, fmt.Errorf("%w: direct (O_DIRECT) on the %s image %s: only raw images bypass the page cache; convert it to raw or drop direct",
+			ErrUnsupported, name, path)
 	}
 	return d.Open(path, opts)
 }

@@ -35,6 +35,7 @@ type Vsock struct {
 type Disk struct {
 	Path     string
 	ReadOnly bool
+	Direct   bool   // O_DIRECT: bypass the host page cache (raw images)
 	Format   string // empty: probe
 	Serial   string // GET_ID; default vdX
 	Queues   int    // request queues (default 1)
@@ -80,7 +81,7 @@ func (m *Machine) setupVirtio() error {
 		return nil
 	}
 	for i, d := range m.cfg.Disks {
-		img, err := diskimage.Open(d.Path, diskimage.OpenOptions{ReadOnly: d.ReadOnly, Format: d.Format})
+		img, err := diskimage.Open(d.Path, diskimage.OpenOptions{ReadOnly: d.ReadOnly, Direct: d.Direct, Format: d.Format})
 		if err != nil {
 			return fmt.Errorf("vm: --disk %s: %w", d.Path, err)
 		}

@@ -25,6 +25,8 @@ var ErrOutOfRange = errors.New("raw: access beyond end of disk")
 // Image is an open raw disk image.
 type Image struct {
 	f    *os.File
+	df   *os.File // the same file opened O_DIRECT, or nil
+	dio  direct   // what O_DIRECT transfers must be aligned to
 	path string
 	size int64
 	ro   bool
@@ -48,7 +50,14 @@ func Open(path string, opts diskimage.OpenOptions) (diskimage.Image, error) {
 		f.Close()
 		return nil, fmt.Errorf("raw: size of %s: %w", path, err)
 	}
-	return &Image{f: f, path: path, size: size, ro: opts.ReadOnly}, nil
+	m := &Image{f: f, path: path, size: size, ro: opts.ReadOnly}
+	if opts.Direct {
+		if err := m.openDirect(flag); err != nil {
+			f.Close()
+			return nil, err
+		}
+	}
+	return m, nil
 }
 
 // Create makes a sparse raw image of size bytes at path.
@@ -85,7 +94,10 @@ func (m *Image) ReadAt(p []byte, off int64) (int, error) {
 	if int64(len(p)) > m.size-off {
 		p, eof = p[:m.size-off], io.EOF
 	}
-	n, err := m.f.ReadAt(p, off)
+	n, err := m.fileFor(p, off).ReadAt(p, off)
+	if err != nil && m.df != nil && errors.Is(err, unix.EINVAL) {
+		n, err = m.f.ReadAt(p, off) // alignment the probe did not foresee
+	}
 	if err == io.EOF {
 		clear(p[n:])
 		n, err = len(p), nil
@@ -104,7 +116,10 @@ func (m *Image) WriteAt(p []byte, off int64) (int, error) {
 	if off < 0 || off+int64(len(p)) > m.size {
 		return 0, fmt.Errorf("%w: write of %d bytes at %d", ErrOutOfRange, len(p), off)
 	}
-	n, err := m.f.WriteAt(p, off)
+	n, err := m.fileFor(p, off).WriteAt(p, off)
+	if err != nil && m.df != nil && errors.Is(err, unix.EINVAL) {
+		n, err = m.f.WriteAt(p, off)
+	}
 	if err != nil {
 		return n, fmt.Errorf("raw: write %s at %d: %w", m.path, off, err)
 	}
@@ -126,6 +141,9 @@ func (m *Image) Flush() error {
 func (m *Image) Close() error {
 	m.once.Do(func() {
 		m.cerr = m.Flush()
+		if m.df != nil {
+			m.df.Close()
+		}
 		if err := m.f.Close(); err != nil && m.cerr == nil {
 			m.cerr = fmt.Errorf("raw: close %s: %w", m.path, err)
 		}
