@@ -1,11 +1,13 @@
-// Command io measures disk throughput inside the same Linux guest booted by
-// govisor and by QEMU (q35, virtio-blk-pci, default writeback cache in both),
+// Command io measures disk and network throughput inside the same Linux
+// guest booted by govisor and by QEMU (q35, virtio-blk-pci with the default
+// writeback cache in both, virtio-net-pci on a TAP without vhost in both),
 // side by side in one run, and prints govisor/QEMU ratios (> 1: govisor is
 // faster). The guest (the minimal test guest, busybox) times with
-// /proc/uptime: sequential 1 MiB reads and writes (fsync'd), and 4 KiB
-// O_DIRECT reads.
+// /proc/uptime: sequential 1 MiB reads and writes (fsync'd), 4 KiB O_DIRECT
+// reads, and a TCP stream to the host (busybox nc) across a TAP in a
+// network namespace this program makes, with link-local addresses.
 //
-// Usage: go run ./bench/io [-govisor PATH] [-guest DIR] [-size-mib 64]
+// Usage: go run ./bench/io [-govisor PATH] [-guest DIR] [-size-mib 64] [-tcp-mib 16]
 package main
 
 import (
@@ -25,17 +27,27 @@ import (
 )
 
 // guestScript prints "NAME=<start> <end>" uptimes around each transfer.
-func guestScript(sizeMiB int) string {
+func guestScript(sizeMiB, tcpMiB int) string {
 	t := func(name, cmd string) string {
 		return fmt.Sprintf("read a _ < /proc/uptime; %s; read b _ < /proc/uptime; echo %s=$a,$b; ", cmd, name)
 	}
 	return t("SEQREAD", fmt.Sprintf("dd if=/dev/vda of=/dev/null bs=1M count=%d 2>/dev/null", sizeMiB)) +
 		t("SEQWRITE", fmt.Sprintf("dd if=/dev/zero of=/dev/vda bs=1M count=%d conv=fsync 2>/dev/null", sizeMiB)) +
 		t("RAND4K", "dd if=/dev/vda of=/dev/null bs=4k count=2000 iflag=direct 2>/dev/null") +
+		"ip link set eth0 up; ip addr add " + guestIP + "/16 dev eth0; " +
+		t("TCPTX", fmt.Sprintf("dd if=/dev/zero bs=64k count=%d 2>/dev/null | nc %s %d", tcpMiB*16, hostIP, tcpPort)) +
 		"echo IO-DONE"
 }
 
-var resultRe = regexp.MustCompile(`(SEQREAD|SEQWRITE|RAND4K)=([0-9.]+),([0-9.]+)`)
+// The bench network: a TAP in a namespace of its own, link-local only.
+const (
+	hostIP  = "169.254.88.1"
+	guestIP = "169.254.88.2"
+	tcpPort = 7001
+	tapName = "gvbenchtap0"
+)
+
+var resultRe = regexp.MustCompile(`(SEQREAD|SEQWRITE|RAND4K|TCPTX)=([0-9.]+),([0-9.]+)`)
 
 // run boots one VMM and returns seconds per measurement.
 func run(args []string) (map[string]float64, error) {
@@ -63,7 +75,7 @@ func run(args []string) (map[string]float64, error) {
 		}
 	}
 	cmd.Wait()
-	if len(res) != 3 {
+	if len(res) != 4 {
 		return res, fmt.Errorf("%s: the guest did not report all measurements (%v)", filepath.Base(args[0]), res)
 	}
 	return res, nil
@@ -74,51 +86,67 @@ func main() {
 	qemu := flag.String("qemu", "qemu-system-x86_64", "QEMU binary")
 	guest := flag.String("guest", ".cache/guest", "folder with bzImage and initrd.cpio (make guest)")
 	sizeMiB := flag.Int("size-mib", 64, "sequential transfer size")
+	tcpMiB := flag.Int("tcp-mib", 16, "TCP stream size, guest to host")
 	flag.Parse()
+	if err := bench(*govisor, *qemu, *guest, *sizeMiB, *tcpMiB); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+}
+
+func bench(govisor, qemu, guest string, sizeMiB, tcpMiB int) error {
 
 	dir, err := os.MkdirTemp("", "bench-io")
 	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
+		return err
 	}
 	defer os.RemoveAll(dir)
+	bn, err := newBenchNet(tcpMiB)
+	if err != nil {
+		return err
+	}
+	defer bn.close()
 	img := filepath.Join(dir, "disk.raw")
 	f, err := os.Create(img)
 	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
+		return err
 	}
 	buf := make([]byte, 1<<20)
-	for i := 0; i < *sizeMiB; i++ { // real data, not holes: reads must hit the file
+	for i := 0; i < sizeMiB; i++ { // real data, not holes: reads must hit the file
 		rand.Read(buf)
 		f.Write(buf)
 	}
 	f.Close()
 
-	kernel, initrd := filepath.Join(*guest, "bzImage"), filepath.Join(*guest, "initrd.cpio")
-	cmdline := "console=ttyS0 quiet rodata=off run=\"" + guestScript(*sizeMiB) + "\""
+	kernel, initrd := filepath.Join(guest, "bzImage"), filepath.Join(guest, "initrd.cpio")
+	cmdline := "console=ttyS0 quiet rodata=off run=\"" + guestScript(sizeMiB, tcpMiB) + "\""
 	flavor := kvm.DetectFlavor()
 	qcmd := cmdline
 	if flavor == kvm.FlavorPVM {
 		// QEMU sees the host's CPUID too: the options govisor's pvm template adds.
 		qcmd += " noxsave clearcpuid=cx16,xsave,popcnt,erms,fsrm,fsgsbase,rdpid,invpcid,pcid,smap,rdrand,rdseed percpu_alloc=page"
 	}
-	g, err := run([]string{*govisor, "run", "--kernel", kernel, "--initrd", initrd, "--memory", "512M",
-		"--disk", "path=" + img, "--cmdline", cmdline})
+	g, err := run(bn.wrap([]string{govisor, "run", "--kernel", kernel, "--initrd", initrd, "--memory", "512M",
+		"--disk", "path=" + img, "--net", "tap=" + tapName, "--cmdline", cmdline}))
 	if err != nil {
-		fmt.Fprintln(os.Stderr, "govisor:", err)
-		os.Exit(1)
+		return fmt.Errorf("govisor: %w", err)
 	}
-	q, err := run([]string{*qemu, "-enable-kvm", "-M", "q35", "-cpu", "host,-arch-capabilities,-cx16", "-m", "512",
+	if err := bn.check(); err != nil {
+		return fmt.Errorf("govisor: %w", err)
+	}
+	q, err := run([]string{qemu, "-enable-kvm", "-M", "q35", "-cpu", "host,-arch-capabilities,-cx16", "-m", "512",
 		"-nodefaults", "-no-user-config", "-nographic", "-serial", "stdio", "-kernel", kernel, "-initrd", initrd,
-		"-append", qcmd, "-drive", "file=" + img + ",format=raw,if=none,id=d0", "-device", "virtio-blk-pci,drive=d0"})
+		"-append", qcmd, "-drive", "file=" + img + ",format=raw,if=none,id=d0", "-device", "virtio-blk-pci,drive=d0",
+		"-netdev", "tap,id=n0,ifname=" + tapName + ",script=no,downscript=no,vhost=off", "-device", "virtio-net-pci,netdev=n0"})
 	if err != nil {
-		fmt.Fprintln(os.Stderr, "qemu:", err)
-		os.Exit(1)
+		return fmt.Errorf("qemu: %w", err)
 	}
-	fmt.Printf("KVM: %s; disk: %d MiB raw file; guest: minimal Linux, busybox dd\n", flavor, *sizeMiB)
+	if err := bn.check(); err != nil {
+		return fmt.Errorf("qemu: %w", err)
+	}
+	fmt.Printf("KVM: %s; disk: %d MiB raw file; TCP: %d MiB guest->host; guest: minimal Linux, busybox dd and nc\n", flavor, sizeMiB, tcpMiB)
 	fmt.Printf("%-30s %12s %12s %7s\n", "", "govisor", "qemu q35", "ratio")
-	mb := float64(*sizeMiB)
+	mb := float64(sizeMiB)
 	for _, r := range []struct {
 		key, name string
 		amount    float64
@@ -127,8 +155,10 @@ func main() {
 		{"SEQREAD", "sequential read, 1 MiB", mb, "MiB/s"},
 		{"SEQWRITE", "sequential write, 1 MiB+fsync", mb, "MiB/s"},
 		{"RAND4K", "4 KiB O_DIRECT reads", 2000, "IOPS"},
+		{"TCPTX", "TCP guest->host over TAP", float64(tcpMiB), "MiB/s"},
 	} {
 		gv, qv := r.amount/g[r.key], r.amount/q[r.key]
 		fmt.Printf("%-30s %8.2f %s %8.2f %s %6.2fx\n", r.name, gv, r.unit, qv, r.unit, gv/qv)
 	}
+	return nil
 }
