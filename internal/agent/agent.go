@@ -43,6 +43,8 @@ type Config struct {
 	Executable    string        // the govisor binary to run VMMs with (default: os.Executable)
 	StopTimeout   time.Duration // how long a stop waits for a guest to power off after the ACPI button, unless its spec says (default 10s)
 	ResyncEvery   time.Duration // full reconcile period besides etcd watch events (default 5s)
+	UsageEvery    time.Duration // utilization sampling period for reports (default 10s)
+	UsageKeep     time.Duration // how long utilization samples are kept (default 7 days)
 	Logger        *slog.Logger  // default: discard
 }
 
@@ -148,9 +150,10 @@ func New(ctx context.Context, cfg Config) (*Agent, error) {
 		a.abort()
 		return nil, err
 	}
-	a.loopWG.Add(2)
+	a.loopWG.Add(3)
 	go a.reconcileLoop()
 	go a.watchLoop()
+	go a.usageLoop()
 	a.log.Info("agent started", "host", cfg.HostName, "agent", id, "store", a.storeKind(), "api", a.addrs)
 	return a, nil
 }

@@ -144,6 +144,7 @@ func (a *Agent) routes() http.Handler {
 	m.HandleFunc("GET /v1/events", a.handleEvents)
 	m.HandleFunc("GET /v1/host", a.handleHost)
 	m.HandleFunc("GET /v1/hosts", a.handleHosts)
+	m.HandleFunc("GET /v1/usage", a.handleUsage)
 	m.Handle("GET /metrics", a.metricsHandler())
 	m.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusNotFound, api.Error{Message: "no such endpoint: " + r.Method + " " + r.URL.Path})

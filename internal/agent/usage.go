@@ -1,0 +1,196 @@
+package agent
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"path/filepath"
+	"time"
+
+	"github.com/govisor/govisor/api"
+	"github.com/govisor/govisor/internal/usage"
+)
+
+// vmmIOStats is the part of a VMM's GET /stats answer (vmmapi.Stats) that
+// the sampler reads: the byte counters of its disks and NICs.
+type vmmIOStats struct {
+	Disks []struct {
+		ReadBytes  uint64 `json:"read_bytes"`
+		WriteBytes uint64 `json:"write_bytes"`
+	} `json:"disks"`
+	NICs []struct {
+		RxBytes uint64 `json:"rx_bytes"`
+		TxBytes uint64 `json:"tx_bytes"`
+	} `json:"nics"`
+}
+
+// maxUsagePoints bounds the samples per VM a default /v1/usage query
+// returns: a wider window is thinned to about this many per VM.
+const maxUsagePoints = 1000
+
+// usageDir is where the utilization samples of this host are kept.
+func (a *Agent) usageDir() string { return filepath.Join(a.cfg.StateDir, "usage") }
+
+func (a *Agent) usageInterval() time.Duration {
+	if a.cfg.UsageEvery > 0 {
+		return a.cfg.UsageEvery
+	}
+	return usage.DefaultInterval
+}
+
+// usageLoop samples this host and its VMs until the agent stops.
+func (a *Agent) usageLoop() {
+	defer a.loopWG.Done()
+	st, err := usage.OpenStore(a.usageDir(), a.cfg.UsageKeep)
+	if err != nil {
+		a.log.Error("usage sampling disabled", "err", err)
+		return
+	}
+	s, err := usage.NewSampler(usage.Config{
+		Store: st, Host: a.cfg.HostName, Interval: a.usageInterval(),
+		ListVMs: a.usageVMs, ReadIO: a.usageIO, Logger: a.log,
+	})
+	if err != nil {
+		st.Close()
+		a.log.Error("usage sampling disabled", "err", err)
+		return
+	}
+	s.Run(a.ctx)
+}
+
+// usageVMs lists this host's VMs with the pids of their VMMs.
+func (a *Agent) usageVMs(ctx context.Context) ([]usage.VMInfo, error) {
+	recs, _, err := a.st.ListVMs(ctx)
+	if err != nil {
+		return nil, err
+	}
+	a.mu.Lock()
+	pids := make(map[string]int, len(a.procs))
+	for name, p := range a.procs {
+		pids[name] = p.pid
+	}
+	a.mu.Unlock()
+	var out []usage.VMInfo
+	for _, r := range recs {
+		if r.Desired.Host != a.cfg.HostName {
+			continue
+		}
+		v := toAPI(r)
+		mib, _ := api.ParseMemoryMiB(v.Spec.Memory)
+		out = append(out, usage.VMInfo{
+			Name: v.Spec.Name, State: string(v.Status.State), VCPUs: v.Spec.CPUs,
+			MemoryBytes: mib << 20, PID: pids[v.Spec.Name],
+		})
+	}
+	return out, nil
+}
+
+// usageIO asks a VM's VMM for its disk and network counters (GET /stats
+// on the VMM's API socket), summed over its disks and NICs.
+func (a *Agent) usageIO(ctx context.Context, v usage.VMInfo) (usage.IO, error) {
+	sock := filepath.Join(a.vmDir(v.Name), "api.sock")
+	hc := http.Client{Transport: &http.Transport{
+		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+			var d net.Dialer
+			return d.DialContext(ctx, "unix", sock)
+		},
+	}}
+	defer hc.CloseIdleConnections()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://vmm/stats", nil)
+	if err != nil {
+		return usage.IO{}, err
+	}
+	resp, err := hc.Do(req)
+	if err != nil {
+		return usage.IO{}, fmt.Errorf("agent: stats of %s: %w", v.Name, err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return usage.IO{}, fmt.Errorf("agent: stats of %s: %s", v.Name, resp.Status)
+	}
+	var st vmmIOStats
+	if err := json.NewDecoder(io.LimitReader(resp.Body, maxBody)).Decode(&st); err != nil {
+		return usage.IO{}, fmt.Errorf("agent: stats of %s: %w", v.Name, err)
+	}
+	var out usage.IO
+	for _, d := range st.Disks {
+		out.DiskReadBytes += d.ReadBytes
+		out.DiskWriteBytes += d.WriteBytes
+	}
+	for _, n := range st.NICs {
+		// NIC counters are the guest's view: tx is guest to host.
+		out.NetRxBytes += n.RxBytes
+		out.NetTxBytes += n.TxBytes
+	}
+	return out, nil
+}
+
+// handleUsage serves GET /v1/usage?from=RFC3339&to=RFC3339[&vm=NAME][&step=DURATION]:
+// this host's utilization samples in the window (default: the last 24 hours).
+func (a *Agent) handleUsage(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	to := time.Now().UTC()
+	if s := q.Get("to"); s != "" {
+		t, err := time.Parse(time.RFC3339, s)
+		if err != nil {
+			httpError(w, &FieldError{"to", fmt.Sprintf("%q: want an RFC 3339 time", s)})
+			return
+		}
+		to = t.UTC()
+	}
+	from := to.Add(-24 * time.Hour)
+	if s := q.Get("from"); s != "" {
+		t, err := time.Parse(time.RFC3339, s)
+		if err != nil {
+			httpError(w, &FieldError{"from", fmt.Sprintf("%q: want an RFC 3339 time", s)})
+			return
+		}
+		from = t.UTC()
+	}
+	if to.Before(from) {
+		httpError(w, &FieldError{"from", "the window ends before it starts"})
+		return
+	}
+	vm := q.Get("vm")
+	if vm != "" && !nameRE.MatchString(vm) {
+		httpError(w, &FieldError{"vm", fmt.Sprintf("%q is not a VM name", vm)})
+		return
+	}
+	step := to.Sub(from) / maxUsagePoints
+	if step <= a.usageInterval() {
+		step = 0
+	}
+	if s := q.Get("step"); s != "" {
+		d, err := time.ParseDuration(s)
+		if err != nil || d < 0 {
+			httpError(w, &FieldError{"step", fmt.Sprintf("%q: want a duration such as 60s", s)})
+			return
+		}
+		step = d
+	}
+	st, err := usage.OpenStore(a.usageDir(), a.cfg.UsageKeep)
+	if err != nil {
+		httpError(w, err)
+		return
+	}
+	res, err := st.Query(usage.Query{From: from, To: to, VM: vm, Step: step})
+	if err != nil {
+		httpError(w, err)
+		return
+	}
+	rep := api.UsageReport{
+		Host: a.cfg.HostName, From: from, To: to, IntervalSeconds: a.usageInterval().Seconds(),
+		StepSeconds: step.Seconds(), Skipped: res.Skipped, Samples: make([]api.UsageSample, 0, len(res.Samples)),
+	}
+	for _, s := range res.Samples {
+		rep.Samples = append(rep.Samples, api.UsageSample{
+			Time: s.Time, Host: s.Host, VM: s.VM, State: s.State, VCPUs: s.VCPUs, MemoryBytes: s.MemoryBytes,
+			CPUSeconds: s.CPUSeconds, RSSBytes: s.RSSBytes, HasIO: s.HasIO,
+			DiskReadBytes: s.DiskReadBytes, DiskWriteBytes: s.DiskWriteBytes, NetRxBytes: s.NetRxBytes, NetTxBytes: s.NetTxBytes,
+		})
+	}
+	writeJSON(w, http.StatusOK, rep)
+}
