@@ -1,13 +1,11 @@
 package cli
 
 import (
-	"context"
 	"encoding/json"
 	"fmt"
-	"net"
+	"io"
 	"os"
 	"sync"
-	"time"
 
 	"github.com/spf13/cobra"
 
@@ -23,6 +21,9 @@ type machineCtl struct {
 	mu   sync.Mutex
 	m    *vm.Machine
 	seen bool // a machine has existed (before: "starting", after: "stopped")
+
+	mig   migration.Tracker // outgoing migrations
+	migTo string            // the latest migration's destination
 }
 
 func (c *machineCtl) set(m *vm.Machine) {
@@ -100,26 +101,6 @@ func (c *machineCtl) SetBalloon(mib uint64) error {
 	return nil
 }
 
-func (c *machineCtl) Migrate(req vmmapi.MigrateRequest) (vmmapi.MigrateResult, error) {
-	m, err := c.get()
-	if err != nil {
-		return vmmapi.MigrateResult{}, err
-	}
-	conn, err := net.DialTimeout("tcp", req.To, 10*time.Second)
-	if err != nil {
-		return vmmapi.MigrateResult{}, fmt.Errorf("migrate: %w (is a govisor run --incoming VMM listening there?)", err)
-	}
-	defer conn.Close()
-	st, err := m.MigrateTo(context.Background(), conn, migration.Options{
-		MaxDowntime: time.Duration(req.MaxDowntimeMS) * time.Millisecond, Bandwidth: req.Bandwidth, AutoConverge: req.AutoConverge,
-	})
-	if err != nil {
-		return vmmapi.MigrateResult{}, err
-	}
-	return vmmapi.MigrateResult{Rounds: st.Rounds, BytesSent: st.BytesSent, PagesSent: st.PagesSent, ZeroPages: st.ZeroPages,
-		TotalMS: float64(st.Total.Microseconds()) / 1000, DowntimeMS: float64(st.Downtime.Microseconds()) / 1000}, nil
-}
-
 func (c *machineCtl) Info() vmmapi.Info {
 	m, err := c.get()
 	if err != nil {
@@ -147,11 +128,17 @@ func (c *machineCtl) Info() vmmapi.Info {
 
 func newCtlCmd() *cobra.Command {
 	var sock string
-	var maxDowntimeMS int
+	var mf migrateFlags
 	cmd := &cobra.Command{
-		Use:   "ctl --api-sock PATH info|pause|resume|shutdown|stop|balloon MIB|snapshot DIR|migrate HOST:PORT",
+		Use:   "ctl --api-sock PATH info|stats|pause|resume|shutdown|stop|balloon MIB|snapshot DIR|migrate HOST:PORT|migration|migrate-cancel",
 		Short: "Control a running VMM through its API socket (govisor run --api-sock)",
-		Args:  cobra.RangeArgs(1, 2),
+		Long: `Control a running VMM through its API socket (govisor run --api-sock).
+
+migrate HOST:PORT live-migrates the VM to a VMM started with govisor run
+--incoming HOST:PORT, printing progress to stderr while it runs; Ctrl-C
+cancels it and the VM keeps running here. migration prints the state of the
+latest migration, migrate-cancel cancels a running one.`,
+		Args: cobra.RangeArgs(1, 2),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if sock == "" {
 				return &ExitError{Code: 2, Err: fmt.Errorf("--api-sock is required: the socket given to govisor run --api-sock")}
@@ -174,13 +161,32 @@ func newCtlCmd() *cobra.Command {
 				if len(args) != 2 {
 					return &ExitError{Code: 2, Err: fmt.Errorf("migrate needs the destination: govisor ctl --api-sock %s migrate HOST:PORT", sock)}
 				}
-				res, err := c.Migrate(vmmapi.MigrateRequest{To: args[1], MaxDowntimeMS: maxDowntimeMS})
+				req, err := mf.request(args[1])
+				if err != nil {
+					return &ExitError{Code: 2, Err: err}
+				}
+				var progress io.Writer = os.Stderr
+				if mf.quiet {
+					progress = nil
+				}
+				return ctlMigrate(c, req, os.Stdout, progress)
+			case "migration", "migrate-cancel":
+				if args[0] == "migrate-cancel" {
+					if err := c.CancelMigrate(); err != nil {
+						return err
+					}
+				}
+				p, err := c.MigrateProgress()
 				if err != nil {
 					return err
 				}
-				enc := json.NewEncoder(os.Stdout)
-				enc.SetIndent("", "  ")
-				return enc.Encode(res)
+				return printJSON(p)
+			case "stats":
+				st, err := c.Stats()
+				if err != nil {
+					return err
+				}
+				return printJSON(st)
 			case "balloon":
 				if len(args) != 2 {
 					return &ExitError{Code: 2, Err: fmt.Errorf("balloon needs a size in MiB: govisor ctl --api-sock %s balloon 256", sock)}
@@ -196,17 +202,30 @@ func newCtlCmd() *cobra.Command {
 				}
 				info, err = c.Snapshot(args[1])
 			default:
-				return &ExitError{Code: 2, Err: fmt.Errorf("unknown action %q: use info, pause, resume, shutdown, stop, balloon MIB, snapshot DIR or migrate HOST:PORT", args[0])}
+				return &ExitError{Code: 2, Err: fmt.Errorf("unknown action %q: use info, stats, pause, resume, shutdown, stop, balloon MIB, snapshot DIR, migrate HOST:PORT, migration or migrate-cancel", args[0])}
 			}
 			if err != nil {
 				return err
 			}
-			enc := json.NewEncoder(os.Stdout)
-			enc.SetIndent("", "  ")
-			return enc.Encode(info)
+			return printJSON(info)
 		},
 	}
-	cmd.Flags().StringVar(&sock, "api-sock", "", "the VMM's API socket")
-	cmd.Flags().IntVar(&maxDowntimeMS, "max-downtime-ms", 300, "migrate: the longest pause the guest may see")
+	f := cmd.Flags()
+	f.StringVar(&sock, "api-sock", "", "the VMM's API socket")
+	f.IntVar(&mf.maxDowntimeMS, "max-downtime-ms", 300, "migrate: the longest pause the guest may see, in milliseconds")
+	f.DurationVar(&mf.maxDowntime, "max-downtime", 0, "migrate: the longest pause the guest may see (e.g. 50ms; overrides --max-downtime-ms)")
+	f.StringVar(&mf.bandwidth, "bandwidth", "", "migrate: limit the transfer while the guest runs, bytes per second with K, M or G (100M = 100 MiB/s; default unlimited)")
+	f.BoolVar(&mf.autoConverge, "auto-converge", false, "migrate: slow the guest's vCPUs when it dirties memory faster than it can be sent")
+	f.StringVar(&mf.tlsCert, "tls-cert", "", "migrate: this host's certificate (PEM) for mutual TLS with the destination")
+	f.StringVar(&mf.tlsKey, "tls-key", "", "migrate: the private key of --tls-cert")
+	f.StringVar(&mf.tlsCA, "tls-ca", "", "migrate: CA bundle (PEM) that signed the destination's certificate")
+	f.BoolVarP(&mf.quiet, "quiet", "q", false, "migrate: print no progress lines")
 	return cmd
+}
+
+// printJSON prints v as indented JSON on stdout.
+func printJSON(v any) error {
+	enc := json.NewEncoder(os.Stdout)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
 }

@@ -2,6 +2,7 @@ package cli
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -11,10 +12,12 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/spf13/cobra"
 
 	"github.com/govisor/govisor/api"
+	"github.com/govisor/govisor/internal/migration"
 	"github.com/govisor/govisor/internal/vm"
 	"github.com/govisor/govisor/internal/vmmapi"
 )
@@ -38,6 +41,7 @@ type runOptions struct {
 	vsock                   string
 	balloon                 bool
 	incoming                string
+	tlsCert, tlsKey, tlsCA  string
 	cpusSet                 bool
 }
 
@@ -68,7 +72,7 @@ guest unless --on-reboot=exit.`,
 	f.StringVar(&o.template, "cpu-template", "auto", "CPU template: auto, host or pvm")
 	f.BoolVar(&o.debugExit, "debug-exit", false, "enable the isa-debug-exit port 0xf4: a guest write ends govisor with that value as exit code")
 	f.BoolVarP(&o.verbose, "verbose", "v", false, "print how the guest was loaded and why it stopped")
-	f.StringArrayVar(&o.disks, "disk", nil, "virtio-blk disk: path=FILE[,readonly][,format=FMT][,serial=ID][,queues=N] (repeatable; raw, qcow2, vmdk, vhd, vhdx)")
+	f.StringArrayVar(&o.disks, "disk", nil, "virtio-blk disk: path=FILE[,readonly][,direct][,format=FMT][,serial=ID][,queues=N] (repeatable; raw, qcow2, vmdk, vhd, vhdx)")
 	f.BoolVar(&o.rng, "rng", false, "add a virtio-rng device fed by the host's getrandom")
 	f.StringArrayVar(&o.nets, "net", nil, "virtio-net on a TAP device: tap=NAME[,mac=MAC] (repeatable; the TAP is created if it does not exist)")
 	f.StringVar(&o.vsock, "vsock", "", "virtio-vsock: cid=N,uds=PATH (host connects to PATH and sends \"CONNECT <port>\\n\"; guest connections to port P reach PATH_P)")
@@ -76,6 +80,9 @@ guest unless --on-reboot=exit.`,
 	f.StringVar(&o.consoleSock, "console-sock", "", "also serve the serial console on this Unix socket: every client sees the guest's output and its input goes to the guest")
 	f.StringVar(&o.apiSock, "api-sock", "", "serve the VMM control API (pause, resume, snapshot, stop) on this Unix socket")
 	f.StringVar(&o.incoming, "incoming", "", "wait for a live migration on this TCP address (HOST:PORT; give the source's --memory) instead of booting")
+	f.StringVar(&o.tlsCert, "tls-cert", "", "with --incoming: require mutual TLS, presenting this certificate (PEM)")
+	f.StringVar(&o.tlsKey, "tls-key", "", "with --incoming: the private key of --tls-cert")
+	f.StringVar(&o.tlsCA, "tls-ca", "", "with --incoming: CA bundle (PEM) that must have signed the source's certificate")
 	f.StringVar(&o.restore, "restore", "", "start from the snapshot in this folder (made with govisor ctl snapshot) instead of booting")
 	return cmd
 }
@@ -89,23 +96,54 @@ func ParseMemoryMiB(s string) (uint64, error) {
 	return n, nil
 }
 
-// receiveMigration waits for one live migration on addr.
-func receiveMigration(addr string, cfg vm.Config) (*vm.Machine, error) {
+// receiveMigration waits for one live migration on addr. With tlsCfg the
+// source must authenticate: a connection that fails the TLS handshake is
+// refused and the wait goes on, so that a stranger cannot end it.
+func receiveMigration(addr string, cfg vm.Config, tlsCfg *tls.Config) (*vm.Machine, error) {
 	l, err := net.Listen("tcp", addr)
 	if err != nil {
 		return nil, fmt.Errorf("--incoming %s: %w", addr, err)
 	}
 	defer l.Close()
 	fmt.Fprintf(os.Stderr, "govisor: waiting for a migration on %s\n", l.Addr())
-	conn, err := l.Accept()
-	if err != nil {
-		return nil, err
+	for {
+		conn, err := l.Accept()
+		if err != nil {
+			return nil, err
+		}
+		if tlsCfg != nil {
+			tc := tls.Server(conn, tlsCfg)
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			err := tc.HandshakeContext(ctx)
+			cancel()
+			if err != nil {
+				fmt.Fprintf(os.Stderr, "govisor: refused a migration connection from %s: TLS handshake: %v\n", conn.RemoteAddr(), err)
+				conn.Close()
+				continue
+			}
+			conn = tc
+		}
+		defer conn.Close()
+		return vm.Incoming(context.Background(), conn, cfg)
 	}
-	defer conn.Close()
-	return vm.Incoming(context.Background(), conn, cfg)
 }
 
-// ParseDisk parses a --disk value: path=FILE[,readonly][,format=F][,serial=S][,queues=N].
+// incomingTLS builds the --incoming listener's TLS configuration, or nil
+// without the --tls-* flags.
+func (o *runOptions) incomingTLS() (*tls.Config, error) {
+	if o.tlsCert == "" && o.tlsKey == "" && o.tlsCA == "" {
+		return nil, nil
+	}
+	if o.incoming == "" {
+		return nil, errors.New("--tls-cert, --tls-key and --tls-ca secure --incoming: give --incoming HOST:PORT too")
+	}
+	if o.tlsCert == "" || o.tlsKey == "" || o.tlsCA == "" {
+		return nil, errors.New("--tls-cert, --tls-key and --tls-ca go together: mutual TLS needs all three")
+	}
+	return migration.ServerTLSConfig(o.tlsCert, o.tlsKey, o.tlsCA)
+}
+
+// ParseDisk parses a --disk value: path=FILE[,readonly][,direct][,format=F][,serial=S][,queues=N].
 // A bare FILE is accepted as the path.
 func ParseDisk(s string) (vm.Disk, error) {
 	var d vm.Disk
@@ -118,6 +156,8 @@ func ParseDisk(s string) (vm.Disk, error) {
 			d.Path = k
 		case (k == "readonly" || k == "ro") && (!hasValue || v == "on" || v == "true"):
 			d.ReadOnly = true
+		case k == "direct" && (!hasValue || v == "on" || v == "true"):
+			d.Direct = true
 		case k == "format" && hasValue:
 			d.Format = v
 		case k == "serial" && hasValue:
@@ -129,7 +169,7 @@ func ParseDisk(s string) (vm.Disk, error) {
 			}
 			d.Queues = n
 		default:
-			return d, fmt.Errorf("--disk %q: unknown option %q: use path=FILE[,readonly][,format=FMT][,serial=ID][,queues=N]", s, part)
+			return d, fmt.Errorf("--disk %q: unknown option %q: use path=FILE[,readonly][,direct][,format=FMT][,serial=ID][,queues=N]", s, part)
 		}
 	}
 	if d.Path == "" {
@@ -219,6 +259,10 @@ func runVM(o *runOptions) error {
 	if err != nil {
 		return &ExitError{Code: 2, Err: err}
 	}
+	tlsCfg, err := o.incomingTLS()
+	if err != nil {
+		return &ExitError{Code: 2, Err: err}
+	}
 	stdout := newConsoleWriter(os.Stdout)
 	defer stdout.Close()
 	con, err := attachConsole(os.Stdin)
@@ -262,7 +306,7 @@ func runVM(o *runOptions) error {
 				// so that the guest's downtime does not include it.
 				in.CPUs = o.cpus
 			}
-			m, err = receiveMigration(o.incoming, in)
+			m, err = receiveMigration(o.incoming, in, tlsCfg)
 		} else {
 			m, err = vm.New(cfg)
 		}

@@ -105,7 +105,7 @@ type Options struct {
 // Progress is a snapshot of a running migration for the API and CLI.
 type Progress struct {
 	Round            int           // rounds completed (0 = the full copy)
-	BytesSent        int64         // bytes written to the connection
+	BytesSent        int64         // bytes written or queued for the connection
 	PagesSent        uint64        // pages sent so far (zero entries included)
 	DirtyPages       int           // pages dirtied during the last round
 	DirtyRate        float64       // pages dirtied per second in the last round

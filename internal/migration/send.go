@@ -112,19 +112,23 @@ type countingWriter struct {
 func (cw countingWriter) Write(p []byte) (int, error) {
 	n, err := cw.c.Write(p)
 	cw.s.stats.BytesSent += int64(n)
-	cw.s.tick()
 	return n, err
 }
 
 // tick repeats the latest progress report with the current counts when
-// progressInterval has passed since the previous one.
+// progressInterval has passed since the previous one. It is called between
+// frames (never inside a flush, where Buffered is stale).
 func (s *sender) tick() {
 	if s.opts.Progress == nil || time.Since(s.lastReport) < progressInterval {
 		return
 	}
 	p := s.last
 	if !s.limitStart.IsZero() {
-		p.Bandwidth = float64(s.stats.BytesSent-s.limitBytes) / max(time.Since(s.limitStart).Seconds(), 1e-6)
+		queued := s.stats.BytesSent + int64(s.w.Buffered())
+		p.Bandwidth = float64(queued-s.limitBytes) / max(time.Since(s.limitStart).Seconds(), 1e-6)
+		if s.opts.Bandwidth > 0 {
+			p.Bandwidth = min(p.Bandwidth, float64(s.opts.Bandwidth))
+		}
 	}
 	s.progress(p)
 }
@@ -183,7 +187,7 @@ func (s *sender) fail(err error) error {
 			err = s.peerErr
 		}
 	}
-	if cerr := s.ctx.Err(); cerr != nil {
+	if cerr := s.ctx.Err(); cerr != nil && !errors.Is(err, cerr) {
 		err = fmt.Errorf("migration: %w (%v)", cerr, err)
 	}
 	if len(errs) > 0 {
@@ -438,7 +442,11 @@ func (s *sender) progress(p Progress) {
 	if s.opts.Progress == nil {
 		return
 	}
-	p.Round, p.BytesSent, p.PagesSent, p.Throttle = s.round, s.stats.BytesSent, s.stats.PagesSent, s.throttle
+	p.Round, p.PagesSent, p.Throttle = s.round, s.stats.PagesSent, s.throttle
+	p.BytesSent = s.stats.BytesSent
+	if s.w != nil {
+		p.BytesSent += int64(s.w.Buffered())
+	}
 	p.Paused = p.Paused || s.paused
 	s.last, s.lastReport = p, time.Now()
 	s.opts.Progress(p)

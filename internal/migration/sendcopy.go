@@ -20,29 +20,34 @@ func (s *sender) writeFrame(typ MsgType, flags uint8, payload []byte) error {
 	if err := writeFrame(s.w, typ, flags, payload); err != nil {
 		return err
 	}
+	s.tick()
 	return s.limit()
 }
 
-// limit sleeps while the bytes sent since limitStart exceed the budget.
+// limit sleeps while the bytes sent since limitStart exceed the budget,
+// reporting progress meanwhile (a slow link may take seconds per frame).
 func (s *sender) limit() error {
 	if s.opts.Bandwidth <= 0 || s.limitStart.IsZero() {
 		return nil
 	}
 	sent := s.stats.BytesSent + int64(s.w.Buffered()) - s.limitBytes
 	due := s.limitStart.Add(time.Duration(float64(sent) / float64(s.opts.Bandwidth) * float64(time.Second)))
-	d := time.Until(due)
-	if d <= 0 {
-		return nil
-	}
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return nil
-	case <-s.ctx.Done():
-		return fmt.Errorf("migration: %w", s.ctx.Err())
-	case <-s.peerDone:
-		return fmt.Errorf("migration: destination: %w", s.peerErr)
+	for {
+		d := time.Until(due)
+		if d <= 0 {
+			return nil
+		}
+		t := time.NewTimer(min(d, progressInterval))
+		select {
+		case <-t.C:
+			s.tick()
+		case <-s.ctx.Done():
+			t.Stop()
+			return fmt.Errorf("migration: %w", s.ctx.Err())
+		case <-s.peerDone:
+			t.Stop()
+			return fmt.Errorf("migration: destination: %w", s.peerErr)
+		}
 	}
 }
 

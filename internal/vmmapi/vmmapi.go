@@ -31,7 +31,16 @@ type Controller interface {
 	SetBalloon(mib uint64) error
 	// Migrate live-migrates the VM to a VMM started with --incoming at req.To;
 	// on success this VMM's VM has stopped.
+	// Migrate must let MigrateProgress and CancelMigrate be called while
+	// it runs (the API serves them from other goroutines).
 	Migrate(req MigrateRequest) (MigrateResult, error)
+	// MigrateProgress reports the latest outgoing migration.
+	MigrateProgress() MigrateProgress
+	// CancelMigrate cancels the running outgoing migration (the VM keeps
+	// running here); it fails when none runs.
+	CancelMigrate() error
+	// Stats returns the activity counters.
+	Stats() Stats
 	Info() Info
 }
 
@@ -61,6 +70,12 @@ type MigrateRequest struct {
 	MaxDowntimeMS int    `json:"max_downtime_ms,omitempty"` // default 300
 	Bandwidth     int64  `json:"bandwidth,omitempty"`       // bytes per second, 0 = unlimited
 	AutoConverge  bool   `json:"auto_converge,omitempty"`
+	// TLSCert, TLSKey and TLSCA, given together, secure the migration with
+	// mutual TLS: this VMM presents the certificate and verifies the
+	// destination's against the CA bundle (files on the VMM's host).
+	TLSCert string `json:"tls_cert,omitempty"`
+	TLSKey  string `json:"tls_key,omitempty"`
+	TLSCA   string `json:"tls_ca,omitempty"`
 }
 
 // MigrateResult reports a finished migration.
@@ -133,6 +148,15 @@ func Handler(c Controller) http.Handler {
 		}
 		reply(w, http.StatusOK, res)
 	})
+	mux.HandleFunc("GET /migrate", func(w http.ResponseWriter, r *http.Request) { reply(w, http.StatusOK, c.MigrateProgress()) })
+	mux.HandleFunc("DELETE /migrate", func(w http.ResponseWriter, r *http.Request) {
+		if err := c.CancelMigrate(); err != nil {
+			reply(w, http.StatusConflict, apiError{err.Error()})
+			return
+		}
+		reply(w, http.StatusOK, c.MigrateProgress())
+	})
+	mux.HandleFunc("GET /stats", func(w http.ResponseWriter, r *http.Request) { reply(w, http.StatusOK, c.Stats()) })
 	mux.HandleFunc("PUT /snapshot", func(w http.ResponseWriter, r *http.Request) {
 		var req SnapshotRequest
 		dec := json.NewDecoder(io.LimitReader(r.Body, 1<<16))
@@ -206,30 +230,44 @@ func NewClient(path string) *Client {
 }
 
 func (c *Client) call(method, path string, body any) (Info, error) {
+	var info Info
+	return info, c.do(method, path, body, &info)
+}
+
+// do sends one request and decodes the answer into out (if not nil).
+func (c *Client) do(method, path string, body, out any) error {
 	var rd io.Reader
 	if body != nil {
 		b, err := json.Marshal(body)
 		if err != nil {
-			return Info{}, err
+			return err
 		}
 		rd = bytes.NewReader(b)
 	}
 	req, err := http.NewRequest(method, "http://vmm"+path, rd)
 	if err != nil {
-		return Info{}, err
+		return err
 	}
 	resp, err := c.hc.Do(req)
 	if err != nil {
-		return Info{}, fmt.Errorf("vmmapi: %s %s: %w", method, path, err)
+		return fmt.Errorf("vmmapi: %s %s: %w", method, path, err)
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
 		var e apiError
-		json.NewDecoder(resp.Body).Decode(&e)
-		return Info{}, fmt.Errorf("vmmapi: %s %s: %s", method, path, e.Error)
+		json.NewDecoder(io.LimitReader(resp.Body, 1<<16)).Decode(&e)
+		if e.Error == "" {
+			e.Error = resp.Status
+		}
+		return fmt.Errorf("vmmapi: %s %s: %s", method, path, e.Error)
 	}
-	var info Info
-	return info, json.NewDecoder(resp.Body).Decode(&info)
+	if out == nil {
+		return nil
+	}
+	if err := json.NewDecoder(resp.Body).Decode(out); err != nil {
+		return fmt.Errorf("vmmapi: %s %s: decode answer: %w", method, path, err)
+	}
+	return nil
 }
 
 // Info returns the VM's state.
@@ -248,24 +286,11 @@ func (c *Client) Stop() (Info, error) { return c.call("PUT", "/vm/stop", nil) }
 func (c *Client) Shutdown() (Info, error) { return c.call("PUT", "/vm/shutdown", nil) }
 
 // Migrate live-migrates the VM (see MigrateRequest).
+// It returns when the migration has ended; MigrateProgress and
+// CancelMigrate may be called meanwhile.
 func (c *Client) Migrate(req MigrateRequest) (MigrateResult, error) {
-	b, _ := json.Marshal(req)
-	hreq, err := http.NewRequest("PUT", "http://vmm/migrate", bytes.NewReader(b))
-	if err != nil {
-		return MigrateResult{}, err
-	}
-	resp, err := c.hc.Do(hreq)
-	if err != nil {
-		return MigrateResult{}, fmt.Errorf("vmmapi: migrate: %w", err)
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		var e apiError
-		json.NewDecoder(resp.Body).Decode(&e)
-		return MigrateResult{}, fmt.Errorf("vmmapi: migrate: %s", e.Error)
-	}
 	var res MigrateResult
-	return res, json.NewDecoder(resp.Body).Decode(&res)
+	return res, c.do("PUT", "/migrate", req, &res)
 }
 
 // SetBalloon sets the balloon's target size.
