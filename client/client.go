@@ -26,12 +26,13 @@ const DefaultSocket = "/run/govisor/govisor.sock"
 
 // Errors an *Error matches with errors.Is, by HTTP status.
 var (
-	ErrInvalid      = errors.New("client: invalid request")      // 400
-	ErrUnauthorized = errors.New("client: unauthorized")         // 401
-	ErrNotFound     = errors.New("client: not found")            // 404
-	ErrConflict     = errors.New("client: conflict")             // 409
-	ErrTimeout      = errors.New("client: agent timed out")      // 504
-	ErrServer       = errors.New("client: agent internal error") // other 5xx
+	ErrInvalid      = errors.New("client: invalid request")                // 400
+	ErrUnauthorized = errors.New("client: unauthorized")                   // 401
+	ErrNotFound     = errors.New("client: not found")                      // 404
+	ErrConflict     = errors.New("client: conflict")                       // 409
+	ErrTimeout      = errors.New("client: agent timed out")                // 504
+	ErrBadGateway   = errors.New("client: the VMM or a peer agent failed") // 502
+	ErrServer       = errors.New("client: agent internal error")           // other 5xx
 )
 
 // Error is an API error response.
@@ -56,6 +57,8 @@ func (e *Error) Is(target error) bool {
 		return e.StatusCode == http.StatusConflict
 	case ErrTimeout:
 		return e.StatusCode == http.StatusGatewayTimeout
+	case ErrBadGateway:
+		return e.StatusCode == http.StatusBadGateway
 	case ErrServer:
 		return e.StatusCode >= 500 && e.StatusCode != http.StatusGatewayTimeout
 	}
@@ -206,7 +209,7 @@ func (c *Client) GetVM(ctx context.Context, name string) (api.VM, error) {
 	return v, err
 }
 
-// Action runs start, stop, force-stop or restart; a non-zero wait makes
+// Action runs start, stop, force-stop, restart, reboot, pause or resume; a non-zero wait makes
 // the agent answer once the VM got there (or the time is up).
 func (c *Client) Action(ctx context.Context, name, action string, wait time.Duration) (api.VM, error) {
 	var v api.VM
@@ -283,4 +286,70 @@ func (c *Client) Events(ctx context.Context, since int64, fn func(api.Event) err
 		return ctx.Err()
 	}
 	return sc.Err()
+}
+
+// Pause pauses a running VM's vCPUs.
+func (c *Client) Pause(ctx context.Context, name string) (api.VM, error) {
+	return c.Action(ctx, name, "pause", 0)
+}
+
+// Resume resumes a paused VM.
+func (c *Client) Resume(ctx context.Context, name string) (api.VM, error) {
+	return c.Action(ctx, name, "resume", 0)
+}
+
+// Reboot resets a running VM (a new VMM boots it at once); a non-zero
+// wait makes the agent answer once it runs again.
+func (c *Client) Reboot(ctx context.Context, name string, wait time.Duration) (api.VM, error) {
+	return c.Action(ctx, name, "reboot", wait)
+}
+
+// Snapshot saves a running or paused VM's state as snapshot req.Name.
+func (c *Client) Snapshot(ctx context.Context, name string, req api.SnapshotRequest) (api.Snapshot, error) {
+	var s api.Snapshot
+	_, err := c.Do(ctx, http.MethodPost, vmPath(name)+"/snapshot", req, &s)
+	return s, err
+}
+
+// Snapshots lists a VM's snapshots, oldest first.
+func (c *Client) Snapshots(ctx context.Context, name string) ([]api.Snapshot, error) {
+	var l api.SnapshotList
+	_, err := c.Do(ctx, http.MethodGet, vmPath(name)+"/snapshots", nil, &l)
+	return l.Items, err
+}
+
+// Restore resumes the VM from one of its snapshots; a non-zero wait makes
+// the agent answer once it runs from it.
+func (c *Client) Restore(ctx context.Context, name, snapshot string, wait time.Duration) (api.VM, error) {
+	var v api.VM
+	p := vmPath(name) + "/restore"
+	if wait > 0 {
+		p += "?wait=" + url.QueryEscape(wait.String())
+	}
+	_, err := c.Do(ctx, http.MethodPost, p, api.RestoreRequest{Snapshot: snapshot}, &v)
+	return v, err
+}
+
+// Migrate live-migrates a running VM to another host; it returns when the
+// migration ended (the VM then runs on req.Host) or failed (it still runs
+// where it was).
+func (c *Client) Migrate(ctx context.Context, name string, req api.MigrateRequest) (api.VM, error) {
+	var v api.VM
+	_, err := c.Do(ctx, http.MethodPost, vmPath(name)+"/migrate", req, &v)
+	return v, err
+}
+
+// Incoming asks a destination host's agent to start a VMM waiting for a
+// live migration of the VM (agent to agent).
+func (c *Client) Incoming(ctx context.Context, name string, req api.IncomingRequest) (api.Incoming, error) {
+	var in api.Incoming
+	_, err := c.Do(ctx, http.MethodPost, vmPath(name)+"/incoming", req, &in)
+	return in, err
+}
+
+// CancelIncoming removes the destination VMM of a failed migration (agent
+// to agent).
+func (c *Client) CancelIncoming(ctx context.Context, name string) error {
+	_, err := c.Do(ctx, http.MethodDelete, vmPath(name)+"/incoming", nil, nil)
+	return err
 }

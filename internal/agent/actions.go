@@ -13,7 +13,8 @@ import (
 // maxWait bounds ?wait= on actions.
 const maxWait = 10 * time.Minute
 
-// handleAction serves POST /v1/vms/{name}/start|stop|force-stop|restart. It
+// handleAction serves POST /v1/vms/{name}/start|stop|force-stop|restart|
+// reboot (and hands pause and resume to handlePauseResume). It
 // changes the desired state (and signals the VMM for force-stop and
 // restart); with ?wait=DURATION it answers once the VM got there (200) or
 // the time is up (202), else at once (202).
@@ -21,13 +22,29 @@ func (a *Agent) handleAction(w http.ResponseWriter, r *http.Request) {
 	name, action := r.PathValue("name"), r.PathValue("action")
 	var power api.Power
 	switch action {
-	case "start", "restart":
+	case "start", "restart", "reboot":
 		power = api.PowerRunning
 	case "stop", "force-stop":
 		power = api.PowerStopped
-	default:
-		writeJSON(w, http.StatusNotFound, api.Error{Message: fmt.Sprintf("no such action %q: use start, stop, force-stop or restart", action)})
+	case "pause", "resume":
+		a.handlePauseResume(w, r, action)
 		return
+	default:
+		writeJSON(w, http.StatusNotFound, api.Error{Message: fmt.Sprintf("no such action %q: use start, stop, force-stop, restart, reboot, pause or resume", action)})
+		return
+	}
+	var rebootProc *proc
+	if action == "reboot" {
+		rec, ok := a.localVM(w, r)
+		if !ok {
+			return
+		}
+		p, err := a.liveProc(rec, action, api.StateRunning, api.StatePaused)
+		if err != nil {
+			httpError(w, err)
+			return
+		}
+		rebootProc = p
 	}
 	var wait time.Duration
 	if q := r.URL.Query().Get("wait"); q != "" {
@@ -59,6 +76,12 @@ func (a *Agent) handleAction(w http.ResponseWriter, r *http.Request) {
 		p.restartReq = true
 		p.mu.Unlock()
 		p.stop()
+	case action == "reboot" && p == rebootProc:
+		// The reset button: no guest shutdown, a new VMM boots at once.
+		p.mu.Lock()
+		p.restartReq = true
+		p.mu.Unlock()
+		p.kill()
 	}
 	a.poke()
 	rec, reached, err := a.waitFor(r.Context(), name, action, t0, wait)
@@ -109,7 +132,7 @@ func (a *Agent) reached(rec store.Record, action string, t0 time.Time) bool {
 		// Running, or it already ran and ended after the request (a guest
 		// that powers off at once).
 		return st.State == api.StateRunning || (ended && !st.Since.Before(t0))
-	case "restart":
+	case "restart", "reboot":
 		return !st.Since.Before(t0) && (st.State == api.StateRunning || st.State == api.StateFailed)
 	default:
 		a.mu.Lock()

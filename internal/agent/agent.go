@@ -43,9 +43,18 @@ type Config struct {
 	Executable    string        // the govisor binary to run VMMs with (default: os.Executable)
 	StopTimeout   time.Duration // how long a stop waits for a guest to power off after the ACPI button, unless its spec says (default 10s)
 	ResyncEvery   time.Duration // full reconcile period besides etcd watch events (default 5s)
-	UsageEvery    time.Duration // utilization sampling period for reports (default 10s)
-	UsageKeep     time.Duration // how long utilization samples are kept (default 7 days)
-	Logger        *slog.Logger  // default: discard
+	// MigrationHost is the address VMMs receiving a live migration listen on
+	// (default: the host of Listen, else 127.0.0.1).
+	MigrationHost string
+	// PeerToken is the bearer token this agent sends to other agents' TCP
+	// APIs (default: the first token of TokenFile: a cluster shares them).
+	PeerToken string
+	// PeerCA is a PEM file of the CA that signed the other agents' TLS
+	// certificates (default: the system roots plus TLSCert).
+	PeerCA     string
+	UsageEvery time.Duration // utilization sampling period for reports (default 10s)
+	UsageKeep  time.Duration // how long utilization samples are kept (default 7 days)
+	Logger     *slog.Logger  // default: discard
 }
 
 // Agent is a running host agent.
@@ -71,6 +80,7 @@ type Agent struct {
 	procs       map[string]*proc
 	incoming    map[string]*proc     // destination VMMs of live migrations to this host
 	restoreNext map[string]string    // the snapshot folder the next start of a VM resumes from
+	snapMu      sync.Mutex           // serializes snapshot index updates
 	notBefore   map[string]time.Time // restart back-off per VM
 	backoff     map[string]time.Duration
 	stopping    bool // Shutdown or Close began: no more starts
@@ -196,6 +206,9 @@ func (a *Agent) Shutdown(ctx context.Context) error {
 	ps := make([]*proc, 0, len(a.procs))
 	for _, p := range a.procs {
 		ps = append(ps, p)
+	}
+	for _, p := range a.incoming {
+		p.kill() // a migration to this host fails; its source keeps the VM
 	}
 	a.mu.Unlock()
 	a.closeHTTP()

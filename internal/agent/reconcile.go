@@ -97,6 +97,13 @@ func (a *Agent) reconcile() {
 		p := a.procs[name]
 		switch {
 		case r.Desired.Power == api.PowerRunning && p == nil:
+			restarts := 0
+			if r.Status != nil {
+				restarts = r.Status.Restarts
+			}
+			if a.promoteIncoming(name, restarts) {
+				continue
+			}
 			if nb := a.notBefore[name]; time.Now().Before(nb) {
 				time.AfterFunc(time.Until(nb), a.poke)
 				continue
@@ -106,7 +113,7 @@ func (a *Agent) reconcile() {
 			if stop, _ := p.requested(); !stop {
 				a.log.Info("stopping VM", "vm", name, "pid", p.pid)
 				p.stop()
-				if r.Status != nil && r.Status.State == api.StateRunning && r.Status.PID == p.pid {
+				if r.Status != nil && (r.Status.State == api.StateRunning || r.Status.State == api.StatePaused) && r.Status.PID == p.pid {
 					stopping = append(stopping, r)
 				}
 			}
@@ -215,6 +222,17 @@ func (a *Agent) supervise(p *proc, report bool) {
 
 // handleExit records a VMM's end and decides what happens next.
 func (a *Agent) handleExit(p *proc) {
+	// A source VMM ends when its migration succeeds: wait for the
+	// migration's outcome before deciding what the exit means.
+	p.mu.Lock()
+	mig := p.migration
+	p.mu.Unlock()
+	if mig != nil {
+		<-mig
+	}
+	p.mu.Lock()
+	migrated := p.migrated
+	p.mu.Unlock()
 	stopReq, restartReq := p.requested()
 	a.mu.Lock()
 	detached, stopping := a.detached, a.stopping
@@ -232,8 +250,8 @@ func (a *Agent) handleExit(p *proc) {
 		a.mu.Unlock()
 		a.poke()
 	}()
-	if detached {
-		return
+	if detached || migrated {
+		return // the VM now runs on another host, whose agent reports it
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()

@@ -141,6 +141,12 @@ func (a *Agent) routes() http.Handler {
 	m.HandleFunc("DELETE /v1/vms/{name}", a.handleDelete)
 	m.HandleFunc("POST /v1/vms/{name}/{action}", a.handleAction)
 	m.HandleFunc("GET /v1/vms/{name}/console", a.handleConsole)
+	m.HandleFunc("POST /v1/vms/{name}/snapshot", a.handleSnapshot)
+	m.HandleFunc("GET /v1/vms/{name}/snapshots", a.handleSnapshots)
+	m.HandleFunc("POST /v1/vms/{name}/restore", a.handleRestore)
+	m.HandleFunc("POST /v1/vms/{name}/migrate", a.handleMigrate)
+	m.HandleFunc("POST /v1/vms/{name}/incoming", a.handleIncoming)
+	m.HandleFunc("DELETE /v1/vms/{name}/incoming", a.handleCancelIncoming)
 	m.HandleFunc("GET /v1/events", a.handleEvents)
 	m.HandleFunc("GET /v1/host", a.handleHost)
 	m.HandleFunc("GET /v1/hosts", a.handleHosts)
@@ -168,6 +174,8 @@ func httpError(w http.ResponseWriter, err error) {
 		code = http.StatusConflict
 	case errors.Is(err, ErrNotHere):
 		code = http.StatusMisdirectedRequest
+	case errors.Is(err, ErrVMM):
+		code = http.StatusBadGateway
 	case errors.Is(err, context.DeadlineExceeded):
 		code = http.StatusGatewayTimeout
 	}

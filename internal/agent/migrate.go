@@ -1,0 +1,200 @@
+package agent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"time"
+
+	"github.com/govisor/govisor/api"
+	"github.com/govisor/govisor/internal/cluster/store"
+	"github.com/govisor/govisor/internal/vmmapi"
+)
+
+// migrateTimeout bounds one live migration.
+const migrateTimeout = 30 * time.Minute
+
+// progressEvery is how often a migration's progress is copied from the
+// VMM into the VM's status.
+const progressEvery = 500 * time.Millisecond
+
+// handleMigrate serves POST /v1/vms/{name}/migrate on the VM's host: the
+// destination's agent starts `govisor run --incoming`, this host's VMM
+// sends the VM there (PUT /migrate of its API), and then the VM's host in
+// etcd flips to the destination in one compare-and-swap. On failure the VM
+// keeps running here and the destination VMM is removed: exactly one copy
+// of the VM runs at any time.
+func (a *Agent) handleMigrate(w http.ResponseWriter, r *http.Request) {
+	rec, ok := a.localVM(w, r)
+	if !ok {
+		return
+	}
+	name := rec.Desired.Spec.Name
+	var req api.MigrateRequest
+	if err := decodeBody(r, &req); err != nil {
+		httpError(w, err)
+		return
+	}
+	switch {
+	case req.Host == "":
+		httpError(w, &FieldError{"host", "required: the destination host (see GET /v1/hosts)"})
+		return
+	case req.Host == a.cfg.HostName:
+		httpError(w, &FieldError{"host", fmt.Sprintf("%q: VM %s already runs there", req.Host, name)})
+		return
+	case req.MaxDowntimeMS < 0:
+		httpError(w, &FieldError{"maxDowntimeMS", "must not be negative"})
+		return
+	case req.Bandwidth < 0:
+		httpError(w, &FieldError{"bandwidth", "must not be negative"})
+		return
+	}
+	p, err := a.liveProc(rec, "migrate", api.StateRunning)
+	if err != nil {
+		httpError(w, err)
+		return
+	}
+	peer, err := a.peer(r.Context(), req.Host)
+	if err != nil {
+		httpError(w, err)
+		return
+	}
+	decided := make(chan struct{})
+	p.mu.Lock()
+	if p.migration != nil || p.stopping {
+		p.mu.Unlock()
+		httpError(w, fmt.Errorf("%w: cannot migrate VM %s: it is being migrated or stopped", ErrBusy, name))
+		return
+	}
+	p.migration = decided
+	p.mu.Unlock()
+	defer func() {
+		p.mu.Lock()
+		p.migration = nil
+		p.mu.Unlock()
+		close(decided)
+	}()
+	// The migration goes on if the client hangs up: stopping half-way
+	// would only waste it.
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), migrateTimeout)
+	defer cancel()
+	ms := &api.MigrationStatus{State: api.MigrationRunning, To: req.Host, Started: time.Now().UTC()}
+	a.setMigration(name, p.pid, ms)
+	fail := func(err error) {
+		ms.State, ms.Error = api.MigrationFailed, err.Error()
+		a.setMigration(name, p.pid, ms)
+		a.log.Warn("migration failed; the VM keeps running here", "vm", name, "to", req.Host, "err", err)
+		httpError(w, fmt.Errorf("%w: migration of %s to %s failed (it keeps running on %s): %v", ErrVMM, name, req.Host, a.cfg.HostName, err))
+	}
+	in, err := peer.Incoming(ctx, name, api.IncomingRequest{Spec: rec.Desired.Spec, From: a.cfg.HostName})
+	if err != nil {
+		fail(err)
+		return
+	}
+	a.log.Info("migrating VM", "vm", name, "to", req.Host, "addr", in.Addr)
+	stopPoll := a.pollProgress(name, p, ms)
+	res, err := p.vmm.migrate(ctx, vmmapi.MigrateRequest{To: in.Addr, MaxDowntimeMS: req.MaxDowntimeMS, Bandwidth: req.Bandwidth})
+	stopPoll()
+	if err != nil {
+		cctx, ccancel := shortCtx()
+		peer.CancelIncoming(cctx, name)
+		ccancel()
+		fail(err)
+		return
+	}
+	// The guest now runs (paused or not) only on the destination.
+	p.mu.Lock()
+	p.migrated = true
+	p.mu.Unlock()
+	if err := a.flipHost(name, req.Host); err != nil {
+		// etcd is unreachable: the destination agent keeps its VMM waiting
+		// until the flip is made (or the VMM is removed by hand).
+		httpError(w, fmt.Errorf("agent: VM %s migrated to %s but its host in etcd could not be changed: %w", name, req.Host, err))
+		return
+	}
+	a.poke()
+	a.log.Info("VM migrated", "vm", name, "to", req.Host, "downtime_ms", res.DowntimeMS, "total_ms", res.TotalMS)
+	// Answer with the VM as the destination reports it (running there).
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		cur, err := a.st.GetVM(ctx, name)
+		if err == nil && (cur.Status != nil && cur.Status.Host == req.Host || time.Now().After(deadline)) {
+			writeJSON(w, http.StatusOK, toAPI(cur))
+			return
+		}
+		if err != nil {
+			httpError(w, err)
+			return
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// flipHost moves the VM's desired host from this host to dest in etcd,
+// retrying while etcd is briefly unavailable.
+func (a *Agent) flipHost(name, dest string) error {
+	var err error
+	for try := 0; try < 10; try++ {
+		ctx, cancel := shortCtx()
+		_, err = a.st.UpdateVM(ctx, name, func(d *store.Desired) error {
+			if d.Host != a.cfg.HostName {
+				return fmt.Errorf("%w: VM %s moved to %s meanwhile", ErrBusy, name, d.Host)
+			}
+			d.Host = dest
+			return nil
+		})
+		cancel()
+		if err == nil || errors.Is(err, ErrBusy) || errors.Is(err, store.ErrNotFound) {
+			return err
+		}
+		time.Sleep(time.Second)
+	}
+	return err
+}
+
+// setMigration records ms in the VM's status, if that status is still the
+// running VMM pid's.
+func (a *Agent) setMigration(name string, pid int, ms *api.MigrationStatus) {
+	ctx, cancel := shortCtx()
+	defer cancel()
+	rec, err := a.st.GetVM(ctx, name)
+	if err != nil || rec.Status == nil || rec.Status.PID != pid || rec.Desired.Host != a.cfg.HostName {
+		return
+	}
+	st := *rec.Status
+	m := *ms
+	st.Migration = &m
+	a.st.ReplaceStatus(ctx, name, st, rec.StatusRev)
+}
+
+// pollProgress copies the VMM's GET /migrate progress into the VM's status
+// until the returned function is called. A VMM without the endpoint shows
+// only the migration's state.
+func (a *Agent) pollProgress(name string, p *proc, ms *api.MigrationStatus) func() {
+	done := make(chan struct{})
+	stopped := make(chan struct{})
+	go func() {
+		defer close(stopped)
+		t := time.NewTicker(progressEvery)
+		defer t.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-t.C:
+			}
+			pr, err := p.vmm.progress()
+			if errors.Is(err, errNoEndpoint) {
+				return
+			}
+			if err != nil || pr.State != "running" {
+				continue
+			}
+			ms.Round, ms.BytesSent, ms.DirtyRate = pr.Round, pr.BytesSent, pr.DirtyRate
+			ms.RemainingPages, ms.ExpectedDowntimeMS = pr.RemainingPages, pr.ExpectedDowntime
+			a.setMigration(name, p.pid, ms)
+		}
+	}()
+	return func() { close(done); <-stopped }
+}

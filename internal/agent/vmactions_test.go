@@ -1,0 +1,158 @@
+package agent
+
+import (
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/govisor/govisor/api"
+	"github.com/govisor/govisor/client"
+	"github.com/govisor/govisor/internal/kvm/kvmtest"
+)
+
+// wantAPIError checks an API error's status code, blamed field and message.
+func wantAPIError(t *testing.T, what string, err error, code int, field, msg string) {
+	t.Helper()
+	var ce *client.Error
+	if !errors.As(err, &ce) {
+		t.Errorf("%s: error %v, want an API error %d", what, err, code)
+		return
+	}
+	if ce.StatusCode != code || ce.Field != field || !strings.Contains(ce.Message, msg) {
+		t.Errorf("%s: %d %q (field %q), want %d with %q (field %q)", what, ce.StatusCode, ce.Message, ce.Field, code, msg, field)
+	}
+}
+
+// consoleCount counts s in the VM's console log.
+func consoleCount(t *testing.T, c *client.Client, name, s string) int {
+	t.Helper()
+	b, err := c.Console(context.Background(), name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return strings.Count(string(b), s)
+}
+
+// vmmArgv reads the command line of a VMM process.
+func vmmArgv(pid int) string {
+	b, _ := os.ReadFile(filepath.Join("/proc", strconv.Itoa(pid), "cmdline"))
+	return strings.ReplaceAll(string(b), "\x00", " ")
+}
+
+// TestPauseSnapshotRebootRestore drives a tiny guest through pause,
+// resume, snapshot, reboot and restore, with the errors of each.
+func TestPauseSnapshotRebootRestore(t *testing.T) {
+	kvmtest.Require(t)
+	bin := govisorBin(t)
+	dir := t.TempDir()
+	ta := startAgent(t, dir, func(c *Config) { c.Executable = bin })
+	defer ta.Shutdown(context.Background())
+	ctx := context.Background()
+	k := writeGuest(t, dir, "idle.elf", idleGuest("UP\n"))
+	s := spec("pv", k, api.RestartNever)
+	s.StopTimeout = "0s"
+	if _, err := ta.cli.CreateVM(ctx, s, true); err != nil {
+		t.Fatal(err)
+	}
+	v := waitVM(t, ta.cli, "pv", "running", func(v api.VM) bool { return v.Status.State == api.StateRunning })
+	waitVM(t, ta.cli, "pv", "booted", func(api.VM) bool { return consoleCount(t, ta.cli, "pv", "UP\n") == 1 })
+	// The API socket appears shortly after the process.
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		if _, err := ta.vmm("pv").info(); err == nil {
+			break
+		} else if time.Now().After(deadline) {
+			t.Fatal(err)
+		}
+	}
+
+	// Pause and resume, each only from the state before.
+	got, err := ta.cli.Pause(ctx, "pv")
+	if err != nil || got.Status.State != api.StatePaused || got.Status.PID != v.Status.PID {
+		t.Fatalf("pause: %+v, %v", got.Status, err)
+	}
+	if info, err := ta.vmm("pv").info(); err != nil || info.State != "paused" {
+		t.Errorf("VMM after pause: %+v, %v", info, err)
+	}
+	_, err = ta.cli.Pause(ctx, "pv")
+	wantAPIError(t, "pause twice", err, 409, "", "it is paused; it must be running")
+	if got, err = ta.cli.Resume(ctx, "pv"); err != nil || got.Status.State != api.StateRunning {
+		t.Fatalf("resume: %+v, %v", got.Status, err)
+	}
+	_, err = ta.cli.Resume(ctx, "pv")
+	wantAPIError(t, "resume twice", err, 409, "", "it is running; it must be paused")
+
+	// Snapshots: one in the VM's folder, one at a given path.
+	snap, err := ta.cli.Snapshot(ctx, "pv", api.SnapshotRequest{Name: "s1"})
+	if err != nil || snap.Name != "s1" || snap.SizeBytes <= 0 {
+		t.Fatalf("snapshot: %+v, %v", snap, err)
+	}
+	other := filepath.Join(dir, "elsewhere")
+	if _, err := ta.cli.Snapshot(ctx, "pv", api.SnapshotRequest{Name: "s2", Path: other}); err != nil {
+		t.Fatal(err)
+	}
+	_, err = ta.cli.Snapshot(ctx, "pv", api.SnapshotRequest{Name: "s1"})
+	wantAPIError(t, "snapshot name taken", err, 409, "", `already has a snapshot "s1"`)
+	_, err = ta.cli.Snapshot(ctx, "pv", api.SnapshotRequest{Name: "Bad Name"})
+	wantAPIError(t, "snapshot bad name", err, 400, "name", "DNS label")
+	_, err = ta.cli.Snapshot(ctx, "pv", api.SnapshotRequest{Name: "s3", Path: "rel/dir"})
+	wantAPIError(t, "snapshot relative path", err, 400, "path", "absolute")
+	_, err = ta.cli.Snapshot(ctx, "pv", api.SnapshotRequest{Name: "s3", Path: other})
+	wantAPIError(t, "snapshot existing path", err, 400, "path", "already exists")
+	list, err := ta.cli.Snapshots(ctx, "pv")
+	if err != nil || len(list) != 2 || list[0].Name != "s1" || list[1].Name != "s2" || list[1].Path != other {
+		t.Fatalf("snapshots: %+v, %v", list, err)
+	}
+
+	// Reboot: a new VMM boots the guest again (it prints UP again).
+	if got, err = ta.cli.Reboot(ctx, "pv", 30*time.Second); err != nil || got.Status.State != api.StateRunning || got.Status.PID == v.Status.PID {
+		t.Fatalf("reboot: %+v, %v", got.Status, err)
+	}
+	waitVM(t, ta.cli, "pv", "booted again", func(api.VM) bool { return consoleCount(t, ta.cli, "pv", "UP\n") == 2 })
+
+	// Restore: a new VMM resumes the snapshot; the guest does not boot.
+	before := got.Status.PID
+	if got, err = ta.cli.Restore(ctx, "pv", "s1", 30*time.Second); err != nil || got.Status.State != api.StateRunning || got.Status.PID == before {
+		t.Fatalf("restore: %+v, %v", got.Status, err)
+	}
+	if argv := vmmArgv(got.Status.PID); !strings.Contains(argv, "--restore "+snap.Path) {
+		t.Errorf("restored VMM runs %q", argv)
+	}
+	_, err = ta.cli.Restore(ctx, "pv", "nope", 0)
+	wantAPIError(t, "restore unknown snapshot", err, 400, "snapshot", "no such snapshot")
+
+	// A stopped VM can be neither paused, resumed, rebooted nor snapshotted;
+	// it can be restored, which starts it.
+	if _, err := ta.cli.Action(ctx, "pv", "stop", 30*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	_, err = ta.cli.Pause(ctx, "pv")
+	wantAPIError(t, "pause stopped", err, 409, "", "cannot pause VM pv: it is stopped")
+	_, err = ta.cli.Resume(ctx, "pv")
+	wantAPIError(t, "resume stopped", err, 409, "", "cannot resume VM pv: it is stopped")
+	_, err = ta.cli.Reboot(ctx, "pv", 0)
+	wantAPIError(t, "reboot stopped", err, 409, "", "cannot reboot VM pv: it is stopped")
+	_, err = ta.cli.Snapshot(ctx, "pv", api.SnapshotRequest{Name: "s4"})
+	wantAPIError(t, "snapshot stopped", err, 409, "", "cannot snapshot VM pv: it is stopped")
+	_, err = ta.cli.Pause(ctx, "ghost")
+	wantAPIError(t, "pause unknown VM", err, 404, "", "not found")
+	if got, err = ta.cli.Restore(ctx, "pv", "s2", 30*time.Second); err != nil || got.Status.State != api.StateRunning || got.Desired != api.PowerRunning {
+		t.Fatalf("restore a stopped VM: %+v, %v", got, err)
+	}
+	if n := consoleCount(t, ta.cli, "pv", "UP\n"); n != 2 {
+		t.Errorf("the guest printed UP %d times; restores must not boot it", n)
+	}
+	if _, err := ta.cli.Action(ctx, "pv", "stop", 30*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	if err := ta.cli.DeleteVM(ctx, "pv"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(other); err != nil {
+		t.Errorf("a snapshot at a user's path went with the VM: %v", err)
+	}
+}
