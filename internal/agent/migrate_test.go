@@ -1,0 +1,107 @@
+package agent
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/govisor/govisor/api"
+	"github.com/govisor/govisor/internal/kvm/kvmtest"
+)
+
+// TestMigrateBetweenAgents runs two agents (hosts "testhost" and "hostb",
+// separate state directories, one etcd) and live-migrates a VM from one to
+// the other and back through the API; then a migration whose destination
+// VMM cannot start fails and leaves the VM running where it was.
+func TestMigrateBetweenAgents(t *testing.T) {
+	kvmtest.Require(t)
+	bin := govisorBin(t)
+	ctx := context.Background()
+	dirA, dirB, dirC := t.TempDir(), t.TempDir(), t.TempDir()
+	ta := startAgent(t, dirA, func(c *Config) { c.Executable = bin })
+	defer ta.Shutdown(context.Background())
+	etcd := ta.st.Endpoints()
+	tb := startAgent(t, dirB, func(c *Config) { c.Executable = bin; c.HostName = "hostb"; c.EtcdEndpoints = etcd })
+	defer tb.Shutdown(context.Background())
+	// Host "broken" runs VMMs with a binary that exits at once.
+	tc := startAgent(t, dirC, func(c *Config) { c.Executable = "/bin/false"; c.HostName = "broken"; c.EtcdEndpoints = etcd })
+	defer tc.Shutdown(context.Background())
+
+	k := writeGuest(t, dirA, "idle.elf", idleGuest("UP\n"))
+	s := spec("mover", k, api.RestartOnFailure)
+	s.StopTimeout = "0s"
+	if _, err := ta.cli.CreateVM(ctx, s, true); err != nil {
+		t.Fatal(err)
+	}
+	v := waitVM(t, ta.cli, "mover", "running", func(v api.VM) bool { return v.Status.State == api.StateRunning })
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		if _, err := ta.vmm("mover").info(); err == nil {
+			break
+		} else if time.Now().After(deadline) {
+			t.Fatal(err)
+		}
+	}
+
+	// Bad requests change nothing.
+	_, err := ta.cli.Migrate(ctx, "mover", api.MigrateRequest{Host: "nowhere"})
+	wantAPIError(t, "unknown host", err, 400, "host", "no live agent")
+	_, err = ta.cli.Migrate(ctx, "mover", api.MigrateRequest{Host: "testhost"})
+	wantAPIError(t, "to itself", err, 400, "host", "already runs there")
+	_, err = ta.cli.Migrate(ctx, "mover", api.MigrateRequest{})
+	wantAPIError(t, "no host", err, 400, "host", "required")
+	_, err = tb.cli.Migrate(ctx, "mover", api.MigrateRequest{Host: "hostb"})
+	wantAPIError(t, "asked of the wrong agent", err, 421, "", "runs on testhost")
+
+	// testhost -> hostb.
+	got, err := ta.cli.Migrate(ctx, "mover", api.MigrateRequest{Host: "hostb"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.Host != "hostb" || got.Status.Host != "hostb" || got.Status.State != api.StateRunning || got.Status.PID == v.Status.PID {
+		t.Fatalf("after migration: host %s, status %+v", got.Host, got.Status)
+	}
+	waitVM(t, ta.cli, "mover", "gone from the source", func(api.VM) bool { return !alive(v.Status.PID) })
+	if argv := vmmArgv(got.Status.PID); !strings.Contains(argv, "--incoming 127.0.0.1:") {
+		t.Errorf("destination VMM runs %q", argv)
+	}
+	// The VM is hostb's now: its agent pauses it; testhost's refuses.
+	if _, err := tb.cli.Pause(ctx, "mover"); err != nil {
+		t.Fatal(err)
+	}
+	_, err = ta.cli.Pause(ctx, "mover")
+	wantAPIError(t, "pause on the old host", err, 421, "", "runs on hostb")
+	_, err = tb.cli.Migrate(ctx, "mover", api.MigrateRequest{Host: "testhost"})
+	wantAPIError(t, "migrate paused", err, 409, "", "it is paused; it must be running")
+	if _, err := tb.cli.Resume(ctx, "mover"); err != nil {
+		t.Fatal(err)
+	}
+
+	// hostb -> broken: fails, and the VM keeps running on hostb.
+	before := got.Status.PID
+	_, err = tb.cli.Migrate(ctx, "mover", api.MigrateRequest{Host: "broken"})
+	wantAPIError(t, "destination fails", err, 502, "", "keeps running on hostb")
+	v = waitVM(t, tb.cli, "mover", "running on hostb", func(v api.VM) bool {
+		return v.Status.State == api.StateRunning && v.Status.Migration != nil && v.Status.Migration.State == api.MigrationFailed
+	})
+	if v.Host != "hostb" || v.Status.PID != before || !alive(before) {
+		t.Fatalf("after a failed migration: host %s, status %+v", v.Host, v.Status)
+	}
+	tc.mu.Lock()
+	left := len(tc.incoming)
+	tc.mu.Unlock()
+	if left != 0 {
+		t.Errorf("the failed destination keeps %d incoming VMMs", left)
+	}
+
+	// hostb -> testhost: back home, where it is stopped and deleted.
+	if got, err = tb.cli.Migrate(ctx, "mover", api.MigrateRequest{Host: "testhost"}); err != nil || got.Host != "testhost" {
+		t.Fatalf("migrate back: %+v, %v", got, err)
+	}
+	if _, err := ta.cli.Action(ctx, "mover", "stop", 30*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	if err := ta.cli.DeleteVM(ctx, "mover"); err != nil {
+		t.Fatal(err)
+	}
+}
