@@ -78,7 +78,7 @@ func (c *machineCtl) migrate(ctx context.Context, m *vm.Machine, req vmmapi.Migr
 		AutoConverge: req.AutoConverge, Progress: c.mig.Report,
 	})
 	if err != nil && tlsCfg != nil && strings.Contains(err.Error(), "tls: ") {
-		err = fmt.Errorf("%w (TLS: the destination refused this VMM's certificate? It must be signed by a CA in the destination's --tls-ca)", err)
+		err = fmt.Errorf("%w (the destination did not accept this VMM's TLS certificate: it must be signed by a CA in the destination's --tls-ca)", err)
 	}
 	return st, err
 }
