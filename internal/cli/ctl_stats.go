@@ -15,6 +15,10 @@ func (c *machineCtl) Stats() vmmapi.Stats {
 		st.ExitsTotal += n
 	}
 	st.EmulatedInstructions = m.EmulatedInstructions()
+	if u := m.Console(); u != nil {
+		c := u.Counters()
+		st.Serial = vmmapi.SerialStats{TxBytes: c.TxBytes, RxBytes: c.RxBytes}
+	}
 	for _, d := range m.DiskStats() {
 		st.Disks = append(st.Disks, vmmapi.DiskStats{Name: d.Name, Path: d.Path,
 			ReadOps: d.ReadOps, ReadBytes: d.ReadBytes, ReadLatencyNs: d.ReadLatencyNs,

@@ -42,6 +42,9 @@ func TestCtlStats(t *testing.T) {
 	if first.Exits["IO"] == 0 || sum != first.ExitsTotal {
 		t.Fatalf("stats %+v: want IO exits, and a total that is their sum (%d)", first, sum)
 	}
+	if first.Serial.TxBytes != uint64(len("UP\n")) {
+		t.Errorf("serial bytes %+v, want the guest's UP line", first.Serial)
+	}
 	if first.Disks == nil || len(first.Disks) != 0 || first.NICs == nil || len(first.NICs) != 0 {
 		t.Errorf("a VM without disks or NICs reports disks %v, NICs %v (want empty lists)", first.Disks, first.NICs)
 	}

@@ -13,6 +13,13 @@ type Stats struct {
 	EmulatedInstructions uint64      `json:"emulated_instructions"`
 	Disks                []DiskStats `json:"disks"`
 	NICs                 []NICStats  `json:"nics"`
+	Serial               SerialStats `json:"serial"`
+}
+
+// SerialStats count the bytes through the serial console (COM1).
+type SerialStats struct {
+	TxBytes uint64 `json:"tx_bytes"` // written by the guest
+	RxBytes uint64 `json:"rx_bytes"` // received by the guest
 }
 
 // DiskStats are one virtio-blk disk's request counts. Latencies are sums

@@ -13,6 +13,7 @@ import (
 	"fmt"
 	"io"
 	"sync"
+	"sync/atomic"
 )
 
 // COM1Base is the port-I/O base address of COM1 on a PC.
@@ -116,6 +117,8 @@ type UART struct {
 	outMu   sync.Mutex // orders writes to out without holding mu
 	out     io.Writer
 	outErrs uint64 // writes to out that failed (bytes lost)
+
+	txBytes, rxBytes atomic.Uint64 // for Counters
 
 	space chan struct{} // signalled when the guest frees receive space
 }
@@ -390,6 +393,7 @@ func (u *UART) unlockAndUpdate(tx []byte) {
 	}
 	u.mu.Unlock()
 	if len(tx) > 0 {
+		u.txBytes.Add(uint64(len(tx)))
 		if u.out != nil {
 			if _, err := u.out.Write(tx); err != nil {
 				u.outErrs++
@@ -424,6 +428,7 @@ func (u *UART) Input(p []byte) int {
 		n = min(len(p), RxBufferSize-len(u.rx))
 		u.rx = append(u.rx, p[:n]...)
 	}
+	u.rxBytes.Add(uint64(n))
 	u.unlockAndUpdate(nil)
 	return n
 }
@@ -454,4 +459,15 @@ func (u *UART) OutputErrors() uint64 {
 	u.outMu.Lock()
 	defer u.outMu.Unlock()
 	return u.outErrs
+}
+
+// Counters are the bytes that crossed the serial line, for statistics.
+type Counters struct {
+	TxBytes uint64 // transmitted by the guest
+	RxBytes uint64 // received by the guest (accepted into its buffer)
+}
+
+// Counters returns the bytes transmitted and received so far.
+func (u *UART) Counters() Counters {
+	return Counters{TxBytes: u.txBytes.Load(), RxBytes: u.rxBytes.Load()}
 }
