@@ -161,13 +161,7 @@ func (c *Client) send(ctx context.Context, method, path string, body io.Reader) 
 		return nil, fmt.Errorf("client: cannot reach the govisor agent at %s (is `govisor serve` running?): %w", c.where, err)
 	}
 	if resp.StatusCode >= 300 {
-		defer resp.Body.Close()
-		var e api.Error
-		b, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<16))
-		if json.Unmarshal(b, &e) != nil || e.Message == "" {
-			e.Message = fmt.Sprintf("%s %s: %s: %s", method, path, resp.Status, strings.TrimSpace(string(b)))
-		}
-		return nil, &Error{StatusCode: resp.StatusCode, Message: e.Message, Field: e.Field}
+		return nil, responseError(method, path, resp)
 	}
 	return resp, nil
 }

@@ -151,3 +151,17 @@ func powerButtonGuest(marker string) []byte {
 	a.Hlt()
 	return a.B
 }
+
+// echoGuest prints marker, then polls the COM1 line status register and
+// sends every received byte back (an interactive serial console to test).
+func echoGuest(marker string) []byte {
+	var a kvmtest.Asm
+	a.Print(marker)
+	loop := a.Len()
+	a.MovDX(0x3FD).InAL()
+	a.B = append(a.B, 0xA8, 0x01) // test al, LSR data ready
+	a.B = append(a.B, 0x74, byte(int8(loop-(a.Len()+2))))
+	a.MovDX(0x3F8).InAL().OutAL()
+	a.JmpBack(loop)
+	return a.B
+}

@@ -16,6 +16,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/gorilla/websocket"
+
 	"github.com/govisor/govisor/api"
 	"github.com/govisor/govisor/internal/cluster/store"
 )
@@ -352,6 +354,10 @@ func (a *Agent) handleConsole(w http.ResponseWriter, r *http.Request) {
 	}
 	if rec.Desired.Host != a.cfg.HostName {
 		httpError(w, fmt.Errorf("%w: %s runs on %s; ask that host's agent", ErrNotHere, name, rec.Desired.Host))
+		return
+	}
+	if websocket.IsWebSocketUpgrade(r) {
+		a.handleConsoleWS(w, r, name)
 		return
 	}
 	w.Header().Set("Content-Type", "text/plain; charset=utf-8")

@@ -181,12 +181,17 @@ YAML file:
     - {path: /srv/data.raw, readOnly: true}
   rng: true
   balloon: true
+  stopTimeout: 30s         # stop: ACPI power button, then terminate after this
 ` + exitCodesHelp,
 	}
 	f.register(cmd)
 	cmd.AddCommand(vmCreateCmd(f), vmApplyCmd(f), vmListCmd(f), vmShowCmd(f), vmDeleteCmd(f), vmConsoleCmd(f),
 		vmActionCmd(f, "start", "Start a VM", "start"),
-		vmActionCmd(f, "restart", "Stop a VM and start it again", "restart"),
+		vmActionCmd(f, "restart", "Shut a VM down and start it again", "restart"),
+		vmActionCmd(f, "reboot", "Reset a VM (no guest shutdown: a new VMM boots it at once)", "reboot"),
+		vmPauseResumeCmd(f, "pause", "Pause a running VM's vCPUs"),
+		vmPauseResumeCmd(f, "resume", "Resume a paused VM"),
+		vmSnapshotCmd(f), vmSnapshotsCmd(f), vmRestoreCmd(f), vmMigrateCmd(f),
 		vmStopCmd(f))
 	return cmd
 }
@@ -337,6 +342,7 @@ func vmShowCmd(f *apiFlags) *cobra.Command {
 					{"Exit reason", st.ExitReason}, {"CPUs", strconv.Itoa(s.CPUs)}, {"Memory", s.Memory},
 					{"Kernel", s.Kernel}, {"Initrd", s.Initrd}, {"Cmdline", s.Cmdline}, {"Boot", s.Boot},
 					{"Debug exit", strconv.FormatBool(s.DebugExit)}, {"Restart policy", s.RestartPolicy},
+					{"Stop timeout", s.StopTimeout}, {"Migration", migrationString(st.Migration)},
 				}
 				for _, r := range rows {
 					if r[1] == "" {
@@ -369,7 +375,7 @@ func vmStopCmd(f *apiFlags) *cobra.Command {
 	var force bool
 	cmd := &cobra.Command{
 		Use:               "stop NAME [--force]",
-		Short:             "Stop a VM (--force: kill its VMM at once)",
+		Short:             "Shut a VM down: ACPI power button, terminated after its stopTimeout (--force: kill its VMM at once)",
 		Args:              cobra.ExactArgs(1),
 		ValidArgsFunction: vmNames(f),
 		RunE: func(cmd *cobra.Command, args []string) error {
