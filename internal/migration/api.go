@@ -108,6 +108,7 @@ type Progress struct {
 	BytesSent        int64         // bytes written or queued for the connection
 	PagesSent        uint64        // pages sent so far (zero entries included)
 	DirtyPages       int           // pages dirtied during the last round
+	RemainingPages   uint64        // pages left to send in this round (full copy: RAM not yet scanned)
 	DirtyRate        float64       // pages dirtied per second in the last round
 	Bandwidth        float64       // measured transfer rate, bytes per second
 	ExpectedDowntime time.Duration // estimated pause to send what remains

@@ -108,4 +108,18 @@ func TestTrackerWithSend(t *testing.T) {
 	if len(seen) < 3 || seen[0].Round != 0 || seen[2].Round != 0 || seen[2].BytesSent <= seen[0].BytesSent {
 		t.Fatalf("progress during the full copy: %+v", seen)
 	}
+	var total uint64
+	for _, r := range testRegions {
+		total += r.Size / PageSize
+	}
+	left := false
+	for _, p := range seen {
+		if p.RemainingPages > total {
+			t.Fatalf("remaining %d pages of %d: %+v", p.RemainingPages, total, p)
+		}
+		left = left || p.RemainingPages > 0
+	}
+	if !left {
+		t.Fatalf("no report during the full copy counts pages left: %+v", seen)
+	}
 }

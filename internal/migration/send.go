@@ -48,6 +48,7 @@ type sender struct {
 
 	stats Stats
 
+	left       uint64    // pages left to send in this round, for Progress
 	last       Progress  // the latest report, repeated between rounds
 	lastReport time.Time // when Progress was last called
 }
@@ -234,6 +235,7 @@ func (s *sender) run() error {
 		}
 		remaining := float64(dirty)*(PageSize+8) + float64(countBits(dsk...))*(DiskBlockSize+32)
 		expected := time.Duration(remaining / max(bw, 1) * float64(time.Second))
+		s.left = uint64(dirty)
 		s.progress(Progress{DirtyPages: dirty, DirtyRate: float64(dirty) / max(dur.Seconds(), 1e-6),
 			Bandwidth: bw, ExpectedDowntime: expected})
 		if expected <= s.opts.MaxDowntime || s.round >= s.opts.MaxRounds {
@@ -359,6 +361,7 @@ func (s *sender) finish(mem [][]uint64, dsk [][]uint64) error {
 	}
 	orBitmaps(mem, mem2)
 	orBitmaps(dsk, dsk2)
+	s.left = uint64(countBits(mem...))
 	s.limitStart = time.Time{} // no bandwidth limit while paused
 	if err := s.sendDirty(mem, dsk); err != nil {
 		return err
@@ -442,7 +445,7 @@ func (s *sender) progress(p Progress) {
 	if s.opts.Progress == nil {
 		return
 	}
-	p.Round, p.PagesSent, p.Throttle = s.round, s.stats.PagesSent, s.throttle
+	p.Round, p.PagesSent, p.Throttle, p.RemainingPages = s.round, s.stats.PagesSent, s.throttle, s.left
 	p.BytesSent = s.stats.BytesSent
 	if s.w != nil {
 		p.BytesSent += int64(s.w.Buffered())

@@ -58,11 +58,15 @@ func (s *sender) addPage(gpa uint64, data []byte) error {
 	}
 	s.stats.PagesSent++
 	s.roundPages++
+	s.scanned(1)
 	if s.batch.count >= batchPages {
 		return s.flushBatch()
 	}
 	return nil
 }
+
+// scanned counts n pages of this round as dealt with, for Progress.
+func (s *sender) scanned(n uint64) { s.left -= min(n, s.left) }
 
 // flushBatch sends the queued pages as one PAGES frame.
 func (s *sender) flushBatch() error {
@@ -88,6 +92,10 @@ func (s *sender) sendAll() error {
 		s.buf = make([]byte, readChunk)
 	}
 	hinter, _ := s.src.(ZeroHinter)
+	s.left = 0
+	for _, r := range s.regs {
+		s.left += r.Size / PageSize
+	}
 	for i, r := range s.regs {
 		var zero []uint64
 		if hinter != nil {
@@ -96,6 +104,7 @@ func (s *sender) sendAll() error {
 		for off := uint64(0); off < r.Size; off += readChunk {
 			buf := s.buf[:min(readChunk, r.Size-off)]
 			if allSet(zero, off/PageSize, uint64(len(buf))/PageSize) {
+				s.scanned(uint64(len(buf)) / PageSize)
 				continue // never written: the destination's zero page is right
 			}
 			if err := s.src.ReadMemory(r.GPA+off, buf); err != nil {
@@ -106,6 +115,8 @@ func (s *sender) sendAll() error {
 					if err := s.addPage(r.GPA+off+uint64(p), page); err != nil {
 						return err
 					}
+				} else {
+					s.scanned(1)
 				}
 			}
 		}
