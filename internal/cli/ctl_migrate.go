@@ -102,7 +102,7 @@ func (c *machineCtl) MigrateProgress() vmmapi.MigrateProgress {
 	}
 	pr := st.Progress
 	p.To, p.Round, p.BytesSent, p.PagesSent = to, pr.Round, pr.BytesSent, pr.PagesSent
-	p.DirtyRate, p.RemainingPages, p.ExpectedDowntimeMS = pr.DirtyRate, uint64(max(pr.DirtyPages, 0)), ms(pr.ExpectedDowntime)
+	p.DirtyRate, p.RemainingPages, p.ExpectedDowntimeMS = pr.DirtyRate, pr.RemainingPages, ms(pr.ExpectedDowntime)
 	p.Bandwidth, p.ThrottlePercent, p.Paused = pr.Bandwidth, pr.Throttle, pr.Paused
 	if st.Ended.IsZero() {
 		p.ElapsedMS = ms(time.Since(st.Started))

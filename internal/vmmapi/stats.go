@@ -65,7 +65,9 @@ type MigrateProgress struct {
 	PagesSent uint64 `json:"pages_sent"`
 	// DirtyRate is the pages per second the guest dirtied in the last round.
 	DirtyRate float64 `json:"dirty_rate"`
-	// RemainingPages is the dirty set left to send after the last round.
+	// RemainingPages is what the current round has left to send: during
+	// the full copy (round 0) the RAM pages not yet scanned, later the
+	// dirty pages not yet sent.
 	RemainingPages uint64 `json:"remaining_pages"`
 	// ExpectedDowntimeMS is the pause that sending RemainingPages would take
 	// at the measured bandwidth.
