@@ -428,27 +428,6 @@ func vmDeleteCmd(f *apiFlags) *cobra.Command {
 	}
 }
 
-func vmConsoleCmd(f *apiFlags) *cobra.Command {
-	return &cobra.Command{
-		Use:               "console NAME",
-		Short:             "Print a VM's serial console output so far",
-		Args:              cobra.ExactArgs(1),
-		ValidArgsFunction: vmNames(f),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			c, err := f.client()
-			if err != nil {
-				return err
-			}
-			b, err := c.Console(cmd.Context(), args[0])
-			if err != nil {
-				return apiErr(err)
-			}
-			_, err = cmd.OutOrStdout().Write(b)
-			return err
-		},
-	}
-}
-
 func newHostCmd() *cobra.Command {
 	f := &apiFlags{}
 	cmd := &cobra.Command{Use: "host", Short: "Inspect the host the agent runs on", Long: "Inspect the host the agent runs on.\n" + exitCodesHelp}

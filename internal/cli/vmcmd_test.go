@@ -145,7 +145,7 @@ func TestServeAndVMCommands(t *testing.T) {
 		deadline := time.Now().Add(30 * time.Second)
 		for {
 			v := getVM(t, sock, name)
-			con, _, _ := gov("vm", "console", name)
+			con, _, _ := gov("vm", "console", "--log", name)
 			if v.Status.State == api.StateRunning && strings.Contains(con, "UP-"+name) {
 				pids[name] = v.Status.PID
 				break
