@@ -14,6 +14,10 @@ import (
 // before it is dropped: the guest's UART must never wait for a client.
 const consoleSockMaxPending = 1 << 20
 
+// consoleSockMaxClients bounds the connected clients (and so the memory
+// their backlogs may take); more are turned away.
+const consoleSockMaxClients = 32
+
 // consoleHub serves `govisor run --console-sock`: every client of the Unix
 // socket receives the guest's serial output from the moment it connects,
 // and what any client sends goes to the serial input.
@@ -24,9 +28,10 @@ type consoleHub struct {
 	done  chan struct{}
 	wg    sync.WaitGroup
 
-	mu      sync.Mutex
-	clients map[*consoleClient]struct{}
-	closed  bool
+	mu         sync.Mutex
+	clients    map[*consoleClient]struct{}
+	maxClients int
+	closed     bool
 }
 
 // consoleClient is one connection with the output it has yet to receive.
@@ -54,7 +59,7 @@ func listenConsoleSock(path string, input chan<- []byte) (*consoleHub, error) {
 		l.Close()
 		return nil, fmt.Errorf("--console-sock %s: %w", path, err)
 	}
-	h := &consoleHub{l: l, path: path, input: input, done: make(chan struct{}), clients: map[*consoleClient]struct{}{}}
+	h := &consoleHub{l: l, path: path, input: input, done: make(chan struct{}), clients: map[*consoleClient]struct{}{}, maxClients: consoleSockMaxClients}
 	h.wg.Add(1)
 	go h.accept()
 	return h, nil
@@ -82,6 +87,13 @@ func (h *consoleHub) accept() {
 			h.mu.Unlock()
 			conn.Close()
 			return
+		}
+		if len(h.clients) >= h.maxClients {
+			h.mu.Unlock()
+			conn.SetWriteDeadline(time.Now().Add(time.Second))
+			fmt.Fprintf(conn, "govisor: console busy: %d clients are connected already\r\n", h.maxClients)
+			conn.Close()
+			continue
 		}
 		// Registered before its input is read: a client sees the echo of
 		// everything it types.

@@ -255,3 +255,45 @@ func TestConsoleHubDropsSlowClient(t *testing.T) {
 		t.Error("client not disconnected by Close")
 	}
 }
+
+// TestConsoleHubClientLimit checks that a client beyond the limit is told
+// why and disconnected, while the others stay.
+func TestConsoleHubClientLimit(t *testing.T) {
+	sock := filepath.Join(t.TempDir(), "c.sock")
+	h, err := listenConsoleSock(sock, make(chan []byte, 1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h.Close()
+	h.mu.Lock()
+	h.maxClients = 1
+	h.mu.Unlock()
+	first := dialRetry(t, sock)
+	defer first.Close()
+	r1 := readSock(first)
+	for deadline := time.Now().Add(10 * time.Second); ; {
+		h.mu.Lock()
+		n := len(h.clients)
+		h.mu.Unlock()
+		if n == 1 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("first client never registered")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	second := dialRetry(t, sock)
+	defer second.Close()
+	r2 := readSock(second)
+	select {
+	case <-r2.eof:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the client beyond the limit was not disconnected")
+	}
+	if !strings.Contains(r2.String(), "console busy") {
+		t.Errorf("the refused client was told %q", r2.String())
+	}
+	h.Write([]byte("still here"))
+	r1.waitFor(t, "first client", "still here")
+}
