@@ -92,6 +92,7 @@ func vmmArgs(s api.VMSpec) []string {
 	if s.Balloon {
 		args = append(args, "--balloon")
 	}
+	args = append(args, netArgs(s)...)
 	return args
 }
 

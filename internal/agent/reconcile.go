@@ -66,6 +66,7 @@ func (a *Agent) reconcileLoop() {
 func (a *Agent) reconcile() {
 	ctx, cancel := context.WithTimeout(a.ctx, 10*time.Second)
 	defer cancel()
+	a.reconcileNetworks(ctx)
 	// The snapshot is read under a.mu: a proc leaves a.procs only after its
 	// exit is recorded, so "no proc" here means etcd already knows why.
 	a.mu.Lock()
@@ -137,6 +138,7 @@ func (a *Agent) reconcile() {
 			p.stop()
 		}
 	}
+	a.gcTAPsLocked()
 	a.mu.Unlock()
 	for _, r := range stopping {
 		st := *r.Status
@@ -175,6 +177,10 @@ func (a *Agent) startLocked(r store.Record) {
 		// Once: a later restart by policy boots the guest afresh.
 		delete(a.restoreNext, s.Name)
 		args = restoreArgs(s, snap)
+	}
+	if err := a.setupNICs(s); err != nil {
+		a.startFailed(s.Name, err)
+		return
 	}
 	p, err := spawn(a.cfg.Executable, marker(a.id, s.Name), dir, s, args, a.ConsolePath(s.Name), filepath.Join(dir, "vmm.log"))
 	if err != nil {
@@ -243,6 +249,9 @@ func (a *Agent) handleExit(p *proc) {
 	// p leaves a.procs only once its exit is recorded: until then the
 	// reconciler must not start a second VMM on the old desired state.
 	defer func() {
+		if !detached {
+			a.teardownNICs(p.name) // made again at the next start
+		}
 		a.mu.Lock()
 		if a.procs[p.name] == p {
 			delete(a.procs, p.name)

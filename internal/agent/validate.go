@@ -86,6 +86,9 @@ func normalize(s api.VMSpec, hostMiB uint64) (api.VMSpec, error) {
 			return s, &FieldError{field + ".format", fmt.Sprintf("%q: use raw, qcow2, vmdk, vhd or vhdx (or leave it out to probe)", d.Format)}
 		}
 	}
+	if err := normalizeNICs(&s); err != nil {
+		return s, err
+	}
 	if s.Cmdline == "" {
 		s.Cmdline = defaultCmdline
 	}

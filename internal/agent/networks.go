@@ -1,0 +1,276 @@
+package agent
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/netip"
+	"strings"
+	"sync"
+
+	"github.com/govisor/govisor/api"
+	"github.com/govisor/govisor/internal/cluster/store"
+	"github.com/govisor/govisor/internal/hostnet"
+)
+
+// bridgeAlias tags the bridges agents create for networks: only those are
+// deleted with their network (a bridge a user made is left alone).
+const bridgeAlias = "govisor:net:"
+
+func netKey(name string) string { return netPrefix + name }
+
+// normalizeNetwork checks a network definition and fills in its defaults.
+func normalizeNetwork(n api.Network) (api.Network, error) {
+	n.UsedBy = nil
+	if !nameRE.MatchString(n.Name) {
+		return n, &FieldError{"name", fmt.Sprintf("%q: use 1-63 lower-case letters, digits and '-' (a DNS label)", n.Name)}
+	}
+	switch n.Kind {
+	case "":
+		n.Kind = api.NetworkBridge
+	case api.NetworkBridge:
+	default:
+		return n, &FieldError{"kind", fmt.Sprintf("%q: the only kind is bridge", n.Kind)}
+	}
+	if n.Bridge == "" {
+		n.Bridge = "gv-" + n.Name
+		if hostnet.ValidName(n.Bridge) != nil {
+			return n, &FieldError{"bridge", fmt.Sprintf("required: gv-%s is longer than 15 characters; name the bridge device", n.Name)}
+		}
+	}
+	if err := hostnet.ValidName(n.Bridge); err != nil {
+		return n, &FieldError{"bridge", err.Error()}
+	}
+	if n.CIDR != "" {
+		p, err := netip.ParsePrefix(n.CIDR)
+		if err != nil {
+			return n, &FieldError{"cidr", fmt.Sprintf("%q: want the host's address and prefix length, such as 169.254.0.1/16", n.CIDR)}
+		}
+		bits := p.Addr().BitLen()
+		if p.Bits() < bits-1 && (p.Addr() == p.Masked().Addr()) {
+			return n, &FieldError{"cidr", fmt.Sprintf("%s is the network's own address; give the host's address in it, such as %s", n.CIDR, p.Masked().Addr().Next())}
+		}
+		n.CIDR = p.String()
+	}
+	return n, nil
+}
+
+// bridgeOf is the hostnet description of a network's bridge.
+func bridgeOf(n api.Network) hostnet.Bridge {
+	b := hostnet.Bridge{Name: n.Bridge, Alias: bridgeAlias + n.Name}
+	if n.CIDR != "" {
+		b.Addr, _ = netip.ParsePrefix(n.CIDR) // checked by normalizeNetwork
+	}
+	return b
+}
+
+// netErr makes a hostnet failure an API error: a conflicting device is a
+// 409, anything else a 500 naming the device.
+func netErr(err error) error {
+	switch {
+	case errors.Is(err, hostnet.ErrConflict):
+		return errf(store.ErrConflict, "%v", err) // a 409
+	case errors.Is(err, hostnet.ErrName):
+		return &FieldError{"bridge", err.Error()}
+	}
+	return err
+}
+
+func (a *Agent) listNetworks(ctx context.Context) ([]api.Network, error) {
+	var out []api.Network
+	err := a.kvList(ctx, netPrefix, func(b []byte) error {
+		var n api.Network
+		if err := json.Unmarshal(b, &n); err != nil {
+			return err
+		}
+		out = append(out, n)
+		return nil
+	})
+	return out, err
+}
+
+func (a *Agent) getNetwork(ctx context.Context, name string) (api.Network, error) {
+	var n api.Network
+	err := a.kvGet(ctx, netKey(name), "network "+name, &n)
+	return n, err
+}
+
+// netUsers lists the VMs with a NIC on network name.
+func netUsers(recs []store.Record, name string) []string {
+	var vms []string
+	for _, r := range recs {
+		for _, nic := range r.Desired.Spec.NICs {
+			if nic.Network == name {
+				vms = append(vms, r.Desired.Spec.Name)
+				break
+			}
+		}
+	}
+	return vms
+}
+
+func (a *Agent) handleCreateNetwork(w http.ResponseWriter, r *http.Request) {
+	var n api.Network
+	err := decodeObject(r, &n, "a network definition")
+	if err == nil {
+		n, err = normalizeNetwork(n)
+	}
+	if err == nil {
+		err = a.checkNewNetwork(r.Context(), n)
+	}
+	if err != nil {
+		httpError(w, err)
+		return
+	}
+	// The bridge first: a device that contradicts the definition fails the
+	// request before anything is stored.
+	created, err := hostnet.EnsureBridge(bridgeOf(n))
+	if err != nil {
+		httpError(w, netErr(err))
+		return
+	}
+	if err := a.kvCreate(r.Context(), netKey(n.Name), "network "+n.Name, n); err != nil {
+		if created {
+			hostnet.DeleteBridge(n.Bridge)
+		}
+		httpError(w, err)
+		return
+	}
+	a.log.Info("network defined", "network", n.Name, "bridge", n.Bridge, "cidr", n.CIDR)
+	writeJSON(w, http.StatusCreated, n)
+}
+
+// checkNewNetwork refuses a taken name or a bridge another network uses.
+func (a *Agent) checkNewNetwork(ctx context.Context, n api.Network) error {
+	nets, err := a.listNetworks(ctx)
+	if err != nil {
+		return err
+	}
+	for _, o := range nets {
+		switch {
+		case o.Name == n.Name:
+			return errf(store.ErrExists, "network %s already exists", n.Name)
+		case o.Bridge == n.Bridge:
+			return errf(store.ErrExists, "bridge %s is already network %s's", n.Bridge, o.Name)
+		}
+	}
+	return nil
+}
+
+func (a *Agent) handleListNetworks(w http.ResponseWriter, r *http.Request) {
+	nets, err := a.listNetworks(r.Context())
+	var recs []store.Record
+	if err == nil {
+		recs, _, err = a.st.ListVMs(r.Context())
+	}
+	if err != nil {
+		httpError(w, err)
+		return
+	}
+	out := api.NetworkList{Items: []api.Network{}}
+	for _, n := range nets {
+		n.UsedBy = netUsers(recs, n.Name)
+		out.Items = append(out.Items, n)
+	}
+	writeJSON(w, http.StatusOK, out)
+}
+
+func (a *Agent) handleGetNetwork(w http.ResponseWriter, r *http.Request) {
+	name := r.PathValue("name")
+	n, err := a.getNetwork(r.Context(), name)
+	var recs []store.Record
+	if err == nil {
+		recs, _, err = a.st.ListVMs(r.Context())
+	}
+	if err != nil {
+		httpError(w, err)
+		return
+	}
+	n.UsedBy = netUsers(recs, name)
+	writeJSON(w, http.StatusOK, n)
+}
+
+func (a *Agent) handleDeleteNetwork(w http.ResponseWriter, r *http.Request) {
+	name := r.PathValue("name")
+	n, err := a.getNetwork(r.Context(), name)
+	if err == nil {
+		err = a.kvDeleteUnused(r.Context(), netKey(name), "network "+name, func(recs []store.Record) error {
+			if vms := netUsers(recs, name); len(vms) > 0 {
+				return errf(ErrBusy, "network %s is in use by VMs %s: remove their NICs or delete them first", name, strings.Join(vms, ", "))
+			}
+			return nil
+		})
+	}
+	if err != nil {
+		httpError(w, err)
+		return
+	}
+	// This host's bridge goes now; other hosts' agents remove theirs on
+	// their next reconcile pass.
+	a.removeBridge(n)
+	a.log.Info("network deleted", "network", name)
+	w.WriteHeader(http.StatusNoContent)
+}
+
+// removeBridge deletes n's bridge if an agent made it for n.
+func (a *Agent) removeBridge(n api.Network) {
+	l, err := hostnet.Get(n.Bridge)
+	if err != nil || l.Alias != bridgeAlias+n.Name {
+		return
+	}
+	if err := hostnet.DeleteBridge(n.Bridge); err != nil {
+		a.log.Warn("delete bridge", "network", n.Name, "bridge", n.Bridge, "err", err)
+	}
+}
+
+// reconcileNetworks gives this host a bridge for every defined network and
+// removes the bridges agents made for networks no longer defined. Failures
+// are logged once until they change (a pass runs every few seconds).
+func (a *Agent) reconcileNetworks(ctx context.Context) {
+	nets, err := a.listNetworks(ctx)
+	if err != nil {
+		return // the VM pass logs store failures
+	}
+	want := map[string]string{} // bridge -> network
+	for _, n := range nets {
+		want[n.Bridge] = n.Name
+		_, err := hostnet.EnsureBridge(bridgeOf(n))
+		a.noteNetError("network "+n.Name, err)
+	}
+	ours, err := hostnet.Links(bridgeAlias)
+	a.noteNetError("list bridges", err)
+	for _, l := range ours {
+		if l.Kind == "bridge" && want[l.Name] != strings.TrimPrefix(l.Alias, bridgeAlias) {
+			a.log.Info("removing the bridge of a deleted network", "bridge", l.Name, "network", strings.TrimPrefix(l.Alias, bridgeAlias))
+			a.noteNetError("delete bridge "+l.Name, hostnet.DeleteBridge(l.Name))
+		}
+	}
+}
+
+// netErrs holds the last host networking error per agent and object.
+var netErrs sync.Map
+
+// noteNetError logs err under key when it differs from the last one.
+func (a *Agent) noteNetError(key string, err error) {
+	msg := ""
+	if err != nil {
+		msg = err.Error()
+	}
+	k := a.id + "\x00" + key
+	old, _ := netErrs.Load(k)
+	if old == nil {
+		old = ""
+	}
+	if old.(string) == msg {
+		return
+	}
+	if msg == "" {
+		netErrs.Delete(k)
+		a.log.Info("host networking recovered", "what", key)
+		return
+	}
+	netErrs.Store(k, msg)
+	a.log.Warn("host networking", "what", key, "err", err)
+}

@@ -1,0 +1,195 @@
+package agent
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/govisor/govisor/api"
+	"github.com/govisor/govisor/internal/cluster/store"
+)
+
+func poolKey(name string) string { return poolPrefix + name }
+
+// normalizePool checks a pool definition and fills in its defaults; host
+// is the agent's host (a dir pool's default).
+func normalizePool(p api.Pool, host string) (api.Pool, error) {
+	p.CapacityBytes, p.FreeBytes = 0, 0
+	if !nameRE.MatchString(p.Name) {
+		return p, &FieldError{"name", fmt.Sprintf("%q: use 1-63 lower-case letters, digits and '-' (a DNS label)", p.Name)}
+	}
+	switch p.Kind {
+	case "":
+		p.Kind = api.PoolDir
+	case api.PoolDir, api.PoolShared:
+	default:
+		return p, &FieldError{"kind", fmt.Sprintf("%q: use dir or shared", p.Kind)}
+	}
+	if p.Path == "" || !filepath.IsAbs(p.Path) {
+		return p, &FieldError{"path", fmt.Sprintf("%q: give the absolute path of a directory", p.Path)}
+	}
+	p.Path = filepath.Clean(p.Path)
+	if p.Path == "/" || strings.ContainsAny(p.Path, ",\n") {
+		return p, &FieldError{"path", fmt.Sprintf("%q cannot be a pool (the root, or a path with a comma or newline)", p.Path)}
+	}
+	p.Shared = p.Kind == api.PoolShared
+	switch {
+	case p.Shared && p.Host != "":
+		return p, &FieldError{"host", "a shared pool is on every host; leave host out"}
+	case !p.Shared && p.Host == "":
+		p.Host = host
+	}
+	return p, nil
+}
+
+// local reports whether p's files are on this agent's host.
+func (a *Agent) local(p api.Pool) bool { return p.Shared || p.Host == a.cfg.HostName }
+
+func (a *Agent) listPools(ctx context.Context) ([]api.Pool, error) {
+	var out []api.Pool
+	err := a.kvList(ctx, poolPrefix, func(b []byte) error {
+		var p api.Pool
+		if err := json.Unmarshal(b, &p); err != nil {
+			return err
+		}
+		out = append(out, p)
+		return nil
+	})
+	return out, err
+}
+
+func (a *Agent) getPool(ctx context.Context, name string) (api.Pool, error) {
+	var p api.Pool
+	err := a.kvGet(ctx, poolKey(name), "storage pool "+name, &p)
+	return p, err
+}
+
+// withCapacity fills in the file system figures of a pool on this host.
+func (a *Agent) withCapacity(p api.Pool) api.Pool {
+	var st unix.Statfs_t
+	if a.local(p) && unix.Statfs(p.Path, &st) == nil {
+		p.CapacityBytes = st.Blocks * uint64(st.Bsize)
+		p.FreeBytes = st.Bavail * uint64(st.Bsize)
+	}
+	return p
+}
+
+// preparePool makes a dir pool's directory, or checks that a shared pool's
+// is there (it is a mount that the host's administrator provides: making
+// an empty local directory in its place would hide the missing mount).
+func preparePool(p api.Pool) error {
+	if !p.Shared {
+		if err := os.MkdirAll(p.Path, 0o700); err != nil {
+			return &FieldError{"path", fmt.Sprintf("cannot make the directory: %v", err)}
+		}
+	}
+	fi, err := os.Stat(p.Path)
+	switch {
+	case errors.Is(err, os.ErrNotExist):
+		return &FieldError{"path", fmt.Sprintf("%s: no such directory on this host (mount the shared file system there first)", p.Path)}
+	case err != nil:
+		return &FieldError{"path", err.Error()}
+	case !fi.IsDir():
+		return &FieldError{"path", fmt.Sprintf("%s is not a directory", p.Path)}
+	}
+	return nil
+}
+
+func (a *Agent) handleCreatePool(w http.ResponseWriter, r *http.Request) {
+	var p api.Pool
+	err := decodeObject(r, &p, "a storage pool definition")
+	if err == nil {
+		p, err = normalizePool(p, a.cfg.HostName)
+	}
+	if err == nil {
+		err = a.checkNewPool(r.Context(), p)
+	}
+	if err == nil && a.local(p) {
+		err = preparePool(p)
+	}
+	if err == nil {
+		err = a.kvCreate(r.Context(), poolKey(p.Name), "storage pool "+p.Name, p)
+	}
+	if err != nil {
+		httpError(w, err)
+		return
+	}
+	a.log.Info("storage pool defined", "pool", p.Name, "kind", p.Kind, "path", p.Path, "host", p.Host)
+	writeJSON(w, http.StatusCreated, a.withCapacity(p))
+}
+
+// checkNewPool refuses a taken name, or a directory another pool of the
+// same host (or any shared pool) already is.
+func (a *Agent) checkNewPool(ctx context.Context, p api.Pool) error {
+	pools, err := a.listPools(ctx)
+	if err != nil {
+		return err
+	}
+	for _, o := range pools {
+		switch {
+		case o.Name == p.Name:
+			return errf(store.ErrExists, "storage pool %s already exists", p.Name)
+		case o.Path == p.Path && (o.Shared || p.Shared || o.Host == p.Host):
+			return errf(store.ErrExists, "%s is already storage pool %s", p.Path, o.Name)
+		}
+	}
+	return nil
+}
+
+func (a *Agent) handleListPools(w http.ResponseWriter, r *http.Request) {
+	pools, err := a.listPools(r.Context())
+	if err != nil {
+		httpError(w, err)
+		return
+	}
+	out := api.PoolList{Items: []api.Pool{}}
+	for _, p := range pools {
+		out.Items = append(out.Items, a.withCapacity(p))
+	}
+	writeJSON(w, http.StatusOK, out)
+}
+
+func (a *Agent) handleGetPool(w http.ResponseWriter, r *http.Request) {
+	p, err := a.getPool(r.Context(), r.PathValue("name"))
+	if err != nil {
+		httpError(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, a.withCapacity(p))
+}
+
+// handleDeletePool forgets a pool; its files stay where they are (deleting
+// a user's disk images is what volume delete is for).
+func (a *Agent) handleDeletePool(w http.ResponseWriter, r *http.Request) {
+	name := r.PathValue("name")
+	p, err := a.getPool(r.Context(), name)
+	if err == nil {
+		err = a.kvDeleteUnused(r.Context(), poolKey(name), "storage pool "+name, func(recs []store.Record) error {
+			vms := vmsUsing(recs, func(s api.VMSpec) bool {
+				for _, d := range s.Disks {
+					if d.Pool == name || (d.Pool == "" && filepath.Dir(filepath.Clean(d.Path)) == p.Path) {
+						return true
+					}
+				}
+				return false
+			})
+			if len(vms) > 0 {
+				return errf(ErrBusy, "storage pool %s holds disks of VMs %s", name, strings.Join(vms, ", "))
+			}
+			return nil
+		})
+	}
+	if err != nil {
+		httpError(w, err)
+		return
+	}
+	a.log.Info("storage pool deleted (its files stay)", "pool", name, "path", p.Path)
+	w.WriteHeader(http.StatusNoContent)
+}
