@@ -286,4 +286,3 @@ func apiErrors(t *testing.T, cases []apiErrorCase) {
 		}
 	}
 }
-
