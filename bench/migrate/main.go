@@ -1,24 +1,27 @@
 // Command migrate live-migrates the same tiny guest with govisor and with
 // QEMU on loopback, side by side, and prints total time, downtime and bytes
 // sent with govisor/QEMU ratios. The guest is a PVH ELF both load: idle
-// (halted) or dirtying a buffer in a loop. Downtime is as each VMM reports
-// it (pause to resume on the destination).
+// (halted), busy (a loop reading the TSC) or dirtying a buffer in that loop.
+// Downtime is measured twice: as each VMM reports it (pause to resume), and
+// from inside the guest as the longest gap between two TSC reads that the
+// destination's guest prints on its serial console.
 //
-// Usage: go run ./bench/migrate [-runs 5] [-memory-mib 1024] [-dirty-mib 64] [-max-downtime-ms 50]
+// Usage: go run ./bench/migrate [-runs 5] [-memory-mib 1024] [-dirty-mib 64] [-max-downtime-ms 50] [-gap-us 200]
 package main
 
 import (
 	"bufio"
-	"encoding/binary"
 	"encoding/json"
 	"flag"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"sort"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/govisor/govisor/internal/kvm"
@@ -26,33 +29,38 @@ import (
 	"github.com/govisor/govisor/internal/vmmapi"
 )
 
-// guest32 returns 32-bit protected-mode code (the PVH entry state, paging
-// off): idle halts; otherwise it writes one word per 4 KiB page of a
-// dirtyMiB buffer at 16 MiB, over and over.
-func guest32(dirtyMiB int) []byte {
-	le := func(v uint32) []byte { return binary.LittleEndian.AppendUint32(nil, v) }
-	if dirtyMiB == 0 {
-		return []byte{0xFA, 0xF4, 0xEB, 0xFD} // cli; hlt; jmp back to hlt
-	}
-	const buf = 16 << 20
-	end := uint32(buf + dirtyMiB<<20)
-	var c []byte
-	outer := len(c)
-	c = append(c, 0xBF) // mov edi, buf
-	c = append(c, le(buf)...)
-	inner := len(c)
-	c = append(c, 0x89, 0x07)                         // mov [edi], eax
-	c = append(c, 0x81, 0xC7)                         // add edi, 4096
-	c = append(c, le(4096)...)                        //
-	c = append(c, 0x81, 0xFF)                         // cmp edi, end
-	c = append(c, le(end)...)                         //
-	c = append(c, 0x72, byte(int8(inner-(len(c)+2)))) // jb inner
-	c = append(c, 0x40)                               // inc eax
-	c = append(c, 0xEB, byte(int8(outer-(len(c)+2)))) // jmp outer
-	return c
+type result struct{ totalMS, downtimeMS, mib, guestGapMS float64 }
+
+// gapWatcher collects the TSC gaps a bench guest prints on its console.
+type gapWatcher struct {
+	done chan struct{}
+	max  uint64
 }
 
-type result struct{ totalMS, downtimeMS, mib float64 }
+// watchGaps reads "G<hex cycles>" lines from r until it ends.
+func watchGaps(r io.Reader) *gapWatcher {
+	w := &gapWatcher{done: make(chan struct{})}
+	go func() {
+		defer close(w.done)
+		sc := bufio.NewScanner(r)
+		for sc.Scan() {
+			line := strings.TrimSpace(sc.Text())
+			if !strings.HasPrefix(line, "G") {
+				continue
+			}
+			if v, err := strconv.ParseUint(line[1:], 16, 32); err == nil && v > w.max {
+				w.max = v
+			}
+		}
+	}()
+	return w
+}
+
+// ms waits for the console to end and returns the longest gap in ms.
+func (w *gapWatcher) ms(khz uint32) float64 {
+	<-w.done
+	return float64(w.max) / float64(khz)
+}
 
 func freePort() string {
 	l, err := net.Listen("tcp", "127.0.0.1:0")
@@ -72,12 +80,17 @@ func waitSock(path string) {
 	}
 }
 
-func runGovisor(bin, elf, dir string, memMiB, downtimeMS int) (result, error) {
+func runGovisor(bin, elf, dir string, memMiB, downtimeMS int, khz uint32) (result, error) {
 	addr := freePort()
 	srcSock, dstSock := filepath.Join(dir, "g-src.sock"), filepath.Join(dir, "g-dst.sock")
 	mem := strconv.Itoa(memMiB) + "M"
 	src := exec.Command(bin, "run", "--kernel", elf, "--boot", "pvh", "--memory", mem, "--api-sock", srcSock)
 	dst := exec.Command(bin, "run", "--incoming", addr, "--memory", mem, "--cpus", "1", "--api-sock", dstSock)
+	out, err := dst.StdoutPipe()
+	if err != nil {
+		return result{}, err
+	}
+	gaps := watchGaps(out)
 	for _, c := range []*exec.Cmd{src, dst} {
 		if err := c.Start(); err != nil {
 			return result{}, err
@@ -88,7 +101,6 @@ func runGovisor(bin, elf, dir string, memMiB, downtimeMS int) (result, error) {
 	waitSock(dstSock)
 	time.Sleep(300 * time.Millisecond) // let the guest dirty memory
 	var res vmmapi.MigrateResult
-	var err error
 	for i := 0; i < 50; i++ {
 		if res, err = vmmapi.NewClient(srcSock).Migrate(vmmapi.MigrateRequest{To: addr, MaxDowntimeMS: downtimeMS}); err == nil {
 			break
@@ -98,8 +110,10 @@ func runGovisor(bin, elf, dir string, memMiB, downtimeMS int) (result, error) {
 	if err != nil {
 		return result{}, err
 	}
+	time.Sleep(300 * time.Millisecond) // let the destination's guest report its gap
 	vmmapi.NewClient(dstSock).Stop()
-	return result{res.TotalMS, res.DowntimeMS, float64(res.BytesSent) / (1 << 20)}, nil
+	dst.Wait()
+	return result{res.TotalMS, res.DowntimeMS, float64(res.BytesSent) / (1 << 20), gaps.ms(khz)}, nil
 }
 
 // qmp is a minimal QEMU Machine Protocol client.
@@ -155,13 +169,18 @@ func (q *qmp) do(cmd string, args any) (json.RawMessage, error) {
 	}
 }
 
-func runQEMU(qemu, elf, dir string, memMiB, downtimeMS int) (result, error) {
+func runQEMU(qemu, elf, dir string, memMiB, downtimeMS int, khz uint32) (result, error) {
 	addr := freePort()
 	srcQ, dstQ := filepath.Join(dir, "q-src.qmp"), filepath.Join(dir, "q-dst.qmp")
 	base := []string{"-enable-kvm", "-M", "microvm", "-cpu", "host,-arch-capabilities", "-m", strconv.Itoa(memMiB),
 		"-nodefaults", "-no-user-config", "-display", "none", "-kernel", elf}
-	src := exec.Command(qemu, append(base, "-qmp", "unix:"+srcQ+",server=on,wait=off")...)
-	dst := exec.Command(qemu, append(base, "-qmp", "unix:"+dstQ+",server=on,wait=off", "-incoming", "tcp:"+addr)...)
+	src := exec.Command(qemu, append(base, "-serial", "null", "-qmp", "unix:"+srcQ+",server=on,wait=off")...)
+	dst := exec.Command(qemu, append(base, "-serial", "stdio", "-qmp", "unix:"+dstQ+",server=on,wait=off", "-incoming", "tcp:"+addr)...)
+	out, err := dst.StdoutPipe()
+	if err != nil {
+		return result{}, err
+	}
+	gaps := watchGaps(out)
 	for _, c := range []*exec.Cmd{src, dst} {
 		if err := c.Start(); err != nil {
 			return result{}, err
@@ -198,7 +217,10 @@ func runQEMU(qemu, elf, dir string, memMiB, downtimeMS int) (result, error) {
 		json.Unmarshal(raw, &st)
 		switch st.Status {
 		case "completed":
-			return result{st.TotalTime, st.Downtime, st.RAM.Transferred / (1 << 20)}, nil
+			time.Sleep(300 * time.Millisecond) // let the destination's guest report its gap
+			dst.Process.Kill()
+			dst.Wait()
+			return result{st.TotalTime, st.Downtime, st.RAM.Transferred / (1 << 20), gaps.ms(khz)}, nil
 		case "failed", "cancelled":
 			return result{}, fmt.Errorf("qemu migration %s", st.Status)
 		}
@@ -221,39 +243,54 @@ func main() {
 	memMiB := flag.Int("memory-mib", 1024, "guest RAM")
 	dirtyMiB := flag.Int("dirty-mib", 64, "buffer the busy guest dirties")
 	downtimeMS := flag.Int("max-downtime-ms", 50, "downtime limit given to both VMMs")
+	gapUS := flag.Int("gap-us", 200, "TSC gaps the guest reports (shorter ones count as 0)")
 	bin := flag.String("govisor", ".cache/bin/govisor", "govisor binary")
 	qemu := flag.String("qemu", "qemu-system-x86_64", "QEMU binary")
 	flag.Parse()
+	khz, err := tscKHz()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "TSC frequency:", err)
+		os.Exit(1)
+	}
+	gap := uint32(uint64(*gapUS) * uint64(khz) / 1000)
 	dir, _ := os.MkdirTemp("", "bench-migrate")
 	defer os.RemoveAll(dir)
-	fmt.Printf("KVM: %s; guest RAM %d MiB; downtime limit %d ms; %d runs each (median)\n", kvm.DetectFlavor(), *memMiB, *downtimeMS, *runs)
-	fmt.Printf("%-9s %-16s %12s %12s %7s\n", "workload", "", "govisor", "qemu", "ratio")
+	fmt.Printf("KVM: %s; guest RAM %d MiB; downtime limit %d ms; %d runs each (median); guest TSC %d kHz\n",
+		kvm.DetectFlavor(), *memMiB, *downtimeMS, *runs, khz)
+	fmt.Printf("%-9s %-22s %12s %12s %7s\n", "workload", "", "govisor", "qemu", "ratio")
 	for _, w := range []struct {
 		name  string
 		dirty int
-	}{{"idle", 0}, {"dirtying", *dirtyMiB}} {
+		gap   uint32
+	}{{"idle", 0, 0}, {"busy", 0, gap}, {"dirtying", *dirtyMiB, gap}} {
 		elf := filepath.Join(dir, w.name+".elf")
-		os.WriteFile(elf, kvmtest.PVHELF(guest32(w.dirty), 0x100000), 0o644)
-		var g, q [3][]float64
+		os.WriteFile(elf, kvmtest.PVHELF(guest32(w.dirty, w.gap), 0x100000), 0o644)
+		var g, q [4][]float64
+		add := func(to *[4][]float64, r result) {
+			to[0], to[1], to[2], to[3] = append(to[0], r.totalMS), append(to[1], r.downtimeMS), append(to[2], r.guestGapMS), append(to[3], r.mib)
+		}
 		for i := 0; i < *runs; i++ {
-			if r, err := runGovisor(*bin, elf, dir, *memMiB, *downtimeMS); err == nil {
-				g[0], g[1], g[2] = append(g[0], r.totalMS), append(g[1], r.downtimeMS), append(g[2], r.mib)
+			if r, err := runGovisor(*bin, elf, dir, *memMiB, *downtimeMS, khz); err == nil {
+				add(&g, r)
 			} else {
 				fmt.Fprintln(os.Stderr, "govisor:", err)
 			}
-			if r, err := runQEMU(*qemu, elf, dir, *memMiB, *downtimeMS); err == nil {
-				q[0], q[1], q[2] = append(q[0], r.totalMS), append(q[1], r.downtimeMS), append(q[2], r.mib)
+			if r, err := runQEMU(*qemu, elf, dir, *memMiB, *downtimeMS, khz); err == nil {
+				add(&q, r)
 			} else {
 				fmt.Fprintln(os.Stderr, "qemu:", err)
 			}
 		}
-		for i, m := range []struct{ name, unit string }{{"total time", "ms"}, {"downtime", "ms"}, {"sent", "MiB"}} {
+		for i, m := range []struct{ name, unit string }{{"total time", "ms"}, {"downtime (VMM)", "ms"}, {"downtime (guest TSC)", "ms"}, {"sent", "MiB"}} {
+			if i == 2 && w.gap == 0 {
+				continue // the idle guest halts: nothing measures inside it
+			}
 			gv, qv := median(g[i]), median(q[i])
 			ratio := "n/a"
 			if qv > 0 {
 				ratio = fmt.Sprintf("%.2fx", gv/qv)
 			}
-			fmt.Printf("%-9s %-16s %9.1f %s %9.1f %s %7s\n", w.name, m.name, gv, m.unit, qv, m.unit, ratio)
+			fmt.Printf("%-9s %-22s %9.1f %s %9.1f %s %7s\n", w.name, m.name, gv, m.unit, qv, m.unit, ratio)
 		}
 	}
 }
