@@ -333,6 +333,14 @@ func (c *Client) Migrate(ctx context.Context, name string, req api.MigrateReques
 	return v, err
 }
 
+// CancelMigrate stops the VM's running live migration; the VM keeps
+// running where it was.
+func (c *Client) CancelMigrate(ctx context.Context, name string) (api.VM, error) {
+	var v api.VM
+	_, err := c.Do(ctx, http.MethodDelete, vmPath(name)+"/migrate", nil, &v)
+	return v, err
+}
+
 // Incoming asks a destination host's agent to start a VMM waiting for a
 // live migration of the VM (agent to agent).
 func (c *Client) Incoming(ctx context.Context, name string, req api.IncomingRequest) (api.Incoming, error) {

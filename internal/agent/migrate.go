@@ -188,13 +188,43 @@ func (a *Agent) pollProgress(name string, p *proc, ms *api.MigrationStatus) func
 			if errors.Is(err, errNoEndpoint) {
 				return
 			}
-			if err != nil || pr.State != "running" {
+			if err != nil || pr.State != vmmapi.MigrateRunning {
 				continue
 			}
 			ms.Round, ms.BytesSent, ms.DirtyRate = pr.Round, pr.BytesSent, pr.DirtyRate
-			ms.RemainingPages, ms.ExpectedDowntimeMS = pr.RemainingPages, pr.ExpectedDowntime
+			ms.RemainingPages, ms.ExpectedDowntimeMS = pr.RemainingPages, pr.ExpectedDowntimeMS
 			a.setMigration(name, p.pid, ms)
 		}
 	}()
 	return func() { close(done); <-stopped }
+}
+
+// handleCancelMigrate serves DELETE /v1/vms/{name}/migrate: the VMM stops
+// sending; the migration fails, so the VM keeps running here and the
+// destination VMM is removed.
+func (a *Agent) handleCancelMigrate(w http.ResponseWriter, r *http.Request) {
+	rec, ok := a.localVM(w, r)
+	if !ok {
+		return
+	}
+	name := rec.Desired.Spec.Name
+	a.mu.Lock()
+	p := a.procs[name]
+	a.mu.Unlock()
+	var running bool
+	if p != nil {
+		p.mu.Lock()
+		running = p.migration != nil && !p.migrated
+		p.mu.Unlock()
+	}
+	if !running {
+		httpError(w, fmt.Errorf("%w: no migration of VM %s is running", ErrBusy, name))
+		return
+	}
+	if err := p.vmm.cancelMigration(); err != nil {
+		httpError(w, fmt.Errorf("%w: cancel the migration of %s: %v", ErrVMM, name, err))
+		return
+	}
+	a.log.Info("migration cancelled on request", "vm", name)
+	writeJSON(w, http.StatusAccepted, toAPI(rec))
 }

@@ -105,3 +105,71 @@ func TestMigrateBetweenAgents(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestMigrateProgressAndCancel slows a migration down (a bandwidth cap),
+// watches its progress in the VM's status, and cancels it: the VM keeps
+// running on its host and the destination's VMM goes.
+func TestMigrateProgressAndCancel(t *testing.T) {
+	kvmtest.Require(t)
+	bin := govisorBin(t)
+	ctx := context.Background()
+	dirA, dirB := t.TempDir(), t.TempDir()
+	ta := startAgent(t, dirA, func(c *Config) { c.Executable = bin })
+	defer ta.Shutdown(context.Background())
+	tb := startAgent(t, dirB, func(c *Config) { c.Executable = bin; c.HostName = "hostb"; c.EtcdEndpoints = ta.st.Endpoints() })
+	defer tb.Shutdown(context.Background())
+	k := writeGuest(t, dirA, "idle.elf", idleGuest("UP\n"))
+	s := spec("slow", k, api.RestartNever)
+	s.StopTimeout = "0s"
+	if _, err := ta.cli.CreateVM(ctx, s, true); err != nil {
+		t.Fatal(err)
+	}
+	v := waitVM(t, ta.cli, "slow", "running", func(v api.VM) bool { return v.Status.State == api.StateRunning })
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		if _, err := ta.vmm("slow").info(); err == nil {
+			break
+		} else if time.Now().After(deadline) {
+			t.Fatal(err)
+		}
+	}
+	_, err := ta.cli.CancelMigrate(ctx, "slow")
+	wantAPIError(t, "cancel without a migration", err, 409, "", "no migration of VM slow is running")
+
+	done := make(chan error, 1)
+	go func() {
+		_, err := ta.cli.Migrate(ctx, "slow", api.MigrateRequest{Host: "hostb", Bandwidth: 1024})
+		done <- err
+	}()
+	got := waitVM(t, ta.cli, "slow", "migrating with progress", func(v api.VM) bool {
+		m := v.Status.Migration
+		return m != nil && m.State == api.MigrationRunning && m.To == "hostb" && m.BytesSent > 0
+	})
+	if got.Status.State != api.StateRunning || got.Host != "testhost" {
+		t.Errorf("during the migration: host %s, %+v", got.Host, got.Status)
+	}
+	_, err = ta.cli.Pause(ctx, "slow")
+	wantAPIError(t, "pause while migrating", err, 409, "", "being migrated")
+	if _, err := ta.cli.CancelMigrate(ctx, "slow"); err != nil {
+		t.Fatal(err)
+	}
+	wantAPIError(t, "cancelled migration", <-done, 502, "", "keeps running on testhost")
+	got = waitVM(t, ta.cli, "slow", "still here", func(v api.VM) bool {
+		return v.Status.Migration != nil && v.Status.Migration.State == api.MigrationFailed
+	})
+	if got.Host != "testhost" || got.Status.State != api.StateRunning || got.Status.PID != v.Status.PID || !alive(v.Status.PID) {
+		t.Fatalf("after cancel: host %s, %+v", got.Host, got.Status)
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		tb.mu.Lock()
+		left := len(tb.incoming)
+		tb.mu.Unlock()
+		if left == 0 && len(findVMMs(tb.id)) == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the destination keeps %d incoming VMMs, processes %v", left, findVMMs(tb.id))
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}

@@ -147,23 +147,12 @@ func (a *Agent) routes() http.Handler {
 	m.HandleFunc("GET /v1/vms/{name}/snapshots", a.handleSnapshots)
 	m.HandleFunc("POST /v1/vms/{name}/restore", a.handleRestore)
 	m.HandleFunc("POST /v1/vms/{name}/migrate", a.handleMigrate)
+	m.HandleFunc("DELETE /v1/vms/{name}/migrate", a.handleCancelMigrate)
 	m.HandleFunc("POST /v1/vms/{name}/incoming", a.handleIncoming)
 	m.HandleFunc("DELETE /v1/vms/{name}/incoming", a.handleCancelIncoming)
 	m.HandleFunc("GET /v1/events", a.handleEvents)
 	m.HandleFunc("GET /v1/host", a.handleHost)
 	m.HandleFunc("GET /v1/hosts", a.handleHosts)
-	m.HandleFunc("POST /v1/networks", a.handleCreateNetwork)
-	m.HandleFunc("GET /v1/networks", a.handleListNetworks)
-	m.HandleFunc("GET /v1/networks/{name}", a.handleGetNetwork)
-	m.HandleFunc("DELETE /v1/networks/{name}", a.handleDeleteNetwork)
-	m.HandleFunc("POST /v1/pools", a.handleCreatePool)
-	m.HandleFunc("GET /v1/pools", a.handleListPools)
-	m.HandleFunc("GET /v1/pools/{name}", a.handleGetPool)
-	m.HandleFunc("DELETE /v1/pools/{name}", a.handleDeletePool)
-	m.HandleFunc("GET /v1/pools/{name}/volumes", a.handleListVolumes)
-	m.HandleFunc("POST /v1/pools/{name}/volumes", a.handleCreateVolume)
-	m.HandleFunc("GET /v1/pools/{name}/volumes/{volume}", a.handleGetVolume)
-	m.HandleFunc("DELETE /v1/pools/{name}/volumes/{volume}", a.handleDeleteVolume)
 	m.HandleFunc("GET /v1/usage", a.handleUsage)
 	m.Handle("GET /metrics", a.metricsHandler())
 	m.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
@@ -235,9 +224,6 @@ func toAPI(r store.Record) api.VM {
 func (a *Agent) handleCreate(w http.ResponseWriter, r *http.Request) {
 	s, err := decodeSpec(r)
 	if err == nil {
-		s, err = a.resolveSpec(r.Context(), s)
-	}
-	if err == nil {
 		s, err = normalize(s, a.hostMiB)
 	}
 	if err != nil {
@@ -267,9 +253,6 @@ func (a *Agent) handleApply(w http.ResponseWriter, r *http.Request) {
 	}
 	if err == nil {
 		s.Name = name
-		s, err = a.resolveSpec(r.Context(), s)
-	}
-	if err == nil {
 		s, err = normalize(s, a.hostMiB)
 	}
 	if err != nil {

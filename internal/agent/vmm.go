@@ -117,20 +117,11 @@ func (c *vmmConn) migrate(ctx context.Context, req vmmapi.MigrateRequest) (vmmap
 	return r, c.call(ctx, http.MethodPut, "/migrate", req, &r)
 }
 
-// vmmProgress is the VMM's GET /migrate answer (vmmapi.MigrateProgress):
-// decoded here field by field so that the agent works with VMMs that have
-// the endpoint and with those that lack it.
-type vmmProgress struct {
-	State            string  `json:"state"`
-	Round            int     `json:"round"`
-	BytesSent        int64   `json:"bytes_sent"`
-	DirtyRate        float64 `json:"dirty_rate"`
-	RemainingPages   uint64  `json:"remaining_pages"`
-	ExpectedDowntime float64 `json:"expected_downtime_ms"`
-	Error            string  `json:"error"`
-}
-
-func (c *vmmConn) progress() (vmmProgress, error) {
-	var p vmmProgress
+// progress reads the VMM's latest outgoing migration (GET /migrate).
+func (c *vmmConn) progress() (vmmapi.MigrateProgress, error) {
+	var p vmmapi.MigrateProgress
 	return p, c.short(http.MethodGet, "/migrate", nil, &p)
 }
+
+// cancelMigration stops the VMM's outgoing migration; the VM runs on.
+func (c *vmmConn) cancelMigration() error { return c.short(http.MethodDelete, "/migrate", nil, nil) }

@@ -108,15 +108,30 @@ func vmRestoreCmd(f *apiFlags) *cobra.Command {
 func vmMigrateCmd(f *apiFlags) *cobra.Command {
 	var req api.MigrateRequest
 	var maxDowntime time.Duration
+	var cancel bool
 	cmd := &cobra.Command{
-		Use:   "migrate NAME --to HOST [--max-downtime 50ms] [--bandwidth BYTES/S]",
+		Use:   "migrate NAME --to HOST [--max-downtime 50ms] [--bandwidth BYTES/S] | migrate NAME --cancel",
 		Short: "Live-migrate a running VM to another host",
 		Long: `Live-migrate a running VM to another host of the cluster (see 'govisor host
 list'). The command returns when the migration ended; on failure the VM keeps
-running where it was. 'govisor vm show' shows the progress meanwhile.`,
+running where it was. 'govisor vm show' shows the progress meanwhile;
+'govisor vm migrate NAME --cancel' stops it.`,
 		Args:              cobra.ExactArgs(1),
 		ValidArgsFunction: vmNames(f),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if cancel {
+				c, err := f.client()
+				if err != nil {
+					return err
+				}
+				v, err := c.CancelMigrate(cmd.Context(), args[0])
+				if err != nil {
+					return apiErr(err)
+				}
+				return f.print(cmd.OutOrStdout(), v, func(w io.Writer) {
+					fmt.Fprintf(w, "vm %s: migration cancelled; it keeps running on %s\n", args[0], v.Host)
+				})
+			}
 			if req.Host == "" {
 				return &ExitError{Code: exitInvalid, Err: fmt.Errorf("--to is required: the destination host")}
 			}
@@ -137,6 +152,7 @@ running where it was. 'govisor vm show' shows the progress meanwhile.`,
 	cmd.Flags().StringVar(&req.Host, "to", "", "destination host (required)")
 	cmd.Flags().DurationVar(&maxDowntime, "max-downtime", 0, "downtime target (default: the VMM's)")
 	cmd.Flags().Int64Var(&req.Bandwidth, "bandwidth", 0, "bytes per second (0: unlimited)")
+	cmd.Flags().BoolVar(&cancel, "cancel", false, "cancel the VM's running migration (it keeps running where it is)")
 	return cmd
 }
 

@@ -86,6 +86,7 @@ func TestVMActionCommands(t *testing.T) {
 		{[]string{"vm", "reboot", "echo"}, 0, "vm echo: running"},
 		{[]string{"vm", "migrate", "echo", "--to", "nowhere"}, 2, "no live agent"},
 		{[]string{"vm", "migrate", "echo"}, 2, "--to is required"},
+		{[]string{"vm", "migrate", "echo", "--cancel"}, 4, "no migration of VM echo is running"},
 		{[]string{"vm", "stop", "echo"}, 0, "stopped"},
 		{[]string{"vm", "pause", "echo"}, 4, "it is stopped"},
 		{[]string{"vm", "snapshot", "echo", "s2"}, 4, "it is stopped"},
