@@ -153,6 +153,18 @@ func (a *Agent) routes() http.Handler {
 	m.HandleFunc("GET /v1/events", a.handleEvents)
 	m.HandleFunc("GET /v1/host", a.handleHost)
 	m.HandleFunc("GET /v1/hosts", a.handleHosts)
+	m.HandleFunc("POST /v1/networks", a.handleCreateNetwork)
+	m.HandleFunc("GET /v1/networks", a.handleListNetworks)
+	m.HandleFunc("GET /v1/networks/{name}", a.handleGetNetwork)
+	m.HandleFunc("DELETE /v1/networks/{name}", a.handleDeleteNetwork)
+	m.HandleFunc("POST /v1/pools", a.handleCreatePool)
+	m.HandleFunc("GET /v1/pools", a.handleListPools)
+	m.HandleFunc("GET /v1/pools/{name}", a.handleGetPool)
+	m.HandleFunc("DELETE /v1/pools/{name}", a.handleDeletePool)
+	m.HandleFunc("GET /v1/pools/{name}/volumes", a.handleListVolumes)
+	m.HandleFunc("POST /v1/pools/{name}/volumes", a.handleCreateVolume)
+	m.HandleFunc("GET /v1/pools/{name}/volumes/{volume}", a.handleGetVolume)
+	m.HandleFunc("DELETE /v1/pools/{name}/volumes/{volume}", a.handleDeleteVolume)
 	m.HandleFunc("GET /v1/usage", a.handleUsage)
 	m.Handle("GET /metrics", a.metricsHandler())
 	m.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
@@ -224,6 +236,9 @@ func toAPI(r store.Record) api.VM {
 func (a *Agent) handleCreate(w http.ResponseWriter, r *http.Request) {
 	s, err := decodeSpec(r)
 	if err == nil {
+		s, err = a.resolveSpec(r.Context(), s)
+	}
+	if err == nil {
 		s, err = normalize(s, a.hostMiB)
 	}
 	if err != nil {
@@ -253,6 +268,9 @@ func (a *Agent) handleApply(w http.ResponseWriter, r *http.Request) {
 	}
 	if err == nil {
 		s.Name = name
+		s, err = a.resolveSpec(r.Context(), s)
+	}
+	if err == nil {
 		s, err = normalize(s, a.hostMiB)
 	}
 	if err != nil {
