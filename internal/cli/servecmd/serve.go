@@ -41,10 +41,10 @@ with --listen, on TCP with TLS and bearer tokens, and runs each VM of this
 host as its own 'govisor run' process, restarting VMs by their restart
 policy. VMM processes outlive the agent: a restarted agent adopts them.
 
-On SIGTERM or SIGINT the agent stops its VMs (SIGTERM to each VMM, SIGKILL
-after --stop-timeout) unless --on-exit=keep. Guests are stopped the way a
-power cut stops them: a graceful ACPI shutdown request needs the VMM control
-socket, which comes later.`,
+On SIGTERM or SIGINT the agent stops its VMs unless --on-exit=keep: each
+guest gets an ACPI power-button press and its stopTimeout (default
+--stop-timeout) to power off, then its VMM gets SIGTERM, and SIGKILL 5 s
+later. 'govisor vm stop' does the same for one VM.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error { return runServe(o) },
 	}
@@ -57,7 +57,9 @@ socket, which comes later.`,
 	f.StringVar(&o.cfg.TokenFile, "token-file", "", "bearer tokens accepted on --listen, one a line")
 	f.StringVar(&o.endpoints, "etcd-endpoints", "", "external etcd cluster, comma-separated (default: embedded etcd)")
 	f.StringVar(&o.cfg.HostName, "host-name", "", "this host's name (default: the system host name)")
-	f.DurationVar(&o.cfg.StopTimeout, "stop-timeout", 10*time.Second, "how long a VMM may take to stop before SIGKILL")
+	f.DurationVar(&o.cfg.StopTimeout, "stop-timeout", 10*time.Second, "how long a stop waits for a guest to power off after the ACPI power button (a VM's stopTimeout overrides it)")
+	f.StringVar(&o.cfg.MigrationHost, "migration-host", "", "address VMMs receiving a live migration listen on (default: the host of --listen, else 127.0.0.1)")
+	f.StringVar(&o.cfg.PeerCA, "peer-ca", "", "PEM CA certificate that signed the other agents' TLS certificates (for live migration)")
 	f.StringVar(&o.onExit, "on-exit", "stop", "what SIGTERM does to the VMs: stop them, or keep them running for the next agent")
 	f.StringVar(&o.logFormat, "log-format", "json", "log format on stderr: json or text")
 	f.StringVar(&o.logLevel, "log-level", "info", "log level: debug, info, warn or error")
