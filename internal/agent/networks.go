@@ -15,9 +15,10 @@ import (
 	"github.com/govisor/govisor/internal/hostnet"
 )
 
-// bridgeAlias tags the bridges agents create for networks: only those are
-// deleted with their network (a bridge a user made is left alone).
-const bridgeAlias = "govisor:net:"
+// bridgeAliasPrefix tags the bridges this agent creates for networks:
+// only those are deleted with their network (a bridge a user or another
+// agent on the host made is left alone).
+func (a *Agent) bridgeAliasPrefix() string { return "govisor:net:" + a.id + ":" }
 
 func netKey(name string) string { return netPrefix + name }
 
@@ -58,8 +59,8 @@ func normalizeNetwork(n api.Network) (api.Network, error) {
 }
 
 // bridgeOf is the hostnet description of a network's bridge.
-func bridgeOf(n api.Network) hostnet.Bridge {
-	b := hostnet.Bridge{Name: n.Bridge, Alias: bridgeAlias + n.Name}
+func (a *Agent) bridgeOf(n api.Network) hostnet.Bridge {
+	b := hostnet.Bridge{Name: n.Bridge, Alias: a.bridgeAliasPrefix() + n.Name}
 	if n.CIDR != "" {
 		b.Addr, _ = netip.ParsePrefix(n.CIDR) // checked by normalizeNetwork
 	}
@@ -126,7 +127,7 @@ func (a *Agent) handleCreateNetwork(w http.ResponseWriter, r *http.Request) {
 	}
 	// The bridge first: a device that contradicts the definition fails the
 	// request before anything is stored.
-	created, err := hostnet.EnsureBridge(bridgeOf(n))
+	created, err := hostnet.EnsureBridge(a.bridgeOf(n))
 	if err != nil {
 		httpError(w, netErr(err))
 		return
@@ -217,7 +218,7 @@ func (a *Agent) handleDeleteNetwork(w http.ResponseWriter, r *http.Request) {
 // removeBridge deletes n's bridge if an agent made it for n.
 func (a *Agent) removeBridge(n api.Network) {
 	l, err := hostnet.Get(n.Bridge)
-	if err != nil || l.Alias != bridgeAlias+n.Name {
+	if err != nil || l.Alias != a.bridgeAliasPrefix()+n.Name {
 		return
 	}
 	if err := hostnet.DeleteBridge(n.Bridge); err != nil {
@@ -236,14 +237,15 @@ func (a *Agent) reconcileNetworks(ctx context.Context) {
 	want := map[string]string{} // bridge -> network
 	for _, n := range nets {
 		want[n.Bridge] = n.Name
-		_, err := hostnet.EnsureBridge(bridgeOf(n))
+		_, err := hostnet.EnsureBridge(a.bridgeOf(n))
 		a.noteNetError("network "+n.Name, err)
 	}
-	ours, err := hostnet.Links(bridgeAlias)
+	ours, err := hostnet.Links(a.bridgeAliasPrefix())
 	a.noteNetError("list bridges", err)
 	for _, l := range ours {
-		if l.Kind == "bridge" && want[l.Name] != strings.TrimPrefix(l.Alias, bridgeAlias) {
-			a.log.Info("removing the bridge of a deleted network", "bridge", l.Name, "network", strings.TrimPrefix(l.Alias, bridgeAlias))
+		network := strings.TrimPrefix(l.Alias, a.bridgeAliasPrefix())
+		if l.Kind == "bridge" && want[l.Name] != network {
+			a.log.Info("removing the bridge of a deleted network", "bridge", l.Name, "network", network)
 			a.noteNetError("delete bridge "+l.Name, hostnet.DeleteBridge(l.Name))
 		}
 	}

@@ -127,7 +127,7 @@ func (a *Agent) setupNICs(s api.VMSpec) error {
 		if err != nil {
 			return fmt.Errorf("agent: NIC %d of %s: %w", i, s.Name, err)
 		}
-		if _, err := hostnet.EnsureBridge(bridgeOf(n)); err != nil {
+		if _, err := hostnet.EnsureBridge(a.bridgeOf(n)); err != nil {
 			return fmt.Errorf("agent: network %s of %s: %w", n.Name, s.Name, err)
 		}
 		tap := hostnet.TAP{Name: tapName(s.Name, i), Bridge: n.Bridge, Owner: -1, Group: -1, Alias: a.tapAlias(s.Name, i)}
