@@ -2,11 +2,16 @@ package agent
 
 import (
 	"context"
+	cryptotls "crypto/tls"
+	"crypto/x509"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/govisor/govisor/api"
+	"github.com/govisor/govisor/client"
 	"github.com/govisor/govisor/internal/kvm/kvmtest"
 )
 
@@ -171,5 +176,61 @@ func TestMigrateProgressAndCancel(t *testing.T) {
 			t.Fatalf("the destination keeps %d incoming VMMs, processes %v", left, findVMMs(tb.id))
 		}
 		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// TestMigrateOverTCP: the destination agent serves its API only on TCP
+// (TLS and bearer tokens, as across machines); the source reaches it with
+// the cluster's token and certificate.
+func TestMigrateOverTCP(t *testing.T) {
+	kvmtest.Require(t)
+	bin := govisorBin(t)
+	ctx := context.Background()
+	dir := t.TempDir()
+	certPEM, keyPEM := selfSigned(t)
+	certFile, keyFile, tokFile := filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem"), filepath.Join(dir, "tokens")
+	os.WriteFile(certFile, certPEM, 0o600)
+	os.WriteFile(keyFile, keyPEM, 0o600)
+	os.WriteFile(tokFile, []byte("cluster-token\n"), 0o600)
+	tls := func(c *Config) {
+		c.Executable, c.Listen, c.TLSCert, c.TLSKey, c.TokenFile = bin, "127.0.0.1:0", certFile, keyFile, tokFile
+	}
+	ta := startAgent(t, filepath.Join(dir, "a"), tls)
+	defer ta.Shutdown(context.Background())
+	tb := startAgent(t, filepath.Join(dir, "b"), func(c *Config) {
+		tls(c)
+		c.Socket, c.HostName, c.EtcdEndpoints = "", "tcphost", ta.st.Endpoints()
+	})
+	defer tb.Shutdown(context.Background())
+	k := writeGuest(t, dir, "idle.elf", idleGuest("UP\n"))
+	s := spec("far", k, api.RestartNever)
+	s.StopTimeout = "0s"
+	if _, err := ta.cli.CreateVM(ctx, s, true); err != nil {
+		t.Fatal(err)
+	}
+	v := waitVM(t, ta.cli, "far", "running", func(v api.VM) bool { return v.Status.State == api.StateRunning })
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		if _, err := ta.vmm("far").info(); err == nil {
+			break
+		} else if time.Now().After(deadline) {
+			t.Fatal(err)
+		}
+	}
+	got, err := ta.cli.Migrate(ctx, "far", api.MigrateRequest{Host: "tcphost"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.Host != "tcphost" || got.Status.Host != "tcphost" || got.Status.State != api.StateRunning || got.Status.PID == v.Status.PID {
+		t.Fatalf("after migration: host %s, %+v", got.Host, got.Status)
+	}
+	pool := x509.NewCertPool()
+	pool.AppendCertsFromPEM(certPEM)
+	cb, err := client.New(client.Options{URL: "https://" + strings.TrimPrefix(tb.Addrs()[0], "tcp:"), Token: "cluster-token",
+		TLSConfig: &cryptotls.Config{RootCAs: pool}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cb.Action(ctx, "far", "stop", 30*time.Second); err != nil {
+		t.Fatal(err)
 	}
 }
