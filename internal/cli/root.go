@@ -36,6 +36,7 @@ func NewRootCmd() *cobra.Command {
 	img.AddCommand(newImportOVACmd())
 	root.AddCommand(newRunCmd(), newProbeCmd(), img, newCtlCmd())
 	root.AddCommand(newServeExecCmd(), newVMCmd(), newHostCmd())
+	root.AddCommand(newNetCmd(), newPoolCmd(), newVolumeCmd())
 	root.AddCommand(newReportCmd())
 	return root
 }
