@@ -100,6 +100,11 @@ func (a *Agent) handleIncoming(w http.ResponseWriter, r *http.Request) {
 		httpError(w, fmt.Errorf("agent: VM folder: %w", err))
 		return
 	}
+	if err := a.setupNICs(s); err != nil {
+		a.mu.Unlock()
+		httpError(w, err)
+		return
+	}
 	p, err := spawn(a.cfg.Executable, marker(a.id, name), dir, s, incomingArgs(s, addr), a.ConsolePath(name), filepath.Join(dir, "vmm.log"))
 	if err != nil {
 		a.mu.Unlock()

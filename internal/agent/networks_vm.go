@@ -153,15 +153,16 @@ func (a *Agent) teardownNICs(name string) {
 }
 
 // gcTAPsLocked removes this agent's TAPs of VMs without a VMM (left by a
-// crash, a failed start or a VM deleted meanwhile); a.mu is held, so no
-// start runs concurrently.
+// crash, a failed start or a VM deleted meanwhile), sparing the VMMs that
+// wait for an incoming live migration; a.mu is held, so no start runs
+// concurrently.
 func (a *Agent) gcTAPsLocked() {
 	ls, err := hostnet.Links(a.tapAliasPrefix())
 	a.noteNetError("list TAPs", err)
 	for _, l := range ls {
 		rest := strings.TrimPrefix(l.Alias, a.tapAliasPrefix())
 		vm := rest[:max(strings.LastIndexByte(rest, ':'), 0)]
-		if _, running := a.procs[vm]; running || l.Kind != "tuntap" {
+		if a.procs[vm] != nil || a.incoming[vm] != nil || l.Kind != "tuntap" {
 			continue
 		}
 		a.log.Info("removing the TAP of a VM that is not running", "vm", vm, "tap", l.Name)
