@@ -45,3 +45,15 @@ func TestErrorIs(t *testing.T) {
 		}
 	}
 }
+
+// TestBadGateway: a failed VMM or peer agent (502) is a server error too.
+func TestBadGateway(t *testing.T) {
+	err := fmt.Errorf("wrapped: %w", &Error{StatusCode: 502, Message: "migration failed"})
+	if !errors.Is(err, ErrBadGateway) || !errors.Is(err, ErrServer) || errors.Is(err, ErrConflict) {
+		t.Errorf("502 matches ErrBadGateway %v, ErrServer %v, ErrConflict %v",
+			errors.Is(err, ErrBadGateway), errors.Is(err, ErrServer), errors.Is(err, ErrConflict))
+	}
+	if errors.Is(&Error{StatusCode: 500}, ErrBadGateway) {
+		t.Error("500 matches ErrBadGateway")
+	}
+}

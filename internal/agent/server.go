@@ -348,7 +348,7 @@ func (a *Agent) handleDelete(w http.ResponseWriter, r *http.Request) {
 		if rec.Status != nil {
 			st = rec.Status.State
 		}
-		if rec.Desired.Power != api.PowerStopped || live || st == api.StateRunning || st == api.StateStopping {
+		if rec.Desired.Power != api.PowerStopped || live || st == api.StateRunning || st == api.StatePaused || st == api.StateStopping {
 			return fmt.Errorf("%w: VM %s is %s (desired %s): stop it first", ErrBusy, name, st, rec.Desired.Power)
 		}
 		return nil

@@ -13,8 +13,9 @@ import (
 )
 
 // TestGracefulStop: stop presses the ACPI power button; a guest that
-// honours it powers off (exit status 0), one that ignores it is terminated
-// once its stopTimeout passed (the VMM's SIGTERM status, 143).
+// honours it powers off (exit status 0) even when it was paused, one that
+// ignores it is terminated once its stopTimeout passed (the VMM's SIGTERM
+// status, 143).
 func TestGracefulStop(t *testing.T) {
 	kvmtest.Require(t)
 	bin := govisorBin(t)
@@ -55,6 +56,10 @@ func TestGracefulStop(t *testing.T) {
 				time.Sleep(20 * time.Millisecond)
 			}
 		}
+	}
+	// A paused guest is resumed to see the button.
+	if v, err := ta.cli.Pause(ctx, "polite"); err != nil || v.Status.State != api.StatePaused {
+		t.Fatalf("pause: %+v, %v", v.Status, err)
 	}
 	for _, c := range cases {
 		v, err := ta.cli.Action(ctx, c.name, "stop", 60*time.Second)

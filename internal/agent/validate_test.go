@@ -143,3 +143,23 @@ func TestStopTimeoutSpec(t *testing.T) {
 		t.Errorf("VMM args %q lack the API and console sockets", args)
 	}
 }
+
+// FuzzDecodeActionBodies feeds request bodies of the VM actions (snapshot,
+// restore, migrate, incoming) through decoding: no panic, and every error
+// is a client error (400), never a 500.
+func FuzzDecodeActionBodies(f *testing.F) {
+	for _, s := range []string{
+		`{"name":"s1"}`, `{"name":"s1","path":"/tmp/x"}`, `{"snapshot":"s1"}`, `{"host":"b","maxDowntimeMS":50}`,
+		`{"spec":{"name":"a","kernel":"/k"},"from":"h"}`, `{"host":1}`, `{"nope":true}`, `[]`, `{}{}`, ``,
+	} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, body string) {
+		for _, v := range []any{&api.SnapshotRequest{}, &api.RestoreRequest{}, &api.MigrateRequest{}, &api.IncomingRequest{}} {
+			r := httptest.NewRequest("POST", "/v1/vms/a/x", strings.NewReader(body))
+			if err := decodeBody(r, v); err != nil && !errors.Is(err, ErrInvalid) {
+				t.Fatalf("decode %T: error %v does not match ErrInvalid (would be a 500)", v, err)
+			}
+		}
+	})
+}
