@@ -12,20 +12,8 @@ import (
 
 	"github.com/govisor/govisor/api"
 	"github.com/govisor/govisor/internal/usage"
+	"github.com/govisor/govisor/internal/vmmapi"
 )
-
-// vmmIOStats is the part of a VMM's GET /stats answer (vmmapi.Stats) that
-// the sampler reads: the byte counters of its disks and NICs.
-type vmmIOStats struct {
-	Disks []struct {
-		ReadBytes  uint64 `json:"read_bytes"`
-		WriteBytes uint64 `json:"write_bytes"`
-	} `json:"disks"`
-	NICs []struct {
-		RxBytes uint64 `json:"rx_bytes"`
-		TxBytes uint64 `json:"tx_bytes"`
-	} `json:"nics"`
-}
 
 // maxUsagePoints bounds the samples per VM a default /v1/usage query
 // returns: a wider window is thinned to about this many per VM.
@@ -91,7 +79,7 @@ func (a *Agent) usageVMs(ctx context.Context) ([]usage.VMInfo, error) {
 // usageIO asks a VM's VMM for its disk and network counters (GET /stats
 // on the VMM's API socket), summed over its disks and NICs.
 func (a *Agent) usageIO(ctx context.Context, v usage.VMInfo) (usage.IO, error) {
-	sock := filepath.Join(a.vmDir(v.Name), "api.sock")
+	sock := filepath.Join(a.vmDir(v.Name), apiSockName)
 	hc := http.Client{Transport: &http.Transport{
 		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
 			var d net.Dialer
@@ -111,7 +99,7 @@ func (a *Agent) usageIO(ctx context.Context, v usage.VMInfo) (usage.IO, error) {
 	if resp.StatusCode != http.StatusOK {
 		return usage.IO{}, fmt.Errorf("agent: stats of %s: %s", v.Name, resp.Status)
 	}
-	var st vmmIOStats
+	var st vmmapi.Stats
 	if err := json.NewDecoder(io.LimitReader(resp.Body, maxBody)).Decode(&st); err != nil {
 		return usage.IO{}, fmt.Errorf("agent: stats of %s: %w", v.Name, err)
 	}

@@ -4,7 +4,10 @@ import (
 	"bytes"
 	"context"
 	"encoding/csv"
+	"encoding/json"
 	"errors"
+	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"testing"
@@ -14,6 +17,8 @@ import (
 	"github.com/govisor/govisor/client"
 	"github.com/govisor/govisor/internal/kvm/kvmtest"
 	"github.com/govisor/govisor/internal/report"
+	"github.com/govisor/govisor/internal/usage"
+	"github.com/govisor/govisor/internal/vmmapi"
 )
 
 // spinGuest prints marker and then loops forever: a VM whose vCPU stays busy.
@@ -72,6 +77,7 @@ func TestUsageReport(t *testing.T) {
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
+	sawIO := false
 	if rep.Host != "testhost" || rep.IntervalSeconds != 0.2 {
 		t.Errorf("report header %+v", rep)
 	}
@@ -85,6 +91,13 @@ func TestUsageReport(t *testing.T) {
 		if s.State == string(api.StateRunning) && (s.CPUSeconds <= 0 || s.RSSBytes == 0) {
 			t.Fatalf("running VM sample without process figures: %+v", s)
 		}
+		if s.CPUSeconds > 0 {
+			sawIO = sawIO || s.HasIO
+		}
+	}
+
+	if !sawIO {
+		t.Error("no sample of the running VM has I/O counters: GET /stats on its VMM's API socket was not read")
 	}
 
 	// The CSV of these rows parses back with the VM's rows in it.
@@ -142,5 +155,43 @@ func TestUsageBadQueries(t *testing.T) {
 	}
 	if _, err := os.Stat(filepath.Join(dir, "usage")); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestUsageIOSums reads a VMM's GET /stats answer and sums its disks and NICs.
+func TestUsageIOSums(t *testing.T) {
+	dir := t.TempDir()
+	a := &Agent{cfg: Config{StateDir: dir}}
+	if err := os.MkdirAll(a.vmDir("io"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	l, err := net.Listen("unix", filepath.Join(a.vmDir("io"), apiSockName))
+	if err != nil {
+		t.Fatal(err)
+	}
+	st := vmmapi.Stats{
+		Disks: []vmmapi.DiskStats{{Name: "vda", ReadBytes: 100, WriteBytes: 10}, {Name: "vdb", ReadBytes: 1, WriteBytes: 2}},
+		NICs:  []vmmapi.NICStats{{Name: "tap0", RxBytes: 7, TxBytes: 70}, {Name: "tap1", RxBytes: 3, TxBytes: 30}},
+	}
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method != http.MethodGet || r.URL.Path != "/stats" {
+			http.NotFound(w, r)
+			return
+		}
+		json.NewEncoder(w).Encode(st)
+	})}
+	go srv.Serve(l)
+	defer srv.Close()
+
+	got, err := a.usageIO(context.Background(), usage.VMInfo{Name: "io"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := usage.IO{DiskReadBytes: 101, DiskWriteBytes: 12, NetRxBytes: 10, NetTxBytes: 100}
+	if got != want {
+		t.Fatalf("usageIO = %+v, want %+v", got, want)
+	}
+	if _, err := a.usageIO(context.Background(), usage.VMInfo{Name: "no-such-vm"}); err == nil {
+		t.Fatal("a VM without an API socket gave I/O counters")
 	}
 }
