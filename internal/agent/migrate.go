@@ -115,11 +115,25 @@ func (a *Agent) handleMigrate(w http.ResponseWriter, r *http.Request) {
 	}
 	a.poke()
 	a.log.Info("VM migrated", "vm", name, "to", req.Host, "downtime_ms", res.DowntimeMS, "total_ms", res.TotalMS)
-	// Answer with the VM as the destination reports it (running there).
+	// Answer with the VM as the destination reports it (running there),
+	// with the migration's figures added to that status.
+	ms.State, ms.Round, ms.BytesSent, ms.DowntimeMS = api.MigrationCompleted, res.Rounds, res.BytesSent, res.DowntimeMS
+	ms.RemainingPages, ms.ExpectedDowntimeMS, ms.DirtyRate = 0, 0, 0
 	deadline := time.Now().Add(30 * time.Second)
 	for {
 		cur, err := a.st.GetVM(ctx, name)
-		if err == nil && (cur.Status != nil && cur.Status.Host == req.Host || time.Now().After(deadline)) {
+		if err == nil && cur.Status != nil && cur.Status.Host == req.Host && cur.Status.State == api.StateRunning {
+			st := *cur.Status
+			m := *ms
+			st.Migration = &m
+			// Only over the destination's first report: anything newer wins.
+			if a.st.ReplaceStatus(ctx, name, st, cur.StatusRev) == nil {
+				cur.Status = &st
+			}
+			writeJSON(w, http.StatusOK, toAPI(cur))
+			return
+		}
+		if err == nil && time.Now().After(deadline) {
 			writeJSON(w, http.StatusOK, toAPI(cur))
 			return
 		}

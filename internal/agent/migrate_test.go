@@ -66,6 +66,9 @@ func TestMigrateBetweenAgents(t *testing.T) {
 	if got.Host != "hostb" || got.Status.Host != "hostb" || got.Status.State != api.StateRunning || got.Status.PID == v.Status.PID {
 		t.Fatalf("after migration: host %s, status %+v", got.Host, got.Status)
 	}
+	if m := got.Status.Migration; m == nil || m.State != api.MigrationCompleted || m.To != "hostb" || m.BytesSent <= 0 {
+		t.Errorf("after migration: migration status %+v", m)
+	}
 	waitVM(t, ta.cli, "mover", "gone from the source", func(api.VM) bool { return !alive(v.Status.PID) })
 	if argv := vmmArgv(got.Status.PID); !strings.Contains(argv, "--incoming 127.0.0.1:") {
 		t.Errorf("destination VMM runs %q", argv)
