@@ -25,12 +25,20 @@ var (
 	descScrapeOK = prometheus.NewDesc("govisor_store_up", "1 when the scrape could read the store (etcd).", nil, nil)
 	descCPU      = prometheus.NewDesc("govisor_vm_cpu_seconds_total", "CPU time of the VM's VMM process (vCPUs and devices), user plus system.", []string{"vm"}, nil)
 	descRSS      = prometheus.NewDesc("govisor_vm_resident_memory_bytes", "Resident memory of the VM's VMM process (touched guest RAM plus the VMM).", []string{"vm"}, nil)
+	// Live migration progress, while a migration of the VM runs.
+	migLabels    = []string{"vm", "to"}
+	descMigBytes = prometheus.NewDesc("govisor_vm_migration_bytes_sent", "Bytes the running live migration of the VM has sent.", migLabels, nil)
+	descMigRound = prometheus.NewDesc("govisor_vm_migration_round", "Pre-copy round of the running live migration.", migLabels, nil)
+	descMigLeft  = prometheus.NewDesc("govisor_vm_migration_remaining_pages", "Pages the running live migration's current round has left to send.", migLabels, nil)
+	descMigRate  = prometheus.NewDesc("govisor_vm_migration_dirty_pages_per_second", "Pages per second the guest dirtied in the last pre-copy round.", migLabels, nil)
+	descMigDown  = prometheus.NewDesc("govisor_vm_migration_expected_downtime_seconds", "Pause the running live migration expects if it stopped the guest now.", migLabels, nil)
 )
 
 type vmCollector struct{ a *Agent }
 
 func (c vmCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descVMs, descUp, descRestarts, descVCPUs, descMemory, descInfo, descStart, descScrapeOK, descCPU, descRSS} {
+	for _, d := range []*prometheus.Desc{descVMs, descUp, descRestarts, descVCPUs, descMemory, descInfo, descStart, descScrapeOK, descCPU, descRSS,
+		descMigBytes, descMigRound, descMigLeft, descMigRate, descMigDown} {
 		ch <- d
 	}
 }
@@ -56,8 +64,15 @@ func (c vmCollector) Collect(ch chan<- prometheus.Metric) {
 		v := toAPI(r)
 		counts[v.Status.State]++
 		up := 0.0
-		if v.Status.State == api.StateRunning {
+		if v.Status.State == api.StateRunning || v.Status.State == api.StatePaused {
 			up = 1
+		}
+		if m := v.Status.Migration; m != nil && m.State == api.MigrationRunning {
+			ch <- prometheus.MustNewConstMetric(descMigBytes, prometheus.GaugeValue, float64(m.BytesSent), name, m.To)
+			ch <- prometheus.MustNewConstMetric(descMigRound, prometheus.GaugeValue, float64(m.Round), name, m.To)
+			ch <- prometheus.MustNewConstMetric(descMigLeft, prometheus.GaugeValue, float64(m.RemainingPages), name, m.To)
+			ch <- prometheus.MustNewConstMetric(descMigRate, prometheus.GaugeValue, m.DirtyRate, name, m.To)
+			ch <- prometheus.MustNewConstMetric(descMigDown, prometheus.GaugeValue, m.ExpectedDowntimeMS/1000, name, m.To)
 		}
 		ch <- prometheus.MustNewConstMetric(descUp, prometheus.GaugeValue, up, name)
 		ch <- prometheus.MustNewConstMetric(descRestarts, prometheus.CounterValue, float64(v.Status.Restarts), name)

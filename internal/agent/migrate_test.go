@@ -155,6 +155,9 @@ func TestMigrateProgressAndCancel(t *testing.T) {
 	if got.Status.State != api.StateRunning || got.Host != "testhost" {
 		t.Errorf("during the migration: host %s, %+v", got.Host, got.Status)
 	}
+	if m, err := ta.cli.Metrics(ctx); err != nil || !strings.Contains(string(m), `govisor_vm_migration_bytes_sent{to="hostb",vm="slow"}`) {
+		t.Errorf("metrics during the migration lack its progress (%v):\n%s", err, m)
+	}
 	_, err = ta.cli.Pause(ctx, "slow")
 	wantAPIError(t, "pause while migrating", err, 409, "", "being migrated")
 	if _, err := ta.cli.CancelMigrate(ctx, "slow"); err != nil {
