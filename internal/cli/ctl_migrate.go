@@ -73,7 +73,11 @@ func (c *machineCtl) migrate(ctx context.Context, m *vm.Machine, req vmmapi.Migr
 		}
 		conn = tc
 	}
-	st, err := m.MigrateTo(ctx, conn, migration.Options{
+	migrate := m.MigrateTo
+	if req.MirrorDisks {
+		migrate = m.MigrateMirroringTo
+	}
+	st, err := migrate(ctx, conn, migration.Options{
 		MaxDowntime: time.Duration(req.MaxDowntimeMS) * time.Millisecond, Bandwidth: req.Bandwidth,
 		AutoConverge: req.AutoConverge, Progress: c.mig.Report,
 	})
@@ -139,6 +143,7 @@ type migrateFlags struct {
 	maxDowntime     time.Duration
 	bandwidth       string
 	autoConverge    bool
+	mirrorDisks     bool
 	tlsCert, tlsKey string
 	tlsCA           string
 	quiet           bool
@@ -146,7 +151,7 @@ type migrateFlags struct {
 
 // request builds the API request for a migration to dest.
 func (f *migrateFlags) request(dest string) (vmmapi.MigrateRequest, error) {
-	req := vmmapi.MigrateRequest{To: dest, MaxDowntimeMS: f.maxDowntimeMS, AutoConverge: f.autoConverge}
+	req := vmmapi.MigrateRequest{To: dest, MaxDowntimeMS: f.maxDowntimeMS, AutoConverge: f.autoConverge, MirrorDisks: f.mirrorDisks}
 	if f.maxDowntime != 0 {
 		if f.maxDowntime < time.Millisecond {
 			return req, fmt.Errorf("--max-downtime %v: give at least 1ms", f.maxDowntime)

@@ -15,6 +15,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/govisor/govisor/internal/diskimage"
 	"github.com/govisor/govisor/internal/kvm/kvmtest"
 )
 
@@ -75,11 +76,12 @@ func (s *seqReader) upTo(t *testing.T, c net.Conn, n int, what string) {
 }
 
 // TestLinuxMigrationKeepsTCP boots Linux in a test-made network namespace
-// on a bridge, with a guest process streaming a counter over TCP to the
-// host. The VM is live-migrated to a second VMM process on another TAP of
+// on a bridge, with a guest process writing a counter to its disk and
+// streaming it over TCP to the host. The VM is live-migrated, its disk
+// mirrored (no shared storage), to a second VMM process on another TAP of
 // the bridge, then snapshotted there and restored into a third process.
 // The TCP connection stays open throughout, the counter only moves forward
-// by one, and the source VMMs end.
+// by one, the source VMMs end, and the disk holds every number sent.
 func TestLinuxMigrationKeepsTCP(t *testing.T) {
 	t.Parallel() // boots Linux: minutes on kvm_pvm
 	kernel, initrd := kvmtest.LinuxGuest(t)
@@ -102,7 +104,8 @@ func TestLinuxMigrationKeepsTCP(t *testing.T) {
 	bin := govisorBin(t)
 	const mac = "02:00:00:00:77:02"
 	script := "ip link set eth0 up && ip addr add 169.254.77.2/16 dev eth0 && echo NET-UP; " +
-		"i=0; while :; do i=$((i+1)); echo $i; usleep 50000; done | nc 169.254.77.1 7000; echo NC-ENDED"
+		"i=0; while :; do i=$((i+1)); echo $i | dd of=/dev/vda bs=512 seek=$i conv=notrunc,fsync 2>/dev/null; echo $i; usleep 50000; done | " +
+		"nc 169.254.77.1 7000; echo NC-ENDED"
 	vmm := func(name string, args ...string) (*exec.Cmd, chan string) {
 		cmd := exec.Command("ip", append([]string{"netns", "exec", ns, bin, "run"}, args...)...)
 		done := make(chan string, 1)
@@ -112,9 +115,19 @@ func TestLinuxMigrationKeepsTCP(t *testing.T) {
 		}()
 		return cmd, done
 	}
+	// The source's disk is a raw file; the destination's a blank qcow2 image
+	// the migration mirrors it into (the hosts share no storage).
+	srcDisk, dstDisk := filepath.Join(dir, "src.raw"), filepath.Join(dir, "dst.qcow2")
+	for _, d := range []struct{ path, format string }{{srcDisk, "raw"}, {dstDisk, "qcow2"}} {
+		img, err := diskimage.Create(d.path, d.format, 8<<20, diskimage.CreateOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		img.Close()
+	}
 	srcSock := filepath.Join(dir, "src.sock")
 	_, srcDone := vmm("source", "--kernel", kernel, "--initrd", initrd, "--memory", "256M", "--api-sock", srcSock,
-		"--net", "tap=gvtapa,mac="+mac, "--cmdline", kvmtest.LinuxCmdline+` run="`+script+`"`)
+		"--disk", "path="+srcDisk, "--net", "tap=gvtapa,mac="+mac, "--cmdline", kvmtest.LinuxCmdline+` run="`+script+`"`)
 	type accepted struct {
 		c   net.Conn
 		err error
@@ -138,7 +151,7 @@ func TestLinuxMigrationKeepsTCP(t *testing.T) {
 	// Live migration to a VMM on the other TAP.
 	dstSock := filepath.Join(dir, "dst.sock")
 	dst, dstDone := vmm("destination", "--incoming", "127.0.0.1:7100", "--memory", "256M", "--api-sock", dstSock,
-		"--net", "tap=gvtapb,mac="+mac)
+		"--disk", "path="+dstDisk, "--net", "tap=gvtapb,mac="+mac)
 	defer func() {
 		if dst.Process != nil {
 			dst.Process.Kill()
@@ -148,7 +161,7 @@ func TestLinuxMigrationKeepsTCP(t *testing.T) {
 	var err error
 	for deadline := time.Now().Add(time.Minute); ; {
 		// The source dials from inside the namespace, where 127.0.0.1 is the destination's.
-		out, err = exec.Command(bin, "ctl", "--api-sock", srcSock, "migrate", "127.0.0.1:7100").CombinedOutput()
+		out, err = exec.Command(bin, "ctl", "--api-sock", srcSock, "migrate", "-q", "--mirror-disks", "127.0.0.1:7100").CombinedOutput()
 		if err == nil || time.Now().After(deadline) || !strings.Contains(string(out), "refused") {
 			break
 		}
@@ -190,4 +203,22 @@ func TestLinuxMigrationKeepsTCP(t *testing.T) {
 	seq.upTo(t, conn, seq.last+20, "after restore")
 	restored.Process.Kill() // the test is over; only this process we started
 	<-restDone
+
+	// Every number the host received was written and flushed to the disk
+	// first: on the source, the destination or the restored VM, all in the
+	// mirrored qcow2 image now.
+	img, err := diskimage.Open(dstDisk, diskimage.OpenOptions{ReadOnly: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer img.Close()
+	sector := make([]byte, 512)
+	for i := 1; i <= seq.last; i++ {
+		if _, err := img.ReadAt(sector, int64(i)*512); err != nil {
+			t.Fatal(err)
+		}
+		if got, want := string(sector[:len(strconv.Itoa(i))+1]), strconv.Itoa(i)+"\n"; got != want {
+			t.Fatalf("sector %d of the mirrored disk holds %q, want %q", i, got, want)
+		}
+	}
 }

@@ -79,7 +79,7 @@ guest unless --on-reboot=exit.`,
 	f.BoolVar(&o.balloon, "balloon", false, "add a virtio-balloon device (govisor ctl balloon MIB sets its size)")
 	f.StringVar(&o.consoleSock, "console-sock", "", "also serve the serial console on this Unix socket: every client sees the guest's output and its input goes to the guest")
 	f.StringVar(&o.apiSock, "api-sock", "", "serve the VMM control API (pause, resume, snapshot, stop) on this Unix socket")
-	f.StringVar(&o.incoming, "incoming", "", "wait for a live migration on this TCP address (HOST:PORT; give the source's --memory) instead of booting")
+	f.StringVar(&o.incoming, "incoming", "", "wait for a live migration on this TCP address (HOST:PORT; give the source's --memory; --disk here names blank mirror targets for ctl migrate --mirror-disks, --net and --vsock this host's TAPs and socket) instead of booting")
 	f.StringVar(&o.tlsCert, "tls-cert", "", "with --incoming: require mutual TLS, presenting this certificate (PEM)")
 	f.StringVar(&o.tlsKey, "tls-key", "", "with --incoming: the private key of --tls-cert")
 	f.StringVar(&o.tlsCA, "tls-ca", "", "with --incoming: CA bundle (PEM) that must have signed the source's certificate")

@@ -70,6 +70,9 @@ type MigrateRequest struct {
 	MaxDowntimeMS int    `json:"max_downtime_ms,omitempty"` // default 300
 	Bandwidth     int64  `json:"bandwidth,omitempty"`       // bytes per second, 0 = unlimited
 	AutoConverge  bool   `json:"auto_converge,omitempty"`
+	// MirrorDisks copies every disk to the destination's own disks (its
+	// --disk images) during the migration, for hosts without shared storage.
+	MirrorDisks bool `json:"mirror_disks,omitempty"`
 	// TLSCert, TLSKey and TLSCA, given together, secure the migration with
 	// mutual TLS: this VMM presents the certificate and verifies the
 	// destination's against the CA bundle (files on the VMM's host).
