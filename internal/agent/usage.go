@@ -3,6 +3,7 @@ package agent
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -18,6 +19,10 @@ import (
 // maxUsagePoints bounds the samples per VM a default /v1/usage query
 // returns: a wider window is thinned to about this many per VM.
 const maxUsagePoints = 1000
+
+// maxUsageSamples bounds one answer of /v1/usage (about 200 bytes of JSON
+// each), whatever the query asks.
+const maxUsageSamples = 500000
 
 // usageDir is where the utilization samples of this host are kept.
 func (a *Agent) usageDir() string { return filepath.Join(a.cfg.StateDir, "usage") }
@@ -164,7 +169,11 @@ func (a *Agent) handleUsage(w http.ResponseWriter, r *http.Request) {
 		httpError(w, err)
 		return
 	}
-	res, err := st.Query(usage.Query{From: from, To: to, VM: vm, Step: step})
+	res, err := st.Query(usage.Query{From: from, To: to, VM: vm, Step: step, MaxSamples: maxUsageSamples})
+	if errors.Is(err, usage.ErrTooMany) {
+		httpError(w, &FieldError{"step", fmt.Sprintf("more than %d samples: narrow the window (from, to, vm) or give a larger step", maxUsageSamples)})
+		return
+	}
 	if err != nil {
 		httpError(w, err)
 		return

@@ -197,11 +197,16 @@ func (s *Store) Prune(now time.Time) error {
 	return errors.Join(errs...)
 }
 
+// ErrTooMany is returned by a query that would hold more than its
+// MaxSamples: the caller should narrow the window or thin it with a step.
+var ErrTooMany = errors.New("usage: too many samples")
+
 // Query selects samples.
 type Query struct {
-	From, To time.Time     // the window, both ends included
-	VM       string        // only this VM (and the host); empty: every VM
-	Step     time.Duration // keep at most one sample per series per step; 0: all
+	From, To   time.Time     // the window, both ends included
+	VM         string        // only this VM (and the host); empty: every VM
+	Step       time.Duration // keep at most one sample per series per step; 0: all
+	MaxSamples int           // fail with ErrTooMany beyond this many; 0: no limit
 }
 
 // Result is the answer to a query.
@@ -224,6 +229,7 @@ func (s *Store) Query(q Query) (Result, error) {
 		return res, err
 	}
 	lastBucket := map[seriesKey]int64{}
+	tooMany := false
 	for _, f := range fs {
 		if f.hour.Add(time.Hour).Before(q.From) || f.hour.After(q.To) {
 			continue
@@ -247,12 +253,19 @@ func (s *Store) Query(q Query) (Result, error) {
 				}
 				lastBucket[k] = b
 			}
+			if q.MaxSamples > 0 && len(res.Samples) >= q.MaxSamples {
+				tooMany = true
+				return
+			}
 			res.Samples = append(res.Samples, x)
 		})
 		file.Close()
 		res.Skipped += skipped
 		if err != nil {
 			return res, fmt.Errorf("usage: read %s: %w", f.path, err)
+		}
+		if tooMany {
+			return Result{}, fmt.Errorf("%w: more than %d in the window", ErrTooMany, q.MaxSamples)
 		}
 	}
 	sort.SliceStable(res.Samples, func(i, j int) bool {

@@ -2,6 +2,7 @@ package usage
 
 import (
 	"bytes"
+	"errors"
 	"os"
 	"path/filepath"
 	"strings"
@@ -76,6 +77,12 @@ func TestStoreQuery(t *testing.T) {
 				t.Fatalf("skipped %d lines", res.Skipped)
 			}
 		})
+	}
+	if _, err := st.Query(Query{From: t0, To: t0.Add(2 * time.Hour), MaxSamples: 11}); !errors.Is(err, ErrTooMany) {
+		t.Fatalf("12 samples with MaxSamples 11: %v, want ErrTooMany", err)
+	}
+	if res, err := st.Query(Query{From: t0, To: t0.Add(2 * time.Hour), MaxSamples: 12}); err != nil || len(res.Samples) != 12 {
+		t.Fatalf("12 samples with MaxSamples 12: %d, %v", len(res.Samples), err)
 	}
 	res, _ := st.Query(Query{From: t0, To: t0.Add(2 * time.Hour)})
 	if res.Samples[4] != all[5] { // 10:00:10 a, as written
