@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"net/http"
+	"net/netip"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -114,6 +115,28 @@ func FuzzNormalizeNICs(f *testing.F) {
 		for _, n := range s.NICs {
 			if len(n.MAC) != 17 || n.Network == "" {
 				t.Fatalf("accepted %+v", n)
+			}
+		}
+	})
+}
+
+// FuzzNormalizeNetwork feeds arbitrary network definitions: never a panic,
+// and an accepted one has a valid bridge name and a parseable CIDR.
+func FuzzNormalizeNetwork(f *testing.F) {
+	f.Add("lan", "", "", "169.254.0.1/16")
+	f.Add("x", "bridge", "br0", "fe80::1/64")
+	f.Add("a-b", "vxlan", "much-too-long-bridge", "10.0.0.0/8")
+	f.Fuzz(func(t *testing.T, name, kind, bridge, cidr string) {
+		n, err := normalizeNetwork(api.Network{Name: name, Kind: kind, Bridge: bridge, CIDR: cidr})
+		if err != nil {
+			return
+		}
+		if hostnet.ValidName(n.Bridge) != nil || n.Kind != api.NetworkBridge {
+			t.Fatalf("accepted %+v", n)
+		}
+		if n.CIDR != "" {
+			if _, err := netip.ParsePrefix(n.CIDR); err != nil {
+				t.Fatalf("accepted CIDR %q", n.CIDR)
 			}
 		}
 	})
@@ -241,6 +264,27 @@ func TestNetworks(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitGone(t, "gv-lan")
+
+	// The reconciler removes what this agent made and no longer needs: the
+	// bridge of a network deleted through another host's agent, and a TAP
+	// left by a VM that does not run.
+	if _, err := ta.cli.CreateNetwork(ctx, api.Network{Name: "tmp"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ta.st.Client().Delete(ctx, netKey("tmp")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := hostnet.EnsureTAP(hostnet.TAP{Name: "gvleftover", Owner: -1, Group: -1, Alias: ta.tapAlias("ghost", 0)}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := hostnet.EnsureTAP(hostnet.TAP{Name: "gvforeign", Owner: -1, Group: -1, Alias: "govisor:tap:0000000000000000:ghost:0"}); err != nil {
+		t.Fatal(err)
+	}
+	waitGone(t, "gv-tmp")
+	waitGone(t, "gvleftover")
+	if _, err := hostnet.Get("gvforeign"); err != nil {
+		t.Errorf("another agent's TAP was removed: %v", err)
+	}
 	if err := ta.Shutdown(ctx); err != nil {
 		t.Fatal(err)
 	}
