@@ -96,14 +96,10 @@ func ParseMemoryMiB(s string) (uint64, error) {
 	return n, nil
 }
 
-// receiveMigration waits for one live migration on addr. With tlsCfg the
+// receiveMigration waits for one live migration on l. With tlsCfg the
 // source must authenticate: a connection that fails the TLS handshake is
 // refused and the wait goes on, so that a stranger cannot end it.
-func receiveMigration(addr string, cfg vm.Config, tlsCfg *tls.Config) (*vm.Machine, error) {
-	l, err := net.Listen("tcp", addr)
-	if err != nil {
-		return nil, fmt.Errorf("--incoming %s: %w", addr, err)
-	}
+func receiveMigration(l net.Listener, cfg vm.Config, tlsCfg *tls.Config) (*vm.Machine, error) {
 	defer l.Close()
 	fmt.Fprintf(os.Stderr, "govisor: waiting for a migration on %s\n", l.Addr())
 	for {
@@ -280,6 +276,15 @@ func runVM(o *runOptions) error {
 		out = teeConsole{out: stdout, hub: hub}
 	}
 	cfg.Console = out
+	// Listen for the migration before the API socket exists, so that a
+	// caller who sees the API up can start the migration at once.
+	var incoming net.Listener
+	if o.incoming != "" {
+		if incoming, err = net.Listen("tcp", o.incoming); err != nil {
+			return &ExitError{Code: 1, Err: fmt.Errorf("--incoming %s: %w", o.incoming, err)}
+		}
+		defer incoming.Close()
+	}
 	ctl := &machineCtl{}
 	if o.apiSock != "" {
 		l, err := vmmapi.Listen(o.apiSock)
@@ -306,7 +311,7 @@ func runVM(o *runOptions) error {
 				// so that the guest's downtime does not include it.
 				in.CPUs = o.cpus
 			}
-			m, err = receiveMigration(o.incoming, in, tlsCfg)
+			m, err = receiveMigration(incoming, in, tlsCfg)
 		} else {
 			m, err = vm.New(cfg)
 		}

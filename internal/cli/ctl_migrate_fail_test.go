@@ -1,0 +1,94 @@
+package cli
+
+import (
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/govisor/govisor/internal/kvm/kvmtest"
+	"github.com/govisor/govisor/internal/vmmapi"
+)
+
+// TestMigrateDestinationKilled kills the destination VMM in the middle of
+// a migration: `govisor ctl migrate` fails with the reason, the source VM
+// runs on as before, and a migration to a new destination then succeeds
+// (exactly one copy of the VM runs throughout).
+func TestMigrateDestinationKilled(t *testing.T) {
+	kvmtest.Require(t)
+	dir := t.TempDir()
+	elf := filepath.Join(dir, "dirty.elf")
+	if err := os.WriteFile(elf, kvmtest.PVHELF(dirtyGuest(), 0x100000), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	src := startVMM(t, filepath.Join(dir, "src.sock"), "--kernel", elf, "--boot", "pvh", "--memory", "64M")
+	src.waitAPI(t)
+	addr := freeAddr(t)
+	dst := startVMM(t, filepath.Join(dir, "dst.sock"), "--incoming", addr, "--memory", "64M")
+	dst.waitAPI(t)
+
+	ctl := exec.Command(govisorBin(t), "ctl", "--api-sock", src.sock, "migrate", addr, "--bandwidth", "256K", "-q")
+	var ctlOut, ctlErr syncBuffer
+	ctl.Stdout, ctl.Stderr = &ctlOut, &ctlErr
+	if err := ctl.Start(); err != nil {
+		t.Fatal(err)
+	}
+	ctlDone := make(chan error, 1)
+	go func() { ctlDone <- ctl.Wait() }()
+	defer ctl.Process.Kill()
+	c := vmmapi.NewClient(src.sock)
+	for deadline := time.Now().Add(20 * time.Second); ; {
+		p, err := c.MigrateProgress()
+		if err == nil && p.State == vmmapi.MigrateRunning && p.BytesSent > 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the migration never ran: %+v %v\nctl: %s %s", p, err, ctlOut.String(), ctlErr.String())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	dst.cmd.Process.Kill() // the destination host dies (only the process this test started)
+	select {
+	case err := <-ctlDone:
+		if err == nil {
+			t.Fatalf("ctl migrate succeeded though its destination was killed: %s", ctlOut.String())
+		}
+		t.Logf("ctl migrate: %v: %s", err, strings.TrimSpace(ctlErr.String()))
+	case <-time.After(60 * time.Second):
+		t.Fatal("ctl migrate still runs a minute after its destination died")
+	}
+	if info := src.waitAPI(t); info.State != "running" {
+		t.Fatalf("source after the failed migration: %+v", info)
+	}
+	before := guestExits(t, src.sock)
+	for deadline := time.Now().Add(20 * time.Second); guestExits(t, src.sock) == before; {
+		if time.Now().After(deadline) {
+			t.Fatal("the source guest stopped running after its destination died")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if p, err := c.MigrateProgress(); err != nil || p.State != vmmapi.MigrateFailed || p.Error == "" {
+		t.Errorf("migration state after the destination died: %+v, %v", p, err)
+	}
+
+	addr2 := freeAddr(t)
+	dst2 := startVMM(t, filepath.Join(dir, "dst2.sock"), "--incoming", addr2, "--memory", "64M")
+	dst2.waitAPI(t)
+	if _, errOut, err := runCtl(t, src.sock, "migrate", addr2, "--max-downtime", "500ms", "-q"); err != nil {
+		t.Fatalf("migration to a new destination: %v\n%s", err, errOut)
+	}
+	if err := src.waitExit(t, "source after migrating"); err != nil {
+		t.Fatalf("source: %v\n%s", err, src.out.String())
+	}
+	before = guestExits(t, dst2.sock)
+	for deadline := time.Now().Add(20 * time.Second); guestExits(t, dst2.sock) == before; {
+		if time.Now().After(deadline) {
+			t.Fatal("the guest does not run on the new destination")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	runCtl(t, dst2.sock, "stop")
+	dst2.waitExit(t, "destination after stop")
+}
