@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 
 	"golang.org/x/sys/unix"
@@ -192,4 +193,33 @@ func (a *Agent) handleDeletePool(w http.ResponseWriter, r *http.Request) {
 	}
 	a.log.Info("storage pool deleted (its files stay)", "pool", name, "path", p.Path)
 	w.WriteHeader(http.StatusNoContent)
+}
+
+// sharedStorage reports whether every disk of s lives in a shared pool
+// (named as a volume of one, or a file under one's directory): every host
+// then sees the same disk files, and a live migration need only move the
+// guest's memory, not mirror its disks. A VM without disks qualifies.
+func (a *Agent) sharedStorage(ctx context.Context, s api.VMSpec) (bool, error) {
+	if len(s.Disks) == 0 {
+		return true, nil
+	}
+	pools, err := a.listPools(ctx)
+	if err != nil {
+		return false, err
+	}
+	for _, d := range s.Disks {
+		if !slices.ContainsFunc(pools, func(p api.Pool) bool {
+			if !p.Shared {
+				return false
+			}
+			if d.Pool != "" {
+				return d.Pool == p.Name
+			}
+			rel, err := filepath.Rel(p.Path, filepath.Clean(d.Path))
+			return err == nil && rel != "." && !strings.HasPrefix(rel, "..")
+		}) {
+			return false, nil
+		}
+	}
+	return true, nil
 }

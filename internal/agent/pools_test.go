@@ -247,4 +247,22 @@ func TestPools(t *testing.T) {
 	if pools, err := ta.cli.ListPools(ctx); err != nil || len(pools) != 1 || pools[0].Name != "nfs" {
 		t.Errorf("pools %+v, %v", pools, err)
 	}
+
+	// Disks on the shared pool (dir) need no copy in a live migration.
+	for _, tc := range []struct {
+		disks []api.DiskSpec
+		want  bool
+	}{
+		{nil, true},
+		{[]api.DiskSpec{{Pool: "nfs", Volume: "a", Path: filepath.Join(dir, "a")}}, true},
+		{[]api.DiskSpec{{Path: filepath.Join(dir, "pool", "b")}}, true},
+		{[]api.DiskSpec{{Path: filepath.Join(dir, "a")}, {Path: "/elsewhere/b"}}, false},
+		{[]api.DiskSpec{{Path: dir + "-sibling/c"}}, false},
+		{[]api.DiskSpec{{Pool: "local", Volume: "x", Path: filepath.Join(poolDir, "x")}}, false},
+	} {
+		got, err := ta.sharedStorage(ctx, api.VMSpec{Disks: tc.disks})
+		if err != nil || got != tc.want {
+			t.Errorf("sharedStorage(%+v) = %v, %v; want %v", tc.disks, got, err, tc.want)
+		}
+	}
 }
