@@ -74,3 +74,54 @@ func TestGracefulStop(t *testing.T) {
 		}
 	}
 }
+
+// TestAdoptedVMMControl: after an agent restart, the adopted VMM is driven
+// through the same sockets in the VM's folder (pause, resume, console,
+// graceful stop).
+func TestAdoptedVMMControl(t *testing.T) {
+	kvmtest.Require(t)
+	bin := govisorBin(t)
+	dir := t.TempDir()
+	ctx := context.Background()
+	withBin := func(c *Config) { c.Executable = bin }
+	ta := startAgent(t, dir, withBin)
+	k := writeGuest(t, dir, "polite.elf", powerButtonGuest("UP\n"))
+	s := spec("kept", k, api.RestartNever)
+	s.StopTimeout = "10m" // only the power button can stop it within the test's wait
+	if _, err := ta.cli.CreateVM(ctx, s, true); err != nil {
+		t.Fatal(err)
+	}
+	v := waitVM(t, ta.cli, "kept", "running", func(v api.VM) bool { return v.Status.State == api.StateRunning })
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		if _, err := ta.vmm("kept").info(); err == nil {
+			break
+		} else if time.Now().After(deadline) {
+			t.Fatal(err)
+		}
+	}
+	if err := ta.Close(); err != nil {
+		t.Fatal(err)
+	}
+	tb := startAgent(t, dir, withBin)
+	defer tb.Shutdown(context.Background())
+	if got, err := tb.cli.Pause(ctx, "kept"); err != nil || got.Status.PID != v.Status.PID || got.Status.State != api.StatePaused {
+		t.Fatalf("pause after adoption: %+v, %v", got.Status, err)
+	}
+	if _, err := tb.cli.Resume(ctx, "kept"); err != nil {
+		t.Fatal(err)
+	}
+	con, err := tb.cli.AttachConsole(ctx, "kept")
+	if err != nil {
+		t.Fatal(err)
+	}
+	con.Close()
+	got, err := tb.cli.Action(ctx, "kept", "stop", 60*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Adopted: the exit status is unknowable, but only the power button
+	// could stop it this soon (its stopTimeout is 10 minutes).
+	if got.Status.State != api.StateStopped || alive(v.Status.PID) {
+		t.Errorf("after stop: %+v", got.Status)
+	}
+}
