@@ -30,7 +30,7 @@ echo "== govisor serve is up (state in $DEMO/state); creating the VM from $DEMO/
 echo "== the guest's serial console (on kvm_pvm hosts Linux takes a minute or two to boot):"
 shown=0
 for _ in $(seq 1800); do
-  con=$("$BIN/govisor" vm console demo 2>/dev/null || true)
+  con=$("$BIN/govisor" vm console --log demo 2>/dev/null || true)
   if (( ${#con} > shown )); then printf '%s' "${con:shown}"; shown=${#con}; fi
   state=$("$BIN/govisor" vm show demo -o json | sed -n 's/.*"state": *"\([a-z]*\)".*/\1/p' | head -1)
   [[ $state == stopped || $state == failed ]] && break
