@@ -62,10 +62,17 @@ type MigrationStatus struct {
 type IncomingRequest struct {
 	Spec VMSpec `json:"spec"`
 	From string `json:"from"` // the source host
+	// MirrorDisks gives the virtual size in bytes of each of the VM's disks
+	// when the hosts share no storage for them: the destination makes blank
+	// images of these sizes and the migration copies the disks into them.
+	// Empty: the destination opens the disks where they are.
+	MirrorDisks []int64 `json:"mirrorDisks,omitempty"`
 }
 
 // Incoming is the answer to an IncomingRequest: where the destination VMM
 // waits for the migration stream.
 type Incoming struct {
 	Addr string `json:"addr"` // HOST:PORT
+	// Disks are the destination's paths of the mirrored disks, in order.
+	Disks []string `json:"disks,omitempty"`
 }

@@ -59,7 +59,15 @@ func (a *Agent) handleIncoming(w http.ResponseWriter, r *http.Request) {
 		httpError(w, &FieldError{"spec.name", fmt.Sprintf("%q differs from %q in the URL", req.Spec.Name, name)})
 		return
 	}
-	s, err := normalize(req.Spec, a.hostMiB)
+	// Mirrored disks do not exist here yet: they are checked on the source.
+	want := req.Spec
+	if len(req.MirrorDisks) > 0 {
+		want.Disks = nil
+	}
+	s, err := normalize(want, a.hostMiB)
+	if len(req.MirrorDisks) > 0 {
+		s.Disks = req.Spec.Disks
+	}
 	if err != nil {
 		if fe, ok := err.(*FieldError); ok {
 			fe.Field = "spec." + fe.Field
@@ -105,23 +113,37 @@ func (a *Agent) handleIncoming(w http.ResponseWriter, r *http.Request) {
 		httpError(w, err)
 		return
 	}
-	p, err := spawn(a.cfg.Executable, marker(a.id, name), dir, s, incomingArgs(s, addr), a.ConsolePath(name), filepath.Join(dir, "vmm.log"))
+	vmmSpec, targets, prebuild := withoutDisks(s), []string(nil), len(s.Disks) == 0
+	if len(req.MirrorDisks) > 0 {
+		prebuild = true
+		if vmmSpec, targets, err = mirrorTargets(dir, s, req.MirrorDisks); err != nil {
+			a.mu.Unlock()
+			httpError(w, err)
+			return
+		}
+	}
+	p, err := spawn(a.cfg.Executable, marker(a.id, name), dir, s, incomingArgs(vmmSpec, addr, prebuild), a.ConsolePath(name), filepath.Join(dir, "vmm.log"))
 	if err != nil {
 		a.mu.Unlock()
+		removeFiles(targets)
 		httpError(w, err)
 		return
 	}
 	p.grace = a.stopGrace(s)
+	p.mirror = targets
 	a.incoming[name] = p
 	a.mu.Unlock()
-	a.log.Info("waiting for a migration", "vm", name, "from", req.From, "addr", addr, "pid", p.pid)
+	a.log.Info("waiting for a migration", "vm", name, "from", req.From, "addr", addr, "pid", p.pid, "mirrored_disks", len(targets))
 	go func() {
 		<-p.done
 		a.mu.Lock()
 		if a.incoming[name] == p {
 			delete(a.incoming, name) // died before the VM came here
 		}
+		leftover := p.mirror // cleared when the VM came here
+		p.mirror = nil
 		a.mu.Unlock()
+		removeFiles(leftover)
 	}()
 	deadline := time.Now().Add(incomingReady)
 	for !pidListensOn(p.pid, port) {
@@ -139,7 +161,7 @@ func (a *Agent) handleIncoming(w http.ResponseWriter, r *http.Request) {
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
-	writeJSON(w, http.StatusOK, api.Incoming{Addr: addr})
+	writeJSON(w, http.StatusOK, api.Incoming{Addr: addr, Disks: targets})
 }
 
 // handleCancelIncoming serves DELETE /v1/vms/{name}/incoming: the source
@@ -174,6 +196,7 @@ func (a *Agent) promoteIncoming(name string, restarts int) bool {
 	}
 	p.since = time.Now().UTC()
 	p.restarts = restarts
+	p.mirror = nil // the mirrored disks are the VM's now
 	a.log.Info("VM migrated here", "vm", name, "pid", p.pid)
 	a.procs[name] = p
 	a.supWG.Add(1)

@@ -87,14 +87,35 @@ func (a *Agent) handleMigrate(w http.ResponseWriter, r *http.Request) {
 		a.log.Warn("migration failed; the VM keeps running here", "vm", name, "to", req.Host, "err", err)
 		httpError(w, fmt.Errorf("%w: migration of %s to %s failed (it keeps running on %s): %v", ErrVMM, name, req.Host, a.cfg.HostName, err))
 	}
-	in, err := peer.Incoming(ctx, name, api.IncomingRequest{Spec: rec.Desired.Spec, From: a.cfg.HostName})
+	// Disks not on a shared pool travel with the VM.
+	shared, err := a.sharedStorage(ctx, rec.Desired.Spec)
 	if err != nil {
 		fail(err)
 		return
 	}
+	var sizes []int64
+	if !shared {
+		if sizes, err = diskSizes(rec.Desired.Spec); err != nil {
+			fail(err)
+			return
+		}
+	}
+	in, err := peer.Incoming(ctx, name, api.IncomingRequest{Spec: rec.Desired.Spec, From: a.cfg.HostName, MirrorDisks: sizes})
+	if err != nil {
+		fail(err)
+		return
+	}
+	if len(in.Disks) != len(sizes) {
+		cctx, ccancel := shortCtx()
+		peer.CancelIncoming(cctx, name)
+		ccancel()
+		fail(fmt.Errorf("the destination made %d disk copies for %d disks", len(in.Disks), len(sizes)))
+		return
+	}
 	a.log.Info("migrating VM", "vm", name, "to", req.Host, "addr", in.Addr)
 	stopPoll := a.pollProgress(name, p, ms)
-	res, err := p.vmm.migrate(ctx, vmmapi.MigrateRequest{To: in.Addr, MaxDowntimeMS: req.MaxDowntimeMS, Bandwidth: req.Bandwidth})
+	res, err := p.vmm.migrate(ctx, vmmapi.MigrateRequest{To: in.Addr, MaxDowntimeMS: req.MaxDowntimeMS, Bandwidth: req.Bandwidth,
+		MirrorDisks: len(sizes) > 0})
 	stopPoll()
 	if err != nil {
 		cctx, ccancel := shortCtx()
@@ -107,7 +128,7 @@ func (a *Agent) handleMigrate(w http.ResponseWriter, r *http.Request) {
 	p.mu.Lock()
 	p.migrated = true
 	p.mu.Unlock()
-	if err := a.flipHost(name, req.Host); err != nil {
+	if err := a.flipHost(name, req.Host, in.Disks); err != nil {
 		// etcd is unreachable: the destination agent keeps its VMM waiting
 		// until the flip is made (or the VMM is removed by hand).
 		httpError(w, fmt.Errorf("agent: VM %s migrated to %s but its host in etcd could not be changed: %w", name, req.Host, err))
@@ -146,8 +167,9 @@ func (a *Agent) handleMigrate(w http.ResponseWriter, r *http.Request) {
 }
 
 // flipHost moves the VM's desired host from this host to dest in etcd,
+// with its disks on the destination's copies when they were mirrored,
 // retrying while etcd is briefly unavailable.
-func (a *Agent) flipHost(name, dest string) error {
+func (a *Agent) flipHost(name, dest string, mirrored []string) error {
 	var err error
 	for try := 0; try < 10; try++ {
 		ctx, cancel := shortCtx()
@@ -156,6 +178,9 @@ func (a *Agent) flipHost(name, dest string) error {
 				return fmt.Errorf("%w: VM %s moved to %s meanwhile", ErrBusy, name, d.Host)
 			}
 			d.Host = dest
+			if len(mirrored) > 0 {
+				mirroredSpec(&d.Spec, mirrored)
+			}
 			return nil
 		})
 		cancel()

@@ -58,6 +58,10 @@ type proc struct {
 	paused     bool          // the agent paused the guest
 	migration  chan struct{} // non-nil during a live migration; closed when decided
 	migrated   bool          // the guest now runs on another host
+
+	// mirror lists the disk copies a destination VMM of a live migration
+	// receives; they are removed if the VM does not come here (a.mu).
+	mirror []string
 }
 
 // killAfter is how long the VMM has to exit after SIGTERM before SIGKILL.
@@ -107,9 +111,22 @@ func restoreArgs(s api.VMSpec, snapDir string) []string {
 }
 
 // incomingArgs are the `govisor run` arguments of a live migration's
-// destination VMM, waiting on addr.
-func incomingArgs(s api.VMSpec, addr string) []string {
-	return append(vmmArgs(s), "--incoming", addr)
+// destination VMM, waiting on addr; prebuild lets it build the machine
+// before the migration starts (its devices are all known).
+func incomingArgs(s api.VMSpec, addr string, prebuild bool) []string {
+	args := vmmArgs(s)
+	if !prebuild {
+		// Disks on shared storage are opened at the handover, once the
+		// source has flushed them, so the machine cannot be built before:
+		// without --cpus the VMM builds it from the migration stream.
+		for i := 0; i+1 < len(args); i++ {
+			if args[i] == "--cpus" {
+				args = append(args[:i], args[i+2:]...)
+				break
+			}
+		}
+	}
+	return append(args, "--incoming", addr)
 }
 
 // spawn starts a VMM child with args: argv[0] is the marker, stdin is
