@@ -60,6 +60,8 @@ later. 'govisor vm stop' does the same for one VM.`,
 	f.DurationVar(&o.cfg.StopTimeout, "stop-timeout", 10*time.Second, "how long a stop waits for a guest to power off after the ACPI power button (a VM's stopTimeout overrides it)")
 	f.StringVar(&o.cfg.MigrationHost, "migration-host", "", "address VMMs receiving a live migration listen on (default: the host of --listen, else 127.0.0.1)")
 	f.StringVar(&o.cfg.PeerCA, "peer-ca", "", "PEM CA certificate that signed the other agents' TLS certificates (for live migration)")
+	f.DurationVar(&o.cfg.UsageEvery, "usage-interval", 10*time.Second, "how often the agent samples VM and host utilization for govisor report")
+	f.DurationVar(&o.cfg.UsageKeep, "usage-retention", 7*24*time.Hour, "how long utilization samples are kept")
 	f.StringVar(&o.onExit, "on-exit", "stop", "what SIGTERM does to the VMs: stop them, or keep them running for the next agent")
 	f.StringVar(&o.logFormat, "log-format", "json", "log format on stderr: json or text")
 	f.StringVar(&o.logLevel, "log-level", "info", "log level: debug, info, warn or error")
