@@ -124,6 +124,20 @@ func TestTwoVMsAdoptedAcrossAgentRestart(t *testing.T) {
 	if n := gauge("govisor_agent_info", "host", "testhost"); n != 1 {
 		t.Errorf("govisor_agent_info = %v", n)
 	}
+	// The VMM's own counters: the guests' console output took I/O exits.
+	var ioExits float64
+	for _, m := range fams["govisor_vm_exits_total"].GetMetric() {
+		labels := map[string]string{}
+		for _, l := range m.GetLabel() {
+			labels[l.GetName()] = l.GetValue()
+		}
+		if labels["vm"] == "alpha" && labels["reason"] == "IO" {
+			ioExits = m.GetCounter().GetValue()
+		}
+	}
+	if ioExits < float64(len("UP-alpha")) {
+		t.Errorf("govisor_vm_exits_total{vm=alpha,reason=IO} = %v, want at least one per console byte", ioExits)
+	}
 
 	// Restart the agent: the VMMs keep running and are adopted.
 	evCancel()

@@ -41,6 +41,9 @@ func (c vmCollector) Describe(ch chan<- *prometheus.Desc) {
 		descMigBytes, descMigRound, descMigLeft, descMigRate, descMigDown} {
 		ch <- d
 	}
+	for _, d := range vmmDescs {
+		ch <- d
+	}
 }
 
 func (c vmCollector) Collect(ch chan<- prometheus.Metric) {
@@ -84,10 +87,15 @@ func (c vmCollector) Collect(ch chan<- prometheus.Metric) {
 	// Process figures for the VMMs this agent supervises.
 	a.mu.Lock()
 	pids := map[string]int{}
+	vmms := map[string]*vmmConn{}
 	for name, p := range a.procs {
 		pids[name] = p.pid
+		if p.vmm != nil {
+			vmms[name] = p.vmm
+		}
 	}
 	a.mu.Unlock()
+	collectVMMStats(ch, vmms)
 	for name, pid := range pids {
 		if cpu, rss, err := procUsage(pid); err == nil {
 			ch <- prometheus.MustNewConstMetric(descCPU, prometheus.CounterValue, cpu, name)
