@@ -82,6 +82,9 @@ var ErrNoSpace = errors.New("acpi: tables do not fit in the BIOS area")
 // or overlaps the fixed devices.
 var ErrBadWindow = errors.New("acpi: bad PCI MMIO window")
 
+// ErrBadHotplug is returned for a hot-pluggable slot set the machine cannot have.
+var ErrBadHotplug = errors.New("acpi: bad PCI hotplug slots")
+
 // Config describes the machine the tables advertise.
 type Config struct {
 	// NCPUs is the number of vCPUs; vCPU i has local APIC ID i.
@@ -95,6 +98,10 @@ type Config struct {
 	// RTCCenturyIndex is the CMOS register holding the century (the FADT
 	// CENTURY field, often 0x32); 0 means the RTC has none.
 	RTCCenturyIndex uint8
+	// HotplugSlots is the bitmap of PCI bus 0 slots (bit n = slot n) the
+	// guest may see devices inserted into and ejected from; 0 means no
+	// PCI hotplug (no GPE block either). Slot 0 is the host bridge.
+	HotplugSlots uint32
 }
 
 // DefaultConfig returns the configuration of a machine with nCPUs vCPUs,
@@ -110,6 +117,9 @@ func (c Config) validate() error {
 	}
 	if c.PCIMMIO32Start > c.PCIMMIO32End || c.PCIMMIO32End >= IOAPICAddr {
 		return fmt.Errorf("%w: 32-bit window %#x-%#x (must end below %#x)", ErrBadWindow, c.PCIMMIO32Start, c.PCIMMIO32End, IOAPICAddr)
+	}
+	if c.HotplugSlots&1 != 0 {
+		return fmt.Errorf("%w: slot 0 (the host bridge) cannot be hot-pluggable", ErrBadHotplug)
 	}
 	if c.PCIMMIO64Size != 0 {
 		end := c.PCIMMIO64Start + c.PCIMMIO64Size - 1

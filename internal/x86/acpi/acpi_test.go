@@ -326,6 +326,7 @@ func TestIASL(t *testing.T) {
 	}
 	cfg := DefaultConfig(4)
 	cfg.PCIMMIO64Start, cfg.PCIMMIO64Size = 1<<40, 1<<36
+	cfg.HotplugSlots = 1<<5 | 1<<31
 	mem := make(memory, Limit)
 	if _, err := Write(mem, cfg); err != nil {
 		t.Fatal(err)
@@ -339,8 +340,15 @@ func TestIASL(t *testing.T) {
 		sig, file string
 		want      []string
 	}{
-		{"DSDT", "dsdt.aml", []string{"_S5_", "PNP0A03", "PNP0501", "QWordMemory", "DWordMemory", "WordBusNumber", "IRQNoFlags"}},
-		{"FACP", "facp.dat", []string{"0000000000000CF9", "PM1A Control Block Address : 00000604"}},
+		{"DSDT", "dsdt.aml", []string{"_S5_", "PNP0A03", "PNP0501", "QWordMemory", "DWordMemory", "WordBusNumber", "IRQNoFlags",
+			"OperationRegion (PCST, SystemIO, 0x0630, 0x0C)", "Field (PCST, DWordAcc, NoLock, WriteAsZeros)",
+			"PCIU, 32, PCID, 32, B0EJ, 32", "Device (S05)", "Name (_ADR, 0x00050000)", "Name (_SUN, 0x05)",
+			"Method (_EJ0, 1, NotSerialized)", "B0EJ = 0x20", "Device (S1F)", "B0EJ = 0x80000000",
+			"Method (PCNT, 0, NotSerialized)", "Local0 = PCIU", "Local1 = PCID",
+			"If ((Local0 & 0x20)) { Notify (S05, One)", "If ((Local1 & 0x80000000)) { Notify (S1F, 0x03)",
+			"Scope (\\_GPE) { Method (_E01, 0, NotSerialized)", "\\_SB.PCI0.PCNT ()"}},
+		{"FACP", "facp.dat", []string{"0000000000000CF9", "PM1A Control Block Address : 00000604",
+			"GPE0 Block Address : 00000620", "GPE0 Block Length : 04"}},
 		{"APIC", "apic.dat", []string{"Interrupt Source Override", "I/O Apic ID : 04", "Local APIC NMI"}},
 	} {
 		bin := filepath.Join(dir, tc.file)

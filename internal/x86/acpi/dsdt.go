@@ -18,6 +18,7 @@ package acpi
 //	                DWordMemory (ResourceProducer, PosDecode, MinFixed, MaxFixed, NonCacheable, ReadWrite, ...32-bit window)
 //	                QWordMemory (ResourceProducer, PosDecode, MinFixed, MaxFixed, Cacheable, ReadWrite, ...64-bit window, if any)
 //	            })
+//	            ...hot-pluggable slots, if any (see hotplugObjects)
 //	        }
 //	        Device (COM1) {
 //	            Name (_HID, EisaId ("PNP0501"))
@@ -25,6 +26,7 @@ package acpi
 //	            Name (_CRS, ResourceTemplate () { IO (Decode16, 0x03F8, 0x03F8, 0x01, 0x08) IRQNoFlags () {4} })
 //	        }
 //	    }
+//	    Scope (\_GPE) { ... }               // if hotplug: see gpeScope
 //	    Name (_S5, Package (4) { 5, 5, 0, 0 })  // section 7.4.2
 //	}
 //
@@ -39,6 +41,9 @@ func buildDSDT(cfg Config) ([]byte, error) {
 			a.name("_SEG", func() { a.integer(0) })
 			a.name("_BBN", func() { a.integer(0) })
 			a.name("_CRS", func() { a.buffer(pciHostResources(cfg)) })
+			if cfg.HotplugSlots != 0 {
+				a.hotplugObjects(cfg.HotplugSlots)
+			}
 		})
 		a.device("COM1", func() {
 			a.name("_HID", func() { a.eisaID("PNP0501") })
@@ -49,6 +54,9 @@ func buildDSDT(cfg Config) ([]byte, error) {
 			a.name("_CRS", func() { a.buffer(r.end()) })
 		})
 	})
+	if cfg.HotplugSlots != 0 {
+		a.gpeScope()
+	}
 	// \_S5: SLP_TYPa, SLP_TYPb, then two reserved values (section 7.4.2).
 	a.name(`_S5`, func() { a.pkgOf(SleepTypeS5, SleepTypeS5, 0, 0) })
 	aml, err := a.bytes()

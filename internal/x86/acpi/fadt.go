@@ -12,9 +12,11 @@ const (
 	fadtPM1aEvtBlk   = 56
 	fadtPM1aCntBlk   = 64
 	fadtPMTmrBlk     = 76
+	fadtGPE0Blk      = 80
 	fadtPM1EvtLen    = 88
 	fadtPM1CntLen    = 89
 	fadtPMTmrLen     = 91
+	fadtGPE0BlkLen   = 92
 	fadtCentury      = 108
 	fadtIAPCBootArch = 109
 	fadtFlags        = 112
@@ -25,6 +27,7 @@ const (
 	fadtXPM1aEvtBlk  = 148
 	fadtXPM1aCntBlk  = 172
 	fadtXPMTmrBlk    = 208
+	fadtXGPE0Blk     = 220
 	fadtHypervisorID = 268
 )
 
@@ -94,6 +97,13 @@ func buildFADT(cfg Config, facs, dsdt uint64) []byte {
 	putGAS(t[fadtXPM1aEvtBlk:], gasSystemIO, 8*PM1EventLen, gasAccessWord, PM1aEventBlock)
 	putGAS(t[fadtXPM1aCntBlk:], gasSystemIO, 8*PM1ControlLen, gasAccessWord, PM1aControlBlock)
 	putGAS(t[fadtXPMTmrBlk:], gasSystemIO, 8*PMTimerLen, gasAccessDW, PMTimerBlock)
+	if cfg.HotplugSlots != 0 {
+		// A GPE0 block (sections 5.2.9 and 4.8.4.1) for PCI hotplug events;
+		// GPE registers are accessed a byte at a time.
+		le.PutUint32(t[fadtGPE0Blk:], GPE0Block)
+		t[fadtGPE0BlkLen] = GPE0BlockLen
+		putGAS(t[fadtXGPE0Blk:], gasSystemIO, 8*GPE0BlockLen, gasAccessByte, GPE0Block)
+	}
 	copy(t[fadtHypervisorID:], "GOVISOR\x00")
 	return finish(t)
 }
