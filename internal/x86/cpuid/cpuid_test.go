@@ -355,7 +355,9 @@ func TestKernelArgs(t *testing.T) {
 		want string
 	}{
 		{Host, ""},
-		{PVM, "noxsave clearcpuid=cx16,xsave,popcnt,erms,fsrm,fsgsbase,rdpid,invpcid,pcid,smap,rdrand,rdseed"},
+		{PVM, "noxsave clearcpuid=cx16,xsave,popcnt,erms,fsrm,fsgsbase,rdpid,invpcid,pcid,smap,rdrand,rdseed " +
+			"GLIBC_TUNABLES=glibc.cpu.hwcaps=-AVX,-AVX2,-AVX512F,-AVX512VL,-AVX512BW,-AVX512DQ,-AVX512CD,-AVX512ER,-AVX512PF,-FMA,-F16C,-AVX_VNNI,-XSAVEC,-XSAVE,-OSXSAVE"},
+		{Template{GlibcHide: []string{"AVX2"}}, "GLIBC_TUNABLES=glibc.cpu.hwcaps=-AVX2"},
 		{Template{ClearCPUID: []string{"smap"}}, "clearcpuid=smap"},
 		{Template{NoXSave: true}, "noxsave"},
 	} {

@@ -55,6 +55,10 @@ type Template struct {
 	// ClearCPUID lists Linux feature names to hide with clearcpuid=, for
 	// hosts where KVM does not apply the template to every leaf.
 	ClearCPUID []string
+	// GlibcHide lists glibc CPU feature names that guest user space must
+	// not use (GLIBC_TUNABLES=glibc.cpu.hwcaps=-NAME,...), for hosts where
+	// guest user space sees the host's CPUID and XCR0.
+	GlibcHide []string
 }
 
 // bit returns a Bits for bit n of reg in leaf fn, sub-leaf idx.
@@ -128,6 +132,15 @@ var PVM = Template{
 	ZeroLeaves: []uint32{0xD, 0x1D, 0x1E},
 	NoXSave:    true,
 	ClearCPUID: []string{"cx16", "xsave", "popcnt", "erms", "fsrm", "fsgsbase", "rdpid", "invpcid", "pcid", "smap", "rdrand", "rdseed"},
+	// kvm_pvm runs guest user space with the host's CPUID and XCR0 (AVX and
+	// AVX-512 enabled), while the guest kernel, told noxsave, saves only the
+	// FXSAVE area when it switches processes: the upper halves of YMM/ZMM
+	// and the mask registers leak from one guest process to another (seen
+	// with a probe in the test guest). glibc then corrupts strings in its
+	// AVX2/EVEX string functions. The kernel passes GLIBC_TUNABLES to init's
+	// environment, so glibc keeps to its SSE2 code there.
+	GlibcHide: []string{"AVX", "AVX2", "AVX512F", "AVX512VL", "AVX512BW", "AVX512DQ", "AVX512CD",
+		"AVX512ER", "AVX512PF", "FMA", "F16C", "AVX_VNNI", "XSAVEC", "XSAVE", "OSXSAVE"},
 }
 
 // Templates returns every built-in template.
@@ -145,7 +158,8 @@ func ByName(name string) (Template, error) {
 
 // KernelArgs returns the Linux command-line options that hide the
 // template's features from a guest whose KVM ignores parts of the CPUID
-// (kvm_pvm passes leaf 7 through from the host); "" if none are needed.
+// (kvm_pvm passes leaf 7 through from the host, and the host's CPUID to
+// guest user space); "" if none are needed.
 func KernelArgs(t Template) string {
 	var args []string
 	if t.NoXSave {
@@ -153,6 +167,9 @@ func KernelArgs(t Template) string {
 	}
 	if len(t.ClearCPUID) > 0 {
 		args = append(args, "clearcpuid="+strings.Join(t.ClearCPUID, ","))
+	}
+	if len(t.GlibcHide) > 0 {
+		args = append(args, "GLIBC_TUNABLES=glibc.cpu.hwcaps=-"+strings.Join(t.GlibcHide, ",-"))
 	}
 	return strings.Join(args, " ")
 }
