@@ -5,7 +5,8 @@
 #
 #   $OUT/bzImage, $OUT/vmlinux   kernel (guest/build.sh with debian.fragment)
 #   $OUT/rootfs.ext4             Debian 12 (systemd, getty on ttyS0, root
-#                                without password on the serial console)
+#                                without password on the serial console,
+#                                tuned for kvm_pvm: see below)
 #
 # Usage: guest/build-debian.sh [OUT]   (default: .cache/guest-debian)
 # Env:   ROOTFS_SIZE (default 2G), MIRROR (default http://deb.debian.org/debian)
@@ -32,11 +33,68 @@ rm -rf "$WORK"
 say "debootstrap bookworm into $WORK"
 debootstrap --variant=minbase --include=systemd-sysv,udev,iproute2,procps bookworm "$WORK" "$MIRROR" >&2
 echo govisor-debian > "$WORK/etc/hostname"
-printf '/dev/vda / ext4 defaults 0 1\n' > "$WORK/etc/fstab"
+printf '127.0.0.1 localhost\n127.0.1.1 govisor-debian\n' > "$WORK/etc/hosts"
+# Root is mounted read-write by the kernel (rw): no fsck pass, no remount.
+printf '/dev/vda / ext4 defaults 0 0\n' > "$WORK/etc/fstab"
 # Root logs in on the serial console without a password (a test guest).
 chroot "$WORK" passwd -d root >&2
-# The guest powers off on the first boot's `poweroff` from tests; nothing
-# to configure for the serial getty: systemd starts one on the console.
+# A machine ID now, so the first boot is not a "first boot" (no
+# systemd-firstboot, no preset-all of every unit).
+tr -d '-' < /proc/sys/kernel/random/uuid > "$WORK/etc/machine-id"
+
+# kvm_pvm (DESIGN.md) runs guest user space with the host's CPUID and XCR0,
+# so glibc picks AVX2/AVX-512 string functions, while the guest kernel
+# (noxsave, because kvm_pvm cannot emulate XSAVE at CPL0) saves only the
+# legacy FXSAVE area on a context switch: the upper halves of the vector
+# registers leak between guest processes (seen: a probe in the test guest
+# read another process's YMM lanes). PID 1 gets GLIBC_TUNABLES from the
+# kernel command line (govisor appends it on kvm_pvm); every service gets it
+# here. Elsewhere it only costs glibc its AVX string functions.
+TUNABLES='glibc.cpu.hwcaps=-AVX,-AVX2,-AVX512F,-AVX512VL,-AVX512BW,-AVX512DQ,-AVX512CD,-AVX512ER,-AVX512PF,-FMA,-F16C,-AVX_VNNI,-XSAVEC,-XSAVE,-OSXSAVE'
+mkdir -p "$WORK/etc/systemd/system.conf.d" "$WORK/etc/systemd/journald.conf.d"
+# Guest-kernel code is emulated on kvm_pvm (~1M instructions/s), so a boot
+# takes tens of minutes: systemd's 90 s start and device timeouts and the
+# 3 min service watchdogs would fail units that are merely slow.
+cat > "$WORK/etc/systemd/system.conf.d/govisor.conf" <<EOF
+[Manager]
+DefaultEnvironment="GLIBC_TUNABLES=$TUNABLES"
+ShowStatus=yes
+DefaultTimeoutStartSec=30min
+DefaultDeviceTimeoutSec=30min
+DefaultTimeoutStopSec=2min
+ServiceWatchdogs=no
+EOF
+printf '[Journal]\nStorage=volatile\n' > "$WORK/etc/systemd/journald.conf.d/govisor.conf"
+rm -rf "$WORK/var/log/journal"
+# udevd kills a worker whose event takes longer than event_timeout (180 s).
+printf 'event_timeout=1800\nchildren_max=4\n' >> "$WORK/etc/udev/udev.conf"
+# Units that do nothing useful in a test VM but cost minutes here: timers
+# for maintenance jobs, first-boot and update jobs, kernel file systems and
+# modules this kernel does not have (no modules, no debugfs, no mqueue).
+chroot "$WORK" systemctl mask >&2 \
+  apt-daily.timer apt-daily-upgrade.timer dpkg-db-backup.timer \
+  e2scrub_all.timer e2scrub_reap.service fstrim.timer \
+  systemd-tmpfiles-clean.timer systemd-timesyncd.service \
+  ldconfig.service systemd-hwdb-update.service systemd-journal-catalog-update.service \
+  systemd-update-done.service systemd-firstboot.service systemd-machine-id-commit.service \
+  systemd-pstore.service systemd-binfmt.service proc-sys-fs-binfmt_misc.automount \
+  sys-kernel-debug.mount sys-kernel-tracing.mount sys-kernel-config.mount \
+  sys-fs-fuse-connections.mount dev-hugepages.mount dev-mqueue.mount \
+  modprobe@.service kmod-static-nodes.service systemd-modules-load.service
+# minbase has no D-Bus (systemd only recommends it), and logind cannot run
+# without a bus: it would fail and restart over and over. login works
+# without it (pam_systemd is not installed either).
+if [[ ! -e $WORK/usr/bin/dbus-daemon ]]; then
+  chroot "$WORK" systemctl mask systemd-logind.service >&2
+fi
+# A VM's serial line has no modem signals: -L (local line, no carrier wait).
+mkdir -p "$WORK/etc/systemd/system/serial-getty@.service.d"
+cat > "$WORK/etc/systemd/system/serial-getty@.service.d/govisor.conf" <<'EOF'
+[Service]
+ExecStart=
+ExecStart=-/sbin/agetty -L -o '-p -- \\u' --keep-baud 115200,57600,38400,9600 - $TERM
+EOF
+rm -rf "$WORK/var/cache/apt/archives/"*.deb "$WORK/var/lib/apt/lists/"*_Packages
 say "making $SIZE ext4 image"
 mkfs.ext4 -q -F -L govisor-root -d "$WORK" "$OUT/rootfs.ext4.tmp" "$SIZE"
 mv "$OUT/rootfs.ext4.tmp" "$OUT/rootfs.ext4"
