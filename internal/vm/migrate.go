@@ -11,7 +11,6 @@ import (
 	"github.com/govisor/govisor/internal/guestmem"
 	"github.com/govisor/govisor/internal/kvm"
 	"github.com/govisor/govisor/internal/migration"
-	"github.com/govisor/govisor/internal/snapshot"
 	"github.com/govisor/govisor/internal/virtio/netdev"
 )
 
@@ -46,7 +45,8 @@ func (m *Machine) migrate(ctx context.Context, conn net.Conn, opts migration.Opt
 	if err := m.setDirtyLogging(true); err != nil {
 		return migration.Stats{}, err
 	}
-	var src migration.Source = &migrationSource{m: m}
+	// The device state's buffer is made now, not while the guest is paused.
+	var src migration.Source = &migrationSource{m: m, stateBuf: make([]byte, 0, 64<<10+16<<10*len(m.runners))}
 	if mirror {
 		if len(m.images) == 0 {
 			return migration.Stats{}, errors.New("vm: disk mirroring asked for, but the VM has no disks")
@@ -80,8 +80,9 @@ func (m *Machine) setDirtyLogging(on bool) error {
 
 // migrationSource adapts a running Machine to migration.Source.
 type migrationSource struct {
-	m       *Machine
-	bitmaps [][]byte
+	m        *Machine
+	bitmaps  [][]byte
+	stateBuf []byte // the device state's encoding
 }
 
 func (s *migrationSource) Regions() []migration.Region {
@@ -142,7 +143,8 @@ func (s *migrationSource) DeviceState() ([]byte, error) {
 			return nil, fmt.Errorf("vm: flush disk before handover: %w", err)
 		}
 	}
-	return snapshot.Encode(migrationState{Config: s.m.savedConfig(), Machine: *st})
+	s.stateBuf = encodeMigrationState(s.stateBuf, &migrationState{Config: s.m.savedConfig(), Machine: *st})
+	return s.stateBuf, nil
 }
 
 // savedConfig is the machine description a snapshot or migration carries.
@@ -229,7 +231,7 @@ func (d *migrationDest) Commit(state []byte) error { return d.commit(state, nil)
 // paths and formats (mirrored disks), keeping its device settings.
 func (d *migrationDest) commit(state []byte, targets []Disk) error {
 	var ms migrationState
-	if err := snapshot.Decode(state, &ms); err != nil {
+	if err := decodeMigrationState(state, &ms); err != nil {
 		return err
 	}
 	sc := ms.Config

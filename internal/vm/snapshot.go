@@ -8,11 +8,12 @@ import (
 	"github.com/govisor/govisor/internal/snapshot"
 )
 
-// Snapshot section names and versions.
+// Snapshot section names and versions. Version 1 of both was gob; version 2
+// is the binary encoding of statecodec.go.
 const (
 	sectionConfig  = "config"
 	sectionMachine = "machine"
-	configVersion  = 1
+	configVersion  = 2
 )
 
 // SavedConfig is the part of Config a snapshot keeps to rebuild the machine.
@@ -62,10 +63,11 @@ func (m *Machine) Snapshot(dir string) (err error) {
 			w.Abort()
 		}
 	}()
-	if err := w.AddValue(sectionConfig, configVersion, m.savedConfig()); err != nil {
+	sc := m.savedConfig()
+	if err := w.AddSection(sectionConfig, configVersion, EncodeConfig(&sc)); err != nil {
 		return err
 	}
-	if err := w.AddValue(sectionMachine, StateVersion, st); err != nil {
+	if err := w.AddSection(sectionMachine, StateVersion, EncodeState(st)); err != nil {
 		return err
 	}
 	var regions []snapshot.Region
@@ -86,17 +88,9 @@ func RestoreSnapshot(dir string, console io.Writer) (*Machine, error) {
 	if err != nil {
 		return nil, err
 	}
-	var sc SavedConfig
-	if v, err := s.Value(sectionConfig, &sc); err != nil {
+	sc, st, err := readSnapshotState(dir, s)
+	if err != nil {
 		return nil, err
-	} else if v != configVersion {
-		return nil, fmt.Errorf("vm: snapshot config version %d, this govisor reads version %d", v, configVersion)
-	}
-	var st MachineState
-	if v, err := s.Value(sectionMachine, &st); err != nil {
-		return nil, err
-	} else if v != StateVersion {
-		return nil, fmt.Errorf("vm: snapshot machine state version %d, this govisor restores version %d", v, StateVersion)
 	}
 	regions, _, err := s.MapMemory()
 	if err != nil {
@@ -109,10 +103,43 @@ func RestoreSnapshot(dir string, console io.Writer) (*Machine, error) {
 	mem := guestmem.FromRegions(gm) // its Close unmaps the regions
 	cfg := Config{CPUs: sc.CPUs, MemoryMiB: sc.MemoryMiB, Disks: sc.Disks, RNG: sc.RNG, Nets: sc.Nets,
 		Vsock: sc.Vsock, Balloon: sc.Balloon, DebugExit: sc.DebugExit, Template: sc.Template, Console: console}
-	m, err := Restore(cfg, &st, mem) // on failure Restore unmaps mem
+	m, err := Restore(cfg, st, mem) // on failure Restore unmaps mem
 	if err != nil {
 		return nil, err
 	}
 	m.announceNets() // it may now be on another host
 	return m, nil
+}
+
+// readSnapshotState decodes a snapshot's config and machine sections,
+// refusing (with ErrStateFormat) sections of versions this govisor does not
+// read, such as the gob encoding of older govisors.
+func readSnapshotState(dir string, s *snapshot.Snapshot) (*SavedConfig, *MachineState, error) {
+	section := func(name string, want uint32) ([]byte, error) {
+		v, p, err := s.Section(name)
+		if err != nil {
+			return nil, err
+		}
+		if v != want {
+			return nil, fmt.Errorf("%w: snapshot %s has %s version %d, this govisor reads version %d: restore it with the govisor that made it, or boot the VM afresh and take a new snapshot",
+				ErrStateFormat, dir, name, v, want)
+		}
+		return p, nil
+	}
+	p, err := section(sectionConfig, configVersion)
+	if err != nil {
+		return nil, nil, err
+	}
+	sc, err := DecodeConfig(p)
+	if err != nil {
+		return nil, nil, fmt.Errorf("snapshot %s: %w", dir, err)
+	}
+	if p, err = section(sectionMachine, StateVersion); err != nil {
+		return nil, nil, err
+	}
+	st, err := DecodeState(p)
+	if err != nil {
+		return nil, nil, fmt.Errorf("snapshot %s: %w", dir, err)
+	}
+	return sc, st, nil
 }

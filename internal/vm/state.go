@@ -18,8 +18,9 @@ import (
 	"github.com/govisor/govisor/internal/virtio/vsock"
 )
 
-// StateVersion is the version of MachineState; a restore refuses others.
-const StateVersion = 1
+// StateVersion is the version of MachineState and of its encoding
+// (statecodec.go); a restore refuses others. Version 1 was gob.
+const StateVersion = 2
 
 // VCPUState is what KVM holds for one vCPU (Documentation/virt/kvm/api.rst,
 // the GET/SET pairs Firecracker and QEMU save for migration).

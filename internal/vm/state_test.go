@@ -1,9 +1,6 @@
 package vm
 
 import (
-	"bytes"
-
-	"encoding/gob"
 	"testing"
 	"time"
 
@@ -56,16 +53,12 @@ func TestSaveRestoreRunningGuest(t *testing.T) {
 	m.Stop(Exit{Reason: ExitHost})
 	m.Wait()
 
-	// The state survives an encoding round trip (snapshots store it with gob).
-	var buf bytes.Buffer
-	if err := gob.NewEncoder(&buf).Encode(st); err != nil {
+	// The state survives an encoding round trip (snapshots store it so).
+	st2, err := DecodeState(EncodeState(st))
+	if err != nil {
 		t.Fatal(err)
 	}
-	var st2 MachineState
-	if err := gob.NewDecoder(&buf).Decode(&st2); err != nil {
-		t.Fatal(err)
-	}
-	r, err := Restore(m.cfg, &st2, mem)
+	r, err := Restore(m.cfg, st2, mem)
 	if err != nil {
 		t.Fatal(err)
 	}

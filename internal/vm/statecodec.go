@@ -1,0 +1,213 @@
+package vm
+
+import (
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/govisor/govisor/internal/kvm"
+	"github.com/govisor/govisor/internal/legacy/uart8250"
+	"github.com/govisor/govisor/internal/pci"
+	"github.com/govisor/govisor/internal/snapshot"
+	"github.com/govisor/govisor/internal/virtio/pcitransport"
+)
+
+// The machine state's binary encoding (StateVersion 2): every type has an
+// encode and a decode function side by side that write and read the same
+// fields in the same order, little-endian, with slices length-prefixed and
+// every length checked against a maximum and the input left. A field added
+// to any of these types must be added to both functions and StateVersion
+// bumped; TestStateCodecCoversEveryField fails until it is.
+
+// Bounds on the counts and sizes in a machine state: generous, but small
+// enough that a hostile state cannot make the decoder allocate much.
+const (
+	maxIRQChips    = 8
+	maxVirtio      = 32      // PCI slots on bus 0
+	maxUARTRx      = 1 << 16 // the UART keeps at most uart8250.RxBufferSize
+	maxMSIXTable   = pcitransport.MaxVectors * 16
+	maxDisks       = 64
+	maxNets        = 64
+	maxPath        = 4096
+	maxName        = 256
+	maxQueueCount  = 1 << 16 // block queues or network queue pairs
+	minVirtioBytes = pci.ConfigSize
+	minQueueBytes  = 2 + 1 + 3*8 + 2 + 1
+	minDiskBytes   = 4 + 1 + 1 + 4 + 4 + 8
+	minNetBytes    = 4 + 4
+	maxStateValue  = 1 << 16
+)
+
+// ErrStateFormat means a saved or migrated machine state is not in this
+// govisor's encoding (an older or newer govisor made it).
+var ErrStateFormat = errors.New("vm: machine state in another format")
+
+// EncodeState returns the binary encoding of st, as snapshots store it.
+func EncodeState(st *MachineState) []byte {
+	e := snapshot.NewEncoder(make([]byte, 0, 8192*len(st.VCPUs)+4096))
+	encodeMachine(e, st)
+	return e.Bytes()
+}
+
+// DecodeState decodes what EncodeState made; the error names the field
+// that is corrupt.
+func DecodeState(p []byte) (*MachineState, error) {
+	d := snapshot.NewDecoder(p)
+	st := new(MachineState)
+	if err := decodeMachine(d, st); err != nil {
+		return nil, fmt.Errorf("vm: decode machine state: %w", err)
+	}
+	if err := d.Finish(); err != nil {
+		return nil, fmt.Errorf("vm: decode machine state: %w", err)
+	}
+	return st, nil
+}
+
+func encodeMachine(e *snapshot.Encoder, st *MachineState) {
+	e.Int(st.Version)
+	e.Len(len(st.VCPUs))
+	for i := range st.VCPUs {
+		encodeVCPU(e, &st.VCPUs[i])
+	}
+	e.Len(len(st.IRQChips))
+	for i := range st.IRQChips {
+		encodeIRQChip(e, &st.IRQChips[i])
+	}
+	encodePIT(e, &st.PIT)
+	encodeClock(e, &st.Clock)
+	encodeUART(e, &st.UART)
+	e.Raw(st.I8042.RAM[:])
+	e.Raw([]byte{st.I8042.Status, st.I8042.Output, st.I8042.OutputPort, st.I8042.Pending})
+	e.U8(st.RTC.Index)
+	e.Raw(st.RTC.RAM[:])
+	e.I64(int64(st.RTC.Offset))
+	e.U16(st.PM.Status)
+	e.U16(st.PM.Enable)
+	e.U16(st.PM.Control)
+	e.U32(st.PM.Timer)
+	e.U32(st.PCI.ConfigAddress)
+	e.U8(st.PCI.ResetControl)
+	e.Len(len(st.Virtio))
+	for i := range st.Virtio {
+		encodeVirtio(e, &st.Virtio[i])
+	}
+}
+
+func decodeMachine(d *snapshot.Decoder, st *MachineState) error {
+	st.Version = d.Int("Version", maxStateValue)
+	var err error
+	if st.VCPUs, err = decodeVCPUs(d, d.Len("VCPUs", MaxCPUs, minVCPUBytes)); err != nil {
+		return err
+	}
+	if n := d.Len("IRQChips", maxIRQChips, irqChipBytes); n > 0 {
+		st.IRQChips = make([]kvm.IRQChip, n)
+		for i := range st.IRQChips {
+			decodeIRQChip(d, &st.IRQChips[i])
+		}
+	}
+	decodePIT(d, &st.PIT)
+	decodeClock(d, &st.Clock)
+	decodeUART(d, &st.UART)
+	d.Raw(st.I8042.RAM[:])
+	for _, p := range [...]*uint8{&st.I8042.Status, &st.I8042.Output, &st.I8042.OutputPort, &st.I8042.Pending} {
+		*p = d.U8()
+	}
+	st.RTC.Index = d.U8()
+	d.Raw(st.RTC.RAM[:])
+	st.RTC.Offset = time.Duration(d.I64())
+	st.PM.Status = d.U16()
+	st.PM.Enable = d.U16()
+	st.PM.Control = d.U16()
+	st.PM.Timer = d.U32()
+	st.PCI.ConfigAddress = d.U32()
+	st.PCI.ResetControl = d.U8()
+	if err := d.Err(); err != nil {
+		return err
+	}
+	if n := d.Len("Virtio", maxVirtio, minVirtioBytes); n > 0 {
+		st.Virtio = make([]VirtioState, n)
+		for i := range st.Virtio {
+			if err := decodeVirtio(d, &st.Virtio[i]); err != nil {
+				return fmt.Errorf("virtio device %d: %w", i, err)
+			}
+		}
+	}
+	return d.Err()
+}
+
+func encodeUART(e *snapshot.Encoder, u *uart8250.State) {
+	e.Raw([]byte{u.IER, u.FCR, u.LCR, u.MCR, u.LSR, u.MSR, u.SCR, u.DLL, u.DLM})
+	e.Bool(u.THREPending)
+	e.Blob(u.Rx)
+}
+
+func decodeUART(d *snapshot.Decoder, u *uart8250.State) {
+	for _, p := range [...]*uint8{&u.IER, &u.FCR, &u.LCR, &u.MCR, &u.LSR, &u.MSR, &u.SCR, &u.DLL, &u.DLM} {
+		*p = d.U8()
+	}
+	u.THREPending = d.Bool()
+	u.Rx = d.Blob("UART.Rx", maxUARTRx)
+}
+
+// migrationMagic starts the device state a migration source sends, so that
+// a destination tells an older or newer govisor's state (gob, before
+// version 2) from a corrupt one.
+const migrationMagic = "GVMIGST\x00"
+
+// migrationStateVersion is the version of the migration's device state;
+// a destination refuses others (both hosts must run the same encoding).
+const migrationStateVersion = 2
+
+// encodeMigrationState encodes what the source sends at the handover into
+// buf (reused between migrations, may be nil).
+func encodeMigrationState(buf []byte, ms *migrationState) []byte {
+	e := snapshot.NewEncoder(buf[:0])
+	e.Raw([]byte(migrationMagic))
+	e.U32(migrationStateVersion)
+	encodeConfig(e, &ms.Config)
+	encodeMachine(e, &ms.Machine)
+	return e.Bytes()
+}
+
+// decodeMigrationState decodes a migration's device state.
+func decodeMigrationState(p []byte, ms *migrationState) error {
+	if len(p) < len(migrationMagic)+4 || string(p[:len(migrationMagic)]) != migrationMagic {
+		return fmt.Errorf("%w: the source's device state is not in this govisor's encoding (version %d): run the same govisor version on both hosts",
+			ErrStateFormat, migrationStateVersion)
+	}
+	d := snapshot.NewDecoder(p[len(migrationMagic):])
+	if v := d.U32(); v != migrationStateVersion {
+		return fmt.Errorf("%w: the source sent device state version %d, this govisor reads version %d: run the same govisor version on both hosts",
+			ErrStateFormat, v, migrationStateVersion)
+	}
+	if err := decodeConfig(d, &ms.Config); err != nil {
+		return fmt.Errorf("vm: decode migrated config: %w", err)
+	}
+	if err := decodeMachine(d, &ms.Machine); err != nil {
+		return fmt.Errorf("vm: decode migrated machine state: %w", err)
+	}
+	if err := d.Finish(); err != nil {
+		return fmt.Errorf("vm: decode migrated machine state: %w", err)
+	}
+	return nil
+}
+
+// EncodeConfig returns the binary encoding of a saved machine description.
+func EncodeConfig(c *SavedConfig) []byte {
+	e := snapshot.NewEncoder(nil)
+	encodeConfig(e, c)
+	return e.Bytes()
+}
+
+// DecodeConfig decodes what EncodeConfig made.
+func DecodeConfig(p []byte) (*SavedConfig, error) {
+	d := snapshot.NewDecoder(p)
+	c := new(SavedConfig)
+	if err := decodeConfig(d, c); err != nil {
+		return nil, fmt.Errorf("vm: decode saved config: %w", err)
+	}
+	if err := d.Finish(); err != nil {
+		return nil, fmt.Errorf("vm: decode saved config: %w", err)
+	}
+	return c, nil
+}
