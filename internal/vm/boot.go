@@ -38,6 +38,7 @@ func (m *Machine) loadGuest() (entryState, error) {
 	}
 	acfg := acpi.DefaultConfig(m.cfg.CPUs)
 	acfg.RTCCenturyIndex = 0x32
+	acfg.HotplugSlots = m.hotplugSlots()
 	rsdp, err := acpi.Write(m.mem, acfg)
 	if err != nil {
 		return entryState{}, fmt.Errorf("vm: ACPI tables: %w", err)

@@ -43,7 +43,7 @@ func (m *Machine) setupDevices() error {
 		}
 	}
 	rtc := cmosrtc.New(low, high)
-	pm := acpipm.New(func() { m.stop(Exit{Reason: ExitPowerOff}) }, m.irqLine(sciIRQ))
+	pm := acpipm.New(func() { m.stop(Exit{Reason: ExitPowerOff}) }, m.sciSource(sciPM1))
 	bridge := pci.NewBus(m.reset("reset control register (0xCF9)"))
 	m.pm, m.pci, m.kbd, m.rtc = pm, bridge, kbd, rtc
 

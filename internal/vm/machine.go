@@ -130,6 +130,9 @@ type Machine struct {
 	balloon    *balloon.Device
 	msrIndex   []uint32
 	slotFlags  uint32
+	hp         *hotplug // PCI hotplug of disks (hotplug.go)
+	sci        *sciLine // the shared ACPI SCI (hotplug_sci.go)
+	sciOnce    sync.Once
 
 	exits       []atomic.Uint64
 	exitReasons []exitCounts // per vCPU
@@ -266,6 +269,9 @@ func build(cfg Config, restoring bool, mem *guestmem.Memory) (_ *Machine, err er
 		return nil, err
 	}
 	if err := m.setupVirtio(); err != nil {
+		return nil, err
+	}
+	if err := m.setupHotplug(); err != nil {
 		return nil, err
 	}
 	if restoring {
@@ -432,6 +438,7 @@ func (m *Machine) Run() Exit {
 
 // Close releases the vCPUs, the VM and guest memory. Stop and Wait first if it ran.
 func (m *Machine) Close() {
+	m.closeHotplug()
 	m.closeVirtio()
 	for _, r := range m.runners {
 		r.c.Close()
