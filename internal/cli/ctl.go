@@ -2,10 +2,12 @@ package cli
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"os"
 	"sync"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -33,13 +35,29 @@ func (c *machineCtl) set(m *vm.Machine) {
 	c.mu.Unlock()
 }
 
+// startWait is how long a request waits for the machine while the VMM
+// builds it (the API socket exists from the VMM's start, and between a
+// guest's reboots).
+const startWait = 10 * time.Second
+
+// errStarting answers requests that came before the machine exists.
+var errStarting = errors.New("the VM is still starting (booting, restoring or waiting for a migration): try again")
+
+// get returns the machine, waiting for it while the VMM builds it.
 func (c *machineCtl) get() (*vm.Machine, error) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.m == nil {
-		return nil, vm.ErrStopped
+	for deadline := time.Now().Add(startWait); ; time.Sleep(5 * time.Millisecond) {
+		c.mu.Lock()
+		m, seen := c.m, c.seen
+		c.mu.Unlock()
+		switch {
+		case m != nil:
+			return m, nil
+		case time.Now().After(deadline) && !seen:
+			return nil, errStarting
+		case time.Now().After(deadline):
+			return nil, vm.ErrStopped
+		}
 	}
-	return c.m, nil
 }
 
 func (c *machineCtl) Pause() error {
@@ -102,8 +120,10 @@ func (c *machineCtl) SetBalloon(mib uint64) error {
 }
 
 func (c *machineCtl) Info() vmmapi.Info {
-	m, err := c.get()
-	if err != nil {
+	c.mu.Lock()
+	m := c.m
+	c.mu.Unlock()
+	if m == nil {
 		c.mu.Lock()
 		defer c.mu.Unlock()
 		if !c.seen {
