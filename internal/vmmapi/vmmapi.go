@@ -174,6 +174,7 @@ func Handler(c Controller) http.Handler {
 		}
 		do(w, c.Snapshot(req.Dir))
 	})
+	registerDiskRoutes(mux, c)
 	return mux
 }
 
