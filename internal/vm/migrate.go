@@ -45,6 +45,10 @@ func (m *Machine) migrate(ctx context.Context, conn net.Conn, opts migration.Opt
 	if err := m.setDirtyLogging(true); err != nil {
 		return migration.Stats{}, err
 	}
+	// Read what SaveState needs from KVM once, before the guest pauses.
+	if err := m.loadMSRIndex(); err != nil {
+		return migration.Stats{}, err
+	}
 	// The device state's buffer is made now, not while the guest is paused.
 	var src migration.Source = &migrationSource{m: m, stateBuf: make([]byte, 0, 64<<10+16<<10*len(m.runners))}
 	if mirror {

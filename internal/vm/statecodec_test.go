@@ -240,3 +240,39 @@ func FuzzDecodeState(f *testing.F) {
 		}
 	})
 }
+
+// TestCommitRefusesInconsistentState hands a prebuilt destination states
+// that decode but do not fit it: each is refused, none panics.
+func TestCommitRefusesInconsistentState(t *testing.T) {
+	kvmtest.Require(t)
+	m, err := build(Config{CPUs: 2, MemoryMiB: 64, DebugExit: true}, true, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := &migrationDest{m: m, mem: m.mem, prebuilt: true}
+	defer d.discard()
+	src := newFlat(t, 2, countingGuest(), nil)
+	good, err := src.SaveState()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name   string
+		mutate func(*migrationState)
+	}{
+		{"fewer vCPUs than the config", func(ms *migrationState) { ms.Machine.VCPUs = ms.Machine.VCPUs[:1] }},
+		{"more vCPUs", func(ms *migrationState) { ms.Machine.VCPUs = append(ms.Machine.VCPUs, ms.Machine.VCPUs[0]) }},
+		{"no interrupt controllers", func(ms *migrationState) { ms.Machine.IRQChips = nil }},
+		{"other devices", func(ms *migrationState) { ms.Config.RNG = true }},
+		{"virtio state without devices", func(ms *migrationState) { ms.Machine.Virtio = []VirtioState{{}} }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ms := migrationState{Config: src.savedConfig(), Machine: *good}
+			ms.Machine.VCPUs = append([]VCPUState(nil), good.VCPUs...)
+			tc.mutate(&ms)
+			if err := d.Commit(encodeMigrationState(nil, &ms)); err == nil {
+				t.Fatal("committed")
+			}
+		})
+	}
+}
