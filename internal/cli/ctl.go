@@ -150,7 +150,7 @@ func newCtlCmd() *cobra.Command {
 	var sock string
 	var mf migrateFlags
 	cmd := &cobra.Command{
-		Use:   "ctl --api-sock PATH info|stats|pause|resume|shutdown|stop|balloon MIB|snapshot DIR|migrate HOST:PORT|migration|migrate-cancel",
+		Use:   "ctl --api-sock PATH info|stats|pause|resume|shutdown|stop|balloon MIB|snapshot DIR|migrate HOST:PORT|migration|migrate-cancel|disks|disk-attach PATH|disk-detach vdX",
 		Short: "Control a running VMM through its API socket (govisor run --api-sock)",
 		Long: `Control a running VMM through its API socket (govisor run --api-sock).
 
@@ -167,6 +167,8 @@ latest migration, migrate-cancel cancels a running one.`,
 			var info vmmapi.Info
 			var err error
 			switch args[0] {
+			case "disks", "disk-attach", "disk-detach":
+				return ctlDisk(c, sock, args)
 			case "info":
 				info, err = c.Info()
 			case "pause":
