@@ -144,6 +144,8 @@ func (a *Agent) routes() http.Handler {
 	m.HandleFunc("POST /v1/vms/{name}/{action}", a.handleAction)
 	m.HandleFunc("GET /v1/vms/{name}/console", a.handleConsole)
 	m.HandleFunc("POST /v1/vms/{name}/snapshot", a.handleSnapshot)
+	m.HandleFunc("POST /v1/vms/{name}/disks", a.handleAttachDisk)
+	m.HandleFunc("DELETE /v1/vms/{name}/disks/{index}", a.handleDetachDisk)
 	m.HandleFunc("GET /v1/vms/{name}/snapshots", a.handleSnapshots)
 	m.HandleFunc("POST /v1/vms/{name}/restore", a.handleRestore)
 	m.HandleFunc("POST /v1/vms/{name}/migrate", a.handleMigrate)

@@ -1,0 +1,172 @@
+package agent
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"net/url"
+	"strconv"
+	"time"
+
+	"github.com/govisor/govisor/api"
+	"github.com/govisor/govisor/internal/cluster/store"
+	"github.com/govisor/govisor/internal/vmmapi"
+)
+
+// Disk hotplug: POST /v1/vms/{name}/disks adds a disk to a VM's definition
+// and, if the VM runs, plugs it into the guest at once (ACPI PCI hotplug);
+// DELETE /v1/vms/{name}/disks/{index} removes disks[index] from the
+// definition and, if the VM runs, asks the guest to eject it.
+
+// diskHotplugTimeout bounds one VMM disk call (opening an image is quick).
+const diskHotplugTimeout = 30 * time.Second
+
+// hotState says what a disk change does to VM rec: plug into the running
+// guest (live), change only the definition (a VM that is not running), or
+// wait (the VMM is starting, stopping or migrating: ErrBusy).
+func (a *Agent) hotState(rec store.Record, action string) (p *proc, live bool, err error) {
+	st := api.StatePending
+	if rec.Status != nil {
+		st = rec.Status.State
+	}
+	switch st {
+	case api.StateRunning, api.StatePaused:
+		p, err := a.liveProc(rec, action, api.StateRunning, api.StatePaused)
+		return p, err == nil, err
+	case api.StateStopped, api.StateFailed:
+		return nil, false, nil
+	}
+	if rec.Desired.Power == api.PowerStopped && rec.Status == nil {
+		return nil, false, nil // defined, never started
+	}
+	return nil, false, fmt.Errorf("%w: cannot %s VM %s while it is %s: try again when it runs or has stopped", ErrBusy, action, rec.Desired.Spec.Name, st)
+}
+
+// handleAttachDisk serves POST /v1/vms/{name}/disks with an api.DiskSpec.
+func (a *Agent) handleAttachDisk(w http.ResponseWriter, r *http.Request) {
+	rec, ok := a.localVM(w, r)
+	if !ok {
+		return
+	}
+	name := rec.Desired.Spec.Name
+	var d api.DiskSpec
+	if err := decodeBody(r, &d); err != nil {
+		httpError(w, err)
+		return
+	}
+	// Validate the disk as part of the whole definition, as a create would
+	// (pool volumes resolved to paths, files checked).
+	s := rec.Desired.Spec
+	s.Disks = append(append([]api.DiskSpec(nil), s.Disks...), d)
+	s, err := a.resolveSpec(r.Context(), s)
+	if err == nil {
+		s, err = normalize(s, a.hostMiB)
+	}
+	if err != nil {
+		httpError(w, err)
+		return
+	}
+	d = s.Disks[len(s.Disks)-1]
+	p, live, err := a.hotState(rec, "attach a disk to")
+	if err != nil {
+		httpError(w, err)
+		return
+	}
+	if live {
+		ctx, cancel := context.WithTimeout(r.Context(), diskHotplugTimeout)
+		defer cancel()
+		var got vmmapi.Disk
+		req := vmmapi.DiskRequest{Path: d.Path, ReadOnly: d.ReadOnly, Format: d.Format}
+		if err := p.vmm.call(ctx, http.MethodPut, "/vm/disks", req, &got); err != nil {
+			httpError(w, fmt.Errorf("%w: attach %s to %s: %v", ErrVMM, d.Path, name, err))
+			return
+		}
+	}
+	n := len(rec.Desired.Spec.Disks)
+	_, err = a.st.UpdateVM(r.Context(), name, func(dd *store.Desired) error {
+		if len(dd.Spec.Disks) != n {
+			return fmt.Errorf("%w: the disks of VM %s changed meanwhile", store.ErrConflict, name)
+		}
+		dd.Spec.Disks = append(dd.Spec.Disks, d)
+		return nil
+	})
+	if err != nil {
+		httpError(w, fmt.Errorf("agent: record the new disk of %s (the running guest has it): %w", name, err))
+		return
+	}
+	a.writeVM(w, r, name)
+}
+
+// handleDetachDisk serves DELETE /v1/vms/{name}/disks/{index}.
+func (a *Agent) handleDetachDisk(w http.ResponseWriter, r *http.Request) {
+	rec, ok := a.localVM(w, r)
+	if !ok {
+		return
+	}
+	name := rec.Desired.Spec.Name
+	disks := rec.Desired.Spec.Disks
+	i, err := strconv.Atoi(r.PathValue("index"))
+	if err != nil || i < 0 || i >= len(disks) {
+		httpError(w, fmt.Errorf("%w: disk %q of VM %s: give an index from 0 to %d", store.ErrNotFound, r.PathValue("index"), name, len(disks)-1))
+		return
+	}
+	path := disks[i].Path
+	p, live, err := a.hotState(rec, "detach a disk from")
+	if err != nil {
+		httpError(w, err)
+		return
+	}
+	if live {
+		if err := a.detachLive(r.Context(), p, name, i, path); err != nil {
+			httpError(w, err)
+			return
+		}
+	}
+	_, err = a.st.UpdateVM(r.Context(), name, func(dd *store.Desired) error {
+		if i >= len(dd.Spec.Disks) || dd.Spec.Disks[i].Path != path {
+			return fmt.Errorf("%w: the disks of VM %s changed meanwhile", store.ErrConflict, name)
+		}
+		dd.Spec.Disks = append(dd.Spec.Disks[:i:i], dd.Spec.Disks[i+1:]...)
+		return nil
+	})
+	if err != nil {
+		httpError(w, err)
+		return
+	}
+	a.writeVM(w, r, name)
+}
+
+// detachLive asks the VMM of VM name to have the guest eject the disk
+// with the given path; disks the VM booted with cannot be ejected.
+func (a *Agent) detachLive(ctx context.Context, p *proc, name string, index int, path string) error {
+	ctx, cancel := context.WithTimeout(ctx, diskHotplugTimeout)
+	defer cancel()
+	var have []vmmapi.Disk
+	if err := p.vmm.call(ctx, http.MethodGet, "/vm/disks", nil, &have); err != nil {
+		return fmt.Errorf("%w: list the disks of %s: %v", ErrVMM, name, err)
+	}
+	for _, d := range have {
+		if d.Path != path {
+			continue
+		}
+		if !d.Hotplugged {
+			return fmt.Errorf("%w: disk %d (%s) of VM %s was attached when it started and cannot be ejected: stop the VM to remove it", ErrBusy, index, d.Name, name)
+		}
+		if err := p.vmm.call(ctx, http.MethodDelete, "/vm/disks/"+url.PathEscape(d.Name), nil, nil); err != nil {
+			return fmt.Errorf("%w: detach %s from %s: %v", ErrVMM, d.Name, name, err)
+		}
+		return nil
+	}
+	return nil // not in the running guest (already ejected): only the definition changes
+}
+
+// writeVM answers with the VM as it is now.
+func (a *Agent) writeVM(w http.ResponseWriter, r *http.Request, name string) {
+	a.poke()
+	rec, err := a.st.GetVM(r.Context(), name)
+	if err != nil {
+		httpError(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, toAPI(rec))
+}

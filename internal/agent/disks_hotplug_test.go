@@ -1,0 +1,113 @@
+package agent
+
+import (
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/govisor/govisor/api"
+	"github.com/govisor/govisor/client"
+	"github.com/govisor/govisor/internal/kvm/kvmtest"
+	"github.com/govisor/govisor/internal/vmmapi"
+)
+
+// TestDiskHotplugAPI adds and removes disks of a stopped VM (definition
+// only) and of a running one, whose real VMM plugs the disk in and asks the
+// guest to eject it (the idle test guest never does: the disk stays
+// "detaching" in the VMM while the definition has dropped it).
+func TestDiskHotplugAPI(t *testing.T) {
+	kvmtest.Require(t)
+	bin := govisorBin(t)
+	dir := t.TempDir()
+	ta := startAgent(t, filepath.Join(dir, "state"), func(c *Config) { c.Executable = bin })
+	ctx := context.Background()
+	kernel := writeGuest(t, dir, "idle.elf", idleGuest("IDLE-UP\n"))
+	img := filepath.Join(dir, "data.raw")
+	if err := os.WriteFile(img, make([]byte, 1<<20), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	status := func(err error) int {
+		var ce *client.Error
+		if errors.As(err, &ce) {
+			return ce.StatusCode
+		}
+		return 0
+	}
+
+	// A VM that is defined but not started: only its definition changes.
+	if _, err := ta.cli.CreateVM(ctx, spec("cold", kernel, ""), false); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		method, path string
+		body         any
+		code         int
+		disks        int
+	}{
+		{"POST", "/v1/vms/cold/disks", api.DiskSpec{Path: img, Format: "raw"}, 200, 1},
+		{"POST", "/v1/vms/cold/disks", api.DiskSpec{Path: filepath.Join(dir, "missing.raw")}, 400, 1},
+		{"POST", "/v1/vms/cold/disks", api.DiskSpec{Path: img, Format: "iso"}, 400, 1},
+		{"POST", "/v1/vms/cold/disks", map[string]any{"path": img, "size": 3}, 400, 1},
+		{"POST", "/v1/vms/nosuch/disks", api.DiskSpec{Path: img}, 404, 1},
+		{"POST", "/v1/vms/cold/disks", api.DiskSpec{Path: img, ReadOnly: true}, 200, 2},
+		{"DELETE", "/v1/vms/cold/disks/2", nil, 404, 2},
+		{"DELETE", "/v1/vms/cold/disks/x", nil, 404, 2},
+		{"DELETE", "/v1/vms/cold/disks/0", nil, 200, 1},
+	} {
+		var v api.VM
+		_, err := ta.cli.Do(ctx, tc.method, tc.path, tc.body, &v)
+		if tc.code == 200 && err != nil || tc.code != 200 && status(err) != tc.code {
+			t.Errorf("%s %s %+v: %v, want %d", tc.method, tc.path, tc.body, err, tc.code)
+		}
+		got, err := ta.cli.GetVM(ctx, "cold")
+		if err != nil || len(got.Spec.Disks) != tc.disks {
+			t.Fatalf("after %s %s: disks %+v, %v; want %d", tc.method, tc.path, got.Spec.Disks, err, tc.disks)
+		}
+	}
+	if got, _ := ta.cli.GetVM(ctx, "cold"); !got.Spec.Disks[0].ReadOnly {
+		t.Errorf("the remaining disk is not the read-only one: %+v", got.Spec.Disks)
+	}
+
+	// A running VM: the VMM hot-plugs the disk.
+	if _, err := ta.cli.CreateVM(ctx, spec("hot", kernel, ""), true); err != nil {
+		t.Fatal(err)
+	}
+	waitVM(t, ta.cli, "hot", "running", func(v api.VM) bool { return v.Status.State == api.StateRunning })
+	vmm := vmmapi.NewClient(filepath.Join(ta.vmDir("hot"), apiSockName))
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		if info, err := vmm.Info(); err == nil && info.State == "running" {
+			break
+		} else if time.Now().After(deadline) {
+			t.Fatalf("the VMM API never answered: %v", err)
+		}
+	}
+	var v api.VM
+	if _, err := ta.cli.Do(ctx, "POST", "/v1/vms/hot/disks", api.DiskSpec{Path: img}, &v); err != nil {
+		t.Fatal(err)
+	}
+	if len(v.Spec.Disks) != 1 || v.Spec.Disks[0].Path != img {
+		t.Fatalf("definition after attach: %+v", v.Spec.Disks)
+	}
+	ds, err := vmm.Disks()
+	if err != nil || len(ds) != 1 || ds[0].Name != "vda" || !ds[0].Hotplugged || ds[0].Path != img || ds[0].State != "attached" {
+		t.Fatalf("VMM disks after attach: %+v, %v", ds, err)
+	}
+	var after api.VM // a fresh value: the answer omits an empty disk list
+	if _, err := ta.cli.Do(ctx, "DELETE", "/v1/vms/hot/disks/0", nil, &after); err != nil {
+		t.Fatal(err)
+	}
+	if after.Spec.Name != "hot" || len(after.Spec.Disks) != 0 {
+		t.Fatalf("definition after detach: %+v", after.Spec)
+	}
+	ds, err = vmm.Disks()
+	if err != nil || len(ds) != 1 || ds[0].State != "detaching" {
+		t.Fatalf("VMM disks after the detach request: %+v, %v", ds, err)
+	}
+	if _, err := ta.cli.Action(ctx, "hot", "stop", 30*time.Second); err != nil && !strings.Contains(err.Error(), "stopped") {
+		t.Logf("stop: %v", err)
+	}
+}
