@@ -7,6 +7,7 @@ import (
 	"sync"
 
 	"github.com/govisor/govisor/internal/diskimage"
+	"github.com/govisor/govisor/internal/legacy/acpipm"
 	"github.com/govisor/govisor/internal/pci"
 	"github.com/govisor/govisor/internal/pcihotplug"
 	"github.com/govisor/govisor/internal/virtio/blk"
@@ -325,25 +326,29 @@ func (m *Machine) closeHotplug() {
 	}
 }
 
-// saveHotplug returns the controller's registers for a machine state, or
-// ErrHotplugSave while a hot-plugged disk is attached.
-func (m *Machine) saveHotplug() (*pcihotplug.State, error) {
+// hotplugSaveCheck returns ErrHotplugSave while a hot-plugged disk is
+// attached: the machine state does not describe hot-plugged devices yet,
+// so a snapshot or migration would lose them under the guest's feet.
+func (m *Machine) hotplugSaveCheck() error {
 	if m.hp == nil {
-		return nil, nil
+		return nil
 	}
 	for _, s := range m.hp.slots {
 		if !s.empty() {
-			return nil, ErrHotplugSave
+			return ErrHotplugSave
 		}
 	}
-	st := m.hp.ctrl.SaveState()
-	return &st, nil
+	return nil
 }
 
-// restoreHotplug loads saved controller registers (absent in states saved
-// before hotplug existed).
-func (m *Machine) restoreHotplug(st *pcihotplug.State) {
-	if m.hp != nil && st != nil {
-		m.hp.ctrl.RestoreState(*st)
+// restoreHotplug re-arms the hotplug GPE of a restored machine. The
+// machine state does not carry the GPE block; its only guest-set bit is
+// GPE0_EN for hotplug, which every ACPI OS sets at start-up (it has an
+// _E01 method), as it sets PWRBTN_EN: pm1Enable having PWRBTN_EN says the
+// guest's OSPM runs, so the GPE is enabled as it would have been.
+func (m *Machine) restoreHotplug(pm1Enable uint16) {
+	if m.hp == nil || pm1Enable&acpipm.PwrBtnSts == 0 { // PWRBTN_EN is PWRBTN_STS's bit
+		return
 	}
+	m.hp.ctrl.GPEDevice().Write(2, []byte{1 << pcihotplug.GPEBit})
 }

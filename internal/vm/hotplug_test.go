@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/govisor/govisor/internal/kvm/kvmtest"
+	"github.com/govisor/govisor/internal/legacy/acpipm"
 	"github.com/govisor/govisor/internal/pcihotplug"
 	"github.com/govisor/govisor/internal/x86/acpi"
 )
@@ -119,7 +120,16 @@ func TestAttachDetachDisk(t *testing.T) {
 	if _, err := m.AttachDisk(Disk{Path: filepath.Join(dir, "missing.img")}); err == nil {
 		t.Error("attaching a missing image succeeded")
 	}
-	m.pio.Write(pcihotplug.GPEBase+2, []byte{1 << pcihotplug.GPEBit}) // the guest's OSPM enables the GPE
+	// A restored machine whose guest had not enabled its ACPI power
+	// button gets no GPE enable; one whose guest had gets it back.
+	m.restoreHotplug(0)
+	if en := pioRead(m, pcihotplug.GPEBase+2, 2); en != 0 {
+		t.Errorf("GPE0_EN %#x without an ACPI OS", en)
+	}
+	m.restoreHotplug(acpipm.PwrBtnSts)
+	if en := pioRead(m, pcihotplug.GPEBase+2, 2); en != 1<<pcihotplug.GPEBit {
+		t.Errorf("GPE0_EN %#x after restoring an ACPI guest", en)
+	}
 	info, err := m.AttachDisk(Disk{Path: hot, ReadOnly: true})
 	if err != nil {
 		t.Fatal(err)
@@ -149,6 +159,9 @@ func TestAttachDetachDisk(t *testing.T) {
 	}
 	if down := pioRead(m, pcihotplug.Base+pcihotplug.RegDown, 4); down != 1<<slot {
 		t.Errorf("DOWN %#x, want slot %d", down, slot)
+	}
+	if _, err := m.SaveState(); !errors.Is(err, ErrHotplugSave) {
+		t.Errorf("saving with a hot-plugged disk: %v", err)
 	}
 	disks := m.Disks()
 	if len(disks) != 2 || disks[0].Name != "vda" || disks[1].State != "detaching" {

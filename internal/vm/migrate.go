@@ -42,6 +42,9 @@ func (m *Machine) MigrateMirroringTo(ctx context.Context, conn net.Conn, opts mi
 }
 
 func (m *Machine) migrate(ctx context.Context, conn net.Conn, opts migration.Options, mirror bool) (migration.Stats, error) {
+	if err := m.hotplugSaveCheck(); err != nil {
+		return migration.Stats{}, err
+	}
 	if err := m.setDirtyLogging(true); err != nil {
 		return migration.Stats{}, err
 	}

@@ -73,6 +73,9 @@ func (m *Machine) SaveState() (*MachineState, error) {
 	if !paused {
 		return nil, ErrNotPaused
 	}
+	if err := m.hotplugSaveCheck(); err != nil {
+		return nil, err
+	}
 	st := &MachineState{Version: StateVersion, VCPUs: make([]VCPUState, len(m.runners))}
 	if err := m.loadMSRIndex(); err != nil {
 		return nil, err
@@ -294,6 +297,7 @@ func (m *Machine) restoreState(st *MachineState) error {
 	m.rtc.RestoreState(st.RTC)
 	m.pm.RestoreState(st.PM)
 	m.pci.RestoreState(st.PCI)
+	m.restoreHotplug(st.PM.Enable)
 	if len(st.Virtio) != len(m.transports) {
 		return fmt.Errorf("vm: state has %d virtio devices, config %d", len(st.Virtio), len(m.transports))
 	}
