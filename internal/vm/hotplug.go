@@ -65,6 +65,7 @@ type hotSlot struct {
 type hotDisk struct {
 	info DiskInfo
 	img  diskimage.Image
+	dev  *blk.Device
 	tr   *pcitransport.Transport
 }
 
@@ -218,7 +219,7 @@ func (m *Machine) AttachDisk(d Disk) (DiskInfo, error) {
 		img.Close()
 		return DiskInfo{}, fmt.Errorf("vm: attach disk %s: %w", d.Path, err)
 	}
-	hd := &hotDisk{img: img, tr: tr, info: DiskInfo{Name: name, Path: d.Path, ReadOnly: d.ReadOnly, Format: d.Format,
+	hd := &hotDisk{img: img, dev: dev, tr: tr, info: DiskInfo{Name: name, Path: d.Path, ReadOnly: d.ReadOnly, Format: d.Format,
 		Slot: slot, Hotplugged: true, State: "attached"}}
 	// The BAR stays unassigned: the guest's PCI core sizes and places it
 	// when it scans the slot, as for any hot-added function.
@@ -351,4 +352,24 @@ func (m *Machine) restoreHotplug(pm1Enable uint16) {
 		return
 	}
 	m.hp.ctrl.GPEDevice().Write(2, []byte{1 << pcihotplug.GPEBit})
+}
+
+// hotplugDiskStats returns the request counts of the hot-plugged disks, by slot.
+func (m *Machine) hotplugDiskStats() []DiskStats {
+	if m.hp == nil {
+		return nil
+	}
+	var out []DiskStats
+	for n := pci.FirstSlot; n < pci.NumSlots; n++ {
+		s := m.hp.slots[n]
+		if s == nil {
+			continue
+		}
+		s.mu.RLock()
+		if hd := s.disk; hd != nil {
+			out = append(out, DiskStats{Name: hd.info.Name, Path: hd.info.Path, Stats: hd.dev.Stats()})
+		}
+		s.mu.RUnlock()
+	}
+	return out
 }

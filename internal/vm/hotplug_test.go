@@ -151,6 +151,9 @@ func TestAttachDetachDisk(t *testing.T) {
 	if !hasOpen(t, hot) {
 		t.Error("the attached image is not open")
 	}
+	if st := m.DiskStats(); len(st) != 2 || st[1].Name != "vdb" || st[1].Path != hot {
+		t.Errorf("disk stats with a hot-plugged disk: %+v", st)
+	}
 	if err := m.DetachDisk("vdc"); !errors.Is(err, ErrNoDisk) {
 		t.Errorf("detaching an unknown disk: %v", err)
 	}

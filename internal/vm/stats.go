@@ -72,7 +72,8 @@ type NetStats struct {
 	netdev.Counters
 }
 
-// DiskStats returns the request counts of each disk, in --disk order.
+// DiskStats returns the request counts of each disk, in --disk order, then
+// the hot-plugged ones.
 func (m *Machine) DiskStats() []DiskStats {
 	var out []DiskStats
 	for _, d := range m.vdevs {
@@ -85,7 +86,7 @@ func (m *Machine) DiskStats() []DiskStats {
 			out = append(out, st)
 		}
 	}
-	return out
+	return append(out, m.hotplugDiskStats()...)
 }
 
 // NetStats returns the traffic counts of each network interface, in --net
