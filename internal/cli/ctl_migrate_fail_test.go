@@ -1,7 +1,6 @@
 package cli
 
 import (
-	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -19,15 +18,7 @@ import (
 func TestMigrateDestinationKilled(t *testing.T) {
 	kvmtest.Require(t)
 	dir := t.TempDir()
-	elf := filepath.Join(dir, "dirty.elf")
-	if err := os.WriteFile(elf, kvmtest.PVHELF(dirtyGuest(), 0x100000), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	src := startVMM(t, filepath.Join(dir, "src.sock"), "--kernel", elf, "--boot", "pvh", "--memory", "64M")
-	src.waitAPI(t)
-	addr := freeAddr(t)
-	dst := startVMM(t, filepath.Join(dir, "dst.sock"), "--incoming", addr, "--memory", "64M")
-	dst.waitAPI(t)
+	src, dst, addr := startMigrationPair(t, dir)
 
 	ctl := exec.Command(govisorBin(t), "ctl", "--api-sock", src.sock, "migrate", addr, "--bandwidth", "256K", "-q")
 	var ctlOut, ctlErr syncBuffer

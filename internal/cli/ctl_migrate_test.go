@@ -197,6 +197,22 @@ func guestExits(t *testing.T, sock string) uint64 {
 	return st.ExitsTotal
 }
 
+// startMigrationPair starts a VMM running dirtyGuest and a destination
+// VMM waiting for its migration at addr, both with their APIs up.
+func startMigrationPair(t *testing.T, dir string) (src, dst *vmmProc, addr string) {
+	t.Helper()
+	elf := filepath.Join(dir, "dirty.elf")
+	if err := os.WriteFile(elf, kvmtest.PVHELF(dirtyGuest(), 0x100000), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	src = startVMM(t, filepath.Join(dir, "src.sock"), "--kernel", elf, "--boot", "pvh", "--memory", "64M")
+	src.waitAPI(t)
+	addr = freeAddr(t)
+	dst = startVMM(t, filepath.Join(dir, "dst1.sock"), "--incoming", addr, "--memory", "64M")
+	dst.waitAPI(t)
+	return src, dst, addr
+}
+
 // TestMigrateProgressCancelAndRetry migrates a guest that keeps 2 MiB dirty
 // under a low bandwidth limit: `govisor ctl migrate` prints progress, the
 // API shows it running, and SIGINT cancels it; the source keeps running and
@@ -204,15 +220,7 @@ func guestExits(t *testing.T, sock string) uint64 {
 func TestMigrateProgressCancelAndRetry(t *testing.T) {
 	kvmtest.Require(t)
 	dir := t.TempDir()
-	elf := filepath.Join(dir, "dirty.elf")
-	if err := os.WriteFile(elf, kvmtest.PVHELF(dirtyGuest(), 0x100000), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	src := startVMM(t, filepath.Join(dir, "src.sock"), "--kernel", elf, "--boot", "pvh", "--memory", "64M")
-	src.waitAPI(t)
-	addr1 := freeAddr(t)
-	dst1 := startVMM(t, filepath.Join(dir, "dst1.sock"), "--incoming", addr1, "--memory", "64M")
-	dst1.waitAPI(t)
+	src, dst1, addr1 := startMigrationPair(t, dir)
 
 	ctl := exec.Command(govisorBin(t), "ctl", "--api-sock", src.sock, "migrate", addr1, "--bandwidth", "256K", "--max-downtime", "20ms")
 	var ctlOut, ctlErr syncBuffer

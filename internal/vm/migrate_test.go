@@ -32,30 +32,7 @@ func testLiveMigration(t *testing.T, prebuilt bool) {
 	}
 	waitCounter(t, m, 1000)
 	read := counter
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	type result struct {
-		m   *Machine
-		err error
-	}
-	dest := make(chan result, 1)
-	go func() {
-		c, err := l.Accept()
-		if err != nil {
-			dest <- result{err: err}
-			return
-		}
-		defer c.Close()
-		dm, err := Incoming(context.Background(), c, Config{MemoryMiB: 64, CPUs: prebuiltCPUs, DebugExit: true})
-		dest <- result{dm, err}
-	}()
-	conn, err := net.Dial("tcp", l.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
+	conn, dest := incomingLoopback(t, Config{MemoryMiB: 64, CPUs: prebuiltCPUs, DebugExit: true})
 	before := read(m)
 	stats, err := m.MigrateTo(context.Background(), conn, migration.Options{MaxDowntime: 50 * time.Millisecond})
 	conn.Close()
@@ -82,6 +59,39 @@ func testLiveMigration(t *testing.T, prebuilt bool) {
 	}
 	defer func() { r.m.Stop(Exit{Reason: ExitHost}); r.m.Wait() }()
 	waitCounter(t, r.m, last+1000)
+}
+
+// incomingResult is what a destination's Incoming returned.
+type incomingResult struct {
+	m   *Machine
+	err error
+}
+
+// incomingLoopback runs Incoming with cfg behind a loopback TCP listener
+// and returns the source's connection to it and the destination's result.
+func incomingLoopback(t *testing.T, cfg Config) (net.Conn, chan incomingResult) {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { l.Close() })
+	dest := make(chan incomingResult, 1)
+	go func() {
+		c, err := l.Accept()
+		if err != nil {
+			dest <- incomingResult{err: err}
+			return
+		}
+		defer c.Close()
+		dm, err := Incoming(context.Background(), c, cfg)
+		dest <- incomingResult{dm, err}
+	}()
+	conn, err := net.Dial("tcp", l.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return conn, dest
 }
 
 // TestMigrationFailureKeepsSource cuts the connection during migration: the

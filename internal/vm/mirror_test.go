@@ -65,30 +65,7 @@ func TestMigrationMirrorsDisks(t *testing.T) {
 	}
 	waitCounter(t, m, 1000)
 
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	type result struct {
-		m   *Machine
-		err error
-	}
-	dest := make(chan result, 1)
-	go func() {
-		c, err := l.Accept()
-		if err != nil {
-			dest <- result{err: err}
-			return
-		}
-		defer c.Close()
-		dm, err := Incoming(context.Background(), c, Config{MemoryMiB: 64, DebugExit: true, Disks: []Disk{{Path: dstPath}}})
-		dest <- result{dm, err}
-	}()
-	conn, err := net.Dial("tcp", l.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
+	conn, dest := incomingLoopback(t, Config{MemoryMiB: 64, DebugExit: true, Disks: []Disk{{Path: dstPath}}})
 	// A writer races the full copy; the first progress report (after the
 	// full copy, before the next dirty bitmap) writes more, so those blocks
 	// must travel in a later round.
