@@ -40,7 +40,7 @@ func (c *machineCtl) AttachDisk(req vmmapi.DiskRequest) (vmmapi.Disk, error) {
 	}
 	d, err := m.AttachDisk(vm.Disk{Path: req.Path, ReadOnly: req.ReadOnly, Format: req.Format})
 	if err != nil {
-		if !errors.Is(err, vm.ErrNoFreeSlot) && !errors.Is(err, vm.ErrStopped) {
+		if !errors.Is(err, vm.ErrNoFreeSlot) && !errors.Is(err, vm.ErrStopped) && !errors.Is(err, vm.ErrDiskInUse) {
 			// The image could not be opened: the request names a bad image.
 			err = fmt.Errorf("%w: %w", vmmapi.ErrDiskBadRequest, err)
 		}

@@ -4,6 +4,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
+	"path/filepath"
 	"sync"
 
 	"github.com/govisor/govisor/internal/diskimage"
@@ -29,6 +31,9 @@ var (
 	// ErrNotHotplugged is returned when detaching a disk the machine
 	// booted with: only hot-plugged disks sit in ejectable slots.
 	ErrNotHotplugged = errors.New("vm: only hot-plugged disks can be detached")
+	// ErrDiskInUse is returned when attaching an image the machine already has
+	// open: two writers of one image corrupt it.
+	ErrDiskInUse = errors.New("vm: the machine already uses this image")
 	// ErrHotplugSave is returned when saving a machine with hot-plugged
 	// disks, which snapshots and migrations do not carry yet.
 	ErrHotplugSave = errors.New("vm: detach hot-plugged disks before a snapshot or migration")
@@ -201,6 +206,9 @@ func (m *Machine) AttachDisk(d Disk) (DiskInfo, error) {
 			name = diskName(i)
 		}
 	}
+	if err := m.checkNotInUse(d.Path); err != nil {
+		return DiskInfo{}, err
+	}
 	img, err := diskimage.Open(d.Path, diskimage.OpenOptions{ReadOnly: d.ReadOnly, Direct: d.Direct, Format: d.Format})
 	if err != nil {
 		return DiskInfo{}, fmt.Errorf("vm: attach disk %s: %w", d.Path, err)
@@ -237,6 +245,30 @@ func (m *Machine) AttachDisk(d Disk) (DiskInfo, error) {
 	}
 	slog.Info("disk attached", "disk", name, "path", d.Path, "slot", slot)
 	return hd.info, nil
+}
+
+// checkNotInUse refuses a path that names an image one of the machine's
+// disks has open (hp.mu held).
+func (m *Machine) checkNotInUse(path string) error {
+	same := func(p string) bool {
+		if filepath.Clean(p) == filepath.Clean(path) {
+			return true
+		}
+		a, errA := os.Stat(p)
+		b, errB := os.Stat(path)
+		return errA == nil && errB == nil && os.SameFile(a, b)
+	}
+	for _, d := range m.cfg.Disks {
+		if same(d.Path) {
+			return fmt.Errorf("%w: %s", ErrDiskInUse, path)
+		}
+	}
+	for _, s := range m.hp.slots {
+		if di, ok := s.info(); ok && same(di.Path) {
+			return fmt.Errorf("%w: %s is %s", ErrDiskInUse, path, di.Name)
+		}
+	}
+	return nil
 }
 
 func (s *hotSlot) empty() bool {

@@ -151,6 +151,11 @@ func TestAttachDetachDisk(t *testing.T) {
 	if !hasOpen(t, hot) {
 		t.Error("the attached image is not open")
 	}
+	for _, p := range []string{boot, hot, filepath.Join(dir, ".", "hot.img")} {
+		if _, err := m.AttachDisk(Disk{Path: p}); !errors.Is(err, ErrDiskInUse) {
+			t.Errorf("attaching %s again: %v", p, err)
+		}
+	}
 	if st := m.DiskStats(); len(st) != 2 || st[1].Name != "vdb" || st[1].Path != hot {
 		t.Errorf("disk stats with a hot-plugged disk: %+v", st)
 	}
