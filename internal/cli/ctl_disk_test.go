@@ -70,6 +70,7 @@ func TestCtlDiskThroughCLI(t *testing.T) {
 		{[]string{"disk-attach", "hot.raw,format=vmdk"}, 1, "vmdk"},
 		{[]string{"disk-attach", "hot.raw,readonly"}, 0, `"name": "vdb"`},
 		{[]string{"disks"}, 0, `"path": "` + hot + `"`},
+		{[]string{"disk-attach", "boot.raw"}, 1, "already uses this image"},
 		{[]string{"disk-detach"}, 2, "disk-detach needs the disk's name"},
 		{[]string{"disk-detach", "vda"}, 1, "attached at boot"},
 		{[]string{"disk-detach", "vdz"}, 1, "no such disk"},
