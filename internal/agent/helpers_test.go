@@ -165,3 +165,30 @@ func echoGuest(marker string) []byte {
 	a.JmpBack(loop)
 	return a.B
 }
+
+// waitVMMAPI waits until the VMM of VM name on ta answers its API.
+func waitVMMAPI(t *testing.T, ta testAgent, name string) {
+	t.Helper()
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		if _, err := ta.vmm(name).info(); err == nil {
+			return
+		} else if time.Now().After(deadline) {
+			t.Fatal(err)
+		}
+	}
+}
+
+// threeHosts starts agents for hosts testhost and hostb (state dirs dirA
+// and dirB, one etcd) and "broken", whose VMMs exit at once.
+func threeHosts(t *testing.T, dirA, dirB, dirC string) (ta, tb, tc testAgent) {
+	t.Helper()
+	bin := govisorBin(t)
+	ta = startAgent(t, dirA, func(c *Config) { c.Executable = bin })
+	t.Cleanup(func() { ta.Shutdown(context.Background()) })
+	etcd := ta.st.Endpoints()
+	tb = startAgent(t, dirB, func(c *Config) { c.Executable = bin; c.HostName = "hostb"; c.EtcdEndpoints = etcd })
+	t.Cleanup(func() { tb.Shutdown(context.Background()) })
+	tc = startAgent(t, dirC, func(c *Config) { c.Executable = "/bin/false"; c.HostName = "broken"; c.EtcdEndpoints = etcd })
+	t.Cleanup(func() { tc.Shutdown(context.Background()) })
+	return ta, tb, tc
+}

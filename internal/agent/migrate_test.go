@@ -21,17 +21,10 @@ import (
 // VMM cannot start fails and leaves the VM running where it was.
 func TestMigrateBetweenAgents(t *testing.T) {
 	kvmtest.Require(t)
-	bin := govisorBin(t)
 	ctx := context.Background()
 	dirA, dirB, dirC := t.TempDir(), t.TempDir(), t.TempDir()
-	ta := startAgent(t, dirA, func(c *Config) { c.Executable = bin })
-	defer ta.Shutdown(context.Background())
-	etcd := ta.st.Endpoints()
-	tb := startAgent(t, dirB, func(c *Config) { c.Executable = bin; c.HostName = "hostb"; c.EtcdEndpoints = etcd })
-	defer tb.Shutdown(context.Background())
 	// Host "broken" runs VMMs with a binary that exits at once.
-	tc := startAgent(t, dirC, func(c *Config) { c.Executable = "/bin/false"; c.HostName = "broken"; c.EtcdEndpoints = etcd })
-	defer tc.Shutdown(context.Background())
+	ta, tb, tc := threeHosts(t, dirA, dirB, dirC)
 
 	k := writeGuest(t, dirA, "idle.elf", idleGuest("UP\n"))
 	s := spec("mover", k, api.RestartOnFailure)
@@ -40,13 +33,7 @@ func TestMigrateBetweenAgents(t *testing.T) {
 		t.Fatal(err)
 	}
 	v := waitVM(t, ta.cli, "mover", "running", func(v api.VM) bool { return v.Status.State == api.StateRunning })
-	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(20 * time.Millisecond) {
-		if _, err := ta.vmm("mover").info(); err == nil {
-			break
-		} else if time.Now().After(deadline) {
-			t.Fatal(err)
-		}
-	}
+	waitVMMAPI(t, ta, "mover")
 
 	// Bad requests change nothing.
 	_, err := ta.cli.Migrate(ctx, "mover", api.MigrateRequest{Host: "nowhere"})
@@ -133,13 +120,7 @@ func TestMigrateProgressAndCancel(t *testing.T) {
 		t.Fatal(err)
 	}
 	v := waitVM(t, ta.cli, "slow", "running", func(v api.VM) bool { return v.Status.State == api.StateRunning })
-	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(20 * time.Millisecond) {
-		if _, err := ta.vmm("slow").info(); err == nil {
-			break
-		} else if time.Now().After(deadline) {
-			t.Fatal(err)
-		}
-	}
+	waitVMMAPI(t, ta, "slow")
 	_, err := ta.cli.CancelMigrate(ctx, "slow")
 	wantAPIError(t, "cancel without a migration", err, 409, "", "no migration of VM slow is running")
 
@@ -215,13 +196,7 @@ func TestMigrateOverTCP(t *testing.T) {
 		t.Fatal(err)
 	}
 	v := waitVM(t, ta.cli, "far", "running", func(v api.VM) bool { return v.Status.State == api.StateRunning })
-	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(20 * time.Millisecond) {
-		if _, err := ta.vmm("far").info(); err == nil {
-			break
-		} else if time.Now().After(deadline) {
-			t.Fatal(err)
-		}
-	}
+	waitVMMAPI(t, ta, "far")
 	got, err := ta.cli.Migrate(ctx, "far", api.MigrateRequest{Host: "tcphost"})
 	if err != nil {
 		t.Fatal(err)

@@ -52,16 +52,9 @@ func diskContent(t *testing.T, path string) []byte {
 // destination leaves no copies behind.
 func TestMigrateMirrorsDisks(t *testing.T) {
 	kvmtest.Require(t)
-	bin := govisorBin(t)
 	ctx := context.Background()
 	dirA, dirB, dirC := t.TempDir(), t.TempDir(), t.TempDir()
-	ta := startAgent(t, dirA, func(c *Config) { c.Executable = bin })
-	defer ta.Shutdown(context.Background())
-	etcd := ta.st.Endpoints()
-	tb := startAgent(t, dirB, func(c *Config) { c.Executable = bin; c.HostName = "hostb"; c.EtcdEndpoints = etcd })
-	defer tb.Shutdown(context.Background())
-	tc := startAgent(t, dirC, func(c *Config) { c.Executable = "/bin/false"; c.HostName = "broken"; c.EtcdEndpoints = etcd })
-	defer tc.Shutdown(context.Background())
+	ta, tb, _ := threeHosts(t, dirA, dirB, dirC)
 
 	k := writeGuest(t, dirA, "idle.elf", idleGuest("UP\n"))
 	local := filepath.Join(dirA, "local.raw")
@@ -73,13 +66,7 @@ func TestMigrateMirrorsDisks(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitVM(t, ta.cli, "mirrored", "running", func(v api.VM) bool { return v.Status.State == api.StateRunning })
-	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(20 * time.Millisecond) {
-		if _, err := ta.vmm("mirrored").info(); err == nil {
-			break
-		} else if time.Now().After(deadline) {
-			t.Fatal(err)
-		}
-	}
+	waitVMMAPI(t, ta, "mirrored")
 
 	// A failed destination keeps no copies.
 	_, err := ta.cli.Migrate(ctx, "mirrored", api.MigrateRequest{Host: "broken"})
@@ -145,13 +132,7 @@ func TestMigrateMirrorsDisks(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitVM(t, ta.cli, "shared", "running", func(v api.VM) bool { return v.Status.State == api.StateRunning })
-	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(20 * time.Millisecond) {
-		if _, err := ta.vmm("shared").info(); err == nil {
-			break
-		} else if time.Now().After(deadline) {
-			t.Fatal(err)
-		}
-	}
+	waitVMMAPI(t, ta, "shared")
 	got, err = ta.cli.Migrate(ctx, "shared", api.MigrateRequest{Host: "hostb"})
 	if err != nil {
 		t.Fatal(err)

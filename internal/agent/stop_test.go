@@ -92,13 +92,7 @@ func TestAdoptedVMMControl(t *testing.T) {
 		t.Fatal(err)
 	}
 	v := waitVM(t, ta.cli, "kept", "running", func(v api.VM) bool { return v.Status.State == api.StateRunning })
-	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(20 * time.Millisecond) {
-		if _, err := ta.vmm("kept").info(); err == nil {
-			break
-		} else if time.Now().After(deadline) {
-			t.Fatal(err)
-		}
-	}
+	waitVMMAPI(t, ta, "kept")
 	if err := ta.Close(); err != nil {
 		t.Fatal(err)
 	}

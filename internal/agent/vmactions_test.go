@@ -62,13 +62,7 @@ func TestPauseSnapshotRebootRestore(t *testing.T) {
 	v := waitVM(t, ta.cli, "pv", "running", func(v api.VM) bool { return v.Status.State == api.StateRunning })
 	waitVM(t, ta.cli, "pv", "booted", func(api.VM) bool { return consoleCount(t, ta.cli, "pv", "UP\n") == 1 })
 	// The API socket appears shortly after the process.
-	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(20 * time.Millisecond) {
-		if _, err := ta.vmm("pv").info(); err == nil {
-			break
-		} else if time.Now().After(deadline) {
-			t.Fatal(err)
-		}
-	}
+	waitVMMAPI(t, ta, "pv")
 
 	// Pause and resume, each only from the state before.
 	got, err := ta.cli.Pause(ctx, "pv")
