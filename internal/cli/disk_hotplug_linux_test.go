@@ -21,6 +21,7 @@ import (
 // sees /dev/vdb appear (ACPI Device Check, acpiphp) and reads the image's
 // pattern from it; then `ctl disk-detach vdb` makes the guest eject it
 // (Eject Request, _EJ0): /dev/vdb disappears and the VMM closes the image.
+// A second attach reuses the emptied slot.
 func TestLinuxDiskHotplug(t *testing.T) {
 	t.Parallel() // boots Linux: minutes on kvm_pvm
 	kernel, initrd := kvmtest.LinuxGuest(t)
@@ -38,7 +39,9 @@ func TestLinuxDiskHotplug(t *testing.T) {
 	script := "echo HP-WAITING; i=0; while [ ! -e /sys/block/vdb ] && [ $i -lt 900 ]; do sleep 1; i=$((i+1)); done; " +
 		"echo HP-SERIAL=$(cat /sys/block/vdb/serial); echo HP-DATA=$(dd if=/dev/vdb bs=16 count=1 2>/dev/null); echo HP-READ-DONE; " +
 		"i=0; while [ -e /sys/block/vdb ] && [ $i -lt 900 ]; do sleep 1; i=$((i+1)); done; " +
-		"[ -e /sys/block/vdb ] || echo HP-GONE; ls /sys/block | tr '\\n' ' '; echo; sleep 1000"
+		"[ -e /sys/block/vdb ] || echo HP-GONE; ls /sys/block | tr '\\n' ' '; echo; " +
+		"i=0; while [ ! -e /sys/block/vdb ] && [ $i -lt 900 ]; do sleep 1; i=$((i+1)); done; " +
+		"echo HP-AGAIN=$(dd if=/dev/vdb bs=16 count=1 skip=1 2>/dev/null); sleep 1000"
 	cmd := exec.Command(bin, "run", "--kernel", kernel, "--initrd", initrd, "--memory", "256M",
 		"--disk", "path="+boot, "--api-sock", sock,
 		"--cmdline", kvmtest.LinuxCmdline+` run="`+script+`"`)
@@ -83,7 +86,6 @@ func TestLinuxDiskHotplug(t *testing.T) {
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				defer cmd.Process.Kill()
 				// The guest removes the device before it runs _EJ0: wait
 				// for the VMM to see the eject.
 				var out string
@@ -99,14 +101,21 @@ func TestLinuxDiskHotplug(t *testing.T) {
 				if open := openFiles(cmd.Process.Pid, hot); open {
 					report("the VMM still has %s open after the eject", hot)
 				}
+				// The emptied slot takes a disk again.
+				if out, err := ctl("disk-attach", hot); err != nil {
+					report("second disk-attach: %v\n%s", err, out)
+					cmd.Process.Kill()
+				}
 			}()
+		case strings.Contains(line, "HP-AGAIN"):
+			cmd.Process.Kill()
 		}
 	})
 	wg.Wait()
 	for _, p := range problems {
 		t.Error(p)
 	}
-	for _, want := range []string{"HP-SERIAL=vdb", "HP-DATA=HOTPLUG-PATTERN-", "HP-GONE"} {
+	for _, want := range []string{"HP-SERIAL=vdb", "HP-DATA=HOTPLUG-PATTERN-", "HP-GONE", "HP-AGAIN=HOTPLUG-PATTERN-"} {
 		if !strings.Contains(con, want) {
 			t.Errorf("console lacks %q", want)
 		}
