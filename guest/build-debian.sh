@@ -53,8 +53,9 @@ tr -d '-' < /proc/sys/kernel/random/uuid > "$WORK/etc/machine-id"
 TUNABLES='glibc.cpu.hwcaps=-AVX,-AVX2,-AVX512F,-AVX512VL,-AVX512BW,-AVX512DQ,-AVX512CD,-AVX512ER,-AVX512PF,-FMA,-F16C,-AVX_VNNI,-XSAVEC,-XSAVE,-OSXSAVE'
 mkdir -p "$WORK/etc/systemd/system.conf.d" "$WORK/etc/systemd/journald.conf.d"
 # Guest-kernel code is emulated on kvm_pvm (~1M instructions/s), so a boot
-# takes tens of minutes: systemd's 90 s start and device timeouts and the
-# 3 min service watchdogs would fail units that are merely slow.
+# takes tens of minutes: systemd's 90 s start and device timeouts would
+# fail units that are merely slow (boot with systemd.service_watchdogs=0 too:
+# journald's and udevd's 3 min watchdogs have no system.conf switch).
 cat > "$WORK/etc/systemd/system.conf.d/govisor.conf" <<EOF
 [Manager]
 DefaultEnvironment="GLIBC_TUNABLES=$TUNABLES"
@@ -62,15 +63,27 @@ ShowStatus=yes
 DefaultTimeoutStartSec=30min
 DefaultDeviceTimeoutSec=30min
 DefaultTimeoutStopSec=2min
-ServiceWatchdogs=no
 EOF
-printf '[Journal]\nStorage=volatile\n' > "$WORK/etc/systemd/journald.conf.d/govisor.conf"
+# Many of systemd's own units set TimeoutSec=90s themselves (seen:
+# systemd-sysctl and systemd-sysusers killed after 90 s at 24-30 s of CPU
+# each): a drop-in for every service raises it.
+mkdir -p "$WORK/etc/systemd/system/service.d"
+printf '[Service]\nTimeoutStartSec=30min\n' > "$WORK/etc/systemd/system/service.d/govisor.conf"
+# Journal in RAM; errors also go to the kernel log, hence to the serial
+# console, so a failed boot leaves its reasons in the test's output.
+printf '[Journal]\nStorage=volatile\nForwardToKMsg=yes\nMaxLevelKMsg=warning\n' \
+  > "$WORK/etc/systemd/journald.conf.d/govisor.conf"
 rm -rf "$WORK/var/log/journal"
 # udevd kills a worker whose event takes longer than event_timeout (180 s).
 printf 'event_timeout=1800\nchildren_max=4\n' >> "$WORK/etc/udev/udev.conf"
-# Units that do nothing useful in a test VM but cost minutes here: timers
-# for maintenance jobs, first-boot and update jobs, kernel file systems and
-# modules this kernel does not have (no modules, no debugfs, no mqueue).
+# Units that do nothing useful in a test VM but cost minutes here (every
+# process that loads libsystemd-shared takes 20-30 s of CPU on kvm_pvm):
+# timers for maintenance jobs, first-boot and update jobs, kernel file
+# systems and modules this kernel does not have (no modules, no debugfs,
+# no mqueue), users that the packages' postinst already created, sysctl
+# defaults, a random seed (virtio-rng seeds the kernel), a journal flush
+# (volatile journal), a remount (the kernel mounts / rw) and the runlevel
+# record in utmp.
 chroot "$WORK" systemctl mask >&2 \
   apt-daily.timer apt-daily-upgrade.timer dpkg-db-backup.timer \
   e2scrub_all.timer e2scrub_reap.service fstrim.timer \
@@ -80,7 +93,19 @@ chroot "$WORK" systemctl mask >&2 \
   systemd-pstore.service systemd-binfmt.service proc-sys-fs-binfmt_misc.automount \
   sys-kernel-debug.mount sys-kernel-tracing.mount sys-kernel-config.mount \
   sys-fs-fuse-connections.mount dev-hugepages.mount dev-mqueue.mount \
-  modprobe@.service kmod-static-nodes.service systemd-modules-load.service
+  modprobe@.service kmod-static-nodes.service systemd-modules-load.service \
+  systemd-sysusers.service systemd-sysctl.service systemd-random-seed.service \
+  systemd-journal-flush.service systemd-remount-fs.service \
+  systemd-update-utmp-runlevel.service
+# Every generator is a process that loads libsystemd-shared (minutes of
+# emulated page faults here) before systemd queues a single job. Keep the
+# ones this guest uses: fstab (root), getty (serial getty for console=),
+# debug (systemd.debug_shell) and run (systemd.run=); mask the others.
+mkdir -p "$WORK/etc/systemd/system-generators"
+for g in cryptsetup gpt-auto hibernate-resume integritysetup veritysetup \
+  rc-local system-update sysv; do
+  ln -sf /dev/null "$WORK/etc/systemd/system-generators/systemd-$g-generator"
+done
 # minbase has no D-Bus (systemd only recommends it), and logind cannot run
 # without a bus: it would fail and restart over and over. login works
 # without it (pam_systemd is not installed either).

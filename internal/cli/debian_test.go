@@ -169,10 +169,13 @@ func TestDebianLogin(t *testing.T) {
 	defer conLog.Close()
 	// systemd.show_status: unit progress on the console, to see where a
 	// slow boot is. rw: the root is mounted writable at once (no fsck).
+	// service_watchdogs=0: journald's and udevd's 3-minute watchdogs fire
+	// when emulated guest-kernel code is merely slow. dump_core=0: should
+	// PID 1 crash, say so at once instead of writing its core for minutes.
 	cmd := exec.Command(govisorBin(t), "run", "--kernel", filepath.Join(dir, "bzImage"),
 		"--cpus", strconv.Itoa(cpus), "--memory", "1G",
 		"--disk", "path="+filepath.Join(dir, "rootfs.ext4"), "--rng",
-		"--cmdline", "console=ttyS0 root=/dev/vda rw rodata=off systemd.show_status=1")
+		"--cmdline", "console=ttyS0 root=/dev/vda rw rodata=off quiet systemd.show_status=1 systemd.service_watchdogs=0 systemd.dump_core=0")
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
 	in, err := cmd.StdinPipe()
