@@ -55,8 +55,9 @@ func listenInNetns(t *testing.T, ns, addr string) net.Listener {
 // seqReader reads the guest's counter lines from a TCP connection and
 // checks that each is the previous plus one.
 type seqReader struct {
-	sc   *bufio.Scanner
-	last int
+	sc     *bufio.Scanner
+	last   int
+	uptime float64 // the guest's /proc/uptime with the last number
 }
 
 // upTo reads until the counter reaches n, or fails the test.
@@ -67,11 +68,19 @@ func (s *seqReader) upTo(t *testing.T, c net.Conn, n int, what string) {
 		if !s.sc.Scan() {
 			t.Fatalf("%s: the guest's TCP stream ended at %d: %v", what, s.last, s.sc.Err())
 		}
-		v, err := strconv.Atoi(strings.TrimSpace(s.sc.Text()))
+		f := strings.Fields(s.sc.Text())
+		if len(f) != 2 {
+			t.Fatalf("%s: the guest sent %q, want a number and its uptime", what, s.sc.Text())
+		}
+		v, err := strconv.Atoi(f[0])
 		if err != nil || v != s.last+1 {
 			t.Fatalf("%s: the guest's counter went from %d to %q: it must only move forward by one", what, s.last, s.sc.Text())
 		}
-		s.last = v
+		up, err := strconv.ParseFloat(f[1], 64)
+		if err != nil || up < s.uptime {
+			t.Fatalf("%s: the guest's clock went from %.2f s to %q: it must never go backwards", what, s.uptime, f[1])
+		}
+		s.last, s.uptime = v, up
 	}
 }
 
@@ -81,7 +90,8 @@ func (s *seqReader) upTo(t *testing.T, c net.Conn, n int, what string) {
 // mirrored (no shared storage), to a second VMM process on another TAP of
 // the bridge, then snapshotted there and restored into a third process.
 // The TCP connection stays open throughout, the counter only moves forward
-// by one, the source VMMs end, and the disk holds every number sent.
+// by one, the guest's clock never goes backwards, the source VMMs end, and
+// the disk holds every number sent.
 func TestLinuxMigrationKeepsTCP(t *testing.T) {
 	t.Parallel() // boots Linux: minutes on kvm_pvm
 	kernel, initrd := kvmtest.LinuxGuest(t)
@@ -104,7 +114,7 @@ func TestLinuxMigrationKeepsTCP(t *testing.T) {
 	bin := govisorBin(t)
 	const mac = "02:00:00:00:77:02"
 	script := "ip link set eth0 up && ip addr add 169.254.77.2/16 dev eth0 && echo NET-UP; " +
-		"i=0; while :; do i=$((i+1)); echo $i | dd of=/dev/vda bs=512 seek=$i conv=notrunc,fsync 2>/dev/null; echo $i; usleep 50000; done | " +
+		"i=0; while :; do i=$((i+1)); echo $i | dd of=/dev/vda bs=512 seek=$i conv=notrunc,fsync 2>/dev/null; read up _ < /proc/uptime; echo $i $up; usleep 50000; done | " +
 		"nc 169.254.77.1 7000; echo NC-ENDED"
 	vmm := func(name string, args ...string) (*exec.Cmd, chan string) {
 		cmd := exec.Command("ip", append([]string{"netns", "exec", ns, bin, "run"}, args...)...)
