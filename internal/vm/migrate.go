@@ -52,8 +52,7 @@ func (m *Machine) migrate(ctx context.Context, conn net.Conn, opts migration.Opt
 	if err := m.loadMSRIndex(); err != nil {
 		return migration.Stats{}, err
 	}
-	// The device state's buffer is made now, not while the guest is paused.
-	var src migration.Source = &migrationSource{m: m, stateBuf: make([]byte, 0, 64<<10+16<<10*len(m.runners))}
+	var src migration.Source = &migrationSource{m: m, stateBuf: m.warmEncode()}
 	if mirror {
 		if len(m.images) == 0 {
 			return migration.Stats{}, errors.New("vm: disk mirroring asked for, but the VM has no disks")
@@ -68,6 +67,20 @@ func (m *Machine) migrate(ctx context.Context, conn net.Conn, opts migration.Opt
 	}
 	m.stop(Exit{Reason: ExitMigrated, Detail: fmt.Sprintf("migrated to %s", conn.RemoteAddr())})
 	return stats, nil
+}
+
+// warmEncode runs the device state's encoder once on a state shaped like
+// the machine's, before the guest pauses, and returns a buffer for the real
+// one: the handover then neither faults in the encoder's code nor grows
+// the buffer.
+func (m *Machine) warmEncode() []byte {
+	st := MachineState{VCPUs: make([]VCPUState, len(m.runners)), Virtio: make([]VirtioState, len(m.transports))}
+	for i := range st.VCPUs {
+		st.VCPUs[i].XSave, st.VCPUs[i].XCRs = new(kvm.XSave), new(kvm.XCRs)
+		st.VCPUs[i].MSRs = make([]kvm.MSR, len(m.msrIndex))
+	}
+	buf := encodeMigrationState(make([]byte, 0, 64<<10+16<<10*len(m.runners)), &migrationState{Config: m.savedConfig(), Machine: st})
+	return buf[:0]
 }
 
 // setDirtyLogging turns KVM's dirty-page log on or off for every RAM slot.
@@ -189,6 +202,7 @@ func Incoming(ctx context.Context, conn net.Conn, cfg Config) (*Machine, error) 
 			return nil, err
 		}
 		d.m, d.mem, d.prebuilt = m, m.mem, true
+		m.warmCommit()
 	} else {
 		mem, err := guestmem.New(ramLayout(cfg.MemoryMiB))
 		if err != nil {
@@ -206,6 +220,28 @@ func Incoming(ctx context.Context, conn net.Conn, cfg Config) (*Machine, error) 
 	}
 	d.m.announceNets()
 	return d.m, nil
+}
+
+// warmCommit runs a prebuilt destination's commit path once on the
+// machine's own fresh state (which the migrated state then replaces), so
+// that the handover does not pay for first use: code pages faulted in, heap
+// grown, KVM's per-vCPU buffers allocated. Measured on kvm_pvm, a cold
+// commit took ~0.2 ms more. Failures do not matter here: the real commit
+// reports its own.
+func (m *Machine) warmCommit() {
+	st, err := m.SaveState()
+	if err != nil {
+		return
+	}
+	var ms migrationState
+	if decodeMigrationState(encodeMigrationState(nil, &migrationState{Config: m.savedConfig(), Machine: *st}), &ms) != nil {
+		return
+	}
+	for i, r := range m.runners {
+		if i < len(ms.Machine.VCPUs) {
+			_ = restoreVCPU(r.c, ms.Machine.VCPUs[i])
+		}
+	}
 }
 
 // migrationDest is the receiving machine: its memory from the start, the
