@@ -1,6 +1,7 @@
 package vm
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -9,6 +10,7 @@ import (
 	"sync"
 
 	"github.com/govisor/govisor/internal/diskimage"
+	"github.com/govisor/govisor/internal/kvm"
 	"github.com/govisor/govisor/internal/legacy/acpipm"
 	"github.com/govisor/govisor/internal/pci"
 	"github.com/govisor/govisor/internal/pcihotplug"
@@ -376,14 +378,40 @@ func (m *Machine) hotplugSaveCheck() error {
 
 // restoreHotplug re-arms the hotplug GPE of a restored machine. The
 // machine state does not carry the GPE block; its only guest-set bit is
-// GPE0_EN for hotplug, which every ACPI OS sets at start-up (it has an
-// _E01 method), as it sets PWRBTN_EN: pm1Enable having PWRBTN_EN says the
-// guest's OSPM runs, so the GPE is enabled as it would have been.
-func (m *Machine) restoreHotplug(pm1Enable uint16) {
-	if m.hp == nil || pm1Enable&acpipm.PwrBtnSts == 0 { // PWRBTN_EN is PWRBTN_STS's bit
+// GPE0_EN for hotplug, which every ACPI OS sets once it handles SCIs (the
+// DSDT has an _E01 method). So the GPE is enabled when the saved guest had
+// unmasked the SCI in the I/O APIC (or enabled its ACPI power button): an
+// OS that did not is not yet running ACPI, and ACPICA clears the GPE
+// registers when it starts.
+func (m *Machine) restoreHotplug(st *MachineState) {
+	if m.hp == nil || !sciInUse(st) {
 		return
 	}
 	m.hp.ctrl.GPEDevice().Write(2, []byte{1 << pcihotplug.GPEBit})
+}
+
+// Layout of struct kvm_ioapic_state (Linux arch/x86/include/uapi/asm/kvm.h):
+// base_address, ioregsel, id, irr, pad, then 24 64-bit redirection entries
+// whose bit 16 masks the pin (82093AA I/O APIC datasheet, 3.2.4).
+const (
+	ioapicRedirTable = 24
+	ioapicMasked     = 1 << 16
+)
+
+// sciInUse reports whether the saved guest handles SCIs: its I/O APIC pin
+// for the SCI is unmasked, or it enabled the ACPI power button event.
+func sciInUse(st *MachineState) bool {
+	if st.PM.Enable&acpipm.PwrBtnSts != 0 { // PWRBTN_EN is PWRBTN_STS's bit
+		return true
+	}
+	for _, c := range st.IRQChips {
+		if c.ChipID != kvm.IRQChipIOAPIC {
+			continue
+		}
+		off := ioapicRedirTable + 8*sciIRQ
+		return binary.LittleEndian.Uint64(c.Chip[off:off+8])&ioapicMasked == 0
+	}
+	return false
 }
 
 // hotplugDiskStats returns the request counts of the hot-plugged disks, by slot.

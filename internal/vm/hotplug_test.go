@@ -2,12 +2,14 @@ package vm
 
 import (
 	"bytes"
+	"encoding/binary"
 	"errors"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
+	"github.com/govisor/govisor/internal/kvm"
 	"github.com/govisor/govisor/internal/kvm/kvmtest"
 	"github.com/govisor/govisor/internal/legacy/acpipm"
 	"github.com/govisor/govisor/internal/pcihotplug"
@@ -120,15 +122,26 @@ func TestAttachDetachDisk(t *testing.T) {
 	if _, err := m.AttachDisk(Disk{Path: filepath.Join(dir, "missing.img")}); err == nil {
 		t.Error("attaching a missing image succeeded")
 	}
-	// A restored machine whose guest had not enabled its ACPI power
-	// button gets no GPE enable; one whose guest had gets it back.
-	m.restoreHotplug(0)
-	if en := pioRead(m, pcihotplug.GPEBase+2, 2); en != 0 {
-		t.Errorf("GPE0_EN %#x without an ACPI OS", en)
-	}
-	m.restoreHotplug(acpipm.PwrBtnSts)
-	if en := pioRead(m, pcihotplug.GPEBase+2, 2); en != 1<<pcihotplug.GPEBit {
-		t.Errorf("GPE0_EN %#x after restoring an ACPI guest", en)
+	// A restored machine whose guest did not handle SCIs gets no GPE
+	// enable; one whose guest did gets it back.
+	masked := kvm.IRQChip{ChipID: kvm.IRQChipIOAPIC}
+	binary.LittleEndian.PutUint64(masked.Chip[ioapicRedirTable+8*sciIRQ:], ioapicMasked)
+	unmasked := kvm.IRQChip{ChipID: kvm.IRQChipIOAPIC}
+	for _, tc := range []struct {
+		name string
+		st   MachineState
+		want uint64
+	}{
+		{"no irqchip state", MachineState{}, 0},
+		{"SCI masked", MachineState{IRQChips: []kvm.IRQChip{{ChipID: kvm.IRQChipPICMaster}, masked}}, 0},
+		{"SCI unmasked", MachineState{IRQChips: []kvm.IRQChip{unmasked}}, 1 << pcihotplug.GPEBit},
+		{"power button enabled", MachineState{IRQChips: []kvm.IRQChip{masked}, PM: acpipm.State{Enable: acpipm.PwrBtnSts}}, 1 << pcihotplug.GPEBit},
+	} {
+		m.hp.ctrl.GPEDevice().Write(2, []byte{0, 0})
+		m.restoreHotplug(&tc.st)
+		if en := pioRead(m, pcihotplug.GPEBase+2, 2); en != tc.want {
+			t.Errorf("restore with %s: GPE0_EN %#x, want %#x", tc.name, en, tc.want)
+		}
 	}
 	info, err := m.AttachDisk(Disk{Path: hot, ReadOnly: true})
 	if err != nil {

@@ -297,7 +297,7 @@ func (m *Machine) restoreState(st *MachineState) error {
 	m.rtc.RestoreState(st.RTC)
 	m.pm.RestoreState(st.PM)
 	m.pci.RestoreState(st.PCI)
-	m.restoreHotplug(st.PM.Enable)
+	m.restoreHotplug(st)
 	if len(st.Virtio) != len(m.transports) {
 		return fmt.Errorf("vm: state has %d virtio devices, config %d", len(st.Virtio), len(m.transports))
 	}
