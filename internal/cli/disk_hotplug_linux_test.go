@@ -139,3 +139,63 @@ func openFiles(pid int, path string) bool {
 	}
 	return false
 }
+
+// TestLinuxDiskHotplugAfterRestore snapshots a booted guest, restores it in
+// a new VMM and hot-plugs a disk there: the restored machine re-arms the
+// hotplug GPE the guest enabled before the snapshot.
+func TestLinuxDiskHotplugAfterRestore(t *testing.T) {
+	t.Parallel() // boots Linux: minutes on kvm_pvm
+	kernel, initrd := kvmtest.LinuxGuest(t)
+	dir := t.TempDir()
+	bin := govisorBin(t)
+	sock, snap := filepath.Join(dir, "vmm.sock"), filepath.Join(dir, "snap")
+	hot := filepath.Join(dir, "hot.raw")
+	if err := os.WriteFile(hot, bytes.Repeat([]byte("RESTORED-PATTERN"), 1<<16), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	script := "echo HP-WAITING; i=0; while [ ! -e /sys/block/vda ] && [ $i -lt 900 ]; do sleep 1; i=$((i+1)); done; " +
+		"echo HP-DATA=$(dd if=/dev/vda bs=16 count=1 2>/dev/null); sleep 1000"
+	ctl := func(args ...string) (string, error) {
+		out, err := exec.Command(bin, append([]string{"ctl", "--api-sock", sock}, args...)...).CombinedOutput()
+		return string(out), err
+	}
+	first := exec.Command(bin, "run", "--kernel", kernel, "--initrd", initrd, "--memory", "256M", "--api-sock", sock,
+		"--cmdline", kvmtest.LinuxCmdline+` run="`+script+`"`)
+	var snapErr error
+	con1, stderr1, _ := followConsole(t, first, func(line string) {
+		if strings.Contains(line, "HP-WAITING") {
+			var out string
+			if out, snapErr = ctl("snapshot", snap); snapErr != nil {
+				snapErr = fmt.Errorf("%v: %s", snapErr, out)
+			}
+			first.Process.Kill()
+		}
+	})
+	if snapErr != nil || !strings.Contains(con1, "HP-WAITING") {
+		t.Fatalf("snapshot: %v\nconsole:\n%s\nstderr:\n%s", snapErr, con1, stderr1)
+	}
+	os.Remove(sock)
+	second := exec.Command(bin, "run", "--restore", snap, "--api-sock", sock)
+	attached := make(chan struct{})
+	go func() {
+		defer close(attached)
+		for deadline := time.Now().Add(2 * time.Minute); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
+			if out, err := ctl("info"); err == nil && strings.Contains(out, `"running"`) {
+				break
+			}
+		}
+		if out, err := ctl("disk-attach", hot+",readonly"); err != nil {
+			t.Errorf("disk-attach after restore: %v\n%s", err, out)
+			second.Process.Kill()
+		}
+	}()
+	con2, stderr2, _ := followConsole(t, second, func(line string) {
+		if strings.Contains(line, "HP-DATA") {
+			second.Process.Kill()
+		}
+	})
+	<-attached
+	if !strings.Contains(con2, "HP-DATA=RESTORED-PATTERN") {
+		t.Fatalf("the restored guest did not read the hot-plugged disk; console:\n%s\nstderr:\n%s", con2, stderr2)
+	}
+}
