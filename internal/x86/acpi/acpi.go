@@ -1,6 +1,7 @@
 // Package acpi writes the ACPI tables of govisor's x86-64 machine: RSDP,
 // RSDT, XSDT, FADT with FACS, MADT and a DSDT in hand-assembled AML
-// describing the PCI host bridge, COM1 and the S5 (soft-off) state.
+// describing the PCI host bridge, COM1 and the S5 (soft-off) state, and,
+// when the machine has them, hot-pluggable PCI slots with their GPE.
 //
 // Section numbers refer to the ACPI Specification 6.5 (August 2022).
 package acpi
