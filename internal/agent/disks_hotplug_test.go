@@ -72,8 +72,14 @@ func TestDiskHotplugAPI(t *testing.T) {
 		t.Errorf("the remaining disk is not the read-only one: %+v", got.Spec.Disks)
 	}
 
-	// A running VM: the VMM hot-plugs the disk.
-	if _, err := ta.cli.CreateVM(ctx, spec("hot", kernel, ""), true); err != nil {
+	// A running VM with a boot disk: the VMM hot-plugs the new disk.
+	boot := filepath.Join(dir, "boot.raw")
+	if err := os.WriteFile(boot, make([]byte, 1<<20), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	hs := spec("hot", kernel, "")
+	hs.Disks = []api.DiskSpec{{Path: boot}}
+	if _, err := ta.cli.CreateVM(ctx, hs, true); err != nil {
 		t.Fatal(err)
 	}
 	waitVM(t, ta.cli, "hot", "running", func(v api.VM) bool { return v.Status.State == api.StateRunning })
@@ -89,22 +95,25 @@ func TestDiskHotplugAPI(t *testing.T) {
 	if _, err := ta.cli.Do(ctx, "POST", "/v1/vms/hot/disks", api.DiskSpec{Path: img}, &v); err != nil {
 		t.Fatal(err)
 	}
-	if len(v.Spec.Disks) != 1 || v.Spec.Disks[0].Path != img {
+	if len(v.Spec.Disks) != 2 || v.Spec.Disks[1].Path != img {
 		t.Fatalf("definition after attach: %+v", v.Spec.Disks)
 	}
 	ds, err := vmm.Disks()
-	if err != nil || len(ds) != 1 || ds[0].Name != "vda" || !ds[0].Hotplugged || ds[0].Path != img || ds[0].State != "attached" {
+	if err != nil || len(ds) != 2 || ds[1].Name != "vdb" || !ds[1].Hotplugged || ds[1].Path != img || ds[1].State != "attached" {
 		t.Fatalf("VMM disks after attach: %+v, %v", ds, err)
 	}
-	var after api.VM // a fresh value: the answer omits an empty disk list
-	if _, err := ta.cli.Do(ctx, "DELETE", "/v1/vms/hot/disks/0", nil, &after); err != nil {
+	if _, err := ta.cli.Do(ctx, "DELETE", "/v1/vms/hot/disks/0", nil, nil); status(err) != 409 || !strings.Contains(err.Error(), "stop the VM") {
+		t.Errorf("detaching the boot disk of a running VM: %v", err)
+	}
+	var after api.VM
+	if _, err := ta.cli.Do(ctx, "DELETE", "/v1/vms/hot/disks/1", nil, &after); err != nil {
 		t.Fatal(err)
 	}
-	if after.Spec.Name != "hot" || len(after.Spec.Disks) != 0 {
+	if after.Spec.Name != "hot" || len(after.Spec.Disks) != 1 || after.Spec.Disks[0].Path != boot {
 		t.Fatalf("definition after detach: %+v", after.Spec)
 	}
 	ds, err = vmm.Disks()
-	if err != nil || len(ds) != 1 || ds[0].State != "detaching" {
+	if err != nil || len(ds) != 2 || ds[1].State != "detaching" {
 		t.Fatalf("VMM disks after the detach request: %+v, %v", ds, err)
 	}
 	if _, err := ta.cli.Action(ctx, "hot", "stop", 30*time.Second); err != nil && !strings.Contains(err.Error(), "stopped") {
