@@ -107,7 +107,11 @@ func (a *Agent) handleDetachDisk(w http.ResponseWriter, r *http.Request) {
 	disks := rec.Desired.Spec.Disks
 	i, err := strconv.Atoi(r.PathValue("index"))
 	if err != nil || i < 0 || i >= len(disks) {
-		httpError(w, fmt.Errorf("%w: disk %q of VM %s: give an index from 0 to %d", store.ErrNotFound, r.PathValue("index"), name, len(disks)-1))
+		if len(disks) == 0 {
+			httpError(w, errf(store.ErrNotFound, "VM %s has no disks", name))
+			return
+		}
+		httpError(w, errf(store.ErrNotFound, "VM %s has no disk %q: give an index from 0 to %d", name, r.PathValue("index"), len(disks)-1))
 		return
 	}
 	path := disks[i].Path

@@ -32,7 +32,7 @@ func runGovisorInput(t *testing.T, input string, args ...string) (stdout, stderr
 }
 
 // TestVMActionCommands drives `govisor vm console|pause|resume|snapshot|
-// snapshots|restore|reboot|migrate` against `govisor serve` with a guest
+// snapshots|restore|reboot|migrate|disk-attach|disk-detach` against `govisor serve` with a guest
 // that echoes its serial input, including the exit codes of refusals.
 func TestVMActionCommands(t *testing.T) {
 	kvmtest.Require(t)
@@ -43,6 +43,7 @@ func TestVMActionCommands(t *testing.T) {
 		return runGovisor(t, append(args, "--socket", sock)...)
 	}
 	os.WriteFile(filepath.Join(dir, "echo.elf"), kvmtest.PVHELF(echoGuest(), 0x100000), 0o644)
+	os.WriteFile(filepath.Join(dir, "extra.raw"), make([]byte, 1<<20), 0o644)
 	def := "name: echo\nmemory: 64M\nkernel: echo.elf\nboot: pvh\ndebugExit: true\nrestartPolicy: never\nstopTimeout: 0s\n"
 	os.WriteFile(filepath.Join(dir, "echo.yaml"), []byte(def), 0o644)
 	if _, errOut, code := gov("vm", "create", "-f", filepath.Join(dir, "echo.yaml")); code != 0 {
@@ -91,6 +92,11 @@ func TestVMActionCommands(t *testing.T) {
 		{[]string{"vm", "pause", "echo"}, 4, "it is stopped"},
 		{[]string{"vm", "snapshot", "echo", "s2"}, 4, "it is stopped"},
 		{[]string{"vm", "console", "echo"}, 4, "it is stopped"},
+		{[]string{"vm", "disk-attach", "echo", filepath.Join(dir, "extra.raw"), "--readonly"}, 0, "extra.raw"},
+		{[]string{"vm", "disk-attach", "echo", filepath.Join(dir, "missing.raw")}, 2, "missing.raw"},
+		{[]string{"vm", "disk-detach", "echo", "1"}, 3, "has no disk \"1\": give an index from 0 to 0"},
+		{[]string{"vm", "disk-detach", "echo", "first"}, 2, "give the disk's position"},
+		{[]string{"vm", "disk-detach", "echo", "0"}, 0, "INDEX"},
 		{[]string{"vm", "pause", "ghost"}, 3, "not found"},
 	}
 	for _, s := range steps {

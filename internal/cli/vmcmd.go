@@ -191,7 +191,7 @@ YAML file:
 		vmActionCmd(f, "reboot", "Reset a VM (no guest shutdown: a new VMM boots it at once)", "reboot"),
 		vmPauseResumeCmd(f, "pause", "Pause a running VM's vCPUs"),
 		vmPauseResumeCmd(f, "resume", "Resume a paused VM"),
-		vmSnapshotCmd(f), vmSnapshotsCmd(f), vmRestoreCmd(f), vmMigrateCmd(f),
+		vmSnapshotCmd(f), vmSnapshotsCmd(f), vmRestoreCmd(f), vmMigrateCmd(f), vmDiskAttachCmd(f), vmDiskDetachCmd(f),
 		vmStopCmd(f))
 	return cmd
 }
