@@ -48,8 +48,9 @@ type runOptions struct {
 func newRunCmd() *cobra.Command {
 	o := &runOptions{}
 	cmd := &cobra.Command{
-		Use:   "run --kernel PATH [--initrd PATH] [--cmdline ARGS] [--cpus N] [--memory SIZE]",
-		Short: "Boot a VM in the foreground with its serial console on this terminal",
+		Use:     "run --kernel PATH [--initrd PATH] [--cmdline ARGS] [--cpus N] [--memory SIZE]",
+		Aliases: []string{"vmm"}, // the per-VM monitor process the agent runs
+		Short:   "Boot a VM in the foreground with its serial console on this terminal",
 		Long: `Boot a VM in the foreground. The serial console is connected to the terminal
 (raw mode; press Ctrl-A X to quit) or to stdin/stdout when they are pipes.
 The process exits 0 when the guest powers off; a guest reboot restarts the
