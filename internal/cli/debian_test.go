@@ -146,21 +146,30 @@ func TestConsoleWatch(t *testing.T) {
 // TestDebianLogin boots a debootstrapped Debian 12 (guest/build-debian.sh)
 // from a virtio-blk root disk with systemd to its serial login prompt, logs
 // in as root and runs a command. Opt-in (`make test-debian`): on kvm_pvm
-// this takes many minutes. The console goes to console.log in the guest's
-// folder. GOVISOR_DEBIAN_CPUS sets the vCPU count (default 2).
+// this takes many minutes. It boots a copy of the image; the console goes to
+// console.log in the guest's folder. GOVISOR_DEBIAN_CPUS sets the vCPU count
+// (default 1).
 func TestDebianLogin(t *testing.T) {
 	dir := os.Getenv("GOVISOR_DEBIAN")
 	if dir == "" {
 		t.Skip("opt-in: run `make test-debian` (sets GOVISOR_DEBIAN to the guest built by guest/build-debian.sh)")
 	}
 	kvmtest.Require(t)
-	cpus := 2
+	// One vCPU by default: this host has two CPUs and guest-kernel code is
+	// emulated, so a second vCPU mostly adds IPIs and contention.
+	cpus := 1
 	if s := os.Getenv("GOVISOR_DEBIAN_CPUS"); s != "" {
 		n, err := strconv.Atoi(s)
 		if err != nil {
 			t.Fatalf("GOVISOR_DEBIAN_CPUS=%q: %v", s, err)
 		}
 		cpus = n
+	}
+	// Boot a sparse copy: the guest mounts its root read-write, and every
+	// run should start from the image the build script made.
+	disk := filepath.Join(t.TempDir(), "rootfs.ext4")
+	if out, err := exec.Command("cp", "--sparse=always", filepath.Join(dir, "rootfs.ext4"), disk).CombinedOutput(); err != nil {
+		t.Fatalf("copy the root disk: %v\n%s", err, out)
 	}
 	conLog, err := os.Create(filepath.Join(dir, "console.log"))
 	if err != nil {
@@ -174,7 +183,7 @@ func TestDebianLogin(t *testing.T) {
 	// PID 1 crash, say so at once instead of writing its core for minutes.
 	cmd := exec.Command(govisorBin(t), "run", "--kernel", filepath.Join(dir, "bzImage"),
 		"--cpus", strconv.Itoa(cpus), "--memory", "1G",
-		"--disk", "path="+filepath.Join(dir, "rootfs.ext4"), "--rng",
+		"--disk", "path="+disk, "--rng",
 		"--cmdline", "console=ttyS0 root=/dev/vda rw rodata=off quiet systemd.show_status=1 systemd.service_watchdogs=0 systemd.dump_core=0")
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
@@ -216,7 +225,7 @@ func TestDebianLogin(t *testing.T) {
 	if off, err = con.waitFor("root@govisor-debian", off, deadline); err != nil {
 		fail(err)
 	}
-	if _, err := io.WriteString(in, "systemctl is-system-running; echo DEBIAN-$((6*7))\n"); err != nil {
+	if _, err := io.WriteString(in, "cat /etc/debian_version; echo DEBIAN-$((6*7))\n"); err != nil {
 		fail(err)
 	}
 	if _, err = con.waitFor("DEBIAN-42", off, deadline); err != nil {
