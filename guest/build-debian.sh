@@ -34,6 +34,8 @@ say "debootstrap bookworm into $WORK"
 debootstrap --variant=minbase --include=systemd-sysv,udev,iproute2,procps bookworm "$WORK" "$MIRROR" >&2
 echo govisor-debian > "$WORK/etc/hostname"
 printf '127.0.0.1 localhost\n127.0.1.1 govisor-debian\n' > "$WORK/etc/hosts"
+# pam_env reads the locale at login (minbase has no locales package).
+echo 'LANG=C.UTF-8' > "$WORK/etc/default/locale"
 # Root is mounted read-write by the kernel (rw): no fsck pass, no remount.
 printf '/dev/vda / ext4 defaults 0 0\n' > "$WORK/etc/fstab"
 # Root logs in on the serial console without a password (a test guest).
