@@ -134,10 +134,11 @@ func bench(govisor, qemu, guest string, sizeMiB, tcpMiB int) error {
 	if err := bn.check(); err != nil {
 		return fmt.Errorf("govisor: %w", err)
 	}
-	q, err := run([]string{qemu, "-enable-kvm", "-M", "q35", "-cpu", "host,-arch-capabilities,-cx16", "-m", "512",
+	fmt.Printf("govisor (seconds per measurement): %v\n", g)
+	q, err := run(bn.wrap([]string{qemu, "-enable-kvm", "-M", "q35", "-cpu", "host,-arch-capabilities,-cx16", "-m", "512",
 		"-nodefaults", "-no-user-config", "-nographic", "-serial", "stdio", "-kernel", kernel, "-initrd", initrd,
 		"-append", qcmd, "-drive", "file=" + img + ",format=raw,if=none,id=d0", "-device", "virtio-blk-pci,drive=d0",
-		"-netdev", "tap,id=n0,ifname=" + tapName + ",script=no,downscript=no,vhost=off", "-device", "virtio-net-pci,netdev=n0"})
+		"-netdev", "tap,id=n0,ifname=" + tapName + ",script=no,downscript=no,vhost=off", "-device", "virtio-net-pci,netdev=n0"}))
 	if err != nil {
 		return fmt.Errorf("qemu: %w", err)
 	}
