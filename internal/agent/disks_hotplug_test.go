@@ -24,6 +24,9 @@ func TestDiskHotplugAPI(t *testing.T) {
 	bin := govisorBin(t)
 	dir := t.TempDir()
 	ta := startAgent(t, filepath.Join(dir, "state"), func(c *Config) { c.Executable = bin })
+	// Before t.TempDir goes: an embedded etcd whose data directory vanishes
+	// ends the whole test process.
+	defer ta.Shutdown(context.Background())
 	ctx := context.Background()
 	kernel := writeGuest(t, dir, "idle.elf", idleGuest("IDLE-UP\n"))
 	img := filepath.Join(dir, "data.raw")
