@@ -4,6 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 ./scripts/deps.sh test
+./scripts/deps.sh libvirt
 make -s build >/dev/null
 # libvirt runs QEMU as libvirt-qemu (group kvm); Debian's udev rule makes
 # /dev/kvm root:kvm 0660, which hosts without udev (containers) lack.
