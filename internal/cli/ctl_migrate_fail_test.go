@@ -1,7 +1,6 @@
 package cli
 
 import (
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -20,33 +19,15 @@ func TestMigrateDestinationKilled(t *testing.T) {
 	dir := t.TempDir()
 	src, dst, addr := startMigrationPair(t, dir)
 
-	ctl := exec.Command(govisorBin(t), "ctl", "--api-sock", src.sock, "migrate", addr, "--bandwidth", "256K", "-q")
-	var ctlOut, ctlErr syncBuffer
-	ctl.Stdout, ctl.Stderr = &ctlOut, &ctlErr
-	if err := ctl.Start(); err != nil {
-		t.Fatal(err)
-	}
-	ctlDone := make(chan error, 1)
-	go func() { ctlDone <- ctl.Wait() }()
-	defer ctl.Process.Kill()
+	ctl, _ := startCtlMigrate(t, src.sock, addr, "--bandwidth", "256K", "-q")
 	c := vmmapi.NewClient(src.sock)
-	for deadline := time.Now().Add(20 * time.Second); ; {
-		p, err := c.MigrateProgress()
-		if err == nil && p.State == vmmapi.MigrateRunning && p.BytesSent > 0 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("the migration never ran: %+v %v\nctl: %s %s", p, err, ctlOut.String(), ctlErr.String())
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
 	dst.cmd.Process.Kill() // the destination host dies (only the process this test started)
 	select {
-	case err := <-ctlDone:
+	case err := <-ctl.done:
 		if err == nil {
-			t.Fatalf("ctl migrate succeeded though its destination was killed: %s", ctlOut.String())
+			t.Fatalf("ctl migrate succeeded though its destination was killed: %s", ctl.out.String())
 		}
-		t.Logf("ctl migrate: %v: %s", err, strings.TrimSpace(ctlErr.String()))
+		t.Logf("ctl migrate: %v: %s", err, strings.TrimSpace(ctl.err.String()))
 	case <-time.After(60 * time.Second):
 		t.Fatal("ctl migrate still runs a minute after its destination died")
 	}

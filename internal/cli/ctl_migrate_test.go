@@ -213,6 +213,38 @@ func startMigrationPair(t *testing.T, dir string) (src, dst *vmmProc, addr strin
 	return src, dst, addr
 }
 
+// ctlRun is a `govisor ctl migrate` process under test.
+type ctlRun struct {
+	cmd      *exec.Cmd
+	out, err syncBuffer
+	done     chan error
+}
+
+// startCtlMigrate starts `govisor ctl migrate addr args...` against the VMM
+// at sock and waits until its API shows the migration running with bytes
+// sent (the API answers while PUT /migrate runs).
+func startCtlMigrate(t *testing.T, sock, addr string, args ...string) (*ctlRun, vmmapi.MigrateProgress) {
+	t.Helper()
+	r := &ctlRun{done: make(chan error, 1)}
+	r.cmd = exec.Command(govisorBin(t), append([]string{"ctl", "--api-sock", sock, "migrate", addr}, args...)...)
+	r.cmd.Stdout, r.cmd.Stderr = &r.out, &r.err
+	if err := r.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() { r.done <- r.cmd.Wait() }()
+	t.Cleanup(func() { r.cmd.Process.Kill() })
+	c := vmmapi.NewClient(sock)
+	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		p, err := c.MigrateProgress()
+		if err == nil && p.State == vmmapi.MigrateRunning && p.BytesSent > 0 {
+			return r, p
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("never saw the migration running with bytes sent: %+v, %v\nctl: %s %s", p, err, r.out.String(), r.err.String())
+		}
+	}
+}
+
 // TestMigrateProgressCancelAndRetry migrates a guest that keeps 2 MiB dirty
 // under a low bandwidth limit: `govisor ctl migrate` prints progress, the
 // API shows it running, and SIGINT cancels it; the source keeps running and
@@ -222,51 +254,29 @@ func TestMigrateProgressCancelAndRetry(t *testing.T) {
 	dir := t.TempDir()
 	src, dst1, addr1 := startMigrationPair(t, dir)
 
-	ctl := exec.Command(govisorBin(t), "ctl", "--api-sock", src.sock, "migrate", addr1, "--bandwidth", "256K", "--max-downtime", "20ms")
-	var ctlOut, ctlErr syncBuffer
-	ctl.Stdout, ctl.Stderr = &ctlOut, &ctlErr
-	if err := ctl.Start(); err != nil {
-		t.Fatal(err)
-	}
-	ctlDone := make(chan error, 1)
-	go func() { ctlDone <- ctl.Wait() }()
-	defer ctl.Process.Kill()
-
 	// The API answers while the migration runs, and shows it running.
-	c := vmmapi.NewClient(src.sock)
-	var p vmmapi.MigrateProgress
-	for deadline := time.Now().Add(20 * time.Second); ; {
-		var err error
-		p, err = c.MigrateProgress()
-		if err == nil && p.State == vmmapi.MigrateRunning && p.BytesSent > 0 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("never saw the migration running with bytes sent: %+v, %v\nctl: %s", p, err, ctlErr.String())
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	ctl, p := startCtlMigrate(t, src.sock, addr1, "--bandwidth", "256K", "--max-downtime", "20ms")
 	if p.To != addr1 || p.ElapsedMS <= 0 {
 		t.Errorf("running progress %+v", p)
 	}
 	// Wait for the ctl's first progress line, then Ctrl-C it.
-	for deadline := time.Now().Add(20 * time.Second); !strings.Contains(ctlErr.String(), "migrate: round"); {
+	for deadline := time.Now().Add(20 * time.Second); !strings.Contains(ctl.err.String(), "migrate: round"); {
 		if time.Now().After(deadline) {
-			t.Fatalf("no progress line from ctl migrate: %q", ctlErr.String())
+			t.Fatalf("no progress line from ctl migrate: %q", ctl.err.String())
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	ctl.Process.Signal(os.Interrupt)
+	ctl.cmd.Process.Signal(os.Interrupt)
 	select {
-	case err := <-ctlDone:
+	case err := <-ctl.done:
 		var ee *exec.ExitError
-		if !errors.As(err, &ee) || ee.ExitCode() != 130 || !strings.Contains(ctlErr.String(), "cancelled") {
-			t.Fatalf("ctl migrate after Ctrl-C: %v\nstderr: %s", err, ctlErr.String())
+		if !errors.As(err, &ee) || ee.ExitCode() != 130 || !strings.Contains(ctl.err.String(), "cancelled") {
+			t.Fatalf("ctl migrate after Ctrl-C: %v\nstderr: %s", err, ctl.err.String())
 		}
 	case <-time.After(30 * time.Second):
-		t.Fatalf("ctl migrate did not end after Ctrl-C: %s", ctlErr.String())
+		t.Fatalf("ctl migrate did not end after Ctrl-C: %s", ctl.err.String())
 	}
-	t.Logf("ctl stderr:\n%s", ctlErr.String())
+	t.Logf("ctl stderr:\n%s", ctl.err.String())
 	// `govisor ctl migration` shows how it ended.
 	out, errOut, err := runCtl(t, src.sock, "migration")
 	var after vmmapi.MigrateProgress
