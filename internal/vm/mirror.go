@@ -82,13 +82,16 @@ func (t *trackedImage) WriteAt(p []byte, off int64) (int, error) {
 // The virtio-blk device offers discard and write-zeroes only when the image
 // can do them, so each combination gets its own type.
 type (
-	trackedDiscard      struct{ *trackedImage }
-	trackedZero         struct{ *trackedImage }
-	trackedDiscardZero  struct{ *trackedImage }
-	discarderZeroWriter interface {
-		blk.Discarder
-		blk.ZeroWriter
-	}
+	trackedDiscard     struct{ *trackedImage }
+	trackedZero        struct{ *trackedImage }
+	trackedDiscardZero struct{ *trackedImage }
+)
+
+var (
+	_ blk.Discarder  = trackedDiscard{}
+	_ blk.ZeroWriter = trackedZero{}
+	_ blk.Discarder  = trackedDiscardZero{}
+	_ blk.ZeroWriter = trackedDiscardZero{}
 )
 
 func (t *trackedImage) discard(off, n int64) error {
@@ -121,7 +124,6 @@ func track(img diskimage.Image) (diskimage.Image, *dirtyBlocks) {
 	_, zw := img.(blk.ZeroWriter)
 	switch {
 	case dc && zw:
-		var _ discarderZeroWriter = trackedDiscardZero{t}
 		return trackedDiscardZero{t}, d
 	case dc:
 		return trackedDiscard{t}, d
