@@ -113,16 +113,15 @@ func (a *Agent) handleIncoming(w http.ResponseWriter, r *http.Request) {
 		httpError(w, err)
 		return
 	}
-	vmmSpec, targets, prebuild := withoutDisks(s), []string(nil), len(s.Disks) == 0
+	vmmSpec, targets := withoutDisks(s), []string(nil)
 	if len(req.MirrorDisks) > 0 {
-		prebuild = true
 		if vmmSpec, targets, err = mirrorTargets(dir, s, req.MirrorDisks); err != nil {
 			a.mu.Unlock()
 			httpError(w, err)
 			return
 		}
 	}
-	p, err := spawn(a.cfg.Executable, marker(a.id, name), dir, s, incomingArgs(vmmSpec, addr, prebuild), a.ConsolePath(name), filepath.Join(dir, "vmm.log"))
+	p, err := spawn(a.cfg.Executable, marker(a.id, name), dir, s, incomingArgs(vmmSpec, addr), a.ConsolePath(name), filepath.Join(dir, "vmm.log"))
 	if err != nil {
 		a.mu.Unlock()
 		removeFiles(targets)

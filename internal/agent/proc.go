@@ -111,22 +111,9 @@ func restoreArgs(s api.VMSpec, snapDir string) []string {
 }
 
 // incomingArgs are the `govisor run` arguments of a live migration's
-// destination VMM, waiting on addr; prebuild lets it build the machine
-// before the migration starts (its devices are all known).
-func incomingArgs(s api.VMSpec, addr string, prebuild bool) []string {
-	args := vmmArgs(s)
-	if !prebuild {
-		// Disks on shared storage are opened at the handover, once the
-		// source has flushed them, so the machine cannot be built before:
-		// without --cpus the VMM builds it from the migration stream.
-		for i := 0; i+1 < len(args); i++ {
-			if args[i] == "--cpus" {
-				args = append(args[:i], args[i+2:]...)
-				break
-			}
-		}
-	}
-	return append(args, "--incoming", addr)
+// destination VMM, waiting on addr.
+func incomingArgs(s api.VMSpec, addr string) []string {
+	return append(vmmArgs(s), "--incoming", addr)
 }
 
 // spawn starts a VMM child with args: argv[0] is the marker, stdin is

@@ -280,6 +280,15 @@ func (d *migrationDest) commit(state []byte, targets []Disk) error {
 	sc := ms.Config
 	d.mu.Lock()
 	defer d.mu.Unlock()
+	if d.prebuilt && len(sc.Disks) > 0 && targets == nil {
+		// The source's disks are on shared storage: they may be opened only
+		// now that the source has flushed them, so the machine is built
+		// anew around the memory already received.
+		pm := d.m
+		pm.mem = nil
+		pm.Close()
+		d.m, d.prebuilt = nil, false
+	}
 	if d.prebuilt {
 		mine := d.m.savedConfig()
 		if mine.CPUs != sc.CPUs || mine.RNG != sc.RNG || mine.Balloon != sc.Balloon || len(mine.Nets) != len(sc.Nets) ||

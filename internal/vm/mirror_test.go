@@ -239,3 +239,45 @@ func TestTrackedImage(t *testing.T) {
 		}
 	}
 }
+
+// TestPrebuiltDestinationSharedDisk migrates a guest whose disk is on
+// storage both sides share to a destination built before the migration
+// (--cpus given): it gives up its early machine and builds one around the
+// received memory with the source's disk.
+func TestPrebuiltDestinationSharedDisk(t *testing.T) {
+	kvmtest.Require(t)
+	shared := filepath.Join(t.TempDir(), "shared.qcow2")
+	newImage(t, shared, "qcow2", []int64{1})
+	m, err := New(Config{CPUs: 1, MemoryMiB: 64, Flat: &Flat{Code: countingGuest(), Addr: flatAddr}, DebugExit: true,
+		Disks: []Disk{{Path: shared}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(m.Close)
+	if err := m.Start(); err != nil {
+		t.Fatal(err)
+	}
+	waitCounter(t, m, 1000)
+	conn, dest := incomingLoopback(t, Config{MemoryMiB: 64, CPUs: 1, DebugExit: true})
+	if _, err := m.MigrateTo(context.Background(), conn, migration.Options{MaxDowntime: 50 * time.Millisecond}); err != nil {
+		t.Fatalf("migrate: %v", err)
+	}
+	conn.Close()
+	r := <-dest
+	if r.err != nil {
+		t.Fatalf("incoming: %v", r.err)
+	}
+	defer r.m.Close()
+	if d := r.m.Config().Disks; len(d) != 1 || d[0].Path != shared {
+		t.Fatalf("destination disks %+v, want the shared %s", d, shared)
+	}
+	last := counter(m)
+	if got := counter(r.m); got != last {
+		t.Fatalf("destination counter %d, source stopped at %d", got, last)
+	}
+	if err := r.m.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { r.m.Stop(Exit{Reason: ExitHost}); r.m.Wait() }()
+	waitCounter(t, r.m, last+1000)
+}
