@@ -65,7 +65,7 @@ func TestMigrateMirrorsDisks(t *testing.T) {
 	if _, err := ta.cli.CreateVM(ctx, s, true); err != nil {
 		t.Fatal(err)
 	}
-	waitVM(t, ta.cli, "mirrored", "running", func(v api.VM) bool { return v.Status.State == api.StateRunning })
+	first := waitVM(t, ta.cli, "mirrored", "running", func(v api.VM) bool { return v.Status.State == api.StateRunning })
 	waitVMMAPI(t, ta, "mirrored")
 
 	// A failed destination keeps no copies.
@@ -96,7 +96,13 @@ func TestMigrateMirrorsDisks(t *testing.T) {
 	if argv := vmmArgv(got.Status.PID); !strings.Contains(argv, "--disk path="+copyB) {
 		t.Errorf("destination VMM runs %q", argv)
 	}
-	// hostb -> testhost: mirrored again, from the qcow2 copy.
+	// hostb -> testhost: mirrored again, from the qcow2 copy, once the
+	// first source VMM has gone.
+	waitVM(t, ta.cli, "mirrored", "gone from testhost", func(api.VM) bool {
+		ta.mu.Lock()
+		defer ta.mu.Unlock()
+		return !alive(first.Status.PID) && ta.procs["mirrored"] == nil
+	})
 	got, err = tb.cli.Migrate(ctx, "mirrored", api.MigrateRequest{Host: "testhost"})
 	if err != nil {
 		t.Fatal(err)
