@@ -179,9 +179,15 @@ func TestNetworks(t *testing.T) {
 	if n.Bridge != "gv-lan" || n.Kind != api.NetworkBridge {
 		t.Fatalf("network %+v", n)
 	}
-	br, err := hostnet.Get("gv-lan")
-	if err != nil || br.Kind != "bridge" || !br.Up || len(br.Addrs) == 0 || br.Addrs[0].String() != "169.254.50.1/16" {
-		t.Fatalf("bridge %+v, %v", br, err)
+	// The agent's reconciler makes the bridge: give it a moment on a busy host.
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		br, err := hostnet.Get("gv-lan")
+		if err == nil && br.Kind == "bridge" && br.Up && len(br.Addrs) > 0 && br.Addrs[0].String() == "169.254.50.1/16" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("bridge %+v, %v", br, err)
+		}
 	}
 
 	// API errors, each leaving nothing behind.
