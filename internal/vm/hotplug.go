@@ -1,17 +1,16 @@
 package vm
 
 import (
-	"encoding/binary"
+	"cmp"
 	"errors"
 	"fmt"
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"sync"
 
 	"github.com/govisor/govisor/internal/diskimage"
-	"github.com/govisor/govisor/internal/kvm"
-	"github.com/govisor/govisor/internal/legacy/acpipm"
 	"github.com/govisor/govisor/internal/pci"
 	"github.com/govisor/govisor/internal/pcihotplug"
 	"github.com/govisor/govisor/internal/virtio/blk"
@@ -36,9 +35,10 @@ var (
 	// ErrDiskInUse is returned when attaching an image the machine already has
 	// open: two writers of one image corrupt it.
 	ErrDiskInUse = errors.New("vm: the machine already uses this image")
-	// ErrHotplugSave is returned when saving a machine with hot-plugged
-	// disks, which snapshots and migrations do not carry yet.
-	ErrHotplugSave = errors.New("vm: detach hot-plugged disks before a snapshot or migration")
+	// ErrHotplugMirroring is returned when attaching or detaching a disk
+	// while a migration mirrors the machine's disks: the set it copies is
+	// fixed when it starts.
+	ErrHotplugMirroring = errors.New("vm: disks cannot be attached or detached while a migration mirrors them: wait for it to end")
 )
 
 // DiskInfo describes one of the machine's disks.
@@ -59,6 +59,12 @@ type hotplug struct {
 	ctrl  *pcihotplug.Controller
 	mu    sync.Mutex
 	slots map[int]*hotSlot
+	seq   uint64 // attach order of the last disk attached
+	// mirror is the list of disks a mirroring migration copies (boot
+	// disks, then hot-plugged ones in attach order), fixed when it starts;
+	// nil when none runs (mirror.go).
+	mirror  []mirrorDisk
+	ejected []*hotDisk // ejected while mirrored: closed when the mirror ends
 }
 
 // hotSlot is a hot-pluggable PCI slot: the pci.Device the bus holds for
@@ -70,10 +76,13 @@ type hotSlot struct {
 
 // hotDisk is a hot-plugged disk.
 type hotDisk struct {
-	info DiskInfo
-	img  diskimage.Image
-	dev  *blk.Device
-	tr   *pcitransport.Transport
+	info  DiskInfo
+	cfg   Disk // as attached: what a snapshot or migration reopens
+	seq   uint64
+	img   diskimage.Image // tracked for mirroring (mirror.go)
+	dirty *dirtyBlocks
+	dev   *blk.Device
+	tr    *pcitransport.Transport
 }
 
 func (s *hotSlot) ConfigRead(offset uint16, data []byte) {
@@ -148,7 +157,8 @@ func diskName(i int) string {
 }
 
 // Disks lists the machine's disks: those it booted with, then the
-// hot-plugged ones by slot.
+// hot-plugged ones in the order they were attached (the order in which a
+// mirroring migration's destination takes its --disk targets).
 func (m *Machine) Disks() []DiskInfo {
 	var out []DiskInfo
 	for i, d := range m.cfg.Disks {
@@ -159,15 +169,24 @@ func (m *Machine) Disks() []DiskInfo {
 	}
 	m.hp.mu.Lock()
 	defer m.hp.mu.Unlock()
-	for n := pci.FirstSlot; n < pci.NumSlots; n++ {
-		if s := m.hp.slots[n]; s != nil {
-			s.mu.RLock()
-			if s.disk != nil {
-				out = append(out, s.disk.info)
-			}
-			s.mu.RUnlock()
-		}
+	for _, hd := range m.hotDisks() {
+		out = append(out, hd.info)
 	}
+	return out
+}
+
+// hotDisks returns the hot-plugged disks in attach order (hp.mu held, so
+// that only a guest's eject can change the set meanwhile).
+func (m *Machine) hotDisks() []*hotDisk {
+	var out []*hotDisk
+	for _, s := range m.hp.slots {
+		s.mu.RLock()
+		if s.disk != nil {
+			out = append(out, s.disk)
+		}
+		s.mu.RUnlock()
+	}
+	slices.SortFunc(out, func(a, b *hotDisk) int { return cmp.Compare(a.seq, b.seq) })
 	return out
 }
 
@@ -185,6 +204,9 @@ func (m *Machine) AttachDisk(d Disk) (DiskInfo, error) {
 	}
 	m.hp.mu.Lock()
 	defer m.hp.mu.Unlock()
+	if m.hp.mirror != nil {
+		return DiskInfo{}, ErrHotplugMirroring
+	}
 	slot, name := -1, ""
 	for n := pci.FirstSlot; n < pci.NumSlots && slot < 0; n++ {
 		if s := m.hp.slots[n]; s != nil && s.empty() {
@@ -211,26 +233,11 @@ func (m *Machine) AttachDisk(d Disk) (DiskInfo, error) {
 	if err := m.checkNotInUse(d.Path); err != nil {
 		return DiskInfo{}, err
 	}
-	img, err := diskimage.Open(d.Path, diskimage.OpenOptions{ReadOnly: d.ReadOnly, Direct: d.Direct, Format: d.Format})
+	d = Disk{Path: d.Path, ReadOnly: d.ReadOnly, Direct: d.Direct, Format: d.Format, Serial: d.Serial}
+	hd, err := m.openHotDisk(d, name, slot)
 	if err != nil {
 		return DiskInfo{}, fmt.Errorf("vm: attach disk %s: %w", d.Path, err)
 	}
-	serial := d.Serial
-	if serial == "" {
-		serial = name
-	}
-	dev, err := blk.New(img, blk.Options{ReadOnly: d.ReadOnly, Serial: serial})
-	if err != nil {
-		img.Close()
-		return DiskInfo{}, fmt.Errorf("vm: attach disk %s: %w", d.Path, err)
-	}
-	tr, err := pcitransport.New(dev, m.mem, platform{m})
-	if err != nil {
-		img.Close()
-		return DiskInfo{}, fmt.Errorf("vm: attach disk %s: %w", d.Path, err)
-	}
-	hd := &hotDisk{img: img, dev: dev, tr: tr, info: DiskInfo{Name: name, Path: d.Path, ReadOnly: d.ReadOnly, Format: d.Format,
-		Slot: slot, Hotplugged: true, State: "attached"}}
 	// The BAR stays unassigned: the guest's PCI core sizes and places it
 	// when it scans the slot, as for any hot-added function.
 	s := m.hp.slots[slot]
@@ -241,12 +248,46 @@ func (m *Machine) AttachDisk(d Disk) (DiskInfo, error) {
 		s.mu.Lock()
 		s.disk = nil
 		s.mu.Unlock()
-		tr.Close()
-		img.Close()
+		hd.close()
 		return DiskInfo{}, fmt.Errorf("vm: attach disk %s: %w", d.Path, err)
 	}
 	slog.Info("disk attached", "disk", name, "path", d.Path, "slot", slot)
 	return hd.info, nil
+}
+
+// openHotDisk opens d's image and makes the virtio-blk function for it,
+// as the disk name in slot; hp.mu held. It is not yet in its slot.
+func (m *Machine) openHotDisk(d Disk, name string, slot int) (*hotDisk, error) {
+	img, err := diskimage.Open(d.Path, diskimage.OpenOptions{ReadOnly: d.ReadOnly, Direct: d.Direct, Format: d.Format})
+	if err != nil {
+		return nil, err
+	}
+	img, dirty := track(img)
+	serial := d.Serial
+	if serial == "" {
+		serial = name
+	}
+	dev, err := blk.New(img, blk.Options{ReadOnly: d.ReadOnly, Serial: serial, NumQueues: d.Queues})
+	if err != nil {
+		img.Close()
+		return nil, err
+	}
+	tr, err := pcitransport.New(dev, m.mem, platform{m})
+	if err != nil {
+		img.Close()
+		return nil, err
+	}
+	m.hp.seq++
+	return &hotDisk{img: img, dirty: dirty, dev: dev, tr: tr, cfg: d, seq: m.hp.seq, info: DiskInfo{Name: name, Path: d.Path,
+		ReadOnly: d.ReadOnly, Format: d.Format, Slot: slot, Hotplugged: true, State: "attached"}}, nil
+}
+
+// close stops the disk's device and closes its image.
+func (hd *hotDisk) close() {
+	hd.tr.Close()
+	if err := hd.img.Close(); err != nil {
+		slog.Warn("hot-plugged disk: close image", "disk", hd.info.Name, "path", hd.info.Path, "err", err)
+	}
 }
 
 // checkNotInUse refuses a path that names an image one of the machine's
@@ -308,6 +349,9 @@ func (m *Machine) DetachDisk(name string) error {
 	}
 	m.hp.mu.Lock()
 	defer m.hp.mu.Unlock()
+	if m.hp.mirror != nil {
+		return ErrHotplugMirroring
+	}
 	for n, s := range m.hp.slots {
 		s.mu.Lock()
 		found := s.disk != nil && s.disk.info.Name == name
@@ -330,6 +374,8 @@ func (m *Machine) ejectSlot(slot int) {
 	if s == nil {
 		return
 	}
+	m.hp.mu.Lock()
+	defer m.hp.mu.Unlock()
 	s.mu.Lock()
 	hd := s.disk
 	s.disk = nil
@@ -337,9 +383,8 @@ func (m *Machine) ejectSlot(slot int) {
 	if hd == nil {
 		return
 	}
-	hd.tr.Close()
-	if err := hd.img.Close(); err != nil {
-		slog.Warn("disk detach: close image", "disk", hd.info.Name, "path", hd.info.Path, "err", err)
+	if !m.deferClose(hd) {
+		hd.close()
 	}
 	slog.Info("disk detached", "disk", hd.info.Name, "path", hd.info.Path, "slot", slot)
 }
@@ -355,81 +400,43 @@ func (m *Machine) closeHotplug() {
 		s.disk = nil
 		s.mu.Unlock()
 		if hd != nil {
-			hd.tr.Close()
-			hd.img.Close()
+			hd.close()
 		}
 	}
 }
 
-// hotplugSaveCheck returns ErrHotplugSave while a hot-plugged disk is
-// attached: the machine state does not describe hot-plugged devices yet,
-// so a snapshot or migration would lose them under the guest's feet.
-func (m *Machine) hotplugSaveCheck() error {
+// quiesceHotplug stops the hot-plugged disks' I/O (Pause), as the boot
+// disks' is: a snapshot or handover must see no request in flight.
+func (m *Machine) quiesceHotplug() { m.eachHotTransport((*pcitransport.Transport).Quiesce) }
+
+// unquiesceHotplug restarts what quiesceHotplug stopped (Resume).
+func (m *Machine) unquiesceHotplug() { m.eachHotTransport((*pcitransport.Transport).Unquiesce) }
+
+// eachHotTransport calls f on the transport of every hot-plugged disk. It
+// takes only the slots' locks: Pause calls it with the machine's lock held.
+func (m *Machine) eachHotTransport(f func(*pcitransport.Transport)) {
 	if m.hp == nil {
-		return nil
-	}
-	for _, s := range m.hp.slots {
-		if !s.empty() {
-			return ErrHotplugSave
-		}
-	}
-	return nil
-}
-
-// restoreHotplug re-arms the hotplug GPE of a restored machine. The
-// machine state does not carry the GPE block; its only guest-set bit is
-// GPE0_EN for hotplug, which every ACPI OS sets once it handles SCIs (the
-// DSDT has an _E01 method). So the GPE is enabled when the saved guest had
-// unmasked the SCI in the I/O APIC (or enabled its ACPI power button): an
-// OS that did not is not yet running ACPI, and ACPICA clears the GPE
-// registers when it starts.
-func (m *Machine) restoreHotplug(st *MachineState) {
-	if m.hp == nil || !sciInUse(st) {
 		return
 	}
-	m.hp.ctrl.GPEDevice().Write(2, []byte{1 << pcihotplug.GPEBit})
-}
-
-// Layout of struct kvm_ioapic_state (Linux arch/x86/include/uapi/asm/kvm.h):
-// base_address, ioregsel, id, irr, pad, then 24 64-bit redirection entries
-// whose bit 16 masks the pin (82093AA I/O APIC datasheet, 3.2.4).
-const (
-	ioapicRedirTable = 24
-	ioapicMasked     = 1 << 16
-)
-
-// sciInUse reports whether the saved guest handles SCIs: its I/O APIC pin
-// for the SCI is unmasked, or it enabled the ACPI power button event.
-func sciInUse(st *MachineState) bool {
-	if st.PM.Enable&acpipm.PwrBtnSts != 0 { // PWRBTN_EN is PWRBTN_STS's bit
-		return true
-	}
-	for _, c := range st.IRQChips {
-		if c.ChipID != kvm.IRQChipIOAPIC {
-			continue
+	for _, s := range m.hp.slots {
+		s.mu.RLock()
+		if s.disk != nil {
+			f(s.disk.tr)
 		}
-		off := ioapicRedirTable + 8*sciIRQ
-		return binary.LittleEndian.Uint64(c.Chip[off:off+8])&ioapicMasked == 0
+		s.mu.RUnlock()
 	}
-	return false
 }
 
-// hotplugDiskStats returns the request counts of the hot-plugged disks, by slot.
+// hotplugDiskStats returns the request counts of the hot-plugged disks, in attach order.
 func (m *Machine) hotplugDiskStats() []DiskStats {
 	if m.hp == nil {
 		return nil
 	}
+	m.hp.mu.Lock()
+	defer m.hp.mu.Unlock()
 	var out []DiskStats
-	for n := pci.FirstSlot; n < pci.NumSlots; n++ {
-		s := m.hp.slots[n]
-		if s == nil {
-			continue
-		}
-		s.mu.RLock()
-		if hd := s.disk; hd != nil {
-			out = append(out, DiskStats{Name: hd.info.Name, Path: hd.info.Path, Stats: hd.dev.Stats()})
-		}
-		s.mu.RUnlock()
+	for _, hd := range m.hotDisks() {
+		out = append(out, DiskStats{Name: hd.info.Name, Path: hd.info.Path, Stats: hd.dev.Stats()})
 	}
 	return out
 }

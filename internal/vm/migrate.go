@@ -42,9 +42,6 @@ func (m *Machine) MigrateMirroringTo(ctx context.Context, conn net.Conn, opts mi
 }
 
 func (m *Machine) migrate(ctx context.Context, conn net.Conn, opts migration.Options, mirror bool) (migration.Stats, error) {
-	if err := m.hotplugSaveCheck(); err != nil {
-		return migration.Stats{}, err
-	}
 	if err := m.setDirtyLogging(true); err != nil {
 		return migration.Stats{}, err
 	}
@@ -54,7 +51,7 @@ func (m *Machine) migrate(ctx context.Context, conn net.Conn, opts migration.Opt
 	}
 	var src migration.Source = &migrationSource{m: m, stateBuf: m.warmEncode()}
 	if mirror {
-		if len(m.images) == 0 {
+		if m.diskCount() == 0 {
 			return migration.Stats{}, errors.New("vm: disk mirroring asked for, but the VM has no disks")
 		}
 		src = mirroringSource{src.(*migrationSource)}

@@ -134,38 +134,106 @@ func track(img diskimage.Image) (diskimage.Image, *dirtyBlocks) {
 }
 
 // mirroringSource is a migration source that also mirrors every disk
-// (migration.DiskSource).
+// (migration.DiskSource): the boot disks in --disk order, then the
+// hot-plugged ones in the order they were attached (as Disks lists them),
+// so the destination's --disk targets come in that order too.
 type mirroringSource struct {
 	*migrationSource
 }
 
+// mirrorDisk is one disk a mirroring migration copies.
+type mirrorDisk struct {
+	img   diskimage.Image
+	dirty *dirtyBlocks
+	hot   *hotDisk // nil for a boot disk
+}
+
+// mirrorList returns the disks the running mirror copies, fixing the list
+// on the first call: attach and detach are refused until stopDiskTracking.
+func (m *Machine) mirrorList() []mirrorDisk {
+	m.hp.mu.Lock()
+	defer m.hp.mu.Unlock()
+	if m.hp.mirror == nil {
+		list := make([]mirrorDisk, 0, len(m.images))
+		for i, img := range m.images {
+			list = append(list, mirrorDisk{img: img, dirty: m.diskDirty[i]})
+		}
+		for _, hd := range m.hotDisks() {
+			list = append(list, mirrorDisk{img: hd.img, dirty: hd.dirty, hot: hd})
+		}
+		m.hp.mirror = list
+	}
+	return m.hp.mirror
+}
+
+// diskCount returns how many disks the machine has, hot-plugged included.
+func (m *Machine) diskCount() int {
+	m.hp.mu.Lock()
+	defer m.hp.mu.Unlock()
+	return len(m.images) + len(m.hotDisks())
+}
+
 func (s mirroringSource) Disks() []int64 {
-	out := make([]int64, len(s.m.images))
-	for i, img := range s.m.images {
-		out[i] = img.VirtualSize()
+	list := s.m.mirrorList()
+	out := make([]int64, len(list))
+	for i, d := range list {
+		out[i] = d.img.VirtualSize()
 	}
 	return out
 }
 
-func (s mirroringSource) ReadDisk(disk int, off int64, p []byte) error {
-	if disk < 0 || disk >= len(s.m.images) {
-		return fmt.Errorf("vm: mirror: no disk %d", disk)
+func (s mirroringSource) disk(disk int) (mirrorDisk, error) {
+	list := s.m.mirrorList()
+	if disk < 0 || disk >= len(list) {
+		return mirrorDisk{}, fmt.Errorf("vm: mirror: no disk %d", disk)
 	}
-	_, err := s.m.images[disk].ReadAt(p, off)
+	return list[disk], nil
+}
+
+func (s mirroringSource) ReadDisk(disk int, off int64, p []byte) error {
+	d, err := s.disk(disk)
+	if err != nil {
+		return err
+	}
+	_, err = d.img.ReadAt(p, off)
 	return err
 }
 
 func (s mirroringSource) DirtyDiskBlocks(disk int) ([]uint64, error) {
-	if disk < 0 || disk >= len(s.m.diskDirty) {
-		return nil, fmt.Errorf("vm: mirror: no disk %d", disk)
+	d, err := s.disk(disk)
+	if err != nil {
+		return nil, err
 	}
-	return s.m.diskDirty[disk].take(), nil
+	return d.dirty.take(), nil
 }
 
-// stopDiskTracking ends write tracking on every disk.
+// deferClose keeps the image of a disk the guest ejects during a mirroring
+// migration open until the migration ends, since the mirror may be reading
+// it (hp.mu held); the migration then fails, as the destination is given a
+// target for it. It reports whether it did.
+func (m *Machine) deferClose(hd *hotDisk) bool {
+	for i, d := range m.hp.mirror {
+		if d.hot == hd {
+			m.hp.mirror[i].hot = nil
+			m.hp.ejected = append(m.hp.ejected, hd)
+			return true
+		}
+	}
+	return false
+}
+
+// stopDiskTracking ends write tracking on every disk and lets disks be
+// attached and detached again.
 func (m *Machine) stopDiskTracking() {
-	for _, d := range m.diskDirty {
-		d.stop()
+	m.hp.mu.Lock()
+	list, ejected := m.hp.mirror, m.hp.ejected
+	m.hp.mirror, m.hp.ejected = nil, nil
+	m.hp.mu.Unlock()
+	for _, d := range list {
+		d.dirty.stop()
+	}
+	for _, hd := range ejected {
+		hd.close()
 	}
 }
 
@@ -234,7 +302,35 @@ func (d *mirrorDest) Commit(state []byte) error {
 	if err := d.closeTargets(); err != nil {
 		return err
 	}
-	return d.migrationDest.commit(state, d.cfg.Disks)
+	state, boot, err := retargetHotDisks(state, d.cfg.Disks)
+	if err != nil {
+		return err
+	}
+	return d.migrationDest.commit(state, boot)
+}
+
+// retargetHotDisks points the source's hot-plugged disks in state at their
+// mirror targets: targets holds one per source disk, the boot disks' first
+// (returned for commit), then the hot-plugged ones' in attach order. Only
+// a state with hot-plugged disks is re-encoded.
+func retargetHotDisks(state []byte, targets []Disk) ([]byte, []Disk, error) {
+	var ms migrationState
+	if err := decodeMigrationState(state, &ms); err != nil {
+		return nil, nil, err
+	}
+	boot, hot := len(ms.Config.Disks), ms.Machine.Hotplug.Disks
+	if len(targets) != boot+len(hot) {
+		return nil, nil, fmt.Errorf("vm: the source mirrors %d disks (%d plugged at boot, %d hot-plugged), the destination was given %d: "+
+			"give one --disk target per source disk, the hot-plugged ones last in the order they were attached", boot+len(hot), boot, len(hot), len(targets))
+	}
+	if len(hot) == 0 {
+		return state, targets, nil
+	}
+	for i := range hot {
+		t := targets[boot+i]
+		hot[i].Disk.Path, hot[i].Disk.Format = t.Path, t.Format
+	}
+	return encodeMigrationState(nil, &ms), targets[:boot], nil
 }
 
 // closeTargets flushes and closes the mirror targets.

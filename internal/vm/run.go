@@ -221,6 +221,7 @@ func (m *Machine) Pause() error {
 	for _, t := range m.transports {
 		t.Quiesce()
 	}
+	m.quiesceHotplug()
 	return nil
 }
 
@@ -229,6 +230,7 @@ func (m *Machine) Resume() {
 	for _, t := range m.transports {
 		t.Unquiesce()
 	}
+	m.unquiesceHotplug()
 	m.mu.Lock()
 	m.pauseReq = false
 	m.cond.Broadcast()

@@ -19,8 +19,9 @@ import (
 )
 
 // StateVersion is the version of MachineState and of its encoding
-// (statecodec.go); a restore refuses others. Version 1 was gob.
-const StateVersion = 2
+// (statecodec.go); a restore refuses others. Version 1 was gob; version 3
+// added the hotplug controller and the hot-plugged disks (Hotplug).
+const StateVersion = 3
 
 // VCPUState is what KVM holds for one vCPU (Documentation/virt/kvm/api.rst,
 // the GET/SET pairs Firecracker and QEMU save for migration).
@@ -59,6 +60,7 @@ type MachineState struct {
 	PM       acpipm.State
 	PCI      pci.BusState
 	Virtio   []VirtioState
+	Hotplug  HotplugState // hotplug_save.go
 }
 
 // ErrNotPaused is returned when saving a machine whose vCPUs are running.
@@ -72,9 +74,6 @@ func (m *Machine) SaveState() (*MachineState, error) {
 	m.mu.Unlock()
 	if !paused {
 		return nil, ErrNotPaused
-	}
-	if err := m.hotplugSaveCheck(); err != nil {
-		return nil, err
 	}
 	st := &MachineState{Version: StateVersion, VCPUs: make([]VCPUState, len(m.runners))}
 	if err := m.loadMSRIndex(); err != nil {
@@ -125,6 +124,9 @@ func (m *Machine) SaveState() (*MachineState, error) {
 			return nil, fmt.Errorf("vm: cannot save virtio device %T", d)
 		}
 		st.Virtio = append(st.Virtio, vs)
+	}
+	if st.Hotplug, err = m.saveHotplug(); err != nil {
+		return nil, err
 	}
 	return st, nil
 }
@@ -297,7 +299,11 @@ func (m *Machine) restoreState(st *MachineState) error {
 	m.rtc.RestoreState(st.RTC)
 	m.pm.RestoreState(st.PM)
 	m.pci.RestoreState(st.PCI)
-	m.restoreHotplug(st)
+	// Hot-plugged disks are back in their slots before any device state
+	// is loaded, as the guest left them.
+	if err := m.restoreHotplug(&st.Hotplug); err != nil {
+		return err
+	}
 	if len(st.Virtio) != len(m.transports) {
 		return fmt.Errorf("vm: state has %d virtio devices, config %d", len(st.Virtio), len(m.transports))
 	}

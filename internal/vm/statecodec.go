@@ -12,7 +12,7 @@ import (
 	"github.com/govisor/govisor/internal/virtio/pcitransport"
 )
 
-// The machine state's binary encoding (StateVersion 2): every type has an
+// The machine state's binary encoding (StateVersion 3): every type has an
 // encode and a decode function side by side that write and read the same
 // fields in the same order, little-endian, with slices length-prefixed and
 // every length checked against a maximum and the input left. A field added
@@ -91,6 +91,7 @@ func encodeMachine(e *snapshot.Encoder, st *MachineState) {
 	for i := range st.Virtio {
 		encodeVirtio(e, &st.Virtio[i])
 	}
+	encodeHotplug(e, &st.Hotplug)
 }
 
 func decodeMachine(d *snapshot.Decoder, st *MachineState) error {
@@ -132,6 +133,9 @@ func decodeMachine(d *snapshot.Decoder, st *MachineState) error {
 			}
 		}
 	}
+	if err := decodeHotplug(d, &st.Hotplug); err != nil {
+		return fmt.Errorf("hotplug: %w", err)
+	}
 	return d.Err()
 }
 
@@ -156,7 +160,8 @@ const migrationMagic = "GVMIGST\x00"
 
 // migrationStateVersion is the version of the migration's device state;
 // a destination refuses others (both hosts must run the same encoding).
-const migrationStateVersion = 2
+// Version 3 carries hot-plugged disks (StateVersion 3).
+const migrationStateVersion = 3
 
 // encodeMigrationState encodes what the source sends at the handover into
 // buf (reused between migrations, may be nil).

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/gob"
 	"errors"
+	"fmt"
 	"path/filepath"
 	"reflect"
 	"strings"
@@ -190,9 +191,9 @@ func TestOldStateRefused(t *testing.T) {
 		t.Errorf("gob migration state: %v, want ErrStateFormat", err)
 	}
 	newer := encodeMigrationState(nil, filledState())
-	newer[len(migrationMagic)] = 3
-	if err := decodeMigrationState(newer, &ms); !errors.Is(err, ErrStateFormat) || !strings.Contains(err.Error(), "version 3") {
-		t.Errorf("version 3 migration state: %v, want ErrStateFormat naming version 3", err)
+	newer[len(migrationMagic)] = migrationStateVersion + 1
+	if err := decodeMigrationState(newer, &ms); !errors.Is(err, ErrStateFormat) || !strings.Contains(err.Error(), fmt.Sprintf("version %d", migrationStateVersion+1)) {
+		t.Errorf("newer migration state: %v, want ErrStateFormat naming version %d", err, migrationStateVersion+1)
 	}
 
 	// A snapshot whose sections are version 1 (gob).
