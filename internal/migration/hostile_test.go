@@ -73,8 +73,11 @@ func complete(round uint32, pages, disk uint64, state []byte) []byte {
 }
 
 // validStream is a complete, correct migration stream.
-func validStream() *stream {
-	s := newStream(FeatureCompress)
+func validStream() *stream { return validStreamWith(FeatureCompress) }
+
+// validStreamWith is validStream offering features.
+func validStreamWith(features uint64) *stream {
+	s := newStream(features | FeatureCompress)
 	p := pages(0, 5*PageSize, 1<<32|pageZero)
 	s.frame(MsgPages, 0, p)
 	s.frame(MsgPages, FlagCompressed, s2.Encode(nil, pages(1<<32+7*PageSize)))
@@ -110,6 +113,30 @@ func TestReceiveValidStream(t *testing.T) {
 	for _, want := range []MsgType{MsgHello, MsgAck, MsgDone} {
 		if f, err := fr.next(); err != nil || f.Type != want {
 			t.Fatalf("receiver sent %v (%v), want %v", f.Type, err, want)
+		}
+	}
+}
+
+func TestReceiveAcksRounds(t *testing.T) {
+	_, c, _, err := receiveStream(validStreamWith(FeatureRoundAck).Bytes())
+	if err != nil {
+		t.Fatal(err)
+	}
+	fr := newFrameReader(bytes.NewReader(c.out.Bytes()[preambleSize:]))
+	for _, want := range []MsgType{MsgHello, MsgRoundAck, MsgAck, MsgDone} {
+		f, err := fr.next()
+		if err != nil || f.Type != want {
+			t.Fatalf("receiver sent %v (%v), want %v", f.Type, err, want)
+		}
+		switch want {
+		case MsgHello:
+			if got := binary.LittleEndian.Uint64(f.Payload); got != FeatureCompress|FeatureRoundAck {
+				t.Fatalf("accepted features %#x", got)
+			}
+		case MsgRoundAck:
+			if !bytes.Equal(f.Payload, []byte{0, 0, 0, 0}) {
+				t.Fatalf("ROUND_ACK payload %x, want round 0", f.Payload)
+			}
 		}
 	}
 }
@@ -200,6 +227,18 @@ func TestSenderRejectsHostileDestination(t *testing.T) {
 			writeFrame(c, MsgHello, 0, binary.LittleEndian.AppendUint64(nil, 1<<40))
 		}, ErrProtocol},
 		{"garbage instead of HELLO", func(c net.Conn) { c.Write(bytes.Repeat([]byte{0xEE}, 64)) }, ErrCorrupt},
+		{"ROUND_ACK without the feature", func(c net.Conn) {
+			writeFrame(c, MsgHello, 0, make([]byte, 8))
+			writeFrame(c, MsgRoundAck, 0, make([]byte, 4))
+		}, ErrProtocol},
+		{"ROUND_ACK for a round not sent", func(c net.Conn) {
+			writeFrame(c, MsgHello, 0, binary.LittleEndian.AppendUint64(nil, FeatureRoundAck))
+			writeFrame(c, MsgRoundAck, 0, binary.LittleEndian.AppendUint32(nil, 7))
+		}, ErrProtocol},
+		{"short ROUND_ACK", func(c net.Conn) {
+			writeFrame(c, MsgHello, 0, binary.LittleEndian.AppendUint64(nil, FeatureRoundAck))
+			writeFrame(c, MsgRoundAck, 0, []byte{0})
+		}, ErrProtocol},
 		{"unexpected frame during rounds", func(c net.Conn) {
 			writeFrame(c, MsgHello, 0, make([]byte, 8))
 			writeFrame(c, MsgPages, 0, pages(0))

@@ -24,6 +24,7 @@ type receiver struct {
 	disks  []int64
 
 	compress bool
+	roundAck bool // FeatureRoundAck negotiated: answer ROUND_END with ROUND_ACK
 	dec      []byte
 
 	round                 uint32
@@ -157,6 +158,7 @@ func (r *receiver) handshake() error {
 	}
 	accepted := h.Features & supportedFeatures
 	r.compress = accepted&FeatureCompress != 0
+	r.roundAck = accepted&FeatureRoundAck != 0
 	if err := writeFrame(r.w, MsgHello, 0, binary.LittleEndian.AppendUint64(nil, accepted)); err != nil {
 		return err
 	}
@@ -241,6 +243,15 @@ func (r *receiver) roundEnd(p []byte) error {
 	}
 	r.round++
 	r.roundPages, r.roundDisk = 0, 0
+	if !r.roundAck {
+		return nil
+	}
+	if err := writeFrame(r.w, MsgRoundAck, 0, binary.LittleEndian.AppendUint32(nil, t.Round)); err != nil {
+		return err
+	}
+	if err := r.w.Flush(); err != nil {
+		return fmt.Errorf("migration: send ROUND_ACK %d: %w", t.Round, err)
+	}
 	return nil
 }
 

@@ -9,6 +9,7 @@ import (
 	"hash/crc32"
 	"math/bits"
 	"net"
+	"sync/atomic"
 	"time"
 )
 
@@ -25,6 +26,7 @@ type sender struct {
 	opts  Options
 
 	compress bool
+	roundAck bool // FeatureRoundAck negotiated
 	batch    pageBatch
 	comp     []byte
 	buf      []byte
@@ -33,6 +35,7 @@ type sender struct {
 	limitBytes int64
 
 	round      int
+	sentRounds atomic.Int64 // s.round, readable by readPeer
 	roundPages uint64
 	roundDisk  uint64
 	throttle   int
@@ -45,6 +48,8 @@ type sender struct {
 	peerDone    chan struct{}
 	peerErr     error // set before peerDone closes
 	ack, done   chan struct{}
+	acked       atomic.Int64  // highest round the destination acknowledged, -1 for none
+	ackedWake   chan struct{} // signalled on every ROUND_ACK
 
 	stats Stats
 
@@ -53,13 +58,21 @@ type sender struct {
 	lastReport time.Time // when Progress was last called
 }
 
+// A round whose dirty set is below shrinkRatio of the previous one's counts
+// as converging; at or below smallDirtySet pages the pause is short anyway.
+const (
+	shrinkRatio   = 0.8
+	smallDirtySet = 256
+)
+
 // progressInterval is how often Progress is called while pages flow
 // between the per-round reports: a full copy of a large VM takes long.
 const progressInterval = 100 * time.Millisecond
 
 // Send migrates src over conn with pre-copy: a full copy of RAM (and
 // mirrored disks) while the guest runs, then rounds of what the guest
-// dirtied until the rest fits opts.MaxDowntime (or opts.MaxRounds), then a
+// dirtied until the rest fits opts.MaxDowntime and stops shrinking (or
+// opts.MaxRounds), then a
 // pause, the last dirty set and the device state. It returns nil once the
 // destination runs the VM; the source is then left paused and its caller
 // must stop it. On any failure before the handover (cancelled ctx, broken
@@ -79,11 +92,13 @@ func Send(ctx context.Context, conn net.Conn, src Source, opts Options) (Stats, 
 	}
 	s := &sender{
 		ctx: ctx, conn: conn, src: src, opts: opts,
-		fr:       newFrameReader(conn),
-		peerDone: make(chan struct{}),
-		ack:      make(chan struct{}, 1),
-		done:     make(chan struct{}, 1),
+		fr:        newFrameReader(conn),
+		peerDone:  make(chan struct{}),
+		ack:       make(chan struct{}, 1),
+		done:      make(chan struct{}, 1),
+		ackedWake: make(chan struct{}, 1),
 	}
+	s.acked.Store(-1)
 	s.w = bufio.NewWriterSize(countingWriter{conn, s}, 1<<20)
 	start := time.Now()
 	// Cancelling ctx unblocks every read and write on conn.
@@ -221,6 +236,9 @@ func (s *sender) run() error {
 	if err := s.endRound(); err != nil {
 		return err
 	}
+	if err := s.waitRound(); err != nil {
+		return err
+	}
 	var prevDirty int
 	for {
 		dur := time.Since(roundStart)
@@ -238,7 +256,12 @@ func (s *sender) run() error {
 		s.left = uint64(dirty)
 		s.progress(Progress{DirtyPages: dirty, DirtyRate: float64(dirty) / max(dur.Seconds(), 1e-6),
 			Bandwidth: bw, ExpectedDowntime: expected})
-		if expected <= s.opts.MaxDowntime || s.round >= s.opts.MaxRounds {
+		// Fitting the limit is not enough to stop: while rounds still
+		// shrink the dirty set, one more round while the guest runs is
+		// cheaper than sending the larger set while it is paused.
+		fits := expected <= s.opts.MaxDowntime
+		shrinking := prevDirty == 0 || float64(dirty) < shrinkRatio*float64(prevDirty)
+		if s.round >= s.opts.MaxRounds || (fits && (!shrinking || dirty <= smallDirtySet)) {
 			return s.finish(mem, dsk)
 		}
 		// Not converging: this round's dirty set is not 10% smaller than
@@ -256,7 +279,50 @@ func (s *sender) run() error {
 		if err := s.endRound(); err != nil {
 			return err
 		}
+		if err := s.waitRound(); err != nil {
+			return err
+		}
 	}
+}
+
+// roundAcked records a ROUND_ACK; rounds are acknowledged in order and
+// only once they were sent.
+func (s *sender) roundAcked(p []byte) error {
+	if !s.roundAck || len(p) != 4 {
+		return fmt.Errorf("%w: unexpected ROUND_ACK (%d bytes)", ErrProtocol, len(p))
+	}
+	r := int64(binary.LittleEndian.Uint32(p))
+	if r != s.acked.Load()+1 || r >= s.sentRounds.Load() {
+		return fmt.Errorf("%w: ROUND_ACK for round %d after %d, %d rounds sent", ErrProtocol, r, s.acked.Load(), s.sentRounds.Load())
+	}
+	s.acked.Store(r)
+	select {
+	case s.ackedWake <- struct{}{}:
+	default:
+	}
+	return nil
+}
+
+// waitRound waits until the destination has applied every round sent, so
+// that a round's time and the bandwidth include the destination's work and
+// the pause does not start behind a backlog in socket buffers.
+func (s *sender) waitRound() error {
+	if !s.roundAck {
+		return nil
+	}
+	for s.acked.Load() < int64(s.round)-1 {
+		select {
+		case <-s.ackedWake:
+		case <-s.peerDone:
+			if s.acked.Load() >= int64(s.round)-1 {
+				return nil
+			}
+			return fmt.Errorf("migration: wait for ROUND_ACK %d: %w", s.round-1, s.peerErr)
+		case <-s.ctx.Done():
+			return fmt.Errorf("migration: wait for ROUND_ACK %d: %w", s.round-1, s.ctx.Err())
+		}
+	}
+	return nil
 }
 
 // handshake exchanges preambles and HELLOs.
@@ -286,7 +352,7 @@ func (s *sender) handshake() error {
 	if v != ProtocolVersion {
 		return fmt.Errorf("%w: destination speaks protocol version %d, this source speaks %d", ErrVersion, v, ProtocolVersion)
 	}
-	var features uint64
+	features := FeatureRoundAck
 	if s.opts.Compress {
 		features |= FeatureCompress
 	}
@@ -312,6 +378,7 @@ func (s *sender) handshake() error {
 		return fmt.Errorf("%w: destination accepted features %#x never offered", ErrProtocol, accepted&^features)
 	}
 	s.compress = accepted&FeatureCompress != 0
+	s.roundAck = accepted&FeatureRoundAck != 0
 	return nil
 }
 
@@ -335,6 +402,8 @@ func (s *sender) readPeer() {
 			case s.done <- struct{}{}:
 			default:
 			}
+		case MsgRoundAck:
+			s.peerErr = s.roundAcked(f.Payload)
 		case MsgAbort:
 			s.peerErr = fmt.Errorf("%w: destination: %s", ErrAborted, sanitize(f.Payload))
 		default:

@@ -216,6 +216,8 @@ func (s *sender) endRound() error {
 		return err
 	}
 	t := totals{Round: uint32(s.round), Pages: s.roundPages, DiskBlocks: s.roundDisk}
+	// Before the frame leaves: its ROUND_ACK may arrive before Flush returns.
+	s.sentRounds.Store(int64(s.round) + 1)
 	if err := s.writeFrame(MsgRoundEnd, 0, t.encode()); err != nil {
 		return err
 	}

@@ -63,11 +63,12 @@ const (
 	MsgAck         MsgType = 8  // destination verified and loaded everything
 	MsgGo          MsgType = 9  // the source is stopped; the destination may run
 	MsgDone        MsgType = 10 // the destination runs the VM
+	MsgRoundAck    MsgType = 11 // destination applied a round (FeatureRoundAck)
 )
 
 // String names a frame type for error messages.
 func (t MsgType) String() string {
-	names := [...]string{"", "HELLO", "PAGES", "ROUND_END", "DISK", "DEVICE_STATE", "COMPLETE", "ABORT", "ACK", "GO", "DONE"}
+	names := [...]string{"", "HELLO", "PAGES", "ROUND_END", "DISK", "DEVICE_STATE", "COMPLETE", "ABORT", "ACK", "GO", "DONE", "ROUND_ACK"}
 	if int(t) < len(names) && t != 0 {
 		return names[t]
 	}
@@ -84,8 +85,12 @@ const (
 const (
 	// FeatureCompress: PAGES payloads may be S2-compressed.
 	FeatureCompress uint64 = 1 << 0
+	// FeatureRoundAck: the destination answers every ROUND_END with
+	// ROUND_ACK once it has applied the round, so the source measures rounds
+	// end to end and pauses only when nothing is still in flight.
+	FeatureRoundAck uint64 = 1 << 1
 	// supportedFeatures is every feature this version implements.
-	supportedFeatures = FeatureCompress
+	supportedFeatures = FeatureCompress | FeatureRoundAck
 )
 
 var castagnoli = crc32.MakeTable(crc32.Castagnoli)
