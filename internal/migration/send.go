@@ -74,9 +74,9 @@ const progressInterval = 100 * time.Millisecond
 // dirtied until the rest fits opts.MaxDowntime and stops shrinking (or
 // opts.MaxRounds), then a pause, the last dirty set and the device state.
 // It returns nil once the destination runs the VM; the source is then left
-// paused and its caller must stop it. On any failure before the handover (cancelled ctx, broken
-// connection, destination error) Send resumes the source if it paused it
-// and returns the error: the source VM keeps running. ErrHandoverUnknown
+// paused and its caller must stop it. On any failure before the handover
+// (cancelled ctx, broken connection, destination error) Send resumes the
+// source if it paused it and returns the error: the source VM keeps running. ErrHandoverUnknown
 // is the one case where the source stays paused. Send does not close conn,
 // but conn is not usable afterwards. Progress is called on Send's goroutine.
 func Send(ctx context.Context, conn net.Conn, src Source, opts Options) (Stats, error) {
