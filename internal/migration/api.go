@@ -72,6 +72,28 @@ type Destination interface {
 	Commit(deviceState []byte) error
 }
 
+// PostCopyDestination is implemented by a Destination that can run the VM
+// before all of its memory arrived (post-copy, Options.PostCopy): the pages
+// it lacks are fetched from the source when first touched.
+type PostCopyDestination interface {
+	// ArmPostCopy is called after Commit and before the VM may run. It
+	// drops the stale copies of the pages set in missing (per region in
+	// Regions order, bit p of word p/64 = page p) and makes every access to
+	// one of them, by the guest or the VMM, wait until PlacePage installs
+	// it; for each page an access waits on it calls request(gpa) (safe from
+	// any goroutine, returns at once). Pages never written are zero, as
+	// before.
+	ArmPostCopy(missing [][]uint64, request func(gpa uint64)) error
+	// PlacePage installs missing page gpa (one page) and wakes whatever
+	// waits on it; a page placed before is left as it is.
+	PlacePage(gpa uint64, p []byte) error
+	// EndPostCopy is called once after ArmPostCopy: with nil when every
+	// missing page was placed (memory is ordinary memory again), or with
+	// the error that ended post-copy early; the VM cannot continue then and
+	// must stop without running on the missing pages.
+	EndPostCopy(err error)
+}
+
 // DiskDestination is implemented by a Destination that receives mirrored
 // disks; each disk must read as zeroes initially (a fresh sparse image).
 type DiskDestination interface {
@@ -94,6 +116,14 @@ type Options struct {
 	// AutoConverge throttles the guest (Source must implement Throttler)
 	// when a round does not shrink the dirty set.
 	AutoConverge bool
+	// PostCopy switches to post-copy when the first dirty round after the
+	// full copy does not fit MaxDowntime (the destination must implement
+	// PostCopyDestination): the destination runs at once and fetches the
+	// pages dirtied since the full copy on demand while the rest stream in
+	// behind. It always converges, but the VM is lost if the connection
+	// fails before every page arrived: neither side holds all of it.
+	// Not with disk mirroring.
+	PostCopy bool
 	// Compress offers S2 compression of page batches.
 	Compress bool
 	// HandoverTimeout bounds the wait for DONE after GO (default 10 s).
@@ -118,13 +148,16 @@ type Progress struct {
 
 // Stats summarise a finished (or failed) migration.
 type Stats struct {
-	Rounds     int           // pre-copy rounds after the full copy
-	BytesSent  int64         // bytes written to the connection
-	PagesSent  uint64        // page entries sent, zero entries included
-	ZeroPages  uint64        // page entries sent without data
-	DiskBlocks uint64        // disk blocks sent
-	Total      time.Duration // from Send's start to its return
-	Downtime   time.Duration // from Pause to the destination's DONE
-	Throttle   int           // final auto-converge throttle, percent
-	Resumed    bool          // Send resumed the paused source after a failure
+	Rounds            int           // pre-copy rounds after the full copy
+	BytesSent         int64         // bytes written to the connection
+	PagesSent         uint64        // page entries sent, zero entries included
+	ZeroPages         uint64        // page entries sent without data
+	DiskBlocks        uint64        // disk blocks sent
+	Total             time.Duration // from Send's start to its return
+	Downtime          time.Duration // from Pause to the destination's DONE
+	Throttle          int           // final auto-converge throttle, percent
+	Resumed           bool          // Send resumed the paused source after a failure
+	PostCopy          bool          // the migration switched to post-copy
+	PostCopyPages     uint64        // pages sent after the destination started running
+	PostCopyRequested uint64        // of those, pages the destination asked for
 }
