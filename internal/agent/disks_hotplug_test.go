@@ -5,6 +5,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -108,6 +109,10 @@ func TestDiskHotplugAPI(t *testing.T) {
 	if _, err := ta.cli.Do(ctx, "DELETE", "/v1/vms/hot/disks/0", nil, nil); status(err) != 409 || !strings.Contains(err.Error(), "stop the VM") {
 		t.Errorf("detaching the boot disk of a running VM: %v", err)
 	}
+	// A snapshot carries the hot-plugged disk.
+	if _, err := ta.cli.Snapshot(ctx, "hot", api.SnapshotRequest{Name: "withhot"}); err != nil {
+		t.Fatalf("snapshot with a hot-plugged disk: %v", err)
+	}
 	var after api.VM
 	if _, err := ta.cli.Do(ctx, "DELETE", "/v1/vms/hot/disks/1", nil, &after); err != nil {
 		t.Fatal(err)
@@ -119,7 +124,47 @@ func TestDiskHotplugAPI(t *testing.T) {
 	if err != nil || len(ds) != 2 || ds[1].State != "detaching" {
 		t.Fatalf("VMM disks after the detach request: %+v, %v", ds, err)
 	}
+
+	// Restoring the snapshot brings the hot-plugged disk back into the
+	// guest, and the definition follows.
+	if _, err := ta.cli.Restore(ctx, "hot", "withhot", 30*time.Second); err != nil {
+		t.Fatalf("restore: %v", err)
+	}
+	waitVM(t, ta.cli, "hot", "the snapshot's disks in the definition", func(v api.VM) bool {
+		return len(v.Spec.Disks) == 2 && v.Spec.Disks[0].Path == boot && v.Spec.Disks[1].Path == img
+	})
+	ds, err = vmm.Disks()
+	if err != nil || len(ds) != 2 || ds[1].Path != img || !ds[1].Hotplugged || ds[1].State != "attached" {
+		t.Fatalf("restored VMM disks: %+v, %v", ds, err)
+	}
 	if _, err := ta.cli.Action(ctx, "hot", "stop", 30*time.Second); err != nil && !strings.Contains(err.Error(), "stopped") {
 		t.Logf("stop: %v", err)
+	}
+}
+
+// TestRestoredDisks checks the definition's disks made from a restored
+// VMM's list.
+func TestRestoredDisks(t *testing.T) {
+	vol := api.DiskSpec{Path: "/pool/v1.qcow2", Pool: "p", Volume: "v1", Format: "qcow2"}
+	boot := api.DiskSpec{Path: "/img/boot.raw"}
+	for _, tc := range []struct {
+		name string
+		spec []api.DiskSpec
+		have []vmmapi.Disk
+		want []api.DiskSpec
+	}{
+		{"same", []api.DiskSpec{boot, vol}, []vmmapi.Disk{{Path: boot.Path}, {Path: vol.Path, Hotplugged: true}}, []api.DiskSpec{boot, vol}},
+		{"hot-plugged disk back", []api.DiskSpec{boot}, []vmmapi.Disk{{Path: boot.Path}, {Path: "/img/hot.raw", ReadOnly: true, Format: "raw", Hotplugged: true}},
+			[]api.DiskSpec{boot, {Path: "/img/hot.raw", ReadOnly: true, Format: "raw"}}},
+		{"attached after the snapshot", []api.DiskSpec{boot, vol}, []vmmapi.Disk{{Path: boot.Path}}, []api.DiskSpec{boot}},
+		{"VMM order wins", []api.DiskSpec{vol, boot}, []vmmapi.Disk{{Path: boot.Path}, {Path: vol.Path}}, []api.DiskSpec{boot, vol}},
+		{"being ejected", []api.DiskSpec{boot}, []vmmapi.Disk{{Path: boot.Path}, {Path: vol.Path, State: "detaching"}}, []api.DiskSpec{boot}},
+		{"no disks", nil, nil, []api.DiskSpec{}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := restoredDisks(tc.spec, tc.have); !reflect.DeepEqual(got, tc.want) {
+				t.Errorf("got %+v, want %+v", got, tc.want)
+			}
+		})
 	}
 }

@@ -173,7 +173,8 @@ func (a *Agent) startLocked(r store.Record) {
 		return
 	}
 	args := vmmArgs(s)
-	if snap, ok := a.restoreNext[s.Name]; ok {
+	snap, restoring := a.restoreNext[s.Name]
+	if restoring {
 		// Once: a later restart by policy boots the guest afresh.
 		delete(a.restoreNext, s.Name)
 		args = restoreArgs(s, snap)
@@ -197,6 +198,9 @@ func (a *Agent) startLocked(r store.Record) {
 	a.procs[s.Name] = p
 	a.supWG.Add(1)
 	go a.supervise(p, true)
+	if restoring {
+		go a.syncRestoredDisks(p) // the snapshot's disks may differ from the definition's
+	}
 }
 
 // delayRestart backs off the next start of name; a.mu is held.
