@@ -1,6 +1,7 @@
 package agent
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"os"
@@ -166,5 +167,76 @@ func TestRestoredDisks(t *testing.T) {
 				t.Errorf("got %+v, want %+v", got, tc.want)
 			}
 		})
+	}
+}
+
+// TestMigrateHotpluggedDisk live-migrates, with disk mirroring, a VM that
+// has a disk hot-plugged through the agent: both disks are copied (the
+// hot-plugged one after the boot disk, as the definition lists them), the
+// destination VMM has the copy hot-plugged in the same slot, and it can be
+// detached there.
+func TestMigrateHotpluggedDisk(t *testing.T) {
+	kvmtest.Require(t)
+	ctx := context.Background()
+	dirA, dirB, dirC := t.TempDir(), t.TempDir(), t.TempDir()
+	ta, tb, _ := threeHosts(t, dirA, dirB, dirC)
+	k := writeGuest(t, dirA, "idle.elf", idleGuest("UP\n"))
+	boot, hot := filepath.Join(dirA, "boot.raw"), filepath.Join(dirA, "hot.raw")
+	wantBoot := writeDisk(t, boot)
+	wantHot := bytes.Repeat([]byte("hot-plug"), mirrorTestSize/8)
+	if err := os.WriteFile(hot, wantHot, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	s := spec("hotmig", k, api.RestartOnFailure)
+	s.StopTimeout = "0s"
+	s.Disks = []api.DiskSpec{{Path: boot}}
+	if _, err := ta.cli.CreateVM(ctx, s, true); err != nil {
+		t.Fatal(err)
+	}
+	waitVM(t, ta.cli, "hotmig", "running", func(v api.VM) bool { return v.Status.State == api.StateRunning })
+	waitVMMAPI(t, ta, "hotmig")
+	if _, err := ta.cli.Do(ctx, "POST", "/v1/vms/hotmig/disks", api.DiskSpec{Path: hot, Format: "raw"}, nil); err != nil {
+		t.Fatal(err)
+	}
+	srcDisks, err := vmmapi.NewClient(filepath.Join(ta.vmDir("hotmig"), apiSockName)).Disks()
+	if err != nil || len(srcDisks) != 2 {
+		t.Fatalf("source VMM disks: %+v, %v", srcDisks, err)
+	}
+
+	got, err := ta.cli.Migrate(ctx, "hotmig", api.MigrateRequest{Host: "hostb"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	copyBoot := filepath.Join(dirB, "vms", "hotmig", "disks", "vda.qcow2")
+	copyHot := filepath.Join(dirB, "vms", "hotmig", "disks", "vdb.qcow2")
+	if got.Host != "hostb" || len(got.Spec.Disks) != 2 || got.Spec.Disks[0].Path != copyBoot || got.Spec.Disks[1].Path != copyHot {
+		t.Fatalf("after migration: host %s, disks %+v", got.Host, got.Spec.Disks)
+	}
+	vmm := vmmapi.NewClient(filepath.Join(tb.vmDir("hotmig"), apiSockName))
+	ds, err := vmm.Disks()
+	if err != nil || len(ds) != 2 || ds[0].Path != copyBoot || ds[1].Path != copyHot || !ds[1].Hotplugged ||
+		ds[1].Slot != srcDisks[1].Slot || ds[1].Name != "vdb" {
+		t.Fatalf("destination VMM disks %+v, %v; the source had %+v", ds, err, srcDisks)
+	}
+	// Detach on the destination: the VMM asks the guest (which, idle, never
+	// ejects) and the definition drops the disk.
+	var after api.VM
+	if _, err := tb.cli.Do(ctx, "DELETE", "/v1/vms/hotmig/disks/1", nil, &after); err != nil {
+		t.Fatal(err)
+	}
+	if len(after.Spec.Disks) != 1 || after.Spec.Disks[0].Path != copyBoot {
+		t.Fatalf("definition after detach: %+v", after.Spec.Disks)
+	}
+	if ds, err := vmm.Disks(); err != nil || len(ds) != 2 || ds[1].State != "detaching" {
+		t.Fatalf("destination VMM disks after the detach request: %+v, %v", ds, err)
+	}
+	if _, err := tb.cli.Action(ctx, "hotmig", "stop", 30*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(diskContent(t, copyBoot), wantBoot) {
+		t.Error("the boot disk's copy differs")
+	}
+	if !bytes.Equal(diskContent(t, copyHot), wantHot) {
+		t.Error("the hot-plugged disk's copy differs")
 	}
 }
