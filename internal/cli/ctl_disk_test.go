@@ -74,7 +74,7 @@ func TestCtlDiskThroughCLI(t *testing.T) {
 		{[]string{"disk-detach"}, 2, "disk-detach needs the disk's name"},
 		{[]string{"disk-detach", "vda"}, 1, "attached at boot"},
 		{[]string{"disk-detach", "vdz"}, 1, "no such disk"},
-		{[]string{"snapshot", filepath.Join(dir, "snap")}, 1, "detach hot-plugged disks"},
+		{[]string{"snapshot", filepath.Join(dir, "snap")}, 0, `"state"`},
 		{[]string{"disk-detach", "vdb"}, 0, `"detaching"`},
 	} {
 		out, code := ctl(tc.args...)
@@ -86,5 +86,32 @@ func TestCtlDiskThroughCLI(t *testing.T) {
 	var ds []vmmapi.Disk
 	if err := json.Unmarshal([]byte(out), &ds); err != nil || len(ds) != 2 || ds[0].Name != "vda" || ds[1].State != "detaching" || !ds[1].ReadOnly {
 		t.Errorf("disks at the end: %s (%v)", out, err)
+	}
+
+	// The snapshot, taken before the detach, restores with the hot-plugged
+	// disk in its slot; it can be detached there.
+	vmm.Process.Kill()
+	vmm.Wait()
+	os.Remove(sock)
+	restored := exec.Command(bin, "run", "--restore", filepath.Join(dir, "snap"), "--api-sock", sock)
+	if err := restored.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { restored.Process.Kill(); restored.Wait() })
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		if out, code := ctl("info"); code == 0 && strings.Contains(out, `"running"`) {
+			break
+		} else if time.Now().After(deadline) {
+			t.Fatalf("restored VMM not running: %s", out)
+		}
+	}
+	out, _ = ctl("disks")
+	ds = nil
+	if err := json.Unmarshal([]byte(out), &ds); err != nil || len(ds) != 2 || ds[1].Name != "vdb" || ds[1].Path != hot ||
+		!ds[1].Hotplugged || ds[1].State != "attached" || ds[1].Slot != 2 {
+		t.Errorf("disks of the restored VMM: %s (%v)", out, err)
+	}
+	if out, code := ctl("disk-detach", "vdb"); code != 0 || !strings.Contains(out, `"detaching"`) {
+		t.Errorf("disk-detach on the restored VMM: exit %d, %s", code, out)
 	}
 }
