@@ -11,6 +11,7 @@ import (
 	"sync"
 
 	"github.com/govisor/govisor/internal/diskimage"
+	"github.com/govisor/govisor/internal/kvm"
 	"github.com/govisor/govisor/internal/pci"
 	"github.com/govisor/govisor/internal/pcihotplug"
 	"github.com/govisor/govisor/internal/virtio/blk"
@@ -35,10 +36,10 @@ var (
 	// ErrDiskInUse is returned when attaching an image the machine already has
 	// open: two writers of one image corrupt it.
 	ErrDiskInUse = errors.New("vm: the machine already uses this image")
-	// ErrHotplugMirroring is returned when attaching or detaching a disk
-	// while a migration mirrors the machine's disks: the set it copies is
-	// fixed when it starts.
-	ErrHotplugMirroring = errors.New("vm: disks cannot be attached or detached while a migration mirrors them: wait for it to end")
+	// ErrHotplugMigrating is returned when attaching or detaching a disk
+	// while the machine migrates: the destination gets the disks (and, when
+	// they are mirrored, the set of disks) the migration started with.
+	ErrHotplugMigrating = errors.New("vm: disks cannot be attached or detached while the VM migrates: wait for the migration to end")
 )
 
 // DiskInfo describes one of the machine's disks.
@@ -204,8 +205,8 @@ func (m *Machine) AttachDisk(d Disk) (DiskInfo, error) {
 	}
 	m.hp.mu.Lock()
 	defer m.hp.mu.Unlock()
-	if m.hp.mirror != nil {
-		return DiskInfo{}, ErrHotplugMirroring
+	if m.migrating() {
+		return DiskInfo{}, ErrHotplugMigrating
 	}
 	slot, name := -1, ""
 	for n := pci.FirstSlot; n < pci.NumSlots && slot < 0; n++ {
@@ -253,6 +254,15 @@ func (m *Machine) AttachDisk(d Disk) (DiskInfo, error) {
 	}
 	slog.Info("disk attached", "disk", name, "path", d.Path, "slot", slot)
 	return hd.info, nil
+}
+
+// migrating reports whether a migration runs (hp.mu held): KVM logs
+// dirty pages only then, and a mirror's disk list is fixed only then.
+func (m *Machine) migrating() bool {
+	m.mu.Lock()
+	logging := m.slotFlags&kvm.MemLogDirtyPages != 0
+	m.mu.Unlock()
+	return logging || m.hp.mirror != nil
 }
 
 // openHotDisk opens d's image and makes the virtio-blk function for it,
@@ -349,8 +359,8 @@ func (m *Machine) DetachDisk(name string) error {
 	}
 	m.hp.mu.Lock()
 	defer m.hp.mu.Unlock()
-	if m.hp.mirror != nil {
-		return ErrHotplugMirroring
+	if m.migrating() {
+		return ErrHotplugMigrating
 	}
 	for n, s := range m.hp.slots {
 		s.mu.Lock()

@@ -326,13 +326,23 @@ func TestHotplugMigrationMirrorsDisks(t *testing.T) {
 
 	// While a mirror runs, the disk set is fixed.
 	m.mirrorList()
-	if _, err := m.AttachDisk(Disk{Path: bootT}); !errors.Is(err, ErrHotplugMirroring) {
+	if _, err := m.AttachDisk(Disk{Path: bootT}); !errors.Is(err, ErrHotplugMigrating) {
 		t.Errorf("attach during a mirror: %v", err)
 	}
-	if err := m.DetachDisk("vdb"); !errors.Is(err, ErrHotplugMirroring) {
+	if err := m.DetachDisk("vdb"); !errors.Is(err, ErrHotplugMigrating) {
 		t.Errorf("detach during a mirror: %v", err)
 	}
 	m.stopDiskTracking()
+	// So is it while any migration logs dirty pages.
+	if err := m.setDirtyLogging(true); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := m.AttachDisk(Disk{Path: bootT}); !errors.Is(err, ErrHotplugMigrating) {
+		t.Errorf("attach during a migration: %v", err)
+	}
+	if err := m.setDirtyLogging(false); err != nil {
+		t.Fatal(err)
+	}
 
 	// Too few targets: refused, naming the order.
 	conn, dest := incomingLoopback(t, Config{MemoryMiB: 64, DebugExit: true, Disks: []Disk{{Path: bootT}}})
