@@ -7,7 +7,7 @@
 // reads, and a TCP stream to the host (busybox nc) across a TAP in a
 // network namespace this program makes, with link-local addresses.
 //
-// Usage: go run ./bench/io [-govisor PATH] [-guest DIR] [-size-mib 64] [-tcp-mib 16]
+// Usage: go run ./bench/io [-govisor PATH] [-guest DIR] [-size-mib 64] [-tcp-mib 16] [-diag]
 package main
 
 import (
@@ -27,11 +27,26 @@ import (
 )
 
 // guestScript prints "NAME=<start> <end>" uptimes around each transfer.
-func guestScript(sizeMiB, tcpMiB int) string {
+// With diag it also prints the virtio devices' negotiated feature bits
+// (one 0/1 character per bit, bit 0 first) and the virtio interrupt
+// counts around each transfer, and marks each transfer's start and end
+// with "MARK=NAME-a|b" followed by a pause, so the host can read the
+// VMM's exit counters there.
+func guestScript(sizeMiB, tcpMiB int, diag bool) string {
 	t := func(name, cmd string) string {
-		return fmt.Sprintf("read a _ < /proc/uptime; %s; read b _ < /proc/uptime; echo %s=$a,$b; ", cmd, name)
+		s := fmt.Sprintf("read a _ < /proc/uptime; %s; read b _ < /proc/uptime; echo %s=$a,$b; ", cmd, name)
+		if diag {
+			irq := "grep -E 'virt|MSI' /proc/interrupts; "
+			s = irq + "echo MARK=" + name + "-a; sleep 1; " + s + "echo MARK=" + name + "-b; sleep 1; " + irq
+		}
+		return s
 	}
-	return t("SEQREAD", fmt.Sprintf("dd if=/dev/vda of=/dev/null bs=1M count=%d 2>/dev/null", sizeMiB)) +
+	pre := ""
+	if diag {
+		pre = "for d in /sys/bus/virtio/devices/*; do echo FEATURES $d $(cat $d/device) $(cat $d/features); done; " +
+			"echo BLKQ $(cat /sys/block/vda/queue/max_segments /sys/block/vda/queue/max_hw_sectors_kb /sys/block/vda/queue/nr_requests); "
+	}
+	return pre + t("SEQREAD", fmt.Sprintf("dd if=/dev/vda of=/dev/null bs=1M count=%d 2>/dev/null", sizeMiB)) +
 		t("SEQWRITE", fmt.Sprintf("dd if=/dev/zero of=/dev/vda bs=1M count=%d conv=fsync 2>/dev/null", sizeMiB)) +
 		t("RAND4K", "dd if=/dev/vda of=/dev/null bs=4k count=2000 iflag=direct 2>/dev/null") +
 		"ip link set eth0 up; ip addr add " + guestIP + "/16 dev eth0; " +
@@ -47,10 +62,15 @@ const (
 	tapName = "gvbenchtap0"
 )
 
-var resultRe = regexp.MustCompile(`(SEQREAD|SEQWRITE|RAND4K|TCPTX)=([0-9.]+),([0-9.]+)`)
+var (
+	resultRe = regexp.MustCompile(`(SEQREAD|SEQWRITE|RAND4K|TCPTX)=([0-9.]+),([0-9.]+)`)
+	markRe   = regexp.MustCompile(`MARK=([A-Z0-9]+-[ab])`)
+)
 
-// run boots one VMM and returns seconds per measurement.
-func run(args []string) (map[string]float64, error) {
+// run boots one VMM and returns seconds per measurement. With diag the
+// guest's lines are copied to stderr prefixed with name, and at each
+// MARK line mark (if not nil) is called with the mark's name.
+func run(args []string, name string, diag bool, mark func(string)) (map[string]float64, error) {
 	cmd := exec.Command(args[0], args[1:]...)
 	out, err := cmd.StdoutPipe()
 	if err != nil {
@@ -60,17 +80,27 @@ func run(args []string) (map[string]float64, error) {
 	if err := cmd.Start(); err != nil {
 		return nil, err
 	}
-	timer := time.AfterFunc(20*time.Minute, func() { cmd.Process.Kill() })
+	timer := time.AfterFunc(40*time.Minute, func() { cmd.Process.Kill() })
 	defer timer.Stop()
 	res := map[string]float64{}
 	sc := bufio.NewScanner(out)
 	for sc.Scan() {
-		if m := resultRe.FindStringSubmatch(sc.Text()); m != nil {
+		line := sc.Text()
+		if diag {
+			fmt.Fprintf(os.Stderr, "[%s] %s\n", name, line)
+			if m := markRe.FindStringSubmatch(line); m != nil {
+				printCPU(name, m[1], cmd.Process.Pid)
+				if mark != nil {
+					mark(m[1])
+				}
+			}
+		}
+		if m := resultRe.FindStringSubmatch(line); m != nil {
 			a, _ := strconv.ParseFloat(m[2], 64)
 			b, _ := strconv.ParseFloat(m[3], 64)
 			res[m[1]] = b - a
 		}
-		if strings.Contains(sc.Text(), "IO-DONE") {
+		if strings.Contains(line, "IO-DONE") {
 			cmd.Process.Kill() // only the VMM this program started
 		}
 	}
@@ -81,21 +111,35 @@ func run(args []string) (map[string]float64, error) {
 	return res, nil
 }
 
+// govisorStats prints the VMM's exit and device counters (govisor ctl
+// stats) at a mark.
+func govisorStats(govisor, sock string) func(string) {
+	return func(mark string) {
+		out, err := exec.Command(govisor, "ctl", "--api-sock", sock, "stats").CombinedOutput()
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "[govisor] STATS %s: %v: %s\n", mark, err, out)
+			return
+		}
+		fmt.Fprintf(os.Stderr, "[govisor] STATS %s %s\n", mark, strings.Join(strings.Fields(string(out)), " "))
+	}
+}
+
 func main() {
 	govisor := flag.String("govisor", ".cache/bin/govisor", "govisor binary")
 	qemu := flag.String("qemu", "qemu-system-x86_64", "QEMU binary")
 	guest := flag.String("guest", ".cache/guest", "folder with bzImage and initrd.cpio (make guest)")
 	sizeMiB := flag.Int("size-mib", 64, "sequential transfer size")
 	tcpMiB := flag.Int("tcp-mib", 16, "TCP stream size, guest to host")
+	only := flag.String("only", "", "run only this VMM (govisor or qemu) and print its seconds, for diagnosis")
+	diag := flag.Bool("diag", false, "print the guest's output, its virtio feature bits and interrupt counts, and govisor's exit counters around each transfer")
 	flag.Parse()
-	if err := bench(*govisor, *qemu, *guest, *sizeMiB, *tcpMiB); err != nil {
+	if err := bench(*govisor, *qemu, *guest, *sizeMiB, *tcpMiB, *diag, *only); err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
 }
 
-func bench(govisor, qemu, guest string, sizeMiB, tcpMiB int) error {
-
+func bench(govisor, qemu, guest string, sizeMiB, tcpMiB int, diag bool, only string) error {
 	dir, err := os.MkdirTemp("", "bench-io")
 	if err != nil {
 		return err
@@ -119,31 +163,57 @@ func bench(govisor, qemu, guest string, sizeMiB, tcpMiB int) error {
 	f.Close()
 
 	kernel, initrd := filepath.Join(guest, "bzImage"), filepath.Join(guest, "initrd.cpio")
-	cmdline := "console=ttyS0 quiet rodata=off run=\"" + guestScript(sizeMiB, tcpMiB) + "\""
+	cmdline := "console=ttyS0 quiet rodata=off run=\"" + guestScript(sizeMiB, tcpMiB, diag) + "\""
 	flavor := kvm.DetectFlavor()
 	qcmd := cmdline
 	if flavor == kvm.FlavorPVM {
 		// QEMU sees the host's CPUID too: the options govisor's pvm template adds.
 		qcmd += " noxsave clearcpuid=cx16,xsave,popcnt,erms,fsrm,fsgsbase,rdpid,invpcid,pcid,smap,rdrand,rdseed percpu_alloc=page"
 	}
-	g, err := run(bn.wrap([]string{govisor, "run", "--kernel", kernel, "--initrd", initrd, "--memory", "512M",
-		"--disk", "path=" + img, "--net", "tap=" + tapName, "--cmdline", cmdline}))
-	if err != nil {
-		return fmt.Errorf("govisor: %w", err)
+	gargs := []string{govisor, "run", "--kernel", kernel, "--initrd", initrd, "--memory", "512M",
+		"--disk", "path=" + img, "--net", "tap=" + tapName, "--cmdline", cmdline}
+	var mark func(string)
+	if diag {
+		sock := filepath.Join(dir, "api.sock")
+		gargs = append(gargs, "--api-sock", sock)
+		mark = govisorStats(govisor, sock)
 	}
-	if err := bn.check(); err != nil {
-		return fmt.Errorf("govisor: %w", err)
+	if len(qcmd) >= 2048 { // x86 COMMAND_LINE_SIZE
+		return fmt.Errorf("the guest command line is %d bytes, more than Linux takes (2047)", len(qcmd))
 	}
-	fmt.Printf("govisor (seconds per measurement): %v\n", g)
-	q, err := run(bn.wrap([]string{qemu, "-enable-kvm", "-M", "q35", "-cpu", "host,-arch-capabilities,-cx16", "-m", "512",
+	qargs := []string{qemu, "-enable-kvm", "-M", "q35", "-cpu", "host,-arch-capabilities,-cx16", "-m", "512",
 		"-nodefaults", "-no-user-config", "-nographic", "-serial", "stdio", "-kernel", kernel, "-initrd", initrd,
 		"-append", qcmd, "-drive", "file=" + img + ",format=raw,if=none,id=d0", "-device", "virtio-blk-pci,drive=d0",
-		"-netdev", "tap,id=n0,ifname=" + tapName + ",script=no,downscript=no,vhost=off", "-device", "virtio-net-pci,netdev=n0"}))
-	if err != nil {
-		return fmt.Errorf("qemu: %w", err)
+		"-netdev", "tap,id=n0,ifname=" + tapName + ",script=no,downscript=no,vhost=off", "-device", "virtio-net-pci,netdev=n0"}
+	one := func(name string, args []string, mark func(string)) (map[string]float64, error) {
+		res, err := run(bn.wrap(args), name, diag, mark)
+		if err == nil {
+			err = bn.check()
+		}
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", name, err)
+		}
+		fmt.Printf("%s (seconds per measurement): %v\n", name, res)
+		return res, nil
 	}
-	if err := bn.check(); err != nil {
-		return fmt.Errorf("qemu: %w", err)
+	switch only {
+	case "govisor":
+		_, err := one("govisor", gargs, mark)
+		return err
+	case "qemu":
+		_, err := one("qemu", qargs, nil)
+		return err
+	case "":
+	default:
+		return fmt.Errorf("-only %q: govisor or qemu", only)
+	}
+	g, err := one("govisor", gargs, mark)
+	if err != nil {
+		return err
+	}
+	q, err := one("qemu", qargs, nil)
+	if err != nil {
+		return err
 	}
 	fmt.Printf("KVM: %s; disk: %d MiB raw file; TCP: %d MiB guest->host; guest: minimal Linux, busybox dd and nc\n", flavor, sizeMiB, tcpMiB)
 	fmt.Printf("%-30s %12s %12s %7s\n", "", "govisor", "qemu q35", "ratio")
