@@ -7,7 +7,7 @@
 // reads, and a TCP stream to the host (busybox nc) across a TAP in a
 // network namespace this program makes, with link-local addresses.
 //
-// Usage: go run ./bench/io [-govisor PATH] [-guest DIR] [-size-mib 64] [-tcp-mib 16] [-diag]
+// Usage: go run ./bench/io [-govisor PATH] [-guest DIR] [-size-mib 64] [-tcp-mib 16] [-runs N] [-diag] [-only VMM]
 package main
 
 import (
@@ -19,6 +19,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -130,16 +131,20 @@ func main() {
 	guest := flag.String("guest", ".cache/guest", "folder with bzImage and initrd.cpio (make guest)")
 	sizeMiB := flag.Int("size-mib", 64, "sequential transfer size")
 	tcpMiB := flag.Int("tcp-mib", 16, "TCP stream size, guest to host")
+	runs := flag.Int("runs", 1, "runs of each VMM (alternating which goes first); medians are printed")
 	only := flag.String("only", "", "run only this VMM (govisor or qemu) and print its seconds, for diagnosis")
 	diag := flag.Bool("diag", false, "print the guest's output, its virtio feature bits and interrupt counts, and govisor's exit counters around each transfer")
 	flag.Parse()
-	if err := bench(*govisor, *qemu, *guest, *sizeMiB, *tcpMiB, *diag, *only); err != nil {
+	if err := bench(*govisor, *qemu, *guest, *sizeMiB, *tcpMiB, *diag, *only, *runs); err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
 }
 
-func bench(govisor, qemu, guest string, sizeMiB, tcpMiB int, diag bool, only string) error {
+func bench(govisor, qemu, guest string, sizeMiB, tcpMiB int, diag bool, only string, runs int) error {
+	if runs < 1 {
+		return fmt.Errorf("-runs %d: at least 1", runs)
+	}
 	dir, err := os.MkdirTemp("", "bench-io")
 	if err != nil {
 		return err
@@ -207,16 +212,32 @@ func bench(govisor, qemu, guest string, sizeMiB, tcpMiB int, diag bool, only str
 	default:
 		return fmt.Errorf("-only %q: govisor or qemu", only)
 	}
-	g, err := one("govisor", gargs, mark)
-	if err != nil {
-		return err
+	// Runs alternate which VMM goes first, so that a change in the
+	// host's load during the bench does not favour one of them.
+	var gs, qs []map[string]float64
+	for i := range runs {
+		order := []string{"govisor", "qemu"}
+		if i%2 == 1 {
+			order = []string{"qemu", "govisor"}
+		}
+		for _, name := range order {
+			if name == "govisor" {
+				g, err := one("govisor", gargs, mark)
+				if err != nil {
+					return err
+				}
+				gs = append(gs, g)
+			} else {
+				q, err := one("qemu", qargs, nil)
+				if err != nil {
+					return err
+				}
+				qs = append(qs, q)
+			}
+		}
 	}
-	q, err := one("qemu", qargs, nil)
-	if err != nil {
-		return err
-	}
-	fmt.Printf("KVM: %s; disk: %d MiB raw file; TCP: %d MiB guest->host; guest: minimal Linux, busybox dd and nc\n", flavor, sizeMiB, tcpMiB)
-	fmt.Printf("%-30s %12s %12s %7s\n", "", "govisor", "qemu q35", "ratio")
+	fmt.Printf("KVM: %s; disk: %d MiB raw file; TCP: %d MiB guest->host; guest: minimal Linux, busybox dd and nc; %d run(s), medians\n", flavor, sizeMiB, tcpMiB, runs)
+	fmt.Printf("%-30s %12s %12s %7s  %s\n", "", "govisor", "qemu q35", "ratio", "ratio per run")
 	mb := float64(sizeMiB)
 	for _, r := range []struct {
 		key, name string
@@ -228,8 +249,26 @@ func bench(govisor, qemu, guest string, sizeMiB, tcpMiB int, diag bool, only str
 		{"RAND4K", "4 KiB O_DIRECT reads", 2000, "IOPS"},
 		{"TCPTX", "TCP guest->host over TAP", float64(tcpMiB), "MiB/s"},
 	} {
-		gv, qv := r.amount/g[r.key], r.amount/q[r.key]
-		fmt.Printf("%-30s %8.2f %s %8.2f %s %6.2fx\n", r.name, gv, r.unit, qv, r.unit, gv/qv)
+		var gv, qv, ratios []float64
+		per := ""
+		for i := range gs {
+			g, q := r.amount/gs[i][r.key], r.amount/qs[i][r.key]
+			gv, qv, ratios = append(gv, g), append(qv, q), append(ratios, g/q)
+			per += fmt.Sprintf(" %.2f", g/q)
+		}
+		fmt.Printf("%-30s %8.2f %s %8.2f %s %6.2fx %s\n", r.name, median(gv), r.unit, median(qv), r.unit, median(ratios), per)
 	}
 	return nil
+}
+
+// median returns the middle value of v (the mean of the two middle ones
+// for an even count).
+func median(v []float64) float64 {
+	s := slices.Clone(v)
+	slices.Sort(s)
+	n := len(s)
+	if n%2 == 1 {
+		return s[n/2]
+	}
+	return (s[n/2-1] + s[n/2]) / 2
 }
