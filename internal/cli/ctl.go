@@ -238,6 +238,7 @@ latest migration, migrate-cancel cancels a running one.`,
 	f.DurationVar(&mf.maxDowntime, "max-downtime", 0, "migrate: the longest pause the guest may see (e.g. 50ms; overrides --max-downtime-ms)")
 	f.StringVar(&mf.bandwidth, "bandwidth", "", "migrate: limit the transfer while the guest runs, bytes per second with K, M or G (100M = 100 MiB/s; default unlimited)")
 	f.BoolVar(&mf.autoConverge, "auto-converge", false, "migrate: slow the guest's vCPUs when it dirties memory faster than it can be sent")
+	f.BoolVar(&mf.postCopy, "post-copy", false, "migrate: when pre-copy cannot meet --max-downtime, start the VM on the destination at once and fetch the rest of its memory on demand (the VM is lost if the link fails meanwhile)")
 	f.BoolVar(&mf.mirrorDisks, "mirror-disks", false, "migrate: copy every disk to the destination's own --disk images (blank, same sizes) when the hosts share no storage")
 	f.StringVar(&mf.tlsCert, "tls-cert", "", "migrate: this host's certificate (PEM) for mutual TLS with the destination")
 	f.StringVar(&mf.tlsKey, "tls-key", "", "migrate: the private key of --tls-cert")

@@ -79,7 +79,7 @@ func (c *machineCtl) migrate(ctx context.Context, m *vm.Machine, req vmmapi.Migr
 	}
 	st, err := migrate(ctx, conn, migration.Options{
 		MaxDowntime: time.Duration(req.MaxDowntimeMS) * time.Millisecond, Bandwidth: req.Bandwidth,
-		AutoConverge: req.AutoConverge, Progress: c.mig.Report,
+		AutoConverge: req.AutoConverge, PostCopy: req.PostCopy, Progress: c.mig.Report,
 	})
 	if err != nil && tlsCfg != nil && strings.Contains(err.Error(), "tls: ") {
 		err = fmt.Errorf("%w (the destination did not accept this VMM's TLS certificate: it must be signed by a CA in the destination's --tls-ca)", err)
@@ -89,7 +89,7 @@ func (c *machineCtl) migrate(ctx context.Context, m *vm.Machine, req vmmapi.Migr
 
 func migrateResult(st migration.Stats) vmmapi.MigrateResult {
 	return vmmapi.MigrateResult{Rounds: st.Rounds, BytesSent: st.BytesSent, PagesSent: st.PagesSent, ZeroPages: st.ZeroPages,
-		TotalMS: ms(st.Total), DowntimeMS: ms(st.Downtime)}
+		TotalMS: ms(st.Total), DowntimeMS: ms(st.Downtime), PostCopyPages: st.PostCopyPages, PostCopyRequested: st.PostCopyRequested}
 }
 
 func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
@@ -107,7 +107,7 @@ func (c *machineCtl) MigrateProgress() vmmapi.MigrateProgress {
 	pr := st.Progress
 	p.To, p.Round, p.BytesSent, p.PagesSent = to, pr.Round, pr.BytesSent, pr.PagesSent
 	p.DirtyRate, p.RemainingPages, p.ExpectedDowntimeMS = pr.DirtyRate, pr.RemainingPages, ms(pr.ExpectedDowntime)
-	p.Bandwidth, p.ThrottlePercent, p.Paused = pr.Bandwidth, pr.Throttle, pr.Paused
+	p.Bandwidth, p.ThrottlePercent, p.Paused, p.PostCopy = pr.Bandwidth, pr.Throttle, pr.Paused, pr.PostCopy
 	if st.Ended.IsZero() {
 		p.ElapsedMS = ms(time.Since(st.Started))
 	} else {
@@ -144,6 +144,7 @@ type migrateFlags struct {
 	bandwidth       string
 	autoConverge    bool
 	mirrorDisks     bool
+	postCopy        bool
 	tlsCert, tlsKey string
 	tlsCA           string
 	quiet           bool
@@ -151,7 +152,10 @@ type migrateFlags struct {
 
 // request builds the API request for a migration to dest.
 func (f *migrateFlags) request(dest string) (vmmapi.MigrateRequest, error) {
-	req := vmmapi.MigrateRequest{To: dest, MaxDowntimeMS: f.maxDowntimeMS, AutoConverge: f.autoConverge, MirrorDisks: f.mirrorDisks}
+	req := vmmapi.MigrateRequest{To: dest, MaxDowntimeMS: f.maxDowntimeMS, AutoConverge: f.autoConverge, MirrorDisks: f.mirrorDisks, PostCopy: f.postCopy}
+	if f.postCopy && f.mirrorDisks {
+		return req, errors.New("--post-copy moves memory only: it cannot be combined with --mirror-disks (put the disks on shared storage)")
+	}
 	if f.maxDowntime != 0 {
 		if f.maxDowntime < time.Millisecond {
 			return req, fmt.Errorf("--max-downtime %v: give at least 1ms", f.maxDowntime)
@@ -247,6 +251,9 @@ func progressLine(p vmmapi.MigrateProgress) string {
 	}
 	if p.Paused {
 		phase = "paused, sending the rest"
+	}
+	if p.PostCopy {
+		phase = "post-copy, the destination runs the VM"
 	}
 	return fmt.Sprintf("migrate: %s, sent %s at %s/s, dirty rate %.0f pages/s, remaining %d pages, expected downtime %.0f ms",
 		phase, humanBytes(float64(p.BytesSent)), humanBytes(p.Bandwidth), p.DirtyRate, p.RemainingPages, p.ExpectedDowntimeMS)

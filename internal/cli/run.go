@@ -120,7 +120,8 @@ func receiveMigration(l net.Listener, cfg vm.Config, tlsCfg *tls.Config) (*vm.Ma
 			}
 			conn = tc
 		}
-		defer conn.Close()
+		// Incoming owns conn now: the migration closes it when it is over
+		// (after the handover, or after post-copy).
 		return vm.Incoming(context.Background(), conn, cfg)
 	}
 }

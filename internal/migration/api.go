@@ -144,6 +144,7 @@ type Progress struct {
 	ExpectedDowntime time.Duration // estimated pause to send what remains
 	Throttle         int           // current auto-converge throttle, percent
 	Paused           bool          // the source is paused (final phase)
+	PostCopy         bool          // the destination runs the VM; RemainingPages follow
 }
 
 // Stats summarise a finished (or failed) migration.

@@ -8,6 +8,7 @@ import (
 	"hash/crc32"
 	"net"
 	"slices"
+	"sync"
 	"time"
 
 	"github.com/klauspost/compress/s2"
@@ -34,6 +35,17 @@ type receiver struct {
 
 	// noAbort: do not send ABORT (the peer aborted, or speaks another version).
 	noAbort bool
+
+	place func(gpa uint64, data []byte) error // where PAGES go
+
+	// Post-copy (FeaturePostCopy accepted).
+	pcd         PostCopyDestination
+	dstRegs     []Region   // dst.Regions(), in its order
+	missing     [][]uint64 // pages to come after the handover
+	missingLeft uint64
+	armed       bool       // ArmPostCopy succeeded
+	wmu         sync.Mutex // w: request writes from the VM's fault handler
+	reqErr      error
 }
 
 var zeroBlock [DiskBlockSize]byte
@@ -45,24 +57,36 @@ var zeroBlock [DiskBlockSize]byte
 // CRC-32C. Then it calls dst.Commit(deviceState), ACKs, and waits for the
 // source's GO. It returns nil only after GO: the caller may then run the
 // VM. On error the caller must discard the destination VM; the source
-// resumes. Receive does not close conn.
+// resumes. Receive owns conn and closes it when the migration is over: on
+// return, or, when the source switched to post-copy (dst implements
+// PostCopyDestination and ArmPostCopy was called), once the post-copy
+// phase that goes on in the background ends with dst.EndPostCopy.
 func Receive(ctx context.Context, conn net.Conn, dst Destination) (deviceState []byte, err error) {
 	r := &receiver{conn: conn, dst: dst, w: bufio.NewWriterSize(conn, 64<<10), fr: newFrameReader(conn)}
+	r.place = dst.WriteMemory
 	stop := context.AfterFunc(ctx, func() { conn.SetDeadline(time.Unix(1, 0)) })
 	state, err := r.run()
 	stop()
 	if err == nil {
+		if r.armed {
+			conn.SetDeadline(time.Time{})
+			go r.postCopy()
+		} else {
+			conn.Close()
+		}
 		return state, nil
 	}
 	if cerr := ctx.Err(); cerr != nil {
 		err = fmt.Errorf("migration: %w (%v)", cerr, err)
 	}
+	if r.armed {
+		r.pcd.EndPostCopy(err) // the VM never ran
+	}
 	if !r.noAbort {
 		r.conn.SetWriteDeadline(time.Now().Add(time.Second))
-		if writeFrame(r.w, MsgAbort, 0, abortReason(err)) == nil {
-			r.w.Flush()
-		}
+		r.send(MsgAbort, abortReason(err))
 	}
+	conn.Close()
 	return nil, err
 }
 
@@ -90,6 +114,8 @@ func (r *receiver) run() ([]byte, error) {
 				return nil, fmt.Errorf("%w: device state exceeds %d bytes", ErrProtocol, MaxDeviceState)
 			}
 			r.state = append(r.state, f.Payload...)
+		case MsgDiscard:
+			err = r.discardFrame(f.Payload)
 		case MsgComplete:
 			return r.complete(f.Payload)
 		case MsgAbort:
@@ -157,6 +183,12 @@ func (r *receiver) handshake() error {
 		r.ddst, r.disks = dd, h.Disks
 	}
 	accepted := h.Features & supportedFeatures
+	r.dstRegs = r.dst.Regions()
+	if pcd, ok := r.dst.(PostCopyDestination); ok && accepted&FeaturePostCopy != 0 && len(h.Disks) == 0 {
+		r.pcd = pcd
+	} else {
+		accepted &^= FeaturePostCopy
+	}
 	r.compress = accepted&FeatureCompress != 0
 	r.roundAck = accepted&FeatureRoundAck != 0
 	if err := writeFrame(r.w, MsgHello, 0, binary.LittleEndian.AppendUint64(nil, accepted)); err != nil {
@@ -193,7 +225,7 @@ func (r *receiver) pagesFrame(f frame) error {
 		if data == nil {
 			data = zeroPage[:]
 		}
-		if err := r.dst.WriteMemory(gpa, data); err != nil {
+		if err := r.place(gpa, data); err != nil {
 			return fmt.Errorf("migration: write guest page %#x: %w", gpa, err)
 		}
 		return nil
@@ -275,11 +307,11 @@ func (r *receiver) complete(p []byte) ([]byte, error) {
 	if err := r.dst.Commit(r.state); err != nil {
 		return nil, fmt.Errorf("migration: load device state: %w", err)
 	}
-	if err := writeFrame(r.w, MsgAck, 0, nil); err != nil {
+	if err := r.armPostCopy(); err != nil {
 		return nil, err
 	}
-	if err := r.w.Flush(); err != nil {
-		return nil, fmt.Errorf("migration: send ACK: %w", err)
+	if err := r.send(MsgAck, nil); err != nil {
+		return nil, err
 	}
 	f, err := r.fr.next()
 	if err != nil {
@@ -296,8 +328,6 @@ func (r *receiver) complete(p []byte) ([]byte, error) {
 	// The source is stopped for good: from here on the VM must run here,
 	// whether or not DONE reaches the source.
 	r.noAbort = true
-	if err := writeFrame(r.w, MsgDone, 0, nil); err == nil {
-		r.w.Flush()
-	}
+	r.send(MsgDone, nil)
 	return r.state, nil
 }

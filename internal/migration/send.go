@@ -51,6 +51,13 @@ type sender struct {
 	acked       atomic.Int64  // highest round the destination acknowledged, -1 for none
 	ackedWake   chan struct{} // signalled on every ROUND_ACK
 
+	// Post-copy (FeaturePostCopy negotiated and opts.PostCopy).
+	postCopy   bool
+	inPostCopy atomic.Bool   // the post-copy handover began; readPeer reads on after DONE
+	requests   chan uint64   // pages the destination waits for
+	postCopyOK chan struct{} // POSTCOPY_OK arrived
+	disarm     func() bool   // stops ctx cancellation from cutting conn
+
 	stats Stats
 
 	left       uint64    // pages left to send in this round, for Progress
@@ -91,17 +98,20 @@ func Send(ctx context.Context, conn net.Conn, src Source, opts Options) (Stats, 
 	}
 	s := &sender{
 		ctx: ctx, conn: conn, src: src, opts: opts,
-		fr:        newFrameReader(conn),
-		peerDone:  make(chan struct{}),
-		ack:       make(chan struct{}, 1),
-		done:      make(chan struct{}, 1),
-		ackedWake: make(chan struct{}, 1),
+		fr:         newFrameReader(conn),
+		peerDone:   make(chan struct{}),
+		ack:        make(chan struct{}, 1),
+		done:       make(chan struct{}, 1),
+		ackedWake:  make(chan struct{}, 1),
+		requests:   make(chan uint64, requestQueue),
+		postCopyOK: make(chan struct{}, 1),
 	}
 	s.acked.Store(-1)
 	s.w = bufio.NewWriterSize(countingWriter{conn, s}, 1<<20)
 	start := time.Now()
 	// Cancelling ctx unblocks every read and write on conn.
 	stop := context.AfterFunc(ctx, func() { conn.SetDeadline(time.Unix(1, 0)) })
+	s.disarm = stop
 	err := s.run()
 	stop()
 	if err != nil {
@@ -259,6 +269,9 @@ func (s *sender) run() error {
 		// shrink the dirty set, one more round while the guest runs is
 		// cheaper than sending the larger set while it is paused.
 		fits := expected <= s.opts.MaxDowntime
+		if s.postCopy && !fits && dirty > 0 {
+			return s.finishPostCopy(mem)
+		}
 		shrinking := prevDirty == 0 || float64(dirty) < shrinkRatio*float64(prevDirty)
 		if s.round >= s.opts.MaxRounds || (fits && (!shrinking || dirty <= smallDirtySet)) {
 			return s.finish(mem, dsk)
@@ -352,6 +365,12 @@ func (s *sender) handshake() error {
 		return fmt.Errorf("%w: destination speaks protocol version %d, this source speaks %d", ErrVersion, v, ProtocolVersion)
 	}
 	features := FeatureRoundAck
+	if s.opts.PostCopy {
+		if len(s.sizes) > 0 {
+			return errors.New("migration: post-copy moves memory only: disks must be on shared storage, not mirrored")
+		}
+		features |= FeaturePostCopy
+	}
 	if s.opts.Compress {
 		features |= FeatureCompress
 	}
@@ -378,6 +397,10 @@ func (s *sender) handshake() error {
 	}
 	s.compress = accepted&FeatureCompress != 0
 	s.roundAck = accepted&FeatureRoundAck != 0
+	s.postCopy = accepted&FeaturePostCopy != 0
+	if s.opts.PostCopy && !s.postCopy {
+		return fmt.Errorf("%w: the destination cannot take a post-copy migration", ErrProtocol)
+	}
 	return nil
 }
 
@@ -403,12 +426,21 @@ func (s *sender) readPeer() {
 			}
 		case MsgRoundAck:
 			s.peerErr = s.roundAcked(f.Payload)
+		case MsgPageRequest:
+			s.peerErr = s.pageRequested(f.Payload)
+		case MsgPostCopyOK:
+			if !s.inPostCopy.Load() {
+				s.peerErr = fmt.Errorf("%w: unexpected POSTCOPY_OK", ErrProtocol)
+				break
+			}
+			s.postCopyOK <- struct{}{}
+			return
 		case MsgAbort:
 			s.peerErr = fmt.Errorf("%w: destination: %s", ErrAborted, sanitize(f.Payload))
 		default:
 			s.peerErr = fmt.Errorf("%w: destination sent %v", ErrProtocol, f.Type)
 		}
-		if s.peerErr != nil || f.Type == MsgDone {
+		if s.peerErr != nil || (f.Type == MsgDone && !s.inPostCopy.Load()) {
 			// Unblock a writer stuck on a peer that stopped reading.
 			s.conn.SetWriteDeadline(time.Unix(1, 0))
 			return
@@ -418,10 +450,9 @@ func (s *sender) readPeer() {
 
 // finish pauses the source, sends what remains and hands the VM over.
 func (s *sender) finish(mem [][]uint64, dsk [][]uint64) error {
-	if err := s.src.Pause(); err != nil {
-		return fmt.Errorf("migration: pause source: %w", err)
+	if err := s.pause(); err != nil {
+		return err
 	}
-	s.paused, s.pausedAt = true, time.Now()
 	// What was dirtied since the last bitmap, plus the set not yet sent.
 	mem2, dsk2, err := s.takeDirty()
 	if err != nil {
@@ -430,10 +461,25 @@ func (s *sender) finish(mem [][]uint64, dsk [][]uint64) error {
 	orBitmaps(mem, mem2)
 	orBitmaps(dsk, dsk2)
 	s.left = uint64(countBits(mem...))
-	s.limitStart = time.Time{} // no bandwidth limit while paused
 	if err := s.sendDirty(mem, dsk); err != nil {
 		return err
 	}
+	return s.handover()
+}
+
+// pause stops the source for the handover.
+func (s *sender) pause() error {
+	if err := s.src.Pause(); err != nil {
+		return fmt.Errorf("migration: pause source: %w", err)
+	}
+	s.paused, s.pausedAt = true, time.Now()
+	s.limitStart = time.Time{} // no bandwidth limit while paused
+	return nil
+}
+
+// handover sends the device state and COMPLETE, waits for the ACK, sends GO
+// and waits for DONE: the destination then runs the VM.
+func (s *sender) handover() error {
 	state, err := s.src.DeviceState()
 	if err != nil {
 		return fmt.Errorf("migration: capture device state: %w", err)
@@ -455,7 +501,9 @@ func (s *sender) finish(mem [][]uint64, dsk [][]uint64) error {
 	if err := s.wait(s.ack, "ACK"); err != nil {
 		return err
 	}
-	// From here the destination may run: the source must never resume.
+	// From here the destination may run: the source must never resume, and
+	// cancelling can no longer take the VM back.
+	s.disarm()
 	if err := s.writeFrame(MsgGo, 0, nil); err != nil {
 		return err
 	}

@@ -64,11 +64,16 @@ const (
 	MsgGo          MsgType = 9  // the source is stopped; the destination may run
 	MsgDone        MsgType = 10 // the destination runs the VM
 	MsgRoundAck    MsgType = 11 // destination applied a round (FeatureRoundAck)
+	MsgDiscard     MsgType = 12 // post-copy: pages the destination must fetch
+	MsgPageRequest MsgType = 13 // post-copy: pages the destination waits for
+	MsgPostCopyEnd MsgType = 14 // post-copy: every missing page was sent
+	MsgPostCopyOK  MsgType = 15 // post-copy: every missing page arrived
 )
 
 // String names a frame type for error messages.
 func (t MsgType) String() string {
-	names := [...]string{"", "HELLO", "PAGES", "ROUND_END", "DISK", "DEVICE_STATE", "COMPLETE", "ABORT", "ACK", "GO", "DONE", "ROUND_ACK"}
+	names := [...]string{"", "HELLO", "PAGES", "ROUND_END", "DISK", "DEVICE_STATE", "COMPLETE", "ABORT", "ACK", "GO", "DONE", "ROUND_ACK",
+		"DISCARD", "PAGE_REQUEST", "POSTCOPY_END", "POSTCOPY_OK"}
 	if int(t) < len(names) && t != 0 {
 		return names[t]
 	}
@@ -89,8 +94,12 @@ const (
 	// ROUND_ACK once it has applied the round, so the source measures rounds
 	// end to end and pauses only when nothing is still in flight.
 	FeatureRoundAck uint64 = 1 << 1
+	// FeaturePostCopy: the source may hand the VM over before every page
+	// was sent (Options.PostCopy); DISCARD, PAGE_REQUEST, POSTCOPY_END and
+	// POSTCOPY_OK frames.
+	FeaturePostCopy uint64 = 1 << 2
 	// supportedFeatures is every feature this version implements.
-	supportedFeatures = FeatureCompress | FeatureRoundAck
+	supportedFeatures = FeatureCompress | FeatureRoundAck | FeaturePostCopy
 )
 
 var castagnoli = crc32.MakeTable(crc32.Castagnoli)
@@ -114,6 +123,10 @@ var (
 	// destination runs: the source stays paused and must not be resumed
 	// until the destination's state is known.
 	ErrHandoverUnknown = errors.New("migration: handover outcome unknown")
+	// ErrPostCopy means post-copy ended before every missing page reached
+	// the destination: the destination stops the VM and the source, which
+	// must not resume (the VM ran on the destination), stays paused.
+	ErrPostCopy = errors.New("migration: post-copy failed")
 )
 
 // writePreamble sends the magic and our protocol version.

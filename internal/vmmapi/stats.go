@@ -77,7 +77,10 @@ type MigrateProgress struct {
 	// ThrottlePercent is the auto-converge throttle of the guest's vCPUs.
 	ThrottlePercent int `json:"throttle_percent"`
 	// Paused is set once the source paused for the final phase.
-	Paused    bool    `json:"paused"`
+	Paused bool `json:"paused"`
+	// PostCopy is set once the destination runs the VM and the remaining
+	// pages follow (RemainingPages of them).
+	PostCopy  bool    `json:"post_copy,omitempty"`
 	ElapsedMS float64 `json:"elapsed_ms"`
 	// Error says why a failed or cancelled migration stopped.
 	Error string `json:"error,omitempty"`

@@ -73,6 +73,11 @@ type MigrateRequest struct {
 	// MirrorDisks copies every disk to the destination's own disks (its
 	// --disk images) during the migration, for hosts without shared storage.
 	MirrorDisks bool `json:"mirror_disks,omitempty"`
+	// PostCopy switches to post-copy when pre-copy cannot meet the
+	// downtime limit: the destination runs at once and fetches the pages it
+	// lacks on demand. The VM is lost if the link fails before they all
+	// arrived. Memory only: not with MirrorDisks.
+	PostCopy bool `json:"post_copy,omitempty"`
 	// TLSCert, TLSKey and TLSCA, given together, secure the migration with
 	// mutual TLS: this VMM presents the certificate and verifies the
 	// destination's against the CA bundle (files on the VMM's host).
@@ -89,6 +94,10 @@ type MigrateResult struct {
 	ZeroPages  uint64  `json:"zero_pages"`
 	TotalMS    float64 `json:"total_ms"`
 	DowntimeMS float64 `json:"downtime_ms"`
+	// PostCopyPages is how many pages went after the destination started
+	// (post-copy); PostCopyRequested of them because the guest waited on them.
+	PostCopyPages     uint64 `json:"post_copy_pages,omitempty"`
+	PostCopyRequested uint64 `json:"post_copy_requested,omitempty"`
 }
 
 // BalloonRequest is the body of PUT /vm/balloon.
