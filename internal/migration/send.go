@@ -27,6 +27,7 @@ type sender struct {
 
 	compress bool
 	roundAck bool // FeatureRoundAck negotiated
+	files    bool // FeatureFiles was agreed
 	batch    pageBatch
 	comp     []byte
 	buf      []byte
@@ -355,6 +356,11 @@ func (s *sender) handshake() error {
 	if s.opts.Compress {
 		features |= FeatureCompress
 	}
+	if _, ok := s.conn.(*net.UnixConn); ok {
+		if _, ok := s.src.(FileSource); ok {
+			features |= FeatureFiles
+		}
+	}
 	h := hello{Features: features, Regions: s.regs, Disks: s.sizes}
 	if err := s.writeFrame(MsgHello, 0, h.encode()); err != nil {
 		return err
@@ -378,6 +384,7 @@ func (s *sender) handshake() error {
 	}
 	s.compress = accepted&FeatureCompress != 0
 	s.roundAck = accepted&FeatureRoundAck != 0
+	s.files = accepted&FeatureFiles != 0
 	return nil
 }
 
@@ -443,6 +450,11 @@ func (s *sender) finish(mem [][]uint64, dsk [][]uint64) error {
 			return err
 		}
 	}
+	if s.files {
+		if err := s.handOver(); err != nil {
+			return err
+		}
+	}
 	t := totals{Round: uint32(s.round), Pages: s.stats.PagesSent, DiskBlocks: s.stats.DiskBlocks,
 		StateLen: uint64(len(state)), StateCRC: crc32.Checksum(state, castagnoli)}
 	if err := s.writeFrame(MsgComplete, 0, t.encode()); err != nil {
@@ -478,6 +490,27 @@ func (s *sender) finish(mem [][]uint64, dsk [][]uint64) error {
 	case <-timer.C:
 		return fmt.Errorf("%w: no DONE within %v of GO", ErrHandoverUnknown, s.opts.HandoverTimeout)
 	}
+}
+
+// handOver sends the source's files in FILES frames and closes them.
+func (s *sender) handOver() error {
+	files, err := s.src.(FileSource).HandoverFiles()
+	defer closeFiles(files)
+	if err != nil {
+		return fmt.Errorf("migration: collect files to hand over: %w", err)
+	}
+	if len(files) > MaxFiles {
+		return fmt.Errorf("migration: %d files to hand over, at most %d", len(files), MaxFiles)
+	}
+	if len(files) == 0 {
+		return nil
+	}
+	if err := s.w.Flush(); err != nil {
+		return fmt.Errorf("migration: send device state: %w", err)
+	}
+	n, err := sendFiles(s.conn.(*net.UnixConn), files)
+	s.stats.BytesSent += n
+	return err
 }
 
 // wait waits for a message from the destination (or its failure).
