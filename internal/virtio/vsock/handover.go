@@ -58,8 +58,12 @@ func (d *Device) Thaw() {
 	}
 	d.connMu.Unlock()
 	for _, c := range all {
-		c.uc.SetDeadline(time.Time{})
 		c.mu.Lock()
+		if !c.frozen {
+			c.mu.Unlock()
+			continue // its pumps run already
+		}
+		c.uc.SetDeadline(time.Time{})
 		greet := c.greet
 		c.frozen, c.greet = false, false
 		c.startPumpsLocked()
