@@ -65,7 +65,7 @@ func (d *migrationDest) attachFiles(ms *migrationState) {
 	}
 	for i := range ms.Machine.Virtio {
 		if v := ms.Machine.Virtio[i].Vsock; v != nil {
-			v.Files = d.files
+			v.SetFiles(d.files)
 		}
 	}
 }

@@ -63,11 +63,6 @@ func filledState() *migrationState {
 	var n uint64
 	fill(reflect.ValueOf(&ms).Elem(), &n)
 	ms.Machine.Version = StateVersion
-	for i := range ms.Machine.Virtio {
-		if v := ms.Machine.Virtio[i].Vsock; v != nil {
-			v.Files = nil // travel beside the state, not in it
-		}
-	}
 	for i := range ms.Machine.IRQChips {
 		ms.Machine.IRQChips[i].ChipID = uint32(i)
 	}

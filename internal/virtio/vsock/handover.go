@@ -115,21 +115,21 @@ func knownOp(op uint16) bool {
 	return false
 }
 
-// reinstall recreates s's connections on s.Files, frozen, and the receive
+// reinstall recreates s's connections on s.files, frozen, and the receive
 // queue. Every value is checked: the state crossed a process boundary.
 func (d *Device) reinstall(s *State) error {
 	if len(s.Conns) > MaxConnections {
 		return fmt.Errorf("%d connections, at most %d", len(s.Conns), MaxConnections)
 	}
 	conns := make([]*conn, len(s.Conns))
-	used := make([]bool, len(s.Files))
+	used := make([]bool, len(s.files))
 	d.connMu.Lock()
 	d.frozen = true
 	d.connMu.Unlock()
 	for i := range s.Conns {
 		cs := &s.Conns[i]
-		if cs.File < 0 || cs.File >= len(s.Files) || used[cs.File] || s.Files[cs.File] == nil {
-			return fmt.Errorf("connection %d: no host socket (file %d of %d)", i, cs.File, len(s.Files))
+		if cs.File < 0 || cs.File >= len(s.files) || used[cs.File] || s.files[cs.File] == nil {
+			return fmt.Errorf("connection %d: no host socket (file %d of %d)", i, cs.File, len(s.files))
 		}
 		used[cs.File] = true
 		if len(cs.ToHost) > BufAlloc || cs.RxCnt-cs.FwdCnt != uint32(len(cs.ToHost)) {
@@ -138,7 +138,7 @@ func (d *Device) reinstall(s *State) error {
 		if cs.PeerShut&^(ShutdownRcv|ShutdownSend) != 0 {
 			return fmt.Errorf("connection %d: shutdown flags %#x", i, cs.PeerShut)
 		}
-		fc, err := net.FileConn(s.Files[cs.File])
+		fc, err := net.FileConn(s.files[cs.File])
 		if err != nil {
 			return fmt.Errorf("connection %d: host socket: %w", i, err)
 		}

@@ -51,7 +51,7 @@ func (g *guest) handover(withFiles bool) {
 		t.Fatal(err)
 	}
 	if withFiles {
-		ds.Files = files
+		ds.SetFiles(files)
 	} else {
 		for _, f := range files {
 			f.Close()
@@ -185,57 +185,63 @@ func TestRestoreRejectsBadConnections(t *testing.T) {
 	defer regular.Close()
 	tests := []struct {
 		name    string
-		state   func(f []*os.File) vsock.State
+		state   func() vsock.State
 		mention string
+		regular bool // hand over a regular file, not sockets
 	}{
-		{"file index out of range", func(f []*os.File) vsock.State {
-			return vsock.State{Conns: []vsock.ConnState{conn(5000, 2)}, Files: f}
-		}, "no host socket"},
-		{"one file for two connections", func(f []*os.File) vsock.State {
-			return vsock.State{Conns: []vsock.ConnState{conn(5000, 0), conn(5001, 0)}, Files: f}
-		}, "no host socket"},
-		{"same ports twice", func(f []*os.File) vsock.State {
-			return vsock.State{Conns: []vsock.ConnState{conn(5000, 0), conn(5000, 1)}, Files: f}
-		}, "taken twice"},
-		{"buffered data disagrees with counters", func(f []*os.File) vsock.State {
+		{"file index out of range", func() vsock.State {
+			return vsock.State{Conns: []vsock.ConnState{conn(5000, 2)}}
+		}, "no host socket", false},
+		{"one file for two connections", func() vsock.State {
+			return vsock.State{Conns: []vsock.ConnState{conn(5000, 0), conn(5001, 0)}}
+		}, "no host socket", false},
+		{"same ports twice", func() vsock.State {
+			return vsock.State{Conns: []vsock.ConnState{conn(5000, 0), conn(5000, 1)}}
+		}, "taken twice", false},
+		{"buffered data disagrees with counters", func() vsock.State {
 			c := conn(5000, 0)
 			c.RxCnt, c.ToHost = 10, []byte("abc")
-			return vsock.State{Conns: []vsock.ConnState{c}, Files: f}
-		}, "counters"},
-		{"bad shutdown flags", func(f []*os.File) vsock.State {
+			return vsock.State{Conns: []vsock.ConnState{c}}
+		}, "counters", false},
+		{"bad shutdown flags", func() vsock.State {
 			c := conn(5000, 0)
 			c.PeerShut = 8
-			return vsock.State{Conns: []vsock.ConnState{c}, Files: f}
-		}, "shutdown"},
-		{"not a socket", func(f []*os.File) vsock.State {
-			return vsock.State{Conns: []vsock.ConnState{conn(5000, 0)}, Files: []*os.File{regular}}
-		}, "host socket"},
-		{"packet for no connection", func(f []*os.File) vsock.State {
-			return vsock.State{Conns: []vsock.ConnState{conn(5000, 0)}, Files: f,
+			return vsock.State{Conns: []vsock.ConnState{c}}
+		}, "shutdown", false},
+		{"not a socket", func() vsock.State {
+			return vsock.State{Conns: []vsock.ConnState{conn(5000, 0)}}
+		}, "host socket", true},
+		{"packet for no connection", func() vsock.State {
+			return vsock.State{Conns: []vsock.ConnState{conn(5000, 0)},
 				Pending: []vsock.Packet{{Conn: 3, Op: vsock.OpRW}}}
-		}, "connection 3"},
-		{"packet with another connection's ports", func(f []*os.File) vsock.State {
-			return vsock.State{Conns: []vsock.ConnState{conn(5000, 0)}, Files: f,
+		}, "connection 3", false},
+		{"packet with another connection's ports", func() vsock.State {
+			return vsock.State{Conns: []vsock.ConnState{conn(5000, 0)},
 				Pending: []vsock.Packet{{Conn: 0, HostPort: 1, GuestPort: 7, Op: vsock.OpRW}}}
-		}, "ports"},
-		{"unknown operation", func(f []*os.File) vsock.State {
-			return vsock.State{Conns: []vsock.ConnState{conn(5000, 0)}, Files: f,
+		}, "ports", false},
+		{"unknown operation", func() vsock.State {
+			return vsock.State{Conns: []vsock.ConnState{conn(5000, 0)},
 				Pending: []vsock.Packet{{Conn: 0, HostPort: 5000, GuestPort: 7, Op: 42}}}
-		}, "operation 42"},
-		{"data on a non-data packet", func(f []*os.File) vsock.State {
-			return vsock.State{Conns: []vsock.ConnState{conn(5000, 0)}, Files: f,
+		}, "operation 42", false},
+		{"data on a non-data packet", func() vsock.State {
+			return vsock.State{Conns: []vsock.ConnState{conn(5000, 0)},
 				Pending: []vsock.Packet{{Conn: 0, HostPort: 5000, GuestPort: 7, Op: vsock.OpCreditUpdate, Data: []byte("x")}}}
-		}, "bytes of data"},
-		{"connectionless data", func(f []*os.File) vsock.State {
-			return vsock.State{Conns: []vsock.ConnState{conn(5000, 0)}, Files: f,
+		}, "bytes of data", false},
+		{"connectionless data", func() vsock.State {
+			return vsock.State{Conns: []vsock.ConnState{conn(5000, 0)},
 				Pending: []vsock.Packet{{Conn: -1, Op: vsock.OpRW}}}
-		}, "without a connection"},
+		}, "without a connection", false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			g := newGuest(t)
-			s := tt.state([]*os.File{socketFile(t), socketFile(t)})
+			s := tt.state()
 			s.CID = guestCID
+			if tt.regular {
+				s.SetFiles([]*os.File{regular})
+			} else {
+				s.SetFiles([]*os.File{socketFile(t), socketFile(t)})
+			}
 			err := g.dev.RestoreState(s)
 			if err == nil || !strings.Contains(err.Error(), tt.mention) {
 				t.Fatalf("got %v, want an error mentioning %q", err, tt.mention)

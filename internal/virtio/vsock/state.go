@@ -9,7 +9,7 @@ import (
 // State is the device's state for snapshots and migrations: every
 // connection with its credit accounting (5.10.6.3) and the packets not yet
 // delivered to the guest. The host ends of the connections are Unix
-// sockets, which only a VMM on the same host can take over (Files);
+// sockets, which only a VMM on the same host can take over (SetFiles);
 // without them a restored device sends the guest a transport reset event
 // and the guest drops its connections (5.10.6.6), as Firecracker does.
 type State struct {
@@ -17,12 +17,18 @@ type State struct {
 	NextPort uint32      // the next host port for a host-initiated connection
 	Conns    []ConnState // sorted by host port, then guest port
 	Pending  []Packet    // the receive queue, oldest first
-	// Files are the connections' host sockets, indexed by ConnState.File.
-	// They travel beside the state (SCM_RIGHTS), never inside it: SaveState
-	// leaves it nil (see HandoverFiles), RestoreState takes them from the
-	// caller, who still closes them afterwards.
-	Files []*os.File
+
+	// files are the connections' host sockets, indexed by ConnState.File.
+	// They travel beside the state (SCM_RIGHTS), never inside it, so no
+	// encoding sees them: see SetFiles and HandoverFiles.
+	files []*os.File
 }
+
+// SetFiles gives a state about to be restored the host sockets of its
+// connections (from HandoverFiles on the source), indexed by
+// ConnState.File. RestoreState duplicates what it uses; the caller still
+// closes them.
+func (s *State) SetFiles(files []*os.File) { s.files = files }
 
 // ConnState is one connection's state.
 type ConnState struct {
@@ -132,7 +138,7 @@ func (c *conn) save() (ConnState, bool) {
 }
 
 // RestoreState loads s into a device that has not been activated. With
-// s.Files (a same-host migration) it reinstalls every connection on its
+// files (SetFiles: a same-host migration) it reinstalls every connection on its
 // handed-over socket, frozen until Thaw; otherwise the connections are
 // gone and the guest is sent a transport reset event (5.10.6.6).
 func (d *Device) RestoreState(s State) error {
@@ -145,10 +151,10 @@ func (d *Device) RestoreState(s State) error {
 		d.nextPort = s.NextPort
 	}
 	d.connMu.Unlock()
-	if len(s.Conns) == 0 && s.Files != nil {
+	if len(s.Conns) == 0 && s.files != nil {
 		return nil // nothing to reinstall, nothing for the guest to drop
 	}
-	if s.Files == nil {
+	if s.files == nil {
 		d.resetEvent.Store(true)
 		select {
 		case d.eventWake <- struct{}{}:
