@@ -96,6 +96,27 @@ func sendFiles(uc *net.UnixConn, files []*os.File) (int64, error) {
 	return sent, nil
 }
 
+// handOver sends the source's files in FILES frames and closes them.
+func (s *sender) handOver() error {
+	files, err := s.src.(FileSource).HandoverFiles()
+	defer closeFiles(files)
+	if err != nil {
+		return fmt.Errorf("migration: collect files to hand over: %w", err)
+	}
+	if len(files) > MaxFiles {
+		return fmt.Errorf("migration: %d files to hand over, at most %d", len(files), MaxFiles)
+	}
+	if len(files) == 0 {
+		return nil
+	}
+	if err := s.w.Flush(); err != nil {
+		return fmt.Errorf("migration: send device state: %w", err)
+	}
+	n, err := sendFiles(s.conn.(*net.UnixConn), files)
+	s.stats.BytesSent += n
+	return err
+}
+
 // rawFds returns the files' descriptors without File.Fd, which would put
 // them (and the sockets they share with the source's connections) into
 // blocking mode.

@@ -492,27 +492,6 @@ func (s *sender) finish(mem [][]uint64, dsk [][]uint64) error {
 	}
 }
 
-// handOver sends the source's files in FILES frames and closes them.
-func (s *sender) handOver() error {
-	files, err := s.src.(FileSource).HandoverFiles()
-	defer closeFiles(files)
-	if err != nil {
-		return fmt.Errorf("migration: collect files to hand over: %w", err)
-	}
-	if len(files) > MaxFiles {
-		return fmt.Errorf("migration: %d files to hand over, at most %d", len(files), MaxFiles)
-	}
-	if len(files) == 0 {
-		return nil
-	}
-	if err := s.w.Flush(); err != nil {
-		return fmt.Errorf("migration: send device state: %w", err)
-	}
-	n, err := sendFiles(s.conn.(*net.UnixConn), files)
-	s.stats.BytesSent += n
-	return err
-}
-
 // wait waits for a message from the destination (or its failure).
 func (s *sender) wait(c chan struct{}, what string) error {
 	select {
