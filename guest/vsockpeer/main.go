@@ -3,9 +3,14 @@
 //
 //	vsockpeer serve PORT    accept one connection, read 1 MiB, send 1 MiB back
 //	vsockpeer connect PORT  connect to the host (CID 2), send 1 MiB, read 1 MiB
+//	vsockpeer count-serve PORT    accept one connection, then count on it
+//	vsockpeer count-connect PORT  connect to the host, then count on it
 //
-// Each prints "VSOCK-RX <sha256 of what it read>"; the bytes it sends are
-// Pattern("guest").
+// serve and connect print "VSOCK-RX <sha256 of what it read>"; the bytes
+// they send are Pattern("guest"). Counting sends "1\n", "2\n", ... every
+// 100 ms and expects each line echoed back before the next, for as long as
+// the connection lasts (a live migration must not end it), then prints
+// "VSOCK-COUNT-END <mode> <last echoed> <why>".
 package main
 
 import (
@@ -14,6 +19,7 @@ import (
 	"io"
 	"os"
 	"strconv"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -75,9 +81,44 @@ func exchange(c fdConn, sendFirst bool) error {
 	return nil
 }
 
+// count runs the counter on c until the connection fails.
+func count(fd int, mode string) {
+	var line []byte
+	b := make([]byte, 1)
+	i := 0
+	for {
+		out := []byte(strconv.Itoa(i+1) + "\n")
+		// MSG_NOSIGNAL: a reset connection fails the send, no SIGPIPE.
+		if err := unix.Sendto(fd, out, unix.MSG_NOSIGNAL, nil); err != nil {
+			fmt.Printf("VSOCK-COUNT-END %s %d send: %v\n", mode, i, err)
+			return
+		}
+		for line = line[:0]; ; {
+			n, err := unix.Read(fd, b)
+			if n <= 0 || err != nil {
+				fmt.Printf("VSOCK-COUNT-END %s %d read: %v (n=%d)\n", mode, i, err, n)
+				return
+			}
+			if b[0] == '\n' {
+				break
+			}
+			line = append(line, b[0])
+		}
+		if string(line)+"\n" != string(out) {
+			fmt.Printf("VSOCK-COUNT-BAD %s sent %q, got %q back\n", mode, out, line)
+			return
+		}
+		i++
+		if i == 1 {
+			fmt.Printf("VSOCK-COUNTING %s\n", mode)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
 func main() {
 	if len(os.Args) != 3 {
-		fmt.Fprintln(os.Stderr, "usage: vsockpeer serve|connect PORT")
+		fmt.Fprintln(os.Stderr, "usage: vsockpeer serve|connect|count-serve|count-connect PORT")
 		os.Exit(2)
 	}
 	port, err := strconv.ParseUint(os.Args[2], 10, 32)
@@ -91,7 +132,7 @@ func main() {
 		os.Exit(1)
 	}
 	switch os.Args[1] {
-	case "serve":
+	case "serve", "count-serve":
 		if err := unix.Bind(fd, &unix.SockaddrVM{CID: unix.VMADDR_CID_ANY, Port: uint32(port)}); err != nil {
 			fmt.Fprintln(os.Stderr, "bind:", err)
 			os.Exit(1)
@@ -106,16 +147,24 @@ func main() {
 			fmt.Fprintln(os.Stderr, "accept:", err)
 			os.Exit(1)
 		}
+		if os.Args[1] == "count-serve" {
+			count(c, "serve")
+			break
+		}
 		err = exchange(fdConn(c), false)
 		unix.Close(c)
 		if err != nil {
 			fmt.Fprintln(os.Stderr, "serve:", err)
 			os.Exit(1)
 		}
-	case "connect":
+	case "connect", "count-connect":
 		if err := unix.Connect(fd, &unix.SockaddrVM{CID: unix.VMADDR_CID_HOST, Port: uint32(port)}); err != nil {
 			fmt.Fprintln(os.Stderr, "connect:", err)
 			os.Exit(1)
+		}
+		if os.Args[1] == "count-connect" {
+			count(fd, "connect")
+			break
 		}
 		if err := exchange(fdConn(fd), true); err != nil {
 			fmt.Fprintln(os.Stderr, "connect:", err)

@@ -156,7 +156,9 @@ func newCtlCmd() *cobra.Command {
 
 migrate HOST:PORT live-migrates the VM to a VMM started with govisor run
 --incoming HOST:PORT, printing progress to stderr while it runs; Ctrl-C
-cancels it and the VM keeps running here. migration prints the state of the
+cancels it and the VM keeps running here. migrate unix:PATH migrates to a
+VMM on this host started with --incoming unix:PATH; open vsock connections
+then stay open (over TCP the guest sees them reset). migration prints the state of the
 latest migration, migrate-cancel cancels a running one.`,
 		Args: cobra.RangeArgs(1, 2),
 		RunE: func(cmd *cobra.Command, args []string) error {

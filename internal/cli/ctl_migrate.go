@@ -44,8 +44,15 @@ func (c *machineCtl) Migrate(req vmmapi.MigrateRequest) (vmmapi.MigrateResult, e
 }
 
 func (c *machineCtl) migrate(ctx context.Context, m *vm.Machine, req vmmapi.MigrateRequest) (migration.Stats, error) {
+	network, addr, err := MigrationAddr(req.To)
+	if err != nil {
+		return migration.Stats{}, fmt.Errorf("migrate: destination %w", err)
+	}
 	var tlsCfg *tls.Config
 	if req.TLSCert != "" || req.TLSKey != "" || req.TLSCA != "" {
+		if network == "unix" {
+			return migration.Stats{}, errors.New("migrate: TLS secures a migration over TCP; a unix: socket never leaves this host")
+		}
 		if req.TLSCert == "" || req.TLSKey == "" || req.TLSCA == "" {
 			return migration.Stats{}, errors.New("migrate: TLS needs all of a certificate, its key and a CA bundle (--tls-cert, --tls-key, --tls-ca)")
 		}
@@ -58,7 +65,7 @@ func (c *machineCtl) migrate(ctx context.Context, m *vm.Machine, req vmmapi.Migr
 		}
 	}
 	d := net.Dialer{Timeout: 10 * time.Second}
-	conn, err := d.DialContext(ctx, "tcp", req.To)
+	conn, err := d.DialContext(ctx, network, addr)
 	if err != nil {
 		return migration.Stats{}, fmt.Errorf("migrate: %w (is a govisor run --incoming VMM listening there?)", err)
 	}
@@ -155,6 +162,17 @@ func (f *migrateFlags) request(dest string) (vmmapi.MigrateRequest, error) {
 	req := vmmapi.MigrateRequest{To: dest, MaxDowntimeMS: f.maxDowntimeMS, AutoConverge: f.autoConverge, MirrorDisks: f.mirrorDisks, PostCopy: f.postCopy}
 	if f.postCopy && f.mirrorDisks {
 		return req, errors.New("--post-copy moves memory only: it cannot be combined with --mirror-disks (put the disks on shared storage)")
+	}
+	if network, path, err := MigrationAddr(dest); err != nil {
+		return req, fmt.Errorf("migrate: destination %w", err)
+	} else if network == "unix" {
+		// The VMM dials: give it a path that does not depend on this
+		// process's working directory.
+		abs, err := filepath.Abs(path)
+		if err != nil {
+			return req, err
+		}
+		req.To = unixPrefix + abs
 	}
 	if f.maxDowntime != 0 {
 		if f.maxDowntime < time.Millisecond {

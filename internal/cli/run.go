@@ -80,7 +80,7 @@ guest unless --on-reboot=exit.`,
 	f.BoolVar(&o.balloon, "balloon", false, "add a virtio-balloon device (govisor ctl balloon MIB sets its size)")
 	f.StringVar(&o.consoleSock, "console-sock", "", "also serve the serial console on this Unix socket: every client sees the guest's output and its input goes to the guest")
 	f.StringVar(&o.apiSock, "api-sock", "", "serve the VMM control API (pause, resume, snapshot, stop) on this Unix socket")
-	f.StringVar(&o.incoming, "incoming", "", "wait for a live migration on this TCP address (HOST:PORT; give the source's --memory; --disk here names blank mirror targets for ctl migrate --mirror-disks, --net and --vsock this host's TAPs and socket) instead of booting")
+	f.StringVar(&o.incoming, "incoming", "", "wait for a live migration on this TCP address (HOST:PORT), or on a Unix socket (unix:PATH: a source VMM on this host, whose vsock connections then stay open; give the source's --memory; --disk here names blank mirror targets for ctl migrate --mirror-disks, --net and --vsock this host's TAPs and socket) instead of booting")
 	f.StringVar(&o.tlsCert, "tls-cert", "", "with --incoming: require mutual TLS, presenting this certificate (PEM)")
 	f.StringVar(&o.tlsKey, "tls-key", "", "with --incoming: the private key of --tls-cert")
 	f.StringVar(&o.tlsCA, "tls-ca", "", "with --incoming: CA bundle (PEM) that must have signed the source's certificate")
@@ -137,6 +137,9 @@ func (o *runOptions) incomingTLS() (*tls.Config, error) {
 	}
 	if o.tlsCert == "" || o.tlsKey == "" || o.tlsCA == "" {
 		return nil, errors.New("--tls-cert, --tls-key and --tls-ca go together: mutual TLS needs all three")
+	}
+	if strings.HasPrefix(o.incoming, unixPrefix) {
+		return nil, errors.New("--tls-* secure a TCP --incoming; a unix: socket never leaves this host (its file mode keeps other users out)")
 	}
 	return migration.ServerTLSConfig(o.tlsCert, o.tlsKey, o.tlsCA)
 }
@@ -282,7 +285,7 @@ func runVM(o *runOptions) error {
 	// caller who sees the API up can start the migration at once.
 	var incoming net.Listener
 	if o.incoming != "" {
-		if incoming, err = net.Listen("tcp", o.incoming); err != nil {
+		if incoming, err = listenMigration(o.incoming); err != nil {
 			return &ExitError{Code: 1, Err: fmt.Errorf("--incoming %s: %w", o.incoming, err)}
 		}
 		defer incoming.Close()

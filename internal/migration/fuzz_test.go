@@ -14,6 +14,7 @@ func FuzzFrameDecoder(f *testing.F) {
 	f.Add(newStream(0).frame(MsgPages, 0, pages(16*PageSize|pageZero, 1|pageZero)).Bytes()[preambleSize:])
 	f.Add([]byte{byte(MsgPages), 0, 0, 0, 0xff, 0xff, 0xff, 0xff, 0, 0, 0, 0})
 	f.Add([]byte{})
+	f.Add(newStream(FeatureFiles).frame(MsgFiles, 0, encodeFileCount(3)).Bytes()[preambleSize:])
 	l, _ := newLayout(smallRegions)
 	f.Fuzz(func(t *testing.T, data []byte) {
 		fr := newFrameReader(bytes.NewReader(data))
@@ -47,6 +48,10 @@ func FuzzFrameDecoder(f *testing.F) {
 				}
 			case MsgRoundEnd, MsgComplete:
 				decodeTotals(fm.Type, fm.Payload)
+			case MsgFiles:
+				if n, err := decodeFileCount(fm.Payload); err == nil && (n < 1 || n > maxFilesPerFrame) {
+					t.Fatalf("FILES frame of %d descriptors accepted", n)
+				}
 			}
 		}
 	})

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"hash/crc32"
 	"net"
+	"os"
 	"slices"
 	"sync"
 	"time"
@@ -27,6 +28,10 @@ type receiver struct {
 	compress bool
 	roundAck bool // FeatureRoundAck negotiated: answer ROUND_END with ROUND_ACK
 	dec      []byte
+
+	ur       *unixReader // nil unless conn is a Unix socket
+	files    bool        // FeatureFiles was agreed
+	received []*os.File  // handed over, not yet given to dst
 
 	round                 uint32
 	roundPages, roundDisk uint64
@@ -62,11 +67,24 @@ var zeroBlock [DiskBlockSize]byte
 // PostCopyDestination and ArmPostCopy was called), once the post-copy
 // phase that goes on in the background ends with dst.EndPostCopy.
 func Receive(ctx context.Context, conn net.Conn, dst Destination) (deviceState []byte, err error) {
-	r := &receiver{conn: conn, dst: dst, w: bufio.NewWriterSize(conn, 64<<10), fr: newFrameReader(conn)}
+	r := &receiver{conn: conn, dst: dst, w: bufio.NewWriterSize(conn, 64<<10)}
+	if uc, ok := conn.(*net.UnixConn); ok {
+		r.ur = newUnixReader(uc)
+		r.fr = newFrameReader(r.ur)
+	} else {
+		r.fr = newFrameReader(conn)
+	}
 	r.place = dst.WriteMemory
 	stop := context.AfterFunc(ctx, func() { conn.SetDeadline(time.Unix(1, 0)) })
 	state, err := r.run()
 	stop()
+	// Descriptors nobody took (failure, or a peer that sent extra) are
+	// closed, and so are any that still arrive.
+	closeFiles(r.received)
+	r.received = nil
+	if r.ur != nil {
+		r.ur.close()
+	}
 	if err == nil {
 		if r.armed {
 			conn.SetDeadline(time.Time{})
@@ -116,6 +134,8 @@ func (r *receiver) run() ([]byte, error) {
 			r.state = append(r.state, f.Payload...)
 		case MsgDiscard:
 			err = r.discardFrame(f.Payload)
+		case MsgFiles:
+			err = r.filesFrame(f.Payload)
 		case MsgComplete:
 			return r.complete(f.Payload)
 		case MsgAbort:
@@ -189,6 +209,10 @@ func (r *receiver) handshake() error {
 	} else {
 		accepted &^= FeaturePostCopy
 	}
+	if _, ok := r.dst.(FileDestination); !ok || r.ur == nil {
+		accepted &^= FeatureFiles
+	}
+	r.files = accepted&FeatureFiles != 0
 	r.compress = accepted&FeatureCompress != 0
 	r.roundAck = accepted&FeatureRoundAck != 0
 	if err := writeFrame(r.w, MsgHello, 0, binary.LittleEndian.AppendUint64(nil, accepted)); err != nil {
@@ -197,6 +221,27 @@ func (r *receiver) handshake() error {
 	if err := r.w.Flush(); err != nil {
 		return fmt.Errorf("migration: send HELLO: %w", err)
 	}
+	return nil
+}
+
+// filesFrame takes the descriptors a FILES frame announces from those that
+// arrived with the stream's bytes.
+func (r *receiver) filesFrame(p []byte) error {
+	if !r.files {
+		return fmt.Errorf("%w: FILES frame without the file handover feature", ErrProtocol)
+	}
+	n, err := decodeFileCount(p)
+	if err != nil {
+		return err
+	}
+	if len(r.received)+n > MaxFiles {
+		return fmt.Errorf("%w (more than %d)", ErrTooManyFiles, MaxFiles)
+	}
+	files, err := r.ur.pop(n)
+	if err != nil {
+		return err
+	}
+	r.received = append(r.received, files...)
 	return nil
 }
 
@@ -303,6 +348,14 @@ func (r *receiver) complete(p []byte) ([]byte, error) {
 		return nil, fmt.Errorf("%w: device state is %d bytes, source sent %d", ErrProtocol, len(r.state), t.StateLen)
 	case t.StateCRC != crc32.Checksum(r.state, castagnoli):
 		return nil, fmt.Errorf("%w: device state CRC-32C mismatch", ErrCorrupt)
+	}
+	if r.ur != nil && r.ur.pending() > 0 {
+		return nil, fmt.Errorf("%w: %d descriptors arrived outside FILES frames", ErrProtocol, r.ur.pending())
+	}
+	if fd, ok := r.dst.(FileDestination); ok {
+		files := r.received
+		r.received = nil
+		fd.ReceiveFiles(files)
 	}
 	if err := r.dst.Commit(r.state); err != nil {
 		return nil, fmt.Errorf("migration: load device state: %w", err)

@@ -27,6 +27,7 @@ type sender struct {
 
 	compress bool
 	roundAck bool // FeatureRoundAck negotiated
+	files    bool // FeatureFiles was agreed
 	batch    pageBatch
 	comp     []byte
 	buf      []byte
@@ -374,6 +375,11 @@ func (s *sender) handshake() error {
 	if s.opts.Compress {
 		features |= FeatureCompress
 	}
+	if _, ok := s.conn.(*net.UnixConn); ok {
+		if _, ok := s.src.(FileSource); ok {
+			features |= FeatureFiles
+		}
+	}
 	h := hello{Features: features, Regions: s.regs, Disks: s.sizes}
 	if err := s.writeFrame(MsgHello, 0, h.encode()); err != nil {
 		return err
@@ -401,6 +407,7 @@ func (s *sender) handshake() error {
 	if s.opts.PostCopy && !s.postCopy {
 		return fmt.Errorf("%w: the destination cannot take a post-copy migration", ErrProtocol)
 	}
+	s.files = accepted&FeatureFiles != 0
 	return nil
 }
 
@@ -486,6 +493,11 @@ func (s *sender) handover() error {
 	}
 	for off := 0; off < len(state); off += MaxFrame {
 		if err := s.writeFrame(MsgDeviceState, 0, state[off:min(len(state), off+MaxFrame)]); err != nil {
+			return err
+		}
+	}
+	if s.files {
+		if err := s.handOver(); err != nil {
 			return err
 		}
 	}

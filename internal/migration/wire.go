@@ -9,10 +9,14 @@
 //	source -> destination: HELLO     features, page size, RAM layout, disk sizes
 //	destination -> source: HELLO     accepted features   (or ABORT reason)
 //	source -> destination: PAGES / DISK ... ROUND_END    (rounds, guest running)
-//	                       PAGES / DISK ... DEVICE_STATE... COMPLETE (source paused)
+//	                       PAGES / DISK ... DEVICE_STATE... [FILES...] COMPLETE (source paused)
 //	destination -> source: ACK       (everything verified, device state loaded)
 //	source -> destination: GO        (the source will never run again)
 //	destination -> source: DONE      (the destination runs the VM)
+//
+// FILES frames flow only when both HELLOs carry FeatureFiles, which a side
+// offers only on a Unix socket (see files.go): peers without the feature
+// never see one, so the protocol version stays 1.
 //
 // Either side may send ABORT (reason) at any time. After the preamble every
 // message is a frame: type uint8 | flags uint8 | reserved uint16 |
@@ -64,16 +68,17 @@ const (
 	MsgGo          MsgType = 9  // the source is stopped; the destination may run
 	MsgDone        MsgType = 10 // the destination runs the VM
 	MsgRoundAck    MsgType = 11 // destination applied a round (FeatureRoundAck)
-	MsgDiscard     MsgType = 12 // post-copy: pages the destination must fetch
-	MsgPageRequest MsgType = 13 // post-copy: pages the destination waits for
-	MsgPostCopyEnd MsgType = 14 // post-copy: every missing page was sent
-	MsgPostCopyOK  MsgType = 15 // post-copy: every missing page arrived
+	MsgFiles       MsgType = 12 // descriptors handed over (FeatureFiles)
+	MsgDiscard     MsgType = 13 // post-copy: pages the destination must fetch
+	MsgPageRequest MsgType = 14 // post-copy: pages the destination waits for
+	MsgPostCopyEnd MsgType = 15 // post-copy: every missing page was sent
+	MsgPostCopyOK  MsgType = 16 // post-copy: every missing page arrived
 )
 
 // String names a frame type for error messages.
 func (t MsgType) String() string {
 	names := [...]string{"", "HELLO", "PAGES", "ROUND_END", "DISK", "DEVICE_STATE", "COMPLETE", "ABORT", "ACK", "GO", "DONE", "ROUND_ACK",
-		"DISCARD", "PAGE_REQUEST", "POSTCOPY_END", "POSTCOPY_OK"}
+		"FILES", "DISCARD", "PAGE_REQUEST", "POSTCOPY_END", "POSTCOPY_OK"}
 	if int(t) < len(names) && t != 0 {
 		return names[t]
 	}
@@ -94,12 +99,15 @@ const (
 	// ROUND_ACK once it has applied the round, so the source measures rounds
 	// end to end and pauses only when nothing is still in flight.
 	FeatureRoundAck uint64 = 1 << 1
+	// FeatureFiles: the source may hand over open files with SCM_RIGHTS in
+	// FILES frames (a Unix socket between two VMMs on one host).
+	FeatureFiles uint64 = 1 << 2
 	// FeaturePostCopy: the source may hand the VM over before every page
 	// was sent (Options.PostCopy); DISCARD, PAGE_REQUEST, POSTCOPY_END and
 	// POSTCOPY_OK frames.
-	FeaturePostCopy uint64 = 1 << 2
+	FeaturePostCopy uint64 = 1 << 3
 	// supportedFeatures is every feature this version implements.
-	supportedFeatures = FeatureCompress | FeatureRoundAck | FeaturePostCopy
+	supportedFeatures = FeatureCompress | FeatureRoundAck | FeatureFiles | FeaturePostCopy
 )
 
 var castagnoli = crc32.MakeTable(crc32.Castagnoli)

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"os"
 	"sync"
 
 	"github.com/govisor/govisor/internal/guestmem"
@@ -147,10 +148,15 @@ func (s *migrationSource) DirtyBitmap() ([][]uint64, error) {
 // after the hint are in the next round's dirty log.
 func (s *migrationSource) NeverWritten(i int) []uint64 { return s.m.mem.NeverWritten(i) }
 
-func (s *migrationSource) Pause() error  { return s.m.Pause() }
-func (s *migrationSource) Resume() error { s.m.Resume(); return nil }
+func (s *migrationSource) Pause() error { return s.m.Pause() }
+func (s *migrationSource) Resume() error {
+	s.m.thawVsock()
+	s.m.Resume()
+	return nil
+}
 
 func (s *migrationSource) DeviceState() ([]byte, error) {
+	s.m.freezeVsock() // see migrate_vsock.go
 	st, err := s.m.SaveState()
 	if err != nil {
 		return nil, err
@@ -216,6 +222,7 @@ func Incoming(ctx context.Context, conn net.Conn, cfg Config) (*Machine, error) 
 		return nil, errors.New("vm: migration finished without device state")
 	}
 	d.m.announceNets()
+	d.m.thawVsock()
 	return d.m, nil
 }
 
@@ -250,6 +257,7 @@ type migrationDest struct {
 	m         *Machine
 	prebuilt  bool
 	committed bool
+	files     []*os.File // handed over by a same-host source (migrate_vsock.go)
 }
 
 func (d *migrationDest) Regions() []migration.Region {
@@ -274,6 +282,8 @@ func (d *migrationDest) commit(state []byte, targets []Disk) error {
 	if err := decodeMigrationState(state, &ms); err != nil {
 		return err
 	}
+	d.attachFiles(&ms)
+	defer d.dropFiles()
 	sc := ms.Config
 	d.mu.Lock()
 	defer d.mu.Unlock()
@@ -348,6 +358,7 @@ func (m *Machine) announceNets() {
 }
 
 func (d *migrationDest) discard() {
+	d.dropFiles()
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if d.m != nil {

@@ -222,6 +222,7 @@ func FuzzDecodeState(f *testing.F) {
 	f.Add(encodeMigrationState(nil, ms))
 	f.Add(EncodeConfig(&ms.Config))
 	f.Add([]byte{})
+	f.Add(EncodeState(&MachineState{Version: StateVersion, Virtio: []VirtioState{{Vsock: sampleVsockState()}}}))
 	f.Fuzz(func(t *testing.T, p []byte) {
 		if st, err := DecodeState(p); err == nil {
 			if !bytes.Equal(EncodeState(st), p) {

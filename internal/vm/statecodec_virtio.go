@@ -37,7 +37,7 @@ func encodeVirtio(e *snapshot.Encoder, v *VirtioState) {
 	}
 	e.Bool(v.Vsock != nil)
 	if s := v.Vsock; s != nil {
-		e.U64(s.CID)
+		encodeVsock(e, s)
 	}
 	e.Bool(v.Balloon != nil)
 	if s := v.Balloon; s != nil {
@@ -81,7 +81,11 @@ func decodeVirtio(d *snapshot.Decoder, v *VirtioState) error {
 		v.Net = s
 	}
 	if d.Bool() {
-		v.Vsock = &vsock.State{CID: d.U64()}
+		s := new(vsock.State)
+		if err := decodeVsock(d, s); err != nil {
+			return fmt.Errorf("vsock: %w", err)
+		}
+		v.Vsock = s
 	}
 	if d.Bool() {
 		s := new(balloon.State)
@@ -97,6 +101,91 @@ func decodeVirtio(d *snapshot.Decoder, v *VirtioState) error {
 		}
 		st.Updated = d.Time()
 		v.Balloon = s
+	}
+	return d.Err()
+}
+
+// The vsock device's state is versioned on its own, behind a tag no guest
+// CID can equal (CIDs are below 2^32): version 1 was the CID alone, version 2
+// adds the connections, their credit accounting (virtio 1.2 5.10.6.3) and
+// the packets queued for the guest.
+const (
+	vsockStateTag     = 0x56534F434B000000 // "VSOCK" in the high bytes
+	vsockStateVersion = 2
+	maxVsockConns     = vsock.MaxConnections
+	maxVsockPending   = 2*vsock.MaxConnections + 1024 // per connection a data and a control packet, plus RSTs
+	maxVsockPacket    = 64 << 10                      // the device reads at most this much at once
+	minVsockConnBytes = 9*4 + 4 + 4 + 8               // counters, flags, ToHost length, File
+	minVsockPktBytes  = 8 + 4 + 4 + 2 + 4 + 4         // Conn, ports, Op, Flags, Data length
+)
+
+func encodeVsock(e *snapshot.Encoder, s *vsock.State) {
+	e.U64(vsockStateTag | vsockStateVersion)
+	e.U64(s.CID)
+	e.U32(s.NextPort)
+	e.Len(len(s.Conns))
+	for i := range s.Conns {
+		c := &s.Conns[i]
+		for _, v := range [...]uint32{c.HostPort, c.GuestPort, c.PeerBufAlloc, c.PeerFwdCnt, c.TxCnt, c.RxCnt, c.FwdCnt, c.Advertised, c.PeerShut} {
+			e.U32(v)
+		}
+		for _, b := range [...]bool{c.Connecting, c.HostEOF, c.WriterDone, c.CreditQueued} {
+			e.Bool(b)
+		}
+		e.Blob(c.ToHost)
+		e.Int(c.File)
+	}
+	e.Len(len(s.Pending))
+	for i := range s.Pending {
+		p := &s.Pending[i]
+		e.Int(p.Conn + 1) // -1 (no connection) is 0
+		e.U32(p.HostPort)
+		e.U32(p.GuestPort)
+		e.U16(p.Op)
+		e.U32(p.Flags)
+		e.Blob(p.Data)
+	}
+}
+
+func decodeVsock(d *snapshot.Decoder, s *vsock.State) error {
+	tag := d.U64()
+	if err := d.Err(); err != nil {
+		return err
+	}
+	if tag < 1<<32 {
+		return fmt.Errorf("%w: vsock state version 1 (an older govisor); this govisor reads version %d",
+			ErrStateFormat, vsockStateVersion)
+	}
+	if v := tag &^ vsockStateTag; tag&vsockStateTag != vsockStateTag || v != vsockStateVersion {
+		return fmt.Errorf("%w: vsock state tag %#x, this govisor reads version %d", ErrStateFormat, tag, vsockStateVersion)
+	}
+	s.CID = d.U64()
+	s.NextPort = d.U32()
+	if n := d.Len("Vsock.Conns", maxVsockConns, minVsockConnBytes); n > 0 {
+		s.Conns = make([]vsock.ConnState, n)
+		for i := range s.Conns {
+			c := &s.Conns[i]
+			for _, p := range [...]*uint32{&c.HostPort, &c.GuestPort, &c.PeerBufAlloc, &c.PeerFwdCnt, &c.TxCnt, &c.RxCnt, &c.FwdCnt, &c.Advertised, &c.PeerShut} {
+				*p = d.U32()
+			}
+			for _, p := range [...]*bool{&c.Connecting, &c.HostEOF, &c.WriterDone, &c.CreditQueued} {
+				*p = d.Bool()
+			}
+			c.ToHost = d.Blob("Vsock.ToHost", vsock.BufAlloc)
+			c.File = d.Int("Vsock.File", maxVsockConns)
+		}
+	}
+	if n := d.Len("Vsock.Pending", maxVsockPending, minVsockPktBytes); n > 0 {
+		s.Pending = make([]vsock.Packet, n)
+		for i := range s.Pending {
+			p := &s.Pending[i]
+			p.Conn = d.Int("Vsock.Pending.Conn", maxVsockConns) - 1
+			p.HostPort = d.U32()
+			p.GuestPort = d.U32()
+			p.Op = d.U16()
+			p.Flags = d.U32()
+			p.Data = d.Blob("Vsock.Pending.Data", maxVsockPacket)
+		}
 	}
 	return d.Err()
 }

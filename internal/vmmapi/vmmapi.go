@@ -66,7 +66,7 @@ type Balloon struct {
 
 // MigrateRequest is the body of PUT /migrate.
 type MigrateRequest struct {
-	To            string `json:"to"`                        // host:port of the destination VMM
+	To            string `json:"to"`                        // host:port of the destination VMM, or unix:PATH on this host
 	MaxDowntimeMS int    `json:"max_downtime_ms,omitempty"` // default 300
 	Bandwidth     int64  `json:"bandwidth,omitempty"`       // bytes per second, 0 = unlimited
 	AutoConverge  bool   `json:"auto_converge,omitempty"`

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"io"
 	"net"
+	"os"
 	"sync"
 	"sync/atomic"
 )
@@ -38,18 +39,21 @@ type conn struct {
 	hostEOF      bool   // the host socket will send no more
 	creditQueued bool   // a CREDIT_UPDATE waits in the rx queue
 	writerDone   bool   // writeHost half-closed the host socket and ended
+	inflight     int    // RW packets of this connection in the rx queue
+	running      bool   // established and started: the pumps belong to it
+	frozen       bool   // the pumps stay stopped (Freeze, or restored)
+	greet        bool   // restored while host-initiated and connecting
 
-	fwdCnt    atomic.Uint32 // bytes written to the host socket
-	closedCh  chan struct{} // closed when the connection closes
-	delivered chan struct{} // the reader's data packet went out
-	responded chan struct{} // host-initiated: the guest accepted
-	rbuf      []byte
+	pumps     sync.WaitGroup // readHost, writeHost and a greeting in progress
+	fwdCnt    atomic.Uint32  // bytes written to the host socket
+	closedCh  chan struct{}  // closed when the connection closes
+	responded chan struct{}  // host-initiated: the guest accepted
 }
 
 func (d *Device) newConn(key connKey, uc *net.UnixConn, state int) *conn {
 	c := &conn{
 		d: d, key: key, uc: uc, state: state,
-		closedCh: make(chan struct{}), delivered: make(chan struct{}, 1), responded: make(chan struct{}),
+		closedCh: make(chan struct{}), responded: make(chan struct{}),
 	}
 	c.cond = sync.NewCond(&c.mu)
 	return c
@@ -63,6 +67,7 @@ func (d *Device) register(c *conn) bool {
 	if d.closed || len(d.conns) >= MaxConnections || d.conns[c.key] != nil {
 		return false
 	}
+	c.frozen = d.frozen // its pumps wait for Thaw
 	d.conns[c.key] = c
 	return true
 }
@@ -90,43 +95,64 @@ func (c *conn) updateCredit(h *Header) {
 	c.mu.Unlock()
 }
 
-// start runs the two pumps of an established connection.
+// start runs the two pumps of an established connection (later, at
+// Thaw, if it is frozen).
 func (c *conn) start() {
 	c.d.accepted.Add(1)
-	c.d.bg.Add(2)
-	go c.readHost()
-	go c.writeHost()
+	c.mu.Lock()
+	c.running = true
+	c.startPumpsLocked()
+	c.mu.Unlock()
+}
+
+// startPumpsLocked starts the pumps that still have work, unless frozen;
+// c.mu held (so that Freeze's wait cannot miss them).
+func (c *conn) startPumpsLocked() {
+	if c.frozen || !c.running || c.state != stateEstablished {
+		return
+	}
+	if !c.hostEOF && c.peerShut&ShutdownRcv == 0 {
+		c.pumps.Add(1)
+		c.d.bg.Add(1)
+		go c.readHost()
+	}
+	if !c.writerDone {
+		c.pumps.Add(1)
+		c.d.bg.Add(1)
+		go c.writeHost()
+	}
 }
 
 // readHost copies host socket data to the guest as RW packets, never
-// more than the guest's credit.
+// more than the guest's credit, one packet in the rx queue at a time.
 func (c *conn) readHost() {
 	defer c.d.bg.Done()
-	c.rbuf = make([]byte, readChunk)
+	defer c.pumps.Done()
+	rbuf := make([]byte, readChunk)
 	for {
 		c.mu.Lock()
-		for c.state == stateEstablished && c.peerShut&ShutdownRcv == 0 && c.credit() == 0 {
+		for c.state == stateEstablished && !c.frozen && c.peerShut&ShutdownRcv == 0 && (c.inflight > 0 || c.credit() == 0) {
 			c.cond.Wait()
 		}
-		if c.state != stateEstablished || c.peerShut&ShutdownRcv != 0 {
+		if c.state != stateEstablished || c.frozen || c.peerShut&ShutdownRcv != 0 {
 			c.mu.Unlock()
 			return
 		}
 		n := min(c.credit(), readChunk)
 		c.mu.Unlock()
-		r, err := c.uc.Read(c.rbuf[:n])
+		r, err := c.uc.Read(rbuf[:n])
 		if r > 0 {
 			c.mu.Lock()
 			c.txCnt += uint32(r)
+			c.inflight++
 			c.mu.Unlock()
-			c.d.enqueue(&rxItem{c: c, op: OpRW, data: c.rbuf[:r], key: c.key})
-			select {
-			case <-c.delivered:
-			case <-c.closedCh:
-				return
-			}
+			// rbuf is read into again only once this packet is delivered.
+			c.d.enqueue(&rxItem{c: c, op: OpRW, data: rbuf[:r], key: c.key})
 		}
 		if err != nil {
+			if c.isFrozen() && errors.Is(err, os.ErrDeadlineExceeded) {
+				return // Freeze stopped the read; the socket stays as it is
+			}
 			if errors.Is(err, io.EOF) {
 				// The host will send no more (5.10.6.5).
 				c.mu.Lock()
@@ -146,16 +172,23 @@ func (c *conn) readHost() {
 	}
 }
 
+func (c *conn) isFrozen() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.frozen
+}
+
 // writeHost copies guest data to the host socket and returns credit to
 // the guest as the socket takes it.
 func (c *conn) writeHost() {
 	defer c.d.bg.Done()
+	defer c.pumps.Done()
 	for {
 		c.mu.Lock()
-		for c.state == stateEstablished && len(c.wbuf) == 0 && c.peerShut&ShutdownSend == 0 {
+		for c.state == stateEstablished && !c.frozen && len(c.wbuf) == 0 && c.peerShut&ShutdownSend == 0 {
 			c.cond.Wait()
 		}
-		if c.state != stateEstablished {
+		if c.state != stateEstablished || c.frozen {
 			c.mu.Unlock()
 			return
 		}
@@ -175,7 +208,16 @@ func (c *conn) writeHost() {
 		buf := c.wbuf
 		c.wbuf = c.spare[:0]
 		c.mu.Unlock()
-		if _, err := c.uc.Write(buf); err != nil {
+		if n, err := c.uc.Write(buf); err != nil {
+			if c.isFrozen() && errors.Is(err, os.ErrDeadlineExceeded) {
+				// Freeze cut the write short: what is left goes first
+				// when the connection moves on (here or on another VMM).
+				c.fwdCnt.Add(uint32(n))
+				c.mu.Lock()
+				c.wbuf = append(append([]byte(nil), buf[n:]...), c.wbuf...)
+				c.mu.Unlock()
+				return
+			}
 			c.d.closeConn(c, true)
 			return
 		}

@@ -119,17 +119,30 @@ func (d *Device) hostConnect(uc *net.UnixConn) {
 		return
 	}
 	d.enqueue(&rxItem{c: c, op: OpRequest, key: c.key})
+	d.awaitResponse(c)
+}
+
+// awaitResponse finishes a host-initiated connection: it waits for the
+// guest's RESPONSE (or RST, or ConnectTimeout), then answers the host
+// "OK <hostport>" and starts the pumps.
+func (d *Device) awaitResponse(c *conn) {
 	t := time.NewTimer(ConnectTimeout)
 	defer t.Stop()
 	select {
 	case <-c.responded:
 	case <-c.closedCh: // the guest answered RST
-		return
 	case <-t.C:
-		d.closeConn(c, true)
+	}
+	select {
+	case <-c.responded:
+		// The RESPONSE handler counted this greeting among the pumps, so
+		// that Freeze waits until the host has its answer.
+		defer c.pumps.Done()
+	default:
+		d.closeConn(c, true) // timed out (a no-op if closed already)
 		return
 	}
-	if _, err := fmt.Fprintf(uc, "OK %d\n", c.key.hostPort); err != nil {
+	if _, err := fmt.Fprintf(c.uc, "OK %d\n", c.key.hostPort); err != nil {
 		d.closeConn(c, true)
 		return
 	}
@@ -152,6 +165,7 @@ func (d *Device) allocConn(guestPort uint32, uc *net.UnixConn) *conn {
 		}
 		if d.conns[key] == nil {
 			c := d.newConn(key, uc, stateConnecting)
+			c.frozen = d.frozen
 			d.conns[key] = c
 			return c
 		}

@@ -163,11 +163,13 @@ func (d *Device) serveRx(ctx *virtio.ActivateContext, stop <-chan struct{}) {
 // done removes the head item and tells a waiting reader.
 func (d *Device) done(it *rxItem) {
 	d.popRx()
-	if it.op == OpRW && it.c != nil {
-		select {
-		case it.c.delivered <- struct{}{}:
-		default:
+	if c := it.c; it.op == OpRW && c != nil {
+		c.mu.Lock()
+		if c.inflight > 0 {
+			c.inflight--
 		}
+		c.cond.Broadcast()
+		c.mu.Unlock()
 	}
 }
 

@@ -62,6 +62,7 @@ func (d *Device) handle(ch *virtqueue.Chain, hb *[HeaderSize]byte) {
 		ok := c.state == stateConnecting
 		if ok {
 			c.state = stateEstablished
+			c.pumps.Add(1) // the greeting; awaitResponse ends it
 			close(c.responded)
 		}
 		c.mu.Unlock()

@@ -85,6 +85,8 @@ type Device struct {
 	conns    map[connKey]*conn
 	nextPort uint32
 	closed   bool
+	frozen   bool       // connections' pumps stay stopped (Freeze)
+	handover []*os.File // host sockets saved by SaveState while frozen
 
 	handshakes map[*net.UnixConn]struct{} // host connections before CONNECT
 
@@ -141,6 +143,8 @@ func (d *Device) Close() error {
 	for uc := range d.handshakes {
 		uc.Close()
 	}
+	closeFiles(d.handover)
+	d.handover = nil
 	d.connMu.Unlock()
 	err := d.ln.Close()
 	d.dropAll()
