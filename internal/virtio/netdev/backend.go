@@ -30,9 +30,10 @@ type Backend interface {
 // Offload bits of TUNSETOFFLOAD (linux/if_tun.h): what the kernel may
 // hand to the guest without finishing it.
 const (
-	TUNOffloadCsum = 0x01 // TUN_F_CSUM: partial checksums
-	TUNOffloadTSO4 = 0x02 // TUN_F_TSO4
-	TUNOffloadTSO6 = 0x04 // TUN_F_TSO6
+	TUNOffloadCsum   = 0x01 // TUN_F_CSUM: partial checksums
+	TUNOffloadTSO4   = 0x02 // TUN_F_TSO4
+	TUNOffloadTSO6   = 0x04 // TUN_F_TSO6
+	TUNOffloadTSOECN = 0x08 // TUN_F_TSO_ECN: TSO packets with CWR set
 )
 
 // packetFile is a non-blocking file descriptor carrying one frame per

@@ -59,9 +59,9 @@ func (h Header) Put(b []byte) {
 
 // validTx reports whether a header the driver sent asks only for what
 // was negotiated (5.1.6.2.1): partial checksums need CSUM, segmentation
-// needs the matching HOST_ offload, and the checksum field lies inside
-// the frame. The kernel checks the header again; this keeps a driver
-// from using offloads it did not negotiate.
+// needs the matching HOST_ offload (and HOST_ECN for the ECN bit), and
+// the checksum field lies inside the frame. The kernel checks the header
+// again; this keeps a driver from using offloads it did not negotiate.
 func validTx(h Header, features uint64, frameLen int) bool {
 	if h.Flags&^(HdrFNeedsCsum|HdrFDataValid) != 0 {
 		return false
@@ -71,9 +71,12 @@ func validTx(h Header, features uint64, frameLen int) bool {
 			return false
 		}
 	}
+	if !ecnAllowed(h.GSOType, features&FeatureHostECN != 0) {
+		return false
+	}
 	switch h.GSOType &^ GSOECN {
 	case GSONone:
-		return h.GSOType&GSOECN == 0
+		return true
 	case GSOTCPv4:
 		return features&FeatureHostTSO4 != 0 && h.Flags&HdrFNeedsCsum != 0 && h.GSOSize != 0
 	case GSOTCPv6:
@@ -83,9 +86,16 @@ func validTx(h Header, features uint64, frameLen int) bool {
 	}
 }
 
+// ecnAllowed reports whether gsoType's ECN bit is acceptable: only on a
+// segmentation type, and only with the side's ECN feature (5.1.6.2,
+// 5.1.6.4).
+func ecnAllowed(gsoType uint8, negotiated bool) bool {
+	return gsoType&GSOECN == 0 || (gsoType&^GSOECN != GSONone && negotiated)
+}
+
 // fixRx makes a header from the backend fit what the driver negotiated
-// (5.1.6.4.1): no flags without GUEST_CSUM, no segmentation it cannot
-// take. It reports false if the frame must be dropped.
+// (5.1.6.4.1): no flags without GUEST_CSUM, no segmentation (or ECN bit)
+// it cannot take. It reports false if the frame must be dropped.
 func fixRx(b []byte, features uint64) bool {
 	h := ParseHeader(b)
 	if features&FeatureGuestCsum == 0 {
@@ -93,6 +103,9 @@ func fixRx(b []byte, features uint64) bool {
 			return false
 		}
 		b[0] = 0
+	}
+	if !ecnAllowed(h.GSOType, features&FeatureGuestECN != 0) {
+		return false
 	}
 	switch h.GSOType &^ GSOECN {
 	case GSONone:

@@ -29,9 +29,11 @@ const (
 	FeatureMAC       = 1 << 5
 	FeatureGuestTSO4 = 1 << 7
 	FeatureGuestTSO6 = 1 << 8
+	FeatureGuestECN  = 1 << 9
 	FeatureGuestUFO  = 1 << 10
 	FeatureHostTSO4  = 1 << 11
 	FeatureHostTSO6  = 1 << 12
+	FeatureHostECN   = 1 << 13
 	FeatureHostUFO   = 1 << 14
 	FeatureMrgRxbuf  = 1 << 15
 	FeatureStatus    = 1 << 16
@@ -166,7 +168,11 @@ func NewMultiqueue(bes []Backend, opts Options) (*Device, error) {
 		d.features |= FeatureMQ
 	}
 	if !opts.NoOffloads {
-		d.features |= FeatureCsum | FeatureGuestCsum | FeatureGuestTSO4 | FeatureGuestTSO6 | FeatureHostTSO4 | FeatureHostTSO6
+		// ECN lets TSO carry segments with CWR set instead of the guest
+		// (or the host) segmenting those in software (5.1.3.1: each ECN
+		// bit needs a TSO bit of its side, which is offered with it).
+		d.features |= FeatureCsum | FeatureGuestCsum | FeatureGuestTSO4 | FeatureGuestTSO6 | FeatureGuestECN |
+			FeatureHostTSO4 | FeatureHostTSO6 | FeatureHostECN
 	}
 	if !opts.NoMergeableBuffers {
 		d.features |= FeatureMrgRxbuf
@@ -375,6 +381,9 @@ func offloads(f uint64) int {
 		}
 		if f&FeatureGuestTSO6 != 0 {
 			o |= TUNOffloadTSO6
+		}
+		if f&FeatureGuestECN != 0 && o&(TUNOffloadTSO4|TUNOffloadTSO6) != 0 {
+			o |= TUNOffloadTSOECN
 		}
 	}
 	return o

@@ -32,6 +32,8 @@ func TestTransmit(t *testing.T) {
 		{"checksum not negotiated", allFeat &^ netdev.FeatureCsum, csum, 100, 1 << 20, false},
 		{"checksum past the end", allFeat, netdev.Header{Flags: netdev.HdrFNeedsCsum, CsumStart: 99, CsumOffset: 0}, 100, 1 << 20, false},
 		{"TSO not negotiated", allFeat &^ netdev.FeatureHostTSO4, tso, 9000, 1 << 20, false},
+		{"TSO with ECN", allFeat, netdev.Header{Flags: netdev.HdrFNeedsCsum, GSOType: netdev.GSOTCPv4 | netdev.GSOECN, GSOSize: 1448, HdrLen: 54, CsumStart: 34, CsumOffset: 16}, 9000, 1 << 20, true},
+		{"ECN not negotiated", allFeat &^ netdev.FeatureHostECN, netdev.Header{Flags: netdev.HdrFNeedsCsum, GSOType: netdev.GSOTCPv4 | netdev.GSOECN, GSOSize: 1448, HdrLen: 54, CsumStart: 34, CsumOffset: 16}, 9000, 1 << 20, false},
 		{"UFO never offered", allFeat, netdev.Header{Flags: netdev.HdrFNeedsCsum, GSOType: netdev.GSOUDP, GSOSize: 1000, CsumStart: 34, CsumOffset: 6}, 3000, 1 << 20, false},
 		{"unknown flags", allFeat, netdev.Header{Flags: 0x80}, 60, 1 << 20, false},
 	}
@@ -120,6 +122,7 @@ func TestReceiveDrops(t *testing.T) {
 		{"buffer smaller than the header", allFeat, 8, netdev.Header{}, 60},
 		{"runt frame", allFeat, 2048, netdev.Header{}, 10},
 		{"GSO the guest did not take", allFeat &^ netdev.FeatureGuestTSO4, 65600, netdev.Header{Flags: 1, GSOType: netdev.GSOTCPv4, GSOSize: 1448, CsumStart: 34, CsumOffset: 16}, 9000},
+		{"ECN the guest did not take", allFeat &^ netdev.FeatureGuestECN, 65600, netdev.Header{Flags: 1, GSOType: netdev.GSOTCPv4 | netdev.GSOECN, GSOSize: 1448, CsumStart: 34, CsumOffset: 16}, 9000},
 		{"partial checksum without GUEST_CSUM", allFeat &^ (netdev.FeatureGuestCsum | netdev.FeatureGuestTSO4 | netdev.FeatureGuestTSO6), 2048, netdev.Header{Flags: 1, CsumStart: 34, CsumOffset: 16}, 100},
 		{"oversize", allFeat, 4096, netdev.Header{}, netdev.MaxFrame + 1},
 	}
@@ -276,5 +279,36 @@ func TestResetWhileBlocked(t *testing.T) {
 	bufs := r.post(t, 1, 2048)
 	if _, got := r.receive(t, bufs); len(got) != 100 {
 		t.Fatalf("frame kept across the reset has %d bytes", len(got))
+	}
+}
+
+// TestReceiveOffloaded checks that checksum-offloaded and segmentation
+// (TSO, with and without ECN) frames from the backend reach the driver
+// with their virtio_net_hdr intact when it negotiated them (5.1.6.4).
+func TestReceiveOffloaded(t *testing.T) {
+	tests := []struct {
+		name string
+		h    netdev.Header
+	}{
+		{"data valid", netdev.Header{Flags: netdev.HdrFDataValid}},
+		{"partial checksum", netdev.Header{Flags: netdev.HdrFNeedsCsum, CsumStart: 34, CsumOffset: 16}},
+		{"TSO4", netdev.Header{Flags: netdev.HdrFNeedsCsum, GSOType: netdev.GSOTCPv4, HdrLen: 66, GSOSize: 1448, CsumStart: 34, CsumOffset: 16}},
+		{"TSO6 with ECN", netdev.Header{Flags: netdev.HdrFNeedsCsum, GSOType: netdev.GSOTCPv6 | netdev.GSOECN, HdrLen: 86, GSOSize: 1428, CsumStart: 54, CsumOffset: 16}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := newRig(t, nil, netdev.Options{}, allFeat)
+			bufs := r.post(t, 32, 4096)
+			frame := ethFrame(20000, 3)
+			if _, err := r.peer.Write(append(hdr(tt.h), frame...)); err != nil {
+				t.Fatal(err)
+			}
+			h, got := r.receive(t, bufs)
+			want := tt.h
+			want.NumBuffers = h.NumBuffers
+			if h != want || h.NumBuffers < 1 || !bytes.Equal(got, frame) {
+				t.Fatalf("driver got %+v and %d bytes, want %+v and the %d sent", h, len(got), want, len(frame))
+			}
+		})
 	}
 }
