@@ -43,6 +43,9 @@ func (m *Machine) MigrateMirroringTo(ctx context.Context, conn net.Conn, opts mi
 }
 
 func (m *Machine) migrate(ctx context.Context, conn net.Conn, opts migration.Options, mirror bool) (migration.Stats, error) {
+	if err := m.postCopyBusy("migration"); err != nil {
+		return migration.Stats{}, err
+	}
 	if err := m.setDirtyLogging(true); err != nil {
 		return migration.Stats{}, err
 	}
@@ -258,6 +261,7 @@ type migrationDest struct {
 	prebuilt  bool
 	committed bool
 	files     []*os.File // handed over by a same-host source (migrate_vsock.go)
+	pc        *postCopy  // armed post-copy (postcopy.go)
 }
 
 func (d *migrationDest) Regions() []migration.Region {

@@ -36,6 +36,9 @@ type SavedConfig struct {
 // they match the saved state. A running machine runs on afterwards. A failed
 // snapshot leaves nothing behind.
 func (m *Machine) Snapshot(dir string) (err error) {
+	if err := m.postCopyBusy("snapshot"); err != nil {
+		return err
+	}
 	m.mu.Lock()
 	running := m.started && !m.pauseReq && !m.stopping
 	m.mu.Unlock()
