@@ -1,0 +1,255 @@
+package vm
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"net"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/govisor/govisor/internal/guestmem"
+	"github.com/govisor/govisor/internal/migration"
+)
+
+// Where postCopyFixture puts pages that the source holds but the guest
+// never touches: post-copy must not ask for them before they are streamed.
+const (
+	untouchedAddr  = 0x200000
+	untouchedPages = 8
+)
+
+// postCopyFixture is a destination armed for post-copy from a paused
+// counting guest: src is the source's memory; the pages set in missing
+// hold stale bytes (0xEE) on the destination until placed.
+type postCopyFixture struct {
+	d       *migrationDest
+	src     *guestmem.Memory
+	missing map[uint64]bool
+	bitmaps [][]uint64
+	saved   uint64 // the source's counter when it paused
+}
+
+// newPostCopyFixture runs a counting guest, pauses it, and builds a
+// committed destination whose memory has every non-zero page of the
+// source, except that every other one of them, the counter's, the code's
+// and the untouched pages are stale and marked missing.
+func newPostCopyFixture(t *testing.T) *postCopyFixture {
+	t.Helper()
+	m := newFlat(t, 2, countingGuest(), nil)
+	if err := m.Start(); err != nil {
+		t.Fatal(err)
+	}
+	waitCounter(t, m, 1000)
+	if err := m.Pause(); err != nil {
+		t.Fatal(err)
+	}
+	st, err := m.SaveState()
+	if err != nil {
+		t.Fatal(err)
+	}
+	state := encodeMigrationState(nil, &migrationState{Config: m.savedConfig(), Machine: *st})
+	f := &postCopyFixture{src: copyMemory(t, m.Memory()), missing: map[uint64]bool{}, saved: counter(m)}
+	t.Cleanup(f.src.Close)
+	m.Stop(Exit{Reason: ExitHost})
+	m.Wait()
+	for k := uint64(0); k < untouchedPages; k++ {
+		if _, err := f.src.WriteAt(bytes.Repeat([]byte{byte(0x40 + k)}, guestmem.PageSize), int64(untouchedAddr+k*guestmem.PageSize)); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	dst, err := guestmem.New(ramLayout(64))
+	if err != nil {
+		t.Fatal(err)
+	}
+	stale := bytes.Repeat([]byte{0xEE}, guestmem.PageSize)
+	nonzero := 0
+	for _, r := range f.src.Regions() {
+		pages := uint64(len(r.Host)) / guestmem.PageSize
+		bm := make([]uint64, (pages+63)/64)
+		for p := uint64(0); p < pages; p++ {
+			gpa := r.GPA + p*guestmem.PageSize
+			data := r.Host[p*guestmem.PageSize : (p+1)*guestmem.PageSize]
+			forced := gpa == counterAddr&^(guestmem.PageSize-1) || gpa == flatAddr ||
+				(gpa >= untouchedAddr && gpa < untouchedAddr+untouchedPages*guestmem.PageSize)
+			if !forced && !bytes.Equal(data, make([]byte, guestmem.PageSize)) {
+				nonzero++
+			}
+			switch {
+			case forced || (nonzero%2 == 1 && !bytes.Equal(data, make([]byte, guestmem.PageSize))):
+				f.missing[gpa] = true
+				bm[p/64] |= 1 << (p % 64)
+				dst.WriteAt(stale, int64(gpa))
+			default:
+				dst.WriteAt(data, int64(gpa))
+			}
+		}
+		f.bitmaps = append(f.bitmaps, bm)
+	}
+	f.d = &migrationDest{cfg: Config{MemoryMiB: 64, DebugExit: true}, mem: dst}
+	if err := f.d.Commit(state); err != nil {
+		dst.Close()
+		t.Fatalf("commit: %v", err)
+	}
+	t.Cleanup(f.d.discard)
+	t.Logf("%d pages missing", len(f.missing))
+	return f
+}
+
+// page reads one page of the source.
+func (f *postCopyFixture) page(t *testing.T, gpa uint64) []byte {
+	b := make([]byte, guestmem.PageSize)
+	if _, err := f.src.ReadAt(b, int64(gpa)); err != nil {
+		t.Error(err)
+	}
+	return b
+}
+
+// TestPostCopyDestination runs a guest on a destination that lacks pages:
+// the pages the guest touches are asked for once each and served from the
+// source's memory, the rest are streamed afterwards, and memory ends up the
+// source's.
+func TestPostCopyDestination(t *testing.T) {
+	f := newPostCopyFixture(t)
+	d := f.d
+	var mu sync.Mutex
+	asked := map[uint64]int{}
+	requests := make(chan uint64, len(f.missing))
+	served := make(chan struct{})
+	go func() {
+		defer close(served)
+		for gpa := range requests {
+			if err := d.PlacePage(gpa, f.page(t, gpa)); err != nil {
+				t.Errorf("place %#x: %v", gpa, err)
+			}
+		}
+	}()
+	request := func(gpa uint64) {
+		mu.Lock()
+		asked[gpa]++
+		mu.Unlock()
+		select {
+		case requests <- gpa:
+		default:
+			t.Errorf("more requests than missing pages (%#x)", gpa)
+		}
+	}
+	if err := d.ArmPostCopy(f.bitmaps, request); err != nil {
+		t.Fatal(err)
+	}
+	m := d.m
+	if err := m.Snapshot(filepath.Join(t.TempDir(), "snap")); !errors.Is(err, ErrPostCopyRunning) {
+		t.Errorf("snapshot during post-copy: %v, want ErrPostCopyRunning", err)
+	}
+	a, b := net.Pipe()
+	defer a.Close()
+	defer b.Close()
+	if _, err := m.MigrateTo(context.Background(), a, migration.Options{}); !errors.Is(err, ErrPostCopyRunning) {
+		t.Errorf("migration during post-copy: %v, want ErrPostCopyRunning", err)
+	}
+	if err := m.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { m.Stop(Exit{Reason: ExitHost}); m.Wait() }()
+	waitCounter(t, m, f.saved+1000)
+
+	// The background stream: every page still missing (placed ones are
+	// ignored).
+	for gpa := range f.missing {
+		if err := d.PlacePage(gpa, f.page(t, gpa)); err != nil {
+			t.Fatalf("stream %#x: %v", gpa, err)
+		}
+	}
+	d.EndPostCopy(nil)
+	<-d.pc.done // the fault handler has returned
+	close(requests)
+	<-served
+	if err := m.postCopyBusy("test"); err != nil {
+		t.Errorf("after post-copy: %v", err)
+	}
+	if err := m.Pause(); err != nil {
+		t.Fatal(err)
+	}
+	if c := counter(m); c < f.saved+1000 {
+		t.Errorf("counter %d, the source stopped at %d", c, f.saved)
+	}
+	for _, r := range f.src.Regions() {
+		for off := 0; off < len(r.Host); off += guestmem.PageSize {
+			gpa := r.GPA + uint64(off)
+			if gpa == counterAddr&^(guestmem.PageSize-1) {
+				continue // the guest counts on
+			}
+			got, err := m.Memory().Slice(gpa, guestmem.PageSize)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !bytes.Equal(got, r.Host[off:off+guestmem.PageSize]) {
+				t.Fatalf("page %#x differs from the source's (missing %v)", gpa, f.missing[gpa])
+			}
+		}
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	for gpa, n := range asked {
+		if !f.missing[gpa] {
+			t.Errorf("page %#x was asked for but was not missing", gpa)
+		}
+		if n != 1 {
+			t.Errorf("page %#x was asked for %d times", gpa, n)
+		}
+		if gpa >= untouchedAddr && gpa < untouchedAddr+untouchedPages*guestmem.PageSize {
+			t.Errorf("page %#x, which nothing touched, was asked for", gpa)
+		}
+	}
+	for _, gpa := range []uint64{counterAddr &^ (guestmem.PageSize - 1), flatAddr} {
+		if asked[gpa] == 0 {
+			t.Errorf("page %#x, which the guest uses, was never asked for", gpa)
+		}
+	}
+	t.Logf("%d of %d missing pages asked for", len(asked), len(f.missing))
+}
+
+// TestPostCopyFailureStops ends post-copy with an error while the vCPUs
+// wait on a page that never comes: the machine stops with an error exit,
+// the fault handler ends, and nothing hangs.
+func TestPostCopyFailureStops(t *testing.T) {
+	f := newPostCopyFixture(t)
+	d := f.d
+	asked := make(chan uint64, len(f.missing))
+	if err := d.ArmPostCopy(f.bitmaps, func(gpa uint64) { asked <- gpa }); err != nil {
+		t.Fatal(err)
+	}
+	m := d.m
+	if err := m.Start(); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case gpa := <-asked:
+		t.Logf("a vCPU waits on page %#x", gpa)
+	case <-time.After(30 * time.Second):
+		m.Stop(Exit{Reason: ExitHost})
+		t.Fatal("the guest asked for no page")
+	}
+	ended := make(chan struct{})
+	go func() { d.EndPostCopy(errors.New("link down")); close(ended) }()
+	select {
+	case <-ended:
+	case <-time.After(30 * time.Second):
+		t.Fatal("EndPostCopy did not return")
+	}
+	ex := waitExit(t, m)
+	if ex.Reason != ExitError || !errors.Is(ex.Err, ErrPostCopyFailed) || !strings.Contains(ex.Err.Error(), "link down") {
+		t.Fatalf("exit %v (%v), want an error exit for the failed post-copy", ex.Reason, ex.Err)
+	}
+	<-d.pc.done
+	if err := m.Snapshot(filepath.Join(t.TempDir(), "snap")); !errors.Is(err, ErrPostCopyRunning) {
+		t.Errorf("snapshot after a failed post-copy: %v, want ErrPostCopyRunning", err)
+	}
+	if err := d.PlacePage(flatAddr, f.page(t, flatAddr)); err == nil {
+		t.Error("a page was placed after post-copy ended")
+	}
+}
