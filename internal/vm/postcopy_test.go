@@ -253,3 +253,105 @@ func TestPostCopyFailureStops(t *testing.T) {
 		t.Error("a page was placed after post-copy ended")
 	}
 }
+
+// TestPostCopyMigrationLoopback migrates a counting guest over loopback TCP
+// with post-copy forced (no dirty set fits a nanosecond): the destination
+// runs before its memory has all arrived, its counter starts where the
+// source stopped and moves on, and its memory ends up the source's.
+func TestPostCopyMigrationLoopback(t *testing.T) {
+	for _, prebuilt := range []bool{false, true} {
+		t.Run(map[bool]string{false: "built-at-handover", true: "prebuilt"}[prebuilt], func(t *testing.T) {
+			cpus := 0
+			if prebuilt {
+				cpus = 2
+			}
+			m := newFlat(t, 2, countingGuest(), nil)
+			if err := m.Start(); err != nil {
+				t.Fatal(err)
+			}
+			waitCounter(t, m, 1000)
+			conn, dest := postCopyIncoming(t, Config{MemoryMiB: 64, CPUs: cpus, DebugExit: true})
+			before := counter(m)
+			type sent struct {
+				stats migration.Stats
+				err   error
+			}
+			res := make(chan sent, 1)
+			go func() {
+				st, err := m.MigrateTo(context.Background(), conn, migration.Options{PostCopy: true, MaxDowntime: time.Nanosecond})
+				conn.Close()
+				res <- sent{st, err}
+			}()
+			r := <-dest
+			if r.err != nil {
+				t.Fatalf("incoming: %v", r.err)
+			}
+			defer r.m.Close()
+			// The source is paused for good now; its memory is final.
+			last := counter(m)
+			if got := counter(r.m); got < before || got != last {
+				t.Fatalf("destination counter %d; source counted %d at the start and stopped at %d", got, before, last)
+			}
+			if err := r.m.Start(); err != nil {
+				t.Fatal(err)
+			}
+			defer func() { r.m.Stop(Exit{Reason: ExitHost}); r.m.Wait() }()
+			waitCounter(t, r.m, last+1000)
+			s := <-res
+			if s.err != nil {
+				t.Fatalf("migrate: %v", s.err)
+			}
+			if !s.stats.PostCopy {
+				t.Fatal("the migration did not switch to post-copy")
+			}
+			t.Logf("post-copy: %d pages after the handover, %d of them asked for; downtime %v", s.stats.PostCopyPages, s.stats.PostCopyRequested, s.stats.Downtime)
+			if ex := waitExit(t, m); ex.Reason != ExitMigrated {
+				t.Fatalf("source exit %v, want migrated", ex.Reason)
+			}
+			if err := r.m.Pause(); err != nil {
+				t.Fatal(err)
+			}
+			if err := r.m.postCopyBusy("test"); err != nil {
+				t.Errorf("after post-copy: %v", err)
+			}
+			src, dst := m.Memory().Regions(), r.m.Memory().Regions()
+			for i := range src {
+				for off := 0; off < len(src[i].Host); off += guestmem.PageSize {
+					if src[i].GPA+uint64(off) == counterAddr&^(guestmem.PageSize-1) {
+						continue // the destination counts on
+					}
+					if !bytes.Equal(src[i].Host[off:off+guestmem.PageSize], dst[i].Host[off:off+guestmem.PageSize]) {
+						t.Fatalf("page %#x differs from the source's", src[i].GPA+uint64(off))
+					}
+				}
+			}
+		})
+	}
+}
+
+// postCopyIncoming is incomingLoopback for post-copy: the destination's
+// connection stays open after Incoming returns, as post-copy goes on over
+// it (Receive closes it when done).
+func postCopyIncoming(t *testing.T, cfg Config) (net.Conn, chan incomingResult) {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { l.Close() })
+	dest := make(chan incomingResult, 1)
+	go func() {
+		c, err := l.Accept()
+		if err != nil {
+			dest <- incomingResult{err: err}
+			return
+		}
+		dm, err := Incoming(context.Background(), c, cfg)
+		dest <- incomingResult{dm, err}
+	}()
+	conn, err := net.Dial("tcp", l.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return conn, dest
+}
