@@ -13,6 +13,7 @@ import (
 	"github.com/govisor/govisor/internal/guestmem"
 	"github.com/govisor/govisor/internal/migration"
 	"github.com/govisor/govisor/internal/uffd"
+	"github.com/govisor/govisor/internal/virtio/pcitransport"
 )
 
 // ErrPostCopyFailed is wrapped by the exit error of a machine whose
@@ -36,12 +37,11 @@ type postCopy struct {
 	request func(gpa uint64)
 	done    chan struct{} // closed when serve returns
 
-	mu       sync.Mutex
-	left     int                 // pages still missing
-	vmmWaits map[uint64]struct{} // missing pages a thread other than a vCPU waits on
-	failed   bool                // EndPostCopy(err) began
-	ended    bool                // EndPostCopy was called
-	stuck    chan struct{}       // closed when, after failure, a VMM thread waits on a missing page
+	mu     sync.Mutex
+	left   int           // pages still missing
+	failed bool          // EndPostCopy(err) began
+	ended  bool          // EndPostCopy was called
+	stuck  chan struct{} // closed when, after failure, something waits on a missing page
 }
 
 // pcRegion is one RAM region under post-copy.
@@ -74,7 +74,7 @@ func (d *migrationDest) ArmPostCopy(missing [][]uint64, request func(gpa uint64)
 	if len(missing) != len(regs) {
 		return fmt.Errorf("vm: post-copy: %d missing-page bitmaps for %d RAM regions", len(missing), len(regs))
 	}
-	pc := &postCopy{m: m, request: request, done: make(chan struct{}), vmmWaits: map[uint64]struct{}{}, stuck: make(chan struct{})}
+	pc := &postCopy{m: m, request: request, done: make(chan struct{}), stuck: make(chan struct{})}
 	for i, r := range regs {
 		pages := uint64(len(r.Host)) / guestmem.PageSize
 		bm := missing[i]
@@ -180,16 +180,10 @@ func (pc *postCopy) fault(f uffd.Fault) {
 	}
 	r := &pc.regions[i]
 	gpa := r.gpa + p*guestmem.PageSize
-	vmm := !pc.m.isVCPUThread(f.TID)
 	pc.mu.Lock()
 	if bit(r.missing, p) {
-		if vmm {
-			pc.vmmWaits[gpa] = struct{}{}
-		}
 		if pc.failed {
-			if vmm {
-				pc.markStuck()
-			}
+			pc.markStuck()
 			pc.mu.Unlock()
 			return
 		}
@@ -207,8 +201,8 @@ func (pc *postCopy) fault(f uffd.Fault) {
 	}
 }
 
-// markStuck records that a VMM thread waits on a page that will never
-// come. Called with pc.mu held.
+// markStuck records that something waits on a page that will never come.
+// Called with pc.mu held.
 func (pc *postCopy) markStuck() {
 	select {
 	case <-pc.stuck:
@@ -258,19 +252,19 @@ func (d *migrationDest) PlacePage(gpa uint64, p []byte) error {
 	}
 	clearBit(r.missing, pg)
 	pc.left--
-	delete(pc.vmmWaits, gpa)
 	return nil
 }
 
 // EndPostCopy ends post-copy (migration.PostCopyDestination). With nil, and
 // every page placed, guest RAM becomes ordinary memory. Otherwise the
-// machine stops with an error exit wrapping ErrPostCopyFailed: its vCPUs
-// and devices are stopped first, and only then are the faults still
-// waiting released (closing the userfaultfd resolves them with zero
-// pages), so nothing runs on the pages that never came. A device worker
-// that itself waits on such a page is never released: it would act on
-// zeros (a disk write of them, say); it stays blocked until the process
-// ends, and so does the userfaultfd.
+// machine stops with an error exit wrapping ErrPostCopyFailed, and the
+// faults still waiting are released (closing the userfaultfd resolves them
+// with zero pages) only once the vCPUs are told to stop and the devices
+// are quiesced, so that nothing runs on the pages that never came. When
+// something waits on such a page, EndPostCopy does not wait for the
+// devices: a device worker may be the one waiting, and would wait forever.
+// It then stays blocked until the process ends, never acting on zeros (a
+// disk write of them, say), and so does the userfaultfd.
 func (d *migrationDest) EndPostCopy(err error) {
 	d.mu.Lock()
 	pc := d.pc
@@ -297,15 +291,20 @@ func (d *migrationDest) EndPostCopy(err error) {
 		return
 	}
 	pc.failed = true
-	if len(pc.vmmWaits) > 0 {
-		pc.markStuck()
+	for _, r := range pc.regions {
+		for w := range r.missing {
+			if r.missing[w]&r.requested[w] != 0 {
+				pc.markStuck() // asked for, never placed: someone waits on it
+			}
+		}
 	}
 	pc.mu.Unlock()
 	m := pc.m
 	m.stop(Exit{Reason: ExitError, Detail: "post-copy failed: " + err.Error(), Err: fmt.Errorf("%w: %w", ErrPostCopyFailed, err)})
+	transports := append([]*pcitransport.Transport(nil), m.transports...)
 	quiesced := make(chan struct{})
 	go func() {
-		for _, t := range m.transports {
+		for _, t := range transports {
 			t.Quiesce()
 		}
 		m.quiesceHotplug()
@@ -314,7 +313,14 @@ func (d *migrationDest) EndPostCopy(err error) {
 	select {
 	case <-quiesced:
 		pc.release()
+		return
 	case <-pc.stuck:
+	}
+	select {
+	case <-quiesced:
+		pc.release()
+	default:
+		go func() { <-quiesced; pc.release() }()
 	}
 }
 
@@ -323,22 +329,6 @@ func (d *migrationDest) EndPostCopy(err error) {
 func (pc *postCopy) release() {
 	pc.u.Close()
 	<-pc.done
-}
-
-// isVCPUThread reports whether tid runs one of the machine's vCPUs; an
-// unknown thread (tid 0: the kernel did not say) counts as one.
-func (m *Machine) isVCPUThread(tid int) bool {
-	if tid == 0 {
-		return true
-	}
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	for _, r := range m.runners {
-		if r.tid == tid {
-			return true
-		}
-	}
-	return false
 }
 
 // postCopyMachines holds the machines whose memory post-copy has not (or

@@ -214,8 +214,9 @@ func TestPostCopyDestination(t *testing.T) {
 }
 
 // TestPostCopyFailureStops ends post-copy with an error while the vCPUs
-// wait on a page that never comes: the machine stops with an error exit,
-// the fault handler ends, and nothing hangs.
+// and a VMM thread wait on pages that never come: the machine stops with an
+// error exit, the waiters are released only then, the fault handler ends,
+// and nothing hangs.
 func TestPostCopyFailureStops(t *testing.T) {
 	f := newPostCopyFixture(t)
 	d := f.d
@@ -234,6 +235,20 @@ func TestPostCopyFailureStops(t *testing.T) {
 		m.Stop(Exit{Reason: ExitHost})
 		t.Fatal("the guest asked for no page")
 	}
+	// A VMM thread waits too, on a page nothing else touches.
+	read := make(chan byte, 1)
+	go func() {
+		b := make([]byte, 1)
+		m.Memory().ReadAt(b, untouchedAddr)
+		read <- b[0]
+	}()
+	for gpa := uint64(0); gpa != untouchedAddr; {
+		select {
+		case gpa = <-asked:
+		case <-time.After(30 * time.Second):
+			t.Fatal("the VMM's read did not ask for its page")
+		}
+	}
 	ended := make(chan struct{})
 	go func() { d.EndPostCopy(errors.New("link down")); close(ended) }()
 	select {
@@ -246,6 +261,11 @@ func TestPostCopyFailureStops(t *testing.T) {
 		t.Fatalf("exit %v (%v), want an error exit for the failed post-copy", ex.Reason, ex.Err)
 	}
 	<-d.pc.done
+	// Released once the machine stopped: on the zero page the kernel put
+	// there, not on the stale copy that was dropped.
+	if v := <-read; v != 0 {
+		t.Errorf("the VMM's read of a page that never came saw %#x", v)
+	}
 	if err := m.Snapshot(filepath.Join(t.TempDir(), "snap")); !errors.Is(err, ErrPostCopyRunning) {
 		t.Errorf("snapshot after a failed post-copy: %v, want ErrPostCopyRunning", err)
 	}
