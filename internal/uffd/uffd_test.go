@@ -273,3 +273,38 @@ func TestRangeChecks(t *testing.T) {
 		t.Error("Copy of a short source succeeded")
 	}
 }
+
+// TestWakeAndUnregister: Wake alone makes a waiting access retry (and fault
+// again, the page still being missing); after Unregister the retried access
+// is an ordinary fault and sees a zero page.
+func TestWakeAndUnregister(t *testing.T) {
+	u := open(t)
+	mem := mapAnon(t, 1)
+	if err := u.Register(mem); err != nil {
+		t.Fatal(err)
+	}
+	got := make(chan byte, 1)
+	go func() { v := mem[10]; got <- v }()
+	if _, err := u.ReadFault(); err != nil {
+		t.Fatal(err)
+	}
+	if err := u.Wake(mem); err != nil {
+		t.Fatal(err)
+	}
+	f, err := u.ReadFault()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if f.Addr != Addr(mem) {
+		t.Fatalf("fault after Wake at %#x, want %#x", f.Addr, Addr(mem))
+	}
+	if err := u.Unregister(mem); err != nil {
+		t.Fatal(err)
+	}
+	if v := <-got; v != 0 {
+		t.Fatalf("read %#x after Unregister, want 0", v)
+	}
+	if _, err := u.Copy(mem, filled(1)); err == nil {
+		t.Fatal("Copy into an unregistered range succeeded")
+	}
+}
