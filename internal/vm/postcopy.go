@@ -53,9 +53,9 @@ type pcRegion struct {
 	requested []uint64 // bit p: request was called for page p
 }
 
-func bit(bm []uint64, p uint64) bool { return bm[p/64]&(1<<(p%64)) != 0 }
-func setBit(bm []uint64, p uint64)   { bm[p/64] |= 1 << (p % 64) }
-func clearBit(bm []uint64, p uint64) { bm[p/64] &^= 1 << (p % 64) }
+func pcBit(bm []uint64, p uint64) bool { return bm[p/64]&(1<<(p%64)) != 0 }
+func pcSet(bm []uint64, p uint64)      { bm[p/64] |= 1 << (p % 64) }
+func pcClear(bm []uint64, p uint64)    { bm[p/64] &^= 1 << (p % 64) }
 
 // ArmPostCopy drops the stale copies of the missing pages and makes every
 // access to them wait for PlacePage (migration.PostCopyDestination). The
@@ -121,12 +121,12 @@ func (d *migrationDest) ArmPostCopy(missing [][]uint64, request func(gpa uint64)
 func dropPages(host []byte, bm []uint64) error {
 	pages := uint64(len(host)) / guestmem.PageSize
 	for p := uint64(0); p < pages; {
-		if !bit(bm, p) {
+		if !pcBit(bm, p) {
 			p++
 			continue
 		}
 		end := p + 1
-		for end < pages && bit(bm, end) {
+		for end < pages && pcBit(bm, end) {
 			end++
 		}
 		if err := unix.Madvise(host[p*guestmem.PageSize:end*guestmem.PageSize], unix.MADV_DONTNEED); err != nil {
@@ -181,14 +181,14 @@ func (pc *postCopy) fault(f uffd.Fault) {
 	r := &pc.regions[i]
 	gpa := r.gpa + p*guestmem.PageSize
 	pc.mu.Lock()
-	if bit(r.missing, p) {
+	if pcBit(r.missing, p) {
 		if pc.failed {
 			pc.markStuck()
 			pc.mu.Unlock()
 			return
 		}
-		first := !bit(r.requested, p)
-		setBit(r.requested, p)
+		first := !pcBit(r.requested, p)
+		pcSet(r.requested, p)
 		pc.mu.Unlock()
 		if first {
 			pc.request(gpa)
@@ -238,7 +238,7 @@ func (d *migrationDest) PlacePage(gpa uint64, p []byte) error {
 		return errors.New("vm: page placed after post-copy ended")
 	}
 	r := &pc.regions[i]
-	if !bit(r.missing, pg) {
+	if !pcBit(r.missing, pg) {
 		return nil
 	}
 	placed, err := pc.u.Copy(pc.page(i, pg), p)
@@ -250,7 +250,7 @@ func (d *migrationDest) PlacePage(gpa uint64, p []byte) error {
 		// missing one: something else wrote guest memory.
 		return fmt.Errorf("vm: post-copy: page %#x was populated before it arrived", gpa)
 	}
-	clearBit(r.missing, pg)
+	pcClear(r.missing, pg)
 	pc.left--
 	return nil
 }

@@ -410,3 +410,51 @@ func postCopyIncoming(t *testing.T, cfg Config) (net.Conn, chan incomingResult) 
 	}
 	return conn, dest
 }
+
+// TestPostCopyRejects: malformed missing-page bitmaps and pages do not arm
+// post-copy or reach guest memory.
+func TestPostCopyRejects(t *testing.T) {
+	f := newPostCopyFixture(t)
+	d := f.d
+	nop := func(uint64) {}
+	if err := d.PlacePage(flatAddr, f.page(t, flatAddr)); err == nil {
+		t.Error("a page was placed before post-copy was armed")
+	}
+	long := append(append([]uint64(nil), f.bitmaps[0]...), 1)
+	for _, c := range []struct {
+		name string
+		bm   [][]uint64
+	}{
+		{"no regions", nil},
+		{"one region too many", append(append([][]uint64(nil), f.bitmaps...), f.bitmaps[0])},
+		{"bitmap too short", [][]uint64{f.bitmaps[0][:1]}},
+		{"bitmap too long", [][]uint64{long}},
+	} {
+		if err := d.ArmPostCopy(c.bm, nop); err == nil {
+			t.Fatalf("%s: armed", c.name)
+		}
+		if d.pc != nil {
+			t.Fatalf("%s: left post-copy half armed", c.name)
+		}
+	}
+	if err := d.ArmPostCopy(f.bitmaps, nop); err != nil {
+		t.Fatal(err)
+	}
+	defer d.EndPostCopy(errors.New("test over"))
+	if err := d.ArmPostCopy(f.bitmaps, nop); err == nil {
+		t.Error("armed twice")
+	}
+	for _, c := range []struct {
+		name string
+		gpa  uint64
+		n    int
+	}{
+		{"short page", flatAddr, 100},
+		{"unaligned", flatAddr + 8, guestmem.PageSize},
+		{"outside RAM", 1 << 40, guestmem.PageSize},
+	} {
+		if err := d.PlacePage(c.gpa, make([]byte, c.n)); err == nil {
+			t.Errorf("%s: placed", c.name)
+		}
+	}
+}
