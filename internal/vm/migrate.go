@@ -62,6 +62,13 @@ func (m *Machine) migrate(ctx context.Context, conn net.Conn, opts migration.Opt
 		defer m.stopDiskTracking()
 	}
 	stats, err := migration.Send(ctx, conn, src, opts)
+	if errors.Is(err, migration.ErrPostCopy) {
+		// The VM ran on the destination, which now lacks pages and stops:
+		// this copy is stale (its disks moved on without it) and must never
+		// run again.
+		m.stop(Exit{Reason: ExitError, Detail: fmt.Sprintf("post-copy to %s failed: %v", conn.RemoteAddr(), err)})
+		return stats, err
+	}
 	if err != nil {
 		m.setDirtyLogging(false)
 		return stats, err

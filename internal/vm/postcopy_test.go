@@ -474,3 +474,73 @@ func TestPostCopyRejects(t *testing.T) {
 		}
 	}
 }
+
+// TestPostCopyLinkLost cuts the connection under a destination that runs in
+// post-copy: neither side holds the whole VM any more, so both stop with an
+// error and neither runs on (the source must not resume: its disks and
+// memory are behind the destination's).
+func TestPostCopyLinkLost(t *testing.T) {
+	for try := 0; try < 3; try++ {
+		m := newFlat(t, 2, dirtyingGuest(), nil)
+		if err := m.Start(); err != nil {
+			t.Fatal(err)
+		}
+		waitCounter(t, m, 2*dirtyPages)
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		dest := make(chan incomingResult, 1)
+		go func() {
+			c, err := l.Accept()
+			if err != nil {
+				dest <- incomingResult{err: err}
+				return
+			}
+			dm, err := Incoming(context.Background(), c, Config{MemoryMiB: 64, DebugExit: true})
+			if err == nil {
+				c.Close() // the link drops as soon as the destination runs
+			}
+			dest <- incomingResult{dm, err}
+		}()
+		conn, err := net.Dial("tcp", l.Addr().String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		res := make(chan error, 1)
+		go func() {
+			_, err := m.MigrateTo(context.Background(), conn, migration.Options{PostCopy: true, MaxDowntime: time.Nanosecond})
+			conn.Close()
+			res <- err
+		}()
+		r := <-dest
+		l.Close()
+		if r.err != nil {
+			t.Fatalf("incoming: %v", r.err)
+		}
+		if err := r.m.Start(); err != nil {
+			t.Fatal(err)
+		}
+		err = <-res
+		if err == nil {
+			// Everything arrived before the cut (or no post-copy at all).
+			r.m.Stop(Exit{Reason: ExitHost})
+			r.m.Wait()
+			r.m.Close()
+			t.Log("the migration completed before the link dropped; again")
+			continue
+		}
+		if !errors.Is(err, migration.ErrPostCopy) {
+			t.Fatalf("migrate: %v, want ErrPostCopy", err)
+		}
+		if ex := waitExit(t, m); ex.Reason != ExitError || !strings.Contains(ex.Detail, "post-copy") {
+			t.Fatalf("source exit %v %q, want an error exit naming post-copy", ex.Reason, ex.Detail)
+		}
+		if ex := waitExit(t, r.m); ex.Reason != ExitError || !errors.Is(ex.Err, ErrPostCopyFailed) {
+			t.Fatalf("destination exit %v (%v), want ErrPostCopyFailed", ex.Reason, ex.Err)
+		}
+		r.m.Close()
+		return
+	}
+	t.Fatal("every migration completed before the link dropped")
+}
