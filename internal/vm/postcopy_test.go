@@ -276,26 +276,18 @@ func TestPostCopyFailureStops(t *testing.T) {
 	}
 }
 
-// Where dirtyingGuest keeps the qwords it increments, one per page.
+// Where dirtyingGuest keeps the counters it increments, one per page.
 const (
 	dirtyAddr  = 0x400000
 	dirtyPages = 1024
 )
 
 // dirtyingGuest increments countingGuest's counter and, in turn, the first
-// qword of every page of a 4 MiB buffer, forever, on every vCPU.
+// dword of every page of a 4 MiB buffer, forever, on every vCPU.
 func dirtyingGuest() []byte {
 	var a kvmtest.Asm
 	start := a.Len()
-	a.MovRAX(dirtyAddr)
-	loop := a.Len()
-	a.IncMem64(counterAddr)
-	a.B = append(a.B, 0xF0, 0x48, 0xFF, 0x00)             // lock inc qword [rax]
-	a.B = append(a.B, 0x48, 0x05, 0x00, 0x10, 0x00, 0x00) // add rax, 0x1000
-	a.B = append(a.B, 0x48, 0x3D)                         // cmp rax, imm32
-	a.B = binary.LittleEndian.AppendUint32(a.B, dirtyAddr+dirtyPages*guestmem.PageSize)
-	a.B = append(a.B, 0x72, byte(int8(loop-(a.Len()+2)))) // jb loop
-	a.JmpBack(start)
+	a.IncMem64(counterAddr).IncPages(dirtyAddr, dirtyPages).JmpBack(start)
 	return a.B
 }
 
@@ -385,7 +377,7 @@ func postCopyMigration(t *testing.T, cpus int) bool {
 			switch {
 			case gpa == counterAddr&^(guestmem.PageSize-1) || (gpa >= dirtyAddr && gpa < dirtyAddr+dirtyPages*guestmem.PageSize):
 				// The destination counts on from the source's values
-				// (each page's first qword: counterAddr is page-aligned).
+				// (each page's first qword, where the counters are: counterAddr is page-aligned).
 				if sv, dv := binary.LittleEndian.Uint64(s), binary.LittleEndian.Uint64(d); dv < sv {
 					t.Fatalf("the qword at %#x went back from %d to %d", gpa, sv, dv)
 				}

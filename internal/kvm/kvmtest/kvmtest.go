@@ -101,6 +101,19 @@ func (a *Asm) JmpBack(target int) *Asm {
 	return a.emit(0xEB, byte(int8(rel)))
 }
 
+// IncPages increments the first dword of each of pages 4 KiB pages from
+// base, once each (clobbers EAX): a guest that dirties that many pages. The
+// encoding means the same in 32-bit and 64-bit mode (base below 4 GiB).
+func (a *Asm) IncPages(base uint32, pages int) *Asm {
+	a.MovEAX(base)
+	loop := a.Len()
+	a.emit(0xF0, 0xFF, 0x00)             // lock inc dword [eax]
+	a.emit(0x05, 0x00, 0x10, 0x00, 0x00) // add eax, 0x1000
+	end := base + uint32(pages)*0x1000
+	a.emit(0x3D, byte(end), byte(end>>8), byte(end>>16), byte(end>>24)) // cmp eax, end
+	return a.emit(0x72, byte(int8(loop-(a.Len()+2))))                   // jb loop
+}
+
 // Len is the current code length (a label).
 func (a *Asm) Len() int { return len(a.B) }
 
