@@ -196,8 +196,14 @@ func (m *Machine) savedConfig() SavedConfig {
 // source's disks (MigrateMirroringTo). Without them the destination opens
 // the source's disk paths (shared storage) at the handover, once the source
 // has flushed them. On error nothing is left behind and the source keeps
-// running.
-func Incoming(ctx context.Context, conn net.Conn, cfg Config) (*Machine, error) {
+// running. Incoming owns conn: it is closed when the migration is over,
+// which with post-copy is after Incoming returned, once every page arrived.
+func Incoming(ctx context.Context, conn net.Conn, cfg Config) (_ *Machine, err error) {
+	defer func() {
+		if err != nil {
+			conn.Close() // migration.Receive closes it too; the earlier failures do not reach it
+		}
+	}()
 	d := &migrationDest{cfg: cfg}
 	var dst migration.Destination = d
 	if len(cfg.Disks) > 0 {

@@ -83,8 +83,7 @@ func incomingLoopback(t *testing.T, cfg Config) (net.Conn, chan incomingResult) 
 			dest <- incomingResult{err: err}
 			return
 		}
-		defer c.Close()
-		dm, err := Incoming(context.Background(), c, cfg)
+		dm, err := Incoming(context.Background(), c, cfg) // closes c when done
 		dest <- incomingResult{dm, err}
 	}()
 	conn, err := net.Dial("tcp", l.Addr().String())

@@ -325,7 +325,7 @@ func postCopyMigration(t *testing.T, cpus int) bool {
 		t.Fatal(err)
 	}
 	waitCounter(t, m, 2*dirtyPages)
-	conn, dest := postCopyIncoming(t, Config{MemoryMiB: 64, CPUs: cpus, DebugExit: true})
+	conn, dest := incomingLoopback(t, Config{MemoryMiB: 64, CPUs: cpus, DebugExit: true})
 	before := counter(m)
 	type sent struct {
 		stats migration.Stats
@@ -390,33 +390,6 @@ func postCopyMigration(t *testing.T, cpus int) bool {
 		}
 	}
 	return true
-}
-
-// postCopyIncoming is incomingLoopback for post-copy: the destination's
-// connection stays open after Incoming returns, as post-copy goes on over
-// it (Receive closes it when done).
-func postCopyIncoming(t *testing.T, cfg Config) (net.Conn, chan incomingResult) {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { l.Close() })
-	dest := make(chan incomingResult, 1)
-	go func() {
-		c, err := l.Accept()
-		if err != nil {
-			dest <- incomingResult{err: err}
-			return
-		}
-		dm, err := Incoming(context.Background(), c, cfg)
-		dest <- incomingResult{dm, err}
-	}()
-	conn, err := net.Dial("tcp", l.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	return conn, dest
 }
 
 // TestPostCopyRejects: malformed missing-page bitmaps and pages do not arm
