@@ -45,7 +45,9 @@ func guestScript(sizeMiB, tcpMiB int, diag bool) string {
 	pre := ""
 	if diag {
 		pre = "for d in /sys/bus/virtio/devices/*; do echo FEATURES $d $(cat $d/device) $(cat $d/features); done; " +
-			"echo BLKQ $(cat /sys/block/vda/queue/max_segments /sys/block/vda/queue/max_hw_sectors_kb /sys/block/vda/queue/nr_requests); "
+			"echo BLKQ $(cat /sys/block/vda/queue/max_segments /sys/block/vda/queue/max_hw_sectors_kb /sys/block/vda/queue/nr_requests); " +
+			"echo CLOCK $(cat /sys/devices/system/clocksource/clocksource0/current_clocksource /sys/devices/system/clocksource/clocksource0/available_clocksource); " +
+			"grep -m1 flags /proc/cpuinfo; grep -m1 'model name' /proc/cpuinfo; "
 	}
 	return pre + t("SEQREAD", fmt.Sprintf("dd if=/dev/vda of=/dev/null bs=1M count=%d 2>/dev/null", sizeMiB)) +
 		t("SEQWRITE", fmt.Sprintf("dd if=/dev/zero of=/dev/vda bs=1M count=%d conv=fsync 2>/dev/null", sizeMiB)) +
