@@ -95,17 +95,20 @@ func (d *migrationDest) ArmPostCopy(missing [][]uint64, request func(gpa uint64)
 		return fmt.Errorf("vm: post-copy: %w", err)
 	}
 	pc.u = u
+	holdRuntime()
 	// Register before dropping: from then on nothing can repopulate a
 	// dropped page behind the handler's back.
 	for _, r := range pc.regions {
 		if err := u.Register(r.host); err != nil {
 			u.Close()
+			releaseRuntime()
 			return fmt.Errorf("vm: post-copy: %w", err)
 		}
 	}
 	for _, r := range pc.regions {
 		if err := dropPages(r.host, r.missing); err != nil {
 			u.Close()
+			releaseRuntime()
 			return err
 		}
 	}
@@ -329,6 +332,7 @@ func (d *migrationDest) EndPostCopy(err error) {
 func (pc *postCopy) release() {
 	pc.u.Close()
 	<-pc.done
+	releaseRuntime() // nothing can wait on a missing page any more
 }
 
 // postCopyMachines holds the machines whose memory post-copy has not (or

@@ -509,3 +509,49 @@ func TestPostCopyLinkLost(t *testing.T) {
 	}
 	t.Fatal("every migration completed before the link dropped")
 }
+
+// TestPostCopyGoWaitsThroughAllocation: Go code blocked on a missing page
+// must not stall the process when it allocates meanwhile. Without
+// holdRuntime, the GC cycle that the allocation starts would stop the
+// world, wait forever for the blocked goroutine (it sleeps inside a page
+// fault, in memmove), and so keep the fault handler from ever serving it.
+func TestPostCopyGoWaitsThroughAllocation(t *testing.T) {
+	f := newPostCopyFixture(t)
+	asked := make(chan uint64, 64)
+	if err := f.d.ArmPostCopy(f.bitmaps, func(gpa uint64) { asked <- gpa }); err != nil {
+		t.Fatal(err)
+	}
+	read := make(chan byte, 1)
+	go func() {
+		b := make([]byte, 1)
+		f.d.m.Memory().ReadAt(b, untouchedAddr)
+		read <- b[0]
+	}()
+	for gpa := uint64(0); gpa != untouchedAddr; {
+		select {
+		case gpa = <-asked:
+		case <-time.After(30 * time.Second):
+			t.Fatal("the read did not ask for its page")
+		}
+	}
+	// Allocate well past the GC's next target while the read waits.
+	var sink [][]byte
+	for i := 0; i < 4096; i++ {
+		sink = append(sink, make([]byte, 64<<10))
+		if len(sink) > 64 {
+			sink = sink[1:]
+		}
+	}
+	if err := f.d.PlacePage(untouchedAddr, f.page(t, untouchedAddr)); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case v := <-read:
+		if v != 0x40 {
+			t.Fatalf("the read saw %#x, want the placed page's 0x40", v)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("the read never finished")
+	}
+	f.d.EndPostCopy(errors.New("test over"))
+}
