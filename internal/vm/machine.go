@@ -106,6 +106,10 @@ var ErrStopped = errors.New("vm: machine has stopped")
 
 // Machine is a built VM, ready to run.
 type Machine struct {
+	// postCopyOn: post-copy has not (or, having failed, never) brought all
+	// of the memory over; snapshots and migrations are refused.
+	postCopyOn atomic.Bool
+
 	cfg        Config
 	sys        *kvm.System
 	kvm        *kvm.VM

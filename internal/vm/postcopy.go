@@ -4,9 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"math/bits"
-	"runtime"
 	"sync"
-	"weak"
 
 	"golang.org/x/sys/unix"
 
@@ -335,24 +333,13 @@ func (pc *postCopy) release() {
 	releaseRuntime() // nothing can wait on a missing page any more
 }
 
-// postCopyMachines holds the machines whose memory post-copy has not (or
-// never) fully brought over. Keys are weak, so that it keeps no machine
-// alive; an entry is dropped with its machine.
-var postCopyMachines sync.Map // weak.Pointer[Machine] -> struct{}
-
-func (m *Machine) setPostCopy() {
-	k := weak.Make(m)
-	if _, loaded := postCopyMachines.LoadOrStore(k, struct{}{}); !loaded {
-		runtime.AddCleanup(m, func(k weak.Pointer[Machine]) { postCopyMachines.Delete(k) }, k)
-	}
-}
-
-func (m *Machine) clearPostCopy() { postCopyMachines.Delete(weak.Make(m)) }
+func (m *Machine) setPostCopy()   { m.postCopyOn.Store(true) }
+func (m *Machine) clearPostCopy() { m.postCopyOn.Store(false) }
 
 // postCopyBusy refuses what needs all of the machine's memory (a snapshot,
 // a migration) while post-copy runs, or after it failed.
 func (m *Machine) postCopyBusy(what string) error {
-	if _, ok := postCopyMachines.Load(weak.Make(m)); ok {
+	if m.postCopyOn.Load() {
 		return fmt.Errorf("%w: %s refused; wait for the migration to finish", ErrPostCopyRunning, what)
 	}
 	return nil
