@@ -46,14 +46,9 @@ func decodeDiscard(p []byte) (gpa uint64, first uint32, words []uint64, err erro
 // lacks (those dirtied since they were sent) and hands the VM over; then it
 // sends those pages, the ones the destination waits for first.
 func (s *sender) finishPostCopy(mem [][]uint64) error {
-	if err := s.pause(); err != nil {
+	if err := s.pause(mem, nil); err != nil {
 		return err
 	}
-	mem2, _, err := s.takeDirty()
-	if err != nil {
-		return err
-	}
-	orBitmaps(mem, mem2)
 	for i, bm := range mem {
 		if i >= len(s.regs) {
 			break

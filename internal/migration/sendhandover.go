@@ -8,16 +8,9 @@ import (
 
 // finish pauses the source, sends what remains and hands the VM over.
 func (s *sender) finish(mem [][]uint64, dsk [][]uint64) error {
-	if err := s.pause(); err != nil {
+	if err := s.pause(mem, dsk); err != nil {
 		return err
 	}
-	// What was dirtied since the last bitmap, plus the set not yet sent.
-	mem2, dsk2, err := s.takeDirty()
-	if err != nil {
-		return err
-	}
-	orBitmaps(mem, mem2)
-	orBitmaps(dsk, dsk2)
 	s.left = uint64(countBits(mem...))
 	if err := s.sendDirty(mem, dsk); err != nil {
 		return err
@@ -25,13 +18,20 @@ func (s *sender) finish(mem [][]uint64, dsk [][]uint64) error {
 	return s.handover()
 }
 
-// pause stops the source for the handover.
-func (s *sender) pause() error {
+// pause stops the source for the handover and adds to mem and dsk (the
+// sets not sent yet) what the guest dirtied since they were taken.
+func (s *sender) pause(mem, dsk [][]uint64) error {
 	if err := s.src.Pause(); err != nil {
 		return fmt.Errorf("migration: pause source: %w", err)
 	}
 	s.paused, s.pausedAt = true, time.Now()
 	s.limitStart = time.Time{} // no bandwidth limit while paused
+	mem2, dsk2, err := s.takeDirty()
+	if err != nil {
+		return err
+	}
+	orBitmaps(mem, mem2)
+	orBitmaps(dsk, dsk2)
 	return nil
 }
 
