@@ -23,10 +23,7 @@ import (
 func (d *Device) Freeze() {
 	d.connMu.Lock()
 	d.frozen = true
-	all := make([]*conn, 0, len(d.conns))
-	for _, c := range d.conns {
-		all = append(all, c)
-	}
+	all := d.connListLocked()
 	d.connMu.Unlock()
 	for _, c := range all {
 		c.mu.Lock()
@@ -52,10 +49,7 @@ func (d *Device) Thaw() {
 	d.frozen = false
 	closeFiles(d.handover)
 	d.handover = nil
-	all := make([]*conn, 0, len(d.conns))
-	for _, c := range d.conns {
-		all = append(all, c)
-	}
+	all := d.connListLocked()
 	d.connMu.Unlock()
 	for _, c := range all {
 		c.mu.Lock()

@@ -64,10 +64,7 @@ type Packet struct {
 func (d *Device) SaveState() State {
 	d.connMu.Lock()
 	s := State{CID: d.cid, NextPort: d.nextPort}
-	all := make([]*conn, 0, len(d.conns))
-	for _, c := range d.conns {
-		all = append(all, c)
-	}
+	all := d.connListLocked()
 	frozen := d.frozen
 	closeFiles(d.handover)
 	d.handover = nil

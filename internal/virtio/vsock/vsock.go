@@ -245,10 +245,7 @@ func (d *Device) Reset() {
 // forgets packets not yet delivered.
 func (d *Device) dropAll() {
 	d.connMu.Lock()
-	all := make([]*conn, 0, len(d.conns))
-	for _, c := range d.conns {
-		all = append(all, c)
-	}
+	all := d.connListLocked()
 	d.connMu.Unlock()
 	for _, c := range all {
 		d.closeConn(c, false)
@@ -256,4 +253,13 @@ func (d *Device) dropAll() {
 	d.rxMu.Lock()
 	d.rxq, d.refusals = nil, 0
 	d.rxMu.Unlock()
+}
+
+// connListLocked returns the open connections; d.connMu is held.
+func (d *Device) connListLocked() []*conn {
+	all := make([]*conn, 0, len(d.conns))
+	for _, c := range d.conns {
+		all = append(all, c)
+	}
+	return all
 }
