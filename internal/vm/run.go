@@ -46,6 +46,11 @@ func (r *vcpuRunner) kick() {
 	r.m.mu.Lock()
 	tid := r.tid
 	r.m.mu.Unlock()
+	signalThread(tid)
+}
+
+// signalThread interrupts a vCPU thread's KVM_RUN (0: not started).
+func signalThread(tid int) {
 	if tid != 0 {
 		_ = unix.Tgkill(unix.Getpid(), tid, kickSignal)
 	}
@@ -189,10 +194,18 @@ func (m *Machine) stop(ex Exit) {
 	}
 	m.stopping = true
 	m.exit = ex
+	// Kick before the broadcast: a parked runner that sees stopping exits,
+	// the machine is then done and may be closed, vCPUs unmapped and all,
+	// while a kick after the unlock would still write to its kvm_run.
+	tids := make([]int, 0, len(m.runners))
+	for _, r := range m.runners {
+		r.c.SetImmediateExit(true)
+		tids = append(tids, r.tid)
+	}
 	m.cond.Broadcast()
 	m.mu.Unlock()
-	for _, r := range m.runners {
-		r.kick()
+	for _, tid := range tids {
+		signalThread(tid)
 	}
 }
 
