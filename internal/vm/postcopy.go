@@ -95,8 +95,12 @@ func (d *migrationDest) ArmPostCopy(missing [][]uint64, request func(gpa uint64)
 	pc.u = u
 	holdRuntime()
 	// Register before dropping: from then on nothing can repopulate a
-	// dropped page behind the handler's back.
+	// dropped page behind the handler's back. Pages arrive 4 KiB at a time,
+	// so the regions are taken off transparent huge pages meanwhile, as
+	// QEMU's post-copy does: no huge-page fault path sits between a missing
+	// page and its handler.
 	for _, r := range pc.regions {
+		unix.Madvise(r.host, unix.MADV_NOHUGEPAGE)
 		if err := u.Register(r.host); err != nil {
 			u.Close()
 			releaseRuntime()
@@ -286,6 +290,7 @@ func (d *migrationDest) EndPostCopy(err error) {
 		pc.mu.Unlock()
 		for _, r := range pc.regions {
 			pc.u.Unregister(r.host) // Close unregisters too; this is the orderly way
+			unix.Madvise(r.host, unix.MADV_HUGEPAGE)
 		}
 		pc.release()
 		pc.m.clearPostCopy()
