@@ -332,7 +332,25 @@ const (
 	ExitInternalError = 17
 	ExitSystemEvent   = 24
 	ExitIOAPICEOI     = 26
+	ExitX86RDMSR      = 29
+	ExitX86WRMSR      = 30
+	ExitXen           = 34
 )
+
+// ExitNeedsCompletion reports whether the instruction behind an exit of this
+// reason is finished only by the next KVM_RUN. api.rst, the NOTE under
+// KVM_EXIT_MMIO: for these exits "the corresponding operations are complete
+// (and guest state is consistent) only after userspace has re-entered the
+// kernel with KVM_RUN"; the pending state is not in what KVM_GET_REGS and
+// the like return, so it must be completed (KVM_RUN with immediate_exit set)
+// before the vCPU's state is saved.
+func ExitNeedsCompletion(reason uint32) bool {
+	switch reason {
+	case ExitIO, ExitMMIO, ExitHypercall, ExitX86RDMSR, ExitX86WRMSR, ExitXen:
+		return true
+	}
+	return false
+}
 
 // Internal-error suberrors and system-event types.
 const (

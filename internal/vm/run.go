@@ -71,12 +71,20 @@ func (r *vcpuRunner) loop(start func() error) {
 			return
 		}
 	}
+	// pending: the last exit's instruction (an IN/OUT or MMIO access user
+	// space has just served) is finished by KVM only on the next KVM_RUN.
+	pending := false
 	for {
-		if !m.waitRunnable() {
+		switch m.waitRunnable(pending) {
+		case runStop:
 			m.vcpuDone()
 			return
+		case runComplete:
+			pending = r.completePending()
+			continue
 		}
 		err := r.c.Run()
+		pending = false
 		if errors.Is(err, kvm.ErrInterrupted) {
 			r.c.SetImmediateExit(false)
 			continue
@@ -85,14 +93,50 @@ func (r *vcpuRunner) loop(start func() error) {
 			m.stop(Exit{Reason: ExitError, Err: err})
 			continue
 		}
-		m.countExit(r.c.ID, r.c.ExitReason())
-		if m.exits[r.c.ID].Add(1) == 1 && m.firstExit.Load() == 0 {
-			m.firstExit.CompareAndSwap(0, time.Now().UnixNano())
-		}
+		r.countExit()
 		if ex, done := r.handleExit(); done {
 			m.stop(ex)
+		} else {
+			pending = kvm.ExitNeedsCompletion(r.c.ExitReason())
 		}
 	}
+}
+
+func (r *vcpuRunner) countExit() {
+	m := r.m
+	m.countExit(r.c.ID, r.c.ExitReason())
+	if m.exits[r.c.ID].Add(1) == 1 && m.firstExit.Load() == 0 {
+		m.firstExit.CompareAndSwap(0, time.Now().UnixNano())
+	}
+}
+
+// completePending lets KVM finish the instruction behind the exit just
+// served, before the vCPU parks for a pause: until then its registers still
+// point at the IN/OUT or MMIO access (and an IN has not got its data), so a
+// snapshot or migration would run it again on restore (api.rst, the NOTE
+// under KVM_EXIT_MMIO, and immediate_exit). KVM_RUN with immediate_exit set
+// completes it and returns EINTR without running further guest code.
+// Completing can exit to user space once more (the next piece of a split
+// MMIO access); it reports whether that exit left another operation pending.
+func (r *vcpuRunner) completePending() bool {
+	r.c.SetImmediateExit(true)
+	err := r.c.Run()
+	// Clearing cannot lose a kick: whoever kicks has set pauseReq or
+	// stopping first, and waitRunnable looks at those next.
+	r.c.SetImmediateExit(false)
+	if errors.Is(err, kvm.ErrInterrupted) {
+		return false // the success case: completed, nothing more run
+	}
+	if err != nil {
+		r.m.stop(Exit{Reason: ExitError, Err: err})
+		return false
+	}
+	r.countExit()
+	if ex, done := r.handleExit(); done {
+		r.m.stop(ex)
+		return false
+	}
+	return kvm.ExitNeedsCompletion(r.c.ExitReason())
 }
 
 // handleExit services one KVM exit; done reports that the machine must stop.
@@ -158,16 +202,30 @@ func (r *vcpuRunner) fatal(what string) Exit {
 	return Exit{Reason: ExitError, Err: fmt.Errorf("vCPU %d: %s\n%s", r.c.ID, what, r.dumpState())}
 }
 
-// waitRunnable blocks while the machine is paused; false means stop.
-func (m *Machine) waitRunnable() bool {
+// What a vCPU runner does next (waitRunnable).
+type runnable int
+
+const (
+	runGuest    runnable = iota // enter the guest
+	runComplete                 // complete the pending operation, then ask again
+	runStop                     // the machine stops
+)
+
+// waitRunnable blocks while the machine is paused. pending says the last
+// exit's operation awaits completion by KVM_RUN: a runner parks only once
+// it is complete, so that a paused vCPU's saved state is consistent.
+func (m *Machine) waitRunnable(pending bool) runnable {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	for {
 		if m.stopping {
-			return false
+			return runStop
 		}
 		if !m.pauseReq {
-			return true
+			return runGuest
+		}
+		if pending {
+			return runComplete
 		}
 		m.parked++
 		m.cond.Broadcast()
