@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"bytes"
 	"encoding/json"
 	"os"
 	"os/exec"
@@ -40,23 +41,26 @@ func TestCtlDiskThroughCLI(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { vmm.Process.Kill(); vmm.Wait() }) // only the VMM this test started
-	ctl := func(args ...string) (string, int) {
+	// ctl returns stdout (the JSON) and stderr (errors) apart.
+	ctl := func(args ...string) (string, string, int) {
 		cmd := exec.Command(bin, append([]string{"ctl", "--api-sock", sock}, args...)...)
 		cmd.Dir = dir // disk-attach makes a relative path absolute
-		out, err := cmd.CombinedOutput()
+		var stdout, stderr bytes.Buffer
+		cmd.Stdout, cmd.Stderr = &stdout, &stderr
+		err := cmd.Run()
 		if ee, ok := err.(*exec.ExitError); ok {
-			return string(out), ee.ExitCode()
+			return stdout.String(), stderr.String(), ee.ExitCode()
 		}
 		if err != nil {
 			t.Fatal(err)
 		}
-		return string(out), 0
+		return stdout.String(), stderr.String(), 0
 	}
 	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
-		if out, code := ctl("info"); code == 0 && strings.Contains(out, `"running"`) {
+		if out, errOut, code := ctl("info"); code == 0 && strings.Contains(out, `"running"`) {
 			break
 		} else if time.Now().After(deadline) {
-			t.Fatalf("VMM not running: %s", out)
+			t.Fatalf("VMM not running: %s%s", out, errOut)
 		}
 	}
 	for _, tc := range []struct {
@@ -77,15 +81,15 @@ func TestCtlDiskThroughCLI(t *testing.T) {
 		{[]string{"snapshot", filepath.Join(dir, "snap")}, 0, `"state"`},
 		{[]string{"disk-detach", "vdb"}, 0, `"detaching"`},
 	} {
-		out, code := ctl(tc.args...)
-		if code != tc.code || !strings.Contains(out, tc.want) {
-			t.Errorf("ctl %v: exit %d, %s; want exit %d with %q", tc.args, code, out, tc.code, tc.want)
+		out, errOut, code := ctl(tc.args...)
+		if code != tc.code || !strings.Contains(out+errOut, tc.want) {
+			t.Errorf("ctl %v: exit %d, %s%s; want exit %d with %q", tc.args, code, out, errOut, tc.code, tc.want)
 		}
 	}
-	out, _ := ctl("disks")
+	out, errOut, _ := ctl("disks")
 	var ds []vmmapi.Disk
 	if err := json.Unmarshal([]byte(out), &ds); err != nil || len(ds) != 2 || ds[0].Name != "vda" || ds[1].State != "detaching" || !ds[1].ReadOnly {
-		t.Errorf("disks at the end: %s (%v)", out, err)
+		t.Errorf("disks at the end: %s (%v)\nstderr: %s", out, err, errOut)
 	}
 
 	// The snapshot, taken before the detach, restores with the hot-plugged
@@ -99,19 +103,19 @@ func TestCtlDiskThroughCLI(t *testing.T) {
 	}
 	t.Cleanup(func() { restored.Process.Kill(); restored.Wait() })
 	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
-		if out, code := ctl("info"); code == 0 && strings.Contains(out, `"running"`) {
+		if out, errOut, code := ctl("info"); code == 0 && strings.Contains(out, `"running"`) {
 			break
 		} else if time.Now().After(deadline) {
-			t.Fatalf("restored VMM not running: %s", out)
+			t.Fatalf("restored VMM not running: %s%s", out, errOut)
 		}
 	}
-	out, _ = ctl("disks")
+	out, errOut, _ = ctl("disks")
 	ds = nil
 	if err := json.Unmarshal([]byte(out), &ds); err != nil || len(ds) != 2 || ds[1].Name != "vdb" || ds[1].Path != hot ||
 		!ds[1].Hotplugged || ds[1].State != "attached" || ds[1].Slot != 2 {
-		t.Errorf("disks of the restored VMM: %s (%v)", out, err)
+		t.Errorf("disks of the restored VMM: %s (%v)\nstderr: %s", out, err, errOut)
 	}
-	if out, code := ctl("disk-detach", "vdb"); code != 0 || !strings.Contains(out, `"detaching"`) {
-		t.Errorf("disk-detach on the restored VMM: exit %d, %s", code, out)
+	if out, errOut, code := ctl("disk-detach", "vdb"); code != 0 || !strings.Contains(out, `"detaching"`) {
+		t.Errorf("disk-detach on the restored VMM: exit %d, %s%s", code, out, errOut)
 	}
 }

@@ -42,20 +42,21 @@ func TestSnapshotRestoreThroughCLI(t *testing.T) {
 	ctl := func(args ...string) vmmapi.Info {
 		t.Helper()
 		var info vmmapi.Info
-		var out []byte
+		var out, errOut string
 		var err error
 		for deadline := time.Now().Add(10 * time.Second); ; {
-			out, err = exec.Command(bin, append([]string{"ctl", "--api-sock", sock}, args...)...).CombinedOutput()
+			// JSON on stdout only: stderr may carry progress and warnings.
+			out, errOut, err = runCtl(t, sock, args...)
 			if err == nil || time.Now().After(deadline) {
 				break
 			}
 			time.Sleep(20 * time.Millisecond)
 		}
 		if err != nil {
-			t.Fatalf("govisor ctl %v: %v\n%s", args, err, out)
+			t.Fatalf("govisor ctl %v: %v\n%s%s", args, err, out, errOut)
 		}
-		if err := json.Unmarshal(out, &info); err != nil {
-			t.Fatalf("ctl output %q: %v", out, err)
+		if err := json.Unmarshal([]byte(out), &info); err != nil {
+			t.Fatalf("ctl output %q: %v\nstderr: %s", out, err, errOut)
 		}
 		return info
 	}
@@ -150,21 +151,23 @@ func migrateThroughCLI(t *testing.T, postCopy bool) {
 		}
 		defer c.Process.Kill()
 	}
-	ctl := func(sock string, args ...string) []byte {
+	// ctl returns stdout, where the JSON result is; stderr carries the
+	// migration's progress lines and goes into failure messages only.
+	ctl := func(sock string, args ...string) ([]byte, string) {
 		t.Helper()
-		var out []byte
+		var out, errOut string
 		var err error
 		for deadline := time.Now().Add(10 * time.Second); ; {
-			out, err = exec.Command(bin, append([]string{"ctl", "--api-sock", sock}, args...)...).CombinedOutput()
+			out, errOut, err = runCtl(t, sock, args...)
 			if err == nil || time.Now().After(deadline) {
 				break
 			}
 			time.Sleep(50 * time.Millisecond)
 		}
 		if err != nil {
-			t.Fatalf("ctl %v: %v\n%s\nsource:\n%s\ndestination:\n%s", args, err, out, srcOut.String(), dstOut.String())
+			t.Fatalf("ctl %v: %v\n%s%s\nsource:\n%s\ndestination:\n%s", args, err, out, errOut, srcOut.String(), dstOut.String())
 		}
-		return out
+		return []byte(out), errOut
 	}
 	ctl(srcSock, "info")
 	var res vmmapi.MigrateResult
@@ -172,8 +175,9 @@ func migrateThroughCLI(t *testing.T, postCopy bool) {
 	if postCopy {
 		args = []string{"migrate", addr, "--max-downtime", "1ms", "--post-copy"}
 	}
-	if err := json.Unmarshal(ctl(srcSock, args...), &res); err != nil || res.BytesSent == 0 {
-		t.Fatalf("migrate result %+v, %v", res, err)
+	out, errOut := ctl(srcSock, args...)
+	if err := json.Unmarshal(out, &res); err != nil || res.BytesSent == 0 {
+		t.Fatalf("migrate result %+v, %v\nstdout: %s\nstderr: %s", res, err, out, errOut)
 	}
 	if postCopy && res.PostCopyPages == 0 {
 		t.Fatalf("no pages went after the handover: %+v", res)
@@ -190,8 +194,9 @@ func migrateThroughCLI(t *testing.T, postCopy bool) {
 		t.Fatal("source VMM still running after migrating away")
 	}
 	var info vmmapi.Info
-	if err := json.Unmarshal(ctl(dstSock, "info"), &info); err != nil || info.State != "running" || info.CPUs != 2 {
-		t.Fatalf("destination info %+v, %v", info, err)
+	out, errOut = ctl(dstSock, "info")
+	if err := json.Unmarshal(out, &info); err != nil || info.State != "running" || info.CPUs != 2 {
+		t.Fatalf("destination info %+v, %v\nstdout: %s\nstderr: %s", info, err, out, errOut)
 	}
 	ctl(dstSock, "stop")
 	if err := dst.Wait(); err != nil {

@@ -45,10 +45,7 @@ func TestLinuxDiskHotplug(t *testing.T) {
 	cmd := exec.Command(bin, "run", "--kernel", kernel, "--initrd", initrd, "--memory", "256M",
 		"--disk", "path="+boot, "--api-sock", sock,
 		"--cmdline", kvmtest.LinuxCmdline+` run="`+script+`"`)
-	ctl := func(args ...string) (string, error) {
-		out, err := exec.Command(bin, append([]string{"ctl", "--api-sock", sock}, args...)...).CombinedOutput()
-		return string(out), err
-	}
+	ctl := func(args ...string) (string, error) { return ctlStdout(bin, sock, args...) }
 	var mu sync.Mutex
 	var problems []string
 	report := func(format string, args ...any) {
@@ -155,10 +152,7 @@ func TestLinuxDiskHotplugAfterRestore(t *testing.T) {
 	}
 	script := "echo HP-WAITING; i=0; while [ ! -e /sys/block/vda ] && [ $i -lt 900 ]; do sleep 1; i=$((i+1)); done; " +
 		"echo HP-DATA=$(dd if=/dev/vda bs=16 count=1 2>/dev/null); sleep 1000"
-	ctl := func(args ...string) (string, error) {
-		out, err := exec.Command(bin, append([]string{"ctl", "--api-sock", sock}, args...)...).CombinedOutput()
-		return string(out), err
-	}
+	ctl := func(args ...string) (string, error) { return ctlStdout(bin, sock, args...) }
 	first := exec.Command(bin, "run", "--kernel", kernel, "--initrd", initrd, "--memory", "256M", "--api-sock", sock,
 		"--cmdline", kvmtest.LinuxCmdline+` run="`+script+`"`)
 	var snapErr error
@@ -198,4 +192,17 @@ func TestLinuxDiskHotplugAfterRestore(t *testing.T) {
 	if !strings.Contains(con2, "HP-DATA=RESTORED-PATTERN") {
 		t.Fatalf("the restored guest did not read the hot-plugged disk; console:\n%s\nstderr:\n%s", con2, stderr2)
 	}
+}
+
+// ctlStdout runs `govisor ctl` and returns its stdout, where the JSON is;
+// stderr goes into the error only.
+func ctlStdout(bin, sock string, args ...string) (string, error) {
+	cmd := exec.Command(bin, append([]string{"ctl", "--api-sock", sock}, args...)...)
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		err = fmt.Errorf("%w: %s", err, stderr.Bytes())
+	}
+	return string(out), err
 }
