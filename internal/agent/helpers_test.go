@@ -3,9 +3,7 @@ package agent
 import (
 	"context"
 	"os"
-	"os/exec"
 	"path/filepath"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -16,34 +14,11 @@ import (
 	"github.com/govisor/govisor/internal/legacy/acpipm"
 )
 
-var (
-	binOnce sync.Once
-	binPath string
-	binErr  error
-)
-
-// govisorBin builds the real govisor binary once: the agent's VMM children
-// are exactly what users run.
+// govisorBin is the real govisor binary, built once (or prebuilt, see
+// kvmtest.Binary): the agent's VMM children are exactly what users run.
 func govisorBin(t *testing.T) string {
 	t.Helper()
-	binOnce.Do(func() {
-		dir, err := os.MkdirTemp("", "govisor-agent-bin")
-		if err != nil {
-			binErr = err
-			return
-		}
-		binPath = filepath.Join(dir, "govisor")
-		cmd := exec.Command("go", "build", "-o", binPath, "github.com/govisor/govisor/cmd/govisor")
-		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
-		if out, err := cmd.CombinedOutput(); err != nil {
-			binErr = err
-			binPath = string(out)
-		}
-	})
-	if binErr != nil {
-		t.Fatalf("build govisor: %v\n%s", binErr, binPath)
-	}
-	return binPath
+	return kvmtest.Binary(t, "govisor", "github.com/govisor/govisor/cmd/govisor")
 }
 
 // writeGuest writes a PVH test guest and returns its path.

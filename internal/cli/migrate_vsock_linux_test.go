@@ -20,12 +20,7 @@ import (
 // as /bin/vsockpeer.
 func initrdWithVsockPeer(t *testing.T, initrd, dir string) string {
 	t.Helper()
-	peer := filepath.Join(dir, "vsockpeer")
-	build := exec.Command("go", "build", "-o", peer, "github.com/govisor/govisor/guest/vsockpeer")
-	build.Env = append(os.Environ(), "CGO_ENABLED=0", "GOOS=linux", "GOARCH=amd64")
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("build the guest peer: %v\n%s", err, out)
-	}
+	peer := kvmtest.Binary(t, "vsockpeer", "github.com/govisor/govisor/guest/vsockpeer")
 	peerBin, err := os.ReadFile(peer)
 	if err != nil {
 		t.Fatal(err)

@@ -7,7 +7,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -15,34 +14,12 @@ import (
 	"github.com/govisor/govisor/internal/kvm/kvmtest"
 )
 
-var (
-	binOnce sync.Once
-	binPath string
-	binErr  error
-)
-
-// govisorBin builds the real binary once, so the tests see exactly what users run.
+// govisorBin is the real binary, built once (or prebuilt, see
+// kvmtest.Binary), so the tests see exactly what users run; govisor-agent
+// sits next to it, as installed: `govisor serve` runs it.
 func govisorBin(t *testing.T) string {
 	t.Helper()
-	binOnce.Do(func() {
-		dir, err := os.MkdirTemp("", "govisor-bin")
-		if err != nil {
-			binErr = err
-			return
-		}
-		// Both binaries, side by side as installed: `govisor serve` runs govisor-agent.
-		binPath = filepath.Join(dir, "govisor")
-		cmd := exec.Command("go", "build", "-o", dir+"/", "github.com/govisor/govisor/cmd/govisor", "github.com/govisor/govisor/cmd/govisor-agent")
-		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
-		if out, err := cmd.CombinedOutput(); err != nil {
-			binErr = err
-			binPath = string(out)
-		}
-	})
-	if binErr != nil {
-		t.Fatalf("build govisor: %v\n%s", binErr, binPath)
-	}
-	return binPath
+	return kvmtest.Binary(t, "govisor", "github.com/govisor/govisor/cmd/govisor")
 }
 
 func runGovisor(t *testing.T, args ...string) (stdout, stderr string, code int) {

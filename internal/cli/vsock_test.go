@@ -34,12 +34,7 @@ func TestLinuxVsock(t *testing.T) {
 	t.Parallel() // each boots Linux: minutes on kvm_pvm
 	kernel, initrd := kvmtest.LinuxGuest(t)
 	dir := t.TempDir()
-	peer := filepath.Join(dir, "vsockpeer")
-	build := exec.Command("go", "build", "-o", peer, "github.com/govisor/govisor/guest/vsockpeer")
-	build.Env = append(os.Environ(), "CGO_ENABLED=0", "GOOS=linux", "GOARCH=amd64")
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("build the guest peer: %v\n%s", err, out)
-	}
+	peer := kvmtest.Binary(t, "vsockpeer", "github.com/govisor/govisor/guest/vsockpeer")
 	peerBin, _ := os.ReadFile(peer)
 	base, err := os.ReadFile(initrd)
 	if err != nil {
