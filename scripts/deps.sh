@@ -1,21 +1,73 @@
 #!/usr/bin/env bash
 # Installs the Debian packages a govisor task needs (only those missing).
 #   deps.sh guest   packages to build the test guests
-#   deps.sh test    + the peers the interop tests and benchmarks run (QEMU, qemu-img)
+#   deps.sh lab     QEMU 10 (bookworm-backports) and what a lab host is built from
+#   deps.sh test    guest + lab + the peers the interop tests and benchmarks run
 #   deps.sh libvirt + libvirt, the peer bench/api compares the agent with
+#
+# Why bookworm-backports: a lab host (internal/lab) is a QEMU TCG VM with an
+# emulated SVM CPU whose kernel loads kvm_amd. Debian 12's own QEMU 7.2 froze
+# on every long run there (MTTCG: vCPUs looping on a stale int3 left by
+# kernel text patching); QEMU 10.0 from bookworm-backports with
+# thread=multi never did. The suite is added from the Debian mirror the
+# machine already uses.
 set -euo pipefail
+guest=(linux-source-6.1 build-essential bc bison flex libelf-dev libssl-dev cpio busybox-static)
+lab=(qemu-system-x86 qemu-utils e2fsprogs iproute2 cpio busybox-static)
 want=()
+backports=0
 case "${1:-test}" in
-  guest) want=(linux-source-6.1 build-essential bc bison flex libelf-dev libssl-dev cpio busybox-static) ;;
-  test)  want=(linux-source-6.1 build-essential bc bison flex libelf-dev libssl-dev cpio busybox-static
-               qemu-system-x86 qemu-utils e2fsprogs acpica-tools iproute2 time) ;;
-  libvirt) want=(qemu-system-x86 libvirt-daemon-system libvirt-clients) ;;
-  *) echo "usage: $0 guest|test|libvirt" >&2; exit 2 ;;
+  guest) want=("${guest[@]}") ;;
+  lab) want=("${lab[@]}"); backports=1 ;;
+  test) want=("${guest[@]}" "${lab[@]}" acpica-tools time); backports=1 ;;
+  libvirt) want=(qemu-system-x86 libvirt-daemon-system libvirt-clients); backports=1 ;;
+  *) echo "usage: $0 guest|lab|test|libvirt" >&2; exit 2 ;;
 esac
+say() { printf '[deps] %s\n' "$*" >&2; }
+need_root() { [[ $(id -u) == 0 ]] || { say "need root to $*"; exit 1; }; }
+
+# qemu_ok: the installed QEMU is 10 or newer.
+qemu_ok() {
+  local v
+  v=$(dpkg-query -W -f='${Version}' qemu-system-x86 2>/dev/null) || return 1
+  v=${v#*:}
+  [[ ${v%%.*} =~ ^[0-9]+$ ]] && ((${v%%.*} >= 10))
+}
+
+add_backports() {
+  local list=/etc/apt/sources.list.d/govisor-bookworm-backports.sources mirror
+  [[ -f $list ]] && return 0
+  grep -rqs 'bookworm-backports' /etc/apt/sources.list /etc/apt/sources.list.d/ && return 0
+  need_root "add bookworm-backports"
+  # The first Debian (non-security) mirror in the machine's sources.
+  mirror=$(grep -rhs -E '^(URIs:|deb )' /etc/apt/sources.list.d/*.sources /etc/apt/sources.list 2>/dev/null |
+    grep -o -E 'https?://[^ ]+' | grep -v -E 'security|nodesource|google' | head -1 || true)
+  mirror=${mirror:-http://deb.debian.org/debian}
+  say "adding bookworm-backports from $mirror (QEMU 10: Debian 12's QEMU 7.2 freezes lab hosts)"
+  cat > "$list" <<EOF
+Types: deb
+URIs: $mirror
+Suites: bookworm-backports
+Components: main
+Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
+EOF
+  apt-get update -qq
+}
+
 missing=()
-for p in "${want[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
+for p in "${want[@]}"; do
+  [[ $p == qemu-system-x86 ]] && ((backports)) && continue
+  dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
+done
+if ((backports)) && ! qemu_ok; then
+  need_root "install QEMU 10"
+  add_backports
+  say "installing qemu-system-x86 from bookworm-backports"
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends \
+    -t bookworm-backports qemu-system-x86 qemu-utils >&2
+fi
 ((${#missing[@]} == 0)) && exit 0
-echo "[deps] installing: ${missing[*]}" >&2
-if [[ $(id -u) != 0 ]]; then echo "[deps] need root to install: ${missing[*]}" >&2; exit 1; fi
+say "installing: ${missing[*]}"
+need_root "install: ${missing[*]}"
 apt-cache show "${missing[0]}" >/dev/null 2>&1 || apt-get update -qq
 DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}" >&2

@@ -7,21 +7,46 @@ import (
 	"encoding/binary"
 	"errors"
 	"os"
+	"strings"
 	"testing"
 )
 
-// Require skips t, loudly, when /dev/kvm is missing; other errors fail it.
+// Require lets t use KVM: it skips t, loudly, when /dev/kvm is missing,
+// except in CI (CI=true) or with GOVISOR_REQUIRE_KVM=1, where a KVM test
+// that cannot run is a failure; other errors fail it. Each test that gets
+// KVM is recorded in $GOVISOR_KVM_TALLY, so a run can say how many ran.
 func Require(t testing.TB) {
 	t.Helper()
 	f, err := os.OpenFile("/dev/kvm", os.O_RDWR, 0)
 	if err == nil {
 		f.Close()
+		tally(t)
 		return
 	}
 	if errors.Is(err, os.ErrNotExist) {
-		t.Skip("SKIPPED: /dev/kvm is missing on this machine; this test needs KVM")
+		if os.Getenv("CI") == "true" || os.Getenv("GOVISOR_REQUIRE_KVM") == "1" {
+			t.Fatal("FAILED: this test needs KVM and /dev/kvm is missing; in CI a KVM test must run: " +
+				"run the tests with `make test`, which runs them in a lab host (go test -exec 'govisor lab testexec')")
+		}
+		t.Skip("SKIPPED: /dev/kvm is missing on this machine; this test needs KVM (`make test` runs it in a lab host)")
 	}
 	t.Fatalf("open /dev/kvm: %v", err)
+}
+
+// tally appends the top-level test's name to $GOVISOR_KVM_TALLY.
+func tally(t testing.TB) {
+	path := os.Getenv("GOVISOR_KVM_TALLY")
+	if path == "" {
+		return
+	}
+	name, _, _ := strings.Cut(t.Name(), "/")
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o644)
+	if err != nil {
+		t.Logf("kvmtest: tally: %v", err)
+		return
+	}
+	defer f.Close()
+	f.WriteString(name + "\n")
 }
 
 // Asm is a tiny x86-64 machine-code builder for test guests. Each method

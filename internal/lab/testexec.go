@@ -1,0 +1,282 @@
+package lab
+
+import (
+	"bufio"
+	"bytes"
+	"debug/elf"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+)
+
+// requireSymbol marks a test binary that has KVM tests: kvmtest.Require is
+// linked only into binaries whose tests call it.
+const requireSymbol = "github.com/govisor/govisor/internal/kvm/kvmtest.Require"
+
+// NeedsKVM reports whether the test binary at path has tests that need
+// KVM. go test strips its binaries' symbol tables, so this looks for the
+// function's name in the runtime's function table (.gopclntab), which
+// tracebacks need and linking never strips.
+func NeedsKVM(path string) (bool, error) {
+	f, err := elf.Open(path)
+	if err != nil {
+		return false, fmt.Errorf("lab: %s: %w", path, err)
+	}
+	defer f.Close()
+	sec := f.Section(".gopclntab")
+	if sec == nil {
+		return false, fmt.Errorf("lab: %s: not a Go binary (no .gopclntab)", path)
+	}
+	data, err := sec.Data()
+	if err != nil {
+		return false, fmt.Errorf("lab: %s: %w", path, err)
+	}
+	return bytes.Contains(data, []byte(requireSymbol+"\x00")), nil
+}
+
+// TestExec configures RunTest.
+type TestExec struct {
+	Cache    string    // the project's cache: lab/ (assets, runs), guest/
+	BinDir   string    // prebuilt govisor, govisor-agent, vsockpeer for the tests
+	GuestDir string    // the test guest (bzImage, vmlinux, initrd.cpio)
+	Tally    string    // file that records how many KVM tests ran, and where
+	Package  string    // the package under test, for messages
+	Stdout   io.Writer // the test's output
+	Stderr   io.Writer // the runner's own messages
+	// Stall is how long the lab host's console may stay silent (its
+	// heartbeat is every 5 s) before it counts as stuck.
+	Stall time.Duration
+}
+
+// RunTest runs a go test binary with its arguments inside a fresh lab host
+// and returns the binary's exit code. The lab host's kernel loads KVM, the
+// binary runs there with the prebuilt binaries and the test guest, its
+// output streams back through a serial port. A lab host whose heartbeat
+// stops is reported with its vCPUs' registers (QEMU monitor) and killed.
+func RunTest(cfg TestExec, bin string, args []string) (int, error) {
+	assets, err := FindAssets(filepath.Join(cfg.Cache, "lab"))
+	if err != nil {
+		return 1, err
+	}
+	if cfg.Stall == 0 {
+		cfg.Stall = 3 * time.Minute
+	}
+	// One lab host at a time: each takes the machine's CPUs.
+	unlock, err := lockFile(filepath.Join(cfg.Cache, "lab", "run.lock"))
+	if err != nil {
+		return 1, err
+	}
+	defer unlock()
+	dir := filepath.Join(cfg.Cache, "lab", "runs", strings.NewReplacer("/", "_").Replace(cfg.Package))
+	os.RemoveAll(dir)
+	ov := &Overlay{}
+	ov.Add("/tests/"+filepath.Base(bin), bin, 0o755)
+	if cfg.BinDir != "" {
+		if err := ov.AddDir("/opt/govisor/bin", cfg.BinDir); err != nil {
+			return 1, err
+		}
+	}
+	for _, f := range []string{"bzImage", "vmlinux", "initrd.cpio"} {
+		if p := filepath.Join(cfg.GuestDir, f); fileExists(p) {
+			ov.Add("/guest/"+f, p, 0o644)
+		}
+	}
+	ov.AddData("/run.sh", []byte(runScript(filepath.Base(bin), args)), 0o755)
+	accel := PickAccel()
+	fmt.Fprintf(cfg.Stderr, "lab: %s: KVM tests run in a lab host (%s)\n", cfg.Package, accel.Kind)
+	h, err := Start(HostConfig{
+		Name: "test", Dir: dir, CPUs: 2, MemoryMB: 6144,
+		Assets: assets, Accel: accel, Overlay: ov, Output: cfg.Stdout,
+	})
+	if err != nil {
+		return 1, err
+	}
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGQUIT)
+	defer signal.Stop(sigs)
+	stuck := watchConsole(h, cfg.Stall)
+	select {
+	case <-h.Done():
+	case why := <-stuck:
+		fmt.Fprintf(cfg.Stderr, "lab: %s: the lab host is stuck: %s\n%s", cfg.Package, why, diagnose(h))
+		h.Kill()
+		return 1, fmt.Errorf("lab: stuck lab host killed (console log %s)", h.Console)
+	case s := <-sigs:
+		fmt.Fprintf(cfg.Stderr, "lab: %s: %v: stopping the lab host\n%s", cfg.Package, s, diagnose(h))
+		h.Kill()
+		return 1, fmt.Errorf("lab: interrupted by %v", s)
+	}
+	res := readResult(h.Console)
+	if res.rc < 0 {
+		return 1, fmt.Errorf("lab: the lab host ended without the test's exit code (QEMU: %v); its console:\n%s", h.err, tail(h.Console, 40))
+	}
+	if !res.kvm {
+		return 1, fmt.Errorf("lab: the lab host has no /dev/kvm; its console:\n%s", tail(h.Console, 40))
+	}
+	if cfg.Tally != "" {
+		appendLine(cfg.Tally, fmt.Sprintf("%s\t%d\tlab host (%s)", cfg.Package, res.kvmTests, accel.Kind))
+	}
+	if res.rc == 0 {
+		os.RemoveAll(dir)
+	}
+	return res.rc, nil
+}
+
+// runScript is the lab host's /run.sh: the test binary with its
+// arguments, its output on ttyS1 (raw, so no \n -> \r\n), status on the console.
+func runScript(bin string, args []string) string {
+	var b strings.Builder
+	b.WriteString("#!/bin/sh\nstty -F /dev/ttyS1 raw -echo\n")
+	for _, kv := range os.Environ() {
+		k, _, _ := strings.Cut(kv, "=")
+		if k == "CI" || k == "GOTRACEBACK" || k == "GODEBUG" ||
+			(strings.HasPrefix(k, "GOVISOR_") && k != "GOVISOR_CACHE" && k != "GOVISOR_TEST_BINDIR" && k != "GOVISOR_GUEST_DIR" && k != "GOVISOR_KVM_TALLY") {
+			fmt.Fprintf(&b, "export %s\n", shellQuote(kv))
+		}
+	}
+	b.WriteString("export GOVISOR_GUEST_DIR=/guest GOVISOR_TEST_BINDIR=/opt/govisor/bin GOVISOR_KVM_TALLY=/tmp/kvm-tally GOVISOR_LAB=1\n")
+	// TestImageErrors and others read ordinary files of a Debian system.
+	b.WriteString("mkdir -p /tmp/work && cd /tmp/work\n")
+	b.WriteString("/tests/" + shellQuote(bin))
+	for _, a := range args {
+		b.WriteString(" " + shellQuote(a))
+	}
+	b.WriteString(" >/dev/ttyS1 2>&1\nrc=$?\n")
+	b.WriteString("echo \"LAB-KVMTESTS=$(sort -u /tmp/kvm-tally 2>/dev/null | wc -l)\"\necho \"LAB-RC=$rc\"\n")
+	return b.String()
+}
+
+func shellQuote(s string) string {
+	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
+}
+
+type result struct {
+	rc       int
+	kvm      bool
+	kvmTests int
+}
+
+var resultRE = regexp.MustCompile(`^(LAB-RC|LAB-KVMTESTS)=(\d+)`)
+
+func readResult(console string) result {
+	r := result{rc: -1}
+	f, err := os.Open(console)
+	if err != nil {
+		return r
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		line := strings.TrimRight(sc.Text(), "\r")
+		if strings.HasPrefix(line, "LAB-KVM present") {
+			r.kvm = true
+		}
+		if m := resultRE.FindStringSubmatch(line); m != nil {
+			n, _ := strconv.Atoi(m[2])
+			if m[1] == "LAB-RC" {
+				r.rc = n
+			} else {
+				r.kvmTests = n
+			}
+		}
+	}
+	return r
+}
+
+// watchConsole reports on the returned channel when the console log has
+// not grown for stall while QEMU runs.
+func watchConsole(h *Host, stall time.Duration) <-chan string {
+	ch := make(chan string, 1)
+	go func() {
+		var size int64 = -1
+		last := time.Now()
+		t := time.NewTicker(2 * time.Second)
+		defer t.Stop()
+		for {
+			select {
+			case <-h.Done():
+				return
+			case <-t.C:
+			}
+			if fi, err := os.Stat(h.Console); err == nil && fi.Size() != size {
+				size, last = fi.Size(), time.Now()
+				continue
+			}
+			if time.Since(last) > stall {
+				ch <- fmt.Sprintf("no console output (heartbeat every 5 s) for %v", time.Since(last).Round(time.Second))
+				return
+			}
+		}
+	}()
+	return ch
+}
+
+// diagnose says what a lab host was doing: its last console lines and,
+// through the QEMU monitor, each vCPU's state and registers.
+func diagnose(h *Host) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "--- last console lines (%s):\n%s", h.Console, tail(h.Console, 20))
+	for _, c := range []string{"info status", "info cpus", "info registers -a"} {
+		out, err := h.HMP(c)
+		if err != nil {
+			out = err.Error() + "\n"
+		}
+		fmt.Fprintf(&b, "--- QEMU monitor: %s\n%s", c, out)
+	}
+	return b.String()
+}
+
+func tail(path string, n int) string {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return err.Error() + "\n"
+	}
+	lines := strings.SplitAfter(strings.ReplaceAll(string(data), "\r", ""), "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, "")
+}
+
+func fileExists(p string) bool {
+	_, err := os.Stat(p)
+	return err == nil
+}
+
+func appendLine(path, line string) {
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o644)
+	if err != nil {
+		return
+	}
+	defer f.Close()
+	fmt.Fprintln(f, line)
+}
+
+// lockFile takes an exclusive flock on path, waiting for it.
+func lockFile(path string) (func(), error) {
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return nil, fmt.Errorf("lab: %w", err)
+	}
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o644)
+	if err != nil {
+		return nil, fmt.Errorf("lab: %w", err)
+	}
+	for {
+		err = syscall.Flock(int(f.Fd()), syscall.LOCK_EX)
+		if err != syscall.EINTR {
+			break
+		}
+	}
+	if err != nil {
+		f.Close()
+		return nil, fmt.Errorf("lab: lock %s: %w", path, err)
+	}
+	return func() { f.Close() }, nil
+}

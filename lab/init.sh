@@ -1,0 +1,61 @@
+#!/bin/busybox sh
+# /init of a govisor lab host (scripts/lab-build.sh puts it in base.cpio).
+# Kernel options (read from /proc/cmdline: dotted names never reach init's
+# environment):
+#   lab.name=NAME       host name
+#   lab.ip=ADDR/PREFIX  address of eth0 (a link-local one on the lab bridge)
+#   lab.agent=PORT      run `govisor lab agent` on lab.ip:PORT (lab up)
+# A /run.sh in an appended overlay cpio is run instead of the agent (the
+# test runner); its exit ends the host (poweroff).
+# The console (ttyS0) carries LAB-* status lines for the host side:
+# LAB-INIT, LAB-KVM, LAB-HEARTBEAT (every 5 s: silence means a stuck lab),
+# LAB-DONE.
+/bin/busybox --install -s /bin
+export PATH=/opt/govisor/bin:/usr/sbin:/usr/bin:/sbin:/bin HOME=/root TMPDIR=/tmp
+mount -t proc proc /proc
+mount -t sysfs sysfs /sys
+mount -t devtmpfs devtmpfs /dev
+mount -t tmpfs -o mode=1777 tmpfs /tmp
+mount -t tmpfs tmpfs /run
+mkdir -p /dev/pts /dev/shm /run/netns
+mount -t devpts devpts /dev/pts
+mount -t tmpfs tmpfs /dev/shm
+up() { cut -d' ' -f1 /proc/uptime; }
+arg() { tr ' ' '\n' </proc/cmdline | sed -n "s/^$1=//p" | tail -1; }
+name=$(arg lab.name); ip=$(arg lab.ip); agent=$(arg lab.agent)
+hostname "${name:-lab}"
+echo "${name:-lab}" >/etc/hostname
+echo "LAB-INIT uptime=$(up)"
+# kvm_amd or kvm_intel: only the one matching the (emulated) CPU loads.
+while read -r m; do
+	insmod "/lib/modules/$m" 2>/dev/null || case $m in kvm-amd.ko | kvm-intel.ko) ;; *) echo "LAB-WARN insmod $m failed" ;; esac
+done </lib/modules/order
+if [ -c /dev/kvm ]; then
+	echo "LAB-KVM present: $(dmesg | grep -o -m1 -E 'SVM: kvm: Nested Paging enabled|kvm_intel: .*|Nested Paging enabled')"
+else
+	echo "LAB-KVM absent: $(dmesg | grep -i -m3 -E 'kvm|svm' | tr '\n' ' ')"
+fi
+ip link set lo up
+if [ -n "$ip" ]; then
+	ip link set eth0 up && ip addr add "$ip" dev eth0 || echo "LAB-WARN eth0 $ip failed"
+fi
+(while :; do
+	echo "LAB-HEARTBEAT uptime=$(up) load=$(cut -d' ' -f1 /proc/loadavg) free=$(free -m | awk '/Mem:/{print $4}')M"
+	sleep 5
+done) &
+if [ -x /run.sh ]; then
+	/run.sh
+	echo "LAB-DONE rc=$? uptime=$(up)"
+	sync
+	poweroff -f
+fi
+if [ -n "$agent" ]; then
+	(while :; do
+		govisor lab agent --listen "${ip%/*}:$agent" >>/run/lab-agent.log 2>&1
+		echo "LAB-WARN lab agent exited rc=$?; restarting"
+		sleep 1
+	done) &
+fi
+echo "LAB-READY uptime=$(up)"
+# `govisor lab console HOST`: a shell on the serial console.
+while :; do setsid cttyhack sh -l; done
