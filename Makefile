@@ -3,9 +3,10 @@ GO        ?= go
 CACHE     ?= $(CURDIR)/.cache
 GUEST     := $(CACHE)/guest
 BIN       := $(CACHE)/bin/govisor
+TALLY     := $(CACHE)/kvm-tally
 export GOVISOR_CACHE := $(CACHE)
 
-.PHONY: run test deps guest build bench clean test-debian
+.PHONY: run test deps guest lab build bench clean test-debian
 
 # The main job: a single-host govisor (the agent with embedded etcd) boots
 # the test guest from a YAML definition and shows its console until it
@@ -13,10 +14,17 @@ export GOVISOR_CACHE := $(CACHE)
 run: build guest
 	./scripts/run-demo.sh
 
-# Every test, including the ones that boot Linux on KVM (they skip loudly without /dev/kvm).
-test: deps guest
+# Every test. Test binaries with KVM tests run through `govisor lab
+# testexec`: directly where /dev/kvm exists, otherwise in a lab host (a QEMU
+# VM with KVM inside), with the prebuilt binaries of .cache/bin. The last
+# line says how many KVM tests ran, and where.
+test: deps guest lab build
 	CGO_ENABLED=0 $(GO) vet ./...
-	CGO_ENABLED=0 $(GO) test -timeout 80m ./...
+	$(GO) mod tidy -diff
+	rm -f $(TALLY)
+	GOVISOR_TEST_BINDIR=$(dir $(BIN)) GOVISOR_KVM_TALLY=$(TALLY) CGO_ENABLED=0 \
+	  $(GO) test -exec "$(BIN) lab testexec" -timeout 80m ./...
+	./scripts/kvm-tally.sh $(TALLY)
 
 # Opt-in, slow on kvm_pvm: boot a debootstrapped Debian 12 (systemd) from
 # virtio-blk to its login prompt.
@@ -30,10 +38,15 @@ deps:
 guest: deps
 	./guest/build.sh $(GUEST)
 
+# A lab host's kernel and initramfs (Debian's cloud kernel; internal/lab).
+lab: deps
+	./scripts/lab-build.sh $(CACHE)/lab
+
 # Two static binaries: govisor (CLI and the VMM every VM runs) and
 # govisor-agent (the host agent with embedded etcd; `govisor serve` runs it).
+# vsockpeer is the guest side of the vsock tests.
 build:
-	CGO_ENABLED=0 $(GO) build -o $(dir $(BIN)) ./cmd/govisor ./cmd/govisor-agent
+	CGO_ENABLED=0 $(GO) build -o $(dir $(BIN)) ./cmd/govisor ./cmd/govisor-agent ./guest/vsockpeer
 
 bench: build guest
 	./bench/boot/run.sh
