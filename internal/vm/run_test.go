@@ -106,9 +106,11 @@ func TestSaveRestoreCompletesPendingIO(t *testing.T) {
 	kvmtest.Require(t)
 	const mmioBase, port = 0xD0000000, 0x510
 	var a kvmtest.Asm
-	a.MovRAX(mmioBase).MovDX(port)
+	a.MovDX(port)
 	loop := a.Len()
-	a.LoadEAXFromRAX().OutEAX().JmpBack(loop)
+	// The load replaces RAX (a 32-bit result is zero-extended), so the
+	// address is loaded again on every turn.
+	a.MovRAX(mmioBase).LoadEAXFromRAX().OutEAX().JmpBack(loop)
 	cfg := Config{CPUs: 1, MemoryMiB: 64, Flat: &Flat{Code: a.B, Addr: flatAddr}, DebugExit: true}
 	seq := &ioSequence{}
 	register := func(m *Machine) {
