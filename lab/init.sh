@@ -5,6 +5,7 @@
 #   lab.name=NAME       host name
 #   lab.ip=ADDR/PREFIX  address of eth0 (a link-local one on the lab bridge)
 #   lab.agent=PORT      run `govisor lab agent` on lab.ip:PORT (lab up)
+#   lab.token=TOKEN     the bearer token the agent asks for
 # A /run.sh in an appended overlay cpio is run instead of the agent (the
 # test runner); its exit ends the host (poweroff).
 # The console (ttyS0) carries LAB-* status lines for the host side:
@@ -22,7 +23,7 @@ mount -t devpts devpts /dev/pts
 mount -t tmpfs tmpfs /dev/shm
 up() { cut -d' ' -f1 /proc/uptime; }
 arg() { tr ' ' '\n' </proc/cmdline | sed -n "s/^$1=//p" | tail -1; }
-name=$(arg lab.name); ip=$(arg lab.ip); agent=$(arg lab.agent)
+name=$(arg lab.name); ip=$(arg lab.ip); agent=$(arg lab.agent); token=$(arg lab.token)
 hostname "${name:-lab}"
 echo "${name:-lab}" >/etc/hostname
 echo "LAB-INIT uptime=$(up)"
@@ -51,7 +52,7 @@ if [ -x /run.sh ]; then
 fi
 if [ -n "$agent" ]; then
 	(while :; do
-		govisor lab agent --listen "${ip%/*}:$agent" >>/run/lab-agent.log 2>&1
+		govisor lab agent --listen "${ip%/*}:$agent" --token "$token" >>/run/lab-agent.log 2>&1
 		echo "LAB-WARN lab agent exited rc=$?; restarting"
 		sleep 1
 	done) &

@@ -11,12 +11,13 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/govisor/govisor/internal/cli"
+	"github.com/govisor/govisor/internal/cli/labcmd"
 	"github.com/govisor/govisor/internal/cli/servecmd"
 )
 
 func main() {
 	root := &cobra.Command{Use: "govisor-agent", SilenceUsage: true, SilenceErrors: true}
-	root.AddCommand(servecmd.NewServeCmd())
+	root.AddCommand(servecmd.NewServeCmd(), labcmd.NewLabCmd())
 	root.SetArgs(os.Args[1:])
 	if err := root.Execute(); err != nil {
 		var ee *cli.ExitError

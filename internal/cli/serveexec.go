@@ -46,6 +46,24 @@ func newServeExecCmd() *cobra.Command {
 	}
 }
 
+// newLabExecCmd is `govisor lab`, which lives in the agent binary (it
+// brings netlink for the lab's bridge and TAPs, which VMMs never need).
+func newLabExecCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:                "lab [command]",
+		Short:              "Disposable govisor hosts as QEMU VMs with KVM inside (runs " + AgentBinary + " lab; see govisor lab --help)",
+		DisableFlagParsing: true,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			agent, err := findAgent()
+			if err != nil {
+				return &ExitError{Code: 1, Err: err}
+			}
+			argv := append([]string{agent, "lab"}, args...)
+			return syscall.Exec(agent, argv, os.Environ())
+		},
+	}
+}
+
 // EnvOr returns the environment variable key, or def when it is unset.
 func EnvOr(key, def string) string {
 	if v, ok := os.LookupEnv(key); ok {

@@ -152,3 +152,9 @@ func consoleSession(conn io.ReadWriter, in *os.File, out io.Writer, linger time.
 
 // errQuit is the quit key's end of a session.
 var errQuit = errors.New("console: quit")
+
+// ConsoleSession attaches the terminal (or pipes) to a serial console
+// connection, as `govisor vm console` does; Ctrl-] quits on a terminal.
+func ConsoleSession(conn io.ReadWriter, in *os.File, out io.Writer, linger time.Duration) error {
+	return consoleSession(conn, in, out, linger)
+}

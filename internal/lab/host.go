@@ -80,6 +80,8 @@ type HostConfig struct {
 	// ConsoleSocket makes the console (ttyS0) a Unix socket people can
 	// attach to (lab console), logged to console.log as well.
 	ConsoleSocket bool
+	// Detach lets QEMU outlive the process that started it (lab up).
+	Detach bool
 }
 
 // Host is a running lab host (a QEMU process).
@@ -156,6 +158,9 @@ func Start(cfg HostConfig) (*Host, error) {
 	// QEMU dies with whoever started it (a killed test runner must not
 	// leave a lab host running), and gets its own process group.
 	h.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL, Setpgid: true}
+	if cfg.Detach {
+		h.cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	}
 	if err := h.cmd.Start(); err != nil {
 		qlog.Close()
 		return nil, fmt.Errorf("lab: start %s: %w", cfg.QEMU, err)

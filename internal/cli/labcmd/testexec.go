@@ -1,4 +1,4 @@
-package cli
+package labcmd
 
 import (
 	"fmt"
@@ -6,28 +6,12 @@ import (
 	"path/filepath"
 	"syscall"
 
+	"github.com/govisor/govisor/internal/cli"
 	"github.com/govisor/govisor/internal/lab"
 	"github.com/spf13/cobra"
 )
 
-func newLabCmd() *cobra.Command {
-	cmd := &cobra.Command{
-		Use:   "lab",
-		Short: "Disposable govisor hosts as QEMU VMs with KVM inside (multi-host clusters on one machine, and the test lab)",
-	}
-	cmd.AddCommand(newLabTestExecCmd())
-	return cmd
-}
-
-// labCache is the project cache the lab's assets live in.
-func labCache() string {
-	if c := os.Getenv("GOVISOR_CACHE"); c != "" {
-		return c
-	}
-	return ".cache"
-}
-
-func newLabTestExecCmd() *cobra.Command {
+func newTestExecCmd(cache *string) *cobra.Command {
 	return &cobra.Command{
 		Use:    "testexec TESTBINARY [ARGS...]",
 		Short:  "Run a go test binary, in a lab host when it has KVM tests and this machine has no /dev/kvm (go test -exec)",
@@ -45,16 +29,16 @@ func newLabTestExecCmd() *cobra.Command {
 				// Run it here, as go test would.
 				return syscall.Exec(bin, args, os.Environ())
 			}
-			cache, err := filepath.Abs(labCache())
+			c, err := filepath.Abs(*cache)
 			if err != nil {
 				return err
 			}
 			guest := os.Getenv("GOVISOR_GUEST_DIR")
 			if guest == "" {
-				guest = filepath.Join(cache, "guest")
+				guest = filepath.Join(c, "guest")
 			}
 			rc, err := lab.RunTest(lab.TestExec{
-				Cache:    cache,
+				Cache:    c,
 				BinDir:   os.Getenv("GOVISOR_TEST_BINDIR"),
 				GuestDir: guest,
 				Tally:    os.Getenv("GOVISOR_KVM_TALLY"),
@@ -68,7 +52,7 @@ func newLabTestExecCmd() *cobra.Command {
 					rc = 1
 				}
 			}
-			return &ExitError{Code: rc}
+			return &cli.ExitError{Code: rc}
 		},
 	}
 }

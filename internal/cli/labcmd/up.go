@@ -1,0 +1,59 @@
+package labcmd
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/govisor/govisor/internal/lab"
+	"github.com/spf13/cobra"
+)
+
+func newUpCmd(cache *string, dir func() string) *cobra.Command {
+	var hosts, cpus, memMiB int
+	var withQEMU, noServe bool
+	cmd := &cobra.Command{
+		Use:   "up [--hosts N] [--cpus C] [--memory MIB]",
+		Short: "Start a lab: N govisor hosts on a private bridge, one etcd cluster (3 members from 3 hosts)",
+		Example: `  govisor lab up --hosts 3
+  govisor lab exec lab1 -- govisor host list
+  govisor lab kill lab2; govisor lab down`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			t0 := time.Now()
+			assets, err := lab.FindAssets(filepath.Join(*cache, "lab"))
+			if err != nil {
+				return err
+			}
+			exe, err := os.Executable()
+			if err != nil {
+				return err
+			}
+			out := cmd.OutOrStdout()
+			st, err := lab.Up(cmd.Context(), lab.UpConfig{
+				Dir: dir(), Hosts: hosts, CPUs: cpus, MemoryMB: memMiB, Assets: assets,
+				BinDir: filepath.Dir(exe), GuestDir: filepath.Join(*cache, "guest"), WithQEMU: withQEMU, Log: out,
+			})
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(out, "lab: %d host(s) booted in %.1f s\n", hosts, time.Since(t0).Seconds())
+			if noServe {
+				return nil
+			}
+			if err := st.StartCluster(cmd.Context(), out, 10*time.Minute); err != nil {
+				return err
+			}
+			fmt.Fprintf(out, "lab: all %d agents ready in %.1f s; try: govisor lab exec lab1 -- govisor host list\n", hosts, time.Since(t0).Seconds())
+			return nil
+		},
+	}
+	f := cmd.Flags()
+	f.IntVar(&hosts, "hosts", 1, "number of lab hosts")
+	f.IntVar(&cpus, "cpus", 2, "vCPUs of each lab host")
+	f.IntVar(&memMiB, "memory", 2048, "memory of each lab host, MiB")
+	f.BoolVar(&withQEMU, "with-qemu", false, "put QEMU in each lab host too (side-by-side benchmarks)")
+	f.BoolVar(&noServe, "no-serve", false, "boot the hosts only; start no etcd or govisor serve")
+	return cmd
+}

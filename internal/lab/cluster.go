@@ -1,0 +1,274 @@
+package lab
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/govisor/govisor/internal/hostnet"
+)
+
+// The lab network: a bridge on this machine with a link-local subnet; the
+// machine is .1, lab host i is .10+i.
+const (
+	Bridge    = "gvlab0"
+	bridgeNet = "169.254.77."
+	labAlias  = "govisor-lab"
+)
+
+// State is a lab that `govisor lab up` started, saved in its folder.
+type State struct {
+	Dir   string      `json:"-"`
+	Token string      `json:"token"`
+	Accel Accel       `json:"accel"`
+	Hosts []HostState `json:"hosts"`
+}
+
+// HostState is one lab host of a State.
+type HostState struct {
+	Name string `json:"name"`
+	IP   string `json:"ip"`
+	Tap  string `json:"tap"`
+	PID  int    `json:"pid"`
+	Dir  string `json:"dir"`
+	Etcd bool   `json:"etcd"` // carries an etcd member
+}
+
+// Agent is a client of the host's lab agent.
+func (s *State) Agent(h HostState) *AgentClient {
+	return &AgentClient{Addr: fmt.Sprintf("%s:%d", h.IP, AgentPort), Token: s.Token}
+}
+
+// Host finds a lab host by name.
+func (s *State) Host(name string) (HostState, error) {
+	var names []string
+	for _, h := range s.Hosts {
+		if h.Name == name {
+			return h, nil
+		}
+		names = append(names, h.Name)
+	}
+	return HostState{}, fmt.Errorf("lab: no lab host %q (the lab has %s)", name, strings.Join(names, ", "))
+}
+
+// Running reports whether h's QEMU process is alive: the PID exists and is
+// the QEMU this lab started (its command line names the host), so a reused
+// PID is never mistaken for it, or killed.
+func (h HostState) Running() bool {
+	cmdline, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", h.PID))
+	if err != nil {
+		return false
+	}
+	return strings.Contains(string(cmdline), "govisor-lab-"+h.Name+"\x00")
+}
+
+func statePath(dir string) string { return filepath.Join(dir, "lab.json") }
+
+// Load reads the lab saved in dir.
+func Load(dir string) (*State, error) {
+	b, err := os.ReadFile(statePath(dir))
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, fmt.Errorf("lab: no lab is up (nothing in %s): start one with `govisor lab up`", dir)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("lab: %w", err)
+	}
+	var s State
+	if err := json.Unmarshal(b, &s); err != nil {
+		return nil, fmt.Errorf("lab: %s is corrupt (%v): remove the lab with `govisor lab down`", statePath(dir), err)
+	}
+	s.Dir = dir
+	return &s, nil
+}
+
+func (s *State) save() error {
+	b, _ := json.MarshalIndent(s, "", "  ")
+	tmp := statePath(s.Dir) + ".tmp"
+	if err := os.WriteFile(tmp, b, 0o600); err != nil {
+		return fmt.Errorf("lab: %w", err)
+	}
+	return os.Rename(tmp, statePath(s.Dir))
+}
+
+// UpConfig describes a lab to start.
+type UpConfig struct {
+	Dir      string // the lab's folder (state, per-host logs)
+	Hosts    int
+	CPUs     int
+	MemoryMB int
+	Assets   Assets
+	BinDir   string // govisor and govisor-agent for the lab hosts
+	GuestDir string // the test guest, put in each host's /guest
+	WithQEMU bool   // QEMU inside each lab host (benchmarks)
+	Log      io.Writer
+}
+
+// Up starts a lab: a bridge, then each host's TAP and QEMU, then waits for
+// every host's lab agent. Services (etcd, govisor serve) are started by
+// StartCluster. A failure stops what was started.
+func Up(ctx context.Context, cfg UpConfig) (st *State, err error) {
+	if cfg.Hosts < 1 || cfg.Hosts > 50 {
+		return nil, fmt.Errorf("lab: --hosts %d: want 1 to 50", cfg.Hosts)
+	}
+	if old, err := Load(cfg.Dir); err == nil {
+		for _, h := range old.Hosts {
+			if h.Running() {
+				return nil, fmt.Errorf("lab: a lab is already up in %s (host %s runs): `govisor lab down` first", cfg.Dir, h.Name)
+			}
+		}
+		old.Down(io.Discard)
+	}
+	if err := os.MkdirAll(cfg.Dir, 0o755); err != nil {
+		return nil, fmt.Errorf("lab: %w", err)
+	}
+	tok := make([]byte, 16)
+	rand.Read(tok)
+	st = &State{Dir: cfg.Dir, Token: hex.EncodeToString(tok), Accel: PickAccel()}
+	defer func() {
+		if err != nil {
+			st.Down(io.Discard)
+		}
+	}()
+	fmt.Fprintf(cfg.Log, "lab: %d host(s), %d vCPUs and %d MiB each, %s, on bridge %s (%s1/24)\n",
+		cfg.Hosts, cfg.CPUs, cfg.MemoryMB, st.Accel.Kind, Bridge, bridgeNet)
+	if _, err := hostnet.EnsureBridge(hostnet.Bridge{Name: Bridge, Addr: netip.MustParsePrefix(bridgeNet + "1/24"), Alias: labAlias}); err != nil {
+		return st, fmt.Errorf("lab: bridge %s: %w (lab up needs root)", Bridge, err)
+	}
+	for i := 1; i <= cfg.Hosts; i++ {
+		h := HostState{
+			Name: fmt.Sprintf("lab%d", i), IP: fmt.Sprintf("%s%d", bridgeNet, 10+i),
+			Tap: fmt.Sprintf("%s-%d", Bridge, i), Etcd: i <= 3,
+		}
+		h.Dir = filepath.Join(cfg.Dir, h.Name)
+		if _, err := hostnet.EnsureTAP(hostnet.TAP{Name: h.Tap, Bridge: Bridge, Owner: -1, Group: -1, Alias: labAlias}); err != nil {
+			return st, fmt.Errorf("lab: TAP %s: %w", h.Tap, err)
+		}
+		ov := &Overlay{}
+		if err := ov.AddDir("/opt/govisor/bin", cfg.BinDir); err != nil {
+			return st, err
+		}
+		for _, f := range []string{"bzImage", "vmlinux", "initrd.cpio"} {
+			if p := filepath.Join(cfg.GuestDir, f); fileExists(p) {
+				ov.Add("/guest/"+f, p, 0o644)
+			}
+		}
+		qh, err := Start(HostConfig{
+			Name: h.Name, Dir: h.Dir, CPUs: cfg.CPUs, MemoryMB: cfg.MemoryMB, Assets: cfg.Assets,
+			Accel: st.Accel, Overlay: ov, WithQEMU: cfg.WithQEMU, ConsoleSocket: true, Detach: true,
+			Cmdline: []string{"lab.ip=" + h.IP + "/24", fmt.Sprintf("lab.agent=%d", AgentPort), "lab.token=" + st.Token},
+			NIC:     &NIC{Tap: h.Tap, MAC: fmt.Sprintf("52:54:00:77:00:%02x", i)},
+		})
+		if err != nil {
+			return st, err
+		}
+		h.PID = qh.PID()
+		st.Hosts = append(st.Hosts, h)
+		if err := st.save(); err != nil {
+			return st, err
+		}
+	}
+	for _, h := range st.Hosts {
+		if err := st.waitAgent(ctx, h, 5*time.Minute); err != nil {
+			return st, err
+		}
+		fmt.Fprintf(cfg.Log, "lab: %s is up at %s\n", h.Name, h.IP)
+	}
+	return st, nil
+}
+
+func (s *State) waitAgent(ctx context.Context, h HostState, limit time.Duration) error {
+	deadline := time.Now().Add(limit)
+	a := s.Agent(h)
+	for {
+		cctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+		ok := a.Healthy(cctx)
+		cancel()
+		if ok {
+			return nil
+		}
+		if !h.Running() {
+			return fmt.Errorf("lab: %s's QEMU ended while booting; its console:\n%s", h.Name, tail(filepath.Join(h.Dir, "console.log"), 30))
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("lab: %s's lab agent did not answer within %v; its console:\n%s", h.Name, limit, tail(filepath.Join(h.Dir, "console.log"), 30))
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(500 * time.Millisecond):
+		}
+	}
+}
+
+// Kill pulls the power of a lab host: its QEMU process dies with
+// everything in it.
+func (s *State) Kill(name string) error {
+	h, err := s.Host(name)
+	if err != nil {
+		return err
+	}
+	if !h.Running() {
+		return fmt.Errorf("lab: %s is not running", name)
+	}
+	if err := syscall.Kill(h.PID, syscall.SIGKILL); err != nil {
+		return fmt.Errorf("lab: kill %s (QEMU pid %d): %w", name, h.PID, err)
+	}
+	for i := 0; i < 100 && h.Running(); i++ {
+		time.Sleep(50 * time.Millisecond)
+	}
+	return nil
+}
+
+// Partition cuts a lab host off the lab network (cut=false heals it): its
+// TAP goes down, so no frame passes either way.
+func (s *State) Partition(name string, cut bool) error {
+	h, err := s.Host(name)
+	if err != nil {
+		return err
+	}
+	if err := hostnet.SetUp(h.Tap, !cut); err != nil {
+		return fmt.Errorf("lab: %s: %w", name, err)
+	}
+	return nil
+}
+
+// Partitioned reports whether h's TAP is down.
+func (s *State) Partitioned(h HostState) bool {
+	l, err := hostnet.Get(h.Tap)
+	return err == nil && !l.Up
+}
+
+// Down stops every lab host and removes their TAPs, the bridge and the
+// lab's folder: nothing is left behind.
+func (s *State) Down(log io.Writer) error {
+	var errs []error
+	for _, h := range s.Hosts {
+		if h.Running() {
+			syscall.Kill(h.PID, syscall.SIGKILL)
+			for i := 0; i < 100 && h.Running(); i++ {
+				time.Sleep(50 * time.Millisecond)
+			}
+			fmt.Fprintf(log, "lab: %s stopped\n", h.Name)
+		}
+		if err := hostnet.DeleteTAP(h.Tap); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if err := hostnet.DeleteBridge(Bridge); err != nil && !errors.Is(err, hostnet.ErrNotFound) {
+		errs = append(errs, err)
+	}
+	if err := os.RemoveAll(s.Dir); err != nil {
+		errs = append(errs, err)
+	}
+	return errors.Join(errs...)
+}

@@ -1,0 +1,82 @@
+package lab
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"strings"
+	"time"
+)
+
+// etcd ports of the members that lab hosts carry.
+const (
+	etcdClientPort = 2379
+	etcdPeerPort   = 2380
+)
+
+// serveArgs is the govisor serve command line of lab host h: the first
+// three hosts carry the members of the lab's etcd cluster (one member
+// when the lab has one host), the others are clients of it.
+func (s *State) serveArgs(h HostState) []string {
+	var members, endpoints []string
+	for _, m := range s.Hosts {
+		if m.Etcd {
+			members = append(members, fmt.Sprintf("%s=http://%s:%d", m.Name, m.IP, etcdPeerPort))
+			endpoints = append(endpoints, fmt.Sprintf("http://%s:%d", m.IP, etcdClientPort))
+		}
+	}
+	args := []string{"govisor", "serve", "--state-dir", "/var/lib/govisor", "--host-name", h.Name,
+		"--migration-host", h.IP, "--log-format", "text", "--etcd-endpoints", strings.Join(endpoints, ",")}
+	if h.Etcd {
+		args = append(args, "--etcd-name", h.Name,
+			"--etcd-peer-url", fmt.Sprintf("http://%s:%d", h.IP, etcdPeerPort),
+			"--etcd-client-url", fmt.Sprintf("http://%s:%d", h.IP, etcdClientPort),
+			"--etcd-initial-cluster", strings.Join(members, ","))
+	}
+	return args
+}
+
+// StartCluster starts govisor serve on every lab host and waits until the
+// first host's agent lists every host as live.
+func (s *State) StartCluster(ctx context.Context, log io.Writer, limit time.Duration) error {
+	for _, h := range s.Hosts {
+		req := ExecRequest{Args: s.serveArgs(h), Background: true, Log: "/run/govisor-serve.log"}
+		if _, err := s.Agent(h).Exec(ctx, req, io.Discard); err != nil {
+			return fmt.Errorf("lab: start govisor serve on %s: %w", h.Name, err)
+		}
+	}
+	fmt.Fprintf(log, "lab: govisor serve started on %d host(s); waiting for every agent\n", len(s.Hosts))
+	deadline := time.Now().Add(limit)
+	first := s.Agent(s.Hosts[0])
+	var last string
+	for {
+		out, err := first.Output(ctx, "govisor", "host", "list", "-o", "json")
+		if err == nil {
+			var hl struct {
+				Items []struct {
+					Name string `json:"name"`
+				} `json:"items"`
+			}
+			if json.Unmarshal([]byte(out), &hl) == nil && len(hl.Items) == len(s.Hosts) {
+				return nil
+			}
+			last = fmt.Sprintf("%d of %d agents live", len(hl.Items), len(s.Hosts))
+		} else {
+			last = err.Error()
+		}
+		if time.Now().After(deadline) {
+			logs := ""
+			for _, h := range s.Hosts {
+				o, _ := s.Agent(h).Output(ctx, "tail", "-n", "15", "/run/govisor-serve.log")
+				logs += fmt.Sprintf("--- %s: /run/govisor-serve.log\n%s", h.Name, o)
+			}
+			return fmt.Errorf("lab: the agents were not all live after %v (%s)\n%s", limit, last, logs)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(2 * time.Second):
+		}
+	}
+}
