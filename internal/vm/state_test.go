@@ -38,6 +38,14 @@ func TestSaveRestoreRunningGuest(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitCounter(t, m, 1000)
+	// Both vCPUs must have printed before the snapshot: one may still be
+	// printing while the other counts (every byte is an exit, and nested
+	// vCPUs are scheduled unevenly).
+	for deadline := time.Now().Add(30 * time.Second); len(out.String()) < 2*len("started\n"); time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("console %q: both vCPUs should have printed", out.String())
+		}
+	}
 	if _, err := m.SaveState(); err != ErrNotPaused {
 		t.Fatalf("SaveState of a running machine: %v, want ErrNotPaused", err)
 	}
