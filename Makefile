@@ -11,7 +11,7 @@ export GOVISOR_CACHE := $(CACHE)
 # The main job: a single-host govisor (the agent with embedded etcd) boots
 # the test guest from a YAML definition and shows its console until it
 # powers off. `govisor run` boots a VM in the foreground without the agent.
-run: build guest
+run: build guest lab
 	./scripts/run-demo.sh
 
 # Every test. Test binaries with KVM tests run through `govisor lab
@@ -23,7 +23,7 @@ test: deps guest lab build
 	$(GO) mod tidy -diff
 	rm -f $(TALLY)
 	GOVISOR_TEST_BINDIR=$(dir $(BIN)) GOVISOR_KVM_TALLY=$(TALLY) CGO_ENABLED=0 \
-	  $(GO) test -exec "$(BIN) lab testexec" -timeout 80m ./...
+	  $(GO) test -exec "$(dir $(BIN))govisor-agent lab testexec" -timeout 80m ./...
 	./scripts/kvm-tally.sh $(TALLY)
 
 # Opt-in, slow on kvm_pvm: boot a debootstrapped Debian 12 (systemd) from
