@@ -23,8 +23,10 @@ say() { printf '[lab/build] %s\n' "$*" >&2; }
 
 "$ROOT/scripts/deps.sh" lab
 
-# The kernel the metapackage points at (bookworm, or bookworm-updates/security).
-KPKG=$(apt-cache depends linux-image-cloud-amd64 2>/dev/null | sed -n 's/.*Depends: \(linux-image-[0-9].*-cloud-amd64\)$/\1/p' | head -1)
+# The kernel: $LAB_KERNEL (a linux-image-*-cloud-amd64 package), else the
+# one the metapackage points at (bookworm, or bookworm-updates/security).
+KPKG=${LAB_KERNEL:-}
+[[ -n $KPKG ]] || KPKG=$(apt-cache depends linux-image-cloud-amd64 2>/dev/null | sed -n 's/.*Depends: \(linux-image-[0-9].*-cloud-amd64\)$/\1/p' | head -1)
 if [[ -z $KPKG ]]; then apt-get update -qq; KPKG=$(apt-cache depends linux-image-cloud-amd64 | sed -n 's/.*Depends: \(linux-image-[0-9].*-cloud-amd64\)$/\1/p' | head -1); fi
 [[ -n $KPKG ]] || { say "cannot find Debian's linux-image-cloud-amd64 kernel package"; exit 1; }
 KVER=${KPKG#linux-image-}
@@ -53,12 +55,17 @@ add_mod() { # add_mod NAME
   local name=${1//-/_} path deps d
   [[ -n ${seen[$name]:-} ]] && return 0
   seen[$name]=1
-  path=$(find "$MODDIR/kernel" -name "${name}.ko" -o -name "${name//_/-}.ko" | head -1)
+  path=$(find "$MODDIR/kernel" -regextype egrep -regex ".*/(${name}|${name//_/-})\.ko(\.xz|\.zst)?" | head -1)
   if [[ -z $path ]]; then
     grep -q -E "/(${name}|${name//_/-})\.ko$" "$MODDIR/modules.builtin" || { say "module $1 not found"; exit 1; }
     return 0 # built in
   fi
-  deps=$(grep -a -o -m1 'depends=[a-z0-9_,-]*' "$path" | head -1 | cut -d= -f2 | tr ',' ' ')
+  case $path in
+    *.xz) deps=$(xz -dc "$path" | grep -a -o -m1 'depends=[a-z0-9_,-]*' | head -1 || true) ;;
+    *.zst) deps=$(zstd -qdc "$path" | grep -a -o -m1 'depends=[a-z0-9_,-]*' | head -1 || true) ;;
+    *) deps=$(grep -a -o -m1 'depends=[a-z0-9_,-]*' "$path" | head -1) ;;
+  esac
+  deps=$(echo "${deps#depends=}" | tr ',' ' ')
   for d in $deps; do add_mod "$d"; done
   order+=("${path#$MODDIR/}")
 }
