@@ -38,7 +38,9 @@ type Config struct {
 	TLSCert       string        // PEM certificate for Listen
 	TLSKey        string        // PEM key for Listen
 	TokenFile     string        // bearer tokens accepted on TCP, one a line
-	EtcdEndpoints []string      // external etcd; empty: embedded etcd in StateDir
+	EtcdEndpoints []string      // external etcd; empty: embedded etcd in StateDir (with EtcdMember: every member's client URL)
+	EtcdMember    *store.Member // run the embedded etcd as this member of a multi-member cluster
+	EtcdTimeout   time.Duration // how long start-up waits for etcd (default 20s; with EtcdMember 2m, for a quorum)
 	HostName      string        // this host's name in etcd (default: os.Hostname)
 	Executable    string        // the govisor binary to run VMMs with (default: os.Executable)
 	StopTimeout   time.Duration // how long a stop waits for a guest to power off after the ACPI button, unless its spec says (default 10s)
@@ -135,7 +137,7 @@ func New(ctx context.Context, cfg Config) (*Agent, error) {
 		lock.Close()
 		return nil, err
 	}
-	st, err := store.Open(ctx, store.Config{DataDir: cfg.StateDir, Endpoints: cfg.EtcdEndpoints})
+	st, err := store.Open(ctx, store.Config{DataDir: cfg.StateDir, Endpoints: cfg.EtcdEndpoints, Member: cfg.EtcdMember, Timeout: cfg.EtcdTimeout})
 	if err != nil {
 		lock.Close()
 		return nil, err

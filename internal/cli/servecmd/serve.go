@@ -18,33 +18,52 @@ import (
 	"github.com/govisor/govisor/client"
 	"github.com/govisor/govisor/internal/agent"
 	"github.com/govisor/govisor/internal/cli"
+	"github.com/govisor/govisor/internal/cluster/store"
 )
 
 type serveOptions struct {
 	cfg       agent.Config
 	endpoints string
+	member    store.Member // --etcd-name, --etcd-peer-url, --etcd-client-url, --etcd-initial-cluster
 	onExit    string
 	logFormat string
 	logLevel  string
 }
 
 // NewServeCmd returns the `serve` command.
-func NewServeCmd() *cobra.Command {
-	o := &serveOptions{}
+func NewServeCmd() *cobra.Command { return newServeCmd(&serveOptions{}) }
+
+// newServeCmd is the command with its flags bound to o.
+func newServeCmd(o *serveOptions) *cobra.Command {
 	cmd := &cobra.Command{
-		Use:   "serve [--state-dir DIR] [--socket PATH] [--listen ADDR --tls-cert F --tls-key F --token-file F]",
+		Use:   "serve [--state-dir DIR] [--socket PATH] [--listen ADDR --tls-cert F --tls-key F --token-file F] [--etcd-endpoints URLS [--etcd-initial-cluster MEMBERS]]",
 		Short: "Run the host agent: VM state in etcd, the REST API, one VMM process per VM",
 		Long: `Run the govisor host agent. It keeps VM definitions and state in etcd (an
 embedded single-member etcd in --state-dir unless --etcd-endpoints names an
-external cluster), serves the REST API on a Unix socket (mode 0600) and,
-with --listen, on TCP with TLS and bearer tokens, and runs each VM of this
-host as its own 'govisor run' process, restarting VMs by their restart
-policy. VMM processes outlive the agent: a restarted agent adopts them.
+external cluster, or --etcd-initial-cluster makes the embedded etcd one
+member of a multi-member cluster), serves the REST API on a Unix socket
+(mode 0600) and, with --listen, on TCP with TLS and bearer tokens, and runs
+each VM of this host as its own 'govisor run' process, restarting VMs by
+their restart policy. VMM processes outlive the agent: a restarted agent
+adopts them.
 
 On SIGTERM or SIGINT the agent stops its VMs unless --on-exit=keep: each
 guest gets an ACPI power-button press and its stopTimeout (default
 --stop-timeout) to power off, then its VMM gets SIGTERM, and SIGKILL 5 s
-later. 'govisor vm stop' does the same for one VM.`,
+later. 'govisor vm stop' does the same for one VM.
+
+Embedded etcd cluster: on each of 3 (or 5) hosts, give the same
+--etcd-initial-cluster (every member's name and peer URL) and --etcd-endpoints
+(every member's client URL, one each), and this host's --etcd-name (default:
+--host-name). The member listens on its peer URL from --etcd-initial-cluster
+and on --etcd-client-url (default: the --etcd-endpoints entry with the peer
+URL's IP), not on loopback, and keeps its data in --state-dir/etcd. Start-up
+waits up to --etcd-timeout for a quorum (2 of 3 members). Restarted with its
+data, a member rejoins its cluster. Further hosts give only --etcd-endpoints:
+
+  govisor-agent serve --host-name h1 --etcd-initial-cluster \
+    h1=http://10.0.0.1:2380,h2=http://10.0.0.2:2380,h3=http://10.0.0.3:2380 \
+    --etcd-endpoints http://10.0.0.1:2379,http://10.0.0.2:2379,http://10.0.0.3:2379`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error { return runServe(o) },
 	}
@@ -55,7 +74,12 @@ later. 'govisor vm stop' does the same for one VM.`,
 	f.StringVar(&o.cfg.TLSCert, "tls-cert", "", "PEM certificate for --listen")
 	f.StringVar(&o.cfg.TLSKey, "tls-key", "", "PEM private key for --listen")
 	f.StringVar(&o.cfg.TokenFile, "token-file", "", "bearer tokens accepted on --listen, one a line")
-	f.StringVar(&o.endpoints, "etcd-endpoints", "", "external etcd cluster, comma-separated (default: embedded etcd)")
+	f.StringVar(&o.endpoints, "etcd-endpoints", "", "client URLs of an external etcd cluster, or with --etcd-initial-cluster of every member, comma-separated (default: embedded single-member etcd)")
+	f.StringVar(&o.member.InitialCluster, "etcd-initial-cluster", "", "run the embedded etcd as a member of this cluster: NAME=http://IP:2380,... with every member's peer URL (needs --etcd-endpoints)")
+	f.StringVar(&o.member.Name, "etcd-name", "", "this host's member name in --etcd-initial-cluster (default: --host-name, else the system host name)")
+	f.StringVar(&o.member.PeerURL, "etcd-peer-url", "", "this member's peer URL, http://IP:PORT, listened on and advertised (default: its entry in --etcd-initial-cluster, which it must match)")
+	f.StringVar(&o.member.ClientURL, "etcd-client-url", "", "this member's client URL, http://IP:PORT, listened on and advertised; one of --etcd-endpoints (default: the one with the peer URL's IP)")
+	f.DurationVar(&o.cfg.EtcdTimeout, "etcd-timeout", 0, "how long start-up waits for etcd (default 20s; 2m with --etcd-initial-cluster, where it waits for a quorum of members)")
 	f.StringVar(&o.cfg.HostName, "host-name", "", "this host's name (default: the system host name)")
 	f.DurationVar(&o.cfg.StopTimeout, "stop-timeout", 10*time.Second, "how long a stop waits for a guest to power off after the ACPI power button (a VM's stopTimeout overrides it)")
 	f.StringVar(&o.cfg.MigrationHost, "migration-host", "", "address VMMs receiving a live migration listen on (default: the host of --listen, else 127.0.0.1)")
@@ -69,6 +93,28 @@ later. 'govisor vm stop' does the same for one VM.`,
 }
 
 func runServe(o *serveOptions) error {
+	if err := o.check(); err != nil {
+		return err
+	}
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT)
+	defer signal.Stop(sigs)
+	a, err := agent.New(context.Background(), o.cfg)
+	if err != nil {
+		return err
+	}
+	sig := <-sigs
+	o.cfg.Logger.Info("agent stopping", "signal", sig.String(), "on-exit", o.onExit)
+	if o.onExit == "keep" {
+		return a.Close()
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), o.cfg.StopTimeout+10*time.Second)
+	defer cancel()
+	return a.Shutdown(ctx)
+}
+
+// check validates the flags and completes o.cfg, before anything starts.
+func (o *serveOptions) check() error {
 	if o.onExit != "stop" && o.onExit != "keep" {
 		return &cli.ExitError{Code: 2, Err: fmt.Errorf("--on-exit %q: use stop or keep", o.onExit)}
 	}
@@ -90,19 +136,40 @@ func runServe(o *serveOptions) error {
 			o.cfg.EtcdEndpoints = append(o.cfg.EtcdEndpoints, e)
 		}
 	}
-	sigs := make(chan os.Signal, 1)
-	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT)
-	defer signal.Stop(sigs)
-	a, err := agent.New(context.Background(), o.cfg)
+	if err := o.checkMember(); err != nil {
+		return &cli.ExitError{Code: 2, Err: err}
+	}
+	return nil
+}
+
+// checkMember validates the embedded etcd member flags into o.cfg.EtcdMember.
+func (o *serveOptions) checkMember() error {
+	if o.cfg.EtcdTimeout < 0 {
+		return fmt.Errorf("--etcd-timeout %v: give a positive duration, e.g. 2m", o.cfg.EtcdTimeout)
+	}
+	m := o.member
+	if strings.TrimSpace(m.InitialCluster) == "" {
+		for _, f := range []struct{ flag, v string }{{"etcd-name", m.Name}, {"etcd-peer-url", m.PeerURL}, {"etcd-client-url", m.ClientURL}} {
+			if f.v != "" {
+				return fmt.Errorf("--%s: only used with --etcd-initial-cluster: add --etcd-initial-cluster NAME=http://IP:2380,... listing every member", f.flag)
+			}
+		}
+		return nil
+	}
+	if m.Name == "" {
+		m.Name = o.cfg.HostName
+	}
+	if m.Name == "" {
+		h, err := os.Hostname()
+		if err != nil {
+			return fmt.Errorf("--etcd-name: not given, and the host name is unknown (%w): give --etcd-name", err)
+		}
+		m.Name = h
+	}
+	m, err := m.Check(o.cfg.EtcdEndpoints)
 	if err != nil {
 		return err
 	}
-	sig := <-sigs
-	o.cfg.Logger.Info("agent stopping", "signal", sig.String(), "on-exit", o.onExit)
-	if o.onExit == "keep" {
-		return a.Close()
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), o.cfg.StopTimeout+10*time.Second)
-	defer cancel()
-	return a.Shutdown(ctx)
+	o.cfg.EtcdMember = &m
+	return nil
 }

@@ -29,12 +29,35 @@ func startEmbedded(dir string, timeout time.Duration) (*embed.Etcd, string, erro
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, "", fmt.Errorf("store: state dir: %w", err)
 	}
+	if m, err := loadMemberMark(dir); err != nil {
+		return nil, "", err
+	} else if m != nil && dataExists(dir) {
+		return nil, "", fmt.Errorf("store: %s holds the data of etcd cluster member %q: start the agent with that cluster's --etcd-initial-cluster and --etcd-endpoints, or use another --state-dir", filepath.Join(dir, "etcd"), m.Name)
+	}
 	p, err := loadPorts(filepath.Join(dir, "etcd-ports.json"))
 	if err != nil {
 		return nil, "", err
 	}
+	cfg := newConfig(dir, "govisor")
+	curl := url.URL{Scheme: "http", Host: net.JoinHostPort("127.0.0.1", strconv.Itoa(p.Client))}
+	purl := url.URL{Scheme: "http", Host: net.JoinHostPort("127.0.0.1", strconv.Itoa(p.Peer))}
+	cfg.ListenClientUrls, cfg.AdvertiseClientUrls = []url.URL{curl}, []url.URL{curl}
+	cfg.ListenPeerUrls, cfg.AdvertisePeerUrls = []url.URL{purl}, []url.URL{purl}
+	cfg.InitialCluster = cfg.InitialClusterFromName(cfg.Name)
+	e, err := embed.StartEtcd(cfg)
+	if err != nil {
+		return nil, "", fmt.Errorf("store: start embedded etcd in %s: %w", cfg.Dir, err)
+	}
+	if err := waitReady(e, timeout, fmt.Sprintf("embedded etcd in %s not ready after %v", cfg.Dir, timeout)); err != nil {
+		return nil, "", err
+	}
+	return e, curl.String(), nil
+}
+
+// newConfig is the etcd configuration both modes share.
+func newConfig(dir, name string) *embed.Config {
 	cfg := embed.NewConfig()
-	cfg.Name = "govisor"
+	cfg.Name = name
 	cfg.Dir = filepath.Join(dir, "etcd")
 	cfg.LogLevel = "error"
 	cfg.ZapLoggerBuilder = embed.NewZapLoggerBuilder(zap.NewNop())
@@ -42,26 +65,31 @@ func startEmbedded(dir string, timeout time.Duration) (*embed.Etcd, string, erro
 	// Keep an hour of history: event watchers need only recent revisions.
 	cfg.AutoCompactionMode = "periodic"
 	cfg.AutoCompactionRetention = "1h"
-	curl := url.URL{Scheme: "http", Host: net.JoinHostPort("127.0.0.1", strconv.Itoa(p.Client))}
-	purl := url.URL{Scheme: "http", Host: net.JoinHostPort("127.0.0.1", strconv.Itoa(p.Peer))}
-	cfg.ListenClientUrls, cfg.AdvertiseClientUrls = []url.URL{curl}, []url.URL{curl}
-	cfg.ListenPeerUrls, cfg.AdvertisePeerUrls = []url.URL{purl}, []url.URL{purl}
 	cfg.ListenMetricsUrls = nil
-	cfg.InitialCluster = cfg.InitialClusterFromName(cfg.Name)
-	e, err := embed.StartEtcd(cfg)
-	if err != nil {
-		return nil, "", fmt.Errorf("store: start embedded etcd in %s: %w", cfg.Dir, err)
-	}
+	return cfg
+}
+
+// waitReady waits until e serves clients (for a cluster member: until the
+// cluster has a quorum), and closes e if it fails or times out.
+func waitReady(e *embed.Etcd, timeout time.Duration, late string) error {
 	select {
 	case <-e.Server.ReadyNotify():
+		return nil
 	case err := <-e.Err():
-		e.Close()
-		return nil, "", fmt.Errorf("store: embedded etcd: %w", err)
+		closeUnready(e)
+		return fmt.Errorf("store: embedded etcd: %w", err)
 	case <-time.After(timeout):
-		e.Close()
-		return nil, "", fmt.Errorf("store: embedded etcd in %s not ready after %v", cfg.Dir, timeout)
+		closeUnready(e)
+		return errors.New("store: " + late)
 	}
-	return e, curl.String(), nil
+}
+
+// closeUnready closes an etcd that never became ready: Close alone waits for
+// its client servers, which only start once it is ready, so the server is
+// stopped first.
+func closeUnready(e *embed.Etcd) {
+	e.Server.HardStop()
+	e.Close()
 }
 
 // loadPorts reads the saved ports, or picks two free loopback ports and saves them.

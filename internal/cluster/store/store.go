@@ -1,6 +1,7 @@
 // Package store keeps govisor's desired and observed VM state in etcd: an
-// embedded single-member etcd in the agent's state directory by default, or
-// an external cluster. Desired state (a VM's definition and power state) and
+// embedded single-member etcd in the agent's state directory by default, an
+// embedded member of a multi-member cluster (Config.Member), or an external
+// cluster. Desired state (a VM's definition and power state) and
 // observed state (what its host agent last saw) live under separate keys so
 // that users write one and agents the other:
 //
@@ -41,9 +42,14 @@ const (
 type Config struct {
 	// DataDir is where an embedded etcd keeps its data (DataDir/etcd).
 	DataDir string
-	// Endpoints of an external etcd cluster; empty means embedded.
+	// Endpoints of an external etcd cluster; empty means embedded. With
+	// Member, every member's client URL, one each.
 	Endpoints []string
-	// Timeout bounds start-up and each dial (default 20s).
+	// Member, if set, makes the embedded etcd (data in DataDir/etcd) one
+	// member of a multi-member cluster.
+	Member *Member
+	// Timeout bounds start-up and each dial (default 20s; with Member 2m,
+	// as start-up waits until the cluster has a quorum).
 	Timeout time.Duration
 }
 
@@ -69,14 +75,29 @@ type Record struct {
 	StatusRev int64
 }
 
-// Open connects to etcd, starting the embedded member when cfg has no endpoints.
+// Open connects to etcd, starting the embedded member when cfg has no
+// endpoints or a Member.
 func Open(ctx context.Context, cfg Config) (*Store, error) {
 	if cfg.Timeout == 0 {
 		cfg.Timeout = 20 * time.Second
+		if cfg.Member != nil {
+			cfg.Timeout = 2 * time.Minute
+		}
 	}
 	s := &Store{}
 	endpoints := cfg.Endpoints
-	if len(endpoints) == 0 {
+	if cfg.Member != nil {
+		m, err := cfg.Member.Check(endpoints)
+		if err != nil {
+			return nil, err
+		}
+		if cfg.DataDir == "" {
+			return nil, errors.New("store: no data directory for the embedded etcd member")
+		}
+		if s.etc, err = startMember(cfg.DataDir, m, cfg.Timeout); err != nil {
+			return nil, err
+		}
+	} else if len(endpoints) == 0 {
 		if cfg.DataDir == "" {
 			return nil, errors.New("store: no etcd endpoints and no data directory for an embedded etcd")
 		}
@@ -107,7 +128,7 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 // Embedded reports whether the store runs its own etcd member.
 func (s *Store) Embedded() bool { return s.etc != nil }
 
-// Endpoints are the etcd client URLs in use (the embedded member's, if any).
+// Endpoints are the etcd client URLs in use (the embedded single member's, if any).
 func (s *Store) Endpoints() []string { return s.endpoints }
 
 // Client is the underlying etcd client (for leases and elections).
