@@ -19,19 +19,23 @@ import (
 )
 
 // The lab network: a bridge on this machine with a link-local subnet; the
-// machine is .1, lab host i is .10+i.
+// machine is .1, lab host i is .10+i. Network n is bridge gvlabN on
+// 169.254.(77+n).0/24 (tests use their own, beside a user's lab).
 const (
-	Bridge    = "gvlab0"
-	bridgeNet = "169.254.77."
-	labAlias  = "govisor-lab"
+	Bridge   = "gvlab0"
+	labAlias = "govisor-lab"
 )
+
+func bridgeName(n int) string { return fmt.Sprintf("gvlab%d", n) }
+func subnet(n int) string     { return fmt.Sprintf("169.254.%d.", 77+n) }
 
 // State is a lab that `govisor lab up` started, saved in its folder.
 type State struct {
-	Dir   string      `json:"-"`
-	Token string      `json:"token"`
-	Accel Accel       `json:"accel"`
-	Hosts []HostState `json:"hosts"`
+	Dir    string      `json:"-"`
+	Bridge string      `json:"bridge"`
+	Token  string      `json:"token"`
+	Accel  Accel       `json:"accel"`
+	Hosts  []HostState `json:"hosts"`
 }
 
 // HostState is one lab host of a State.
@@ -110,6 +114,7 @@ type UpConfig struct {
 	BinDir   string // govisor and govisor-agent for the lab hosts
 	GuestDir string // the test guest, put in each host's /guest
 	WithQEMU bool   // QEMU inside each lab host (benchmarks)
+	Net      int    // which lab network: 0 for people, others for tests
 	Log      io.Writer
 }
 
@@ -117,6 +122,9 @@ type UpConfig struct {
 // every host's lab agent. Services (etcd, govisor serve) are started by
 // StartCluster. A failure stops what was started.
 func Up(ctx context.Context, cfg UpConfig) (st *State, err error) {
+	if cfg.Net < 0 || cfg.Net > 100 {
+		return nil, fmt.Errorf("lab: network %d: want 0 to 100", cfg.Net)
+	}
 	if cfg.Hosts < 1 || cfg.Hosts > 50 {
 		return nil, fmt.Errorf("lab: --hosts %d: want 1 to 50", cfg.Hosts)
 	}
@@ -133,24 +141,25 @@ func Up(ctx context.Context, cfg UpConfig) (st *State, err error) {
 	}
 	tok := make([]byte, 16)
 	rand.Read(tok)
-	st = &State{Dir: cfg.Dir, Token: hex.EncodeToString(tok), Accel: PickAccel()}
+	st = &State{Dir: cfg.Dir, Bridge: bridgeName(cfg.Net), Token: hex.EncodeToString(tok), Accel: PickAccel()}
+	bridgeNet := subnet(cfg.Net)
 	defer func() {
 		if err != nil {
 			st.Down(io.Discard)
 		}
 	}()
 	fmt.Fprintf(cfg.Log, "lab: %d host(s), %d vCPUs and %d MiB each, %s, on bridge %s (%s1/24)\n",
-		cfg.Hosts, cfg.CPUs, cfg.MemoryMB, st.Accel.Kind, Bridge, bridgeNet)
-	if _, err := hostnet.EnsureBridge(hostnet.Bridge{Name: Bridge, Addr: netip.MustParsePrefix(bridgeNet + "1/24"), Alias: labAlias}); err != nil {
-		return st, fmt.Errorf("lab: bridge %s: %w (lab up needs root)", Bridge, err)
+		cfg.Hosts, cfg.CPUs, cfg.MemoryMB, st.Accel.Kind, st.Bridge, bridgeNet)
+	if _, err := hostnet.EnsureBridge(hostnet.Bridge{Name: st.Bridge, Addr: netip.MustParsePrefix(bridgeNet + "1/24"), Alias: labAlias}); err != nil {
+		return st, fmt.Errorf("lab: bridge %s: %w (lab up needs root)", st.Bridge, err)
 	}
 	for i := 1; i <= cfg.Hosts; i++ {
 		h := HostState{
 			Name: fmt.Sprintf("lab%d", i), IP: fmt.Sprintf("%s%d", bridgeNet, 10+i),
-			Tap: fmt.Sprintf("%s-%d", Bridge, i), Etcd: i <= 3,
+			Tap: fmt.Sprintf("%s-%d", st.Bridge, i), Etcd: i <= 3,
 		}
 		h.Dir = filepath.Join(cfg.Dir, h.Name)
-		if _, err := hostnet.EnsureTAP(hostnet.TAP{Name: h.Tap, Bridge: Bridge, Owner: -1, Group: -1, Alias: labAlias}); err != nil {
+		if _, err := hostnet.EnsureTAP(hostnet.TAP{Name: h.Tap, Bridge: st.Bridge, Owner: -1, Group: -1, Alias: labAlias}); err != nil {
 			return st, fmt.Errorf("lab: TAP %s: %w", h.Tap, err)
 		}
 		ov := &Overlay{}
@@ -166,7 +175,7 @@ func Up(ctx context.Context, cfg UpConfig) (st *State, err error) {
 			Name: h.Name, Dir: h.Dir, CPUs: cfg.CPUs, MemoryMB: cfg.MemoryMB, Assets: cfg.Assets,
 			Accel: st.Accel, Overlay: ov, WithQEMU: cfg.WithQEMU, ConsoleSocket: true, Detach: true,
 			Cmdline: []string{"lab.ip=" + h.IP + "/24", fmt.Sprintf("lab.agent=%d", AgentPort), "lab.token=" + st.Token},
-			NIC:     &NIC{Tap: h.Tap, MAC: fmt.Sprintf("52:54:00:77:00:%02x", i)},
+			NIC:     &NIC{Tap: h.Tap, MAC: fmt.Sprintf("52:54:00:%02x:00:%02x", 77+cfg.Net, i)},
 		})
 		if err != nil {
 			return st, err
@@ -264,8 +273,14 @@ func (s *State) Down(log io.Writer) error {
 			errs = append(errs, err)
 		}
 	}
-	if err := hostnet.DeleteBridge(Bridge); err != nil && !errors.Is(err, hostnet.ErrNotFound) {
-		errs = append(errs, err)
+	if s.Bridge == "" {
+		s.Bridge = Bridge
+	}
+	// Only a bridge the lab made (its alias says so) is removed.
+	if l, err := hostnet.Get(s.Bridge); err == nil && l.Alias == labAlias {
+		if err := hostnet.DeleteBridge(s.Bridge); err != nil {
+			errs = append(errs, err)
+		}
 	}
 	if err := os.RemoveAll(s.Dir); err != nil {
 		errs = append(errs, err)

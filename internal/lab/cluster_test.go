@@ -1,0 +1,125 @@
+package lab
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/govisor/govisor/internal/hostnet"
+	"github.com/govisor/govisor/internal/kvm/kvmtest"
+)
+
+// TestLabUpCluster starts a 3-host lab with its etcd cluster and agents,
+// and exercises what cluster tests do to it: run commands, partition and
+// heal a host, pull a host's power, take the lab down leaving nothing.
+func TestLabUpCluster(t *testing.T) {
+	assets := requireLab(t)
+	if os.Geteuid() != 0 {
+		if os.Getenv("CI") == "true" {
+			t.Fatal("FAILED: lab up needs root (bridge, TAPs) and CI runs as root")
+		}
+		t.Skip("SKIPPED: lab up needs root")
+	}
+	bin := filepath.Dir(kvmtest.Binary(t, "govisor", "github.com/govisor/govisor/cmd/govisor"))
+	cache := filepath.Dir(assets.Dir)
+	dir := filepath.Join(t.TempDir(), "lab")
+	var log bytes.Buffer
+	ctx := context.Background()
+	t0 := time.Now()
+	st, err := Up(ctx, UpConfig{Dir: dir, Hosts: 3, CPUs: 1, MemoryMB: 1024, Assets: assets,
+		BinDir: bin, GuestDir: filepath.Join(cache, "guest"), Net: 9, Log: &log})
+	if err != nil {
+		t.Fatalf("%v\n%s", err, log.String())
+	}
+	downed := false
+	defer func() {
+		if !downed {
+			st.Down(&log)
+		}
+	}()
+	if err := st.StartCluster(ctx, &log, 5*time.Minute); err != nil {
+		t.Fatalf("%v\n%s", err, log.String())
+	}
+	t.Logf("3 lab hosts with agents ready in %.1f s (%s)", time.Since(t0).Seconds(), st.Accel.Kind)
+
+	// Each host has KVM, and the agents share one etcd: all three hosts
+	// are listed from any of them.
+	for _, h := range st.Hosts {
+		if _, err := st.Agent(h).Output(ctx, "test", "-c", "/dev/kvm"); err != nil {
+			t.Errorf("%s has no /dev/kvm: %v", h.Name, err)
+		}
+	}
+	out, err := st.Agent(st.Hosts[2]).Output(ctx, "govisor", "host", "list", "-o", "json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var hl struct{ Items []struct{ Name string } }
+	if json.Unmarshal([]byte(out), &hl); len(hl.Items) != 3 {
+		t.Errorf("host list on lab3: %s", out)
+	}
+	// An exit code comes back as it was.
+	var b bytes.Buffer
+	if code, err := st.Agent(st.Hosts[0]).Exec(ctx, ExecRequest{Args: []string{"sh", "-c", "echo hi; exit 7"}}, &b); err != nil || code != 7 || b.String() != "hi\n" {
+		t.Errorf("exec: code %d, err %v, output %q", code, err, b.String())
+	}
+
+	// A partitioned host is cut off both ways, and back once healed.
+	ping := func(from HostState, to string) error {
+		_, err := st.Agent(from).Output(ctx, "ping", "-c", "1", "-W", "3", to)
+		return err
+	}
+	if err := st.Partition("lab2", true); err != nil {
+		t.Fatal(err)
+	}
+	if !st.Partitioned(st.Hosts[1]) {
+		t.Error("lab2 is not reported partitioned")
+	}
+	if ping(st.Hosts[0], st.Hosts[1].IP) == nil {
+		t.Error("lab1 reaches a partitioned lab2")
+	}
+	if err := st.Partition("lab2", false); err != nil {
+		t.Fatal(err)
+	}
+	if err := ping(st.Hosts[0], st.Hosts[1].IP); err != nil {
+		t.Errorf("lab1 cannot reach a healed lab2: %v", err)
+	}
+
+	// Pulling the power ends the host's QEMU at once.
+	if err := st.Kill("lab3"); err != nil {
+		t.Fatal(err)
+	}
+	if st.Hosts[2].Running() {
+		t.Error("lab3 still runs after kill")
+	}
+	if err := st.Kill("lab3"); err == nil {
+		t.Error("killing a dead host: no error")
+	}
+
+	// Down leaves nothing behind.
+	if err := st.Down(&log); err != nil {
+		t.Fatal(err)
+	}
+	downed = true
+	for _, h := range st.Hosts {
+		if h.Running() {
+			t.Errorf("%s still runs after down", h.Name)
+		}
+		if _, err := hostnet.Get(h.Tap); err == nil {
+			t.Errorf("TAP %s left behind", h.Tap)
+		}
+	}
+	if _, err := hostnet.Get(st.Bridge); err == nil {
+		t.Errorf("bridge %s left behind", st.Bridge)
+	}
+	if _, err := os.Stat(dir); err == nil {
+		t.Errorf("%s left behind", dir)
+	}
+	if _, err := Load(dir); err == nil || !strings.Contains(err.Error(), "lab up") {
+		t.Errorf("Load after down: %v", err)
+	}
+}
