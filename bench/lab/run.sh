@@ -15,25 +15,26 @@ rm -rf "$BIN"; mkdir -p "$BIN"
 cp .cache/bin/govisor .cache/bin/govisor-agent "$BIN/"
 for b in boot io migrate api; do CGO_ENABLED=0 go build -o "$BIN/bench-$b" ./bench/$b; done
 G="$BIN/govisor"
+export GOVISOR_LAB_NET=${GOVISOR_LAB_NET:-5}
 what=${*:-boot io migrate api labup}
 out=bench/lab/results-$(date +%Y%m%d-%H%M).txt
-"$G" lab down >/dev/null 2>&1 || true
-trap '"$G" lab down >/dev/null 2>&1 || true' EXIT
+"$G" lab --net "$GOVISOR_LAB_NET" down >/dev/null 2>&1 || true
+trap '"$G" lab --net "$GOVISOR_LAB_NET" down >/dev/null 2>&1 || true' EXIT
 {
   echo "# govisor vs QEMU inside a lab host, $(date -u +%FT%TZ), $(nproc) CPUs, $(qemu-system-x86_64 --version | head -1)"
   for w in $what; do
     case $w in
       labup)
-        "$G" lab down >/dev/null 2>&1 || true
+        "$G" lab --net "$GOVISOR_LAB_NET" down >/dev/null 2>&1 || true
         echo "== govisor lab up --hosts 3 (to all agents ready)"
-        "$G" lab up --hosts 3 | grep -E 'booted|ready|KVM|TCG'
-        "$G" lab down >/dev/null ;;
+        "$G" lab --net "$GOVISOR_LAB_NET" up --hosts 3 | grep -E 'booted|ready|KVM|TCG'
+        "$G" lab --net "$GOVISOR_LAB_NET" down >/dev/null ;;
       *)
-        if ! "$G" lab status >/dev/null 2>&1; then
-          "$G" lab up --hosts 1 --cpus 2 --memory 5120 --with-qemu --no-serve | grep -E 'host\(s\),'
+        if ! "$G" lab --net "$GOVISOR_LAB_NET" status >/dev/null 2>&1; then
+          "$G" lab --net "$GOVISOR_LAB_NET" up --hosts 1 --cpus 2 --memory 5120 --with-qemu --no-serve | grep -E 'host\(s\),'
         fi
-        echo "== bench/$w in a lab host ($("$G" lab status | head -1 | sed 's/.*: //'))"
-        L() { "$G" lab exec lab1 -- "$@"; }
+        echo "== bench/$w in a lab host ($("$G" lab --net "$GOVISOR_LAB_NET" status | head -1 | sed 's/.*: //'))"
+        L() { "$G" lab --net "$GOVISOR_LAB_NET" exec lab1 -- "$@"; }
         case $w in
           boot) L sh -c 'cd /tmp && bench-boot -govisor /opt/govisor/bin/govisor -guest /guest -n 10 -linux-runs 3' ;;
           io) L sh -c 'cd /tmp && bench-io -govisor /opt/govisor/bin/govisor -guest /guest -runs 2' ;;

@@ -24,6 +24,7 @@ import (
 // NewLabCmd builds `lab` and its subcommands.
 func NewLabCmd() *cobra.Command {
 	var cache string
+	var network int
 	cmd := &cobra.Command{
 		Use:   "lab",
 		Short: "Disposable govisor hosts as QEMU VMs with KVM inside: a multi-host cluster on one machine",
@@ -35,8 +36,14 @@ Lab hosts are built from Debian packages by scripts/lab-build.sh (make lab)
 into the cache's lab/ folder; up needs root (bridge, TAPs).`,
 	}
 	cmd.PersistentFlags().StringVar(&cache, "cache", cli.EnvOr("GOVISOR_CACHE", ".cache"), "the cache holding lab/ (kernel, initramfs, the running lab) and guest/ (env GOVISOR_CACHE)")
-	dir := func() string { return filepath.Join(cache, "lab", "cluster") }
-	cmd.AddCommand(newTestExecCmd(&cache), newAgentCmd(), newUpCmd(&cache, dir), newStatusCmd(dir), newExecCmd(dir),
+	cmd.PersistentFlags().IntVar(&network, "net", 0, "which lab: N uses bridge gvlabN on 169.254.(77+N).0/24, so that labs can run side by side")
+	dir := func() string {
+		if network == 0 {
+			return filepath.Join(cache, "lab", "cluster")
+		}
+		return filepath.Join(cache, "lab", fmt.Sprintf("cluster-%d", network))
+	}
+	cmd.AddCommand(newTestExecCmd(&cache), newAgentCmd(), newUpCmd(&cache, &network, dir), newStatusCmd(dir), newExecCmd(dir),
 		newConsoleCmd(dir), newKillCmd(dir), newPartitionCmd(dir, true), newPartitionCmd(dir, false), newDownCmd(dir))
 	return cmd
 }

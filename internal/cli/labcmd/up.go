@@ -10,7 +10,7 @@ import (
 	"github.com/spf13/cobra"
 )
 
-func newUpCmd(cache *string, dir func() string) *cobra.Command {
+func newUpCmd(cache *string, network *int, dir func() string) *cobra.Command {
 	var hosts, cpus, memMiB int
 	var withQEMU, noServe bool
 	cmd := &cobra.Command{
@@ -33,7 +33,7 @@ func newUpCmd(cache *string, dir func() string) *cobra.Command {
 			out := cmd.OutOrStdout()
 			st, err := lab.Up(cmd.Context(), lab.UpConfig{
 				Dir: dir(), Hosts: hosts, CPUs: cpus, MemoryMB: memMiB, Assets: assets,
-				BinDir: filepath.Dir(exe), GuestDir: filepath.Join(*cache, "guest"), WithQEMU: withQEMU, Log: out,
+				BinDir: filepath.Dir(exe), GuestDir: filepath.Join(*cache, "guest"), WithQEMU: withQEMU, Net: *network, Log: out,
 			})
 			if err != nil {
 				return err
