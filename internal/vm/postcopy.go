@@ -178,6 +178,15 @@ func (pc *postCopy) serve() {
 // left waiting for PlacePage; any other page was never written on the
 // source (a fresh, zero page) or was placed since (then it is there, and
 // ZeroPage just wakes the waiter).
+//
+// A fault can be handled well after its thread took it: the handler may
+// have read it while its page was missing and then waited for pc.mu while
+// PlacePage installed the page (which woke the thread), and the last page
+// may have come meanwhile. So ZeroPage runs under pc.mu, as PlacePage's
+// Copy does, and not once EndPostCopy(nil) has begun: that unregisters
+// guest RAM (waking every waiter, whose access is then an ordinary one),
+// and UFFDIO_ZEROPAGE on a range no longer registered fails with ENOENT,
+// which must not be taken for a failure of post-copy.
 func (pc *postCopy) fault(f uffd.Fault) {
 	i, p, ok := pc.locate(f.Addr)
 	if !ok {
@@ -200,8 +209,15 @@ func (pc *postCopy) fault(f uffd.Fault) {
 		}
 		return
 	}
+	if pc.ended && !pc.failed {
+		pc.mu.Unlock()
+		return // a stale fault: guest RAM is (being) unregistered
+	}
+	// After a failure the range stays registered until release closes the
+	// userfaultfd (then ZeroPage reports ErrClosed): resolve the page.
+	_, err := pc.u.ZeroPage(pc.page(i, p))
 	pc.mu.Unlock()
-	if _, err := pc.u.ZeroPage(pc.page(i, p)); err != nil && !errors.Is(err, uffd.ErrClosed) {
+	if err != nil && !errors.Is(err, uffd.ErrClosed) {
 		pc.m.stop(Exit{Reason: ExitError, Detail: "post-copy failed", Err: fmt.Errorf("%w: %w", ErrPostCopyFailed, err)})
 	}
 }
@@ -288,10 +304,7 @@ func (d *migrationDest) EndPostCopy(err error) {
 	pc.ended = true
 	if err == nil {
 		pc.mu.Unlock()
-		for _, r := range pc.regions {
-			pc.u.Unregister(r.host) // Close unregisters too; this is the orderly way
-			unix.Madvise(r.host, unix.MADV_HUGEPAGE)
-		}
+		pc.disarm()
 		pc.release()
 		pc.m.clearPostCopy()
 		return
@@ -327,6 +340,16 @@ func (d *migrationDest) EndPostCopy(err error) {
 		pc.release()
 	default:
 		go func() { <-quiesced; pc.release() }()
+	}
+}
+
+// disarm makes guest RAM ordinary memory again once every page is in,
+// after EndPostCopy(nil) set pc.ended: unregistering wakes whatever still
+// waits in it (a fault the handler has not resolved yet, see fault).
+func (pc *postCopy) disarm() {
+	for _, r := range pc.regions {
+		pc.u.Unregister(r.host) // Close unregisters too; this is the orderly way
+		unix.Madvise(r.host, unix.MADV_HUGEPAGE)
 	}
 }
 

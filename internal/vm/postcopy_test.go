@@ -11,8 +11,11 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/govisor/govisor/internal/guestmem"
 	"github.com/govisor/govisor/internal/migration"
+	"github.com/govisor/govisor/internal/uffd"
 )
 
 // Where postCopyFixture puts pages that the source holds but the guest
@@ -366,4 +369,102 @@ func TestPostCopyGoWaitsThroughAllocation(t *testing.T) {
 		t.Fatal("the read never finished")
 	}
 	f.d.EndPostCopy(errors.New("test over"))
+}
+
+// newUffdDest arms post-copy on a bare destination, no KVM needed (only
+// userfaultfd): 2 MiB of guest RAM whose page 1 is missing, served by
+// request; page 2 is a zero page the source never sent.
+func newUffdDest(t *testing.T, request func(gpa uint64)) (*migrationDest, *Machine) {
+	t.Helper()
+	mem, err := guestmem.New(ramLayout(2))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(mem.Close)
+	m := &Machine{mem: mem, done: make(chan struct{})}
+	m.cond = sync.NewCond(&m.mu)
+	d := &migrationDest{m: m, mem: mem, committed: true}
+	bm := make([]uint64, 2<<20/guestmem.PageSize/64)
+	bm[0] = 1 << 1
+	if err := d.ArmPostCopy([][]uint64{bm}, request); errors.Is(err, unix.EPERM) || errors.Is(err, unix.EACCES) {
+		t.Skipf("userfaultfd not permitted here: %v", err)
+	} else if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { d.EndPostCopy(errors.New("test over")) })
+	return d, m
+}
+
+// stopped reports the machine's exit if something stopped it.
+func stopped(m *Machine) (Exit, bool) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.exit, m.stopping
+}
+
+// TestPostCopyStaleFaultAtEnd: the handler may get to a fault only after
+// its page came and post-copy ended. In the lab a vCPU faulted on a missing
+// page; the handler read the fault, then waited for pc.mu while PlacePage
+// brought the page (which woke the vCPU); the last page came next and
+// EndPostCopy(nil) unregistered guest RAM; the handler's ZeroPage then
+// failed with ENOENT, which stopped the machine as a failed post-copy (its
+// guest never ran on). Such a fault is stale: the machine must run on.
+func TestPostCopyStaleFaultAtEnd(t *testing.T) {
+	asked := make(chan uint64, 4)
+	d, m := newUffdDest(t, func(gpa uint64) { asked <- gpa })
+	pc := d.pc
+	host := m.mem.Regions()[0].Host
+	// A real wait first: a read of the missing page asks for it and waits
+	// for PlacePage.
+	read := make(chan byte, 1)
+	go func() { v := host[guestmem.PageSize+5]; read <- v }()
+	select {
+	case gpa := <-asked:
+		if gpa != guestmem.PageSize {
+			t.Fatalf("asked for %#x, want %#x", gpa, guestmem.PageSize)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the read did not ask for its page")
+	}
+	if err := d.PlacePage(guestmem.PageSize, bytes.Repeat([]byte{0x77}, guestmem.PageSize)); err != nil {
+		t.Fatal(err)
+	}
+	if v := <-read; v != 0x77 {
+		t.Fatalf("read %#x, want the placed 0x77", v)
+	}
+	// The same fault reported again while post-copy runs (the handler got
+	// to it after the page came): ZeroPage finds the page there and wakes.
+	stale := uffd.Fault{Addr: uffd.Addr(host[guestmem.PageSize:]), Write: true}
+	pc.fault(stale)
+	if ex, ok := stopped(m); ok {
+		t.Fatalf("a fault on a placed page stopped the machine: %v", ex.Err)
+	}
+	if host[guestmem.PageSize] != 0x77 {
+		t.Fatal("the placed page changed")
+	}
+	// Every page is in: EndPostCopy(nil) marks the end and unregisters guest
+	// RAM before it closes the userfaultfd. Handled in between, the stale
+	// fault (on the placed page, or on a zero page never sent) must not be
+	// taken for a failure.
+	pc.mu.Lock()
+	if pc.left != 0 {
+		t.Fatalf("%d pages left", pc.left)
+	}
+	pc.ended = true
+	pc.mu.Unlock()
+	pc.disarm()
+	pc.fault(stale)
+	pc.fault(uffd.Fault{Addr: uffd.Addr(host[2*guestmem.PageSize:])})
+	if ex, ok := stopped(m); ok {
+		t.Fatalf("a fault handled after the end stopped the machine: %v", ex.Err)
+	}
+	pc.release()
+	m.clearPostCopy()
+	if host[guestmem.PageSize] != 0x77 || host[2*guestmem.PageSize] != 0 {
+		t.Fatal("guest RAM changed after the end")
+	}
+	pc.fault(stale) // after release: the userfaultfd is closed
+	if ex, ok := stopped(m); ok {
+		t.Fatalf("a fault handled after release stopped the machine: %v", ex.Err)
+	}
 }
