@@ -27,6 +27,12 @@ func TestLabUpCluster(t *testing.T) {
 	}
 	bin := filepath.Dir(kvmtest.Binary(t, "govisor", "github.com/govisor/govisor/cmd/govisor"))
 	cache := filepath.Dir(assets.Dir)
+	// Not beside a test lab host of make test: both would crawl.
+	unlock, err := lockFile(filepath.Join(assets.Dir, "run.lock"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unlock()
 	dir := filepath.Join(t.TempDir(), "lab")
 	var log bytes.Buffer
 	ctx := context.Background()
