@@ -48,6 +48,16 @@ into the cache's lab/ folder; up needs root (bridge, TAPs).`,
 	return cmd
 }
 
+// loadHost loads the lab in dir and finds its host name.
+func loadHost(dir, name string) (*lab.State, lab.HostState, error) {
+	st, err := lab.Load(dir)
+	if err != nil {
+		return nil, lab.HostState{}, err
+	}
+	h, err := st.Host(name)
+	return st, h, err
+}
+
 func newAgentCmd() *cobra.Command {
 	var listen, token string
 	cmd := &cobra.Command{
@@ -114,11 +124,7 @@ func newExecCmd(dir func() string) *cobra.Command {
 		Short: "Run a command on a lab host; its output and exit code are the command's",
 		Args:  cobra.MinimumNArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			st, err := lab.Load(dir())
-			if err != nil {
-				return err
-			}
-			h, err := st.Host(args[0])
+			st, h, err := loadHost(dir(), args[0])
 			if err != nil {
 				return err
 			}
@@ -142,11 +148,7 @@ func newConsoleCmd(dir func() string) *cobra.Command {
 		Short: "Attach to a lab host's serial console (a root shell; Ctrl-] quits)",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			st, err := lab.Load(dir())
-			if err != nil {
-				return err
-			}
-			h, err := st.Host(args[0])
+			_, h, err := loadHost(dir(), args[0])
 			if err != nil {
 				return err
 			}
