@@ -16,12 +16,12 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
 	"time"
 
 	"go.etcd.io/etcd/api/v3/mvccpb"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.etcd.io/etcd/server/v3/embed"
-	"go.uber.org/zap"
 
 	"github.com/govisor/govisor/api"
 )
@@ -51,13 +51,21 @@ type Config struct {
 	// Timeout bounds start-up and each dial (default 20s; with Member 2m,
 	// as start-up waits until the cluster has a quorum).
 	Timeout time.Duration
+	// RequestTimeout bounds each request whose context has no deadline
+	// (default 15s); one that etcd does not answer in time fails with
+	// ErrUnavailable.
+	RequestTimeout time.Duration
 }
 
 // Store is a handle on the govisor keys in etcd.
 type Store struct {
-	cli       *clientv3.Client
-	etc       *embed.Etcd
-	endpoints []string
+	cli        *clientv3.Client
+	etc        *embed.Etcd
+	member     string // the embedded member's name, in member mode
+	endpoints  []string
+	reqTimeout time.Duration
+	closeOnce  sync.Once
+	closeErr   error
 }
 
 // Desired is a VM's desired state: its definition, power state and host.
@@ -84,7 +92,10 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 			cfg.Timeout = 2 * time.Minute
 		}
 	}
-	s := &Store{}
+	if cfg.RequestTimeout == 0 {
+		cfg.RequestTimeout = defaultRequestTimeout
+	}
+	s := &Store{reqTimeout: cfg.RequestTimeout}
 	endpoints := cfg.Endpoints
 	if cfg.Member != nil {
 		m, err := cfg.Member.Check(endpoints)
@@ -97,6 +108,7 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 		if s.etc, err = startMember(cfg.DataDir, m, cfg.Timeout); err != nil {
 			return nil, err
 		}
+		s.member = m.Name
 	} else if len(endpoints) == 0 {
 		if cfg.DataDir == "" {
 			return nil, errors.New("store: no etcd endpoints and no data directory for an embedded etcd")
@@ -107,9 +119,7 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 		}
 		s.etc, endpoints = e, []string{url}
 	}
-	cli, err := clientv3.New(clientv3.Config{
-		Endpoints: endpoints, DialTimeout: cfg.Timeout, Context: context.WithoutCancel(ctx), Logger: zap.NewNop(),
-	})
+	cli, err := newClient(ctx, endpoints, cfg.Timeout)
 	if err != nil {
 		s.Close()
 		return nil, fmt.Errorf("store: connect to etcd %v: %w", endpoints, err)
@@ -134,16 +144,17 @@ func (s *Store) Endpoints() []string { return s.endpoints }
 // Client is the underlying etcd client (for leases and elections).
 func (s *Store) Client() *clientv3.Client { return s.cli }
 
-// Close disconnects and stops an embedded etcd.
+// Close disconnects and stops an embedded etcd; closing again does nothing.
 func (s *Store) Close() error {
-	var err error
-	if s.cli != nil {
-		err = s.cli.Close()
-	}
-	if s.etc != nil {
-		s.etc.Close()
-	}
-	return err
+	s.closeOnce.Do(func() {
+		if s.cli != nil {
+			s.closeErr = s.cli.Close()
+		}
+		if s.etc != nil {
+			s.etc.Close()
+		}
+	})
+	return s.closeErr
 }
 
 func specKey(name string) string   { return vmPrefix + name + "/spec" }
@@ -156,6 +167,8 @@ func (s *Store) CreateVM(ctx context.Context, d Desired) error {
 		return fmt.Errorf("store: encode %s: %w", d.Spec.Name, err)
 	}
 	k := specKey(d.Spec.Name)
+	ctx, cancel := s.Bound(ctx)
+	defer cancel()
 	// The create revision of a missing key is 0: the put only happens when
 	// the name is free, atomically with the check.
 	resp, err := s.cli.Txn(ctx).
@@ -163,7 +176,7 @@ func (s *Store) CreateVM(ctx context.Context, d Desired) error {
 		Then(clientv3.OpPut(k, string(b)), clientv3.OpDelete(statusKey(d.Spec.Name))).
 		Commit()
 	if err != nil {
-		return fmt.Errorf("store: create %s: %w", d.Spec.Name, err)
+		return s.Fail("create "+d.Spec.Name, err)
 	}
 	if !resp.Succeeded {
 		return fmt.Errorf("%w: %s", ErrExists, d.Spec.Name)
@@ -175,6 +188,8 @@ func (s *Store) CreateVM(ctx context.Context, d Desired) error {
 // nothing else changed it meanwhile (retrying a few times); ErrNotFound when
 // there is no such VM. fn's error aborts the update and is returned.
 func (s *Store) UpdateVM(ctx context.Context, name string, fn func(d *Desired) error) (Desired, error) {
+	ctx, cancel := s.Bound(ctx)
+	defer cancel()
 	for range 5 {
 		r, err := s.GetVM(ctx, name)
 		if err != nil {
@@ -194,7 +209,7 @@ func (s *Store) UpdateVM(ctx context.Context, name string, fn func(d *Desired) e
 			Then(clientv3.OpPut(k, string(b))).
 			Commit()
 		if err != nil {
-			return Desired{}, fmt.Errorf("store: update %s: %w", name, err)
+			return Desired{}, s.Fail("update "+name, err)
 		}
 		if resp.Succeeded {
 			return d, nil
@@ -205,9 +220,11 @@ func (s *Store) UpdateVM(ctx context.Context, name string, fn func(d *Desired) e
 
 // GetVM reads one VM.
 func (s *Store) GetVM(ctx context.Context, name string) (Record, error) {
+	ctx, cancel := s.Bound(ctx)
+	defer cancel()
 	resp, err := s.cli.Get(ctx, vmPrefix+name+"/", clientv3.WithPrefix())
 	if err != nil {
-		return Record{}, fmt.Errorf("store: get %s: %w", name, err)
+		return Record{}, s.Fail("get "+name, err)
 	}
 	recs, err := decodeVMs(resp.Kvs)
 	if err != nil {
@@ -221,9 +238,11 @@ func (s *Store) GetVM(ctx context.Context, name string) (Record, error) {
 
 // ListVMs reads every VM, sorted by name, and the etcd revision of the read.
 func (s *Store) ListVMs(ctx context.Context) ([]Record, int64, error) {
+	ctx, cancel := s.Bound(ctx)
+	defer cancel()
 	resp, err := s.cli.Get(ctx, vmPrefix, clientv3.WithPrefix())
 	if err != nil {
-		return nil, 0, fmt.Errorf("store: list VMs: %w", err)
+		return nil, 0, s.Fail("list VMs", err)
 	}
 	recs, err := decodeVMs(resp.Kvs)
 	return recs, resp.Header.Revision, err
@@ -236,12 +255,14 @@ func (s *Store) PutStatus(ctx context.Context, name string, st api.VMStatus) err
 	if err != nil {
 		return fmt.Errorf("store: encode status of %s: %w", name, err)
 	}
+	ctx, cancel := s.Bound(ctx)
+	defer cancel()
 	resp, err := s.cli.Txn(ctx).
 		If(clientv3.Compare(clientv3.CreateRevision(specKey(name)), ">", 0)).
 		Then(clientv3.OpPut(statusKey(name), string(b))).
 		Commit()
 	if err != nil {
-		return fmt.Errorf("store: put status of %s: %w", name, err)
+		return s.Fail("put status of "+name, err)
 	}
 	if !resp.Succeeded {
 		return fmt.Errorf("%w: %s", ErrNotFound, name)
@@ -257,13 +278,15 @@ func (s *Store) ReplaceStatus(ctx context.Context, name string, st api.VMStatus,
 	if err != nil {
 		return fmt.Errorf("store: encode status of %s: %w", name, err)
 	}
+	ctx, cancel := s.Bound(ctx)
+	defer cancel()
 	resp, err := s.cli.Txn(ctx).
 		If(clientv3.Compare(clientv3.CreateRevision(specKey(name)), ">", 0),
 			clientv3.Compare(clientv3.ModRevision(statusKey(name)), "=", rev)).
 		Then(clientv3.OpPut(statusKey(name), string(b))).
 		Commit()
 	if err != nil {
-		return fmt.Errorf("store: put status of %s: %w", name, err)
+		return s.Fail("put status of "+name, err)
 	}
 	if !resp.Succeeded {
 		return fmt.Errorf("%w: status of %s changed", ErrConflict, name)
@@ -274,6 +297,8 @@ func (s *Store) ReplaceStatus(ctx context.Context, name string, st api.VMStatus,
 // DeleteVM removes a VM if check accepts its current record and neither
 // key changes between the check and the delete.
 func (s *Store) DeleteVM(ctx context.Context, name string, check func(Record) error) error {
+	ctx, cancel := s.Bound(ctx)
+	defer cancel()
 	for range 5 {
 		r, err := s.GetVM(ctx, name)
 		if err != nil {
@@ -288,7 +313,7 @@ func (s *Store) DeleteVM(ctx context.Context, name string, check func(Record) er
 			Then(clientv3.OpDelete(vmPrefix+name+"/", clientv3.WithPrefix())).
 			Commit()
 		if err != nil {
-			return fmt.Errorf("store: delete %s: %w", name, err)
+			return s.Fail("delete "+name, err)
 		}
 		if resp.Succeeded {
 			return nil

@@ -68,36 +68,73 @@ func (s *Store) Watch(ctx context.Context, fromRev int64) <-chan Event {
 	return out
 }
 
-// RegisterHost writes h under /govisor/hosts/<name> with a lease that is
-// kept alive until ctx ends, so that a dead host's record expires.
+// RegisterHost writes h under /govisor/hosts/<name> with a lease of ttl
+// and keeps it there until ctx ends, so that a dead host's record expires.
+// A lease can also be lost while the host lives: its keep-alives reached no
+// leader for ttl (they went to a member that lost power, or this host was
+// cut off from the quorum), and the client gives it up. The host then
+// registers again with a new lease, as soon as etcd answers.
 func (s *Store) RegisterHost(ctx context.Context, h api.Host, ttl time.Duration) error {
-	lease, err := s.cli.Grant(ctx, int64(ttl/time.Second))
+	ka, err := s.register(ctx, h, ttl)
 	if err != nil {
-		return fmt.Errorf("store: lease for host %s: %w", h.Name, err)
+		return err
 	}
+	go s.keepRegistered(ctx, h, ttl, ka)
+	return nil
+}
+
+// register writes h with a new lease kept alive until ctx ends; the
+// channel closes when the lease is lost.
+func (s *Store) register(ctx context.Context, h api.Host, ttl time.Duration) (<-chan *clientv3.LeaseKeepAliveResponse, error) {
 	b, err := json.Marshal(h)
 	if err != nil {
-		return fmt.Errorf("store: encode host %s: %w", h.Name, err)
+		return nil, fmt.Errorf("store: encode host %s: %w", h.Name, err)
 	}
-	if _, err := s.cli.Put(ctx, hostPrefix+h.Name, string(b), clientv3.WithLease(lease.ID)); err != nil {
-		return fmt.Errorf("store: register host %s: %w", h.Name, err)
+	rctx, cancel := s.Bound(ctx)
+	defer cancel()
+	lease, err := s.cli.Grant(rctx, int64(ttl/time.Second))
+	if err != nil {
+		return nil, s.Fail("lease for host "+h.Name, err)
+	}
+	if _, err := s.cli.Put(rctx, hostPrefix+h.Name, string(b), clientv3.WithLease(lease.ID)); err != nil {
+		return nil, s.Fail("register host "+h.Name, err)
 	}
 	ka, err := s.cli.KeepAlive(ctx, lease.ID)
 	if err != nil {
-		return fmt.Errorf("store: keep host %s alive: %w", h.Name, err)
+		return nil, s.Fail("keep host "+h.Name+" alive", err)
 	}
-	go func() {
+	return ka, nil
+}
+
+// keepRegistered registers h again whenever its lease is lost, until ctx
+// ends or the store closes.
+func (s *Store) keepRegistered(ctx context.Context, h api.Host, ttl time.Duration, ka <-chan *clientv3.LeaseKeepAliveResponse) {
+	for {
 		for range ka {
 		}
-	}()
-	return nil
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-s.cli.Ctx().Done():
+				return
+			case <-time.After(time.Second):
+			}
+			var err error
+			if ka, err = s.register(ctx, h, ttl); err == nil {
+				break
+			}
+		}
+	}
 }
 
 // Hosts lists the registered (live) hosts.
 func (s *Store) Hosts(ctx context.Context) ([]api.Host, error) {
+	ctx, cancel := s.Bound(ctx)
+	defer cancel()
 	resp, err := s.cli.Get(ctx, hostPrefix, clientv3.WithPrefix())
 	if err != nil {
-		return nil, fmt.Errorf("store: list hosts: %w", err)
+		return nil, s.Fail("list hosts", err)
 	}
 	var hs []api.Host
 	for _, kv := range resp.Kvs {
