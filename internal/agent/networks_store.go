@@ -46,12 +46,14 @@ func (a *Agent) kvCreate(ctx context.Context, key, what string, v any) error {
 	if err != nil {
 		return fmt.Errorf("agent: encode %s: %w", what, err)
 	}
+	ctx, cancel := a.st.Bound(ctx)
+	defer cancel()
 	resp, err := a.st.Client().Txn(ctx).
 		If(clientv3.Compare(clientv3.CreateRevision(key), "=", 0)).
 		Then(clientv3.OpPut(key, string(b))).
 		Commit()
 	if err != nil {
-		return fmt.Errorf("agent: store %s: %w", what, err)
+		return a.st.Fail("create "+what, err)
 	}
 	if !resp.Succeeded {
 		return errf(store.ErrExists, "%s already exists", what)
@@ -61,9 +63,11 @@ func (a *Agent) kvCreate(ctx context.Context, key, what string, v any) error {
 
 // kvGet decodes the object at key into v.
 func (a *Agent) kvGet(ctx context.Context, key, what string, v any) error {
+	ctx, cancel := a.st.Bound(ctx)
+	defer cancel()
 	resp, err := a.st.Client().Get(ctx, key)
 	if err != nil {
-		return fmt.Errorf("agent: read %s: %w", what, err)
+		return a.st.Fail("read "+what, err)
 	}
 	if len(resp.Kvs) == 0 {
 		return errf(store.ErrNotFound, "no %s", what)
@@ -76,9 +80,11 @@ func (a *Agent) kvGet(ctx context.Context, key, what string, v any) error {
 
 // kvList decodes every object under prefix, in key order, with fn.
 func (a *Agent) kvList(ctx context.Context, prefix string, fn func(b []byte) error) error {
+	ctx, cancel := a.st.Bound(ctx)
+	defer cancel()
 	resp, err := a.st.Client().Get(ctx, prefix, clientv3.WithPrefix(), clientv3.WithSort(clientv3.SortByKey, clientv3.SortAscend))
 	if err != nil {
-		return fmt.Errorf("agent: list %s: %w", strings.Trim(prefix, "/"), err)
+		return a.st.Fail("list "+strings.Trim(prefix, "/"), err)
 	}
 	for _, kv := range resp.Kvs {
 		if err := fn(kv.Value); err != nil {
@@ -93,6 +99,8 @@ func (a *Agent) kvList(ctx context.Context, prefix string, fn func(b []byte) err
 // since that check, so a VM defined meanwhile cannot lose its network or
 // disk. The error of inUse aborts the delete.
 func (a *Agent) kvDeleteUnused(ctx context.Context, key, what string, inUse func([]store.Record) error) error {
+	ctx, cancel := a.st.Bound(ctx)
+	defer cancel()
 	for range 5 {
 		recs, rev, err := a.st.ListVMs(ctx)
 		if err != nil {
@@ -108,7 +116,7 @@ func (a *Agent) kvDeleteUnused(ctx context.Context, key, what string, inUse func
 			Else(clientv3.OpGet(key, clientv3.WithCountOnly())).
 			Commit()
 		if err != nil {
-			return fmt.Errorf("agent: delete %s: %w", what, err)
+			return a.st.Fail("delete "+what, err)
 		}
 		if resp.Succeeded {
 			return nil

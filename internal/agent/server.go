@@ -193,6 +193,8 @@ func httpError(w http.ResponseWriter, err error) {
 		code = http.StatusMisdirectedRequest
 	case errors.Is(err, ErrVMM):
 		code = http.StatusBadGateway
+	case errors.Is(err, store.ErrUnavailable):
+		code = http.StatusServiceUnavailable
 	case errors.Is(err, context.DeadlineExceeded):
 		code = http.StatusGatewayTimeout
 	}
