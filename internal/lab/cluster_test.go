@@ -105,6 +105,23 @@ func TestLabUpCluster(t *testing.T) {
 	if err := st.Kill("lab3"); err == nil {
 		t.Error("killing a dead host: no error")
 	}
+	// lab3 carried an etcd member: the two others keep a quorum, serve on,
+	// and drop the dead host once its lease expires.
+	tk := time.Now()
+	for deadline := tk.Add(2 * time.Minute); ; time.Sleep(2 * time.Second) {
+		out, err := st.Agent(st.Hosts[0]).Output(ctx, "govisor", "host", "list", "-o", "json")
+		hl.Items = nil
+		if err == nil && json.Unmarshal([]byte(out), &hl) == nil && len(hl.Items) == 2 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("2 minutes after lab3's power went, lab1's host list: %s %v", out, err)
+		}
+	}
+	if _, err := st.Agent(st.Hosts[1]).Output(ctx, "govisor", "vm", "list"); err != nil {
+		t.Errorf("lab2 after lab3 died: %v", err)
+	}
+	t.Logf("the survivors dropped lab3 after %.1f s", time.Since(tk).Seconds())
 
 	// Down leaves nothing behind.
 	if err := st.Down(&log); err != nil {
