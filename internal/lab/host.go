@@ -123,7 +123,9 @@ func Start(cfg HostConfig) (*Host, error) {
 		done:    make(chan struct{}),
 	}
 	os.Remove(h.Monitor)
-	cmdline := append([]string{"console=ttyS0", "panic=-1", "loglevel=4", "lab.name=" + cfg.Name}, cfg.Cmdline...)
+	// nokaslr: a stuck lab's RIPs then match /proc/kallsyms of any lab host
+	// booted from the same kernel (Debian ships no real System.map).
+	cmdline := append([]string{"console=ttyS0", "panic=-1", "loglevel=4", "nokaslr", "lab.name=" + cfg.Name}, cfg.Cmdline...)
 	args := []string{
 		"-name", "govisor-lab-" + cfg.Name,
 		"-accel", cfg.Accel.Accel, "-cpu", cfg.Accel.CPU,
