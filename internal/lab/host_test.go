@@ -81,3 +81,33 @@ func TestStuckLabIsReported(t *testing.T) {
 		}
 	}
 }
+
+// TestRunTestLabHostFailure runs a "test binary" that panics the lab
+// host's kernel: RunTest says it is the lab's failure, tries a fresh lab
+// host once, and then fails naming both failures.
+func TestRunTestLabHostFailure(t *testing.T) {
+	a := requireLab(t)
+	bin := filepath.Join(t.TempDir(), "panics.test")
+	if err := os.WriteFile(bin, []byte("#!/bin/sh\necho PANICKING\necho c > /proc/sysrq-trigger\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	var out, msgs strings.Builder
+	cache := t.TempDir()
+	abs, err := filepath.Abs(a.Dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(abs, filepath.Join(cache, "lab")); err != nil {
+		t.Fatal(err)
+	}
+	rc, err := RunTest(TestExec{Cache: cache, Package: "./fake", Stdout: &out, Stderr: &msgs}, bin, nil)
+	if rc == 0 || err == nil || !strings.Contains(err.Error(), "failed twice") || !strings.Contains(err.Error(), "Kernel panic") {
+		t.Errorf("RunTest: rc %d, err %v", rc, err)
+	}
+	if got := strings.Count(msgs.String(), "LAB HOST FAILURE"); got != 1 {
+		t.Errorf("%d LAB HOST FAILURE lines, want 1:\n%s", got, msgs.String())
+	}
+	if strings.Count(out.String(), "PANICKING") != 2 {
+		t.Errorf("the test's output: %q", out.String())
+	}
+}

@@ -60,6 +60,9 @@ type TestExec struct {
 // binary runs there with the prebuilt binaries and the test guest, its
 // output streams back through a serial port. A lab host whose heartbeat
 // stops is reported with its vCPUs' registers (QEMU monitor) and killed.
+// When the lab host itself fails (it froze, or its kernel panicked) the
+// package runs once more in a fresh one, said loudly and recorded in the
+// tally: that is the lab's failure, not a test result.
 func RunTest(cfg TestExec, bin string, args []string) (int, error) {
 	assets, err := FindAssets(filepath.Join(cfg.Cache, "lab"))
 	if err != nil {
@@ -74,13 +77,43 @@ func RunTest(cfg TestExec, bin string, args []string) (int, error) {
 		return 1, err
 	}
 	defer unlock()
+	accel := PickAccel()
+	fmt.Fprintf(cfg.Stderr, "lab: %s: KVM tests run in a lab host (%s)\n", cfg.Package, accel.Kind)
+	var retried string
+	for attempt := 1; ; attempt++ {
+		res, labErr, err := runOnce(cfg, assets, accel, bin, args)
+		if err != nil {
+			return 1, err
+		}
+		if labErr != "" && attempt == 1 {
+			retried = labErr
+			fmt.Fprintf(cfg.Stderr, "lab: %s: LAB HOST FAILURE, not a test result (%s): running the package again in a fresh lab host\n", cfg.Package, labErr)
+			continue
+		}
+		if labErr != "" {
+			return 1, fmt.Errorf("lab: the lab host failed twice: %s, then %s", retried, labErr)
+		}
+		if cfg.Tally != "" {
+			line := fmt.Sprintf("%s\t%d\tlab host (%s)", cfg.Package, res.kvmTests, accel.Kind)
+			if retried != "" {
+				line += "\tretried after the lab host failed: " + retried
+			}
+			appendLine(cfg.Tally, line)
+		}
+		return res.rc, nil
+	}
+}
+
+// runOnce runs the test binary in one lab host. labErr says how the lab
+// host itself failed (froze, or ended without the test's result).
+func runOnce(cfg TestExec, assets Assets, accel Accel, bin string, args []string) (res result, labErr string, err error) {
 	dir := filepath.Join(cfg.Cache, "lab", "runs", strings.NewReplacer("/", "_").Replace(cfg.Package))
 	os.RemoveAll(dir)
 	ov := &Overlay{}
 	ov.Add("/tests/"+filepath.Base(bin), bin, 0o755)
 	if cfg.BinDir != "" {
 		if err := ov.AddDir("/opt/govisor/bin", cfg.BinDir); err != nil {
-			return 1, err
+			return res, "", err
 		}
 	}
 	for _, f := range []string{"bzImage", "vmlinux", "initrd.cpio"} {
@@ -89,14 +122,12 @@ func RunTest(cfg TestExec, bin string, args []string) (int, error) {
 		}
 	}
 	ov.AddData("/run.sh", []byte(runScript(filepath.Base(bin), args)), 0o755)
-	accel := PickAccel()
-	fmt.Fprintf(cfg.Stderr, "lab: %s: KVM tests run in a lab host (%s)\n", cfg.Package, accel.Kind)
 	h, err := Start(HostConfig{
 		Name: "test", Dir: dir, CPUs: 2, MemoryMB: 6144,
 		Assets: assets, Accel: accel, Overlay: ov, Output: cfg.Stdout,
 	})
 	if err != nil {
-		return 1, err
+		return res, "", err
 	}
 	sigs := make(chan os.Signal, 1)
 	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGQUIT)
@@ -107,26 +138,45 @@ func RunTest(cfg TestExec, bin string, args []string) (int, error) {
 	case why := <-stuck:
 		fmt.Fprintf(cfg.Stderr, "lab: %s: the lab host is stuck: %s\n%s", cfg.Package, why, diagnose(h))
 		h.Kill()
-		return 1, fmt.Errorf("lab: stuck lab host killed (console log %s)", h.Console)
+		keepFailed(dir)
+		return res, "it froze: " + why, nil
 	case s := <-sigs:
 		fmt.Fprintf(cfg.Stderr, "lab: %s: %v: stopping the lab host\n%s", cfg.Package, s, diagnose(h))
 		h.Kill()
-		return 1, fmt.Errorf("lab: interrupted by %v", s)
+		return res, "", fmt.Errorf("lab: interrupted by %v", s)
 	}
-	res := readResult(h.Console)
+	res = readResult(h.Console)
 	if res.rc < 0 {
-		return 1, fmt.Errorf("lab: the lab host ended without the test's exit code (QEMU: %v); its console:\n%s", h.err, tail(h.Console, 40))
+		fmt.Fprintf(cfg.Stderr, "lab: %s: the lab host ended without the test's exit code (QEMU: %v); its console:\n%s", cfg.Package, h.err, tail(h.Console, 40))
+		why := "it ended without a result: " + lastPanic(h.Console)
+		keepFailed(dir)
+		return res, why, nil
 	}
 	if !res.kvm {
-		return 1, fmt.Errorf("lab: the lab host has no /dev/kvm; its console:\n%s", tail(h.Console, 40))
-	}
-	if cfg.Tally != "" {
-		appendLine(cfg.Tally, fmt.Sprintf("%s\t%d\tlab host (%s)", cfg.Package, res.kvmTests, accel.Kind))
+		return res, "", fmt.Errorf("lab: the lab host has no /dev/kvm; its console:\n%s", tail(h.Console, 40))
 	}
 	if res.rc == 0 {
 		os.RemoveAll(dir)
 	}
-	return res.rc, nil
+	return res, "", nil
+}
+
+// keepFailed moves a failed lab host's folder aside, so that a retry
+// does not overwrite its console log.
+func keepFailed(dir string) {
+	os.RemoveAll(dir + ".failed")
+	os.Rename(dir, dir+".failed")
+}
+
+// lastPanic is the lab kernel's panic line, if its console has one.
+func lastPanic(console string) string {
+	data, _ := os.ReadFile(console)
+	for _, l := range strings.Split(string(data), "\n") {
+		if i := strings.Index(l, "Kernel panic"); i >= 0 {
+			return strings.TrimSpace(l[i:])
+		}
+	}
+	return "no panic message"
 }
 
 // runScript is the lab host's /run.sh: the test binary with its
