@@ -36,6 +36,15 @@ if [ -c /dev/kvm ]; then
 else
 	echo "LAB-KVM absent: $(dmesg | grep -i -m3 -E 'kvm|svm' | tr '\n' ' ')"
 fi
+# One idle VM for the host's whole life, so that KVM's static keys never
+# flip (and patch kernel text) as test VMs come and go: under multi-threaded
+# TCG a stale int3 from that patching froze or oopsed lab hosts
+# (govisor lab-hold-kvm says more).
+if [ -c /dev/kvm ] && [ -x /opt/govisor/bin/govisor ]; then
+	govisor lab-hold-kvm >/run/kvm-held 2>&1 &
+	i=0; while [ $i -lt 200 ] && ! grep -q LAB-KVM-HELD /run/kvm-held; do sleep 0.05; i=$((i+1)); done
+	echo "$(cat /run/kvm-held)"
+fi
 ip link set lo up
 if [ -n "$ip" ]; then
 	ip link set eth0 up && ip addr add "$ip" dev eth0 || echo "LAB-WARN eth0 $ip failed"

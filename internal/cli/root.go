@@ -37,7 +37,7 @@ func NewRootCmd() *cobra.Command {
 	root.AddCommand(newRunCmd(), newProbeCmd(), img, newCtlCmd())
 	root.AddCommand(newServeExecCmd(), newVMCmd(), newHostCmd())
 	root.AddCommand(newNetCmd(), newPoolCmd(), newVolumeCmd())
-	root.AddCommand(newReportCmd(), newLabExecCmd())
+	root.AddCommand(newReportCmd(), newLabExecCmd(), newLabHoldKVMCmd())
 	return root
 }
 
