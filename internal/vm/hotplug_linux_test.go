@@ -23,7 +23,9 @@ import (
 // is read again then.
 func waitConsole(t *testing.T, m *Machine, out *syncBuffer, marker string) string {
 	t.Helper()
-	re := regexp.MustCompile(`(?m)^` + regexp.QuoteMeta(marker))
+	// The whole line: the UART delivers it byte by byte, and callers
+	// check what follows the marker (HP-BACK2=... was seen cut short).
+	re := regexp.MustCompile(`(?m)^` + regexp.QuoteMeta(marker) + `[^\n]*\n`)
 	deadline := time.Now().Add(10 * time.Minute)
 	for {
 		con := out.String()
