@@ -18,9 +18,9 @@ import (
 // LAPIC's apic_hw/sw_disabled) never flip again while tests come and go.
 // Flipping one patches live kernel text (text_poke_bp: int3, then the new
 // bytes); under QEMU's multi-threaded TCG a vCPU can keep running the stale
-// int3, which froze lab hosts or oopsed them ("int3" in
-// finish_task_switch, "corrupted stack end detected inside scheduler").
-// Real hosts never need it.
+// int3 (seen: an "int3" oops in finish_task_switch on a 6.12 lab kernel).
+// It did not end the rarer "corrupted stack end detected inside
+// scheduler" panics of the 6.1 lab kernel. Real hosts never need it.
 func newLabHoldKVMCmd() *cobra.Command {
 	return &cobra.Command{
 		Use:    "lab-hold-kvm",
