@@ -125,7 +125,10 @@ func Start(cfg HostConfig) (*Host, error) {
 	os.Remove(h.Monitor)
 	// nokaslr: a stuck lab's RIPs then match /proc/kallsyms of any lab host
 	// booted from the same kernel (Debian ships no real System.map).
-	cmdline := append([]string{"console=ttyS0", "panic=-1", "loglevel=4", "nokaslr", "lab.name=" + cfg.Name}, cfg.Cmdline...)
+	// mitigations=off: a disposable lab host needs no speculation
+	// defences, and their code (SRSO return thunks, on every stack of the
+	// lab kernel's scheduler panics) is exotic work for TCG.
+	cmdline := append([]string{"console=ttyS0", "panic=-1", "loglevel=4", "nokaslr", "mitigations=off", "lab.name=" + cfg.Name}, cfg.Cmdline...)
 	args := []string{
 		"-name", "govisor-lab-" + cfg.Name,
 		"-accel", cfg.Accel.Accel, "-cpu", cfg.Accel.CPU,
