@@ -13,6 +13,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"strings"
 	"time"
 
@@ -134,8 +135,30 @@ func requireToken(tokens []string, next http.Handler) http.Handler {
 	})
 }
 
+// Routes are the patterns ("METHOD /path") the agent's API serves, in the
+// order routes registers them, and "/" for the 404 of everything else. The
+// api package's test checks them against openapi.yaml both ways.
+func Routes() []string {
+	return slices.Clone((&Agent{}).routes().(*routeMux).patterns)
+}
+
+// routeMux is a ServeMux that records the patterns registered on it.
+type routeMux struct {
+	*http.ServeMux
+	patterns []string
+}
+
+func (m *routeMux) Handle(pattern string, h http.Handler) {
+	m.patterns = append(m.patterns, pattern)
+	m.ServeMux.Handle(pattern, h)
+}
+
+func (m *routeMux) HandleFunc(pattern string, h func(http.ResponseWriter, *http.Request)) {
+	m.Handle(pattern, http.HandlerFunc(h))
+}
+
 func (a *Agent) routes() http.Handler {
-	m := http.NewServeMux()
+	m := &routeMux{ServeMux: http.NewServeMux()}
 	m.HandleFunc("POST /v1/vms", a.handleCreate)
 	m.HandleFunc("GET /v1/vms", a.handleList)
 	m.HandleFunc("GET /v1/vms/{name}", a.handleGet)
