@@ -6,6 +6,9 @@
 #   lab.ip=ADDR/PREFIX  address of eth0 (a link-local one on the lab bridge)
 #   lab.agent=PORT      run `govisor lab agent` on lab.ip:PORT (lab up)
 #   lab.token=TOKEN     the bearer token the agent asks for
+#   lab.role=store      the lab's storage host: exports its disk (/dev/vda,
+#                       ext4) over NFSv4 as the lab's shared storage
+#   lab.nfs=ADDR        mount the storage host's export at /srv/shared
 # A /run.sh in an appended overlay cpio is run instead of the agent (the
 # test runner); its exit ends the host (poweroff).
 # The console (ttyS0) carries LAB-* status lines for the host side:
@@ -24,6 +27,7 @@ mount -t tmpfs tmpfs /dev/shm
 up() { cut -d' ' -f1 /proc/uptime; }
 arg() { tr ' ' '\n' </proc/cmdline | sed -n "s/^$1=//p" | tail -1; }
 name=$(arg lab.name); ip=$(arg lab.ip); agent=$(arg lab.agent); token=$(arg lab.token)
+role=$(arg lab.role); nfs=$(arg lab.nfs)
 hostname "${name:-lab}"
 echo "${name:-lab}" >/etc/hostname
 echo "LAB-INIT uptime=$(up)"
@@ -40,7 +44,7 @@ fi
 # flip (and patch kernel text) as test VMs come and go: under multi-threaded
 # TCG a stale int3 from that patching froze or oopsed lab hosts
 # (govisor lab-hold-kvm says more).
-if [ -c /dev/kvm ] && [ -x /opt/govisor/bin/govisor ]; then
+if [ -c /dev/kvm ] && [ -x /opt/govisor/bin/govisor ] && [ "$role" != store ]; then
 	govisor lab-hold-kvm >/run/kvm-held 2>&1 &
 	i=0; while [ $i -lt 200 ] && ! grep -q LAB-KVM-HELD /run/kvm-held; do sleep 0.05; i=$((i+1)); done
 	echo "$(cat /run/kvm-held)"
@@ -48,6 +52,25 @@ fi
 ip link set lo up
 if [ -n "$ip" ]; then
 	ip link set eth0 up && ip addr add "$ip" dev eth0 || echo "LAB-WARN eth0 $ip failed"
+fi
+if [ "$role" = store ]; then
+	# NFSv4 only: no rpcbind, no statd. A 10 s grace period and lease (the
+	# kernel's minimum) instead of 90 s: clients wait out the grace period
+	# before they may open files, and a lab boots in seconds.
+	mkdir -p /srv/shared /proc/fs/nfsd
+	mount -t ext4 /dev/vda /srv/shared || echo "LAB-WARN mount /dev/vda failed"
+	mount -t nfsd nfsd /proc/fs/nfsd
+	: >/var/lib/nfs/etab; : >/var/lib/nfs/rmtab
+	echo "/srv/shared *(rw,sync,no_root_squash,no_subtree_check,insecure,fsid=0)" >/etc/exports
+	exportfs -ra && rpc.mountd -N 2 -N 3 -u && rpc.nfsd -N 3 -U -G 10 -L 10 8 &&
+		echo "LAB-NFS exporting /srv/shared ($(df -h /srv/shared | awk 'NR==2{print $2}'))" ||
+		echo "LAB-WARN the NFS server did not start"
+fi
+if [ -n "$nfs" ]; then
+	# Mounted in the background: the storage host may still be booting.
+	mkdir -p /srv/shared
+	(until mount.nfs4 "$nfs:/" /srv/shared -o vers=4.2,hard,timeo=30 2>/run/nfs-mount.err; do sleep 1; done
+		echo "LAB-NFS mounted $nfs:/ at /srv/shared uptime=$(up)") &
 fi
 (while :; do
 	echo "LAB-HEARTBEAT uptime=$(up) load=$(cut -d' ' -f1 /proc/loadavg) free=$(free -m | awk '/Mem:/{print $4}')M"

@@ -13,7 +13,9 @@
 # machine already uses.
 set -euo pipefail
 guest=(linux-source-6.1 build-essential bc bison flex libelf-dev libssl-dev cpio busybox-static)
-lab=(qemu-system-x86 qemu-utils e2fsprogs iproute2 cpio busybox-static)
+# libwrap0, libtirpc3: the libraries of the NFS server a lab's storage host
+# runs (its programs come from nfs-kernel-server via apt-get download).
+lab=(qemu-system-x86 qemu-utils e2fsprogs iproute2 cpio busybox-static libwrap0 libtirpc3)
 want=()
 backports=0
 case "${1:-test}" in

@@ -6,9 +6,11 @@
 #                   dpkg -x: the machine's /boot stays untouched)
 #   $OUT/base.cpio  initramfs: busybox-static, the kernel modules a lab host
 #                   loads (kvm, kvm_amd/kvm_intel, virtio-net, tun, bridge,
-#                   veth), host tools the tests run (mkfs.ext4, e2fsck,
-#                   debugfs, iproute2's ip, qemu-img) with their libraries,
-#                   and lab/init.sh as /init
+#                   veth, nfsd and the NFSv4 client), host tools the tests
+#                   run (mkfs.ext4, e2fsck, debugfs, iproute2's ip,
+#                   qemu-img), the NFS server and client programs of
+#                   nfs-kernel-server/nfs-common (the lab's shared storage),
+#                   with their libraries, and lab/init.sh as /init
 #   $OUT/qemu.cpio  QEMU itself (binary, libraries, firmware) for benchmarks
 #                   that compare govisor with QEMU inside a lab host
 #
@@ -30,8 +32,10 @@ KPKG=${LAB_KERNEL:-}
 if [[ -z $KPKG ]]; then apt-get update -qq; KPKG=$(apt-cache depends linux-image-cloud-amd64 | sed -n 's/.*Depends: \(linux-image-[0-9].*-cloud-amd64\)$/\1/p' | head -1); fi
 [[ -n $KPKG ]] || { say "cannot find Debian's linux-image-cloud-amd64 kernel package"; exit 1; }
 KVER=${KPKG#linux-image-}
-tools=(busybox-static e2fsprogs iproute2 qemu-utils qemu-system-x86)
+tools=(busybox-static e2fsprogs iproute2 qemu-utils qemu-system-x86 libwrap0 libtirpc3)
+NFS_PKGS=(nfs-kernel-server nfs-common)
 vers=$(dpkg-query -W -f='${Package}=${Version} ' "${tools[@]}")
+vers+=$(apt-cache policy "${NFS_PKGS[@]}" | sed -n 's/.*Candidate: //p' | tr '\n' ' ')
 STAMP=$(cat "$0" "$ROOT/lab/init.sh" | sha256sum | cut -c1-16)-$KVER-$(echo "$vers" | sha256sum | cut -c1-8)
 if [[ -f $OUT/.stamp && $(cat "$OUT/.stamp") == "$STAMP" && -f $OUT/base.cpio && -f $OUT/qemu.cpio ]]; then
   say "up to date: $OUT ($KVER)"
@@ -48,7 +52,7 @@ MODDIR=$OUT/kroot/lib/modules/$KVER
 
 # Modules in load order: each wanted module after the ones its .modinfo
 # "depends=" names (the package has no modules.dep: depmod makes it at install).
-wanted=(irqbypass kvm kvm-amd kvm-intel virtio_pci virtio_net tun bridge veth)
+wanted=(irqbypass kvm kvm-amd kvm-intel virtio_pci virtio_net virtio_blk tun bridge veth nfsv4 nfsd)
 declare -A seen=()
 order=()
 add_mod() { # add_mod NAME
@@ -103,6 +107,24 @@ copy_prog() {
   done
 }
 copy_prog "$IR" mkfs.ext4 e2fsck debugfs ip qemu-img
+
+# The lab's shared storage (internal/lab: the storage host exports a disk
+# over NFSv4, the lab hosts mount it): the programs of Debian's NFS packages,
+# unpacked (installing them would start NFS services on this machine).
+NX=$W/nfs; mkdir -p "$NX"
+(cd "$NX" && apt-get download -q "${NFS_PKGS[@]}" >&2 2>/dev/null && for d in *.deb; do dpkg -x "$d" .; done)
+for p in usr/sbin/rpc.mountd usr/sbin/rpc.nfsd usr/sbin/exportfs sbin/mount.nfs; do
+  mkdir -p "$IR/$(dirname "$p")"; cp "$NX/$p" "$IR/$p"
+  for l in $(ldd "$NX/$p" | grep -o '/[^ ]*'); do
+    [[ -e $IR$l ]] && continue
+    mkdir -p "$IR$(dirname "$l")"; cp -L "$l" "$IR$l"
+  done
+  if ldd "$NX/$p" | grep -q 'not found'; then say "$p: libraries missing: $(ldd "$NX/$p" | grep 'not found' | tr -s ' \t\n' ' ') (scripts/deps.sh lab installs them)"; exit 1; fi
+done
+ln -sf mount.nfs "$IR/sbin/mount.nfs4"
+mkdir -p "$IR/var/lib/nfs/v4recovery"
+# libtirpc reads the transports from /etc/netconfig, protocols by name.
+for f in /etc/netconfig /etc/protocols /etc/services; do [[ -f $f ]] && cp "$f" "$IR$f"; done
 (cd "$IR" && find . | sort | cpio -o -H newc --quiet -R 0:0) > "$OUT/base.cpio.tmp"
 
 # QEMU for the side-by-side benchmarks (large: only added when asked for).

@@ -26,7 +26,7 @@ else
   export GOVISOR_CACHE=$PWD/.cache
   "$BIN/govisor" lab down >/dev/null 2>&1 || true
   trap '"$BIN/govisor" lab down >/dev/null || true' EXIT
-  "$BIN/govisor" lab up --hosts 1
+  "$BIN/govisor" lab up --hosts 1 --shared-storage=false
   gv() { "$BIN/govisor" lab exec lab1 -- govisor "$@"; }
   put() { "$BIN/govisor" lab exec lab1 -- sh -c 'printf "%s" "$1" > "$2"' sh "$(cat "$1")" "$2"; }
   GUEST=/guest

@@ -31,7 +31,7 @@ trap '"$G" lab --net "$GOVISOR_LAB_NET" down >/dev/null 2>&1 || true' EXIT
         "$G" lab --net "$GOVISOR_LAB_NET" down >/dev/null ;;
       *)
         if ! "$G" lab --net "$GOVISOR_LAB_NET" status >/dev/null 2>&1; then
-          "$G" lab --net "$GOVISOR_LAB_NET" up --hosts 1 --cpus 2 --memory 5120 --with-qemu --no-serve | grep -E 'host\(s\),'
+          "$G" lab --net "$GOVISOR_LAB_NET" up --hosts 1 --cpus 2 --memory 5120 --with-qemu --no-serve --shared-storage=false | grep -E 'host\(s\),'
         fi
         echo "== bench/$w in a lab host ($("$G" lab --net "$GOVISOR_LAB_NET" status | head -1 | sed 's/.*: //'))"
         L() { "$G" lab --net "$GOVISOR_LAB_NET" exec lab1 -- "$@"; }

@@ -10,6 +10,7 @@ import (
 	"io"
 	"net/netip"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"syscall"
@@ -36,6 +37,25 @@ type State struct {
 	Token  string      `json:"token"`
 	Accel  Accel       `json:"accel"`
 	Hosts  []HostState `json:"hosts"`
+	// Storage is the storage host: it exports the lab's shared storage
+	// over NFS, and every lab host mounts it at SharedPath.
+	Storage *HostState `json:"storage,omitempty"`
+}
+
+// The lab's shared storage: the storage host's name, where lab hosts mount
+// its export, and the shared pool `lab up` creates there.
+const (
+	StorageHost = "store"
+	SharedPath  = "/srv/shared"
+	SharedPool  = "shared"
+)
+
+// All is every lab host, the storage host first.
+func (s *State) All() []HostState {
+	if s.Storage == nil {
+		return s.Hosts
+	}
+	return append([]HostState{*s.Storage}, s.Hosts...)
 }
 
 // HostState is one lab host of a State.
@@ -56,7 +76,7 @@ func (s *State) Agent(h HostState) *AgentClient {
 // Host finds a lab host by name.
 func (s *State) Host(name string) (HostState, error) {
 	var names []string
-	for _, h := range s.Hosts {
+	for _, h := range s.All() {
 		if h.Name == name {
 			return h, nil
 		}
@@ -114,8 +134,12 @@ type UpConfig struct {
 	BinDir   string // govisor and govisor-agent for the lab hosts
 	GuestDir string // the test guest, put in each host's /guest
 	WithQEMU bool   // QEMU inside each lab host (benchmarks)
-	Net      int    // which lab network: 0 for people, others for tests
-	Log      io.Writer
+	// Storage adds the storage host: shared storage (NFS) for every lab
+	// host, StorageGiB large (default 16, sparse).
+	Storage    bool
+	StorageGiB int
+	Net        int // which lab network: 0 for people, others for tests
+	Log        io.Writer
 }
 
 // Up starts a lab: a bridge, then each host's TAP and QEMU, then waits for
@@ -129,7 +153,7 @@ func Up(ctx context.Context, cfg UpConfig) (st *State, err error) {
 		return nil, fmt.Errorf("lab: --hosts %d: want 1 to 50", cfg.Hosts)
 	}
 	if old, err := Load(cfg.Dir); err == nil {
-		for _, h := range old.Hosts {
+		for _, h := range old.All() {
 			if h.Running() {
 				return nil, fmt.Errorf("lab: a lab is already up in %s (host %s runs): `govisor lab down` first", cfg.Dir, h.Name)
 			}
@@ -153,46 +177,92 @@ func Up(ctx context.Context, cfg UpConfig) (st *State, err error) {
 	if _, err := hostnet.EnsureBridge(hostnet.Bridge{Name: st.Bridge, Addr: netip.MustParsePrefix(bridgeNet + "1/24"), Alias: labAlias}); err != nil {
 		return st, fmt.Errorf("lab: bridge %s: %w (lab up needs root)", st.Bridge, err)
 	}
+	if cfg.Storage {
+		h := HostState{Name: StorageHost, IP: bridgeNet + "2", Tap: st.Bridge + "-s"}
+		h.Dir = filepath.Join(cfg.Dir, h.Name)
+		disk, err := makeSharedDisk(h.Dir, cfg.StorageGiB)
+		if err != nil {
+			return st, err
+		}
+		hc := HostConfig{CPUs: 1, MemoryMB: 512, Disk: disk, Cmdline: []string{"lab.role=store"}}
+		if err := st.startHost(cfg, &h, hc, 0); err != nil {
+			return st, err
+		}
+		st.Storage = &h
+		if err := st.save(); err != nil {
+			return st, err
+		}
+	}
 	for i := 1; i <= cfg.Hosts; i++ {
 		h := HostState{
 			Name: fmt.Sprintf("lab%d", i), IP: fmt.Sprintf("%s%d", bridgeNet, 10+i),
 			Tap: fmt.Sprintf("%s-%d", st.Bridge, i), Etcd: i <= 3,
 		}
 		h.Dir = filepath.Join(cfg.Dir, h.Name)
-		if _, err := hostnet.EnsureTAP(hostnet.TAP{Name: h.Tap, Bridge: st.Bridge, Owner: -1, Group: -1, Alias: labAlias}); err != nil {
-			return st, fmt.Errorf("lab: TAP %s: %w", h.Tap, err)
+		hc := HostConfig{CPUs: cfg.CPUs, MemoryMB: cfg.MemoryMB, WithQEMU: cfg.WithQEMU}
+		if st.Storage != nil {
+			hc.Cmdline = []string{"lab.nfs=" + st.Storage.IP}
 		}
-		ov := &Overlay{}
-		if err := ov.AddDir("/opt/govisor/bin", cfg.BinDir); err != nil {
+		if err := st.startHost(cfg, &h, hc, i); err != nil {
 			return st, err
 		}
-		for _, f := range []string{"bzImage", "vmlinux", "initrd.cpio"} {
-			if p := filepath.Join(cfg.GuestDir, f); fileExists(p) {
-				ov.Add("/guest/"+f, p, 0o644)
-			}
-		}
-		qh, err := Start(HostConfig{
-			Name: h.Name, Dir: h.Dir, CPUs: cfg.CPUs, MemoryMB: cfg.MemoryMB, Assets: cfg.Assets,
-			Accel: st.Accel, Overlay: ov, WithQEMU: cfg.WithQEMU, ConsoleSocket: true, Detach: true,
-			Cmdline: []string{"lab.ip=" + h.IP + "/24", fmt.Sprintf("lab.agent=%d", AgentPort), "lab.token=" + st.Token},
-			NIC:     &NIC{Tap: h.Tap, MAC: fmt.Sprintf("52:54:00:%02x:00:%02x", 77+cfg.Net, i)},
-		})
-		if err != nil {
-			return st, err
-		}
-		h.PID = qh.PID()
 		st.Hosts = append(st.Hosts, h)
 		if err := st.save(); err != nil {
 			return st, err
 		}
 	}
-	for _, h := range st.Hosts {
+	for _, h := range st.All() {
 		if err := st.waitAgent(ctx, h, 5*time.Minute); err != nil {
 			return st, err
 		}
 		fmt.Fprintf(cfg.Log, "lab: %s is up at %s\n", h.Name, h.IP)
 	}
 	return st, nil
+}
+
+// startHost starts lab host h (its TAP, initramfs and QEMU) with the
+// host-specific parts of hc; i numbers its MAC address.
+func (st *State) startHost(cfg UpConfig, h *HostState, hc HostConfig, i int) error {
+	if _, err := hostnet.EnsureTAP(hostnet.TAP{Name: h.Tap, Bridge: st.Bridge, Owner: -1, Group: -1, Alias: labAlias}); err != nil {
+		return fmt.Errorf("lab: TAP %s: %w", h.Tap, err)
+	}
+	ov := &Overlay{}
+	if err := ov.AddDir("/opt/govisor/bin", cfg.BinDir); err != nil {
+		return err
+	}
+	for _, f := range []string{"bzImage", "vmlinux", "initrd.cpio"} {
+		if p := filepath.Join(cfg.GuestDir, f); fileExists(p) && h.Name != StorageHost {
+			ov.Add("/guest/"+f, p, 0o644)
+		}
+	}
+	hc.Name, hc.Dir, hc.Assets, hc.Accel, hc.Overlay = h.Name, h.Dir, cfg.Assets, st.Accel, ov
+	hc.ConsoleSocket, hc.Detach = true, true
+	hc.Cmdline = append([]string{"lab.ip=" + h.IP + "/24", fmt.Sprintf("lab.agent=%d", AgentPort), "lab.token=" + st.Token}, hc.Cmdline...)
+	hc.NIC = &NIC{Tap: h.Tap, MAC: fmt.Sprintf("52:54:00:%02x:00:%02x", 77+cfg.Net, i)}
+	qh, err := Start(hc)
+	if err != nil {
+		return err
+	}
+	h.PID = qh.PID()
+	return nil
+}
+
+// makeSharedDisk makes the storage host's disk: a sparse raw file with an
+// ext4 file system, which the storage host exports over NFS.
+func makeSharedDisk(dir string, gib int) (string, error) {
+	if gib <= 0 {
+		gib = 16
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return "", fmt.Errorf("lab: %w", err)
+	}
+	path := filepath.Join(dir, "shared.img")
+	os.Remove(path)
+	out, err := exec.Command("mkfs.ext4", "-q", "-F", "-L", "govisor-lab", path, fmt.Sprintf("%dG", gib)).CombinedOutput()
+	if err != nil {
+		return "", fmt.Errorf("lab: make the shared disk: mkfs.ext4: %v: %s (install e2fsprogs: scripts/deps.sh lab)", err, strings.TrimSpace(string(out)))
+	}
+	return path, nil
 }
 
 func (s *State) waitAgent(ctx context.Context, h HostState, limit time.Duration) error {
@@ -261,7 +331,7 @@ func (s *State) Partitioned(h HostState) bool {
 // lab's folder: nothing is left behind.
 func (s *State) Down(log io.Writer) error {
 	var errs []error
-	for _, h := range s.Hosts {
+	for _, h := range s.All() {
 		if h.Running() {
 			syscall.Kill(h.PID, syscall.SIGKILL)
 			for i := 0; i < 100 && h.Running(); i++ {

@@ -16,7 +16,8 @@ import (
 
 // TestLabUpCluster starts a 3-host lab with its etcd cluster and agents,
 // and exercises what cluster tests do to it: run commands, partition and
-// heal a host, pull a host's power, take the lab down leaving nothing.
+// heal a host, pull a host's power, use the shared storage, take the lab
+// down leaving nothing.
 func TestLabUpCluster(t *testing.T) {
 	assets := requireLab(t)
 	if os.Geteuid() != 0 {
@@ -38,7 +39,7 @@ func TestLabUpCluster(t *testing.T) {
 	ctx := context.Background()
 	t0 := time.Now()
 	st, err := Up(ctx, UpConfig{Dir: dir, Hosts: 3, CPUs: 1, MemoryMB: 1024, Assets: assets,
-		BinDir: bin, GuestDir: filepath.Join(cache, "guest"), Net: 9, Log: &log})
+		BinDir: bin, GuestDir: filepath.Join(cache, "guest"), Net: 9, Log: &log, Storage: true, StorageGiB: 4})
 	if err != nil {
 		t.Fatalf("%v\n%s", err, log.String())
 	}
@@ -68,6 +69,21 @@ func TestLabUpCluster(t *testing.T) {
 	if json.Unmarshal([]byte(out), &hl); len(hl.Items) != 3 {
 		t.Errorf("host list on lab3: %s", out)
 	}
+	// The storage host's export is one file system on every host, and the
+	// agents know it as the shared pool.
+	if _, err := st.Agent(st.Hosts[0]).Output(ctx, "sh", "-c", "echo written-on-lab1 >"+SharedPath+"/probe && sync"); err != nil {
+		t.Fatalf("write to the shared storage on lab1: %v", err)
+	}
+	for _, h := range st.Hosts[1:] {
+		if out, err := st.Agent(h).Output(ctx, "cat", SharedPath+"/probe"); err != nil || out != "written-on-lab1\n" {
+			t.Errorf("%s reads %q from the shared storage (%v)", h.Name, out, err)
+		}
+	}
+	out, err = st.Agent(st.Hosts[1]).Output(ctx, "govisor", "pool", "show", SharedPool, "-o", "json")
+	if err != nil || !strings.Contains(out, `"shared": true`) || !strings.Contains(out, SharedPath) {
+		t.Errorf("pool %s on lab2: %s (%v)", SharedPool, out, err)
+	}
+
 	// An exit code comes back as it was.
 	var b bytes.Buffer
 	if code, err := st.Agent(st.Hosts[0]).Exec(ctx, ExecRequest{Args: []string{"sh", "-c", "echo hi; exit 7"}}, &b); err != nil || code != 7 || b.String() != "hi\n" {
@@ -128,7 +144,7 @@ func TestLabUpCluster(t *testing.T) {
 		t.Fatal(err)
 	}
 	downed = true
-	for _, h := range st.Hosts {
+	for _, h := range st.All() {
 		if h.Running() {
 			t.Errorf("%s still runs after down", h.Name)
 		}

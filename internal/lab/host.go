@@ -74,6 +74,7 @@ type HostConfig struct {
 	WithQEMU bool     // add qemu.cpio (QEMU inside the lab host, for benchmarks)
 	Cmdline  []string // extra kernel options (lab.name= is added)
 	NIC      *NIC
+	Disk     string // a raw image attached as virtio-blk (/dev/vda)
 	// Output receives the lab host's second serial port (ttyS1), where the
 	// test runner writes the test's output; nil discards it.
 	Output io.Writer
@@ -149,6 +150,10 @@ func Start(cfg HostConfig) (*Host, error) {
 	if cfg.NIC != nil {
 		args = append(args, "-netdev", "tap,id=n0,ifname="+cfg.NIC.Tap+",script=no,downscript=no",
 			"-device", "virtio-net-pci,netdev=n0,mac="+cfg.NIC.MAC)
+	}
+	if cfg.Disk != "" {
+		args = append(args, "-drive", "file="+cfg.Disk+",format=raw,if=none,id=d0,cache=writeback",
+			"-device", "virtio-blk-pci,drive=d0")
 	}
 	h.cmd = exec.Command(cfg.QEMU, args...)
 	h.cmd.Stdin = nil

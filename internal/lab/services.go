@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"path/filepath"
 	"strings"
 	"time"
 )
@@ -59,7 +60,7 @@ func (s *State) StartCluster(ctx context.Context, log io.Writer, limit time.Dura
 				} `json:"items"`
 			}
 			if json.Unmarshal([]byte(out), &hl) == nil && len(hl.Items) == len(s.Hosts) {
-				return nil
+				return s.createSharedPool(ctx, log, time.Until(deadline))
 			}
 			last = fmt.Sprintf("%d of %d agents live", len(hl.Items), len(s.Hosts))
 		} else {
@@ -79,4 +80,37 @@ func (s *State) StartCluster(ctx context.Context, log io.Writer, limit time.Dura
 		case <-time.After(2 * time.Second):
 		}
 	}
+}
+
+// createSharedPool waits until every lab host has mounted the storage
+// host's export, then creates the shared pool on it.
+func (s *State) createSharedPool(ctx context.Context, log io.Writer, limit time.Duration) error {
+	if s.Storage == nil {
+		return nil
+	}
+	deadline := time.Now().Add(limit)
+	for _, h := range s.Hosts {
+		for {
+			out, _ := s.Agent(h).Output(ctx, "cat", "/proc/mounts")
+			if strings.Contains(out, " "+SharedPath+" nfs4 ") {
+				break
+			}
+			if time.Now().After(deadline) {
+				errOut, _ := s.Agent(h).Output(ctx, "cat", "/run/nfs-mount.err")
+				return fmt.Errorf("lab: %s did not mount the shared storage (%s:/) at %s within %v: %s\nthe storage host's console:\n%s",
+					h.Name, s.Storage.IP, SharedPath, limit, strings.TrimSpace(errOut), tail(filepath.Join(s.Storage.Dir, "console.log"), 20))
+			}
+			select {
+			case <-ctx.Done():
+				return ctx.Err()
+			case <-time.After(time.Second):
+			}
+		}
+	}
+	out, err := s.Agent(s.Hosts[0]).Output(ctx, "govisor", "pool", "create", SharedPool, "--shared", "--path", SharedPath)
+	if err != nil {
+		return fmt.Errorf("lab: create the shared pool: %w: %s", err, out)
+	}
+	fmt.Fprintf(log, "lab: pool %q is the storage host's NFS export, mounted at %s on every host\n", SharedPool, SharedPath)
+	return nil
 }

@@ -12,10 +12,11 @@ import (
 
 func newUpCmd(cache *string, network *int, dir func() string) *cobra.Command {
 	var hosts, cpus, memMiB int
-	var withQEMU, noServe bool
+	var withQEMU, noServe, storage bool
+	var storageGiB int
 	cmd := &cobra.Command{
 		Use:   "up [--hosts N] [--cpus C] [--memory MIB]",
-		Short: "Start a lab: N govisor hosts on a private bridge, one etcd cluster (3 members from 3 hosts)",
+		Short: "Start a lab: N govisor hosts on a private bridge, one etcd cluster (3 members from 3 hosts), shared storage",
 		Example: `  govisor lab up --hosts 3
   govisor lab exec lab1 -- govisor host list
   govisor lab kill lab2; govisor lab down`,
@@ -34,6 +35,7 @@ func newUpCmd(cache *string, network *int, dir func() string) *cobra.Command {
 			st, err := lab.Up(cmd.Context(), lab.UpConfig{
 				Dir: dir(), Hosts: hosts, CPUs: cpus, MemoryMB: memMiB, Assets: assets,
 				BinDir: filepath.Dir(exe), GuestDir: filepath.Join(*cache, "guest"), WithQEMU: withQEMU, Net: *network, Log: out,
+				Storage: storage, StorageGiB: storageGiB,
 			})
 			if err != nil {
 				return err
@@ -54,6 +56,8 @@ func newUpCmd(cache *string, network *int, dir func() string) *cobra.Command {
 	f.IntVar(&cpus, "cpus", 2, "vCPUs of each lab host")
 	f.IntVar(&memMiB, "memory", 2048, "memory of each lab host, MiB")
 	f.BoolVar(&withQEMU, "with-qemu", false, "put QEMU in each lab host too (side-by-side benchmarks)")
+	f.BoolVar(&storage, "shared-storage", true, "add the storage host: an NFS export every lab host mounts at "+lab.SharedPath+", pool "+lab.SharedPool)
+	f.IntVar(&storageGiB, "storage-size", 16, "size of the shared storage, GiB (a sparse file)")
 	f.BoolVar(&noServe, "no-serve", false, "boot the hosts only; start no etcd or govisor serve")
 	return cmd
 }
