@@ -58,6 +58,32 @@ type seqReader struct {
 	sc     *bufio.Scanner
 	last   int
 	uptime float64 // the guest's /proc/uptime with the last number
+	// vmm is the VMM that runs the guest now: a failure ends it and shows
+	// its console and stderr, to tell a stuck guest from a lost packet.
+	vmm *guestVMM
+}
+
+// guestVMM is a VMM process the TCP test started and what it printed.
+type guestVMM struct {
+	cmd  *exec.Cmd
+	done chan string
+}
+
+// endAndShow kills the VMM (a test failure ends it anyway) and returns its
+// console and stderr.
+func (v *guestVMM) endAndShow() string {
+	if v == nil {
+		return ""
+	}
+	if v.cmd.Process != nil {
+		v.cmd.Process.Kill()
+	}
+	select {
+	case out := <-v.done:
+		return "\n" + out
+	case <-time.After(10 * time.Second):
+		return "\n(the VMM's output did not arrive)"
+	}
 }
 
 // upTo reads until the counter reaches n, or fails the test.
@@ -66,19 +92,19 @@ func (s *seqReader) upTo(t *testing.T, c net.Conn, n int, what string) {
 	c.SetReadDeadline(time.Now().Add(5 * time.Minute))
 	for s.last < n {
 		if !s.sc.Scan() {
-			t.Fatalf("%s: the guest's TCP stream ended at %d: %v", what, s.last, s.sc.Err())
+			t.Fatalf("%s: the guest's TCP stream ended at %d: %v%s", what, s.last, s.sc.Err(), s.vmm.endAndShow())
 		}
 		f := strings.Fields(s.sc.Text())
 		if len(f) != 2 {
-			t.Fatalf("%s: the guest sent %q, want a number and its uptime", what, s.sc.Text())
+			t.Fatalf("%s: the guest sent %q, want a number and its uptime%s", what, s.sc.Text(), s.vmm.endAndShow())
 		}
 		v, err := strconv.Atoi(f[0])
 		if err != nil || v != s.last+1 {
-			t.Fatalf("%s: the guest's counter went from %d to %q: it must only move forward by one", what, s.last, s.sc.Text())
+			t.Fatalf("%s: the guest's counter went from %d to %q: it must only move forward by one%s", what, s.last, s.sc.Text(), s.vmm.endAndShow())
 		}
 		up, err := strconv.ParseFloat(f[1], 64)
 		if err != nil || up < s.uptime {
-			t.Fatalf("%s: the guest's clock went from %.2f s to %q: it must never go backwards", what, s.uptime, f[1])
+			t.Fatalf("%s: the guest's clock went from %.2f s to %q: it must never go backwards%s", what, s.uptime, f[1], s.vmm.endAndShow())
 		}
 		s.last, s.uptime = v, up
 	}
@@ -136,7 +162,7 @@ func TestLinuxMigrationKeepsTCP(t *testing.T) {
 		img.Close()
 	}
 	srcSock := filepath.Join(dir, "src.sock")
-	_, srcDone := vmm("source", "--kernel", kernel, "--initrd", initrd, "--memory", "256M", "--api-sock", srcSock,
+	srcCmd, srcDone := vmm("source", "--kernel", kernel, "--initrd", initrd, "--memory", "256M", "--api-sock", srcSock,
 		"--disk", "path="+srcDisk, "--net", "tap=gvtapa,mac="+mac, "--cmdline", kvmtest.LinuxCmdline+` run="`+script+`"`)
 	type accepted struct {
 		c   net.Conn
@@ -155,7 +181,7 @@ func TestLinuxMigrationKeepsTCP(t *testing.T) {
 		t.Fatalf("the guest never connected:\n%s", out)
 	}
 	defer conn.Close()
-	seq := &seqReader{sc: bufio.NewScanner(conn)}
+	seq := &seqReader{sc: bufio.NewScanner(conn), vmm: &guestVMM{srcCmd, srcDone}}
 	seq.upTo(t, conn, 20, "before migration")
 
 	// Live migration to a VMM on the other TAP.
@@ -189,6 +215,7 @@ func TestLinuxMigrationKeepsTCP(t *testing.T) {
 	case <-time.After(time.Minute):
 		t.Fatal("the source VMM still runs a minute after the migration")
 	}
+	seq.vmm = &guestVMM{dst, dstDone}
 	seq.upTo(t, conn, seq.last+20, "after migration")
 
 	// Snapshot on the destination, end it, restore into a new process.
@@ -210,6 +237,7 @@ func TestLinuxMigrationKeepsTCP(t *testing.T) {
 			restored.Process.Kill()
 		}
 	}()
+	seq.vmm = &guestVMM{restored, restDone}
 	seq.upTo(t, conn, seq.last+20, "after restore")
 	restored.Process.Kill() // the test is over; only this process we started
 	<-restDone
