@@ -65,7 +65,8 @@ type HostState struct {
 	Tap  string `json:"tap"`
 	PID  int    `json:"pid"`
 	Dir  string `json:"dir"`
-	Etcd bool   `json:"etcd"` // carries an etcd member
+	Etcd bool   `json:"etcd"`          // carries an etcd member
+	CPU  string `json:"cpu,omitempty"` // QEMU CPU model, when not the default
 }
 
 // Agent is a client of the host's lab agent.
@@ -138,8 +139,13 @@ type UpConfig struct {
 	// host, StorageGiB large (default 16, sparse).
 	Storage    bool
 	StorageGiB int
-	Net        int // which lab network: 0 for people, others for tests
-	Log        io.Writer
+	// CPUModels gives host i the QEMU CPU model CPUModels[(i-1) % len]
+	// (e.g. "EPYC-Rome" or "EPYC,-avx2"; SVM and nested paging are added):
+	// a cluster of hosts with different CPUs. Empty: every host gets the
+	// accelerator's default.
+	CPUModels []string
+	Net       int // which lab network: 0 for people, others for tests
+	Log       io.Writer
 }
 
 // Up starts a lab: a bridge, then each host's TAP and QEMU, then waits for
@@ -200,6 +206,9 @@ func Up(ctx context.Context, cfg UpConfig) (st *State, err error) {
 		}
 		h.Dir = filepath.Join(cfg.Dir, h.Name)
 		hc := HostConfig{CPUs: cfg.CPUs, MemoryMB: cfg.MemoryMB, WithQEMU: cfg.WithQEMU}
+		if len(cfg.CPUModels) > 0 {
+			h.CPU = cfg.CPUModels[(i-1)%len(cfg.CPUModels)]
+		}
 		if st.Storage != nil {
 			hc.Cmdline = []string{"lab.nfs=" + st.Storage.IP}
 		}
@@ -236,6 +245,9 @@ func (st *State) startHost(cfg UpConfig, h *HostState, hc HostConfig, i int) err
 		}
 	}
 	hc.Name, hc.Dir, hc.Assets, hc.Accel, hc.Overlay = h.Name, h.Dir, cfg.Assets, st.Accel, ov
+	if h.CPU != "" {
+		hc.Accel.CPU = h.CPU + ",+svm,+npt"
+	}
 	hc.ConsoleSocket, hc.Detach = true, true
 	hc.Cmdline = append([]string{"lab.ip=" + h.IP + "/24", fmt.Sprintf("lab.agent=%d", AgentPort), "lab.token=" + st.Token}, hc.Cmdline...)
 	hc.NIC = &NIC{Tap: h.Tap, MAC: fmt.Sprintf("52:54:00:%02x:00:%02x", 77+cfg.Net, i)}

@@ -39,7 +39,8 @@ func TestLabUpCluster(t *testing.T) {
 	ctx := context.Background()
 	t0 := time.Now()
 	st, err := Up(ctx, UpConfig{Dir: dir, Hosts: 3, CPUs: 1, MemoryMB: 1024, Assets: assets,
-		BinDir: bin, GuestDir: filepath.Join(cache, "guest"), Net: 9, Log: &log, Storage: true, StorageGiB: 4})
+		BinDir: bin, GuestDir: filepath.Join(cache, "guest"), Net: 9, Log: &log, Storage: true, StorageGiB: 4,
+		CPUModels: []string{"EPYC", "EPYC", "EPYC,-avx2"}})
 	if err != nil {
 		t.Fatalf("%v\n%s", err, log.String())
 	}
@@ -69,6 +70,18 @@ func TestLabUpCluster(t *testing.T) {
 	if json.Unmarshal([]byte(out), &hl); len(hl.Items) != 3 {
 		t.Errorf("host list on lab3: %s", out)
 	}
+	// Hosts can have different CPUs: lab3's lacks AVX2.
+	flags := func(h HostState) string {
+		out, err := st.Agent(h).Output(ctx, "grep", "-m1", "^flags", "/proc/cpuinfo")
+		if err != nil {
+			t.Fatalf("cpuinfo of %s: %v", h.Name, err)
+		}
+		return out + " "
+	}
+	if f1, f3 := flags(st.Hosts[0]), flags(st.Hosts[2]); !strings.Contains(f1, " avx2 ") || strings.Contains(f3, " avx2 ") || !strings.Contains(f3, " svm ") {
+		t.Errorf("lab1 should have avx2 and lab3 not (both svm):\nlab1 %slab3 %s", f1, f3)
+	}
+
 	// The storage host's export is one file system on every host, and the
 	// agents know it as the shared pool.
 	if _, err := st.Agent(st.Hosts[0]).Output(ctx, "sh", "-c", "echo written-on-lab1 >"+SharedPath+"/probe && sync"); err != nil {

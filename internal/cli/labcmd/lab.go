@@ -93,7 +93,7 @@ func newStatusCmd(dir func() string) *cobra.Command {
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "lab in %s: %s\n", st.Dir, st.Accel.Kind)
 			tw := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 4, 2, ' ', 0)
-			fmt.Fprintln(tw, "HOST\tADDRESS\tQEMU PID\tSTATE\tAGENT\tNETWORK\tETCD")
+			fmt.Fprintln(tw, "HOST\tADDRESS\tQEMU PID\tSTATE\tAGENT\tNETWORK\tCPU\tETCD")
 			for _, h := range st.All() {
 				state, agent, network, etcd := "running", "ok", "connected", "-"
 				if !h.Running() {
@@ -114,7 +114,11 @@ func newStatusCmd(dir func() string) *cobra.Command {
 				if h.Name == lab.StorageHost {
 					etcd = "(storage: NFS " + lab.SharedPath + ")"
 				}
-				fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s\t%s\t%s\n", h.Name, h.IP, h.PID, state, agent, network, etcd)
+				cpu := h.CPU
+				if cpu == "" {
+					cpu = "default"
+				}
+				fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s\t%s\t%s\t%s\n", h.Name, h.IP, h.PID, state, agent, network, cpu, etcd)
 			}
 			return tw.Flush()
 		},

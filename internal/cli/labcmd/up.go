@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/govisor/govisor/internal/lab"
@@ -14,6 +15,7 @@ func newUpCmd(cache *string, network *int, dir func() string) *cobra.Command {
 	var hosts, cpus, memMiB int
 	var withQEMU, noServe, storage bool
 	var storageGiB int
+	var cpuModels []string
 	cmd := &cobra.Command{
 		Use:   "up [--hosts N] [--cpus C] [--memory MIB]",
 		Short: "Start a lab: N govisor hosts on a private bridge, one etcd cluster (3 members from 3 hosts), shared storage",
@@ -32,10 +34,15 @@ func newUpCmd(cache *string, network *int, dir func() string) *cobra.Command {
 				return err
 			}
 			out := cmd.OutOrStdout()
+			for i, m := range cpuModels {
+				// A comma separates the flag's models; a semicolon a model's
+				// features, as QEMU's own commas would.
+				cpuModels[i] = strings.ReplaceAll(m, ";", ",")
+			}
 			st, err := lab.Up(cmd.Context(), lab.UpConfig{
 				Dir: dir(), Hosts: hosts, CPUs: cpus, MemoryMB: memMiB, Assets: assets,
 				BinDir: filepath.Dir(exe), GuestDir: filepath.Join(*cache, "guest"), WithQEMU: withQEMU, Net: *network, Log: out,
-				Storage: storage, StorageGiB: storageGiB,
+				Storage: storage, StorageGiB: storageGiB, CPUModels: cpuModels,
 			})
 			if err != nil {
 				return err
@@ -57,6 +64,7 @@ func newUpCmd(cache *string, network *int, dir func() string) *cobra.Command {
 	f.IntVar(&memMiB, "memory", 2048, "memory of each lab host, MiB")
 	f.BoolVar(&withQEMU, "with-qemu", false, "put QEMU in each lab host too (side-by-side benchmarks)")
 	f.BoolVar(&storage, "shared-storage", true, "add the storage host: an NFS export every lab host mounts at "+lab.SharedPath+", pool "+lab.SharedPool)
+	f.StringSliceVar(&cpuModels, "cpu-models", nil, "QEMU CPU models for the hosts in turn, e.g. EPYC-Rome,EPYC-Milan (\"EPYC;-avx2\" drops a feature; SVM is added): hosts with different CPUs")
 	f.IntVar(&storageGiB, "storage-size", 16, "size of the shared storage, GiB (a sparse file)")
 	f.BoolVar(&noServe, "no-serve", false, "boot the hosts only; start no etcd or govisor serve")
 	return cmd
