@@ -10,7 +10,7 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/govisor/govisor/internal/cli"
+	"github.com/govisor/govisor/internal/cli/cmdutil"
 	"github.com/govisor/govisor/internal/cli/labcmd"
 	"github.com/govisor/govisor/internal/cli/servecmd"
 )
@@ -20,7 +20,7 @@ func main() {
 	root.AddCommand(servecmd.NewServeCmd(), labcmd.NewLabCmd())
 	root.SetArgs(os.Args[1:])
 	if err := root.Execute(); err != nil {
-		var ee *cli.ExitError
+		var ee *cmdutil.ExitError
 		if errors.As(err, &ee) {
 			if ee.Err != nil {
 				fmt.Fprintln(os.Stderr, "govisor:", ee.Err)

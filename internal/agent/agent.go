@@ -27,7 +27,7 @@ import (
 
 	"github.com/govisor/govisor/api"
 	"github.com/govisor/govisor/internal/cluster/store"
-	"github.com/govisor/govisor/internal/vm"
+	"github.com/govisor/govisor/internal/hostmem"
 )
 
 // Config configures an agent.
@@ -144,7 +144,7 @@ func New(ctx context.Context, cfg Config) (*Agent, error) {
 	}
 	actx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	a := &Agent{
-		cfg: cfg, st: st, id: id, lock: lock, log: cfg.Logger, hostMiB: vm.HostMemoryMiB(), started: time.Now().UTC(),
+		cfg: cfg, st: st, id: id, lock: lock, log: cfg.Logger, hostMiB: hostmem.TotalMiB(), started: time.Now().UTC(),
 		ctx: actx, cancel: cancel, kick: make(chan struct{}, 1),
 		procs: map[string]*proc{}, incoming: map[string]*proc{}, restoreNext: map[string]string{}, notBefore: map[string]time.Time{}, backoff: map[string]time.Duration{},
 	}

@@ -2,7 +2,6 @@ package agent
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
@@ -19,8 +18,6 @@ import (
 // only those are deleted with their network (a bridge a user or another
 // agent on the host made is left alone).
 func (a *Agent) bridgeAliasPrefix() string { return "govisor:net:" + a.id + ":" }
-
-func netKey(name string) string { return netPrefix + name }
 
 // normalizeNetwork checks a network definition and fills in its defaults.
 func normalizeNetwork(n api.Network) (api.Network, error) {
@@ -79,25 +76,6 @@ func netErr(err error) error {
 	return err
 }
 
-func (a *Agent) listNetworks(ctx context.Context) ([]api.Network, error) {
-	var out []api.Network
-	err := a.kvList(ctx, netPrefix, func(b []byte) error {
-		var n api.Network
-		if err := json.Unmarshal(b, &n); err != nil {
-			return err
-		}
-		out = append(out, n)
-		return nil
-	})
-	return out, err
-}
-
-func (a *Agent) getNetwork(ctx context.Context, name string) (api.Network, error) {
-	var n api.Network
-	err := a.kvGet(ctx, netKey(name), "network "+name, &n)
-	return n, err
-}
-
 // netUsers lists the VMs with a NIC on network name.
 func netUsers(recs []store.Record, name string) []string {
 	var vms []string
@@ -132,7 +110,7 @@ func (a *Agent) handleCreateNetwork(w http.ResponseWriter, r *http.Request) {
 		httpError(w, netErr(err))
 		return
 	}
-	if err := a.kvCreate(r.Context(), netKey(n.Name), "network "+n.Name, n); err != nil {
+	if err := a.st.CreateNetwork(r.Context(), n); err != nil {
 		if created {
 			hostnet.DeleteBridge(n.Bridge)
 		}
@@ -145,7 +123,7 @@ func (a *Agent) handleCreateNetwork(w http.ResponseWriter, r *http.Request) {
 
 // checkNewNetwork refuses a taken name or a bridge another network uses.
 func (a *Agent) checkNewNetwork(ctx context.Context, n api.Network) error {
-	nets, err := a.listNetworks(ctx)
+	nets, err := a.st.ListNetworks(ctx)
 	if err != nil {
 		return err
 	}
@@ -161,7 +139,7 @@ func (a *Agent) checkNewNetwork(ctx context.Context, n api.Network) error {
 }
 
 func (a *Agent) handleListNetworks(w http.ResponseWriter, r *http.Request) {
-	nets, err := a.listNetworks(r.Context())
+	nets, err := a.st.ListNetworks(r.Context())
 	var recs []store.Record
 	if err == nil {
 		recs, _, err = a.st.ListVMs(r.Context())
@@ -180,7 +158,7 @@ func (a *Agent) handleListNetworks(w http.ResponseWriter, r *http.Request) {
 
 func (a *Agent) handleGetNetwork(w http.ResponseWriter, r *http.Request) {
 	name := r.PathValue("name")
-	n, err := a.getNetwork(r.Context(), name)
+	n, err := a.st.GetNetwork(r.Context(), name)
 	var recs []store.Record
 	if err == nil {
 		recs, _, err = a.st.ListVMs(r.Context())
@@ -195,9 +173,9 @@ func (a *Agent) handleGetNetwork(w http.ResponseWriter, r *http.Request) {
 
 func (a *Agent) handleDeleteNetwork(w http.ResponseWriter, r *http.Request) {
 	name := r.PathValue("name")
-	n, err := a.getNetwork(r.Context(), name)
+	n, err := a.st.GetNetwork(r.Context(), name)
 	if err == nil {
-		err = a.kvDeleteUnused(r.Context(), netKey(name), "network "+name, func(recs []store.Record) error {
+		err = a.st.DeleteNetwork(r.Context(), name, func(recs []store.Record) error {
 			if vms := netUsers(recs, name); len(vms) > 0 {
 				return errf(ErrBusy, "network %s is in use by VMs %s: remove their NICs or delete them first", name, strings.Join(vms, ", "))
 			}
@@ -230,7 +208,7 @@ func (a *Agent) removeBridge(n api.Network) {
 // removes the bridges agents made for networks no longer defined. Failures
 // are logged once until they change (a pass runs every few seconds).
 func (a *Agent) reconcileNetworks(ctx context.Context) {
-	nets, err := a.listNetworks(ctx)
+	nets, err := a.st.ListNetworks(ctx)
 	if err != nil {
 		return // the VM pass logs store failures
 	}

@@ -13,6 +13,7 @@ import (
 
 	"github.com/govisor/govisor/api"
 	"github.com/govisor/govisor/client"
+	"github.com/govisor/govisor/internal/cluster/store"
 	"github.com/govisor/govisor/internal/hostnet"
 	"github.com/govisor/govisor/internal/hostnet/hostnettest"
 	"github.com/govisor/govisor/internal/kvm/kvmtest"
@@ -277,7 +278,7 @@ func TestNetworks(t *testing.T) {
 	if _, err := ta.cli.CreateNetwork(ctx, api.Network{Name: "tmp"}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := ta.st.Client().Delete(ctx, netKey("tmp")); err != nil {
+	if err := ta.st.DeleteNetwork(ctx, "tmp", func([]store.Record) error { return nil }); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := hostnet.EnsureTAP(hostnet.TAP{Name: "gvleftover", Owner: -1, Group: -1, Alias: ta.tapAlias("ghost", 0)}); err != nil {

@@ -82,7 +82,7 @@ func (a *Agent) resolveSpec(ctx context.Context, s api.VMSpec) (api.VMSpec, erro
 	s.NICs = append([]api.NICSpec(nil), s.NICs...)
 	s.Disks = append([]api.DiskSpec(nil), s.Disks...)
 	if len(s.NICs) > 0 {
-		nets, err := a.listNetworks(ctx)
+		nets, err := a.st.ListNetworks(ctx)
 		if err != nil {
 			return s, err
 		}
@@ -123,7 +123,7 @@ func (a *Agent) setupNICs(s api.VMSpec) error {
 	ctx, cancel := context.WithTimeout(a.ctx, 10*time.Second)
 	defer cancel()
 	for i, nic := range s.NICs {
-		n, err := a.getNetwork(ctx, nic.Network)
+		n, err := a.st.GetNetwork(ctx, nic.Network)
 		if err != nil {
 			return fmt.Errorf("agent: NIC %d of %s: %w", i, s.Name, err)
 		}

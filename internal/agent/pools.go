@@ -2,7 +2,6 @@ package agent
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
@@ -16,8 +15,6 @@ import (
 	"github.com/govisor/govisor/api"
 	"github.com/govisor/govisor/internal/cluster/store"
 )
-
-func poolKey(name string) string { return poolPrefix + name }
 
 // normalizePool checks a pool definition and fills in its defaults; host
 // is the agent's host (a dir pool's default).
@@ -52,25 +49,6 @@ func normalizePool(p api.Pool, host string) (api.Pool, error) {
 
 // local reports whether p's files are on this agent's host.
 func (a *Agent) local(p api.Pool) bool { return p.Shared || p.Host == a.cfg.HostName }
-
-func (a *Agent) listPools(ctx context.Context) ([]api.Pool, error) {
-	var out []api.Pool
-	err := a.kvList(ctx, poolPrefix, func(b []byte) error {
-		var p api.Pool
-		if err := json.Unmarshal(b, &p); err != nil {
-			return err
-		}
-		out = append(out, p)
-		return nil
-	})
-	return out, err
-}
-
-func (a *Agent) getPool(ctx context.Context, name string) (api.Pool, error) {
-	var p api.Pool
-	err := a.kvGet(ctx, poolKey(name), "storage pool "+name, &p)
-	return p, err
-}
 
 // withCapacity fills in the file system figures of a pool on this host.
 func (a *Agent) withCapacity(p api.Pool) api.Pool {
@@ -116,7 +94,7 @@ func (a *Agent) handleCreatePool(w http.ResponseWriter, r *http.Request) {
 		err = preparePool(p)
 	}
 	if err == nil {
-		err = a.kvCreate(r.Context(), poolKey(p.Name), "storage pool "+p.Name, p)
+		err = a.st.CreatePool(r.Context(), p)
 	}
 	if err != nil {
 		httpError(w, err)
@@ -129,7 +107,7 @@ func (a *Agent) handleCreatePool(w http.ResponseWriter, r *http.Request) {
 // checkNewPool refuses a taken name, or a directory another pool of the
 // same host (or any shared pool) already is.
 func (a *Agent) checkNewPool(ctx context.Context, p api.Pool) error {
-	pools, err := a.listPools(ctx)
+	pools, err := a.st.ListPools(ctx)
 	if err != nil {
 		return err
 	}
@@ -145,7 +123,7 @@ func (a *Agent) checkNewPool(ctx context.Context, p api.Pool) error {
 }
 
 func (a *Agent) handleListPools(w http.ResponseWriter, r *http.Request) {
-	pools, err := a.listPools(r.Context())
+	pools, err := a.st.ListPools(r.Context())
 	if err != nil {
 		httpError(w, err)
 		return
@@ -158,7 +136,7 @@ func (a *Agent) handleListPools(w http.ResponseWriter, r *http.Request) {
 }
 
 func (a *Agent) handleGetPool(w http.ResponseWriter, r *http.Request) {
-	p, err := a.getPool(r.Context(), r.PathValue("name"))
+	p, err := a.st.GetPool(r.Context(), r.PathValue("name"))
 	if err != nil {
 		httpError(w, err)
 		return
@@ -170,9 +148,9 @@ func (a *Agent) handleGetPool(w http.ResponseWriter, r *http.Request) {
 // a user's disk images is what volume delete is for).
 func (a *Agent) handleDeletePool(w http.ResponseWriter, r *http.Request) {
 	name := r.PathValue("name")
-	p, err := a.getPool(r.Context(), name)
+	p, err := a.st.GetPool(r.Context(), name)
 	if err == nil {
-		err = a.kvDeleteUnused(r.Context(), poolKey(name), "storage pool "+name, func(recs []store.Record) error {
+		err = a.st.DeletePool(r.Context(), name, func(recs []store.Record) error {
 			vms := vmsUsing(recs, func(s api.VMSpec) bool {
 				for _, d := range s.Disks {
 					if d.Pool == name || (d.Pool == "" && filepath.Dir(filepath.Clean(d.Path)) == p.Path) {
@@ -203,7 +181,7 @@ func (a *Agent) sharedStorage(ctx context.Context, s api.VMSpec) (bool, error) {
 	if len(s.Disks) == 0 {
 		return true, nil
 	}
-	pools, err := a.listPools(ctx)
+	pools, err := a.st.ListPools(ctx)
 	if err != nil {
 		return false, err
 	}

@@ -35,7 +35,7 @@ const defaultVolumeFormat = "qcow2"
 // localPool reads a pool whose files this host has; a dir pool of another
 // host is ErrNotHere (421: ask that host's agent).
 func (a *Agent) localPool(ctx context.Context, name string) (api.Pool, error) {
-	p, err := a.getPool(ctx, name)
+	p, err := a.st.GetPool(ctx, name)
 	if err != nil {
 		return p, err
 	}
@@ -325,7 +325,7 @@ func (a *Agent) resolveDisks(ctx context.Context, s *api.VMSpec) error {
 		if d.Volume == "" {
 			return &FieldError{field + ".volume", "required with pool: a volume of the pool (govisor volume list " + d.Pool + ")"}
 		}
-		p, err := a.getPool(ctx, d.Pool)
+		p, err := a.st.GetPool(ctx, d.Pool)
 		if errors.Is(err, store.ErrNotFound) {
 			return &FieldError{field + ".pool", fmt.Sprintf("no storage pool %q (define it with govisor pool create)", d.Pool)}
 		}

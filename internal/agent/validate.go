@@ -10,7 +10,7 @@ import (
 	"time"
 
 	"github.com/govisor/govisor/api"
-	"github.com/govisor/govisor/internal/vm"
+	"github.com/govisor/govisor/internal/vmlimits"
 )
 
 // Errors the API maps to HTTP status codes (see httpError).
@@ -50,8 +50,8 @@ func normalize(s api.VMSpec, hostMiB uint64) (api.VMSpec, error) {
 	if s.CPUs == 0 {
 		s.CPUs = 1
 	}
-	if s.CPUs < 1 || s.CPUs > vm.MaxCPUs {
-		return s, &FieldError{"cpus", fmt.Sprintf("%d: give 1 to %d", s.CPUs, vm.MaxCPUs)}
+	if s.CPUs < 1 || s.CPUs > vmlimits.MaxCPUs {
+		return s, &FieldError{"cpus", fmt.Sprintf("%d: give 1 to %d", s.CPUs, vmlimits.MaxCPUs)}
 	}
 	if s.Memory == "" {
 		s.Memory = defaultMemory

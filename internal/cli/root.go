@@ -7,22 +7,13 @@ import (
 	"os"
 
 	"github.com/spf13/cobra"
+
+	"github.com/govisor/govisor/internal/cli/cmdutil"
 )
 
-// ExitError carries a process exit code out of a subcommand.
-type ExitError struct {
-	Code int
-	Err  error
-}
-
-func (e *ExitError) Error() string {
-	if e.Err == nil {
-		return fmt.Sprintf("exit status %d", e.Code)
-	}
-	return e.Err.Error()
-}
-
-func (e *ExitError) Unwrap() error { return e.Err }
+// ExitError carries a process exit code out of a subcommand (cmdutil's,
+// which the agent binary's commands share without linking this package).
+type ExitError = cmdutil.ExitError
 
 // NewRootCmd builds the govisor command tree.
 func NewRootCmd() *cobra.Command {

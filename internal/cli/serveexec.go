@@ -63,11 +63,3 @@ func newLabExecCmd() *cobra.Command {
 		},
 	}
 }
-
-// EnvOr returns the environment variable key, or def when it is unset.
-func EnvOr(key, def string) string {
-	if v, ok := os.LookupEnv(key); ok {
-		return v
-	}
-	return def
-}

@@ -20,6 +20,7 @@ import (
 
 	"github.com/govisor/govisor/api"
 	"github.com/govisor/govisor/client"
+	"github.com/govisor/govisor/internal/cli/cmdutil"
 )
 
 // Exit codes of the API commands, for scripts.
@@ -44,7 +45,7 @@ type apiFlags struct {
 
 func (f *apiFlags) register(cmd *cobra.Command) {
 	p := cmd.PersistentFlags()
-	p.StringVar(&f.socket, "socket", EnvOr("GOVISOR_SOCKET", client.DefaultSocket), "agent's Unix socket (env GOVISOR_SOCKET)")
+	p.StringVar(&f.socket, "socket", cmdutil.EnvOr("GOVISOR_SOCKET", client.DefaultSocket), "agent's Unix socket (env GOVISOR_SOCKET)")
 	p.StringVar(&f.url, "url", os.Getenv("GOVISOR_URL"), "agent's TCP API, https://HOST:PORT, instead of the socket (env GOVISOR_URL)")
 	p.StringVar(&f.tokenFile, "token-file", os.Getenv("GOVISOR_TOKEN_FILE"), "file holding the bearer token for --url (env GOVISOR_TOKEN_FILE)")
 	p.StringVar(&f.caCert, "ca-cert", os.Getenv("GOVISOR_CA_CERT"), "PEM CA certificate that signed the agent's TLS certificate")

@@ -13,6 +13,7 @@ import (
 
 	"github.com/govisor/govisor/internal/diskimage"
 	"github.com/govisor/govisor/internal/guestmem"
+	"github.com/govisor/govisor/internal/hostmem"
 	"github.com/govisor/govisor/internal/iobus"
 	"github.com/govisor/govisor/internal/kvm"
 	"github.com/govisor/govisor/internal/legacy/acpipm"
@@ -23,12 +24,13 @@ import (
 	"github.com/govisor/govisor/internal/virtio"
 	"github.com/govisor/govisor/internal/virtio/balloon"
 	"github.com/govisor/govisor/internal/virtio/pcitransport"
+	"github.com/govisor/govisor/internal/vmlimits"
 )
 
-// Limits of what govisor accepts.
+// Limits of what govisor accepts (vmlimits', which the agent shares).
 const (
-	MinMemoryMiB = 64
-	MaxCPUs      = 64
+	MinMemoryMiB = vmlimits.MinMemoryMiB
+	MaxCPUs      = vmlimits.MaxCPUs
 )
 
 // Guest-physical layout: RAM below the 32-bit PCI hole, the rest above 4 GiB.
@@ -200,7 +202,7 @@ func build(cfg Config, restoring bool, mem *guestmem.Memory) (_ *Machine, err er
 	if cfg.MemoryMiB < MinMemoryMiB {
 		return nil, fmt.Errorf("vm: --memory %dM: the minimum is %dM", cfg.MemoryMiB, MinMemoryMiB)
 	}
-	if avail := HostMemoryMiB(); avail > 0 && cfg.MemoryMiB > avail {
+	if avail := hostmem.TotalMiB(); avail > 0 && cfg.MemoryMiB > avail {
 		return nil, fmt.Errorf("vm: --memory %dM is more than this host's %dM of RAM: give less memory", cfg.MemoryMiB, avail)
 	}
 	if cfg.Console == nil {

@@ -16,7 +16,8 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"github.com/govisor/govisor/internal/cli"
+	"github.com/govisor/govisor/internal/cli/cmdutil"
+	"github.com/govisor/govisor/internal/cli/termconsole"
 	"github.com/govisor/govisor/internal/lab"
 	"github.com/spf13/cobra"
 )
@@ -35,7 +36,7 @@ CPU that has SVM and nested paging. The hosts sit on a private bridge (` + lab.B
 Lab hosts are built from Debian packages by scripts/lab-build.sh (make lab)
 into the cache's lab/ folder; up needs root (bridge, TAPs).`,
 	}
-	cmd.PersistentFlags().StringVar(&cache, "cache", cli.EnvOr("GOVISOR_CACHE", ".cache"), "the cache holding lab/ (kernel, initramfs, the running lab) and guest/ (env GOVISOR_CACHE)")
+	cmd.PersistentFlags().StringVar(&cache, "cache", cmdutil.EnvOr("GOVISOR_CACHE", ".cache"), "the cache holding lab/ (kernel, initramfs, the running lab) and guest/ (env GOVISOR_CACHE)")
 	cmd.PersistentFlags().IntVar(&network, "net", 0, "which lab: N uses bridge gvlabN on 169.254.(77+N).0/24, so that labs can run side by side")
 	dir := func() string {
 		if network == 0 {
@@ -142,7 +143,7 @@ func newExecCmd(dir func() string) *cobra.Command {
 				return err
 			}
 			if code != 0 {
-				return &cli.ExitError{Code: code}
+				return &cmdutil.ExitError{Code: code}
 			}
 			return nil
 		},
@@ -164,7 +165,7 @@ func newConsoleCmd(dir func() string) *cobra.Command {
 				return fmt.Errorf("lab: %s's console: %w", h.Name, err)
 			}
 			defer conn.Close()
-			return cli.ConsoleSession(conn, os.Stdin, cmd.OutOrStdout(), time.Second)
+			return termconsole.Session(conn, os.Stdin, cmd.OutOrStdout(), time.Second)
 		},
 	}
 }

@@ -6,7 +6,7 @@ import (
 	"path/filepath"
 	"syscall"
 
-	"github.com/govisor/govisor/internal/cli"
+	"github.com/govisor/govisor/internal/cli/cmdutil"
 	"github.com/govisor/govisor/internal/lab"
 	"github.com/spf13/cobra"
 )
@@ -52,7 +52,7 @@ func newTestExecCmd(cache *string) *cobra.Command {
 					rc = 1
 				}
 			}
-			return &cli.ExitError{Code: rc}
+			return &cmdutil.ExitError{Code: rc}
 		},
 	}
 }

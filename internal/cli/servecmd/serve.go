@@ -17,7 +17,7 @@ import (
 
 	"github.com/govisor/govisor/client"
 	"github.com/govisor/govisor/internal/agent"
-	"github.com/govisor/govisor/internal/cli"
+	"github.com/govisor/govisor/internal/cli/cmdutil"
 	"github.com/govisor/govisor/internal/cluster/store"
 )
 
@@ -69,7 +69,7 @@ data, a member rejoins its cluster. Further hosts give only --etcd-endpoints:
 	}
 	f := cmd.Flags()
 	f.StringVar(&o.cfg.StateDir, "state-dir", "/var/lib/govisor", "agent state: embedded etcd data, VM console logs")
-	f.StringVar(&o.cfg.Socket, "socket", cli.EnvOr("GOVISOR_SOCKET", client.DefaultSocket), "Unix socket of the API (mode 0600); empty for none")
+	f.StringVar(&o.cfg.Socket, "socket", cmdutil.EnvOr("GOVISOR_SOCKET", client.DefaultSocket), "Unix socket of the API (mode 0600); empty for none")
 	f.StringVar(&o.cfg.Listen, "listen", "", "also serve the API on this TCP address (needs --tls-cert, --tls-key, --token-file)")
 	f.StringVar(&o.cfg.TLSCert, "tls-cert", "", "PEM certificate for --listen")
 	f.StringVar(&o.cfg.TLSKey, "tls-key", "", "PEM private key for --listen")
@@ -116,11 +116,11 @@ func runServe(o *serveOptions) error {
 // check validates the flags and completes o.cfg, before anything starts.
 func (o *serveOptions) check() error {
 	if o.onExit != "stop" && o.onExit != "keep" {
-		return &cli.ExitError{Code: 2, Err: fmt.Errorf("--on-exit %q: use stop or keep", o.onExit)}
+		return &cmdutil.ExitError{Code: 2, Err: fmt.Errorf("--on-exit %q: use stop or keep", o.onExit)}
 	}
 	var level slog.Level
 	if err := level.UnmarshalText([]byte(o.logLevel)); err != nil {
-		return &cli.ExitError{Code: 2, Err: fmt.Errorf("--log-level %q: use debug, info, warn or error", o.logLevel)}
+		return &cmdutil.ExitError{Code: 2, Err: fmt.Errorf("--log-level %q: use debug, info, warn or error", o.logLevel)}
 	}
 	hopts := &slog.HandlerOptions{Level: level}
 	switch o.logFormat {
@@ -129,7 +129,7 @@ func (o *serveOptions) check() error {
 	case "text":
 		o.cfg.Logger = slog.New(slog.NewTextHandler(os.Stderr, hopts))
 	default:
-		return &cli.ExitError{Code: 2, Err: fmt.Errorf("--log-format %q: use json or text", o.logFormat)}
+		return &cmdutil.ExitError{Code: 2, Err: fmt.Errorf("--log-format %q: use json or text", o.logFormat)}
 	}
 	for _, e := range strings.Split(o.endpoints, ",") {
 		if e = strings.TrimSpace(e); e != "" {
@@ -137,7 +137,7 @@ func (o *serveOptions) check() error {
 		}
 	}
 	if err := o.checkMember(); err != nil {
-		return &cli.ExitError{Code: 2, Err: err}
+		return &cmdutil.ExitError{Code: 2, Err: err}
 	}
 	return nil
 }

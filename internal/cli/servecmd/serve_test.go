@@ -6,7 +6,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/govisor/govisor/internal/cli"
+	"github.com/govisor/govisor/internal/cli/cmdutil"
 )
 
 func TestEtcdMemberFlags(t *testing.T) {
@@ -43,7 +43,7 @@ func TestEtcdMemberFlags(t *testing.T) {
 			}
 			err := o.check()
 			if c.err != "" {
-				var ee *cli.ExitError
+				var ee *cmdutil.ExitError
 				if !errors.As(err, &ee) || ee.Code != 2 || !strings.HasPrefix(ee.Err.Error(), c.err) {
 					t.Fatalf("error %v, want one starting %q", err, c.err)
 				}

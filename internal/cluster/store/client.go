@@ -45,19 +45,19 @@ func newClient(ctx context.Context, endpoints []string, dialTimeout time.Duratio
 	})
 }
 
-// Bound bounds one request by the store's request timeout unless ctx has a
-// deadline. Users of Client give their requests the same bound.
-func (s *Store) Bound(ctx context.Context) (context.Context, context.CancelFunc) {
+// bound bounds one request by the store's request timeout unless ctx has a
+// deadline.
+func (s *Store) bound(ctx context.Context) (context.Context, context.CancelFunc) {
 	if _, ok := ctx.Deadline(); ok {
 		return ctx, func() {}
 	}
 	return context.WithTimeout(ctx, s.reqTimeout)
 }
 
-// Fail is the error err of the request what ("list VMs"): "store: what:
+// fail is the error err of the request what ("list VMs"): "store: what:
 // err", and when etcd did not answer in time, an ErrUnavailable that says
-// why if it can. Users of Client report their errors with it.
-func (s *Store) Fail(what string, err error) error {
+// why if it can.
+func (s *Store) fail(what string, err error) error {
 	if !errors.Is(err, context.DeadlineExceeded) {
 		return fmt.Errorf("store: %s: %w", what, err)
 	}

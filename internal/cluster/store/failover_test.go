@@ -115,11 +115,11 @@ func TestRegisterHostOutlivesItsLease(t *testing.T) {
 	if err := s.RegisterHost(ctx, api.Host{Name: "h1"}, 5*time.Second); err != nil {
 		t.Fatal(err)
 	}
-	leases, err := s.Client().Leases(ctx)
+	leases, err := s.cli.Leases(ctx)
 	if err != nil || len(leases.Leases) != 1 {
 		t.Fatalf("leases %+v, %v; want one", leases, err)
 	}
-	if _, err := s.Client().Revoke(ctx, leases.Leases[0].ID); err != nil {
+	if _, err := s.cli.Revoke(ctx, leases.Leases[0].ID); err != nil {
 		t.Fatal(err)
 	}
 	deadline := time.Now().Add(10 * time.Second)

@@ -8,6 +8,12 @@
 //	/govisor/vms/<name>/spec    Desired (written through the API)
 //	/govisor/vms/<name>/status  api.VMStatus (written by the VM's host agent)
 //	/govisor/hosts/<host>       api.Host (kept alive by a lease)
+//	/govisor/networks/<name>    api.Network (see networks.go)
+//	/govisor/pools/<name>       api.Pool
+//
+// Every etcd key and request of govisor is this package's: the rest of the
+// tree uses its typed methods and never imports the etcd client (a test in
+// internal/archtest holds that rule).
 package store
 
 import (
@@ -141,9 +147,6 @@ func (s *Store) Embedded() bool { return s.etc != nil }
 // Endpoints are the etcd client URLs in use (the embedded single member's, if any).
 func (s *Store) Endpoints() []string { return s.endpoints }
 
-// Client is the underlying etcd client (for leases and elections).
-func (s *Store) Client() *clientv3.Client { return s.cli }
-
 // Close disconnects and stops an embedded etcd; closing again does nothing.
 func (s *Store) Close() error {
 	s.closeOnce.Do(func() {
@@ -167,7 +170,7 @@ func (s *Store) CreateVM(ctx context.Context, d Desired) error {
 		return fmt.Errorf("store: encode %s: %w", d.Spec.Name, err)
 	}
 	k := specKey(d.Spec.Name)
-	ctx, cancel := s.Bound(ctx)
+	ctx, cancel := s.bound(ctx)
 	defer cancel()
 	// The create revision of a missing key is 0: the put only happens when
 	// the name is free, atomically with the check.
@@ -176,7 +179,7 @@ func (s *Store) CreateVM(ctx context.Context, d Desired) error {
 		Then(clientv3.OpPut(k, string(b)), clientv3.OpDelete(statusKey(d.Spec.Name))).
 		Commit()
 	if err != nil {
-		return s.Fail("create "+d.Spec.Name, err)
+		return s.fail("create "+d.Spec.Name, err)
 	}
 	if !resp.Succeeded {
 		return fmt.Errorf("%w: %s", ErrExists, d.Spec.Name)
@@ -188,7 +191,7 @@ func (s *Store) CreateVM(ctx context.Context, d Desired) error {
 // nothing else changed it meanwhile (retrying a few times); ErrNotFound when
 // there is no such VM. fn's error aborts the update and is returned.
 func (s *Store) UpdateVM(ctx context.Context, name string, fn func(d *Desired) error) (Desired, error) {
-	ctx, cancel := s.Bound(ctx)
+	ctx, cancel := s.bound(ctx)
 	defer cancel()
 	for range 5 {
 		r, err := s.GetVM(ctx, name)
@@ -209,7 +212,7 @@ func (s *Store) UpdateVM(ctx context.Context, name string, fn func(d *Desired) e
 			Then(clientv3.OpPut(k, string(b))).
 			Commit()
 		if err != nil {
-			return Desired{}, s.Fail("update "+name, err)
+			return Desired{}, s.fail("update "+name, err)
 		}
 		if resp.Succeeded {
 			return d, nil
@@ -220,11 +223,11 @@ func (s *Store) UpdateVM(ctx context.Context, name string, fn func(d *Desired) e
 
 // GetVM reads one VM.
 func (s *Store) GetVM(ctx context.Context, name string) (Record, error) {
-	ctx, cancel := s.Bound(ctx)
+	ctx, cancel := s.bound(ctx)
 	defer cancel()
 	resp, err := s.cli.Get(ctx, vmPrefix+name+"/", clientv3.WithPrefix())
 	if err != nil {
-		return Record{}, s.Fail("get "+name, err)
+		return Record{}, s.fail("get "+name, err)
 	}
 	recs, err := decodeVMs(resp.Kvs)
 	if err != nil {
@@ -238,11 +241,11 @@ func (s *Store) GetVM(ctx context.Context, name string) (Record, error) {
 
 // ListVMs reads every VM, sorted by name, and the etcd revision of the read.
 func (s *Store) ListVMs(ctx context.Context) ([]Record, int64, error) {
-	ctx, cancel := s.Bound(ctx)
+	ctx, cancel := s.bound(ctx)
 	defer cancel()
 	resp, err := s.cli.Get(ctx, vmPrefix, clientv3.WithPrefix())
 	if err != nil {
-		return nil, 0, s.Fail("list VMs", err)
+		return nil, 0, s.fail("list VMs", err)
 	}
 	recs, err := decodeVMs(resp.Kvs)
 	return recs, resp.Header.Revision, err
@@ -255,14 +258,14 @@ func (s *Store) PutStatus(ctx context.Context, name string, st api.VMStatus) err
 	if err != nil {
 		return fmt.Errorf("store: encode status of %s: %w", name, err)
 	}
-	ctx, cancel := s.Bound(ctx)
+	ctx, cancel := s.bound(ctx)
 	defer cancel()
 	resp, err := s.cli.Txn(ctx).
 		If(clientv3.Compare(clientv3.CreateRevision(specKey(name)), ">", 0)).
 		Then(clientv3.OpPut(statusKey(name), string(b))).
 		Commit()
 	if err != nil {
-		return s.Fail("put status of "+name, err)
+		return s.fail("put status of "+name, err)
 	}
 	if !resp.Succeeded {
 		return fmt.Errorf("%w: %s", ErrNotFound, name)
@@ -278,7 +281,7 @@ func (s *Store) ReplaceStatus(ctx context.Context, name string, st api.VMStatus,
 	if err != nil {
 		return fmt.Errorf("store: encode status of %s: %w", name, err)
 	}
-	ctx, cancel := s.Bound(ctx)
+	ctx, cancel := s.bound(ctx)
 	defer cancel()
 	resp, err := s.cli.Txn(ctx).
 		If(clientv3.Compare(clientv3.CreateRevision(specKey(name)), ">", 0),
@@ -286,7 +289,7 @@ func (s *Store) ReplaceStatus(ctx context.Context, name string, st api.VMStatus,
 		Then(clientv3.OpPut(statusKey(name), string(b))).
 		Commit()
 	if err != nil {
-		return s.Fail("put status of "+name, err)
+		return s.fail("put status of "+name, err)
 	}
 	if !resp.Succeeded {
 		return fmt.Errorf("%w: status of %s changed", ErrConflict, name)
@@ -297,7 +300,7 @@ func (s *Store) ReplaceStatus(ctx context.Context, name string, st api.VMStatus,
 // DeleteVM removes a VM if check accepts its current record and neither
 // key changes between the check and the delete.
 func (s *Store) DeleteVM(ctx context.Context, name string, check func(Record) error) error {
-	ctx, cancel := s.Bound(ctx)
+	ctx, cancel := s.bound(ctx)
 	defer cancel()
 	for range 5 {
 		r, err := s.GetVM(ctx, name)
@@ -313,7 +316,7 @@ func (s *Store) DeleteVM(ctx context.Context, name string, check func(Record) er
 			Then(clientv3.OpDelete(vmPrefix+name+"/", clientv3.WithPrefix())).
 			Commit()
 		if err != nil {
-			return s.Fail("delete "+name, err)
+			return s.fail("delete "+name, err)
 		}
 		if resp.Succeeded {
 			return nil

@@ -90,18 +90,18 @@ func (s *Store) register(ctx context.Context, h api.Host, ttl time.Duration) (<-
 	if err != nil {
 		return nil, fmt.Errorf("store: encode host %s: %w", h.Name, err)
 	}
-	rctx, cancel := s.Bound(ctx)
+	rctx, cancel := s.bound(ctx)
 	defer cancel()
 	lease, err := s.cli.Grant(rctx, int64(ttl/time.Second))
 	if err != nil {
-		return nil, s.Fail("lease for host "+h.Name, err)
+		return nil, s.fail("lease for host "+h.Name, err)
 	}
 	if _, err := s.cli.Put(rctx, hostPrefix+h.Name, string(b), clientv3.WithLease(lease.ID)); err != nil {
-		return nil, s.Fail("register host "+h.Name, err)
+		return nil, s.fail("register host "+h.Name, err)
 	}
 	ka, err := s.cli.KeepAlive(ctx, lease.ID)
 	if err != nil {
-		return nil, s.Fail("keep host "+h.Name+" alive", err)
+		return nil, s.fail("keep host "+h.Name+" alive", err)
 	}
 	return ka, nil
 }
@@ -130,11 +130,11 @@ func (s *Store) keepRegistered(ctx context.Context, h api.Host, ttl time.Duratio
 
 // Hosts lists the registered (live) hosts.
 func (s *Store) Hosts(ctx context.Context) ([]api.Host, error) {
-	ctx, cancel := s.Bound(ctx)
+	ctx, cancel := s.bound(ctx)
 	defer cancel()
 	resp, err := s.cli.Get(ctx, hostPrefix, clientv3.WithPrefix())
 	if err != nil {
-		return nil, s.Fail("list hosts", err)
+		return nil, s.fail("list hosts", err)
 	}
 	var hs []api.Host
 	for _, kv := range resp.Kvs {
