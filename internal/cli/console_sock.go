@@ -8,6 +8,8 @@ import (
 	"os"
 	"sync"
 	"time"
+
+	"github.com/govisor/govisor/internal/unixsock"
 )
 
 // consoleSockMaxPending is how much output one client may fall behind
@@ -48,15 +50,8 @@ type consoleClient struct {
 // console is as powerful as the VM's owner) and starts accepting clients;
 // their input is sent on input.
 func listenConsoleSock(path string, input chan<- []byte) (*consoleHub, error) {
-	if fi, err := os.Lstat(path); err == nil && fi.Mode()&os.ModeSocket != 0 {
-		os.Remove(path) // a stale socket of a previous run
-	}
-	l, err := net.Listen("unix", path)
+	l, err := unixsock.ListenPrivate(path)
 	if err != nil {
-		return nil, fmt.Errorf("--console-sock %s: %w", path, err)
-	}
-	if err := os.Chmod(path, 0o600); err != nil {
-		l.Close()
 		return nil, fmt.Errorf("--console-sock %s: %w", path, err)
 	}
 	h := &consoleHub{l: l, path: path, input: input, done: make(chan struct{}), clients: map[*consoleClient]struct{}{}, maxClients: consoleSockMaxClients}

@@ -14,6 +14,8 @@ import (
 	"net/http"
 	"os"
 	"time"
+
+	"github.com/govisor/govisor/internal/unixsock"
 )
 
 // Controller is what the API drives: the running machine.
@@ -190,14 +192,9 @@ func Handler(c Controller) http.Handler {
 // Listen creates the API's Unix socket at path, mode 0600: only its owner
 // may control the VM.
 func Listen(path string) (net.Listener, error) {
-	os.Remove(path)
-	l, err := net.Listen("unix", path)
+	l, err := unixsock.ListenPrivate(path)
 	if err != nil {
 		return nil, fmt.Errorf("vmmapi: listen on %s: %w", path, err)
-	}
-	if err := os.Chmod(path, 0o600); err != nil {
-		l.Close()
-		return nil, fmt.Errorf("vmmapi: %w", err)
 	}
 	return l, nil
 }
