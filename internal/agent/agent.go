@@ -63,6 +63,9 @@ type Config struct {
 type Agent struct {
 	cfg     Config
 	st      *store.Store
+	// hostLease is this host's registration; its ConfirmedUntil bounds how
+	// long a self-fencing VMM may run without news from etcd.
+	hostLease *store.HostLease
 	id      string
 	log     *slog.Logger
 	hostMiB uint64
@@ -158,7 +161,7 @@ func New(ctx context.Context, cfg Config) (*Agent, error) {
 		return nil, err
 	}
 	// Registered once the API listens: the record carries its addresses.
-	if err := st.RegisterHost(actx, a.hostInfo(), 15*time.Second); err != nil {
+	if a.hostLease, err = st.RegisterHost(actx, a.hostInfo(), 15*time.Second); err != nil {
 		a.abort()
 		return nil, err
 	}

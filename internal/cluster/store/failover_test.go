@@ -54,7 +54,7 @@ func TestMemberLosesPowerWithoutRST(t *testing.T) {
 	cl, ps, s := openBehindProxies(t, Config{Timeout: 10 * time.Second})
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	if err := s.RegisterHost(ctx, api.Host{Name: "h1"}, 5*time.Second); err != nil {
+	if _, err := s.RegisterHost(ctx, api.Host{Name: "h1"}, 5*time.Second); err != nil {
 		t.Fatal(err)
 	}
 	if err := s.CreateVM(ctx, Desired{Spec: api.VMSpec{Name: "a", Kernel: "/k"}, Host: "h1"}); err != nil {
@@ -112,8 +112,20 @@ func TestRegisterHostOutlivesItsLease(t *testing.T) {
 	defer s.Close()
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	if err := s.RegisterHost(ctx, api.Host{Name: "h1"}, 5*time.Second); err != nil {
+	t0 := time.Now()
+	hl, err := s.RegisterHost(ctx, api.Host{Name: "h1"}, 5*time.Second)
+	if err != nil {
 		t.Fatal(err)
+	}
+	// The confirmed expiry starts at the grant and moves on with every
+	// answered keep-alive, never beyond what etcd can have granted.
+	c1 := hl.ConfirmedUntil()
+	if c1.Before(t0.Add(4*time.Second)) || c1.After(time.Now().Add(5*time.Second)) {
+		t.Errorf("ConfirmedUntil %v after registering at %v with a 5s TTL", c1.Sub(t0), t0)
+	}
+	time.Sleep(2500 * time.Millisecond)
+	if c2 := hl.ConfirmedUntil(); !c2.After(c1) || c2.After(time.Now().Add(5*time.Second)) {
+		t.Errorf("ConfirmedUntil did not move on with the keep-alives: %v then %v", c1.Sub(t0), c2.Sub(t0))
 	}
 	leases, err := s.cli.Leases(ctx)
 	if err != nil || len(leases.Leases) != 1 {

@@ -80,7 +80,7 @@ func TestStoreLifecycle(t *testing.T) {
 	if recs, _, _ := s.ListVMs(ctx); len(recs) != 0 {
 		t.Fatalf("after delete: %+v", recs)
 	}
-	if err := s.RegisterHost(ctx, api.Host{Name: "h1", CPUs: 2}, 5*time.Second); err != nil {
+	if _, err := s.RegisterHost(ctx, api.Host{Name: "h1", CPUs: 2}, 5*time.Second); err != nil {
 		t.Fatal(err)
 	}
 	if hs, err := s.Hosts(ctx); err != nil || len(hs) != 1 || hs[0].CPUs != 2 {

@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
 
@@ -66,66 +65,6 @@ func (s *Store) Watch(ctx context.Context, fromRev int64) <-chan Event {
 		}
 	}()
 	return out
-}
-
-// RegisterHost writes h under /govisor/hosts/<name> with a lease of ttl
-// and keeps it there until ctx ends, so that a dead host's record expires.
-// A lease can also be lost while the host lives: its keep-alives reached no
-// leader for ttl (they went to a member that lost power, or this host was
-// cut off from the quorum), and the client gives it up. The host then
-// registers again with a new lease, as soon as etcd answers.
-func (s *Store) RegisterHost(ctx context.Context, h api.Host, ttl time.Duration) error {
-	ka, err := s.register(ctx, h, ttl)
-	if err != nil {
-		return err
-	}
-	go s.keepRegistered(ctx, h, ttl, ka)
-	return nil
-}
-
-// register writes h with a new lease kept alive until ctx ends; the
-// channel closes when the lease is lost.
-func (s *Store) register(ctx context.Context, h api.Host, ttl time.Duration) (<-chan *clientv3.LeaseKeepAliveResponse, error) {
-	b, err := json.Marshal(h)
-	if err != nil {
-		return nil, fmt.Errorf("store: encode host %s: %w", h.Name, err)
-	}
-	rctx, cancel := s.bound(ctx)
-	defer cancel()
-	lease, err := s.cli.Grant(rctx, int64(ttl/time.Second))
-	if err != nil {
-		return nil, s.fail("lease for host "+h.Name, err)
-	}
-	if _, err := s.cli.Put(rctx, hostPrefix+h.Name, string(b), clientv3.WithLease(lease.ID)); err != nil {
-		return nil, s.fail("register host "+h.Name, err)
-	}
-	ka, err := s.cli.KeepAlive(ctx, lease.ID)
-	if err != nil {
-		return nil, s.fail("keep host "+h.Name+" alive", err)
-	}
-	return ka, nil
-}
-
-// keepRegistered registers h again whenever its lease is lost, until ctx
-// ends or the store closes.
-func (s *Store) keepRegistered(ctx context.Context, h api.Host, ttl time.Duration, ka <-chan *clientv3.LeaseKeepAliveResponse) {
-	for {
-		for range ka {
-		}
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case <-s.cli.Ctx().Done():
-				return
-			case <-time.After(time.Second):
-			}
-			var err error
-			if ka, err = s.register(ctx, h, ttl); err == nil {
-				break
-			}
-		}
-	}
 }
 
 // Hosts lists the registered (live) hosts.
