@@ -65,23 +65,31 @@ func TestFilters(t *testing.T) {
 		{name: "must-not", vm: with(func(v *VM) { v.HostRules = []HostRule{{MustNot, "gpu"}} }), host: "lab2",
 			filters: []Filter{FilterHostRule}, reasons: []string{`labels {gpu=a100, zone=b} match rule "must-not gpu"`}},
 		{name: "should is soft", vm: with(func(v *VM) { v.HostRules = []HostRule{{Should, "zone=a"}, {ShouldNot, "gpu"}} }), host: "lab2"},
-		{name: "affinity", state: func(c *Cluster) { c.VMs = []VM{{Name: "web1", Host: "lab1", CPUs: 1, MemoryMiB: 1, Affinity: []string{"web"}}} },
+		{name: "affinity", state: func(c *Cluster) {
+			c.VMs = []VM{{Name: "web1", Host: "lab1", CPUs: 1, MemoryMiB: 1, Affinity: []string{"web"}}}
+		},
 			vm: with(func(v *VM) { v.Affinity = []string{"web"} }), host: "lab2", filters: []Filter{FilterAffinity}, reasons: []string{"affinity group web runs on lab1 (web1)"}},
 		{name: "affinity split", state: func(c *Cluster) {
 			c.VMs = []VM{{Name: "web1", Host: "lab1", CPUs: 1, MemoryMiB: 1, Affinity: []string{"web"}}, {Name: "web2", Host: "lab2", CPUs: 1, MemoryMiB: 1, Affinity: []string{"web"}}}
 		}, vm: with(func(v *VM) { v.Affinity = []string{"web"} }), host: "lab2", filters: []Filter{FilterAffinity}, reasons: []string{"affinity group web runs on lab1 (web1), lab2 (web2)"}},
-		{name: "affinity met", state: func(c *Cluster) { c.VMs = []VM{{Name: "web1", Host: "lab1", CPUs: 1, MemoryMiB: 1, Affinity: []string{"web"}}} },
+		{name: "affinity met", state: func(c *Cluster) {
+			c.VMs = []VM{{Name: "web1", Host: "lab1", CPUs: 1, MemoryMiB: 1, Affinity: []string{"web"}}}
+		},
 			vm: with(func(v *VM) { v.Affinity = []string{"web"} }), host: "lab1"},
 		{name: "anti-affinity", state: func(c *Cluster) {
 			c.VMs = []VM{{Name: "db2", Host: "lab1", CPUs: 1, MemoryMiB: 1, AntiAffinity: []string{"db"}}, {Name: "db1", Host: "lab1", CPUs: 1, MemoryMiB: 1, AntiAffinity: []string{"db"}}}
 		}, vm: with(func(v *VM) { v.AntiAffinity = []string{"db"} }), host: "lab1", filters: []Filter{FilterAntiAffinity}, reasons: []string{"anti-affinity group db: db1, db2 already here"}},
-		{name: "anti-affinity met", state: func(c *Cluster) { c.VMs = []VM{{Name: "db1", Host: "lab1", CPUs: 1, MemoryMiB: 1, AntiAffinity: []string{"db"}}} },
+		{name: "anti-affinity met", state: func(c *Cluster) {
+			c.VMs = []VM{{Name: "db1", Host: "lab1", CPUs: 1, MemoryMiB: 1, AntiAffinity: []string{"db"}}}
+		},
 			vm: with(func(v *VM) { v.AntiAffinity = []string{"db"} }), host: "lab2"},
 		{name: "itself does not count", state: func(c *Cluster) {
 			c.VMs = []VM{{Name: "new", Host: "lab1", CPUs: 1, MemoryMiB: 4096, AntiAffinity: []string{"db"}}}
 		}, vm: with(func(v *VM) { v.MemoryMiB = 4096; v.AntiAffinity = []string{"db"} }), host: "lab1"},
-		{name: "every reason", state: func(c *Cluster) { c.VMs = []VM{{Name: "db1", Host: "lab3", CPUs: 1, MemoryMiB: 1, AntiAffinity: []string{"db"}}} },
-			vm: VM{Name: "new", CPUs: 40, MemoryMiB: 9000, Pools: []string{"local1"}, CPUFeatures: []string{"avx2"}, HostRules: []HostRule{{Must, "zone"}}, AntiAffinity: []string{"db"}},
+		{name: "every reason", state: func(c *Cluster) {
+			c.VMs = []VM{{Name: "db1", Host: "lab3", CPUs: 1, MemoryMiB: 1, AntiAffinity: []string{"db"}}}
+		},
+			vm:   VM{Name: "new", CPUs: 40, MemoryMiB: 9000, Pools: []string{"local1"}, CPUFeatures: []string{"avx2"}, HostRules: []HostRule{{Must, "zone"}}, AntiAffinity: []string{"db"}},
 			host: "lab3", filters: []Filter{FilterState, FilterCPU, FilterMemory, FilterStorage, FilterCPUModel, FilterHostRule, FilterAntiAffinity},
 			reasons: []string{"host is in maintenance (only ready hosts take VMs)", "31 of 32 vCPUs free (8 CPUs × CPU overcommit 4.0), VM needs 40",
 				"8191 MiB free of 8192 MiB, VM needs 9000 MiB (memory overcommit 1.0)", "pool local1 is a dir pool on lab1",
