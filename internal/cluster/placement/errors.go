@@ -40,7 +40,7 @@ func (e *NoHostError) Error() string {
 		fmt.Fprintf(&b, "placement: vm %s fits no host: the cluster has no hosts: add a host", e.VM)
 		return b.String()
 	}
-	fmt.Fprintf(&b, "placement: vm %s (%d vCPUs, %d MiB) fits none of the %d hosts:", e.VM, e.CPUs, e.MemoryMiB, len(e.Rejections))
+	fmt.Fprintf(&b, "placement: vm %s (%s, %d MiB) fits none of the %s:", e.VM, Plural(e.CPUs, "vCPU"), e.MemoryMiB, Plural(len(e.Rejections), "host"))
 	for _, r := range e.Rejections {
 		b.WriteString("\n  " + r.String())
 	}
@@ -84,4 +84,12 @@ func (e *NoHostError) fixes() []string {
 		}
 	}
 	return out
+}
+
+// Plural says "1 host", "3 hosts".
+func Plural(n int, noun string) string {
+	if n == 1 {
+		return "1 " + noun
+	}
+	return fmt.Sprintf("%d %ss", n, noun)
 }
