@@ -37,7 +37,7 @@ func (e *NoHostError) Unwrap() error { return ErrNoHost }
 func (e *NoHostError) Error() string {
 	var b strings.Builder
 	if len(e.Rejections) == 0 {
-		fmt.Fprintf(&b, "placement: vm %s fits no host: the cluster has no hosts: add a host", e.VM)
+		fmt.Fprintf(&b, "placement: vm %s fits no host: there is no other host: add a host", e.VM)
 		return b.String()
 	}
 	fmt.Fprintf(&b, "placement: vm %s (%s, %d MiB) fits none of the %s:", e.VM, Plural(e.CPUs, "vCPU"), e.MemoryMiB, Plural(len(e.Rejections), "host"))

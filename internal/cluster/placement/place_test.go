@@ -103,7 +103,7 @@ to fix: bring a host back to ready (or out of maintenance); free or add memory (
 		t.Errorf("Count = %v", nh.Count())
 	}
 	empty := mustNew(t, Cluster{}, Config{})
-	if _, err := empty.Place(vm); err == nil || err.Error() != "placement: vm web1 fits no host: the cluster has no hosts: add a host" {
+	if _, err := empty.Place(vm); err == nil || err.Error() != "placement: vm web1 fits no host: there is no other host: add a host" {
 		t.Errorf("no hosts: %v", err)
 	}
 }
