@@ -244,7 +244,9 @@ func (l *loads) stuck(hi, lo int, moved map[string]bool, o Options) string {
 // "memory 5, anti-affinity 3".
 func filterCounts(n map[placement.Filter]int) string {
 	fs := slices.Collect(maps.Keys(n))
-	slices.SortFunc(fs, func(a, b placement.Filter) int { return cmp.Or(cmp.Compare(n[b], n[a]), strings.Compare(string(a), string(b))) })
+	slices.SortFunc(fs, func(a, b placement.Filter) int {
+		return cmp.Or(cmp.Compare(n[b], n[a]), strings.Compare(string(a), string(b)))
+	})
 	parts := make([]string, len(fs))
 	for i, f := range fs {
 		parts[i] = fmt.Sprintf("%s %d", f, n[f])
