@@ -100,7 +100,7 @@ func Demands(s *placement.State) []Demand {
 		frees[h.Name] = f
 		total.cpus, total.mem = total.cpus+f.cpus, total.mem+f.mem
 	}
-	for _, vm := range s.VMs() {
+	for vm := range s.All() {
 		if d := byHost[vm.Host]; d != nil && vm.HA {
 			d.VMs, d.CPUs, d.MemoryMiB = d.VMs+1, d.CPUs+int64(vm.CPUs), d.MemoryMiB+vm.MemoryMiB
 		}

@@ -3,6 +3,7 @@ package placement
 import (
 	"errors"
 	"fmt"
+	"iter"
 	"maps"
 	"math"
 	"slices"
@@ -231,6 +232,18 @@ func (s *State) VM(name string) (VM, bool) {
 
 // VMs lists the placed VMs, sorted by name.
 func (s *State) VMs() []VM { return s.VMsOn("") }
+
+// All yields every placed VM, in no set order (cheaper than VMs on a
+// large cluster).
+func (s *State) All() iter.Seq[VM] {
+	return func(yield func(VM) bool) {
+		for _, p := range s.vms {
+			if !yield(p.vm) {
+				return
+			}
+		}
+	}
+}
 
 // VMsOn lists the VMs placed on host (every host: ""), sorted by name.
 func (s *State) VMsOn(host string) []VM {
