@@ -85,3 +85,30 @@ func TestVMMLinksNoEtcd(t *testing.T) {
 		}
 	}
 }
+
+// TestClusterPlannersArePure: the leader's decision packages (placement,
+// admission control, the CPU baseline, the balance planner), tests
+// included, import only the standard library and each other: no etcd, no
+// KVM, no agent, so that they test anywhere, fast, and the controllers
+// feed them snapshots.
+func TestClusterPlannersArePure(t *testing.T) {
+	var pure []string
+	for _, p := range []string{"placement", "admission", "cpubaseline", "balance"} {
+		pure = append(pure, module+"/internal/cluster/"+p)
+	}
+	args := []string{"-deps", "-test", "-f", "{{if not .Standard}}{{.ImportPath}}{{end}}"}
+	for _, p := range pure {
+		args = append(args, p+"/...")
+	}
+	deps := goList(t, args...)
+	if !slices.Contains(deps, pure[0]) {
+		t.Fatalf("go list does not list %s: is its answer right? %q", pure[0], deps)
+	}
+	for _, d := range deps {
+		d, _, _ = strings.Cut(d, " ") // "pkg [pkg.test]"
+		d = strings.TrimSuffix(strings.TrimSuffix(d, ".test"), "_test")
+		if d != "" && !slices.ContainsFunc(pure, func(p string) bool { return within(d, p) }) {
+			t.Errorf("the cluster planners depend on %s (see `go list -deps -test ./internal/cluster/placement/...`): they may import only the standard library and each other", d)
+		}
+	}
+}
