@@ -2,15 +2,12 @@ package cli
 
 import (
 	"bufio"
-	"context"
 	"io"
 	"os"
 	"sync"
 	"time"
 
 	"golang.org/x/term"
-
-	"github.com/govisor/govisor/internal/vm"
 )
 
 // consoleWriter batches guest console bytes: the UART hands them over one at
@@ -136,32 +133,21 @@ func (c *hostConsole) filterEscape(p []byte, escaped bool) ([]byte, bool) {
 	return out, escaped
 }
 
-// pump forwards input to m's console until the returned stop is called.
-func (c *hostConsole) pump(m *vm.Machine) (stop func()) {
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case p := <-c.bytes:
-				for len(p) > 0 {
-					n, err := m.Console().InputWait(ctx, p)
-					if err != nil {
-						return
-					}
-					p = p[n:]
-				}
-			}
-		}
-	}()
-	return func() { cancel(); <-done }
-}
-
 func (c *hostConsole) restore() {
 	if c.tty && c.oldState != nil {
 		term.Restore(int(c.in.Fd()), c.oldState)
 	}
 }
+
+// terminal is the guest's console on this process's stdin and stdout, as
+// the VMM takes it (vmm.Console).
+type terminal struct {
+	*consoleWriter
+	in *hostConsole
+}
+
+// Input delivers what is typed (or piped) for the guest.
+func (t terminal) Input() <-chan []byte { return t.in.bytes }
+
+// Quit is closed by Ctrl-A X on a terminal.
+func (t terminal) Quit() <-chan struct{} { return t.in.quit }

@@ -1,13 +1,10 @@
 package cli
 
 import (
-	"context"
-	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -16,122 +13,10 @@ import (
 	"time"
 
 	"github.com/govisor/govisor/internal/diskimage"
-	"github.com/govisor/govisor/internal/migration"
-	"github.com/govisor/govisor/internal/vm"
+	"github.com/govisor/govisor/internal/vmm"
+	"github.com/govisor/govisor/internal/vmm/vmmconfig"
 	"github.com/govisor/govisor/internal/vmmapi"
 )
-
-// Migrate runs one outgoing migration under c.mig, which lets the API show
-// its progress and cancel it from other goroutines meanwhile.
-func (c *machineCtl) Migrate(req vmmapi.MigrateRequest) (vmmapi.MigrateResult, error) {
-	m, err := c.get()
-	if err != nil {
-		return vmmapi.MigrateResult{}, err
-	}
-	ctx, err := c.mig.Begin(context.Background())
-	if err != nil {
-		return vmmapi.MigrateResult{}, err
-	}
-	c.mu.Lock()
-	c.migTo = req.To
-	c.mu.Unlock()
-	st, err := c.migrate(ctx, m, req)
-	c.mig.End(st, err)
-	if err != nil {
-		return vmmapi.MigrateResult{}, err
-	}
-	return migrateResult(st), nil
-}
-
-func (c *machineCtl) migrate(ctx context.Context, m *vm.Machine, req vmmapi.MigrateRequest) (migration.Stats, error) {
-	network, addr, err := MigrationAddr(req.To)
-	if err != nil {
-		return migration.Stats{}, fmt.Errorf("migrate: destination %w", err)
-	}
-	var tlsCfg *tls.Config
-	if req.TLSCert != "" || req.TLSKey != "" || req.TLSCA != "" {
-		if network == "unix" {
-			return migration.Stats{}, errors.New("migrate: TLS secures a migration over TCP; a unix: socket never leaves this host")
-		}
-		if req.TLSCert == "" || req.TLSKey == "" || req.TLSCA == "" {
-			return migration.Stats{}, errors.New("migrate: TLS needs all of a certificate, its key and a CA bundle (--tls-cert, --tls-key, --tls-ca)")
-		}
-		host, _, err := net.SplitHostPort(req.To)
-		if err != nil {
-			return migration.Stats{}, fmt.Errorf("migrate: destination %q: %w", req.To, err)
-		}
-		if tlsCfg, err = migration.ClientTLSConfig(req.TLSCert, req.TLSKey, req.TLSCA, host); err != nil {
-			return migration.Stats{}, err
-		}
-	}
-	d := net.Dialer{Timeout: 10 * time.Second}
-	conn, err := d.DialContext(ctx, network, addr)
-	if err != nil {
-		return migration.Stats{}, fmt.Errorf("migrate: %w (is a govisor run --incoming VMM listening there?)", err)
-	}
-	defer conn.Close()
-	if tlsCfg != nil {
-		tc := tls.Client(conn, tlsCfg)
-		hctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-		err := tc.HandshakeContext(hctx)
-		cancel()
-		if err != nil {
-			return migration.Stats{}, fmt.Errorf("migrate: TLS handshake with %s: %w (the destination's certificate must be signed by a CA in the --tls-ca bundle, and name the host given)", req.To, err)
-		}
-		conn = tc
-	}
-	migrate := m.MigrateTo
-	if req.MirrorDisks {
-		migrate = m.MigrateMirroringTo
-	}
-	st, err := migrate(ctx, conn, migration.Options{
-		MaxDowntime: time.Duration(req.MaxDowntimeMS) * time.Millisecond, Bandwidth: req.Bandwidth,
-		AutoConverge: req.AutoConverge, PostCopy: req.PostCopy, Progress: c.mig.Report,
-	})
-	if err != nil && tlsCfg != nil && strings.Contains(err.Error(), "tls: ") {
-		err = fmt.Errorf("%w (the destination did not accept this VMM's TLS certificate: it must be signed by a CA in the destination's --tls-ca)", err)
-	}
-	return st, err
-}
-
-func migrateResult(st migration.Stats) vmmapi.MigrateResult {
-	return vmmapi.MigrateResult{Rounds: st.Rounds, BytesSent: st.BytesSent, PagesSent: st.PagesSent, ZeroPages: st.ZeroPages,
-		TotalMS: ms(st.Total), DowntimeMS: ms(st.Downtime), PostCopyPages: st.PostCopyPages, PostCopyRequested: st.PostCopyRequested}
-}
-
-func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
-
-// MigrateProgress reports the latest outgoing migration.
-func (c *machineCtl) MigrateProgress() vmmapi.MigrateProgress {
-	st := c.mig.Status()
-	c.mu.Lock()
-	to := c.migTo
-	c.mu.Unlock()
-	p := vmmapi.MigrateProgress{State: string(st.State)}
-	if st.State == migration.StateIdle {
-		return p
-	}
-	pr := st.Progress
-	p.To, p.Round, p.BytesSent, p.PagesSent = to, pr.Round, pr.BytesSent, pr.PagesSent
-	p.DirtyRate, p.RemainingPages, p.ExpectedDowntimeMS = pr.DirtyRate, pr.RemainingPages, ms(pr.ExpectedDowntime)
-	p.Bandwidth, p.ThrottlePercent, p.Paused, p.PostCopy = pr.Bandwidth, pr.Throttle, pr.Paused, pr.PostCopy
-	if st.Ended.IsZero() {
-		p.ElapsedMS = ms(time.Since(st.Started))
-	} else {
-		p.ElapsedMS = ms(st.Ended.Sub(st.Started))
-	}
-	if st.Err != nil {
-		p.Error = st.Err.Error()
-	}
-	if st.State == migration.StateCompleted {
-		r := migrateResult(st.Stats)
-		p.Result = &r
-	}
-	return p
-}
-
-// CancelMigrate cancels the running outgoing migration.
-func (c *machineCtl) CancelMigrate() error { return c.mig.Cancel() }
 
 // ParseBandwidth parses a transfer rate in bytes per second with an
 // optional K, M or G suffix (powers of 1024) and an optional "/s":
@@ -163,7 +48,7 @@ func (f *migrateFlags) request(dest string) (vmmapi.MigrateRequest, error) {
 	if f.postCopy && f.mirrorDisks {
 		return req, errors.New("--post-copy moves memory only: it cannot be combined with --mirror-disks (put the disks on shared storage)")
 	}
-	if network, path, err := MigrationAddr(dest); err != nil {
+	if network, path, err := vmm.MigrationAddr(dest); err != nil {
 		return req, fmt.Errorf("migrate: destination %w", err)
 	} else if network == "unix" {
 		// The VMM dials: give it a path that does not depend on this
@@ -172,7 +57,7 @@ func (f *migrateFlags) request(dest string) (vmmapi.MigrateRequest, error) {
 		if err != nil {
 			return req, err
 		}
-		req.To = unixPrefix + abs
+		req.To = vmmconfig.UnixPrefix + abs
 	}
 	if f.maxDowntime != 0 {
 		if f.maxDowntime < time.Millisecond {

@@ -1,17 +1,20 @@
 package cli
 
+// The device flags of govisor run, parsed into the VMM's config.
+
 import (
 	"fmt"
 	"net"
+	"os"
 	"strconv"
 	"strings"
 
-	"github.com/govisor/govisor/internal/vm"
+	"github.com/govisor/govisor/internal/vmm/vmmconfig"
 )
 
 // ParseNet parses a --net value: tap=NAME[,mac=MAC].
-func ParseNet(s string) (vm.Net, error) {
-	var n vm.Net
+func ParseNet(s string) (vmmconfig.Net, error) {
+	var n vmmconfig.Net
 	for _, part := range strings.Split(s, ",") {
 		k, v, _ := strings.Cut(part, "=")
 		switch k {
@@ -33,8 +36,8 @@ func ParseNet(s string) (vm.Net, error) {
 }
 
 // ParseVsock parses a --vsock value: cid=N,uds=PATH.
-func ParseVsock(s string) (*vm.Vsock, error) {
-	v := &vm.Vsock{}
+func ParseVsock(s string) (*vmmconfig.Vsock, error) {
+	v := &vmmconfig.Vsock{}
 	for _, part := range strings.Split(s, ",") {
 		k, val, _ := strings.Cut(part, "=")
 		switch k {
@@ -54,4 +57,42 @@ func ParseVsock(s string) (*vm.Vsock, error) {
 		return nil, fmt.Errorf("--vsock %q: give both cid=N and uds=PATH", s)
 	}
 	return v, nil
+}
+
+// ParseDisk parses a --disk value: path=FILE[,readonly][,direct][,format=F][,serial=S][,queues=N].
+// A bare FILE is accepted as the path.
+func ParseDisk(s string) (vmmconfig.Disk, error) {
+	var d vmmconfig.Disk
+	for i, part := range strings.Split(s, ",") {
+		k, v, hasValue := strings.Cut(part, "=")
+		switch {
+		case k == "path" && hasValue:
+			d.Path = v
+		case i == 0 && !hasValue:
+			d.Path = k
+		case (k == "readonly" || k == "ro") && (!hasValue || v == "on" || v == "true"):
+			d.ReadOnly = true
+		case k == "direct" && (!hasValue || v == "on" || v == "true"):
+			d.Direct = true
+		case k == "format" && hasValue:
+			d.Format = v
+		case k == "serial" && hasValue:
+			d.Serial = v
+		case k == "queues" && hasValue:
+			n, err := strconv.Atoi(v)
+			if err != nil || n < 1 || n > 16 {
+				return d, fmt.Errorf("--disk %q: queues=%s: give 1 to 16", s, v)
+			}
+			d.Queues = n
+		default:
+			return d, fmt.Errorf("--disk %q: unknown option %q: use path=FILE[,readonly][,direct][,format=FMT][,serial=ID][,queues=N]", s, part)
+		}
+	}
+	if d.Path == "" {
+		return d, fmt.Errorf("--disk %q: no path: use path=FILE", s)
+	}
+	if _, err := os.Stat(d.Path); err != nil {
+		return d, fmt.Errorf("--disk %q: %w", s, err)
+	}
+	return d, nil
 }

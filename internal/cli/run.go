@@ -1,28 +1,23 @@
 package cli
 
 import (
-	"context"
-	"crypto/tls"
 	"errors"
 	"fmt"
-	"io"
-	"net"
 	"os"
-	"os/signal"
-	"strconv"
 	"strings"
-	"syscall"
-	"time"
 
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 
 	"github.com/govisor/govisor/api"
-	"github.com/govisor/govisor/internal/migration"
 	"github.com/govisor/govisor/internal/vm"
-	"github.com/govisor/govisor/internal/vmmapi"
+	"github.com/govisor/govisor/internal/vmm"
+	"github.com/govisor/govisor/internal/vmm/vmmconfig"
 )
 
+// runOptions are the flags of govisor run: a vmmconfig.Config, spelt out.
 type runOptions struct {
+	config                  string
 	kernel, initrd, cmdline string
 	cpus                    int
 	memory                  string
@@ -42,26 +37,38 @@ type runOptions struct {
 	balloon                 bool
 	incoming                string
 	tlsCert, tlsKey, tlsCA  string
-	cpusSet                 bool
 }
 
 func newRunCmd() *cobra.Command {
 	o := &runOptions{}
 	cmd := &cobra.Command{
-		Use:     "run --kernel PATH [--initrd PATH] [--cmdline ARGS] [--cpus N] [--memory SIZE]",
+		Use:     "run --kernel PATH [--initrd PATH] [--cmdline ARGS] [--cpus N] [--memory SIZE] | run --config FILE",
 		Aliases: []string{"vmm"}, // the per-VM monitor process the agent runs
 		Short:   "Boot a VM in the foreground with its serial console on this terminal",
 		Long: `Boot a VM in the foreground. The serial console is connected to the terminal
 (raw mode; press Ctrl-A X to quit) or to stdin/stdout when they are pipes.
 The process exits 0 when the guest powers off; a guest reboot restarts the
-guest unless --on-reboot=exit.`,
+guest unless --on-reboot=exit.
+
+--config FILE takes the whole VM from a JSON file instead of flags (the host
+agent starts its VMMs so, as Firecracker's --config-file): its fields are the
+flags' (kernel, initrd, cmdline, cpus, memoryMiB, boot, guestDecompress,
+onReboot, cpuTemplate, debugExit, verbose, disks[] {path, readOnly, direct,
+format, serial, queues}, rng, nets[] {tap, mac}, vsock {cid, uds}, balloon,
+apiSock, consoleSock, restore, incoming, tls {cert, key, ca}); fields left
+out get the flags' defaults, unknown fields are refused. --config and the
+other flags exclude each other: one place says what the VM is.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			o.cpusSet = cmd.Flags().Changed("cpus")
-			return runVM(o)
+			v, err := o.prepare(cmd.Flags())
+			if err != nil {
+				return err
+			}
+			return runVMM(v)
 		},
 	}
 	f := cmd.Flags()
+	f.StringVar(&o.config, "config", "", "take the VM from this JSON config file (as the agent writes it) instead of the flags below")
 	f.StringVar(&o.kernel, "kernel", "", "kernel image: bzImage or ELF vmlinux (required)")
 	f.StringVar(&o.initrd, "initrd", "", "initial ramdisk (cpio, optionally compressed)")
 	f.StringVar(&o.cmdline, "cmdline", "console=ttyS0", "kernel command line")
@@ -97,173 +104,105 @@ func ParseMemoryMiB(s string) (uint64, error) {
 	return n, nil
 }
 
-// receiveMigration waits for one live migration on l. With tlsCfg the
-// source must authenticate: a connection that fails the TLS handshake is
-// refused and the wait goes on, so that a stranger cannot end it.
-func receiveMigration(l net.Listener, cfg vm.Config, tlsCfg *tls.Config) (*vm.Machine, error) {
-	defer l.Close()
-	fmt.Fprintf(os.Stderr, "govisor: waiting for a migration on %s\n", l.Addr())
-	for {
-		conn, err := l.Accept()
-		if err != nil {
-			return nil, err
+// runFlagNames names config fields as govisor run's flags, for messages.
+var runFlagNames = map[string]string{
+	"kernel": "--kernel", "initrd": "--initrd", "cmdline": "--cmdline", "cpus": "--cpus", "memoryMiB": "--memory",
+	"boot": "--boot", "guestDecompress": "--guest-decompress", "onReboot": "--on-reboot", "cpuTemplate": "--cpu-template",
+	"debugExit": "--debug-exit", "verbose": "--verbose", "rng": "--rng", "balloon": "--balloon",
+	"apiSock": "--api-sock", "consoleSock": "--console-sock", "restore": "--restore", "incoming": "--incoming",
+	"tls": "--tls-*", "tls.cert": "--tls-cert", "tls.key": "--tls-key", "tls.ca": "--tls-ca",
+	"vsock": "--vsock", "vsock.cid": "--vsock cid", "vsock.uds": "--vsock uds",
+}
+
+// flagName names a config field as the flag that sets it: disks[1].queues
+// is "--disk #2 queues".
+func flagName(field string) string {
+	if f, ok := runFlagNames[field]; ok {
+		return f
+	}
+	for list, flag := range map[string]string{"disks": "--disk", "nets": "--net"} {
+		var i int
+		var rest string
+		if n, _ := fmt.Sscanf(field, list+"[%d]%s", &i, &rest); n == 2 {
+			return fmt.Sprintf("%s #%d %s", flag, i+1, strings.TrimPrefix(rest, "."))
 		}
-		if tlsCfg != nil {
-			tc := tls.Server(conn, tlsCfg)
-			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-			err := tc.HandshakeContext(ctx)
-			cancel()
-			if err != nil {
-				fmt.Fprintf(os.Stderr, "govisor: refused a migration connection from %s: TLS handshake: %v\n", conn.RemoteAddr(), err)
-				conn.Close()
-				continue
+	}
+	return field
+}
+
+// vmmConfig builds the VMM's config from the flags, or loads it from
+// --config, and says how messages name its fields.
+func (o *runOptions) vmmConfig(flags *pflag.FlagSet) (vmmconfig.Config, vmmconfig.Names, error) {
+	if o.config != "" {
+		var others []string
+		flags.Visit(func(f *pflag.Flag) {
+			if f.Name != "config" {
+				others = append(others, "--"+f.Name)
 			}
-			conn = tc
+		})
+		if len(others) > 0 {
+			return vmmconfig.Config{}, nil, fmt.Errorf("--config %s says what the VM is: give %s as fields of the file instead, or leave out --config",
+				o.config, strings.Join(others, ", "))
 		}
-		// Incoming owns conn now: the migration closes it when it is over
-		// (after the handover, or after post-copy).
-		return vm.Incoming(context.Background(), conn, cfg)
+		cfg, err := vmmconfig.Load(o.config)
+		return cfg, nil, err
 	}
-}
-
-// incomingTLS builds the --incoming listener's TLS configuration, or nil
-// without the --tls-* flags.
-func (o *runOptions) incomingTLS() (*tls.Config, error) {
-	if o.tlsCert == "" && o.tlsKey == "" && o.tlsCA == "" {
-		return nil, nil
+	cfg := vmmconfig.Config{
+		Kernel: o.kernel, Initrd: o.initrd, Cmdline: o.cmdline, Boot: o.boot, GuestDecompress: o.guestDecompress,
+		OnReboot: o.onReboot, CPUTemplate: o.template, DebugExit: o.debugExit, Verbose: o.verbose,
+		RNG: o.rng, Balloon: o.balloon, APISock: o.apiSock, ConsoleSock: o.consoleSock, Restore: o.restore, Incoming: o.incoming,
 	}
-	if o.incoming == "" {
-		return nil, errors.New("--tls-cert, --tls-key and --tls-ca secure --incoming: give --incoming HOST:PORT too")
-	}
-	if o.tlsCert == "" || o.tlsKey == "" || o.tlsCA == "" {
-		return nil, errors.New("--tls-cert, --tls-key and --tls-ca go together: mutual TLS needs all three")
-	}
-	if strings.HasPrefix(o.incoming, unixPrefix) {
-		return nil, errors.New("--tls-* secure a TCP --incoming; a unix: socket never leaves this host (its file mode keeps other users out)")
-	}
-	return migration.ServerTLSConfig(o.tlsCert, o.tlsKey, o.tlsCA)
-}
-
-// ParseDisk parses a --disk value: path=FILE[,readonly][,direct][,format=F][,serial=S][,queues=N].
-// A bare FILE is accepted as the path.
-func ParseDisk(s string) (vm.Disk, error) {
-	var d vm.Disk
-	for i, part := range strings.Split(s, ",") {
-		k, v, hasValue := strings.Cut(part, "=")
-		switch {
-		case k == "path" && hasValue:
-			d.Path = v
-		case i == 0 && !hasValue:
-			d.Path = k
-		case (k == "readonly" || k == "ro") && (!hasValue || v == "on" || v == "true"):
-			d.ReadOnly = true
-		case k == "direct" && (!hasValue || v == "on" || v == "true"):
-			d.Direct = true
-		case k == "format" && hasValue:
-			d.Format = v
-		case k == "serial" && hasValue:
-			d.Serial = v
-		case k == "queues" && hasValue:
-			n, err := strconv.Atoi(v)
-			if err != nil || n < 1 || n > 16 {
-				return d, fmt.Errorf("--disk %q: queues=%s: give 1 to 16", s, v)
-			}
-			d.Queues = n
-		default:
-			return d, fmt.Errorf("--disk %q: unknown option %q: use path=FILE[,readonly][,direct][,format=FMT][,serial=ID][,queues=N]", s, part)
+	// Left out, --cpus means 1 vCPU on boot and the source's count on an
+	// incoming migration: the config's 0.
+	if flags.Changed("cpus") {
+		if o.cpus < 1 || o.cpus > vm.MaxCPUs {
+			return cfg, nil, fmt.Errorf("--cpus %d: give 1 to %d", o.cpus, vm.MaxCPUs)
 		}
+		cfg.CPUs = o.cpus
 	}
-	if d.Path == "" {
-		return d, fmt.Errorf("--disk %q: no path: use path=FILE", s)
+	var err error
+	if cfg.MemoryMiB, err = ParseMemoryMiB(o.memory); err != nil {
+		return cfg, nil, err
 	}
-	if _, err := os.Stat(d.Path); err != nil {
-		return d, fmt.Errorf("--disk %q: %w", s, err)
-	}
-	return d, nil
-}
-
-func (o *runOptions) config() (vm.Config, error) {
-	var cfg vm.Config
-	if o.kernel == "" && o.restore == "" && o.incoming == "" {
-		return cfg, errors.New("--kernel is required: the path of a bzImage or vmlinux (or --restore DIR, or --incoming HOST:PORT)")
-	}
-	mib, err := ParseMemoryMiB(o.memory)
-	if err != nil {
-		return cfg, err
-	}
-	var disks []vm.Disk
-	for _, d := range o.disks {
-		disk, err := ParseDisk(d)
+	for _, s := range o.disks {
+		d, err := ParseDisk(s)
 		if err != nil {
-			return cfg, err
+			return cfg, nil, err
 		}
-		disks = append(disks, disk)
+		cfg.Disks = append(cfg.Disks, d)
 	}
-	var nets []vm.Net
-	for _, n := range o.nets {
-		nc, err := ParseNet(n)
+	for _, s := range o.nets {
+		n, err := ParseNet(s)
 		if err != nil {
-			return cfg, err
+			return cfg, nil, err
 		}
-		nets = append(nets, nc)
+		cfg.Nets = append(cfg.Nets, n)
 	}
-	var vs *vm.Vsock
 	if o.vsock != "" {
-		if vs, err = ParseVsock(o.vsock); err != nil {
-			return cfg, err
+		if cfg.Vsock, err = ParseVsock(o.vsock); err != nil {
+			return cfg, nil, err
 		}
 	}
-	if (o.restore != "" || o.incoming != "") && o.kernel == "" {
-		// The snapshot or the migration stream describes the machine; a
-		// migration destination may name its own disks (mirror targets),
-		// TAPs and vsock socket.
-		return vm.Config{MemoryMiB: mib, Disks: disks, Nets: nets, Vsock: vs}, nil
+	if o.tlsCert != "" || o.tlsKey != "" || o.tlsCA != "" {
+		cfg.TLS = &vmmconfig.TLS{Cert: o.tlsCert, Key: o.tlsKey, CA: o.tlsCA}
 	}
-	switch o.onReboot {
-	case "restart", "exit":
-	default:
-		return cfg, fmt.Errorf("--on-reboot %q: use restart or exit", o.onReboot)
-	}
-	switch o.template {
-	case "auto", "host", "pvm":
-	default:
-		return cfg, fmt.Errorf("--cpu-template %q: use auto, host or pvm", o.template)
-	}
-	var boot vm.BootMode
-	switch o.boot {
-	case "linux64":
-		boot = vm.BootLinux64
-	case "pvh":
-		boot = vm.BootPVH
-	default:
-		return cfg, fmt.Errorf("--boot %q: use linux64 or pvh", o.boot)
-	}
-	kernel, err := os.ReadFile(o.kernel)
-	if err != nil {
-		return cfg, fmt.Errorf("--kernel: %w", err)
-	}
-	var initrd []byte
-	if o.initrd != "" {
-		if initrd, err = os.ReadFile(o.initrd); err != nil {
-			return cfg, fmt.Errorf("--initrd: %w", err)
-		}
-	}
-	return vm.Config{
-		CPUs: o.cpus, MemoryMiB: mib, Kernel: kernel, Initrd: initrd, Cmdline: o.cmdline,
-		Boot: boot, GuestDecompress: o.guestDecompress, DebugExit: o.debugExit, Template: o.template,
-		Disks: disks, RNG: o.rng, Nets: nets, Vsock: vs, Balloon: o.balloon,
-	}, nil
+	return cfg, flagName, nil
 }
 
-func runVM(o *runOptions) error {
-	cfg, err := o.config()
+// prepare makes the VMM of the flags (or of --config): its config
+// checked and its files read.
+func (o *runOptions) prepare(flags *pflag.FlagSet) (*vmm.VMM, error) {
+	cfg, names, err := o.vmmConfig(flags)
 	if err != nil {
-		return &ExitError{Code: 2, Err: err}
+		return nil, &ExitError{Code: 2, Err: err}
 	}
-	tlsCfg, err := o.incomingTLS()
-	if err != nil {
-		return &ExitError{Code: 2, Err: err}
-	}
+	v, err := vmm.New(cfg, vmm.Options{Names: names})
+	return v, exitError(err)
+}
+
+// runVMM runs the VMM with the guest's console on this process's stdin
+// and stdout.
+func runVMM(v *vmm.VMM) error {
 	stdout := newConsoleWriter(os.Stdout)
 	defer stdout.Close()
 	con, err := attachConsole(os.Stdin)
@@ -271,116 +210,13 @@ func runVM(o *runOptions) error {
 		return err
 	}
 	defer con.restore()
-	var out io.Writer = stdout
-	if o.consoleSock != "" {
-		hub, err := listenConsoleSock(o.consoleSock, con.bytes)
-		if err != nil {
-			return &ExitError{Code: 1, Err: err}
-		}
-		defer hub.Close()
-		out = teeConsole{out: stdout, hub: hub}
-	}
-	cfg.Console = out
-	// Listen for the migration before the API socket exists, so that a
-	// caller who sees the API up can start the migration at once.
-	var incoming net.Listener
-	if o.incoming != "" {
-		if incoming, err = listenMigration(o.incoming); err != nil {
-			return &ExitError{Code: 1, Err: fmt.Errorf("--incoming %s: %w", o.incoming, err)}
-		}
-		defer incoming.Close()
-	}
-	ctl := &machineCtl{}
-	if o.apiSock != "" {
-		l, err := vmmapi.Listen(o.apiSock)
-		if err != nil {
-			return &ExitError{Code: 1, Err: err}
-		}
-		ctx, cancel := context.WithCancel(context.Background())
-		defer cancel()
-		go vmmapi.ServeListener(ctx, l, ctl)
-	}
-	sigs := make(chan os.Signal, 2)
-	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
-	defer signal.Stop(sigs)
+	return exitError(v.Run(terminal{consoleWriter: stdout, in: con}))
+}
 
-	for boot := 1; ; boot++ {
-		var m *vm.Machine
-		if o.restore != "" && boot == 1 {
-			m, err = vm.RestoreSnapshot(o.restore, out)
-		} else if o.incoming != "" && boot == 1 {
-			in := vm.Config{MemoryMiB: cfg.MemoryMiB, Console: out, RNG: o.rng, Balloon: o.balloon, DebugExit: o.debugExit,
-				Disks: cfg.Disks, Nets: cfg.Nets, Vsock: cfg.Vsock}
-			if o.cpusSet {
-				// The machine's shape is known: build it before the migration
-				// so that the guest's downtime does not include it.
-				in.CPUs = o.cpus
-			}
-			m, err = receiveMigration(incoming, in, tlsCfg)
-		} else {
-			m, err = vm.New(cfg)
-		}
-		if err != nil {
-			return &ExitError{Code: 1, Err: err}
-		}
-		ctl.set(m)
-		if o.verbose {
-			fmt.Fprintf(os.Stderr, "govisor: boot %d: %s; KVM %s, CPU template %s\n", boot, m.BootInfo(), m.Flavor(), m.Template())
-		}
-		stopInput := con.pump(m)
-		if err := m.Start(); err != nil {
-			m.Close()
-			return &ExitError{Code: 1, Err: err}
-		}
-		var sig os.Signal
-		select {
-		case <-m.Done():
-		case sig = <-sigs:
-			m.Stop(vm.Exit{Reason: vm.ExitHost, Detail: "signal " + sig.String()})
-		case <-con.quit:
-			m.Stop(vm.Exit{Reason: vm.ExitHost, Detail: "Ctrl-A X"})
-		}
-		ex := m.Wait()
-		ctl.set(nil)
-		stopInput()
-		m.Close()
-		stdout.Flush()
-		if o.verbose {
-			fmt.Fprintf(os.Stderr, "govisor: guest stopped: %s %s (exits per vCPU %v)\n", ex.Reason, ex.Detail, m.Exits())
-			if t := m.FirstExit(); !t.IsZero() {
-				fmt.Fprintf(os.Stderr, "govisor: first VM exit at unix-ns %d\n", t.UnixNano())
-			}
-		}
-		switch ex.Reason {
-		case vm.ExitPowerOff:
-			return nil
-		case vm.ExitReset:
-			if o.onReboot == "exit" {
-				return nil
-			}
-			if o.kernel == "" {
-				fmt.Fprintf(os.Stderr, "govisor: guest rebooted (%s); a VM restored or migrated without --kernel cannot boot again\n", ex.Detail)
-				return nil
-			}
-			fmt.Fprintf(os.Stderr, "govisor: guest rebooted (%s); restarting it\n", ex.Detail)
-			continue
-		case vm.ExitDebug:
-			if ex.Code == 0 {
-				return nil
-			}
-			return &ExitError{Code: ex.Code & 0xFF}
-		case vm.ExitHost:
-			if sig != nil {
-				return &ExitError{Code: 128 + int(sig.(syscall.Signal))}
-			}
-			return nil
-		case vm.ExitMigrated:
-			fmt.Fprintf(os.Stderr, "govisor: %s\n", ex.Detail)
-			return nil
-		case vm.ExitHalt:
-			return &ExitError{Code: 1, Err: errors.New("guest halted with interrupts off (HLT exit)")}
-		default:
-			return &ExitError{Code: 1, Err: ex.Err}
-		}
+// exitError carries the VMM's exit status out as the CLI's.
+func exitError(err error) error {
+	if ee, ok := errors.AsType[*vmm.ExitError](err); ok {
+		return &ExitError{Code: ee.Code, Err: ee.Err}
 	}
+	return err
 }

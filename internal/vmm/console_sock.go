@@ -1,4 +1,4 @@
-package cli
+package vmm
 
 import (
 	"errors"
@@ -20,7 +20,7 @@ const consoleSockMaxPending = 1 << 20
 // their backlogs may take); more are turned away.
 const consoleSockMaxClients = 32
 
-// consoleHub serves `govisor run --console-sock`: every client of the Unix
+// consoleHub serves the console socket (Config.ConsoleSock): every client of the Unix
 // socket receives the guest's serial output from the moment it connects,
 // and what any client sends goes to the serial input.
 type consoleHub struct {
@@ -48,11 +48,11 @@ type consoleClient struct {
 
 // listenConsoleSock creates the console socket at path (mode 0600: the
 // console is as powerful as the VM's owner) and starts accepting clients;
-// their input is sent on input.
+// their input is sent on input. Its errors do not name the socket.
 func listenConsoleSock(path string, input chan<- []byte) (*consoleHub, error) {
 	l, err := unixsock.ListenPrivate(path)
 	if err != nil {
-		return nil, fmt.Errorf("--console-sock %s: %w", path, err)
+		return nil, err
 	}
 	h := &consoleHub{l: l, path: path, input: input, done: make(chan struct{}), clients: map[*consoleClient]struct{}{}, maxClients: consoleSockMaxClients}
 	h.wg.Add(1)

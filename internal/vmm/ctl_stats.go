@@ -1,4 +1,4 @@
-package cli
+package vmm
 
 import "github.com/govisor/govisor/internal/vmmapi"
 

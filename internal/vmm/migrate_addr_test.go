@@ -1,4 +1,4 @@
-package cli
+package vmm
 
 import (
 	"os"
@@ -33,20 +33,6 @@ func TestMigrationAddr(t *testing.T) {
 				t.Fatalf("got %q %q %v, want %q %q", network, addr, err, tt.network, tt.addr)
 			}
 		})
-	}
-}
-
-func TestMigrateRequestUnixPathAbsolute(t *testing.T) {
-	var f migrateFlags
-	req, err := f.request("unix:vm.migrate")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if want := "unix:" + abs(t, "vm.migrate"); req.To != want {
-		t.Fatalf("To = %q, want %q", req.To, want)
-	}
-	if _, err := (&migrateFlags{}).request("nowhere"); err == nil {
-		t.Fatal("a destination without a port was accepted")
 	}
 }
 

@@ -1,0 +1,127 @@
+package vmm
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"net"
+	"strings"
+	"time"
+
+	"github.com/govisor/govisor/internal/migration"
+	"github.com/govisor/govisor/internal/vm"
+	"github.com/govisor/govisor/internal/vmmapi"
+)
+
+// Migrate runs one outgoing migration under c.mig, which lets the API show
+// its progress and cancel it from other goroutines meanwhile.
+func (c *machineCtl) Migrate(req vmmapi.MigrateRequest) (vmmapi.MigrateResult, error) {
+	m, err := c.get()
+	if err != nil {
+		return vmmapi.MigrateResult{}, err
+	}
+	ctx, err := c.mig.Begin(context.Background())
+	if err != nil {
+		return vmmapi.MigrateResult{}, err
+	}
+	c.mu.Lock()
+	c.migTo = req.To
+	c.mu.Unlock()
+	st, err := c.migrate(ctx, m, req)
+	c.mig.End(st, err)
+	if err != nil {
+		return vmmapi.MigrateResult{}, err
+	}
+	return migrateResult(st), nil
+}
+
+func (c *machineCtl) migrate(ctx context.Context, m *vm.Machine, req vmmapi.MigrateRequest) (migration.Stats, error) {
+	network, addr, err := MigrationAddr(req.To)
+	if err != nil {
+		return migration.Stats{}, fmt.Errorf("migrate: destination %w", err)
+	}
+	var tlsCfg *tls.Config
+	if req.TLSCert != "" || req.TLSKey != "" || req.TLSCA != "" {
+		if network == "unix" {
+			return migration.Stats{}, errors.New("migrate: TLS secures a migration over TCP; a unix: socket never leaves this host")
+		}
+		if req.TLSCert == "" || req.TLSKey == "" || req.TLSCA == "" {
+			return migration.Stats{}, errors.New("migrate: TLS needs all of a certificate, its key and a CA bundle (--tls-cert, --tls-key, --tls-ca)")
+		}
+		host, _, err := net.SplitHostPort(req.To)
+		if err != nil {
+			return migration.Stats{}, fmt.Errorf("migrate: destination %q: %w", req.To, err)
+		}
+		if tlsCfg, err = migration.ClientTLSConfig(req.TLSCert, req.TLSKey, req.TLSCA, host); err != nil {
+			return migration.Stats{}, err
+		}
+	}
+	d := net.Dialer{Timeout: 10 * time.Second}
+	conn, err := d.DialContext(ctx, network, addr)
+	if err != nil {
+		return migration.Stats{}, fmt.Errorf("migrate: %w (is a govisor run --incoming VMM listening there?)", err)
+	}
+	defer conn.Close()
+	if tlsCfg != nil {
+		tc := tls.Client(conn, tlsCfg)
+		hctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		err := tc.HandshakeContext(hctx)
+		cancel()
+		if err != nil {
+			return migration.Stats{}, fmt.Errorf("migrate: TLS handshake with %s: %w (the destination's certificate must be signed by a CA in the --tls-ca bundle, and name the host given)", req.To, err)
+		}
+		conn = tc
+	}
+	migrate := m.MigrateTo
+	if req.MirrorDisks {
+		migrate = m.MigrateMirroringTo
+	}
+	st, err := migrate(ctx, conn, migration.Options{
+		MaxDowntime: time.Duration(req.MaxDowntimeMS) * time.Millisecond, Bandwidth: req.Bandwidth,
+		AutoConverge: req.AutoConverge, PostCopy: req.PostCopy, Progress: c.mig.Report,
+	})
+	if err != nil && tlsCfg != nil && strings.Contains(err.Error(), "tls: ") {
+		err = fmt.Errorf("%w (the destination did not accept this VMM's TLS certificate: it must be signed by a CA in the destination's --tls-ca)", err)
+	}
+	return st, err
+}
+
+func migrateResult(st migration.Stats) vmmapi.MigrateResult {
+	return vmmapi.MigrateResult{Rounds: st.Rounds, BytesSent: st.BytesSent, PagesSent: st.PagesSent, ZeroPages: st.ZeroPages,
+		TotalMS: ms(st.Total), DowntimeMS: ms(st.Downtime), PostCopyPages: st.PostCopyPages, PostCopyRequested: st.PostCopyRequested}
+}
+
+func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
+
+// MigrateProgress reports the latest outgoing migration.
+func (c *machineCtl) MigrateProgress() vmmapi.MigrateProgress {
+	st := c.mig.Status()
+	c.mu.Lock()
+	to := c.migTo
+	c.mu.Unlock()
+	p := vmmapi.MigrateProgress{State: string(st.State)}
+	if st.State == migration.StateIdle {
+		return p
+	}
+	pr := st.Progress
+	p.To, p.Round, p.BytesSent, p.PagesSent = to, pr.Round, pr.BytesSent, pr.PagesSent
+	p.DirtyRate, p.RemainingPages, p.ExpectedDowntimeMS = pr.DirtyRate, pr.RemainingPages, ms(pr.ExpectedDowntime)
+	p.Bandwidth, p.ThrottlePercent, p.Paused, p.PostCopy = pr.Bandwidth, pr.Throttle, pr.Paused, pr.PostCopy
+	if st.Ended.IsZero() {
+		p.ElapsedMS = ms(time.Since(st.Started))
+	} else {
+		p.ElapsedMS = ms(st.Ended.Sub(st.Started))
+	}
+	if st.Err != nil {
+		p.Error = st.Err.Error()
+	}
+	if st.State == migration.StateCompleted {
+		r := migrateResult(st.Stats)
+		p.Result = &r
+	}
+	return p
+}
+
+// CancelMigrate cancels the running outgoing migration.
+func (c *machineCtl) CancelMigrate() error { return c.mig.Cancel() }

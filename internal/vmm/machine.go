@@ -1,0 +1,62 @@
+package vmm
+
+import (
+	"fmt"
+	"os"
+
+	"github.com/govisor/govisor/internal/vm"
+	"github.com/govisor/govisor/internal/vmm/vmmconfig"
+)
+
+// machineConfig turns a validated config (with its defaults) into the
+// machine to boot, reading the kernel and initrd. Without a kernel (a
+// restore or an incoming migration) it holds the devices only: the
+// snapshot or the migration stream describes the rest.
+func machineConfig(c vmmconfig.Config, names vmmconfig.Names) (vm.Config, error) {
+	mc := vm.Config{
+		CPUs: max(c.CPUs, 1), MemoryMiB: c.MemoryMiB, Cmdline: c.Cmdline, Boot: vm.BootMode(c.Boot),
+		GuestDecompress: c.GuestDecompress, DebugExit: c.DebugExit, Template: c.CPUTemplate,
+		Disks: disks(c.Disks), RNG: c.RNG, Nets: nets(c.Nets), Balloon: c.Balloon,
+	}
+	if v := c.Vsock; v != nil {
+		mc.Vsock = &vm.Vsock{CID: v.CID, UDS: v.UDS}
+	}
+	if c.Kernel == "" {
+		return mc, nil
+	}
+	var err error
+	if mc.Kernel, err = os.ReadFile(c.Kernel); err != nil {
+		return mc, fmt.Errorf("%s: %w", names.Name("kernel"), err)
+	}
+	if c.Initrd != "" {
+		if mc.Initrd, err = os.ReadFile(c.Initrd); err != nil {
+			return mc, fmt.Errorf("%s: %w", names.Name("initrd"), err)
+		}
+	}
+	return mc, nil
+}
+
+// incomingConfig is the machine an incoming migration starts from: its
+// devices on this host, and its vCPUs when the config gives them, so that
+// the machine is built before the migration and not in the guest's
+// downtime.
+func incomingConfig(c vmmconfig.Config, boot vm.Config) vm.Config {
+	return vm.Config{CPUs: c.CPUs, MemoryMiB: boot.MemoryMiB, Console: boot.Console, RNG: boot.RNG, Balloon: boot.Balloon,
+		DebugExit: boot.DebugExit, Disks: boot.Disks, Nets: boot.Nets, Vsock: boot.Vsock}
+}
+
+func disks(ds []vmmconfig.Disk) []vm.Disk {
+	var out []vm.Disk
+	for _, d := range ds {
+		out = append(out, vm.Disk{Path: d.Path, ReadOnly: d.ReadOnly, Direct: d.Direct, Format: d.Format, Serial: d.Serial, Queues: d.Queues})
+	}
+	return out
+}
+
+func nets(ns []vmmconfig.Net) []vm.Net {
+	var out []vm.Net
+	for _, n := range ns {
+		out = append(out, vm.Net{TAP: n.TAP, MAC: n.MAC})
+	}
+	return out
+}

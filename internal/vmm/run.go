@@ -1,0 +1,252 @@
+// Package vmm is the VMM process of one VM: from a validated config it
+// builds the machine (booting a kernel, restoring a snapshot or receiving
+// a live migration), serves its control API and console socket, runs it
+// across guest reboots and turns its end into the process's exit status.
+// `govisor run` is a flag parser over it; the host agent starts it with a
+// config file.
+package vmm
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/govisor/govisor/internal/vm"
+	"github.com/govisor/govisor/internal/vmm/vmmconfig"
+	"github.com/govisor/govisor/internal/vmmapi"
+)
+
+// ExitError is how Run ends other than with status 0: Code is the
+// process's exit status, Err (if any) the message for the user.
+type ExitError struct {
+	Code int
+	Err  error
+}
+
+func (e *ExitError) Error() string {
+	if e.Err == nil {
+		return fmt.Sprintf("exit status %d", e.Code)
+	}
+	return e.Err.Error()
+}
+
+func (e *ExitError) Unwrap() error { return e.Err }
+
+// Console is the host's end of the guest's serial console, which the
+// process running the VMM provides: a terminal, pipes, or log files.
+type Console interface {
+	io.Writer // the guest's output
+	// Flush writes out buffered output; Run calls it when a guest stops.
+	Flush()
+	// Input delivers host input for the guest.
+	Input() <-chan []byte
+	// Quit is closed when the user ends the VMM from the console (as
+	// Ctrl-A X on a terminal); nil if it cannot be.
+	Quit() <-chan struct{}
+}
+
+// Options are what New takes from the process the VMM runs in.
+type Options struct {
+	Names vmmconfig.Names // how messages name config fields; nil: JSON paths
+	Log   io.Writer       // the VMM's own messages; nil: os.Stderr
+}
+
+// VMM is one VM's monitor, its config checked and its files read, ready
+// to run.
+type VMM struct {
+	cfg    vmmconfig.Config // with the defaults
+	names  vmmconfig.Names
+	log    io.Writer
+	mcfg   vm.Config // the machine a boot builds
+	tlsCfg *tls.Config
+
+	// While running:
+	console   Console
+	ctl       *machineCtl
+	sigs      chan os.Signal
+	sockInput chan []byte
+}
+
+// New validates cfg and reads what it names (kernel, initrd, TLS files),
+// so that what a config can get wrong fails before anything starts. Its
+// errors are *ExitError with status 2.
+func New(cfg vmmconfig.Config, opt Options) (*VMM, error) {
+	if err := cfg.ValidateNamed(opt.Names); err != nil {
+		return nil, &ExitError{Code: 2, Err: err}
+	}
+	v := &VMM{cfg: cfg.WithDefaults(), names: opt.Names, log: opt.Log}
+	if v.log == nil {
+		v.log = os.Stderr
+	}
+	var err error
+	if v.mcfg, err = machineConfig(v.cfg, opt.Names); err != nil {
+		return nil, &ExitError{Code: 2, Err: err}
+	}
+	if v.tlsCfg, err = incomingTLS(v.cfg); err != nil {
+		return nil, &ExitError{Code: 2, Err: err}
+	}
+	return v, nil
+}
+
+// Run is the VMM with console as the host's end of the serial console: it
+// builds the machine, serves the API and console sockets, and runs the
+// guest until it powers off, and across reboots. SIGINT, SIGTERM and
+// SIGHUP stop the guest. It returns nil for exit status 0 and an
+// *ExitError otherwise: 1 when the machine cannot be built or fails,
+// 128+N after signal N, and the guest's value on a debug exit. Run once.
+func (v *VMM) Run(console Console) error {
+	cfg := v.cfg
+	v.console = console
+	var out io.Writer = console
+	// Console socket clients type into the same UART as the host console.
+	v.sockInput = make(chan []byte, 16)
+	if cfg.ConsoleSock != "" {
+		hub, err := listenConsoleSock(cfg.ConsoleSock, v.sockInput)
+		if err != nil {
+			return &ExitError{Code: 1, Err: fmt.Errorf("%s %s: %w", v.names.Name("consoleSock"), cfg.ConsoleSock, err)}
+		}
+		defer hub.Close()
+		out = teeConsole{out: console, hub: hub}
+	}
+	mcfg := v.mcfg
+	mcfg.Console = out
+	// Listen for the migration before the API socket exists, so that a
+	// caller who sees the API up can start the migration at once.
+	var incoming net.Listener
+	if cfg.Incoming != "" {
+		var err error
+		if incoming, err = listenMigration(cfg.Incoming); err != nil {
+			return &ExitError{Code: 1, Err: fmt.Errorf("%s %s: %w", v.names.Name("incoming"), cfg.Incoming, err)}
+		}
+		defer incoming.Close()
+	}
+	v.ctl = &machineCtl{names: v.names}
+	if cfg.APISock != "" {
+		l, err := vmmapi.Listen(cfg.APISock)
+		if err != nil {
+			return &ExitError{Code: 1, Err: err}
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		defer cancel()
+		go vmmapi.ServeListener(ctx, l, v.ctl)
+	}
+	v.sigs = make(chan os.Signal, 2)
+	signal.Notify(v.sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
+	defer signal.Stop(v.sigs)
+	for boot := 1; ; boot++ {
+		var m *vm.Machine
+		var err error
+		switch {
+		case cfg.Restore != "" && boot == 1:
+			m, err = vm.RestoreSnapshot(cfg.Restore, out)
+		case cfg.Incoming != "" && boot == 1:
+			m, err = receiveMigration(incoming, incomingConfig(cfg, mcfg), v.tlsCfg, v.log)
+		default:
+			m, err = vm.New(mcfg)
+		}
+		if err != nil {
+			return &ExitError{Code: 1, Err: err}
+		}
+		if again, err := v.run(boot, m); !again {
+			return err
+		}
+	}
+}
+
+// run runs m until it stops and says what that means: boot again, or end
+// the VMM with err.
+func (v *VMM) run(boot int, m *vm.Machine) (again bool, err error) {
+	v.ctl.set(m)
+	if v.cfg.Verbose {
+		fmt.Fprintf(v.log, "govisor: boot %d: %s; KVM %s, CPU template %s\n", boot, m.BootInfo(), m.Flavor(), m.Template())
+	}
+	stopInput := pump(m, v.console.Input(), v.sockInput)
+	if err := m.Start(); err != nil {
+		m.Close()
+		return false, &ExitError{Code: 1, Err: err}
+	}
+	var sig os.Signal
+	select {
+	case <-m.Done():
+	case sig = <-v.sigs:
+		m.Stop(vm.Exit{Reason: vm.ExitHost, Detail: "signal " + sig.String()})
+	case <-v.console.Quit():
+		m.Stop(vm.Exit{Reason: vm.ExitHost, Detail: "Ctrl-A X"})
+	}
+	ex := m.Wait()
+	v.ctl.set(nil)
+	stopInput()
+	m.Close()
+	v.console.Flush()
+	if v.cfg.Verbose {
+		fmt.Fprintf(v.log, "govisor: guest stopped: %s %s (exits per vCPU %v)\n", ex.Reason, ex.Detail, m.Exits())
+		if t := m.FirstExit(); !t.IsZero() {
+			fmt.Fprintf(v.log, "govisor: first VM exit at unix-ns %d\n", t.UnixNano())
+		}
+	}
+	switch ex.Reason {
+	case vm.ExitPowerOff:
+		return false, nil
+	case vm.ExitReset:
+		if v.cfg.OnReboot == "exit" {
+			return false, nil
+		}
+		if v.cfg.Kernel == "" {
+			fmt.Fprintf(v.log, "govisor: guest rebooted (%s); a VM restored or migrated without %s cannot boot again\n",
+				ex.Detail, v.names.Name("kernel"))
+			return false, nil
+		}
+		fmt.Fprintf(v.log, "govisor: guest rebooted (%s); restarting it\n", ex.Detail)
+		return true, nil
+	case vm.ExitDebug:
+		if ex.Code == 0 {
+			return false, nil
+		}
+		return false, &ExitError{Code: ex.Code & 0xFF}
+	case vm.ExitHost:
+		if sig != nil {
+			return false, &ExitError{Code: 128 + int(sig.(syscall.Signal))}
+		}
+		return false, nil
+	case vm.ExitMigrated:
+		fmt.Fprintf(v.log, "govisor: %s\n", ex.Detail)
+		return false, nil
+	case vm.ExitHalt:
+		return false, &ExitError{Code: 1, Err: errors.New("guest halted with interrupts off (HLT exit)")}
+	}
+	return false, &ExitError{Code: 1, Err: ex.Err}
+}
+
+// pump forwards host input, from the console and from the console
+// socket's clients, to m's UART until the returned stop is called. Input
+// that arrives while no machine runs waits in the channels.
+func pump(m *vm.Machine, in, sock <-chan []byte) (stop func()) {
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for {
+			var p []byte
+			select {
+			case <-ctx.Done():
+				return
+			case p = <-in:
+			case p = <-sock:
+			}
+			for len(p) > 0 {
+				n, err := m.Console().InputWait(ctx, p)
+				if err != nil {
+					return
+				}
+				p = p[n:]
+			}
+		}
+	}()
+	return func() { cancel(); <-done }
+}
