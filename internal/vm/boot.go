@@ -51,7 +51,7 @@ func (m *Machine) loadGuest() (entryState, error) {
 		return entryState{rip: f.Addr}, nil
 	}
 	if len(m.cfg.Kernel) == 0 {
-		return entryState{}, fmt.Errorf("vm: no kernel given: pass --kernel PATH (a bzImage or vmlinux)")
+		return entryState{}, fmt.Errorf("vm: no kernel given: set kernel (a bzImage or vmlinux)")
 	}
 	cmdline := m.cfg.Cmdline
 	if extra := cpuid.KernelArgs(m.template()); extra != "" {

@@ -180,7 +180,7 @@ func Restore(cfg Config, st *MachineState, mem *guestmem.Memory) (_ *Machine, er
 		return nil, fmt.Errorf("vm: state has %d vCPUs, config %d", len(st.VCPUs), cfg.CPUs)
 	}
 	if mem == nil || mem.Size() != cfg.MemoryMiB<<20 {
-		return nil, fmt.Errorf("vm: restored memory does not match --memory %dM", cfg.MemoryMiB)
+		return nil, fmt.Errorf("vm: restored memory does not match memory %dM", cfg.MemoryMiB)
 	}
 	m, err := build(cfg, true, mem)
 	if err != nil {
@@ -197,13 +197,13 @@ func Restore(cfg Config, st *MachineState, mem *guestmem.Memory) (_ *Machine, er
 // guest: the vCPUs are created but get their state from restoreState.
 func build(cfg Config, restoring bool, mem *guestmem.Memory) (_ *Machine, err error) {
 	if cfg.CPUs < 1 || cfg.CPUs > MaxCPUs {
-		return nil, fmt.Errorf("vm: --cpus %d: give 1 to %d", cfg.CPUs, MaxCPUs)
+		return nil, fmt.Errorf("vm: cpus %d: give 1 to %d", cfg.CPUs, MaxCPUs)
 	}
 	if cfg.MemoryMiB < MinMemoryMiB {
-		return nil, fmt.Errorf("vm: --memory %dM: the minimum is %dM", cfg.MemoryMiB, MinMemoryMiB)
+		return nil, fmt.Errorf("vm: memory %dM: the minimum is %dM", cfg.MemoryMiB, MinMemoryMiB)
 	}
 	if avail := hostmem.TotalMiB(); avail > 0 && cfg.MemoryMiB > avail {
-		return nil, fmt.Errorf("vm: --memory %dM is more than this host's %dM of RAM: give less memory", cfg.MemoryMiB, avail)
+		return nil, fmt.Errorf("vm: memory %dM is more than this host's %dM of RAM: give less memory", cfg.MemoryMiB, avail)
 	}
 	if cfg.Console == nil {
 		cfg.Console = io.Discard
@@ -232,7 +232,7 @@ func build(cfg Config, restoring bool, mem *guestmem.Memory) (_ *Machine, err er
 		return nil, err
 	}
 	if max := sys.CheckExtension(kvm.CapMaxVCPUs); max > 0 && cfg.CPUs > max {
-		return nil, fmt.Errorf("vm: --cpus %d: this host's KVM allows at most %d", cfg.CPUs, max)
+		return nil, fmt.Errorf("vm: cpus %d: this host's KVM allows at most %d", cfg.CPUs, max)
 	}
 	if m.kvm, err = sys.CreateVM(); err != nil {
 		return nil, err

@@ -348,7 +348,7 @@ func (d *migrationDest) commit(state []byte, targets []Disk) error {
 	}
 	if d.cfg.Vsock != nil {
 		if sc.Vsock == nil || d.cfg.Vsock.CID != sc.Vsock.CID {
-			return fmt.Errorf("vm: the destination's --vsock %+v does not match the source's %+v", d.cfg.Vsock, sc.Vsock)
+			return fmt.Errorf("vm: the destination's vsock %+v does not match the source's %+v", d.cfg.Vsock, sc.Vsock)
 		}
 		vs = d.cfg.Vsock
 	}

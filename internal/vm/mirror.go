@@ -261,18 +261,18 @@ func openMirrorTargets(disks []Disk) (imgs []diskimage.Image, sizes []int64, err
 	for _, d := range disks {
 		img, err := diskimage.Open(d.Path, diskimage.OpenOptions{Format: d.Format})
 		if err != nil {
-			return imgs, nil, fmt.Errorf("vm: mirror target --disk %s: %w", d.Path, err)
+			return imgs, nil, fmt.Errorf("vm: mirror target disk %s: %w", d.Path, err)
 		}
 		imgs = append(imgs, img)
 		sizes = append(sizes, img.VirtualSize())
 		if mp, ok := img.(diskimage.Mapper); ok {
 			ext, err := mp.Map(0, img.VirtualSize())
 			if err != nil {
-				return imgs, nil, fmt.Errorf("vm: mirror target --disk %s: %w", d.Path, err)
+				return imgs, nil, fmt.Errorf("vm: mirror target disk %s: %w", d.Path, err)
 			}
 			for _, e := range ext {
 				if !e.Zero {
-					return imgs, nil, fmt.Errorf("vm: mirror target --disk %s holds data at %#x: give a fresh image "+
+					return imgs, nil, fmt.Errorf("vm: mirror target disk %s holds data at %#x: give a fresh image "+
 						"of the source disk's size (govisor image create), the migration copies the disk into it", d.Path, e.Offset)
 				}
 			}
@@ -296,8 +296,8 @@ func (d *mirrorDest) WriteDisk(disk int, off int64, p []byte) error {
 // settings) and loads the state.
 func (d *mirrorDest) Commit(state []byte) error {
 	if !d.seen {
-		return fmt.Errorf("vm: the destination was given --disk (a mirror target) but the source does not mirror its disks: " +
-			"migrate with disk mirroring, or start the destination without --disk when both hosts share the disks")
+		return fmt.Errorf("vm: the destination was given disks (mirror targets) but the source does not mirror its disks: " +
+			"migrate with disk mirroring, or start the destination without disks when both hosts share the disks")
 	}
 	if err := d.closeTargets(); err != nil {
 		return err
@@ -321,7 +321,7 @@ func retargetHotDisks(state []byte, targets []Disk) ([]byte, []Disk, error) {
 	boot, hot := len(ms.Config.Disks), ms.Machine.Hotplug.Disks
 	if len(targets) != boot+len(hot) {
 		return nil, nil, fmt.Errorf("vm: the source mirrors %d disks (%d plugged at boot, %d hot-plugged), the destination was given %d: "+
-			"give one --disk target per source disk, the hot-plugged ones last in the order they were attached", boot+len(hot), boot, len(hot), len(targets))
+			"give one disk target per source disk, the hot-plugged ones last in the order they were attached", boot+len(hot), boot, len(hot), len(targets))
 	}
 	if len(hot) == 0 {
 		return state, targets, nil

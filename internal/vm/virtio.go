@@ -83,7 +83,7 @@ func (m *Machine) setupVirtio() error {
 	for i, d := range m.cfg.Disks {
 		img, err := diskimage.Open(d.Path, diskimage.OpenOptions{ReadOnly: d.ReadOnly, Direct: d.Direct, Format: d.Format})
 		if err != nil {
-			return fmt.Errorf("vm: --disk %s: %w", d.Path, err)
+			return fmt.Errorf("vm: disk %s: %w", d.Path, err)
 		}
 		img, dirty := track(img)
 		m.images = append(m.images, img)
@@ -94,7 +94,7 @@ func (m *Machine) setupVirtio() error {
 		}
 		dev, err := blk.New(img, blk.Options{ReadOnly: d.ReadOnly, Serial: serial, NumQueues: d.Queues})
 		if err != nil {
-			return fmt.Errorf("vm: --disk %s: %w", d.Path, err)
+			return fmt.Errorf("vm: disk %s: %w", d.Path, err)
 		}
 		if err := add(dev, "disk "+d.Path); err != nil {
 			return err
@@ -103,18 +103,18 @@ func (m *Machine) setupVirtio() error {
 	for _, n := range m.cfg.Nets {
 		tap, err := netdev.OpenTAP(n.TAP)
 		if err != nil {
-			return fmt.Errorf("vm: --net tap=%s: %w", n.TAP, err)
+			return fmt.Errorf("vm: net on TAP %s: %w", n.TAP, err)
 		}
 		m.closers = append(m.closers, tap.Close)
 		var opts netdev.Options
 		if n.MAC != "" {
 			if opts.MAC, err = net.ParseMAC(n.MAC); err != nil {
-				return fmt.Errorf("vm: --net mac=%s: %w", n.MAC, err)
+				return fmt.Errorf("vm: net mac %s: %w", n.MAC, err)
 			}
 		}
 		dev, err := netdev.New(tap, opts)
 		if err != nil {
-			return fmt.Errorf("vm: --net tap=%s: %w", n.TAP, err)
+			return fmt.Errorf("vm: net on TAP %s: %w", n.TAP, err)
 		}
 		if err := add(dev, "net "+tap.Name()); err != nil {
 			return err
@@ -123,7 +123,7 @@ func (m *Machine) setupVirtio() error {
 	if v := m.cfg.Vsock; v != nil {
 		dev, err := vsock.New(vsock.Options{CID: v.CID, UDSPath: v.UDS})
 		if err != nil {
-			return fmt.Errorf("vm: --vsock: %w", err)
+			return fmt.Errorf("vm: vsock: %w", err)
 		}
 		m.closers = append(m.closers, dev.Close)
 		if err := add(dev, "vsock"); err != nil {
@@ -138,7 +138,7 @@ func (m *Machine) setupVirtio() error {
 	if m.cfg.Balloon {
 		dev, err := balloon.New(balloon.Options{DeflateOnOOM: true, StatsInterval: 5 * time.Second})
 		if err != nil {
-			return fmt.Errorf("vm: --balloon: %w", err)
+			return fmt.Errorf("vm: balloon: %w", err)
 		}
 		m.balloon = dev
 		if err := add(dev, "balloon"); err != nil {
