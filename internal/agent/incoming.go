@@ -121,7 +121,11 @@ func (a *Agent) handleIncoming(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	p, err := spawn(a.cfg.Executable, marker(a.id, name), dir, s, incomingArgs(vmmSpec, addr), a.ConsolePath(name), filepath.Join(dir, "vmm.log"))
+	cfg, err := incomingConfig(vmmSpec, addr)
+	var p *proc
+	if err == nil {
+		p, err = spawn(a.cfg.Executable, marker(a.id, name), dir, s, cfg, a.ConsolePath(name), filepath.Join(dir, "vmm.log"))
+	}
 	if err != nil {
 		a.mu.Unlock()
 		removeFiles(targets)

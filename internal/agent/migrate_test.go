@@ -57,8 +57,8 @@ func TestMigrateBetweenAgents(t *testing.T) {
 		t.Errorf("after migration: migration status %+v", m)
 	}
 	waitVM(t, ta.cli, "mover", "gone from the source", func(api.VM) bool { return !alive(v.Status.PID) })
-	if argv := vmmArgv(got.Status.PID); !strings.Contains(argv, "--incoming 127.0.0.1:") {
-		t.Errorf("destination VMM runs %q", argv)
+	if c := vmmConfigOf(t, got.Status.PID); !strings.HasPrefix(c.Incoming, "127.0.0.1:") {
+		t.Errorf("destination VMM runs %+v", c)
 	}
 	// The VM is hostb's now: its agent pauses it; testhost's refuses.
 	if _, err := tb.cli.Pause(ctx, "mover"); err != nil {

@@ -5,13 +5,14 @@ import (
 	"context"
 	"os"
 	"path/filepath"
-	"strings"
+	"slices"
 	"testing"
 	"time"
 
 	"github.com/govisor/govisor/api"
 	"github.com/govisor/govisor/internal/diskimage"
 	"github.com/govisor/govisor/internal/kvm/kvmtest"
+	"github.com/govisor/govisor/internal/vmm/vmmconfig"
 )
 
 const mirrorTestSize = 4 << 20
@@ -93,8 +94,8 @@ func TestMigrateMirrorsDisks(t *testing.T) {
 	if got.Host != "hostb" || len(got.Spec.Disks) != 1 || got.Spec.Disks[0].Path != copyB || got.Spec.Disks[0].Format != "qcow2" {
 		t.Fatalf("after migration: host %s, disks %+v", got.Host, got.Spec.Disks)
 	}
-	if argv := vmmArgv(got.Status.PID); !strings.Contains(argv, "--disk path="+copyB) {
-		t.Errorf("destination VMM runs %q", argv)
+	if c := vmmConfigOf(t, got.Status.PID); !slices.ContainsFunc(c.Disks, func(d vmmconfig.Disk) bool { return d.Path == copyB }) {
+		t.Errorf("destination VMM runs %+v", c)
 	}
 	// hostb -> testhost: mirrored again, from the qcow2 copy, once the
 	// first source VMM has gone.
@@ -146,8 +147,8 @@ func TestMigrateMirrorsDisks(t *testing.T) {
 	if got.Spec.Disks[0].Path != onShared {
 		t.Errorf("a disk on a shared pool moved to %s", got.Spec.Disks[0].Path)
 	}
-	if argv := vmmArgv(got.Status.PID); strings.Contains(argv, "--disk") {
-		t.Errorf("the destination of a shared-storage migration was given disks: %q", argv)
+	if c := vmmConfigOf(t, got.Status.PID); len(c.Disks) != 0 {
+		t.Errorf("the destination of a shared-storage migration was given disks: %+v", c.Disks)
 	}
 	if copies, _ := filepath.Glob(filepath.Join(dirB, "vms", "shared", "disks", "*")); len(copies) != 0 {
 		t.Errorf("disk copies for a VM on shared storage: %v", copies)

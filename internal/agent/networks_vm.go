@@ -105,15 +105,6 @@ func (a *Agent) resolveSpec(ctx context.Context, s api.VMSpec) (api.VMSpec, erro
 	return s, nil
 }
 
-// netArgs are the VMM's --net arguments for s's NICs.
-func netArgs(s api.VMSpec) []string {
-	var args []string
-	for i, nic := range s.NICs {
-		args = append(args, "--net", "tap="+tapName(s.Name, i)+",mac="+nic.MAC)
-	}
-	return args
-}
-
 // setupNICs makes the TAP of each of s's NICs and enslaves it to its
 // network's bridge (making the bridge if the reconciler has not yet).
 func (a *Agent) setupNICs(s api.VMSpec) error {

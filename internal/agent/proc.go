@@ -16,6 +16,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/govisor/govisor/api"
+	"github.com/govisor/govisor/internal/vmm/vmmconfig"
 )
 
 // exitInfo is how a VMM process ended.
@@ -67,60 +68,60 @@ type proc struct {
 // killAfter is how long the VMM has to exit after SIGTERM before SIGKILL.
 const killAfter = 5 * time.Second
 
-// vmmArgs turns a definition into `govisor run` arguments. The sockets are
+// vmmConfigName is the VMM's config file in the VM's folder: the agent
+// writes it before every start and the VMM reads it once (govisor run
+// --config), so a running VMM never depends on it.
+const vmmConfigName = "vmm.json"
+
+// vmmConfig turns a definition into the VMM's config. The sockets are
 // relative to the VMM's working directory, the VM's directory: that keeps
 // them under the 108-byte limit of a Unix socket path.
-func vmmArgs(s api.VMSpec) []string {
-	args := []string{"run", "--api-sock", apiSockName, "--console-sock", consoleSockName,
-		"--kernel", s.Kernel, "--cpus", strconv.Itoa(s.CPUs), "--memory", s.Memory,
-		"--boot", s.Boot, "--cmdline", s.Cmdline}
-	if s.Initrd != "" {
-		args = append(args, "--initrd", s.Initrd)
+func vmmConfig(s api.VMSpec) (vmmconfig.Config, error) {
+	var mib uint64
+	if s.Memory != "" { // empty is the VMM's default, which is the agent's
+		var err error
+		if mib, err = api.ParseMemoryMiB(s.Memory); err != nil {
+			return vmmconfig.Config{}, fmt.Errorf("agent: memory of %s: %w", s.Name, err)
+		}
 	}
-	if s.DebugExit {
-		args = append(args, "--debug-exit")
-	}
+	c := vmmconfig.Config{APISock: apiSockName, ConsoleSock: consoleSockName,
+		Kernel: s.Kernel, Initrd: s.Initrd, Cmdline: s.Cmdline, CPUs: s.CPUs, MemoryMiB: mib, Boot: s.Boot,
+		DebugExit: s.DebugExit, RNG: s.RNG, Balloon: s.Balloon, Nets: vmmNets(s)}
 	for _, d := range s.Disks {
-		v := "path=" + d.Path
-		if d.ReadOnly {
-			v += ",readonly"
-		}
-		if d.Format != "" {
-			v += ",format=" + d.Format
-		}
-		args = append(args, "--disk", v)
+		c.Disks = append(c.Disks, vmmconfig.Disk{Path: d.Path, ReadOnly: d.ReadOnly, Format: d.Format})
 	}
-	if s.RNG {
-		args = append(args, "--rng")
-	}
-	if s.Balloon {
-		args = append(args, "--balloon")
-	}
-	args = append(args, netArgs(s)...)
-	return args
+	return c, nil
 }
 
-// restoreArgs are the `govisor run` arguments that resume a VM from the
-// snapshot in snapDir instead of booting it.
-func restoreArgs(s api.VMSpec, snapDir string) []string {
-	args := []string{"run", "--api-sock", apiSockName, "--console-sock", consoleSockName, "--restore", snapDir}
-	if s.DebugExit {
-		args = append(args, "--debug-exit")
+// vmmNets are the VMM's network interfaces for s's NICs.
+func vmmNets(s api.VMSpec) []vmmconfig.Net {
+	var nets []vmmconfig.Net
+	for i, nic := range s.NICs {
+		nets = append(nets, vmmconfig.Net{TAP: tapName(s.Name, i), MAC: nic.MAC})
 	}
-	return args
+	return nets
 }
 
-// incomingArgs are the `govisor run` arguments of a live migration's
-// destination VMM, waiting on addr.
-func incomingArgs(s api.VMSpec, addr string) []string {
-	return append(vmmArgs(s), "--incoming", addr)
+// restoreConfig is the config of a VMM that resumes a VM from the snapshot
+// in snapDir instead of booting it.
+func restoreConfig(s api.VMSpec, snapDir string) vmmconfig.Config {
+	return vmmconfig.Config{APISock: apiSockName, ConsoleSock: consoleSockName, Restore: snapDir, DebugExit: s.DebugExit}
 }
 
-// spawn starts a VMM child with args: argv[0] is the marker, stdin is
-// /dev/null, the console goes to consolePath and VMM messages to logPath.
+// incomingConfig is the config of a live migration's destination VMM,
+// waiting on addr.
+func incomingConfig(s api.VMSpec, addr string) (vmmconfig.Config, error) {
+	c, err := vmmConfig(s)
+	c.Incoming = addr
+	return c, err
+}
+
+// spawn starts a VMM child with the config c, written into dir: argv[0]
+// is the marker, stdin is /dev/null, the console goes to consolePath and
+// VMM messages to logPath.
 // The child gets its own process group and no parent-death signal, so it
 // survives the agent (a restarted agent adopts it).
-func spawn(exe, mark, dir string, s api.VMSpec, args []string, consolePath, logPath string) (*proc, error) {
+func spawn(exe, mark, dir string, s api.VMSpec, c vmmconfig.Config, consolePath, logPath string) (*proc, error) {
 	con, err := os.OpenFile(consolePath, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o600)
 	if err != nil {
 		return nil, fmt.Errorf("agent: console log of %s: %w", s.Name, err)
@@ -132,10 +133,13 @@ func spawn(exe, mark, dir string, s api.VMSpec, args []string, consolePath, logP
 	}
 	defer lg.Close()
 	fmt.Fprintf(lg, "--- %s: agent starts the VMM\n", time.Now().UTC().Format(time.RFC3339))
+	if err := vmmconfig.WriteFile(filepath.Join(dir, vmmConfigName), c); err != nil {
+		return nil, fmt.Errorf("agent: VMM of %s: %w", s.Name, err)
+	}
 	// A stale socket of an earlier VMM would make the agent talk to nothing.
 	os.Remove(filepath.Join(dir, apiSockName))
 	os.Remove(filepath.Join(dir, consoleSockName))
-	cmd := exec.Command(exe, args...)
+	cmd := exec.Command(exe, "run", "--config", vmmConfigName)
 	cmd.Args[0] = mark
 	cmd.Dir = dir
 	cmd.Stdout, cmd.Stderr = con, lg

@@ -172,18 +172,22 @@ func (a *Agent) startLocked(r store.Record) {
 		a.log.Error("start VM", "vm", s.Name, "err", err)
 		return
 	}
-	args := vmmArgs(s)
+	cfg, err := vmmConfig(s)
+	if err != nil {
+		a.startFailed(s.Name, err)
+		return
+	}
 	snap, restoring := a.restoreNext[s.Name]
 	if restoring {
 		// Once: a later restart by policy boots the guest afresh.
 		delete(a.restoreNext, s.Name)
-		args = restoreArgs(s, snap)
+		cfg = restoreConfig(s, snap)
 	}
 	if err := a.setupNICs(s); err != nil {
 		a.startFailed(s.Name, err)
 		return
 	}
-	p, err := spawn(a.cfg.Executable, marker(a.id, s.Name), dir, s, args, a.ConsolePath(s.Name), filepath.Join(dir, "vmm.log"))
+	p, err := spawn(a.cfg.Executable, marker(a.id, s.Name), dir, s, cfg, a.ConsolePath(s.Name), filepath.Join(dir, "vmm.log"))
 	if err != nil {
 		a.log.Error("start VM", "vm", s.Name, "err", err)
 		a.delayRestart(s.Name)

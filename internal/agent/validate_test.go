@@ -5,11 +5,13 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/govisor/govisor/api"
+	"github.com/govisor/govisor/internal/vmm/vmmconfig"
 )
 
 func TestParseMiB(t *testing.T) {
@@ -90,11 +92,12 @@ func TestDiskSpecs(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	args := strings.Join(vmmArgs(s), " ")
-	for _, want := range []string{"--disk path=" + disk + ",readonly,format=qcow2", "--rng", "--balloon"} {
-		if !strings.Contains(args, want) {
-			t.Errorf("VMM args %q lack %q", args, want)
-		}
+	c, err := vmmConfig(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := []vmmconfig.Disk{{Path: disk, ReadOnly: true, Format: "qcow2"}}; !slices.Equal(c.Disks, want) || !c.RNG || !c.Balloon {
+		t.Errorf("VMM config %+v lacks disks %+v, rng or balloon", c, want)
 	}
 	for _, c := range []struct {
 		disk  api.DiskSpec
@@ -138,9 +141,8 @@ func TestStopTimeoutSpec(t *testing.T) {
 			t.Errorf("stopTimeout %q: grace %v, want %v", c.in, a.stopGrace(s), c.grace)
 		}
 	}
-	args := strings.Join(vmmArgs(api.VMSpec{Name: "a", Kernel: kernel}), " ")
-	if !strings.Contains(args, "--api-sock "+apiSockName) || !strings.Contains(args, "--console-sock "+consoleSockName) {
-		t.Errorf("VMM args %q lack the API and console sockets", args)
+	if c, err := vmmConfig(api.VMSpec{Name: "a", Kernel: kernel}); err != nil || c.APISock != apiSockName || c.ConsoleSock != consoleSockName {
+		t.Errorf("VMM config %+v (%v) lacks the API and console sockets", c, err)
 	}
 }
 

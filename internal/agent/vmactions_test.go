@@ -5,6 +5,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -13,6 +14,7 @@ import (
 	"github.com/govisor/govisor/api"
 	"github.com/govisor/govisor/client"
 	"github.com/govisor/govisor/internal/kvm/kvmtest"
+	"github.com/govisor/govisor/internal/vmm/vmmconfig"
 )
 
 // wantAPIError checks an API error's status code, blamed field and message.
@@ -38,10 +40,31 @@ func consoleCount(t *testing.T, c *client.Client, name, s string) int {
 	return strings.Count(string(b), s)
 }
 
-// vmmArgv reads the command line of a VMM process.
-func vmmArgv(pid int) string {
-	b, _ := os.ReadFile(filepath.Join("/proc", strconv.Itoa(pid), "cmdline"))
-	return strings.ReplaceAll(string(b), "\x00", " ")
+// vmmConfigOf reads the config a VMM process was started with: the file
+// its command line names (govisor run --config FILE), relative to its
+// working directory.
+func vmmConfigOf(t *testing.T, pid int) vmmconfig.Config {
+	t.Helper()
+	proc := filepath.Join("/proc", strconv.Itoa(pid))
+	b, _ := os.ReadFile(filepath.Join(proc, "cmdline"))
+	argv := strings.Split(strings.TrimRight(string(b), "\x00"), "\x00")
+	i := slices.Index(argv, "--config")
+	if i < 0 || i+1 >= len(argv) {
+		t.Fatalf("VMM %d runs %q, without --config FILE", pid, argv)
+	}
+	path := argv[i+1]
+	if !filepath.IsAbs(path) {
+		cwd, err := os.Readlink(filepath.Join(proc, "cwd"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		path = filepath.Join(cwd, path)
+	}
+	c, err := vmmconfig.Load(path)
+	if err != nil {
+		t.Fatalf("VMM %d: %v", pid, err)
+	}
+	return c
 }
 
 // TestPauseSnapshotRebootRestore drives a tiny guest through pause,
@@ -113,8 +136,8 @@ func TestPauseSnapshotRebootRestore(t *testing.T) {
 	if got, err = ta.cli.Restore(ctx, "pv", "s1", 30*time.Second); err != nil || got.Status.State != api.StateRunning || got.Status.PID == before {
 		t.Fatalf("restore: %+v, %v", got.Status, err)
 	}
-	if argv := vmmArgv(got.Status.PID); !strings.Contains(argv, "--restore "+snap.Path) {
-		t.Errorf("restored VMM runs %q", argv)
+	if c := vmmConfigOf(t, got.Status.PID); c.Restore != snap.Path {
+		t.Errorf("restored VMM runs %+v", c)
 	}
 	_, err = ta.cli.Restore(ctx, "pv", "nope", 0)
 	wantAPIError(t, "restore unknown snapshot", err, 400, "snapshot", "no such snapshot")

@@ -67,7 +67,12 @@ other flags exclude each other: one place says what the VM is.`,
 			return runVMM(v)
 		},
 	}
-	f := cmd.Flags()
+	o.addFlags(cmd.Flags())
+	return cmd
+}
+
+// addFlags defines govisor run's flags on f, filling o.
+func (o *runOptions) addFlags(f *pflag.FlagSet) {
 	f.StringVar(&o.config, "config", "", "take the VM from this JSON config file (as the agent writes it) instead of the flags below")
 	f.StringVar(&o.kernel, "kernel", "", "kernel image: bzImage or ELF vmlinux (required)")
 	f.StringVar(&o.initrd, "initrd", "", "initial ramdisk (cpio, optionally compressed)")
@@ -92,7 +97,6 @@ other flags exclude each other: one place says what the VM is.`,
 	f.StringVar(&o.tlsKey, "tls-key", "", "with --incoming: the private key of --tls-cert")
 	f.StringVar(&o.tlsCA, "tls-ca", "", "with --incoming: CA bundle (PEM) that must have signed the source's certificate")
 	f.StringVar(&o.restore, "restore", "", "start from the snapshot in this folder (made with govisor ctl snapshot) instead of booting")
-	return cmd
 }
 
 // ParseMemoryMiB parses --memory (512M, 2G; a plain number is MiB).
@@ -141,8 +145,8 @@ func (o *runOptions) vmmConfig(flags *pflag.FlagSet) (vmmconfig.Config, vmmconfi
 			}
 		})
 		if len(others) > 0 {
-			return vmmconfig.Config{}, nil, fmt.Errorf("--config %s says what the VM is: give %s as fields of the file instead, or leave out --config",
-				o.config, strings.Join(others, ", "))
+			return vmmconfig.Config{}, nil, fmt.Errorf("--config and %s exclude each other: %s says what the VM is (set those there), or leave out --config",
+				strings.Join(others, ", "), o.config)
 		}
 		cfg, err := vmmconfig.Load(o.config)
 		return cfg, nil, err

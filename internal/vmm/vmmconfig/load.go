@@ -66,7 +66,8 @@ func jsonError(data []byte, err error) error {
 	case errors.Is(err, io.EOF):
 		return errors.New("empty: give a JSON object such as {\"kernel\": \"vmlinux\"}")
 	case errors.As(err, &syn):
-		line, col := position(data, syn.Offset)
+		// Offset counts the bytes read, the offending one included.
+		line, col := position(data, syn.Offset-1)
 		return fmt.Errorf("line %d, column %d: %w", line, col, err)
 	case errors.As(err, &typ) && typ.Field != "":
 		return &FieldError{Field: typ.Field, Msg: fmt.Sprintf("%s: give %s, not a JSON %s", typ.Field, kindOf(typ.Type), typ.Value)}
@@ -93,7 +94,7 @@ func kindOf(t reflect.Type) string {
 	return "an object"
 }
 
-// position turns a byte offset into a 1-based line and column.
+// position turns a byte's offset into its 1-based line and column.
 func position(data []byte, off int64) (line, col int) {
 	off = min(max(off, 0), int64(len(data)))
 	before := data[:off]
