@@ -5,6 +5,8 @@ import (
 	"math"
 	"net"
 	"strings"
+
+	"github.com/govisor/govisor/internal/vmlimits"
 )
 
 // Names says how messages name a config field, given its JSON path
@@ -34,8 +36,8 @@ const maxTAPName = 15
 
 // Validate checks c and returns the first problem as a *FieldError that
 // names the field by its JSON path and the fix. It checks what can be
-// checked without the host: files are opened, and the machine's limits
-// (vCPUs, memory, formats) checked, when the VMM builds the machine.
+// checked without the host: files are opened, and memory and disk formats
+// checked, when the VMM builds the machine.
 // Zero values stand for the defaults (see WithDefaults).
 func (c *Config) Validate() error { return c.ValidateNamed(nil) }
 
@@ -54,8 +56,8 @@ func (c *Config) ValidateNamed(names Names) error {
 		return bad("incoming", "%s and %s exclude each other: start from a snapshot or from a migration, not both",
 			n("restore"), n("incoming"))
 	}
-	if c.CPUs < 0 {
-		return bad("cpus", "%s %d: give the number of vCPUs, 1 or more", n("cpus"), c.CPUs)
+	if c.CPUs < 0 || c.CPUs > vmlimits.MaxCPUs {
+		return bad("cpus", "%s %d: give 1 to %d", n("cpus"), c.CPUs, vmlimits.MaxCPUs)
 	}
 	switch c.Boot {
 	case "", "linux64", "pvh":
