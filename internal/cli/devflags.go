@@ -74,6 +74,8 @@ func ParseDisk(s string) (vmmconfig.Disk, error) {
 			d.ReadOnly = true
 		case k == "direct" && (!hasValue || v == "on" || v == "true"):
 			d.Direct = true
+		case k == "lease" && (!hasValue || v == "on" || v == "true"):
+			d.Lease = true
 		case k == "format" && hasValue:
 			d.Format = v
 		case k == "serial" && hasValue:
@@ -85,7 +87,7 @@ func ParseDisk(s string) (vmmconfig.Disk, error) {
 			}
 			d.Queues = n
 		default:
-			return d, fmt.Errorf("--disk %q: unknown option %q: use path=FILE[,readonly][,direct][,format=FMT][,serial=ID][,queues=N]", s, part)
+			return d, fmt.Errorf("--disk %q: unknown option %q: use path=FILE[,readonly][,direct][,lease][,format=FMT][,serial=ID][,queues=N]", s, part)
 		}
 	}
 	if d.Path == "" {

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"strings"
+	"time"
 
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
@@ -37,6 +38,8 @@ type runOptions struct {
 	balloon                 bool
 	incoming                string
 	tlsCert, tlsKey, tlsCA  string
+	fenceTTL                time.Duration
+	leaseOwner              string
 }
 
 func newRunCmd() *cobra.Command {
@@ -55,7 +58,8 @@ agent starts its VMMs so, as Firecracker's --config-file): its fields are the
 flags' (kernel, initrd, cmdline, cpus, memoryMiB, boot, guestDecompress,
 onReboot, cpuTemplate, debugExit, verbose, disks[] {path, readOnly, direct,
 format, serial, queues}, rng, nets[] {tap, mac}, vsock {cid, uds}, balloon,
-apiSock, consoleSock, restore, incoming, tls {cert, key, ca}); fields left
+apiSock, consoleSock, restore, incoming, tls {cert, key, ca}, fenceTTLMS,
+leaseOwner, and disks[].lease); fields left
 out get the flags' defaults, unknown fields are refused. --config and the
 other flags exclude each other: one place says what the VM is.`,
 		Args: cobra.NoArgs,
@@ -85,7 +89,7 @@ func (o *runOptions) addFlags(f *pflag.FlagSet) {
 	f.StringVar(&o.template, "cpu-template", "auto", "CPU template: auto, host or pvm")
 	f.BoolVar(&o.debugExit, "debug-exit", false, "enable the isa-debug-exit port 0xf4: a guest write ends govisor with that value as exit code")
 	f.BoolVarP(&o.verbose, "verbose", "v", false, "print how the guest was loaded and why it stopped")
-	f.StringArrayVar(&o.disks, "disk", nil, "virtio-blk disk: path=FILE[,readonly][,direct][,format=FMT][,serial=ID][,queues=N] (repeatable; raw, qcow2, vmdk, vhd, vhdx)")
+	f.StringArrayVar(&o.disks, "disk", nil, "virtio-blk disk: path=FILE[,readonly][,direct][,lease][,format=FMT][,serial=ID][,queues=N] (repeatable; raw, qcow2, vmdk, vhd, vhdx; lease: hold a disk lease for --lease-owner)")
 	f.BoolVar(&o.rng, "rng", false, "add a virtio-rng device fed by the host's getrandom")
 	f.StringArrayVar(&o.nets, "net", nil, "virtio-net on a TAP device: tap=NAME[,mac=MAC] (repeatable; the TAP is created if it does not exist)")
 	f.StringVar(&o.vsock, "vsock", "", "virtio-vsock: cid=N,uds=PATH (host connects to PATH and sends \"CONNECT <port>\\n\"; guest connections to port P reach PATH_P)")
@@ -97,6 +101,8 @@ func (o *runOptions) addFlags(f *pflag.FlagSet) {
 	f.StringVar(&o.tlsKey, "tls-key", "", "with --incoming: the private key of --tls-cert")
 	f.StringVar(&o.tlsCA, "tls-ca", "", "with --incoming: CA bundle (PEM) that must have signed the source's certificate")
 	f.StringVar(&o.restore, "restore", "", "start from the snapshot in this folder (made with govisor ctl snapshot) instead of booting")
+	f.DurationVar(&o.fenceTTL, "fence-ttl", 0, "arm the self-fencing watchdog: stop the guest and exit 3 unless the API's PUT /fence feeds it within this time (e.g. 5s)")
+	f.StringVar(&o.leaseOwner, "lease-owner", "", "HOST/VM holding the disk leases of --disk ...,lease (a lost lease stops the guest, exit 3)")
 }
 
 // ParseMemoryMiB parses --memory (512M, 2G; a plain number is MiB).
@@ -116,6 +122,7 @@ var runFlagNames = map[string]string{
 	"apiSock": "--api-sock", "consoleSock": "--console-sock", "restore": "--restore", "incoming": "--incoming",
 	"tls": "--tls-*", "tls.cert": "--tls-cert", "tls.key": "--tls-key", "tls.ca": "--tls-ca",
 	"vsock": "--vsock", "vsock.cid": "--vsock cid", "vsock.uds": "--vsock uds",
+	"fenceTTLMS": "--fence-ttl", "leaseOwner": "--lease-owner",
 }
 
 // flagName names a config field as the flag that sets it: disks[1].queues
@@ -155,6 +162,7 @@ func (o *runOptions) vmmConfig(flags *pflag.FlagSet) (vmmconfig.Config, vmmconfi
 		Kernel: o.kernel, Initrd: o.initrd, Cmdline: o.cmdline, Boot: o.boot, GuestDecompress: o.guestDecompress,
 		OnReboot: o.onReboot, CPUTemplate: o.template, DebugExit: o.debugExit, Verbose: o.verbose,
 		RNG: o.rng, Balloon: o.balloon, APISock: o.apiSock, ConsoleSock: o.consoleSock, Restore: o.restore, Incoming: o.incoming,
+		FenceTTLMS: int(o.fenceTTL / time.Millisecond), LeaseOwner: o.leaseOwner,
 	}
 	// Left out, --cpus means 1 vCPU on boot and the source's count on an
 	// incoming migration: the config's 0.

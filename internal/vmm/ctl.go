@@ -6,6 +6,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/govisor/govisor/internal/fence"
 	"github.com/govisor/govisor/internal/migration"
 	"github.com/govisor/govisor/internal/vm"
 	"github.com/govisor/govisor/internal/vmm/vmmconfig"
@@ -23,6 +24,15 @@ type machineCtl struct {
 
 	mig   migration.Tracker // outgoing migrations
 	migTo string            // the latest migration's destination
+
+	fence *fence.Watchdog // the self-fencing watchdog the API feeds
+}
+
+// current is the running machine, or nil.
+func (c *machineCtl) current() *vm.Machine {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.m
 }
 
 func (c *machineCtl) set(m *vm.Machine) {

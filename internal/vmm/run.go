@@ -16,11 +16,16 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+	"time"
 
 	"github.com/govisor/govisor/internal/vm"
 	"github.com/govisor/govisor/internal/vmm/vmmconfig"
 	"github.com/govisor/govisor/internal/vmmapi"
 )
+
+// ExitFenced is the exit status of a VMM that stopped its guest because
+// its watchdog was not fed or it lost a disk lease.
+const ExitFenced = vmmconfig.ExitFenced
 
 // ExitError is how Run ends other than with status 0: Code is the
 // process's exit status, Err (if any) the message for the user.
@@ -67,6 +72,7 @@ type VMM struct {
 	tlsCfg *tls.Config
 
 	// While running:
+	fencing   *fencing
 	console   Console
 	ctl       *machineCtl
 	sigs      chan os.Signal
@@ -136,10 +142,32 @@ func (v *VMM) Run(console Console) error {
 		defer cancel()
 		go vmmapi.ServeListener(ctx, l, v.ctl)
 	}
+	v.fencing = newFencing(func(reason string) {
+		if m := v.ctl.current(); m != nil {
+			stopMachine(m, reason)
+		}
+	})
+	defer v.fencing.release()
+	v.ctl.fence = v.fencing.dog
+	if cfg.FenceTTLMS > 0 {
+		v.fencing.dog.Feed(time.Duration(cfg.FenceTTLMS) * time.Millisecond)
+	}
+	var leased []string
+	for _, d := range cfg.Disks {
+		if d.Lease {
+			leased = append(leased, d.Path)
+		}
+	}
+	if err := v.fencing.takeLeases(cfg.LeaseOwner, leased); err != nil {
+		return &ExitError{Code: 1, Err: err}
+	}
 	v.sigs = make(chan os.Signal, 2)
 	signal.Notify(v.sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
 	defer signal.Stop(v.sigs)
 	for boot := 1; ; boot++ {
+		if err := v.fencing.fenced(); err != nil {
+			return err
+		}
 		var m *vm.Machine
 		var err error
 		switch {
@@ -171,6 +199,9 @@ func (v *VMM) run(boot int, m *vm.Machine) (again bool, err error) {
 		m.Close()
 		return false, &ExitError{Code: 1, Err: err}
 	}
+	if r := v.fencing.reason.Load(); r != nil {
+		stopMachine(m, *r) // fenced while the machine was being built
+	}
 	var sig os.Signal
 	select {
 	case <-m.Done():
@@ -189,6 +220,10 @@ func (v *VMM) run(boot int, m *vm.Machine) (again bool, err error) {
 		if t := m.FirstExit(); !t.IsZero() {
 			fmt.Fprintf(v.log, "govisor: first VM exit at unix-ns %d\n", t.UnixNano())
 		}
+	}
+	if err := v.fencing.fenced(); err != nil {
+		fmt.Fprintf(v.log, "govisor: %v\n", err)
+		return false, err
 	}
 	switch ex.Reason {
 	case vm.ExitPowerOff:

@@ -82,7 +82,25 @@ type Config struct {
 	Incoming string `json:"incoming,omitempty"`
 	// TLS requires mutual TLS of the source of a TCP Incoming migration.
 	TLS *TLS `json:"tls,omitempty"`
+	// FenceTTLMS arms the self-fencing watchdog (package fence) at start:
+	// unless the control API's PUT /fence feeds it within this many
+	// milliseconds (and then within each TTL it gives), the VMM stops its
+	// guest and ends with ExitFenced. The host agent arms the VMs that HA
+	// may restart elsewhere. 0: not armed (the API can still arm it).
+	FenceTTLMS int `json:"fenceTTLMS,omitempty"`
+	// LeaseOwner ("HOST/VM") makes the VMM hold a disk lease (package
+	// disklease) on every disk with Lease set, taken before the guest
+	// starts: no second VMM opens those disks while this one runs. A lease
+	// it loses stops the guest, as the watchdog does.
+	LeaseOwner string `json:"leaseOwner,omitempty"`
 }
+
+// ExitFenced is the VMM's exit status when it stopped its guest because
+// its watchdog was not fed or it lost a disk lease.
+const ExitFenced = 3
+
+// MaxFenceTTLMS bounds FenceTTLMS (10 minutes).
+const MaxFenceTTLMS = 600000
 
 // Disk is a virtio-blk disk.
 type Disk struct {
@@ -98,6 +116,9 @@ type Disk struct {
 	Serial string `json:"serial,omitempty"`
 	// Queues is the number of request queues, 1 to MaxDiskQueues (0: 1).
 	Queues int `json:"queues,omitempty"`
+	// Lease holds a disk lease on the image for LeaseOwner (disks on
+	// shared storage that another host could open).
+	Lease bool `json:"lease,omitempty"`
 }
 
 // MaxDiskQueues is the most request queues a disk may have.

@@ -37,7 +37,7 @@ func TestParse(t *testing.T) {
 			Config{Kernel: "vmlinux", Initrd: "initrd.cpio", Cmdline: "console=ttyS0 quiet", CPUs: 2, MemoryMiB: 512,
 				Boot: "pvh", GuestDecompress: true, OnReboot: "exit", CPUTemplate: "host", DebugExit: true, Verbose: true,
 				Disks: []Disk{{Path: "a.qcow2", ReadOnly: true, Format: "qcow2", Serial: "d1", Queues: 4}},
-				RNG: true, Nets: []Net{{TAP: "tap0", MAC: "02:00:00:00:00:01"}}, Vsock: &Vsock{CID: 3, UDS: "v.sock"},
+				RNG:   true, Nets: []Net{{TAP: "tap0", MAC: "02:00:00:00:00:01"}}, Vsock: &Vsock{CID: 3, UDS: "v.sock"},
 				Balloon: true, APISock: "api.sock", ConsoleSock: "console.sock"}, ""},
 		{"incoming with TLS", `{"incoming": "10.0.0.2:7000", "tls": {"cert": "c.pem", "key": "k.pem", "ca": "ca.pem"}}`,
 			func() Config {

@@ -92,7 +92,35 @@ func (c *Config) ValidateNamed(names Names) error {
 			return bad("vsock.uds", "%s is required: the Unix socket host connections go through", n("vsock.uds"))
 		}
 	}
+	if err := c.validateFence(n); err != nil {
+		return err
+	}
 	return c.validateTLS(n)
+}
+
+// validateFence checks the watchdog's TTL and the disk leases' owner.
+func (c *Config) validateFence(n func(string) string) error {
+	if c.FenceTTLMS < 0 || c.FenceTTLMS > MaxFenceTTLMS {
+		return &FieldError{Field: "fenceTTLMS", Msg: fmt.Sprintf("%s %d ms: give 0 (not armed) to %d", n("fenceTTLMS"), c.FenceTTLMS, MaxFenceTTLMS)}
+	}
+	leased := false
+	for _, d := range c.Disks {
+		leased = leased || d.Lease
+	}
+	if c.LeaseOwner != "" {
+		host, vm, ok := strings.Cut(c.LeaseOwner, "/")
+		if !ok || host == "" || vm == "" || strings.Contains(vm, "/") {
+			return &FieldError{Field: "leaseOwner", Msg: fmt.Sprintf("%s %q: give HOST/VM", n("leaseOwner"), c.LeaseOwner)}
+		}
+	}
+	switch {
+	case leased && c.LeaseOwner == "":
+		return &FieldError{Field: "leaseOwner", Msg: fmt.Sprintf("disks with a lease need %s HOST/VM: who holds it", n("leaseOwner"))}
+	case leased && c.Incoming != "":
+		// The lease would have to move with the guest at the handover.
+		return &FieldError{Field: "incoming", Msg: fmt.Sprintf("disk leases cannot be taken over by a live migration yet: start the destination (%s) without them", n("incoming"))}
+	}
+	return nil
 }
 
 func (d Disk) validate(field string, n func(string) string) error {
