@@ -26,14 +26,12 @@ func iowr(nr, size uintptr) uintptr { return ioc(iocRead|iocWrite, nr, size) }
 // whose sizes abi_unsafe_test.go checks against the C layout.
 var (
 	// System ioctls.
-	reqGetAPIVersion      = io(0x00)
-	reqCreateVM           = io(0x01)
-	reqGetMSRIndexList    = iowr(0x02, 4)
-	reqCheckExtension     = io(0x03)
-	reqGetVCPUMmapSize    = io(0x04)
-	reqGetSupportedCPUID  = iowr(0x05, 8)
-	reqGetEmulatedCPUID   = iowr(0x09, 8)
-	reqGetMSRFeatureIndex = iowr(0x0a, 4)
+	reqGetAPIVersion     = io(0x00)
+	reqCreateVM          = io(0x01)
+	reqGetMSRIndexList   = iowr(0x02, 4)
+	reqCheckExtension    = io(0x03)
+	reqGetVCPUMmapSize   = io(0x04)
+	reqGetSupportedCPUID = iowr(0x05, 8)
 
 	// VM ioctls.
 	reqCreateVCPU          = io(0x41)
@@ -73,7 +71,6 @@ var (
 	reqSetMPState    = iow(0x99, 4)
 	reqGetVCPUEvents = ior(0x9f, sizeofVCPUEvents)
 	reqSetVCPUEvents = iow(0xa0, sizeofVCPUEvents)
-	reqSetTSCKHz     = io(0xa2)
 	reqGetTSCKHz     = io(0xa3)
 	reqGetXSave      = ior(0xa4, sizeofXSave)
 	reqSetXSave      = iow(0xa5, sizeofXSave)

@@ -112,7 +112,7 @@ func TestMigrateHandsOverFiles(t *testing.T) {
 			} else {
 				sc, dc = connPair(t, true)
 			}
-			_, err, r := migrate(t, context.Background(), sc, dc, v, v.fakeVM, d, Options{MaxRounds: 2})
+			_, r, err := migrate(t, context.Background(), sc, dc, v, v.fakeVM, d, Options{MaxRounds: 2})
 			if err != nil || r.err != nil {
 				t.Fatalf("send: %v, receive: %v", err, r.err)
 			}

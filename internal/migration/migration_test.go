@@ -21,7 +21,7 @@ type recvResult struct {
 
 // migrate runs Send and Receive concurrently with the guest dirtying memory
 // and returns both sides' results.
-func migrate(t *testing.T, ctx context.Context, sc, dc net.Conn, src Source, v *fakeVM, d Destination, opts Options) (Stats, error, recvResult) {
+func migrate(t *testing.T, ctx context.Context, sc, dc net.Conn, src Source, v *fakeVM, d Destination, opts Options) (Stats, recvResult, error) {
 	t.Helper()
 	stop := make(chan struct{})
 	var guest sync.WaitGroup
@@ -47,7 +47,7 @@ func migrate(t *testing.T, ctx context.Context, sc, dc net.Conn, src Source, v *
 	r := <-rc
 	close(stop)
 	guest.Wait()
-	return stats, err, r
+	return stats, r, err
 }
 
 func TestMigrate(t *testing.T) {
@@ -82,7 +82,7 @@ func TestMigrate(t *testing.T) {
 			if tt.steady {
 				src = &steadyGuest{fakeVM: v, rng: rand.New(rand.NewPCG(1, 2))}
 			}
-			stats, err, r := migrate(t, context.Background(), sc, dc, src, v, dst, tt.opts)
+			stats, r, err := migrate(t, context.Background(), sc, dc, src, v, dst, tt.opts)
 			if err != nil || r.err != nil {
 				t.Fatalf("Send: %v; Receive: %v", err, r.err)
 			}
@@ -237,7 +237,7 @@ func TestFailures(t *testing.T) {
 				tt.setup(d, cancel, sc, dc, &opts)
 				// A guest that always dirties pages, so rounds never run out.
 				src := &steadyGuest{fakeVM: v, rng: rand.New(rand.NewPCG(3, 4))}
-				stats, err, r := migrate(t, ctx, sc, dc, src, v, memOnlyDest{d}, opts)
+				stats, r, err := migrate(t, ctx, sc, dc, src, v, memOnlyDest{d}, opts)
 				if err == nil {
 					t.Fatal("Send succeeded")
 				}
@@ -345,7 +345,7 @@ func TestLayoutMismatch(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			v := newFakeVM(2, testRegions, tt.disks...)
 			sc, dc := connPair(t, false)
-			stats, err, r := migrate(t, context.Background(), sc, dc, v, v, tt.dst, Options{})
+			stats, r, err := migrate(t, context.Background(), sc, dc, v, v, tt.dst, Options{})
 			if !errors.Is(err, ErrAborted) || !errors.Is(r.err, ErrLayout) || !strings.Contains(err.Error(), "layout mismatch") {
 				t.Fatalf("Send: %v; Receive: %v", err, r.err)
 			}
@@ -370,7 +370,7 @@ func TestHandoverUnknownKeepsSourcePaused(t *testing.T) {
 		v := newFakeVM(6, testRegions)
 		d := newFakeDest(testRegions)
 		sc, dc := connPair(t, tcp)
-		_, err, r := migrate(t, context.Background(), sc, dropDone{dc}, v, v, memOnlyDest{d}, Options{MaxRounds: 2, HandoverTimeout: time.Second})
+		_, r, err := migrate(t, context.Background(), sc, dropDone{dc}, v, v, memOnlyDest{d}, Options{MaxRounds: 2, HandoverTimeout: time.Second})
 		if r.err != nil {
 			t.Fatalf("Receive after GO: %v", r.err)
 		}
@@ -390,7 +390,7 @@ func TestSourceFailureWhilePaused(t *testing.T) {
 	v.stateErr = errors.New("vcpu 1 did not stop")
 	d := newFakeDest(testRegions)
 	sc, dc := connPair(t, true)
-	stats, err, r := migrate(t, context.Background(), sc, dc, v, v, memOnlyDest{d}, Options{MaxRounds: 2})
+	stats, r, err := migrate(t, context.Background(), sc, dc, v, v, memOnlyDest{d}, Options{MaxRounds: 2})
 	if err == nil || !strings.Contains(err.Error(), "vcpu 1 did not stop") {
 		t.Fatalf("Send: %v", err)
 	}

@@ -95,7 +95,11 @@ func (r *receiver) postCopy() {
 	err := r.postCopyPages()
 	r.pcd.EndPostCopy(err)
 	if err == nil {
-		err = r.send(MsgPostCopyOK, nil)
+		// The VM has all of its memory now and runs on whether or not
+		// POSTCOPY_OK arrives; if it is lost, the source (which never
+		// resumes after the handover) reports the migration failed. Receive
+		// returned long ago, so a failed send has no caller to go to.
+		_ = r.send(MsgPostCopyOK, nil)
 	} else if !r.noAbort {
 		r.conn.SetWriteDeadline(time.Now().Add(time.Second))
 		r.send(MsgAbort, abortReason(err))

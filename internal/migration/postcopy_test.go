@@ -117,7 +117,7 @@ func TestPostCopy(t *testing.T) {
 			// A guest that always dirties pages and a downtime no dirty round
 			// fits: the switch comes after the full copy.
 			src := &steadyGuest{fakeVM: v, rng: rand.New(rand.NewPCG(3, 4))}
-			stats, err, r := migrate(t, context.Background(), sc, dc, src, v, d, Options{PostCopy: true, MaxDowntime: time.Nanosecond})
+			stats, r, err := migrate(t, context.Background(), sc, dc, src, v, d, Options{PostCopy: true, MaxDowntime: time.Nanosecond})
 			if err != nil || r.err != nil {
 				t.Fatalf("Send: %v; Receive: %v", err, r.err)
 			}
@@ -160,7 +160,7 @@ func TestPostCopyConnectionLost(t *testing.T) {
 		}
 	}
 	src := &allDirty{fakeVM: v}
-	stats, err, r := migrate(t, context.Background(), sc, dc, src, v, d, Options{PostCopy: true, MaxDowntime: time.Nanosecond})
+	stats, r, err := migrate(t, context.Background(), sc, dc, src, v, d, Options{PostCopy: true, MaxDowntime: time.Nanosecond})
 	if r.err != nil {
 		t.Fatalf("Receive: %v (the handover came before the cut)", r.err)
 	}

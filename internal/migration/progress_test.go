@@ -93,7 +93,7 @@ func TestTrackerWithSend(t *testing.T) {
 			tr.Cancel()
 		}
 	}}
-	stats, err, _ := migrate(t, ctx, sc, dc, v, v, memOnlyDest{d}, opts)
+	stats, _, err := migrate(t, ctx, sc, dc, v, v, memOnlyDest{d}, opts)
 	tr.End(stats, err)
 	if !errors.Is(err, context.Canceled) {
 		t.Fatalf("Send after Cancel: %v", err)

@@ -46,7 +46,6 @@ func (h *harness) outb(off uint64, v byte) { h.u.Write(off, []byte{v}) }
 // step is one guest access: write val to reg, or read reg and compare the
 // bits in mask (0 means 0xFF) with want. input queues host bytes instead.
 type step struct {
-	name  string
 	write bool
 	reg   uint64
 	val   byte

@@ -2,7 +2,6 @@ package blk
 
 import (
 	"encoding/binary"
-	"errors"
 	"io"
 	"time"
 
@@ -20,10 +19,7 @@ type request struct {
 	off    int64 // disk offset of the current segment walk
 	write  bool
 	d      *Device
-	err    error
 }
-
-var errRange = errors.New("blk: request beyond end of disk")
 
 // zeros backs writes of zeros for images without ZeroWriter.
 var zeros [64 << 10]byte

@@ -24,7 +24,6 @@ type plan struct {
 	initrdMax   uint64 // last byte the initrd may occupy
 	code32      uint64
 	pvh         bool
-	pvhEntry    uint64
 	elfHasPVH   bool
 	elfPVHEntry uint64
 }
