@@ -220,12 +220,6 @@ func (h *Host) PID() int { return h.cmd.Process.Pid }
 // Done is closed when QEMU has exited.
 func (h *Host) Done() <-chan struct{} { return h.done }
 
-// Wait waits for QEMU to exit.
-func (h *Host) Wait() error {
-	<-h.done
-	return h.err
-}
-
 // Kill ends QEMU at once (pulling the power: everything inside dies).
 func (h *Host) Kill() {
 	h.cmd.Process.Signal(syscall.SIGKILL)

@@ -8,7 +8,7 @@ import (
 
 // Encoder appends little-endian values to a byte slice: the building block
 // of the hand-written section encodings (machine and device state), which
-// are faster than gob and carry no type information, so every type's
+// are fast and carry no type information, so every type's
 // encode function has a decode function beside it that reads the same
 // fields in the same order.
 type Encoder struct {

@@ -16,10 +16,9 @@
 // at a page-aligned offset, all-zero pages left as holes. A State is the
 // same encoding held in memory. Section payloads are opaque to this
 // package; Encoder/Decoder help write hand-made little-endian encodings
-// (the machine state's, which must be fast and strict), Encode/Decode offer
-// encoding/gob for the rest, and each section carries its own version so
-// that a device can change its state struct and still read (or clearly
-// refuse) older snapshots.
+// (fast and strict), and each section carries its own version so that a
+// device can change its state struct and still read (or clearly refuse)
+// older snapshots.
 package snapshot
 
 import (

@@ -37,15 +37,6 @@ func (s *State) add(name string, version uint32, payload []byte) error {
 	return nil
 }
 
-// AddValue encodes v with Encode and adds it as a section.
-func (s *State) AddValue(name string, version uint32, v any) error {
-	p, err := Encode(v)
-	if err != nil {
-		return fmt.Errorf("snapshot: section %q: %w", name, err)
-	}
-	return s.AddSection(name, version, p)
-}
-
 // Bytes returns the encoded state: header, sections and trailer.
 func (s *State) Bytes() []byte {
 	return appendTrailer(append([]byte(nil), s.buf...), s.count)

@@ -71,9 +71,6 @@ func NewSampler(cfg Config) (*Sampler, error) {
 	return &Sampler{cfg: cfg}, nil
 }
 
-// Interval is the time between samples.
-func (s *Sampler) Interval() time.Duration { return s.cfg.Interval }
-
 // Measure takes one sample of the host and of every VM, without storing them.
 func (s *Sampler) Measure(ctx context.Context) ([]Sample, error) {
 	now := s.cfg.Now().UTC().Truncate(time.Millisecond)

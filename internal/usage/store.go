@@ -49,9 +49,6 @@ func OpenStore(dir string, retention time.Duration) (*Store, error) {
 	return &Store{dir: dir, retention: retention}, nil
 }
 
-// Dir is the directory the store keeps its files in.
-func (s *Store) Dir() string { return s.dir }
-
 func hourOf(t time.Time) time.Time { return t.UTC().Truncate(time.Hour) }
 
 func (s *Store) fileFor(hour time.Time) string {

@@ -71,14 +71,3 @@ func TestServeQueueBadChain(t *testing.T) {
 		t.Fatalf("NeedsReset(%v)", err)
 	}
 }
-
-func TestUntrackedMemory(t *testing.T) {
-	m := virtio.UntrackedMemory{SliceOnly: virtqueuetest.NewMemory(0x1000, 0x1000)}
-	if _, err := m.Slice(0x1000, 0x1000); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := m.Slice(0, 1); err == nil {
-		t.Fatal("slice outside RAM succeeded")
-	}
-	m.MarkDirty(0x1000, 1)
-}

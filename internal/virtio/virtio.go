@@ -85,15 +85,3 @@ type ActivateContext struct {
 	// change interrupt (2.1.2). The device stops using the queue.
 	NeedsReset func(err error)
 }
-
-// SliceOnly is a Slice-only memory, e.g. a *guestmem.Memory.
-type SliceOnly interface {
-	Slice(gpa, n uint64) ([]byte, error)
-}
-
-// UntrackedMemory adapts a memory without dirty tracking to Memory;
-// MarkDirty does nothing (for VMs that are never migrated).
-type UntrackedMemory struct{ SliceOnly }
-
-// MarkDirty implements Memory and does nothing.
-func (UntrackedMemory) MarkDirty(gpa, n uint64) {}

@@ -90,10 +90,13 @@ func TestDiskClient(t *testing.T) {
 	vm := &diskVM{fakeVM: fakeVM{state: "running"}}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	go Serve(ctx, sock, vm)
+	l, err := Listen(sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	go ServeListener(ctx, l, vm)
 	c := NewClient(sock)
 	var ds []Disk
-	var err error
 	for deadline := time.Now().Add(5 * time.Second); ; {
 		if ds, err = c.Disks(); err == nil || time.Now().After(deadline) {
 			break

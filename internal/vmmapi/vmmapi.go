@@ -215,15 +215,6 @@ func ServeListener(ctx context.Context, l net.Listener, c Controller) error {
 	return nil
 }
 
-// Serve listens on the Unix socket path and serves the API until ctx ends.
-func Serve(ctx context.Context, path string, c Controller) error {
-	l, err := Listen(path)
-	if err != nil {
-		return err
-	}
-	return ServeListener(ctx, l, c)
-}
-
 // Client talks to one VMM's API socket.
 type Client struct {
 	hc *http.Client

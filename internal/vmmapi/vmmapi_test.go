@@ -96,10 +96,13 @@ func TestAPI(t *testing.T) {
 	vm := &fakeVM{state: "running"}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	go Serve(ctx, sock, vm)
+	l, err := Listen(sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	go ServeListener(ctx, l, vm)
 	c := NewClient(sock)
 	var info Info
-	var err error
 	for deadline := time.Now().Add(5 * time.Second); ; {
 		if info, err = c.Info(); err == nil || time.Now().After(deadline) {
 			break

@@ -44,25 +44,9 @@ type Image struct {
 
 // Probe reports whether header (the first bytes of a file) starts with a VHD
 // footer copy, as dynamic disks do. Fixed disks only carry their footer at
-// the end: use ProbeFile for them.
+// the end, which the format registry's probe reads as well.
 func Probe(header []byte) bool {
 	return len(header) >= 8 && bytes.Equal(header[:8], []byte(cookie))
-}
-
-// ProbeFile reports whether the file at path is a VHD, looking at both the
-// start and the trailing footer.
-func ProbeFile(path string) bool {
-	f, err := os.Open(path)
-	if err != nil {
-		return false
-	}
-	defer f.Close()
-	b := make([]byte, footerSize)
-	if n, _ := f.ReadAt(b, 0); Probe(b[:n]) {
-		return true
-	}
-	_, err = readTrailingFooter(f)
-	return err == nil
 }
 
 // readTrailingFooter finds the footer at the end of the file. The spec
@@ -203,16 +187,6 @@ func (img *Image) loadDynamic(fileSize int64) error {
 	}
 	img.footerPos = end
 	return nil
-}
-
-// InfoOf reports what `govisor image info` shows for a VHD file.
-func InfoOf(path string) (diskimage.Info, error) {
-	img, err := Open(path, true)
-	if err != nil {
-		return diskimage.Info{}, err
-	}
-	defer img.Close()
-	return img.Info(), nil
 }
 
 // VirtualSize is the guest-visible size in bytes.

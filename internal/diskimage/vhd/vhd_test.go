@@ -164,7 +164,7 @@ func TestRoundTrip(t *testing.T) {
 			if total != tc.want {
 				t.Fatalf("map covers %d bytes, want %d", total, tc.want)
 			}
-			info, err := InfoOf(path)
+			info, err := diskimage.InfoOf(path, "")
 			if err != nil || info.VirtualSize != tc.want || info.Format != "vhd" {
 				t.Fatalf("info %+v, %v", info, err)
 			}

@@ -227,6 +227,3 @@ func checkFileID(b []byte) error {
 	}
 	return nil
 }
-
-// crc32cPlain is the CRC-32C of b.
-func crc32cPlain(b []byte) uint32 { return crc32.Checksum(b, castagnoli) }

@@ -305,16 +305,6 @@ func (img *Image) Info() diskimage.Info {
 	return info
 }
 
-// InfoOf reports what `govisor image info` shows for a VHDX file.
-func InfoOf(path string) (diskimage.Info, error) {
-	img, err := Open(path, true)
-	if err != nil {
-		return diskimage.Info{}, err
-	}
-	defer img.Close()
-	return img.Info(), nil
-}
-
 // Flush makes completed writes durable.
 func (img *Image) Flush() error {
 	if img.readOnly {

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/binary"
 	"errors"
+	"hash/crc32"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
@@ -11,6 +12,9 @@ import (
 
 	"github.com/govisor/govisor/internal/diskimage"
 )
+
+// crc32cPlain is the CRC-32C of b, computed without crc32c's field handling.
+func crc32cPlain(b []byte) uint32 { return crc32.Checksum(b, castagnoli) }
 
 func TestCRC32C(t *testing.T) {
 	// CRC-32C check values (RFC 3720 appendix B.4).
@@ -196,7 +200,7 @@ func TestRoundTrip(t *testing.T) {
 			if total != size {
 				t.Fatalf("map covers %d", total)
 			}
-			if info, err := InfoOf(path); err != nil || info.VirtualSize != size || info.Subformat != tc.sub {
+			if info, err := diskimage.InfoOf(path, ""); err != nil || info.VirtualSize != size || info.Subformat != tc.sub {
 				t.Fatalf("info %+v %v", info, err)
 			}
 		})

@@ -270,18 +270,6 @@ func writeSparseLayout(f *os.File, size int64, cid uint32) error {
 	return f.Sync()
 }
 
-// InfoOf reports what `govisor image info` shows for a VMDK.
-func InfoOf(path string) (diskimage.Info, error) {
-	img, err := Open(path, true)
-	if err != nil {
-		return diskimage.Info{}, err
-	}
-	defer img.Close()
-	info := img.Info()
-	info.ReadOnly = true
-	return info, nil
-}
-
 // Descriptor returns the image's parsed descriptor.
 func (img *Image) Descriptor() *Descriptor { return img.desc }
 

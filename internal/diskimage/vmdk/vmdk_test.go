@@ -196,7 +196,7 @@ func TestRoundTrip(t *testing.T) {
 			if total != size || len(ext) < 3 {
 				t.Fatalf("map %d bytes in %d extents", total, len(ext))
 			}
-			info, err := InfoOf(path)
+			info, err := diskimage.InfoOf(path, "")
 			if err != nil || info.VirtualSize != size || info.Subformat != sub || info.ClusterSize != 64<<10 {
 				t.Fatalf("info %+v %v", info, err)
 			}

@@ -111,9 +111,6 @@ func (a *Asm) Ud2() *Asm { return a.emit(0x0F, 0x0B) }
 // Iretq returns from an interrupt handler.
 func (a *Asm) Iretq() *Asm { return a.emit(0x48, 0xCF) }
 
-// AddRSPImm8 adds a small immediate to RSP (to drop an error code).
-func (a *Asm) AddRSPImm8(v int8) *Asm { return a.emit(0x48, 0x83, 0xC4, byte(v)) }
-
 // AddQwordAtRSPImm8 adds to the qword at [rsp] (to move a saved RIP).
 func (a *Asm) AddQwordAtRSPImm8(v int8) *Asm { return a.emit(0x48, 0x83, 0x04, 0x24, byte(v)) }
 

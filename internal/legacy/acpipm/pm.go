@@ -1,7 +1,7 @@
 // Package acpipm emulates the ACPI fixed-hardware power management
 // registers the FADT points to: the PM1a event block (status and enable),
-// the PM1a control block and the PM timer (ACPI 6.5 section 4.8.3), plus
-// the PC reset control register for machines without a PCI host bridge.
+// the PM1a control block and the PM timer (ACPI 6.5 section 4.8.3). The
+// reset control register (0xCF9) belongs to the PCI host bridge (package pci).
 //
 // The machine is always in ACPI mode (the FADT has no SMI_CMD), so SCI_EN
 // reads as 1. The PM timer is 24 bits wide: the FADT must leave

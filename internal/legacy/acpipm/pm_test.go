@@ -193,28 +193,6 @@ func TestSaveRestore(t *testing.T) {
 	}
 }
 
-func TestResetControl(t *testing.T) {
-	resets := 0
-	d := NewResetControl(func() { resets++ })
-	for _, tt := range []struct {
-		v      byte
-		resets int
-		read   byte
-	}{{0x02, 0, 0x02}, {0x06, 1, 0x02}, {0x0E, 2, 0x0A}, {0x00, 2, 0x00}} {
-		d.Write(0, []byte{tt.v})
-		b := []byte{0}
-		d.Read(0, b)
-		if resets != tt.resets || b[0] != tt.read {
-			t.Fatalf("after %#x: resets %d read %#x, want %d %#x", tt.v, resets, b[0], tt.resets, tt.read)
-		}
-	}
-	d.Write(1, []byte{0x06})
-	NewResetControl(nil).Write(0, []byte{0x06})
-	if resets != 2 {
-		t.Fatal("write at a bad offset reset the machine")
-	}
-}
-
 func FuzzPM(f *testing.F) {
 	f.Add([]byte{0x00, 0x00, 0xFF, 0x21, 0x01, 0x34})
 	f.Add([]byte{0x12, 0x01, 0x3C, 0x30, 0x02, 0x00})

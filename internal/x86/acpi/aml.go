@@ -17,7 +17,6 @@ const (
 	opBytePrefix  = 0x0A
 	opWordPrefix  = 0x0B
 	opDWordPrefix = 0x0C
-	opStrPrefix   = 0x0D
 	opQWordPrefix = 0x0E
 	opScope       = 0x10
 	opBuffer      = 0x11
@@ -179,17 +178,6 @@ func eisaIDValue(id string) (uint32, error) {
 	}
 	// The 32-bit big-endian value read as a little-endian DWord.
 	return v>>24 | (v>>8)&0xFF00 | (v<<8)&0xFF0000 | v<<24, nil
-}
-
-// str appends a String constant (StringPrefix, ASCII, NUL).
-func (a *amlBuilder) str(s string) {
-	for i := 0; i < len(s); i++ {
-		if s[i] == 0 || s[i] > 0x7F {
-			a.fail(fmt.Errorf("acpi: AML string %q is not plain ASCII", s))
-			return
-		}
-	}
-	a.b = append(append(append(a.b, opStrPrefix), s...), 0)
 }
 
 // name appends a NamedObject: Name(n, <value appended by value>) (section 19.6.90).

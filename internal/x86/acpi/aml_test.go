@@ -126,9 +126,6 @@ func TestObjects(t *testing.T) {
 		{"scope with name", func(a *amlBuilder) {
 			a.scope(`\_SB`, func() { a.name("_UID", func() { a.integer(0) }) })
 		}, []byte{0x10, 0x0C, '\\', '_', 'S', 'B', '_', 0x08, '_', 'U', 'I', 'D', 0x00}},
-		{"string", func(a *amlBuilder) {
-			a.name("_STR", func() { a.str("ab") })
-		}, []byte{0x08, '_', 'S', 'T', 'R', 0x0D, 'a', 'b', 0x00}},
 		{"buffer", func(a *amlBuilder) {
 			a.buffer([]byte{1, 2, 3})
 		}, []byte{0x11, 0x06, 0x0A, 0x03, 1, 2, 3}},
@@ -155,7 +152,6 @@ func TestBuilderErrors(t *testing.T) {
 		"bad device name": func(a *amlBuilder) { a.device("bad!", func() {}) },
 		"bad scope name":  func(a *amlBuilder) { a.scope(`\_SB.toolong`, func() {}) },
 		"bad EISA ID":     func(a *amlBuilder) { a.name("_HID", func() { a.eisaID("XYZ") }) },
-		"non-ASCII":       func(a *amlBuilder) { a.str("é") },
 		"nested error":    func(a *amlBuilder) { a.scope(`\_SB`, func() { a.device("x", func() {}) }) },
 		"huge package":    func(a *amlBuilder) { a.pkgOf(make([]uint64, 256)...) },
 	} {

@@ -30,12 +30,11 @@ type Entry struct {
 	EAX, EBX, ECX, EDX     uint32
 }
 
-// Errors returned by Build and ByName.
+// Errors returned by Build.
 var (
-	ErrBadCPUCount     = errors.New("cpuid: unsupported number of vCPUs")
-	ErrNoLeaf          = errors.New("cpuid: supported list lacks a required leaf")
-	ErrTooManyEntries  = errors.New("cpuid: too many entries")
-	ErrUnknownTemplate = errors.New("cpuid: unknown CPU template")
+	ErrBadCPUCount    = errors.New("cpuid: unsupported number of vCPUs")
+	ErrNoLeaf         = errors.New("cpuid: supported list lacks a required leaf")
+	ErrTooManyEntries = errors.New("cpuid: too many entries")
 )
 
 // Leaves Build and ForVCPU rewrite.

@@ -367,18 +367,6 @@ func TestKernelArgs(t *testing.T) {
 	}
 }
 
-func TestByName(t *testing.T) {
-	for _, tmpl := range Templates() {
-		got, err := ByName(tmpl.Name)
-		if err != nil || got.Name != tmpl.Name {
-			t.Errorf("ByName(%q) = %q, %v", tmpl.Name, got.Name, err)
-		}
-	}
-	if _, err := ByName("t2"); !errors.Is(err, ErrUnknownTemplate) {
-		t.Errorf("ByName(t2) = %v", err)
-	}
-}
-
 // FuzzBuild feeds arbitrary entry lists through Build and ForVCPU: they
 // must not panic, and a success must keep the entry count bounds.
 func FuzzBuild(f *testing.F) {

@@ -146,16 +146,6 @@ var PVM = Template{
 // Templates returns every built-in template.
 func Templates() []Template { return []Template{Host, PVM} }
 
-// ByName returns the built-in template called name.
-func ByName(name string) (Template, error) {
-	for _, t := range Templates() {
-		if t.Name == name {
-			return t, nil
-		}
-	}
-	return Template{}, fmt.Errorf("%w: %q", ErrUnknownTemplate, name)
-}
-
 // KernelArgs returns the Linux command-line options that hide the
 // template's features from a guest whose KVM ignores parts of the CPUID
 // (kvm_pvm passes leaf 7 through from the host, and the host's CPUID to
