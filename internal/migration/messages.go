@@ -1,10 +1,11 @@
 package migration
 
 import (
-	"bytes"
 	"encoding/binary"
 	"fmt"
 	"sort"
+
+	"github.com/govisor/govisor/internal/allzero"
 )
 
 // Region is one guest RAM range.
@@ -127,7 +128,7 @@ func (b *pageBatch) add(gpa uint64, data []byte) (zero bool) {
 	if len(b.buf) == 0 {
 		b.reset()
 	}
-	zero = data == nil || isZero(data)
+	zero = data == nil || allzero.Is(data)
 	if zero {
 		b.buf = binary.LittleEndian.AppendUint64(b.buf, gpa|pageZero)
 	} else {
@@ -281,15 +282,3 @@ func sanitize(p []byte) string {
 }
 
 var zeroPage [PageSize]byte
-
-// isZero reports whether p is all zeroes.
-func isZero(p []byte) bool {
-	for len(p) > 0 {
-		n := min(len(p), PageSize)
-		if !bytes.Equal(p[:n], zeroPage[:n]) {
-			return false
-		}
-		p = p[n:]
-	}
-	return true
-}

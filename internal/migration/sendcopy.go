@@ -6,6 +6,8 @@ import (
 	"time"
 
 	"github.com/klauspost/compress/s2"
+
+	"github.com/govisor/govisor/internal/allzero"
 )
 
 const (
@@ -111,7 +113,7 @@ func (s *sender) sendAll() error {
 				return fmt.Errorf("migration: read guest memory at %#x: %w", r.GPA+off, err)
 			}
 			for p := 0; p < len(buf); p += PageSize {
-				if page := buf[p : p+PageSize]; !isZero(page) {
+				if page := buf[p : p+PageSize]; !allzero.Is(page) {
 					if err := s.addPage(r.GPA+off+uint64(p), page); err != nil {
 						return err
 					}
@@ -199,7 +201,7 @@ func (s *sender) sendDiskBlock(d int, blk uint64, skipZero bool) error {
 		return fmt.Errorf("migration: read disk %d at %#x: %w", d, off, err)
 	}
 	b := diskBlock{Disk: uint32(d), Offset: off, Length: uint32(n), Data: data}
-	if isZero(data) {
+	if allzero.Is(data) {
 		if skipZero {
 			return nil
 		}

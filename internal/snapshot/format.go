@@ -22,7 +22,6 @@
 package snapshot
 
 import (
-	"bytes"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -246,17 +245,3 @@ func decodeIndex(p []byte) (regs []memRegion, fileSize uint64, err error) {
 	}
 	return regs, fileSize, nil
 }
-
-// isZero reports whether p is all zero bytes (bytes.Equal is vectorised).
-func isZero(p []byte) bool {
-	for len(p) > 0 {
-		n := min(len(p), len(zeroPage))
-		if !bytes.Equal(p[:n], zeroPage[:n]) {
-			return false
-		}
-		p = p[n:]
-	}
-	return true
-}
-
-var zeroPage [PageSize]byte

@@ -8,6 +8,8 @@ import (
 	"runtime"
 	"sort"
 	"sync"
+
+	"github.com/govisor/govisor/internal/allzero"
 )
 
 // File names inside a snapshot directory.
@@ -164,7 +166,7 @@ func writeChunk(f *os.File, data []byte, off int64) error {
 		return nil
 	}
 	for p := 0; p < len(data); p += PageSize {
-		if isZero(data[p : p+PageSize]) {
+		if allzero.Is(data[p : p+PageSize]) {
 			if err := flush(p); err != nil {
 				return err
 			}

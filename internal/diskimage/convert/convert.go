@@ -4,7 +4,6 @@
 package convert
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -12,6 +11,7 @@ import (
 	"sync"
 	"sync/atomic"
 
+	"github.com/govisor/govisor/internal/allzero"
 	"github.com/govisor/govisor/internal/diskimage"
 )
 
@@ -179,7 +179,7 @@ func (c *copier) write(b []byte, off int64) error {
 	}
 	for i := 0; i < len(b); i += int(c.gran) {
 		g := b[i:min(len(b), i+int(c.gran))]
-		if isZero(g) {
+		if allzero.Is(g) {
 			if err := flush(i); err != nil {
 				return err
 			}
@@ -196,17 +196,4 @@ func (c *copier) write(b []byte, off int64) error {
 		}
 	}
 	return flush(len(b))
-}
-
-var zeros = make([]byte, 64<<10)
-
-func isZero(b []byte) bool {
-	for len(b) > 0 {
-		n := min(len(b), len(zeros))
-		if !bytes.Equal(b[:n], zeros[:n]) {
-			return false
-		}
-		b = b[n:]
-	}
-	return true
 }

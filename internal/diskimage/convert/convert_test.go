@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"testing"
 
+	"github.com/govisor/govisor/internal/allzero"
 	"github.com/govisor/govisor/internal/diskimage"
 	_ "github.com/govisor/govisor/internal/diskimage/all"
 )
@@ -172,12 +173,12 @@ func TestConvertErrors(t *testing.T) {
 func TestIsZero(t *testing.T) {
 	for _, n := range []int{0, 1, 4095, 64 << 10, 200000} {
 		b := make([]byte, n)
-		if !isZero(b) {
+		if !allzero.Is(b) {
 			t.Fatalf("%d zeros not zero", n)
 		}
 		if n > 0 {
 			b[n-1] = 1
-			if isZero(b) {
+			if allzero.Is(b) {
 				t.Fatalf("%d bytes with a one at the end reported zero", n)
 			}
 		}

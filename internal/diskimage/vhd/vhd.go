@@ -8,6 +8,7 @@ import (
 	"os"
 	"sync"
 
+	"github.com/govisor/govisor/internal/allzero"
 	"github.com/govisor/govisor/internal/diskimage"
 )
 
@@ -326,7 +327,7 @@ func (img *Image) writeBlock(chunk []byte, blk, in int64) error {
 		return img.writeIn(chunk, blk, sec, in)
 	}
 	img.mu.RUnlock()
-	if isZero(chunk) {
+	if allzero.Is(chunk) {
 		return nil
 	}
 	img.mu.Lock()
@@ -416,19 +417,4 @@ func (img *Image) Map(off, length int64) ([]diskimage.Extent, error) {
 		pos += n
 	}
 	return out, nil
-}
-
-func isZero(b []byte) bool {
-	for len(b) >= 8 {
-		if binary.LittleEndian.Uint64(b) != 0 {
-			return false
-		}
-		b = b[8:]
-	}
-	for _, c := range b {
-		if c != 0 {
-			return false
-		}
-	}
-	return true
 }

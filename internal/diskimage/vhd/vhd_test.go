@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"testing"
 
+	"github.com/govisor/govisor/internal/allzero"
 	"github.com/govisor/govisor/internal/diskimage"
 )
 
@@ -156,7 +157,7 @@ func TestRoundTrip(t *testing.T) {
 			}
 			var total int64
 			for _, e := range ext {
-				if e.Zero && !isZero(want[e.Offset:e.Offset+e.Length]) {
+				if e.Zero && !allzero.Is(want[e.Offset:e.Offset+e.Length]) {
 					t.Fatalf("extent %+v reported zero but holds data", e)
 				}
 				total += e.Length

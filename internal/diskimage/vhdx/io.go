@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 
+	"github.com/govisor/govisor/internal/allzero"
 	"github.com/govisor/govisor/internal/diskimage"
 )
 
@@ -113,7 +114,7 @@ func (img *Image) writeBlock(chunk []byte, blk, in int64) error {
 		return nil
 	}
 	img.mu.RUnlock()
-	if isZero(chunk) {
+	if allzero.Is(chunk) {
 		return nil
 	}
 	img.mu.Lock()

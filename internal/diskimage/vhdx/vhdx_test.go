@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"testing"
 
+	"github.com/govisor/govisor/internal/allzero"
 	"github.com/govisor/govisor/internal/diskimage"
 )
 
@@ -192,7 +193,7 @@ func TestRoundTrip(t *testing.T) {
 			ext, _ := rimg.Map(0, size)
 			var total int64
 			for _, e := range ext {
-				if e.Zero && !isZero(want[e.Offset:e.Offset+e.Length]) {
+				if e.Zero && !allzero.Is(want[e.Offset:e.Offset+e.Length]) {
 					t.Fatalf("zero extent %+v holds data", e)
 				}
 				total += e.Length

@@ -9,6 +9,7 @@ import (
 	"os"
 	"sync"
 
+	"github.com/govisor/govisor/internal/allzero"
 	"github.com/govisor/govisor/internal/diskimage"
 	"github.com/klauspost/compress/zlib"
 )
@@ -251,7 +252,7 @@ func (e *sparseExtent) writeAt(p []byte, off int64) error {
 			return err
 		}
 		if sec <= 1 {
-			if isZero(p[:n]) {
+			if allzero.Is(p[:n]) {
 				p, off = p[n:], off+n
 				continue
 			}
@@ -337,18 +338,3 @@ func (e *sparseExtent) extentMap(off, n int64) (bool, int64, error) {
 }
 
 func (e *sparseExtent) close() error { return e.f.Close() }
-
-func isZero(b []byte) bool {
-	for len(b) >= 8 {
-		if binary.LittleEndian.Uint64(b) != 0 {
-			return false
-		}
-		b = b[8:]
-	}
-	for _, c := range b {
-		if c != 0 {
-			return false
-		}
-	}
-	return true
-}

@@ -13,6 +13,8 @@ import (
 	"sync"
 
 	"github.com/klauspost/compress/zlib"
+
+	"github.com/govisor/govisor/internal/allzero"
 )
 
 // streamWriter produces a streamOptimized extent (spec "Stream-Optimized
@@ -60,7 +62,7 @@ func (s *streamWriter) writeAt(p []byte, off int64) error {
 	for g := first; g <= last; g++ {
 		allTouched = allTouched && s.touched[g/64]&(1<<(g%64)) != 0
 	}
-	if !allTouched || !isZero(p) {
+	if !allTouched || !allzero.Is(p) {
 		if _, err := s.scratch.WriteAt(p, off); err != nil {
 			return fmt.Errorf("scratch write at %#x: %w", off, err)
 		}
@@ -230,7 +232,7 @@ func (s *streamWriter) compressTable(t, grains int64) ([][]byte, error) {
 				if end := s.capacity - g*streamGrainBytes; end < streamGrainBytes {
 					clear(grain[end:])
 				}
-				if isZero(grain) {
+				if allzero.Is(grain) {
 					continue
 				}
 				buf.Reset()

@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"testing"
 
+	"github.com/govisor/govisor/internal/allzero"
 	"github.com/govisor/govisor/internal/diskimage"
 )
 
@@ -188,7 +189,7 @@ func TestRoundTrip(t *testing.T) {
 			}
 			var total int64
 			for _, e := range ext {
-				if e.Zero && !isZero(want[e.Offset:e.Offset+e.Length]) {
+				if e.Zero && !allzero.Is(want[e.Offset:e.Offset+e.Length]) {
 					t.Fatalf("zero extent %+v holds data", e)
 				}
 				total += e.Length
@@ -311,7 +312,7 @@ func TestSmallSparseSeed(t *testing.T) {
 	p := filepath.Join(t.TempDir(), "s.vmdk")
 	os.WriteFile(p, smallSparse(), 0o644)
 	got, _ := readAll(t, p)
-	if len(got) != 64*512 || !bytes.HasPrefix(got[4096:], []byte("grain1!grain1!")) || !isZero(got[:4096]) || !isZero(got[8192:]) {
+	if len(got) != 64*512 || !bytes.HasPrefix(got[4096:], []byte("grain1!grain1!")) || !allzero.Is(got[:4096]) || !allzero.Is(got[8192:]) {
 		t.Fatal("hand-built sparse extent reads wrong")
 	}
 }
