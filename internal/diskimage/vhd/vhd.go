@@ -207,31 +207,13 @@ func (img *Image) Subformat() string {
 // Footer returns a copy of the image's footer.
 func (img *Image) Footer() Footer { return *img.footer }
 
-// Flush makes every completed write durable.
+// Flush makes every completed write durable: the new BAT entries, then the file.
 func (img *Image) Flush() error {
-	if img.readOnly {
-		return nil
-	}
-	img.mu.Lock()
-	err := img.flushBAT()
-	img.mu.Unlock()
-	if err != nil {
-		return err
-	}
-	if err := img.f.Sync(); err != nil {
-		return fmt.Errorf("vhd: sync: %w", err)
-	}
-	return nil
+	return diskimage.FlushFile(FormatName, img.f, img.readOnly, &img.mu, img.flushBAT)
 }
 
 // Close flushes and closes the file.
-func (img *Image) Close() error {
-	err := img.Flush()
-	if cerr := img.f.Close(); err == nil && cerr != nil {
-		err = fmt.Errorf("vhd: close: %w", cerr)
-	}
-	return err
-}
+func (img *Image) Close() error { return diskimage.CloseFile(FormatName, img.f, img.Flush) }
 
 func (img *Image) checkRange(n int, off int64) error {
 	if off < 0 || off > img.size || int64(n) > img.size-off {

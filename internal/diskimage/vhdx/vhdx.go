@@ -305,28 +305,10 @@ func (img *Image) Info() diskimage.Info {
 	return info
 }
 
-// Flush makes completed writes durable.
+// Flush makes completed writes durable: the new BAT entries, then the file.
 func (img *Image) Flush() error {
-	if img.readOnly {
-		return nil
-	}
-	img.mu.Lock()
-	err := img.flushBAT()
-	img.mu.Unlock()
-	if err != nil {
-		return err
-	}
-	if err := img.f.Sync(); err != nil {
-		return fmt.Errorf("vhdx: sync: %w", err)
-	}
-	return nil
+	return diskimage.FlushFile(FormatName, img.f, img.readOnly, &img.mu, img.flushBAT)
 }
 
 // Close flushes and closes the file.
-func (img *Image) Close() error {
-	err := img.Flush()
-	if cerr := img.f.Close(); err == nil && cerr != nil {
-		err = fmt.Errorf("vhdx: close: %w", cerr)
-	}
-	return err
-}
+func (img *Image) Close() error { return diskimage.CloseFile(FormatName, img.f, img.Flush) }
