@@ -73,10 +73,9 @@ type Device struct {
 	requests chan struct{} // stats requests for the stats worker
 
 	mu        sync.Mutex
-	stop      chan struct{}
-	wg        sync.WaitGroup
-	statsHeld bool   // the stats worker holds the driver's stats buffer
-	statsHead uint16 // ... whose head is this
+	workers   virtio.Workers // inflate, deflate and stats queue workers (mu)
+	statsHeld bool           // the stats worker holds the driver's stats buffer
+	statsHead uint16         // ... whose head is this
 }
 
 // New returns a balloon device with a target of zero pages.

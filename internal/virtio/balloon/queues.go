@@ -16,25 +16,23 @@ import (
 func (d *Device) Activate(ctx virtio.ActivateContext) error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	if d.stop != nil {
+	if d.workers.Active() {
 		return fmt.Errorf("balloon: already active")
 	}
 	if len(ctx.Queues) < 2 {
 		return fmt.Errorf("balloon: %d queues, need inflate and deflate", len(ctx.Queues))
 	}
-	d.stop = make(chan struct{})
+	d.workers.Start()
 	for qi, inflate := range []bool{true, false} {
 		if ctx.Queues[qi] == nil {
 			continue
 		}
-		d.wg.Add(1)
-		go func() {
-			defer d.wg.Done()
-			virtio.ServeQueue(&ctx, qi, d.stop, func(c *virtqueue.Chain) uint32 {
+		d.workers.Go(func(stop <-chan struct{}) {
+			virtio.ServeQueue(&ctx, qi, stop, func(c *virtqueue.Chain) uint32 {
 				d.pages(ctx.Mem, c, inflate)
 				return 0
 			})
-		}()
+		})
 	}
 	if ctx.Features&FeatureStatsVQ != 0 && len(ctx.Queues) > QueueStats && ctx.Queues[QueueStats] != nil {
 		// A buffer held before a pause is still the driver's outstanding
@@ -42,11 +40,8 @@ func (d *Device) Activate(ctx virtio.ActivateContext) error {
 		// anew after a reset has none.
 		s := ctx.Queues[QueueStats].SaveState()
 		held := d.statsHeld && s.LastAvail != s.NextUsed
-		d.wg.Add(1)
-		go func() {
-			defer d.wg.Done()
-			d.serveStats(&ctx, d.stop, held, d.statsHead)
-		}()
+		head := d.statsHead
+		d.workers.Go(func(stop <-chan struct{}) { d.serveStats(&ctx, stop, held, head) })
 	} else {
 		d.statsHeld = false
 	}
@@ -57,12 +52,7 @@ func (d *Device) Activate(ctx virtio.ActivateContext) error {
 func (d *Device) Reset() {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	if d.stop == nil {
-		return
-	}
-	close(d.stop)
-	d.wg.Wait()
-	d.stop = nil
+	d.workers.Stop(nil)
 }
 
 // pages handles one chain of the inflate or deflate queue: an array of

@@ -61,9 +61,8 @@ type Device struct {
 	ioErrors  atomic.Uint64
 	stats     counters
 
-	mu   sync.Mutex
-	stop chan struct{}
-	wg   sync.WaitGroup
+	mu      sync.Mutex
+	workers virtio.Workers // one per enabled queue (mu)
 }
 
 // New returns a block device serving img.
@@ -143,24 +142,22 @@ func (d *Device) WriteConfig(offset uint64, data []byte) {}
 func (d *Device) Activate(ctx virtio.ActivateContext) error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	if d.stop != nil {
+	if d.workers.Active() {
 		return fmt.Errorf("blk: already active")
 	}
 	if ctx.Features&FeatureMQ == 0 && len(ctx.Queues) > 1 {
 		// Without MQ the driver uses only queue 0 (5.2.5).
 		ctx.Queues = ctx.Queues[:1]
 	}
-	d.stop = make(chan struct{})
+	d.workers.Start()
 	for qi := range ctx.Queues {
 		if ctx.Queues[qi] == nil {
 			continue
 		}
-		d.wg.Add(1)
-		go func() {
-			defer d.wg.Done()
+		d.workers.Go(func(stop <-chan struct{}) {
 			var r request
-			virtio.ServeQueue(&ctx, qi, d.stop, func(c *virtqueueChain) uint32 { return d.handle(c, &r) })
-		}()
+			virtio.ServeQueue(&ctx, qi, stop, func(c *virtqueueChain) uint32 { return d.handle(c, &r) })
+		})
 	}
 	return nil
 }
@@ -170,12 +167,7 @@ func (d *Device) Activate(ctx virtio.ActivateContext) error {
 func (d *Device) Reset() {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	if d.stop == nil {
-		return
-	}
-	close(d.stop)
-	d.wg.Wait()
-	d.stop = nil
+	d.workers.Stop(nil)
 }
 
 // IOErrors counts requests that failed with an I/O error from the image.

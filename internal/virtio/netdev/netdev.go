@@ -126,9 +126,8 @@ type Device struct {
 
 	rx []rxState // per pair, owned by its receive worker
 
-	mu   sync.Mutex
-	stop chan struct{}
-	wg   sync.WaitGroup
+	mu      sync.Mutex
+	workers virtio.Workers // receive, transmit and control workers (mu)
 }
 
 // New returns a network device whose frames go through be.
@@ -291,7 +290,7 @@ func (d *Device) WriteConfig(offset uint64, data []byte) {}
 func (d *Device) Activate(ctx virtio.ActivateContext) error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	if d.stop != nil {
+	if d.workers.Active() {
 		return fmt.Errorf("netdev: already active")
 	}
 	// Without MQ the driver uses one pair and the control queue is
@@ -324,35 +323,27 @@ func (d *Device) Activate(ctx virtio.ActivateContext) error {
 	if err := d.setActive(active); err != nil {
 		return err
 	}
-	d.stop = make(chan struct{})
+	d.workers.Start()
 	for p := range pairs {
 		if ctx.Queues[2*p] != nil {
-			d.wg.Add(1)
-			go func() {
-				defer d.wg.Done()
-				d.serveRx(&ctx, p, d.stop)
-			}()
+			d.workers.Go(func(stop <-chan struct{}) { d.serveRx(&ctx, p, stop) })
 		}
 		if ctx.Queues[2*p+1] != nil {
-			d.wg.Add(1)
-			go func() {
-				defer d.wg.Done()
+			d.workers.Go(func(stop <-chan struct{}) {
 				var hdr [HeaderSize]byte
-				virtio.ServeQueue(&ctx, 2*p+1, d.stop, func(c *virtqueueChain) uint32 {
+				virtio.ServeQueue(&ctx, 2*p+1, stop, func(c *virtqueueChain) uint32 {
 					d.transmit(p, ctx.Features, c, &hdr)
 					return 0
 				})
-			}()
+			})
 		}
 	}
 	if ctrl != nil {
-		d.wg.Add(1)
-		go func() {
-			defer d.wg.Done()
-			virtio.ServeQueue(&ctx, 2*pairs, d.stop, func(c *virtqueueChain) uint32 {
+		d.workers.Go(func(stop <-chan struct{}) {
+			virtio.ServeQueue(&ctx, 2*pairs, stop, func(c *virtqueueChain) uint32 {
 				return d.control(ctx.Features, pairs, c)
 			})
-		}()
+		})
 	}
 	return nil
 }
@@ -394,16 +385,14 @@ func offloads(f uint64) int {
 func (d *Device) Reset() {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	if d.stop == nil {
-		return
+	stopped := d.workers.Stop(func() {
+		for _, be := range d.bes {
+			be.SetDeadline(time.Now())
+		}
+	})
+	if stopped {
+		for _, be := range d.bes {
+			be.SetDeadline(time.Time{})
+		}
 	}
-	close(d.stop)
-	for _, be := range d.bes {
-		be.SetDeadline(time.Now())
-	}
-	d.wg.Wait()
-	for _, be := range d.bes {
-		be.SetDeadline(time.Time{})
-	}
-	d.stop = nil
 }

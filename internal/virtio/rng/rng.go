@@ -17,9 +17,8 @@ const QueueSize = 256
 
 // Device is a virtio-rng device.
 type Device struct {
-	mu   sync.Mutex
-	stop chan struct{}
-	wg   sync.WaitGroup
+	mu      sync.Mutex
+	workers virtio.Workers // the queue's (mu)
 }
 
 // New returns an entropy device.
@@ -44,15 +43,11 @@ func (d *Device) WriteConfig(offset uint64, data []byte) {}
 func (d *Device) Activate(ctx virtio.ActivateContext) error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	if d.stop != nil {
+	if d.workers.Active() {
 		return fmt.Errorf("rng: already active")
 	}
-	d.stop = make(chan struct{})
-	d.wg.Add(1)
-	go func() {
-		defer d.wg.Done()
-		virtio.ServeQueue(&ctx, 0, d.stop, fill)
-	}()
+	d.workers.Start()
+	d.workers.Go(func(stop <-chan struct{}) { virtio.ServeQueue(&ctx, 0, stop, fill) })
 	return nil
 }
 
@@ -81,12 +76,7 @@ func fill(c *virtqueue.Chain) uint32 {
 func (d *Device) Reset() {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	if d.stop == nil {
-		return
-	}
-	close(d.stop)
-	d.wg.Wait()
-	d.stop = nil
+	d.workers.Stop(nil)
 }
 
 // State is the device's state for snapshots (it has none beyond the

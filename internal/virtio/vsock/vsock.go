@@ -102,9 +102,8 @@ type Device struct {
 
 	bg sync.WaitGroup // accept loop and connection goroutines
 
-	mu   sync.Mutex
-	stop chan struct{}
-	wg   sync.WaitGroup
+	mu      sync.Mutex
+	workers virtio.Workers // rx, tx and event queue workers (mu)
 }
 
 // New returns a vsock device listening on opts.UDSPath.
@@ -194,7 +193,7 @@ func (d *Device) WriteConfig(offset uint64, data []byte) {}
 func (d *Device) Activate(ctx virtio.ActivateContext) error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	if d.stop != nil {
+	if d.workers.Active() {
 		return fmt.Errorf("vsock: already active")
 	}
 	if len(ctx.Queues) < 3 {
@@ -211,16 +210,12 @@ func (d *Device) Activate(ctx virtio.ActivateContext) error {
 	if fresh {
 		d.dropAll()
 	}
-	d.stop = make(chan struct{})
+	d.workers.Start()
 	start := func(qi int, fn func(*virtio.ActivateContext, <-chan struct{})) {
 		if ctx.Queues[qi] == nil {
 			return
 		}
-		d.wg.Add(1)
-		go func() {
-			defer d.wg.Done()
-			fn(&ctx, d.stop)
-		}()
+		d.workers.Go(func(stop <-chan struct{}) { fn(&ctx, stop) })
 	}
 	start(QueueRx, d.serveRx)
 	start(QueueTx, d.serveTx)
@@ -233,12 +228,7 @@ func (d *Device) Activate(ctx virtio.ActivateContext) error {
 func (d *Device) Reset() {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	if d.stop == nil {
-		return
-	}
-	close(d.stop)
-	d.wg.Wait()
-	d.stop = nil
+	d.workers.Stop(nil)
 }
 
 // dropAll closes every connection without telling the guest, and
