@@ -11,6 +11,7 @@ package main
 
 import (
 	"bufio"
+	"context"
 	"encoding/json"
 	"flag"
 	"fmt"
@@ -102,7 +103,7 @@ func runGovisor(bin, elf, dir string, memMiB, downtimeMS int, khz uint32) (resul
 	time.Sleep(300 * time.Millisecond) // let the guest dirty memory
 	var res vmmapi.MigrateResult
 	for i := 0; i < 50; i++ {
-		if res, err = vmmapi.NewClient(srcSock).Migrate(vmmapi.MigrateRequest{To: addr, MaxDowntimeMS: downtimeMS}); err == nil {
+		if res, err = vmmapi.NewClient(srcSock).Migrate(context.Background(), vmmapi.MigrateRequest{To: addr, MaxDowntimeMS: downtimeMS}); err == nil {
 			break
 		}
 		time.Sleep(20 * time.Millisecond)
@@ -111,7 +112,7 @@ func runGovisor(bin, elf, dir string, memMiB, downtimeMS int, khz uint32) (resul
 		return result{}, err
 	}
 	time.Sleep(300 * time.Millisecond) // let the destination's guest report its gap
-	vmmapi.NewClient(dstSock).Stop()
+	vmmapi.NewClient(dstSock).Stop(context.Background())
 	dst.Wait()
 	return result{res.TotalMS, res.DowntimeMS, float64(res.BytesSent) / (1 << 20), gaps.ms(khz)}, nil
 }

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"net/url"
 	"slices"
 	"strconv"
 	"time"
@@ -77,9 +76,8 @@ func (a *Agent) handleAttachDisk(w http.ResponseWriter, r *http.Request) {
 	if live {
 		ctx, cancel := context.WithTimeout(r.Context(), diskHotplugTimeout)
 		defer cancel()
-		var got vmmapi.Disk
 		req := vmmapi.DiskRequest{Path: d.Path, ReadOnly: d.ReadOnly, Format: d.Format}
-		if err := p.vmm.call(ctx, http.MethodPut, "/vm/disks", req, &got); err != nil {
+		if _, err := p.vmm.AttachDisk(ctx, req); err != nil {
 			httpError(w, fmt.Errorf("%w: attach %s to %s: %v", ErrVMM, d.Path, name, err))
 			return
 		}
@@ -147,8 +145,8 @@ func (a *Agent) handleDetachDisk(w http.ResponseWriter, r *http.Request) {
 func (a *Agent) detachLive(ctx context.Context, p *proc, name string, index int, path string) error {
 	ctx, cancel := context.WithTimeout(ctx, diskHotplugTimeout)
 	defer cancel()
-	var have []vmmapi.Disk
-	if err := p.vmm.call(ctx, http.MethodGet, "/vm/disks", nil, &have); err != nil {
+	have, err := p.vmm.Disks(ctx)
+	if err != nil {
 		return fmt.Errorf("%w: list the disks of %s: %v", ErrVMM, name, err)
 	}
 	for _, d := range have {
@@ -158,7 +156,7 @@ func (a *Agent) detachLive(ctx context.Context, p *proc, name string, index int,
 		if !d.Hotplugged {
 			return fmt.Errorf("%w: disk %d (%s) of VM %s was attached when it started and cannot be ejected: stop the VM to remove it", ErrBusy, index, d.Name, name)
 		}
-		if err := p.vmm.call(ctx, http.MethodDelete, "/vm/disks/"+url.PathEscape(d.Name), nil, nil); err != nil {
+		if err := p.vmm.DetachDisk(ctx, d.Name); err != nil {
 			return fmt.Errorf("%w: detach %s from %s: %v", ErrVMM, d.Name, name, err)
 		}
 		return nil
@@ -195,8 +193,8 @@ func (a *Agent) syncRestoredDisks(p *proc) {
 	defer cancel()
 	var have []vmmapi.Disk
 	for {
-		err := p.vmm.call(ctx, http.MethodGet, "/vm/disks", nil, &have)
-		if err == nil {
+		var err error
+		if have, err = p.vmm.Disks(ctx); err == nil {
 			break
 		}
 		select {

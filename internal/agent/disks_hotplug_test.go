@@ -90,7 +90,7 @@ func TestDiskHotplugAPI(t *testing.T) {
 	waitVM(t, ta.cli, "hot", "running", func(v api.VM) bool { return v.Status.State == api.StateRunning })
 	vmm := vmmapi.NewClient(filepath.Join(ta.vmDir("hot"), apiSockName))
 	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(20 * time.Millisecond) {
-		if info, err := vmm.Info(); err == nil && info.State == "running" {
+		if info, err := vmm.Info(t.Context()); err == nil && info.State == "running" {
 			break
 		} else if time.Now().After(deadline) {
 			t.Fatalf("the VMM API never answered: %v", err)
@@ -103,7 +103,7 @@ func TestDiskHotplugAPI(t *testing.T) {
 	if len(v.Spec.Disks) != 2 || v.Spec.Disks[1].Path != img {
 		t.Fatalf("definition after attach: %+v", v.Spec.Disks)
 	}
-	ds, err := vmm.Disks()
+	ds, err := vmm.Disks(t.Context())
 	if err != nil || len(ds) != 2 || ds[1].Name != "vdb" || !ds[1].Hotplugged || ds[1].Path != img || ds[1].State != "attached" {
 		t.Fatalf("VMM disks after attach: %+v, %v", ds, err)
 	}
@@ -121,7 +121,7 @@ func TestDiskHotplugAPI(t *testing.T) {
 	if after.Spec.Name != "hot" || len(after.Spec.Disks) != 1 || after.Spec.Disks[0].Path != boot {
 		t.Fatalf("definition after detach: %+v", after.Spec)
 	}
-	ds, err = vmm.Disks()
+	ds, err = vmm.Disks(t.Context())
 	if err != nil || len(ds) != 2 || ds[1].State != "detaching" {
 		t.Fatalf("VMM disks after the detach request: %+v, %v", ds, err)
 	}
@@ -134,7 +134,7 @@ func TestDiskHotplugAPI(t *testing.T) {
 	waitVM(t, ta.cli, "hot", "the snapshot's disks in the definition", func(v api.VM) bool {
 		return len(v.Spec.Disks) == 2 && v.Spec.Disks[0].Path == boot && v.Spec.Disks[1].Path == img
 	})
-	ds, err = vmm.Disks()
+	ds, err = vmm.Disks(t.Context())
 	if err != nil || len(ds) != 2 || ds[1].Path != img || !ds[1].Hotplugged || ds[1].State != "attached" {
 		t.Fatalf("restored VMM disks: %+v, %v", ds, err)
 	}
@@ -198,7 +198,7 @@ func TestMigrateHotpluggedDisk(t *testing.T) {
 	if _, err := ta.cli.Do(ctx, "POST", "/v1/vms/hotmig/disks", api.DiskSpec{Path: hot, Format: "raw"}, nil); err != nil {
 		t.Fatal(err)
 	}
-	srcDisks, err := vmmapi.NewClient(filepath.Join(ta.vmDir("hotmig"), apiSockName)).Disks()
+	srcDisks, err := vmmapi.NewClient(filepath.Join(ta.vmDir("hotmig"), apiSockName)).Disks(t.Context())
 	if err != nil || len(srcDisks) != 2 {
 		t.Fatalf("source VMM disks: %+v, %v", srcDisks, err)
 	}
@@ -213,7 +213,7 @@ func TestMigrateHotpluggedDisk(t *testing.T) {
 		t.Fatalf("after migration: host %s, disks %+v", got.Host, got.Spec.Disks)
 	}
 	vmm := vmmapi.NewClient(filepath.Join(tb.vmDir("hotmig"), apiSockName))
-	ds, err := vmm.Disks()
+	ds, err := vmm.Disks(t.Context())
 	if err != nil || len(ds) != 2 || ds[0].Path != copyBoot || ds[1].Path != copyHot || !ds[1].Hotplugged ||
 		ds[1].Slot != srcDisks[1].Slot || ds[1].Name != "vdb" {
 		t.Fatalf("destination VMM disks %+v, %v; the source had %+v", ds, err, srcDisks)
@@ -227,7 +227,7 @@ func TestMigrateHotpluggedDisk(t *testing.T) {
 	if len(after.Spec.Disks) != 1 || after.Spec.Disks[0].Path != copyBoot {
 		t.Fatalf("definition after detach: %+v", after.Spec.Disks)
 	}
-	if ds, err := vmm.Disks(); err != nil || len(ds) != 2 || ds[1].State != "detaching" {
+	if ds, err := vmm.Disks(t.Context()); err != nil || len(ds) != 2 || ds[1].State != "detaching" {
 		t.Fatalf("destination VMM disks after the detach request: %+v, %v", ds, err)
 	}
 	if _, err := tb.cli.Action(ctx, "hotmig", "stop", 30*time.Second); err != nil {

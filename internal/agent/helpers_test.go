@@ -12,6 +12,7 @@ import (
 	"github.com/govisor/govisor/client"
 	"github.com/govisor/govisor/internal/kvm/kvmtest"
 	"github.com/govisor/govisor/internal/legacy/acpipm"
+	"github.com/govisor/govisor/internal/vmmapi"
 )
 
 // govisorBin is the real govisor binary, built once (or prebuilt, see
@@ -141,11 +142,16 @@ func echoGuest(marker string) []byte {
 	return a.B
 }
 
+// vmm returns a client of the API of the VMM of VM name.
+func (a *Agent) vmm(name string) *vmmapi.Client {
+	return vmmapi.NewClient(filepath.Join(a.vmDir(name), apiSockName))
+}
+
 // waitVMMAPI waits until the VMM of VM name on ta answers its API.
 func waitVMMAPI(t *testing.T, ta testAgent, name string) {
 	t.Helper()
 	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(20 * time.Millisecond) {
-		if _, err := ta.vmm(name).info(); err == nil {
+		if _, err := ta.vmm(name).Info(t.Context()); err == nil {
 			return
 		} else if time.Now().After(deadline) {
 			t.Fatal(err)

@@ -10,6 +10,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/govisor/govisor/api"
+	"github.com/govisor/govisor/internal/vmmapi"
 )
 
 // Metric descriptions; every scrape reads the current state from etcd, so
@@ -87,7 +88,7 @@ func (c vmCollector) Collect(ch chan<- prometheus.Metric) {
 	// Process figures for the VMMs this agent supervises.
 	a.mu.Lock()
 	pids := map[string]int{}
-	vmms := map[string]*vmmConn{}
+	vmms := map[string]*vmmapi.Client{}
 	for name, p := range a.procs {
 		pids[name] = p.pid
 		if p.vmm != nil {

@@ -2,7 +2,6 @@ package agent
 
 import (
 	"context"
-	"net/http"
 	"sync"
 	"time"
 
@@ -33,7 +32,7 @@ const statsTimeout = 2 * time.Second
 
 // collectVMMStats asks every VMM of vmms (name -> VMM API) for its
 // counters, in parallel, and emits them.
-func collectVMMStats(ch chan<- prometheus.Metric, vmms map[string]*vmmConn) {
+func collectVMMStats(ch chan<- prometheus.Metric, vmms map[string]*vmmapi.Client) {
 	var wg sync.WaitGroup
 	var mu sync.Mutex // ch takes one sender at a time here, for a stable order per VM
 	for name, c := range vmms {
@@ -42,8 +41,8 @@ func collectVMMStats(ch chan<- prometheus.Metric, vmms map[string]*vmmConn) {
 			defer wg.Done()
 			ctx, cancel := context.WithTimeout(context.Background(), statsTimeout)
 			defer cancel()
-			var st vmmapi.Stats
-			if err := c.call(ctx, http.MethodGet, "/stats", nil, &st); err != nil {
+			st, err := c.Stats(ctx)
+			if err != nil {
 				return
 			}
 			mu.Lock()

@@ -114,7 +114,7 @@ func (a *Agent) handleMigrate(w http.ResponseWriter, r *http.Request) {
 	}
 	a.log.Info("migrating VM", "vm", name, "to", req.Host, "addr", in.Addr)
 	stopPoll := a.pollProgress(name, p, ms)
-	res, err := p.vmm.migrate(ctx, vmmapi.MigrateRequest{To: in.Addr, MaxDowntimeMS: req.MaxDowntimeMS, Bandwidth: req.Bandwidth,
+	res, err := p.vmm.Migrate(ctx, vmmapi.MigrateRequest{To: in.Addr, MaxDowntimeMS: req.MaxDowntimeMS, Bandwidth: req.Bandwidth,
 		MirrorDisks: len(sizes) > 0})
 	stopPoll()
 	if err != nil {
@@ -223,8 +223,8 @@ func (a *Agent) pollProgress(name string, p *proc, ms *api.MigrationStatus) func
 				return
 			case <-t.C:
 			}
-			pr, err := p.vmm.progress()
-			if errors.Is(err, errNoEndpoint) {
+			pr, err := quickCall(p.vmm.MigrateProgress)
+			if errors.Is(err, vmmapi.ErrNoEndpoint) {
 				return
 			}
 			if err != nil || pr.State != vmmapi.MigrateRunning {
@@ -260,7 +260,9 @@ func (a *Agent) handleCancelMigrate(w http.ResponseWriter, r *http.Request) {
 		httpError(w, fmt.Errorf("%w: no migration of VM %s is running", ErrBusy, name))
 		return
 	}
-	if err := p.vmm.cancelMigration(); err != nil {
+	ctx, cancel := context.WithTimeout(context.Background(), vmmCallTimeout)
+	defer cancel()
+	if err := p.vmm.CancelMigrate(ctx); err != nil {
 		httpError(w, fmt.Errorf("%w: cancel the migration of %s: %v", ErrVMM, name, err))
 		return
 	}

@@ -17,6 +17,7 @@ import (
 
 	"github.com/govisor/govisor/api"
 	"github.com/govisor/govisor/internal/vmm/vmmconfig"
+	"github.com/govisor/govisor/internal/vmmapi"
 )
 
 // exitInfo is how a VMM process ended.
@@ -48,9 +49,9 @@ type proc struct {
 	cmd      *exec.Cmd // nil when adopted
 	pidfd    int       // -1 for spawned children (cmd waits for them)
 	done     chan struct{}
-	exit     exitInfo      // valid once done is closed
-	vmm      *vmmConn      // its control API (api.sock in the VM's directory)
-	grace    time.Duration // how long a stop waits for the guest to shut down
+	exit     exitInfo       // valid once done is closed
+	vmm      *vmmapi.Client // its control API (api.sock in the VM's directory)
+	grace    time.Duration  // how long a stop waits for the guest to shut down
 
 	mu         sync.Mutex
 	stopReq    bool          // the agent asked it to stop: its exit is not a failure
@@ -148,7 +149,7 @@ func spawn(exe, mark, dir string, s api.VMSpec, c vmmconfig.Config, consolePath,
 		return nil, fmt.Errorf("agent: start VMM of %s (%s): %w", s.Name, exe, err)
 	}
 	p := &proc{name: s.Name, pid: cmd.Process.Pid, since: time.Now().UTC(), cmd: cmd, pidfd: -1, done: make(chan struct{}),
-		vmm: newVMMConn(filepath.Join(dir, apiSockName))}
+		vmm: vmmapi.NewClient(filepath.Join(dir, apiSockName))}
 	// A child that already exited has no start time; its Wait reports why.
 	p.ticks, _ = procStartTicks(p.pid)
 	go func() {
@@ -178,7 +179,7 @@ func adopt(ctx context.Context, name, dir string, pid int, ticks uint64, since t
 		return nil, fmt.Errorf("agent: process %d of %s is gone", pid, name)
 	}
 	p := &proc{name: name, pid: pid, ticks: ticks, since: since, pidfd: fd, done: make(chan struct{}),
-		vmm: newVMMConn(filepath.Join(dir, apiSockName))}
+		vmm: vmmapi.NewClient(filepath.Join(dir, apiSockName))}
 	go func() {
 		defer unix.Close(fd)
 		fds := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}
@@ -235,9 +236,9 @@ func (p *proc) stop() {
 	go func() {
 		if p.grace > 0 && p.vmm != nil && p.alive() {
 			if paused {
-				p.vmm.resume() // a paused guest cannot see the button
+				quickCall(p.vmm.Resume) // a paused guest cannot see the button
 			}
-			if err := p.vmm.shutdown(); err == nil {
+			if _, err := quickCall(p.vmm.Shutdown); err == nil {
 				select {
 				case <-p.done:
 					return

@@ -152,7 +152,7 @@ func (a *Agent) handleSnapshot(w http.ResponseWriter, r *http.Request) {
 	os.RemoveAll(dir) // a leftover under the VM's folder from a failed index write
 	ctx, cancel := context.WithTimeout(r.Context(), snapshotTimeout)
 	defer cancel()
-	if err := p.vmm.snapshot(ctx, dir); err != nil {
+	if _, err := p.vmm.Snapshot(ctx, dir); err != nil {
 		os.RemoveAll(dir) // nothing half-written stays behind
 		httpError(w, fmt.Errorf("%w: snapshot of %s: %v", ErrVMM, name, err))
 		return

@@ -74,16 +74,20 @@ func (a *Agent) handlePauseResume(w http.ResponseWriter, r *http.Request, action
 	if !ok {
 		return
 	}
-	from, to, call := api.StateRunning, api.StatePaused, (*vmmConn).pause
+	from, to := api.StateRunning, api.StatePaused
 	if action == "resume" {
-		from, to, call = api.StatePaused, api.StateRunning, (*vmmConn).resume
+		from, to = api.StatePaused, api.StateRunning
 	}
 	p, err := a.liveProc(rec, action, from)
 	if err != nil {
 		httpError(w, err)
 		return
 	}
-	if err := call(p.vmm); err != nil {
+	call := p.vmm.Pause
+	if to == api.StateRunning {
+		call = p.vmm.Resume
+	}
+	if _, err := quickCall(call); err != nil {
 		httpError(w, fmt.Errorf("%w: %s %s: %v", ErrVMM, action, rec.Desired.Spec.Name, err))
 		return
 	}

@@ -92,7 +92,7 @@ func TestPauseSnapshotRebootRestore(t *testing.T) {
 	if err != nil || got.Status.State != api.StatePaused || got.Status.PID != v.Status.PID {
 		t.Fatalf("pause: %+v, %v", got.Status, err)
 	}
-	if info, err := ta.vmm("pv").info(); err != nil || info.State != "paused" {
+	if info, err := ta.vmm("pv").Info(ctx); err != nil || info.State != "paused" {
 		t.Errorf("VMM after pause: %+v, %v", info, err)
 	}
 	_, err = ta.cli.Pause(ctx, "pv")

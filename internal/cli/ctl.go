@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -31,22 +32,23 @@ latest migration, migrate-cancel cancels a running one.`,
 			if sock == "" {
 				return &ExitError{Code: 2, Err: fmt.Errorf("--api-sock is required: the socket given to govisor run --api-sock")}
 			}
-			c := vmmapi.NewClient(sock)
+			// No deadline: a migration or snapshot takes as long as it takes.
+			ctx, c := context.Background(), vmmapi.NewClient(sock)
 			var info vmmapi.Info
 			var err error
 			switch args[0] {
 			case "disks", "disk-attach", "disk-detach":
-				return ctlDisk(c, sock, args)
+				return ctlDisk(ctx, c, sock, args)
 			case "info":
-				info, err = c.Info()
+				info, err = c.Info(ctx)
 			case "pause":
-				info, err = c.Pause()
+				info, err = c.Pause(ctx)
 			case "resume":
-				info, err = c.Resume()
+				info, err = c.Resume(ctx)
 			case "stop":
-				info, err = c.Stop()
+				info, err = c.Stop(ctx)
 			case "shutdown":
-				info, err = c.Shutdown()
+				info, err = c.Shutdown(ctx)
 			case "migrate":
 				if len(args) != 2 {
 					return &ExitError{Code: 2, Err: fmt.Errorf("migrate needs the destination: govisor ctl --api-sock %s migrate HOST:PORT", sock)}
@@ -59,20 +61,20 @@ latest migration, migrate-cancel cancels a running one.`,
 				if mf.quiet {
 					progress = nil
 				}
-				return ctlMigrate(c, req, os.Stdout, progress)
+				return ctlMigrate(ctx, c, req, os.Stdout, progress)
 			case "migration", "migrate-cancel":
 				if args[0] == "migrate-cancel" {
-					if err := c.CancelMigrate(); err != nil {
+					if err := c.CancelMigrate(ctx); err != nil {
 						return err
 					}
 				}
-				p, err := c.MigrateProgress()
+				p, err := c.MigrateProgress(ctx)
 				if err != nil {
 					return err
 				}
 				return printJSON(p)
 			case "stats":
-				st, err := c.Stats()
+				st, err := c.Stats(ctx)
 				if err != nil {
 					return err
 				}
@@ -85,12 +87,12 @@ latest migration, migrate-cancel cancels a running one.`,
 				if perr != nil && args[1] != "0" {
 					return &ExitError{Code: 2, Err: fmt.Errorf("balloon %w", perr)}
 				}
-				info, err = c.SetBalloon(mib)
+				info, err = c.SetBalloon(ctx, mib)
 			case "snapshot":
 				if len(args) != 2 {
 					return &ExitError{Code: 2, Err: fmt.Errorf("snapshot needs the folder to create: govisor ctl --api-sock %s snapshot DIR", sock)}
 				}
-				info, err = c.Snapshot(args[1])
+				info, err = c.Snapshot(ctx, args[1])
 			default:
 				return &ExitError{Code: 2, Err: fmt.Errorf("unknown action %q: use info, stats, pause, resume, shutdown, stop, balloon MIB, snapshot DIR, migrate HOST:PORT, migration or migrate-cancel", args[0])}
 			}

@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"context"
 	"fmt"
 	"path/filepath"
 
@@ -12,10 +13,10 @@ import (
 
 // ctlDisk runs `govisor ctl disk-attach SPEC`, `disk-detach NAME` or `disks`.
 // SPEC is a --disk value: PATH[,readonly][,format=FMT].
-func ctlDisk(c *vmmapi.Client, sock string, args []string) error {
+func ctlDisk(ctx context.Context, c *vmmapi.Client, sock string, args []string) error {
 	switch args[0] {
 	case "disks":
-		ds, err := c.Disks()
+		ds, err := c.Disks(ctx)
 		if err != nil {
 			return err
 		}
@@ -35,7 +36,7 @@ func ctlDisk(c *vmmapi.Client, sock string, args []string) error {
 		if err != nil {
 			return &ExitError{Code: 2, Err: fmt.Errorf("disk-attach %q: %w", args[1], err)}
 		}
-		disk, err := c.AttachDisk(vmmapi.DiskRequest{Path: abs, ReadOnly: d.ReadOnly, Format: d.Format})
+		disk, err := c.AttachDisk(ctx, vmmapi.DiskRequest{Path: abs, ReadOnly: d.ReadOnly, Format: d.Format})
 		if err != nil {
 			return err
 		}
@@ -44,7 +45,7 @@ func ctlDisk(c *vmmapi.Client, sock string, args []string) error {
 		if len(args) != 2 {
 			return &ExitError{Code: 2, Err: fmt.Errorf("disk-detach needs the disk's name: govisor ctl --api-sock %s disk-detach vdb (see ctl disks)", sock)}
 		}
-		if err := c.DetachDisk(args[1]); err != nil {
+		if err := c.DetachDisk(ctx, args[1]); err != nil {
 			return err
 		}
 		return printJSON(map[string]string{"name": args[1], "state": "detaching"})

@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -99,14 +100,14 @@ const progressInterval = 200 * time.Millisecond
 // ctlMigrate runs a migration through the API, printing progress lines to
 // progress while it runs; SIGINT or SIGTERM cancels it (the VM keeps
 // running on the source).
-func ctlMigrate(c *vmmapi.Client, req vmmapi.MigrateRequest, out, progress io.Writer) error {
+func ctlMigrate(ctx context.Context, c *vmmapi.Client, req vmmapi.MigrateRequest, out, progress io.Writer) error {
 	type result struct {
 		res vmmapi.MigrateResult
 		err error
 	}
 	done := make(chan result, 1)
 	go func() {
-		res, err := c.Migrate(req)
+		res, err := c.Migrate(ctx, req)
 		done <- result{res, err}
 	}()
 	sigs := make(chan os.Signal, 2)
@@ -120,7 +121,7 @@ func ctlMigrate(c *vmmapi.Client, req vmmapi.MigrateRequest, out, progress io.Wr
 		case r := <-done:
 			if r.err != nil {
 				if cancelled {
-					if p, err := c.MigrateProgress(); err == nil && p.State == vmmapi.MigrateCancelled {
+					if p, err := c.MigrateProgress(ctx); err == nil && p.State == vmmapi.MigrateCancelled {
 						return &ExitError{Code: 130, Err: errors.New("migration cancelled; the VM keeps running here")}
 					}
 					return &ExitError{Code: 130, Err: fmt.Errorf("migration cancelled: %w", r.err)}
@@ -133,13 +134,13 @@ func ctlMigrate(c *vmmapi.Client, req vmmapi.MigrateRequest, out, progress io.Wr
 		case <-sigs:
 			if !cancelled {
 				fmt.Fprintln(progress, "migrate: cancelling; the VM keeps running on the source")
-				if err := c.CancelMigrate(); err != nil {
+				if err := c.CancelMigrate(ctx); err != nil {
 					fmt.Fprintf(progress, "migrate: cancel: %v\n", err)
 				}
 				cancelled = true
 			}
 		case <-tick.C:
-			if p, err := c.MigrateProgress(); err == nil && progress != nil && p.State == vmmapi.MigrateRunning {
+			if p, err := c.MigrateProgress(ctx); err == nil && progress != nil && p.State == vmmapi.MigrateRunning {
 				fmt.Fprintln(progress, progressLine(p))
 			}
 		}

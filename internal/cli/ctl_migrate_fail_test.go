@@ -41,7 +41,7 @@ func TestMigrateDestinationKilled(t *testing.T) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	if p, err := c.MigrateProgress(); err != nil || p.State != vmmapi.MigrateFailed || p.Error == "" {
+	if p, err := c.MigrateProgress(t.Context()); err != nil || p.State != vmmapi.MigrateFailed || p.Error == "" {
 		t.Errorf("migration state after the destination died: %+v, %v", p, err)
 	}
 

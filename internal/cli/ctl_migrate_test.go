@@ -143,7 +143,7 @@ func (p *vmmProc) waitAPI(t *testing.T) vmmapi.Info {
 	t.Helper()
 	c := vmmapi.NewClient(p.sock)
 	for deadline := time.Now().Add(20 * time.Second); ; {
-		info, err := c.Info()
+		info, err := c.Info(t.Context())
 		if err == nil {
 			return info
 		}
@@ -190,7 +190,7 @@ func runCtl(t *testing.T, sock string, args ...string) (stdout, stderr string, e
 // guestExits returns the VM's total exits, which grow while its guest runs.
 func guestExits(t *testing.T, sock string) uint64 {
 	t.Helper()
-	st, err := vmmapi.NewClient(sock).Stats()
+	st, err := vmmapi.NewClient(sock).Stats(t.Context())
 	if err != nil {
 		t.Fatalf("stats: %v", err)
 	}
@@ -235,7 +235,7 @@ func startCtlMigrate(t *testing.T, sock, addr string, args ...string) (*ctlRun, 
 	t.Cleanup(func() { r.cmd.Process.Kill() })
 	c := vmmapi.NewClient(sock)
 	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(20 * time.Millisecond) {
-		p, err := c.MigrateProgress()
+		p, err := c.MigrateProgress(t.Context())
 		if err == nil && p.State == vmmapi.MigrateRunning && p.BytesSent > 0 {
 			return r, p
 		}

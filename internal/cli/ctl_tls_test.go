@@ -127,7 +127,7 @@ func TestMigrateTLS(t *testing.T) {
 			t.Fatalf("%s: migrate: %v\nstderr: %s", tt.name, err, errOut)
 		}
 		t.Logf("%s: %s", tt.name, strings.TrimSpace(errOut))
-		if p, err := vmmapi.NewClient(src.sock).MigrateProgress(); err != nil || p.State != vmmapi.MigrateFailed {
+		if p, err := vmmapi.NewClient(src.sock).MigrateProgress(t.Context()); err != nil || p.State != vmmapi.MigrateFailed {
 			t.Fatalf("%s: progress %+v, %v", tt.name, p, err)
 		}
 		if info := src.waitAPI(t); info.State != "running" {

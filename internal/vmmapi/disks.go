@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"net/url"
 	"path/filepath"
 )
 
@@ -118,21 +117,4 @@ func registerDiskRoutes(mux *http.ServeMux, c Controller) {
 		// The guest has been asked; the disk leaves when it ejects it.
 		reply(w, http.StatusOK, map[string]string{"name": name, "state": "detaching"})
 	})
-}
-
-// Disks lists the VM's disks.
-func (c *Client) Disks() ([]Disk, error) {
-	var ds []Disk
-	return ds, c.do("GET", "/vm/disks", nil, &ds)
-}
-
-// AttachDisk hot-plugs a disk into the VM.
-func (c *Client) AttachDisk(req DiskRequest) (Disk, error) {
-	var d Disk
-	return d, c.do("PUT", "/vm/disks", req, &d)
-}
-
-// DetachDisk asks the guest to release the hot-plugged disk name.
-func (c *Client) DetachDisk(name string) error {
-	return c.do("DELETE", "/vm/disks/"+url.PathEscape(name), nil, nil)
 }

@@ -98,7 +98,7 @@ func TestDiskClient(t *testing.T) {
 	c := NewClient(sock)
 	var ds []Disk
 	for deadline := time.Now().Add(5 * time.Second); ; {
-		if ds, err = c.Disks(); err == nil || time.Now().After(deadline) {
+		if ds, err = c.Disks(t.Context()); err == nil || time.Now().After(deadline) {
 			break
 		}
 		time.Sleep(10 * time.Millisecond)
@@ -106,17 +106,26 @@ func TestDiskClient(t *testing.T) {
 	if err != nil || len(ds) != 0 {
 		t.Fatalf("Disks = %v, %v", ds, err)
 	}
-	d, err := c.AttachDisk(DiskRequest{Path: "/img/a.raw", Format: "raw"})
+	d, err := c.AttachDisk(t.Context(), DiskRequest{Path: "/img/a.raw", Format: "raw"})
 	if err != nil || d.Name != "vda" || d.Format != "raw" || !d.Hotplugged {
 		t.Fatalf("AttachDisk = %+v, %v", d, err)
 	}
-	if err := c.DetachDisk("vda"); err != nil {
+	if err := c.DetachDisk(t.Context(), "vda"); err != nil {
 		t.Fatalf("DetachDisk: %v", err)
 	}
-	if err := c.DetachDisk("vd/x"); err == nil {
+	if err := c.DetachDisk(t.Context(), "vd/x"); err == nil {
 		t.Fatal("detaching an unknown disk succeeded")
+	} else if errors.Is(err, ErrNoEndpoint) || !strings.Contains(err.Error(), "no such disk") {
+		t.Fatalf("detaching an unknown disk: %v, want the API's 404 message", err)
 	}
-	if ds, err = c.Disks(); err != nil || len(ds) != 1 || ds[0].State != "detaching" {
+	// A route the VMM lacks (an older VMM binary) is told apart.
+	if err := c.do(t.Context(), "GET", "/vm/nothing", nil, nil); !errors.Is(err, ErrNoEndpoint) {
+		t.Fatalf("GET /vm/nothing: %v, want ErrNoEndpoint", err)
+	}
+	if err := c.do(t.Context(), "POST", "/vm/disks", nil, nil); !errors.Is(err, ErrNoEndpoint) {
+		t.Fatalf("POST /vm/disks: %v, want ErrNoEndpoint", err)
+	}
+	if ds, err = c.Disks(t.Context()); err != nil || len(ds) != 1 || ds[0].State != "detaching" {
 		t.Fatalf("Disks after detach = %+v, %v", ds, err)
 	}
 }

@@ -96,22 +96,3 @@ const (
 	MigrateFailed    = "failed"
 	MigrateCancelled = "cancelled"
 )
-
-// Stats returns the VMM's activity counters.
-func (c *Client) Stats() (Stats, error) {
-	var s Stats
-	return s, c.do("GET", "/stats", nil, &s)
-}
-
-// MigrateProgress returns the state of the latest outgoing migration; it
-// answers while a Migrate call is under way.
-func (c *Client) MigrateProgress() (MigrateProgress, error) {
-	var p MigrateProgress
-	return p, c.do("GET", "/migrate", nil, &p)
-}
-
-// CancelMigrate cancels the running outgoing migration; the VM keeps
-// running on this VMM. The Migrate call under way then returns an error.
-func (c *Client) CancelMigrate() error {
-	return c.do("DELETE", "/migrate", nil, nil)
-}

@@ -4,7 +4,6 @@
 package vmmapi
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -213,93 +212,4 @@ func ServeListener(ctx context.Context, l net.Listener, c Controller) error {
 		return err
 	}
 	return nil
-}
-
-// Client talks to one VMM's API socket.
-type Client struct {
-	hc *http.Client
-}
-
-// NewClient returns a client for the API socket at path.
-func NewClient(path string) *Client {
-	return &Client{hc: &http.Client{Transport: &http.Transport{
-		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
-			var d net.Dialer
-			return d.DialContext(ctx, "unix", path)
-		},
-	}}}
-}
-
-func (c *Client) call(method, path string, body any) (Info, error) {
-	var info Info
-	return info, c.do(method, path, body, &info)
-}
-
-// do sends one request and decodes the answer into out (if not nil).
-func (c *Client) do(method, path string, body, out any) error {
-	var rd io.Reader
-	if body != nil {
-		b, err := json.Marshal(body)
-		if err != nil {
-			return err
-		}
-		rd = bytes.NewReader(b)
-	}
-	req, err := http.NewRequest(method, "http://vmm"+path, rd)
-	if err != nil {
-		return err
-	}
-	resp, err := c.hc.Do(req)
-	if err != nil {
-		return fmt.Errorf("vmmapi: %s %s: %w", method, path, err)
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		var e apiError
-		json.NewDecoder(io.LimitReader(resp.Body, 1<<16)).Decode(&e)
-		if e.Error == "" {
-			e.Error = resp.Status
-		}
-		return fmt.Errorf("vmmapi: %s %s: %s", method, path, e.Error)
-	}
-	if out == nil {
-		return nil
-	}
-	if err := json.NewDecoder(resp.Body).Decode(out); err != nil {
-		return fmt.Errorf("vmmapi: %s %s: decode answer: %w", method, path, err)
-	}
-	return nil
-}
-
-// Info returns the VM's state.
-func (c *Client) Info() (Info, error) { return c.call("GET", "/vm", nil) }
-
-// Pause pauses the VM.
-func (c *Client) Pause() (Info, error) { return c.call("PUT", "/vm/pause", nil) }
-
-// Resume resumes the VM.
-func (c *Client) Resume() (Info, error) { return c.call("PUT", "/vm/resume", nil) }
-
-// Stop ends the VM.
-func (c *Client) Stop() (Info, error) { return c.call("PUT", "/vm/stop", nil) }
-
-// Shutdown presses the VM's ACPI power button.
-func (c *Client) Shutdown() (Info, error) { return c.call("PUT", "/vm/shutdown", nil) }
-
-// Migrate live-migrates the VM (see MigrateRequest).
-// It returns when the migration has ended; MigrateProgress and
-// CancelMigrate may be called meanwhile.
-func (c *Client) Migrate(req MigrateRequest) (MigrateResult, error) {
-	var res MigrateResult
-	return res, c.do("PUT", "/migrate", req, &res)
-}
-
-// SetBalloon sets the balloon's target size.
-func (c *Client) SetBalloon(mib uint64) (Info, error) {
-	return c.call("PUT", "/vm/balloon", BalloonRequest{TargetMiB: mib})
-}
-
-// Snapshot saves the VM to dir.
-func (c *Client) Snapshot(dir string) (Info, error) {
-	return c.call("PUT", "/snapshot", SnapshotRequest{Dir: dir})
 }

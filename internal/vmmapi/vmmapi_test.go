@@ -104,7 +104,7 @@ func TestAPI(t *testing.T) {
 	c := NewClient(sock)
 	var info Info
 	for deadline := time.Now().Add(5 * time.Second); ; {
-		if info, err = c.Info(); err == nil || time.Now().After(deadline) {
+		if info, err = c.Info(t.Context()); err == nil || time.Now().After(deadline) {
 			break
 		}
 		time.Sleep(10 * time.Millisecond)
@@ -112,38 +112,38 @@ func TestAPI(t *testing.T) {
 	if err != nil || info.State != "running" || info.CPUs != 2 {
 		t.Fatalf("Info = %+v, %v", info, err)
 	}
-	if info, err = c.Pause(); err != nil || info.State != "paused" {
+	if info, err = c.Pause(t.Context()); err != nil || info.State != "paused" {
 		t.Fatalf("Pause = %+v, %v", info, err)
 	}
-	if info, err = c.Resume(); err != nil || info.State != "running" {
+	if info, err = c.Resume(t.Context()); err != nil || info.State != "running" {
 		t.Fatalf("Resume = %+v, %v", info, err)
 	}
-	if _, err = c.Snapshot("/tmp/snap1"); err != nil || len(vm.snaps) != 1 || vm.snaps[0] != "/tmp/snap1" {
+	if _, err = c.Snapshot(t.Context(), "/tmp/snap1"); err != nil || len(vm.snaps) != 1 || vm.snaps[0] != "/tmp/snap1" {
 		t.Fatalf("Snapshot: %v %v", err, vm.snaps)
 	}
-	if _, err = c.Snapshot(""); err == nil || !strings.Contains(err.Error(), `"dir" is required`) {
+	if _, err = c.Snapshot(t.Context(), ""); err == nil || !strings.Contains(err.Error(), `"dir" is required`) {
 		t.Fatalf("empty snapshot dir: %v", err)
 	}
-	if info, err = c.Shutdown(); err != nil || info.State != "shutting-down" {
+	if info, err = c.Shutdown(t.Context()); err != nil || info.State != "shutting-down" {
 		t.Fatalf("Shutdown = %+v, %v", info, err)
 	}
-	if info, err = c.SetBalloon(64); err != nil || info.State != "ballooned" {
+	if info, err = c.SetBalloon(t.Context(), 64); err != nil || info.State != "ballooned" {
 		t.Fatalf("SetBalloon = %+v, %v", info, err)
 	}
-	if _, err = c.SetBalloon(4096); err == nil {
+	if _, err = c.SetBalloon(t.Context(), 4096); err == nil {
 		t.Fatal("oversized balloon accepted")
 	}
-	if res, err := c.Migrate(MigrateRequest{To: "h:1"}); err != nil || res.Rounds != 2 {
+	if res, err := c.Migrate(t.Context(), MigrateRequest{To: "h:1"}); err != nil || res.Rounds != 2 {
 		t.Fatalf("Migrate = %+v, %v", res, err)
 	}
-	if _, err := c.Migrate(MigrateRequest{To: "nowhere:1"}); err == nil || !strings.Contains(err.Error(), "connection refused") {
+	if _, err := c.Migrate(t.Context(), MigrateRequest{To: "nowhere:1"}); err == nil || !strings.Contains(err.Error(), "connection refused") {
 		t.Fatalf("failed migrate: %v", err)
 	}
-	if _, err := c.Migrate(MigrateRequest{}); err == nil {
+	if _, err := c.Migrate(t.Context(), MigrateRequest{}); err == nil {
 		t.Fatal("migrate without a destination accepted")
 	}
 	vm.failOn = "paused"
-	if _, err = c.Pause(); err == nil || !strings.Contains(err.Error(), "cannot paused") {
+	if _, err = c.Pause(t.Context()); err == nil || !strings.Contains(err.Error(), "cannot paused") {
 		t.Fatalf("failed pause: %v", err)
 	}
 }
@@ -161,25 +161,25 @@ func TestMigrateProgressAndCancel(t *testing.T) {
 	}
 	go ServeListener(ctx, l, vm)
 	c := NewClient(sock)
-	if p, err := c.MigrateProgress(); err != nil || p.State != MigrateIdle {
+	if p, err := c.MigrateProgress(t.Context()); err != nil || p.State != MigrateIdle {
 		t.Fatalf("progress before any migration: %+v, %v", p, err)
 	}
-	if err := c.CancelMigrate(); err == nil || !strings.Contains(err.Error(), "no migration is running") {
+	if err := c.CancelMigrate(t.Context()); err == nil || !strings.Contains(err.Error(), "no migration is running") {
 		t.Fatalf("cancel with nothing running: %v", err)
 	}
-	st, err := c.Stats()
+	st, err := c.Stats(t.Context())
 	if err != nil || st.Exits["IO"] != 5 || st.ExitsTotal != 6 || len(st.Disks) != 1 || st.Disks[0].ReadBytes != 1024 ||
 		len(st.NICs) != 1 || st.NICs[0].TxPackets != 3 {
 		t.Fatalf("Stats = %+v, %v", st, err)
 	}
 	done := make(chan error, 1)
 	go func() {
-		_, err := c.Migrate(MigrateRequest{To: "wait:1"})
+		_, err := c.Migrate(t.Context(), MigrateRequest{To: "wait:1"})
 		done <- err
 	}()
 	var p MigrateProgress
 	for deadline := time.Now().Add(10 * time.Second); ; {
-		if p, err = c.MigrateProgress(); err == nil && p.State == MigrateRunning {
+		if p, err = c.MigrateProgress(t.Context()); err == nil && p.State == MigrateRunning {
 			break
 		}
 		if time.Now().After(deadline) {
@@ -190,7 +190,7 @@ func TestMigrateProgressAndCancel(t *testing.T) {
 	if p.Round != 3 || p.BytesSent != 4096 || p.To != "wait:1" {
 		t.Fatalf("running progress %+v", p)
 	}
-	if err := c.CancelMigrate(); err != nil {
+	if err := c.CancelMigrate(t.Context()); err != nil {
 		t.Fatalf("CancelMigrate: %v", err)
 	}
 	select {
@@ -201,7 +201,7 @@ func TestMigrateProgressAndCancel(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("Migrate did not return after CancelMigrate")
 	}
-	if p, err := c.MigrateProgress(); err != nil || p.State != MigrateCancelled || p.Error == "" {
+	if p, err := c.MigrateProgress(t.Context()); err != nil || p.State != MigrateCancelled || p.Error == "" {
 		t.Fatalf("progress after cancel: %+v, %v", p, err)
 	}
 }
