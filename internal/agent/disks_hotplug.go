@@ -51,7 +51,7 @@ func (a *Agent) handleAttachDisk(w http.ResponseWriter, r *http.Request) {
 	}
 	name := rec.Desired.Spec.Name
 	var d api.DiskSpec
-	if err := decodeBody(r, &d); err != nil {
+	if err := decodeObject(r, &d, "a disk definition"); err != nil {
 		httpError(w, err)
 		return
 	}

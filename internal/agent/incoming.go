@@ -51,7 +51,7 @@ func (a *Agent) handleIncoming(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	var req api.IncomingRequest
-	if err := decodeBody(r, &req); err != nil {
+	if err := decodeObject(r, &req, "an incoming migration request"); err != nil {
 		httpError(w, err)
 		return
 	}

@@ -32,7 +32,7 @@ func (a *Agent) handleMigrate(w http.ResponseWriter, r *http.Request) {
 	}
 	name := rec.Desired.Spec.Name
 	var req api.MigrateRequest
-	if err := decodeBody(r, &req); err != nil {
+	if err := decodeObject(r, &req, "a migration request"); err != nil {
 		httpError(w, err)
 		return
 	}

@@ -24,8 +24,9 @@ func errf(kind error, format string, args ...any) error {
 	return &objError{msg: fmt.Sprintf(format, args...), kind: kind}
 }
 
-// decodeObject reads one JSON object into v, refusing unknown fields by
-// name; what names the expected object in the error.
+// decodeObject reads a request body, one JSON object, into v, refusing
+// unknown fields by name; what names the expected object in the error.
+// Every handler that takes a JSON body uses it.
 func decodeObject(r *http.Request, v any, what string) error {
 	dec := json.NewDecoder(io.LimitReader(r.Body, maxBody))
 	dec.DisallowUnknownFields()

@@ -230,28 +230,6 @@ func writeJSON(w http.ResponseWriter, code int, v any) {
 	json.NewEncoder(w).Encode(v)
 }
 
-// decodeSpec reads a VM definition, refusing unknown fields by name.
-func decodeSpec(r *http.Request) (api.VMSpec, error) {
-	var s api.VMSpec
-	dec := json.NewDecoder(io.LimitReader(r.Body, maxBody))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&s); err != nil {
-		var te *json.UnmarshalTypeError
-		switch {
-		case errors.As(err, &te):
-			return s, &FieldError{te.Field, fmt.Sprintf("want a %s, not a JSON %s", te.Type, te.Value)}
-		case strings.HasPrefix(err.Error(), "json: unknown field "):
-			f := strings.Trim(strings.TrimPrefix(err.Error(), "json: unknown field "), `"`)
-			return s, &FieldError{f, "unknown field"}
-		}
-		return s, fmt.Errorf("%w: body is not a VM definition in JSON: %v", ErrInvalid, err)
-	}
-	if dec.More() {
-		return s, fmt.Errorf("%w: body holds more than one JSON object", ErrInvalid)
-	}
-	return s, nil
-}
-
 func toAPI(r store.Record) api.VM {
 	v := api.VM{Spec: r.Desired.Spec, Desired: r.Desired.Power, Host: r.Desired.Host, Status: api.VMStatus{State: api.StatePending}}
 	if r.Status != nil {
@@ -261,7 +239,8 @@ func toAPI(r store.Record) api.VM {
 }
 
 func (a *Agent) handleCreate(w http.ResponseWriter, r *http.Request) {
-	s, err := decodeSpec(r)
+	var s api.VMSpec
+	err := decodeObject(r, &s, "a VM definition")
 	if err == nil {
 		s, err = a.resolveSpec(r.Context(), s)
 	}
@@ -289,7 +268,8 @@ func (a *Agent) handleCreate(w http.ResponseWriter, r *http.Request) {
 // The Govisor-Apply header says created, updated or unchanged.
 func (a *Agent) handleApply(w http.ResponseWriter, r *http.Request) {
 	name := r.PathValue("name")
-	s, err := decodeSpec(r)
+	var s api.VMSpec
+	err := decodeObject(r, &s, "a VM definition")
 	if err == nil && s.Name != "" && s.Name != name {
 		err = &FieldError{"name", fmt.Sprintf("%q differs from %q in the URL", s.Name, name)}
 	}

@@ -95,7 +95,7 @@ func (a *Agent) handleSnapshot(w http.ResponseWriter, r *http.Request) {
 	}
 	name := rec.Desired.Spec.Name
 	var req api.SnapshotRequest
-	if err := decodeBody(r, &req); err != nil {
+	if err := decodeObject(r, &req, "a snapshot request"); err != nil {
 		httpError(w, err)
 		return
 	}
@@ -205,7 +205,7 @@ func (a *Agent) handleRestore(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	var req api.RestoreRequest
-	if err := decodeBody(r, &req); err != nil {
+	if err := decodeObject(r, &req, "a restore request"); err != nil {
 		httpError(w, err)
 		return
 	}

@@ -61,7 +61,8 @@ func FuzzDecodeSpec(f *testing.F) {
 	}
 	f.Fuzz(func(t *testing.T, body string) {
 		r := httptest.NewRequest("POST", "/v1/vms", strings.NewReader(body))
-		s, err := decodeSpec(r)
+		var s api.VMSpec
+		err := decodeObject(r, &s, "a VM definition")
 		if err == nil {
 			s, err = normalize(s, 1<<20)
 		}
@@ -159,7 +160,7 @@ func FuzzDecodeActionBodies(f *testing.F) {
 	f.Fuzz(func(t *testing.T, body string) {
 		for _, v := range []any{&api.SnapshotRequest{}, &api.RestoreRequest{}, &api.MigrateRequest{}, &api.IncomingRequest{}} {
 			r := httptest.NewRequest("POST", "/v1/vms/a/x", strings.NewReader(body))
-			if err := decodeBody(r, v); err != nil && !errors.Is(err, ErrInvalid) {
+			if err := decodeObject(r, v, "a request"); err != nil && !errors.Is(err, ErrInvalid) {
 				t.Fatalf("decode %T: error %v does not match ErrInvalid (would be a 500)", v, err)
 			}
 		}

@@ -2,10 +2,8 @@ package agent
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"strings"
 	"time"
@@ -103,28 +101,6 @@ func (a *Agent) handlePauseResume(w http.ResponseWriter, r *http.Request, action
 	}
 	rec.Status = &st
 	writeJSON(w, http.StatusOK, toAPI(rec))
-}
-
-// decodeBody reads a JSON request body into v, refusing unknown fields by
-// name (like decodeSpec).
-func decodeBody(r *http.Request, v any) error {
-	dec := json.NewDecoder(io.LimitReader(r.Body, maxBody))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(v); err != nil {
-		var te *json.UnmarshalTypeError
-		switch {
-		case errors.As(err, &te):
-			return &FieldError{te.Field, fmt.Sprintf("want a %s, not a JSON %s", te.Type, te.Value)}
-		case strings.HasPrefix(err.Error(), "json: unknown field "):
-			f := strings.Trim(strings.TrimPrefix(err.Error(), "json: unknown field "), `"`)
-			return &FieldError{f, "unknown field"}
-		}
-		return fmt.Errorf("%w: body is not JSON of the expected shape: %v", ErrInvalid, err)
-	}
-	if dec.More() {
-		return fmt.Errorf("%w: body holds more than one JSON object", ErrInvalid)
-	}
-	return nil
 }
 
 // shortCtx bounds work that must finish even if the request goes away.
