@@ -72,15 +72,11 @@ func (a *Agent) handleAction(w http.ResponseWriter, r *http.Request) {
 	case action == "force-stop" && p != nil:
 		p.kill()
 	case action == "restart" && p != nil:
-		p.mu.Lock()
-		p.restartReq = true
-		p.mu.Unlock()
+		p.requestRestart()
 		p.stop()
 	case action == "reboot" && p == rebootProc:
 		// The reset button: no guest shutdown, a new VMM boots at once.
-		p.mu.Lock()
-		p.restartReq = true
-		p.mu.Unlock()
+		p.requestRestart()
 		p.kill()
 	}
 	a.poke()

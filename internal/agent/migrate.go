@@ -61,18 +61,18 @@ func (a *Agent) handleMigrate(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	decided := make(chan struct{})
-	p.mu.Lock()
-	if p.migration != nil || p.stopping {
-		p.mu.Unlock()
+	var busy bool
+	p.update(func(s *procState) {
+		if busy = s.migration != nil || s.stopping; !busy {
+			s.migration = decided
+		}
+	})
+	if busy {
 		httpError(w, fmt.Errorf("%w: cannot migrate VM %s: it is being migrated or stopped", ErrBusy, name))
 		return
 	}
-	p.migration = decided
-	p.mu.Unlock()
 	defer func() {
-		p.mu.Lock()
-		p.migration = nil
-		p.mu.Unlock()
+		p.update(func(s *procState) { s.migration = nil })
 		close(decided)
 	}()
 	// The migration goes on if the client hangs up: stopping half-way
@@ -125,9 +125,7 @@ func (a *Agent) handleMigrate(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	// The guest now runs (paused or not) only on the destination.
-	p.mu.Lock()
-	p.migrated = true
-	p.mu.Unlock()
+	p.update(func(s *procState) { s.migrated = true })
 	if err := a.flipHost(name, req.Host, in.Disks); err != nil {
 		// etcd is unreachable: the destination agent keeps its VMM waiting
 		// until the flip is made (or the VMM is removed by hand).
@@ -252,9 +250,8 @@ func (a *Agent) handleCancelMigrate(w http.ResponseWriter, r *http.Request) {
 	a.mu.Unlock()
 	var running bool
 	if p != nil {
-		p.mu.Lock()
-		running = p.migration != nil && !p.migrated
-		p.mu.Unlock()
+		st := p.state()
+		running = st.migration != nil && !st.migrated
 	}
 	if !running {
 		httpError(w, fmt.Errorf("%w: no migration of VM %s is running", ErrBusy, name))

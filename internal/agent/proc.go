@@ -53,18 +53,41 @@ type proc struct {
 	vmm      *vmmapi.Client // its control API (api.sock in the VM's directory)
 	grace    time.Duration  // how long a stop waits for the guest to shut down
 
-	mu         sync.Mutex
+	mu sync.Mutex
+	st procState // read with state, changed with update
+
+	// mirror lists the disk copies a destination VMM of a live migration
+	// receives; they are removed if the VM does not come here (a.mu).
+	mirror []string
+}
+
+// procState is what the agent asked of a VMM process and what it is doing
+// with it; a proc keeps one under its mu.
+type procState struct {
 	stopReq    bool          // the agent asked it to stop: its exit is not a failure
 	restartReq bool          // start it again at once after the exit
 	stopping   bool          // the stop sequence runs
 	paused     bool          // the agent paused the guest
 	migration  chan struct{} // non-nil during a live migration; closed when decided
 	migrated   bool          // the guest now runs on another host
-
-	// mirror lists the disk copies a destination VMM of a live migration
-	// receives; they are removed if the VM does not come here (a.mu).
-	mirror []string
 }
+
+// state returns a copy of the process's state.
+func (p *proc) state() procState {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.st
+}
+
+// update changes the process's state with fn, atomically.
+func (p *proc) update(fn func(s *procState)) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	fn(&p.st)
+}
+
+// requestRestart makes the coming exit a restart: a new VMM starts at once.
+func (p *proc) requestRestart() { p.update(func(s *procState) { s.restartReq = true }) }
 
 // killAfter is how long the VMM has to exit after SIGTERM before SIGKILL.
 const killAfter = 5 * time.Second
@@ -224,12 +247,12 @@ func (p *proc) signal(sig syscall.Signal) error {
 // killAfter later. Without a VMM API (or with no grace) it starts at
 // SIGTERM. Only the first call runs the sequence.
 func (p *proc) stop() {
-	p.mu.Lock()
-	p.stopReq = true
-	running := p.stopping
-	p.stopping = true
-	paused := p.paused
-	p.mu.Unlock()
+	var running, paused bool
+	p.update(func(s *procState) {
+		s.stopReq = true
+		running, paused = s.stopping, s.paused
+		s.stopping = true
+	})
 	if running {
 		return
 	}
@@ -267,16 +290,8 @@ func (p *proc) alive() bool {
 
 // kill stops the VMM at once (force-stop).
 func (p *proc) kill() {
-	p.mu.Lock()
-	p.stopReq = true
-	p.mu.Unlock()
+	p.update(func(s *procState) { s.stopReq = true })
 	p.signal(syscall.SIGKILL)
-}
-
-func (p *proc) requested() (stop, restart bool) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return p.stopReq, p.restartReq
 }
 
 // lastLine returns the last non-empty line of the file's final 4 KiB: the

@@ -111,7 +111,7 @@ func (a *Agent) reconcile() {
 			}
 			a.startLocked(r)
 		case r.Desired.Power == api.PowerStopped && p != nil:
-			if stop, _ := p.requested(); !stop {
+			if !p.state().stopReq {
 				a.log.Info("stopping VM", "vm", name, "pid", p.pid)
 				p.stop()
 				if r.Status != nil && (r.Status.State == api.StateRunning || r.Status.State == api.StatePaused) && r.Status.PID == p.pid {
@@ -238,16 +238,11 @@ func (a *Agent) supervise(p *proc, report bool) {
 func (a *Agent) handleExit(p *proc) {
 	// A source VMM ends when its migration succeeds: wait for the
 	// migration's outcome before deciding what the exit means.
-	p.mu.Lock()
-	mig := p.migration
-	p.mu.Unlock()
-	if mig != nil {
+	if mig := p.state().migration; mig != nil {
 		<-mig
 	}
-	p.mu.Lock()
-	migrated := p.migrated
-	p.mu.Unlock()
-	stopReq, restartReq := p.requested()
+	ps := p.state()
+	migrated, stopReq, restartReq := ps.migrated, ps.stopReq, ps.restartReq
 	a.mu.Lock()
 	detached, stopping := a.detached, a.stopping
 	if time.Since(p.since) > stableRun {
@@ -347,7 +342,7 @@ func (a *Agent) adoptAll(ctx context.Context) error {
 				// Died while no agent watched: an exit of unknown status.
 				p := &proc{name: name, pid: r.Status.PID, since: r.Status.Since, restarts: r.Status.Restarts, done: make(chan struct{})}
 				close(p.done)
-				p.stopReq = r.Status.State == api.StateStopping
+				p.st.stopReq = r.Status.State == api.StateStopping // not shared yet
 				a.procs[name] = p
 				a.supWG.Add(1)
 				go a.supervise(p, false)
@@ -385,7 +380,7 @@ func (a *Agent) adoptAll(ctx context.Context) error {
 		}
 		p.restarts = restarts
 		p.grace = a.stopGrace(r.Desired.Spec)
-		p.paused = same && r.Status.State == api.StatePaused
+		p.st.paused = same && r.Status.State == api.StatePaused // not shared yet
 		a.log.Info("adopted VM", "vm", name, "pid", pid)
 		a.procs[name] = p
 		a.supWG.Add(1)

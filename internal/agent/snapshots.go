@@ -230,10 +230,7 @@ func (a *Agent) handleRestore(w http.ResponseWriter, r *http.Request) {
 	p := a.procs[name]
 	a.mu.Unlock()
 	if p != nil {
-		p.mu.Lock()
-		migrating := p.migration != nil
-		p.mu.Unlock()
-		if migrating {
+		if p.state().migration != nil {
 			httpError(w, fmt.Errorf("%w: cannot restore VM %s: it is being migrated", ErrBusy, name))
 			return
 		}
@@ -253,9 +250,7 @@ func (a *Agent) handleRestore(w http.ResponseWriter, r *http.Request) {
 	}
 	if p != nil {
 		// The guest's state is replaced: no shutdown, the VMM goes at once.
-		p.mu.Lock()
-		p.restartReq = true
-		p.mu.Unlock()
+		p.requestRestart()
 		p.kill()
 	}
 	a.poke()

@@ -56,10 +56,7 @@ func (a *Agent) liveProc(rec store.Record, action string, states ...api.State) (
 		}
 		return nil, fmt.Errorf("%w: cannot %s VM %s: it is %s; it must be %s", ErrBusy, action, name, st, strings.Join(want, " or "))
 	}
-	p.mu.Lock()
-	busy := p.migration != nil
-	p.mu.Unlock()
-	if busy {
+	if p.state().migration != nil {
 		return nil, fmt.Errorf("%w: cannot %s VM %s: it is being migrated", ErrBusy, action, name)
 	}
 	return p, nil
@@ -89,9 +86,7 @@ func (a *Agent) handlePauseResume(w http.ResponseWriter, r *http.Request, action
 		httpError(w, fmt.Errorf("%w: %s %s: %v", ErrVMM, action, rec.Desired.Spec.Name, err))
 		return
 	}
-	p.mu.Lock()
-	p.paused = to == api.StatePaused
-	p.mu.Unlock()
+	p.update(func(s *procState) { s.paused = to == api.StatePaused })
 	st := *rec.Status
 	st.State, st.Since = to, time.Now().UTC()
 	// Only over the status seen: an exit recorded meanwhile wins.
