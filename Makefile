@@ -6,7 +6,7 @@ BIN       := $(CACHE)/bin/govisor
 TALLY     := $(CACHE)/kvm-tally
 export GOVISOR_CACHE := $(CACHE)
 
-.PHONY: run test deps guest lab build bench clean test-debian
+.PHONY: run test unit lint deps guest lab build bench clean test-debian
 
 # The main job: a single-host govisor (the agent with embedded etcd) boots
 # the test guest from a YAML definition and shows its console until it
@@ -16,15 +16,37 @@ run: build guest lab
 
 # Every test. Test binaries with KVM tests run through `govisor lab
 # testexec`: directly where /dev/kvm exists, otherwise in a lab host (a QEMU
-# VM with KVM inside), with the prebuilt binaries of .cache/bin. The last
-# line says how many KVM tests ran, and where.
-test: deps guest lab build
+# VM with KVM inside), with the prebuilt binaries of .cache/bin. Then the
+# packages that run vCPUs and devices run again under the race detector
+# (RACE_PKGS). The last line says how many KVM tests ran, and where.
+test: deps guest lab build lint
 	CGO_ENABLED=0 $(GO) vet ./...
 	$(GO) mod tidy -diff
 	rm -f $(TALLY)
 	GOVISOR_TEST_BINDIR=$(dir $(BIN)) GOVISOR_KVM_TALLY=$(TALLY) CGO_ENABLED=0 \
 	  $(GO) test -exec "$(dir $(BIN))govisor-agent lab testexec" -timeout 80m ./...
+	GOVISOR_TEST_BINDIR=$(dir $(BIN)) CGO_ENABLED=1 \
+	  $(GO) test -race -exec "$(dir $(BIN))govisor-agent lab testexec" -timeout 80m $(RACE_PKGS)
 	./scripts/kvm-tally.sh $(TALLY)
+
+# The race run: the VM (vCPU threads, pause, snapshot, migration) and the
+# devices it drives from their own goroutines. -race needs cgo, so only this
+# run has it; its test binaries link glibc dynamically, which lab hosts carry
+# (scripts/lab-build.sh copies the libraries of the tools they run). Its KVM
+# tests are the normal run's again, so they stay out of the tally.
+RACE_PKGS := ./internal/vm/ ./internal/virtio/... ./internal/legacy/... ./internal/pci/ \
+	./internal/pcihotplug/ ./internal/iobus/ ./internal/guestmem/
+
+# The pure packages' tests: every package whose tests do not use
+# internal/kvm/kvmtest needs no KVM and runs anywhere, in about a minute.
+unit:
+	CGO_ENABLED=0 $(GO) test $$(CGO_ENABLED=0 $(GO) list -f \
+	  '{{.ImportPath}}{{range .TestImports}} {{.}}{{end}}{{range .XTestImports}} {{.}}{{end}}' ./... | \
+	  awk '{ for (i = 2; i <= NF; i++) if ($$i ~ /\/internal\/kvm\/kvmtest$$/) next; print $$1 }')
+
+# Static checks beyond go vet: staticcheck, at the version go.mod pins.
+lint:
+	CGO_ENABLED=0 $(GO) tool staticcheck ./...
 
 # Opt-in, slow on kvm_pvm: boot a debootstrapped Debian 12 (systemd) from
 # virtio-blk to its login prompt.
