@@ -1,7 +1,5 @@
 package placement
 
-import "math/bits"
-
 // bitset is a set of small integers (host indexes, CPU feature numbers).
 type bitset []uint64
 
@@ -26,13 +24,4 @@ func (b bitset) subsetOf(o bitset) bool {
 		}
 	}
 	return true
-}
-
-// count is the number of members.
-func (b bitset) count() int {
-	n := 0
-	for _, w := range b {
-		n += bits.OnesCount64(w)
-	}
-	return n
 }

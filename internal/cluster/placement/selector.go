@@ -167,6 +167,3 @@ func (r HostRule) String() string { return string(r.Kind) + " " + r.Selector }
 func (k RuleKind) valid() bool {
 	return k == Must || k == MustNot || k == Should || k == ShouldNot
 }
-
-// hard says whether rules of this kind filter (rather than score).
-func (k RuleKind) hard() bool { return k == Must || k == MustNot }
