@@ -61,25 +61,25 @@ type Config struct {
 
 // Agent is a running host agent.
 type Agent struct {
-	cfg     Config
-	st      *store.Store
+	cfg Config
+	st  *store.Store
 	// hostLease is this host's registration; its ConfirmedUntil bounds how
 	// long a self-fencing VMM may run without news from etcd.
 	hostLease *store.HostLease
-	id      string
-	log     *slog.Logger
-	hostMiB uint64
-	started time.Time
-	ctx     context.Context
-	cancel  context.CancelFunc
-	kick    chan struct{}
-	evCtx   context.Context // ends event streams when the API closes
-	evStop  context.CancelFunc
-	loopWG  sync.WaitGroup
-	supWG   sync.WaitGroup
-	http    []*http.Server
-	lock    *os.File // flock on the state directory: one agent per directory
-	addrs   []string
+	id        string
+	log       *slog.Logger
+	hostMiB   uint64
+	started   time.Time
+	ctx       context.Context
+	cancel    context.CancelFunc
+	kick      chan struct{}
+	evCtx     context.Context // ends event streams when the API closes
+	evStop    context.CancelFunc
+	loopWG    sync.WaitGroup
+	supWG     sync.WaitGroup
+	http      []*http.Server
+	lock      *os.File // flock on the state directory: one agent per directory
+	addrs     []string
 
 	mu          sync.Mutex
 	procs       map[string]*proc
