@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -17,7 +18,7 @@ func newCtlCmd() *cobra.Command {
 	var sock string
 	var mf migrateFlags
 	cmd := &cobra.Command{
-		Use:   "ctl --api-sock PATH info|stats|pause|resume|shutdown|stop|balloon MIB|snapshot DIR|migrate HOST:PORT|migration|migrate-cancel|disks|disk-attach PATH|disk-detach vdX",
+		Use:   "ctl --api-sock PATH info|stats|pause|resume|shutdown|stop|balloon MIB|snapshot DIR|migrate HOST:PORT|migration|migrate-cancel|disks|disk-attach PATH|disk-detach vdX|fence [TTL]",
 		Short: "Control a running VMM through its API socket (govisor run --api-sock)",
 		Long: `Control a running VMM through its API socket (govisor run --api-sock).
 
@@ -26,7 +27,9 @@ migrate HOST:PORT live-migrates the VM to a VMM started with govisor run
 cancels it and the VM keeps running here. migrate unix:PATH migrates to a
 VMM on this host started with --incoming unix:PATH; open vsock connections
 then stay open (over TCP the guest sees them reset). migration prints the state of the
-latest migration, migrate-cancel cancels a running one.`,
+latest migration, migrate-cancel cancels a running one. fence TTL feeds the
+VMM's self-fencing watchdog (the guest stops, and the VMM exits 3, unless it
+is fed again within TTL; 0 disarms it); fence alone prints its state.`,
 		Args: cobra.RangeArgs(1, 2),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if sock == "" {
@@ -73,6 +76,22 @@ latest migration, migrate-cancel cancels a running one.`,
 					return err
 				}
 				return printJSON(p)
+			case "fence":
+				// fence: the watchdog's state; fence TTL: feed it (0 disarms).
+				var st vmmapi.FenceStatus
+				if len(args) == 1 {
+					st, err = c.FenceStatus(ctx)
+				} else {
+					ttl, perr := time.ParseDuration(args[1])
+					if perr != nil && args[1] != "0" {
+						return &ExitError{Code: 2, Err: fmt.Errorf("fence %q: give a duration (5s, 1500ms; 0 disarms)", args[1])}
+					}
+					st, err = c.Fence(ctx, ttl)
+				}
+				if err != nil {
+					return err
+				}
+				return printJSON(st)
 			case "stats":
 				st, err := c.Stats(ctx)
 				if err != nil {
@@ -94,7 +113,7 @@ latest migration, migrate-cancel cancels a running one.`,
 				}
 				info, err = c.Snapshot(ctx, args[1])
 			default:
-				return &ExitError{Code: 2, Err: fmt.Errorf("unknown action %q: use info, stats, pause, resume, shutdown, stop, balloon MIB, snapshot DIR, migrate HOST:PORT, migration or migrate-cancel", args[0])}
+				return &ExitError{Code: 2, Err: fmt.Errorf("unknown action %q: use info, stats, pause, resume, shutdown, stop, balloon MIB, snapshot DIR, migrate HOST:PORT, migration, migrate-cancel or fence [TTL]", args[0])}
 			}
 			if err != nil {
 				return err

@@ -104,6 +104,46 @@ func TestRunFenceWatchdog(t *testing.T) {
 	}
 }
 
+// TestRunFenceFed: fed through the API (govisor ctl fence), the watchdog
+// keeps the guest running past its first TTL; disarmed, forever; armed
+// again and left, it fires.
+func TestRunFenceFed(t *testing.T) {
+	kvmtest.Require(t)
+	elf := spinGuest(t, "FED-GUEST-UP")
+	sock := filepath.Join(t.TempDir(), "api.sock")
+	_, done := startSpinning(t, "FED-GUEST-UP", "--kernel", elf, "--fence-ttl", "3s", "--api-sock", sock)
+	ctl := func(args ...string) string {
+		out, errOut, code := runGovisor(t, append([]string{"ctl", "--api-sock", sock, "fence"}, args...)...)
+		if code != 0 {
+			t.Fatalf("ctl fence %v: exit %d, %s", args, code, errOut)
+		}
+		return out
+	}
+	for deadline := time.Now().Add(7 * time.Second); time.Now().Before(deadline); time.Sleep(500 * time.Millisecond) {
+		if out := ctl("3s"); !strings.Contains(out, `"armed": true`) {
+			t.Fatalf("fence 3s answered %s", out)
+		}
+	}
+	ctl("0")
+	select {
+	case r := <-done:
+		t.Fatalf("the VMM ended while fed or disarmed: exit %d, %s", r.code, r.stderr)
+	case <-time.After(4 * time.Second):
+	}
+	if out := ctl(); !strings.Contains(out, `"armed": false`) || !strings.Contains(out, `"fired": false`) {
+		t.Fatalf("status after disarming: %s", out)
+	}
+	ctl("1s")
+	select {
+	case r := <-done:
+		if r.code != 3 || !strings.Contains(r.stderr, "fenced: watchdog not fed for 1s") {
+			t.Fatalf("exit %d, stderr %q; want exit 3 and the watchdog's reason", r.code, r.stderr)
+		}
+	case <-time.After(time.Minute):
+		t.Fatal("the VMM still runs a minute after its watchdog's 1s TTL")
+	}
+}
+
 // TestRunDiskLease: while one VMM holds its disk's lease a second VMM of
 // another host cannot open the disk; once the first ends (releasing it),
 // the second starts at once.

@@ -152,3 +152,12 @@ func (c *machineCtl) Info() vmmapi.Info {
 	}
 	return info
 }
+
+// Fence feeds the VMM's self-fencing watchdog (vmmapi.Fencer).
+func (c *machineCtl) Fence(ttl time.Duration) error { return c.fence.Feed(ttl) }
+
+// FenceStatus reports the watchdog (vmmapi.Fencer).
+func (c *machineCtl) FenceStatus() vmmapi.FenceStatus {
+	armed, remaining, fired, reason := c.fence.Status()
+	return vmmapi.FenceStatus{Armed: armed, RemainingMS: remaining.Milliseconds(), Fired: fired, Reason: reason}
+}

@@ -133,15 +133,6 @@ func (v *VMM) Run(console Console) error {
 		defer incoming.Close()
 	}
 	v.ctl = &machineCtl{names: v.names}
-	if cfg.APISock != "" {
-		l, err := vmmapi.Listen(cfg.APISock)
-		if err != nil {
-			return &ExitError{Code: 1, Err: err}
-		}
-		ctx, cancel := context.WithCancel(context.Background())
-		defer cancel()
-		go vmmapi.ServeListener(ctx, l, v.ctl)
-	}
 	v.fencing = newFencing(func(reason string) {
 		if m := v.ctl.current(); m != nil {
 			stopMachine(m, reason)
@@ -160,6 +151,15 @@ func (v *VMM) Run(console Console) error {
 	}
 	if err := v.fencing.takeLeases(cfg.LeaseOwner, leased); err != nil {
 		return &ExitError{Code: 1, Err: err}
+	}
+	if cfg.APISock != "" {
+		l, err := vmmapi.Listen(cfg.APISock)
+		if err != nil {
+			return &ExitError{Code: 1, Err: err}
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		defer cancel()
+		go vmmapi.ServeListener(ctx, l, v.ctl)
 	}
 	v.sigs = make(chan os.Signal, 2)
 	signal.Notify(v.sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)

@@ -185,6 +185,7 @@ func Handler(c Controller) http.Handler {
 		do(w, c.Snapshot(req.Dir))
 	})
 	registerDiskRoutes(mux, c)
+	registerFenceRoutes(mux, c)
 	return mux
 }
 
