@@ -124,6 +124,11 @@ type Host struct {
 	// API lists where the agent's REST API is served (unix:PATH, tcp:HOST:PORT),
 	// so that peers can reach it (live migration).
 	API []string `json:"api,omitempty"`
+	// CPUVendor, CPUModel and CPUFeatures are the host's processor as Linux
+	// reports it (/proc/cpuinfo): the cluster's CPU baseline is made of them.
+	CPUVendor   string   `json:"cpuVendor,omitempty"`
+	CPUModel    string   `json:"cpuModel,omitempty"`
+	CPUFeatures []string `json:"cpuFeatures,omitempty"`
 }
 
 // HostList is the body of GET /v1/hosts: the hosts whose agents are alive.

@@ -27,6 +27,7 @@ import (
 
 	"github.com/govisor/govisor/api"
 	"github.com/govisor/govisor/internal/cluster/store"
+	"github.com/govisor/govisor/internal/hostcpu"
 	"github.com/govisor/govisor/internal/hostmem"
 )
 
@@ -254,10 +255,17 @@ func (a *Agent) storeKind() string {
 
 // hostInfo describes this host (allocations filled in by the API handler).
 func (a *Agent) hostInfo() api.Host {
-	return api.Host{
+	h := api.Host{
 		Name: a.cfg.HostName, AgentID: a.id, Version: version(), CPUs: runtime.NumCPU(),
 		MemoryMiB: a.hostMiB, Store: a.storeKind(), Started: a.started, API: a.addrs,
 	}
+	// Without its CPU a host only misses out on the baseline checks.
+	if c, err := hostcpu.Read(); err == nil {
+		h.CPUVendor, h.CPUModel, h.CPUFeatures = c.Vendor, c.Model, c.Features
+	} else {
+		a.log.Warn("host CPU unknown", "err", err)
+	}
+	return h
 }
 
 // version is the module version govisor was built as.

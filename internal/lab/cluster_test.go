@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -66,9 +67,20 @@ func TestLabUpCluster(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var hl struct{ Items []struct{ Name string } }
+	var hl struct {
+		Items []struct {
+			Name        string
+			CPUFeatures []string `json:"cpuFeatures"`
+		}
+	}
 	if json.Unmarshal([]byte(out), &hl); len(hl.Items) != 3 {
 		t.Errorf("host list on lab3: %s", out)
+	}
+	// Each agent reports its host's CPU: lab3's has no AVX2 (below).
+	for _, h := range hl.Items {
+		if want := h.Name != "lab3"; slices.Contains(h.CPUFeatures, "avx2") != want || !slices.Contains(h.CPUFeatures, "svm") {
+			t.Errorf("%s reports CPU features %v (avx2 expected: %v)", h.Name, h.CPUFeatures, want)
+		}
 	}
 	// Hosts can have different CPUs: lab3's lacks AVX2.
 	flags := func(h HostState) string {
