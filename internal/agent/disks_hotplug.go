@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net/http"
 	"slices"
 	"strconv"
 	"time"
@@ -43,47 +42,39 @@ func (a *Agent) hotState(rec store.Record, action string) (p *proc, live bool, e
 	return nil, false, fmt.Errorf("%w: cannot %s VM %s while it is %s: try again when it runs or has stopped", ErrBusy, action, rec.Desired.Spec.Name, st)
 }
 
-// handleAttachDisk serves POST /v1/vms/{name}/disks with an api.DiskSpec.
-func (a *Agent) handleAttachDisk(w http.ResponseWriter, r *http.Request) {
-	rec, ok := a.localVM(w, r)
-	if !ok {
-		return
-	}
-	name := rec.Desired.Spec.Name
-	var d api.DiskSpec
-	if err := decodeObject(r, &d, "a disk definition"); err != nil {
-		httpError(w, err)
-		return
+// AttachDisk adds a disk to VM name's definition and, if the VM runs,
+// plugs it into the guest at once.
+func (a *Agent) AttachDisk(ctx context.Context, name string, d api.DiskSpec) (api.VM, error) {
+	rec, err := a.localVM(ctx, name)
+	if err != nil {
+		return api.VM{}, err
 	}
 	// Validate the disk as part of the whole definition, as a create would
 	// (pool volumes resolved to paths, files checked).
 	s := rec.Desired.Spec
 	s.Disks = append(append([]api.DiskSpec(nil), s.Disks...), d)
-	s, err := a.resolveSpec(r.Context(), s)
+	s, err = a.resolveSpec(ctx, s)
 	if err == nil {
 		s, err = normalize(s, a.hostMiB)
 	}
 	if err != nil {
-		httpError(w, err)
-		return
+		return api.VM{}, err
 	}
 	d = s.Disks[len(s.Disks)-1]
 	p, live, err := a.hotState(rec, "attach a disk to")
 	if err != nil {
-		httpError(w, err)
-		return
+		return api.VM{}, err
 	}
 	if live {
-		ctx, cancel := context.WithTimeout(r.Context(), diskHotplugTimeout)
+		cctx, cancel := context.WithTimeout(ctx, diskHotplugTimeout)
 		defer cancel()
 		req := vmmapi.DiskRequest{Path: d.Path, ReadOnly: d.ReadOnly, Format: d.Format}
-		if _, err := p.vmm.AttachDisk(ctx, req); err != nil {
-			httpError(w, fmt.Errorf("%w: attach %s to %s: %v", ErrVMM, d.Path, name, err))
-			return
+		if _, err := p.vmm.AttachDisk(cctx, req); err != nil {
+			return api.VM{}, fmt.Errorf("%w: attach %s to %s: %v", ErrVMM, d.Path, name, err)
 		}
 	}
 	n := len(rec.Desired.Spec.Disks)
-	_, err = a.st.UpdateVM(r.Context(), name, func(dd *store.Desired) error {
+	_, err = a.st.UpdateVM(ctx, name, func(dd *store.Desired) error {
 		if len(dd.Spec.Disks) != n {
 			return fmt.Errorf("%w: the disks of VM %s changed meanwhile", store.ErrConflict, name)
 		}
@@ -91,42 +82,37 @@ func (a *Agent) handleAttachDisk(w http.ResponseWriter, r *http.Request) {
 		return nil
 	})
 	if err != nil {
-		httpError(w, fmt.Errorf("agent: record the new disk of %s (the running guest has it): %w", name, err))
-		return
+		return api.VM{}, fmt.Errorf("agent: record the new disk of %s (the running guest has it): %w", name, err)
 	}
-	a.writeVM(w, r, name)
+	return a.currentVM(ctx, name)
 }
 
-// handleDetachDisk serves DELETE /v1/vms/{name}/disks/{index}.
-func (a *Agent) handleDetachDisk(w http.ResponseWriter, r *http.Request) {
-	rec, ok := a.localVM(w, r)
-	if !ok {
-		return
+// DetachDisk removes disks[index] from VM name's definition and, if the VM
+// runs, asks the guest to eject it.
+func (a *Agent) DetachDisk(ctx context.Context, name, index string) (api.VM, error) {
+	rec, err := a.localVM(ctx, name)
+	if err != nil {
+		return api.VM{}, err
 	}
-	name := rec.Desired.Spec.Name
 	disks := rec.Desired.Spec.Disks
-	i, err := strconv.Atoi(r.PathValue("index"))
+	i, err := strconv.Atoi(index)
 	if err != nil || i < 0 || i >= len(disks) {
 		if len(disks) == 0 {
-			httpError(w, errf(store.ErrNotFound, "VM %s has no disks", name))
-			return
+			return api.VM{}, errf(store.ErrNotFound, "VM %s has no disks", name)
 		}
-		httpError(w, errf(store.ErrNotFound, "VM %s has no disk %q: give an index from 0 to %d", name, r.PathValue("index"), len(disks)-1))
-		return
+		return api.VM{}, errf(store.ErrNotFound, "VM %s has no disk %q: give an index from 0 to %d", name, index, len(disks)-1)
 	}
 	path := disks[i].Path
 	p, live, err := a.hotState(rec, "detach a disk from")
 	if err != nil {
-		httpError(w, err)
-		return
+		return api.VM{}, err
 	}
 	if live {
-		if err := a.detachLive(r.Context(), p, name, i, path); err != nil {
-			httpError(w, err)
-			return
+		if err := a.detachLive(ctx, p, name, i, path); err != nil {
+			return api.VM{}, err
 		}
 	}
-	_, err = a.st.UpdateVM(r.Context(), name, func(dd *store.Desired) error {
+	_, err = a.st.UpdateVM(ctx, name, func(dd *store.Desired) error {
 		if i >= len(dd.Spec.Disks) || dd.Spec.Disks[i].Path != path {
 			return fmt.Errorf("%w: the disks of VM %s changed meanwhile", store.ErrConflict, name)
 		}
@@ -134,10 +120,9 @@ func (a *Agent) handleDetachDisk(w http.ResponseWriter, r *http.Request) {
 		return nil
 	})
 	if err != nil {
-		httpError(w, err)
-		return
+		return api.VM{}, err
 	}
-	a.writeVM(w, r, name)
+	return a.currentVM(ctx, name)
 }
 
 // detachLive asks the VMM of VM name to have the guest eject the disk
@@ -164,15 +149,10 @@ func (a *Agent) detachLive(ctx context.Context, p *proc, name string, index int,
 	return nil // not in the running guest (already ejected): only the definition changes
 }
 
-// writeVM answers with the VM as it is now.
-func (a *Agent) writeVM(w http.ResponseWriter, r *http.Request, name string) {
+// currentVM pokes the reconciler and returns the VM as it is now.
+func (a *Agent) currentVM(ctx context.Context, name string) (api.VM, error) {
 	a.poke()
-	rec, err := a.st.GetVM(r.Context(), name)
-	if err != nil {
-		httpError(w, err)
-		return
-	}
-	writeJSON(w, http.StatusOK, toAPI(rec))
+	return a.GetVM(ctx, name)
 }
 
 // errSameDisks ends an update of a restored VM's definition that would

@@ -10,6 +10,7 @@ import (
 
 	"github.com/govisor/govisor/api"
 	"github.com/govisor/govisor/client"
+	"github.com/govisor/govisor/internal/agent/httpapi"
 	"github.com/govisor/govisor/internal/kvm/kvmtest"
 	"github.com/govisor/govisor/internal/legacy/acpipm"
 	"github.com/govisor/govisor/internal/vmmapi"
@@ -173,3 +174,6 @@ func threeHosts(t *testing.T, dirA, dirB, dirC string) (ta, tb, tc testAgent) {
 	t.Cleanup(func() { tc.Shutdown(context.Background()) })
 	return ta, tb, tc
 }
+
+// decodeObject is the API's body decoder, which the fuzz tests feed.
+var decodeObject = httpapi.DecodeObject

@@ -1,9 +1,9 @@
 package agent
 
 import (
+	"context"
 	"fmt"
 	"net"
-	"net/http"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -41,23 +41,16 @@ func freePort(host string) (int, error) {
 	return l.Addr().(*net.TCPAddr).Port, nil
 }
 
-// handleIncoming serves POST /v1/vms/{name}/incoming, sent by the agent of
-// the VM's host: it starts `govisor run --incoming` for the VM here and
+// Incoming serves POST /v1/vms/{name}/incoming, sent by the agent of the
+// VM's host: it starts `govisor run --incoming` for the VM here and
 // answers once that VMM listens. The VMM is kept apart from this host's
 // VMs until the VM's host in etcd names this host (see promoteIncoming).
-func (a *Agent) handleIncoming(w http.ResponseWriter, r *http.Request) {
-	name := r.PathValue("name")
-	if !validName(w, name) {
-		return
-	}
-	var req api.IncomingRequest
-	if err := decodeObject(r, &req, "an incoming migration request"); err != nil {
-		httpError(w, err)
-		return
+func (a *Agent) Incoming(ctx context.Context, name string, req api.IncomingRequest) (api.Incoming, error) {
+	if err := checkName(name); err != nil {
+		return api.Incoming{}, err
 	}
 	if req.Spec.Name != name {
-		httpError(w, &FieldError{"spec.name", fmt.Sprintf("%q differs from %q in the URL", req.Spec.Name, name)})
-		return
+		return api.Incoming{}, fieldErr("spec.name", fmt.Sprintf("%q differs from %q in the URL", req.Spec.Name, name))
 	}
 	// Mirrored disks do not exist here yet: they are checked on the source.
 	want := req.Spec
@@ -72,53 +65,44 @@ func (a *Agent) handleIncoming(w http.ResponseWriter, r *http.Request) {
 		if fe, ok := err.(*FieldError); ok {
 			fe.Field = "spec." + fe.Field
 		}
-		httpError(w, err)
-		return
+		return api.Incoming{}, err
 	}
-	rec, err := a.st.GetVM(r.Context(), name)
+	rec, err := a.st.GetVM(ctx, name)
 	if err != nil {
-		httpError(w, err)
-		return
+		return api.Incoming{}, err
 	}
 	if rec.Desired.Host != req.From || req.From == a.cfg.HostName {
-		httpError(w, fmt.Errorf("%w: VM %s is on host %s, not on %q", ErrBusy, name, rec.Desired.Host, req.From))
-		return
+		return api.Incoming{}, fmt.Errorf("%w: VM %s is on host %s, not on %q", ErrBusy, name, rec.Desired.Host, req.From)
 	}
 	host := a.migrationHost()
 	port, err := freePort(host)
 	if err != nil {
-		httpError(w, err)
-		return
+		return api.Incoming{}, err
 	}
 	addr := net.JoinHostPort(host, strconv.Itoa(port))
 	dir := a.vmDir(name)
 	a.mu.Lock()
 	if a.stopping {
 		a.mu.Unlock()
-		httpError(w, fmt.Errorf("%w: the agent on %s is shutting down", ErrBusy, a.cfg.HostName))
-		return
+		return api.Incoming{}, fmt.Errorf("%w: the agent on %s is shutting down", ErrBusy, a.cfg.HostName)
 	}
 	if a.procs[name] != nil || a.incoming[name] != nil {
 		a.mu.Unlock()
-		httpError(w, fmt.Errorf("%w: host %s already runs a VMM for %s", ErrBusy, a.cfg.HostName, name))
-		return
+		return api.Incoming{}, fmt.Errorf("%w: host %s already runs a VMM for %s", ErrBusy, a.cfg.HostName, name)
 	}
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		a.mu.Unlock()
-		httpError(w, fmt.Errorf("agent: VM folder: %w", err))
-		return
+		return api.Incoming{}, fmt.Errorf("agent: VM folder: %w", err)
 	}
 	if err := a.setupNICs(s); err != nil {
 		a.mu.Unlock()
-		httpError(w, err)
-		return
+		return api.Incoming{}, err
 	}
 	vmmSpec, targets := withoutDisks(s), []string(nil)
 	if len(req.MirrorDisks) > 0 {
 		if vmmSpec, targets, err = mirrorTargets(dir, s, req.MirrorDisks); err != nil {
 			a.mu.Unlock()
-			httpError(w, err)
-			return
+			return api.Incoming{}, err
 		}
 	}
 	cfg, err := incomingConfig(vmmSpec, addr)
@@ -129,8 +113,7 @@ func (a *Agent) handleIncoming(w http.ResponseWriter, r *http.Request) {
 	if err != nil {
 		a.mu.Unlock()
 		removeFiles(targets)
-		httpError(w, err)
-		return
+		return api.Incoming{}, err
 	}
 	p.grace = a.stopGrace(s)
 	p.mirror = targets
@@ -150,7 +133,7 @@ func (a *Agent) handleIncoming(w http.ResponseWriter, r *http.Request) {
 	}()
 	deadline := time.Now().Add(incomingReady)
 	for !pidListensOn(p.pid, port) {
-		if !p.alive() || time.Now().After(deadline) || r.Context().Err() != nil {
+		if !p.alive() || time.Now().After(deadline) || ctx.Err() != nil {
 			p.kill()
 			msg := "did not listen in time"
 			if !p.alive() {
@@ -159,20 +142,18 @@ func (a *Agent) handleIncoming(w http.ResponseWriter, r *http.Request) {
 					msg += ": " + line
 				}
 			}
-			httpError(w, fmt.Errorf("%w: destination VMM of %s on %s %s", ErrVMM, name, a.cfg.HostName, msg))
-			return
+			return api.Incoming{}, fmt.Errorf("%w: destination VMM of %s on %s %s", ErrVMM, name, a.cfg.HostName, msg)
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
-	writeJSON(w, http.StatusOK, api.Incoming{Addr: addr, Disks: targets})
+	return api.Incoming{Addr: addr, Disks: targets}, nil
 }
 
-// handleCancelIncoming serves DELETE /v1/vms/{name}/incoming: the source
-// gave up, so the destination VMM goes.
-func (a *Agent) handleCancelIncoming(w http.ResponseWriter, r *http.Request) {
-	name := r.PathValue("name")
-	if !validName(w, name) {
-		return
+// CancelIncoming removes the destination VMM of a migration of VM name to
+// this host: the source gave up.
+func (a *Agent) CancelIncoming(ctx context.Context, name string) error {
+	if err := checkName(name); err != nil {
+		return err
 	}
 	a.mu.Lock()
 	p := a.incoming[name]
@@ -182,7 +163,7 @@ func (a *Agent) handleCancelIncoming(w http.ResponseWriter, r *http.Request) {
 		a.log.Info("migration cancelled; removing the destination VMM", "vm", name, "pid", p.pid)
 		p.kill()
 	}
-	w.WriteHeader(http.StatusNoContent)
+	return nil
 }
 
 // promoteIncoming makes the destination VMM of name this host's VMM of

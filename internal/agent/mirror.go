@@ -28,11 +28,11 @@ const mirrorFormat = "qcow2"
 // paths. On error nothing is left behind.
 func mirrorTargets(dir string, s api.VMSpec, sizes []int64) (api.VMSpec, []string, error) {
 	if len(sizes) != len(s.Disks) {
-		return s, nil, &FieldError{"mirrorDisks", fmt.Sprintf("%d sizes for %d disks", len(sizes), len(s.Disks))}
+		return s, nil, fieldErr("mirrorDisks", fmt.Sprintf("%d sizes for %d disks", len(sizes), len(s.Disks)))
 	}
 	for i, n := range sizes {
 		if n <= 0 || n > maxMirrorDisk || n%512 != 0 {
-			return s, nil, &FieldError{fmt.Sprintf("mirrorDisks[%d]", i), fmt.Sprintf("%d bytes: a disk size is a positive multiple of 512 up to 1 PiB", n)}
+			return s, nil, fieldErr(fmt.Sprintf("mirrorDisks[%d]", i), fmt.Sprintf("%d bytes: a disk size is a positive multiple of 512 up to 1 PiB", n))
 		}
 	}
 	ddir := filepath.Join(dir, "disks")

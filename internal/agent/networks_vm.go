@@ -47,28 +47,28 @@ func derivedMAC(vm string, i int) string {
 // networks' existence is the agent's check (resolveNICs).
 func normalizeNICs(s *api.VMSpec) error {
 	if len(s.NICs) > maxNICs {
-		return &FieldError{"nics", fmt.Sprintf("%d NICs; at most %d", len(s.NICs), maxNICs)}
+		return fieldErr("nics", fmt.Sprintf("%d NICs; at most %d", len(s.NICs), maxNICs))
 	}
 	seen := map[string]int{}
 	for i := range s.NICs {
 		nic := &s.NICs[i]
 		field := fmt.Sprintf("nics[%d]", i)
 		if nic.Network == "" {
-			return &FieldError{field + ".network", "required: the name of a network (govisor net list)"}
+			return fieldErr(field+".network", "required: the name of a network (govisor net list)")
 		}
 		if nic.MAC == "" {
 			nic.MAC = derivedMAC(s.Name, i)
 		}
 		mac, err := net.ParseMAC(nic.MAC)
 		if err != nil || len(mac) != 6 {
-			return &FieldError{field + ".mac", fmt.Sprintf("%q: want a MAC address such as 02:00:00:00:00:01", nic.MAC)}
+			return fieldErr(field+".mac", fmt.Sprintf("%q: want a MAC address such as 02:00:00:00:00:01", nic.MAC))
 		}
 		if mac[0]&1 != 0 {
-			return &FieldError{field + ".mac", fmt.Sprintf("%s is a multicast address; the first octet must be even", mac)}
+			return fieldErr(field+".mac", fmt.Sprintf("%s is a multicast address; the first octet must be even", mac))
 		}
 		nic.MAC = mac.String()
 		if j, dup := seen[nic.MAC]; dup {
-			return &FieldError{field + ".mac", fmt.Sprintf("%s is also nics[%d]'s", nic.MAC, j)}
+			return fieldErr(field+".mac", fmt.Sprintf("%s is also nics[%d]'s", nic.MAC, j))
 		}
 		seen[nic.MAC] = i
 	}
@@ -95,7 +95,7 @@ func (a *Agent) resolveSpec(ctx context.Context, s api.VMSpec) (api.VMSpec, erro
 				found = found || n.Name == nic.Network
 			}
 			if !found {
-				return s, &FieldError{fmt.Sprintf("nics[%d].network", i), fmt.Sprintf("no network %q (define it with govisor net create)", nic.Network)}
+				return s, fieldErr(fmt.Sprintf("nics[%d].network", i), fmt.Sprintf("no network %q (define it with govisor net create)", nic.Network))
 			}
 		}
 	}
