@@ -7,6 +7,7 @@ import (
 	"github.com/govisor/govisor/api"
 	"github.com/govisor/govisor/internal/agent/service"
 	"github.com/govisor/govisor/internal/cluster/store"
+	"github.com/govisor/govisor/internal/node"
 )
 
 // maxWait bounds ?wait= on actions.
@@ -31,7 +32,7 @@ func (a *Agent) Act(ctx context.Context, req service.Action) (api.VM, bool, erro
 	default:
 		return api.VM{}, false, errf(store.ErrNotFound, "no such action %q: use start, stop, force-stop, restart, reboot, pause or resume", action)
 	}
-	var rebootProc *proc
+	var rebootProc *node.Proc
 	if action == "reboot" {
 		rec, err := a.localVM(ctx, name)
 		if err != nil {
@@ -61,14 +62,14 @@ func (a *Agent) Act(ctx context.Context, req service.Action) (api.VM, bool, erro
 	a.mu.Unlock()
 	switch {
 	case action == "force-stop" && p != nil:
-		p.kill()
+		p.Kill()
 	case action == "restart" && p != nil:
-		p.requestRestart()
-		p.stop()
+		p.RequestRestart()
+		p.Stop()
 	case action == "reboot" && p == rebootProc:
 		// The reset button: no guest shutdown, a new VMM boots at once.
-		p.requestRestart()
-		p.kill()
+		p.RequestRestart()
+		p.Kill()
 	}
 	a.poke()
 	rec, reached, err := a.waitFor(ctx, name, action, t0, wait)

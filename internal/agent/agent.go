@@ -28,6 +28,7 @@ import (
 	"github.com/govisor/govisor/api"
 	"github.com/govisor/govisor/internal/cluster/store"
 	"github.com/govisor/govisor/internal/hostmem"
+	"github.com/govisor/govisor/internal/node"
 )
 
 // Config configures an agent.
@@ -82,11 +83,11 @@ type Agent struct {
 	addrs     []string
 
 	mu          sync.Mutex
-	procs       map[string]*proc
-	incoming    map[string]*proc     // destination VMMs of live migrations to this host
-	restoreNext map[string]string    // the snapshot folder the next start of a VM resumes from
-	snapMu      sync.Mutex           // serializes snapshot index updates
-	notBefore   map[string]time.Time // restart back-off per VM
+	procs       map[string]*node.Proc
+	incoming    map[string]*node.Proc // destination VMMs of live migrations to this host
+	restoreNext map[string]string     // the snapshot folder the next start of a VM resumes from
+	snapMu      sync.Mutex            // serializes snapshot index updates
+	notBefore   map[string]time.Time  // restart back-off per VM
 	backoff     map[string]time.Duration
 	stopping    bool // Shutdown or Close began: no more starts
 	detached    bool // Close: leave the VMMs running, record nothing more
@@ -149,7 +150,7 @@ func New(ctx context.Context, cfg Config) (*Agent, error) {
 	a := &Agent{
 		cfg: cfg, st: st, id: id, lock: lock, log: cfg.Logger, hostMiB: hostmem.TotalMiB(), started: time.Now().UTC(),
 		ctx: actx, cancel: cancel, kick: make(chan struct{}, 1),
-		procs: map[string]*proc{}, incoming: map[string]*proc{}, restoreNext: map[string]string{}, notBefore: map[string]time.Time{}, backoff: map[string]time.Duration{},
+		procs: map[string]*node.Proc{}, incoming: map[string]*node.Proc{}, restoreNext: map[string]string{}, notBefore: map[string]time.Time{}, backoff: map[string]time.Duration{},
 	}
 	a.evCtx, a.evStop = context.WithCancel(actx)
 	if err := a.adoptAll(ctx); err != nil {
@@ -208,17 +209,17 @@ func (a *Agent) Close() error {
 func (a *Agent) Shutdown(ctx context.Context) error {
 	a.mu.Lock()
 	a.stopping = true
-	ps := make([]*proc, 0, len(a.procs))
+	ps := make([]*node.Proc, 0, len(a.procs))
 	for _, p := range a.procs {
 		ps = append(ps, p)
 	}
 	for _, p := range a.incoming {
-		p.kill() // a migration to this host fails; its source keeps the VM
+		p.Kill() // a migration to this host fails; its source keeps the VM
 	}
 	a.mu.Unlock()
 	a.closeHTTP()
 	for _, p := range ps {
-		p.stop()
+		p.Stop()
 	}
 	done := make(chan struct{})
 	go func() { a.supWG.Wait(); close(done) }()

@@ -10,6 +10,7 @@ import (
 
 	"github.com/govisor/govisor/api"
 	"github.com/govisor/govisor/internal/cluster/store"
+	"github.com/govisor/govisor/internal/node"
 	"github.com/govisor/govisor/internal/vmmapi"
 )
 
@@ -24,7 +25,7 @@ const diskHotplugTimeout = 30 * time.Second
 // hotState says what a disk change does to VM rec: plug into the running
 // guest (live), change only the definition (a VM that is not running), or
 // wait (the VMM is starting, stopping or migrating: ErrBusy).
-func (a *Agent) hotState(rec store.Record, action string) (p *proc, live bool, err error) {
+func (a *Agent) hotState(rec store.Record, action string) (p *node.Proc, live bool, err error) {
 	st := api.StatePending
 	if rec.Status != nil {
 		st = rec.Status.State
@@ -69,7 +70,7 @@ func (a *Agent) AttachDisk(ctx context.Context, name string, d api.DiskSpec) (ap
 		cctx, cancel := context.WithTimeout(ctx, diskHotplugTimeout)
 		defer cancel()
 		req := vmmapi.DiskRequest{Path: d.Path, ReadOnly: d.ReadOnly, Format: d.Format}
-		if _, err := p.vmm.AttachDisk(cctx, req); err != nil {
+		if _, err := p.VMM.AttachDisk(cctx, req); err != nil {
 			return api.VM{}, fmt.Errorf("%w: attach %s to %s: %v", ErrVMM, d.Path, name, err)
 		}
 	}
@@ -127,10 +128,10 @@ func (a *Agent) DetachDisk(ctx context.Context, name, index string) (api.VM, err
 
 // detachLive asks the VMM of VM name to have the guest eject the disk
 // with the given path; disks the VM booted with cannot be ejected.
-func (a *Agent) detachLive(ctx context.Context, p *proc, name string, index int, path string) error {
+func (a *Agent) detachLive(ctx context.Context, p *node.Proc, name string, index int, path string) error {
 	ctx, cancel := context.WithTimeout(ctx, diskHotplugTimeout)
 	defer cancel()
-	have, err := p.vmm.Disks(ctx)
+	have, err := p.VMM.Disks(ctx)
 	if err != nil {
 		return fmt.Errorf("%w: list the disks of %s: %v", ErrVMM, name, err)
 	}
@@ -141,7 +142,7 @@ func (a *Agent) detachLive(ctx context.Context, p *proc, name string, index int,
 		if !d.Hotplugged {
 			return fmt.Errorf("%w: disk %d (%s) of VM %s was attached when it started and cannot be ejected: stop the VM to remove it", ErrBusy, index, d.Name, name)
 		}
-		if err := p.vmm.DetachDisk(ctx, d.Name); err != nil {
+		if err := p.VMM.DetachDisk(ctx, d.Name); err != nil {
 			return fmt.Errorf("%w: detach %s from %s: %v", ErrVMM, d.Name, name, err)
 		}
 		return nil
@@ -168,25 +169,25 @@ const restoreDiskWait = time.Minute
 // hot-plugged disks are back in the guest (and disks attached after the
 // snapshot are not), so the definition must list what the guest has, or a
 // later detach, migration or restart would act on the wrong disks.
-func (a *Agent) syncRestoredDisks(p *proc) {
+func (a *Agent) syncRestoredDisks(p *node.Proc) {
 	ctx, cancel := context.WithTimeout(a.ctx, restoreDiskWait)
 	defer cancel()
 	var have []vmmapi.Disk
 	for {
 		var err error
-		if have, err = p.vmm.Disks(ctx); err == nil {
+		if have, err = p.VMM.Disks(ctx); err == nil {
 			break
 		}
 		select {
-		case <-p.done:
+		case <-p.Done():
 			return
 		case <-ctx.Done():
-			a.log.Warn("restored VM: could not list its disks; its definition may not match them", "vm", p.name, "err", err)
+			a.log.Warn("restored VM: could not list its disks; its definition may not match them", "vm", p.Name, "err", err)
 			return
 		case <-time.After(100 * time.Millisecond):
 		}
 	}
-	_, err := a.st.UpdateVM(ctx, p.name, func(dd *store.Desired) error {
+	_, err := a.st.UpdateVM(ctx, p.Name, func(dd *store.Desired) error {
 		disks := restoredDisks(dd.Spec.Disks, have)
 		if slices.Equal(disks, dd.Spec.Disks) {
 			return errSameDisks // nothing to write
@@ -195,7 +196,7 @@ func (a *Agent) syncRestoredDisks(p *proc) {
 		return nil
 	})
 	if err != nil && !errors.Is(err, errSameDisks) {
-		a.log.Warn("restored VM: record its disks", "vm", p.name, "err", err)
+		a.log.Warn("restored VM: record its disks", "vm", p.Name, "err", err)
 	}
 }
 

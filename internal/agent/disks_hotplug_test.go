@@ -14,6 +14,7 @@ import (
 	"github.com/govisor/govisor/api"
 	"github.com/govisor/govisor/client"
 	"github.com/govisor/govisor/internal/kvm/kvmtest"
+	"github.com/govisor/govisor/internal/node"
 	"github.com/govisor/govisor/internal/vmmapi"
 )
 
@@ -88,7 +89,7 @@ func TestDiskHotplugAPI(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitVM(t, ta.cli, "hot", "running", func(v api.VM) bool { return v.Status.State == api.StateRunning })
-	vmm := vmmapi.NewClient(filepath.Join(ta.vmDir("hot"), apiSockName))
+	vmm := vmmapi.NewClient(filepath.Join(ta.vmDir("hot"), node.APISock))
 	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(20 * time.Millisecond) {
 		if info, err := vmm.Info(t.Context()); err == nil && info.State == "running" {
 			break
@@ -198,7 +199,7 @@ func TestMigrateHotpluggedDisk(t *testing.T) {
 	if _, err := ta.cli.Do(ctx, "POST", "/v1/vms/hotmig/disks", api.DiskSpec{Path: hot, Format: "raw"}, nil); err != nil {
 		t.Fatal(err)
 	}
-	srcDisks, err := vmmapi.NewClient(filepath.Join(ta.vmDir("hotmig"), apiSockName)).Disks(t.Context())
+	srcDisks, err := vmmapi.NewClient(filepath.Join(ta.vmDir("hotmig"), node.APISock)).Disks(t.Context())
 	if err != nil || len(srcDisks) != 2 {
 		t.Fatalf("source VMM disks: %+v, %v", srcDisks, err)
 	}
@@ -212,7 +213,7 @@ func TestMigrateHotpluggedDisk(t *testing.T) {
 	if got.Host != "hostb" || len(got.Spec.Disks) != 2 || got.Spec.Disks[0].Path != copyBoot || got.Spec.Disks[1].Path != copyHot {
 		t.Fatalf("after migration: host %s, disks %+v", got.Host, got.Spec.Disks)
 	}
-	vmm := vmmapi.NewClient(filepath.Join(tb.vmDir("hotmig"), apiSockName))
+	vmm := vmmapi.NewClient(filepath.Join(tb.vmDir("hotmig"), node.APISock))
 	ds, err := vmm.Disks(t.Context())
 	if err != nil || len(ds) != 2 || ds[0].Path != copyBoot || ds[1].Path != copyHot || !ds[1].Hotplugged ||
 		ds[1].Slot != srcDisks[1].Slot || ds[1].Name != "vdb" {

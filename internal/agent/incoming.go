@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/govisor/govisor/api"
+	"github.com/govisor/govisor/internal/node"
 )
 
 // incomingReady bounds how long a destination VMM may take to listen.
@@ -105,40 +106,40 @@ func (a *Agent) Incoming(ctx context.Context, name string, req api.IncomingReque
 			return api.Incoming{}, err
 		}
 	}
-	cfg, err := incomingConfig(vmmSpec, addr)
-	var p *proc
+	cfg, err := node.IncomingConfig(vmmSpec, addr)
+	var p *node.Proc
 	if err == nil {
-		p, err = spawn(a.cfg.Executable, marker(a.id, name), dir, s, cfg, a.ConsolePath(name), filepath.Join(dir, "vmm.log"))
+		p, err = node.Spawn(a.cfg.Executable, node.Marker(a.id, name), dir, s, cfg, a.ConsolePath(name), filepath.Join(dir, "vmm.log"))
 	}
 	if err != nil {
 		a.mu.Unlock()
 		removeFiles(targets)
 		return api.Incoming{}, err
 	}
-	p.grace = a.stopGrace(s)
-	p.mirror = targets
+	p.Grace = a.stopGrace(s)
+	p.Mirror = targets
 	a.incoming[name] = p
 	a.mu.Unlock()
-	a.log.Info("waiting for a migration", "vm", name, "from", req.From, "addr", addr, "pid", p.pid, "mirrored_disks", len(targets))
+	a.log.Info("waiting for a migration", "vm", name, "from", req.From, "addr", addr, "pid", p.PID, "mirrored_disks", len(targets))
 	go func() {
-		<-p.done
+		<-p.Done()
 		a.mu.Lock()
 		if a.incoming[name] == p {
 			delete(a.incoming, name) // died before the VM came here
 		}
-		leftover := p.mirror // cleared when the VM came here
-		p.mirror = nil
+		leftover := p.Mirror // cleared when the VM came here
+		p.Mirror = nil
 		a.mu.Unlock()
 		removeFiles(leftover)
 	}()
 	deadline := time.Now().Add(incomingReady)
-	for !pidListensOn(p.pid, port) {
-		if !p.alive() || time.Now().After(deadline) || ctx.Err() != nil {
-			p.kill()
+	for !node.ListensOn(p.PID, port) {
+		if !p.Alive() || time.Now().After(deadline) || ctx.Err() != nil {
+			p.Kill()
 			msg := "did not listen in time"
-			if !p.alive() {
-				msg = "exited: " + p.exit.String()
-				if line := lastLine(filepath.Join(dir, "vmm.log")); line != "" {
+			if !p.Alive() {
+				msg = "exited: " + p.Exit.String()
+				if line := node.LastLine(filepath.Join(dir, "vmm.log")); line != "" {
 					msg += ": " + line
 				}
 			}
@@ -160,8 +161,8 @@ func (a *Agent) CancelIncoming(ctx context.Context, name string) error {
 	delete(a.incoming, name)
 	a.mu.Unlock()
 	if p != nil {
-		a.log.Info("migration cancelled; removing the destination VMM", "vm", name, "pid", p.pid)
-		p.kill()
+		a.log.Info("migration cancelled; removing the destination VMM", "vm", name, "pid", p.PID)
+		p.Kill()
 	}
 	return nil
 }
@@ -175,13 +176,13 @@ func (a *Agent) promoteIncoming(name string, restarts int) bool {
 		return false
 	}
 	delete(a.incoming, name)
-	if !p.alive() {
+	if !p.Alive() {
 		return false
 	}
-	p.since = time.Now().UTC()
-	p.restarts = restarts
-	p.mirror = nil // the mirrored disks are the VM's now
-	a.log.Info("VM migrated here", "vm", name, "pid", p.pid)
+	p.Since = time.Now().UTC()
+	p.Restarts = restarts
+	p.Mirror = nil // the mirrored disks are the VM's now
+	a.log.Info("VM migrated here", "vm", name, "pid", p.PID)
 	a.procs[name] = p
 	a.supWG.Add(1)
 	go a.supervise(p, true)

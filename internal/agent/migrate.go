@@ -8,6 +8,7 @@ import (
 
 	"github.com/govisor/govisor/api"
 	"github.com/govisor/govisor/internal/cluster/store"
+	"github.com/govisor/govisor/internal/node"
 	"github.com/govisor/govisor/internal/vmmapi"
 )
 
@@ -49,16 +50,16 @@ func (a *Agent) Migrate(rctx context.Context, name string, req api.MigrateReques
 	}
 	decided := make(chan struct{})
 	var busy bool
-	p.update(func(s *procState) {
-		if busy = s.migration != nil || s.stopping; !busy {
-			s.migration = decided
+	p.Update(func(s *node.State) {
+		if busy = s.Migration != nil || s.Stopping; !busy {
+			s.Migration = decided
 		}
 	})
 	if busy {
 		return api.VM{}, fmt.Errorf("%w: cannot migrate VM %s: it is being migrated or stopped", ErrBusy, name)
 	}
 	defer func() {
-		p.update(func(s *procState) { s.migration = nil })
+		p.Update(func(s *node.State) { s.Migration = nil })
 		close(decided)
 	}()
 	// The migration goes on if the client hangs up: stopping half-way
@@ -66,10 +67,10 @@ func (a *Agent) Migrate(rctx context.Context, name string, req api.MigrateReques
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(rctx), migrateTimeout)
 	defer cancel()
 	ms := &api.MigrationStatus{State: api.MigrationRunning, To: req.Host, Started: time.Now().UTC()}
-	a.setMigration(name, p.pid, ms)
+	a.setMigration(name, p.PID, ms)
 	fail := func(err error) (api.VM, error) {
 		ms.State, ms.Error = api.MigrationFailed, err.Error()
-		a.setMigration(name, p.pid, ms)
+		a.setMigration(name, p.PID, ms)
 		a.log.Warn("migration failed; the VM keeps running here", "vm", name, "to", req.Host, "err", err)
 		return api.VM{}, fmt.Errorf("%w: migration of %s to %s failed (it keeps running on %s): %v", ErrVMM, name, req.Host, a.cfg.HostName, err)
 	}
@@ -96,7 +97,7 @@ func (a *Agent) Migrate(rctx context.Context, name string, req api.MigrateReques
 	}
 	a.log.Info("migrating VM", "vm", name, "to", req.Host, "addr", in.Addr)
 	stopPoll := a.pollProgress(name, p, ms)
-	res, err := p.vmm.Migrate(ctx, vmmapi.MigrateRequest{To: in.Addr, MaxDowntimeMS: req.MaxDowntimeMS, Bandwidth: req.Bandwidth,
+	res, err := p.VMM.Migrate(ctx, vmmapi.MigrateRequest{To: in.Addr, MaxDowntimeMS: req.MaxDowntimeMS, Bandwidth: req.Bandwidth,
 		MirrorDisks: len(sizes) > 0})
 	stopPoll()
 	if err != nil {
@@ -106,7 +107,7 @@ func (a *Agent) Migrate(rctx context.Context, name string, req api.MigrateReques
 		return fail(err)
 	}
 	// The guest now runs (paused or not) only on the destination.
-	p.update(func(s *procState) { s.migrated = true })
+	p.Update(func(s *node.State) { s.Migrated = true })
 	if err := a.flipHost(name, req.Host, in.Disks); err != nil {
 		// etcd is unreachable: the destination agent keeps its VMM waiting
 		// until the flip is made (or the VMM is removed by hand).
@@ -185,7 +186,7 @@ func (a *Agent) setMigration(name string, pid int, ms *api.MigrationStatus) {
 // pollProgress copies the VMM's GET /migrate progress into the VM's status
 // until the returned function is called. A VMM without the endpoint shows
 // only the migration's state.
-func (a *Agent) pollProgress(name string, p *proc, ms *api.MigrationStatus) func() {
+func (a *Agent) pollProgress(name string, p *node.Proc, ms *api.MigrationStatus) func() {
 	done := make(chan struct{})
 	stopped := make(chan struct{})
 	go func() {
@@ -198,7 +199,7 @@ func (a *Agent) pollProgress(name string, p *proc, ms *api.MigrationStatus) func
 				return
 			case <-t.C:
 			}
-			pr, err := quickCall(p.vmm.MigrateProgress)
+			pr, err := node.QuickCall(p.VMM.MigrateProgress)
 			if errors.Is(err, vmmapi.ErrNoEndpoint) {
 				return
 			}
@@ -207,7 +208,7 @@ func (a *Agent) pollProgress(name string, p *proc, ms *api.MigrationStatus) func
 			}
 			ms.Round, ms.BytesSent, ms.DirtyRate = pr.Round, pr.BytesSent, pr.DirtyRate
 			ms.RemainingPages, ms.ExpectedDowntimeMS = pr.RemainingPages, pr.ExpectedDowntimeMS
-			a.setMigration(name, p.pid, ms)
+			a.setMigration(name, p.PID, ms)
 		}
 	}()
 	return func() { close(done); <-stopped }
@@ -226,15 +227,15 @@ func (a *Agent) CancelMigrate(rctx context.Context, name string) (api.VM, error)
 	a.mu.Unlock()
 	var running bool
 	if p != nil {
-		st := p.state()
-		running = st.migration != nil && !st.migrated
+		st := p.State()
+		running = st.Migration != nil && !st.Migrated
 	}
 	if !running {
 		return api.VM{}, fmt.Errorf("%w: no migration of VM %s is running", ErrBusy, name)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), vmmCallTimeout)
+	ctx, cancel := context.WithTimeout(context.Background(), node.CallTimeout)
 	defer cancel()
-	if err := p.vmm.CancelMigrate(ctx); err != nil {
+	if err := p.VMM.CancelMigrate(ctx); err != nil {
 		return api.VM{}, fmt.Errorf("%w: cancel the migration of %s: %v", ErrVMM, name, err)
 	}
 	a.log.Info("migration cancelled on request", "vm", name)

@@ -13,6 +13,7 @@ import (
 	"github.com/govisor/govisor/api"
 	"github.com/govisor/govisor/client"
 	"github.com/govisor/govisor/internal/kvm/kvmtest"
+	"github.com/govisor/govisor/internal/node"
 )
 
 // TestMigrateBetweenAgents runs two agents (hosts "testhost" and "hostb",
@@ -156,11 +157,11 @@ func TestMigrateProgressAndCancel(t *testing.T) {
 		tb.mu.Lock()
 		left := len(tb.incoming)
 		tb.mu.Unlock()
-		if left == 0 && len(findVMMs(tb.id)) == 0 {
+		if left == 0 && len(node.FindVMMs(tb.id)) == 0 {
 			break
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("the destination keeps %d incoming VMMs, processes %v", left, findVMMs(tb.id))
+			t.Fatalf("the destination keeps %d incoming VMMs, processes %v", left, node.FindVMMs(tb.id))
 		}
 		time.Sleep(20 * time.Millisecond)
 	}

@@ -3,7 +3,6 @@ package agent
 import (
 	"context"
 	"crypto/sha256"
-	"encoding/hex"
 	"fmt"
 	"net"
 	"strconv"
@@ -13,18 +12,11 @@ import (
 	"github.com/govisor/govisor/api"
 	"github.com/govisor/govisor/internal/cluster/store"
 	"github.com/govisor/govisor/internal/hostnet"
+	"github.com/govisor/govisor/internal/node"
 )
 
 // maxNICs bounds a VM's virtio-net interfaces (each takes a PCI slot).
 const maxNICs = 8
-
-// tapName is the host TAP device of a VM's NIC i: "gv" and 12 hex digits
-// of a hash of the VM's name (device names have at most 15 characters, VM
-// names up to 63), the same on every start so an adopted VMM keeps its TAP.
-func tapName(vm string, i int) string {
-	h := sha256.Sum256([]byte(vm + "/" + strconv.Itoa(i)))
-	return "gv" + hex.EncodeToString(h[:6])
-}
 
 // tapAlias tags the TAPs this agent makes (IFLA_IFALIAS), so that it finds
 // its leftovers and never touches another agent's.
@@ -121,7 +113,7 @@ func (a *Agent) setupNICs(s api.VMSpec) error {
 		if _, err := hostnet.EnsureBridge(a.bridgeOf(n)); err != nil {
 			return fmt.Errorf("agent: network %s of %s: %w", n.Name, s.Name, err)
 		}
-		tap := hostnet.TAP{Name: tapName(s.Name, i), Bridge: n.Bridge, Owner: -1, Group: -1, Alias: a.tapAlias(s.Name, i)}
+		tap := hostnet.TAP{Name: node.TAPName(s.Name, i), Bridge: n.Bridge, Owner: -1, Group: -1, Alias: a.tapAlias(s.Name, i)}
 		if _, err := hostnet.EnsureTAP(tap); err != nil {
 			return fmt.Errorf("agent: NIC %d of %s: %w", i, s.Name, err)
 		}

@@ -10,6 +10,7 @@ import (
 
 	"github.com/govisor/govisor/api"
 	"github.com/govisor/govisor/internal/cluster/store"
+	"github.com/govisor/govisor/internal/node"
 )
 
 // Restart back-off: doubles from minBackoff to maxBackoff for a VM that
@@ -111,10 +112,10 @@ func (a *Agent) reconcile() {
 			}
 			a.startLocked(r)
 		case r.Desired.Power == api.PowerStopped && p != nil:
-			if !p.state().stopReq {
-				a.log.Info("stopping VM", "vm", name, "pid", p.pid)
-				p.stop()
-				if r.Status != nil && (r.Status.State == api.StateRunning || r.Status.State == api.StatePaused) && r.Status.PID == p.pid {
+			if !p.State().StopReq {
+				a.log.Info("stopping VM", "vm", name, "pid", p.PID)
+				p.Stop()
+				if r.Status != nil && (r.Status.State == api.StateRunning || r.Status.State == api.StatePaused) && r.Status.PID == p.PID {
 					stopping = append(stopping, r)
 				}
 			}
@@ -134,8 +135,8 @@ func (a *Agent) reconcile() {
 		if !mine[name] {
 			// Deleted or moved away while running (delete refuses that, but
 			// an external etcd can be written by anyone): stop it.
-			a.log.Warn("VM no longer defined for this host; stopping its VMM", "vm", name, "pid", p.pid)
-			p.stop()
+			a.log.Warn("VM no longer defined for this host; stopping its VMM", "vm", name, "pid", p.PID)
+			p.Stop()
 		}
 	}
 	a.gcTAPsLocked()
@@ -172,7 +173,7 @@ func (a *Agent) startLocked(r store.Record) {
 		a.log.Error("start VM", "vm", s.Name, "err", err)
 		return
 	}
-	cfg, err := vmmConfig(s)
+	cfg, err := node.Config(s)
 	if err != nil {
 		a.startFailed(s.Name, err)
 		return
@@ -181,13 +182,13 @@ func (a *Agent) startLocked(r store.Record) {
 	if restoring {
 		// Once: a later restart by policy boots the guest afresh.
 		delete(a.restoreNext, s.Name)
-		cfg = restoreConfig(s, snap)
+		cfg = node.RestoreConfig(s, snap)
 	}
 	if err := a.setupNICs(s); err != nil {
 		a.startFailed(s.Name, err)
 		return
 	}
-	p, err := spawn(a.cfg.Executable, marker(a.id, s.Name), dir, s, cfg, a.ConsolePath(s.Name), filepath.Join(dir, "vmm.log"))
+	p, err := node.Spawn(a.cfg.Executable, node.Marker(a.id, s.Name), dir, s, cfg, a.ConsolePath(s.Name), filepath.Join(dir, "vmm.log"))
 	if err != nil {
 		a.log.Error("start VM", "vm", s.Name, "err", err)
 		a.delayRestart(s.Name)
@@ -195,10 +196,10 @@ func (a *Agent) startLocked(r store.Record) {
 		return
 	}
 	if r.Status != nil {
-		p.restarts = r.Status.Restarts
+		p.Restarts = r.Status.Restarts
 	}
-	p.grace = a.stopGrace(s)
-	a.log.Info("started VM", "vm", s.Name, "pid", p.pid)
+	p.Grace = a.stopGrace(s)
+	a.log.Info("started VM", "vm", s.Name, "pid", p.PID)
 	a.procs[s.Name] = p
 	a.supWG.Add(1)
 	go a.supervise(p, true)
@@ -217,17 +218,17 @@ func (a *Agent) delayRestart(name string) {
 
 // supervise records p as running (when report is set), waits for it to
 // exit and records why, deciding on a restart by the VM's policy.
-func (a *Agent) supervise(p *proc, report bool) {
+func (a *Agent) supervise(p *node.Proc, report bool) {
 	defer a.supWG.Done()
 	if report {
-		err := a.putStatus(p.name, api.VMStatus{State: api.StateRunning, Host: a.cfg.HostName, PID: p.pid,
-			StartTicks: p.ticks, Since: p.since, Restarts: p.restarts})
+		err := a.putStatus(p.Name, api.VMStatus{State: api.StateRunning, Host: a.cfg.HostName, PID: p.PID,
+			StartTicks: p.Ticks, Since: p.Since, Restarts: p.Restarts})
 		if errors.Is(err, store.ErrNotFound) {
-			p.kill() // deleted meanwhile
+			p.Kill() // deleted meanwhile
 		}
 	}
 	select {
-	case <-p.done:
+	case <-p.Done():
 	case <-a.ctx.Done():
 		return // Close: the VMM keeps running for the next agent
 	}
@@ -235,29 +236,29 @@ func (a *Agent) supervise(p *proc, report bool) {
 }
 
 // handleExit records a VMM's end and decides what happens next.
-func (a *Agent) handleExit(p *proc) {
+func (a *Agent) handleExit(p *node.Proc) {
 	// A source VMM ends when its migration succeeds: wait for the
 	// migration's outcome before deciding what the exit means.
-	if mig := p.state().migration; mig != nil {
+	if mig := p.State().Migration; mig != nil {
 		<-mig
 	}
-	ps := p.state()
-	migrated, stopReq, restartReq := ps.migrated, ps.stopReq, ps.restartReq
+	ps := p.State()
+	migrated, stopReq, restartReq := ps.Migrated, ps.StopReq, ps.RestartReq
 	a.mu.Lock()
 	detached, stopping := a.detached, a.stopping
-	if time.Since(p.since) > stableRun {
-		delete(a.backoff, p.name)
+	if time.Since(p.Since) > stableRun {
+		delete(a.backoff, p.Name)
 	}
 	a.mu.Unlock()
 	// p leaves a.procs only once its exit is recorded: until then the
 	// reconciler must not start a second VMM on the old desired state.
 	defer func() {
 		if !detached {
-			a.teardownNICs(p.name) // made again at the next start
+			a.teardownNICs(p.Name) // made again at the next start
 		}
 		a.mu.Lock()
-		if a.procs[p.name] == p {
-			delete(a.procs, p.name)
+		if a.procs[p.Name] == p {
+			delete(a.procs, p.Name)
 		}
 		a.mu.Unlock()
 		a.poke()
@@ -267,15 +268,15 @@ func (a *Agent) handleExit(p *proc) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	r, err := a.st.GetVM(ctx, p.name)
+	r, err := a.st.GetVM(ctx, p.Name)
 	if err != nil {
 		return // deleted, or the store is gone: nothing to record
 	}
-	reason := p.exit.String()
-	if line := lastLine(filepath.Join(a.vmDir(p.name), "vmm.log")); line != "" && p.exit.failed() {
+	reason := p.Exit.String()
+	if line := node.LastLine(filepath.Join(a.vmDir(p.Name), "vmm.log")); line != "" && p.Exit.Failed() {
 		reason += ": " + line
 	}
-	st := api.VMStatus{State: api.StateStopped, Host: a.cfg.HostName, Since: time.Now().UTC(), ExitCode: p.exit.code, Restarts: p.restarts}
+	st := api.VMStatus{State: api.StateStopped, Host: a.cfg.HostName, Since: time.Now().UTC(), ExitCode: p.Exit.Code, Restarts: p.Restarts}
 	switch {
 	case stopping:
 		st.ExitReason = "agent shut down (" + reason + ")"
@@ -284,7 +285,7 @@ func (a *Agent) handleExit(p *proc) {
 	case stopReq:
 		st.ExitReason = "stopped on request (" + reason + ")"
 	default:
-		failed := p.exit.failed()
+		failed := p.Exit.Failed()
 		if !failed {
 			reason = "guest powered off"
 		}
@@ -297,16 +298,16 @@ func (a *Agent) handleExit(p *proc) {
 			st.Restarts++
 			st.ExitReason += "; restarting (restartPolicy " + pol + ")"
 			a.mu.Lock()
-			a.delayRestart(p.name)
+			a.delayRestart(p.Name)
 			a.mu.Unlock()
 		} else if r.Desired.Power == api.PowerRunning {
 			// Not restarting: the desired state follows, so that etcd says
 			// what will happen (nothing) until a user starts it.
-			a.st.UpdateVM(ctx, p.name, func(d *store.Desired) error { d.Power = api.PowerStopped; return nil })
+			a.st.UpdateVM(ctx, p.Name, func(d *store.Desired) error { d.Power = api.PowerStopped; return nil })
 		}
 	}
-	a.log.Info("VM stopped", "vm", p.name, "pid", p.pid, "state", st.State, "reason", st.ExitReason)
-	a.putStatus(p.name, st)
+	a.log.Info("VM stopped", "vm", p.Name, "pid", p.PID, "state", st.State, "reason", st.ExitReason)
+	a.putStatus(p.Name, st)
 }
 
 func (a *Agent) putStatus(name string, st api.VMStatus) error {
@@ -327,7 +328,7 @@ func (a *Agent) adoptAll(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	found := findVMMs(a.id)
+	found := node.FindVMMs(a.id)
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	for _, r := range recs {
@@ -340,9 +341,7 @@ func (a *Agent) adoptAll(ctx context.Context) error {
 		if len(pids) == 0 {
 			if r.Status != nil && (r.Status.State == api.StateRunning || r.Status.State == api.StatePaused || r.Status.State == api.StateStopping) {
 				// Died while no agent watched: an exit of unknown status.
-				p := &proc{name: name, pid: r.Status.PID, since: r.Status.Since, restarts: r.Status.Restarts, done: make(chan struct{})}
-				close(p.done)
-				p.st.stopReq = r.Status.State == api.StateStopping // not shared yet
+				p := node.Exited(name, r.Status.PID, r.Status.Since, r.Status.Restarts, node.State{StopReq: r.Status.State == api.StateStopping})
 				a.procs[name] = p
 				a.supWG.Add(1)
 				go a.supervise(p, false)
@@ -361,7 +360,7 @@ func (a *Agent) adoptAll(ctx context.Context) error {
 				syscall.Kill(q, syscall.SIGTERM)
 			}
 		}
-		ticks, err := procStartTicks(pid)
+		ticks, err := node.StartTicks(pid)
 		if err != nil {
 			continue
 		}
@@ -373,14 +372,14 @@ func (a *Agent) adoptAll(ctx context.Context) error {
 				since = r.Status.Since
 			}
 		}
-		p, err := adopt(a.ctx, name, a.vmDir(name), pid, ticks, since)
+		p, err := node.Adopt(a.ctx, name, a.vmDir(name), pid, ticks, since)
 		if err != nil {
 			a.log.Warn("adopt VMM", "vm", name, "err", err)
 			continue
 		}
-		p.restarts = restarts
-		p.grace = a.stopGrace(r.Desired.Spec)
-		p.st.paused = same && r.Status.State == api.StatePaused // not shared yet
+		p.Restarts = restarts
+		p.Grace = a.stopGrace(r.Desired.Spec)
+		p.Update(func(s *node.State) { s.Paused = same && r.Status.State == api.StatePaused }) // not shared yet
 		a.log.Info("adopted VM", "vm", name, "pid", pid)
 		a.procs[name] = p
 		a.supWG.Add(1)

@@ -135,7 +135,7 @@ func (a *Agent) Snapshot(ctx context.Context, name string, req api.SnapshotReque
 	os.RemoveAll(dir) // a leftover under the VM's folder from a failed index write
 	sctx, cancel := context.WithTimeout(ctx, snapshotTimeout)
 	defer cancel()
-	if _, err := p.vmm.Snapshot(sctx, dir); err != nil {
+	if _, err := p.VMM.Snapshot(sctx, dir); err != nil {
 		os.RemoveAll(dir) // nothing half-written stays behind
 		return api.Snapshot{}, fmt.Errorf("%w: snapshot of %s: %v", ErrVMM, name, err)
 	}
@@ -200,7 +200,7 @@ func (a *Agent) Restore(ctx context.Context, name, waitArg string, req api.Resto
 	p := a.procs[name]
 	a.mu.Unlock()
 	if p != nil {
-		if p.state().migration != nil {
+		if p.State().Migration != nil {
 			return api.VM{}, false, fmt.Errorf("%w: cannot restore VM %s: it is being migrated", ErrBusy, name)
 		}
 	}
@@ -218,8 +218,8 @@ func (a *Agent) Restore(ctx context.Context, name, waitArg string, req api.Resto
 	}
 	if p != nil {
 		// The guest's state is replaced: no shutdown, the VMM goes at once.
-		p.requestRestart()
-		p.kill()
+		p.RequestRestart()
+		p.Kill()
 	}
 	a.poke()
 	r, reached, err := a.waitFor(ctx, name, "restart", t0, wait)

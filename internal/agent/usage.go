@@ -13,6 +13,7 @@ import (
 
 	"github.com/govisor/govisor/api"
 	"github.com/govisor/govisor/internal/agent/service"
+	"github.com/govisor/govisor/internal/node"
 	"github.com/govisor/govisor/internal/usage"
 	"github.com/govisor/govisor/internal/vmmapi"
 )
@@ -64,7 +65,7 @@ func (a *Agent) usageVMs(ctx context.Context) ([]usage.VMInfo, error) {
 	a.mu.Lock()
 	pids := make(map[string]int, len(a.procs))
 	for name, p := range a.procs {
-		pids[name] = p.pid
+		pids[name] = p.PID
 	}
 	a.mu.Unlock()
 	var out []usage.VMInfo
@@ -85,7 +86,7 @@ func (a *Agent) usageVMs(ctx context.Context) ([]usage.VMInfo, error) {
 // usageIO asks a VM's VMM for its disk and network counters (GET /stats
 // on the VMM's API socket), summed over its disks and NICs.
 func (a *Agent) usageIO(ctx context.Context, v usage.VMInfo) (usage.IO, error) {
-	sock := filepath.Join(a.vmDir(v.Name), apiSockName)
+	sock := filepath.Join(a.vmDir(v.Name), node.APISock)
 	hc := http.Client{Transport: &http.Transport{
 		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
 			var d net.Dialer

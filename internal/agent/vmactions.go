@@ -8,6 +8,7 @@ import (
 
 	"github.com/govisor/govisor/api"
 	"github.com/govisor/govisor/internal/cluster/store"
+	"github.com/govisor/govisor/internal/node"
 )
 
 // localVM reads VM name and requires that it is defined on this host
@@ -28,7 +29,7 @@ func (a *Agent) localVM(ctx context.Context, name string) (store.Record, error) 
 
 // liveProc returns the VMM process of rec if the VM is in one of states;
 // otherwise an ErrBusy error that says why the action cannot be done.
-func (a *Agent) liveProc(rec store.Record, action string, states ...api.State) (*proc, error) {
+func (a *Agent) liveProc(rec store.Record, action string, states ...api.State) (*node.Proc, error) {
 	name := rec.Desired.Spec.Name
 	st := api.StatePending
 	if rec.Status != nil {
@@ -41,14 +42,14 @@ func (a *Agent) liveProc(rec store.Record, action string, states ...api.State) (
 	for _, s := range states {
 		ok = ok || s == st
 	}
-	if !ok || p == nil || !p.alive() || (rec.Status != nil && rec.Status.PID != p.pid) {
+	if !ok || p == nil || !p.Alive() || (rec.Status != nil && rec.Status.PID != p.PID) {
 		want := make([]string, len(states))
 		for i, s := range states {
 			want[i] = string(s)
 		}
 		return nil, fmt.Errorf("%w: cannot %s VM %s: it is %s; it must be %s", ErrBusy, action, name, st, strings.Join(want, " or "))
 	}
-	if p.state().migration != nil {
+	if p.State().Migration != nil {
 		return nil, fmt.Errorf("%w: cannot %s VM %s: it is being migrated", ErrBusy, action, name)
 	}
 	return p, nil
@@ -69,14 +70,14 @@ func (a *Agent) pauseResume(ctx context.Context, name, action string) (api.VM, e
 	if err != nil {
 		return api.VM{}, err
 	}
-	call := p.vmm.Pause
+	call := p.VMM.Pause
 	if to == api.StateRunning {
-		call = p.vmm.Resume
+		call = p.VMM.Resume
 	}
-	if _, err := quickCall(call); err != nil {
+	if _, err := node.QuickCall(call); err != nil {
 		return api.VM{}, fmt.Errorf("%w: %s %s: %v", ErrVMM, action, rec.Desired.Spec.Name, err)
 	}
-	p.update(func(s *procState) { s.paused = to == api.StatePaused })
+	p.Update(func(s *node.State) { s.Paused = to == api.StatePaused })
 	st := *rec.Status
 	st.State, st.Since = to, time.Now().UTC()
 	// Only over the status seen: an exit recorded meanwhile wins.

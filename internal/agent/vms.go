@@ -14,6 +14,7 @@ import (
 	"github.com/govisor/govisor/api"
 	"github.com/govisor/govisor/internal/agent/service"
 	"github.com/govisor/govisor/internal/cluster/store"
+	"github.com/govisor/govisor/internal/node"
 )
 
 // The agent serves every operation of the API.
@@ -174,7 +175,7 @@ func (a *Agent) AttachConsole(ctx context.Context, name string) (net.Conn, error
 	if _, err := a.liveProc(rec, "attach to the console of", api.StateRunning, api.StatePaused); err != nil {
 		return nil, err
 	}
-	sock := filepath.Join(a.vmDir(name), consoleSockName)
+	sock := filepath.Join(a.vmDir(name), node.ConsoleSock)
 	vc, err := net.DialTimeout("unix", sock, 5*time.Second)
 	if err != nil {
 		return nil, fmt.Errorf("%w: console of %s: %v", ErrVMM, name, err)
