@@ -52,14 +52,10 @@ func (a *Agent) Act(ctx context.Context, req service.Action) (api.VM, bool, erro
 	if _, err := a.st.UpdateVM(ctx, name, func(d *store.Desired) error { d.Power = power; return nil }); err != nil {
 		return api.VM{}, false, err
 	}
-	a.mu.Lock()
-	p := a.procs[name]
+	p := a.node.Proc(name)
 	if action == "start" || action == "restart" {
-		// A user's start overrides the restart back-off.
-		delete(a.notBefore, name)
-		delete(a.backoff, name)
+		a.node.ClearBackoff(name) // a user's start overrides the restart back-off
 	}
-	a.mu.Unlock()
 	switch {
 	case action == "force-stop" && p != nil:
 		p.Kill()
@@ -118,10 +114,6 @@ func (a *Agent) reached(rec store.Record, action string, t0 time.Time) bool {
 	case "restart", "reboot":
 		return !st.Since.Before(t0) && (st.State == api.StateRunning || st.State == api.StateFailed)
 	default:
-		a.mu.Lock()
-		_, live := a.procs[rec.Desired.Spec.Name]
-		_, backingOff := a.notBefore[rec.Desired.Spec.Name]
-		a.mu.Unlock()
-		return ended && !live && !backingOff
+		return ended && a.node.Settled(rec.Desired.Spec.Name)
 	}
 }

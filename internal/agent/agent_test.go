@@ -161,9 +161,7 @@ func TestTwoVMsAdoptedAcrossAgentRestart(t *testing.T) {
 		if v.Status.State != api.StateRunning || v.Status.PID != pid || v.Status.Restarts != 0 {
 			t.Fatalf("%s after agent restart: %+v, want running as pid %d", name, v.Status, pid)
 		}
-		ta.mu.Lock()
-		p := ta.procs[name]
-		ta.mu.Unlock()
+		p := ta.node.Proc(name)
 		if p == nil || p.PID != pid || !p.Adopted() {
 			t.Fatalf("%s not adopted: %+v", name, p)
 		}

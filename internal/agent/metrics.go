@@ -87,16 +87,14 @@ func (c vmCollector) Collect(ch chan<- prometheus.Metric) {
 		}
 	}
 	// Process figures for the VMMs this agent supervises.
-	a.mu.Lock()
 	pids := map[string]int{}
 	vmms := map[string]*vmmapi.Client{}
-	for name, p := range a.procs {
+	for name, p := range a.node.Procs() {
 		pids[name] = p.PID
 		if p.VMM != nil {
 			vmms[name] = p.VMM
 		}
 	}
-	a.mu.Unlock()
 	collectVMMStats(ch, vmms)
 	for name, pid := range pids {
 		if cpu, rss, err := node.Usage(pid); err == nil {

@@ -222,9 +222,7 @@ func (a *Agent) CancelMigrate(rctx context.Context, name string) (api.VM, error)
 	if err != nil {
 		return api.VM{}, err
 	}
-	a.mu.Lock()
-	p := a.procs[name]
-	a.mu.Unlock()
+	p := a.node.Proc(name)
 	var running bool
 	if p != nil {
 		st := p.State()

@@ -83,9 +83,7 @@ func TestMigrateBetweenAgents(t *testing.T) {
 	if v.Host != "hostb" || v.Status.PID != before || !alive(before) {
 		t.Fatalf("after a failed migration: host %s, status %+v", v.Host, v.Status)
 	}
-	tc.mu.Lock()
-	left := len(tc.incoming)
-	tc.mu.Unlock()
+	left := tc.node.IncomingCount()
 	if left != 0 {
 		t.Errorf("the failed destination keeps %d incoming VMMs", left)
 	}
@@ -154,9 +152,7 @@ func TestMigrateProgressAndCancel(t *testing.T) {
 	}
 	deadline := time.Now().Add(30 * time.Second)
 	for {
-		tb.mu.Lock()
-		left := len(tb.incoming)
-		tb.mu.Unlock()
+		left := tb.node.IncomingCount()
 		if left == 0 && len(node.FindVMMs(tb.id)) == 0 {
 			break
 		}

@@ -2,6 +2,7 @@ package agent
 
 import (
 	"fmt"
+	"github.com/govisor/govisor/internal/node"
 	"os"
 	"path/filepath"
 
@@ -50,7 +51,7 @@ func mirrorTargets(dir string, s api.VMSpec, sizes []int64) (api.VMSpec, []strin
 			err = img.Close()
 		}
 		if err != nil {
-			removeFiles(append(paths, p))
+			node.RemoveFiles(append(paths, p))
 			return s, nil, fmt.Errorf("agent: mirror target for disk %d of %s: %w", i, s.Name, err)
 		}
 		paths = append(paths, p)
@@ -87,10 +88,4 @@ func diskSizes(s api.VMSpec) ([]int64, error) {
 		out = append(out, info.VirtualSize)
 	}
 	return out, nil
-}
-
-func removeFiles(paths []string) {
-	for _, p := range paths {
-		os.Remove(p)
-	}
 }

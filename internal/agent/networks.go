@@ -6,17 +6,11 @@ import (
 	"fmt"
 	"net/netip"
 	"strings"
-	"sync"
 
 	"github.com/govisor/govisor/api"
 	"github.com/govisor/govisor/internal/cluster/store"
 	"github.com/govisor/govisor/internal/hostnet"
 )
-
-// bridgeAliasPrefix tags the bridges this agent creates for networks:
-// only those are deleted with their network (a bridge a user or another
-// agent on the host made is left alone).
-func (a *Agent) bridgeAliasPrefix() string { return "govisor:net:" + a.id + ":" }
 
 // normalizeNetwork checks a network definition and fills in its defaults.
 func normalizeNetwork(n api.Network) (api.Network, error) {
@@ -52,15 +46,6 @@ func normalizeNetwork(n api.Network) (api.Network, error) {
 		n.CIDR = p.String()
 	}
 	return n, nil
-}
-
-// bridgeOf is the hostnet description of a network's bridge.
-func (a *Agent) bridgeOf(n api.Network) hostnet.Bridge {
-	b := hostnet.Bridge{Name: n.Bridge, Alias: a.bridgeAliasPrefix() + n.Name}
-	if n.CIDR != "" {
-		b.Addr, _ = netip.ParsePrefix(n.CIDR) // checked by normalizeNetwork
-	}
-	return b
 }
 
 // netErr makes a hostnet failure an API error: a conflicting device is a
@@ -100,7 +85,7 @@ func (a *Agent) CreateNetwork(ctx context.Context, n api.Network) (api.Network, 
 	}
 	// The bridge first: a device that contradicts the definition fails the
 	// request before anything is stored.
-	created, err := hostnet.EnsureBridge(a.bridgeOf(n))
+	created, err := hostnet.EnsureBridge(a.node.BridgeOf(n))
 	if err != nil {
 		return api.Network{}, netErr(err)
 	}
@@ -179,69 +164,7 @@ func (a *Agent) DeleteNetwork(ctx context.Context, name string) error {
 	}
 	// This host's bridge goes now; other hosts' agents remove theirs on
 	// their next reconcile pass.
-	a.removeBridge(n)
+	a.node.RemoveBridge(n)
 	a.log.Info("network deleted", "network", name)
 	return nil
-}
-
-// removeBridge deletes n's bridge if an agent made it for n.
-func (a *Agent) removeBridge(n api.Network) {
-	l, err := hostnet.Get(n.Bridge)
-	if err != nil || l.Alias != a.bridgeAliasPrefix()+n.Name {
-		return
-	}
-	if err := hostnet.DeleteBridge(n.Bridge); err != nil {
-		a.log.Warn("delete bridge", "network", n.Name, "bridge", n.Bridge, "err", err)
-	}
-}
-
-// reconcileNetworks gives this host a bridge for every defined network and
-// removes the bridges agents made for networks no longer defined. Failures
-// are logged once until they change (a pass runs every few seconds).
-func (a *Agent) reconcileNetworks(ctx context.Context) {
-	nets, err := a.st.ListNetworks(ctx)
-	if err != nil {
-		return // the VM pass logs store failures
-	}
-	want := map[string]string{} // bridge -> network
-	for _, n := range nets {
-		want[n.Bridge] = n.Name
-		_, err := hostnet.EnsureBridge(a.bridgeOf(n))
-		a.noteNetError("network "+n.Name, err)
-	}
-	ours, err := hostnet.Links(a.bridgeAliasPrefix())
-	a.noteNetError("list bridges", err)
-	for _, l := range ours {
-		network := strings.TrimPrefix(l.Alias, a.bridgeAliasPrefix())
-		if l.Kind == "bridge" && want[l.Name] != network {
-			a.log.Info("removing the bridge of a deleted network", "bridge", l.Name, "network", network)
-			a.noteNetError("delete bridge "+l.Name, hostnet.DeleteBridge(l.Name))
-		}
-	}
-}
-
-// netErrs holds the last host networking error per agent and object.
-var netErrs sync.Map
-
-// noteNetError logs err under key when it differs from the last one.
-func (a *Agent) noteNetError(key string, err error) {
-	msg := ""
-	if err != nil {
-		msg = err.Error()
-	}
-	k := a.id + "\x00" + key
-	old, _ := netErrs.Load(k)
-	if old == nil {
-		old = ""
-	}
-	if old.(string) == msg {
-		return
-	}
-	if msg == "" {
-		netErrs.Delete(k)
-		a.log.Info("host networking recovered", "what", key)
-		return
-	}
-	netErrs.Store(k, msg)
-	a.log.Warn("host networking", "what", key, "err", err)
 }

@@ -282,7 +282,7 @@ func TestNetworks(t *testing.T) {
 	if err := ta.st.DeleteNetwork(ctx, "tmp", func([]store.Record) error { return nil }); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := hostnet.EnsureTAP(hostnet.TAP{Name: "gvleftover", Owner: -1, Group: -1, Alias: ta.tapAlias("ghost", 0)}); err != nil {
+	if _, err := hostnet.EnsureTAP(hostnet.TAP{Name: "gvleftover", Owner: -1, Group: -1, Alias: ta.node.TAPAlias("ghost", 0)}); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := hostnet.EnsureTAP(hostnet.TAP{Name: "gvforeign", Owner: -1, Group: -1, Alias: "govisor:tap:0000000000000000:ghost:0"}); err != nil {

@@ -6,25 +6,13 @@ import (
 	"fmt"
 	"net"
 	"strconv"
-	"strings"
-	"time"
 
 	"github.com/govisor/govisor/api"
 	"github.com/govisor/govisor/internal/cluster/store"
-	"github.com/govisor/govisor/internal/hostnet"
-	"github.com/govisor/govisor/internal/node"
 )
 
 // maxNICs bounds a VM's virtio-net interfaces (each takes a PCI slot).
 const maxNICs = 8
-
-// tapAlias tags the TAPs this agent makes (IFLA_IFALIAS), so that it finds
-// its leftovers and never touches another agent's.
-func (a *Agent) tapAlias(vm string, i int) string {
-	return a.tapAliasPrefix() + vm + ":" + strconv.Itoa(i)
-}
-
-func (a *Agent) tapAliasPrefix() string { return "govisor:tap:" + a.id + ":" }
 
 // derivedMAC is the MAC of a VM's NIC i when the definition gives none: a
 // locally administered unicast address (first octet 0x02) from a hash of
@@ -95,69 +83,6 @@ func (a *Agent) resolveSpec(ctx context.Context, s api.VMSpec) (api.VMSpec, erro
 		return s, err
 	}
 	return s, nil
-}
-
-// setupNICs makes the TAP of each of s's NICs and enslaves it to its
-// network's bridge (making the bridge if the reconciler has not yet).
-func (a *Agent) setupNICs(s api.VMSpec) error {
-	if len(s.NICs) == 0 {
-		return nil
-	}
-	ctx, cancel := context.WithTimeout(a.ctx, 10*time.Second)
-	defer cancel()
-	for i, nic := range s.NICs {
-		n, err := a.st.GetNetwork(ctx, nic.Network)
-		if err != nil {
-			return fmt.Errorf("agent: NIC %d of %s: %w", i, s.Name, err)
-		}
-		if _, err := hostnet.EnsureBridge(a.bridgeOf(n)); err != nil {
-			return fmt.Errorf("agent: network %s of %s: %w", n.Name, s.Name, err)
-		}
-		tap := hostnet.TAP{Name: node.TAPName(s.Name, i), Bridge: n.Bridge, Owner: -1, Group: -1, Alias: a.tapAlias(s.Name, i)}
-		if _, err := hostnet.EnsureTAP(tap); err != nil {
-			return fmt.Errorf("agent: NIC %d of %s: %w", i, s.Name, err)
-		}
-	}
-	return nil
-}
-
-// teardownNICs removes the TAPs this agent made for the VM name.
-func (a *Agent) teardownNICs(name string) {
-	ls, err := hostnet.Links(a.tapAliasPrefix() + name + ":")
-	if err != nil {
-		a.log.Warn("list TAPs", "vm", name, "err", err)
-		return
-	}
-	for _, l := range ls {
-		if err := hostnet.DeleteTAP(l.Name); err != nil {
-			a.log.Warn("delete TAP", "vm", name, "tap", l.Name, "err", err)
-		}
-	}
-}
-
-// gcTAPsLocked removes this agent's TAPs of VMs without a VMM (left by a
-// crash, a failed start or a VM deleted meanwhile), sparing the VMMs that
-// wait for an incoming live migration; a.mu is held, so no start runs
-// concurrently.
-func (a *Agent) gcTAPsLocked() {
-	ls, err := hostnet.Links(a.tapAliasPrefix())
-	a.noteNetError("list TAPs", err)
-	for _, l := range ls {
-		rest := strings.TrimPrefix(l.Alias, a.tapAliasPrefix())
-		vm := rest[:max(strings.LastIndexByte(rest, ':'), 0)]
-		if a.procs[vm] != nil || a.incoming[vm] != nil || l.Kind != "tuntap" {
-			continue
-		}
-		a.log.Info("removing the TAP of a VM that is not running", "vm", vm, "tap", l.Name)
-		a.noteNetError("delete TAP "+l.Name, hostnet.DeleteTAP(l.Name))
-	}
-}
-
-// startFailed records a start that failed before the VMM ran; a.mu is held.
-func (a *Agent) startFailed(name string, err error) {
-	a.log.Error("start VM", "vm", name, "err", err)
-	a.delayRestart(name)
-	go a.putStatus(name, api.VMStatus{State: api.StateFailed, Host: a.cfg.HostName, Since: time.Now().UTC(), ExitReason: err.Error()})
 }
 
 // vmsUsing lists the VMs whose definition matches use.

@@ -196,24 +196,16 @@ func (a *Agent) Restore(ctx context.Context, name, waitArg string, req api.Resto
 	if fi, err := os.Stat(dir); dir == "" || err != nil || !fi.IsDir() {
 		return api.VM{}, false, fieldErr("snapshot", fmt.Sprintf("%q: VM %s has no such snapshot (see GET /v1/vms/%s/snapshots)", req.Snapshot, name, name))
 	}
-	a.mu.Lock()
-	p := a.procs[name]
-	a.mu.Unlock()
+	p := a.node.Proc(name)
 	if p != nil {
 		if p.State().Migration != nil {
 			return api.VM{}, false, fmt.Errorf("%w: cannot restore VM %s: it is being migrated", ErrBusy, name)
 		}
 	}
 	t0 := time.Now().UTC()
-	a.mu.Lock()
-	a.restoreNext[name] = dir
-	delete(a.notBefore, name)
-	delete(a.backoff, name)
-	a.mu.Unlock()
+	a.node.RestoreNext(name, dir)
 	if _, err := a.st.UpdateVM(ctx, name, func(d *store.Desired) error { d.Power = api.PowerRunning; return nil }); err != nil {
-		a.mu.Lock()
-		delete(a.restoreNext, name)
-		a.mu.Unlock()
+		a.node.CancelRestore(name)
 		return api.VM{}, false, err
 	}
 	if p != nil {

@@ -62,12 +62,11 @@ func (a *Agent) usageVMs(ctx context.Context) ([]usage.VMInfo, error) {
 	if err != nil {
 		return nil, err
 	}
-	a.mu.Lock()
-	pids := make(map[string]int, len(a.procs))
-	for name, p := range a.procs {
+	procs := a.node.Procs()
+	pids := make(map[string]int, len(procs))
+	for name, p := range procs {
 		pids[name] = p.PID
 	}
-	a.mu.Unlock()
 	var out []usage.VMInfo
 	for _, r := range recs {
 		if r.Desired.Host != a.cfg.HostName {

@@ -5,12 +5,12 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"regexp"
 	"strings"
 	"time"
 
 	"github.com/govisor/govisor/api"
 	"github.com/govisor/govisor/internal/agent/service"
+	"github.com/govisor/govisor/internal/node"
 	"github.com/govisor/govisor/internal/vmlimits"
 )
 
@@ -34,7 +34,8 @@ const (
 	maxStopTimeout = time.Hour
 )
 
-var nameRE = regexp.MustCompile(`^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$`)
+// nameRE is what a VM name (a DNS label) looks like.
+var nameRE = node.NameRE
 
 // normalize checks a definition and fills in its defaults. hostMiB is the
 // host's RAM: a VM that could never fit is refused up front.

@@ -94,7 +94,7 @@ func TestDiskSpecs(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c, err := node.Config(s)
+	c, err := node.VMMConfig(s)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -143,7 +143,7 @@ func TestStopTimeoutSpec(t *testing.T) {
 			t.Errorf("stopTimeout %q: grace %v, want %v", c.in, a.stopGrace(s), c.grace)
 		}
 	}
-	if c, err := node.Config(api.VMSpec{Name: "a", Kernel: kernel}); err != nil || c.APISock != node.APISock || c.ConsoleSock != node.ConsoleSock {
+	if c, err := node.VMMConfig(api.VMSpec{Name: "a", Kernel: kernel}); err != nil || c.APISock != node.APISock || c.ConsoleSock != node.ConsoleSock {
 		t.Errorf("VMM config %+v (%v) lacks the API and console sockets", c, err)
 	}
 }

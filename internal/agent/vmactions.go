@@ -35,9 +35,7 @@ func (a *Agent) liveProc(rec store.Record, action string, states ...api.State) (
 	if rec.Status != nil {
 		st = rec.Status.State
 	}
-	a.mu.Lock()
-	p := a.procs[name]
-	a.mu.Unlock()
+	p := a.node.Proc(name)
 	ok := false
 	for _, s := range states {
 		ok = ok || s == st

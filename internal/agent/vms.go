@@ -125,9 +125,7 @@ func (a *Agent) DeleteVM(ctx context.Context, name string) error {
 		return err
 	}
 	err := a.st.DeleteVM(ctx, name, func(rec store.Record) error {
-		a.mu.Lock()
-		_, live := a.procs[name]
-		a.mu.Unlock()
+		live := a.node.Proc(name) != nil
 		st := api.StatePending
 		if rec.Status != nil {
 			st = rec.Status.State

@@ -113,10 +113,10 @@ const killAfter = 5 * time.Second
 // --config), so a running VMM never depends on it.
 const ConfigFile = "vmm.json"
 
-// Config turns a definition into the VMM's config. The sockets are
+// VMMConfig turns a definition into the VMM's config. The sockets are
 // relative to the VMM's working directory, the VM's directory: that keeps
 // them under the 108-byte limit of a Unix socket path.
-func Config(s api.VMSpec) (vmmconfig.Config, error) {
+func VMMConfig(s api.VMSpec) (vmmconfig.Config, error) {
 	var mib uint64
 	if s.Memory != "" { // empty is the VMM's default, which is the agent's
 		var err error
@@ -151,7 +151,7 @@ func RestoreConfig(s api.VMSpec, snapDir string) vmmconfig.Config {
 // IncomingConfig is the config of a live migration's destination VMM,
 // waiting on addr.
 func IncomingConfig(s api.VMSpec, addr string) (vmmconfig.Config, error) {
-	c, err := Config(s)
+	c, err := VMMConfig(s)
 	c.Incoming = addr
 	return c, err
 }
@@ -204,10 +204,10 @@ func Spawn(exe, mark, dir string, s api.VMSpec, c vmmconfig.Config, consolePath,
 	return p, nil
 }
 
-// Adopt takes over a running VMM process found in /proc. Its exit status is
+// AdoptProc takes over a running VMM process found in /proc. Its exit status is
 // unknowable (it is not our child); a pidfd says when it exits and names it
 // for signals without the risk of pid reuse.
-func Adopt(ctx context.Context, name, dir string, pid int, ticks uint64, since time.Time) (*Proc, error) {
+func AdoptProc(ctx context.Context, name, dir string, pid int, ticks uint64, since time.Time) (*Proc, error) {
 	fd, err := unix.PidfdOpen(pid, 0)
 	if err != nil {
 		return nil, fmt.Errorf("agent: pidfd of %s (pid %d): %w", name, pid, err)

@@ -1,7 +1,11 @@
-// Package node is the host side of the agent that deals with VMM
-// processes: their configs, spawning `govisor run` children, adopting the
-// ones a previous agent left running (found in /proc by their marker),
-// signalling and stopping them, and quick calls to their control API.
+// Package node is the host side of the agent: the reconciler that makes
+// this host's VMM processes match the desired state in etcd (Node), and
+// what deals with one VMM process (Proc): its config, spawning a `govisor
+// run` child, adopting one a previous agent left running (found in /proc
+// by its marker), signalling and stopping it, and quick calls to its
+// control API. It also keeps the destination VMMs of live migrations to
+// this host and makes the host's bridges and TAPs. The agent's services
+// call it for host-local operations.
 package node
 
 import (
