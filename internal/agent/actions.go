@@ -2,24 +2,24 @@ package agent
 
 import (
 	"context"
-	"fmt"
-	"net/http"
 	"time"
 
 	"github.com/govisor/govisor/api"
+	"github.com/govisor/govisor/internal/agent/service"
 	"github.com/govisor/govisor/internal/cluster/store"
+	"github.com/govisor/govisor/internal/node"
 )
 
 // maxWait bounds ?wait= on actions.
 const maxWait = 10 * time.Minute
 
-// handleAction serves POST /v1/vms/{name}/start|stop|force-stop|restart|
-// reboot (and hands pause and resume to handlePauseResume). It
-// changes the desired state (and signals the VMM for force-stop and
-// restart); with ?wait=DURATION it answers once the VM got there (200) or
-// the time is up (202), else at once (202).
-func (a *Agent) handleAction(w http.ResponseWriter, r *http.Request) {
-	name, action := r.PathValue("name"), r.PathValue("action")
+// Act changes a VM's power state: start, stop, force-stop, restart,
+// reboot, pause or resume. It changes the desired state (and signals the
+// VMM for force-stop, restart and reboot); with a wait it returns once the
+// VM got there (reached) or the time is up, else at once. Pause and resume
+// act on the VMM directly and are reached when they return.
+func (a *Agent) Act(ctx context.Context, req service.Action) (api.VM, bool, error) {
+	name, action := req.Name, req.Action
 	var power api.Power
 	switch action {
 	case "start", "restart", "reboot":
@@ -27,69 +27,52 @@ func (a *Agent) handleAction(w http.ResponseWriter, r *http.Request) {
 	case "stop", "force-stop":
 		power = api.PowerStopped
 	case "pause", "resume":
-		a.handlePauseResume(w, r, action)
-		return
+		v, err := a.pauseResume(ctx, name, action)
+		return v, true, err
 	default:
-		writeJSON(w, http.StatusNotFound, api.Error{Message: fmt.Sprintf("no such action %q: use start, stop, force-stop, restart, reboot, pause or resume", action)})
-		return
+		return api.VM{}, false, errf(store.ErrNotFound, "no such action %q: use start, stop, force-stop, restart, reboot, pause or resume", action)
 	}
-	var rebootProc *proc
+	var rebootProc *node.Proc
 	if action == "reboot" {
-		rec, ok := a.localVM(w, r)
-		if !ok {
-			return
+		rec, err := a.localVM(ctx, name)
+		if err != nil {
+			return api.VM{}, false, err
 		}
 		p, err := a.liveProc(rec, action, api.StateRunning, api.StatePaused)
 		if err != nil {
-			httpError(w, err)
-			return
+			return api.VM{}, false, err
 		}
 		rebootProc = p
 	}
-	var wait time.Duration
-	if q := r.URL.Query().Get("wait"); q != "" {
-		d, err := time.ParseDuration(q)
-		if err != nil || d < 0 || d > maxWait {
-			httpError(w, &FieldError{"wait", fmt.Sprintf("%q: give a duration up to %v, such as 30s", q, maxWait)})
-			return
-		}
-		wait = d
+	wait, err := parseWait(req.Wait)
+	if err != nil {
+		return api.VM{}, false, err
 	}
 	t0 := time.Now().UTC()
-	if _, err := a.st.UpdateVM(r.Context(), name, func(d *store.Desired) error { d.Power = power; return nil }); err != nil {
-		httpError(w, err)
-		return
+	if _, err := a.st.UpdateVM(ctx, name, func(d *store.Desired) error { d.Power = power; return nil }); err != nil {
+		return api.VM{}, false, err
 	}
-	a.mu.Lock()
-	p := a.procs[name]
+	p := a.node.Proc(name)
 	if action == "start" || action == "restart" {
-		// A user's start overrides the restart back-off.
-		delete(a.notBefore, name)
-		delete(a.backoff, name)
+		a.node.ClearBackoff(name) // a user's start overrides the restart back-off
 	}
-	a.mu.Unlock()
 	switch {
 	case action == "force-stop" && p != nil:
-		p.kill()
+		p.Kill()
 	case action == "restart" && p != nil:
-		p.requestRestart()
-		p.stop()
+		p.RequestRestart()
+		p.Stop()
 	case action == "reboot" && p == rebootProc:
 		// The reset button: no guest shutdown, a new VMM boots at once.
-		p.requestRestart()
-		p.kill()
+		p.RequestRestart()
+		p.Kill()
 	}
 	a.poke()
-	rec, reached, err := a.waitFor(r.Context(), name, action, t0, wait)
+	rec, reached, err := a.waitFor(ctx, name, action, t0, wait)
 	if err != nil {
-		httpError(w, err)
-		return
+		return api.VM{}, false, err
 	}
-	code := http.StatusAccepted
-	if reached {
-		code = http.StatusOK
-	}
-	writeJSON(w, code, toAPI(rec))
+	return toAPI(rec), reached, nil
 }
 
 // waitFor polls the VM until the action took effect or wait passed.
@@ -131,10 +114,6 @@ func (a *Agent) reached(rec store.Record, action string, t0 time.Time) bool {
 	case "restart", "reboot":
 		return !st.Since.Before(t0) && (st.State == api.StateRunning || st.State == api.StateFailed)
 	default:
-		a.mu.Lock()
-		_, live := a.procs[rec.Desired.Spec.Name]
-		_, backingOff := a.notBefore[rec.Desired.Spec.Name]
-		a.mu.Unlock()
-		return ended && !live && !backingOff
+		return ended && a.node.Settled(rec.Desired.Spec.Name)
 	}
 }

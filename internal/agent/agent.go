@@ -1,10 +1,10 @@
 // Package agent is the govisor host agent (`govisor serve`): it keeps VM
-// definitions and state in etcd (package store), serves the REST API on a
-// Unix socket and optionally on TCP with TLS and bearer tokens, and
-// reconciles this host's VMM processes (one `govisor run` child per VM) to
-// the desired state: it starts and stops them, restarts them by policy,
-// records pids and exit reasons, and adopts still-running VMMs after an
-// agent restart.
+// definitions and state in etcd (package store), implements the
+// operations of package service over the store and this host's node
+// (package node: the reconciler of the VMM processes, one `govisor run`
+// child per VM), serves them as the REST API (package httpapi) on a Unix
+// socket and optionally on TCP with TLS and bearer tokens, and samples
+// usage and metrics.
 package agent
 
 import (
@@ -29,6 +29,7 @@ import (
 	"github.com/govisor/govisor/internal/cluster/store"
 	"github.com/govisor/govisor/internal/hostcpu"
 	"github.com/govisor/govisor/internal/hostmem"
+	"github.com/govisor/govisor/internal/node"
 )
 
 // Config configures an agent.
@@ -73,24 +74,14 @@ type Agent struct {
 	started   time.Time
 	ctx       context.Context
 	cancel    context.CancelFunc
-	kick      chan struct{}
 	evCtx     context.Context // ends event streams when the API closes
 	evStop    context.CancelFunc
 	loopWG    sync.WaitGroup
-	supWG     sync.WaitGroup
 	http      []*http.Server
 	lock      *os.File // flock on the state directory: one agent per directory
 	addrs     []string
-
-	mu          sync.Mutex
-	procs       map[string]*proc
-	incoming    map[string]*proc     // destination VMMs of live migrations to this host
-	restoreNext map[string]string    // the snapshot folder the next start of a VM resumes from
-	snapMu      sync.Mutex           // serializes snapshot index updates
-	notBefore   map[string]time.Time // restart back-off per VM
-	backoff     map[string]time.Duration
-	stopping    bool // Shutdown or Close began: no more starts
-	detached    bool // Close: leave the VMMs running, record nothing more
+	node      *node.Node // this host's VMM processes
+	snapMu    sync.Mutex // serializes snapshot index updates
 }
 
 // New opens the store, adopts this host's running VMMs, starts the
@@ -149,11 +140,12 @@ func New(ctx context.Context, cfg Config) (*Agent, error) {
 	actx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	a := &Agent{
 		cfg: cfg, st: st, id: id, lock: lock, log: cfg.Logger, hostMiB: hostmem.TotalMiB(), started: time.Now().UTC(),
-		ctx: actx, cancel: cancel, kick: make(chan struct{}, 1),
-		procs: map[string]*proc{}, incoming: map[string]*proc{}, restoreNext: map[string]string{}, notBefore: map[string]time.Time{}, backoff: map[string]time.Duration{},
+		ctx: actx, cancel: cancel,
 	}
+	a.node = node.New(node.Config{Store: st, HostName: cfg.HostName, AgentID: id, StateDir: cfg.StateDir, Executable: cfg.Executable,
+		StopTimeout: cfg.StopTimeout, ResyncEvery: cfg.ResyncEvery, MigrationHost: a.migrationHost(), Logger: cfg.Logger})
 	a.evCtx, a.evStop = context.WithCancel(actx)
-	if err := a.adoptAll(ctx); err != nil {
+	if err := a.node.Adopt(ctx); err != nil {
 		a.abort()
 		return nil, err
 	}
@@ -166,9 +158,8 @@ func New(ctx context.Context, cfg Config) (*Agent, error) {
 		a.abort()
 		return nil, err
 	}
-	a.loopWG.Add(3)
-	go a.reconcileLoop()
-	go a.watchLoop()
+	a.node.Start()
+	a.loopWG.Add(1)
 	go a.usageLoop()
 	a.log.Info("agent started", "host", cfg.HostName, "agent", id, "store", a.storeKind(), "api", a.addrs)
 	return a, nil
@@ -176,9 +167,7 @@ func New(ctx context.Context, cfg Config) (*Agent, error) {
 
 // abort undoes a failed New without touching VMMs.
 func (a *Agent) abort() {
-	a.mu.Lock()
-	a.stopping, a.detached = true, true
-	a.mu.Unlock()
+	a.node.Detach()
 	a.cancel()
 	a.closeHTTP()
 	a.st.Close()
@@ -191,9 +180,7 @@ func (a *Agent) Addrs() []string { return a.addrs }
 // Close stops the agent but leaves its VMMs running, as a crash or an
 // upgrade would: the next agent on this state directory adopts them.
 func (a *Agent) Close() error {
-	a.mu.Lock()
-	a.stopping, a.detached = true, true
-	a.mu.Unlock()
+	a.node.Detach()
 	a.closeHTTP()
 	a.cancel()
 	a.loopWG.Wait()
@@ -207,29 +194,9 @@ func (a *Agent) Close() error {
 // each VM as stopped. Desired states are left
 // as they are, so the VMs start again with the agent.
 func (a *Agent) Shutdown(ctx context.Context) error {
-	a.mu.Lock()
-	a.stopping = true
-	ps := make([]*proc, 0, len(a.procs))
-	for _, p := range a.procs {
-		ps = append(ps, p)
-	}
-	for _, p := range a.incoming {
-		p.kill() // a migration to this host fails; its source keeps the VM
-	}
-	a.mu.Unlock()
+	a.node.StopStarts()
 	a.closeHTTP()
-	for _, p := range ps {
-		p.stop()
-	}
-	done := make(chan struct{})
-	go func() { a.supWG.Wait(); close(done) }()
-	select {
-	case <-done:
-	case <-ctx.Done():
-	}
-	a.mu.Lock()
-	a.detached = true
-	a.mu.Unlock()
+	a.node.Shutdown(ctx)
 	a.cancel()
 	a.loopWG.Wait()
 	err := a.st.Close()
@@ -320,15 +287,13 @@ func loadAgentID(path string) (string, error) {
 }
 
 // stopGrace is how long a stop of s waits for its guest to power off.
-func (a *Agent) stopGrace(s api.VMSpec) time.Duration {
-	if d, err := time.ParseDuration(s.StopTimeout); err == nil && s.StopTimeout != "" {
-		return d
-	}
-	return a.cfg.StopTimeout
-}
+func (a *Agent) stopGrace(s api.VMSpec) time.Duration { return node.StopGrace(s, a.cfg.StopTimeout) }
 
 // vmDir is where a VM's logs live.
-func (a *Agent) vmDir(name string) string { return filepath.Join(a.cfg.StateDir, "vms", name) }
+func (a *Agent) vmDir(name string) string { return node.VMDir(a.cfg.StateDir, name) }
 
 // ConsolePath is the file a VM's serial console is written to.
 func (a *Agent) ConsolePath(name string) string { return filepath.Join(a.vmDir(name), "console.log") }
+
+// poke asks the reconciler for a pass soon.
+func (a *Agent) poke() { a.node.Poke() }

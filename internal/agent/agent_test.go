@@ -15,6 +15,7 @@ import (
 	"github.com/govisor/govisor/api"
 	"github.com/govisor/govisor/client"
 	"github.com/govisor/govisor/internal/kvm/kvmtest"
+	"github.com/govisor/govisor/internal/node"
 )
 
 // TestTwoVMsAdoptedAcrossAgentRestart is the agent's main story: two VMs
@@ -55,8 +56,8 @@ func TestTwoVMsAdoptedAcrossAgentRestart(t *testing.T) {
 	}
 	for _, name := range []string{"alpha", "beta"} {
 		v := waitVM(t, ta.cli, name, "running", func(v api.VM) bool { return v.Status.State == api.StateRunning })
-		if !alive(v.Status.PID) || procArgv0(v.Status.PID) != marker(ta.id, name) {
-			t.Fatalf("%s: pid %d is not a live VMM of ours (argv0 %q)", name, v.Status.PID, procArgv0(v.Status.PID))
+		if !alive(v.Status.PID) || node.Argv0(v.Status.PID) != node.Marker(ta.id, name) {
+			t.Fatalf("%s: pid %d is not a live VMM of ours (argv0 %q)", name, v.Status.PID, node.Argv0(v.Status.PID))
 		}
 		pids[name] = v.Status.PID
 		deadline := time.Now().Add(30 * time.Second)
@@ -160,16 +161,14 @@ func TestTwoVMsAdoptedAcrossAgentRestart(t *testing.T) {
 		if v.Status.State != api.StateRunning || v.Status.PID != pid || v.Status.Restarts != 0 {
 			t.Fatalf("%s after agent restart: %+v, want running as pid %d", name, v.Status, pid)
 		}
-		ta.mu.Lock()
-		p := ta.procs[name]
-		ta.mu.Unlock()
-		if p == nil || p.pid != pid || p.cmd != nil {
+		p := ta.node.Proc(name)
+		if p == nil || p.PID != pid || !p.Adopted() {
 			t.Fatalf("%s not adopted: %+v", name, p)
 		}
 	}
 	// A few reconcile passes later nothing was started twice.
 	time.Sleep(600 * time.Millisecond)
-	if found := findVMMs(ta.id); len(found["alpha"]) != 1 || len(found["beta"]) != 1 {
+	if found := node.FindVMMs(ta.id); len(found["alpha"]) != 1 || len(found["beta"]) != 1 {
 		t.Fatalf("VMM processes after adoption: %v", found)
 	}
 

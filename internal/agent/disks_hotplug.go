@@ -2,15 +2,13 @@ package agent
 
 import (
 	"context"
-	"errors"
 	"fmt"
-	"net/http"
-	"slices"
 	"strconv"
 	"time"
 
 	"github.com/govisor/govisor/api"
 	"github.com/govisor/govisor/internal/cluster/store"
+	"github.com/govisor/govisor/internal/node"
 	"github.com/govisor/govisor/internal/vmmapi"
 )
 
@@ -25,7 +23,7 @@ const diskHotplugTimeout = 30 * time.Second
 // hotState says what a disk change does to VM rec: plug into the running
 // guest (live), change only the definition (a VM that is not running), or
 // wait (the VMM is starting, stopping or migrating: ErrBusy).
-func (a *Agent) hotState(rec store.Record, action string) (p *proc, live bool, err error) {
+func (a *Agent) hotState(rec store.Record, action string) (p *node.Proc, live bool, err error) {
 	st := api.StatePending
 	if rec.Status != nil {
 		st = rec.Status.State
@@ -43,47 +41,39 @@ func (a *Agent) hotState(rec store.Record, action string) (p *proc, live bool, e
 	return nil, false, fmt.Errorf("%w: cannot %s VM %s while it is %s: try again when it runs or has stopped", ErrBusy, action, rec.Desired.Spec.Name, st)
 }
 
-// handleAttachDisk serves POST /v1/vms/{name}/disks with an api.DiskSpec.
-func (a *Agent) handleAttachDisk(w http.ResponseWriter, r *http.Request) {
-	rec, ok := a.localVM(w, r)
-	if !ok {
-		return
-	}
-	name := rec.Desired.Spec.Name
-	var d api.DiskSpec
-	if err := decodeObject(r, &d, "a disk definition"); err != nil {
-		httpError(w, err)
-		return
+// AttachDisk adds a disk to VM name's definition and, if the VM runs,
+// plugs it into the guest at once.
+func (a *Agent) AttachDisk(ctx context.Context, name string, d api.DiskSpec) (api.VM, error) {
+	rec, err := a.localVM(ctx, name)
+	if err != nil {
+		return api.VM{}, err
 	}
 	// Validate the disk as part of the whole definition, as a create would
 	// (pool volumes resolved to paths, files checked).
 	s := rec.Desired.Spec
 	s.Disks = append(append([]api.DiskSpec(nil), s.Disks...), d)
-	s, err := a.resolveSpec(r.Context(), s)
+	s, err = a.resolveSpec(ctx, s)
 	if err == nil {
 		s, err = normalize(s, a.hostMiB)
 	}
 	if err != nil {
-		httpError(w, err)
-		return
+		return api.VM{}, err
 	}
 	d = s.Disks[len(s.Disks)-1]
 	p, live, err := a.hotState(rec, "attach a disk to")
 	if err != nil {
-		httpError(w, err)
-		return
+		return api.VM{}, err
 	}
 	if live {
-		ctx, cancel := context.WithTimeout(r.Context(), diskHotplugTimeout)
+		cctx, cancel := context.WithTimeout(ctx, diskHotplugTimeout)
 		defer cancel()
 		req := vmmapi.DiskRequest{Path: d.Path, ReadOnly: d.ReadOnly, Format: d.Format}
-		if _, err := p.vmm.AttachDisk(ctx, req); err != nil {
-			httpError(w, fmt.Errorf("%w: attach %s to %s: %v", ErrVMM, d.Path, name, err))
-			return
+		if _, err := p.VMM.AttachDisk(cctx, req); err != nil {
+			return api.VM{}, fmt.Errorf("%w: attach %s to %s: %v", ErrVMM, d.Path, name, err)
 		}
 	}
 	n := len(rec.Desired.Spec.Disks)
-	_, err = a.st.UpdateVM(r.Context(), name, func(dd *store.Desired) error {
+	_, err = a.st.UpdateVM(ctx, name, func(dd *store.Desired) error {
 		if len(dd.Spec.Disks) != n {
 			return fmt.Errorf("%w: the disks of VM %s changed meanwhile", store.ErrConflict, name)
 		}
@@ -91,42 +81,37 @@ func (a *Agent) handleAttachDisk(w http.ResponseWriter, r *http.Request) {
 		return nil
 	})
 	if err != nil {
-		httpError(w, fmt.Errorf("agent: record the new disk of %s (the running guest has it): %w", name, err))
-		return
+		return api.VM{}, fmt.Errorf("agent: record the new disk of %s (the running guest has it): %w", name, err)
 	}
-	a.writeVM(w, r, name)
+	return a.currentVM(ctx, name)
 }
 
-// handleDetachDisk serves DELETE /v1/vms/{name}/disks/{index}.
-func (a *Agent) handleDetachDisk(w http.ResponseWriter, r *http.Request) {
-	rec, ok := a.localVM(w, r)
-	if !ok {
-		return
+// DetachDisk removes disks[index] from VM name's definition and, if the VM
+// runs, asks the guest to eject it.
+func (a *Agent) DetachDisk(ctx context.Context, name, index string) (api.VM, error) {
+	rec, err := a.localVM(ctx, name)
+	if err != nil {
+		return api.VM{}, err
 	}
-	name := rec.Desired.Spec.Name
 	disks := rec.Desired.Spec.Disks
-	i, err := strconv.Atoi(r.PathValue("index"))
+	i, err := strconv.Atoi(index)
 	if err != nil || i < 0 || i >= len(disks) {
 		if len(disks) == 0 {
-			httpError(w, errf(store.ErrNotFound, "VM %s has no disks", name))
-			return
+			return api.VM{}, errf(store.ErrNotFound, "VM %s has no disks", name)
 		}
-		httpError(w, errf(store.ErrNotFound, "VM %s has no disk %q: give an index from 0 to %d", name, r.PathValue("index"), len(disks)-1))
-		return
+		return api.VM{}, errf(store.ErrNotFound, "VM %s has no disk %q: give an index from 0 to %d", name, index, len(disks)-1)
 	}
 	path := disks[i].Path
 	p, live, err := a.hotState(rec, "detach a disk from")
 	if err != nil {
-		httpError(w, err)
-		return
+		return api.VM{}, err
 	}
 	if live {
-		if err := a.detachLive(r.Context(), p, name, i, path); err != nil {
-			httpError(w, err)
-			return
+		if err := a.detachLive(ctx, p, name, i, path); err != nil {
+			return api.VM{}, err
 		}
 	}
-	_, err = a.st.UpdateVM(r.Context(), name, func(dd *store.Desired) error {
+	_, err = a.st.UpdateVM(ctx, name, func(dd *store.Desired) error {
 		if i >= len(dd.Spec.Disks) || dd.Spec.Disks[i].Path != path {
 			return fmt.Errorf("%w: the disks of VM %s changed meanwhile", store.ErrConflict, name)
 		}
@@ -134,18 +119,17 @@ func (a *Agent) handleDetachDisk(w http.ResponseWriter, r *http.Request) {
 		return nil
 	})
 	if err != nil {
-		httpError(w, err)
-		return
+		return api.VM{}, err
 	}
-	a.writeVM(w, r, name)
+	return a.currentVM(ctx, name)
 }
 
 // detachLive asks the VMM of VM name to have the guest eject the disk
 // with the given path; disks the VM booted with cannot be ejected.
-func (a *Agent) detachLive(ctx context.Context, p *proc, name string, index int, path string) error {
+func (a *Agent) detachLive(ctx context.Context, p *node.Proc, name string, index int, path string) error {
 	ctx, cancel := context.WithTimeout(ctx, diskHotplugTimeout)
 	defer cancel()
-	have, err := p.vmm.Disks(ctx)
+	have, err := p.VMM.Disks(ctx)
 	if err != nil {
 		return fmt.Errorf("%w: list the disks of %s: %v", ErrVMM, name, err)
 	}
@@ -156,7 +140,7 @@ func (a *Agent) detachLive(ctx context.Context, p *proc, name string, index int,
 		if !d.Hotplugged {
 			return fmt.Errorf("%w: disk %d (%s) of VM %s was attached when it started and cannot be ejected: stop the VM to remove it", ErrBusy, index, d.Name, name)
 		}
-		if err := p.vmm.DetachDisk(ctx, d.Name); err != nil {
+		if err := p.VMM.DetachDisk(ctx, d.Name); err != nil {
 			return fmt.Errorf("%w: detach %s from %s: %v", ErrVMM, d.Name, name, err)
 		}
 		return nil
@@ -164,80 +148,8 @@ func (a *Agent) detachLive(ctx context.Context, p *proc, name string, index int,
 	return nil // not in the running guest (already ejected): only the definition changes
 }
 
-// writeVM answers with the VM as it is now.
-func (a *Agent) writeVM(w http.ResponseWriter, r *http.Request, name string) {
+// currentVM pokes the reconciler and returns the VM as it is now.
+func (a *Agent) currentVM(ctx context.Context, name string) (api.VM, error) {
 	a.poke()
-	rec, err := a.st.GetVM(r.Context(), name)
-	if err != nil {
-		httpError(w, err)
-		return
-	}
-	writeJSON(w, http.StatusOK, toAPI(rec))
-}
-
-// errSameDisks ends an update of a restored VM's definition that would
-// not change it.
-var errSameDisks = errors.New("agent: the definition already lists the restored disks")
-
-// restoreDiskWait bounds how long the agent waits for a restored VMM's API
-// to list its disks.
-const restoreDiskWait = time.Minute
-
-// syncRestoredDisks brings the definition of VM name in line with the
-// disks of its VMM p, just restored from a snapshot: the snapshot's
-// hot-plugged disks are back in the guest (and disks attached after the
-// snapshot are not), so the definition must list what the guest has, or a
-// later detach, migration or restart would act on the wrong disks.
-func (a *Agent) syncRestoredDisks(p *proc) {
-	ctx, cancel := context.WithTimeout(a.ctx, restoreDiskWait)
-	defer cancel()
-	var have []vmmapi.Disk
-	for {
-		var err error
-		if have, err = p.vmm.Disks(ctx); err == nil {
-			break
-		}
-		select {
-		case <-p.done:
-			return
-		case <-ctx.Done():
-			a.log.Warn("restored VM: could not list its disks; its definition may not match them", "vm", p.name, "err", err)
-			return
-		case <-time.After(100 * time.Millisecond):
-		}
-	}
-	_, err := a.st.UpdateVM(ctx, p.name, func(dd *store.Desired) error {
-		disks := restoredDisks(dd.Spec.Disks, have)
-		if slices.Equal(disks, dd.Spec.Disks) {
-			return errSameDisks // nothing to write
-		}
-		dd.Spec.Disks = disks
-		return nil
-	})
-	if err != nil && !errors.Is(err, errSameDisks) {
-		a.log.Warn("restored VM: record its disks", "vm", p.name, "err", err)
-	}
-}
-
-// restoredDisks returns the definition's disks for a guest that has the
-// disks have: in the VMM's order (boot disks, then hot-plugged ones as
-// attached, as migrations mirror them), keeping the definition's entry
-// for each path it has (a pool volume stays one). Disks the guest was
-// asked to eject are left out, as a detach leaves them out.
-func restoredDisks(spec []api.DiskSpec, have []vmmapi.Disk) []api.DiskSpec {
-	out := make([]api.DiskSpec, 0, len(have))
-	for _, h := range have {
-		if h.State == "detaching" {
-			continue
-		}
-		d := api.DiskSpec{Path: h.Path, ReadOnly: h.ReadOnly, Format: h.Format}
-		for _, s := range spec {
-			if s.Path == h.Path {
-				d = s
-				break
-			}
-		}
-		out = append(out, d)
-	}
-	return out
+	return a.GetVM(ctx, name)
 }

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
-	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -14,6 +13,7 @@ import (
 	"github.com/govisor/govisor/api"
 	"github.com/govisor/govisor/client"
 	"github.com/govisor/govisor/internal/kvm/kvmtest"
+	"github.com/govisor/govisor/internal/node"
 	"github.com/govisor/govisor/internal/vmmapi"
 )
 
@@ -88,7 +88,7 @@ func TestDiskHotplugAPI(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitVM(t, ta.cli, "hot", "running", func(v api.VM) bool { return v.Status.State == api.StateRunning })
-	vmm := vmmapi.NewClient(filepath.Join(ta.vmDir("hot"), apiSockName))
+	vmm := vmmapi.NewClient(filepath.Join(ta.vmDir("hot"), node.APISock))
 	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(20 * time.Millisecond) {
 		if info, err := vmm.Info(t.Context()); err == nil && info.State == "running" {
 			break
@@ -143,33 +143,6 @@ func TestDiskHotplugAPI(t *testing.T) {
 	}
 }
 
-// TestRestoredDisks checks the definition's disks made from a restored
-// VMM's list.
-func TestRestoredDisks(t *testing.T) {
-	vol := api.DiskSpec{Path: "/pool/v1.qcow2", Pool: "p", Volume: "v1", Format: "qcow2"}
-	boot := api.DiskSpec{Path: "/img/boot.raw"}
-	for _, tc := range []struct {
-		name string
-		spec []api.DiskSpec
-		have []vmmapi.Disk
-		want []api.DiskSpec
-	}{
-		{"same", []api.DiskSpec{boot, vol}, []vmmapi.Disk{{Path: boot.Path}, {Path: vol.Path, Hotplugged: true}}, []api.DiskSpec{boot, vol}},
-		{"hot-plugged disk back", []api.DiskSpec{boot}, []vmmapi.Disk{{Path: boot.Path}, {Path: "/img/hot.raw", ReadOnly: true, Format: "raw", Hotplugged: true}},
-			[]api.DiskSpec{boot, {Path: "/img/hot.raw", ReadOnly: true, Format: "raw"}}},
-		{"attached after the snapshot", []api.DiskSpec{boot, vol}, []vmmapi.Disk{{Path: boot.Path}}, []api.DiskSpec{boot}},
-		{"VMM order wins", []api.DiskSpec{vol, boot}, []vmmapi.Disk{{Path: boot.Path}, {Path: vol.Path}}, []api.DiskSpec{boot, vol}},
-		{"being ejected", []api.DiskSpec{boot}, []vmmapi.Disk{{Path: boot.Path}, {Path: vol.Path, State: "detaching"}}, []api.DiskSpec{boot}},
-		{"no disks", nil, nil, []api.DiskSpec{}},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			if got := restoredDisks(tc.spec, tc.have); !reflect.DeepEqual(got, tc.want) {
-				t.Errorf("got %+v, want %+v", got, tc.want)
-			}
-		})
-	}
-}
-
 // TestMigrateHotpluggedDisk live-migrates, with disk mirroring, a VM that
 // has a disk hot-plugged through the agent: both disks are copied (the
 // hot-plugged one after the boot disk, as the definition lists them), the
@@ -198,7 +171,7 @@ func TestMigrateHotpluggedDisk(t *testing.T) {
 	if _, err := ta.cli.Do(ctx, "POST", "/v1/vms/hotmig/disks", api.DiskSpec{Path: hot, Format: "raw"}, nil); err != nil {
 		t.Fatal(err)
 	}
-	srcDisks, err := vmmapi.NewClient(filepath.Join(ta.vmDir("hotmig"), apiSockName)).Disks(t.Context())
+	srcDisks, err := vmmapi.NewClient(filepath.Join(ta.vmDir("hotmig"), node.APISock)).Disks(t.Context())
 	if err != nil || len(srcDisks) != 2 {
 		t.Fatalf("source VMM disks: %+v, %v", srcDisks, err)
 	}
@@ -212,7 +185,7 @@ func TestMigrateHotpluggedDisk(t *testing.T) {
 	if got.Host != "hostb" || len(got.Spec.Disks) != 2 || got.Spec.Disks[0].Path != copyBoot || got.Spec.Disks[1].Path != copyHot {
 		t.Fatalf("after migration: host %s, disks %+v", got.Host, got.Spec.Disks)
 	}
-	vmm := vmmapi.NewClient(filepath.Join(tb.vmDir("hotmig"), apiSockName))
+	vmm := vmmapi.NewClient(filepath.Join(tb.vmDir("hotmig"), node.APISock))
 	ds, err := vmm.Disks(t.Context())
 	if err != nil || len(ds) != 2 || ds[0].Path != copyBoot || ds[1].Path != copyHot || !ds[1].Hotplugged ||
 		ds[1].Slot != srcDisks[1].Slot || ds[1].Name != "vdb" {

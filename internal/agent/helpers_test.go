@@ -10,8 +10,10 @@ import (
 
 	"github.com/govisor/govisor/api"
 	"github.com/govisor/govisor/client"
+	"github.com/govisor/govisor/internal/agent/httpapi"
 	"github.com/govisor/govisor/internal/kvm/kvmtest"
 	"github.com/govisor/govisor/internal/legacy/acpipm"
+	"github.com/govisor/govisor/internal/node"
 	"github.com/govisor/govisor/internal/vmmapi"
 )
 
@@ -69,7 +71,7 @@ func startAgent(t *testing.T, stateDir string, mod func(*Config)) testAgent {
 	}
 	// Whatever happens in the test, no VMM of this state directory outlives it.
 	t.Cleanup(func() {
-		for _, pids := range findVMMs(a.id) {
+		for _, pids := range node.FindVMMs(a.id) {
 			for _, pid := range pids {
 				syscall.Kill(pid, syscall.SIGKILL)
 			}
@@ -103,7 +105,7 @@ func waitVM(t *testing.T, c *client.Client, name, what string, ok func(api.VM) b
 }
 
 func alive(pid int) bool {
-	_, err := procStartTicks(pid)
+	_, err := node.StartTicks(pid)
 	return err == nil
 }
 
@@ -144,7 +146,7 @@ func echoGuest(marker string) []byte {
 
 // vmm returns a client of the API of the VMM of VM name.
 func (a *Agent) vmm(name string) *vmmapi.Client {
-	return vmmapi.NewClient(filepath.Join(a.vmDir(name), apiSockName))
+	return vmmapi.NewClient(filepath.Join(a.vmDir(name), node.APISock))
 }
 
 // waitVMMAPI waits until the VMM of VM name on ta answers its API.
@@ -173,3 +175,6 @@ func threeHosts(t *testing.T, dirA, dirB, dirC string) (ta, tb, tc testAgent) {
 	t.Cleanup(func() { tc.Shutdown(context.Background()) })
 	return ta, tb, tc
 }
+
+// decodeObject is the API's body decoder, which the fuzz tests feed.
+var decodeObject = httpapi.DecodeObject

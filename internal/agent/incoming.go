@@ -1,19 +1,12 @@
 package agent
 
 import (
+	"context"
 	"fmt"
 	"net"
-	"net/http"
-	"os"
-	"path/filepath"
-	"strconv"
-	"time"
 
 	"github.com/govisor/govisor/api"
 )
-
-// incomingReady bounds how long a destination VMM may take to listen.
-const incomingReady = 30 * time.Second
 
 // migrationHost is the address destination VMMs on this host listen on:
 // Config.MigrationHost, else the host of Config.Listen when it names one,
@@ -30,34 +23,16 @@ func (a *Agent) migrationHost() string {
 	return "127.0.0.1"
 }
 
-// freePort finds a TCP port on host that is free now (the VMM binds it a
-// moment later; a lost race makes the migration fail cleanly).
-func freePort(host string) (int, error) {
-	l, err := net.Listen("tcp", net.JoinHostPort(host, "0"))
-	if err != nil {
-		return 0, fmt.Errorf("agent: find a port on %s for a migration: %w", host, err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
-}
-
-// handleIncoming serves POST /v1/vms/{name}/incoming, sent by the agent of
-// the VM's host: it starts `govisor run --incoming` for the VM here and
+// Incoming serves POST /v1/vms/{name}/incoming, sent by the agent of the
+// VM's host: it starts `govisor run --incoming` for the VM here and
 // answers once that VMM listens. The VMM is kept apart from this host's
 // VMs until the VM's host in etcd names this host (see promoteIncoming).
-func (a *Agent) handleIncoming(w http.ResponseWriter, r *http.Request) {
-	name := r.PathValue("name")
-	if !validName(w, name) {
-		return
-	}
-	var req api.IncomingRequest
-	if err := decodeObject(r, &req, "an incoming migration request"); err != nil {
-		httpError(w, err)
-		return
+func (a *Agent) Incoming(ctx context.Context, name string, req api.IncomingRequest) (api.Incoming, error) {
+	if err := checkName(name); err != nil {
+		return api.Incoming{}, err
 	}
 	if req.Spec.Name != name {
-		httpError(w, &FieldError{"spec.name", fmt.Sprintf("%q differs from %q in the URL", req.Spec.Name, name)})
-		return
+		return api.Incoming{}, fieldErr("spec.name", fmt.Sprintf("%q differs from %q in the URL", req.Spec.Name, name))
 	}
 	// Mirrored disks do not exist here yet: they are checked on the source.
 	want := req.Spec
@@ -72,137 +47,29 @@ func (a *Agent) handleIncoming(w http.ResponseWriter, r *http.Request) {
 		if fe, ok := err.(*FieldError); ok {
 			fe.Field = "spec." + fe.Field
 		}
-		httpError(w, err)
-		return
+		return api.Incoming{}, err
 	}
-	rec, err := a.st.GetVM(r.Context(), name)
+	rec, err := a.st.GetVM(ctx, name)
 	if err != nil {
-		httpError(w, err)
-		return
+		return api.Incoming{}, err
 	}
 	if rec.Desired.Host != req.From || req.From == a.cfg.HostName {
-		httpError(w, fmt.Errorf("%w: VM %s is on host %s, not on %q", ErrBusy, name, rec.Desired.Host, req.From))
-		return
+		return api.Incoming{}, fmt.Errorf("%w: VM %s is on host %s, not on %q", ErrBusy, name, rec.Desired.Host, req.From)
 	}
-	host := a.migrationHost()
-	port, err := freePort(host)
-	if err != nil {
-		httpError(w, err)
-		return
-	}
-	addr := net.JoinHostPort(host, strconv.Itoa(port))
-	dir := a.vmDir(name)
-	a.mu.Lock()
-	if a.stopping {
-		a.mu.Unlock()
-		httpError(w, fmt.Errorf("%w: the agent on %s is shutting down", ErrBusy, a.cfg.HostName))
-		return
-	}
-	if a.procs[name] != nil || a.incoming[name] != nil {
-		a.mu.Unlock()
-		httpError(w, fmt.Errorf("%w: host %s already runs a VMM for %s", ErrBusy, a.cfg.HostName, name))
-		return
-	}
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		a.mu.Unlock()
-		httpError(w, fmt.Errorf("agent: VM folder: %w", err))
-		return
-	}
-	if err := a.setupNICs(s); err != nil {
-		a.mu.Unlock()
-		httpError(w, err)
-		return
-	}
-	vmmSpec, targets := withoutDisks(s), []string(nil)
-	if len(req.MirrorDisks) > 0 {
-		if vmmSpec, targets, err = mirrorTargets(dir, s, req.MirrorDisks); err != nil {
-			a.mu.Unlock()
-			httpError(w, err)
-			return
+	return a.node.StartIncoming(ctx, s, req.From, func(dir string) (api.VMSpec, []string, error) {
+		if len(req.MirrorDisks) > 0 {
+			return mirrorTargets(dir, s, req.MirrorDisks)
 		}
-	}
-	cfg, err := incomingConfig(vmmSpec, addr)
-	var p *proc
-	if err == nil {
-		p, err = spawn(a.cfg.Executable, marker(a.id, name), dir, s, cfg, a.ConsolePath(name), filepath.Join(dir, "vmm.log"))
-	}
-	if err != nil {
-		a.mu.Unlock()
-		removeFiles(targets)
-		httpError(w, err)
-		return
-	}
-	p.grace = a.stopGrace(s)
-	p.mirror = targets
-	a.incoming[name] = p
-	a.mu.Unlock()
-	a.log.Info("waiting for a migration", "vm", name, "from", req.From, "addr", addr, "pid", p.pid, "mirrored_disks", len(targets))
-	go func() {
-		<-p.done
-		a.mu.Lock()
-		if a.incoming[name] == p {
-			delete(a.incoming, name) // died before the VM came here
-		}
-		leftover := p.mirror // cleared when the VM came here
-		p.mirror = nil
-		a.mu.Unlock()
-		removeFiles(leftover)
-	}()
-	deadline := time.Now().Add(incomingReady)
-	for !pidListensOn(p.pid, port) {
-		if !p.alive() || time.Now().After(deadline) || r.Context().Err() != nil {
-			p.kill()
-			msg := "did not listen in time"
-			if !p.alive() {
-				msg = "exited: " + p.exit.String()
-				if line := lastLine(filepath.Join(dir, "vmm.log")); line != "" {
-					msg += ": " + line
-				}
-			}
-			httpError(w, fmt.Errorf("%w: destination VMM of %s on %s %s", ErrVMM, name, a.cfg.HostName, msg))
-			return
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-	writeJSON(w, http.StatusOK, api.Incoming{Addr: addr, Disks: targets})
+		return withoutDisks(s), nil, nil
+	})
 }
 
-// handleCancelIncoming serves DELETE /v1/vms/{name}/incoming: the source
-// gave up, so the destination VMM goes.
-func (a *Agent) handleCancelIncoming(w http.ResponseWriter, r *http.Request) {
-	name := r.PathValue("name")
-	if !validName(w, name) {
-		return
+// CancelIncoming removes the destination VMM of a migration of VM name to
+// this host: the source gave up.
+func (a *Agent) CancelIncoming(ctx context.Context, name string) error {
+	if err := checkName(name); err != nil {
+		return err
 	}
-	a.mu.Lock()
-	p := a.incoming[name]
-	delete(a.incoming, name)
-	a.mu.Unlock()
-	if p != nil {
-		a.log.Info("migration cancelled; removing the destination VMM", "vm", name, "pid", p.pid)
-		p.kill()
-	}
-	w.WriteHeader(http.StatusNoContent)
-}
-
-// promoteIncoming makes the destination VMM of name this host's VMM of
-// the VM, once etcd says the VM lives here; a.mu is held. It reports
-// whether there was one.
-func (a *Agent) promoteIncoming(name string, restarts int) bool {
-	p := a.incoming[name]
-	if p == nil {
-		return false
-	}
-	delete(a.incoming, name)
-	if !p.alive() {
-		return false
-	}
-	p.since = time.Now().UTC()
-	p.restarts = restarts
-	p.mirror = nil // the mirrored disks are the VM's now
-	a.log.Info("VM migrated here", "vm", name, "pid", p.pid)
-	a.procs[name] = p
-	a.supWG.Add(1)
-	go a.supervise(p, true)
-	return true
+	a.node.CancelIncoming(name)
+	return nil
 }

@@ -10,6 +10,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/govisor/govisor/api"
+	"github.com/govisor/govisor/internal/node"
 	"github.com/govisor/govisor/internal/vmmapi"
 )
 
@@ -86,19 +87,17 @@ func (c vmCollector) Collect(ch chan<- prometheus.Metric) {
 		}
 	}
 	// Process figures for the VMMs this agent supervises.
-	a.mu.Lock()
 	pids := map[string]int{}
 	vmms := map[string]*vmmapi.Client{}
-	for name, p := range a.procs {
-		pids[name] = p.pid
-		if p.vmm != nil {
-			vmms[name] = p.vmm
+	for name, p := range a.node.Procs() {
+		pids[name] = p.PID
+		if p.VMM != nil {
+			vmms[name] = p.VMM
 		}
 	}
-	a.mu.Unlock()
 	collectVMMStats(ch, vmms)
 	for name, pid := range pids {
-		if cpu, rss, err := procUsage(pid); err == nil {
+		if cpu, rss, err := node.Usage(pid); err == nil {
 			ch <- prometheus.MustNewConstMetric(descCPU, prometheus.CounterValue, cpu, name)
 			ch <- prometheus.MustNewConstMetric(descRSS, prometheus.GaugeValue, float64(rss), name)
 		}

@@ -4,11 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net/http"
 	"time"
 
 	"github.com/govisor/govisor/api"
 	"github.com/govisor/govisor/internal/cluster/store"
+	"github.com/govisor/govisor/internal/node"
 	"github.com/govisor/govisor/internal/vmmapi"
 )
 
@@ -19,118 +19,99 @@ const migrateTimeout = 30 * time.Minute
 // VMM into the VM's status.
 const progressEvery = 500 * time.Millisecond
 
-// handleMigrate serves POST /v1/vms/{name}/migrate on the VM's host: the
+// Migrate moves VM name, running on this host, to req.Host live: the
 // destination's agent starts `govisor run --incoming`, this host's VMM
 // sends the VM there (PUT /migrate of its API), and then the VM's host in
 // etcd flips to the destination in one compare-and-swap. On failure the VM
 // keeps running here and the destination VMM is removed: exactly one copy
 // of the VM runs at any time.
-func (a *Agent) handleMigrate(w http.ResponseWriter, r *http.Request) {
-	rec, ok := a.localVM(w, r)
-	if !ok {
-		return
-	}
-	name := rec.Desired.Spec.Name
-	var req api.MigrateRequest
-	if err := decodeObject(r, &req, "a migration request"); err != nil {
-		httpError(w, err)
-		return
+func (a *Agent) Migrate(rctx context.Context, name string, req api.MigrateRequest) (api.VM, error) {
+	rec, err := a.localVM(rctx, name)
+	if err != nil {
+		return api.VM{}, err
 	}
 	switch {
 	case req.Host == "":
-		httpError(w, &FieldError{"host", "required: the destination host (see GET /v1/hosts)"})
-		return
+		return api.VM{}, fieldErr("host", "required: the destination host (see GET /v1/hosts)")
 	case req.Host == a.cfg.HostName:
-		httpError(w, &FieldError{"host", fmt.Sprintf("%q: VM %s already runs there", req.Host, name)})
-		return
+		return api.VM{}, fieldErr("host", fmt.Sprintf("%q: VM %s already runs there", req.Host, name))
 	case req.MaxDowntimeMS < 0:
-		httpError(w, &FieldError{"maxDowntimeMS", "must not be negative"})
-		return
+		return api.VM{}, fieldErr("maxDowntimeMS", "must not be negative")
 	case req.Bandwidth < 0:
-		httpError(w, &FieldError{"bandwidth", "must not be negative"})
-		return
+		return api.VM{}, fieldErr("bandwidth", "must not be negative")
 	}
 	p, err := a.liveProc(rec, "migrate", api.StateRunning)
 	if err != nil {
-		httpError(w, err)
-		return
+		return api.VM{}, err
 	}
-	peer, err := a.peer(r.Context(), req.Host)
+	peer, err := a.peer(rctx, req.Host)
 	if err != nil {
-		httpError(w, err)
-		return
+		return api.VM{}, err
 	}
 	decided := make(chan struct{})
 	var busy bool
-	p.update(func(s *procState) {
-		if busy = s.migration != nil || s.stopping; !busy {
-			s.migration = decided
+	p.Update(func(s *node.State) {
+		if busy = s.Migration != nil || s.Stopping; !busy {
+			s.Migration = decided
 		}
 	})
 	if busy {
-		httpError(w, fmt.Errorf("%w: cannot migrate VM %s: it is being migrated or stopped", ErrBusy, name))
-		return
+		return api.VM{}, fmt.Errorf("%w: cannot migrate VM %s: it is being migrated or stopped", ErrBusy, name)
 	}
 	defer func() {
-		p.update(func(s *procState) { s.migration = nil })
+		p.Update(func(s *node.State) { s.Migration = nil })
 		close(decided)
 	}()
 	// The migration goes on if the client hangs up: stopping half-way
 	// would only waste it.
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), migrateTimeout)
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(rctx), migrateTimeout)
 	defer cancel()
 	ms := &api.MigrationStatus{State: api.MigrationRunning, To: req.Host, Started: time.Now().UTC()}
-	a.setMigration(name, p.pid, ms)
-	fail := func(err error) {
+	a.setMigration(name, p.PID, ms)
+	fail := func(err error) (api.VM, error) {
 		ms.State, ms.Error = api.MigrationFailed, err.Error()
-		a.setMigration(name, p.pid, ms)
+		a.setMigration(name, p.PID, ms)
 		a.log.Warn("migration failed; the VM keeps running here", "vm", name, "to", req.Host, "err", err)
-		httpError(w, fmt.Errorf("%w: migration of %s to %s failed (it keeps running on %s): %v", ErrVMM, name, req.Host, a.cfg.HostName, err))
+		return api.VM{}, fmt.Errorf("%w: migration of %s to %s failed (it keeps running on %s): %v", ErrVMM, name, req.Host, a.cfg.HostName, err)
 	}
 	// Disks not on a shared pool travel with the VM.
 	shared, err := a.sharedStorage(ctx, rec.Desired.Spec)
 	if err != nil {
-		fail(err)
-		return
+		return fail(err)
 	}
 	var sizes []int64
 	if !shared {
 		if sizes, err = diskSizes(rec.Desired.Spec); err != nil {
-			fail(err)
-			return
+			return fail(err)
 		}
 	}
 	in, err := peer.Incoming(ctx, name, api.IncomingRequest{Spec: rec.Desired.Spec, From: a.cfg.HostName, MirrorDisks: sizes})
 	if err != nil {
-		fail(err)
-		return
+		return fail(err)
 	}
 	if len(in.Disks) != len(sizes) {
 		cctx, ccancel := shortCtx()
 		peer.CancelIncoming(cctx, name)
 		ccancel()
-		fail(fmt.Errorf("the destination made %d disk copies for %d disks", len(in.Disks), len(sizes)))
-		return
+		return fail(fmt.Errorf("the destination made %d disk copies for %d disks", len(in.Disks), len(sizes)))
 	}
 	a.log.Info("migrating VM", "vm", name, "to", req.Host, "addr", in.Addr)
 	stopPoll := a.pollProgress(name, p, ms)
-	res, err := p.vmm.Migrate(ctx, vmmapi.MigrateRequest{To: in.Addr, MaxDowntimeMS: req.MaxDowntimeMS, Bandwidth: req.Bandwidth,
+	res, err := p.VMM.Migrate(ctx, vmmapi.MigrateRequest{To: in.Addr, MaxDowntimeMS: req.MaxDowntimeMS, Bandwidth: req.Bandwidth,
 		MirrorDisks: len(sizes) > 0})
 	stopPoll()
 	if err != nil {
 		cctx, ccancel := shortCtx()
 		peer.CancelIncoming(cctx, name)
 		ccancel()
-		fail(err)
-		return
+		return fail(err)
 	}
 	// The guest now runs (paused or not) only on the destination.
-	p.update(func(s *procState) { s.migrated = true })
+	p.Update(func(s *node.State) { s.Migrated = true })
 	if err := a.flipHost(name, req.Host, in.Disks); err != nil {
 		// etcd is unreachable: the destination agent keeps its VMM waiting
 		// until the flip is made (or the VMM is removed by hand).
-		httpError(w, fmt.Errorf("agent: VM %s migrated to %s but its host in etcd could not be changed: %w", name, req.Host, err))
-		return
+		return api.VM{}, fmt.Errorf("agent: VM %s migrated to %s but its host in etcd could not be changed: %w", name, req.Host, err)
 	}
 	a.poke()
 	a.log.Info("VM migrated", "vm", name, "to", req.Host, "downtime_ms", res.DowntimeMS, "total_ms", res.TotalMS)
@@ -149,16 +130,13 @@ func (a *Agent) handleMigrate(w http.ResponseWriter, r *http.Request) {
 			if a.st.ReplaceStatus(ctx, name, st, cur.StatusRev) == nil {
 				cur.Status = &st
 			}
-			writeJSON(w, http.StatusOK, toAPI(cur))
-			return
+			return toAPI(cur), nil
 		}
 		if err == nil && time.Now().After(deadline) {
-			writeJSON(w, http.StatusOK, toAPI(cur))
-			return
+			return toAPI(cur), nil
 		}
 		if err != nil {
-			httpError(w, err)
-			return
+			return api.VM{}, err
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
@@ -208,7 +186,7 @@ func (a *Agent) setMigration(name string, pid int, ms *api.MigrationStatus) {
 // pollProgress copies the VMM's GET /migrate progress into the VM's status
 // until the returned function is called. A VMM without the endpoint shows
 // only the migration's state.
-func (a *Agent) pollProgress(name string, p *proc, ms *api.MigrationStatus) func() {
+func (a *Agent) pollProgress(name string, p *node.Proc, ms *api.MigrationStatus) func() {
 	done := make(chan struct{})
 	stopped := make(chan struct{})
 	go func() {
@@ -221,7 +199,7 @@ func (a *Agent) pollProgress(name string, p *proc, ms *api.MigrationStatus) func
 				return
 			case <-t.C:
 			}
-			pr, err := quickCall(p.vmm.MigrateProgress)
+			pr, err := node.QuickCall(p.VMM.MigrateProgress)
 			if errors.Is(err, vmmapi.ErrNoEndpoint) {
 				return
 			}
@@ -230,39 +208,34 @@ func (a *Agent) pollProgress(name string, p *proc, ms *api.MigrationStatus) func
 			}
 			ms.Round, ms.BytesSent, ms.DirtyRate = pr.Round, pr.BytesSent, pr.DirtyRate
 			ms.RemainingPages, ms.ExpectedDowntimeMS = pr.RemainingPages, pr.ExpectedDowntimeMS
-			a.setMigration(name, p.pid, ms)
+			a.setMigration(name, p.PID, ms)
 		}
 	}()
 	return func() { close(done); <-stopped }
 }
 
-// handleCancelMigrate serves DELETE /v1/vms/{name}/migrate: the VMM stops
+// CancelMigrate stops the running migration of VM name: the VMM stops
 // sending; the migration fails, so the VM keeps running here and the
 // destination VMM is removed.
-func (a *Agent) handleCancelMigrate(w http.ResponseWriter, r *http.Request) {
-	rec, ok := a.localVM(w, r)
-	if !ok {
-		return
+func (a *Agent) CancelMigrate(rctx context.Context, name string) (api.VM, error) {
+	rec, err := a.localVM(rctx, name)
+	if err != nil {
+		return api.VM{}, err
 	}
-	name := rec.Desired.Spec.Name
-	a.mu.Lock()
-	p := a.procs[name]
-	a.mu.Unlock()
+	p := a.node.Proc(name)
 	var running bool
 	if p != nil {
-		st := p.state()
-		running = st.migration != nil && !st.migrated
+		st := p.State()
+		running = st.Migration != nil && !st.Migrated
 	}
 	if !running {
-		httpError(w, fmt.Errorf("%w: no migration of VM %s is running", ErrBusy, name))
-		return
+		return api.VM{}, fmt.Errorf("%w: no migration of VM %s is running", ErrBusy, name)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), vmmCallTimeout)
+	ctx, cancel := context.WithTimeout(context.Background(), node.CallTimeout)
 	defer cancel()
-	if err := p.vmm.CancelMigrate(ctx); err != nil {
-		httpError(w, fmt.Errorf("%w: cancel the migration of %s: %v", ErrVMM, name, err))
-		return
+	if err := p.VMM.CancelMigrate(ctx); err != nil {
+		return api.VM{}, fmt.Errorf("%w: cancel the migration of %s: %v", ErrVMM, name, err)
 	}
 	a.log.Info("migration cancelled on request", "vm", name)
-	writeJSON(w, http.StatusAccepted, toAPI(rec))
+	return toAPI(rec), nil
 }

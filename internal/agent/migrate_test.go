@@ -13,6 +13,7 @@ import (
 	"github.com/govisor/govisor/api"
 	"github.com/govisor/govisor/client"
 	"github.com/govisor/govisor/internal/kvm/kvmtest"
+	"github.com/govisor/govisor/internal/node"
 )
 
 // TestMigrateBetweenAgents runs two agents (hosts "testhost" and "hostb",
@@ -82,9 +83,7 @@ func TestMigrateBetweenAgents(t *testing.T) {
 	if v.Host != "hostb" || v.Status.PID != before || !alive(before) {
 		t.Fatalf("after a failed migration: host %s, status %+v", v.Host, v.Status)
 	}
-	tc.mu.Lock()
-	left := len(tc.incoming)
-	tc.mu.Unlock()
+	left := tc.node.IncomingCount()
 	if left != 0 {
 		t.Errorf("the failed destination keeps %d incoming VMMs", left)
 	}
@@ -153,14 +152,12 @@ func TestMigrateProgressAndCancel(t *testing.T) {
 	}
 	deadline := time.Now().Add(30 * time.Second)
 	for {
-		tb.mu.Lock()
-		left := len(tb.incoming)
-		tb.mu.Unlock()
-		if left == 0 && len(findVMMs(tb.id)) == 0 {
+		left := tb.node.IncomingCount()
+		if left == 0 && len(node.FindVMMs(tb.id)) == 0 {
 			break
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("the destination keeps %d incoming VMMs, processes %v", left, findVMMs(tb.id))
+			t.Fatalf("the destination keeps %d incoming VMMs, processes %v", left, node.FindVMMs(tb.id))
 		}
 		time.Sleep(20 * time.Millisecond)
 	}

@@ -2,6 +2,7 @@ package agent
 
 import (
 	"fmt"
+	"github.com/govisor/govisor/internal/node"
 	"os"
 	"path/filepath"
 
@@ -28,11 +29,11 @@ const mirrorFormat = "qcow2"
 // paths. On error nothing is left behind.
 func mirrorTargets(dir string, s api.VMSpec, sizes []int64) (api.VMSpec, []string, error) {
 	if len(sizes) != len(s.Disks) {
-		return s, nil, &FieldError{"mirrorDisks", fmt.Sprintf("%d sizes for %d disks", len(sizes), len(s.Disks))}
+		return s, nil, fieldErr("mirrorDisks", fmt.Sprintf("%d sizes for %d disks", len(sizes), len(s.Disks)))
 	}
 	for i, n := range sizes {
 		if n <= 0 || n > maxMirrorDisk || n%512 != 0 {
-			return s, nil, &FieldError{fmt.Sprintf("mirrorDisks[%d]", i), fmt.Sprintf("%d bytes: a disk size is a positive multiple of 512 up to 1 PiB", n)}
+			return s, nil, fieldErr(fmt.Sprintf("mirrorDisks[%d]", i), fmt.Sprintf("%d bytes: a disk size is a positive multiple of 512 up to 1 PiB", n))
 		}
 	}
 	ddir := filepath.Join(dir, "disks")
@@ -50,7 +51,7 @@ func mirrorTargets(dir string, s api.VMSpec, sizes []int64) (api.VMSpec, []strin
 			err = img.Close()
 		}
 		if err != nil {
-			removeFiles(append(paths, p))
+			node.RemoveFiles(append(paths, p))
 			return s, nil, fmt.Errorf("agent: mirror target for disk %d of %s: %w", i, s.Name, err)
 		}
 		paths = append(paths, p)
@@ -87,10 +88,4 @@ func diskSizes(s api.VMSpec) ([]int64, error) {
 		out = append(out, info.VirtualSize)
 	}
 	return out, nil
-}
-
-func removeFiles(paths []string) {
-	for _, p := range paths {
-		os.Remove(p)
-	}
 }

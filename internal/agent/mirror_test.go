@@ -100,9 +100,7 @@ func TestMigrateMirrorsDisks(t *testing.T) {
 	// hostb -> testhost: mirrored again, from the qcow2 copy, once the
 	// first source VMM has gone.
 	waitVM(t, ta.cli, "mirrored", "gone from testhost", func(api.VM) bool {
-		ta.mu.Lock()
-		defer ta.mu.Unlock()
-		return !alive(first.Status.PID) && ta.procs["mirrored"] == nil
+		return !alive(first.Status.PID) && ta.node.Proc("mirrored") == nil
 	})
 	got, err = tb.cli.Migrate(ctx, "mirrored", api.MigrateRequest{Host: "testhost"})
 	if err != nil {

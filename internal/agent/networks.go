@@ -4,64 +4,48 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net/http"
 	"net/netip"
 	"strings"
-	"sync"
 
 	"github.com/govisor/govisor/api"
 	"github.com/govisor/govisor/internal/cluster/store"
 	"github.com/govisor/govisor/internal/hostnet"
 )
 
-// bridgeAliasPrefix tags the bridges this agent creates for networks:
-// only those are deleted with their network (a bridge a user or another
-// agent on the host made is left alone).
-func (a *Agent) bridgeAliasPrefix() string { return "govisor:net:" + a.id + ":" }
-
 // normalizeNetwork checks a network definition and fills in its defaults.
 func normalizeNetwork(n api.Network) (api.Network, error) {
 	n.UsedBy = nil
 	if !nameRE.MatchString(n.Name) {
-		return n, &FieldError{"name", fmt.Sprintf("%q: use 1-63 lower-case letters, digits and '-' (a DNS label)", n.Name)}
+		return n, fieldErr("name", fmt.Sprintf("%q: use 1-63 lower-case letters, digits and '-' (a DNS label)", n.Name))
 	}
 	switch n.Kind {
 	case "":
 		n.Kind = api.NetworkBridge
 	case api.NetworkBridge:
 	default:
-		return n, &FieldError{"kind", fmt.Sprintf("%q: the only kind is bridge", n.Kind)}
+		return n, fieldErr("kind", fmt.Sprintf("%q: the only kind is bridge", n.Kind))
 	}
 	if n.Bridge == "" {
 		n.Bridge = "gv-" + n.Name
 		if hostnet.ValidName(n.Bridge) != nil {
-			return n, &FieldError{"bridge", fmt.Sprintf("required: gv-%s is longer than 15 characters; name the bridge device", n.Name)}
+			return n, fieldErr("bridge", fmt.Sprintf("required: gv-%s is longer than 15 characters; name the bridge device", n.Name))
 		}
 	}
 	if err := hostnet.ValidName(n.Bridge); err != nil {
-		return n, &FieldError{"bridge", err.Error()}
+		return n, fieldErr("bridge", err.Error())
 	}
 	if n.CIDR != "" {
 		p, err := netip.ParsePrefix(n.CIDR)
 		if err != nil {
-			return n, &FieldError{"cidr", fmt.Sprintf("%q: want the host's address and prefix length, such as 169.254.0.1/16", n.CIDR)}
+			return n, fieldErr("cidr", fmt.Sprintf("%q: want the host's address and prefix length, such as 169.254.0.1/16", n.CIDR))
 		}
 		bits := p.Addr().BitLen()
 		if p.Bits() < bits-1 && (p.Addr() == p.Masked().Addr()) {
-			return n, &FieldError{"cidr", fmt.Sprintf("%s is the network's own address; give the host's address in it, such as %s", n.CIDR, p.Masked().Addr().Next())}
+			return n, fieldErr("cidr", fmt.Sprintf("%s is the network's own address; give the host's address in it, such as %s", n.CIDR, p.Masked().Addr().Next()))
 		}
 		n.CIDR = p.String()
 	}
 	return n, nil
-}
-
-// bridgeOf is the hostnet description of a network's bridge.
-func (a *Agent) bridgeOf(n api.Network) hostnet.Bridge {
-	b := hostnet.Bridge{Name: n.Bridge, Alias: a.bridgeAliasPrefix() + n.Name}
-	if n.CIDR != "" {
-		b.Addr, _ = netip.ParsePrefix(n.CIDR) // checked by normalizeNetwork
-	}
-	return b
 }
 
 // netErr makes a hostnet failure an API error: a conflicting device is a
@@ -71,7 +55,7 @@ func netErr(err error) error {
 	case errors.Is(err, hostnet.ErrConflict):
 		return errf(store.ErrConflict, "%v", err) // a 409
 	case errors.Is(err, hostnet.ErrName):
-		return &FieldError{"bridge", err.Error()}
+		return fieldErr("bridge", err.Error())
 	}
 	return err
 }
@@ -90,35 +74,29 @@ func netUsers(recs []store.Record, name string) []string {
 	return vms
 }
 
-func (a *Agent) handleCreateNetwork(w http.ResponseWriter, r *http.Request) {
-	var n api.Network
-	err := decodeObject(r, &n, "a network definition")
+// CreateNetwork defines a network and makes its bridge on this host.
+func (a *Agent) CreateNetwork(ctx context.Context, n api.Network) (api.Network, error) {
+	n, err := normalizeNetwork(n)
 	if err == nil {
-		n, err = normalizeNetwork(n)
-	}
-	if err == nil {
-		err = a.checkNewNetwork(r.Context(), n)
+		err = a.checkNewNetwork(ctx, n)
 	}
 	if err != nil {
-		httpError(w, err)
-		return
+		return api.Network{}, err
 	}
 	// The bridge first: a device that contradicts the definition fails the
 	// request before anything is stored.
-	created, err := hostnet.EnsureBridge(a.bridgeOf(n))
+	created, err := hostnet.EnsureBridge(a.node.BridgeOf(n))
 	if err != nil {
-		httpError(w, netErr(err))
-		return
+		return api.Network{}, netErr(err)
 	}
-	if err := a.st.CreateNetwork(r.Context(), n); err != nil {
+	if err := a.st.CreateNetwork(ctx, n); err != nil {
 		if created {
 			hostnet.DeleteBridge(n.Bridge)
 		}
-		httpError(w, err)
-		return
+		return api.Network{}, err
 	}
 	a.log.Info("network defined", "network", n.Name, "bridge", n.Bridge, "cidr", n.CIDR)
-	writeJSON(w, http.StatusCreated, n)
+	return n, nil
 }
 
 // checkNewNetwork refuses a taken name or a bridge another network uses.
@@ -138,44 +116,43 @@ func (a *Agent) checkNewNetwork(ctx context.Context, n api.Network) error {
 	return nil
 }
 
-func (a *Agent) handleListNetworks(w http.ResponseWriter, r *http.Request) {
-	nets, err := a.st.ListNetworks(r.Context())
+// ListNetworks lists the networks with the VMs that use them.
+func (a *Agent) ListNetworks(ctx context.Context) (api.NetworkList, error) {
+	nets, err := a.st.ListNetworks(ctx)
 	var recs []store.Record
 	if err == nil {
-		recs, _, err = a.st.ListVMs(r.Context())
+		recs, _, err = a.st.ListVMs(ctx)
 	}
 	if err != nil {
-		httpError(w, err)
-		return
+		return api.NetworkList{}, err
 	}
 	out := api.NetworkList{Items: []api.Network{}}
 	for _, n := range nets {
 		n.UsedBy = netUsers(recs, n.Name)
 		out.Items = append(out.Items, n)
 	}
-	writeJSON(w, http.StatusOK, out)
+	return out, nil
 }
 
-func (a *Agent) handleGetNetwork(w http.ResponseWriter, r *http.Request) {
-	name := r.PathValue("name")
-	n, err := a.st.GetNetwork(r.Context(), name)
+// GetNetwork reads one network with the VMs that use it.
+func (a *Agent) GetNetwork(ctx context.Context, name string) (api.Network, error) {
+	n, err := a.st.GetNetwork(ctx, name)
 	var recs []store.Record
 	if err == nil {
-		recs, _, err = a.st.ListVMs(r.Context())
+		recs, _, err = a.st.ListVMs(ctx)
 	}
 	if err != nil {
-		httpError(w, err)
-		return
+		return api.Network{}, err
 	}
 	n.UsedBy = netUsers(recs, name)
-	writeJSON(w, http.StatusOK, n)
+	return n, nil
 }
 
-func (a *Agent) handleDeleteNetwork(w http.ResponseWriter, r *http.Request) {
-	name := r.PathValue("name")
-	n, err := a.st.GetNetwork(r.Context(), name)
+// DeleteNetwork forgets a network no VM uses and removes its bridge here.
+func (a *Agent) DeleteNetwork(ctx context.Context, name string) error {
+	n, err := a.st.GetNetwork(ctx, name)
 	if err == nil {
-		err = a.st.DeleteNetwork(r.Context(), name, func(recs []store.Record) error {
+		err = a.st.DeleteNetwork(ctx, name, func(recs []store.Record) error {
 			if vms := netUsers(recs, name); len(vms) > 0 {
 				return errf(ErrBusy, "network %s is in use by VMs %s: remove their NICs or delete them first", name, strings.Join(vms, ", "))
 			}
@@ -183,74 +160,11 @@ func (a *Agent) handleDeleteNetwork(w http.ResponseWriter, r *http.Request) {
 		})
 	}
 	if err != nil {
-		httpError(w, err)
-		return
+		return err
 	}
 	// This host's bridge goes now; other hosts' agents remove theirs on
 	// their next reconcile pass.
-	a.removeBridge(n)
+	a.node.RemoveBridge(n)
 	a.log.Info("network deleted", "network", name)
-	w.WriteHeader(http.StatusNoContent)
-}
-
-// removeBridge deletes n's bridge if an agent made it for n.
-func (a *Agent) removeBridge(n api.Network) {
-	l, err := hostnet.Get(n.Bridge)
-	if err != nil || l.Alias != a.bridgeAliasPrefix()+n.Name {
-		return
-	}
-	if err := hostnet.DeleteBridge(n.Bridge); err != nil {
-		a.log.Warn("delete bridge", "network", n.Name, "bridge", n.Bridge, "err", err)
-	}
-}
-
-// reconcileNetworks gives this host a bridge for every defined network and
-// removes the bridges agents made for networks no longer defined. Failures
-// are logged once until they change (a pass runs every few seconds).
-func (a *Agent) reconcileNetworks(ctx context.Context) {
-	nets, err := a.st.ListNetworks(ctx)
-	if err != nil {
-		return // the VM pass logs store failures
-	}
-	want := map[string]string{} // bridge -> network
-	for _, n := range nets {
-		want[n.Bridge] = n.Name
-		_, err := hostnet.EnsureBridge(a.bridgeOf(n))
-		a.noteNetError("network "+n.Name, err)
-	}
-	ours, err := hostnet.Links(a.bridgeAliasPrefix())
-	a.noteNetError("list bridges", err)
-	for _, l := range ours {
-		network := strings.TrimPrefix(l.Alias, a.bridgeAliasPrefix())
-		if l.Kind == "bridge" && want[l.Name] != network {
-			a.log.Info("removing the bridge of a deleted network", "bridge", l.Name, "network", network)
-			a.noteNetError("delete bridge "+l.Name, hostnet.DeleteBridge(l.Name))
-		}
-	}
-}
-
-// netErrs holds the last host networking error per agent and object.
-var netErrs sync.Map
-
-// noteNetError logs err under key when it differs from the last one.
-func (a *Agent) noteNetError(key string, err error) {
-	msg := ""
-	if err != nil {
-		msg = err.Error()
-	}
-	k := a.id + "\x00" + key
-	old, _ := netErrs.Load(k)
-	if old == nil {
-		old = ""
-	}
-	if old.(string) == msg {
-		return
-	}
-	if msg == "" {
-		netErrs.Delete(k)
-		a.log.Info("host networking recovered", "what", key)
-		return
-	}
-	netErrs.Store(k, msg)
-	a.log.Warn("host networking", "what", key, "err", err)
+	return nil
 }

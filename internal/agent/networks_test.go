@@ -17,6 +17,7 @@ import (
 	"github.com/govisor/govisor/internal/hostnet"
 	"github.com/govisor/govisor/internal/hostnet/hostnettest"
 	"github.com/govisor/govisor/internal/kvm/kvmtest"
+	"github.com/govisor/govisor/internal/node"
 )
 
 func TestNormalizeNetwork(t *testing.T) {
@@ -147,13 +148,13 @@ func TestTapName(t *testing.T) {
 	long := strings.Repeat("a", 63)
 	for _, vm := range []string{"a", "vm1", long} {
 		for i := range 3 {
-			n := tapName(vm, i)
+			n := node.TAPName(vm, i)
 			if err := hostnet.ValidName(n); err != nil || !strings.HasPrefix(n, "gv") {
-				t.Errorf("tapName(%q, %d) = %q: %v", vm, i, n, err)
+				t.Errorf("node.TAPName(%q, %d) = %q: %v", vm, i, n, err)
 			}
 		}
 	}
-	if tapName("vm1", 0) == tapName("vm1", 1) || tapName("vm1", 0) == tapName("vm2", 0) {
+	if node.TAPName("vm1", 0) == node.TAPName("vm1", 1) || node.TAPName("vm1", 0) == node.TAPName("vm2", 0) {
 		t.Error("TAP names collide")
 	}
 }
@@ -233,7 +234,7 @@ func TestNetworks(t *testing.T) {
 		t.Errorf("stored MAC %q, want the derived %s", v.Spec.NICs[0].MAC, derivedMAC("vm1", 0))
 	}
 	waitVM(t, ta.cli, "vm1", "running", func(v api.VM) bool { return v.Status.State == api.StateRunning })
-	tap := tapName("vm1", 0)
+	tap := node.TAPName("vm1", 0)
 	checkTAP := func(when string) {
 		t.Helper()
 		l, err := hostnet.Get(tap)
@@ -281,7 +282,7 @@ func TestNetworks(t *testing.T) {
 	if err := ta.st.DeleteNetwork(ctx, "tmp", func([]store.Record) error { return nil }); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := hostnet.EnsureTAP(hostnet.TAP{Name: "gvleftover", Owner: -1, Group: -1, Alias: ta.tapAlias("ghost", 0)}); err != nil {
+	if _, err := hostnet.EnsureTAP(hostnet.TAP{Name: "gvleftover", Owner: -1, Group: -1, Alias: ta.node.TAPAlias("ghost", 0)}); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := hostnet.EnsureTAP(hostnet.TAP{Name: "gvforeign", Owner: -1, Group: -1, Alias: "govisor:tap:0000000000000000:ghost:0"}); err != nil {

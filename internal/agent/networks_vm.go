@@ -3,36 +3,16 @@ package agent
 import (
 	"context"
 	"crypto/sha256"
-	"encoding/hex"
 	"fmt"
 	"net"
 	"strconv"
-	"strings"
-	"time"
 
 	"github.com/govisor/govisor/api"
 	"github.com/govisor/govisor/internal/cluster/store"
-	"github.com/govisor/govisor/internal/hostnet"
 )
 
 // maxNICs bounds a VM's virtio-net interfaces (each takes a PCI slot).
 const maxNICs = 8
-
-// tapName is the host TAP device of a VM's NIC i: "gv" and 12 hex digits
-// of a hash of the VM's name (device names have at most 15 characters, VM
-// names up to 63), the same on every start so an adopted VMM keeps its TAP.
-func tapName(vm string, i int) string {
-	h := sha256.Sum256([]byte(vm + "/" + strconv.Itoa(i)))
-	return "gv" + hex.EncodeToString(h[:6])
-}
-
-// tapAlias tags the TAPs this agent makes (IFLA_IFALIAS), so that it finds
-// its leftovers and never touches another agent's.
-func (a *Agent) tapAlias(vm string, i int) string {
-	return a.tapAliasPrefix() + vm + ":" + strconv.Itoa(i)
-}
-
-func (a *Agent) tapAliasPrefix() string { return "govisor:tap:" + a.id + ":" }
 
 // derivedMAC is the MAC of a VM's NIC i when the definition gives none: a
 // locally administered unicast address (first octet 0x02) from a hash of
@@ -47,28 +27,28 @@ func derivedMAC(vm string, i int) string {
 // networks' existence is the agent's check (resolveNICs).
 func normalizeNICs(s *api.VMSpec) error {
 	if len(s.NICs) > maxNICs {
-		return &FieldError{"nics", fmt.Sprintf("%d NICs; at most %d", len(s.NICs), maxNICs)}
+		return fieldErr("nics", fmt.Sprintf("%d NICs; at most %d", len(s.NICs), maxNICs))
 	}
 	seen := map[string]int{}
 	for i := range s.NICs {
 		nic := &s.NICs[i]
 		field := fmt.Sprintf("nics[%d]", i)
 		if nic.Network == "" {
-			return &FieldError{field + ".network", "required: the name of a network (govisor net list)"}
+			return fieldErr(field+".network", "required: the name of a network (govisor net list)")
 		}
 		if nic.MAC == "" {
 			nic.MAC = derivedMAC(s.Name, i)
 		}
 		mac, err := net.ParseMAC(nic.MAC)
 		if err != nil || len(mac) != 6 {
-			return &FieldError{field + ".mac", fmt.Sprintf("%q: want a MAC address such as 02:00:00:00:00:01", nic.MAC)}
+			return fieldErr(field+".mac", fmt.Sprintf("%q: want a MAC address such as 02:00:00:00:00:01", nic.MAC))
 		}
 		if mac[0]&1 != 0 {
-			return &FieldError{field + ".mac", fmt.Sprintf("%s is a multicast address; the first octet must be even", mac)}
+			return fieldErr(field+".mac", fmt.Sprintf("%s is a multicast address; the first octet must be even", mac))
 		}
 		nic.MAC = mac.String()
 		if j, dup := seen[nic.MAC]; dup {
-			return &FieldError{field + ".mac", fmt.Sprintf("%s is also nics[%d]'s", nic.MAC, j)}
+			return fieldErr(field+".mac", fmt.Sprintf("%s is also nics[%d]'s", nic.MAC, j))
 		}
 		seen[nic.MAC] = i
 	}
@@ -95,7 +75,7 @@ func (a *Agent) resolveSpec(ctx context.Context, s api.VMSpec) (api.VMSpec, erro
 				found = found || n.Name == nic.Network
 			}
 			if !found {
-				return s, &FieldError{fmt.Sprintf("nics[%d].network", i), fmt.Sprintf("no network %q (define it with govisor net create)", nic.Network)}
+				return s, fieldErr(fmt.Sprintf("nics[%d].network", i), fmt.Sprintf("no network %q (define it with govisor net create)", nic.Network))
 			}
 		}
 	}
@@ -103,69 +83,6 @@ func (a *Agent) resolveSpec(ctx context.Context, s api.VMSpec) (api.VMSpec, erro
 		return s, err
 	}
 	return s, nil
-}
-
-// setupNICs makes the TAP of each of s's NICs and enslaves it to its
-// network's bridge (making the bridge if the reconciler has not yet).
-func (a *Agent) setupNICs(s api.VMSpec) error {
-	if len(s.NICs) == 0 {
-		return nil
-	}
-	ctx, cancel := context.WithTimeout(a.ctx, 10*time.Second)
-	defer cancel()
-	for i, nic := range s.NICs {
-		n, err := a.st.GetNetwork(ctx, nic.Network)
-		if err != nil {
-			return fmt.Errorf("agent: NIC %d of %s: %w", i, s.Name, err)
-		}
-		if _, err := hostnet.EnsureBridge(a.bridgeOf(n)); err != nil {
-			return fmt.Errorf("agent: network %s of %s: %w", n.Name, s.Name, err)
-		}
-		tap := hostnet.TAP{Name: tapName(s.Name, i), Bridge: n.Bridge, Owner: -1, Group: -1, Alias: a.tapAlias(s.Name, i)}
-		if _, err := hostnet.EnsureTAP(tap); err != nil {
-			return fmt.Errorf("agent: NIC %d of %s: %w", i, s.Name, err)
-		}
-	}
-	return nil
-}
-
-// teardownNICs removes the TAPs this agent made for the VM name.
-func (a *Agent) teardownNICs(name string) {
-	ls, err := hostnet.Links(a.tapAliasPrefix() + name + ":")
-	if err != nil {
-		a.log.Warn("list TAPs", "vm", name, "err", err)
-		return
-	}
-	for _, l := range ls {
-		if err := hostnet.DeleteTAP(l.Name); err != nil {
-			a.log.Warn("delete TAP", "vm", name, "tap", l.Name, "err", err)
-		}
-	}
-}
-
-// gcTAPsLocked removes this agent's TAPs of VMs without a VMM (left by a
-// crash, a failed start or a VM deleted meanwhile), sparing the VMMs that
-// wait for an incoming live migration; a.mu is held, so no start runs
-// concurrently.
-func (a *Agent) gcTAPsLocked() {
-	ls, err := hostnet.Links(a.tapAliasPrefix())
-	a.noteNetError("list TAPs", err)
-	for _, l := range ls {
-		rest := strings.TrimPrefix(l.Alias, a.tapAliasPrefix())
-		vm := rest[:max(strings.LastIndexByte(rest, ':'), 0)]
-		if a.procs[vm] != nil || a.incoming[vm] != nil || l.Kind != "tuntap" {
-			continue
-		}
-		a.log.Info("removing the TAP of a VM that is not running", "vm", vm, "tap", l.Name)
-		a.noteNetError("delete TAP "+l.Name, hostnet.DeleteTAP(l.Name))
-	}
-}
-
-// startFailed records a start that failed before the VMM ran; a.mu is held.
-func (a *Agent) startFailed(name string, err error) {
-	a.log.Error("start VM", "vm", name, "err", err)
-	a.delayRestart(name)
-	go a.putStatus(name, api.VMStatus{State: api.StateFailed, Host: a.cfg.HostName, Since: time.Now().UTC(), ExitReason: err.Error()})
 }
 
 // vmsUsing lists the VMs whose definition matches use.

@@ -63,7 +63,7 @@ func (a *Agent) peer(ctx context.Context, hostName string) (*client.Client, erro
 		}
 	}
 	if h == nil {
-		return nil, &FieldError{"host", fmt.Sprintf("%q: no live agent on that host (see GET /v1/hosts)", hostName)}
+		return nil, fieldErr("host", fmt.Sprintf("%q: no live agent on that host (see GET /v1/hosts)", hostName))
 	}
 	var errs []string
 	for _, addr := range h.API {

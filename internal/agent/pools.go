@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net/http"
 	"os"
 	"path/filepath"
 	"slices"
@@ -21,26 +20,26 @@ import (
 func normalizePool(p api.Pool, host string) (api.Pool, error) {
 	p.CapacityBytes, p.FreeBytes = 0, 0
 	if !nameRE.MatchString(p.Name) {
-		return p, &FieldError{"name", fmt.Sprintf("%q: use 1-63 lower-case letters, digits and '-' (a DNS label)", p.Name)}
+		return p, fieldErr("name", fmt.Sprintf("%q: use 1-63 lower-case letters, digits and '-' (a DNS label)", p.Name))
 	}
 	switch p.Kind {
 	case "":
 		p.Kind = api.PoolDir
 	case api.PoolDir, api.PoolShared:
 	default:
-		return p, &FieldError{"kind", fmt.Sprintf("%q: use dir or shared", p.Kind)}
+		return p, fieldErr("kind", fmt.Sprintf("%q: use dir or shared", p.Kind))
 	}
 	if p.Path == "" || !filepath.IsAbs(p.Path) {
-		return p, &FieldError{"path", fmt.Sprintf("%q: give the absolute path of a directory", p.Path)}
+		return p, fieldErr("path", fmt.Sprintf("%q: give the absolute path of a directory", p.Path))
 	}
 	p.Path = filepath.Clean(p.Path)
 	if p.Path == "/" || strings.ContainsAny(p.Path, ",\n") {
-		return p, &FieldError{"path", fmt.Sprintf("%q cannot be a pool (the root, or a path with a comma or newline)", p.Path)}
+		return p, fieldErr("path", fmt.Sprintf("%q cannot be a pool (the root, or a path with a comma or newline)", p.Path))
 	}
 	p.Shared = p.Kind == api.PoolShared
 	switch {
 	case p.Shared && p.Host != "":
-		return p, &FieldError{"host", "a shared pool is on every host; leave host out"}
+		return p, fieldErr("host", "a shared pool is on every host; leave host out")
 	case !p.Shared && p.Host == "":
 		p.Host = host
 	}
@@ -66,42 +65,39 @@ func (a *Agent) withCapacity(p api.Pool) api.Pool {
 func preparePool(p api.Pool) error {
 	if !p.Shared {
 		if err := os.MkdirAll(p.Path, 0o700); err != nil {
-			return &FieldError{"path", fmt.Sprintf("cannot make the directory: %v", err)}
+			return fieldErr("path", fmt.Sprintf("cannot make the directory: %v", err))
 		}
 	}
 	fi, err := os.Stat(p.Path)
 	switch {
 	case errors.Is(err, os.ErrNotExist):
-		return &FieldError{"path", fmt.Sprintf("%s: no such directory on this host (mount the shared file system there first)", p.Path)}
+		return fieldErr("path", fmt.Sprintf("%s: no such directory on this host (mount the shared file system there first)", p.Path))
 	case err != nil:
-		return &FieldError{"path", err.Error()}
+		return fieldErr("path", err.Error())
 	case !fi.IsDir():
-		return &FieldError{"path", fmt.Sprintf("%s is not a directory", p.Path)}
+		return fieldErr("path", fmt.Sprintf("%s is not a directory", p.Path))
 	}
 	return nil
 }
 
-func (a *Agent) handleCreatePool(w http.ResponseWriter, r *http.Request) {
-	var p api.Pool
-	err := decodeObject(r, &p, "a storage pool definition")
+// CreatePool defines a storage pool (made or checked on this host when
+// its files are here).
+func (a *Agent) CreatePool(ctx context.Context, p api.Pool) (api.Pool, error) {
+	p, err := normalizePool(p, a.cfg.HostName)
 	if err == nil {
-		p, err = normalizePool(p, a.cfg.HostName)
-	}
-	if err == nil {
-		err = a.checkNewPool(r.Context(), p)
+		err = a.checkNewPool(ctx, p)
 	}
 	if err == nil && a.local(p) {
 		err = preparePool(p)
 	}
 	if err == nil {
-		err = a.st.CreatePool(r.Context(), p)
+		err = a.st.CreatePool(ctx, p)
 	}
 	if err != nil {
-		httpError(w, err)
-		return
+		return api.Pool{}, err
 	}
 	a.log.Info("storage pool defined", "pool", p.Name, "kind", p.Kind, "path", p.Path, "host", p.Host)
-	writeJSON(w, http.StatusCreated, a.withCapacity(p))
+	return a.withCapacity(p), nil
 }
 
 // checkNewPool refuses a taken name, or a directory another pool of the
@@ -122,35 +118,34 @@ func (a *Agent) checkNewPool(ctx context.Context, p api.Pool) error {
 	return nil
 }
 
-func (a *Agent) handleListPools(w http.ResponseWriter, r *http.Request) {
-	pools, err := a.st.ListPools(r.Context())
+// ListPools lists the storage pools with their capacity where known here.
+func (a *Agent) ListPools(ctx context.Context) (api.PoolList, error) {
+	pools, err := a.st.ListPools(ctx)
 	if err != nil {
-		httpError(w, err)
-		return
+		return api.PoolList{}, err
 	}
 	out := api.PoolList{Items: []api.Pool{}}
 	for _, p := range pools {
 		out.Items = append(out.Items, a.withCapacity(p))
 	}
-	writeJSON(w, http.StatusOK, out)
+	return out, nil
 }
 
-func (a *Agent) handleGetPool(w http.ResponseWriter, r *http.Request) {
-	p, err := a.st.GetPool(r.Context(), r.PathValue("name"))
+// GetPool reads one storage pool.
+func (a *Agent) GetPool(ctx context.Context, name string) (api.Pool, error) {
+	p, err := a.st.GetPool(ctx, name)
 	if err != nil {
-		httpError(w, err)
-		return
+		return api.Pool{}, err
 	}
-	writeJSON(w, http.StatusOK, a.withCapacity(p))
+	return a.withCapacity(p), nil
 }
 
-// handleDeletePool forgets a pool; its files stay where they are (deleting
-// a user's disk images is what volume delete is for).
-func (a *Agent) handleDeletePool(w http.ResponseWriter, r *http.Request) {
-	name := r.PathValue("name")
-	p, err := a.st.GetPool(r.Context(), name)
+// DeletePool forgets a pool; its files stay where they are (deleting a
+// user's disk images is what volume delete is for).
+func (a *Agent) DeletePool(ctx context.Context, name string) error {
+	p, err := a.st.GetPool(ctx, name)
 	if err == nil {
-		err = a.st.DeletePool(r.Context(), name, func(recs []store.Record) error {
+		err = a.st.DeletePool(ctx, name, func(recs []store.Record) error {
 			vms := vmsUsing(recs, func(s api.VMSpec) bool {
 				for _, d := range s.Disks {
 					if d.Pool == name || (d.Pool == "" && filepath.Dir(filepath.Clean(d.Path)) == p.Path) {
@@ -166,11 +161,10 @@ func (a *Agent) handleDeletePool(w http.ResponseWriter, r *http.Request) {
 		})
 	}
 	if err != nil {
-		httpError(w, err)
-		return
+		return err
 	}
 	a.log.Info("storage pool deleted (its files stay)", "pool", name, "path", p.Path)
-	w.WriteHeader(http.StatusNoContent)
+	return nil
 }
 
 // sharedStorage reports whether every disk of s lives in a shared pool

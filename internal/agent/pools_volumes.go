@@ -6,7 +6,6 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"net/http"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -78,20 +77,19 @@ func describeVolume(p api.Pool, name string) (api.Volume, error) {
 	return v, nil
 }
 
-func (a *Agent) handleListVolumes(w http.ResponseWriter, r *http.Request) {
-	p, err := a.localPool(r.Context(), r.PathValue("name"))
+// ListVolumes lists the volumes of a pool whose files are on this host.
+func (a *Agent) ListVolumes(ctx context.Context, pool string) (api.VolumeList, error) {
+	p, err := a.localPool(ctx, pool)
 	var recs []store.Record
 	if err == nil {
-		recs, _, err = a.st.ListVMs(r.Context())
+		recs, _, err = a.st.ListVMs(ctx)
 	}
 	if err != nil {
-		httpError(w, err)
-		return
+		return api.VolumeList{}, err
 	}
 	ents, err := os.ReadDir(p.Path)
 	if err != nil {
-		httpError(w, fmt.Errorf("agent: read storage pool %s: %w", p.Name, err))
-		return
+		return api.VolumeList{}, fmt.Errorf("agent: read storage pool %s: %w", p.Name, err)
 	}
 	out := api.VolumeList{Items: []api.Volume{}}
 	for _, e := range ents {
@@ -105,12 +103,12 @@ func (a *Agent) handleListVolumes(w http.ResponseWriter, r *http.Request) {
 		v.UsedBy = volumeUsers(recs, p.Name, v.Name, v.Path)
 		out.Items = append(out.Items, v)
 	}
-	writeJSON(w, http.StatusOK, out)
+	return out, nil
 }
 
-func (a *Agent) handleGetVolume(w http.ResponseWriter, r *http.Request) {
-	vol := r.PathValue("volume")
-	p, err := a.localPool(r.Context(), r.PathValue("name"))
+// GetVolume reads one volume of a pool whose files are on this host.
+func (a *Agent) GetVolume(ctx context.Context, pool, vol string) (api.Volume, error) {
+	p, err := a.localPool(ctx, pool)
 	if err == nil && !volRE.MatchString(vol) {
 		err = errf(store.ErrNotFound, "no volume %q in storage pool %s", vol, p.Name)
 	}
@@ -120,19 +118,18 @@ func (a *Agent) handleGetVolume(w http.ResponseWriter, r *http.Request) {
 	}
 	var recs []store.Record
 	if err == nil {
-		recs, _, err = a.st.ListVMs(r.Context())
+		recs, _, err = a.st.ListVMs(ctx)
 	}
 	if err != nil {
-		httpError(w, err)
-		return
+		return api.Volume{}, err
 	}
 	v.UsedBy = volumeUsers(recs, p.Name, v.Name, v.Path)
-	writeJSON(w, http.StatusOK, v)
+	return v, nil
 }
 
-func (a *Agent) handleDeleteVolume(w http.ResponseWriter, r *http.Request) {
-	vol := r.PathValue("volume")
-	p, err := a.localPool(r.Context(), r.PathValue("name"))
+// DeleteVolume removes a volume no VM uses from a pool on this host.
+func (a *Agent) DeleteVolume(ctx context.Context, pool, vol string) error {
+	p, err := a.localPool(ctx, pool)
 	if err == nil && !volRE.MatchString(vol) {
 		err = errf(store.ErrNotFound, "no volume %q in storage pool %s", vol, p.Name)
 	}
@@ -142,7 +139,7 @@ func (a *Agent) handleDeleteVolume(w http.ResponseWriter, r *http.Request) {
 	}
 	var recs []store.Record
 	if err == nil {
-		recs, _, err = a.st.ListVMs(r.Context())
+		recs, _, err = a.st.ListVMs(ctx)
 	}
 	if err == nil {
 		if vms := volumeUsers(recs, p.Name, vol, v.Path); len(vms) > 0 {
@@ -155,25 +152,24 @@ func (a *Agent) handleDeleteVolume(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	if err != nil {
-		httpError(w, err)
-		return
+		return err
 	}
 	a.log.Info("volume deleted", "pool", p.Name, "volume", vol)
-	w.WriteHeader(http.StatusNoContent)
+	return nil
 }
 
 // checkVolumeCreate validates a create request and returns the size of an
 // empty volume (0 when copying) and the source image path, if any.
 func checkVolumeCreate(p api.Pool, c *api.VolumeCreate) (size int64, src string, err error) {
 	if !volRE.MatchString(c.Name) {
-		return 0, "", &FieldError{"name", fmt.Sprintf("%q: use up to 128 letters, digits, '.', '_' and '-', not starting with '.', '_' or '-'", c.Name)}
+		return 0, "", fieldErr("name", fmt.Sprintf("%q: use up to 128 letters, digits, '.', '_' and '-', not starting with '.', '_' or '-'", c.Name))
 	}
 	if c.Format == "" {
 		c.Format = defaultVolumeFormat
 	}
 	d, err := diskimage.Lookup(c.Format)
 	if err != nil || d.Create == nil {
-		return 0, "", &FieldError{"format", fmt.Sprintf("%q: use one of %s", c.Format, strings.Join(diskimage.Formats(), ", "))}
+		return 0, "", fieldErr("format", fmt.Sprintf("%q: use one of %s", c.Format, strings.Join(diskimage.Formats(), ", ")))
 	}
 	given := 0
 	for _, s := range []string{c.Size, c.From, c.FromVolume} {
@@ -182,37 +178,35 @@ func checkVolumeCreate(p api.Pool, c *api.VolumeCreate) (size int64, src string,
 		}
 	}
 	if given != 1 {
-		return 0, "", &FieldError{"size", "give exactly one of size (an empty volume), from (an image file) or fromVolume (a volume of this pool)"}
+		return 0, "", fieldErr("size", "give exactly one of size (an empty volume), from (an image file) or fromVolume (a volume of this pool)")
 	}
 	switch {
 	case c.Size != "":
 		size, err = diskimage.ParseSize(c.Size)
 		if err != nil || size <= 0 || size > maxVolumeSize {
-			return 0, "", &FieldError{"size", fmt.Sprintf("%q: want a size from 1 byte to 64T, such as 10G", c.Size)}
+			return 0, "", fieldErr("size", fmt.Sprintf("%q: want a size from 1 byte to 64T, such as 10G", c.Size))
 		}
 	case c.From != "":
 		if err := checkFile(c.From, true); err != nil {
-			return 0, "", &FieldError{"from", err.Error()}
+			return 0, "", fieldErr("from", err.Error())
 		}
 		src = c.From
 	default:
 		if !volRE.MatchString(c.FromVolume) {
-			return 0, "", &FieldError{"fromVolume", fmt.Sprintf("%q is not a volume name", c.FromVolume)}
+			return 0, "", fieldErr("fromVolume", fmt.Sprintf("%q is not a volume name", c.FromVolume))
 		}
 		src = filepath.Join(p.Path, c.FromVolume)
 		if fi, err := os.Stat(src); err != nil || !fi.Mode().IsRegular() {
-			return 0, "", &FieldError{"fromVolume", fmt.Sprintf("no volume %q in storage pool %s", c.FromVolume, p.Name)}
+			return 0, "", fieldErr("fromVolume", fmt.Sprintf("no volume %q in storage pool %s", c.FromVolume, p.Name))
 		}
 	}
 	return size, src, nil
 }
 
-func (a *Agent) handleCreateVolume(w http.ResponseWriter, r *http.Request) {
-	var c api.VolumeCreate
-	p, err := a.localPool(r.Context(), r.PathValue("name"))
-	if err == nil {
-		err = decodeObject(r, &c, "a volume to create")
-	}
+// CreateVolume makes a volume in a pool on this host: empty, or a copy of
+// an image file or of another volume.
+func (a *Agent) CreateVolume(ctx context.Context, pool string, c api.VolumeCreate) (api.Volume, error) {
+	p, err := a.localPool(ctx, pool)
 	var size int64
 	var src string
 	if err == nil {
@@ -220,7 +214,7 @@ func (a *Agent) handleCreateVolume(w http.ResponseWriter, r *http.Request) {
 	}
 	dst := filepath.Join(p.Path, c.Name)
 	if err == nil && src != "" {
-		err = a.checkQuiet(r.Context(), src)
+		err = a.checkQuiet(ctx, src)
 	}
 	if err == nil {
 		if _, serr := os.Lstat(dst); serr == nil {
@@ -228,18 +222,17 @@ func (a *Agent) handleCreateVolume(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	if err == nil {
-		err = makeVolume(r.Context(), dst, c.Format, size, src)
+		err = makeVolume(ctx, dst, c.Format, size, src)
 	}
 	var v api.Volume
 	if err == nil {
 		v, err = describeVolume(p, c.Name)
 	}
 	if err != nil {
-		httpError(w, err)
-		return
+		return api.Volume{}, err
 	}
 	a.log.Info("volume created", "pool", p.Name, "volume", c.Name, "format", v.Format, "size", v.VirtualSize, "from", src)
-	writeJSON(w, http.StatusCreated, v)
+	return v, nil
 }
 
 // checkQuiet refuses to copy an image that a VM desired running writes to:
@@ -282,7 +275,7 @@ func makeVolume(ctx context.Context, dst, format string, size int64, src string)
 	if src != "" {
 		in, err = diskimage.Open(src, diskimage.OpenOptions{ReadOnly: true})
 		if err != nil {
-			return &FieldError{"from", fmt.Sprintf("cannot read the image: %v", err)}
+			return fieldErr("from", fmt.Sprintf("cannot read the image: %v", err))
 		}
 		defer in.Close()
 		size = in.VirtualSize()
@@ -320,30 +313,30 @@ func (a *Agent) resolveDisks(ctx context.Context, s *api.VMSpec) error {
 			continue
 		}
 		if d.Pool == "" {
-			return &FieldError{field + ".pool", "required with volume: the storage pool that holds it"}
+			return fieldErr(field+".pool", "required with volume: the storage pool that holds it")
 		}
 		if d.Volume == "" {
-			return &FieldError{field + ".volume", "required with pool: a volume of the pool (govisor volume list " + d.Pool + ")"}
+			return fieldErr(field+".volume", "required with pool: a volume of the pool (govisor volume list "+d.Pool+")")
 		}
 		p, err := a.st.GetPool(ctx, d.Pool)
 		if errors.Is(err, store.ErrNotFound) {
-			return &FieldError{field + ".pool", fmt.Sprintf("no storage pool %q (define it with govisor pool create)", d.Pool)}
+			return fieldErr(field+".pool", fmt.Sprintf("no storage pool %q (define it with govisor pool create)", d.Pool))
 		}
 		if err != nil {
 			return err
 		}
 		if !a.local(p) {
-			return &FieldError{field + ".pool", fmt.Sprintf("storage pool %s is on host %s, not on %s where this VM runs", p.Name, p.Host, a.cfg.HostName)}
+			return fieldErr(field+".pool", fmt.Sprintf("storage pool %s is on host %s, not on %s where this VM runs", p.Name, p.Host, a.cfg.HostName))
 		}
 		path := filepath.Join(p.Path, d.Volume)
 		if !volRE.MatchString(d.Volume) {
-			return &FieldError{field + ".volume", fmt.Sprintf("%q is not a volume name", d.Volume)}
+			return fieldErr(field+".volume", fmt.Sprintf("%q is not a volume name", d.Volume))
 		}
 		if fi, err := os.Stat(path); err != nil || !fi.Mode().IsRegular() {
-			return &FieldError{field + ".volume", fmt.Sprintf("no volume %q in storage pool %s (govisor volume create)", d.Volume, p.Name)}
+			return fieldErr(field+".volume", fmt.Sprintf("no volume %q in storage pool %s (govisor volume create)", d.Volume, p.Name))
 		}
 		if d.Path != "" && filepath.Clean(d.Path) != path {
-			return &FieldError{field + ".path", fmt.Sprintf("%s is not volume %s of pool %s (%s): give path or pool and volume", d.Path, d.Volume, p.Name, path)}
+			return fieldErr(field+".path", fmt.Sprintf("%s is not volume %s of pool %s (%s): give path or pool and volume", d.Path, d.Volume, p.Name, path))
 		}
 		d.Path = path
 	}

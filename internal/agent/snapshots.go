@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
-	"net/http"
 	"os"
 	"path/filepath"
 	"sort"
@@ -86,99 +85,80 @@ func dirSize(dir string) int64 {
 	return n
 }
 
-// handleSnapshot serves POST /v1/vms/{name}/snapshot: the VMM saves the
-// running (or paused) VM; the guest carries on afterwards as it was.
-func (a *Agent) handleSnapshot(w http.ResponseWriter, r *http.Request) {
-	rec, ok := a.localVM(w, r)
-	if !ok {
-		return
-	}
-	name := rec.Desired.Spec.Name
-	var req api.SnapshotRequest
-	if err := decodeObject(r, &req, "a snapshot request"); err != nil {
-		httpError(w, err)
-		return
+// Snapshot saves the running (or paused) VM name; the guest carries on
+// afterwards as it was.
+func (a *Agent) Snapshot(ctx context.Context, name string, req api.SnapshotRequest) (api.Snapshot, error) {
+	rec, err := a.localVM(ctx, name)
+	if err != nil {
+		return api.Snapshot{}, err
 	}
 	if !nameRE.MatchString(req.Name) {
-		httpError(w, &FieldError{"name", fmt.Sprintf("%q: use 1-63 lower-case letters, digits and '-' (a DNS label)", req.Name)})
-		return
+		return api.Snapshot{}, fieldErr("name", fmt.Sprintf("%q: use 1-63 lower-case letters, digits and '-' (a DNS label)", req.Name))
 	}
 	dir, err := filepath.Abs(filepath.Join(a.vmDir(name), "snapshots", req.Name))
 	if err != nil {
-		httpError(w, fmt.Errorf("agent: snapshot folder: %w", err))
-		return
+		return api.Snapshot{}, fmt.Errorf("agent: snapshot folder: %w", err)
 	}
 	if req.Path != "" {
 		if !filepath.IsAbs(req.Path) {
-			httpError(w, &FieldError{"path", fmt.Sprintf("%q: give an absolute folder on the host", req.Path)})
-			return
+			return api.Snapshot{}, fieldErr("path", fmt.Sprintf("%q: give an absolute folder on the host", req.Path))
 		}
 		if _, err := os.Lstat(req.Path); err == nil {
-			httpError(w, &FieldError{"path", fmt.Sprintf("%s already exists: give a folder to create", req.Path)})
-			return
+			return api.Snapshot{}, fieldErr("path", fmt.Sprintf("%s already exists: give a folder to create", req.Path))
 		}
 		if fi, err := os.Stat(filepath.Dir(req.Path)); err != nil || !fi.IsDir() {
-			httpError(w, &FieldError{"path", fmt.Sprintf("%s: its parent folder does not exist", req.Path)})
-			return
+			return api.Snapshot{}, fieldErr("path", fmt.Sprintf("%s: its parent folder does not exist", req.Path))
 		}
 		dir = filepath.Clean(req.Path)
 	}
 	p, err := a.liveProc(rec, "snapshot", api.StateRunning, api.StatePaused)
 	if err != nil {
-		httpError(w, err)
-		return
+		return api.Snapshot{}, err
 	}
 	a.snapMu.Lock()
 	defer a.snapMu.Unlock()
 	list, err := a.readSnapshots(name)
 	if err != nil {
-		httpError(w, err)
-		return
+		return api.Snapshot{}, err
 	}
 	for _, s := range list {
 		if s.Name == req.Name {
-			httpError(w, fmt.Errorf("%w: VM %s already has a snapshot %q (at %s)", store.ErrExists, name, s.Name, s.Path))
-			return
+			return api.Snapshot{}, fmt.Errorf("%w: VM %s already has a snapshot %q (at %s)", store.ErrExists, name, s.Name, s.Path)
 		}
 	}
 	if len(list) >= maxSnapshots {
-		httpError(w, fmt.Errorf("%w: VM %s has %d snapshots, the most it may keep", ErrBusy, name, len(list)))
-		return
+		return api.Snapshot{}, fmt.Errorf("%w: VM %s has %d snapshots, the most it may keep", ErrBusy, name, len(list))
 	}
 	if err := os.MkdirAll(filepath.Dir(dir), 0o700); err != nil {
-		httpError(w, fmt.Errorf("agent: snapshot folder: %w", err))
-		return
+		return api.Snapshot{}, fmt.Errorf("agent: snapshot folder: %w", err)
 	}
 	os.RemoveAll(dir) // a leftover under the VM's folder from a failed index write
-	ctx, cancel := context.WithTimeout(r.Context(), snapshotTimeout)
+	sctx, cancel := context.WithTimeout(ctx, snapshotTimeout)
 	defer cancel()
-	if _, err := p.vmm.Snapshot(ctx, dir); err != nil {
+	if _, err := p.VMM.Snapshot(sctx, dir); err != nil {
 		os.RemoveAll(dir) // nothing half-written stays behind
-		httpError(w, fmt.Errorf("%w: snapshot of %s: %v", ErrVMM, name, err))
-		return
+		return api.Snapshot{}, fmt.Errorf("%w: snapshot of %s: %v", ErrVMM, name, err)
 	}
 	s := api.Snapshot{Name: req.Name, Path: dir, Created: time.Now().UTC(), SizeBytes: dirSize(dir)}
 	if err := a.writeSnapshots(name, append(list, s)); err != nil {
 		os.RemoveAll(dir)
-		httpError(w, err)
-		return
+		return api.Snapshot{}, err
 	}
-	writeJSON(w, http.StatusCreated, s)
+	return s, nil
 }
 
-// handleSnapshots serves GET /v1/vms/{name}/snapshots, oldest first;
-// snapshots whose folder was removed by hand are left out.
-func (a *Agent) handleSnapshots(w http.ResponseWriter, r *http.Request) {
-	rec, ok := a.localVM(w, r)
-	if !ok {
-		return
+// ListSnapshots lists VM name's snapshots, oldest first; snapshots whose
+// folder was removed by hand are left out.
+func (a *Agent) ListSnapshots(ctx context.Context, name string) (api.SnapshotList, error) {
+	rec, err := a.localVM(ctx, name)
+	if err != nil {
+		return api.SnapshotList{}, err
 	}
 	a.snapMu.Lock()
 	list, err := a.readSnapshots(rec.Desired.Spec.Name)
 	a.snapMu.Unlock()
 	if err != nil {
-		httpError(w, err)
-		return
+		return api.SnapshotList{}, err
 	}
 	out := api.SnapshotList{Items: []api.Snapshot{}}
 	for _, s := range list {
@@ -187,34 +167,25 @@ func (a *Agent) handleSnapshots(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	sort.SliceStable(out.Items, func(i, j int) bool { return out.Items[i].Created.Before(out.Items[j].Created) })
-	writeJSON(w, http.StatusOK, out)
+	return out, nil
 }
 
-// handleRestore serves POST /v1/vms/{name}/restore: a running VMM is
-// stopped at once and a new one resumes the snapshot (`govisor run
-// --restore`); a stopped VM is started from it.
-func (a *Agent) handleRestore(w http.ResponseWriter, r *http.Request) {
-	rec, ok := a.localVM(w, r)
-	if !ok {
-		return
+// Restore resumes VM name from a snapshot: a running VMM is stopped at
+// once and a new one resumes the snapshot (`govisor run --restore`); a
+// stopped VM is started from it. wait is as an action's.
+func (a *Agent) Restore(ctx context.Context, name, waitArg string, req api.RestoreRequest) (api.VM, bool, error) {
+	if _, err := a.localVM(ctx, name); err != nil {
+		return api.VM{}, false, err
 	}
-	name := rec.Desired.Spec.Name
-	wait, err := parseWait(r)
+	wait, err := parseWait(waitArg)
 	if err != nil {
-		httpError(w, err)
-		return
-	}
-	var req api.RestoreRequest
-	if err := decodeObject(r, &req, "a restore request"); err != nil {
-		httpError(w, err)
-		return
+		return api.VM{}, false, err
 	}
 	a.snapMu.Lock()
 	list, err := a.readSnapshots(name)
 	a.snapMu.Unlock()
 	if err != nil {
-		httpError(w, err)
-		return
+		return api.VM{}, false, err
 	}
 	dir := ""
 	for _, s := range list {
@@ -223,64 +194,42 @@ func (a *Agent) handleRestore(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	if fi, err := os.Stat(dir); dir == "" || err != nil || !fi.IsDir() {
-		httpError(w, &FieldError{"snapshot", fmt.Sprintf("%q: VM %s has no such snapshot (see GET /v1/vms/%s/snapshots)", req.Snapshot, name, name)})
-		return
+		return api.VM{}, false, fieldErr("snapshot", fmt.Sprintf("%q: VM %s has no such snapshot (see GET /v1/vms/%s/snapshots)", req.Snapshot, name, name))
 	}
-	a.mu.Lock()
-	p := a.procs[name]
-	a.mu.Unlock()
+	p := a.node.Proc(name)
 	if p != nil {
-		if p.state().migration != nil {
-			httpError(w, fmt.Errorf("%w: cannot restore VM %s: it is being migrated", ErrBusy, name))
-			return
+		if p.State().Migration != nil {
+			return api.VM{}, false, fmt.Errorf("%w: cannot restore VM %s: it is being migrated", ErrBusy, name)
 		}
 	}
 	t0 := time.Now().UTC()
-	a.mu.Lock()
-	a.restoreNext[name] = dir
-	delete(a.notBefore, name)
-	delete(a.backoff, name)
-	a.mu.Unlock()
-	if _, err := a.st.UpdateVM(r.Context(), name, func(d *store.Desired) error { d.Power = api.PowerRunning; return nil }); err != nil {
-		a.mu.Lock()
-		delete(a.restoreNext, name)
-		a.mu.Unlock()
-		httpError(w, err)
-		return
+	a.node.RestoreNext(name, dir)
+	if _, err := a.st.UpdateVM(ctx, name, func(d *store.Desired) error { d.Power = api.PowerRunning; return nil }); err != nil {
+		a.node.CancelRestore(name)
+		return api.VM{}, false, err
 	}
 	if p != nil {
 		// The guest's state is replaced: no shutdown, the VMM goes at once.
-		p.requestRestart()
-		p.kill()
+		p.RequestRestart()
+		p.Kill()
 	}
 	a.poke()
-	a.answerWait(w, r, name, "restart", t0, wait)
+	r, reached, err := a.waitFor(ctx, name, "restart", t0, wait)
+	if err != nil {
+		return api.VM{}, false, err
+	}
+	return toAPI(r), reached, nil
 }
 
-// parseWait reads ?wait= (how long an action may wait for its effect).
-func parseWait(r *http.Request) (time.Duration, error) {
-	q := r.URL.Query().Get("wait")
+// parseWait reads a wait argument (how long an action may wait for its
+// effect): a Go duration up to maxWait; empty is none.
+func parseWait(q string) (time.Duration, error) {
 	if q == "" {
 		return 0, nil
 	}
 	d, err := time.ParseDuration(q)
 	if err != nil || d < 0 || d > maxWait {
-		return 0, &FieldError{"wait", fmt.Sprintf("%q: give a duration up to %v, such as 30s", q, maxWait)}
+		return 0, fieldErr("wait", fmt.Sprintf("%q: give a duration up to %v, such as 30s", q, maxWait))
 	}
 	return d, nil
-}
-
-// answerWait answers an action with the VM: 200 once it got there within
-// wait, else 202.
-func (a *Agent) answerWait(w http.ResponseWriter, r *http.Request, name, action string, t0 time.Time, wait time.Duration) {
-	rec, reached, err := a.waitFor(r.Context(), name, action, t0, wait)
-	if err != nil {
-		httpError(w, err)
-		return
-	}
-	code := http.StatusAccepted
-	if reached {
-		code = http.StatusOK
-	}
-	writeJSON(w, code, toAPI(rec))
 }

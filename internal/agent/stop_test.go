@@ -10,6 +10,7 @@ import (
 
 	"github.com/govisor/govisor/api"
 	"github.com/govisor/govisor/internal/kvm/kvmtest"
+	"github.com/govisor/govisor/internal/node"
 )
 
 // TestGracefulStop: stop presses the ACPI power button; a guest that
@@ -42,7 +43,7 @@ func TestGracefulStop(t *testing.T) {
 	for _, c := range cases {
 		waitVM(t, ta.cli, c.name, "running", func(v api.VM) bool { return v.Status.State == api.StateRunning })
 		// The VMM serves its API and console sockets in the VM's directory.
-		for _, sock := range []string{apiSockName, consoleSockName} {
+		for _, sock := range []string{node.APISock, node.ConsoleSock} {
 			p := filepath.Join(ta.vmDir(c.name), sock)
 			deadline := time.Now().Add(30 * time.Second)
 			for {

@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"github.com/govisor/govisor/api"
+	"github.com/govisor/govisor/internal/agent/service"
+	"github.com/govisor/govisor/internal/node"
 	"github.com/govisor/govisor/internal/usage"
 	"github.com/govisor/govisor/internal/vmmapi"
 )
@@ -60,12 +62,11 @@ func (a *Agent) usageVMs(ctx context.Context) ([]usage.VMInfo, error) {
 	if err != nil {
 		return nil, err
 	}
-	a.mu.Lock()
-	pids := make(map[string]int, len(a.procs))
-	for name, p := range a.procs {
-		pids[name] = p.pid
+	procs := a.node.Procs()
+	pids := make(map[string]int, len(procs))
+	for name, p := range procs {
+		pids[name] = p.PID
 	}
-	a.mu.Unlock()
 	var out []usage.VMInfo
 	for _, r := range recs {
 		if r.Desired.Host != a.cfg.HostName {
@@ -84,7 +85,7 @@ func (a *Agent) usageVMs(ctx context.Context) ([]usage.VMInfo, error) {
 // usageIO asks a VM's VMM for its disk and network counters (GET /stats
 // on the VMM's API socket), summed over its disks and NICs.
 func (a *Agent) usageIO(ctx context.Context, v usage.VMInfo) (usage.IO, error) {
-	sock := filepath.Join(a.vmDir(v.Name), apiSockName)
+	sock := filepath.Join(a.vmDir(v.Name), node.APISock)
 	hc := http.Client{Transport: &http.Transport{
 		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
 			var d net.Dialer
@@ -121,62 +122,53 @@ func (a *Agent) usageIO(ctx context.Context, v usage.VMInfo) (usage.IO, error) {
 	return out, nil
 }
 
-// handleUsage serves GET /v1/usage?from=RFC3339&to=RFC3339[&vm=NAME][&step=DURATION]:
-// this host's utilization samples in the window (default: the last 24 hours).
-func (a *Agent) handleUsage(w http.ResponseWriter, r *http.Request) {
-	q := r.URL.Query()
+// Usage reports this host's utilization samples in the window of q
+// (default: the last 24 hours).
+func (a *Agent) Usage(ctx context.Context, q service.UsageQuery) (api.UsageReport, error) {
 	to := time.Now().UTC()
-	if s := q.Get("to"); s != "" {
+	if s := q.To; s != "" {
 		t, err := time.Parse(time.RFC3339, s)
 		if err != nil {
-			httpError(w, &FieldError{"to", fmt.Sprintf("%q: want an RFC 3339 time", s)})
-			return
+			return api.UsageReport{}, fieldErr("to", fmt.Sprintf("%q: want an RFC 3339 time", s))
 		}
 		to = t.UTC()
 	}
 	from := to.Add(-24 * time.Hour)
-	if s := q.Get("from"); s != "" {
+	if s := q.From; s != "" {
 		t, err := time.Parse(time.RFC3339, s)
 		if err != nil {
-			httpError(w, &FieldError{"from", fmt.Sprintf("%q: want an RFC 3339 time", s)})
-			return
+			return api.UsageReport{}, fieldErr("from", fmt.Sprintf("%q: want an RFC 3339 time", s))
 		}
 		from = t.UTC()
 	}
 	if to.Before(from) {
-		httpError(w, &FieldError{"from", "the window ends before it starts"})
-		return
+		return api.UsageReport{}, fieldErr("from", "the window ends before it starts")
 	}
-	vm := q.Get("vm")
+	vm := q.VM
 	if vm != "" && !nameRE.MatchString(vm) {
-		httpError(w, &FieldError{"vm", fmt.Sprintf("%q is not a VM name", vm)})
-		return
+		return api.UsageReport{}, fieldErr("vm", fmt.Sprintf("%q is not a VM name", vm))
 	}
 	step := to.Sub(from) / maxUsagePoints
 	if step <= a.usageInterval() {
 		step = 0
 	}
-	if s := q.Get("step"); s != "" {
+	if s := q.Step; s != "" {
 		d, err := time.ParseDuration(s)
 		if err != nil || d < 0 {
-			httpError(w, &FieldError{"step", fmt.Sprintf("%q: want a duration such as 60s", s)})
-			return
+			return api.UsageReport{}, fieldErr("step", fmt.Sprintf("%q: want a duration such as 60s", s))
 		}
 		step = d
 	}
 	st, err := usage.OpenStore(a.usageDir(), a.cfg.UsageKeep)
 	if err != nil {
-		httpError(w, err)
-		return
+		return api.UsageReport{}, err
 	}
 	res, err := st.Query(usage.Query{From: from, To: to, VM: vm, Step: step, MaxSamples: maxUsageSamples})
 	if errors.Is(err, usage.ErrTooMany) {
-		httpError(w, &FieldError{"step", fmt.Sprintf("more than %d samples: narrow the window (from, to, vm) or give a larger step", maxUsageSamples)})
-		return
+		return api.UsageReport{}, fieldErr("step", fmt.Sprintf("more than %d samples: narrow the window (from, to, vm) or give a larger step", maxUsageSamples))
 	}
 	if err != nil {
-		httpError(w, err)
-		return
+		return api.UsageReport{}, err
 	}
 	rep := api.UsageReport{
 		Host: a.cfg.HostName, From: from, To: to, IntervalSeconds: a.usageInterval().Seconds(),
@@ -189,5 +181,5 @@ func (a *Agent) handleUsage(w http.ResponseWriter, r *http.Request) {
 			DiskReadBytes: s.DiskReadBytes, DiskWriteBytes: s.DiskWriteBytes, NetRxBytes: s.NetRxBytes, NetTxBytes: s.NetTxBytes,
 		})
 	}
-	writeJSON(w, http.StatusOK, rep)
+	return rep, nil
 }

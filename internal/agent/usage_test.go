@@ -16,6 +16,7 @@ import (
 	"github.com/govisor/govisor/api"
 	"github.com/govisor/govisor/client"
 	"github.com/govisor/govisor/internal/kvm/kvmtest"
+	"github.com/govisor/govisor/internal/node"
 	"github.com/govisor/govisor/internal/report"
 	"github.com/govisor/govisor/internal/usage"
 	"github.com/govisor/govisor/internal/vmmapi"
@@ -165,7 +166,7 @@ func TestUsageIOSums(t *testing.T) {
 	if err := os.MkdirAll(a.vmDir("io"), 0o700); err != nil {
 		t.Fatal(err)
 	}
-	l, err := net.Listen("unix", filepath.Join(a.vmDir("io"), apiSockName))
+	l, err := net.Listen("unix", filepath.Join(a.vmDir("io"), node.APISock))
 	if err != nil {
 		t.Fatal(err)
 	}

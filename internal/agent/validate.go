@@ -5,31 +5,26 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"regexp"
 	"strings"
 	"time"
 
 	"github.com/govisor/govisor/api"
+	"github.com/govisor/govisor/internal/agent/service"
+	"github.com/govisor/govisor/internal/node"
 	"github.com/govisor/govisor/internal/vmlimits"
 )
 
-// Errors the API maps to HTTP status codes (see httpError).
+// The services' errors (see package service), by their short names here.
 var (
-	ErrInvalid = errors.New("agent: invalid request")
-	ErrBusy    = errors.New("agent: VM is not stopped")
-	ErrNotHere = errors.New("agent: VM runs on another host")
+	ErrInvalid = service.ErrInvalid
+	ErrBusy    = service.ErrBusy
+	ErrNotHere = service.ErrNotHere
+	ErrVMM     = service.ErrVMM
+	errf       = service.Errf
 )
 
 // FieldError is a bad request naming the offending field.
-type FieldError struct {
-	Field string
-	Msg   string
-}
-
-func (e *FieldError) Error() string { return e.Field + ": " + e.Msg }
-
-// Unwrap makes every FieldError match ErrInvalid.
-func (e *FieldError) Unwrap() error { return ErrInvalid }
+type FieldError = service.FieldError
 
 // Defaults for fields a definition leaves out (the same as `govisor run`).
 const (
@@ -39,51 +34,52 @@ const (
 	maxStopTimeout = time.Hour
 )
 
-var nameRE = regexp.MustCompile(`^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$`)
+// nameRE is what a VM name (a DNS label) looks like.
+var nameRE = node.NameRE
 
 // normalize checks a definition and fills in its defaults. hostMiB is the
 // host's RAM: a VM that could never fit is refused up front.
 func normalize(s api.VMSpec, hostMiB uint64) (api.VMSpec, error) {
 	if !nameRE.MatchString(s.Name) {
-		return s, &FieldError{"name", fmt.Sprintf("%q: use 1-63 lower-case letters, digits and '-' (a DNS label)", s.Name)}
+		return s, fieldErr("name", fmt.Sprintf("%q: use 1-63 lower-case letters, digits and '-' (a DNS label)", s.Name))
 	}
 	if s.CPUs == 0 {
 		s.CPUs = 1
 	}
 	if s.CPUs < 1 || s.CPUs > vmlimits.MaxCPUs {
-		return s, &FieldError{"cpus", fmt.Sprintf("%d: give 1 to %d", s.CPUs, vmlimits.MaxCPUs)}
+		return s, fieldErr("cpus", fmt.Sprintf("%d: give 1 to %d", s.CPUs, vmlimits.MaxCPUs))
 	}
 	if s.Memory == "" {
 		s.Memory = defaultMemory
 	}
 	mib, err := api.ParseMemoryMiB(s.Memory)
 	if err != nil {
-		return s, &FieldError{"memory", err.Error()}
+		return s, fieldErr("memory", err.Error())
 	}
 	if hostMiB > 0 && mib > hostMiB {
-		return s, &FieldError{"memory", fmt.Sprintf("%s is more than this host's %d MiB of RAM", s.Memory, hostMiB)}
+		return s, fieldErr("memory", fmt.Sprintf("%s is more than this host's %d MiB of RAM", s.Memory, hostMiB))
 	}
 	if err := checkFile(s.Kernel, true); err != nil {
-		return s, &FieldError{"kernel", err.Error()}
+		return s, fieldErr("kernel", err.Error())
 	}
 	if err := checkFile(s.Initrd, false); err != nil {
-		return s, &FieldError{"initrd", err.Error()}
+		return s, fieldErr("initrd", err.Error())
 	}
 	for i, d := range s.Disks {
 		field := fmt.Sprintf("disks[%d]", i)
 		if d.Path == "" {
-			return s, &FieldError{field + ".path", "required: the path of a disk image on the host"}
+			return s, fieldErr(field+".path", "required: the path of a disk image on the host")
 		}
 		if err := checkFile(d.Path, true); err != nil {
-			return s, &FieldError{field + ".path", err.Error()}
+			return s, fieldErr(field+".path", err.Error())
 		}
 		if strings.ContainsAny(d.Path, ",") {
-			return s, &FieldError{field + ".path", fmt.Sprintf("%q: a disk path cannot contain a comma", d.Path)}
+			return s, fieldErr(field+".path", fmt.Sprintf("%q: a disk path cannot contain a comma", d.Path))
 		}
 		switch d.Format {
 		case "", "raw", "qcow2", "vmdk", "vhd", "vhdx":
 		default:
-			return s, &FieldError{field + ".format", fmt.Sprintf("%q: use raw, qcow2, vmdk, vhd or vhdx (or leave it out to probe)", d.Format)}
+			return s, fieldErr(field+".format", fmt.Sprintf("%q: use raw, qcow2, vmdk, vhd or vhdx (or leave it out to probe)", d.Format))
 		}
 	}
 	if err := normalizeNICs(&s); err != nil {
@@ -93,19 +89,19 @@ func normalize(s api.VMSpec, hostMiB uint64) (api.VMSpec, error) {
 		s.Cmdline = defaultCmdline
 	}
 	if len(s.Cmdline) > maxCmdline {
-		return s, &FieldError{"cmdline", fmt.Sprintf("%d bytes; at most %d", len(s.Cmdline), maxCmdline)}
+		return s, fieldErr("cmdline", fmt.Sprintf("%d bytes; at most %d", len(s.Cmdline), maxCmdline))
 	}
 	switch s.Boot {
 	case "":
 		s.Boot = api.BootLinux64
 	case api.BootLinux64, api.BootPVH:
 	default:
-		return s, &FieldError{"boot", fmt.Sprintf("%q: use linux64 or pvh", s.Boot)}
+		return s, fieldErr("boot", fmt.Sprintf("%q: use linux64 or pvh", s.Boot))
 	}
 	if s.StopTimeout != "" {
 		d, err := time.ParseDuration(s.StopTimeout)
 		if err != nil || d < 0 || d > maxStopTimeout {
-			return s, &FieldError{"stopTimeout", fmt.Sprintf("%q: give a duration up to %v, such as 30s (0s: no graceful shutdown)", s.StopTimeout, maxStopTimeout)}
+			return s, fieldErr("stopTimeout", fmt.Sprintf("%q: give a duration up to %v, such as 30s (0s: no graceful shutdown)", s.StopTimeout, maxStopTimeout))
 		}
 	}
 	switch s.RestartPolicy {
@@ -113,7 +109,7 @@ func normalize(s api.VMSpec, hostMiB uint64) (api.VMSpec, error) {
 		s.RestartPolicy = api.RestartOnFailure
 	case api.RestartNever, api.RestartOnFailure, api.RestartAlways:
 	default:
-		return s, &FieldError{"restartPolicy", fmt.Sprintf("%q: use never, on-failure or always", s.RestartPolicy)}
+		return s, fieldErr("restartPolicy", fmt.Sprintf("%q: use never, on-failure or always", s.RestartPolicy))
 	}
 	return s, nil
 }
@@ -142,3 +138,6 @@ func checkFile(path string, required bool) error {
 	}
 	return nil
 }
+
+// fieldErr is a FieldError on field.
+func fieldErr(field, msg string) *FieldError { return &FieldError{Field: field, Msg: msg} }

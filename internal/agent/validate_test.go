@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/govisor/govisor/api"
+	"github.com/govisor/govisor/internal/node"
 	"github.com/govisor/govisor/internal/vmm/vmmconfig"
 )
 
@@ -93,7 +94,7 @@ func TestDiskSpecs(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c, err := vmmConfig(s)
+	c, err := node.VMMConfig(s)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -142,7 +143,7 @@ func TestStopTimeoutSpec(t *testing.T) {
 			t.Errorf("stopTimeout %q: grace %v, want %v", c.in, a.stopGrace(s), c.grace)
 		}
 	}
-	if c, err := vmmConfig(api.VMSpec{Name: "a", Kernel: kernel}); err != nil || c.APISock != apiSockName || c.ConsoleSock != consoleSockName {
+	if c, err := node.VMMConfig(api.VMSpec{Name: "a", Kernel: kernel}); err != nil || c.APISock != node.APISock || c.ConsoleSock != node.ConsoleSock {
 		t.Errorf("VMM config %+v (%v) lacks the API and console sockets", c, err)
 	}
 }

@@ -2,72 +2,63 @@ package agent
 
 import (
 	"context"
-	"errors"
 	"fmt"
-	"net/http"
 	"strings"
 	"time"
 
 	"github.com/govisor/govisor/api"
 	"github.com/govisor/govisor/internal/cluster/store"
+	"github.com/govisor/govisor/internal/node"
 )
 
-// ErrVMM is the sentinel of a VMM that refused or failed a request (502).
-var ErrVMM = errors.New("agent: the VMM failed the request")
-
-// localVM reads the VM of the request and requires that it is defined on
-// this host; it answers the error itself when not.
-func (a *Agent) localVM(w http.ResponseWriter, r *http.Request) (store.Record, bool) {
-	name := r.PathValue("name")
-	if !validName(w, name) {
-		return store.Record{}, false
+// localVM reads VM name and requires that it is defined on this host
+// (else ErrNotHere).
+func (a *Agent) localVM(ctx context.Context, name string) (store.Record, error) {
+	if err := checkName(name); err != nil {
+		return store.Record{}, err
 	}
-	rec, err := a.st.GetVM(r.Context(), name)
+	rec, err := a.st.GetVM(ctx, name)
 	if err != nil {
-		httpError(w, err)
-		return rec, false
+		return rec, err
 	}
 	if rec.Desired.Host != a.cfg.HostName {
-		httpError(w, fmt.Errorf("%w: %s runs on %s; ask that host's agent", ErrNotHere, name, rec.Desired.Host))
-		return rec, false
+		return rec, fmt.Errorf("%w: %s runs on %s; ask that host's agent", ErrNotHere, name, rec.Desired.Host)
 	}
-	return rec, true
+	return rec, nil
 }
 
 // liveProc returns the VMM process of rec if the VM is in one of states;
 // otherwise an ErrBusy error that says why the action cannot be done.
-func (a *Agent) liveProc(rec store.Record, action string, states ...api.State) (*proc, error) {
+func (a *Agent) liveProc(rec store.Record, action string, states ...api.State) (*node.Proc, error) {
 	name := rec.Desired.Spec.Name
 	st := api.StatePending
 	if rec.Status != nil {
 		st = rec.Status.State
 	}
-	a.mu.Lock()
-	p := a.procs[name]
-	a.mu.Unlock()
+	p := a.node.Proc(name)
 	ok := false
 	for _, s := range states {
 		ok = ok || s == st
 	}
-	if !ok || p == nil || !p.alive() || (rec.Status != nil && rec.Status.PID != p.pid) {
+	if !ok || p == nil || !p.Alive() || (rec.Status != nil && rec.Status.PID != p.PID) {
 		want := make([]string, len(states))
 		for i, s := range states {
 			want[i] = string(s)
 		}
 		return nil, fmt.Errorf("%w: cannot %s VM %s: it is %s; it must be %s", ErrBusy, action, name, st, strings.Join(want, " or "))
 	}
-	if p.state().migration != nil {
+	if p.State().Migration != nil {
 		return nil, fmt.Errorf("%w: cannot %s VM %s: it is being migrated", ErrBusy, action, name)
 	}
 	return p, nil
 }
 
-// handlePauseResume serves POST /v1/vms/{name}/pause and .../resume: the
-// guest's vCPUs stop (or carry on) through the VMM API; the VMM stays.
-func (a *Agent) handlePauseResume(w http.ResponseWriter, r *http.Request, action string) {
-	rec, ok := a.localVM(w, r)
-	if !ok {
-		return
+// pauseResume pauses or resumes the guest's vCPUs through the VMM API;
+// the VMM stays.
+func (a *Agent) pauseResume(ctx context.Context, name, action string) (api.VM, error) {
+	rec, err := a.localVM(ctx, name)
+	if err != nil {
+		return api.VM{}, err
 	}
 	from, to := api.StateRunning, api.StatePaused
 	if action == "resume" {
@@ -75,27 +66,24 @@ func (a *Agent) handlePauseResume(w http.ResponseWriter, r *http.Request, action
 	}
 	p, err := a.liveProc(rec, action, from)
 	if err != nil {
-		httpError(w, err)
-		return
+		return api.VM{}, err
 	}
-	call := p.vmm.Pause
+	call := p.VMM.Pause
 	if to == api.StateRunning {
-		call = p.vmm.Resume
+		call = p.VMM.Resume
 	}
-	if _, err := quickCall(call); err != nil {
-		httpError(w, fmt.Errorf("%w: %s %s: %v", ErrVMM, action, rec.Desired.Spec.Name, err))
-		return
+	if _, err := node.QuickCall(call); err != nil {
+		return api.VM{}, fmt.Errorf("%w: %s %s: %v", ErrVMM, action, rec.Desired.Spec.Name, err)
 	}
-	p.update(func(s *procState) { s.paused = to == api.StatePaused })
+	p.Update(func(s *node.State) { s.Paused = to == api.StatePaused })
 	st := *rec.Status
 	st.State, st.Since = to, time.Now().UTC()
 	// Only over the status seen: an exit recorded meanwhile wins.
-	if err := a.st.ReplaceStatus(r.Context(), rec.Desired.Spec.Name, st, rec.StatusRev); err != nil {
-		httpError(w, err)
-		return
+	if err := a.st.ReplaceStatus(ctx, rec.Desired.Spec.Name, st, rec.StatusRev); err != nil {
+		return api.VM{}, err
 	}
 	rec.Status = &st
-	writeJSON(w, http.StatusOK, toAPI(rec))
+	return toAPI(rec), nil
 }
 
 // shortCtx bounds work that must finish even if the request goes away.

@@ -1,4 +1,4 @@
-package agent
+package node
 
 import (
 	"context"
@@ -20,136 +20,136 @@ const (
 	stableRun  = time.Minute
 )
 
-// poke asks the reconciler for a pass soon.
-func (a *Agent) poke() {
+// Poke asks the reconciler for a pass soon.
+func (n *Node) Poke() {
 	select {
-	case a.kick <- struct{}{}:
+	case n.kick <- struct{}{}:
 	default:
 	}
 }
 
 // watchLoop pokes the reconciler on every change to a VM's definition.
-func (a *Agent) watchLoop() {
-	defer a.loopWG.Done()
-	for a.ctx.Err() == nil {
-		for ev := range a.st.Watch(a.ctx, 0) {
+func (n *Node) watchLoop() {
+	defer n.loopWG.Done()
+	for n.ctx.Err() == nil {
+		for ev := range n.st.Watch(n.ctx, 0) {
 			if ev.Kind == "spec" {
-				a.poke()
+				n.Poke()
 			}
 		}
 		select {
-		case <-a.ctx.Done():
+		case <-n.ctx.Done():
 		case <-time.After(time.Second):
-			a.poke() // changes during the gap are caught by a full pass
+			n.Poke() // changes during the gap are caught by a full pass
 		}
 	}
 }
 
 // reconcileLoop runs a full pass on every poke and every ResyncEvery.
-func (a *Agent) reconcileLoop() {
-	defer a.loopWG.Done()
-	t := time.NewTicker(a.cfg.ResyncEvery)
+func (n *Node) reconcileLoop() {
+	defer n.loopWG.Done()
+	t := time.NewTicker(n.cfg.ResyncEvery)
 	defer t.Stop()
-	a.reconcile()
+	n.reconcile()
 	for {
 		select {
-		case <-a.ctx.Done():
+		case <-n.ctx.Done():
 			return
-		case <-a.kick:
+		case <-n.kick:
 		case <-t.C:
 		}
-		a.reconcile()
+		n.reconcile()
 	}
 }
 
 // reconcile makes this host's VMM processes match the desired state.
-func (a *Agent) reconcile() {
-	ctx, cancel := context.WithTimeout(a.ctx, 10*time.Second)
+func (n *Node) reconcile() {
+	ctx, cancel := context.WithTimeout(n.ctx, 10*time.Second)
 	defer cancel()
-	a.reconcileNetworks(ctx)
-	// The snapshot is read under a.mu: a proc leaves a.procs only after its
+	n.reconcileNetworks(ctx)
+	// The snapshot is read under n.mu: a proc leaves n.procs only after its
 	// exit is recorded, so "no proc" here means etcd already knows why.
-	a.mu.Lock()
-	if a.stopping {
-		a.mu.Unlock()
+	n.mu.Lock()
+	if n.stopping {
+		n.mu.Unlock()
 		return
 	}
-	recs, _, err := a.st.ListVMs(ctx)
+	recs, _, err := n.st.ListVMs(ctx)
 	if err != nil {
-		a.mu.Unlock()
-		a.log.Warn("reconcile: list VMs", "err", err)
+		n.mu.Unlock()
+		n.log.Warn("reconcile: list VMs", "err", err)
 		return
 	}
 	var idle []store.Record     // stopped VMs whose status still says otherwise
 	var stopping []store.Record // VMs being stopped now
 	mine := map[string]bool{}
 	for _, r := range recs {
-		if r.Desired.Host != a.cfg.HostName {
+		if r.Desired.Host != n.cfg.HostName {
 			continue
 		}
 		name := r.Desired.Spec.Name
-		if !nameRE.MatchString(name) {
+		if !NameRE.MatchString(name) {
 			// Only a foreign writer to etcd can put it there; its name
 			// would become a path under the state directory.
-			a.log.Warn("ignoring VM with an invalid name", "vm", name)
+			n.log.Warn("ignoring VM with an invalid name", "vm", name)
 			continue
 		}
 		mine[name] = true
-		p := a.procs[name]
+		p := n.procs[name]
 		switch {
 		case r.Desired.Power == api.PowerRunning && p == nil:
 			restarts := 0
 			if r.Status != nil {
 				restarts = r.Status.Restarts
 			}
-			if a.promoteIncoming(name, restarts) {
+			if n.promoteIncoming(name, restarts) {
 				continue
 			}
-			if nb := a.notBefore[name]; time.Now().Before(nb) {
-				time.AfterFunc(time.Until(nb), a.poke)
+			if nb := n.notBefore[name]; time.Now().Before(nb) {
+				time.AfterFunc(time.Until(nb), n.Poke)
 				continue
 			}
-			a.startLocked(r)
+			n.startLocked(r)
 		case r.Desired.Power == api.PowerStopped && p != nil:
-			if !p.state().stopReq {
-				a.log.Info("stopping VM", "vm", name, "pid", p.pid)
-				p.stop()
-				if r.Status != nil && (r.Status.State == api.StateRunning || r.Status.State == api.StatePaused) && r.Status.PID == p.pid {
+			if !p.State().StopReq {
+				n.log.Info("stopping VM", "vm", name, "pid", p.PID)
+				p.Stop()
+				if r.Status != nil && (r.Status.State == api.StateRunning || r.Status.State == api.StatePaused) && r.Status.PID == p.PID {
 					stopping = append(stopping, r)
 				}
 			}
 		case r.Desired.Power == api.PowerStopped && p == nil:
-			_, backingOff := a.notBefore[name]
+			_, backingOff := n.notBefore[name]
 			if backingOff {
 				// Stopped while waiting to restart: the restart is off.
-				delete(a.notBefore, name)
-				delete(a.backoff, name)
+				delete(n.notBefore, name)
+				delete(n.backoff, name)
 			}
 			if backingOff || r.Status == nil || (r.Status.State != api.StateStopped && r.Status.State != api.StateFailed) {
 				idle = append(idle, r)
 			}
 		}
 	}
-	for name, p := range a.procs {
+	for name, p := range n.procs {
 		if !mine[name] {
 			// Deleted or moved away while running (delete refuses that, but
 			// an external etcd can be written by anyone): stop it.
-			a.log.Warn("VM no longer defined for this host; stopping its VMM", "vm", name, "pid", p.pid)
-			p.stop()
+			n.log.Warn("VM no longer defined for this host; stopping its VMM", "vm", name, "pid", p.PID)
+			p.Stop()
 		}
 	}
-	a.gcTAPsLocked()
-	a.mu.Unlock()
+	n.gcTAPsLocked()
+	n.mu.Unlock()
 	for _, r := range stopping {
 		st := *r.Status
 		st.State, st.Since = api.StateStopping, time.Now().UTC()
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		// Over the running status only: the exit may already be recorded.
-		a.st.ReplaceStatus(ctx, r.Desired.Spec.Name, st, r.StatusRev)
+		n.st.ReplaceStatus(ctx, r.Desired.Spec.Name, st, r.StatusRev)
 		cancel()
 	}
 	for _, r := range idle {
-		st := api.VMStatus{State: api.StateStopped, Host: a.cfg.HostName, Since: time.Now().UTC(), ExitReason: "not started"}
+		st := api.VMStatus{State: api.StateStopped, Host: n.cfg.HostName, Since: time.Now().UTC(), ExitReason: "not started"}
 		if r.Status != nil {
 			st.Restarts, st.ExitCode = r.Status.Restarts, r.Status.ExitCode
 			st.ExitReason = "stopped on request"
@@ -159,123 +159,123 @@ func (a *Agent) reconcile() {
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		// Only over the status this decision saw: a start may have won meanwhile.
-		a.st.ReplaceStatus(ctx, r.Desired.Spec.Name, st, r.StatusRev)
+		n.st.ReplaceStatus(ctx, r.Desired.Spec.Name, st, r.StatusRev)
 		cancel()
 	}
 }
 
-// startLocked spawns the VMM of r; a.mu is held.
-func (a *Agent) startLocked(r store.Record) {
+// startLocked spawns the VMM of r; n.mu is held.
+func (n *Node) startLocked(r store.Record) {
 	s := r.Desired.Spec
-	dir := a.vmDir(s.Name)
+	dir := n.vmDir(s.Name)
 	if err := os.MkdirAll(dir, 0o700); err != nil {
-		a.log.Error("start VM", "vm", s.Name, "err", err)
+		n.log.Error("start VM", "vm", s.Name, "err", err)
 		return
 	}
-	cfg, err := vmmConfig(s)
+	cfg, err := VMMConfig(s)
 	if err != nil {
-		a.startFailed(s.Name, err)
+		n.startFailed(s.Name, err)
 		return
 	}
-	snap, restoring := a.restoreNext[s.Name]
+	snap, restoring := n.restoreNext[s.Name]
 	if restoring {
 		// Once: a later restart by policy boots the guest afresh.
-		delete(a.restoreNext, s.Name)
-		cfg = restoreConfig(s, snap)
+		delete(n.restoreNext, s.Name)
+		cfg = RestoreConfig(s, snap)
 	}
-	if err := a.setupNICs(s); err != nil {
-		a.startFailed(s.Name, err)
+	if err := n.setupNICs(s); err != nil {
+		n.startFailed(s.Name, err)
 		return
 	}
-	p, err := spawn(a.cfg.Executable, marker(a.id, s.Name), dir, s, cfg, a.ConsolePath(s.Name), filepath.Join(dir, "vmm.log"))
+	p, err := Spawn(n.cfg.Executable, Marker(n.id, s.Name), dir, s, cfg, n.ConsolePath(s.Name), filepath.Join(dir, "vmm.log"))
 	if err != nil {
-		a.log.Error("start VM", "vm", s.Name, "err", err)
-		a.delayRestart(s.Name)
-		go a.putStatus(s.Name, api.VMStatus{State: api.StateFailed, Host: a.cfg.HostName, Since: time.Now().UTC(), ExitReason: err.Error()})
+		n.log.Error("start VM", "vm", s.Name, "err", err)
+		n.delayRestart(s.Name)
+		go n.putStatus(s.Name, api.VMStatus{State: api.StateFailed, Host: n.cfg.HostName, Since: time.Now().UTC(), ExitReason: err.Error()})
 		return
 	}
 	if r.Status != nil {
-		p.restarts = r.Status.Restarts
+		p.Restarts = r.Status.Restarts
 	}
-	p.grace = a.stopGrace(s)
-	a.log.Info("started VM", "vm", s.Name, "pid", p.pid)
-	a.procs[s.Name] = p
-	a.supWG.Add(1)
-	go a.supervise(p, true)
+	p.Grace = n.stopGrace(s)
+	n.log.Info("started VM", "vm", s.Name, "pid", p.PID)
+	n.procs[s.Name] = p
+	n.supWG.Add(1)
+	go n.supervise(p, true)
 	if restoring {
-		go a.syncRestoredDisks(p) // the snapshot's disks may differ from the definition's
+		go n.syncRestoredDisks(p) // the snapshot's disks may differ from the definition's
 	}
 }
 
-// delayRestart backs off the next start of name; a.mu is held.
-func (a *Agent) delayRestart(name string) {
-	d := a.backoff[name]
+// delayRestart backs off the next start of name; n.mu is held.
+func (n *Node) delayRestart(name string) {
+	d := n.backoff[name]
 	d = min(max(2*d, minBackoff), maxBackoff)
-	a.backoff[name] = d
-	a.notBefore[name] = time.Now().Add(d)
+	n.backoff[name] = d
+	n.notBefore[name] = time.Now().Add(d)
 }
 
 // supervise records p as running (when report is set), waits for it to
 // exit and records why, deciding on a restart by the VM's policy.
-func (a *Agent) supervise(p *proc, report bool) {
-	defer a.supWG.Done()
+func (n *Node) supervise(p *Proc, report bool) {
+	defer n.supWG.Done()
 	if report {
-		err := a.putStatus(p.name, api.VMStatus{State: api.StateRunning, Host: a.cfg.HostName, PID: p.pid,
-			StartTicks: p.ticks, Since: p.since, Restarts: p.restarts})
+		err := n.putStatus(p.Name, api.VMStatus{State: api.StateRunning, Host: n.cfg.HostName, PID: p.PID,
+			StartTicks: p.Ticks, Since: p.Since, Restarts: p.Restarts})
 		if errors.Is(err, store.ErrNotFound) {
-			p.kill() // deleted meanwhile
+			p.Kill() // deleted meanwhile
 		}
 	}
 	select {
-	case <-p.done:
-	case <-a.ctx.Done():
+	case <-p.Done():
+	case <-n.ctx.Done():
 		return // Close: the VMM keeps running for the next agent
 	}
-	a.handleExit(p)
+	n.handleExit(p)
 }
 
 // handleExit records a VMM's end and decides what happens next.
-func (a *Agent) handleExit(p *proc) {
+func (n *Node) handleExit(p *Proc) {
 	// A source VMM ends when its migration succeeds: wait for the
 	// migration's outcome before deciding what the exit means.
-	if mig := p.state().migration; mig != nil {
+	if mig := p.State().Migration; mig != nil {
 		<-mig
 	}
-	ps := p.state()
-	migrated, stopReq, restartReq := ps.migrated, ps.stopReq, ps.restartReq
-	a.mu.Lock()
-	detached, stopping := a.detached, a.stopping
-	if time.Since(p.since) > stableRun {
-		delete(a.backoff, p.name)
+	ps := p.State()
+	migrated, stopReq, restartReq := ps.Migrated, ps.StopReq, ps.RestartReq
+	n.mu.Lock()
+	detached, stopping := n.detached, n.stopping
+	if time.Since(p.Since) > stableRun {
+		delete(n.backoff, p.Name)
 	}
-	a.mu.Unlock()
-	// p leaves a.procs only once its exit is recorded: until then the
+	n.mu.Unlock()
+	// p leaves n.procs only once its exit is recorded: until then the
 	// reconciler must not start a second VMM on the old desired state.
 	defer func() {
 		if !detached {
-			a.teardownNICs(p.name) // made again at the next start
+			n.teardownNICs(p.Name) // made again at the next start
 		}
-		a.mu.Lock()
-		if a.procs[p.name] == p {
-			delete(a.procs, p.name)
+		n.mu.Lock()
+		if n.procs[p.Name] == p {
+			delete(n.procs, p.Name)
 		}
-		a.mu.Unlock()
-		a.poke()
+		n.mu.Unlock()
+		n.Poke()
 	}()
 	if detached || migrated {
 		return // the VM now runs on another host, whose agent reports it
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	r, err := a.st.GetVM(ctx, p.name)
+	r, err := n.st.GetVM(ctx, p.Name)
 	if err != nil {
 		return // deleted, or the store is gone: nothing to record
 	}
-	reason := p.exit.String()
-	if line := lastLine(filepath.Join(a.vmDir(p.name), "vmm.log")); line != "" && p.exit.failed() {
+	reason := p.Exit.String()
+	if line := LastLine(filepath.Join(n.vmDir(p.Name), "vmm.log")); line != "" && p.Exit.Failed() {
 		reason += ": " + line
 	}
-	st := api.VMStatus{State: api.StateStopped, Host: a.cfg.HostName, Since: time.Now().UTC(), ExitCode: p.exit.code, Restarts: p.restarts}
+	st := api.VMStatus{State: api.StateStopped, Host: n.cfg.HostName, Since: time.Now().UTC(), ExitCode: p.Exit.Code, Restarts: p.Restarts}
 	switch {
 	case stopping:
 		st.ExitReason = "agent shut down (" + reason + ")"
@@ -284,7 +284,7 @@ func (a *Agent) handleExit(p *proc) {
 	case stopReq:
 		st.ExitReason = "stopped on request (" + reason + ")"
 	default:
-		failed := p.exit.failed()
+		failed := p.Exit.Failed()
 		if !failed {
 			reason = "guest powered off"
 		}
@@ -296,43 +296,43 @@ func (a *Agent) handleExit(p *proc) {
 		if r.Desired.Power == api.PowerRunning && (pol == api.RestartAlways || (pol == api.RestartOnFailure && failed)) {
 			st.Restarts++
 			st.ExitReason += "; restarting (restartPolicy " + pol + ")"
-			a.mu.Lock()
-			a.delayRestart(p.name)
-			a.mu.Unlock()
+			n.mu.Lock()
+			n.delayRestart(p.Name)
+			n.mu.Unlock()
 		} else if r.Desired.Power == api.PowerRunning {
 			// Not restarting: the desired state follows, so that etcd says
 			// what will happen (nothing) until a user starts it.
-			a.st.UpdateVM(ctx, p.name, func(d *store.Desired) error { d.Power = api.PowerStopped; return nil })
+			n.st.UpdateVM(ctx, p.Name, func(d *store.Desired) error { d.Power = api.PowerStopped; return nil })
 		}
 	}
-	a.log.Info("VM stopped", "vm", p.name, "pid", p.pid, "state", st.State, "reason", st.ExitReason)
-	a.putStatus(p.name, st)
+	n.log.Info("VM stopped", "vm", p.Name, "pid", p.PID, "state", st.State, "reason", st.ExitReason)
+	n.putStatus(p.Name, st)
 }
 
-func (a *Agent) putStatus(name string, st api.VMStatus) error {
+func (n *Node) putStatus(name string, st api.VMStatus) error {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	err := a.st.PutStatus(ctx, name, st)
+	err := n.st.PutStatus(ctx, name, st)
 	if err != nil && !errors.Is(err, store.ErrNotFound) {
-		a.log.Warn("record VM status", "vm", name, "err", err)
+		n.log.Warn("record VM status", "vm", name, "err", err)
 	}
 	return err
 }
 
-// adoptAll finds this agent's VMM processes that outlived a previous agent
+// Adopt finds this agent's VMM processes that outlived a previous agent
 // and supervises them again; VMs whose VMM died meanwhile are recorded as
 // such (and restarted by policy through the usual exit handling).
-func (a *Agent) adoptAll(ctx context.Context) error {
-	recs, _, err := a.st.ListVMs(ctx)
+func (n *Node) Adopt(ctx context.Context) error {
+	recs, _, err := n.st.ListVMs(ctx)
 	if err != nil {
 		return err
 	}
-	found := findVMMs(a.id)
-	a.mu.Lock()
-	defer a.mu.Unlock()
+	found := FindVMMs(n.id)
+	n.mu.Lock()
+	defer n.mu.Unlock()
 	for _, r := range recs {
 		name := r.Desired.Spec.Name
-		if r.Desired.Host != a.cfg.HostName {
+		if r.Desired.Host != n.cfg.HostName {
 			continue
 		}
 		pids := found[name]
@@ -340,12 +340,10 @@ func (a *Agent) adoptAll(ctx context.Context) error {
 		if len(pids) == 0 {
 			if r.Status != nil && (r.Status.State == api.StateRunning || r.Status.State == api.StatePaused || r.Status.State == api.StateStopping) {
 				// Died while no agent watched: an exit of unknown status.
-				p := &proc{name: name, pid: r.Status.PID, since: r.Status.Since, restarts: r.Status.Restarts, done: make(chan struct{})}
-				close(p.done)
-				p.st.stopReq = r.Status.State == api.StateStopping // not shared yet
-				a.procs[name] = p
-				a.supWG.Add(1)
-				go a.supervise(p, false)
+				p := Exited(name, r.Status.PID, r.Status.Since, r.Status.Restarts, State{StopReq: r.Status.State == api.StateStopping})
+				n.procs[name] = p
+				n.supWG.Add(1)
+				go n.supervise(p, false)
 			}
 			continue
 		}
@@ -357,11 +355,11 @@ func (a *Agent) adoptAll(ctx context.Context) error {
 		}
 		for _, q := range pids {
 			if q != pid {
-				a.log.Warn("duplicate VMM process; stopping it", "vm", name, "pid", q)
+				n.log.Warn("duplicate VMM process; stopping it", "vm", name, "pid", q)
 				syscall.Kill(q, syscall.SIGTERM)
 			}
 		}
-		ticks, err := procStartTicks(pid)
+		ticks, err := StartTicks(pid)
 		if err != nil {
 			continue
 		}
@@ -373,23 +371,23 @@ func (a *Agent) adoptAll(ctx context.Context) error {
 				since = r.Status.Since
 			}
 		}
-		p, err := adopt(a.ctx, name, a.vmDir(name), pid, ticks, since)
+		p, err := AdoptProc(n.ctx, name, n.vmDir(name), pid, ticks, since)
 		if err != nil {
-			a.log.Warn("adopt VMM", "vm", name, "err", err)
+			n.log.Warn("adopt VMM", "vm", name, "err", err)
 			continue
 		}
-		p.restarts = restarts
-		p.grace = a.stopGrace(r.Desired.Spec)
-		p.st.paused = same && r.Status.State == api.StatePaused // not shared yet
-		a.log.Info("adopted VM", "vm", name, "pid", pid)
-		a.procs[name] = p
-		a.supWG.Add(1)
-		go a.supervise(p, !same || (r.Status.State != api.StateRunning && r.Status.State != api.StatePaused))
+		p.Restarts = restarts
+		p.Grace = n.stopGrace(r.Desired.Spec)
+		p.Update(func(s *State) { s.Paused = same && r.Status.State == api.StatePaused }) // not shared yet
+		n.log.Info("adopted VM", "vm", name, "pid", pid)
+		n.procs[name] = p
+		n.supWG.Add(1)
+		go n.supervise(p, !same || (r.Status.State != api.StateRunning && r.Status.State != api.StatePaused))
 	}
 	for name, pids := range found {
 		// A marker of ours for a VM that is no longer defined here.
 		for _, pid := range pids {
-			a.log.Warn("VMM of an undefined VM; stopping it", "vm", name, "pid", pid)
+			n.log.Warn("VMM of an undefined VM; stopping it", "vm", name, "pid", pid)
 			syscall.Kill(pid, syscall.SIGTERM)
 		}
 	}

@@ -1,4 +1,4 @@
-package agent
+package node
 
 import (
 	"fmt"
@@ -12,10 +12,10 @@ import (
 // restart it is how the agent recognises its VMM processes in /proc.
 const markerPrefix = "govisor-vmm:"
 
-func marker(agentID, vmName string) string { return markerPrefix + agentID + ":" + vmName }
+func Marker(agentID, vmName string) string { return markerPrefix + agentID + ":" + vmName }
 
-// procArgv0 reads argv[0] of pid ("" for a zombie or a vanished process).
-func procArgv0(pid int) string {
+// Argv0 reads argv[0] of pid ("" for a zombie or a vanished process).
+func Argv0(pid int) string {
 	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/cmdline")
 	if err != nil {
 		return ""
@@ -24,10 +24,10 @@ func procArgv0(pid int) string {
 	return arg0
 }
 
-// procStartTicks reads the start time of pid in clock ticks since boot
+// StartTicks reads the start time of pid in clock ticks since boot
 // (field 22 of /proc/<pid>/stat, proc(5)): with the pid it names one
 // process for good, since pids are reused.
-func procStartTicks(pid int) (uint64, error) {
+func StartTicks(pid int) (uint64, error) {
 	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
 	if err != nil {
 		return 0, err
@@ -48,9 +48,9 @@ func procStartTicks(pid int) (uint64, error) {
 	return strconv.ParseUint(fields[19], 10, 64)
 }
 
-// findVMMs scans /proc for live processes whose argv[0] is this agent's
+// FindVMMs scans /proc for live processes whose argv[0] is this agent's
 // marker and returns their pids by VM name.
-func findVMMs(agentID string) map[string][]int {
+func FindVMMs(agentID string) map[string][]int {
 	out := map[string][]int{}
 	ents, err := os.ReadDir("/proc")
 	if err != nil {
@@ -62,11 +62,11 @@ func findVMMs(agentID string) map[string][]int {
 		if err != nil || pid <= 0 {
 			continue
 		}
-		name, ok := strings.CutPrefix(procArgv0(pid), prefix)
+		name, ok := strings.CutPrefix(Argv0(pid), prefix)
 		if !ok || name == "" {
 			continue
 		}
-		if _, err := procStartTicks(pid); err != nil {
+		if _, err := StartTicks(pid); err != nil {
 			continue
 		}
 		out[name] = append(out[name], pid)
@@ -78,9 +78,9 @@ func findVMMs(agentID string) map[string][]int {
 // Linux fixes at 100 for user space on every architecture govisor runs on.
 const userHZ = 100
 
-// procUsage reads a process's CPU time (user+system, fields 14 and 15 of
+// Usage reads a process's CPU time (user+system, fields 14 and 15 of
 // /proc/<pid>/stat) and resident memory (field 2 of /proc/<pid>/statm).
-func procUsage(pid int) (cpuSeconds float64, rssBytes uint64, err error) {
+func Usage(pid int) (cpuSeconds float64, rssBytes uint64, err error) {
 	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
 	if err != nil {
 		return 0, 0, err

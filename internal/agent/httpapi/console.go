@@ -1,16 +1,11 @@
-package agent
+package httpapi
 
 import (
-	"fmt"
 	"net"
-	"net/http"
-	"path/filepath"
 	"sync"
 	"time"
 
 	"github.com/gorilla/websocket"
-
-	"github.com/govisor/govisor/api"
 )
 
 // consoleWriteWait bounds one WebSocket write: a client that stops reading
@@ -20,34 +15,6 @@ const consoleWriteWait = 10 * time.Second
 // upgrader accepts console WebSockets. Its default origin check refuses a
 // browser page of another origin (cross-site WebSocket hijacking).
 var upgrader = websocket.Upgrader{ReadBufferSize: 4096, WriteBufferSize: 4096}
-
-// handleConsoleWS serves GET /v1/vms/{name}/console with Upgrade:
-// websocket: binary messages from the client go to the guest's serial
-// input and the guest's serial output comes back as binary messages, both
-// through the VMM's console socket (`govisor run --console-sock`).
-func (a *Agent) handleConsoleWS(w http.ResponseWriter, r *http.Request, name string) {
-	rec, err := a.st.GetVM(r.Context(), name)
-	if err != nil {
-		httpError(w, err)
-		return
-	}
-	if _, err := a.liveProc(rec, "attach to the console of", api.StateRunning, api.StatePaused); err != nil {
-		httpError(w, err)
-		return
-	}
-	sock := filepath.Join(a.vmDir(name), consoleSockName)
-	vc, err := net.DialTimeout("unix", sock, 5*time.Second)
-	if err != nil {
-		httpError(w, fmt.Errorf("%w: console of %s: %v", ErrVMM, name, err))
-		return
-	}
-	ws, err := upgrader.Upgrade(w, r, nil)
-	if err != nil {
-		vc.Close() // Upgrade answered the client already
-		return
-	}
-	proxyConsole(ws, vc)
-}
 
 // proxyConsole copies between the WebSocket and the VMM's console socket
 // until either side ends, then closes both.

@@ -1,4 +1,4 @@
-package agent
+package node
 
 import (
 	"bufio"
@@ -35,11 +35,11 @@ func listensOn(table io.Reader, port int) bool {
 	return false
 }
 
-// pidListensOn reports whether a socket in pid's network namespace listens
+// ListensOn reports whether a socket in pid's network namespace listens
 // on the TCP port: how the agent knows a destination VMM is ready for the
 // migration stream without connecting to it (a connection would be taken
 // for the stream).
-func pidListensOn(pid, port int) bool {
+func ListensOn(pid, port int) bool {
 	for _, t := range []string{"tcp", "tcp6"} {
 		f, err := os.Open("/proc/" + strconv.Itoa(pid) + "/net/" + t)
 		if err != nil {

@@ -1,4 +1,4 @@
-package agent
+package node
 
 import (
 	"net"
@@ -31,8 +31,8 @@ func TestListensOn(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer l.Close()
-	if port := l.Addr().(*net.TCPAddr).Port; !pidListensOn(os.Getpid(), port) {
-		t.Errorf("pidListensOn(self, %d) = false for a listening socket", port)
+	if port := l.Addr().(*net.TCPAddr).Port; !ListensOn(os.Getpid(), port) {
+		t.Errorf("ListensOn(self, %d) = false for a listening socket", port)
 	}
 }
 

@@ -1,0 +1,80 @@
+package httpapi
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"strconv"
+
+	"github.com/govisor/govisor/internal/agent/service"
+)
+
+// handleEvents streams VM changes as server-sent events
+// (https://html.spec.whatwg.org/multipage/server-sent-events.html): each
+// event's id is the etcd revision, its type the api.Event type, its data the
+// api.Event JSON. ?since=REV replays changes after that revision.
+func (s *server) handleEvents(w http.ResponseWriter, r *http.Request) {
+	fl, ok := w.(http.Flusher)
+	if !ok {
+		httpError(w, fmt.Errorf("agent: this connection cannot stream"))
+		return
+	}
+	var since int64
+	if q := r.URL.Query().Get("since"); q != "" {
+		n, err := strconv.ParseInt(q, 10, 64)
+		if err != nil || n < 0 {
+			httpError(w, &service.FieldError{Field: "since", Msg: fmt.Sprintf("%q: give an etcd revision", q)})
+			return
+		}
+		since = n
+	}
+	// End the stream with the request or when the agent closes its API.
+	ctx, cancel := context.WithCancel(r.Context())
+	defer cancel()
+	if s.opts.Streams != nil {
+		defer context.AfterFunc(s.opts.Streams, cancel)()
+	}
+	w.Header().Set("Content-Type", "text/event-stream")
+	w.Header().Set("Cache-Control", "no-cache")
+	w.WriteHeader(http.StatusOK)
+	fmt.Fprint(w, ": watching\n\n")
+	fl.Flush()
+	for e := range s.svc.Events(ctx, since) {
+		b, _ := json.Marshal(e)
+		if _, err := fmt.Fprintf(w, "id: %d\nevent: %s\ndata: %s\n\n", e.Revision, e.Type, b); err != nil {
+			return
+		}
+		fl.Flush()
+	}
+}
+
+func (s *server) handleHost(w http.ResponseWriter, r *http.Request) {
+	h, err := s.svc.Host(r.Context())
+	if err != nil {
+		httpError(w, err)
+		return
+	}
+	WriteJSON(w, http.StatusOK, h)
+}
+
+func (s *server) handleHosts(w http.ResponseWriter, r *http.Request) {
+	hs, err := s.svc.Hosts(r.Context())
+	if err != nil {
+		httpError(w, err)
+		return
+	}
+	WriteJSON(w, http.StatusOK, hs)
+}
+
+// handleUsage serves GET /v1/usage?from=RFC3339&to=RFC3339[&vm=NAME][&step=DURATION]:
+// this host's utilization samples in the window (default: the last 24 hours).
+func (s *server) handleUsage(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	rep, err := s.svc.Usage(r.Context(), service.UsageQuery{From: q.Get("from"), To: q.Get("to"), VM: q.Get("vm"), Step: q.Get("step")})
+	if err != nil {
+		httpError(w, err)
+		return
+	}
+	WriteJSON(w, http.StatusOK, rep)
+}

@@ -1,0 +1,214 @@
+package agent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"path/filepath"
+	"reflect"
+	"time"
+
+	"github.com/govisor/govisor/api"
+	"github.com/govisor/govisor/internal/agent/service"
+	"github.com/govisor/govisor/internal/cluster/store"
+	"github.com/govisor/govisor/internal/node"
+)
+
+// The agent serves every operation of the API.
+var _ service.Services = (*Agent)(nil)
+
+func toAPI(r store.Record) api.VM {
+	v := api.VM{Spec: r.Desired.Spec, Desired: r.Desired.Power, Host: r.Desired.Host, Status: api.VMStatus{State: api.StatePending}}
+	if r.Status != nil {
+		v.Status = *r.Status
+	}
+	return v
+}
+
+// CreateVM defines a VM on this host, started unless start is false.
+func (a *Agent) CreateVM(ctx context.Context, s api.VMSpec, start bool) (api.VM, error) {
+	s, err := a.resolveSpec(ctx, s)
+	if err == nil {
+		s, err = normalize(s, a.hostMiB)
+	}
+	if err != nil {
+		return api.VM{}, err
+	}
+	d := store.Desired{Spec: s, Power: api.PowerRunning, Host: a.cfg.HostName}
+	if !start {
+		d.Power = api.PowerStopped
+	}
+	if err := a.st.CreateVM(ctx, d); err != nil {
+		return api.VM{}, err
+	}
+	a.poke()
+	return toAPI(store.Record{Desired: d}), nil
+}
+
+// ApplyVM creates the VM or replaces its definition, keeping its power
+// state; a new definition takes effect at the VM's next start.
+func (a *Agent) ApplyVM(ctx context.Context, name string, s api.VMSpec) (api.VM, string, error) {
+	var err error
+	if s.Name != "" && s.Name != name {
+		err = fieldErr("name", fmt.Sprintf("%q differs from %q in the URL", s.Name, name))
+	}
+	if err == nil {
+		s.Name = name
+		s, err = a.resolveSpec(ctx, s)
+	}
+	if err == nil {
+		s, err = normalize(s, a.hostMiB)
+	}
+	if err != nil {
+		return api.VM{}, "", err
+	}
+	result := service.Updated
+	d, err := a.st.UpdateVM(ctx, name, func(d *store.Desired) error {
+		if reflect.DeepEqual(d.Spec, s) {
+			result = service.Unchanged
+		}
+		d.Spec = s
+		return nil
+	})
+	if errors.Is(err, store.ErrNotFound) {
+		d = store.Desired{Spec: s, Power: api.PowerRunning, Host: a.cfg.HostName}
+		err, result = a.st.CreateVM(ctx, d), service.Created
+	}
+	if err != nil {
+		return api.VM{}, "", err
+	}
+	a.poke()
+	rec, err := a.st.GetVM(ctx, name)
+	if err != nil {
+		rec = store.Record{Desired: d}
+	}
+	return toAPI(rec), result, nil
+}
+
+// ListVMs lists every VM of the cluster.
+func (a *Agent) ListVMs(ctx context.Context) (api.VMList, error) {
+	recs, _, err := a.st.ListVMs(ctx)
+	if err != nil {
+		return api.VMList{}, err
+	}
+	out := api.VMList{Items: []api.VM{}}
+	for _, rec := range recs {
+		out.Items = append(out.Items, toAPI(rec))
+	}
+	return out, nil
+}
+
+// GetVM reads one VM.
+func (a *Agent) GetVM(ctx context.Context, name string) (api.VM, error) {
+	rec, err := a.st.GetVM(ctx, name)
+	if err != nil {
+		return api.VM{}, err
+	}
+	return toAPI(rec), nil
+}
+
+// checkName refuses (as not found) names no VM can have; names become
+// paths under the state directory.
+func checkName(name string) error {
+	if nameRE.MatchString(name) {
+		return nil
+	}
+	return fmt.Errorf("%w: %q", store.ErrNotFound, name)
+}
+
+// DeleteVM forgets a stopped VM and removes its files on this host.
+func (a *Agent) DeleteVM(ctx context.Context, name string) error {
+	if err := checkName(name); err != nil {
+		return err
+	}
+	err := a.st.DeleteVM(ctx, name, func(rec store.Record) error {
+		live := a.node.Proc(name) != nil
+		st := api.StatePending
+		if rec.Status != nil {
+			st = rec.Status.State
+		}
+		if rec.Desired.Power != api.PowerStopped || live || st == api.StateRunning || st == api.StatePaused || st == api.StateStopping {
+			return fmt.Errorf("%w: VM %s is %s (desired %s): stop it first", ErrBusy, name, st, rec.Desired.Power)
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	os.RemoveAll(a.vmDir(name))
+	return nil
+}
+
+// ConsoleLog opens the last MiB of a VM's console output (nil when the VM
+// never started).
+func (a *Agent) ConsoleLog(ctx context.Context, name string) (io.ReadCloser, error) {
+	if _, err := a.localVM(ctx, name); err != nil {
+		return nil, err
+	}
+	f, err := os.Open(a.ConsolePath(name))
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("agent: console of %s: %w", name, err)
+	}
+	// The last MiB at most: a chatty guest's log grows without bound.
+	if fi, err := f.Stat(); err == nil && fi.Size() > maxBody {
+		f.Seek(fi.Size()-maxBody, io.SeekStart)
+	}
+	return f, nil
+}
+
+// AttachConsole connects to the VMM's console socket of a running or
+// paused VM (`govisor run --console-sock`): what is written goes to the
+// guest's serial input, and the guest's serial output can be read.
+func (a *Agent) AttachConsole(ctx context.Context, name string) (net.Conn, error) {
+	rec, err := a.localVM(ctx, name)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := a.liveProc(rec, "attach to the console of", api.StateRunning, api.StatePaused); err != nil {
+		return nil, err
+	}
+	sock := filepath.Join(a.vmDir(name), node.ConsoleSock)
+	vc, err := net.DialTimeout("unix", sock, 5*time.Second)
+	if err != nil {
+		return nil, fmt.Errorf("%w: console of %s: %v", ErrVMM, name, err)
+	}
+	return vc, nil
+}
+
+// Host describes this host, with its VMs and allocations.
+func (a *Agent) Host(ctx context.Context) (api.Host, error) {
+	recs, _, err := a.st.ListVMs(ctx)
+	if err != nil {
+		return api.Host{}, err
+	}
+	h := a.hostInfo()
+	for _, rec := range recs {
+		if rec.Desired.Host != h.Name {
+			continue
+		}
+		h.VMs++
+		if rec.Status != nil && rec.Status.State == api.StateRunning {
+			h.RunningVMs++
+		}
+		if rec.Desired.Power == api.PowerRunning {
+			mib, _ := api.ParseMemoryMiB(rec.Desired.Spec.Memory)
+			h.AllocatedMiB += mib
+		}
+	}
+	return h, nil
+}
+
+// Hosts lists the cluster's hosts.
+func (a *Agent) Hosts(ctx context.Context) (api.HostList, error) {
+	hs, err := a.st.Hosts(ctx)
+	if err != nil {
+		return api.HostList{}, err
+	}
+	return api.HostList{Items: append([]api.Host{}, hs...)}, nil
+}
