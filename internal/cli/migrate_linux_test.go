@@ -140,7 +140,10 @@ func TestLinuxMigrationKeepsTCP(t *testing.T) {
 	bin := govisorBin(t)
 	const mac = "02:00:00:00:77:02"
 	script := "ip link set eth0 up && ip addr add 169.254.77.2/16 dev eth0 && echo NET-UP; " +
-		"i=0; while :; do i=$((i+1)); echo $i | dd of=/dev/vda bs=512 seek=$i conv=notrunc,fsync 2>/dev/null; read up _ < /proc/uptime; echo $i $up; usleep 50000; done | " +
+		"i=0; while :; do i=$((i+1)); echo $i | dd of=/dev/vda bs=512 seek=$i conv=notrunc,fsync 2>/dev/null; read up _ < /proc/uptime; echo $i $up; " +
+		// Every tenth number on the console too: a failure then tells a
+		// guest that stopped from a network that did.
+		"[ $((i % 10)) = 0 ] && echo GUEST-COUNTER $i $up >/dev/console; usleep 50000; done | " +
 		"nc 169.254.77.1 7000; echo NC-ENDED"
 	vmm := func(name string, args ...string) (*exec.Cmd, chan string) {
 		cmd := exec.Command("ip", append([]string{"netns", "exec", ns, bin, "run"}, args...)...)
