@@ -98,7 +98,7 @@ func (m *Machine) SaveState() (*MachineState, error) {
 	if st.PIT, err = m.kvm.PIT2(); err != nil {
 		return nil, err
 	}
-	if st.Clock, err = m.kvm.Clock(); err != nil {
+	if st.Clock, err = m.saveClock(st.VCPUs); err != nil {
 		return nil, err
 	}
 	st.UART, st.I8042, st.RTC, st.PM, st.PCI = m.uart.SaveState(), m.kbd.SaveState(), m.rtc.SaveState(), m.pm.SaveState(), m.pci.SaveState()
