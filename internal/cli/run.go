@@ -1,7 +1,6 @@
 package cli
 
 import (
-	"errors"
 	"fmt"
 	"os"
 	"strings"
@@ -209,7 +208,7 @@ func (o *runOptions) prepare(flags *pflag.FlagSet) (*vmm.VMM, error) {
 		return nil, &ExitError{Code: 2, Err: err}
 	}
 	v, err := vmm.New(cfg, vmm.Options{Names: names})
-	return v, exitError(err)
+	return v, err // a *vmm.ExitError is the CLI's ExitError
 }
 
 // runVMM runs the VMM with the guest's console on this process's stdin
@@ -222,13 +221,5 @@ func runVMM(v *vmm.VMM) error {
 		return err
 	}
 	defer con.restore()
-	return exitError(v.Run(terminal{consoleWriter: stdout, in: con}))
-}
-
-// exitError carries the VMM's exit status out as the CLI's.
-func exitError(err error) error {
-	if ee, ok := errors.AsType[*vmm.ExitError](err); ok {
-		return &ExitError{Code: ee.Code, Err: ee.Err}
-	}
-	return err
+	return v.Run(terminal{consoleWriter: stdout, in: con})
 }

@@ -18,6 +18,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/govisor/govisor/internal/cli/cmdutil"
 	"github.com/govisor/govisor/internal/vm"
 	"github.com/govisor/govisor/internal/vmm/vmmconfig"
 	"github.com/govisor/govisor/internal/vmmapi"
@@ -28,20 +29,9 @@ import (
 const ExitFenced = vmmconfig.ExitFenced
 
 // ExitError is how Run ends other than with status 0: Code is the
-// process's exit status, Err (if any) the message for the user.
-type ExitError struct {
-	Code int
-	Err  error
-}
-
-func (e *ExitError) Error() string {
-	if e.Err == nil {
-		return fmt.Sprintf("exit status %d", e.Code)
-	}
-	return e.Err.Error()
-}
-
-func (e *ExitError) Unwrap() error { return e.Err }
+// process's exit status, Err (if any) the message for the user. It is the
+// commands' own exit error, so govisor run passes it on as it is.
+type ExitError = cmdutil.ExitError
 
 // Console is the host's end of the guest's serial console, which the
 // process running the VMM provides: a terminal, pipes, or log files.

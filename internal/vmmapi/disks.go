@@ -62,11 +62,7 @@ func diskStatus(err error) int {
 
 // registerDiskRoutes adds the disk routes to mux.
 func registerDiskRoutes(mux *http.ServeMux, c Controller) {
-	reply := func(w http.ResponseWriter, code int, v any) {
-		w.Header().Set("Content-Type", "application/json")
-		w.WriteHeader(code)
-		json.NewEncoder(w).Encode(v)
-	}
+	reply := replyJSON
 	dc, ok := c.(DiskController)
 	if !ok {
 		unsupported := func(w http.ResponseWriter, r *http.Request) {

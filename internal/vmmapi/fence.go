@@ -32,11 +32,7 @@ type FenceStatus struct {
 }
 
 func registerFenceRoutes(mux *http.ServeMux, c Controller) {
-	reply := func(w http.ResponseWriter, code int, v any) {
-		w.Header().Set("Content-Type", "application/json")
-		w.WriteHeader(code)
-		json.NewEncoder(w).Encode(v)
-	}
+	reply := replyJSON
 	f, ok := c.(Fencer)
 	if !ok {
 		unsupported := func(w http.ResponseWriter, r *http.Request) {

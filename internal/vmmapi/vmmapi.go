@@ -116,14 +116,17 @@ type apiError struct {
 	Error string `json:"error"`
 }
 
+// replyJSON writes v as the JSON answer with status code.
+func replyJSON(w http.ResponseWriter, code int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(code)
+	json.NewEncoder(w).Encode(v)
+}
+
 // Handler serves the API for c.
 func Handler(c Controller) http.Handler {
 	mux := http.NewServeMux()
-	reply := func(w http.ResponseWriter, code int, v any) {
-		w.Header().Set("Content-Type", "application/json")
-		w.WriteHeader(code)
-		json.NewEncoder(w).Encode(v)
-	}
+	reply := replyJSON
 	do := func(w http.ResponseWriter, err error) {
 		if err != nil {
 			reply(w, http.StatusConflict, apiError{err.Error()})
