@@ -92,7 +92,7 @@ func TestStuckLabIsReported(t *testing.T) {
 func TestRunTestLabHostFailure(t *testing.T) {
 	a := requireLab(t)
 	bin := filepath.Join(t.TempDir(), "panics.test")
-	if err := os.WriteFile(bin, []byte("#!/bin/sh\necho PANICKING\necho c > /proc/sysrq-trigger\n"), 0o755); err != nil {
+	if err := os.WriteFile(bin, []byte("#!/bin/sh\necho PANICKING\nsleep 1\necho c > /proc/sysrq-trigger\n"), 0o755); err != nil {
 		t.Fatal(err)
 	}
 	var out, msgs strings.Builder
@@ -111,6 +111,7 @@ func TestRunTestLabHostFailure(t *testing.T) {
 	if got := strings.Count(msgs.String(), "LAB HOST FAILURE"); got != 1 {
 		t.Errorf("%d LAB HOST FAILURE lines, want 1:\n%s", got, msgs.String())
 	}
+	// sleep 1 in the script: the line reaches the serial port before the panic.
 	if strings.Count(out.String(), "PANICKING") != 2 {
 		t.Errorf("the test's output: %q", out.String())
 	}
