@@ -221,8 +221,13 @@ func TestLinuxMigrationKeepsTCP(t *testing.T) {
 	seq.vmm = &guestVMM{dst, dstDone}
 	seq.upTo(t, conn, seq.last+20, "after migration")
 
-	// Snapshot on the destination, end it, restore into a new process.
+	// Pause the destination, snapshot it, end it, restore into a new
+	// process. Paused first: a guest that ran on after its snapshot would
+	// have sent numbers (and TCP bytes) the restored guest sends again.
 	snap := filepath.Join(dir, "snap")
+	if out, err := exec.Command(bin, "ctl", "--api-sock", dstSock, "pause").CombinedOutput(); err != nil {
+		t.Fatalf("ctl pause: %v\n%s", err, out)
+	}
 	if out, err := exec.Command(bin, "ctl", "--api-sock", dstSock, "snapshot", snap).CombinedOutput(); err != nil {
 		t.Fatalf("ctl snapshot: %v\n%s", err, out)
 	}
