@@ -21,6 +21,27 @@ const (
 	RestartAlways    = "always"     // start it again after any exit
 )
 
+// HA restart priorities (VMSpec.RestartPriority).
+const (
+	PriorityHigh   = "high"
+	PriorityMedium = "medium"
+	PriorityLow    = "low"
+)
+
+// PriorityRank orders restart priorities: high 3, medium (or empty) 2,
+// low 1, anything else 0.
+func PriorityRank(p string) int {
+	switch p {
+	case PriorityHigh:
+		return 3
+	case PriorityMedium, "":
+		return 2
+	case PriorityLow:
+		return 1
+	}
+	return 0
+}
+
 // Power is a VM's desired power state.
 type Power string
 
@@ -65,6 +86,13 @@ type VMSpec struct {
 	Balloon bool `json:"balloon,omitempty"`
 	// NICs are virtio-net interfaces, each on a network (see NICSpec).
 	NICs []NICSpec `json:"nics,omitempty"`
+	// HA restarts the VM on another host when its host dies (its host
+	// agent's etcd lease expires). Its VMM self-fences: it stops the guest
+	// before the lease can expire unless the agent confirms the lease.
+	HA bool `json:"ha,omitempty"`
+	// RestartPriority orders HA restarts after a host failure: high, then
+	// medium (the default), then low.
+	RestartPriority string `json:"restartPriority,omitempty"`
 	// StopTimeout is how long a stop waits for the guest to shut down after
 	// the ACPI power button before the VMM is terminated (a Go duration such
 	// as "30s"; empty: the agent's default).

@@ -111,6 +111,15 @@ func normalize(s api.VMSpec, hostMiB uint64) (api.VMSpec, error) {
 	default:
 		return s, fieldErr("restartPolicy", fmt.Sprintf("%q: use never, on-failure or always", s.RestartPolicy))
 	}
+	switch s.RestartPriority {
+	case "":
+		if s.HA {
+			s.RestartPriority = api.PriorityMedium
+		}
+	case api.PriorityHigh, api.PriorityMedium, api.PriorityLow:
+	default:
+		return s, fieldErr("restartPriority", fmt.Sprintf("%q: use high, medium or low", s.RestartPriority))
+	}
 	return s, nil
 }
 

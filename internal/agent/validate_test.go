@@ -167,3 +167,32 @@ func FuzzDecodeActionBodies(f *testing.F) {
 		}
 	})
 }
+
+// TestHASpec: an HA VM gets the medium restart priority unless it says,
+// and an unknown priority is refused naming the field.
+func TestHASpec(t *testing.T) {
+	dir := t.TempDir()
+	kernel := filepath.Join(dir, "k")
+	os.WriteFile(kernel, []byte("k"), 0o644)
+	for _, c := range []struct {
+		ha         bool
+		prio, want string
+		ok         bool
+	}{
+		{true, "", api.PriorityMedium, true},
+		{true, "high", api.PriorityHigh, true},
+		{false, "", "", true},
+		{false, "low", api.PriorityLow, true},
+		{true, "urgent", "", false},
+		{true, "HIGH", "", false},
+	} {
+		s, err := normalize(api.VMSpec{Name: "a", Kernel: kernel, HA: c.ha, RestartPriority: c.prio}, 0)
+		var fe *FieldError
+		switch {
+		case c.ok && (err != nil || s.RestartPriority != c.want):
+			t.Errorf("ha %v priority %q: %q, %v; want %q", c.ha, c.prio, s.RestartPriority, err, c.want)
+		case !c.ok && (!errors.As(err, &fe) || fe.Field != "restartPriority"):
+			t.Errorf("ha %v priority %q: error %v, want one naming restartPriority", c.ha, c.prio, err)
+		}
+	}
+}

@@ -22,7 +22,8 @@ type HostLease struct {
 	ttl time.Duration
 
 	mu        sync.Mutex
-	confirmed time.Time // see ConfirmedUntil
+	confirmed time.Time        // see ConfirmedUntil
+	id        clientv3.LeaseID // the lease the record is on now (0: none)
 }
 
 // RegisterHost writes h with a lease of ttl and keeps it alive until ctx
@@ -57,6 +58,19 @@ func (l *HostLease) ConfirmedUntil() time.Time {
 // TTL is the lease's time to live.
 func (l *HostLease) TTL() time.Duration { return l.ttl }
 
+// leaseID is the lease the host's record is on now (0 while it has none).
+func (l *HostLease) leaseID() clientv3.LeaseID {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.id
+}
+
+func (l *HostLease) setLease(id clientv3.LeaseID) {
+	l.mu.Lock()
+	l.id = id
+	l.mu.Unlock()
+}
+
 func (l *HostLease) confirm(sent time.Time, ttlSeconds int64) {
 	until := sent.Add(time.Duration(ttlSeconds) * time.Second)
 	l.mu.Lock()
@@ -83,6 +97,7 @@ func (l *HostLease) register(ctx context.Context) (clientv3.LeaseID, error) {
 		return 0, l.s.fail("register host "+l.h.Name, err)
 	}
 	l.confirm(sent, lease.TTL)
+	l.setLease(lease.ID)
 	return lease.ID, nil
 }
 
@@ -116,6 +131,7 @@ func (l *HostLease) keep(ctx context.Context, id clientv3.LeaseID) {
 			l.confirm(sent, resp.TTL)
 		case errors.Is(err, rpctypes.ErrLeaseNotFound) || (err == nil && resp.TTL <= 0):
 			id = 0 // expired: register again at the next tick
+			l.setLease(0)
 		}
 	}
 }

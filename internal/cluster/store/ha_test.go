@@ -1,0 +1,102 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/govisor/govisor/api"
+)
+
+// TestClaimAndMove: a host claims a start only on its current lease and
+// the definition it read; the HA controller moves a VM only off a host
+// whose record is gone, and then the old host's claim and status writes
+// on the old definition fail.
+func TestClaimAndMove(t *testing.T) {
+	s := openTemp(t, t.TempDir())
+	defer s.Close()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	d := Desired{Spec: api.VMSpec{Name: "vm1", HA: true}, Power: api.PowerRunning, Host: "h1"}
+	if err := s.CreateVM(ctx, d); err != nil {
+		t.Fatal(err)
+	}
+	r, err := s.GetVM(ctx, "vm1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	hctx, hcancel := context.WithCancel(ctx)
+	hl, err := s.RegisterHost(hctx, api.Host{Name: "h1"}, 2*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	starting := api.VMStatus{State: api.StatePending, Host: "h1"}
+	if err := s.ClaimStart(ctx, "vm1", r.SpecRev, hl, starting); err != nil {
+		t.Fatalf("claim on a live lease: %v", err)
+	}
+	if err := s.ClaimStart(ctx, "vm1", r.SpecRev-1, hl, starting); !errors.Is(err, ErrConflict) {
+		t.Errorf("claim on an old definition: %v, want ErrConflict", err)
+	}
+	moved := d
+	moved.Host = "h2"
+	st2 := api.VMStatus{State: api.StatePending, Host: "h2", ExitReason: "restarting: host h1 failed"}
+	if err := s.MoveVM(ctx, moved, r.SpecRev, "h1", st2); !errors.Is(err, ErrConflict) {
+		t.Fatalf("move off a live host: %v, want ErrConflict", err)
+	}
+
+	// h1's agent stops renewing (as a hung or cut-off host): once its
+	// lease expires the move goes through, and h1 can no longer claim.
+	hcancel()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		hs, err := s.Hosts(ctx)
+		if err == nil && len(hs) == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("h1's record outlived its lease: %v %v", hs, err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if err := s.ClaimStart(ctx, "vm1", r.SpecRev, hl, starting); !errors.Is(err, ErrHostLease) {
+		t.Errorf("claim after the lease expired: %v, want ErrHostLease", err)
+	}
+	if err := s.MoveVM(ctx, moved, r.SpecRev, "h1", st2); err != nil {
+		t.Fatalf("move off a dead host: %v", err)
+	}
+	if err := s.MoveVM(ctx, moved, r.SpecRev, "h1", st2); !errors.Is(err, ErrConflict) {
+		t.Errorf("a second move on the same definition: %v, want ErrConflict", err)
+	}
+	if err := s.PutStatusIfSpec(ctx, "vm1", api.VMStatus{State: api.StateFailed, Host: "h1"}, r.SpecRev); !errors.Is(err, ErrConflict) {
+		t.Errorf("the old host's status write after the move: %v, want ErrConflict", err)
+	}
+	r2, err := s.GetVM(ctx, "vm1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r2.Desired.Host != "h2" || r2.Status == nil || r2.Status.Host != "h2" || r2.Status.State != api.StatePending {
+		t.Errorf("after the move: %+v %+v", r2.Desired, r2.Status)
+	}
+	if err := s.PutStatusIfSpec(ctx, "vm1", api.VMStatus{State: api.StateRunning, Host: "h2"}, r2.SpecRev); err != nil {
+		t.Errorf("the new host's status write: %v", err)
+	}
+}
+
+// TestWatchHosts signals when a host registers.
+func TestWatchHosts(t *testing.T) {
+	s := openTemp(t, t.TempDir())
+	defer s.Close()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	ch := s.WatchHosts(ctx)
+	time.Sleep(100 * time.Millisecond) // the watch is set up
+	if _, err := s.RegisterHost(ctx, api.Host{Name: "h1"}, 2*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-ch:
+	case <-time.After(5 * time.Second):
+		t.Fatal("no signal for a new host")
+	}
+}
