@@ -56,7 +56,12 @@ type Config struct {
 	// PeerCA is a PEM file of the CA that signed the other agents' TLS
 	// certificates (default: the system roots plus TLSCert).
 	PeerCA     string
-	UsageEvery time.Duration // utilization sampling period for reports (default 10s)
+	// HostLeaseTTL is the TTL of this host's etcd lease (default 5s): a
+	// host silent for that long counts as dead, and its HA VMs restart
+	// elsewhere (they stopped themselves before it ran out). It is also
+	// how long a dead leader's controllers wait for a successor.
+	HostLeaseTTL time.Duration
+	UsageEvery   time.Duration // utilization sampling period for reports (default 10s)
 	UsageKeep  time.Duration // how long utilization samples are kept (default 7 days)
 	Logger     *slog.Logger  // default: discard
 }
@@ -98,6 +103,9 @@ func New(ctx context.Context, cfg Config) (*Agent, error) {
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.HostLeaseTTL == 0 {
+		cfg.HostLeaseTTL = DefaultHostLeaseTTL
 	}
 	if cfg.HostName == "" {
 		h, err := os.Hostname()
@@ -154,13 +162,15 @@ func New(ctx context.Context, cfg Config) (*Agent, error) {
 		return nil, err
 	}
 	// Registered once the API listens: the record carries its addresses.
-	if a.hostLease, err = st.RegisterHost(actx, a.hostInfo(), 15*time.Second); err != nil {
+	if a.hostLease, err = st.RegisterHost(actx, a.hostInfo(), cfg.HostLeaseTTL); err != nil {
 		a.abort()
 		return nil, err
 	}
+	a.node.SetHostLease(a.hostLease)
 	a.node.Start()
-	a.loopWG.Add(1)
+	a.loopWG.Add(2)
 	go a.usageLoop()
+	go a.leaderLoop()
 	a.log.Info("agent started", "host", cfg.HostName, "agent", id, "store", a.storeKind(), "api", a.addrs)
 	return a, nil
 }

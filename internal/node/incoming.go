@@ -30,7 +30,7 @@ func freePort(host string) (int, error) {
 // promoteIncoming makes the destination VMM of name this host's VMM of
 // the VM, once etcd says the VM lives here; n.mu is held. It reports
 // whether there was one.
-func (n *Node) promoteIncoming(name string, restarts int) bool {
+func (n *Node) promoteIncoming(name string, restarts int, ha bool) bool {
 	p := n.incoming[name]
 	if p == nil {
 		return false
@@ -42,6 +42,7 @@ func (n *Node) promoteIncoming(name string, restarts int) bool {
 	p.Since = time.Now().UTC()
 	p.Restarts = restarts
 	p.Mirror = nil // the mirrored disks are the VM's now
+	p.HA = ha      // armed by the next feed
 	n.log.Info("VM migrated here", "vm", name, "pid", p.PID)
 	n.procs[name] = p
 	n.supWG.Add(1)

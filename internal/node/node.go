@@ -48,8 +48,9 @@ type Node struct {
 	restoreNext map[string]string    // the snapshot folder the next start of a VM resumes from
 	notBefore   map[string]time.Time // restart back-off per VM
 	backoff     map[string]time.Duration
-	stopping    bool // Shutdown or Detach began: no more starts
-	detached    bool // Detach: leave the VMMs running, record nothing more
+	lease       *store.HostLease // this host's etcd lease (see SetHostLease)
+	stopping    bool             // Shutdown or Detach began: no more starts
+	detached    bool             // Detach: leave the VMMs running, record nothing more
 }
 
 // New returns the node side of a host; Adopt, then Start run it.
@@ -63,9 +64,10 @@ func New(cfg Config) *Node {
 
 // Start runs the reconciler and the watch that pokes it.
 func (n *Node) Start() {
-	n.loopWG.Add(2)
+	n.loopWG.Add(3)
 	go n.reconcileLoop()
 	go n.watchLoop()
+	go n.feedLoop()
 }
 
 // Detach stops the node but leaves its VMMs running, as a crash or an

@@ -52,6 +52,7 @@ type Proc struct {
 	Exit     ExitInfo       // valid once Done is closed
 	VMM      *vmmapi.Client // its control API (api.sock in the VM's directory)
 	Grace    time.Duration  // how long a stop waits for the guest to shut down
+	HA       bool           // an HA VM: its self-fencing watchdog is fed from the host's lease
 
 	mu sync.Mutex
 	st State // read with State, changed with Update

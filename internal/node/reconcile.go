@@ -10,6 +10,7 @@ import (
 
 	"github.com/govisor/govisor/api"
 	"github.com/govisor/govisor/internal/cluster/store"
+	"github.com/govisor/govisor/internal/vmm/vmmconfig"
 )
 
 // Restart back-off: doubles from minBackoff to maxBackoff for a VM that
@@ -102,7 +103,7 @@ func (n *Node) reconcile() {
 			if r.Status != nil {
 				restarts = r.Status.Restarts
 			}
-			if n.promoteIncoming(name, restarts) {
+			if n.promoteIncoming(name, restarts, r.Desired.Spec.HA) {
 				continue
 			}
 			if nb := n.notBefore[name]; time.Now().Before(nb) {
@@ -183,6 +184,16 @@ func (n *Node) startLocked(r store.Record) {
 		delete(n.restoreNext, s.Name)
 		cfg = RestoreConfig(s, snap)
 	}
+	if s.HA {
+		ttl, err := n.claimHAStart(r)
+		if err != nil {
+			// Level-triggered: the next pass reads the VM and the lease again.
+			n.log.Warn("HA VM not started here now", "vm", s.Name, "err", err)
+			time.AfterFunc(time.Second, n.Poke)
+			return
+		}
+		cfg.FenceTTLMS = int(ttl / time.Millisecond)
+	}
 	if err := n.setupNICs(s); err != nil {
 		n.startFailed(s.Name, err)
 		return
@@ -198,7 +209,8 @@ func (n *Node) startLocked(r store.Record) {
 		p.Restarts = r.Status.Restarts
 	}
 	p.Grace = n.stopGrace(s)
-	n.log.Info("started VM", "vm", s.Name, "pid", p.PID)
+	p.HA = s.HA
+	n.log.Info("started VM", "vm", s.Name, "pid", p.PID, "ha", s.HA)
 	n.procs[s.Name] = p
 	n.supWG.Add(1)
 	go n.supervise(p, true)
@@ -222,8 +234,8 @@ func (n *Node) supervise(p *Proc, report bool) {
 	if report {
 		err := n.putStatus(p.Name, api.VMStatus{State: api.StateRunning, Host: n.cfg.HostName, PID: p.PID,
 			StartTicks: p.Ticks, Since: p.Since, Restarts: p.Restarts})
-		if errors.Is(err, store.ErrNotFound) {
-			p.Kill() // deleted meanwhile
+		if errors.Is(err, store.ErrNotFound) || errors.Is(err, errMoved) {
+			p.Kill() // deleted or moved to another host meanwhile
 		}
 	}
 	select {
@@ -271,6 +283,9 @@ func (n *Node) handleExit(p *Proc) {
 	if err != nil {
 		return // deleted, or the store is gone: nothing to record
 	}
+	if r.Desired.Host != n.cfg.HostName {
+		return // moved to another host (HA): its status is that host's
+	}
 	reason := p.Exit.String()
 	if line := LastLine(filepath.Join(n.vmDir(p.Name), "vmm.log")); line != "" && p.Exit.Failed() {
 		reason += ": " + line
@@ -293,7 +308,15 @@ func (n *Node) handleExit(p *Proc) {
 			st.State = api.StateFailed
 		}
 		pol := r.Desired.Spec.RestartPolicy
-		if r.Desired.Power == api.PowerRunning && (pol == api.RestartAlways || (pol == api.RestartOnFailure && failed)) {
+		// An HA VM whose VMM fenced itself (this host's lease was not
+		// confirmed in time) runs again here if the VM is still this host's
+		// once the lease is back, whatever its policy: the fence was the
+		// host's failure, not the guest's.
+		fenced := r.Desired.Spec.HA && p.Exit.Code != nil && *p.Exit.Code == vmmconfig.ExitFenced
+		if fenced {
+			st.ExitReason = "fenced: this host's etcd lease was not confirmed in time"
+		}
+		if r.Desired.Power == api.PowerRunning && (fenced || pol == api.RestartAlways || (pol == api.RestartOnFailure && failed)) {
 			st.Restarts++
 			st.ExitReason += "; restarting (restartPolicy " + pol + ")"
 			n.mu.Lock()
@@ -309,10 +332,29 @@ func (n *Node) handleExit(p *Proc) {
 	n.putStatus(p.Name, st)
 }
 
+// errMoved: a status write found the VM given to another host.
+var errMoved = errors.New("the VM was moved to another host")
+
+// putStatus records st as the status of VM name while the VM is this
+// host's: once the HA controller moved it (this host was cut off and its
+// VMM fenced) the new host's status must not be overwritten. ErrNotFound
+// when the VM is gone.
 func (n *Node) putStatus(name string, st api.VMStatus) error {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	err := n.st.PutStatus(ctx, name, st)
+	var err error
+	for range 5 {
+		var r store.Record
+		if r, err = n.st.GetVM(ctx, name); err != nil {
+			break
+		}
+		if r.Desired.Host != n.cfg.HostName {
+			return errMoved
+		}
+		if err = n.st.PutStatusIfSpec(ctx, name, st, r.SpecRev); !errors.Is(err, store.ErrConflict) {
+			break
+		}
+	}
 	if err != nil && !errors.Is(err, store.ErrNotFound) {
 		n.log.Warn("record VM status", "vm", name, "err", err)
 	}
@@ -378,6 +420,7 @@ func (n *Node) Adopt(ctx context.Context) error {
 		}
 		p.Restarts = restarts
 		p.Grace = n.stopGrace(r.Desired.Spec)
+		p.HA = r.Desired.Spec.HA
 		p.Update(func(s *State) { s.Paused = same && r.Status.State == api.StatePaused }) // not shared yet
 		n.log.Info("adopted VM", "vm", name, "pid", pid)
 		n.procs[name] = p

@@ -84,6 +84,7 @@ data, a member rejoins its cluster. Further hosts give only --etcd-endpoints:
 	f.DurationVar(&o.cfg.StopTimeout, "stop-timeout", 10*time.Second, "how long a stop waits for a guest to power off after the ACPI power button (a VM's stopTimeout overrides it)")
 	f.StringVar(&o.cfg.MigrationHost, "migration-host", "", "address VMMs receiving a live migration listen on (default: the host of --listen, else 127.0.0.1)")
 	f.StringVar(&o.cfg.PeerCA, "peer-ca", "", "PEM CA certificate that signed the other agents' TLS certificates (for live migration)")
+	f.DurationVar(&o.cfg.HostLeaseTTL, "host-lease-ttl", agent.DefaultHostLeaseTTL, "TTL of this host's etcd lease: a host silent this long counts as dead and its HA VMs restart on other hosts (whole seconds, at least 2s; the same on every host)")
 	f.DurationVar(&o.cfg.UsageEvery, "usage-interval", 10*time.Second, "how often the agent samples VM and host utilization for govisor report")
 	f.DurationVar(&o.cfg.UsageKeep, "usage-retention", 7*24*time.Hour, "how long utilization samples are kept")
 	f.StringVar(&o.onExit, "on-exit", "stop", "what SIGTERM does to the VMs: stop them, or keep them running for the next agent")
@@ -135,6 +136,9 @@ func (o *serveOptions) check() error {
 		if e = strings.TrimSpace(e); e != "" {
 			o.cfg.EtcdEndpoints = append(o.cfg.EtcdEndpoints, e)
 		}
+	}
+	if o.cfg.HostLeaseTTL < 2*time.Second || o.cfg.HostLeaseTTL%time.Second != 0 {
+		return &cmdutil.ExitError{Code: 2, Err: fmt.Errorf("--host-lease-ttl %v: give whole seconds, at least 2s (etcd leases count in seconds)", o.cfg.HostLeaseTTL)}
 	}
 	if err := o.checkMember(); err != nil {
 		return &cmdutil.ExitError{Code: 2, Err: err}

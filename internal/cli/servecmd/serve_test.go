@@ -34,6 +34,9 @@ func TestEtcdMemberFlags(t *testing.T) {
 		{"missing endpoint", []string{"--etcd-name", "h1", ic, "--etcd-endpoints", "http://169.254.77.11:2379,http://169.254.77.12:2379"}, "--etcd-endpoints: lists 2 client URLs for the 3 members", "", "", "", 0},
 		{"peer URL mismatch", []string{"--etcd-name", "h1", "--etcd-peer-url", "http://169.254.77.11:2390", ic, eps}, "--etcd-peer-url: http://169.254.77.11:2390 differs", "", "", "", 0},
 		{"negative timeout", []string{"--etcd-timeout", "-1s"}, "--etcd-timeout -1s", "", "", "", 0},
+		{"host lease TTL", []string{"--host-lease-ttl", "15s"}, "", "", "", "", 0},
+		{"host lease TTL too short", []string{"--host-lease-ttl", "1s"}, "--host-lease-ttl 1s: give whole seconds, at least 2s", "", "", "", 0},
+		{"host lease TTL fraction", []string{"--host-lease-ttl", "2500ms"}, "--host-lease-ttl 2.5s", "", "", "", 0},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

@@ -1,0 +1,53 @@
+package agent
+
+import (
+	"context"
+	"time"
+
+	"github.com/govisor/govisor/internal/cluster/ha"
+)
+
+// DefaultHostLeaseTTL is the host lease TTL without Config.HostLeaseTTL:
+// with keep-alives every fifth of it, a dead host is seen within 4-5 s,
+// which leaves an HA restart room to finish within 10 s of the failure.
+const DefaultHostLeaseTTL = 5 * time.Second
+
+// leaderLoop campaigns for the cluster's leadership and, while this agent
+// leads, runs the cluster's controllers; it campaigns again when the
+// leadership is lost, until the agent stops.
+func (a *Agent) leaderLoop() {
+	defer a.loopWG.Done()
+	for a.ctx.Err() == nil {
+		l, err := a.st.Campaign(a.ctx, a.cfg.HostName, a.cfg.HostLeaseTTL)
+		if err != nil {
+			if a.ctx.Err() == nil {
+				a.log.Warn("campaign for the cluster's leadership", "err", err)
+				select {
+				case <-a.ctx.Done():
+				case <-time.After(time.Second):
+				}
+			}
+			continue
+		}
+		a.log.Info("leading the cluster", "host", a.cfg.HostName)
+		ctx, cancel := context.WithCancel(a.ctx)
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			c := &ha.Controller{St: a.st, Log: a.log}
+			c.Run(ctx)
+		}()
+		select {
+		case <-a.ctx.Done():
+		case <-l.Done():
+			a.log.Warn("lost the cluster's leadership", "host", a.cfg.HostName)
+		}
+		cancel()
+		<-done
+		// A stopping agent hands the leadership on at once, not after the
+		// session's TTL.
+		rctx, rcancel := context.WithTimeout(context.Background(), 2*time.Second)
+		l.Resign(rctx)
+		rcancel()
+	}
+}

@@ -1,0 +1,133 @@
+package ha
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/govisor/govisor/api"
+	"github.com/govisor/govisor/internal/cluster/placement"
+	"github.com/govisor/govisor/internal/cluster/store"
+)
+
+// resync is how often the controller looks at the whole cluster besides
+// the host and VM changes it watches (a level-triggered reconciler, as
+// Kubernetes controllers are: a missed event costs at most this long).
+const resync = 2 * time.Second
+
+// Controller restarts the HA VMs of dead hosts. Run it on the cluster's
+// leader only.
+type Controller struct {
+	St        *store.Store
+	Placement placement.Config
+	Log       *slog.Logger
+	// Restarted, if set, is called after each VM moved to a new host.
+	Restarted func(r Restart)
+}
+
+// Run acts on every change of the hosts or VMs, and every resync, until
+// ctx ends (the leadership was lost, or the agent stops).
+func (c *Controller) Run(ctx context.Context) {
+	log := c.Log
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	for ctx.Err() == nil {
+		wctx, cancel := context.WithCancel(ctx)
+		hosts := c.St.WatchHosts(wctx)
+		vms := c.St.Watch(wctx, 0)
+		t := time.NewTicker(resync)
+		for open, pass := true, true; open && ctx.Err() == nil; {
+			if pass {
+				if err := c.Pass(ctx); err != nil {
+					log.Warn("HA pass", "err", err)
+				}
+			}
+			select {
+			case <-ctx.Done():
+			case _, open = <-hosts:
+				pass = true
+			case ev, ok := <-vms:
+				// Plan reads definitions only; statuses change far more often.
+				open, pass = ok, ev.Kind == "spec"
+			case <-t.C:
+				pass = true
+			}
+		}
+		t.Stop()
+		cancel()
+		select { // a watch ended (etcd unreachable): try again shortly
+		case <-ctx.Done():
+		case <-time.After(time.Second):
+		}
+	}
+}
+
+// Pass reads the cluster once and restarts what Plan says. A VM whose
+// definition or host changed meanwhile is left to the next pass.
+func (c *Controller) Pass(ctx context.Context) error {
+	hosts, err := c.St.Hosts(ctx)
+	if err != nil {
+		return err
+	}
+	recs, _, err := c.St.ListVMs(ctx)
+	if err != nil {
+		return err
+	}
+	pools, err := c.St.ListPools(ctx)
+	if err != nil {
+		return err
+	}
+	snap := Snapshot{Hosts: hosts, Pools: pools}
+	byName := map[string]store.Record{}
+	for _, r := range recs {
+		snap.VMs = append(snap.VMs, VM{Spec: r.Desired.Spec, Power: r.Desired.Power, Host: r.Desired.Host})
+		byName[r.Desired.Spec.Name] = r
+	}
+	d, err := Plan(snap, c.Placement)
+	if err != nil {
+		return err
+	}
+	var errs []error
+	for _, rs := range d.Restarts {
+		r := byName[rs.VM]
+		nd := r.Desired
+		nd.Host = rs.To
+		st := api.VMStatus{State: api.StatePending, Host: rs.To, Since: time.Now().UTC(),
+			ExitReason: fmt.Sprintf("HA restart: host %s failed (its lease expired); starting on %s", rs.From, rs.To)}
+		if r.Status != nil {
+			st.Restarts = r.Status.Restarts + 1
+		}
+		err := c.St.MoveVM(ctx, nd, r.SpecRev, rs.From, st)
+		switch {
+		case err == nil:
+			if c.Log != nil {
+				c.Log.Info("HA restart", "vm", rs.VM, "from", rs.From, "to", rs.To)
+			}
+			if c.Restarted != nil {
+				c.Restarted(rs)
+			}
+		case errors.Is(err, store.ErrConflict):
+			// Changed meanwhile, or the host came back: the next pass decides.
+		default:
+			errs = append(errs, err)
+		}
+	}
+	for _, w := range d.Waiting {
+		r := byName[w.VM]
+		why := fmt.Sprintf("HA restart waits: host %s failed and %s", w.From, w.Reason)
+		if r.Status != nil && r.Status.ExitReason == why {
+			continue // said already
+		}
+		st := api.VMStatus{State: api.StateFailed, Host: w.From, Since: time.Now().UTC(), ExitReason: why}
+		if r.Status != nil {
+			st.Restarts = r.Status.Restarts
+		}
+		if err := c.St.PutStatusIfSpec(ctx, w.VM, st, r.SpecRev); err != nil && !errors.Is(err, store.ErrConflict) {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
