@@ -55,15 +55,15 @@ type Config struct {
 	PeerToken string
 	// PeerCA is a PEM file of the CA that signed the other agents' TLS
 	// certificates (default: the system roots plus TLSCert).
-	PeerCA     string
+	PeerCA string
 	// HostLeaseTTL is the TTL of this host's etcd lease (default 5s): a
 	// host silent for that long counts as dead, and its HA VMs restart
 	// elsewhere (they stopped themselves before it ran out). It is also
 	// how long a dead leader's controllers wait for a successor.
 	HostLeaseTTL time.Duration
 	UsageEvery   time.Duration // utilization sampling period for reports (default 10s)
-	UsageKeep  time.Duration // how long utilization samples are kept (default 7 days)
-	Logger     *slog.Logger  // default: discard
+	UsageKeep    time.Duration // how long utilization samples are kept (default 7 days)
+	Logger       *slog.Logger  // default: discard
 }
 
 // Agent is a running host agent.

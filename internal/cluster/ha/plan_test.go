@@ -81,8 +81,8 @@ func TestPlan(t *testing.T) {
 			reason:   "local:h1:/var/lib/vm",
 		},
 		{
-			name: "no live host at all",
-			snap: Snapshot{VMs: []VM{vm("a", "h1", true, "", "256M")}},
+			name:    "no live host at all",
+			snap:    Snapshot{VMs: []VM{vm("a", "h1", true, "", "256M")}},
 			waiting: []string{"a"},
 			reason:  "host",
 		},
