@@ -330,3 +330,8 @@ func lockFile(path string) (func(), error) {
 	}
 	return func() { f.Close() }, nil
 }
+
+// RunLock takes the lock that lets one lab run at a time on this machine
+// (test lab hosts crawl beside each other); call the returned function to
+// release it.
+func RunLock(a Assets) (func(), error) { return lockFile(filepath.Join(a.Dir, "run.lock")) }

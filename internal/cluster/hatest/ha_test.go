@@ -1,0 +1,221 @@
+package hatest
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/govisor/govisor/api"
+	"github.com/govisor/govisor/internal/lab"
+	"github.com/govisor/govisor/internal/lab/labtest"
+)
+
+// cluster runs govisor commands on the lab's hosts.
+type cluster struct {
+	t  *testing.T
+	st *lab.State
+}
+
+func (c *cluster) host(name string) lab.HostState {
+	h, err := c.st.Host(name)
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	return h
+}
+
+// gv runs govisor on host and returns its output.
+func (c *cluster) gv(host string, args ...string) (string, error) {
+	return c.st.Agent(c.host(host)).Output(context.Background(), append([]string{"govisor"}, args...)...)
+}
+
+func (c *cluster) mustGV(host string, args ...string) string {
+	c.t.Helper()
+	out, err := c.gv(host, args...)
+	if err != nil {
+		c.t.Fatalf("govisor %s on %s: %v\n%s", strings.Join(args, " "), host, err, out)
+	}
+	return out
+}
+
+// put writes content to path on host.
+func (c *cluster) put(host, path, content string) {
+	c.t.Helper()
+	if _, err := c.st.Agent(c.host(host)).Output(context.Background(), "sh", "-c", `printf '%s' "$1" > "$2"`, "sh", content, path); err != nil {
+		c.t.Fatal(err)
+	}
+}
+
+// vm reads a VM's record through host's agent.
+func (c *cluster) vm(host, name string) (api.VM, error) {
+	out, err := c.gv(host, "vm", "show", name, "-o", "json")
+	if err != nil {
+		return api.VM{}, fmt.Errorf("%v: %s", err, out)
+	}
+	var v api.VM
+	err = json.Unmarshal([]byte(out), &v)
+	return v, err
+}
+
+// aliveOn reports whether the guest of VM name printed its marker on
+// host's console since its last start there.
+func (c *cluster) aliveOn(host, name string) bool {
+	out, err := c.gv(host, "vm", "console", "--log", name)
+	return err == nil && strings.Contains(out, "HA-ALIVE")
+}
+
+// haVM defines an HA VM whose guest prints HA-ALIVE every half second,
+// with a disk on the lab's shared pool.
+func (c *cluster) haVM(host, name string, ha bool) {
+	c.t.Helper()
+	c.mustGV(host, "pool", "volume", "create", lab.SharedPool+"/"+name, "--size", "16M")
+	spec := fmt.Sprintf(`name: %s
+cpus: 1
+memory: 128M
+kernel: /guest/bzImage
+initrd: /guest/initrd.cpio
+cmdline: 'console=ttyS0 quiet rodata=off run="i=0; while :; do i=\$((i+1)); echo HA-ALIVE \$i; usleep 500000; done"'
+ha: %v
+restartPriority: high
+disks:
+  - pool: %s
+    volume: %s
+`, name, ha, lab.SharedPool, name)
+	path := "/tmp/" + name + ".yaml"
+	c.put(host, path, spec)
+	c.mustGV(host, "vm", "create", "-f", path)
+}
+
+// waitRunning waits until VM name runs on host and its guest printed.
+func (c *cluster) waitRunning(via, name, host string, limit time.Duration) {
+	c.t.Helper()
+	for deadline := time.Now().Add(limit); ; time.Sleep(500 * time.Millisecond) {
+		v, err := c.vm(via, name)
+		if err == nil && v.Host == host && v.Status.State == api.StateRunning && c.aliveOn(host, name) {
+			return
+		}
+		if time.Now().After(deadline) {
+			con, _ := c.gv(host, "vm", "console", "--log", name)
+			c.t.Fatalf("%s not running on %s after %v: %+v %v\nconsole:\n%s", name, host, limit, v, err, con)
+		}
+	}
+}
+
+// TestHARestartAfterHostDeath: an HA VM's host loses power; the VM runs
+// again on another host, its guest printing on the console there, within
+// seconds (the leader may be the dead host). A non-HA VM of the dead host
+// is left where it was.
+func TestHARestartAfterHostDeath(t *testing.T) {
+	c := &cluster{t: t, st: labtest.Up(t, labtest.Config{Hosts: 3, Net: 11})}
+	c.haVM("lab1", "ha1", true)
+	c.haVM("lab1", "plain1", false)
+	c.waitRunning("lab2", "ha1", "lab1", 2*time.Minute)
+	c.waitRunning("lab2", "plain1", "lab1", 2*time.Minute)
+	// The HA VM's VMM self-fences: its watchdog is armed and fed.
+	out := c.mustGV("lab1", "ctl", "--api-sock", "/var/lib/govisor/vms/ha1/api.sock", "fence")
+	if !strings.Contains(out, `"armed": true`) {
+		t.Errorf("the HA VM's fence watchdog is not armed: %s", out)
+	}
+	out = c.mustGV("lab1", "ctl", "--api-sock", "/var/lib/govisor/vms/plain1/api.sock", "fence")
+	if strings.Contains(out, `"armed": true`) {
+		t.Errorf("a non-HA VM's fence watchdog is armed: %s", out)
+	}
+
+	t0 := time.Now()
+	if err := c.st.Kill("lab1"); err != nil {
+		t.Fatal(err)
+	}
+	var moved, alive time.Duration
+	var to string
+	for deadline := t0.Add(90 * time.Second); alive == 0; time.Sleep(250 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			v, err := c.vm("lab2", "ha1")
+			t.Fatalf("90 s after lab1 died, ha1: %+v %v", v, err)
+		}
+		if to == "" {
+			v, err := c.vm("lab2", "ha1")
+			if err != nil || v.Host == "lab1" || v.Status.State != api.StateRunning {
+				continue
+			}
+			to, moved = v.Host, time.Since(t0)
+		}
+		if c.aliveOn(to, "ha1") {
+			alive = time.Since(t0)
+		}
+	}
+	t.Logf("lab1 died: ha1 running on %s after %.1f s, its guest printing after %.1f s", to, moved.Seconds(), alive.Seconds())
+	if to != "lab2" && to != "lab3" {
+		t.Errorf("ha1 restarted on %q", to)
+	}
+	// The lab's TCG hosts are slow and shared with other work: the 10 s
+	// target is bench/ha's to measure; this bounds a gross regression.
+	if alive > 45*time.Second {
+		t.Errorf("ha1 took %.1f s to run again", alive.Seconds())
+	}
+	v, err := c.vm("lab2", "plain1")
+	if err != nil || v.Host != "lab1" {
+		t.Errorf("the non-HA VM after its host died: %+v %v", v, err)
+	}
+}
+
+// TestHAPartitionFences: an HA VM's host is cut off the network. Its VMM
+// stops the guest by itself (its host's lease could not be confirmed), the
+// VM runs again on another host, and once the cut is healed the old host
+// neither runs it again nor takes it back.
+func TestHAPartitionFences(t *testing.T) {
+	c := &cluster{t: t, st: labtest.Up(t, labtest.Config{Hosts: 3, Net: 12})}
+	c.haVM("lab2", "ha2", true)
+	c.waitRunning("lab1", "ha2", "lab2", 2*time.Minute)
+	t0 := time.Now()
+	if err := c.st.Partition("lab2", true); err != nil {
+		t.Fatal(err)
+	}
+	healed := false
+	defer func() {
+		if !healed {
+			c.st.Partition("lab2", false)
+		}
+	}()
+	var to string
+	for deadline := t0.Add(90 * time.Second); ; time.Sleep(250 * time.Millisecond) {
+		v, err := c.vm("lab1", "ha2")
+		if err == nil && v.Host != "lab2" && v.Status.State == api.StateRunning && c.aliveOn(v.Host, "ha2") {
+			to = v.Host
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("90 s after lab2 was cut off, ha2: %+v %v", v, err)
+		}
+	}
+	t.Logf("lab2 cut off: ha2 runs on %s after %.1f s", to, time.Since(t0).Seconds())
+	if err := c.st.Partition("lab2", false); err != nil {
+		t.Fatal(err)
+	}
+	healed = true
+	// The old copy stopped itself: the VMM's log says so and its API is gone.
+	for deadline := time.Now().Add(time.Minute); ; time.Sleep(time.Second) {
+		log, err := c.st.Agent(c.host("lab2")).Output(context.Background(), "cat", "/var/lib/govisor/vms/ha2/vmm.log")
+		if err == nil && strings.Contains(log, "fenced") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("lab2's VMM of ha2 did not fence itself (%v):\n%s", err, log)
+		}
+	}
+	if out, err := c.gv("lab2", "ctl", "--api-sock", "/var/lib/govisor/vms/ha2/api.sock", "info"); err == nil {
+		t.Errorf("ha2's VMM still answers on lab2 after the heal: %s", out)
+	}
+	// Healed, lab2 is a live host again; ha2 stays where it was restarted
+	// and keeps running there, and lab2 starts no copy.
+	time.Sleep(10 * time.Second)
+	v, err := c.vm("lab2", "ha2")
+	if err != nil || v.Host != to || v.Status.State != api.StateRunning || v.Status.Host != to {
+		t.Errorf("after the heal, ha2: %+v %v", v, err)
+	}
+	if out, err := c.gv("lab2", "ctl", "--api-sock", "/var/lib/govisor/vms/ha2/api.sock", "info"); err == nil {
+		t.Errorf("lab2 runs ha2 again after the heal: %s", out)
+	}
+}
