@@ -23,6 +23,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/sys/unix"
 
 	"github.com/govisor/govisor/api"
@@ -87,6 +88,10 @@ type Agent struct {
 	addrs     []string
 	node      *node.Node // this host's VMM processes
 	snapMu    sync.Mutex // serializes snapshot index updates
+	// haRestarts counts the HA restarts this agent's controller made, by
+	// the dead host; leading is 1 while this agent leads the cluster.
+	haRestarts *prometheus.CounterVec
+	leading    prometheus.Gauge
 }
 
 // New opens the store, adopts this host's running VMMs, starts the
@@ -149,6 +154,10 @@ func New(ctx context.Context, cfg Config) (*Agent, error) {
 	a := &Agent{
 		cfg: cfg, st: st, id: id, lock: lock, log: cfg.Logger, hostMiB: hostmem.TotalMiB(), started: time.Now().UTC(),
 		ctx: actx, cancel: cancel,
+		haRestarts: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "govisor_ha_restarts_total",
+			Help: "HA VMs this agent, as the cluster's leader, restarted on another host after their host died."}, []string{"from", "to"}),
+		leading: prometheus.NewGauge(prometheus.GaugeOpts{Name: "govisor_cluster_leader",
+			Help: "1 while this agent leads the cluster (runs its controllers)."}),
 	}
 	a.node = node.New(node.Config{Store: st, HostName: cfg.HostName, AgentID: id, StateDir: cfg.StateDir, Executable: cfg.Executable,
 		StopTimeout: cfg.StopTimeout, ResyncEvery: cfg.ResyncEvery, MigrationHost: a.migrationHost(), Logger: cfg.Logger})

@@ -30,11 +30,12 @@ func (a *Agent) leaderLoop() {
 			continue
 		}
 		a.log.Info("leading the cluster", "host", a.cfg.HostName)
+		a.leading.Set(1)
 		ctx, cancel := context.WithCancel(a.ctx)
 		done := make(chan struct{})
 		go func() {
 			defer close(done)
-			c := &ha.Controller{St: a.st, Log: a.log}
+			c := &ha.Controller{St: a.st, Log: a.log, Restarted: func(r ha.Restart) { a.haRestarts.WithLabelValues(r.From, r.To).Inc() }}
 			c.Run(ctx)
 		}()
 		select {
@@ -44,6 +45,7 @@ func (a *Agent) leaderLoop() {
 		}
 		cancel()
 		<-done
+		a.leading.Set(0)
 		// A stopping agent hands the leadership on at once, not after the
 		// session's TTL.
 		rctx, rcancel := context.WithTimeout(context.Background(), 2*time.Second)
