@@ -168,12 +168,25 @@ func (c *Client) send(ctx context.Context, method, path string, body io.Reader) 
 
 func vmPath(name string) string { return "/v1/vms/" + url.PathEscape(name) }
 
-// CreateVM defines a VM and, when start is set, boots it.
+// CreateVM defines a VM on the agent's host and, when start is set, boots it.
 func (c *Client) CreateVM(ctx context.Context, spec api.VMSpec, start bool) (api.VM, error) {
+	return c.CreateVMOn(ctx, spec, start, "")
+}
+
+// CreateVMOn defines a VM on host: "auto" for the host the cluster's
+// placement picks, a host's name, or "" for the agent's host.
+func (c *Client) CreateVMOn(ctx context.Context, spec api.VMSpec, start bool, host string) (api.VM, error) {
 	var v api.VM
-	p := "/v1/vms"
+	q := url.Values{}
 	if !start {
-		p += "?start=false"
+		q.Set("start", "false")
+	}
+	if host != "" {
+		q.Set("host", host)
+	}
+	p := "/v1/vms"
+	if len(q) > 0 {
+		p += "?" + q.Encode()
 	}
 	_, err := c.Do(ctx, http.MethodPost, p, spec, &v)
 	return v, err

@@ -29,7 +29,7 @@ func toAPI(r store.Record) api.VM {
 }
 
 // CreateVM defines a VM on this host, started unless start is false.
-func (a *Agent) CreateVM(ctx context.Context, s api.VMSpec, start bool) (api.VM, error) {
+func (a *Agent) CreateVM(ctx context.Context, s api.VMSpec, opts service.CreateOptions) (api.VM, error) {
 	s, err := a.resolveSpec(ctx, s)
 	if err == nil {
 		s, err = normalize(s, a.hostMiB)
@@ -37,8 +37,14 @@ func (a *Agent) CreateVM(ctx context.Context, s api.VMSpec, start bool) (api.VM,
 	if err != nil {
 		return api.VM{}, err
 	}
-	d := store.Desired{Spec: s, Power: api.PowerRunning, Host: a.cfg.HostName}
-	if !start {
+	host := a.cfg.HostName
+	if opts.Host != "" {
+		if host, err = a.placeNew(ctx, s, opts.Host); err != nil {
+			return api.VM{}, err
+		}
+	}
+	d := store.Desired{Spec: s, Power: api.PowerRunning, Host: host}
+	if opts.NoStart {
 		d.Power = api.PowerStopped
 	}
 	if err := a.st.CreateVM(ctx, d); err != nil {

@@ -218,8 +218,9 @@ func vmNames(f *apiFlags) func(*cobra.Command, []string, string) ([]string, cobr
 func vmCreateCmd(f *apiFlags) *cobra.Command {
 	var file string
 	var noStart bool
+	var host string
 	cmd := &cobra.Command{
-		Use:   "create -f vm.yaml",
+		Use:   "create -f vm.yaml [--host auto|HOST]",
 		Short: "Define a VM from a YAML file and start it",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -231,15 +232,16 @@ func vmCreateCmd(f *apiFlags) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			v, err := c.CreateVM(cmd.Context(), s, !noStart)
+			v, err := c.CreateVMOn(cmd.Context(), s, !noStart, host)
 			if err != nil {
 				return apiErr(err)
 			}
-			return f.print(cmd.OutOrStdout(), v, func(w io.Writer) { fmt.Fprintf(w, "vm %s created\n", v.Spec.Name) })
+			return f.print(cmd.OutOrStdout(), v, func(w io.Writer) { fmt.Fprintf(w, "vm %s created on %s\n", v.Spec.Name, v.Host) })
 		},
 	}
 	cmd.Flags().StringVarP(&file, "file", "f", "", "VM definition (YAML or JSON; - for stdin)")
 	cmd.Flags().BoolVar(&noStart, "no-start", false, "define the VM without starting it")
+	cmd.Flags().StringVar(&host, "host", "", "the host to run it on: auto (the cluster's placement picks), or a host's name (default: the agent's host)")
 	cmd.MarkFlagRequired("file")
 	return cmd
 }

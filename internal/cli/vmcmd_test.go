@@ -112,7 +112,7 @@ func TestServeAndVMCommands(t *testing.T) {
 	os.WriteFile(filepath.Join(dir, "bad.yaml"), []byte("name: bad\nkernel: one.elf\nfrobnicate: 1\n"), 0o644)
 	os.WriteFile(filepath.Join(dir, "nokernel.yaml"), []byte("name: nok\nkernel: missing.elf\n"), 0o644)
 
-	if out, errOut, code := gov("vm", "create", "-f", filepath.Join(dir, "one.yaml")); code != 0 || out != "vm one created\n" {
+	if out, errOut, code := gov("vm", "create", "-f", filepath.Join(dir, "one.yaml")); code != 0 || !strings.HasPrefix(out, "vm one created on ") {
 		t.Fatalf("vm create: exit %d, %q %q", code, out, errOut)
 	}
 	for _, want := range []string{"created", "unchanged"} {

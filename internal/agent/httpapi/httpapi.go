@@ -124,7 +124,7 @@ func httpError(w http.ResponseWriter, err error) {
 		code = http.StatusBadRequest
 	case errors.Is(err, store.ErrNotFound):
 		code = http.StatusNotFound
-	case errors.Is(err, store.ErrExists), errors.Is(err, service.ErrBusy), errors.Is(err, store.ErrConflict):
+	case errors.Is(err, store.ErrExists), errors.Is(err, service.ErrBusy), errors.Is(err, store.ErrConflict), errors.Is(err, service.ErrNoHost):
 		code = http.StatusConflict
 	case errors.Is(err, service.ErrNotHere):
 		code = http.StatusMisdirectedRequest

@@ -16,7 +16,8 @@ func (s *server) handleCreate(w http.ResponseWriter, r *http.Request) {
 		httpError(w, err)
 		return
 	}
-	v, err := s.svc.CreateVM(r.Context(), spec, r.URL.Query().Get("start") != "false")
+	q := r.URL.Query()
+	v, err := s.svc.CreateVM(r.Context(), spec, service.CreateOptions{NoStart: q.Get("start") == "false", Host: q.Get("host")})
 	if err != nil {
 		httpError(w, err)
 		return

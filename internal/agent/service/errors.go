@@ -14,6 +14,8 @@ var (
 	ErrNotHere = errors.New("agent: VM runs on another host")
 	// ErrVMM is the sentinel of a VMM that refused or failed a request.
 	ErrVMM = errors.New("agent: the VMM failed the request")
+	// ErrNoHost: no host can take the VM (the error lists each host's reasons).
+	ErrNoHost = errors.New("agent: no host can take the VM")
 )
 
 // FieldError is a bad request naming the offending field.

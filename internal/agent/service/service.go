@@ -40,10 +40,24 @@ type Action struct {
 	Wait string
 }
 
+// CreateOptions say where a new VM runs and whether it starts.
+type CreateOptions struct {
+	NoStart bool
+	// Host is the host the VM is for: empty for the host of the agent
+	// asked, PlaceAuto for the one the cluster's placement picks (filter,
+	// score, select), or a host's name (refused with the host's reasons
+	// when it cannot take the VM).
+	Host string
+}
+
+// PlaceAuto as CreateOptions.Host lets placement pick the host.
+const PlaceAuto = "auto"
+
 // VMs are the VM operations.
 type VMs interface {
-	// CreateVM defines a VM on this host, started unless start is false.
-	CreateVM(ctx context.Context, s api.VMSpec, start bool) (api.VM, error)
+	// CreateVM defines a VM on the host opts name (this host by default,
+	// or where placement puts it), started unless opts say not to.
+	CreateVM(ctx context.Context, s api.VMSpec, opts CreateOptions) (api.VM, error)
 	// ApplyVM creates the VM or replaces its definition, keeping its power
 	// state; it says whether it was Created, Updated or Unchanged.
 	ApplyVM(ctx context.Context, name string, s api.VMSpec) (api.VM, string, error)

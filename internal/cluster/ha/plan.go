@@ -9,21 +9,15 @@ package ha
 
 import (
 	"fmt"
-	"path/filepath"
-	"slices"
-	"strings"
 
 	"github.com/govisor/govisor/api"
 	"github.com/govisor/govisor/internal/cluster/placement"
+	"github.com/govisor/govisor/internal/cluster/view"
 )
 
 // VM is a VM of the snapshot Plan reads: its definition, desired power and
 // host.
-type VM struct {
-	Spec  api.VMSpec
-	Power api.Power
-	Host  string
-}
+type VM = view.VM
 
 // Snapshot is what Plan decides from: the live hosts (their records in
 // etcd), the pools and every VM.
@@ -61,44 +55,23 @@ type Decision struct {
 // run, are left alone.
 func Plan(s Snapshot, cfg placement.Config) (Decision, error) {
 	live := map[string]bool{}
-	var c placement.Cluster
 	for _, h := range s.Hosts {
 		live[h.Name] = true
-		c.Hosts = append(c.Hosts, placement.Host{Name: h.Name, State: placement.HostReady, CPUs: h.CPUs, MemoryMiB: h.MemoryMiB,
-			CPU: placement.CPU{Vendor: h.CPUVendor, Model: h.CPUModel, Features: h.CPUFeatures}})
 	}
-	dead := map[string]bool{}
-	for _, v := range s.VMs {
-		if v.Host != "" && !live[v.Host] && !dead[v.Host] {
-			dead[v.Host] = true
-			c.Hosts = append(c.Hosts, placement.Host{Name: v.Host, State: placement.HostUnreachable})
-		}
-	}
-	c.Pools = pools(s.Pools)
+	// The HA VMs of hosts that are not live, meant to run.
+	orphan := func(v VM) bool { return v.Host != "" && !live[v.Host] && v.Spec.HA && v.Power == api.PowerRunning }
 	var todo []placement.VM
 	from := map[string]string{}
 	for _, v := range s.VMs {
-		if v.Host == "" || v.Power != api.PowerRunning {
-			continue
-		}
-		pv, local := placementVM(v, s.Pools)
-		for _, p := range local {
-			c.Pools = append(c.Pools, placement.Pool{Name: p, Host: v.Host})
-		}
-		if dead[v.Host] && v.Spec.HA {
-			todo = append(todo, pv)
+		if orphan(v) {
+			todo = append(todo, view.PlacementVM(v, s.Pools))
 			from[v.Spec.Name] = v.Host
-			continue
-		}
-		if !dead[v.Host] {
-			c.VMs = append(c.VMs, pv) // holds capacity on its live host
 		}
 	}
 	if len(todo) == 0 {
 		return Decision{}, nil
 	}
-	c.Pools = dedupPools(c.Pools)
-	st, err := placement.New(c, cfg)
+	st, err := placement.New(view.Cluster(s.Hosts, s.Pools, s.VMs, orphan), cfg)
 	if err != nil {
 		return Decision{}, fmt.Errorf("ha: cluster snapshot: %w", err)
 	}
@@ -111,64 +84,4 @@ func Plan(s Snapshot, cfg placement.Config) (Decision, error) {
 		d.Waiting = append(d.Waiting, Waiting{VM: f.VM, From: from[f.VM], Reason: f.Err.Error()})
 	}
 	return d, nil
-}
-
-// placementVM is v as placement sees it, with the names of the host-local
-// pools it made up for disks outside every known pool.
-func placementVM(v VM, known []api.Pool) (placement.VM, []string) {
-	mib, _ := api.ParseMemoryMiB(v.Spec.Memory)
-	if mib == 0 {
-		mib = 256 // the VMM's default
-	}
-	cpus := max(v.Spec.CPUs, 1)
-	pv := placement.VM{Name: v.Spec.Name, Host: v.Host, CPUs: cpus, MemoryMiB: mib, HA: v.Spec.HA, Priority: api.PriorityRank(v.Spec.RestartPriority)}
-	var local []string
-	for _, d := range v.Spec.Disks {
-		name := d.Pool
-		if name == "" {
-			name = poolOf(d.Path, known)
-		}
-		if name == "" {
-			// A disk outside every pool is taken to be on its host's own
-			// storage: only that host reaches it.
-			name = "local:" + v.Host + ":" + filepath.Dir(d.Path)
-			local = append(local, name)
-		}
-		if !slices.Contains(pv.Pools, name) {
-			pv.Pools = append(pv.Pools, name)
-		}
-	}
-	return pv, local
-}
-
-// poolOf names the pool whose directory holds path ("" for none).
-func poolOf(path string, known []api.Pool) string {
-	for _, p := range known {
-		if p.Path != "" && strings.HasPrefix(filepath.Clean(path), filepath.Clean(p.Path)+"/") {
-			return p.Name
-		}
-	}
-	return ""
-}
-
-// pools converts the store's pools for placement.
-func pools(ps []api.Pool) []placement.Pool {
-	var out []placement.Pool
-	for _, p := range ps {
-		out = append(out, placement.Pool{Name: p.Name, Shared: p.Shared || p.Kind == api.PoolShared, Host: p.Host})
-	}
-	return out
-}
-
-// dedupPools drops repeated pool names (a local pool of several VMs).
-func dedupPools(ps []placement.Pool) []placement.Pool {
-	seen := map[string]bool{}
-	out := ps[:0]
-	for _, p := range ps {
-		if !seen[p.Name] {
-			seen[p.Name] = true
-			out = append(out, p)
-		}
-	}
-	return out
 }
