@@ -71,7 +71,7 @@ func (c *cluster) aliveOn(host, name string) bool {
 // with a disk on the lab's shared pool.
 func (c *cluster) haVM(host, name string, ha bool) {
 	c.t.Helper()
-	c.mustGV(host, "pool", "volume", "create", lab.SharedPool+"/"+name, "--size", "16M")
+	c.mustGV(host, "volume", "create", lab.SharedPool+"/"+name+".qcow2", "--size", "16M")
 	spec := fmt.Sprintf(`name: %s
 cpus: 1
 memory: 128M
@@ -82,7 +82,7 @@ ha: %v
 restartPriority: high
 disks:
   - pool: %s
-    volume: %s
+    volume: %s.qcow2
 `, name, ha, lab.SharedPool, name)
 	path := "/tmp/" + name + ".yaml"
 	c.put(host, path, spec)
