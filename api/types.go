@@ -157,7 +157,20 @@ type Host struct {
 	CPUVendor   string   `json:"cpuVendor,omitempty"`
 	CPUModel    string   `json:"cpuModel,omitempty"`
 	CPUFeatures []string `json:"cpuFeatures,omitempty"`
+	// State is the host's state in the cluster (in GET /v1/hosts):
+	// HostReady while its agent's lease lives, HostUnreachable once it
+	// expired (listed while VMs still name the host).
+	State string `json:"state,omitempty"`
+	// Leader is set on the host whose agent leads the cluster (runs the
+	// HA controller).
+	Leader bool `json:"leader,omitempty"`
 }
+
+// Host states (Host.State).
+const (
+	HostReady       = "ready"
+	HostUnreachable = "unreachable"
+)
 
 // HostList is the body of GET /v1/hosts: the hosts whose agents are alive.
 type HostList struct {

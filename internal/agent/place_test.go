@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/govisor/govisor/api"
 	"github.com/govisor/govisor/client"
@@ -64,6 +65,30 @@ func TestCreatePlaced(t *testing.T) {
 	}
 	if _, err := ta.cli.GetVM(ctx, "pinned"); statusOf(err) != http.StatusNotFound {
 		t.Errorf("a refused VM was defined anyway: %v", err)
+	}
+
+	// The host list: both ready, one leader, each host's VMs counted.
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+		hs, err := tb.cli.Hosts(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		leaders, vms := 0, map[string]int{}
+		for _, h := range hs {
+			if h.State != api.HostReady {
+				t.Errorf("host %s is %q", h.Name, h.State)
+			}
+			if h.Leader {
+				leaders++
+			}
+			vms[h.Name] = h.VMs
+		}
+		if len(hs) == 2 && leaders == 1 && vms["testhost"] == 2 && vms["hostb"] == 2 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("host list %+v: want testhost and hostb ready with 2 VMs each, one leader", hs)
+		}
 	}
 }
 

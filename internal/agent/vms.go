@@ -210,11 +210,46 @@ func (a *Agent) Host(ctx context.Context) (api.Host, error) {
 	return h, nil
 }
 
-// Hosts lists the cluster's hosts.
+// Hosts lists the cluster's hosts: those with a live agent (ready), then
+// those VMs still name whose lease expired (unreachable), each with the
+// VMs assigned to it and their memory.
 func (a *Agent) Hosts(ctx context.Context) (api.HostList, error) {
 	hs, err := a.st.Hosts(ctx)
 	if err != nil {
 		return api.HostList{}, err
 	}
-	return api.HostList{Items: append([]api.Host{}, hs...)}, nil
+	recs, _, err := a.st.ListVMs(ctx)
+	if err != nil {
+		return api.HostList{}, err
+	}
+	leader, _ := a.st.Leader(ctx) // unknown leader: no host is marked
+	list := api.HostList{Items: []api.Host{}}
+	index := map[string]int{}
+	for _, h := range hs {
+		h.State, h.Leader = api.HostReady, h.Name == leader
+		index[h.Name] = len(list.Items)
+		list.Items = append(list.Items, h)
+	}
+	for _, r := range recs {
+		name := r.Desired.Host
+		if name == "" {
+			continue
+		}
+		i, ok := index[name]
+		if !ok {
+			index[name] = len(list.Items)
+			i = len(list.Items)
+			list.Items = append(list.Items, api.Host{Name: name, State: api.HostUnreachable})
+		}
+		h := &list.Items[i]
+		h.VMs++
+		if r.Status != nil && r.Status.State == api.StateRunning && r.Status.Host == name {
+			h.RunningVMs++
+		}
+		if r.Desired.Power == api.PowerRunning {
+			mib, _ := api.ParseMemoryMiB(r.Desired.Spec.Memory)
+			h.AllocatedMiB += mib
+		}
+	}
+	return list, nil
 }

@@ -437,7 +437,7 @@ func newHostCmd() *cobra.Command {
 	f.register(cmd)
 	cmd.AddCommand(&cobra.Command{
 		Use:   "list",
-		Short: "List the hosts with a live agent",
+		Short: "List the cluster's hosts: state (ready, unreachable), leader, capacity and load",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			c, err := f.client()
@@ -449,9 +449,16 @@ func newHostCmd() *cobra.Command {
 				return apiErr(err)
 			}
 			return f.print(cmd.OutOrStdout(), api.HostList{Items: hs}, func(w io.Writer) {
-				fmt.Fprintln(w, "NAME\tCPUS\tMEMORY\tVERSION\tSTARTED")
+				fmt.Fprintln(w, "NAME\tSTATE\tCPUS\tMEMORY\tALLOCATED\tVMS\tVERSION\tSTARTED")
 				for _, h := range hs {
-					fmt.Fprintf(w, "%s\t%d\t%d MiB\t%s\t%s\n", h.Name, h.CPUs, h.MemoryMiB, h.Version, age(h.Started))
+					name, started := h.Name, "-"
+					if h.Leader {
+						name += " (leader)"
+					}
+					if !h.Started.IsZero() {
+						started = age(h.Started)
+					}
+					fmt.Fprintf(w, "%s\t%s\t%d\t%d MiB\t%d MiB\t%d/%d\t%s\t%s\n", name, h.State, h.CPUs, h.MemoryMiB, h.AllocatedMiB, h.RunningVMs, h.VMs, h.Version, started)
 				}
 			})
 		},
