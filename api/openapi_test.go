@@ -299,6 +299,15 @@ func checkType(t *testing.T, where string, rt reflect.Type, ref *openapi3.Schema
 			return
 		}
 		checkType(t, where+"[]", rt.Elem(), s.Items)
+	case reflect.Map:
+		// JSON object keys are strings; the values' schema is
+		// additionalProperties.
+		typ(openapi3.TypeObject)
+		if rt.Key().Kind() != reflect.String || s.AdditionalProperties.Schema == nil {
+			t.Errorf("schema %s: a map needs string keys and an additionalProperties schema", where)
+			return
+		}
+		checkType(t, where+"{}", rt.Elem(), s.AdditionalProperties.Schema)
 	default:
 		t.Errorf("schema %s: this test has no rule for Go type %v", where, rt)
 	}

@@ -93,6 +93,15 @@ type VMSpec struct {
 	// RestartPriority orders HA restarts after a host failure: high, then
 	// medium (the default), then low.
 	RestartPriority string `json:"restartPriority,omitempty"`
+	// Affinity names groups whose members must run on one host;
+	// AntiAffinity groups whose members must run on different hosts.
+	// Placement, HA restarts and balancing keep them.
+	Affinity     []string `json:"affinity,omitempty"`
+	AntiAffinity []string `json:"antiAffinity,omitempty"`
+	// HostRules bind the VM to hosts by their labels: "must zone=a",
+	// "must-not gpu", "should ssd" or "should-not rack=r1" (comma-separated
+	// terms key, !key, key=value, key!=value).
+	HostRules []string `json:"hostRules,omitempty"`
 	// StopTimeout is how long a stop waits for the guest to shut down after
 	// the ACPI power button before the VMM is terminated (a Go duration such
 	// as "30s"; empty: the agent's default).
@@ -157,6 +166,9 @@ type Host struct {
 	CPUVendor   string   `json:"cpuVendor,omitempty"`
 	CPUModel    string   `json:"cpuModel,omitempty"`
 	CPUFeatures []string `json:"cpuFeatures,omitempty"`
+	// Labels are the host's labels (govisor serve --label), which VMs'
+	// host rules match.
+	Labels map[string]string `json:"labels,omitempty"`
 	// State is the host's state in the cluster (in GET /v1/hosts):
 	// HostReady while its agent's lease lives, HostUnreachable once it
 	// expired (listed while VMs still name the host).

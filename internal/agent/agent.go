@@ -62,6 +62,8 @@ type Config struct {
 	// elsewhere (they stopped themselves before it ran out). It is also
 	// how long a dead leader's controllers wait for a successor.
 	HostLeaseTTL time.Duration
+	// Labels are this host's labels, which VMs' host rules match.
+	Labels map[string]string
 	UsageEvery   time.Duration // utilization sampling period for reports (default 10s)
 	UsageKeep    time.Duration // how long utilization samples are kept (default 7 days)
 	Logger       *slog.Logger  // default: discard
@@ -243,7 +245,7 @@ func (a *Agent) storeKind() string {
 func (a *Agent) hostInfo() api.Host {
 	h := api.Host{
 		Name: a.cfg.HostName, AgentID: a.id, Version: version(), CPUs: runtime.NumCPU(),
-		MemoryMiB: a.hostMiB, Store: a.storeKind(), Started: a.started, API: a.addrs,
+		MemoryMiB: a.hostMiB, Store: a.storeKind(), Started: a.started, API: a.addrs, Labels: a.cfg.Labels,
 	}
 	// Without its CPU a host only misses out on the baseline checks.
 	if c, err := hostcpu.Read(); err == nil {

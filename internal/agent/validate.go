@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/govisor/govisor/api"
+	"github.com/govisor/govisor/internal/cluster/placement"
 	"github.com/govisor/govisor/internal/agent/service"
 	"github.com/govisor/govisor/internal/node"
 	"github.com/govisor/govisor/internal/vmlimits"
@@ -110,6 +111,22 @@ func normalize(s api.VMSpec, hostMiB uint64) (api.VMSpec, error) {
 	case api.RestartNever, api.RestartOnFailure, api.RestartAlways:
 	default:
 		return s, fieldErr("restartPolicy", fmt.Sprintf("%q: use never, on-failure or always", s.RestartPolicy))
+	}
+	for i, r := range s.HostRules {
+		if _, err := placement.ParseHostRule(r); err != nil {
+			return s, fieldErr(fmt.Sprintf("hostRules[%d]", i), err.Error())
+		}
+	}
+	for _, f := range []struct {
+		field  string
+		groups []string
+	}{{"affinity", s.Affinity}, {"antiAffinity", s.AntiAffinity}} {
+		field := f.field
+		for i, g := range f.groups {
+			if !nameRE.MatchString(g) {
+				return s, fieldErr(fmt.Sprintf("%s[%d]", field, i), fmt.Sprintf("%q: name groups like VMs (lower-case letters, digits, '-')", g))
+			}
+		}
 	}
 	switch s.RestartPriority {
 	case "":

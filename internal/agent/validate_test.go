@@ -196,3 +196,32 @@ func TestHASpec(t *testing.T) {
 		}
 	}
 }
+
+// TestRuleSpecs: host rules and affinity groups are checked when a VM is
+// defined, the error naming the element.
+func TestRuleSpecs(t *testing.T) {
+	dir := t.TempDir()
+	kernel := filepath.Join(dir, "k")
+	os.WriteFile(kernel, []byte("k"), 0o644)
+	good := api.VMSpec{Name: "a", Kernel: kernel, HostRules: []string{"must zone=a", "should-not gpu"}, Affinity: []string{"web"}, AntiAffinity: []string{"db-pair"}}
+	if _, err := normalize(good, 0); err != nil {
+		t.Fatalf("good rules: %v", err)
+	}
+	for _, c := range []struct {
+		mod   func(s *api.VMSpec)
+		field string
+	}{
+		{func(s *api.VMSpec) { s.HostRules = []string{"must zone=a", "perhaps zone=b"} }, "hostRules[1]"},
+		{func(s *api.VMSpec) { s.HostRules = []string{"must "} }, "hostRules[0]"},
+		{func(s *api.VMSpec) { s.Affinity = []string{"Web"} }, "affinity[0]"},
+		{func(s *api.VMSpec) { s.AntiAffinity = []string{"ok", "no spaces"} }, "antiAffinity[1]"},
+	} {
+		s := good
+		c.mod(&s)
+		_, err := normalize(s, 0)
+		var fe *FieldError
+		if !errors.As(err, &fe) || fe.Field != c.field {
+			t.Errorf("%+v: error %v, want one naming %s", s, err, c.field)
+		}
+	}
+}

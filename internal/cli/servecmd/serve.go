@@ -18,6 +18,7 @@ import (
 	"github.com/govisor/govisor/client"
 	"github.com/govisor/govisor/internal/agent"
 	"github.com/govisor/govisor/internal/cli/cmdutil"
+	"github.com/govisor/govisor/internal/cluster/placement"
 	"github.com/govisor/govisor/internal/cluster/store"
 )
 
@@ -28,6 +29,7 @@ type serveOptions struct {
 	onExit    string
 	logFormat string
 	logLevel  string
+	labels    []string // --label KEY=VALUE
 }
 
 // NewServeCmd returns the `serve` command.
@@ -84,6 +86,7 @@ data, a member rejoins its cluster. Further hosts give only --etcd-endpoints:
 	f.DurationVar(&o.cfg.StopTimeout, "stop-timeout", 10*time.Second, "how long a stop waits for a guest to power off after the ACPI power button (a VM's stopTimeout overrides it)")
 	f.StringVar(&o.cfg.MigrationHost, "migration-host", "", "address VMMs receiving a live migration listen on (default: the host of --listen, else 127.0.0.1)")
 	f.StringVar(&o.cfg.PeerCA, "peer-ca", "", "PEM CA certificate that signed the other agents' TLS certificates (for live migration)")
+	f.StringArrayVar(&o.labels, "label", nil, "a label of this host, KEY=VALUE (repeat the flag for more), matched by VMs' hostRules (\"must zone=a\")")
 	f.DurationVar(&o.cfg.HostLeaseTTL, "host-lease-ttl", agent.DefaultHostLeaseTTL, "TTL of this host's etcd lease: a host silent this long counts as dead and its HA VMs restart on other hosts (whole seconds, at least 2s; the same on every host)")
 	f.DurationVar(&o.cfg.UsageEvery, "usage-interval", 10*time.Second, "how often the agent samples VM and host utilization for govisor report")
 	f.DurationVar(&o.cfg.UsageKeep, "usage-retention", 7*24*time.Hour, "how long utilization samples are kept")
@@ -139,6 +142,16 @@ func (o *serveOptions) check() error {
 	}
 	if o.cfg.HostLeaseTTL < 2*time.Second || o.cfg.HostLeaseTTL%time.Second != 0 {
 		return &cmdutil.ExitError{Code: 2, Err: fmt.Errorf("--host-lease-ttl %v: give whole seconds, at least 2s (etcd leases count in seconds)", o.cfg.HostLeaseTTL)}
+	}
+	for _, l := range o.labels {
+		k, v, ok := strings.Cut(l, "=")
+		if _, err := placement.ParseSelector(l); !ok || k == "" || err != nil {
+			return &cmdutil.ExitError{Code: 2, Err: fmt.Errorf("--label %q: write KEY=VALUE (letters, digits, '.', '_', '-'; keys also '/')", l)}
+		}
+		if o.cfg.Labels == nil {
+			o.cfg.Labels = map[string]string{}
+		}
+		o.cfg.Labels[k] = v
 	}
 	if err := o.checkMember(); err != nil {
 		return &cmdutil.ExitError{Code: 2, Err: err}

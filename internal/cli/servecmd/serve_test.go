@@ -35,6 +35,9 @@ func TestEtcdMemberFlags(t *testing.T) {
 		{"peer URL mismatch", []string{"--etcd-name", "h1", "--etcd-peer-url", "http://169.254.77.11:2390", ic, eps}, "--etcd-peer-url: http://169.254.77.11:2390 differs", "", "", "", 0},
 		{"negative timeout", []string{"--etcd-timeout", "-1s"}, "--etcd-timeout -1s", "", "", "", 0},
 		{"host lease TTL", []string{"--host-lease-ttl", "15s"}, "", "", "", "", 0},
+		{"labels", []string{"--label", "zone=a", "--label", "rack=r1"}, "", "", "", "", 0},
+		{"label without value", []string{"--label", "zone"}, `--label "zone": write KEY=VALUE`, "", "", "", 0},
+		{"label with a space", []string{"--label", "zone=a b"}, `--label "zone=a b": write KEY=VALUE`, "", "", "", 0},
 		{"host lease TTL too short", []string{"--host-lease-ttl", "1s"}, "--host-lease-ttl 1s: give whole seconds, at least 2s", "", "", "", 0},
 		{"host lease TTL fraction", []string{"--host-lease-ttl", "2500ms"}, "--host-lease-ttl 2.5s", "", "", "", 0},
 	}

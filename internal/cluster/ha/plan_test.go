@@ -81,6 +81,24 @@ func TestPlan(t *testing.T) {
 			reason:   "local:h1:/var/lib/vm",
 		},
 		{
+			name: "anti-affinity keeps two VMs apart across the restart",
+			snap: Snapshot{Hosts: []api.Host{host("h2", 4, 4096), host("h3", 4, 4096)}, VMs: []VM{
+				withGroups(vm("a", "h1", true, "", "256M"), nil, []string{"pair"}),
+				withGroups(vm("b", "h2", false, "", "256M"), nil, []string{"pair"}),
+				vm("filler", "h3", false, "", "1G"),
+			}},
+			restarts: []Restart{{VM: "a", From: "h1", To: "h3"}},
+		},
+		{
+			name: "affinity follows the group; host rules follow labels",
+			snap: Snapshot{Hosts: []api.Host{host("h2", 4, 4096), labelled(host("h3", 4, 4096), "zone", "b")}, VMs: []VM{
+				withGroups(vm("a", "h1", true, "", "256M"), []string{"web"}, nil),
+				withGroups(vm("b", "h2", false, "", "256M"), []string{"web"}, nil),
+				withRules(vm("c", "h1", true, "", "256M"), "must zone=b"),
+			}},
+			restarts: []Restart{{VM: "a", From: "h1", To: "h2"}, {VM: "c", From: "h1", To: "h3"}},
+		},
+		{
 			name:    "no live host at all",
 			snap:    Snapshot{VMs: []VM{vm("a", "h1", true, "", "256M")}},
 			waiting: []string{"a"},
@@ -184,4 +202,19 @@ func TestPlanProperties(t *testing.T) {
 			}
 		}
 	}
+}
+
+func withGroups(v VM, affinity, anti []string) VM {
+	v.Spec.Affinity, v.Spec.AntiAffinity = affinity, anti
+	return v
+}
+
+func withRules(v VM, rules ...string) VM {
+	v.Spec.HostRules = rules
+	return v
+}
+
+func labelled(h api.Host, k, v string) api.Host {
+	h.Labels = map[string]string{k: v}
+	return h
 }

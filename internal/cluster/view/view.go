@@ -22,7 +22,7 @@ type VM struct {
 
 // Host is h as placement sees it, ready.
 func Host(h api.Host) placement.Host {
-	return placement.Host{Name: h.Name, State: placement.HostReady, CPUs: h.CPUs, MemoryMiB: h.MemoryMiB,
+	return placement.Host{Name: h.Name, State: placement.HostReady, CPUs: h.CPUs, MemoryMiB: h.MemoryMiB, Labels: h.Labels,
 		CPU: placement.CPU{Vendor: h.CPUVendor, Model: h.CPUModel, Features: h.CPUFeatures}}
 }
 
@@ -73,7 +73,16 @@ func PlacementVM(v VM, pools []api.Pool) placement.VM {
 		mib = 256 // the VMM's default
 	}
 	pv := placement.VM{Name: v.Spec.Name, Host: v.Host, CPUs: max(v.Spec.CPUs, 1), MemoryMiB: mib,
-		HA: v.Spec.HA, Priority: api.PriorityRank(v.Spec.RestartPriority)}
+		HA: v.Spec.HA, Priority: api.PriorityRank(v.Spec.RestartPriority), Affinity: v.Spec.Affinity, AntiAffinity: v.Spec.AntiAffinity}
+	for _, r := range v.Spec.HostRules {
+		// Validated when the VM was defined; one that no longer parses is
+		// left to placement, which names it.
+		if hr, err := placement.ParseHostRule(r); err == nil {
+			pv.HostRules = append(pv.HostRules, hr)
+		} else {
+			pv.HostRules = append(pv.HostRules, placement.HostRule{Kind: placement.Must, Selector: r})
+		}
+	}
 	for _, d := range v.Spec.Disks {
 		name := d.Pool
 		if name == "" {
