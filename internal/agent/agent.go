@@ -63,10 +63,10 @@ type Config struct {
 	// how long a dead leader's controllers wait for a successor.
 	HostLeaseTTL time.Duration
 	// Labels are this host's labels, which VMs' host rules match.
-	Labels map[string]string
-	UsageEvery   time.Duration // utilization sampling period for reports (default 10s)
-	UsageKeep    time.Duration // how long utilization samples are kept (default 7 days)
-	Logger       *slog.Logger  // default: discard
+	Labels     map[string]string
+	UsageEvery time.Duration // utilization sampling period for reports (default 10s)
+	UsageKeep  time.Duration // how long utilization samples are kept (default 7 days)
+	Logger     *slog.Logger  // default: discard
 }
 
 // Agent is a running host agent.

@@ -9,8 +9,8 @@ import (
 	"time"
 
 	"github.com/govisor/govisor/api"
-	"github.com/govisor/govisor/internal/cluster/placement"
 	"github.com/govisor/govisor/internal/agent/service"
+	"github.com/govisor/govisor/internal/cluster/placement"
 	"github.com/govisor/govisor/internal/node"
 	"github.com/govisor/govisor/internal/vmlimits"
 )
