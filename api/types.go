@@ -176,13 +176,27 @@ type Host struct {
 	// Leader is set on the host whose agent leads the cluster (runs the
 	// HA controller).
 	Leader bool `json:"leader,omitempty"`
+	// Stuck lists the VMs that cannot leave a host entering maintenance,
+	// each "VM: reason".
+	Stuck []string `json:"stuck,omitempty"`
 }
 
 // Host states (Host.State).
 const (
 	HostReady       = "ready"
 	HostUnreachable = "unreachable"
+	// HostEnteringMaintenance: maintenance was asked for and VMs still run
+	// there (being live-migrated away, or stuck); HostMaintenance: none
+	// runs there. Neither takes new VMs.
+	HostEnteringMaintenance = "entering-maintenance"
+	HostMaintenance         = "maintenance"
 )
+
+// MaintenanceRequest is the body of PUT /v1/hosts/{name}/maintenance.
+type MaintenanceRequest struct {
+	// Maintenance enters (true) or leaves (false) maintenance mode.
+	Maintenance bool `json:"maintenance"`
+}
 
 // HostList is the body of GET /v1/hosts: the hosts whose agents are alive.
 type HostList struct {

@@ -368,3 +368,11 @@ func (c *Client) CancelIncoming(ctx context.Context, name string) error {
 	_, err := c.Do(ctx, http.MethodDelete, vmPath(name)+"/incoming", nil, nil)
 	return err
 }
+
+// SetMaintenance asks for host to enter (on) or leave maintenance mode and
+// returns the host's record.
+func (c *Client) SetMaintenance(ctx context.Context, host string, on bool) (api.Host, error) {
+	var h api.Host
+	_, err := c.Do(ctx, http.MethodPut, "/v1/hosts/"+url.PathEscape(host)+"/maintenance", api.MaintenanceRequest{Maintenance: on}, &h)
+	return h, err
+}

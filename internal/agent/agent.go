@@ -94,6 +94,7 @@ type Agent struct {
 	// the dead host; leading is 1 while this agent leads the cluster.
 	haRestarts *prometheus.CounterVec
 	leading    prometheus.Gauge
+	migrations *prometheus.CounterVec // by the controller that asked: maintenance
 }
 
 // New opens the store, adopts this host's running VMMs, starts the
@@ -160,6 +161,8 @@ func New(ctx context.Context, cfg Config) (*Agent, error) {
 			Help: "HA VMs this agent, as the cluster's leader, restarted on another host after their host died."}, []string{"from", "to"}),
 		leading: prometheus.NewGauge(prometheus.GaugeOpts{Name: "govisor_cluster_leader",
 			Help: "1 while this agent leads the cluster (runs its controllers)."}),
+		migrations: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "govisor_controller_migrations_total",
+			Help: "Live migrations this agent's controllers, as the cluster's leader, carried out, by cause."}, []string{"cause"}),
 	}
 	a.node = node.New(node.Config{Store: st, HostName: cfg.HostName, AgentID: id, StateDir: cfg.StateDir, Executable: cfg.Executable,
 		StopTimeout: cfg.StopTimeout, ResyncEvery: cfg.ResyncEvery, MigrationHost: a.migrationHost(), Logger: cfg.Logger})

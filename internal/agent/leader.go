@@ -2,9 +2,14 @@ package agent
 
 import (
 	"context"
+	"fmt"
+	"sync"
 	"time"
 
+	"github.com/govisor/govisor/api"
+	"github.com/govisor/govisor/internal/cluster/balance"
 	"github.com/govisor/govisor/internal/cluster/ha"
+	"github.com/govisor/govisor/internal/cluster/maintenance"
 )
 
 // DefaultHostLeaseTTL is the host lease TTL without Config.HostLeaseTTL:
@@ -35,8 +40,20 @@ func (a *Agent) leaderLoop() {
 		done := make(chan struct{})
 		go func() {
 			defer close(done)
-			c := &ha.Controller{St: a.st, Log: a.log, Restarted: func(r ha.Restart) { a.haRestarts.WithLabelValues(r.From, r.To).Inc() }}
-			c.Run(ctx)
+			var wg sync.WaitGroup
+			wg.Add(2)
+			go func() {
+				defer wg.Done()
+				c := &ha.Controller{St: a.st, Log: a.log, Restarted: func(r ha.Restart) { a.haRestarts.WithLabelValues(r.From, r.To).Inc() }}
+				c.Run(ctx)
+			}()
+			go func() {
+				defer wg.Done()
+				c := &maintenance.Controller{St: a.st, Log: a.log, Migrate: a.migrateFor,
+					Moved: func(balance.Move) { a.migrations.WithLabelValues("maintenance").Inc() }}
+				c.Run(ctx)
+			}()
+			wg.Wait()
 		}()
 		select {
 		case <-a.ctx.Done():
@@ -52,4 +69,16 @@ func (a *Agent) leaderLoop() {
 		l.Resign(rctx)
 		rcancel()
 	}
+}
+
+// migrateFor live-migrates vm from host from to host to for a controller:
+// the source host's agent runs the migration (through its API, as a user's
+// request would).
+func (a *Agent) migrateFor(ctx context.Context, vm, from, to string) error {
+	peer, err := a.peer(ctx, from)
+	if err != nil {
+		return fmt.Errorf("reach the agent of %s: %w", from, err)
+	}
+	_, err = peer.Migrate(ctx, vm, api.MigrateRequest{Host: to})
+	return err
 }

@@ -28,6 +28,11 @@ func (a *Agent) placeNew(ctx context.Context, s api.VMSpec, want string) (string
 	if err != nil {
 		return "", err
 	}
+	confs, err := a.st.HostConfigs(ctx)
+	if err != nil {
+		return "", err
+	}
+	hosts = view.InMaintenance(hosts, func(h string) bool { return confs[h].Maintenance })
 	var vms []view.VM
 	for _, r := range recs {
 		vms = append(vms, view.VM{Spec: r.Desired.Spec, Power: r.Desired.Power, Host: r.Desired.Host})

@@ -90,6 +90,30 @@ func TestCreatePlaced(t *testing.T) {
 			t.Fatalf("host list %+v: want testhost and hostb ready with 2 VMs each, one leader", hs)
 		}
 	}
+
+	// Maintenance: testhost runs no VM (none was started), so it is in
+	// maintenance at once; it takes no new VM, placement skips it, and
+	// leaving makes it ready again.
+	h, err := tb.cli.SetMaintenance(ctx, "testhost", true)
+	if err != nil || h.State != api.HostMaintenance {
+		t.Fatalf("enter maintenance: %+v %v", h, err)
+	}
+	_, err = ta.cli.CreateVM(ctx, spec("during", k, ""), false)
+	if code := statusOf(err); code != http.StatusConflict || !strings.Contains(err.Error(), "maintenance") {
+		t.Errorf("a VM for a host in maintenance: %d %v", code, err)
+	}
+	if v, err = ta.cli.CreateVMOn(ctx, withDisk("needs-testhost"), false, "auto"); statusOf(err) != http.StatusConflict {
+		t.Errorf("host=auto for a VM only testhost can run, testhost in maintenance: %+v %v", v.Host, err)
+	}
+	if v, err = ta.cli.CreateVMOn(ctx, spec("elsewhere", k, ""), false, "auto"); err != nil || v.Host != "hostb" {
+		t.Errorf("host=auto with testhost in maintenance: %+v %v", v.Host, err)
+	}
+	if _, err := ta.cli.SetMaintenance(ctx, "nosuch", true); statusOf(err) != http.StatusNotFound {
+		t.Errorf("maintenance of an unknown host: %v", err)
+	}
+	if h, err = ta.cli.SetMaintenance(ctx, "testhost", false); err != nil || h.State != api.HostReady {
+		t.Errorf("exit maintenance: %+v %v", h, err)
+	}
 }
 
 // statusOf is the HTTP status of an API error (0 for none).

@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"time"
 
 	"github.com/govisor/govisor/api"
@@ -42,6 +43,10 @@ func (a *Agent) CreateVM(ctx context.Context, s api.VMSpec, opts service.CreateO
 		if host, err = a.placeNew(ctx, s, opts.Host); err != nil {
 			return api.VM{}, err
 		}
+	} else if confs, err := a.st.HostConfigs(ctx); err != nil {
+		return api.VM{}, err
+	} else if confs[host].Maintenance {
+		return api.VM{}, fmt.Errorf("%w: host %s is in maintenance: create the VM with host=auto (govisor vm create --host auto) or on another host", service.ErrNoHost, host)
 	}
 	d := store.Desired{Spec: s, Power: api.PowerRunning, Host: host}
 	if opts.NoStart {
@@ -222,6 +227,10 @@ func (a *Agent) Hosts(ctx context.Context) (api.HostList, error) {
 	if err != nil {
 		return api.HostList{}, err
 	}
+	confs, err := a.st.HostConfigs(ctx)
+	if err != nil {
+		return api.HostList{}, err
+	}
 	leader, _ := a.st.Leader(ctx) // unknown leader: no host is marked
 	list := api.HostList{Items: []api.Host{}}
 	index := map[string]int{}
@@ -230,6 +239,7 @@ func (a *Agent) Hosts(ctx context.Context) (api.HostList, error) {
 		index[h.Name] = len(list.Items)
 		list.Items = append(list.Items, h)
 	}
+	running := map[string]bool{}
 	for _, r := range recs {
 		name := r.Desired.Host
 		if name == "" {
@@ -249,7 +259,45 @@ func (a *Agent) Hosts(ctx context.Context) (api.HostList, error) {
 		if r.Desired.Power == api.PowerRunning {
 			mib, _ := api.ParseMemoryMiB(r.Desired.Spec.Memory)
 			h.AllocatedMiB += mib
+			running[name] = true
+		}
+	}
+	for i := range list.Items {
+		h := &list.Items[i]
+		if c := confs[h.Name]; c.Maintenance && h.State == api.HostReady {
+			h.State, h.Stuck = api.HostMaintenance, c.Stuck
+			if running[h.Name] {
+				h.State = api.HostEnteringMaintenance
+			}
 		}
 	}
 	return list, nil
+}
+
+// SetMaintenance asks for host to enter or leave maintenance mode; the
+// leader's maintenance controller evacuates it.
+func (a *Agent) SetMaintenance(ctx context.Context, host string, on bool) (api.Host, error) {
+	list, err := a.Hosts(ctx)
+	if err != nil {
+		return api.Host{}, err
+	}
+	i := slices.IndexFunc(list.Items, func(h api.Host) bool { return h.Name == host })
+	if i < 0 {
+		return api.Host{}, fmt.Errorf("%w: %q is not in the cluster (see govisor host list)", service.ErrNoSuchHost, host)
+	}
+	if on && list.Items[i].State == api.HostUnreachable {
+		return api.Host{}, fmt.Errorf("%w: host %s is unreachable: its VMs cannot be live-migrated (HA restarts its HA VMs elsewhere)", service.ErrInvalid, host)
+	}
+	if err := a.st.SetMaintenance(ctx, host, on); err != nil {
+		return api.Host{}, err
+	}
+	if list, err = a.Hosts(ctx); err != nil {
+		return api.Host{}, err
+	}
+	for _, h := range list.Items {
+		if h.Name == host {
+			return h, nil
+		}
+	}
+	return api.Host{}, fmt.Errorf("%w: host %s left the cluster", service.ErrNoSuchHost, host)
 }

@@ -462,7 +462,7 @@ func newHostCmd() *cobra.Command {
 				}
 			})
 		},
-	}, &cobra.Command{
+	}, hostMaintenanceCmd(f), &cobra.Command{
 		Use:   "show",
 		Short: "Show this host: CPUs, memory, VMs, agent version",
 		Args:  cobra.NoArgs,

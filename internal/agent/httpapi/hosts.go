@@ -1,6 +1,8 @@
 package httpapi
 
 import (
+	"github.com/govisor/govisor/api"
+
 	"context"
 	"encoding/json"
 	"fmt"
@@ -65,6 +67,21 @@ func (s *server) handleHosts(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	WriteJSON(w, http.StatusOK, hs)
+}
+
+// handleMaintenance serves PUT /v1/hosts/{host}/maintenance.
+func (s *server) handleMaintenance(w http.ResponseWriter, r *http.Request) {
+	var req api.MaintenanceRequest
+	if err := DecodeObject(r, &req, "a maintenance request"); err != nil {
+		httpError(w, err)
+		return
+	}
+	h, err := s.svc.SetMaintenance(r.Context(), r.PathValue("host"), req.Maintenance)
+	if err != nil {
+		httpError(w, err)
+		return
+	}
+	WriteJSON(w, http.StatusOK, h)
 }
 
 // handleUsage serves GET /v1/usage?from=RFC3339&to=RFC3339[&vm=NAME][&step=DURATION]:

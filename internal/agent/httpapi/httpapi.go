@@ -85,6 +85,7 @@ func (s *server) routes() http.Handler {
 	m.HandleFunc("GET /v1/events", s.handleEvents)
 	m.HandleFunc("GET /v1/host", s.handleHost)
 	m.HandleFunc("GET /v1/hosts", s.handleHosts)
+	m.HandleFunc("PUT /v1/hosts/{host}/maintenance", s.handleMaintenance)
 	m.HandleFunc("POST /v1/networks", s.handleCreateNetwork)
 	m.HandleFunc("GET /v1/networks", s.handleListNetworks)
 	m.HandleFunc("GET /v1/networks/{name}", s.handleGetNetwork)
@@ -122,7 +123,7 @@ func httpError(w http.ResponseWriter, err error) {
 		code, body.Field = http.StatusBadRequest, fe.Field
 	case errors.Is(err, service.ErrInvalid):
 		code = http.StatusBadRequest
-	case errors.Is(err, store.ErrNotFound):
+	case errors.Is(err, store.ErrNotFound), errors.Is(err, service.ErrNoSuchHost):
 		code = http.StatusNotFound
 	case errors.Is(err, store.ErrExists), errors.Is(err, service.ErrBusy), errors.Is(err, store.ErrConflict), errors.Is(err, service.ErrNoHost):
 		code = http.StatusConflict

@@ -16,6 +16,8 @@ var (
 	ErrVMM = errors.New("agent: the VMM failed the request")
 	// ErrNoHost: no host can take the VM (the error lists each host's reasons).
 	ErrNoHost = errors.New("agent: no host can take the VM")
+	// ErrNoSuchHost: the request names a host the cluster does not know.
+	ErrNoSuchHost = errors.New("agent: no such host")
 )
 
 // FieldError is a bad request naming the offending field.

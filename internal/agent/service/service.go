@@ -152,6 +152,9 @@ type Hosts interface {
 	Host(ctx context.Context) (api.Host, error)
 	// Hosts lists the cluster's hosts.
 	Hosts(ctx context.Context) (api.HostList, error)
+	// SetMaintenance asks for host to enter (on) or leave maintenance
+	// mode; the cluster's leader evacuates it.
+	SetMaintenance(ctx context.Context, host string, on bool) (api.Host, error)
 	// Events streams VM changes after revision since until ctx ends.
 	Events(ctx context.Context, since int64) <-chan api.Event
 	// Usage reports this host's utilization samples.

@@ -10,6 +10,7 @@ import (
 	"github.com/govisor/govisor/api"
 	"github.com/govisor/govisor/internal/cluster/placement"
 	"github.com/govisor/govisor/internal/cluster/store"
+	"github.com/govisor/govisor/internal/cluster/view"
 )
 
 // resync is how often the controller looks at the whole cluster besides
@@ -80,6 +81,11 @@ func (c *Controller) Pass(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	confs, err := c.St.HostConfigs(ctx)
+	if err != nil {
+		return err
+	}
+	hosts = view.InMaintenance(hosts, func(h string) bool { return confs[h].Maintenance })
 	snap := Snapshot{Hosts: hosts, Pools: pools}
 	byName := map[string]store.Record{}
 	for _, r := range recs {

@@ -100,3 +100,30 @@ func TestWatchHosts(t *testing.T) {
 		t.Fatal("no signal for a new host")
 	}
 }
+
+// TestMaintenanceSetting: a host's maintenance flag and stuck list are
+// kept per host, and leaving maintenance clears the list.
+func TestMaintenanceSetting(t *testing.T) {
+	s := openTemp(t, t.TempDir())
+	defer s.Close()
+	ctx := context.Background()
+	if err := s.SetMaintenance(ctx, "h1", true); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.SetStuck(ctx, "h1", []string{"a: pinned"}); err != nil {
+		t.Fatal(err)
+	}
+	cs, err := s.HostConfigs(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c := cs["h1"]; !c.Maintenance || c.MaintenanceSince.IsZero() || len(c.Stuck) != 1 || len(cs) != 1 {
+		t.Errorf("after enter: %+v", cs)
+	}
+	if err := s.SetMaintenance(ctx, "h1", false); err != nil {
+		t.Fatal(err)
+	}
+	if cs, _ = s.HostConfigs(ctx); cs["h1"].Maintenance || cs["h1"].Stuck != nil {
+		t.Errorf("after exit: %+v", cs)
+	}
+}

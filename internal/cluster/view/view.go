@@ -20,10 +20,32 @@ type VM struct {
 	Host  string
 }
 
-// Host is h as placement sees it, ready.
+// Host is h as placement sees it: ready unless its State says otherwise.
 func Host(h api.Host) placement.Host {
-	return placement.Host{Name: h.Name, State: placement.HostReady, CPUs: h.CPUs, MemoryMiB: h.MemoryMiB, Labels: h.Labels,
+	state := placement.HostReady
+	switch h.State {
+	case api.HostEnteringMaintenance:
+		state = placement.HostEnteringMaintenance
+	case api.HostMaintenance:
+		state = placement.HostMaintenance
+	case api.HostUnreachable:
+		state = placement.HostUnreachable
+	}
+	return placement.Host{Name: h.Name, State: state, CPUs: h.CPUs, MemoryMiB: h.MemoryMiB, Labels: h.Labels,
 		CPU: placement.CPU{Vendor: h.CPUVendor, Model: h.CPUModel, Features: h.CPUFeatures}}
+}
+
+// InMaintenance is hs with the hosts inMaintenance names marked so
+// (placement then gives them no VM).
+func InMaintenance(hs []api.Host, inMaintenance func(host string) bool) []api.Host {
+	out := make([]api.Host, len(hs))
+	for i, h := range hs {
+		if inMaintenance(h.Name) {
+			h.State = api.HostMaintenance
+		}
+		out[i] = h
+	}
+	return out
 }
 
 // Cluster is the placement snapshot of live hosts, pools and VMs. Hosts
