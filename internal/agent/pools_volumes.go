@@ -294,7 +294,15 @@ func makeVolume(ctx context.Context, dst, format string, size int64, src string)
 		return fmt.Errorf("agent: write volume: %w", err)
 	}
 	os.Chmod(tmp, 0o600)
-	if err = unix.Renameat2(unix.AT_FDCWD, tmp, unix.AT_FDCWD, dst, unix.RENAME_NOREPLACE); err != nil {
+	err = unix.Renameat2(unix.AT_FDCWD, tmp, unix.AT_FDCWD, dst, unix.RENAME_NOREPLACE)
+	if errors.Is(err, unix.EINVAL) || errors.Is(err, unix.ENOSYS) || errors.Is(err, unix.EOPNOTSUPP) {
+		// NFS (a shared pool) has no RENAME_NOREPLACE; a hard link is as
+		// atomic and refuses an existing name too.
+		if err = os.Link(tmp, dst); err == nil {
+			os.Remove(tmp)
+		}
+	}
+	if err != nil {
 		if errors.Is(err, unix.EEXIST) {
 			return errf(store.ErrExists, "volume %s already exists", filepath.Base(dst))
 		}
