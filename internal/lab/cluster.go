@@ -40,6 +40,8 @@ type State struct {
 	// Storage is the storage host: it exports the lab's shared storage
 	// over NFS, and every lab host mounts it at SharedPath.
 	Storage *HostState `json:"storage,omitempty"`
+	// ca signs the agents' TLS certificates (only while Up runs).
+	ca *labCA
 }
 
 // The lab's shared storage: the storage host's name, where lab hosts mount
@@ -172,6 +174,9 @@ func Up(ctx context.Context, cfg UpConfig) (st *State, err error) {
 	tok := make([]byte, 16)
 	rand.Read(tok)
 	st = &State{Dir: cfg.Dir, Bridge: bridgeName(cfg.Net), Token: hex.EncodeToString(tok), Accel: PickAccel()}
+	if st.ca, err = newLabCA(); err != nil {
+		return nil, err
+	}
 	bridgeNet := subnet(cfg.Net)
 	defer func() {
 		if err != nil {
@@ -242,6 +247,11 @@ func (st *State) startHost(cfg UpConfig, h *HostState, hc HostConfig, i int) err
 	for _, f := range []string{"bzImage", "vmlinux", "initrd.cpio"} {
 		if p := filepath.Join(cfg.GuestDir, f); fileExists(p) && h.Name != StorageHost {
 			ov.Add("/guest/"+f, p, 0o644)
+		}
+	}
+	if h.Name != StorageHost {
+		if err := st.ca.addTLS(ov, *h, int64(i+2), st.Token); err != nil {
+			return err
 		}
 	}
 	hc.Name, hc.Dir, hc.Assets, hc.Accel, hc.Overlay = h.Name, h.Dir, cfg.Assets, st.Accel, ov

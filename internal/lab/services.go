@@ -28,7 +28,11 @@ func (s *State) serveArgs(h HostState) []string {
 		}
 	}
 	args := []string{"govisor", "serve", "--state-dir", "/var/lib/govisor", "--host-name", h.Name,
-		"--migration-host", h.IP, "--log-format", "text", "--etcd-endpoints", strings.Join(endpoints, ",")}
+		"--migration-host", h.IP, "--log-format", "text", "--etcd-endpoints", strings.Join(endpoints, ","),
+		// TCP with TLS, so that agents reach each other (live migration,
+		// the leader's controllers).
+		"--listen", fmt.Sprintf("%s:%d", h.IP, AgentAPIPort), "--tls-cert", certFile, "--tls-key", keyFile,
+		"--token-file", tokenFile, "--peer-ca", caFile}
 	if h.Etcd {
 		args = append(args, "--etcd-name", h.Name,
 			"--etcd-peer-url", fmt.Sprintf("http://%s:%d", h.IP, etcdPeerPort),
