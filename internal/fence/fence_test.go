@@ -74,3 +74,31 @@ func TestFeedRejectsBadTTL(t *testing.T) {
 		}
 	}
 }
+
+// TestFeedUntil: a deadline in CLOCK_MONOTONIC time arms the watchdog to
+// that moment; one already passed fires it at once rather than disarming.
+func TestFeedUntil(t *testing.T) {
+	fired := make(chan string, 1)
+	w := New(func(r string) { fired <- r })
+	defer w.Stop()
+	if err := w.FeedUntil(MonoDeadline(time.Minute)); err != nil {
+		t.Fatal(err)
+	}
+	if armed, rem, _, _ := w.Status(); !armed || rem < 59*time.Second {
+		t.Errorf("armed %v with %v left, want about a minute", armed, rem)
+	}
+	if err := w.FeedUntil(MonoDeadline(time.Minute + MaxTTL)); err == nil {
+		t.Error("a deadline past MaxTTL was taken")
+	}
+	if err := w.FeedUntil(0); err == nil {
+		t.Error("deadline 0 was taken")
+	}
+	if err := w.FeedUntil(MonoNow() - int64(time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-fired:
+	case <-time.After(5 * time.Second):
+		t.Fatal("a passed deadline did not fire the watchdog")
+	}
+}

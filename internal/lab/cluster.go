@@ -40,6 +40,8 @@ type State struct {
 	// Storage is the storage host: it exports the lab's shared storage
 	// over NFS, and every lab host mounts it at SharedPath.
 	Storage *HostState `json:"storage,omitempty"`
+	// HostLeaseTTL is the agents' --host-lease-ttl (0: their default).
+	HostLeaseTTL time.Duration `json:"hostLeaseTTL,omitempty"`
 	// ca signs the agents' TLS certificates (only while Up runs).
 	ca *labCA
 }
@@ -146,7 +148,9 @@ type UpConfig struct {
 	// a cluster of hosts with different CPUs. Empty: every host gets the
 	// accelerator's default.
 	CPUModels []string
-	Net       int // which lab network: 0 for people, others for tests
+	// HostLeaseTTL is the agents' --host-lease-ttl (0: their default).
+	HostLeaseTTL time.Duration
+	Net          int // which lab network: 0 for people, others for tests
 	Log       io.Writer
 }
 
@@ -173,7 +177,7 @@ func Up(ctx context.Context, cfg UpConfig) (st *State, err error) {
 	}
 	tok := make([]byte, 16)
 	rand.Read(tok)
-	st = &State{Dir: cfg.Dir, Bridge: bridgeName(cfg.Net), Token: hex.EncodeToString(tok), Accel: PickAccel()}
+	st = &State{Dir: cfg.Dir, Bridge: bridgeName(cfg.Net), Token: hex.EncodeToString(tok), Accel: PickAccel(), HostLeaseTTL: cfg.HostLeaseTTL}
 	if st.ca, err = newLabCA(); err != nil {
 		return nil, err
 	}

@@ -33,6 +33,9 @@ func (s *State) serveArgs(h HostState) []string {
 		// the leader's controllers).
 		"--listen", fmt.Sprintf("%s:%d", h.IP, AgentAPIPort), "--tls-cert", certFile, "--tls-key", keyFile,
 		"--token-file", tokenFile, "--peer-ca", caFile}
+	if s.HostLeaseTTL > 0 {
+		args = append(args, "--host-lease-ttl", s.HostLeaseTTL.String())
+	}
 	if h.Etcd {
 		args = append(args, "--etcd-name", h.Name,
 			"--etcd-peer-url", fmt.Sprintf("http://%s:%d", h.IP, etcdPeerPort),

@@ -4,10 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 
 	"github.com/govisor/govisor/api"
 	"github.com/govisor/govisor/internal/cluster/store"
+	"github.com/govisor/govisor/internal/fence"
 )
 
 // Self-fencing of HA VMs: each HA VM's VMM runs a watchdog (package fence)
@@ -49,8 +51,9 @@ func fenceTTL(l *store.HostLease) time.Duration {
 // leaves the VMM at least minFenceTTL, and etcd records the start on that
 // lease and on the definition r was read at (so that the HA controller,
 // which moves VMs only off expired hosts, cannot have moved it). It returns
-// the watchdog's TTL; n.mu is held.
-func (n *Node) claimHAStart(r store.Record) (time.Duration, error) {
+// the watchdog's deadline (CLOCK_MONOTONIC, see fence.MonoNow); n.mu is
+// held.
+func (n *Node) claimHAStart(r store.Record) (int64, error) {
 	ttl := fenceTTL(n.lease)
 	if ttl < minFenceTTL {
 		return 0, fmt.Errorf("this host's etcd lease is not confirmed for long enough (%v left) to run an HA VM", ttl+fenceMargin)
@@ -68,16 +71,26 @@ func (n *Node) claimHAStart(r store.Record) (time.Duration, error) {
 	if ttl = fenceTTL(n.lease); ttl < minFenceTTL {
 		return 0, errors.New("this host's etcd lease ran short while claiming the start")
 	}
-	return ttl, nil
+	return fence.MonoDeadline(ttl), nil
 }
 
+// feedCallTimeout bounds one feed of a VMM's watchdog: a VMM slow to
+// answer (a loaded host) is fed on the next tick; the deadline keeps the
+// margin either way.
+const feedCallTimeout = 2 * time.Second
+
 // feedLoop moves the deadline of every HA VMM on, from this host's lease,
-// until the node stops. A VMM whose deadline is not moved (the lease not
-// confirmed, this agent gone) stops its guest by itself.
+// until the node stops. Each VMM is fed on its own (one call in flight per
+// VMM), so a slow one delays no other. A VMM whose deadline is not moved
+// (the lease not confirmed, this agent gone) stops its guest by itself.
 func (n *Node) feedLoop() {
 	defer n.loopWG.Done()
 	t := time.NewTicker(feedEvery)
 	defer t.Stop()
+	var mu sync.Mutex
+	feeding := map[*Proc]bool{}
+	var wg sync.WaitGroup
+	defer wg.Wait()
 	for {
 		select {
 		case <-n.ctx.Done():
@@ -93,18 +106,31 @@ func (n *Node) feedLoop() {
 			}
 		}
 		n.mu.Unlock()
-		ttl := fenceTTL(l)
-		if ttl <= 0 {
-			continue // not confirmed: let the watchdogs run out
-		}
 		for _, p := range ha {
-			ctx, cancel := context.WithTimeout(n.ctx, feedEvery)
-			// The TTL was measured before the call: the deadline it sets
-			// is earlier than the lease allows, never later.
-			if _, err := p.VMM.Fence(ctx, ttl); err != nil && p.Alive() {
-				n.log.Warn("feed the fence watchdog", "vm", p.Name, "pid", p.PID, "err", err)
+			mu.Lock()
+			busy := feeding[p]
+			feeding[p] = true
+			mu.Unlock()
+			if busy {
+				continue
 			}
-			cancel()
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				defer func() { mu.Lock(); delete(feeding, p); mu.Unlock() }()
+				ttl := fenceTTL(l)
+				if ttl <= 0 {
+					return // not confirmed: let the watchdog run out
+				}
+				// An absolute deadline: however late the VMM reads it, it
+				// is the moment the lease allows, never later.
+				deadline := fence.MonoDeadline(ttl)
+				ctx, cancel := context.WithTimeout(n.ctx, min(ttl, feedCallTimeout))
+				defer cancel()
+				if _, err := p.VMM.FenceUntil(ctx, deadline); err != nil && p.Alive() {
+					n.log.Warn("feed the fence watchdog", "vm", p.Name, "pid", p.PID, "err", err)
+				}
+			}()
 		}
 	}
 }

@@ -185,14 +185,14 @@ func (n *Node) startLocked(r store.Record) {
 		cfg = RestoreConfig(s, snap)
 	}
 	if s.HA {
-		ttl, err := n.claimHAStart(r)
+		deadline, err := n.claimHAStart(r)
 		if err != nil {
 			// Level-triggered: the next pass reads the VM and the lease again.
 			n.log.Warn("HA VM not started here now", "vm", s.Name, "err", err)
 			time.AfterFunc(time.Second, n.Poke)
 			return
 		}
-		cfg.FenceTTLMS = int(ttl / time.Millisecond)
+		cfg.FenceDeadlineMonoNS = deadline
 	}
 	if err := n.setupNICs(s); err != nil {
 		n.startFailed(s.Name, err)

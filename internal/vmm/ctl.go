@@ -156,6 +156,9 @@ func (c *machineCtl) Info() vmmapi.Info {
 // Fence feeds the VMM's self-fencing watchdog (vmmapi.Fencer).
 func (c *machineCtl) Fence(ttl time.Duration) error { return c.fence.Feed(ttl) }
 
+// FenceUntil feeds the watchdog up to a CLOCK_MONOTONIC deadline.
+func (c *machineCtl) FenceUntil(deadline int64) error { return c.fence.FeedUntil(deadline) }
+
 // FenceStatus reports the watchdog (vmmapi.Fencer).
 func (c *machineCtl) FenceStatus() vmmapi.FenceStatus {
 	armed, remaining, fired, reason := c.fence.Status()

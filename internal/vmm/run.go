@@ -133,6 +133,12 @@ func (v *VMM) Run(console Console) error {
 	if cfg.FenceTTLMS > 0 {
 		v.fencing.dog.Feed(time.Duration(cfg.FenceTTLMS) * time.Millisecond)
 	}
+	if cfg.FenceDeadlineMonoNS > 0 {
+		// A deadline past MaxTTL is refused; one passed fires at once.
+		if err := v.fencing.dog.FeedUntil(cfg.FenceDeadlineMonoNS); err != nil {
+			return &ExitError{Code: 1, Err: fmt.Errorf("%s: %w", v.names.Name("fenceDeadlineMonoNS"), err)}
+		}
+	}
 	var leased []string
 	for _, d := range cfg.Disks {
 		if d.Lease {

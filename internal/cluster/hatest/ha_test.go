@@ -13,6 +13,13 @@ import (
 	"github.com/govisor/govisor/internal/lab/labtest"
 )
 
+// labLeaseTTL is the host lease TTL of the HA tests' labs: twice the
+// default, because a lab host (TCG, one vCPU shared by its agent, etcd
+// member and VMMs) can leave an agent or a VMM unscheduled for seconds,
+// which on the default would fence healthy HA VMs. bench/ha measures the
+// default.
+const labLeaseTTL = 10 * time.Second
+
 // cluster runs govisor commands on the lab's hosts.
 type cluster struct {
 	t  *testing.T
@@ -77,7 +84,7 @@ cpus: 1
 memory: 128M
 kernel: /guest/bzImage
 initrd: /guest/initrd.cpio
-cmdline: 'console=ttyS0 quiet rodata=off run="i=0; while :; do i=\$((i+1)); echo HA-ALIVE \$i; usleep 500000; done"'
+cmdline: 'console=ttyS0 quiet rodata=off run="i=0; while :; do i=$((i+1)); echo HA-ALIVE $i; usleep 500000; done"'
 ha: %v
 restartPriority: high
 disks:
@@ -110,7 +117,7 @@ func (c *cluster) waitRunning(via, name, host string, limit time.Duration) {
 // lab2, so it must restart on lab3. A non-HA VM of the dead host is left
 // where it was.
 func TestHARestartAfterHostDeath(t *testing.T) {
-	c := &cluster{t: t, st: labtest.Up(t, labtest.Config{Hosts: 3, Net: 11})}
+	c := &cluster{t: t, st: labtest.Up(t, labtest.Config{Hosts: 3, Net: 11, HostLeaseTTL: labLeaseTTL})}
 	const pair = "antiAffinity: [pair]\n"
 	c.haVM("lab1", "ha1", true, pair)
 	c.haVM("lab2", "apart", false, pair)
@@ -170,7 +177,7 @@ func TestHARestartAfterHostDeath(t *testing.T) {
 // VM runs again on another host, and once the cut is healed the old host
 // neither runs it again nor takes it back.
 func TestHAPartitionFences(t *testing.T) {
-	c := &cluster{t: t, st: labtest.Up(t, labtest.Config{Hosts: 3, Net: 12})}
+	c := &cluster{t: t, st: labtest.Up(t, labtest.Config{Hosts: 3, Net: 12, HostLeaseTTL: labLeaseTTL})}
 	c.haVM("lab2", "ha2", true, "")
 	c.waitRunning("lab1", "ha2", "lab2", 2*time.Minute)
 	t0 := time.Now()

@@ -22,6 +22,8 @@ type Config struct {
 	Net   int // the lab network: one per test package, so that leftovers never collide
 	// MemoryMB per lab host (default 1024).
 	MemoryMB int
+	// HostLeaseTTL is the agents' --host-lease-ttl (0: their default).
+	HostLeaseTTL time.Duration
 }
 
 // Up starts the lab with its agents and shared pool, and takes it down
@@ -55,7 +57,8 @@ func Up(t *testing.T, cfg Config) *lab.State {
 	ctx := context.Background()
 	t0 := time.Now()
 	st, err := lab.Up(ctx, lab.UpConfig{Dir: filepath.Join(t.TempDir(), "lab"), Hosts: cfg.Hosts, CPUs: 1, MemoryMB: cfg.MemoryMB,
-		Assets: assets, BinDir: bin, GuestDir: filepath.Join(cache, "guest"), Net: cfg.Net, Log: &log, Storage: true, StorageGiB: 4})
+		Assets: assets, BinDir: bin, GuestDir: filepath.Join(cache, "guest"), Net: cfg.Net, Log: &log, Storage: true, StorageGiB: 4,
+		HostLeaseTTL: cfg.HostLeaseTTL})
 	if err != nil {
 		t.Fatalf("%v\n%s", err, log.String())
 	}

@@ -88,6 +88,10 @@ type Config struct {
 	// guest and ends with ExitFenced. The host agent arms the VMs that HA
 	// may restart elsewhere. 0: not armed (the API can still arm it).
 	FenceTTLMS int `json:"fenceTTLMS,omitempty"`
+	// FenceDeadlineMonoNS arms the watchdog at start up to this
+	// CLOCK_MONOTONIC time in nanoseconds instead (fence.MonoNow): the
+	// agent's deadline then holds however long the VMM takes to start.
+	FenceDeadlineMonoNS int64 `json:"fenceDeadlineMonoNS,omitempty"`
 	// LeaseOwner ("HOST/VM") makes the VMM hold a disk lease (package
 	// disklease) on every disk with Lease set, taken before the guest
 	// starts: no second VMM opens those disks while this one runs. A lease

@@ -103,6 +103,9 @@ func (c *Config) validateFence(n func(string) string) error {
 	if c.FenceTTLMS < 0 || c.FenceTTLMS > MaxFenceTTLMS {
 		return &FieldError{Field: "fenceTTLMS", Msg: fmt.Sprintf("%s %d ms: give 0 (not armed) to %d", n("fenceTTLMS"), c.FenceTTLMS, MaxFenceTTLMS)}
 	}
+	if c.FenceDeadlineMonoNS < 0 || c.FenceDeadlineMonoNS != 0 && c.FenceTTLMS != 0 {
+		return &FieldError{Field: "fenceDeadlineMonoNS", Msg: fmt.Sprintf("%s %d: give a CLOCK_MONOTONIC time in nanoseconds, and not with %s", n("fenceDeadlineMonoNS"), c.FenceDeadlineMonoNS, n("fenceTTLMS"))}
+	}
 	leased := false
 	for _, d := range c.Disks {
 		leased = leased || d.Lease
