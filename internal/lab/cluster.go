@@ -151,7 +151,7 @@ type UpConfig struct {
 	// HostLeaseTTL is the agents' --host-lease-ttl (0: their default).
 	HostLeaseTTL time.Duration
 	Net          int // which lab network: 0 for people, others for tests
-	Log       io.Writer
+	Log          io.Writer
 }
 
 // Up starts a lab: a bridge, then each host's TAP and QEMU, then waits for
