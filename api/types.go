@@ -219,3 +219,23 @@ type Error struct {
 	Message string `json:"error"`
 	Field   string `json:"field,omitempty"` // the offending field of the request, when there is one
 }
+
+// ClusterSettings are the cluster-wide settings (GET and PUT
+// /v1/cluster/settings).
+type ClusterSettings struct {
+	// HAAdmission is what a VM start does when it would leave too little
+	// capacity to restart the HA VMs of the largest host(s) elsewhere:
+	// AdmissionOff (the default: no check), AdmissionWarn (start it, with
+	// a warning) or AdmissionRefuse (refuse it with the reason).
+	HAAdmission string `json:"haAdmission,omitempty"`
+	// HostFailures is how many hosts may fail at once for admission (the
+	// largest ones; default 1).
+	HostFailures int `json:"hostFailures,omitempty"`
+}
+
+// HA admission control policies (ClusterSettings.HAAdmission).
+const (
+	AdmissionOff    = "off"
+	AdmissionWarn   = "warn"
+	AdmissionRefuse = "refuse"
+)

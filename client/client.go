@@ -376,3 +376,17 @@ func (c *Client) SetMaintenance(ctx context.Context, host string, on bool) (api.
 	_, err := c.Do(ctx, http.MethodPut, "/v1/hosts/"+url.PathEscape(host)+"/maintenance", api.MaintenanceRequest{Maintenance: on}, &h)
 	return h, err
 }
+
+// Settings reads the cluster-wide settings.
+func (c *Client) Settings(ctx context.Context) (api.ClusterSettings, error) {
+	var cs api.ClusterSettings
+	_, err := c.Do(ctx, http.MethodGet, "/v1/cluster/settings", nil, &cs)
+	return cs, err
+}
+
+// PutSettings replaces the cluster-wide settings.
+func (c *Client) PutSettings(ctx context.Context, cs api.ClusterSettings) (api.ClusterSettings, error) {
+	var out api.ClusterSettings
+	_, err := c.Do(ctx, http.MethodPut, "/v1/cluster/settings", cs, &out)
+	return out, err
+}

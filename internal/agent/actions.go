@@ -49,6 +49,17 @@ func (a *Agent) Act(ctx context.Context, req service.Action) (api.VM, bool, erro
 		return api.VM{}, false, err
 	}
 	t0 := time.Now().UTC()
+	if action == "start" {
+		rec, err := a.st.GetVM(ctx, name)
+		if err != nil {
+			return api.VM{}, false, err
+		}
+		if rec.Desired.Power != api.PowerRunning {
+			if err := a.admit(ctx, rec.Desired.Spec, rec.Desired.Host); err != nil {
+				return api.VM{}, false, err
+			}
+		}
+	}
 	if _, err := a.st.UpdateVM(ctx, name, func(d *store.Desired) error { d.Power = power; return nil }); err != nil {
 		return api.VM{}, false, err
 	}

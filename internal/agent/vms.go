@@ -51,6 +51,8 @@ func (a *Agent) CreateVM(ctx context.Context, s api.VMSpec, opts service.CreateO
 	d := store.Desired{Spec: s, Power: api.PowerRunning, Host: host}
 	if opts.NoStart {
 		d.Power = api.PowerStopped
+	} else if err := a.admit(ctx, s, host); err != nil {
+		return api.VM{}, err
 	}
 	if err := a.st.CreateVM(ctx, d); err != nil {
 		return api.VM{}, err

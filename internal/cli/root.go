@@ -26,7 +26,7 @@ func NewRootCmd() *cobra.Command {
 	img := NewImageCmd()
 	img.AddCommand(newImportOVACmd())
 	root.AddCommand(newRunCmd(), newProbeCmd(), img, newCtlCmd())
-	root.AddCommand(newServeExecCmd(), newVMCmd(), newHostCmd())
+	root.AddCommand(newServeExecCmd(), newVMCmd(), newHostCmd(), newClusterCmd())
 	root.AddCommand(newNetCmd(), newPoolCmd(), newVolumeCmd())
 	root.AddCommand(newReportCmd(), newLabExecCmd(), newLabHoldKVMCmd())
 	return root

@@ -84,6 +84,31 @@ func (s *server) handleMaintenance(w http.ResponseWriter, r *http.Request) {
 	WriteJSON(w, http.StatusOK, h)
 }
 
+// handleSettings serves GET /v1/cluster/settings.
+func (s *server) handleSettings(w http.ResponseWriter, r *http.Request) {
+	cs, err := s.svc.Settings(r.Context())
+	if err != nil {
+		httpError(w, err)
+		return
+	}
+	WriteJSON(w, http.StatusOK, cs)
+}
+
+// handlePutSettings serves PUT /v1/cluster/settings.
+func (s *server) handlePutSettings(w http.ResponseWriter, r *http.Request) {
+	var cs api.ClusterSettings
+	if err := DecodeObject(r, &cs, "cluster settings"); err != nil {
+		httpError(w, err)
+		return
+	}
+	cs, err := s.svc.PutSettings(r.Context(), cs)
+	if err != nil {
+		httpError(w, err)
+		return
+	}
+	WriteJSON(w, http.StatusOK, cs)
+}
+
 // handleUsage serves GET /v1/usage?from=RFC3339&to=RFC3339[&vm=NAME][&step=DURATION]:
 // this host's utilization samples in the window (default: the last 24 hours).
 func (s *server) handleUsage(w http.ResponseWriter, r *http.Request) {

@@ -155,6 +155,9 @@ type Hosts interface {
 	// SetMaintenance asks for host to enter (on) or leave maintenance
 	// mode; the cluster's leader evacuates it.
 	SetMaintenance(ctx context.Context, host string, on bool) (api.Host, error)
+	// Settings reads the cluster-wide settings; PutSettings replaces them.
+	Settings(ctx context.Context) (api.ClusterSettings, error)
+	PutSettings(ctx context.Context, cs api.ClusterSettings) (api.ClusterSettings, error)
 	// Events streams VM changes after revision since until ctx ends.
 	Events(ctx context.Context, since int64) <-chan api.Event
 	// Usage reports this host's utilization samples.
