@@ -179,6 +179,25 @@ type Host struct {
 	// Stuck lists the VMs that cannot leave a host entering maintenance,
 	// each "VM: reason".
 	Stuck []string `json:"stuck,omitempty"`
+	// Load is the host's measured load (in the host list), as its agent
+	// last published it.
+	Load *HostLoad `json:"load,omitempty"`
+}
+
+// HostLoad is a host's measured load over its agent's last sampling
+// interval: what the cluster's load balancer reads.
+type HostLoad struct {
+	Time          time.Time `json:"time"`
+	CPUBusy       float64   `json:"cpuBusy"`       // CPUs kept busy (1.5: one and a half)
+	MemoryUsedMiB uint64    `json:"memoryUsedMiB"` // memory in use
+	// VMs are the loads of the host's running VMs, by name.
+	VMs map[string]VMLoad `json:"vms,omitempty"`
+}
+
+// VMLoad is one VM's measured load, from its VMM process's counters.
+type VMLoad struct {
+	CPUBusy   float64 `json:"cpuBusy"`   // CPUs its VMM kept busy
+	MemoryMiB uint64  `json:"memoryMiB"` // resident memory of its VMM
 }
 
 // Host states (Host.State).

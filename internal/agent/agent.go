@@ -95,6 +95,7 @@ type Agent struct {
 	haRestarts *prometheus.CounterVec
 	leading    prometheus.Gauge
 	migrations *prometheus.CounterVec // by the controller that asked: maintenance
+	loads      loadMeter              // this host's load, from the usage samples
 }
 
 // New opens the store, adopts this host's running VMMs, starts the

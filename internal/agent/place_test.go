@@ -18,10 +18,10 @@ import (
 // and a refusal names the host and the reason. No VM runs (no KVM needed).
 func TestCreatePlaced(t *testing.T) {
 	dirA, dirB := t.TempDir(), t.TempDir()
-	ta := startAgent(t, dirA, func(c *Config) { c.Executable = "/bin/false" })
+	ta := startAgent(t, dirA, func(c *Config) { c.Executable, c.UsageEvery = "/bin/false", 200*time.Millisecond })
 	t.Cleanup(func() { ta.Shutdown(context.Background()) })
 	tb := startAgent(t, dirB, func(c *Config) {
-		c.Executable, c.HostName, c.EtcdEndpoints = "/bin/false", "hostb", ta.st.Endpoints()
+		c.Executable, c.HostName, c.EtcdEndpoints, c.UsageEvery = "/bin/false", "hostb", ta.st.Endpoints(), 200*time.Millisecond
 	})
 	t.Cleanup(func() { tb.Shutdown(context.Background()) })
 	ctx := context.Background()
@@ -73,8 +73,11 @@ func TestCreatePlaced(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		leaders, vms := 0, map[string]int{}
+		leaders, vms, loads := 0, map[string]int{}, 0
 		for _, h := range hs {
+			if h.Load != nil && h.Load.MemoryUsedMiB > 0 {
+				loads++
+			}
 			if h.State != api.HostReady {
 				t.Errorf("host %s is %q", h.Name, h.State)
 			}
@@ -83,11 +86,11 @@ func TestCreatePlaced(t *testing.T) {
 			}
 			vms[h.Name] = h.VMs
 		}
-		if len(hs) == 2 && leaders == 1 && vms["testhost"] == 2 && vms["hostb"] == 2 {
+		if len(hs) == 2 && leaders == 1 && vms["testhost"] == 2 && vms["hostb"] == 2 && loads == 2 {
 			break
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("host list %+v: want testhost and hostb ready with 2 VMs each, one leader", hs)
+			t.Fatalf("host list %+v: want testhost and hostb ready with 2 VMs each and their loads, one leader", hs)
 		}
 	}
 

@@ -46,7 +46,7 @@ func (a *Agent) usageLoop() {
 	}
 	s, err := usage.NewSampler(usage.Config{
 		Store: st, Host: a.cfg.HostName, Interval: a.usageInterval(),
-		ListVMs: a.usageVMs, ReadIO: a.usageIO, Logger: a.log,
+		ListVMs: a.usageVMs, ReadIO: a.usageIO, Logger: a.log, OnSample: a.publishLoad,
 	})
 	if err != nil {
 		st.Close()

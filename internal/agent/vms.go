@@ -233,11 +233,18 @@ func (a *Agent) Hosts(ctx context.Context) (api.HostList, error) {
 	if err != nil {
 		return api.HostList{}, err
 	}
+	loads, err := a.st.Loads(ctx)
+	if err != nil {
+		return api.HostList{}, err
+	}
 	leader, _ := a.st.Leader(ctx) // unknown leader: no host is marked
 	list := api.HostList{Items: []api.Host{}}
 	index := map[string]int{}
 	for _, h := range hs {
 		h.State, h.Leader = api.HostReady, h.Name == leader
+		if l, ok := loads[h.Name]; ok {
+			h.Load = &l
+		}
 		index[h.Name] = len(list.Items)
 		list.Items = append(list.Items, h)
 	}

@@ -449,7 +449,7 @@ func newHostCmd() *cobra.Command {
 				return apiErr(err)
 			}
 			return f.print(cmd.OutOrStdout(), api.HostList{Items: hs}, func(w io.Writer) {
-				fmt.Fprintln(w, "NAME\tSTATE\tCPUS\tMEMORY\tALLOCATED\tVMS\tVERSION\tSTARTED")
+				fmt.Fprintln(w, "NAME\tSTATE\tCPUS\tMEMORY\tALLOCATED\tVMS\tCPU LOAD\tVERSION\tSTARTED")
 				for _, h := range hs {
 					name, started := h.Name, "-"
 					if h.Leader {
@@ -458,7 +458,11 @@ func newHostCmd() *cobra.Command {
 					if !h.Started.IsZero() {
 						started = age(h.Started)
 					}
-					fmt.Fprintf(w, "%s\t%s\t%d\t%d MiB\t%d MiB\t%d/%d\t%s\t%s\n", name, h.State, h.CPUs, h.MemoryMiB, h.AllocatedMiB, h.RunningVMs, h.VMs, h.Version, started)
+					load := "-"
+					if h.Load != nil && h.CPUs > 0 {
+						load = fmt.Sprintf("%.0f%%", 100*h.Load.CPUBusy/float64(h.CPUs))
+					}
+					fmt.Fprintf(w, "%s\t%s\t%d\t%d MiB\t%d MiB\t%d/%d\t%s\t%s\t%s\n", name, h.State, h.CPUs, h.MemoryMiB, h.AllocatedMiB, h.RunningVMs, h.VMs, load, h.Version, started)
 				}
 			})
 		},

@@ -36,9 +36,12 @@ type Config struct {
 	// ReadIO returns a running VM's traffic counters; nil, or an error,
 	// leaves the sample without them (HasIO false).
 	ReadIO func(ctx context.Context, vm VMInfo) (IO, error)
-	Proc   ProcFS           // zero: /proc
-	Now    func() time.Time // zero: time.Now
-	Logger *slog.Logger     // zero: discard
+	// OnSample, if set, gets every round of samples as it is taken (the
+	// agent publishes the loads the cluster's balancer reads).
+	OnSample func([]Sample)
+	Proc     ProcFS           // zero: /proc
+	Now      func() time.Time // zero: time.Now
+	Logger   *slog.Logger     // zero: discard
 }
 
 // Sampler measures the host and its VMs periodically into a Store.
@@ -114,6 +117,9 @@ func (s *Sampler) Measure(ctx context.Context) ([]Sample, error) {
 // files at most once an hour.
 func (s *Sampler) SampleOnce(ctx context.Context) error {
 	smps, err := s.Measure(ctx)
+	if len(smps) > 0 && s.cfg.OnSample != nil {
+		s.cfg.OnSample(smps)
+	}
 	if len(smps) > 0 {
 		if aerr := s.cfg.Store.Append(smps...); aerr != nil {
 			return errors.Join(err, aerr)
