@@ -34,7 +34,7 @@ func init() {
 		api.Pool{}, api.PoolList{}, api.Volume{}, api.VolumeList{}, api.VolumeCreate{},
 		api.SnapshotRequest{}, api.Snapshot{}, api.SnapshotList{}, api.RestoreRequest{},
 		api.MigrateRequest{}, api.MigrationStatus{}, api.IncomingRequest{}, api.Incoming{},
-		api.UsageSample{}, api.UsageReport{}, api.MaintenanceRequest{}, api.ClusterSettings{}, api.HostLoad{}, api.VMLoad{},
+		api.UsageSample{}, api.UsageReport{}, api.MaintenanceRequest{}, api.ClusterSettings{}, api.HostLoad{}, api.VMLoad{}, api.BalancePlan{}, api.BalanceMove{}, api.BalanceLoad{},
 	} {
 		schemaTypes[reflect.TypeOf(v).Name()] = reflect.TypeOf(v)
 	}

@@ -250,6 +250,51 @@ type ClusterSettings struct {
 	// HostFailures is how many hosts may fail at once for admission (the
 	// largest ones; default 1).
 	HostFailures int `json:"hostFailures,omitempty"`
+	// Balance is the load balancer's mode: BalanceOff (the default),
+	// BalanceManual (plans on request: govisor cluster balance) or
+	// BalanceAutomatic (the leader applies a plan every 30 s).
+	Balance string `json:"balance,omitempty"`
+	// BalanceThreshold is the band: hosts whose loads (the larger of CPU
+	// and memory, 0 to 1) differ by at most this much are balanced
+	// (default 0.15).
+	BalanceThreshold float64 `json:"balanceThreshold,omitempty"`
+}
+
+// Load balancer modes (ClusterSettings.Balance).
+const (
+	BalanceOff       = "off"
+	BalanceManual    = "manual"
+	BalanceAutomatic = "automatic"
+)
+
+// BalancePlan is the load balancer's plan (GET and POST /v1/cluster/balance).
+type BalancePlan struct {
+	Threshold float64 `json:"threshold"`
+	// Before and After are the imbalance: the most loaded ready host's
+	// load minus the least loaded one's.
+	Before   float64       `json:"before"`
+	After    float64       `json:"after"`
+	Balanced bool          `json:"balanced"`
+	Why      string        `json:"why,omitempty"` // why the plan stops short of the band
+	Moves    []BalanceMove `json:"moves,omitempty"`
+	Loads    []BalanceLoad `json:"loads,omitempty"`
+}
+
+// BalanceMove is one live migration of a plan.
+type BalanceMove struct {
+	VM     string `json:"vm"`
+	From   string `json:"from"`
+	To     string `json:"to"`
+	Mirror bool   `json:"mirror,omitempty"` // its local disks are mirrored
+	Reason string `json:"reason"`
+	Error  string `json:"error,omitempty"` // when applied: why it failed
+}
+
+// BalanceLoad is a host's load before and after a plan.
+type BalanceLoad struct {
+	Host   string  `json:"host"`
+	Before float64 `json:"before"`
+	After  float64 `json:"after"`
 }
 
 // HA admission control policies (ClusterSettings.HAAdmission).

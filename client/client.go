@@ -390,3 +390,17 @@ func (c *Client) PutSettings(ctx context.Context, cs api.ClusterSettings) (api.C
 	_, err := c.Do(ctx, http.MethodPut, "/v1/cluster/settings", cs, &out)
 	return out, err
 }
+
+// BalancePlan is the load balancer's plan for the cluster now.
+func (c *Client) BalancePlan(ctx context.Context) (api.BalancePlan, error) {
+	var p api.BalancePlan
+	_, err := c.Do(ctx, http.MethodGet, "/v1/cluster/balance", nil, &p)
+	return p, err
+}
+
+// Balance plans and carries out the load balancer's migrations.
+func (c *Client) Balance(ctx context.Context) (api.BalancePlan, error) {
+	var p api.BalancePlan
+	_, err := c.Do(ctx, http.MethodPost, "/v1/cluster/balance", nil, &p)
+	return p, err
+}

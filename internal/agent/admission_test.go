@@ -40,6 +40,11 @@ func TestHAAdmission(t *testing.T) {
 	if _, err := ta.cli.PutSettings(ctx, api.ClusterSettings{HAAdmission: "sometimes"}); statusOf(err) != http.StatusBadRequest || !strings.Contains(err.Error(), "haAdmission") {
 		t.Errorf("a bad policy: %v", err)
 	}
+	for _, bad := range []api.ClusterSettings{{Balance: "often"}, {BalanceThreshold: 1.5}, {HostFailures: -1}} {
+		if _, err := ta.cli.PutSettings(ctx, bad); statusOf(err) != http.StatusBadRequest {
+			t.Errorf("settings %+v: %v", bad, err)
+		}
+	}
 	if cs, err := ta.cli.PutSettings(ctx, api.ClusterSettings{HAAdmission: api.AdmissionRefuse}); err != nil || cs.HAAdmission != api.AdmissionRefuse {
 		t.Fatalf("set refuse: %+v %v", cs, err)
 	}

@@ -41,7 +41,11 @@ func (a *Agent) leaderLoop() {
 		go func() {
 			defer close(done)
 			var wg sync.WaitGroup
-			wg.Add(2)
+			wg.Add(3)
+			go func() {
+				defer wg.Done()
+				a.balancer().Run(ctx)
+			}()
 			go func() {
 				defer wg.Done()
 				c := &ha.Controller{St: a.st, Log: a.log, Restarted: func(r ha.Restart) { a.haRestarts.WithLabelValues(r.From, r.To).Inc() }}

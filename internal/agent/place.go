@@ -8,6 +8,8 @@ import (
 	"github.com/govisor/govisor/api"
 	"github.com/govisor/govisor/internal/agent/service"
 	"github.com/govisor/govisor/internal/cluster/admission"
+	"github.com/govisor/govisor/internal/cluster/balance"
+	"github.com/govisor/govisor/internal/cluster/drs"
 	"github.com/govisor/govisor/internal/cluster/placement"
 	"github.com/govisor/govisor/internal/cluster/view"
 )
@@ -136,5 +138,38 @@ func (a *Agent) PutSettings(ctx context.Context, cs api.ClusterSettings) (api.Cl
 	if cs.HostFailures < 0 || cs.HostFailures > 16 {
 		return cs, fieldErr("hostFailures", fmt.Sprintf("%d: give 0 (the default, 1) to 16", cs.HostFailures))
 	}
+	switch cs.Balance {
+	case "", api.BalanceOff, api.BalanceManual, api.BalanceAutomatic:
+	default:
+		return cs, fieldErr("balance", fmt.Sprintf("%q: use off, manual or automatic", cs.Balance))
+	}
+	if !(cs.BalanceThreshold >= 0 && cs.BalanceThreshold <= 1) {
+		return cs, fieldErr("balanceThreshold", fmt.Sprintf("%v: give a load difference from 0 (the default, 0.15) to 1", cs.BalanceThreshold))
+	}
 	return cs, a.st.PutSettings(ctx, cs)
+}
+
+// balancer is the cluster's load balancer as this agent runs it.
+func (a *Agent) balancer() *drs.Balancer {
+	return &drs.Balancer{St: a.st, Migrate: a.migrateFor, Log: a.log,
+		Moved: func(balance.Move) { a.migrations.WithLabelValues("balance").Inc() }}
+}
+
+// BalancePlan is the load balancer's plan for the cluster now.
+func (a *Agent) BalancePlan(ctx context.Context) (api.BalancePlan, error) {
+	p, err := a.balancer().Plan(ctx)
+	if err != nil {
+		return api.BalancePlan{}, fmt.Errorf("%w: %v", service.ErrInvalid, err)
+	}
+	return drs.ToAPI(p, nil), nil
+}
+
+// Balance plans and carries out the load balancer's migrations.
+func (a *Agent) Balance(ctx context.Context) (api.BalancePlan, error) {
+	b := a.balancer()
+	p, err := b.Plan(ctx)
+	if err != nil {
+		return api.BalancePlan{}, fmt.Errorf("%w: %v", service.ErrInvalid, err)
+	}
+	return drs.ToAPI(p, b.Apply(ctx, p)), nil
 }

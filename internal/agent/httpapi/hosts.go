@@ -109,6 +109,21 @@ func (s *server) handlePutSettings(w http.ResponseWriter, r *http.Request) {
 	WriteJSON(w, http.StatusOK, cs)
 }
 
+// handleBalance serves GET (plan) and POST (plan and apply)
+// /v1/cluster/balance.
+func (s *server) handleBalance(w http.ResponseWriter, r *http.Request) {
+	do := s.svc.BalancePlan
+	if r.Method == http.MethodPost {
+		do = s.svc.Balance
+	}
+	p, err := do(r.Context())
+	if err != nil {
+		httpError(w, err)
+		return
+	}
+	WriteJSON(w, http.StatusOK, p)
+}
+
 // handleUsage serves GET /v1/usage?from=RFC3339&to=RFC3339[&vm=NAME][&step=DURATION]:
 // this host's utilization samples in the window (default: the last 24 hours).
 func (s *server) handleUsage(w http.ResponseWriter, r *http.Request) {

@@ -88,6 +88,8 @@ func (s *server) routes() http.Handler {
 	m.HandleFunc("PUT /v1/hosts/{host}/maintenance", s.handleMaintenance)
 	m.HandleFunc("GET /v1/cluster/settings", s.handleSettings)
 	m.HandleFunc("PUT /v1/cluster/settings", s.handlePutSettings)
+	m.HandleFunc("GET /v1/cluster/balance", s.handleBalance)
+	m.HandleFunc("POST /v1/cluster/balance", s.handleBalance)
 	m.HandleFunc("POST /v1/networks", s.handleCreateNetwork)
 	m.HandleFunc("GET /v1/networks", s.handleListNetworks)
 	m.HandleFunc("GET /v1/networks/{name}", s.handleGetNetwork)

@@ -158,6 +158,10 @@ type Hosts interface {
 	// Settings reads the cluster-wide settings; PutSettings replaces them.
 	Settings(ctx context.Context) (api.ClusterSettings, error)
 	PutSettings(ctx context.Context, cs api.ClusterSettings) (api.ClusterSettings, error)
+	// BalancePlan is the load balancer's plan now; Balance plans and
+	// carries it out, answering once every migration ended.
+	BalancePlan(ctx context.Context) (api.BalancePlan, error)
+	Balance(ctx context.Context) (api.BalancePlan, error)
 	// Events streams VM changes after revision since until ctx ends.
 	Events(ctx context.Context, since int64) <-chan api.Event
 	// Usage reports this host's utilization samples.

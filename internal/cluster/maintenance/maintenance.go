@@ -14,7 +14,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/govisor/govisor/api"
 	"github.com/govisor/govisor/internal/cluster/balance"
 	"github.com/govisor/govisor/internal/cluster/placement"
 	"github.com/govisor/govisor/internal/cluster/store"
@@ -125,7 +124,7 @@ func (c *Controller) Pass(ctx context.Context) error {
 	bc := balance.Cluster{Hosts: pc.Hosts, Pools: pc.Pools}
 	c.mu.Lock()
 	for _, v := range pc.VMs {
-		bv := balance.VM{VM: v, Mirror: localDisks(v, pools)}
+		bv := balance.VM{VM: v, Mirror: view.LocalDisks(v, pools)}
 		if _, moving := c.inFlight[v.Name]; moving {
 			bv.Pinned = "being live-migrated"
 		}
@@ -210,16 +209,4 @@ func (c *Controller) move(ctx context.Context, m balance.Move) {
 	if c.Moved != nil {
 		c.Moved(m)
 	}
-}
-
-// localDisks says whether v has disks on storage only its host reaches:
-// its migration mirrors them.
-func localDisks(v placement.VM, pools []api.Pool) bool {
-	for _, name := range v.Pools {
-		shared := slices.ContainsFunc(pools, func(p api.Pool) bool { return p.Name == name && (p.Shared || p.Kind == api.PoolShared) })
-		if !shared {
-			return true
-		}
-	}
-	return false
 }

@@ -133,3 +133,15 @@ func poolOf(path string, pools []api.Pool) string {
 	}
 	return ""
 }
+
+// LocalDisks says whether v has disks on storage only its host reaches:
+// a live migration of it mirrors them.
+func LocalDisks(v placement.VM, pools []api.Pool) bool {
+	for _, name := range v.Pools {
+		shared := slices.ContainsFunc(pools, func(p api.Pool) bool { return p.Name == name && (p.Shared || p.Kind == api.PoolShared) })
+		if !shared {
+			return true
+		}
+	}
+	return false
+}
