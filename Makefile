@@ -23,7 +23,7 @@ test: deps guest lab build lint
 	CGO_ENABLED=0 $(GO) vet ./...
 	$(GO) mod tidy -diff
 	rm -f $(TALLY)
-	GOVISOR_TEST_BINDIR=$(dir $(BIN)) GOVISOR_KVM_TALLY=$(TALLY) CGO_ENABLED=0 \
+	GOVISOR_TEST_BINDIR=$(dir $(BIN)) GOVISOR_KVM_TALLY=$(TALLY) GOVISOR_CLUSTER_TESTS=1 CGO_ENABLED=0 \
 	  $(GO) test -exec "$(dir $(BIN))govisor-agent lab testexec" -timeout 80m ./...
 	GOVISOR_TEST_BINDIR=$(dir $(BIN)) CGO_ENABLED=1 \
 	  $(GO) test -race -exec "$(dir $(BIN))govisor-agent lab testexec" -timeout 80m $(RACE_PKGS)

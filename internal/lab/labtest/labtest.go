@@ -16,6 +16,9 @@ import (
 	"github.com/govisor/govisor/internal/lab"
 )
 
+// Env set to 1 runs the cluster lab tests outside CI.
+const Env = "GOVISOR_CLUSTER_TESTS"
+
 // Config is the lab a test wants.
 type Config struct {
 	Hosts int
@@ -30,6 +33,11 @@ type Config struct {
 // when the test ends. It holds the machine's lab lock for the test.
 func Up(t *testing.T, cfg Config) *lab.State {
 	t.Helper()
+	if os.Getenv("CI") != "true" && os.Getenv(Env) != "1" {
+		// Each brings up a 4-VM lab for minutes: not in a plain `go test
+		// ./...` beside other work. make test sets Env; CI always runs them.
+		t.Skipf("SKIPPED: cluster lab tests run in CI, in make test, or with %s=1", Env)
+	}
 	cache := os.Getenv("GOVISOR_CACHE")
 	if cache == "" {
 		cache = filepath.Join("..", "..", "..", ".cache")
