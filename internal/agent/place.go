@@ -17,26 +17,14 @@ import (
 // snapshot is the cluster as placement sees it, without VM skip (which is
 // about to be placed or started), and the pools.
 func (a *Agent) snapshot(ctx context.Context, skip string) (*placement.State, []api.Pool, error) {
-	hosts, err := a.st.Hosts(ctx)
+	snap, err := a.st.Snapshot(ctx)
 	if err != nil {
 		return nil, nil, err
 	}
-	pools, err := a.st.ListPools(ctx)
-	if err != nil {
-		return nil, nil, err
-	}
-	recs, _, err := a.st.ListVMs(ctx)
-	if err != nil {
-		return nil, nil, err
-	}
-	confs, err := a.st.HostConfigs(ctx)
-	if err != nil {
-		return nil, nil, err
-	}
-	hosts = view.InMaintenance(hosts, func(h string) bool { return confs[h].Maintenance })
+	hosts, pools := view.InMaintenance(snap.Hosts, snap.InMaintenance), snap.Pools
 	var vms []view.VM
-	for _, r := range recs {
-		vms = append(vms, view.VM{Spec: r.Desired.Spec, Power: r.Desired.Power, Host: r.Desired.Host})
+	for _, r := range snap.VMs {
+		vms = append(vms, view.VM(r.Desired))
 	}
 	st, err := placement.New(view.Cluster(hosts, pools, vms, func(v view.VM) bool { return v.Spec.Name == skip }), placement.Config{})
 	if err != nil {

@@ -40,35 +40,16 @@ type Balancer struct {
 // Plan is the plan for the cluster as it is now, with the settings'
 // threshold.
 func (b *Balancer) Plan(ctx context.Context) (balance.Plan, error) {
-	cs, err := b.St.Settings(ctx)
+	snap, err := b.St.Snapshot(ctx)
 	if err != nil {
 		return balance.Plan{}, err
 	}
-	hosts, err := b.St.Hosts(ctx)
-	if err != nil {
-		return balance.Plan{}, err
-	}
-	confs, err := b.St.HostConfigs(ctx)
-	if err != nil {
-		return balance.Plan{}, err
-	}
-	loads, err := b.St.Loads(ctx)
-	if err != nil {
-		return balance.Plan{}, err
-	}
-	pools, err := b.St.ListPools(ctx)
-	if err != nil {
-		return balance.Plan{}, err
-	}
-	recs, _, err := b.St.ListVMs(ctx)
-	if err != nil {
-		return balance.Plan{}, err
-	}
-	hosts = view.InMaintenance(hosts, func(h string) bool { return confs[h].Maintenance })
+	cs, loads, pools := snap.Settings, snap.Loads, snap.Pools
+	hosts := view.InMaintenance(snap.Hosts, snap.InMaintenance)
 	var vms []view.VM
 	status := map[string]*api.VMStatus{}
-	for _, r := range recs {
-		vms = append(vms, view.VM{Spec: r.Desired.Spec, Power: r.Desired.Power, Host: r.Desired.Host})
+	for _, r := range snap.VMs {
+		vms = append(vms, view.VM(r.Desired))
 		status[r.Desired.Spec.Name] = r.Status
 	}
 	pc := view.Cluster(hosts, pools, vms, nil)

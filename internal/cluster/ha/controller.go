@@ -69,27 +69,14 @@ func (c *Controller) Run(ctx context.Context) {
 // Pass reads the cluster once and restarts what Plan says. A VM whose
 // definition or host changed meanwhile is left to the next pass.
 func (c *Controller) Pass(ctx context.Context) error {
-	hosts, err := c.St.Hosts(ctx)
+	cs, err := c.St.Snapshot(ctx)
 	if err != nil {
 		return err
 	}
-	recs, _, err := c.St.ListVMs(ctx)
-	if err != nil {
-		return err
-	}
-	pools, err := c.St.ListPools(ctx)
-	if err != nil {
-		return err
-	}
-	confs, err := c.St.HostConfigs(ctx)
-	if err != nil {
-		return err
-	}
-	hosts = view.InMaintenance(hosts, func(h string) bool { return confs[h].Maintenance })
-	snap := Snapshot{Hosts: hosts, Pools: pools}
+	snap := Snapshot{Hosts: view.InMaintenance(cs.Hosts, cs.InMaintenance), Pools: cs.Pools}
 	byName := map[string]store.Record{}
-	for _, r := range recs {
-		snap.VMs = append(snap.VMs, VM{Spec: r.Desired.Spec, Power: r.Desired.Power, Host: r.Desired.Host})
+	for _, r := range cs.VMs {
+		snap.VMs = append(snap.VMs, VM(r.Desired))
 		byName[r.Desired.Spec.Name] = r
 	}
 	d, err := Plan(snap, c.Placement)

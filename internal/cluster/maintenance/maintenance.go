@@ -89,10 +89,11 @@ func (c *Controller) log() *slog.Logger {
 // may.
 func (c *Controller) Pass(ctx context.Context) error {
 	c.init()
-	confs, err := c.St.HostConfigs(ctx)
+	snap, err := c.St.Snapshot(ctx)
 	if err != nil {
 		return err
 	}
+	confs := snap.Confs
 	var draining []string
 	for h, conf := range confs {
 		if conf.Maintenance {
@@ -103,22 +104,10 @@ func (c *Controller) Pass(ctx context.Context) error {
 		return nil
 	}
 	slices.Sort(draining)
-	hosts, err := c.St.Hosts(ctx)
-	if err != nil {
-		return err
-	}
-	pools, err := c.St.ListPools(ctx)
-	if err != nil {
-		return err
-	}
-	recs, _, err := c.St.ListVMs(ctx)
-	if err != nil {
-		return err
-	}
-	hosts = view.InMaintenance(hosts, func(h string) bool { return confs[h].Maintenance })
+	hosts, pools := view.InMaintenance(snap.Hosts, snap.InMaintenance), snap.Pools
 	var vms []view.VM
-	for _, r := range recs {
-		vms = append(vms, view.VM{Spec: r.Desired.Spec, Power: r.Desired.Power, Host: r.Desired.Host})
+	for _, r := range snap.VMs {
+		vms = append(vms, view.VM(r.Desired))
 	}
 	pc := view.Cluster(hosts, pools, vms, nil)
 	bc := balance.Cluster{Hosts: pc.Hosts, Pools: pc.Pools}

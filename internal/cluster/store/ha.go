@@ -86,23 +86,7 @@ func (s *Store) MoveVM(ctx context.Context, d Desired, specRev int64, from strin
 // still at specRev: a host whose VM was moved away meanwhile must not
 // overwrite the new host's status. ErrConflict otherwise.
 func (s *Store) PutStatusIfSpec(ctx context.Context, name string, st api.VMStatus, specRev int64) error {
-	b, err := json.Marshal(st)
-	if err != nil {
-		return fmt.Errorf("store: encode status of %s: %w", name, err)
-	}
-	ctx, cancel := s.bound(ctx)
-	defer cancel()
-	resp, err := s.cli.Txn(ctx).
-		If(clientv3.Compare(clientv3.ModRevision(specKey(name)), "=", specRev)).
-		Then(clientv3.OpPut(statusKey(name), string(b))).
-		Commit()
-	if err != nil {
-		return s.fail("put status of "+name, err)
-	}
-	if !resp.Succeeded {
-		return fmt.Errorf("%w: %s changed", ErrConflict, name)
-	}
-	return nil
+	return s.putStatusIf(ctx, name, st, name+" changed", clientv3.Compare(clientv3.ModRevision(specKey(name)), "=", specRev))
 }
 
 // WatchHosts signals on the returned channel when a host record changes

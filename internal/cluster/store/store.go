@@ -277,22 +277,26 @@ func (s *Store) PutStatus(ctx context.Context, name string, st api.VMStatus) err
 // still at revision rev (0: absent); ErrConflict otherwise. Writers that
 // decided from a snapshot use it so as not to overwrite a newer status.
 func (s *Store) ReplaceStatus(ctx context.Context, name string, st api.VMStatus, rev int64) error {
+	return s.putStatusIf(ctx, name, st, "status of "+name+" changed",
+		clientv3.Compare(clientv3.CreateRevision(specKey(name)), ">", 0),
+		clientv3.Compare(clientv3.ModRevision(statusKey(name)), "=", rev))
+}
+
+// putStatusIf records a VM's observed state if every condition holds;
+// ErrConflict, saying changed, otherwise.
+func (s *Store) putStatusIf(ctx context.Context, name string, st api.VMStatus, changed string, conds ...clientv3.Cmp) error {
 	b, err := json.Marshal(st)
 	if err != nil {
 		return fmt.Errorf("store: encode status of %s: %w", name, err)
 	}
 	ctx, cancel := s.bound(ctx)
 	defer cancel()
-	resp, err := s.cli.Txn(ctx).
-		If(clientv3.Compare(clientv3.CreateRevision(specKey(name)), ">", 0),
-			clientv3.Compare(clientv3.ModRevision(statusKey(name)), "=", rev)).
-		Then(clientv3.OpPut(statusKey(name), string(b))).
-		Commit()
+	resp, err := s.cli.Txn(ctx).If(conds...).Then(clientv3.OpPut(statusKey(name), string(b))).Commit()
 	if err != nil {
 		return s.fail("put status of "+name, err)
 	}
 	if !resp.Succeeded {
-		return fmt.Errorf("%w: status of %s changed", ErrConflict, name)
+		return fmt.Errorf("%w: %s", ErrConflict, changed)
 	}
 	return nil
 }
