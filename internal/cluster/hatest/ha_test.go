@@ -67,6 +67,25 @@ func (c *cluster) vm(host, name string) (api.VM, error) {
 	return v, err
 }
 
+// timeline logs each change of a VM's host and status while a test waits
+// for it, with the time since t0: where a recovery spends its seconds.
+type timeline struct {
+	t    *testing.T
+	t0   time.Time
+	last string
+}
+
+func (tl *timeline) see(v api.VM, err error) {
+	now := fmt.Sprintf("host %s, %s on %s: %s", v.Host, v.Status.State, v.Status.Host, v.Status.ExitReason)
+	if err != nil {
+		now = err.Error()
+	}
+	if now != tl.last {
+		tl.t.Logf("%5.1f s: %s", time.Since(tl.t0).Seconds(), now)
+		tl.last = now
+	}
+}
+
 // aliveOn reports whether the guest of VM name printed its marker on
 // host's console since its last start there.
 func (c *cluster) aliveOn(host, name string) bool {
@@ -141,6 +160,7 @@ func TestHARestartAfterHostDeath(t *testing.T) {
 	}
 	var moved, alive time.Duration
 	var to string
+	tl := &timeline{t: t, t0: t0}
 	for deadline := t0.Add(90 * time.Second); alive == 0; time.Sleep(250 * time.Millisecond) {
 		if time.Now().After(deadline) {
 			v, err := c.vm("lab2", "ha1")
@@ -148,6 +168,7 @@ func TestHARestartAfterHostDeath(t *testing.T) {
 		}
 		if to == "" {
 			v, err := c.vm("lab2", "ha1")
+			tl.see(v, err)
 			if err != nil || v.Host == "lab1" || v.Status.State != api.StateRunning {
 				continue
 			}
@@ -191,8 +212,10 @@ func TestHAPartitionFences(t *testing.T) {
 		}
 	}()
 	var to string
+	tl := &timeline{t: t, t0: t0}
 	for deadline := t0.Add(90 * time.Second); ; time.Sleep(250 * time.Millisecond) {
 		v, err := c.vm("lab1", "ha2")
+		tl.see(v, err)
 		if err == nil && v.Host != "lab2" && v.Status.State == api.StateRunning && c.aliveOn(v.Host, "ha2") {
 			to = v.Host
 			break
