@@ -14,6 +14,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/govisor/govisor/api"
 	"github.com/govisor/govisor/internal/cluster/balance"
 	"github.com/govisor/govisor/internal/cluster/placement"
 	"github.com/govisor/govisor/internal/cluster/store"
@@ -106,15 +107,19 @@ func (c *Controller) Pass(ctx context.Context) error {
 	slices.Sort(draining)
 	hosts, pools := view.InMaintenance(snap.Hosts, snap.InMaintenance), snap.Pools
 	var vms []view.VM
+	migrating := map[string]bool{}
 	for _, r := range snap.VMs {
 		vms = append(vms, view.VM(r.Desired))
+		// Also one a previous leader started: its source agent carries it
+		// out whoever asked.
+		migrating[r.Desired.Spec.Name] = r.Status != nil && r.Status.Migration != nil && r.Status.Migration.State == api.MigrationRunning
 	}
 	pc := view.Cluster(hosts, pools, vms, nil)
 	bc := balance.Cluster{Hosts: pc.Hosts, Pools: pc.Pools}
 	c.mu.Lock()
 	for _, v := range pc.VMs {
 		bv := balance.VM{VM: v, Mirror: view.LocalDisks(v, pools)}
-		if _, moving := c.inFlight[v.Name]; moving {
+		if _, moving := c.inFlight[v.Name]; moving || migrating[v.Name] {
 			bv.Pinned = "being live-migrated"
 		}
 		bc.VMs = append(bc.VMs, bv)

@@ -113,3 +113,40 @@ func TestEvacuation(t *testing.T) {
 		t.Errorf("at most %d migrations ran at once; want the limit, 2", most)
 	}
 }
+
+// TestEvacuationLeavesMigratingVMs: a VM whose live migration is under
+// way (started by a previous leader; its status says so) is neither moved
+// again nor listed as stuck.
+func TestEvacuationLeavesMigratingVMs(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	st, err := store.Open(ctx, store.Config{DataDir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	for _, h := range []string{"h1", "h2"} {
+		if _, err := st.RegisterHost(ctx, api.Host{Name: h, CPUs: 8, MemoryMiB: 8192}, 5*time.Second); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := st.CreateVM(ctx, store.Desired{Spec: api.VMSpec{Name: "m", Memory: "256M"}, Power: api.PowerRunning, Host: "h1"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := st.PutStatus(ctx, "m", api.VMStatus{State: api.StateRunning, Host: "h1", Migration: &api.MigrationStatus{State: api.MigrationRunning, To: "h2"}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := st.SetMaintenance(ctx, "h1", true); err != nil {
+		t.Fatal(err)
+	}
+	calls := 0
+	c := &Controller{St: st, Migrate: func(context.Context, string, string, string) error { calls++; return nil }}
+	if err := c.Pass(ctx); err != nil {
+		t.Fatal(err)
+	}
+	c.wg.Wait()
+	confs, _ := st.HostConfigs(ctx)
+	if calls != 0 || len(confs["h1"].Stuck) != 0 {
+		t.Errorf("%d migrations asked, stuck %v: want none of either", calls, confs["h1"].Stuck)
+	}
+}
