@@ -41,6 +41,7 @@ type Config struct {
 	TLSCert       string        // PEM certificate for Listen
 	TLSKey        string        // PEM key for Listen
 	TokenFile     string        // bearer tokens accepted on TCP, one a line
+	SessionTTL    time.Duration // how long a web console login lasts (default webauth.DefaultTTL)
 	EtcdEndpoints []string      // external etcd; empty: embedded etcd in StateDir (with EtcdMember: every member's client URL)
 	EtcdMember    *store.Member // run the embedded etcd as this member of a multi-member cluster
 	EtcdTimeout   time.Duration // how long start-up waits for etcd (default 20s; with EtcdMember 2m, for a quorum)

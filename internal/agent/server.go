@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"github.com/govisor/govisor/internal/agent/httpapi"
+	"github.com/govisor/govisor/internal/agent/webauth"
+	"github.com/govisor/govisor/internal/webui"
 )
 
 const maxBody = httpapi.MaxBody
@@ -24,7 +26,8 @@ func (a *Agent) serve() error {
 		if err != nil {
 			return err
 		}
-		a.start(l, h)
+		// Only the agent's user reaches the socket: no login.
+		a.start(l, webauth.Open(h))
 	}
 	if a.cfg.Listen != "" {
 		if a.cfg.TLSCert == "" || a.cfg.TLSKey == "" || a.cfg.TokenFile == "" {
@@ -42,7 +45,8 @@ func (a *Agent) serve() error {
 		if err != nil {
 			return fmt.Errorf("agent: listen on %s: %w", a.cfg.Listen, err)
 		}
-		a.start(l, httpapi.RequireToken(tokens, h))
+		auth := &webauth.Auth{Tokens: tokens, Sessions: webauth.NewSessions(a.cfg.SessionTTL)}
+		a.start(l, auth.Handler(h))
 	}
 	return nil
 }
@@ -110,7 +114,13 @@ func loadTokens(path string) ([]string, error) {
 // httpapi.Routes).
 func Routes() []string { return httpapi.Routes() }
 
-// routes is the API over this agent's services.
+// routes is the API over this agent's services, and the web console's
+// files under /ui/ (package webui).
 func (a *Agent) routes() http.Handler {
-	return httpapi.New(a, httpapi.Options{Metrics: a.metricsHandler(), Streams: a.evCtx})
+	m := http.NewServeMux()
+	m.Handle("/", httpapi.New(a, httpapi.Options{Metrics: a.metricsHandler(), Streams: a.evCtx}))
+	ui := webui.Handler()
+	m.Handle(webui.Prefix, ui)
+	m.Handle("/ui", ui)
+	return m
 }

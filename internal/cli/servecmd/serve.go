@@ -76,6 +76,7 @@ data, a member rejoins its cluster. Further hosts give only --etcd-endpoints:
 	f.StringVar(&o.cfg.TLSCert, "tls-cert", "", "PEM certificate for --listen")
 	f.StringVar(&o.cfg.TLSKey, "tls-key", "", "PEM private key for --listen")
 	f.StringVar(&o.cfg.TokenFile, "token-file", "", "bearer tokens accepted on --listen, one a line")
+	f.DurationVar(&o.cfg.SessionTTL, "session-ttl", 12*time.Hour, "how long a login to the web console (https://LISTEN/ui/) lasts")
 	f.StringVar(&o.endpoints, "etcd-endpoints", "", "client URLs of an external etcd cluster, or with --etcd-initial-cluster of every member, comma-separated (default: embedded single-member etcd)")
 	f.StringVar(&o.member.InitialCluster, "etcd-initial-cluster", "", "run the embedded etcd as a member of this cluster: NAME=http://IP:2380,... with every member's peer URL (needs --etcd-endpoints)")
 	f.StringVar(&o.member.Name, "etcd-name", "", "this host's member name in --etcd-initial-cluster (default: --host-name, else the system host name)")

@@ -1,0 +1,229 @@
+package webauth
+
+import (
+	"crypto/subtle"
+	"encoding/json"
+	"errors"
+	"io"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/govisor/govisor/api"
+	"github.com/govisor/govisor/internal/agent/httpapi"
+)
+
+// CookieName is the session cookie.
+const CookieName = "govisor_session"
+
+// CSRFHeader carries the session's CSRF token on requests that change
+// something (OWASP CSRF cheat sheet, "synchronizer token pattern": the
+// token lives in the server's session and is handed to the page's script,
+// which a page of another origin cannot read).
+const CSRFHeader = "X-CSRF-Token"
+
+// The endpoints this package serves itself.
+const (
+	LoginPath   = "/ui/api/login"   // POST {"token": "..."}: open a session
+	LogoutPath  = "/ui/api/logout"  // POST: end the session
+	SessionPath = "/ui/api/session" // GET: the session's CSRF token and expiry
+)
+
+// Login is the body of a login request.
+type Login struct {
+	Token string `json:"token"`
+}
+
+// SessionInfo answers a login and GET SessionPath.
+type SessionInfo struct {
+	// CSRFToken goes in the X-CSRF-Token header of mutating requests.
+	CSRFToken string    `json:"csrfToken"`
+	Expires   time.Time `json:"expires,omitzero"`
+	// Open is true where no login is needed (the agent's Unix socket).
+	Open bool `json:"open,omitempty"`
+}
+
+// Auth authorizes requests on a listener that requires a token.
+type Auth struct {
+	Tokens   []string
+	Sessions *Sessions
+}
+
+// Handler lets through requests with a valid bearer token (the API's
+// clients), with a live session cookie (browsers; mutating methods also
+// need the CSRF header), and the console's static files under /ui/, which
+// hold no data; it serves the login, logout and session endpoints itself.
+func (a *Auth) Handler(next http.Handler) http.Handler {
+	bearer := httpapi.RequireToken(a.Tokens, next)
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch r.URL.Path {
+		case LoginPath:
+			a.login(w, r)
+			return
+		case LogoutPath:
+			a.logout(w, r)
+			return
+		case SessionPath:
+			a.session(w, r)
+			return
+		}
+		if isStatic(r) {
+			next.ServeHTTP(w, r)
+			return
+		}
+		c, err := r.Cookie(CookieName)
+		if r.Header.Get("Authorization") != "" || err != nil {
+			// An API client, as before sessions: its token decides, never
+			// a cookie beside it.
+			bearer.ServeHTTP(w, r)
+			return
+		}
+		se, err := a.Sessions.lookup(c.Value)
+		if err != nil {
+			refuseSession(w, r, err)
+			return
+		}
+		if !safeMethod(r.Method) && !validCSRF(r, se) {
+			writeError(w, http.StatusForbidden, "missing or wrong "+CSRFHeader+" header: a "+r.Method+" with the session cookie needs the session's CSRF token", "")
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+// isStatic reports a GET or HEAD of the console's files (everything under
+// /ui/ but its API): public, like any login page's scripts.
+func isStatic(r *http.Request) bool {
+	if r.Method != http.MethodGet && r.Method != http.MethodHead {
+		return false
+	}
+	return r.URL.Path == "/ui" || (strings.HasPrefix(r.URL.Path, "/ui/") && !strings.HasPrefix(r.URL.Path, "/ui/api/"))
+}
+
+// safeMethod reports methods that change nothing (RFC 9110 section 9.2.1).
+func safeMethod(m string) bool {
+	return m == http.MethodGet || m == http.MethodHead || m == http.MethodOptions
+}
+
+func validCSRF(r *http.Request, se session) bool {
+	got := r.Header.Get(CSRFHeader)
+	return got != "" && subtle.ConstantTimeCompare([]byte(got), []byte(se.csrf)) == 1
+}
+
+// validToken compares got with every token in constant time: no timing
+// hint on which one matched, or how much of one.
+func (a *Auth) validToken(got string) bool {
+	valid := false
+	for _, t := range a.Tokens {
+		if subtle.ConstantTimeCompare([]byte(got), []byte(t)) == 1 {
+			valid = true
+		}
+	}
+	return valid && got != ""
+}
+
+func (a *Auth) login(w http.ResponseWriter, r *http.Request) {
+	if r.Method != http.MethodPost {
+		w.Header().Set("Allow", http.MethodPost)
+		writeError(w, http.StatusMethodNotAllowed, "log in with POST", "")
+		return
+	}
+	var l Login
+	dec := json.NewDecoder(io.LimitReader(r.Body, 4096))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&l); err != nil {
+		writeError(w, http.StatusBadRequest, `body is not {"token": "..."} in JSON`, "token")
+		return
+	}
+	if !a.validToken(l.Token) {
+		writeError(w, http.StatusUnauthorized, "wrong token: give one of the agent's API tokens (--token-file)", "token")
+		return
+	}
+	id, csrf, exp := a.Sessions.open()
+	http.SetCookie(w, &http.Cookie{
+		Name: CookieName, Value: id, Path: "/", Expires: exp, MaxAge: int(time.Until(exp).Seconds()),
+		HttpOnly: true, Secure: r.TLS != nil, SameSite: http.SameSiteStrictMode,
+	})
+	writeJSON(w, http.StatusOK, SessionInfo{CSRFToken: csrf, Expires: exp})
+}
+
+func (a *Auth) logout(w http.ResponseWriter, r *http.Request) {
+	if r.Method != http.MethodPost {
+		w.Header().Set("Allow", http.MethodPost)
+		writeError(w, http.StatusMethodNotAllowed, "log out with POST", "")
+		return
+	}
+	c, err := r.Cookie(CookieName)
+	if err != nil {
+		writeError(w, http.StatusUnauthorized, errNoSession.Error(), "")
+		return
+	}
+	se, err := a.Sessions.lookup(c.Value)
+	if err == nil && !validCSRF(r, se) {
+		// A page of another site must not log the user out either.
+		writeError(w, http.StatusForbidden, "missing or wrong "+CSRFHeader+" header", "")
+		return
+	}
+	a.Sessions.close(c.Value)
+	clearCookie(w, r)
+	w.WriteHeader(http.StatusNoContent)
+}
+
+func (a *Auth) session(w http.ResponseWriter, r *http.Request) {
+	if !safeMethod(r.Method) {
+		w.Header().Set("Allow", http.MethodGet)
+		writeError(w, http.StatusMethodNotAllowed, "read the session with GET", "")
+		return
+	}
+	c, err := r.Cookie(CookieName)
+	if err != nil {
+		writeError(w, http.StatusUnauthorized, errNoSession.Error(), "")
+		return
+	}
+	se, err := a.Sessions.lookup(c.Value)
+	if err != nil {
+		refuseSession(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, SessionInfo{CSRFToken: se.csrf, Expires: se.expires})
+}
+
+// Open serves the session endpoints where the listener needs no login (the
+// agent's Unix socket, reachable only by its own user): the session is
+// always there, and no CSRF token is asked for.
+func Open(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch r.URL.Path {
+		case LoginPath, SessionPath:
+			writeJSON(w, http.StatusOK, SessionInfo{Open: true})
+		case LogoutPath:
+			w.WriteHeader(http.StatusNoContent)
+		default:
+			next.ServeHTTP(w, r)
+		}
+	})
+}
+
+func refuseSession(w http.ResponseWriter, r *http.Request, err error) {
+	if errors.Is(err, errExpired) {
+		clearCookie(w, r)
+	}
+	w.Header().Set("WWW-Authenticate", `Bearer realm="govisor"`)
+	writeError(w, http.StatusUnauthorized, err.Error(), "")
+}
+
+func clearCookie(w http.ResponseWriter, r *http.Request) {
+	http.SetCookie(w, &http.Cookie{Name: CookieName, Value: "", Path: "/", MaxAge: -1,
+		HttpOnly: true, Secure: r.TLS != nil, SameSite: http.SameSiteStrictMode})
+}
+
+func writeError(w http.ResponseWriter, code int, msg, field string) {
+	writeJSON(w, code, api.Error{Message: msg, Field: field})
+}
+
+func writeJSON(w http.ResponseWriter, code int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(code)
+	json.NewEncoder(w).Encode(v)
+}

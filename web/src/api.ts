@@ -1,0 +1,93 @@
+// The agent's REST API (api/openapi.yaml) as the browser uses it: the
+// session cookie authenticates, and every request that changes something
+// carries the session's CSRF token in X-CSRF-Token.
+import type { Host, Network, Pool, Snapshot, UsageReport, VM, VMSpec } from "./types";
+
+/** ApiError is an error answer: its status, message and the field it names. */
+export class ApiError extends Error {
+  constructor(
+    public status: number,
+    message: string,
+    public field?: string,
+  ) {
+    super(message);
+  }
+}
+
+let csrf = "";
+
+/** setCSRF keeps the session's CSRF token for later requests. */
+export function setCSRF(token: string): void {
+  csrf = token;
+}
+
+/** call sends one API request and returns the JSON answer (undefined for 204). */
+export async function call<T>(method: string, path: string, body?: unknown): Promise<T> {
+  const headers: Record<string, string> = { Accept: "application/json" };
+  if (body !== undefined) headers["Content-Type"] = "application/json";
+  if (method !== "GET" && csrf) headers["X-CSRF-Token"] = csrf;
+  const r = await fetch(path, {
+    method,
+    headers,
+    body: body === undefined ? undefined : JSON.stringify(body),
+    credentials: "same-origin",
+  });
+  if (r.status === 204) return undefined as T;
+  const text = await r.text();
+  let data: unknown = undefined;
+  try {
+    data = text ? JSON.parse(text) : undefined;
+  } catch {
+    // not JSON: handled below
+  }
+  if (!r.ok) {
+    const err = errorFrom(r.status, data, text);
+    // A session that ended (expired, agent restarted) sends the user back
+    // to the login page, which says why.
+    if (r.status === 401 && !path.startsWith("/ui/api/") && typeof window !== "undefined") {
+      window.dispatchEvent(new CustomEvent("govisor:unauthorized", { detail: err }));
+    }
+    throw err;
+  }
+  return data as T;
+}
+
+/** errorFrom turns an error answer into an ApiError. */
+export function errorFrom(status: number, data: unknown, text: string): ApiError {
+  if (data && typeof data === "object" && "error" in data) {
+    const e = data as { error: string; field?: string };
+    return new ApiError(status, e.error, e.field || undefined);
+  }
+  return new ApiError(status, text.trim() || `HTTP ${status}`);
+}
+
+/** SessionInfo is the answer of a login and of GET /ui/api/session. */
+export interface SessionInfo {
+  csrfToken: string;
+  expires?: string;
+  open?: boolean;
+}
+
+const vm = (name: string) => `/v1/vms/${encodeURIComponent(name)}`;
+
+export const api = {
+  session: () => call<SessionInfo>("GET", "/ui/api/session"),
+  login: (token: string) => call<SessionInfo>("POST", "/ui/api/login", { token }),
+  logout: () => call<void>("POST", "/ui/api/logout"),
+  hosts: () => call<{ items: Host[] | null }>("GET", "/v1/hosts").then((l) => l.items ?? []),
+  vms: () => call<{ items: VM[] | null }>("GET", "/v1/vms").then((l) => l.items ?? []),
+  vm: (name: string) => call<VM>("GET", vm(name)),
+  createVM: (spec: VMSpec, start: boolean) => call<VM>("POST", `/v1/vms?start=${start}`, spec),
+  deleteVM: (name: string) => call<void>("DELETE", vm(name)),
+  act: (name: string, action: string) => call<VM>("POST", `${vm(name)}/${action}`),
+  snapshot: (name: string, snap: string) => call<Snapshot>("POST", `${vm(name)}/snapshot`, { name: snap }),
+  snapshots: (name: string) => call<{ items: Snapshot[] | null }>("GET", `${vm(name)}/snapshots`).then((l) => l.items ?? []),
+  networks: () => call<{ items: Network[] | null }>("GET", "/v1/networks").then((l) => l.items ?? []),
+  pools: () => call<{ items: Pool[] | null }>("GET", "/v1/pools").then((l) => l.items ?? []),
+  usage: (q: { vm?: string; from?: Date }) => {
+    const p = new URLSearchParams();
+    if (q.vm) p.set("vm", q.vm);
+    if (q.from) p.set("from", q.from.toISOString());
+    return call<UsageReport>("GET", `/v1/usage?${p}`);
+  },
+};

@@ -1,0 +1,33 @@
+// CPU and memory charts with uPlot, from the agent's usage samples.
+import type uPlot from "uplot";
+import type { Series } from "./model";
+
+/** Chart is a live chart; set replaces its data. */
+export interface Chart {
+  set(s: Series): void;
+  close(): void;
+}
+
+/** chart draws one series of s (cpu or memMiB) in el. */
+export async function chart(el: HTMLElement, title: string, field: "cpu" | "memMiB", unit: string): Promise<Chart> {
+  const [{ default: UPlot }] = await Promise.all([import("uplot"), import("uplot/dist/uPlot.min.css")]);
+  const opts: uPlot.Options = {
+    title,
+    width: Math.max(300, Math.min(560, el.clientWidth || 560)),
+    height: 200,
+    series: [{}, { label: unit, stroke: field === "cpu" ? "#2a6fdb" : "#2a9d5c", width: 2, fill: field === "cpu" ? "#2a6fdb22" : "#2a9d5c22" }],
+    axes: [{}, { label: unit }],
+    scales: { y: { range: (_u, _min, max) => [0, Math.max(field === "cpu" ? 100 : 64, max * 1.1)] } },
+  };
+  const plot = new UPlot(opts, [[], []], el);
+  return {
+    set(s) {
+      plot.setData([s.t, s[field]]);
+      el.dataset.points = String(s.t.length);
+      el.dataset.last = s.t.length ? String(s[field][s.t.length - 1]) : "";
+    },
+    close() {
+      plot.destroy();
+    },
+  };
+}

@@ -1,0 +1,54 @@
+// The live VM events of GET /v1/events (server-sent events), kept for the
+// whole session so the overview shows what happened while on other pages.
+import type { ApiError } from "./api";
+import type { VMEvent } from "./types";
+
+/** EventEntry is one event as received. */
+export interface EventEntry {
+  at: Date;
+  kind: string;
+  ev: VMEvent;
+}
+
+const keep = 50;
+const recent: EventEntry[] = [];
+const listeners = new Set<(e: EventEntry) => void>();
+let source: EventSource | null = null;
+
+/** startEvents opens the event stream (once). */
+export function startEvents(_onAuthLost: (e: ApiError) => void): void {
+  if (source) return;
+  source = new EventSource("/v1/events");
+  for (const kind of ["spec", "status", "deleted"]) {
+    source.addEventListener(kind, (m) => {
+      let ev: VMEvent;
+      try {
+        ev = JSON.parse((m as MessageEvent).data);
+      } catch {
+        return;
+      }
+      const e = { at: new Date(), kind, ev };
+      recent.unshift(e);
+      recent.length = Math.min(recent.length, keep);
+      for (const l of listeners) l(e);
+    });
+  }
+}
+
+/** stopEvents closes the stream and forgets its events (at logout). */
+export function stopEvents(): void {
+  source?.close();
+  source = null;
+  recent.length = 0;
+}
+
+/** recentEvents are the latest events, newest first. */
+export function recentEvents(): EventEntry[] {
+  return recent.slice();
+}
+
+/** onEvent calls f for every new event until the returned function is called. */
+export function onEvent(f: (e: EventEntry) => void): () => void {
+  listeners.add(f);
+  return () => listeners.delete(f);
+}

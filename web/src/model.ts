@@ -1,0 +1,145 @@
+// Pure functions behind the pages (unit-tested in model.test.ts).
+import type { UsageSample, VM } from "./types";
+
+/** stateOf is a VM's observed state, "stopped" before it has any. */
+export function stateOf(v: VM): string {
+  return v.status?.state || "stopped";
+}
+
+/** SortKey names a column of the VM list. */
+export type SortKey = "name" | "state" | "host" | "cpus" | "memory";
+
+/** memoryMiB reads an API memory size ("512M", "2G", "1T", "256") as MiB. */
+export function memoryMiB(s: string | undefined): number {
+  const m = /^(\d+)\s*([MGT]?)i?B?$/i.exec((s ?? "256M").trim());
+  if (!m) return 0;
+  const n = Number(m[1]);
+  switch (m[2].toUpperCase()) {
+    case "G":
+      return n * 1024;
+    case "T":
+      return n * 1024 * 1024;
+    default:
+      return n;
+  }
+}
+
+function sortValue(v: VM, key: SortKey): string | number {
+  switch (key) {
+    case "state":
+      return stateOf(v);
+    case "host":
+      return v.status?.host || v.host || "";
+    case "cpus":
+      return v.spec.cpus ?? 1;
+    case "memory":
+      return memoryMiB(v.spec.memory);
+    default:
+      return v.spec.name;
+  }
+}
+
+/**
+ * filterSort keeps the VMs whose name, state or host contains every word of
+ * filter (case-insensitive; "state:running" matches the state exactly) and
+ * sorts them by key, then by name.
+ */
+export function filterSort(vms: VM[], filter: string, key: SortKey, desc: boolean): VM[] {
+  const words = filter.toLowerCase().split(/\s+/).filter(Boolean);
+  const keep = vms.filter((v) =>
+    words.every((w) => {
+      if (w.startsWith("state:")) return stateOf(v) === w.slice(6);
+      return [v.spec.name, stateOf(v), v.status?.host || v.host || ""].some((f) => f.toLowerCase().includes(w));
+    }),
+  );
+  const dir = desc ? -1 : 1;
+  return keep.sort((a, b) => {
+    const x = sortValue(a, key);
+    const y = sortValue(b, key);
+    if (x < y) return -dir;
+    if (x > y) return dir;
+    return a.spec.name < b.spec.name ? -1 : a.spec.name > b.spec.name ? 1 : 0;
+  });
+}
+
+/** countStates counts VMs by observed state. */
+export function countStates(vms: VM[]): Map<string, number> {
+  const m = new Map<string, number>();
+  for (const v of vms) m.set(stateOf(v), (m.get(stateOf(v)) ?? 0) + 1);
+  return m;
+}
+
+/** actionsFor lists the lifecycle actions that make sense in a state. */
+export function actionsFor(v: VM): string[] {
+  switch (stateOf(v)) {
+    case "running":
+      return ["stop", "force-stop", "restart", "pause", "snapshot"];
+    case "paused":
+      return ["resume", "stop", "force-stop", "snapshot"];
+    case "pending":
+    case "stopping":
+      return ["force-stop"];
+    default:
+      return ["start"];
+  }
+}
+
+/** Series are chart columns: times (Unix seconds), CPU % and resident MiB. */
+export interface Series {
+  t: number[];
+  cpu: number[];
+  memMiB: number[];
+}
+
+/**
+ * rates turns cumulative usage samples of one VM (or the host, vm "") into
+ * chart series: CPU use in percent of one CPU between consecutive samples
+ * (cpuSeconds are cumulative, api/openapi.yaml UsageSample), and resident
+ * memory. A counter that went down (a VMM restarted) starts over.
+ */
+export function rates(samples: UsageSample[], vm: string): Series {
+  const s = samples.filter((x) => (x.vm ?? "") === vm).sort((a, b) => Date.parse(a.time) - Date.parse(b.time));
+  const out: Series = { t: [], cpu: [], memMiB: [] };
+  for (let i = 1; i < s.length; i++) {
+    const t0 = Date.parse(s[i - 1].time) / 1000;
+    const t1 = Date.parse(s[i].time) / 1000;
+    const c0 = s[i - 1].cpuSeconds ?? 0;
+    const c1 = s[i].cpuSeconds ?? 0;
+    if (t1 <= t0) continue;
+    const cpu = c1 >= c0 ? ((c1 - c0) / (t1 - t0)) * 100 : 0;
+    out.t.push(t1);
+    out.cpu.push(Math.round(cpu * 10) / 10);
+    out.memMiB.push(Math.round((s[i].rssBytes ?? 0) / 1048576));
+  }
+  return out;
+}
+
+/** bytes prints a byte count with a binary unit. */
+export function bytes(n: number | undefined): string {
+  if (n === undefined) return "-";
+  const units = ["B", "KiB", "MiB", "GiB", "TiB"];
+  let i = 0;
+  while (n >= 1024 && i < units.length - 1) {
+    n /= 1024;
+    i++;
+  }
+  return `${i === 0 ? n : n.toFixed(1)} ${units[i]}`;
+}
+
+/** FormErrors maps a form input to the API's error about it. */
+export type FormErrors = Map<string, string>;
+
+/**
+ * inputFor maps the API's error field (such as "disks[0].path" or
+ * "nics[0].network") to the create form's input that holds it; fields the
+ * form has no input for go to "" (shown above the form).
+ */
+export function inputFor(field: string | undefined): string {
+  if (!field) return "";
+  const known = ["name", "cpus", "memory", "kernel", "initrd", "cmdline", "boot", "restartPolicy", "stopTimeout"];
+  if (known.includes(field)) return field;
+  if (/^disks(\[0\])?(\.(pool|volume))?$/.test(field)) return "disk";
+  if (/^disks(\[0\])?\.path$/.test(field)) return "disk";
+  if (/^nics(\[0\])?(\.network)?$/.test(field)) return "network";
+  return "";
+}

@@ -1,0 +1,123 @@
+// The cluster overview: hosts with capacity and load, VMs by state, and
+// the latest events.
+import { api, ApiError } from "../api";
+import { h, replace } from "../dom";
+import { onEvent, recentEvents, type EventEntry } from "../events";
+import { countStates, rates } from "../model";
+import type { Host, VM } from "../types";
+
+function pct(n: number, of: number): string {
+  return of > 0 ? `${Math.round((n / of) * 100)}%` : "-";
+}
+
+function bar(frac: number): HTMLElement {
+  const f = Math.max(0, Math.min(1, frac));
+  return h("span", { class: "bar" }, h("span", { class: f > 0.9 ? "fill hot" : "fill", style: `width:${(f * 100).toFixed(0)}%` }));
+}
+
+function hostsTable(hosts: Host[], load: Map<string, number>): HTMLElement {
+  return h(
+    "table",
+    { id: "hosts" },
+    h("thead", {}, h("tr", {}, ["Host", "CPUs", "CPU load", "Memory", "Allocated", "VMs (running)", "Version"].map((c) => h("th", {}, c)))),
+    h(
+      "tbody",
+      {},
+      hosts.map((x) => {
+        const l = load.get(x.name);
+        const alloc = x.allocatedMiB ?? 0;
+        const mem = x.memoryMiB ?? 0;
+        return h(
+          "tr",
+          { "data-host": x.name },
+          h("td", {}, x.name),
+          h("td", {}, x.cpus ?? "-"),
+          h("td", {}, l === undefined ? "-" : [bar(l / 100 / (x.cpus || 1)), ` ${l.toFixed(0)}%`]),
+          h("td", {}, `${(mem / 1024).toFixed(1)} GiB`),
+          h("td", {}, bar(mem ? alloc / mem : 0), ` ${alloc} MiB (${pct(alloc, mem)})`),
+          h("td", {}, `${x.vms ?? 0} (${x.runningVMs ?? 0})`),
+          h("td", {}, x.version ?? ""),
+        );
+      }),
+    ),
+  );
+}
+
+function eventRow(e: EventEntry): HTMLElement {
+  const what = e.kind === "status" ? e.ev.status?.state ?? "" : e.kind === "spec" ? `defined (${e.ev.desired ?? ""})` : "deleted";
+  return h(
+    "li",
+    {},
+    h("time", {}, e.at.toLocaleTimeString()),
+    " ",
+    h("a", { href: `#/vms/${encodeURIComponent(e.ev.vm)}` }, e.ev.vm),
+    " ",
+    what,
+  );
+}
+
+/** overviewPage renders the overview and refreshes it every 10 s. */
+export function overviewPage(main: HTMLElement): () => void {
+  const hostsBox = h("section", { id: "hosts-box" }, h("p", {}, "Loading hosts…"));
+  const statesBox = h("section", { id: "states-box" });
+  const events = h("ul", { id: "events", class: "events" });
+  const fillEvents = () => {
+    const list = recentEvents();
+    replace(events, list.length ? list.slice(0, 20).map(eventRow) : h("li", { class: "muted" }, "No events since you logged in."));
+  };
+  replace(
+    main,
+    h("h1", {}, "Cluster overview"),
+    h("h2", {}, "Hosts"),
+    hostsBox,
+    h("h2", {}, "VMs by state"),
+    statesBox,
+    h("h2", {}, "Recent events"),
+    events,
+  );
+  fillEvents();
+  const off = onEvent(() => {
+    fillEvents();
+    load();
+  });
+  let gone = false;
+  async function load(): Promise<void> {
+    try {
+      const [hosts, vms, usage] = await Promise.all([
+        api.hosts(),
+        api.vms(),
+        api.usage({ from: new Date(Date.now() - 120_000) }).catch(() => null),
+      ]);
+      if (gone) return;
+      const l = new Map<string, number>();
+      if (usage?.host) {
+        const s = rates(usage.samples ?? [], "");
+        if (s.cpu.length) l.set(usage.host, s.cpu[s.cpu.length - 1]);
+      }
+      replace(hostsBox, hosts.length ? hostsTable(hosts, l) : h("p", {}, "No hosts."));
+      replace(statesBox, statesList(vms));
+      main.setAttribute("data-loaded", "true");
+    } catch (e) {
+      if (!gone) replace(hostsBox, h("p", { class: "error" }, e instanceof ApiError ? e.message : String(e)));
+    }
+  }
+  load();
+  const timer = setInterval(load, 10_000);
+  return () => {
+    gone = true;
+    off();
+    clearInterval(timer);
+  };
+}
+
+function statesList(vms: VM[]): HTMLElement {
+  const c = countStates(vms);
+  if (!vms.length) return h("p", { id: "states" }, "No VMs yet. ", h("a", { href: "#/create" }, "Create one."));
+  return h(
+    "ul",
+    { id: "states", class: "states" },
+    [...c.entries()].sort().map(([s, n]) =>
+      h("li", { class: `state-${s}` }, h("a", { href: `#/vms?state=${s}`, "data-state": s }, h("b", {}, String(n)), ` ${s}`)),
+    ),
+  );
+}

@@ -1,0 +1,155 @@
+// A VM's page: its state and definition, lifecycle actions, snapshots, the
+// serial console and CPU/memory charts.
+import { api, ApiError } from "../api";
+import { chart, type Chart } from "../charts";
+import { openConsole, type Console } from "../console";
+import { h, replace } from "../dom";
+import { onEvent } from "../events";
+import { actionsFor, rates, stateOf } from "../model";
+import type { VM } from "../types";
+
+const labels: Record<string, string> = {
+  start: "Start",
+  stop: "Stop",
+  "force-stop": "Force stop",
+  restart: "Restart",
+  pause: "Pause",
+  resume: "Resume",
+  snapshot: "Snapshot",
+};
+
+/** vmPage renders VM name's page. */
+export function vmPage(main: HTMLElement, name: string): () => void {
+  const title = h("h1", {}, name, " ", h("span", { id: "vm-state", class: "state" }, "…"));
+  const status = h("p", { id: "vm-error", class: "error", role: "alert" });
+  const actions = h("div", { id: "vm-actions", class: "toolbar" });
+  const snapName = h("input", { id: "snapshot-name", placeholder: "snapshot name", size: 16 });
+  const details = h("dl", { id: "vm-details" });
+  const snaps = h("ul", { id: "snapshots" });
+  const consoleStatus = h("span", { id: "console-status", class: "muted" });
+  const consoleBox = h("div", { id: "console", class: "console" });
+  const cpuBox = h("div", { id: "chart-cpu", class: "chart" });
+  const memBox = h("div", { id: "chart-mem", class: "chart" });
+  replace(
+    main,
+    title,
+    status,
+    actions,
+    h("div", { class: "columns" }, h("section", {}, h("h2", {}, "Definition"), details), h("section", {}, h("h2", {}, "Snapshots"), snaps)),
+    h("h2", {}, "Serial console ", consoleStatus),
+    consoleBox,
+    h("h2", {}, "Usage"),
+    h("div", { class: "charts" }, cpuBox, memBox),
+  );
+
+  let gone = false;
+  let con: Console | null = null;
+  let charts: Chart[] = [];
+  let vm: VM | null = null;
+
+  async function act(action: string): Promise<void> {
+    status.textContent = "";
+    try {
+      if (action === "snapshot") {
+        const snap = snapName.value.trim() || `snap-${new Date().toISOString().slice(0, 19).replace(/[-:T]/g, "")}`;
+        await api.snapshot(name, snap);
+        snapName.value = "";
+      } else {
+        await api.act(name, action);
+      }
+      await load();
+    } catch (e) {
+      status.textContent = `${labels[action] ?? action}: ${e instanceof ApiError ? e.message : e}`;
+    }
+  }
+
+  function draw(v: VM): void {
+    const s = stateOf(v);
+    const el = title.querySelector("#vm-state")!;
+    el.textContent = s;
+    el.className = `state state-${s}`;
+    replace(
+      actions,
+      actionsFor(v).map((a) => [
+        a === "snapshot" ? snapName : null,
+        h("button", { "data-action": a, onclick: () => act(a) }, labels[a] ?? a),
+      ]),
+    );
+    const sp = v.spec;
+    const row = (k: string, val: string | number | undefined) => (val === undefined || val === "" ? null : [h("dt", {}, k), h("dd", {}, String(val))]);
+    replace(
+      details,
+      row("Desired", v.desired),
+      row("Host", v.status?.host || v.host),
+      row("Since", v.status?.since ? new Date(v.status.since).toLocaleString() : undefined),
+      row("vCPUs", sp.cpus ?? 1),
+      row("Memory", sp.memory ?? "256M"),
+      row("Kernel", sp.kernel),
+      row("Initrd", sp.initrd),
+      row("Command line", sp.cmdline),
+      row("Disks", (sp.disks ?? []).map((d) => d.path || `${d.pool}/${d.volume}`).join(", ")),
+      row("Networks", (sp.nics ?? []).map((n) => `${n.network} (${n.mac ?? ""})`).join(", ")),
+      row("Exit", v.status?.exitReason),
+      row("Restarts", v.status?.restarts),
+      row("Migration", v.status?.migration?.state ? `${v.status.migration.state} to ${v.status.migration.to}` : undefined),
+    );
+    const live = s === "running" || s === "paused";
+    if (live && !con) {
+      consoleBox.hidden = false;
+      openConsole(consoleBox, name, (st) => (consoleStatus.textContent = st)).then((c) => {
+        if (gone) c.close();
+        else con = c;
+      });
+    } else if (!live && con) {
+      con.close();
+      con = null;
+      consoleBox.replaceChildren();
+    }
+    if (!live && !con) consoleStatus.textContent = "(the VM is not running)";
+  }
+
+  async function load(): Promise<void> {
+    try {
+      const [v, list] = await Promise.all([api.vm(name), api.snapshots(name).catch(() => [])]);
+      if (gone) return;
+      vm = v;
+      draw(v);
+      replace(snaps, list.length ? list.map((x) => h("li", {}, x.name, " ", h("span", { class: "muted" }, x.created ? new Date(x.created).toLocaleString() : ""))) : h("li", { class: "muted" }, "None."));
+      main.setAttribute("data-loaded", "true");
+    } catch (e) {
+      status.textContent = e instanceof ApiError ? e.message : String(e);
+    }
+  }
+
+  async function loadUsage(): Promise<void> {
+    try {
+      const u = await api.usage({ vm: name, from: new Date(Date.now() - 30 * 60_000) });
+      if (gone) return;
+      const s = rates(u.samples ?? [], name);
+      for (const c of charts) c.set(s);
+    } catch {
+      // charts keep their last data; the page's error line is for actions
+    }
+  }
+
+  Promise.all([chart(cpuBox, "CPU", "cpu", "% of a CPU"), chart(memBox, "Memory (resident)", "memMiB", "MiB")]).then((cs) => {
+    if (gone) return cs.forEach((c) => c.close());
+    charts = cs;
+    loadUsage();
+  });
+  load();
+  const off = onEvent((e) => {
+    if (e.ev.vm === name) load();
+  });
+  const timer = setInterval(() => {
+    loadUsage();
+    if (vm && stateOf(vm) !== "stopped") load();
+  }, 5_000);
+  return () => {
+    gone = true;
+    off();
+    clearInterval(timer);
+    con?.close();
+    charts.forEach((c) => c.close());
+  };
+}
