@@ -21,7 +21,9 @@ backports=0
 case "${1:-test}" in
   guest) want=("${guest[@]}") ;;
   lab) want=("${lab[@]}"); backports=1 ;;
-  test) want=("${guest[@]}" "${lab[@]}" acpica-tools time); backports=1 ;;
+  # chromium: the web console's end-to-end tests (internal/webui) drive
+  # Debian's browser headless with playwright-core; no browser is downloaded.
+  test) want=("${guest[@]}" "${lab[@]}" acpica-tools time chromium); backports=1 ;;
   libvirt) want=(qemu-system-x86 libvirt-daemon-system libvirt-clients); backports=1 ;;
   *) echo "usage: $0 guest|lab|test|libvirt" >&2; exit 2 ;;
 esac
@@ -55,6 +57,16 @@ Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
 EOF
   apt-get update -qq
 }
+
+# The web console (web/) builds with vite 7, which needs node 20.19 or newer
+# (Debian 12's nodejs is 18): say so early rather than in a failed test.
+if [[ ${1:-test} == test ]]; then
+  nodev=$(node -p 'process.versions.node' 2>/dev/null || true)
+  IFS=. read -r nmaj nmin _ <<<"${nodev:-0.0.0}"
+  if ((nmaj < 20 || (nmaj == 20 && nmin < 19))); then
+    say "node ${nodev:-(none)}: the web console's tests (internal/webui) need node >= 20.19 and npm"
+  fi
+fi
 
 missing=()
 for p in "${want[@]}"; do

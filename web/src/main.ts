@@ -1,7 +1,7 @@
 // The govisor web console (issue 14): a hash-routed single page over the
 // agent's REST API, served by the agent at /ui/.
 import "./style.css";
-import { api, ApiError, setCSRF } from "./api";
+import { api, ApiError, setCSRF, type SessionInfo } from "./api";
 import { h, replace } from "./dom";
 import { startEvents, stopEvents } from "./events";
 import { loginPage } from "./pages/login";
@@ -25,7 +25,13 @@ const routes: [RegExp, Page][] = [
 
 const app = document.getElementById("app")!;
 let leave: (() => void) | void;
-let session: { open: boolean } | null = null;
+let session: { open: boolean; expires?: number } | null = null;
+
+function begin(info: SessionInfo): void {
+  setCSRF(info.csrfToken);
+  session = { open: !!info.open, expires: info.expires ? Date.parse(info.expires) : undefined };
+  startEvents(onAuthLost);
+}
 
 function nav(): HTMLElement {
   const link = (href: string, text: string) => h("a", { href, "data-nav": href }, text);
@@ -58,9 +64,7 @@ function showLogin(message: string): void {
   if (leave) leave();
   leave = undefined;
   loginPage(app, message, (info) => {
-    setCSRF(info.csrfToken);
-    session = { open: !!info.open };
-    startEvents(onAuthLost);
+    begin(info);
     location.hash = location.hash || "#/";
     render();
   });
@@ -68,9 +72,15 @@ function showLogin(message: string): void {
 
 /** onAuthLost sends the user back to the login page, saying why. */
 export function onAuthLost(err: ApiError): void {
+  // The first refusal says why; the page's other requests in flight are
+  // refused too and must not replace that message.
+  if (!session) return;
+  const expired = session.expires !== undefined && Date.now() >= session.expires;
   session = null;
   stopEvents();
-  showLogin(err.message);
+  // A browser that already dropped the cookie sends none, and the agent
+  // can only say a token is required: the expiry we were told explains it.
+  showLogin(expired && !/expired/.test(err.message) ? "session expired: log in again" : err.message);
 }
 
 function render(): void {
@@ -100,9 +110,7 @@ window.addEventListener("govisor:unauthorized", (e) => onAuthLost((e as CustomEv
 api
   .session()
   .then((info) => {
-    setCSRF(info.csrfToken);
-    session = { open: !!info.open };
-    startEvents(onAuthLost);
+    begin(info);
     render();
   })
   .catch((err) => showLogin(err instanceof ApiError && err.status === 401 && !/not logged in/.test(err.message) ? err.message : ""));

@@ -3,7 +3,6 @@ package webauth
 import (
 	"crypto/subtle"
 	"encoding/json"
-	"errors"
 	"io"
 	"net/http"
 	"strings"
@@ -28,6 +27,9 @@ const (
 	LogoutPath  = "/ui/api/logout"  // POST: end the session
 	SessionPath = "/ui/api/session" // GET: the session's CSRF token and expiry
 )
+
+// cookieGrace is how long the session cookie outlives its session.
+const cookieGrace = 10 * time.Minute
 
 // Login is the body of a login request.
 type Login struct {
@@ -80,7 +82,7 @@ func (a *Auth) Handler(next http.Handler) http.Handler {
 		}
 		se, err := a.Sessions.lookup(c.Value)
 		if err != nil {
-			refuseSession(w, r, err)
+			refuseSession(w, err)
 			return
 		}
 		if !safeMethod(r.Method) && !validCSRF(r, se) {
@@ -140,8 +142,12 @@ func (a *Auth) login(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	id, csrf, exp := a.Sessions.open()
+	// The cookie outlives the session a little: a browser then still sends
+	// it after the expiry, and the agent can answer "session expired"
+	// instead of "no token".
+	keep := exp.Sub(a.Sessions.now()) + cookieGrace
 	http.SetCookie(w, &http.Cookie{
-		Name: CookieName, Value: id, Path: "/", Expires: exp, MaxAge: int(time.Until(exp).Seconds()),
+		Name: CookieName, Value: id, Path: "/", Expires: exp.Add(cookieGrace), MaxAge: int(keep.Seconds()),
 		HttpOnly: true, Secure: r.TLS != nil, SameSite: http.SameSiteStrictMode,
 	})
 	writeJSON(w, http.StatusOK, SessionInfo{CSRFToken: csrf, Expires: exp})
@@ -182,7 +188,7 @@ func (a *Auth) session(w http.ResponseWriter, r *http.Request) {
 	}
 	se, err := a.Sessions.lookup(c.Value)
 	if err != nil {
-		refuseSession(w, r, err)
+		refuseSession(w, err)
 		return
 	}
 	writeJSON(w, http.StatusOK, SessionInfo{CSRFToken: se.csrf, Expires: se.expires})
@@ -204,10 +210,10 @@ func Open(next http.Handler) http.Handler {
 	})
 }
 
-func refuseSession(w http.ResponseWriter, r *http.Request, err error) {
-	if errors.Is(err, errExpired) {
-		clearCookie(w, r)
-	}
+// refuseSession answers a request whose session is unknown or expired.
+// The cookie stays: every request the page has in flight (and its event
+// stream's reconnects) then says why, not just the first.
+func refuseSession(w http.ResponseWriter, err error) {
 	w.Header().Set("WWW-Authenticate", `Bearer realm="govisor"`)
 	writeError(w, http.StatusUnauthorized, err.Error(), "")
 }

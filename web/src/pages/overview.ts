@@ -32,7 +32,8 @@ function hostsTable(hosts: Host[], load: Map<string, number>): HTMLElement {
           { "data-host": x.name },
           h("td", {}, x.name),
           h("td", {}, x.cpus ?? "-"),
-          h("td", {}, l === undefined ? "-" : [bar(l / 100 / (x.cpus || 1)), ` ${l.toFixed(0)}%`]),
+          // l is in percent of one CPU; the bar and figure are of all of them
+          h("td", {}, l === undefined ? "-" : [bar(l / 100 / (x.cpus || 1)), ` ${(l / (x.cpus || 1)).toFixed(0)}%`]),
           h("td", {}, `${(mem / 1024).toFixed(1)} GiB`),
           h("td", {}, bar(mem ? alloc / mem : 0), ` ${alloc} MiB (${pct(alloc, mem)})`),
           h("td", {}, `${x.vms ?? 0} (${x.runningVMs ?? 0})`),

@@ -105,7 +105,10 @@ export function vmPage(main: HTMLElement, name: string): () => void {
       con = null;
       consoleBox.replaceChildren();
     }
-    if (!live && !con) consoleStatus.textContent = "(the VM is not running)";
+    if (!live && !con) {
+      consoleStatus.textContent = "(the VM is not running)";
+      consoleBox.hidden = true;
+    }
   }
 
   async function load(): Promise<void> {
