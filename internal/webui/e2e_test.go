@@ -9,6 +9,7 @@ import (
 	"crypto/x509/pkix"
 	"encoding/json"
 	"encoding/pem"
+	"fmt"
 	"math/big"
 	"net"
 	"os"
@@ -133,13 +134,13 @@ func requireChromium(t *testing.T) string {
 	return chromiumPath
 }
 
-// runBrowser runs web/e2e/run.mjs (playwright-core driving headless
-// chromium) with env and returns its results.
-func runBrowser(t *testing.T, env map[string]string) map[string]any {
+// runBrowser runs the script web/e2e/SCRIPT (playwright-core driving
+// headless chromium) with env and returns its results.
+func runBrowser(t *testing.T, script string, env map[string]string) map[string]any {
 	t.Helper()
 	node := requireNode(t)
 	npmCI(t)
-	cmd := exec.Command(node, filepath.Join(webDir, "e2e", "run.mjs"))
+	cmd := exec.Command(node, filepath.Join(webDir, "e2e", script))
 	cmd.Dir = webDir
 	cmd.Env = append(os.Environ(), "CHROMIUM="+requireChromium(t))
 	for k, v := range env {
@@ -191,7 +192,7 @@ func TestBrowserLocalAgent(t *testing.T) {
 		t.Fatal(err)
 	}
 	art := artifactDir(t)
-	res := runBrowser(t, map[string]string{
+	res := runBrowser(t, "run.mjs", map[string]string{
 		"GOVISOR_URL": a.url, "GOVISOR_SHORT_URL": short.url, "GOVISOR_TOKEN": e2eToken,
 		"KERNEL": kernel, "ARTIFACTS": art, "SHORT_TTL_MS": "3000",
 	})
@@ -214,4 +215,28 @@ func TestBrowserLocalAgent(t *testing.T) {
 	if _, err := a.cli.GetVM(ctx, "Bad_Name"); err == nil {
 		t.Errorf("the refused VM exists")
 	}
+
+	// The list with 1,000 VMs (issue 14: it stays fast).
+	const many = 1000
+	t0 := time.Now()
+	sem := make(chan struct{}, 8)
+	errs := make(chan error, many)
+	for i := range many {
+		sem <- struct{}{}
+		go func() {
+			defer func() { <-sem }()
+			_, err := a.cli.CreateVM(ctx, api.VMSpec{Name: fmt.Sprintf("many-%04d", i), Kernel: kernel, Memory: "64M"}, false)
+			errs <- err
+		}()
+	}
+	for range many {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	t.Logf("%d VMs created in %.1f s", many, time.Since(t0).Seconds())
+	res = runBrowser(t, "many.mjs", map[string]string{
+		"GOVISOR_URL": a.url, "GOVISOR_TOKEN": e2eToken, "ARTIFACTS": art, "WANT_VMS": fmt.Sprint(many + 3),
+	})
+	t.Logf("VM list of %d VMs: %v", many+3, res)
 }

@@ -1,66 +1,26 @@
-// End-to-end test of the web console in headless chromium (Debian's
-// /usr/bin/chromium, driven by playwright-core; no browser download).
-// internal/webui/e2e_test.go starts the agents and runs this script with:
+// End-to-end test of the web console in headless chromium against agents
+// without KVM. internal/webui/e2e_test.go starts the agents and runs this
+// script with:
 //   GOVISOR_URL        https://127.0.0.1:PORT of an agent (token GOVISOR_TOKEN)
 //   GOVISOR_SHORT_URL  an agent whose sessions last SHORT_TTL_MS
 //   KERNEL             a file to give as the kernel in the create form
 //   ARTIFACTS          folder for the screenshots
 //   CHROMIUM           the browser
 // It prints "RESULT {json}" (timings) and exits non-zero on a failure.
-import { mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
-import { chromium } from "playwright-core";
+import { check, env, go as goTo, run, step } from "./browser.mjs";
 
-const env = (k) => {
-  const v = process.env[k];
-  if (!v) throw new Error(`${k} is not set`);
-  return v;
-};
 const url = env("GOVISOR_URL");
 const shortURL = env("GOVISOR_SHORT_URL");
 const token = env("GOVISOR_TOKEN");
 const kernel = env("KERNEL");
-const out = env("ARTIFACTS");
 const shortTTL = Number(env("SHORT_TTL_MS"));
 
-const result = {};
-const step = (s) => console.log(`step: ${s}`);
-function check(ok, what) {
-  if (!ok) throw new Error(`check failed: ${what}`);
-}
+await run(async (page, shot) => {
+  const result = {};
+  const text = (sel) => page.locator(sel).innerText();
+  const loaded = () => page.waitForSelector("main[data-loaded]");
+  const go = (hash) => goTo(page, hash);
 
-const profile = mkdtempSync(join(tmpdir(), "govisor-chromium-"));
-const ctx = await chromium.launchPersistentContext(profile, {
-  executablePath: env("CHROMIUM"),
-  headless: true,
-  ignoreHTTPSErrors: true, // the agents' self-signed test certificates
-  viewport: { width: 1280, height: 900 },
-  args: [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-  ],
-});
-ctx.setDefaultTimeout(15000);
-const page = ctx.pages()[0] ?? (await ctx.newPage());
-const errors = [];
-page.on("pageerror", (e) => errors.push(String(e)));
-const shot = (name) => page.screenshot({ path: join(out, `${name}.png`), fullPage: true });
-const text = (sel) => page.locator(sel).innerText();
-const loaded = () => page.waitForSelector("main[data-loaded]");
-// go opens a page of the console and waits until it has its data.
-async function go(hash) {
-  await page.evaluate((h) => (location.hash = h), hash);
-  await page.waitForFunction((h) => location.hash === h && document.querySelector("main[data-loaded]"), hash);
-}
-
-try {
   step("a wrong token is refused");
   await page.goto(`${url}/ui/`);
   await page.waitForSelector("#login-form");
@@ -186,13 +146,5 @@ try {
   await page.reload();
   await page.waitForSelector("#login-form");
 
-  check(errors.length === 0, `page errors: ${errors.join("; ")}`);
-  console.log(`RESULT ${JSON.stringify(result)}`);
-} catch (e) {
-  await shot("failure").catch(() => {});
-  console.error(`FAILED at ${page.url()}: ${e.stack ?? e}`);
-  process.exitCode = 1;
-} finally {
-  await ctx.close();
-  rmSync(profile, { recursive: true, force: true });
-}
+  return result;
+});

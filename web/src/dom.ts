@@ -34,3 +34,28 @@ export function replace(el: Element, ...children: Child[]): void {
   el.replaceChildren();
   append(el, children);
 }
+
+/**
+ * coalesce wraps an async f so that calls while it runs make one more run
+ * after it, not one each: a burst of events (1,000 VMs changing) reloads a
+ * page twice, not a thousand times.
+ */
+export function coalesce(f: () => Promise<void>): () => void {
+  let running = false;
+  let again = false;
+  const go = (): void => {
+    if (running) {
+      again = true;
+      return;
+    }
+    running = true;
+    f().finally(() => {
+      running = false;
+      if (again) {
+        again = false;
+        go();
+      }
+    });
+  };
+  return go;
+}

@@ -1,6 +1,7 @@
 import { describe, expect, it } from "vitest";
 import { actionsFor, bytes, countStates, filterSort, inputFor, memoryMiB, rates } from "./model";
 import { errorFrom } from "./api";
+import { coalesce } from "./dom";
 import { specFrom } from "./pages/create";
 import type { VM } from "./types";
 
@@ -105,5 +106,27 @@ describe("forms and errors", () => {
     expect(actionsFor({ spec: { name: "a", kernel: "/k" } })).toEqual(["start"]);
     expect(countStates(vms).get("running")).toBe(2);
     expect(bytes(1536)).toBe("1.5 KiB");
+  });
+});
+
+describe("coalesce", () => {
+  it("runs a burst of calls as two runs", async () => {
+    let runs = 0;
+    let release: () => void = () => {};
+    const f = coalesce(
+      () =>
+        new Promise<void>((r) => {
+          runs++;
+          release = r;
+        }),
+    );
+    for (let i = 0; i < 1000; i++) f();
+    expect(runs).toBe(1);
+    release();
+    await new Promise((r) => setTimeout(r, 0));
+    expect(runs).toBe(2);
+    release();
+    await new Promise((r) => setTimeout(r, 0));
+    expect(runs).toBe(2);
   });
 });

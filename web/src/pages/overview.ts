@@ -1,7 +1,7 @@
 // The cluster overview: hosts with capacity and load, VMs by state, and
 // the latest events.
 import { api, ApiError } from "../api";
-import { h, replace } from "../dom";
+import { coalesce, h, replace } from "../dom";
 import { onEvent, recentEvents, type EventEntry } from "../events";
 import { countStates, rates } from "../model";
 import type { Host, VM } from "../types";
@@ -77,9 +77,10 @@ export function overviewPage(main: HTMLElement): () => void {
     events,
   );
   fillEvents();
+  const reload = coalesce(() => load());
   const off = onEvent(() => {
     fillEvents();
-    load();
+    reload();
   });
   let gone = false;
   async function load(): Promise<void> {

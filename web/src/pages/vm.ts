@@ -3,7 +3,7 @@
 import { api, ApiError } from "../api";
 import { chart, type Chart } from "../charts";
 import { openConsole, type Console } from "../console";
-import { h, replace } from "../dom";
+import { coalesce, h, replace } from "../dom";
 import { onEvent } from "../events";
 import { actionsFor, rates, stateOf } from "../model";
 import type { VM } from "../types";
@@ -141,8 +141,9 @@ export function vmPage(main: HTMLElement, name: string): () => void {
     loadUsage();
   });
   load();
+  const reload = coalesce(load);
   const off = onEvent((e) => {
-    if (e.ev.vm === name) load();
+    if (e.ev.vm === name) reload();
   });
   const timer = setInterval(() => {
     loadUsage();

@@ -1,6 +1,6 @@
 // The VM list: filter, sort, and start/stop from the row.
 import { api, ApiError } from "../api";
-import { h, replace } from "../dom";
+import { coalesce, h, replace } from "../dom";
 import { onEvent } from "../events";
 import { filterSort, stateOf, type SortKey } from "../model";
 import type { VM } from "../types";
@@ -93,7 +93,7 @@ export function vmListPage(main: HTMLElement, query: string): () => void {
   replace(main, h("h1", {}, "Virtual machines"), h("div", { class: "toolbar" }, filter, h("a", { class: "button", href: "#/create" }, "Create VM")), status, table);
   header();
   load();
-  const off = onEvent(() => load());
+  const off = onEvent(coalesce(load));
   return () => {
     gone = true;
     off();

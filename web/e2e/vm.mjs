@@ -1,0 +1,99 @@
+// End-to-end test of the web console with a real VM (KVM: in a lab host).
+// internal/webui/lab_test.go brings a lab host up with an agent on TLS and
+// runs this script with:
+//   GOVISOR_URL    https://LABHOST:PORT (token GOVISOR_TOKEN)
+//   KERNEL, INITRD the test guest's kernel and initramfs on the lab host
+//                  (its /init runs a shell on the serial console)
+//   ARTIFACTS, CHROMIUM as for run.mjs
+// It creates and starts the VM from the form, types a command into the
+// browser's serial console and reads the guest's answer, watches the CPU
+// chart rise while the guest is busy, pauses, resumes and snapshots it.
+import { check, env, go, login, run, step } from "./browser.mjs";
+
+const url = env("GOVISOR_URL");
+const token = env("GOVISOR_TOKEN");
+
+await run(async (page, shot) => {
+  const result = {};
+  const text = (sel) => page.locator(sel).innerText();
+  const consoleText = () => page.evaluate(() => document.querySelector("#console").consoleText?.() ?? "");
+  const waitConsole = async (want, timeout = 60000) => {
+    try {
+      await page.waitForFunction((w) => document.querySelector("#console").consoleText?.().includes(w), want, { timeout });
+    } catch (e) {
+      throw new Error(`the console never showed ${JSON.stringify(want)}; it shows:\n${await consoleText()}\n${e}`);
+    }
+  };
+  const waitState = (s, timeout = 60000) =>
+    page.waitForFunction((s) => document.querySelector("#vm-state")?.textContent === s, s, { timeout });
+
+  step("log in");
+  await login(page, url, token);
+
+  step("create and start a VM from the form");
+  await go(page, "#/create");
+  await page.fill("#f-name", "web-vm");
+  await page.fill("#f-memory", "128M");
+  await page.fill("#f-kernel", env("KERNEL"));
+  await page.fill("#f-initrd", env("INITRD"));
+  await page.fill("#f-cmdline", "console=ttyS0 quiet");
+  await page.click("#create-submit");
+  await page.waitForFunction(() => location.hash === "#/vms/web-vm");
+  const t0 = Date.now();
+  await waitState("running");
+  result.runningAfterMs = Date.now() - t0;
+
+  step("the guest boots (its console log, GET /v1/vms/web-vm/console)");
+  const consoleLog = () => page.evaluate(async () => (await fetch("/v1/vms/web-vm/console")).text());
+  for (let i = 0; !(await consoleLog()).includes("GUEST-READY"); i++) {
+    if (i === 120) throw new Error(`the guest did not boot in 2 minutes; its console log:\n${(await consoleLog()).slice(-3000)}`);
+    await page.waitForTimeout(1000);
+  }
+  result.bootedAfterMs = Date.now() - t0;
+
+  step("the serial console answers what is typed into it");
+  await page.waitForFunction(() => document.querySelector("#console-status")?.textContent === "connected", null, { timeout: 30000 });
+  await page.click("#console .xterm");
+  // The shell may still be starting: type until it answers.
+  for (let i = 0; ; i++) {
+    await page.keyboard.type("echo govisor-$((6*7))\n");
+    try {
+      await waitConsole("govisor-42", 5000);
+      break;
+    } catch (e) {
+      if (i === 8) throw new Error(`${e}\nthe console log:\n${(await consoleLog()).slice(-3000)}\nfocused: ${await page.evaluate(() => document.activeElement?.className)}`);
+    }
+  }
+  result.consoleAnsweredAfterMs = Date.now() - t0;
+  await shot("vm-console");
+
+  step("the CPU chart rises while the guest is busy");
+  await page.keyboard.type("while :; do :; done &\n");
+  await page.waitForFunction(() => Number(document.querySelector("#chart-cpu")?.dataset.last ?? 0) > 40, null, { timeout: 90000 });
+  result.cpuPercent = Number(await page.getAttribute("#chart-cpu", "data-last"));
+  await page.keyboard.type("kill %1\n");
+  await shot("vm-charts");
+
+  step("pause, resume, snapshot");
+  await page.click('#vm-actions button[data-action="pause"]');
+  await waitState("paused");
+  await shot("vm-paused");
+  await page.click('#vm-actions button[data-action="resume"]');
+  await waitState("running");
+  await page.fill("#snapshot-name", "snap1");
+  await page.click('#vm-actions button[data-action="snapshot"]');
+  await page.waitForFunction(() => document.querySelector("#snapshots")?.textContent?.includes("snap1"), null, { timeout: 60000 });
+  check((await text("#vm-error")) === "", `error line: ${await text("#vm-error")}`);
+  // The guest still answers after all that.
+  await page.click("#console .xterm");
+  await page.keyboard.type("echo after-$((7*6))\n");
+  await waitConsole("after-42", 30000);
+  await shot("vm-snapshot");
+
+  step("stop from the list");
+  await go(page, "#/vms");
+  await page.click('tr[data-vm="web-vm"] button[data-action="stop"]');
+  await page.waitForFunction(() => document.querySelector('tr[data-vm="web-vm"] .state')?.textContent === "stopped", null, { timeout: 60000 });
+  await shot("vms-stopped");
+  return result;
+});
