@@ -5,6 +5,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"sync"
+	"syscall"
 	"testing"
 )
 
@@ -40,9 +41,22 @@ func npmCI(t *testing.T) {
 	t.Helper()
 	requireNode(t)
 	npmOnce.Do(func() {
+		// Another test process (a second go test, another package run)
+		// must not reinstall node_modules under this one's feet: npm ci
+		// and every later use hold web/.npm.lock, shared.
+		lock, err := os.OpenFile(filepath.Join(webDir, ".npm.lock"), os.O_RDWR|os.O_CREATE, 0o644)
+		if err != nil {
+			npmErr = err
+			return
+		}
+		if npmErr = flock(lock, syscall.LOCK_EX); npmErr != nil {
+			return
+		}
 		cmd := exec.Command("npm", "ci", "--no-audit", "--no-fund")
 		cmd.Dir = webDir
 		npmOut, npmErr = cmd.CombinedOutput()
+		// Keep a shared lock for the rest of the test binary's life.
+		flock(lock, syscall.LOCK_SH)
 	})
 	if npmErr != nil {
 		t.Fatalf("npm ci in %s: %v\n%s", webDir, npmErr, npmOut)
@@ -59,4 +73,13 @@ func npx(t *testing.T, args ...string) []byte {
 		t.Fatalf("%v in %s: %v\n%s", args, webDir, err, out)
 	}
 	return out
+}
+
+// flock takes how on f, retrying when a signal interrupts the wait.
+func flock(f *os.File, how int) error {
+	for {
+		if err := syscall.Flock(int(f.Fd()), how); err != syscall.EINTR {
+			return err
+		}
+	}
 }

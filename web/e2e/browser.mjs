@@ -48,7 +48,7 @@ export async function run(body) {
   const page = ctx.pages()[0] ?? (await ctx.newPage());
   const errors = [];
   page.on("pageerror", (e) => errors.push(String(e)));
-  const shot = (name) => page.screenshot({ path: join(out, `${name}.png`), fullPage: true });
+  const shot = (name, fullPage = true) => page.screenshot({ path: join(out, `${name}.png`), fullPage });
   try {
     const result = await body(page, shot);
     check(errors.length === 0, `page errors: ${errors.join("; ")}`);

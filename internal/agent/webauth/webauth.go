@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"io"
 	"net/http"
+	"path"
 	"strings"
 	"time"
 
@@ -99,7 +100,11 @@ func isStatic(r *http.Request) bool {
 	if r.Method != http.MethodGet && r.Method != http.MethodHead {
 		return false
 	}
-	return r.URL.Path == "/ui" || (strings.HasPrefix(r.URL.Path, "/ui/") && !strings.HasPrefix(r.URL.Path, "/ui/api/"))
+	p := r.URL.Path
+	if p != "/ui/" && path.Clean(p) != p {
+		return false // such as /ui/../v1/vms: not a file of the console
+	}
+	return p == "/ui" || (strings.HasPrefix(p, "/ui/") && !strings.HasPrefix(p, "/ui/api/"))
 }
 
 // safeMethod reports methods that change nothing (RFC 9110 section 9.2.1).
@@ -128,6 +133,12 @@ func (a *Auth) login(w http.ResponseWriter, r *http.Request) {
 	if r.Method != http.MethodPost {
 		w.Header().Set("Allow", http.MethodPost)
 		writeError(w, http.StatusMethodNotAllowed, "log in with POST", "")
+		return
+	}
+	// Only a script can send JSON to another origin, and only after a CORS
+	// preflight this agent never grants: no login from another site's form.
+	if ct, _, _ := strings.Cut(r.Header.Get("Content-Type"), ";"); strings.TrimSpace(ct) != "application/json" {
+		writeError(w, http.StatusUnsupportedMediaType, "log in with a JSON body (Content-Type: application/json)", "")
 		return
 	}
 	var l Login

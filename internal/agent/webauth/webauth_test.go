@@ -34,7 +34,7 @@ func newFixture(t *testing.T) *fixture {
 		f.reached++
 		w.WriteHeader(http.StatusTeapot)
 	}))
-	rec := f.do(httptest.NewRequest("POST", LoginPath, strings.NewReader(`{"token":"`+goodToken+`"}`)))
+	rec := f.do(jsonPost(LoginPath, `{"token":"`+goodToken+`"}`))
 	if rec.Code != http.StatusOK {
 		t.Fatalf("login: %d %s", rec.Code, rec.Body)
 	}
@@ -45,6 +45,13 @@ func newFixture(t *testing.T) *fixture {
 	f.csrf = si.CSRFToken
 	f.cookie = rec.Result().Cookies()[0]
 	return f
+}
+
+// jsonPost is a POST of body as JSON.
+func jsonPost(path, body string) *http.Request {
+	r := httptest.NewRequest("POST", path, strings.NewReader(body))
+	r.Header.Set("Content-Type", "application/json")
+	return r
 }
 
 func (f *fixture) do(r *http.Request) *httptest.ResponseRecorder {
@@ -97,6 +104,8 @@ func TestAuthorize(t *testing.T) {
 		{"static files are public", req{method: "GET", path: "/ui/assets/index.js"}, http.StatusTeapot, true, ""},
 		{"the console's root is public", req{method: "GET", path: "/ui/"}, http.StatusTeapot, true, ""},
 		{"POST under /ui/ is not static", req{method: "POST", path: "/ui/x"}, 401, false, "valid bearer token"},
+		{"a dot-dot path is not static", req{method: "GET", path: "/ui/../v1/vms"}, 401, false, "valid bearer token"},
+		{"a dot-dot path into the session API is not static", req{method: "GET", path: "/ui/x/../api/session"}, 401, false, "valid bearer token"},
 		{"session endpoint with session", req{method: "GET", path: SessionPath, cookie: "session"}, 200, false, ""},
 		{"session endpoint without session", req{method: "GET", path: SessionPath}, 401, false, "not logged in"},
 		{"session endpoint after expiry", req{method: "GET", path: SessionPath, cookie: "session", after: 2 * time.Hour}, 401, false, "session expired"},
@@ -141,21 +150,26 @@ func TestLogin(t *testing.T) {
 	for _, tc := range []struct {
 		name   string
 		body   string
+		ctype  string // default application/json
 		tls    bool
 		code   int
 		errSub string
 	}{
-		{"first token", `{"token":"other-token"}`, false, 200, ""},
-		{"second token over TLS", `{"token":"` + goodToken + `"}`, true, 200, ""},
-		{"wrong token", `{"token":"guess"}`, false, 401, "wrong token"},
-		{"token prefix", `{"token":"s3cret"}`, false, 401, "wrong token"},
-		{"empty token", `{"token":""}`, false, 401, "wrong token"},
-		{"not JSON", `token=` + goodToken, false, 400, "JSON"},
-		{"unknown field", `{"token":"` + goodToken + `","admin":true}`, false, 400, "JSON"},
+		{"first token", `{"token":"other-token"}`, "", false, 200, ""},
+		{"second token over TLS", `{"token":"` + goodToken + `"}`, "application/json; charset=utf-8", true, 200, ""},
+		{"wrong token", `{"token":"guess"}`, "", false, 401, "wrong token"},
+		{"token prefix", `{"token":"s3cret"}`, "", false, 401, "wrong token"},
+		{"empty token", `{"token":""}`, "", false, 401, "wrong token"},
+		{"not JSON", `token=` + goodToken, "", false, 400, "JSON"},
+		{"unknown field", `{"token":"` + goodToken + `","admin":true}`, "", false, 400, "JSON"},
+		{"a form of another site", `{"token":"` + goodToken + `"}`, "text/plain", false, 415, "Content-Type: application/json"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			f := newFixture(t)
-			r := httptest.NewRequest("POST", LoginPath, strings.NewReader(tc.body))
+			r := jsonPost(LoginPath, tc.body)
+			if tc.ctype != "" {
+				r.Header.Set("Content-Type", tc.ctype)
+			}
 			if tc.tls {
 				r.TLS = &tls.ConnectionState{}
 			}
@@ -165,7 +179,7 @@ func TestLogin(t *testing.T) {
 			}
 			if tc.code != 200 {
 				e := errorOf(t, rec)
-				if !strings.Contains(e.Message, tc.errSub) || e.Field != "token" {
+				if !strings.Contains(e.Message, tc.errSub) || (e.Field != "token" && tc.code != 415) {
 					t.Errorf("error %+v, want it to say %q about field token", e, tc.errSub)
 				}
 				if len(rec.Result().Cookies()) != 0 {
@@ -223,7 +237,7 @@ func TestExpiredSessionSaysSo(t *testing.T) {
 		}
 	}
 	// A new login gives a new session.
-	rec := f.do(httptest.NewRequest("POST", LoginPath, strings.NewReader(`{"token":"`+goodToken+`"}`)))
+	rec := f.do(jsonPost(LoginPath, `{"token":"`+goodToken+`"}`))
 	r = httptest.NewRequest("GET", "/v1/hosts", nil)
 	r.AddCookie(rec.Result().Cookies()[0])
 	if rec := f.do(r); rec.Code != http.StatusTeapot {
