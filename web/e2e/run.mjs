@@ -120,6 +120,14 @@ await run(async (page, shot) => {
   check((await text("#states")).includes("failed"), `states: ${await text("#states")}`);
   await shot("overview-events");
 
+  step("delete a VM from its page (a second click confirms)");
+  await go("#/vms/alpha");
+  await page.click('#vm-actions button[data-action="delete"]');
+  check((await text('#vm-actions button[data-action="delete"]')).includes("Really"), "the first click asks again");
+  await page.click('#vm-actions button[data-action="delete"]');
+  await page.waitForFunction(() => location.hash === "#/vms" && document.querySelector("main[data-loaded]"));
+  await page.waitForFunction(() => !document.querySelector('tr[data-vm="alpha"]'));
+
   step("networks and pools");
   await go("#/networks");
   check((await text("main")).includes("No networks"), "networks page");

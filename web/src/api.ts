@@ -81,6 +81,7 @@ export const api = {
   deleteVM: (name: string) => call<void>("DELETE", vm(name)),
   act: (name: string, action: string) => call<VM>("POST", `${vm(name)}/${action}`),
   snapshot: (name: string, snap: string) => call<Snapshot>("POST", `${vm(name)}/snapshot`, { name: snap }),
+  restore: (name: string, snap: string) => call<VM>("POST", `${vm(name)}/restore`, { snapshot: snap }),
   snapshots: (name: string) => call<{ items: Snapshot[] | null }>("GET", `${vm(name)}/snapshots`).then((l) => l.items ?? []),
   networks: () => call<{ items: Network[] | null }>("GET", "/v1/networks").then((l) => l.items ?? []),
   pools: () => call<{ items: Pool[] | null }>("GET", "/v1/pools").then((l) => l.items ?? []),

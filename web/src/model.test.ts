@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { actionsFor, bytes, countStates, filterSort, inputFor, memoryMiB, rates } from "./model";
+import { actionsFor, bytes, countStates, filterSort, inputFor, memoryMiB, migrationProgress, rates } from "./model";
 import { errorFrom } from "./api";
 import { coalesce } from "./dom";
 import { specFrom } from "./pages/create";
@@ -103,7 +103,7 @@ describe("forms and errors", () => {
   it("offers the actions of each state", () => {
     expect(actionsFor(vm("a", "running"))).toContain("pause");
     expect(actionsFor(vm("a", "paused"))).toContain("resume");
-    expect(actionsFor({ spec: { name: "a", kernel: "/k" } })).toEqual(["start"]);
+    expect(actionsFor({ spec: { name: "a", kernel: "/k" } })).toEqual(["start", "delete"]);
     expect(countStates(vms).get("running")).toBe(2);
     expect(bytes(1536)).toBe("1.5 KiB");
   });
@@ -129,4 +129,15 @@ describe("coalesce", () => {
     await new Promise((r) => setTimeout(r, 0));
     expect(runs).toBe(2);
   });
+});
+
+describe("migrationProgress", () => {
+  it.each([
+    [undefined, undefined],
+    [{}, undefined],
+    [{ state: "running", bytesSent: 0, remainingPages: 0 }, 0],
+    [{ state: "running", bytesSent: 4096 * 3, remainingPages: 1 }, 0.75],
+    [{ state: "completed", bytesSent: 10, remainingPages: 5 }, 1],
+    [{ state: "failed", bytesSent: 4096, remainingPages: 1 }, 0.5],
+  ])("%j is %s", (m, want) => expect(migrationProgress(m)).toBe(want));
 });

@@ -73,15 +73,28 @@ export function countStates(vms: VM[]): Map<string, number> {
 export function actionsFor(v: VM): string[] {
   switch (stateOf(v)) {
     case "running":
-      return ["stop", "force-stop", "restart", "pause", "snapshot"];
+      return ["stop", "force-stop", "restart", "reboot", "pause", "snapshot"];
     case "paused":
       return ["resume", "stop", "force-stop", "snapshot"];
     case "pending":
     case "stopping":
       return ["force-stop"];
     default:
-      return ["start"];
+      return ["start", "delete"];
   }
+}
+
+/**
+ * migrationProgress is how far a live migration got, 0 to 1, from its
+ * status: the bytes sent against those sent plus the pages still to send
+ * (4 KiB each); undefined when there is nothing to show.
+ */
+export function migrationProgress(m: { state?: string; bytesSent?: number; remainingPages?: number } | undefined): number | undefined {
+  if (!m?.state) return undefined;
+  if (m.state === "completed") return 1;
+  const sent = m.bytesSent ?? 0;
+  const left = (m.remainingPages ?? 0) * 4096;
+  return sent + left > 0 ? sent / (sent + left) : 0;
 }
 
 /** Series are chart columns: times (Unix seconds), CPU % and resident MiB. */

@@ -5,7 +5,7 @@ import { chart, type Chart } from "../charts";
 import { openConsole, type Console } from "../console";
 import { coalesce, h, replace } from "../dom";
 import { onEvent } from "../events";
-import { actionsFor, rates, stateOf } from "../model";
+import { actionsFor, migrationProgress, rates, stateOf } from "../model";
 import type { VM } from "../types";
 
 const labels: Record<string, string> = {
@@ -16,6 +16,8 @@ const labels: Record<string, string> = {
   pause: "Pause",
   resume: "Resume",
   snapshot: "Snapshot",
+  reboot: "Reset",
+  delete: "Delete",
 };
 
 /** vmPage renders VM name's page. */
@@ -50,6 +52,18 @@ export function vmPage(main: HTMLElement, name: string): () => void {
   async function act(action: string): Promise<void> {
     status.textContent = "";
     try {
+      if (action === "delete") {
+        const b = actions.querySelector<HTMLButtonElement>('button[data-action="delete"]')!;
+        if (b.dataset.confirm !== "yes") {
+          // A second click deletes: no dialog box to dismiss.
+          b.dataset.confirm = "yes";
+          b.textContent = `Really delete ${name}?`;
+          return;
+        }
+        await api.deleteVM(name);
+        location.hash = "#/vms";
+        return;
+      }
       if (action === "snapshot") {
         const snap = snapName.value.trim() || `snap-${new Date().toISOString().slice(0, 19).replace(/[-:T]/g, "")}`;
         await api.snapshot(name, snap);
@@ -60,6 +74,16 @@ export function vmPage(main: HTMLElement, name: string): () => void {
       await load();
     } catch (e) {
       status.textContent = `${labels[action] ?? action}: ${e instanceof ApiError ? e.message : e}`;
+    }
+  }
+
+  async function restore(snap: string): Promise<void> {
+    status.textContent = "";
+    try {
+      await api.restore(name, snap);
+      await load();
+    } catch (e) {
+      status.textContent = `Restore ${snap}: ${e instanceof ApiError ? e.message : e}`;
     }
   }
 
@@ -91,8 +115,21 @@ export function vmPage(main: HTMLElement, name: string): () => void {
       row("Networks", (sp.nics ?? []).map((n) => `${n.network} (${n.mac ?? ""})`).join(", ")),
       row("Exit", v.status?.exitReason),
       row("Restarts", v.status?.restarts),
-      row("Migration", v.status?.migration?.state ? `${v.status.migration.state} to ${v.status.migration.to}` : undefined),
     );
+    const m = v.status?.migration;
+    const p = migrationProgress(m);
+    if (m && p !== undefined) {
+      details.append(
+        h("dt", {}, "Migration"),
+        h(
+          "dd",
+          { id: "migration" },
+          `${m.state} to ${m.to ?? "?"}, round ${m.round ?? 0} `,
+          h("progress", { max: 1, value: p.toFixed(3) }),
+          m.error ? h("span", { class: "error" }, ` ${m.error}`) : null,
+        ),
+      );
+    }
     const live = s === "running" || s === "paused";
     if (live && !con) {
       consoleBox.hidden = false;
@@ -117,7 +154,22 @@ export function vmPage(main: HTMLElement, name: string): () => void {
       if (gone) return;
       vm = v;
       draw(v);
-      replace(snaps, list.length ? list.map((x) => h("li", {}, x.name, " ", h("span", { class: "muted" }, x.created ? new Date(x.created).toLocaleString() : ""))) : h("li", { class: "muted" }, "None."));
+      replace(
+        snaps,
+        list.length
+          ? list.map((x) =>
+              h(
+                "li",
+                { "data-snapshot": x.name },
+                x.name,
+                " ",
+                h("span", { class: "muted" }, x.created ? new Date(x.created).toLocaleString() : ""),
+                " ",
+                h("button", { "data-restore": x.name, onclick: () => restore(x.name) }, "Restore"),
+              ),
+            )
+          : h("li", { class: "muted" }, "None."),
+      );
       main.setAttribute("data-loaded", "true");
     } catch (e) {
       status.textContent = e instanceof ApiError ? e.message : String(e);
