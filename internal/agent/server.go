@@ -12,7 +12,7 @@ import (
 	"time"
 
 	"github.com/govisor/govisor/internal/agent/httpapi"
-	"github.com/govisor/govisor/internal/agent/webauth"
+	"github.com/govisor/govisor/internal/webauth"
 	"github.com/govisor/govisor/internal/webui"
 )
 

@@ -9,6 +9,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/govisor/govisor/internal/cli/cmdutil"
+	"github.com/govisor/govisor/internal/cli/uicmd"
 )
 
 // ExitError carries a process exit code out of a subcommand (cmdutil's,
@@ -28,7 +29,7 @@ func NewRootCmd() *cobra.Command {
 	root.AddCommand(newRunCmd(), newProbeCmd(), img, newCtlCmd())
 	root.AddCommand(newServeExecCmd(), newVMCmd(), newHostCmd(), newClusterCmd())
 	root.AddCommand(newNetCmd(), newPoolCmd(), newVolumeCmd())
-	root.AddCommand(newReportCmd(), newLabExecCmd(), newLabHoldKVMCmd())
+	root.AddCommand(newReportCmd(), newLabExecCmd(), newLabHoldKVMCmd(), uicmd.NewUICmd())
 	return root
 }
 

@@ -5,7 +5,6 @@ package httpapi
 
 import (
 	"context"
-	"crypto/subtle"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -171,24 +170,4 @@ func DecodeObject(r *http.Request, v any, what string) error {
 		return fmt.Errorf("%w: body holds more than one JSON object", service.ErrInvalid)
 	}
 	return nil
-}
-
-// RequireToken lets through requests with one of tokens as bearer token.
-func RequireToken(tokens []string, next http.Handler) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		got, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
-		valid := false
-		for _, t := range tokens {
-			// Compare all tokens in constant time: no timing hint on which matched.
-			if ok && subtle.ConstantTimeCompare([]byte(got), []byte(t)) == 1 {
-				valid = true
-			}
-		}
-		if !valid {
-			w.Header().Set("WWW-Authenticate", `Bearer realm="govisor"`)
-			WriteJSON(w, http.StatusUnauthorized, api.Error{Message: "a valid bearer token is required"})
-			return
-		}
-		next.ServeHTTP(w, r)
-	})
 }

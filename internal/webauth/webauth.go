@@ -10,7 +10,6 @@ import (
 	"time"
 
 	"github.com/govisor/govisor/api"
-	"github.com/govisor/govisor/internal/agent/httpapi"
 )
 
 // CookieName is the session cookie.
@@ -50,6 +49,7 @@ type SessionInfo struct {
 type Auth struct {
 	Tokens   []string
 	Sessions *Sessions
+	Links    *Links // one-time login links (nil: none)
 }
 
 // Handler lets through requests with a valid bearer token (the API's
@@ -57,7 +57,16 @@ type Auth struct {
 // need the CSRF header), and the console's static files under /ui/, which
 // hold no data; it serves the login, logout and session endpoints itself.
 func (a *Auth) Handler(next http.Handler) http.Handler {
-	bearer := httpapi.RequireToken(a.Tokens, next)
+	bearer := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		got, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+		if !ok || !a.validToken(got) {
+			// What the API said before sessions existed (httpapi.RequireToken).
+			w.Header().Set("WWW-Authenticate", `Bearer realm="govisor"`)
+			writeError(w, http.StatusUnauthorized, "a valid bearer token is required", "")
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		switch r.URL.Path {
 		case LoginPath:
@@ -68,6 +77,9 @@ func (a *Auth) Handler(next http.Handler) http.Handler {
 			return
 		case SessionPath:
 			a.session(w, r)
+			return
+		case LinkPath:
+			a.link(w, r)
 			return
 		}
 		if isStatic(r) {
@@ -152,6 +164,11 @@ func (a *Auth) login(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusUnauthorized, "wrong token: give one of the agent's API tokens (--token-file)", "token")
 		return
 	}
+	writeJSON(w, http.StatusOK, a.setSession(w, r))
+}
+
+// setSession opens a session and sets its cookie.
+func (a *Auth) setSession(w http.ResponseWriter, r *http.Request) SessionInfo {
 	id, csrf, exp := a.Sessions.open()
 	// The cookie outlives the session a little: a browser then still sends
 	// it after the expiry, and the agent can answer "session expired"
@@ -161,7 +178,7 @@ func (a *Auth) login(w http.ResponseWriter, r *http.Request) {
 		Name: CookieName, Value: id, Path: "/", Expires: exp.Add(cookieGrace), MaxAge: int(keep.Seconds()),
 		HttpOnly: true, Secure: r.TLS != nil, SameSite: http.SameSiteStrictMode,
 	})
-	writeJSON(w, http.StatusOK, SessionInfo{CSRFToken: csrf, Expires: exp})
+	return SessionInfo{CSRFToken: csrf, Expires: exp}
 }
 
 func (a *Auth) logout(w http.ResponseWriter, r *http.Request) {

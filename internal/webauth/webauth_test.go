@@ -273,3 +273,49 @@ func TestOpen(t *testing.T) {
 		t.Errorf("an open listener did not pass the API through")
 	}
 }
+
+func TestLoginLink(t *testing.T) {
+	f := newFixture(t)
+	f.auth.Links = &Links{}
+	tok := f.auth.Links.Add()
+	other := f.auth.Links.Add()
+	for _, tc := range []struct {
+		name, method, token string
+		code                int
+	}{
+		{"wrong token", "GET", "guess", 401},
+		{"empty token", "GET", "", 401},
+		{"POST", "POST", tok, 405},
+		{"the link", "GET", tok, http.StatusSeeOther},
+		{"the link again", "GET", tok, 401},
+		{"another link still works", "GET", other, http.StatusSeeOther},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			rec := f.do(httptest.NewRequest(tc.method, LinkPath+"?token="+tc.token, nil))
+			if rec.Code != tc.code {
+				t.Fatalf("%d, want %d: %s", rec.Code, tc.code, rec.Body)
+			}
+			cs := rec.Result().Cookies()
+			if tc.code != http.StatusSeeOther {
+				if len(cs) != 0 {
+					t.Errorf("a refused link set a cookie")
+				}
+				return
+			}
+			if rec.Header().Get("Location") != "/ui/" || len(cs) != 1 || !cs[0].HttpOnly || cs[0].SameSite != http.SameSiteStrictMode {
+				t.Fatalf("redirect to %q with cookies %v", rec.Header().Get("Location"), cs)
+			}
+			// The session works like a login's.
+			r := httptest.NewRequest("GET", "/v1/vms", nil)
+			r.AddCookie(cs[0])
+			if rec := f.do(r); rec.Code != http.StatusTeapot {
+				t.Errorf("with the link's session: %d %s", rec.Code, rec.Body)
+			}
+		})
+	}
+	// Without Links, there are no links.
+	f.auth.Links = nil
+	if rec := f.do(httptest.NewRequest("GET", LinkPath+"?token="+tok, nil)); rec.Code != 401 {
+		t.Errorf("no links: %d", rec.Code)
+	}
+}
