@@ -59,6 +59,7 @@ await run(async (page, shot) => {
   );
   Object.assign(result, t);
   await page.waitForSelector('#hosts tr[data-host="e2ehost"]');
+  check((await text('#hosts tr[data-host="e2ehost"]')).includes("ready"), `host row: ${await text('#hosts tr[data-host="e2ehost"]')}`);
   check((await text("#states")).includes("2 stopped"), `states: ${await text("#states")}`);
   await shot("overview");
 

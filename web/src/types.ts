@@ -67,6 +67,9 @@ export interface Host {
   store?: string;
   started?: string;
   cpuModel?: string;
+  state?: string;
+  leader?: boolean;
+  stuck?: string[] | null;
 }
 
 export interface Network {

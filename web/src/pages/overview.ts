@@ -19,7 +19,7 @@ function hostsTable(hosts: Host[], load: Map<string, number>): HTMLElement {
   return h(
     "table",
     { id: "hosts" },
-    h("thead", {}, h("tr", {}, ["Host", "CPUs", "CPU load", "Memory", "Allocated", "VMs (running)", "Version"].map((c) => h("th", {}, c)))),
+    h("thead", {}, h("tr", {}, ["Host", "State", "CPUs", "CPU load", "Memory", "Allocated", "VMs (running)", "Version"].map((c) => h("th", {}, c)))),
     h(
       "tbody",
       {},
@@ -30,7 +30,13 @@ function hostsTable(hosts: Host[], load: Map<string, number>): HTMLElement {
         return h(
           "tr",
           { "data-host": x.name },
-          h("td", {}, x.name),
+          h("td", {}, x.name, x.leader ? h("span", { class: "muted", title: "runs the cluster's controllers" }, " (leader)") : null),
+          h(
+            "td",
+            {},
+            h("span", { class: `state host-${x.state ?? "ready"}` }, x.state ?? "ready"),
+            x.stuck?.length ? h("div", { class: "error" }, x.stuck.join("; ")) : null,
+          ),
           h("td", {}, x.cpus ?? "-"),
           // l is in percent of one CPU; the bar and figure are of all of them
           h("td", {}, l === undefined ? "-" : [bar(l / 100 / (x.cpus || 1)), ` ${(l / (x.cpus || 1)).toFixed(0)}%`]),
