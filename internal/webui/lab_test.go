@@ -5,7 +5,6 @@ import (
 	"context"
 	"crypto/tls"
 	"fmt"
-	"io"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -20,9 +19,6 @@ import (
 // labNet is this test's lab network (bridge gvlab14, 169.254.91.0/24), apart
 // from the networks of the other lab tests.
 const labNet = 14
-
-// labAPIPort is where the lab host's agent serves its TLS API.
-const labAPIPort = 8443
 
 // requireLabHost returns the lab's assets and the cache folder, failing in
 // CI (where the lab must work) and skipping elsewhere without one.
@@ -68,21 +64,12 @@ func lockLab(t *testing.T, a lab.Assets) {
 	t.Cleanup(func() { f.Close() })
 }
 
-// putFile writes data to path on lab host h.
-func putFile(t *testing.T, st *lab.State, h lab.HostState, path string, data []byte) {
-	t.Helper()
-	req := lab.ExecRequest{Args: []string{"sh", "-c", `printf '%s' "$1" > "$2"`, "sh", string(data), path}}
-	var out bytes.Buffer
-	if code, err := st.Agent(h).Exec(t.Context(), req, &out); err != nil || code != 0 {
-		t.Fatalf("write %s on %s: exit %d, %v: %s", path, h.Name, code, err, out.String())
-	}
-}
-
 // TestBrowserLabVM drives the console in headless chromium against an
 // agent in a lab host (KVM there), with a real VM: created and started
 // from the form, its serial console used from the browser (a command typed
 // into xterm.js and the guest's answer read back), its CPU chart rising
-// while the guest is busy, paused, resumed, snapshotted and stopped.
+// while the guest is busy, paused, resumed, snapshotted, live-migrated to
+// the other lab host and stopped.
 func TestBrowserLabVM(t *testing.T) {
 	requireNode(t)
 	requireChromium(t)
@@ -93,64 +80,53 @@ func TestBrowserLabVM(t *testing.T) {
 	ctx := context.Background()
 	var log bytes.Buffer
 	t0 := time.Now()
-	st, err := lab.Up(ctx, lab.UpConfig{Dir: filepath.Join(t.TempDir(), "lab"), Hosts: 1, CPUs: 1, MemoryMB: 1024,
-		Assets: assets, BinDir: bin, GuestDir: filepath.Join(cache, "guest"), Net: labNet, Log: &log})
+	// Two lab hosts whose agents form one cluster and serve their API on
+	// TCP with TLS and the lab's token (lab.StartCluster), as real hosts do.
+	st, err := lab.Up(ctx, lab.UpConfig{Dir: filepath.Join(t.TempDir(), "lab"), Hosts: 2, CPUs: 1, MemoryMB: 1024,
+		Assets: assets, BinDir: bin, GuestDir: filepath.Join(cache, "guest"), Net: labNet, Log: &log,
+		HostLeaseTTL: 10 * time.Second}) // TCG lab hosts stall agents for seconds (as the HA tests say)
 	if err != nil {
 		t.Fatalf("%v\n%s", err, log.String())
 	}
 	defer func() {
 		if t.Failed() {
-			if out, err := st.Agent(st.Hosts[0]).Output(ctx, "tail", "-n", "40", "/run/govisor-serve.log"); err == nil {
-				t.Logf("the lab agent's log:\n%s", out)
+			for _, h := range st.Hosts {
+				if out, err := st.Agent(h).Output(ctx, "tail", "-n", "30", "/run/govisor-serve.log"); err == nil {
+					t.Logf("%s's agent log:\n%s", h.Name, out)
+				}
 			}
 		}
 		st.Down(&log)
 	}()
+	if err := st.StartCluster(ctx, &log, 5*time.Minute); err != nil {
+		t.Fatalf("%v\n%s", err, log.String())
+	}
 	h := st.Hosts[0]
-	t.Logf("lab host %s (%s) up in %.1f s (%s)", h.Name, h.IP, time.Since(t0).Seconds(), st.Accel.Kind)
-
-	// The agent serves TLS on the lab address with a token, as a real host
-	// would; its usage samples come every second for the charts.
-	dir := t.TempDir()
-	cert, key := writeCert(t, dir)
-	for src, dst := range map[string]string{cert: "/run/cert.pem", key: "/run/key.pem"} {
-		b, _ := os.ReadFile(src)
-		putFile(t, st, h, dst, b)
-	}
-	putFile(t, st, h, "/run/tokens", []byte(e2eToken+"\n"))
-	serve := lab.ExecRequest{Background: true, Log: "/run/govisor-serve.log", Args: []string{
-		"govisor", "serve", "--state-dir", "/var/lib/govisor", "--host-name", h.Name, "--log-format", "text",
-		"--listen", fmt.Sprintf("%s:%d", h.IP, labAPIPort), "--tls-cert", "/run/cert.pem", "--tls-key", "/run/key.pem",
-		"--token-file", "/run/tokens", "--usage-interval", "1s",
-	}}
-	if _, err := st.Agent(h).Exec(ctx, serve, io.Discard); err != nil {
-		t.Fatal(err)
-	}
-	url := fmt.Sprintf("https://%s:%d", h.IP, labAPIPort)
-	waitAPI(t, url, 3*time.Minute)
-	t.Logf("agent ready after %.1f s", time.Since(t0).Seconds())
+	url := fmt.Sprintf("https://%s:%d", h.IP, lab.AgentAPIPort)
+	waitAPI(t, url, st.Token, time.Minute)
+	t.Logf("lab hosts and agents ready in %.1f s (%s)", time.Since(t0).Seconds(), st.Accel.Kind)
 
 	art := artifactDir(t)
 	res := runBrowser(t, "vm.mjs", map[string]string{
-		"GOVISOR_URL": url, "GOVISOR_TOKEN": e2eToken, "ARTIFACTS": art,
+		"GOVISOR_URL": url, "GOVISOR_TOKEN": st.Token, "ARTIFACTS": art, "MIGRATE_TO": st.Hosts[1].Name,
 		"KERNEL": "/guest/bzImage", "INITRD": "/guest/initrd.cpio",
 	})
 	t.Logf("screenshots in %s; %v", art, res)
-	for _, page := range []string{"vm-console", "vm-charts", "vm-paused", "vm-snapshot", "vms-stopped"} {
+	for _, page := range []string{"vm-console", "vm-charts", "vm-paused", "vm-snapshot", "vm-migrated", "vms-stopped"} {
 		if fi, err := os.Stat(filepath.Join(art, page+".png")); err != nil || fi.Size() < 1000 {
 			t.Errorf("screenshot %s.png: %v", page, err)
 		}
 	}
 }
 
-// waitAPI waits until the agent at url answers GET /v1/hosts with the token.
-func waitAPI(t *testing.T, url string, limit time.Duration) {
+// waitAPI waits until the agent at url answers GET /v1/hosts with token.
+func waitAPI(t *testing.T, url, token string, limit time.Duration) {
 	t.Helper()
 	c := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}}
 	var last string
 	for deadline := time.Now().Add(limit); time.Now().Before(deadline); time.Sleep(time.Second) {
 		req, _ := http.NewRequest("GET", url+"/v1/hosts", nil)
-		req.Header.Set("Authorization", "Bearer "+e2eToken)
+		req.Header.Set("Authorization", "Bearer "+token)
 		r, err := c.Do(req)
 		if err != nil {
 			last = err.Error()

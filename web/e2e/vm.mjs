@@ -1,13 +1,15 @@
 // End-to-end test of the web console with a real VM (KVM: in a lab host).
-// internal/webui/lab_test.go brings a lab host up with an agent on TLS and
-// runs this script with:
-//   GOVISOR_URL    https://LABHOST:PORT (token GOVISOR_TOKEN)
+// internal/webui/lab_test.go brings two lab hosts up (one cluster, agents
+// on TLS) and runs this script with:
+//   GOVISOR_URL    https://LAB1:PORT (token GOVISOR_TOKEN)
+//   MIGRATE_TO     the other lab host's name
 //   KERNEL, INITRD the test guest's kernel and initramfs on the lab host
 //                  (its /init runs a shell on the serial console)
 //   ARTIFACTS, CHROMIUM as for run.mjs
 // It creates and starts the VM from the form, types a command into the
 // browser's serial console and reads the guest's answer, watches the CPU
-// chart rise while the guest is busy, pauses, resumes and snapshots it.
+// chart rise while the guest is busy, pauses, resumes and snapshots it,
+// live-migrates it to MIGRATE_TO and stops it.
 import { check, env, go, login, run, step } from "./browser.mjs";
 
 const url = env("GOVISOR_URL");
@@ -69,7 +71,8 @@ await run(async (page, shot) => {
 
   step("the CPU chart rises while the guest is busy");
   await page.keyboard.type("while :; do :; done &\n");
-  await page.waitForFunction(() => Number(document.querySelector("#chart-cpu")?.dataset.last ?? 0) > 40, null, { timeout: 90000 });
+  // The agents sample every 10 s: two samples after the loop began.
+  await page.waitForFunction(() => Number(document.querySelector("#chart-cpu")?.dataset.last ?? 0) > 40, null, { timeout: 120000 });
   result.cpuPercent = Number(await page.getAttribute("#chart-cpu", "data-last"));
   await page.keyboard.type("kill %1\n");
   await shot("vm-charts");
@@ -89,6 +92,27 @@ await run(async (page, shot) => {
   await page.keyboard.type("echo after-$((7*6))\n");
   await waitConsole("after-42", 30000);
   await shot("vm-snapshot");
+
+  step("live-migrate it to the other lab host");
+  const to = env("MIGRATE_TO");
+  await page.waitForSelector(`#migrate-to option[value="${to}"]`, { state: "attached" });
+  await page.selectOption("#migrate-to", to);
+  await page.click('#vm-actions button[data-action="migrate"]');
+  await page.waitForFunction(
+    (to) =>
+      document.querySelector('#vm-details dd[data-key="Host"]')?.textContent === to &&
+      document.querySelector("#vm-state")?.textContent === "running",
+    to,
+    { timeout: 120000 },
+  );
+  // The status keeps the migration's outcome: the bar is full.
+  if (await page.$("#migration")) {
+    const m = await text("#migration");
+    check(m.startsWith(`completed to ${to}`), `migration: ${m}`);
+    check(Number(await page.getAttribute("#migration progress", "value")) === 1, "the progress bar is full");
+    result.migration = m;
+  }
+  await shot("vm-migrated");
 
   step("stop from the list");
   await go(page, "#/vms");

@@ -81,6 +81,8 @@ export const api = {
   deleteVM: (name: string) => call<void>("DELETE", vm(name)),
   act: (name: string, action: string) => call<VM>("POST", `${vm(name)}/${action}`),
   snapshot: (name: string, snap: string) => call<Snapshot>("POST", `${vm(name)}/snapshot`, { name: snap }),
+  migrate: (name: string, host: string) => call<VM>("POST", `${vm(name)}/migrate`, { host }),
+  cancelMigrate: (name: string) => call<VM>("DELETE", `${vm(name)}/migrate`),
   restore: (name: string, snap: string) => call<VM>("POST", `${vm(name)}/restore`, { snapshot: snap }),
   snapshots: (name: string) => call<{ items: Snapshot[] | null }>("GET", `${vm(name)}/snapshots`).then((l) => l.items ?? []),
   networks: () => call<{ items: Network[] | null }>("GET", "/v1/networks").then((l) => l.items ?? []),

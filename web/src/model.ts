@@ -73,7 +73,8 @@ export function countStates(vms: VM[]): Map<string, number> {
 export function actionsFor(v: VM): string[] {
   switch (stateOf(v)) {
     case "running":
-      return ["stop", "force-stop", "restart", "reboot", "pause", "snapshot"];
+      if (v.status?.migration?.state === "running") return ["cancel-migrate"];
+      return ["stop", "force-stop", "restart", "reboot", "pause", "snapshot", "migrate"];
     case "paused":
       return ["resume", "stop", "force-stop", "snapshot"];
     case "pending":

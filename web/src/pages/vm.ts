@@ -17,6 +17,8 @@ const labels: Record<string, string> = {
   resume: "Resume",
   snapshot: "Snapshot",
   reboot: "Reset",
+  migrate: "Migrate",
+  "cancel-migrate": "Cancel migration",
   delete: "Delete",
 };
 
@@ -26,6 +28,7 @@ export function vmPage(main: HTMLElement, name: string): () => void {
   const status = h("p", { id: "vm-error", class: "error", role: "alert" });
   const actions = h("div", { id: "vm-actions", class: "toolbar" });
   const snapName = h("input", { id: "snapshot-name", placeholder: "snapshot name", size: 16 });
+  const migrateTo = h("select", { id: "migrate-to", title: "destination host" });
   const details = h("dl", { id: "vm-details" });
   const snaps = h("ul", { id: "snapshots" });
   const consoleStatus = h("span", { id: "console-status", class: "muted" });
@@ -64,6 +67,17 @@ export function vmPage(main: HTMLElement, name: string): () => void {
         location.hash = "#/vms";
         return;
       }
+      if (action === "migrate") {
+        if (!migrateTo.value) throw new Error("no other host to migrate to");
+        await api.migrate(name, migrateTo.value);
+        await load();
+        return;
+      }
+      if (action === "cancel-migrate") {
+        await api.cancelMigrate(name);
+        await load();
+        return;
+      }
       if (action === "snapshot") {
         const snap = snapName.value.trim() || `snap-${new Date().toISOString().slice(0, 19).replace(/[-:T]/g, "")}`;
         await api.snapshot(name, snap);
@@ -95,12 +109,12 @@ export function vmPage(main: HTMLElement, name: string): () => void {
     replace(
       actions,
       actionsFor(v).map((a) => [
-        a === "snapshot" ? snapName : null,
+        a === "snapshot" ? snapName : a === "migrate" ? migrateTo : null,
         h("button", { "data-action": a, onclick: () => act(a) }, labels[a] ?? a),
       ]),
     );
     const sp = v.spec;
-    const row = (k: string, val: string | number | undefined) => (val === undefined || val === "" ? null : [h("dt", {}, k), h("dd", {}, String(val))]);
+    const row = (k: string, val: string | number | undefined) => (val === undefined || val === "" ? null : [h("dt", {}, k), h("dd", { "data-key": k }, String(val))]);
     replace(
       details,
       row("Desired", v.desired),
@@ -116,6 +130,16 @@ export function vmPage(main: HTMLElement, name: string): () => void {
       row("Exit", v.status?.exitReason),
       row("Restarts", v.status?.restarts),
     );
+    const here = v.status?.host || v.host;
+    api
+      .hosts()
+      .then((hosts) => {
+        const others = hosts.filter((x) => x.name !== here && (x.state ?? "ready") === "ready").map((x) => x.name);
+        if (others.join() !== [...migrateTo.options].map((o) => o.value).join()) {
+          replace(migrateTo, others.map((n) => h("option", { value: n }, n)));
+        }
+      })
+      .catch(() => {});
     const m = v.status?.migration;
     const p = migrationProgress(m);
     if (m && p !== undefined) {
