@@ -17,7 +17,9 @@ export async function chart(el: HTMLElement, title: string, field: "cpu" | "memM
     height: 200,
     series: [{}, { label: unit, stroke: field === "cpu" ? "#2a6fdb" : "#2a9d5c", width: 2, fill: field === "cpu" ? "#2a6fdb22" : "#2a9d5c22" }],
     axes: [{}, { label: unit }],
-    scales: { y: { range: (_u, _min, max) => [0, Math.max(field === "cpu" ? 100 : 64, max * 1.1)] } },
+    // One sample alone would stretch the time axis over years: give it a
+    // minute each side.
+    scales: { x: { time: true, range: (_u, min, max) => (min === max ? [min - 60, max + 60] : [min, max]) }, y: { range: (_u, _min, max) => [0, Math.max(field === "cpu" ? 100 : 64, max * 1.1)] } },
   };
   const plot = new UPlot(opts, [[], []], el);
   return {
