@@ -38,6 +38,7 @@ type runOptions struct {
 	incoming                string
 	tlsCert, tlsKey, tlsCA  string
 	fenceTTL                time.Duration
+	fenceDeadline           int64
 	leaseOwner              string
 }
 
@@ -57,7 +58,7 @@ agent starts its VMMs so, as Firecracker's --config-file): its fields are the
 flags' (kernel, initrd, cmdline, cpus, memoryMiB, boot, guestDecompress,
 onReboot, cpuTemplate, debugExit, verbose, disks[] {path, readOnly, direct,
 format, serial, queues}, rng, nets[] {tap, mac}, vsock {cid, uds}, balloon,
-apiSock, consoleSock, restore, incoming, tls {cert, key, ca}, fenceTTLMS,
+apiSock, consoleSock, restore, incoming, tls {cert, key, ca}, fenceTTLMS, fenceDeadlineMonoNS,
 leaseOwner, and disks[].lease); fields left
 out get the flags' defaults, unknown fields are refused. --config and the
 other flags exclude each other: one place says what the VM is.`,
@@ -101,6 +102,8 @@ func (o *runOptions) addFlags(f *pflag.FlagSet) {
 	f.StringVar(&o.tlsCA, "tls-ca", "", "with --incoming: CA bundle (PEM) that must have signed the source's certificate")
 	f.StringVar(&o.restore, "restore", "", "start from the snapshot in this folder (made with govisor ctl snapshot) instead of booting")
 	f.DurationVar(&o.fenceTTL, "fence-ttl", 0, "arm the self-fencing watchdog: stop the guest and exit 3 unless the API's PUT /fence feeds it within this time (e.g. 5s)")
+	f.Int64Var(&o.fenceDeadline, "fence-deadline-mono", 0, "arm the watchdog up to this CLOCK_MONOTONIC time in nanoseconds instead of --fence-ttl (a host agent's absolute deadline)")
+	f.MarkHidden("fence-deadline-mono")
 	f.StringVar(&o.leaseOwner, "lease-owner", "", "HOST/VM holding the disk leases of --disk ...,lease (a lost lease stops the guest, exit 3)")
 }
 
@@ -121,7 +124,7 @@ var runFlagNames = map[string]string{
 	"apiSock": "--api-sock", "consoleSock": "--console-sock", "restore": "--restore", "incoming": "--incoming",
 	"tls": "--tls-*", "tls.cert": "--tls-cert", "tls.key": "--tls-key", "tls.ca": "--tls-ca",
 	"vsock": "--vsock", "vsock.cid": "--vsock cid", "vsock.uds": "--vsock uds",
-	"fenceTTLMS": "--fence-ttl", "leaseOwner": "--lease-owner",
+	"fenceTTLMS": "--fence-ttl", "fenceDeadlineMonoNS": "--fence-deadline-mono", "leaseOwner": "--lease-owner",
 }
 
 // flagName names a config field as the flag that sets it: disks[1].queues
@@ -161,7 +164,7 @@ func (o *runOptions) vmmConfig(flags *pflag.FlagSet) (vmmconfig.Config, vmmconfi
 		Kernel: o.kernel, Initrd: o.initrd, Cmdline: o.cmdline, Boot: o.boot, GuestDecompress: o.guestDecompress,
 		OnReboot: o.onReboot, CPUTemplate: o.template, DebugExit: o.debugExit, Verbose: o.verbose,
 		RNG: o.rng, Balloon: o.balloon, APISock: o.apiSock, ConsoleSock: o.consoleSock, Restore: o.restore, Incoming: o.incoming,
-		FenceTTLMS: int(o.fenceTTL / time.Millisecond), LeaseOwner: o.leaseOwner,
+		FenceTTLMS: int(o.fenceTTL / time.Millisecond), FenceDeadlineMonoNS: o.fenceDeadline, LeaseOwner: o.leaseOwner,
 	}
 	// Left out, --cpus means 1 vCPU on boot and the source's count on an
 	// incoming migration: the config's 0.
