@@ -28,7 +28,7 @@ type CreateOptions struct {
 // Image is an open VHD file. It implements diskimage.Image and
 // diskimage.Mapper and is safe for concurrent use.
 type Image struct {
-	f        *os.File
+	f        diskimage.File
 	readOnly bool
 	footer   *Footer
 	size     int64
@@ -53,7 +53,7 @@ func Probe(header []byte) bool {
 // readTrailingFooter finds the footer at the end of the file. The spec
 // (section "Hard Disk Footer Format") notes that pre-Virtual-PC-2004 images
 // have a 511-byte footer, so both positions are tried.
-func readTrailingFooter(f *os.File) (int64, error) {
+func readTrailingFooter(f diskimage.File) (int64, error) {
 	st, err := f.Stat()
 	if err != nil {
 		return 0, fmt.Errorf("vhd: stat: %w", err)
@@ -98,7 +98,7 @@ func Open(path string, readOnly bool) (*Image, error) {
 	return img, nil
 }
 
-func open(f *os.File, readOnly bool) (*Image, error) {
+func open(f diskimage.File, readOnly bool) (*Image, error) {
 	st, err := f.Stat()
 	if err != nil {
 		return nil, err

@@ -49,7 +49,7 @@ type CreateOptions struct {
 // pointing at unwritten data; writes are durable once Flush returns. Before the first write of a session the headers get fresh
 // FileWriteGuid/DataWriteGuid, as [MS-VHDX] 2.2.2 requires.
 type Image struct {
-	f        *os.File
+	f        diskimage.File
 	r        io.ReaderAt // f, or an in-memory replay of the log over f
 	readOnly bool
 	hdr      *Header
@@ -86,10 +86,19 @@ func Open(path string, readOnly bool) (*Image, error) {
 	if err != nil {
 		return nil, fmt.Errorf("vhdx: %w", err)
 	}
-	img := &Image{f: f, r: f, readOnly: readOnly}
-	if err := img.load(); err != nil {
+	img, err := openFile(f, readOnly)
+	if err != nil {
 		f.Close()
 		return nil, fmt.Errorf("vhdx: open %s: %w", path, err)
+	}
+	return img, nil
+}
+
+// openFile opens the VHDX in f; the caller closes f on failure.
+func openFile(f diskimage.File, readOnly bool) (*Image, error) {
+	img := &Image{f: f, r: f, readOnly: readOnly}
+	if err := img.load(); err != nil {
+		return nil, err
 	}
 	return img, nil
 }
