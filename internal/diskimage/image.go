@@ -57,4 +57,7 @@ var (
 	ErrCorrupt       = errors.New("diskimage: image is corrupt")
 	ErrReadOnly      = errors.New("diskimage: image is read-only")
 	ErrUnsupported   = errors.New("diskimage: unsupported image feature")
+	// ErrParent reports a differencing disk whose parent is missing or is
+	// not the image it was made from.
+	ErrParent = errors.New("diskimage: differencing disk's parent missing or wrong")
 )
