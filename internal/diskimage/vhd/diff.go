@@ -87,57 +87,25 @@ func (img *Image) readDiff(chunk []byte, blk, in int64) error {
 	return nil
 }
 
-// readParent reads p at guest offset off from the parent; what lies past
-// the parent's end, or everything without a parent (NoBacking), is zeros.
+// readParent reads p at guest offset off from the parent.
 func (img *Image) readParent(p []byte, off int64) error {
-	n := int64(0)
-	if img.parent != nil {
-		n = max(0, min(int64(len(p)), img.parent.VirtualSize()-off))
+	if err := diskimage.ReadBacking(img.parent, p, off); err != nil {
+		return fmt.Errorf("vhd: parent %s: %w", img.parentPath, err)
 	}
-	if n > 0 {
-		if _, err := img.parent.ReadAt(p[:n], off); err != nil && !errors.Is(err, io.EOF) {
-			return fmt.Errorf("vhd: read parent %s: %w", img.parentPath, err)
-		}
-	}
-	clear(p[n:])
 	return nil
 }
 
 // mapDiff maps a differencing disk: blocks present here are data, the rest
 // is what the parent maps there (zero without a parent).
 func (img *Image) mapDiff(off, length int64) ([]diskimage.Extent, error) {
-	var out []diskimage.Extent
-	add := func(e diskimage.Extent) {
-		if k := len(out); k > 0 && out[k-1].Zero == e.Zero && out[k-1].Offset+out[k-1].Length == e.Offset {
-			out[k-1].Length += e.Length
-		} else {
-			out = append(out, e)
-		}
-	}
+	var out diskimage.ExtentList
 	for pos := off; pos < off+length; {
 		blk := pos / img.blockSize
 		n := min(off+length-pos, (blk+1)*img.blockSize-pos)
-		here := blk < int64(len(img.bat)) && img.bat[blk] != unusedBATEntry
-		pm, isMapper := img.parent.(diskimage.Mapper)
-		switch {
-		case here:
-			add(diskimage.Extent{Offset: pos, Length: n})
-		case img.parent == nil || pos >= img.parent.VirtualSize():
-			add(diskimage.Extent{Offset: pos, Length: n, Zero: true})
-		case !isMapper:
-			add(diskimage.Extent{Offset: pos, Length: n})
-		default:
-			pn := min(n, img.parent.VirtualSize()-pos)
-			ext, err := pm.Map(pos, pn)
-			if err != nil {
-				return nil, err
-			}
-			for _, e := range ext {
-				add(e)
-			}
-			if pn < n {
-				add(diskimage.Extent{Offset: pos + pn, Length: n - pn, Zero: true})
-			}
+		if blk < int64(len(img.bat)) && img.bat[blk] != unusedBATEntry {
+			out.Add(diskimage.Extent{Offset: pos, Length: n})
+		} else if err := out.AddBacking(img.parent, pos, n); err != nil {
+			return nil, err
 		}
 		pos += n
 	}

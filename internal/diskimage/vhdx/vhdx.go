@@ -63,6 +63,10 @@ type Image struct {
 	// pendingLog is set when a read-only open replayed the log in memory:
 	// the file itself still needs the replay.
 	pendingLog bool
+	// Differencing disks only: the parent (nil with NoBacking: absent
+	// sectors read as zeros) and its path.
+	parent     diskimage.Image
+	parentPath string
 
 	mu      sync.RWMutex
 	bat     []uint64
@@ -76,8 +80,15 @@ func Probe(header []byte) bool { return checkFileID(header) == nil }
 
 // Open opens a VHDX, replaying its log first when the header names one:
 // into the file for read-write opens, in memory for read-only ones.
-// Differencing disks are refused with diskimage.ErrUnsupported.
+// Differencing disks (.avhdx) open read-only, with their parent chain.
 func Open(path string, readOnly bool) (*Image, error) {
+	return OpenWith(path, diskimage.OpenOptions{ReadOnly: readOnly})
+}
+
+// OpenWith is Open with the registry's options: NoBacking leaves a
+// differencing disk's parent closed, Chain guards against parent loops.
+func OpenWith(path string, opts diskimage.OpenOptions) (*Image, error) {
+	readOnly := opts.ReadOnly
 	flag := os.O_RDWR
 	if readOnly {
 		flag = os.O_RDONLY
@@ -90,6 +101,12 @@ func Open(path string, readOnly bool) (*Image, error) {
 	if err != nil {
 		f.Close()
 		return nil, fmt.Errorf("vhdx: open %s: %w", path, err)
+	}
+	if img.meta.HasParent && !opts.NoBacking {
+		if err := img.openParent(path, opts); err != nil {
+			f.Close()
+			return nil, err
+		}
 	}
 	return img, nil
 }
@@ -225,8 +242,8 @@ func (img *Image) loadRegions(fileSize int64) error {
 	if img.meta, err = ParseMetadata(mb); err != nil {
 		return err
 	}
-	if img.meta.HasParent {
-		return fmt.Errorf("%w: vhdx differencing disks (HasParent)", diskimage.ErrUnsupported)
+	if img.meta.HasParent && !img.readOnly {
+		return fmt.Errorf("%w: writing to a vhdx differencing disk (a Hyper-V checkpoint, .avhdx); open it read-only, or flatten the chain with `govisor image convert` and use the copy", diskimage.ErrUnsupported)
 	}
 	img.size = int64(img.meta.VirtualSize)
 	img.block = int64(img.meta.BlockSize)
@@ -248,7 +265,12 @@ func (img *Image) loadRegions(fileSize int64) error {
 		e := binary.LittleEndian.Uint64(raw[i*8:])
 		img.bat[i] = e
 		if int64(i)%(img.ratio+1) == img.ratio {
-			continue // a sector bitmap entry: only differencing disks use them
+			// A sector bitmap entry ([MS-VHDX] 2.5.1.2): only differencing
+			// disks use them, each a 1 MiB block.
+			if err := checkBitmapEntry(img.meta.HasParent, i, e, fileSize); err != nil {
+				return err
+			}
+			continue
 		}
 		switch e & stateMask {
 		case stateFullyPresent, statePartiallyPresent:
@@ -295,6 +317,9 @@ func (img *Image) Format() string { return FormatName }
 
 // Subformat returns "fixed" when every block is present, else "dynamic".
 func (img *Image) Subformat() string {
+	if img.meta.HasParent {
+		return "differencing"
+	}
 	if img.fixed {
 		return "fixed"
 	}
@@ -311,6 +336,9 @@ func (img *Image) Info() diskimage.Info {
 	if st, err := img.f.Stat(); err == nil {
 		info.ActualSize = allocatedBytes(st)
 	}
+	if img.meta.HasParent {
+		img.chainInfo(&info)
+	}
 	return info
 }
 
@@ -320,4 +348,9 @@ func (img *Image) Flush() error {
 }
 
 // Close flushes and closes the file.
-func (img *Image) Close() error { return diskimage.CloseFile(FormatName, img.f, img.Flush) }
+func (img *Image) Close() error {
+	if img.parent != nil {
+		img.parent.Close()
+	}
+	return diskimage.CloseFile(FormatName, img.f, img.Flush)
+}
