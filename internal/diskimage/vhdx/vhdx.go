@@ -204,19 +204,24 @@ func (img *Image) replay(fileSize int64) (int64, error) {
 func (img *Image) loadRegions(fileSize int64) error {
 	var regions []RegionEntry
 	var first error
+	ok := false
 	for _, off := range []int64{region1Off, region2Off} {
 		b, err := img.readFull(regionSize, off)
 		if err == nil {
 			regions, err = ParseRegionTable(b, fileSize)
 		}
 		if err == nil {
+			ok = true
 			break
 		}
 		if first == nil {
 			first = err
 		}
 	}
-	if regions == nil {
+	// A valid table may be empty: the check below then reports the
+	// missing regions (fuzzing found an open that returned no error and
+	// no metadata).
+	if !ok {
 		return first
 	}
 	var batR, metaR *RegionEntry
