@@ -33,8 +33,8 @@ func TestCowFileMatchesMemFile(t *testing.T) {
 			c.Truncate(off)
 			m.Truncate(off)
 		default:
-			a, b := make([]byte, r.IntN(9000)), make([]byte, 0)
-			b = make([]byte, len(a))
+			a := make([]byte, r.IntN(9000))
+			b := make([]byte, len(a))
 			na, ea := c.ReadAt(a, off)
 			nb, eb := m.ReadAt(b, off)
 			if na != nb || (ea == io.EOF) != (eb == io.EOF) || !bytes.Equal(a[:na], b[:nb]) {
