@@ -57,14 +57,8 @@ func create(f diskimage.File, size int64, opts CreateOptions) (*Image, error) {
 		Blocks:         uint32(blocks),
 		LCHSGeometry:   Geometry{SectorSize: sectorSize},
 	}
-	rand.Read(h.UUIDCreate[:])
-	rand.Read(h.UUIDModify[:])
-	// RFC 4122 version 4 UUIDs, stored as VirtualBox's RTUUID does (the
-	// first three fields little-endian): the version nibble is in byte 7.
-	for _, u := range []*[16]byte{&h.UUIDCreate, &h.UUIDModify} {
-		u[7] = u[7]&0x0f | 0x40
-		u[8] = u[8]&0x3f | 0x80
-	}
+	newUUID(&h.UUIDCreate)
+	newUUID(&h.UUIDModify)
 	bmap := make([]byte, blocks*4)
 	for i := range blocks {
 		e := uint32(blockFree)
@@ -92,4 +86,13 @@ func create(f diskimage.File, size int64, opts CreateOptions) (*Image, error) {
 		return nil, fmt.Errorf("sync: %w", err)
 	}
 	return openFile(f, false)
+}
+
+// newUUID fills u with a random RFC 4122 version 4 UUID, stored as
+// VirtualBox's RTUUID is (the first three fields little-endian, so the
+// version nibble is in byte 7).
+func newUUID(u *[16]byte) {
+	rand.Read(u[:])
+	u[7] = u[7]&0x0f | 0x40
+	u[8] = u[8]&0x3f | 0x80
 }

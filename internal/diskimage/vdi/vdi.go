@@ -6,6 +6,7 @@ import (
 	"io"
 	"os"
 	"sync"
+	"sync/atomic"
 
 	"github.com/govisor/govisor/internal/allzero"
 	"github.com/govisor/govisor/internal/diskimage"
@@ -34,6 +35,7 @@ type Image struct {
 	next    uint32 // file block index the next allocation takes
 	dirty   []int64
 	hdrDirt bool
+	touched atomic.Bool // UUIDModify renewed for this session
 }
 
 // Open opens a dynamic or fixed VDI. Differencing images are refused with
@@ -192,6 +194,9 @@ func (img *Image) WriteAt(p []byte, off int64) (int, error) {
 	if off < 0 || off > img.size || int64(len(p)) > img.size-off {
 		return 0, fmt.Errorf("vdi: write of %d bytes at %#x outside a %d-byte disk: %w", len(p), off, img.size, io.ErrUnexpectedEOF)
 	}
+	if len(p) > 0 && !img.touched.Load() {
+		img.renewModifyUUID()
+	}
 	for done := 0; done < len(p); {
 		pos := off + int64(done)
 		blk, in := pos/img.block, pos%img.block
@@ -202,6 +207,22 @@ func (img *Image) WriteAt(p []byte, off int64) (int, error) {
 		done += n
 	}
 	return len(p), nil
+}
+
+// renewModifyUUID gives the header a new uuidModify before the first
+// write of a session, written with the next Flush, as VirtualBox's VD layer
+// does on an image's first write (VDICore.h: "UUID of image's last
+// modification"): a VirtualBox snapshot records its parent's uuidModify in
+// uuidParentModify, so a parent changed behind its back can be told.
+func (img *Image) renewModifyUUID() {
+	img.mu.Lock()
+	defer img.mu.Unlock()
+	if img.touched.Load() {
+		return
+	}
+	newUUID(&img.hdr.UUIDModify)
+	img.hdrDirt = true
+	img.touched.Store(true)
 }
 
 // writeBlock writes chunk at offset in of block blk. Writes to allocated

@@ -100,6 +100,32 @@ func TestSparseWritesAllocateOnlyData(t *testing.T) {
 	}
 }
 
+// TestModifyUUID: a session that writes gets a new uuidModify, one that
+// only reads keeps it; uuidCreate never changes.
+func TestModifyUUID(t *testing.T) {
+	mf := diskimage.NewMemFile(nil, 0)
+	img, err := create(mf, 2<<20, CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h0 := img.Header()
+	img.Close()
+	img, _ = openFile(mf, false)
+	img.ReadAt(make([]byte, 10), 0)
+	img.Close()
+	img, _ = openFile(mf, false)
+	if h := img.Header(); h.UUIDModify != h0.UUIDModify {
+		t.Fatal("a read-only session changed uuidModify")
+	}
+	img.WriteAt([]byte{1}, 0)
+	img.WriteAt([]byte{2}, 1)
+	img.Close()
+	img, _ = openFile(mf, true)
+	if h := img.Header(); h.UUIDModify == h0.UUIDModify || h.UUIDCreate != h0.UUIDCreate || h.UUIDModify[7]>>4 != 4 {
+		t.Fatalf("after a write: create %x modify %x (was %x)", h.UUIDCreate, h.UUIDModify, h0.UUIDModify)
+	}
+}
+
 // TestZeroBlocks reads VDI_IMAGE_BLOCK_ZERO entries as zeros and writes
 // into them by allocating.
 func TestZeroBlocks(t *testing.T) {
