@@ -35,13 +35,13 @@ while IFS=$'\t' read -r pkg dir; do
     fi
     # The last "fuzz: elapsed: 31s, execs: N" line: the rate leaves out
     # building the instrumented test binary.
-    last=$(grep -o 'elapsed: [0-9]*s, execs: [0-9]*' "$out" | tail -1)
+    last=$(grep -o 'elapsed: [0-9]*s, execs: [0-9]*' "$out" | tail -1 || true)
     execs=$(echo "$last" | awk '{print $4}')
     execs=${execs:-0}
     rate=$(echo "$last" | awk '{s = $2 + 0; printf "%.0f", (s > 0) ? ($4 / s) : 0}')
     printf '%-48s %-26s %12d %10s  %s\n' "$short" "$name" "$execs" "$rate" "$result"
     if [[ $result == FAILED ]]; then
-      grep -E -A8 -- '--- FAIL|Failing input|panic:' "$out" | sed 's/^/    /' | head -30
+      { grep -E -A8 -- '--- FAIL|Failing input|panic:' "$out" || tail -15 "$out"; } | sed 's/^/    /' | head -30
     fi
   done
 done < <(go list -f '{{.ImportPath}}{{"\t"}}{{.Dir}}' $PKGS)
