@@ -42,12 +42,12 @@ func writeDiff(t testing.TB, path, parent string, locs map[uint32]string, runs [
 	}
 	pf := p.Footer()
 	p.Close()
-	return buildDiff(t, pf, locs, runs, path)
+	return buildDiff(t, pf, filepath.Base(parent), locs, runs, path)
 }
 
-// buildDiff builds the differencing disk over a parent with footer pf;
-// with path set it is also written there.
-func buildDiff(t testing.TB, pf Footer, locs map[uint32]string, runs []wrun, path string) []byte {
+// buildDiff builds the differencing disk over a parent named parentName
+// with footer pf; with path set it is also written there.
+func buildDiff(t testing.TB, pf Footer, parentName string, locs map[uint32]string, runs []wrun, path string) []byte {
 	size := pf.VirtualSize()
 	ft := pf
 	ft.DiskType = TypeDifferencing
@@ -56,7 +56,7 @@ func buildDiff(t testing.TB, pf Footer, locs map[uint32]string, runs []wrun, pat
 	entries := (size + diffBlock - 1) / diffBlock
 	batBytes := (entries*4 + sectorSize - 1) / sectorSize * sectorSize
 	h := &DynamicHeader{DataOffset: noDataOffset, TableOffset: footerSize + dynHeaderSize, HeaderVersion: dynHeaderVerion,
-		MaxTableEntries: uint32(entries), BlockSize: diffBlock, ParentUniqueID: pf.UniqueID, ParentTimestamp: pf.Timestamp, ParentName: "parent.vhd"}
+		MaxTableEntries: uint32(entries), BlockSize: diffBlock, ParentUniqueID: pf.UniqueID, ParentTimestamp: pf.Timestamp, ParentName: parentName}
 	file := make([]byte, int64(h.TableOffset)+batBytes)
 	for i := range entries {
 		binary.BigEndian.PutUint32(file[int64(h.TableOffset)+4*i:], unusedBATEntry)
@@ -220,6 +220,9 @@ func TestDifferencingParentErrors(t *testing.T) {
 	if !errors.Is(err, diskimage.ErrParent) || !strings.Contains(err.Error(), top) || !strings.Contains(err.Error(), filepath.Join(dir, "mid.vhd")) || !strings.Contains(err.Error(), "put the parent") {
 		t.Fatalf("missing parent: %v", err)
 	}
+	if testing.Verbose() {
+		t.Log(err)
+	}
 	// A different VHD in the parent's place.
 	img, _ := Create(filepath.Join(dir, "mid.vhd"), 5<<20, CreateOptions{})
 	img.Close()
@@ -260,7 +263,7 @@ func TestDifferencingLoop(t *testing.T) {
 // parent, reads and maps them, and resolves their parent locators.
 func FuzzDifferencing(f *testing.F) {
 	pf := Footer{Features: featureReserved, Version: formatVersion, DataOffset: noDataOffset, OriginalSize: 4 << 20, CurrentSize: 4 << 20, Geometry: CHS(4 << 20), DiskType: TypeDynamic}
-	seed := buildDiff(f, pf, map[uint32]string{PlatformW2ru: `.\p.vhd`, PlatformW2ku: `C:\p.vhd`, PlatformMacX: "/srv/p.vhd"}, []wrun{{512, pattern(1024, 9)}}, "")
+	seed := buildDiff(f, pf, "p.vhd", map[uint32]string{PlatformW2ru: `.\p.vhd`, PlatformW2ku: `C:\p.vhd`, PlatformMacX: "/srv/p.vhd"}, []wrun{{512, pattern(1024, 9)}}, "")
 	// The data of the one block is left out: the parser reads what is there.
 	f.Add(seed[:min(len(seed), 3584+1024)])
 	f.Fuzz(func(t *testing.T, data []byte) {

@@ -162,6 +162,6 @@ func contains(list []string, s string) bool {
 // errNoParent is the error for a differencing disk whose parent is not
 // where its locators say, naming the places looked at and the fix.
 func errNoParent(child, name string, tried []string) error {
-	return fmt.Errorf("%w: vhd differencing disk %s: parent %q not found (looked for %s); put the parent next to the child (or at the path its locator names) and retry, or open a flattened copy",
+	return fmt.Errorf("%w: vhd differencing disk %s: parent %q not found (looked for %s); put the parent next to the child (or at the path its locator names) and retry",
 		diskimage.ErrParent, child, name, strings.Join(tried, ", "))
 }

@@ -66,7 +66,7 @@ func (img *Image) openParent(path string, opts diskimage.OpenOptions) error {
 		return fmt.Errorf("%w: vhdx differencing disk %s: no candidate is its parent: %s; the parent was written to or replaced since the checkpoint was taken: find the original parent (a Hyper-V checkpoint chain must be moved whole, and its parents never opened read-write)",
 			diskimage.ErrParent, path, strings.Join(wrong, "; "))
 	}
-	return fmt.Errorf("%w: vhdx differencing disk %s: parent not found (looked for %s); put the parent next to the child (or at its relative_path) and retry, or open a flattened copy",
+	return fmt.Errorf("%w: vhdx differencing disk %s: parent not found (looked for %s); put the parent next to the child (or at its relative_path) and retry",
 		diskimage.ErrParent, path, strings.Join(cands, ", "))
 }
 

@@ -214,6 +214,9 @@ func TestCheckpointParentErrors(t *testing.T) {
 	if !errors.Is(err, diskimage.ErrParent) || !strings.Contains(err.Error(), top) || !strings.Contains(err.Error(), filepath.Join(dir, "snap1.avhdx")) || !strings.Contains(err.Error(), "put the parent") {
 		t.Fatalf("missing parent: %v", err)
 	}
+	if testing.Verbose() {
+		t.Log(err)
+	}
 	os.Rename(filepath.Join(dir, "moved"), filepath.Join(dir, "snap1.avhdx"))
 	// Writing to the parent gives it a new DataWriteGuid ([MS-VHDX]
 	// 2.2.2): the checkpoint no longer matches it.
