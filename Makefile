@@ -6,7 +6,7 @@ BIN       := $(CACHE)/bin/govisor
 TALLY     := $(CACHE)/kvm-tally
 export GOVISOR_CACHE := $(CACHE)
 
-.PHONY: run test unit lint deps guest lab build bench clean test-debian
+.PHONY: run test unit lint deps guest lab build bench clean test-debian fuzz
 
 # The main job: a single-host govisor (the agent with embedded etcd) boots
 # the test guest from a YAML definition and shows its console until it
@@ -43,6 +43,11 @@ unit:
 	CGO_ENABLED=0 $(GO) test $$(CGO_ENABLED=0 $(GO) list -f \
 	  '{{.ImportPath}}{{range .TestImports}} {{.}}{{end}}{{range .XTestImports}} {{.}}{{end}}' ./... | \
 	  awk '{ for (i = 2; i <= NF; i++) if ($$i ~ /\/internal\/kvm\/kvmtest$$/) next; print $$1 }')
+
+# Every fuzz target, FUZZTIME (default 30s) each; found crashers stay in
+# the packages' testdata/fuzz as regression cases (scripts/fuzz.sh).
+fuzz:
+	FUZZTIME=$(or $(FUZZTIME),30s) ./scripts/fuzz.sh
 
 # Static checks beyond go vet: staticcheck, at the version go.mod pins.
 lint:

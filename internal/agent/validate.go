@@ -78,9 +78,9 @@ func normalize(s api.VMSpec, hostMiB uint64) (api.VMSpec, error) {
 			return s, fieldErr(field+".path", fmt.Sprintf("%q: a disk path cannot contain a comma", d.Path))
 		}
 		switch d.Format {
-		case "", "raw", "qcow2", "vmdk", "vhd", "vhdx":
+		case "", "raw", "qcow2", "vmdk", "vhd", "vhdx", "vdi":
 		default:
-			return s, fieldErr(field+".format", fmt.Sprintf("%q: use raw, qcow2, vmdk, vhd or vhdx (or leave it out to probe)", d.Format))
+			return s, fieldErr(field+".format", fmt.Sprintf("%q: use raw, qcow2, vmdk, vhd, vhdx or vdi (or leave it out to probe)", d.Format))
 		}
 	}
 	if err := normalizeNICs(&s); err != nil {

@@ -200,7 +200,7 @@ func volCreateCmd(f *apiFlags) *cobra.Command {
 		},
 	}
 	cmd.Flags().StringVar(&req.Size, "size", "", "size of an empty volume (e.g. 10G)")
-	cmd.Flags().StringVarP(&req.Format, "format", "f", "", "raw, qcow2 (default), vmdk, vhd or vhdx")
+	cmd.Flags().StringVarP(&req.Format, "format", "f", "", "raw, qcow2 (default), vmdk, vhd, vhdx or vdi")
 	cmd.Flags().StringVar(&req.From, "from", "", "an image file on the agent's host to import")
 	return cmd
 }
@@ -231,7 +231,7 @@ func volConvertCmd(f *apiFlags) *cobra.Command {
 			return f.print(cmd.OutOrStdout(), v, volTable([]api.Volume{v}))
 		},
 	}
-	cmd.Flags().StringVarP(&format, "format", "f", "", "raw, qcow2, vmdk, vhd or vhdx")
+	cmd.Flags().StringVarP(&format, "format", "f", "", "raw, qcow2, vmdk, vhd, vhdx or vdi")
 	return cmd
 }
 

@@ -89,7 +89,7 @@ func (o *runOptions) addFlags(f *pflag.FlagSet) {
 	f.StringVar(&o.template, "cpu-template", "auto", "CPU template: auto, host or pvm")
 	f.BoolVar(&o.debugExit, "debug-exit", false, "enable the isa-debug-exit port 0xf4: a guest write ends govisor with that value as exit code")
 	f.BoolVarP(&o.verbose, "verbose", "v", false, "print how the guest was loaded and why it stopped")
-	f.StringArrayVar(&o.disks, "disk", nil, "virtio-blk disk: path=FILE[,readonly][,direct][,lease][,format=FMT][,serial=ID][,queues=N] (repeatable; raw, qcow2, vmdk, vhd, vhdx; lease: hold a disk lease for --lease-owner)")
+	f.StringArrayVar(&o.disks, "disk", nil, "virtio-blk disk: path=FILE[,readonly][,direct][,lease][,format=FMT][,serial=ID][,queues=N] (repeatable; raw, qcow2, vmdk, vhd, vhdx, vdi; lease: hold a disk lease for --lease-owner)")
 	f.BoolVar(&o.rng, "rng", false, "add a virtio-rng device fed by the host's getrandom")
 	f.StringArrayVar(&o.nets, "net", nil, "virtio-net on a TAP device: tap=NAME[,mac=MAC] (repeatable; the TAP is created if it does not exist)")
 	f.StringVar(&o.vsock, "vsock", "", "virtio-vsock: cid=N,uds=PATH (host connects to PATH and sends \"CONNECT <port>\\n\"; guest connections to port P reach PATH_P)")

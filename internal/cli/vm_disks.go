@@ -35,7 +35,7 @@ Linux has); a stopped VM gets it at its next start.`,
 		},
 	}
 	cmd.Flags().BoolVar(&d.ReadOnly, "readonly", false, "the guest may only read the disk")
-	cmd.Flags().StringVar(&d.Format, "format", "", "raw, qcow2, vmdk, vhd or vhdx (default: probe the file)")
+	cmd.Flags().StringVar(&d.Format, "format", "", "raw, qcow2, vmdk, vhd, vhdx or vdi (default: probe the file)")
 	return cmd
 }
 

@@ -2,7 +2,6 @@ package diskimage
 
 import (
 	"fmt"
-	"os"
 	"sync"
 )
 
@@ -10,7 +9,7 @@ import (
 // memory until a flush (vhd, vhdx): writeTable writes them back (with mu
 // held; it syncs the data they point to first), then f is synced. A
 // read-only image has nothing to flush. format prefixes the errors.
-func FlushFile(format string, f *os.File, readOnly bool, mu sync.Locker, writeTable func() error) error {
+func FlushFile(format string, f File, readOnly bool, mu sync.Locker, writeTable func() error) error {
 	if readOnly {
 		return nil
 	}
@@ -28,7 +27,7 @@ func FlushFile(format string, f *os.File, readOnly bool, mu sync.Locker, writeTa
 
 // CloseFile is Close for a single-file image: it flushes with flush, then
 // closes f; the first error is returned.
-func CloseFile(format string, f *os.File, flush func() error) error {
+func CloseFile(format string, f File, flush func() error) error {
 	err := flush()
 	if cerr := f.Close(); err == nil && cerr != nil {
 		err = fmt.Errorf("%s: close: %w", format, cerr)

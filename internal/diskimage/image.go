@@ -1,5 +1,5 @@
 // Package diskimage defines the interface every virtual-disk format driver
-// implements (raw, qcow2, vmdk, vhd, vhdx) and the registry that opens a
+// implements (raw, qcow2, vmdk, vhd, vhdx, vdi) and the registry that opens a
 // file by probing its format.
 package diskimage
 
@@ -15,7 +15,7 @@ type Image interface {
 	io.WriterAt
 	// VirtualSize is the size of the disk as the guest sees it, in bytes.
 	VirtualSize() int64
-	// Format names the on-disk format ("raw", "qcow2", "vmdk", "vhd", "vhdx").
+	// Format names the on-disk format ("raw", "qcow2", "vmdk", "vhd", "vhdx", "vdi").
 	Format() string
 	// Flush makes every acknowledged write durable (fdatasync and any
 	// metadata the format must write first).
@@ -57,4 +57,7 @@ var (
 	ErrCorrupt       = errors.New("diskimage: image is corrupt")
 	ErrReadOnly      = errors.New("diskimage: image is read-only")
 	ErrUnsupported   = errors.New("diskimage: unsupported image feature")
+	// ErrParent reports a differencing disk whose parent is missing or is
+	// not the image it was made from.
+	ErrParent = errors.New("diskimage: differencing disk's parent missing or wrong")
 )

@@ -125,7 +125,7 @@ var (
 )
 
 // canonicalOrder lists the formats in the order error messages name them.
-var canonicalOrder = []string{"raw", "qcow2", "vmdk", "vhd", "vhdx"}
+var canonicalOrder = []string{"raw", "qcow2", "vmdk", "vhd", "vhdx", "vdi"}
 
 // Register adds a format driver; it panics on a duplicate or nameless
 // driver, which is a programming error in an init function.

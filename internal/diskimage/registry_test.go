@@ -33,7 +33,7 @@ func TestParseSize(t *testing.T) {
 
 func TestProbeAndForce(t *testing.T) {
 	dir := t.TempDir()
-	for _, f := range []string{"raw", "qcow2", "vmdk", "vhd", "vhdx"} {
+	for _, f := range []string{"raw", "qcow2", "vmdk", "vhd", "vhdx", "vdi"} {
 		p := filepath.Join(dir, "x."+f)
 		img, err := diskimage.Create(p, f, 4<<20, diskimage.CreateOptions{})
 		if err != nil {
@@ -63,7 +63,7 @@ func TestUnknownFormat(t *testing.T) {
 	if !errors.Is(err, diskimage.ErrUnknownFormat) {
 		t.Fatalf("error %v is not ErrUnknownFormat", err)
 	}
-	want := `unknown format "foo": use one of raw, qcow2, vmdk, vhd, vhdx`
+	want := `unknown format "foo": use one of raw, qcow2, vmdk, vhd, vhdx, vdi`
 	if err.Error() != want {
 		t.Fatalf("error %q, want %q", err, want)
 	}

@@ -17,7 +17,7 @@ import (
 type DiskRequest struct {
 	Path     string `json:"path"` // absolute path of the image on the VMM's host
 	ReadOnly bool   `json:"readonly,omitempty"`
-	Format   string `json:"format,omitempty"` // raw, qcow2, vmdk, vhd, vhdx; empty: probe
+	Format   string `json:"format,omitempty"` // raw, qcow2, vmdk, vhd, vhdx, vdi; empty: probe
 }
 
 // Disk is one of the VM's disks.

@@ -6,6 +6,7 @@ import (
 	// Each driver registers itself from init().
 	_ "github.com/govisor/govisor/internal/diskimage/qcow2"
 	_ "github.com/govisor/govisor/internal/diskimage/raw"
+	_ "github.com/govisor/govisor/internal/diskimage/vdi"
 	_ "github.com/govisor/govisor/internal/diskimage/vhd"
 	_ "github.com/govisor/govisor/internal/diskimage/vhdx"
 	_ "github.com/govisor/govisor/internal/diskimage/vmdk"

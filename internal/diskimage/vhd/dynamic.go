@@ -27,10 +27,14 @@ type DynamicHeader struct {
 	Checksum        uint32
 	ParentUniqueID  [16]byte
 	ParentTimestamp uint32
+	// ParentName is the parent's file name (spec: Parent Unicode Name,
+	// UTF-16 big-endian); differencing disks only.
+	ParentName string
+	// Locators are the Parent Locator Entries; differencing disks only.
+	Locators [8]Locator
 }
 
-// Marshal encodes the header, computing its checksum. Parent locators are
-// left empty: govisor writes no differencing disks.
+// Marshal encodes the header, computing its checksum.
 func (h *DynamicHeader) Marshal() []byte {
 	b := make([]byte, dynHeaderSize)
 	be := binary.BigEndian
@@ -42,6 +46,10 @@ func (h *DynamicHeader) Marshal() []byte {
 	be.PutUint32(b[32:], h.BlockSize)
 	copy(b[40:56], h.ParentUniqueID[:])
 	be.PutUint32(b[56:], h.ParentTimestamp)
+	putUTF16(b[64:576], h.ParentName, binary.BigEndian)
+	for i, l := range h.Locators {
+		l.marshal(b[576+24*i:])
+	}
 	h.Checksum = checksum(b, 36)
 	be.PutUint32(b[36:], h.Checksum)
 	return b
@@ -69,6 +77,10 @@ func ParseDynamicHeader(b []byte) (*DynamicHeader, error) {
 		ParentTimestamp: be.Uint32(b[56:]),
 	}
 	copy(h.ParentUniqueID[:], b[40:56])
+	h.ParentName = getUTF16(b[64:576], binary.BigEndian)
+	for i := range h.Locators {
+		h.Locators[i] = parseLocator(b[576+24*i:])
+	}
 	if got := checksum(b[:dynHeaderSize], 36); got != h.Checksum {
 		return nil, fmt.Errorf("%w: dynamic header has %#x, computed %#x", ErrBadChecksum, h.Checksum, got)
 	}

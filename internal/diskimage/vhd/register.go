@@ -12,7 +12,7 @@ func init() {
 		Probe:     Probe,
 		ProbeTail: ProbeTail,
 		Open: func(path string, opts diskimage.OpenOptions) (diskimage.Image, error) {
-			img, err := Open(path, opts.ReadOnly)
+			img, err := OpenWith(path, opts)
 			if err != nil {
 				return nil, err
 			}
@@ -72,6 +72,9 @@ func (img *Image) Info() diskimage.Info {
 	info := diskimage.Info{Format: FormatName, Subformat: img.Subformat(), VirtualSize: img.size, ReadOnly: img.readOnly}
 	if img.dyn != nil {
 		info.ClusterSize = img.blockSize
+	}
+	if img.footer.DiskType == TypeDifferencing {
+		img.chainInfo(&info)
 	}
 	if st, err := img.f.Stat(); err == nil {
 		info.ActualSize = allocatedBytes(st)

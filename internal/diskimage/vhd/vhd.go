@@ -28,7 +28,7 @@ type CreateOptions struct {
 // Image is an open VHD file. It implements diskimage.Image and
 // diskimage.Mapper and is safe for concurrent use.
 type Image struct {
-	f        *os.File
+	f        diskimage.File
 	readOnly bool
 	footer   *Footer
 	size     int64
@@ -41,6 +41,11 @@ type Image struct {
 	dirty      []int64 // blocks whose BAT entries Flush must still write
 	blockSize  int64
 	bitmapSize int64
+
+	// Differencing disks only: the parent (nil with NoBacking: absent
+	// sectors read as zeros) and its path.
+	parent     diskimage.Image
+	parentPath string
 }
 
 // Probe reports whether header (the first bytes of a file) starts with a VHD
@@ -53,7 +58,7 @@ func Probe(header []byte) bool {
 // readTrailingFooter finds the footer at the end of the file. The spec
 // (section "Hard Disk Footer Format") notes that pre-Virtual-PC-2004 images
 // have a 511-byte footer, so both positions are tried.
-func readTrailingFooter(f *os.File) (int64, error) {
+func readTrailingFooter(f diskimage.File) (int64, error) {
 	st, err := f.Stat()
 	if err != nil {
 		return 0, fmt.Errorf("vhd: stat: %w", err)
@@ -79,9 +84,16 @@ func readTrailingFooter(f *os.File) (int64, error) {
 	return 0, first
 }
 
-// Open opens a fixed or dynamic VHD. Differencing disks are refused with
-// diskimage.ErrUnsupported.
+// Open opens a fixed or dynamic VHD, or a differencing one read-only with
+// its parent chain.
 func Open(path string, readOnly bool) (*Image, error) {
+	return OpenWith(path, diskimage.OpenOptions{ReadOnly: readOnly})
+}
+
+// OpenWith is Open with the registry's options: NoBacking leaves a
+// differencing disk's parent closed, Chain guards against parent loops.
+func OpenWith(path string, opts diskimage.OpenOptions) (*Image, error) {
+	readOnly := opts.ReadOnly
 	flag := os.O_RDWR
 	if readOnly {
 		flag = os.O_RDONLY
@@ -95,10 +107,16 @@ func Open(path string, readOnly bool) (*Image, error) {
 		f.Close()
 		return nil, fmt.Errorf("vhd: open %s: %w", path, err)
 	}
+	if img.footer.DiskType == TypeDifferencing && !opts.NoBacking {
+		if err := img.openParent(path, opts); err != nil {
+			f.Close()
+			return nil, err
+		}
+	}
 	return img, nil
 }
 
-func open(f *os.File, readOnly bool) (*Image, error) {
+func open(f diskimage.File, readOnly bool) (*Image, error) {
 	st, err := f.Stat()
 	if err != nil {
 		return nil, err
@@ -137,7 +155,9 @@ func open(f *os.File, readOnly bool) (*Image, error) {
 		}
 		return img, nil
 	case TypeDifferencing:
-		return nil, fmt.Errorf("%w: vhd differencing disks", diskimage.ErrUnsupported)
+		if !readOnly {
+			return nil, fmt.Errorf("%w: writing to a vhd differencing disk; open it read-only, or flatten the chain with `govisor image convert` and use the copy", diskimage.ErrUnsupported)
+		}
 	}
 	return img, img.loadDynamic(fileSize)
 }
@@ -198,6 +218,9 @@ func (img *Image) Format() string { return FormatName }
 
 // Subformat returns "fixed" or "dynamic".
 func (img *Image) Subformat() string {
+	if img.footer.DiskType == TypeDifferencing {
+		return "differencing"
+	}
 	if img.dyn != nil {
 		return "dynamic"
 	}
@@ -213,7 +236,12 @@ func (img *Image) Flush() error {
 }
 
 // Close flushes and closes the file.
-func (img *Image) Close() error { return diskimage.CloseFile(FormatName, img.f, img.Flush) }
+func (img *Image) Close() error {
+	if img.parent != nil {
+		img.parent.Close()
+	}
+	return diskimage.CloseFile(FormatName, img.f, img.Flush)
+}
 
 func (img *Image) checkRange(n int, off int64) error {
 	if off < 0 || off > img.size || int64(n) > img.size-off {
@@ -250,7 +278,11 @@ func (img *Image) ReadAt(p []byte, off int64) (int, error) {
 		blk, in := pos/img.blockSize, pos%img.blockSize
 		n := int(min(int64(len(p)-done), img.blockSize-in))
 		chunk := p[done : done+n]
-		if blk >= int64(len(img.bat)) || img.bat[blk] == unusedBATEntry {
+		if img.footer.DiskType == TypeDifferencing {
+			if err := img.readDiff(chunk, blk, in); err != nil {
+				return done, err
+			}
+		} else if blk >= int64(len(img.bat)) || img.bat[blk] == unusedBATEntry {
 			clear(chunk)
 		} else {
 			// Dynamic disks ignore the sector bitmap for reads: a present
@@ -383,6 +415,9 @@ func (img *Image) Map(off, length int64) ([]diskimage.Extent, error) {
 	length = min(length, img.size-off)
 	if img.dyn == nil {
 		return []diskimage.Extent{{Offset: off, Length: length}}, nil
+	}
+	if img.footer.DiskType == TypeDifferencing {
+		return img.mapDiff(off, length)
 	}
 	img.mu.RLock()
 	defer img.mu.RUnlock()

@@ -41,7 +41,11 @@ func (img *Image) ReadAt(p []byte, off int64) (int, error) {
 		blk, in := pos/img.block, pos%img.block
 		n := int(min(int64(len(p)-done), img.block-in))
 		chunk := p[done : done+n]
-		if at := img.blockOffset(blk); at < 0 {
+		if img.meta.HasParent {
+			if err := img.readDiff(chunk, blk, in); err != nil {
+				return done, err
+			}
+		} else if at := img.blockOffset(blk); at < 0 {
 			clear(chunk)
 		} else {
 			k, err := img.r.ReadAt(chunk, at+in)
@@ -152,6 +156,9 @@ func (img *Image) Map(off, length int64) ([]diskimage.Extent, error) {
 		return nil, fmt.Errorf("vhdx: map %#x+%#x outside the disk", off, length)
 	}
 	length = min(length, img.size-off)
+	if img.meta.HasParent {
+		return img.mapDiff(off, length)
+	}
 	img.mu.RLock()
 	defer img.mu.RUnlock()
 	var out []diskimage.Extent

@@ -3,8 +3,9 @@ package vhdx
 import (
 	"encoding/binary"
 	"fmt"
-	"os"
 	"sort"
+
+	"github.com/govisor/govisor/internal/diskimage"
 )
 
 const (
@@ -39,7 +40,7 @@ type logEntry struct {
 
 // logReader reads the circular log region.
 type logReader struct {
-	f      *os.File
+	f      diskimage.File
 	base   int64
 	length int64
 	guid   GUID
@@ -174,7 +175,7 @@ func (l *logReader) activeSequence() ([]*logEntry, error) {
 // data sector and zero range is written at its file offset, and the file
 // is extended to the head entry's LastFileOffset. fileSize must cover
 // FlushedFileOffset, or the file was truncated after the log was written.
-func replayLog(f *os.File, h *Header, fileSize int64, t replayTarget) error {
+func replayLog(f diskimage.File, h *Header, fileSize int64, t replayTarget) error {
 	if h.LogLength == 0 || h.LogLength%mib != 0 || h.LogLength > maxLogLength ||
 		h.LogOffset%mib != 0 || h.LogOffset > uint64(fileSize) || uint64(h.LogLength) > uint64(fileSize)-h.LogOffset {
 		return fmt.Errorf("%w: log at %#x+%#x in a %d-byte file", ErrBadLog, h.LogOffset, h.LogLength, fileSize)

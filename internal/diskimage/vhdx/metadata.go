@@ -33,7 +33,13 @@ type Metadata struct {
 	LogicalSectorSize    uint32
 	PhysicalSectorSize   uint32
 	Page83               GUID
+	// ParentLocator holds the key/value pairs of the parent locator item
+	// of a differencing disk ([MS-VHDX] 2.6.2.6), in file order.
+	ParentLocator []KeyValue
 }
+
+// KeyValue is one Parent Locator Entry's key and value ([MS-VHDX] 2.6.2.6.2).
+type KeyValue struct{ Key, Value string }
 
 type metaItem struct {
 	id    GUID
@@ -45,19 +51,28 @@ func (m *Metadata) items() []metaItem {
 	le := binary.LittleEndian
 	fp := make([]byte, 8)
 	le.PutUint32(fp, m.BlockSize)
+	var flags uint32
 	if m.LeaveBlocksAllocated {
-		le.PutUint32(fp[4:], leaveBlocksAllocated)
+		flags |= leaveBlocksAllocated
 	}
+	if m.HasParent {
+		flags |= hasParent
+	}
+	le.PutUint32(fp[4:], flags)
 	vs := le.AppendUint64(nil, m.VirtualSize)
 	ls := le.AppendUint32(nil, m.LogicalSectorSize)
 	ps := le.AppendUint32(nil, m.PhysicalSectorSize)
-	return []metaItem{
+	items := []metaItem{
 		{guidFileParams, metaIsRequired, fp},
 		{guidVirtualSize, metaIsVirtualDisk | metaIsRequired, vs},
 		{guidPage83, metaIsVirtualDisk | metaIsRequired, m.Page83[:]},
 		{guidLogicalSect, metaIsVirtualDisk | metaIsRequired, ls},
 		{guidPhysicalSect, metaIsVirtualDisk | metaIsRequired, ps},
 	}
+	if m.HasParent {
+		items = append(items, metaItem{guidParentLocator, metaIsRequired, marshalLocator(m.ParentLocator)})
+	}
+	return items
 }
 
 // Marshal encodes the metadata region: the table at its start, then the
@@ -139,6 +154,7 @@ func ParseMetadata(r []byte) (*Metadata, error) {
 				copy(m.Page83[:], d)
 			}
 		case guidParentLocator:
+			m.ParentLocator, err = parseLocator(d)
 		default:
 			if flags&metaIsRequired != 0 {
 				return nil, fmt.Errorf("%w: unknown required metadata item", ErrBadMetadata)
@@ -164,6 +180,8 @@ func ParseMetadata(r []byte) (*Metadata, error) {
 		return nil, fmt.Errorf("%w: physical sector size %d", ErrBadMetadata, m.PhysicalSectorSize)
 	case m.VirtualSize == 0 || m.VirtualSize > maxVirtualSize || m.VirtualSize%uint64(m.LogicalSectorSize) != 0:
 		return nil, fmt.Errorf("%w: virtual size %d", ErrBadMetadata, m.VirtualSize)
+	case m.HasParent && !seen[guidParentLocator]:
+		return nil, fmt.Errorf("%w: differencing disk without a parent locator", ErrBadMetadata)
 	}
 	return m, nil
 }
@@ -179,10 +197,14 @@ func (m *Metadata) dataBlocks() int64 {
 	return (int64(m.VirtualSize) + int64(m.BlockSize) - 1) / int64(m.BlockSize)
 }
 
-// batEntries is the BAT length in entries for a non-differencing disk
-// ([MS-VHDX] 2.5: payload entries interleaved with one sector bitmap entry
-// after every chunkRatio of them).
+// batEntries is the BAT length in entries ([MS-VHDX] 2.5: payload entries
+// interleaved with one sector bitmap entry after every chunkRatio of them;
+// a differencing disk has the bitmap entry of its last, partial chunk too).
 func (m *Metadata) batEntries() int64 {
 	d := m.dataBlocks()
+	if m.HasParent {
+		chunks := (d + m.chunkRatio() - 1) / m.chunkRatio()
+		return chunks * (m.chunkRatio() + 1)
+	}
 	return d + (d-1)/m.chunkRatio()
 }

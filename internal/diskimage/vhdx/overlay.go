@@ -4,8 +4,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
 	"sort"
+
+	"github.com/govisor/govisor/internal/diskimage"
 )
 
 // maxReplayDescriptors bounds the work a hostile log can cause: a 1 MiB
@@ -22,7 +23,7 @@ type replayTarget interface {
 }
 
 // fileTarget replays into the file itself (read-write opens).
-type fileTarget struct{ f *os.File }
+type fileTarget struct{ f diskimage.File }
 
 func (t fileTarget) WriteAt(p []byte, off int64) (int, error) { return t.f.WriteAt(p, off) }
 
@@ -55,13 +56,13 @@ func (t fileTarget) extend(size int64) error {
 // after a zero range survives it and one written before is dropped, so
 // reads apply the file, then the zero ranges, then the pages.
 type overlay struct {
-	f     *os.File
+	f     diskimage.File
 	size  int64
 	pages map[int64][]byte
 	zeros [][2]int64 // [start, end), sorted and merged by finish
 }
 
-func newOverlay(f *os.File, size int64) *overlay {
+func newOverlay(f diskimage.File, size int64) *overlay {
 	return &overlay{f: f, size: size, pages: map[int64][]byte{}}
 }
 

@@ -49,7 +49,7 @@ type CreateOptions struct {
 // pointing at unwritten data; writes are durable once Flush returns. Before the first write of a session the headers get fresh
 // FileWriteGuid/DataWriteGuid, as [MS-VHDX] 2.2.2 requires.
 type Image struct {
-	f        *os.File
+	f        diskimage.File
 	r        io.ReaderAt // f, or an in-memory replay of the log over f
 	readOnly bool
 	hdr      *Header
@@ -63,6 +63,10 @@ type Image struct {
 	// pendingLog is set when a read-only open replayed the log in memory:
 	// the file itself still needs the replay.
 	pendingLog bool
+	// Differencing disks only: the parent (nil with NoBacking: absent
+	// sectors read as zeros) and its path.
+	parent     diskimage.Image
+	parentPath string
 
 	mu      sync.RWMutex
 	bat     []uint64
@@ -76,8 +80,15 @@ func Probe(header []byte) bool { return checkFileID(header) == nil }
 
 // Open opens a VHDX, replaying its log first when the header names one:
 // into the file for read-write opens, in memory for read-only ones.
-// Differencing disks are refused with diskimage.ErrUnsupported.
+// Differencing disks (.avhdx) open read-only, with their parent chain.
 func Open(path string, readOnly bool) (*Image, error) {
+	return OpenWith(path, diskimage.OpenOptions{ReadOnly: readOnly})
+}
+
+// OpenWith is Open with the registry's options: NoBacking leaves a
+// differencing disk's parent closed, Chain guards against parent loops.
+func OpenWith(path string, opts diskimage.OpenOptions) (*Image, error) {
+	readOnly := opts.ReadOnly
 	flag := os.O_RDWR
 	if readOnly {
 		flag = os.O_RDONLY
@@ -86,10 +97,25 @@ func Open(path string, readOnly bool) (*Image, error) {
 	if err != nil {
 		return nil, fmt.Errorf("vhdx: %w", err)
 	}
-	img := &Image{f: f, r: f, readOnly: readOnly}
-	if err := img.load(); err != nil {
+	img, err := openFile(f, readOnly)
+	if err != nil {
 		f.Close()
 		return nil, fmt.Errorf("vhdx: open %s: %w", path, err)
+	}
+	if img.meta.HasParent && !opts.NoBacking {
+		if err := img.openParent(path, opts); err != nil {
+			f.Close()
+			return nil, err
+		}
+	}
+	return img, nil
+}
+
+// openFile opens the VHDX in f; the caller closes f on failure.
+func openFile(f diskimage.File, readOnly bool) (*Image, error) {
+	img := &Image{f: f, r: f, readOnly: readOnly}
+	if err := img.load(); err != nil {
+		return nil, err
 	}
 	return img, nil
 }
@@ -178,19 +204,24 @@ func (img *Image) replay(fileSize int64) (int64, error) {
 func (img *Image) loadRegions(fileSize int64) error {
 	var regions []RegionEntry
 	var first error
+	ok := false
 	for _, off := range []int64{region1Off, region2Off} {
 		b, err := img.readFull(regionSize, off)
 		if err == nil {
 			regions, err = ParseRegionTable(b, fileSize)
 		}
 		if err == nil {
+			ok = true
 			break
 		}
 		if first == nil {
 			first = err
 		}
 	}
-	if regions == nil {
+	// A valid table may be empty: the check below then reports the
+	// missing regions (fuzzing found an open that returned no error and
+	// no metadata).
+	if !ok {
 		return first
 	}
 	var batR, metaR *RegionEntry
@@ -216,8 +247,8 @@ func (img *Image) loadRegions(fileSize int64) error {
 	if img.meta, err = ParseMetadata(mb); err != nil {
 		return err
 	}
-	if img.meta.HasParent {
-		return fmt.Errorf("%w: vhdx differencing disks (HasParent)", diskimage.ErrUnsupported)
+	if img.meta.HasParent && !img.readOnly {
+		return fmt.Errorf("%w: writing to a vhdx differencing disk (a Hyper-V checkpoint, .avhdx); open it read-only, or flatten the chain with `govisor image convert` and use the copy", diskimage.ErrUnsupported)
 	}
 	img.size = int64(img.meta.VirtualSize)
 	img.block = int64(img.meta.BlockSize)
@@ -239,7 +270,12 @@ func (img *Image) loadRegions(fileSize int64) error {
 		e := binary.LittleEndian.Uint64(raw[i*8:])
 		img.bat[i] = e
 		if int64(i)%(img.ratio+1) == img.ratio {
-			continue // a sector bitmap entry: only differencing disks use them
+			// A sector bitmap entry ([MS-VHDX] 2.5.1.2): only differencing
+			// disks use them, each a 1 MiB block.
+			if err := checkBitmapEntry(img.meta.HasParent, i, e, fileSize); err != nil {
+				return err
+			}
+			continue
 		}
 		switch e & stateMask {
 		case stateFullyPresent, statePartiallyPresent:
@@ -286,6 +322,9 @@ func (img *Image) Format() string { return FormatName }
 
 // Subformat returns "fixed" when every block is present, else "dynamic".
 func (img *Image) Subformat() string {
+	if img.meta.HasParent {
+		return "differencing"
+	}
 	if img.fixed {
 		return "fixed"
 	}
@@ -302,6 +341,9 @@ func (img *Image) Info() diskimage.Info {
 	if st, err := img.f.Stat(); err == nil {
 		info.ActualSize = allocatedBytes(st)
 	}
+	if img.meta.HasParent {
+		img.chainInfo(&info)
+	}
 	return info
 }
 
@@ -311,4 +353,9 @@ func (img *Image) Flush() error {
 }
 
 // Close flushes and closes the file.
-func (img *Image) Close() error { return diskimage.CloseFile(FormatName, img.f, img.Flush) }
+func (img *Image) Close() error {
+	if img.parent != nil {
+		img.parent.Close()
+	}
+	return diskimage.CloseFile(FormatName, img.f, img.Flush)
+}

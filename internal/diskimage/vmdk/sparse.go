@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
 	"sync"
 
 	"github.com/govisor/govisor/internal/allzero"
@@ -18,7 +17,7 @@ import (
 // at grain tables pointing at grains (spec "Grain Directories and Grain
 // Tables"). Compressed (streamOptimized) extents are read-only here.
 type sparseExtent struct {
-	f          *os.File
+	f          diskimage.File
 	hdr        *SparseHeader
 	fileSize   int64
 	grainBytes int64
@@ -39,7 +38,7 @@ type sparseExtent struct {
 
 // openSparse reads the header (or the footer's copy, for streamOptimized)
 // and the grain directory, checking every table against the file size.
-func openSparse(f *os.File, writable bool) (*sparseExtent, error) {
+func openSparse(f diskimage.File, writable bool) (*sparseExtent, error) {
 	st, err := f.Stat()
 	if err != nil {
 		return nil, err

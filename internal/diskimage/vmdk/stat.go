@@ -1,12 +1,13 @@
 package vmdk
 
 import (
-	"os"
 	"syscall"
+
+	"github.com/govisor/govisor/internal/diskimage"
 )
 
 // allocatedBytes is the disk space a file occupies (st_blocks * 512).
-func allocatedBytes(f *os.File) int64 {
+func allocatedBytes(f diskimage.File) int64 {
 	st, err := f.Stat()
 	if err != nil {
 		return 0

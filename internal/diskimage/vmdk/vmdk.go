@@ -77,6 +77,13 @@ func open(path string, readOnly bool) (*Image, error) {
 	if err != nil {
 		return nil, err
 	}
+	return openOn(f, filepath.Dir(path), readOnly)
+}
+
+// openOn opens the VMDK in f, a sparse extent or a descriptor whose extent
+// files are named relative to dir. It owns f: f is closed on failure, and
+// when it holds a descriptor.
+func openOn(f diskimage.File, dir string, readOnly bool) (*Image, error) {
 	head := make([]byte, sectorSize)
 	n, err := f.ReadAt(head, 0)
 	if err != nil && !errors.Is(err, io.EOF) {
@@ -108,7 +115,7 @@ func open(path string, readOnly bool) (*Image, error) {
 		f.Close()
 		return nil, fmt.Errorf("%w: VMware ESX/GSX sparse (COWD) extents", diskimage.ErrUnsupported)
 	}
-	text, err := io.ReadAll(io.LimitReader(f, maxDescriptorSize+1))
+	text, err := io.ReadAll(io.NewSectionReader(f, 0, maxDescriptorSize+1))
 	f.Close()
 	if err != nil {
 		return nil, err
@@ -121,7 +128,7 @@ func open(path string, readOnly bool) (*Image, error) {
 		return nil, err
 	}
 	img.desc = d
-	if err := img.openExtents(filepath.Dir(path)); err != nil {
+	if err := img.openExtents(dir); err != nil {
 		img.Close()
 		return nil, err
 	}
@@ -429,7 +436,7 @@ func (img *Image) Close() error {
 
 // flatExtent is a FLAT/VMFS extent: raw sectors at an offset in a file.
 type flatExtent struct {
-	f        *os.File
+	f        diskimage.File
 	base, n  int64
 	writable bool
 }

@@ -108,7 +108,7 @@ const MaxFenceTTLMS = 600000
 
 // Disk is a virtio-blk disk.
 type Disk struct {
-	// Path is the image file (raw, qcow2, vmdk, vhd or vhdx).
+	// Path is the image file (raw, qcow2, vmdk, vhd, vhdx or vdi).
 	Path string `json:"path"`
 	// ReadOnly shows the guest a read-only disk.
 	ReadOnly bool `json:"readOnly,omitempty"`
