@@ -90,6 +90,7 @@ type Agent struct {
 	lock      *os.File // flock on the state directory: one agent per directory
 	addrs     []string
 	node      *node.Node // this host's VMM processes
+	mig       *migrator  // carries out the live migrations recorded for this host
 	snapMu    sync.Mutex // serializes snapshot index updates
 	// haRestarts counts the HA restarts this agent's controller made, by
 	// the dead host; leading is 1 while this agent leads the cluster.
@@ -166,6 +167,7 @@ func New(ctx context.Context, cfg Config) (*Agent, error) {
 		migrations: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "govisor_controller_migrations_total",
 			Help: "Live migrations this agent's controllers, as the cluster's leader, carried out, by cause."}, []string{"cause"}),
 	}
+	a.mig = newMigrator(a)
 	a.node = node.New(node.Config{Store: st, HostName: cfg.HostName, AgentID: id, StateDir: cfg.StateDir, Executable: cfg.Executable,
 		StopTimeout: cfg.StopTimeout, ResyncEvery: cfg.ResyncEvery, MigrationHost: a.migrationHost(), Logger: cfg.Logger})
 	a.evCtx, a.evStop = context.WithCancel(actx)
@@ -184,9 +186,10 @@ func New(ctx context.Context, cfg Config) (*Agent, error) {
 	}
 	a.node.SetHostLease(a.hostLease)
 	a.node.Start()
-	a.loopWG.Add(2)
+	a.loopWG.Add(3)
 	go a.usageLoop()
 	go a.leaderLoop()
+	go a.mig.loop()
 	a.log.Info("agent started", "host", cfg.HostName, "agent", id, "store", a.storeKind(), "api", a.addrs)
 	return a, nil
 }

@@ -108,17 +108,7 @@ func (n *Node) StartIncoming(ctx context.Context, s api.VMSpec, from string, pre
 	n.incoming[name] = p
 	n.mu.Unlock()
 	n.log.Info("waiting for a migration", "vm", name, "from", from, "addr", addr, "pid", p.PID, "mirrored_disks", len(targets))
-	go func() {
-		<-p.Done()
-		n.mu.Lock()
-		if n.incoming[name] == p {
-			delete(n.incoming, name) // died before the VM came here
-		}
-		leftover := p.Mirror // cleared when the VM came here
-		p.Mirror = nil
-		n.mu.Unlock()
-		RemoveFiles(leftover)
-	}()
+	go n.reapIncoming(name, p)
 	deadline := time.Now().Add(incomingReady)
 	for !ListensOn(p.PID, port) {
 		if !p.Alive() || time.Now().After(deadline) || ctx.Err() != nil {
@@ -135,6 +125,38 @@ func (n *Node) StartIncoming(ctx context.Context, s api.VMSpec, from string, pre
 		time.Sleep(10 * time.Millisecond)
 	}
 	return api.Incoming{Addr: addr, Disks: targets}, nil
+}
+
+// reapIncoming forgets the destination VMM p of VM name when it exits,
+// and removes its disk copies if the VM did not come here.
+func (n *Node) reapIncoming(name string, p *Proc) {
+	<-p.Done()
+	n.mu.Lock()
+	if n.incoming[name] == p {
+		delete(n.incoming, name) // died before the VM came here
+	}
+	leftover := p.Mirror // cleared when the VM came here
+	p.Mirror = nil
+	n.mu.Unlock()
+	RemoveFiles(leftover)
+}
+
+// CancelIncomingBefore removes the destination VMM of VM name if it was
+// started before t: the migration it was for ended at t without the VM
+// coming here (a later migration's VMM stays).
+func (n *Node) CancelIncomingBefore(name string, t time.Time) {
+	n.mu.Lock()
+	p := n.incoming[name]
+	if p != nil && p.Since.Before(t) {
+		delete(n.incoming, name)
+	} else {
+		p = nil
+	}
+	n.mu.Unlock()
+	if p != nil {
+		n.log.Info("migration ended; removing its destination VMM", "vm", name, "pid", p.PID)
+		p.Kill()
+	}
 }
 
 // CancelIncoming removes the destination VMM of a migration of VM name to

@@ -103,6 +103,33 @@ func (p *Proc) Update(fn func(s *State)) {
 	fn(&p.st)
 }
 
+// BeginMigration marks the VMM as migrating (State.Migration), unless it
+// is migrating or stopping already; it reports whether it did.
+func (p *Proc) BeginMigration() bool {
+	var ok bool
+	p.Update(func(s *State) {
+		if ok = s.Migration == nil && !s.Stopping; ok {
+			s.Migration = make(chan struct{})
+		}
+	})
+	return ok
+}
+
+// EndMigration ends the migration BeginMigration (or an adoption during a
+// migration) marked: migrated says whether the guest now runs on the
+// destination, so that the VMM's exit means nothing here. Its exit is
+// handled only after this.
+func (p *Proc) EndMigration(migrated bool) {
+	var ch chan struct{}
+	p.Update(func(s *State) {
+		ch, s.Migration = s.Migration, nil
+		s.Migrated = s.Migrated || migrated
+	})
+	if ch != nil {
+		close(ch)
+	}
+}
+
 // RequestRestart makes the coming exit a restart: a new VMM starts at once.
 func (p *Proc) RequestRestart() { p.Update(func(s *State) { s.RestartReq = true }) }
 

@@ -100,6 +100,10 @@ type Snapshots interface {
 type Migrations interface {
 	// Migrate moves a running VM of this host to another host live.
 	Migrate(ctx context.Context, name string, req api.MigrateRequest) (api.VM, error)
+	// RequestMigration records a live migration of a VM to req.Host and
+	// returns at once; the agent of the VM's host carries it out. by names
+	// the caller (a controller) in the record.
+	RequestMigration(ctx context.Context, name string, req api.MigrateRequest, by string) error
 	// CancelMigrate stops a running migration; the VM stays here.
 	CancelMigrate(ctx context.Context, name string) (api.VM, error)
 	// Incoming starts the destination VMM of a migration to this host.

@@ -1,0 +1,124 @@
+package agent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/govisor/govisor/api"
+	"github.com/govisor/govisor/internal/cluster/store"
+	"github.com/govisor/govisor/internal/node"
+	"github.com/govisor/govisor/internal/vmmapi"
+)
+
+// migratedLine starts the VMM's last message when it handed its guest to
+// the destination (govisor run, on vm.ExitMigrated); the VMM then exits.
+const migratedLine = "govisor: migrated to "
+
+// resume takes over migration m (preparing, running or switching-over)
+// that no goroutine of this agent carries out: an earlier agent on this
+// host began it and went away. The VMM here decides (node.Adopt held its
+// exit until now):
+//   - it still sends the VM: the migration is followed to its end, as if
+//     this agent had begun it;
+//   - it completed the migration (it says so, or it ended with the message
+//     of a migrated VMM), or the record says switching-over: the guest runs
+//     on the destination, and the migration is finished (the VM's host
+//     flips);
+//   - otherwise (it never began sending, failed, or died): the migration
+//     fails, the destination VMM is removed, and the VM stays here, its
+//     VMM's exit handled as any.
+func (g *migrator) resume(m store.Migration) {
+	a := g.a
+	ctx, cancel := context.WithTimeout(a.ctx, migrateTimeout)
+	defer cancel()
+	a.log.Info("resuming a migration an earlier agent left", "vm", m.VM, "to", m.Destination, "phase", m.Phase)
+	f := &flight{m: m, ms: &api.MigrationStatus{State: api.MigrationRunning, To: m.Destination, Started: m.Created}}
+	f.p = a.node.Proc(m.VM)
+	if f.p == nil {
+		g.orphan(ctx, f)
+		return
+	}
+	if f.p.State().Migration == nil && !f.p.BeginMigration() {
+		// Not held by Adopt (the record moved on after it looked) and
+		// being stopped meanwhile: nothing left to migrate.
+		f.p = nil
+		g.conclude(f, errors.New("the VM was stopped while no agent carried out its migration"))
+		return
+	}
+	if peer, err := a.peer(ctx, m.Destination); err == nil {
+		f.peer = peer
+	}
+	if m.Phase == store.MigrationSwitchingOver {
+		g.conclude(f, nil)
+		return
+	}
+	g.conclude(f, g.follow(ctx, f))
+}
+
+// follow watches the VMM's migration until it ends: nil when the guest
+// went to the destination.
+func (g *migrator) follow(ctx context.Context, f *flight) error {
+	for {
+		if !f.p.Alive() {
+			if g.vmmMigrated(f.p) {
+				return nil
+			}
+			return fmt.Errorf("the VMM ended during the migration (%s)", f.p.Exit)
+		}
+		pr := g.check(ctx, f)
+		switch pr.State {
+		case vmmapi.MigrateCompleted:
+			if pr.Result != nil {
+				f.res = pr.Result
+			}
+			return nil
+		case vmmapi.MigrateFailed, vmmapi.MigrateCancelled:
+			return fmt.Errorf("the VMM's migration %s: %s", pr.State, pr.Error)
+		case vmmapi.MigrateIdle:
+			return errors.New("the agent that began the migration went away before the VMM began sending")
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-f.p.Done():
+		case <-time.After(progressEvery):
+		}
+	}
+}
+
+// vmmMigrated reports whether the VMM p, which has exited, handed its
+// guest to the destination.
+func (g *migrator) vmmMigrated(p *node.Proc) bool {
+	if p.State().Migrated {
+		return true
+	}
+	return strings.HasPrefix(node.LastLine(filepath.Join(g.a.vmDir(p.Name), "vmm.log")), migratedLine)
+}
+
+// orphan ends migration f whose VM has no VMM here: done if the VM's host
+// is already the destination, else failed.
+func (g *migrator) orphan(ctx context.Context, f *flight) {
+	a := g.a
+	rec, err := a.st.GetVM(ctx, f.m.VM)
+	if errors.Is(err, store.ErrNotFound) {
+		return // deleted, with its record
+	}
+	if err == nil && rec.Desired.Host == f.m.Destination {
+		f.m.Phase = store.MigrationDone
+		if _, err := g.save(ctx, f.m, nil); err != nil {
+			a.log.Warn("record the finished migration", "vm", f.m.VM, "err", err)
+		}
+		return
+	}
+	if peer, perr := a.peer(ctx, f.m.Destination); perr == nil {
+		f.peer = peer
+	}
+	if err == nil {
+		err = fmt.Errorf("VM %s has no VMM on %s", f.m.VM, a.cfg.HostName)
+	}
+	g.conclude(f, err)
+}

@@ -1,0 +1,324 @@
+package agent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/govisor/govisor/api"
+	"github.com/govisor/govisor/client"
+	"github.com/govisor/govisor/internal/cluster/store"
+	"github.com/govisor/govisor/internal/node"
+	"github.com/govisor/govisor/internal/vmmapi"
+)
+
+// peerMisses is how many progress rounds in a row the destination's agent
+// may fail to answer before the source gives the migration up: a VM that
+// went to a host whose agent is gone would have no one to run it.
+const peerMisses = 3
+
+// flight is one migration the migrator carries out.
+type flight struct {
+	m    store.Migration
+	p    *node.Proc            // the VM's VMM here
+	peer *client.Client        // the destination's agent (nil if unknown)
+	ms   *api.MigrationStatus  // the progress shown in the VM's status
+	res  *vmmapi.MigrateResult // set when the VMM completed the migration
+	// why is set when the migrator itself cancelled the VMM's migration.
+	why    string
+	misses int
+}
+
+// run carries out migration m (phase requested): the destination's
+// agent starts the receiving VMM (preparing), this host's VMM sends the
+// VM (running), and the VM's host flips (done); see conclude.
+func (g *migrator) run(m store.Migration) {
+	a := g.a
+	ctx, cancel := context.WithTimeout(a.ctx, migrateTimeout)
+	defer cancel()
+	name := m.VM
+	f := &flight{m: m, ms: &api.MigrationStatus{State: api.MigrationRunning, To: m.Destination, Started: time.Now().UTC()}}
+	rec, err := a.st.GetVM(ctx, name)
+	if err == nil && rec.Desired.Host != a.cfg.HostName {
+		err = fmt.Errorf("VM %s runs on %s", name, rec.Desired.Host)
+	}
+	if err == nil {
+		f.p, err = a.liveProc(rec, "migrate", api.StateRunning)
+	}
+	if err == nil && !f.p.BeginMigration() {
+		err = fmt.Errorf("cannot migrate VM %s: it is being migrated or stopped", name)
+	}
+	if err != nil {
+		f.p = nil // not ours to release
+		g.conclude(f, err)
+		return
+	}
+	a.setMigration(name, f.p.PID, f.ms)
+	if f.m.CancelRequested {
+		err = errors.New("cancelled on request")
+	}
+	if err == nil {
+		err = g.advance(ctx, f, store.MigrationPreparing)
+	}
+	if err == nil {
+		err = g.prepare(ctx, f, rec.Desired.Spec)
+	}
+	if err == nil {
+		err = g.advance(ctx, f, store.MigrationRunning)
+	}
+	if err == nil && f.m.CancelRequested {
+		err = errors.New("cancelled on request")
+	}
+	if err == nil {
+		a.log.Info("migrating VM", "vm", name, "to", f.m.Destination, "addr", f.m.Addr)
+		err = g.send(ctx, f)
+	}
+	g.conclude(f, err)
+}
+
+// advance records that migration f is in phase now.
+func (g *migrator) advance(ctx context.Context, f *flight, now store.MigrationPhase) error {
+	m := f.m
+	m.Phase = now
+	saved, err := g.save(ctx, m, nil)
+	if err != nil {
+		return err
+	}
+	f.m = saved
+	return nil
+}
+
+// prepare has the destination's agent start the VMM that receives the VM
+// (with copies of its disks when they are not on shared storage) and
+// notes its address and disks in f.m.
+func (g *migrator) prepare(ctx context.Context, f *flight, s api.VMSpec) error {
+	a := g.a
+	var err error
+	if f.peer, err = a.peer(ctx, f.m.Destination); err != nil {
+		return err
+	}
+	mirror := f.m.Options.MirrorDisks != nil && *f.m.Options.MirrorDisks
+	if f.m.Options.MirrorDisks == nil {
+		// Disks not on a shared pool travel with the VM.
+		shared, err := a.sharedStorage(ctx, s)
+		if err != nil {
+			return err
+		}
+		mirror = !shared
+	}
+	var sizes []int64
+	if mirror {
+		if sizes, err = diskSizes(s); err != nil {
+			return err
+		}
+	}
+	in, err := f.peer.Incoming(ctx, f.m.VM, api.IncomingRequest{Spec: s, From: a.cfg.HostName, MirrorDisks: sizes})
+	if err != nil {
+		return err
+	}
+	f.m.Addr, f.m.Disks = in.Addr, in.Disks
+	if len(in.Disks) != len(sizes) {
+		return fmt.Errorf("the destination made %d disk copies for %d disks", len(in.Disks), len(sizes))
+	}
+	return nil
+}
+
+// send has the VMM send the VM to the destination VMM, watching it (see
+// check) until it ends.
+func (g *migrator) send(ctx context.Context, f *flight) error {
+	done := make(chan struct{})
+	stopped := make(chan struct{})
+	go func() {
+		defer close(stopped)
+		t := time.NewTicker(progressEvery)
+		defer t.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-t.C:
+			}
+			g.check(ctx, f)
+		}
+	}()
+	res, err := f.p.VMM.Migrate(ctx, vmmapi.MigrateRequest{To: f.m.Addr, MaxDowntimeMS: f.m.Options.MaxDowntimeMS,
+		Bandwidth: f.m.Options.Bandwidth, AutoConverge: f.m.Options.AutoConverge, PostCopy: f.m.Options.PostCopy,
+		MirrorDisks: len(f.m.Disks) > 0})
+	close(done)
+	<-stopped
+	if err != nil {
+		return err
+	}
+	f.res = &res
+	return nil
+}
+
+// check looks at a migration the VMM runs: it copies the VMM's progress
+// into the VM's status and cancels the VMM's migration when the record
+// asks for it or the destination's agent stopped answering. It returns
+// the VMM's progress (State "" when the VMM did not answer).
+func (g *migrator) check(ctx context.Context, f *flight) vmmapi.MigrateProgress {
+	a := g.a
+	pr, err := node.QuickCall(f.p.VMM.MigrateProgress)
+	if err != nil {
+		pr = vmmapi.MigrateProgress{}
+	}
+	if pr.State == vmmapi.MigrateRunning {
+		ms := f.ms
+		ms.Round, ms.BytesSent, ms.DirtyRate = pr.Round, pr.BytesSent, pr.DirtyRate
+		ms.RemainingPages, ms.ExpectedDowntimeMS = pr.RemainingPages, pr.ExpectedDowntimeMS
+		a.setMigration(f.m.VM, f.p.PID, ms)
+	}
+	if f.why != "" || pr.State != vmmapi.MigrateRunning || ctx.Err() != nil {
+		return pr
+	}
+	cctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	if cur, err := a.st.GetMigration(cctx, f.m.VM); err == nil && cur.CancelRequested && cur.Created.Equal(f.m.Created) {
+		f.why = "cancelled on request"
+	} else if f.peer != nil {
+		if _, err := f.peer.Host(cctx); err != nil {
+			if f.misses++; f.misses >= peerMisses {
+				f.why = fmt.Sprintf("the agent of the destination %s stopped answering (%v)", f.m.Destination, err)
+			}
+		} else {
+			f.misses = 0
+		}
+	}
+	if f.why != "" {
+		a.log.Warn("cancelling the migration", "vm", f.m.VM, "why", f.why)
+		if err := f.p.VMM.CancelMigrate(cctx); err != nil {
+			a.log.Warn("cancel the migration", "vm", f.m.VM, "err", err)
+		}
+	}
+	return pr
+}
+
+// conclude ends migration f as err says: on failure the VM stays here,
+// the destination VMM is removed and the record fails (or is cancelled);
+// on success the record is done with the VM's host flipped (see finish).
+// An agent that is going away leaves the record as it is, for the next
+// agent to resume.
+func (g *migrator) conclude(f *flight, err error) {
+	a := g.a
+	if a.ctx.Err() != nil {
+		return
+	}
+	if err == nil {
+		g.finish(f)
+		return
+	}
+	if f.why != "" {
+		err = fmt.Errorf("%s: %w", f.why, err)
+	}
+	if f.peer != nil {
+		ctx, cancel := shortCtx()
+		f.peer.CancelIncoming(ctx, f.m.VM)
+		cancel()
+	}
+	ctx, cancel := shortCtx()
+	defer cancel()
+	if cur, gerr := a.st.GetMigration(ctx, f.m.VM); gerr == nil && cur.Created.Equal(f.m.Created) {
+		f.m.Rev, f.m.CancelRequested = cur.Rev, cur.CancelRequested
+	}
+	f.m.Phase, f.m.Error = store.MigrationFailed, err.Error()
+	if f.m.CancelRequested {
+		f.m.Phase = store.MigrationCancelled
+	}
+	if f.p != nil {
+		f.p.EndMigration(false)
+		f.ms.State, f.ms.Error = api.MigrationFailed, err.Error()
+		a.setMigration(f.m.VM, f.p.PID, f.ms)
+	}
+	if _, serr := g.save(ctx, f.m, nil); serr != nil {
+		a.log.Warn("record the failed migration", "vm", f.m.VM, "err", serr)
+	}
+	a.log.Warn("migration failed; the VM keeps running here", "vm", f.m.VM, "to", f.m.Destination, "err", err)
+}
+
+// finish ends a migration whose guest now runs on the destination: the
+// record becomes done and the VM's host the destination, in one
+// transaction (with its disks on the destination's copies when they were
+// mirrored), retried until etcd takes it. Until then the source VMM's
+// exit means nothing (its hold stays), so nothing here starts the VM
+// again.
+func (g *migrator) finish(f *flight) {
+	a := g.a
+	if f.p != nil {
+		f.p.Update(func(s *node.State) { s.Migrated = true })
+	}
+	if f.res != nil {
+		f.m.Result = &store.MigrationResult{Rounds: f.res.Rounds, BytesSent: f.res.BytesSent, DowntimeMS: f.res.DowntimeMS, TotalMS: f.res.TotalMS}
+	}
+	for try := 0; ; try++ {
+		ctx, cancel := shortCtx()
+		var err error
+		if f.m.Phase != store.MigrationSwitchingOver {
+			err = g.advance(ctx, f, store.MigrationSwitchingOver)
+		}
+		if err == nil {
+			_, err = g.save(ctx, f.m, func(d *store.Desired) {
+				if len(f.m.Disks) > 0 {
+					mirroredSpec(&d.Spec, f.m.Disks)
+				}
+			})
+		}
+		cancel()
+		if err == nil {
+			break
+		}
+		if errors.Is(err, store.ErrNotOnSource) || errors.Is(err, store.ErrNotFound) || errors.Is(err, store.ErrConflict) {
+			// Deleted, moved or ended by someone else: the guest is gone
+			// from here all the same.
+			a.log.Error("migrated VM could not be recorded on its destination", "vm", f.m.VM, "to", f.m.Destination, "err", err)
+			break
+		}
+		a.log.Warn("migrated VM: its host in etcd could not be changed yet; retrying", "vm", f.m.VM, "err", err)
+		select {
+		case <-a.ctx.Done():
+			return // the next agent finishes it from the record
+		case <-time.After(time.Second):
+		}
+	}
+	if f.p != nil {
+		f.p.EndMigration(true)
+	}
+	a.poke()
+	ms := f.ms
+	ms.State, ms.Error, ms.RemainingPages, ms.ExpectedDowntimeMS, ms.DirtyRate = api.MigrationCompleted, "", 0, 0, 0
+	if r := f.m.Result; r != nil {
+		ms.Round, ms.BytesSent, ms.DowntimeMS = r.Rounds, r.BytesSent, r.DowntimeMS
+	}
+	a.log.Info("VM migrated", "vm", f.m.VM, "to", f.m.Destination, "downtime_ms", ms.DowntimeMS)
+	g.reportOnDestination(f.m.VM, f.m.Destination, ms)
+}
+
+// reportOnDestination adds the completed migration's figures to the VM's
+// status once its destination reports it running.
+func (g *migrator) reportOnDestination(name, dest string, ms *api.MigrationStatus) {
+	a := g.a
+	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline) && a.ctx.Err() == nil; time.Sleep(50 * time.Millisecond) {
+		ctx, cancel := shortCtx()
+		cur, err := a.st.GetVM(ctx, name)
+		if err == nil && cur.Status != nil && cur.Status.Host == dest && cur.Status.State == api.StateRunning {
+			if cur.Status.Migration != nil && cur.Status.Migration.State == api.MigrationCompleted {
+				cancel()
+				return
+			}
+			st := *cur.Status
+			m := *ms
+			st.Migration = &m
+			err = a.st.ReplaceStatus(ctx, name, st, cur.StatusRev)
+			cancel()
+			if err == nil {
+				return
+			}
+			continue
+		}
+		cancel()
+		if errors.Is(err, store.ErrNotFound) {
+			return
+		}
+	}
+}
