@@ -70,6 +70,10 @@ func (g *migrator) follow(ctx context.Context, f *flight) error {
 			return fmt.Errorf("the VMM ended during the migration (%s)", f.p.Exit)
 		}
 		pr := g.check(ctx, f)
+		if pr.State != "" && pr.To != f.m.Addr {
+			// The VMM's latest migration is an earlier one, or none.
+			return errors.New("the agent that began the migration went away before the VMM began sending")
+		}
 		switch pr.State {
 		case vmmapi.MigrateCompleted:
 			if pr.Result != nil {
@@ -78,8 +82,6 @@ func (g *migrator) follow(ctx context.Context, f *flight) error {
 			return nil
 		case vmmapi.MigrateFailed, vmmapi.MigrateCancelled:
 			return fmt.Errorf("the VMM's migration %s: %s", pr.State, pr.Error)
-		case vmmapi.MigrateIdle:
-			return errors.New("the agent that began the migration went away before the VMM began sending")
 		}
 		select {
 		case <-ctx.Done():

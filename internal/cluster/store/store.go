@@ -7,6 +7,7 @@
 //
 //	/govisor/vms/<name>/spec    Desired (written through the API)
 //	/govisor/vms/<name>/status  api.VMStatus (written by the VM's host agent)
+//	/govisor/vms/<name>/migration  Migration (see migrations.go)
 //	/govisor/hosts/<host>       api.Host (kept alive by a lease)
 //	/govisor/networks/<name>    api.Network (see networks.go)
 //	/govisor/pools/<name>       api.Pool
