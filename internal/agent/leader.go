@@ -10,6 +10,7 @@ import (
 	"github.com/govisor/govisor/internal/cluster/balance"
 	"github.com/govisor/govisor/internal/cluster/ha"
 	"github.com/govisor/govisor/internal/cluster/maintenance"
+	"github.com/govisor/govisor/internal/cluster/store"
 )
 
 // DefaultHostLeaseTTL is the host lease TTL without Config.HostLeaseTTL:
@@ -76,13 +77,21 @@ func (a *Agent) leaderLoop() {
 }
 
 // migrateFor live-migrates vm from host from to host to for a controller:
-// the source host's agent runs the migration (through its API, as a user's
-// request would).
+// it records the migration (see RequestMigration), which the source host's
+// agent carries out, and waits for the record to end. A leader that goes
+// away meanwhile leaves the migration to go on; the next one finds the VM
+// moved, or the record still under way (store.ErrMigrating).
 func (a *Agent) migrateFor(ctx context.Context, vm, from, to string) error {
-	peer, err := a.peer(ctx, from)
+	m, err := a.mig.request(ctx, vm, from, api.MigrateRequest{Host: to}, "leader "+a.cfg.HostName)
 	if err != nil {
-		return fmt.Errorf("reach the agent of %s: %w", from, err)
+		return err
 	}
-	_, err = peer.Migrate(ctx, vm, api.MigrateRequest{Host: to})
-	return err
+	end, err := a.mig.wait(ctx, m)
+	if err != nil {
+		return err
+	}
+	if end.Phase != store.MigrationDone {
+		return fmt.Errorf("%w: migration of %s from %s to %s %s: %s", ErrVMM, vm, from, to, end.Phase, end.Error)
+	}
+	return nil
 }
