@@ -122,7 +122,9 @@ func (a *Agent) CancelMigrate(rctx context.Context, name string) (api.VM, error)
 	var running bool
 	if p != nil {
 		st := p.State()
-		running = st.Migration != nil && !st.Migrated
+		// A VMM that ended (while no agent watched) has no migration to
+		// cancel: the migrator decides from its record what became of it.
+		running = st.Migration != nil && !st.Migrated && p.VMM != nil && p.Alive()
 	}
 	if !running {
 		return api.VM{}, fmt.Errorf("%w: no migration of VM %s is running", ErrBusy, name)
