@@ -3,6 +3,7 @@ module github.com/govisor/govisor
 go 1.26.8
 
 require (
+	github.com/elastic/go-seccomp-bpf v1.6.0
 	github.com/getkin/kin-openapi v0.153.0
 	github.com/gorilla/websocket v1.5.3
 	github.com/klauspost/compress v1.20.3

@@ -4,7 +4,10 @@
 // `qemu-system-x86_64 -enable-kvm -M microvm`; then the minimal Linux test
 // guest to its init marker and to power-off in both.
 //
-// Usage: go run ./bench/boot [-n 20] [-govisor PATH] [-linux-runs 1]
+// With -jail it measures the jail instead (jail.go): govisor run against
+// govisor run --jail, both guests.
+//
+// Usage: go run ./bench/boot [-n 20] [-govisor PATH] [-linux-runs 1] [-jail]
 package main
 
 import (
@@ -102,6 +105,7 @@ func main() {
 	qemu := flag.String("qemu", "qemu-system-x86_64", "QEMU binary")
 	guestDir := flag.String("guest", ".cache/guest", "folder with bzImage and initrd.cpio from `make guest`")
 	linuxRuns := flag.Int("linux-runs", 1, "boots of the minimal Linux guest per VMM (0 to skip)")
+	jailCost := flag.Bool("jail", false, "compare govisor run with govisor run --jail instead of with QEMU (needs root)")
 	flag.Parse()
 
 	flavor := kvm.DetectFlavor()
@@ -116,6 +120,11 @@ func main() {
 	if err := os.WriteFile(elf, kvmtest.PVHELF(kvmtest.MarkerGuest("TINY-MARKER\n"), 0x100000), 0o644); err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
+	}
+	if *jailCost {
+		kernel, initrd := filepath.Join(*guestDir, "bzImage"), filepath.Join(*guestDir, "initrd.cpio")
+		benchJail(*govisor, dir, elf, kernel, initrd, kvmtest.LinuxCmdline+" run=poweroff", *n, *linuxRuns)
+		return
 	}
 	gArgs := []string{*govisor, "run", "-v", "--kernel", elf, "--boot", "pvh", "--debug-exit", "--memory", "64M"}
 	qArgs := []string{*qemu, "-enable-kvm", "-M", "microvm", "-cpu", "host,-arch-capabilities", "-m", "64",

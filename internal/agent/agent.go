@@ -68,6 +68,12 @@ type Config struct {
 	UsageEvery time.Duration // utilization sampling period for reports (default 10s)
 	UsageKeep  time.Duration // how long utilization samples are kept (default 7 days)
 	Logger     *slog.Logger  // default: discard
+	// NoJail starts the VMMs unjailed, with the agent's privileges. By
+	// default every VMM is jailed (package jail) and filtered (Seccomp).
+	NoJail bool
+	// Seccomp is the jailed VMMs' syscall filter: kill (the default), log
+	// or off.
+	Seccomp string
 }
 
 // Agent is a running host agent.
@@ -169,7 +175,8 @@ func New(ctx context.Context, cfg Config) (*Agent, error) {
 	}
 	a.mig = newMigrator(a)
 	a.node = node.New(node.Config{Store: st, HostName: cfg.HostName, AgentID: id, StateDir: cfg.StateDir, Executable: cfg.Executable,
-		StopTimeout: cfg.StopTimeout, ResyncEvery: cfg.ResyncEvery, MigrationHost: a.migrationHost(), Logger: cfg.Logger})
+		StopTimeout: cfg.StopTimeout, ResyncEvery: cfg.ResyncEvery, MigrationHost: a.migrationHost(), Logger: cfg.Logger,
+		NoJail: cfg.NoJail, Seccomp: cfg.Seccomp})
 	a.evCtx, a.evStop = context.WithCancel(actx)
 	if err := a.node.Adopt(ctx); err != nil {
 		a.abort()

@@ -8,6 +8,7 @@ import (
 
 	"github.com/govisor/govisor/api"
 	"github.com/govisor/govisor/internal/cluster/store"
+	"github.com/govisor/govisor/internal/jail"
 	"github.com/govisor/govisor/internal/node"
 	"github.com/govisor/govisor/internal/vmmapi"
 )
@@ -67,6 +68,14 @@ func (a *Agent) AttachDisk(ctx context.Context, name string, d api.DiskSpec) (ap
 	if live {
 		cctx, cancel := context.WithTimeout(ctx, diskHotplugTimeout)
 		defer cancel()
+		if p.JailInstance != "" {
+			// A jailed VMM sees only its own files: bind the image into
+			// its jail, at its own path.
+			uid, gid := jail.IDs(p.Jail)
+			if err := jail.AddFile(p.JailInstance, d.Path, d.ReadOnly, uid, gid); err != nil {
+				return api.VM{}, fmt.Errorf("%w: attach %s to %s: %v", ErrVMM, d.Path, name, err)
+			}
+		}
 		req := vmmapi.DiskRequest{Path: d.Path, ReadOnly: d.ReadOnly, Format: d.Format}
 		if _, err := p.VMM.AttachDisk(cctx, req); err != nil {
 			return api.VM{}, fmt.Errorf("%w: attach %s to %s: %v", ErrVMM, d.Path, name, err)

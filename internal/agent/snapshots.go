@@ -13,6 +13,8 @@ import (
 
 	"github.com/govisor/govisor/api"
 	"github.com/govisor/govisor/internal/cluster/store"
+	"github.com/govisor/govisor/internal/jail"
+	"github.com/govisor/govisor/internal/node"
 )
 
 // snapshotIndex is the file in a VM's directory that lists its snapshots
@@ -135,7 +137,7 @@ func (a *Agent) Snapshot(ctx context.Context, name string, req api.SnapshotReque
 	os.RemoveAll(dir) // a leftover under the VM's folder from a failed index write
 	sctx, cancel := context.WithTimeout(ctx, snapshotTimeout)
 	defer cancel()
-	if _, err := p.VMM.Snapshot(sctx, dir); err != nil {
+	if err := a.vmmSnapshot(sctx, p, name, dir); err != nil {
 		os.RemoveAll(dir) // nothing half-written stays behind
 		return api.Snapshot{}, fmt.Errorf("%w: snapshot of %s: %v", ErrVMM, name, err)
 	}
@@ -232,4 +234,37 @@ func parseWait(q string) (time.Duration, error) {
 		return 0, fieldErr("wait", fmt.Sprintf("%q: give a duration up to %v, such as 30s", q, maxWait))
 	}
 	return d, nil
+}
+
+// vmmSnapshot has VMM p of VM name write a snapshot to dir. A jailed VMM
+// writes only in its VM's folder: it gets the snapshots folder there, and
+// a snapshot asked for elsewhere is written there and then moved (a
+// rename: on another file system the request fails, naming the fix).
+func (a *Agent) vmmSnapshot(ctx context.Context, p *node.Proc, name, dir string) error {
+	if p.Jail == "" {
+		_, err := p.VMM.Snapshot(ctx, dir)
+		return err
+	}
+	uid, gid := jail.IDs(p.Jail)
+	inside := filepath.Join(a.vmDir(name), "snapshots")
+	if err := os.MkdirAll(inside, 0o700); err != nil {
+		return err
+	}
+	if err := os.Chown(inside, uid, gid); err != nil {
+		return err
+	}
+	if filepath.Dir(dir) == inside {
+		_, err := p.VMM.Snapshot(ctx, dir)
+		return err
+	}
+	tmp := filepath.Join(inside, ".moving-"+filepath.Base(dir))
+	os.RemoveAll(tmp)
+	if _, err := p.VMM.Snapshot(ctx, tmp); err != nil {
+		return err
+	}
+	if err := os.Rename(tmp, dir); err != nil {
+		os.RemoveAll(tmp)
+		return fmt.Errorf("move the jailed VMM's snapshot to %s: %w (give a folder on the file system of %s, or run the agent with --no-jail)", dir, err, inside)
+	}
+	return nil
 }

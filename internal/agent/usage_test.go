@@ -70,7 +70,13 @@ func TestUsageReport(t *testing.T) {
 				t.Fatalf("the vm filter let through %q", r.VM)
 			}
 		}
-		if busy && len(vmRows) >= 3 && len(hostRows) >= 3 {
+		// A jailed VMM's API socket comes a little after its process:
+		// wait for a sample that read it too.
+		withIO := false
+		for _, s := range rep.Samples {
+			withIO = withIO || s.VM == "spinner" && s.CPUSeconds > 0 && s.HasIO
+		}
+		if busy && withIO && len(vmRows) >= 3 && len(hostRows) >= 3 {
 			break
 		}
 		if time.Now().After(deadline) {

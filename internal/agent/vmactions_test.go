@@ -53,7 +53,10 @@ func vmmConfigOf(t *testing.T, pid int) vmmconfig.Config {
 		t.Fatalf("VMM %d runs %q, without --config FILE", pid, argv)
 	}
 	path := argv[i+1]
-	if !filepath.IsAbs(path) {
+	if filepath.IsAbs(path) {
+		// As the VMM sees it: a jailed VMM's root is its jail's.
+		path = filepath.Join(proc, "root", path)
+	} else {
 		cwd, err := os.Readlink(filepath.Join(proc, "cwd"))
 		if err != nil {
 			t.Fatal(err)

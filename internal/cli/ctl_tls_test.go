@@ -192,7 +192,7 @@ func TestRunTLSFlagErrors(t *testing.T) {
 				o.tlsCA = v
 			}
 		}
-		if _, err := o.prepare(newRunCmd().Flags()); err == nil || !strings.Contains(err.Error(), tt.want) {
+		if _, _, err := o.prepare(newRunCmd().Flags()); err == nil || !strings.Contains(err.Error(), tt.want) {
 			t.Errorf("%v: error %v, want one mentioning %q", tt.args, err, tt.want)
 		}
 	}

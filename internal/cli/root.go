@@ -29,7 +29,7 @@ func NewRootCmd() *cobra.Command {
 	root.AddCommand(newRunCmd(), newProbeCmd(), img, newCtlCmd())
 	root.AddCommand(newServeExecCmd(), newVMCmd(), newHostCmd(), newClusterCmd())
 	root.AddCommand(newNetCmd(), newPoolCmd(), newVolumeCmd())
-	root.AddCommand(newReportCmd(), newLabExecCmd(), newLabHoldKVMCmd(), uicmd.NewUICmd())
+	root.AddCommand(newReportCmd(), newLabExecCmd(), newLabHoldKVMCmd(), uicmd.NewUICmd(), newJailExecCmd())
 	return root
 }
 

@@ -3,6 +3,7 @@ package cli
 import (
 	"fmt"
 	"os"
+	"path/filepath"
 	"strings"
 	"time"
 
@@ -40,6 +41,9 @@ type runOptions struct {
 	fenceTTL                time.Duration
 	fenceDeadline           int64
 	leaseOwner              string
+	jail                    bool
+	jailDir, jailID         string
+	seccomp                 string
 }
 
 func newRunCmd() *cobra.Command {
@@ -64,9 +68,12 @@ out get the flags' defaults, unknown fields are refused. --config and the
 other flags exclude each other: one place says what the VM is.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			v, err := o.prepare(cmd.Flags())
+			v, cfg, err := o.prepare(cmd.Flags())
 			if err != nil {
 				return err
+			}
+			if cfg.Jail != nil {
+				return runJailed(cfg)
 			}
 			return runVMM(v)
 		},
@@ -104,6 +111,10 @@ func (o *runOptions) addFlags(f *pflag.FlagSet) {
 	f.DurationVar(&o.fenceTTL, "fence-ttl", 0, "arm the self-fencing watchdog: stop the guest and exit 3 unless the API's PUT /fence feeds it within this time (e.g. 5s)")
 	f.Int64Var(&o.fenceDeadline, "fence-deadline-mono", 0, "arm the watchdog up to this CLOCK_MONOTONIC time in nanoseconds instead of --fence-ttl (a host agent's absolute deadline)")
 	f.MarkHidden("fence-deadline-mono")
+	f.BoolVar(&o.jail, "jail", false, "run the VMM jailed: own mount, PID, IPC and UTS namespaces, a root holding only this VM's files, an unprivileged uid, no capabilities, a cgroup with the VM's limits (needs root)")
+	f.StringVar(&o.jailDir, "jail-dir", "", "with --jail: the VM's own folder, the only one the VMM can write (its sockets and snapshots go there; default /run/govisor/jail/ID)")
+	f.StringVar(&o.jailID, "jail-id", "", "with --jail: the jail's name (cgroup govisor/ID; the uid is derived from it; default vmm-PID)")
+	f.StringVar(&o.seccomp, "seccomp", "", "syscall filter: kill (end the VMM at a syscall off its allow-list), log or off (default: kill with --jail, else off)")
 	f.StringVar(&o.leaseOwner, "lease-owner", "", "HOST/VM holding the disk leases of --disk ...,lease (a lost lease stops the guest, exit 3)")
 }
 
@@ -125,6 +136,7 @@ var runFlagNames = map[string]string{
 	"tls": "--tls-*", "tls.cert": "--tls-cert", "tls.key": "--tls-key", "tls.ca": "--tls-ca",
 	"vsock": "--vsock", "vsock.cid": "--vsock cid", "vsock.uds": "--vsock uds",
 	"fenceTTLMS": "--fence-ttl", "fenceDeadlineMonoNS": "--fence-deadline-mono", "leaseOwner": "--lease-owner",
+	"seccomp": "--seccomp", "jail": "--jail", "jail.id": "--jail-id", "jail.dir": "--jail-dir", "jail.uid": "--jail-id",
 }
 
 // flagName names a config field as the flag that sets it: disks[1].queues
@@ -160,11 +172,29 @@ func (o *runOptions) vmmConfig(flags *pflag.FlagSet) (vmmconfig.Config, vmmconfi
 		cfg, err := vmmconfig.Load(o.config)
 		return cfg, nil, err
 	}
+	var err error
 	cfg := vmmconfig.Config{
 		Kernel: o.kernel, Initrd: o.initrd, Cmdline: o.cmdline, Boot: o.boot, GuestDecompress: o.guestDecompress,
 		OnReboot: o.onReboot, CPUTemplate: o.template, DebugExit: o.debugExit, Verbose: o.verbose,
 		RNG: o.rng, Balloon: o.balloon, APISock: o.apiSock, ConsoleSock: o.consoleSock, Restore: o.restore, Incoming: o.incoming,
-		FenceTTLMS: int(o.fenceTTL / time.Millisecond), FenceDeadlineMonoNS: o.fenceDeadline, LeaseOwner: o.leaseOwner,
+		FenceTTLMS: int(o.fenceTTL / time.Millisecond), FenceDeadlineMonoNS: o.fenceDeadline, LeaseOwner: o.leaseOwner, Seccomp: o.seccomp,
+	}
+	if o.jail {
+		cfg.Jail = &vmmconfig.Jail{ID: o.jailID, Dir: o.jailDir}
+		if cfg.Jail.ID == "" {
+			cfg.Jail.ID = fmt.Sprintf("vmm-%d", os.Getpid())
+		}
+		if cfg.Jail.Dir == "" {
+			cfg.Jail.Dir = "/run/govisor/jail/" + cfg.Jail.ID
+		}
+		if cfg.Jail.Dir, err = filepath.Abs(cfg.Jail.Dir); err != nil {
+			return cfg, nil, err
+		}
+		if cfg.Seccomp == "" {
+			cfg.Seccomp = "kill"
+		}
+	} else if o.jailDir != "" || o.jailID != "" {
+		return cfg, nil, fmt.Errorf("--jail-dir and --jail-id go with --jail")
 	}
 	// Left out, --cpus means 1 vCPU on boot and the source's count on an
 	// incoming migration: the config's 0.
@@ -174,7 +204,6 @@ func (o *runOptions) vmmConfig(flags *pflag.FlagSet) (vmmconfig.Config, vmmconfi
 		}
 		cfg.CPUs = o.cpus
 	}
-	var err error
 	if cfg.MemoryMiB, err = ParseMemoryMiB(o.memory); err != nil {
 		return cfg, nil, err
 	}
@@ -205,13 +234,15 @@ func (o *runOptions) vmmConfig(flags *pflag.FlagSet) (vmmconfig.Config, vmmconfi
 
 // prepare makes the VMM of the flags (or of --config): its config
 // checked and its files read.
-func (o *runOptions) prepare(flags *pflag.FlagSet) (*vmm.VMM, error) {
+// A jailed VMM is checked here too, so that a bad config fails before
+// any jail is made; it runs in the jail, from its config.
+func (o *runOptions) prepare(flags *pflag.FlagSet) (*vmm.VMM, vmmconfig.Config, error) {
 	cfg, names, err := o.vmmConfig(flags)
 	if err != nil {
-		return nil, &ExitError{Code: 2, Err: err}
+		return nil, cfg, &ExitError{Code: 2, Err: err}
 	}
 	v, err := vmm.New(cfg, vmm.Options{Names: names})
-	return v, err // a *vmm.ExitError is the CLI's ExitError
+	return v, cfg, err // a *vmm.ExitError is the CLI's ExitError
 }
 
 // runVMM runs the VMM with the guest's console on this process's stdin

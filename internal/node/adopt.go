@@ -77,7 +77,7 @@ func (n *Node) Adopt(ctx context.Context) error {
 				since = r.Status.Since
 			}
 		}
-		p, err := AdoptProc(n.ctx, name, n.vmDir(name), pid, ticks, since)
+		p, err := AdoptProc(n.ctx, name, n.vmDir(name), n.jailID(name), pid, ticks, since)
 		if err != nil {
 			n.log.Warn("adopt VMM", "vm", name, "err", err)
 			continue
@@ -134,7 +134,7 @@ func (n *Node) adoptIncoming(name string, pid int, mirrored []string) bool {
 	if err != nil {
 		return false
 	}
-	p, err := AdoptProc(n.ctx, name, n.vmDir(name), pid, ticks, time.Now().UTC())
+	p, err := AdoptProc(n.ctx, name, n.vmDir(name), n.jailID(name), pid, ticks, time.Now().UTC())
 	if err != nil {
 		n.log.Warn("adopt destination VMM", "vm", name, "err", err)
 		return false

@@ -94,6 +94,14 @@ func (n *Node) StartIncoming(ctx context.Context, s api.VMSpec, from string, pre
 		return api.Incoming{}, err
 	}
 	cfg, err := IncomingConfig(vmmSpec, addr)
+	n.jail(name, dir, &cfg)
+	if cfg.Jail != nil && len(vmmSpec.Disks) == 0 {
+		// Shared storage: the VMM opens the source's disks at the
+		// handover, so its jail must hold them.
+		for _, d := range s.Disks {
+			cfg.Jail.Files = append(cfg.Jail.Files, d.Path)
+		}
+	}
 	var p *Proc
 	if err == nil {
 		p, err = Spawn(n.cfg.Executable, Marker(n.id, name), dir, s, cfg, n.ConsolePath(name), filepath.Join(dir, "vmm.log"))

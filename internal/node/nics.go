@@ -37,7 +37,8 @@ func (n *Node) setupNICs(s api.VMSpec) error {
 		if _, err := hostnet.EnsureBridge(n.BridgeOf(nw)); err != nil {
 			return fmt.Errorf("agent: network %s of %s: %w", nw.Name, s.Name, err)
 		}
-		tap := hostnet.TAP{Name: TAPName(s.Name, i), Bridge: nw.Bridge, Owner: -1, Group: -1, Alias: n.TAPAlias(s.Name, i)}
+		uid, gid := n.tapOwner(s.Name) // a jailed VMM has no CAP_NET_ADMIN
+		tap := hostnet.TAP{Name: TAPName(s.Name, i), Bridge: nw.Bridge, Owner: uid, Group: gid, Alias: n.TAPAlias(s.Name, i)}
 		if _, err := hostnet.EnsureTAP(tap); err != nil {
 			return fmt.Errorf("agent: NIC %d of %s: %w", i, s.Name, err)
 		}

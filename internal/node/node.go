@@ -24,6 +24,8 @@ type Config struct {
 	// MigrationHost is the address VMMs receiving a live migration listen on.
 	MigrationHost string
 	Logger        *slog.Logger
+	NoJail        bool   // start VMMs unjailed (default: jailed, see Jail)
+	Seccomp       string // the jailed VMMs' seccomp mode (default kill)
 }
 
 // Node reconciles this host's VMM processes to the desired state in etcd:

@@ -16,6 +16,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/govisor/govisor/api"
+	"github.com/govisor/govisor/internal/jail"
 	"github.com/govisor/govisor/internal/vmm/vmmconfig"
 	"github.com/govisor/govisor/internal/vmmapi"
 )
@@ -24,10 +25,16 @@ import (
 type ExitInfo struct {
 	Code   *int   // exit status; nil when killed by a signal or unknown (adopted)
 	Signal string // the signal that killed it, if any
+	// Seccomp is the forbidden syscall that ended it, if its seccomp
+	// filter did (package seccomp: the VMM then exits 2 after the Go
+	// runtime's SIGSYS report).
+	Seccomp string
 }
 
 func (e ExitInfo) String() string {
 	switch {
+	case e.Seccomp != "":
+		return "killed by its seccomp filter (SIGSYS): " + e.Seccomp
 	case e.Signal != "":
 		return "killed by signal " + e.Signal
 	case e.Code != nil:
@@ -56,6 +63,11 @@ type Proc struct {
 
 	mu sync.Mutex
 	st State // read with State, changed with Update
+
+	// Jail names the VMM's jail ("" if unjailed; its uid is jail.IDs'),
+	// JailInstance this start of it: jail.AddFile makes a disk hot-added
+	// later visible there.
+	Jail, JailInstance string
 
 	// Mirror lists the disk copies a destination VMM of a live migration
 	// receives; they are removed if the VM does not come here (under the
@@ -201,21 +213,46 @@ func Spawn(exe, mark, dir string, s api.VMSpec, c vmmconfig.Config, consolePath,
 	}
 	defer lg.Close()
 	fmt.Fprintf(lg, "--- %s: agent starts the VMM\n", time.Now().UTC().Format(time.RFC3339))
+	args, attr := []string{"run", "--config", ConfigFile}, &syscall.SysProcAttr{Setpgid: true}
+	jailID, inst := "", ""
+	if c.Jail != nil {
+		// The jail's first process enters the jail and becomes the VMM
+		// (same pid, same argv[0]), limited by its cgroup from the start.
+		jailID = c.Jail.ID
+		var cg int
+		var err error
+		if inst, cg, err = jail.Prepare(jailID, jailLimits(s, c)); err != nil {
+			return nil, fmt.Errorf("agent: VMM of %s: %w", s.Name, err)
+		}
+		if cg >= 0 {
+			defer unix.Close(cg)
+		}
+		j := *c.Jail
+		j.Instance = inst
+		c.Jail = &j
+		args, attr = []string{"jail-exec", "--config", ConfigFile}, jail.SysProcAttr(cg)
+	}
 	if err := vmmconfig.WriteFile(filepath.Join(dir, ConfigFile), c); err != nil {
+		if inst != "" {
+			jail.Cleanup(inst)
+		}
 		return nil, fmt.Errorf("agent: VMM of %s: %w", s.Name, err)
 	}
 	// A stale socket of an earlier VMM would make the agent talk to nothing.
 	os.Remove(filepath.Join(dir, APISock))
 	os.Remove(filepath.Join(dir, ConsoleSock))
-	cmd := exec.Command(exe, "run", "--config", ConfigFile)
+	cmd := exec.Command(exe, args...)
+	cmd.SysProcAttr = attr
 	cmd.Args[0] = mark
 	cmd.Dir = dir
 	cmd.Stdout, cmd.Stderr = con, lg
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if err := cmd.Start(); err != nil {
+		if inst != "" {
+			jail.Cleanup(inst)
+		}
 		return nil, fmt.Errorf("agent: start VMM of %s (%s): %w", s.Name, exe, err)
 	}
-	p := &Proc{Name: s.Name, PID: cmd.Process.Pid, Since: time.Now().UTC(), cmd: cmd, pidfd: -1, done: make(chan struct{}),
+	p := &Proc{Name: s.Name, PID: cmd.Process.Pid, Since: time.Now().UTC(), cmd: cmd, pidfd: -1, done: make(chan struct{}), Jail: jailID, JailInstance: inst,
 		VMM: vmmapi.NewClient(filepath.Join(dir, APISock))}
 	// A child that already exited has no start time; its Wait reports why.
 	p.Ticks, _ = StartTicks(p.PID)
@@ -227,6 +264,12 @@ func Spawn(exe, mark, dir string, s api.VMSpec, c vmmconfig.Config, consolePath,
 			c := cmd.ProcessState.ExitCode()
 			p.Exit.Code = &c
 		}
+		if p.Exit.Failed() {
+			p.Exit.Seccomp = seccompViolation(logPath)
+		}
+		if inst != "" {
+			jail.Cleanup(inst)
+		}
 		close(p.done)
 	}()
 	return p, nil
@@ -235,7 +278,9 @@ func Spawn(exe, mark, dir string, s api.VMSpec, c vmmconfig.Config, consolePath,
 // AdoptProc takes over a running VMM process found in /proc. Its exit status is
 // unknowable (it is not our child); a pidfd says when it exits and names it
 // for signals without the risk of pid reuse.
-func AdoptProc(ctx context.Context, name, dir string, pid int, ticks uint64, since time.Time) (*Proc, error) {
+// jailID names its jail ("" if it runs unjailed), whose instance is
+// cleaned up on its exit.
+func AdoptProc(ctx context.Context, name, dir, jailID string, pid int, ticks uint64, since time.Time) (*Proc, error) {
 	fd, err := unix.PidfdOpen(pid, 0)
 	if err != nil {
 		return nil, fmt.Errorf("agent: pidfd of %s (pid %d): %w", name, pid, err)
@@ -247,6 +292,11 @@ func AdoptProc(ctx context.Context, name, dir string, pid int, ticks uint64, sin
 	}
 	p := &Proc{Name: name, PID: pid, Ticks: ticks, Since: since, pidfd: fd, done: make(chan struct{}),
 		VMM: vmmapi.NewClient(filepath.Join(dir, APISock))}
+	if jailID != "" {
+		if inst := jail.InstanceOf(jailID, pid); inst != "" {
+			p.Jail, p.JailInstance = jailID, inst
+		}
+	}
 	go func() {
 		defer unix.Close(fd)
 		fds := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}
@@ -256,6 +306,9 @@ func AdoptProc(ctx context.Context, name, dir string, pid int, ticks uint64, sin
 				return
 			}
 			if n > 0 {
+				if p.JailInstance != "" {
+					jail.Cleanup(p.JailInstance)
+				}
 				close(p.done)
 				return
 			}

@@ -193,6 +193,7 @@ func (n *Node) startLocked(r store.Record) {
 		}
 		cfg.FenceDeadlineMonoNS = deadline
 	}
+	n.jail(s.Name, dir, &cfg)
 	if err := n.setupNICs(s); err != nil {
 		n.startFailed(s.Name, err)
 		return
@@ -286,7 +287,9 @@ func (n *Node) handleExit(p *Proc) {
 		return // moved to another host (HA): its status is that host's
 	}
 	reason := p.Exit.String()
-	if line := LastLine(filepath.Join(n.vmDir(p.Name), "vmm.log")); line != "" && p.Exit.Failed() {
+	// A seccomp report ends with the Go runtime's register dump: its
+	// reason says it all.
+	if line := LastLine(filepath.Join(n.vmDir(p.Name), "vmm.log")); line != "" && p.Exit.Failed() && p.Exit.Seccomp == "" {
 		reason += ": " + line
 	}
 	st := api.VMStatus{State: api.StateStopped, Host: n.cfg.HostName, Since: time.Now().UTC(), ExitCode: p.Exit.Code, Restarts: p.Restarts}

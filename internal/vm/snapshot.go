@@ -146,3 +146,36 @@ func readSnapshotState(dir string, s *snapshot.Snapshot) (*SavedConfig, *Machine
 	}
 	return sc, st, nil
 }
+
+// SnapshotConfig reads the machine config the snapshot in dir keeps
+// (CPUs, memory, the disks' paths...) without restoring it: the jail reads
+// it to give a restored VMM the disks it will reopen.
+func SnapshotConfig(dir string) (*SavedConfig, error) {
+	s, err := snapshot.Open(dir)
+	if err != nil {
+		return nil, err
+	}
+	sc, _, err := readSnapshotState(dir, s)
+	return sc, err
+}
+
+// SnapshotDisks lists the disk images a restore of the snapshot in dir
+// reopens: the machine's and the hot-plugged ones (the jail binds them in).
+func SnapshotDisks(dir string) ([]string, error) {
+	s, err := snapshot.Open(dir)
+	if err != nil {
+		return nil, err
+	}
+	sc, st, err := readSnapshotState(dir, s)
+	if err != nil {
+		return nil, err
+	}
+	var paths []string
+	for _, d := range sc.Disks {
+		paths = append(paths, d.Path)
+	}
+	for _, d := range st.Hotplug.Disks {
+		paths = append(paths, d.Disk.Path)
+	}
+	return paths, nil
+}

@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/govisor/govisor/internal/cli/cmdutil"
+	"github.com/govisor/govisor/internal/seccomp"
 	"github.com/govisor/govisor/internal/vm"
 	"github.com/govisor/govisor/internal/vmm/vmmconfig"
 	"github.com/govisor/govisor/internal/vmmapi"
@@ -160,6 +161,15 @@ func (v *VMM) Run(console Console) error {
 	v.sigs = make(chan os.Signal, 2)
 	signal.Notify(v.sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
 	defer signal.Stop(v.sigs)
+	// The filter goes on once the sockets are open and before any guest
+	// runs: what building, rebooting, snapshotting and migrating a machine
+	// needs is on the allow-list.
+	if err := seccomp.Install(seccomp.Mode(cfg.Seccomp)); err != nil {
+		return &ExitError{Code: 1, Err: err}
+	}
+	if cfg.Seccomp != "" && cfg.Seccomp != string(seccomp.ModeOff) && os.Getenv(TestSeccompViolation) == "1" {
+		testSeccompViolation()
+	}
 	for boot := 1; ; boot++ {
 		if err := v.fencing.fenced(); err != nil {
 			return err

@@ -84,6 +84,8 @@ data, a member rejoins its cluster. Further hosts give only --etcd-endpoints:
 	f.StringVar(&o.member.ClientURL, "etcd-client-url", "", "this member's client URL, http://IP:PORT, listened on and advertised; one of --etcd-endpoints (default: the one with the peer URL's IP)")
 	f.DurationVar(&o.cfg.EtcdTimeout, "etcd-timeout", 0, "how long start-up waits for etcd (default 20s; 2m with --etcd-initial-cluster, where it waits for a quorum of members)")
 	f.StringVar(&o.cfg.HostName, "host-name", "", "this host's name (default: the system host name)")
+	f.BoolVar(&o.cfg.NoJail, "no-jail", false, "start the VMMs unjailed, as root with every syscall (default: each VMM in its own jail: namespaces, its own files only, an unprivileged uid, a cgroup, a seccomp filter)")
+	f.StringVar(&o.cfg.Seccomp, "seccomp", "kill", "the jailed VMMs' syscall filter: kill (end a VMM at a syscall off its allow-list), log or off")
 	f.DurationVar(&o.cfg.StopTimeout, "stop-timeout", 10*time.Second, "how long a stop waits for a guest to power off after the ACPI power button (a VM's stopTimeout overrides it)")
 	f.StringVar(&o.cfg.MigrationHost, "migration-host", "", "address VMMs receiving a live migration listen on (default: the host of --listen, else 127.0.0.1)")
 	f.StringVar(&o.cfg.PeerCA, "peer-ca", "", "PEM CA certificate that signed the other agents' TLS certificates (for live migration)")

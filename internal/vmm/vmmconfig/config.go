@@ -97,6 +97,12 @@ type Config struct {
 	// starts: no second VMM opens those disks while this one runs. A lease
 	// it loses stops the guest, as the watchdog does.
 	LeaseOwner string `json:"leaseOwner,omitempty"`
+	// Jail starts the VMM jailed (package jail; see Jail).
+	Jail *Jail `json:"jail,omitempty"`
+	// Seccomp is the VMM's syscall filter (package seccomp): kill (the
+	// VMM ends at its first syscall off the allow-list), log, or off (the
+	// default).
+	Seccomp string `json:"seccomp,omitempty"`
 }
 
 // ExitFenced is the VMM's exit status when it stopped its guest because

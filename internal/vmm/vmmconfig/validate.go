@@ -95,6 +95,9 @@ func (c *Config) ValidateNamed(names Names) error {
 	if err := c.validateFence(n); err != nil {
 		return err
 	}
+	if err := c.validateJail(n); err != nil {
+		return err
+	}
 	return c.validateTLS(n)
 }
 

@@ -1,0 +1,9 @@
+package diskimage
+
+import "github.com/govisor/govisor/internal/seccomp"
+
+// The syscalls this package makes in a running VMM: its part of the
+// VMM's seccomp allow-list (package seccomp).
+func init() {
+	seccomp.Allow("internal/diskimage", "pread64", "pwrite64", "preadv", "pwritev", "fdatasync", "fsync", "ftruncate", "fallocate", "openat", "unlinkat", "mkdirat", "getdents64", "fstatfs", "flock", "fcntl")
+}

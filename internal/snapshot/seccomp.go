@@ -1,0 +1,9 @@
+package snapshot
+
+import "github.com/govisor/govisor/internal/seccomp"
+
+// The syscalls this package makes in a running VMM: its part of the
+// VMM's seccomp allow-list (package seccomp).
+func init() {
+	seccomp.Allow("internal/snapshot", "mkdirat", "openat", "renameat", "renameat2", "unlinkat", "ftruncate", "fsync", "fdatasync", "getdents64", "mmap", "munmap", "fchmodat")
+}

@@ -1,0 +1,9 @@
+package uffd
+
+import "github.com/govisor/govisor/internal/seccomp"
+
+// The syscalls this package makes in a running VMM: its part of the
+// VMM's seccomp allow-list (package seccomp).
+func init() {
+	seccomp.Allow("internal/uffd", "userfaultfd", "ioctl", "read", "poll", "ppoll", "eventfd2", "pipe2", "mmap", "munmap", "openat")
+}

@@ -1,0 +1,41 @@
+package vmm
+
+import (
+	"testing"
+
+	"github.com/elastic/go-seccomp-bpf/arch"
+
+	"github.com/govisor/govisor/internal/seccomp"
+)
+
+// TestSeccompAllowList checks the VMM's whole allow-list, as its packages
+// register it: every name is a syscall of this architecture (or Install
+// would fail at run time), and none of the syscalls that would let a
+// compromised VMM leave its jail or reach the host's kernel at large is
+// on it.
+func TestSeccompAllowList(t *testing.T) {
+	names := seccomp.Names()
+	if len(names) < 50 {
+		t.Fatalf("allow-list of %d syscalls: are the packages' lists registered?", len(names))
+	}
+	for _, n := range names {
+		if _, ok := arch.X86_64.SyscallNames[n]; !ok {
+			t.Errorf("%q (from %v) is no x86-64 syscall", n, seccomp.Owners()[n])
+		}
+	}
+	forbidden := []string{"execve", "execveat", "fork", "vfork", "ptrace", "mount", "umount2", "pivot_root", "chroot",
+		"setns", "unshare", "bpf", "perf_event_open", "keyctl", "add_key", "request_key", "init_module", "finit_module",
+		"delete_module", "kexec_load", "kexec_file_load", "reboot", "swapon", "swapoff", "acct", "setuid", "setgid",
+		"setresuid", "setresgid", "capset", "process_vm_readv", "process_vm_writev", "open_by_handle_at", "mknodat",
+		"io_uring_setup", "iopl", "ioperm", "syslog", "settimeofday", "clock_settime", "adjtimex"}
+	allowed := map[string]bool{}
+	for _, n := range names {
+		allowed[n] = true
+	}
+	for _, n := range forbidden {
+		if allowed[n] {
+			t.Errorf("%s is on the VMM's allow-list (from %v)", n, seccomp.Owners()[n])
+		}
+	}
+	t.Logf("%d syscalls allowed: %v", len(names), names)
+}
