@@ -156,7 +156,7 @@ func Write(mem io.WriterAt, cfg Config) (rsdpAddr uint64, err error) {
 // placement records where build put each table.
 type placement struct {
 	rsdp, facs, dsdt, fadt, madt, xsdt, rsdt, end uint64
-	tables                                         []uint64 // what the XSDT and RSDT list
+	tables                                        []uint64 // what the XSDT and RSDT list
 }
 
 // build lays the tables out from base and returns the image (starting at
