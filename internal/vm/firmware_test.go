@@ -1,0 +1,166 @@
+package vm
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/govisor/govisor/internal/kvm/kvmtest"
+)
+
+// asm16 assembles the few real-mode (16-bit) instructions the test boot
+// sector uses, with labels for its short jumps (Intel SDM vol. 2 encodings).
+type asm16 struct {
+	b      []byte
+	org    uint16
+	labels map[string]int
+	fixups map[int]string // offset of a rel8 byte -> target label
+}
+
+func newAsm16(org uint16) *asm16 {
+	return &asm16{org: org, labels: map[string]int{}, fixups: map[int]string{}}
+}
+
+func (a *asm16) emit(b ...byte) *asm16 { a.b = append(a.b, b...); return a }
+func (a *asm16) label(n string) *asm16 { a.labels[n] = len(a.b); return a }
+func (a *asm16) addr(n string) uint16  { return a.org + uint16(a.labels[n]) }
+
+// jcc emits a short jump with opcode op (0xEB jmp, 0x74 jz, 0x72 jc).
+func (a *asm16) jcc(op byte, target string) *asm16 {
+	a.emit(op, 0)
+	a.fixups[len(a.b)-1] = target
+	return a
+}
+
+// imm16 emits op followed by a 16-bit immediate (mov r16, imm16: 0xB8+r).
+func (a *asm16) imm16(op byte, v uint16) *asm16 { return a.emit(op, byte(v), byte(v>>8)) }
+
+func (a *asm16) link(t *testing.T) []byte {
+	for at, n := range a.fixups {
+		to, ok := a.labels[n]
+		rel := to - (at + 1)
+		if !ok || rel < -128 || rel > 127 {
+			t.Fatalf("asm16: short jump to %q out of reach", n)
+		}
+		a.b[at] = byte(int8(rel))
+	}
+	return a.b
+}
+
+// Markers the test disk prints: the first from its boot sector, the
+// second from its second sector, which the boot sector reads with the
+// BIOS's disk service (int 13h), so that SeaBIOS's virtio-blk driver has
+// served a read the guest asked for.
+const (
+	bootSectorMarker = "GOVISOR-MBR-RUNNING"
+	sector2Marker    = "GOVISOR-SECTOR2-READ-BY-INT13"
+)
+
+// bootDisk returns a 1 MiB raw disk whose MBR (BIOS boot protocol: loaded
+// at 0000:7C00, DL = the boot drive, signature 55 AA at offset 510) prints
+// bootSectorMarker on COM1, reads sector 2 to 0000:7E00 with int 13h
+// AH=02h (CHS 0/0/2), prints the NUL-terminated text there, and powers the
+// machine off through the ACPI PM1a control register (SLP_TYP S5, SLP_EN).
+func bootDisk(t *testing.T) string {
+	a := newAsm16(0x7C00)
+	a.emit(0xFA)                                       // cli
+	a.emit(0x31, 0xC0)                                 // xor ax, ax
+	a.emit(0x8E, 0xD8).emit(0x8E, 0xC0)                // mov ds, ax; mov es, ax
+	a.emit(0x8E, 0xD0).imm16(0xBC, 0x7C00)             // mov ss, ax; mov sp, 0x7C00
+	a.emit(0xFB, 0xFC)                                 // sti; cld: lodsb counts upwards
+	a.emit(0x88, 0xD5)                                 // mov ch, dl: keep the boot drive
+	a.imm16(0xBE, 0).label("msg1ref")                  // mov si, msg1 (patched below)
+	a.emit(0xE8, 0, 0).label("call1")                  // call print
+	a.emit(0x88, 0xEA)                                 // mov dl, ch: the boot drive again
+	a.imm16(0xB8, 0x0201)                              // mov ax, 0x0201: read 1 sector
+	a.imm16(0xB9, 0x0002)                              // mov cx, 0x0002: cylinder 0, sector 2
+	a.emit(0x30, 0xF6)                                 // xor dh, dh: head 0
+	a.imm16(0xBB, 0x7E00)                              // mov bx, 0x7E00: ES:BX buffer
+	a.emit(0xCD, 0x13)                                 // int 13h
+	a.jcc(0x72, "halt")                                // jc halt: no marker, the test fails
+	a.imm16(0xBE, 0x7E00)                              // mov si, 0x7E00
+	a.emit(0xE8, 0, 0).label("call2")                  // call print
+	a.imm16(0xBA, 0x604).imm16(0xB8, 5<<10|1<<13)      // mov dx, PM1a_CNT; mov ax, SLP_TYP=5|SLP_EN
+	a.emit(0xEF)                                       // out dx, ax: power off
+	a.label("halt").emit(0xFA, 0xF4).jcc(0xEB, "halt") // cli; hlt; jmp halt
+	// print: write the NUL-terminated string at DS:SI to COM1, polling
+	// the line status register's THR-empty bit (16550: LSR bit 5).
+	a.label("print")
+	a.label("next").emit(0xAC)            // lodsb
+	a.emit(0x84, 0xC0).jcc(0x74, "ret")   // test al, al; jz ret
+	a.emit(0x88, 0xC4).imm16(0xBA, 0x3FD) // mov ah, al; mov dx, COM1+5
+	a.label("wait").emit(0xEC)            // in al, dx
+	a.emit(0xA8, 0x20).jcc(0x74, "wait")  // test al, 0x20; jz wait
+	a.imm16(0xBA, 0x3F8).emit(0x88, 0xE0) // mov dx, COM1; mov al, ah
+	a.emit(0xEE).jcc(0xEB, "next")        // out dx, al; jmp next
+	a.label("ret").emit(0xC3)             // ret
+	a.label("msg1").emit([]byte(bootSectorMarker + "\r\n\x00")...)
+	code := a.link(t)
+	put16 := func(at int, v uint16) { code[at], code[at+1] = byte(v), byte(v>>8) }
+	put16(a.labels["msg1ref"]-2, a.addr("msg1"))
+	put16(a.labels["call1"]-2, uint16(a.labels["print"]-a.labels["call1"]))
+	put16(a.labels["call2"]-2, uint16(a.labels["print"]-a.labels["call2"]))
+	if len(code) > 446 {
+		t.Fatalf("boot code of %d bytes overruns the partition table", len(code))
+	}
+	disk := make([]byte, 1<<20)
+	copy(disk, code)
+	disk[510], disk[511] = 0x55, 0xAA
+	copy(disk[512:], sector2Marker+"\r\n\x00")
+	p := filepath.Join(t.TempDir(), "boot.img")
+	if err := os.WriteFile(p, disk, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// TestSeaBIOSBootsDisk boots a hand-made disk through SeaBIOS: the
+// firmware's banner reaches the serial console (sercon), then the boot
+// sector's marker, then the text of the sector it read through int 13h
+// from the virtio-blk disk, then the machine powers off.
+func TestSeaBIOSBootsDisk(t *testing.T) {
+	bios, err := os.ReadFile(kvmtest.SeaBIOS(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, cpus := range []int{1, 2} {
+		var out, log syncBuffer
+		m, err := New(Config{
+			CPUs: cpus, MemoryMiB: 128, Firmware: bios, Console: &out, FirmwareLog: &log,
+			Disks: []Disk{{Path: bootDisk(t)}},
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		start := time.Now()
+		if err := m.Start(); err != nil {
+			m.Close()
+			t.Fatal(err)
+		}
+		select {
+		case <-m.Done():
+		case <-time.After(2 * time.Minute):
+			m.Stop(Exit{Reason: ExitHost})
+		}
+		ex := m.Wait()
+		m.Close()
+		t.Logf("%d vCPUs: %s %s after %v; console:\n%s", cpus, ex.Reason, ex.Detail, time.Since(start).Round(time.Millisecond), out.String())
+		if ex.Reason != ExitPowerOff {
+			t.Fatalf("%d vCPUs: stopped with %s %s %v, want poweroff; SeaBIOS log:\n%s", cpus, ex.Reason, ex.Detail, ex.Err, log.String())
+		}
+		console := out.String()
+		last := -1
+		for _, want := range []string{"SeaBIOS (version", "Booting from Hard Disk", bootSectorMarker, sector2Marker} {
+			i := strings.Index(console, want)
+			if i <= last {
+				t.Fatalf("%d vCPUs: console lacks %q after the previous marker; SeaBIOS log:\n%s", cpus, want, log.String())
+			}
+			last = i
+		}
+		if l := log.String(); !strings.Contains(l, "Found QEMU fw_cfg") || !strings.Contains(l, "Running on QEMU") {
+			t.Errorf("%d vCPUs: SeaBIOS did not see a QEMU platform with fw_cfg; its log:\n%s", cpus, l)
+		}
+	}
+}
