@@ -15,14 +15,14 @@ import (
 )
 
 // Firmware boot: a BIOS image (SeaBIOS) mapped read-only below 4 GiB, its
-// last 128 KiB also in RAM at 0xE0000-0xFFFFF, and QEMU's fw_cfg device
+// last 256 KiB also in RAM at 0xC0000-0xFFFFF, and QEMU's fw_cfg device
 // telling it about the machine. The boot processor starts at the reset
 // vector (CS base 0xFFFF0000, IP 0xFFF0: Intel SDM vol. 3, 9.1.4 "First
 // Instruction Executed"), which is the state KVM gives a new vCPU.
 const (
-	// isaBIOSSize is how much of the image's end also appears below 1 MiB
-	// (QEMU's "isa-bios" alias, hw/i386/x86-common.c x86_bios_rom_init).
-	isaBIOSSize = 128 << 10
+	// lowBIOSSize is how much of the image's end is copied below 1 MiB
+	// (0xC0000-0xFFFFF, SeaBIOS's BUILD_ROM_START up; see loadFirmware).
+	lowBIOSSize = 256 << 10
 	// maxFirmwareSize keeps the image clear of the TSS and identity-map
 	// pages below it (tssAddr, identityMap).
 	maxFirmwareSize = 1<<32 - identityMap - 0x4000
@@ -123,13 +123,19 @@ func (m *Machine) setupFirmware() error {
 	return nil
 }
 
-// loadFirmware copies the image's last 128 KiB below 1 MiB, where the
-// reset vector's far jump lands (F000:E05B) and where SeaBIOS keeps running
-// and writing its data: on QEMU it is shadow RAM the host bridge's PAM
-// registers unlock; here it is plain RAM from the start.
+// loadFirmware copies the image's end below 1 MiB, where the reset
+// vector's far jump lands (F000:E05B) and where SeaBIOS runs and keeps its
+// data. QEMU shows the last 128 KiB there read-only (its "isa-bios" alias,
+// hw/i386/x86-common.c x86_bios_rom_init); SeaBIOS then makes
+// 0xC0000-0xFFFFF RAM through the i440FX/Q35 PAM registers and copies
+// itself there from the alias below 4 GiB, at address - 0xFFF00000
+// (src/fw/shadow.c make_bios_writable), its code starting as low as
+// 0xC0000. govisor's host bridge has no PAM registers (SeaBIOS logs
+// "Unable to unlock ram - bridge not found"), so the VMM lays out what
+// that copy produces: the image's last 256 KiB in plain RAM at 0xC0000.
 func (m *Machine) loadFirmware() (entryState, error) {
 	img := m.cfg.Firmware
-	low := img[len(img)-min(len(img), isaBIOSSize):]
+	low := img[len(img)-min(len(img), lowBIOSSize):]
 	if _, err := m.mem.WriteAt(low, int64(0x100000-len(low))); err != nil {
 		return entryState{}, fmt.Errorf("vm: firmware below 1 MiB: %w", err)
 	}
