@@ -248,7 +248,7 @@ func (st *State) startHost(cfg UpConfig, h *HostState, hc HostConfig, i int) err
 	if err := ov.AddDir("/opt/govisor/bin", cfg.BinDir); err != nil {
 		return err
 	}
-	for _, f := range []string{"bzImage", "vmlinux", "initrd.cpio", "bios-256k.bin", "syslinux.img"} {
+	for _, f := range []string{"bzImage", "vmlinux", "initrd.cpio"} {
 		if p := filepath.Join(cfg.GuestDir, f); fileExists(p) && h.Name != StorageHost {
 			ov.Add("/guest/"+f, p, 0o644)
 		}
