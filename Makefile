@@ -64,6 +64,7 @@ deps:
 
 guest: deps
 	./guest/build.sh $(GUEST)
+	./scripts/firmware.sh $(GUEST)
 
 # A lab host's kernel and initramfs (Debian's cloud kernel; internal/lab).
 lab: deps

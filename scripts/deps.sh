@@ -13,6 +13,10 @@
 # machine already uses.
 set -euo pipefail
 guest=(linux-source-6.1 build-essential bc bison flex libelf-dev libssl-dev cpio busybox-static)
+# What scripts/firmware.sh builds the BIOS-boot test disk with: a partition
+# table (sfdisk), a FAT file system (mkfs.fat, mtools) and SYSLINUX, whose
+# installer writes to a FAT image through mtools, with no loop device.
+guest+=(fdisk dosfstools mtools syslinux syslinux-common)
 # libwrap0, libtirpc3: the libraries of the NFS server a lab's storage host
 # runs (its programs come from nfs-kernel-server via apt-get download).
 lab=(qemu-system-x86 qemu-utils e2fsprogs iproute2 cpio busybox-static libwrap0 libtirpc3)

@@ -45,7 +45,7 @@ func NeedsKVM(path string) (bool, error) {
 type TestExec struct {
 	Cache    string    // the project's cache: lab/ (assets, runs), guest/
 	BinDir   string    // prebuilt govisor, govisor-agent, vsockpeer for the tests
-	GuestDir string    // the test guest (bzImage, vmlinux, initrd.cpio)
+	GuestDir string    // the test guest (bzImage, vmlinux, initrd.cpio) and firmware boot (bios-256k.bin, syslinux.img)
 	Tally    string    // file that records how many KVM tests ran, and where
 	Package  string    // the package under test, for messages
 	Stdout   io.Writer // the test's output
@@ -116,7 +116,7 @@ func runOnce(cfg TestExec, assets Assets, accel Accel, bin string, args []string
 			return res, "", err
 		}
 	}
-	for _, f := range []string{"bzImage", "vmlinux", "initrd.cpio"} {
+	for _, f := range []string{"bzImage", "vmlinux", "initrd.cpio", "bios-256k.bin", "syslinux.img"} {
 		if p := filepath.Join(cfg.GuestDir, f); fileExists(p) {
 			ov.Add("/guest/"+f, p, 0o644)
 		}

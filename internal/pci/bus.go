@@ -101,6 +101,13 @@ func NewHostBridge() *ConfigSpace {
 	})
 }
 
+// HostBridge returns the configuration space of the host bridge at 00:00.0.
+func (b *Bus) HostBridge() *ConfigSpace {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.devices[0].(*ConfigSpace)
+}
+
 // AddDevice places d as function 0 of slot (FirstSlot..NumSlots-1).
 func (b *Bus) AddDevice(slot int, d Device) error {
 	if slot < FirstSlot || slot >= NumSlots {

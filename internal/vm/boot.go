@@ -33,6 +33,9 @@ func (m *Machine) e820() []linuxboot.MemRegion {
 // loadGuest writes the firmware tables and the kernel (or flat test image)
 // and returns the state every vCPU that starts running enters with.
 func (m *Machine) loadGuest() (entryState, error) {
+	if len(m.cfg.Firmware) > 0 {
+		return m.loadFirmware() // the firmware writes its own tables
+	}
 	if err := mptable.Write(m.mem, m.cfg.CPUs); err != nil {
 		return entryState{}, fmt.Errorf("vm: MP table: %w", err)
 	}
@@ -123,8 +126,8 @@ func (m *Machine) createVCPUs(entry entryState, boot bool) error {
 		if err := c.SetCPUID(out); err != nil {
 			return err
 		}
-		if !boot {
-			continue
+		if !boot || len(m.cfg.Firmware) > 0 {
+			continue // restored state, or the reset state firmware starts from
 		}
 		setBootMSRs(c)
 		if err := setupLAPIC(c); err != nil {

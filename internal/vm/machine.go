@@ -11,7 +11,10 @@ import (
 	"sync/atomic"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/govisor/govisor/internal/diskimage"
+	"github.com/govisor/govisor/internal/firmware/fwcfg"
 	"github.com/govisor/govisor/internal/guestmem"
 	"github.com/govisor/govisor/internal/hostmem"
 	"github.com/govisor/govisor/internal/iobus"
@@ -68,6 +71,10 @@ type Config struct {
 	Nets            []Net     // virtio-net interfaces on TAP devices
 	Vsock           *Vsock    // a virtio-vsock device
 	Balloon         bool      // a virtio-balloon device (with statistics)
+	// Firmware is a BIOS image (SeaBIOS's bios-256k.bin) to boot through
+	// instead of a kernel: it loads the first disk's boot loader.
+	Firmware    []byte
+	FirmwareLog io.Writer // the firmware's debug log (port 0x402); nil: off
 }
 
 // Flat is a raw code image that every vCPU enters in 64-bit mode with
@@ -136,8 +143,10 @@ type Machine struct {
 	balloon    *balloon.Device
 	msrIndex   []uint32
 	slotFlags  uint32
-	hp         *hotplug // PCI hotplug of disks (hotplug.go)
-	sci        *sciLine // the shared ACPI SCI (hotplug_sci.go)
+	fwcfg      *fwcfg.Device // firmware boot only (firmware.go)
+	rom        []byte        // the firmware image's read-only mapping
+	hp         *hotplug      // PCI hotplug of disks (hotplug.go)
+	sci        *sciLine      // the shared ACPI SCI (hotplug_sci.go)
 	sciOnce    sync.Once
 
 	exits       []atomic.Uint64
@@ -205,6 +214,9 @@ func build(cfg Config, restoring bool, mem *guestmem.Memory) (_ *Machine, err er
 	if avail := hostmem.TotalMiB(); avail > 0 && cfg.MemoryMiB > avail {
 		return nil, fmt.Errorf("vm: memory %dM is more than this host's %dM of RAM: give less memory", cfg.MemoryMiB, avail)
 	}
+	if err := checkFirmware(cfg); err != nil {
+		return nil, err
+	}
 	if cfg.Console == nil {
 		cfg.Console = io.Discard
 	}
@@ -268,7 +280,10 @@ func build(cfg Config, restoring bool, mem *guestmem.Memory) (_ *Machine, err er
 		return err
 	}
 	defer waitIRQChip() // never leave the goroutine using a closed VM
-	if err := m.setupMemory(mem, !restoring); err != nil {
+	if err := m.setupMemory(mem, !restoring && len(cfg.Firmware) == 0); err != nil {
+		return nil, err
+	}
+	if err := m.mapFirmware(); err != nil {
 		return nil, err
 	}
 	if err := m.setupDevices(); err != nil {
@@ -278,6 +293,9 @@ func build(cfg Config, restoring bool, mem *guestmem.Memory) (_ *Machine, err er
 		return nil, err
 	}
 	if err := m.setupHotplug(); err != nil {
+		return nil, err
+	}
+	if err := m.setupFirmware(); err != nil {
 		return nil, err
 	}
 	if restoring {
@@ -453,6 +471,10 @@ func (m *Machine) Close() {
 	if m.kvm != nil {
 		m.kvm.Close()
 		m.kvm = nil
+	}
+	if m.rom != nil {
+		_ = unix.Munmap(m.rom)
+		m.rom = nil
 	}
 	if m.mem != nil {
 		m.mem.Close()

@@ -3,6 +3,8 @@ package vmm
 import (
 	"fmt"
 	"os"
+	"path/filepath"
+	"strings"
 
 	"github.com/govisor/govisor/internal/vm"
 	"github.com/govisor/govisor/internal/vmm/vmmconfig"
@@ -21,10 +23,16 @@ func machineConfig(c vmmconfig.Config, names vmmconfig.Names) (vm.Config, error)
 	if v := c.Vsock; v != nil {
 		mc.Vsock = &vm.Vsock{CID: v.CID, UDS: v.UDS}
 	}
+	var err error
+	if c.Firmware != "" {
+		if mc.Firmware, err = firmwareImage(c.FirmwareImage); err != nil {
+			return mc, fmt.Errorf("%s %s: %w", names.Name("firmware"), c.Firmware, err)
+		}
+		return mc, nil
+	}
 	if c.Kernel == "" {
 		return mc, nil
 	}
-	var err error
 	if mc.Kernel, err = os.ReadFile(c.Kernel); err != nil {
 		return mc, fmt.Errorf("%s: %w", names.Name("kernel"), err)
 	}
@@ -34,6 +42,31 @@ func machineConfig(c vmmconfig.Config, names vmmconfig.Names) (vm.Config, error)
 		}
 	}
 	return mc, nil
+}
+
+// SeaBIOSImage is the SeaBIOS build govisor boots with "bios" firmware:
+// the 256 KiB image QEMU's PC machines use (Debian package seabios).
+const SeaBIOSImage = "bios-256k.bin"
+
+// firmwareImage reads the firmware image at path or, without one,
+// SeaBIOS from $GOVISOR_FIRMWARE_DIR or /usr/share/seabios.
+func firmwareImage(path string) ([]byte, error) {
+	if path != "" {
+		return os.ReadFile(path)
+	}
+	var tried []string
+	for _, dir := range []string{os.Getenv("GOVISOR_FIRMWARE_DIR"), "/usr/share/seabios"} {
+		if dir == "" {
+			continue
+		}
+		p := filepath.Join(dir, SeaBIOSImage)
+		b, err := os.ReadFile(p)
+		if err == nil {
+			return b, nil
+		}
+		tried = append(tried, p)
+	}
+	return nil, fmt.Errorf("no SeaBIOS image (looked at %s): install Debian's seabios, or give the image's path", strings.Join(tried, ", "))
 }
 
 // incomingConfig is the machine an incoming migration starts from: its

@@ -238,7 +238,7 @@ func (v *VMM) run(boot int, m *vm.Machine) (again bool, err error) {
 		if v.cfg.OnReboot == "exit" {
 			return false, nil
 		}
-		if v.cfg.Kernel == "" {
+		if v.cfg.Kernel == "" && v.cfg.Firmware == "" {
 			fmt.Fprintf(v.log, "govisor: guest rebooted (%s); a VM restored or migrated without %s cannot boot again\n",
 				ex.Detail, v.names.Name("kernel"))
 			return false, nil

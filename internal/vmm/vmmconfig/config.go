@@ -26,6 +26,12 @@ type Config struct {
 	// Required unless Restore or Incoming is set; with them it is what a
 	// guest reboot boots (without it a reboot ends the VMM).
 	Kernel string `json:"kernel,omitempty"`
+	// Firmware boots the first disk's own boot loader through firmware
+	// instead of a kernel: "bios" (SeaBIOS). "uefi" (OVMF) is not there yet.
+	Firmware string `json:"firmware,omitempty"`
+	// FirmwareImage is the firmware image file; empty looks for SeaBIOS's
+	// bios-256k.bin in $GOVISOR_FIRMWARE_DIR, then /usr/share/seabios.
+	FirmwareImage string `json:"firmwareImage,omitempty"`
 	// Initrd is an initial ramdisk (cpio, optionally compressed).
 	Initrd string `json:"initrd,omitempty"`
 	// Cmdline is the kernel command line (DefaultCmdline when a config

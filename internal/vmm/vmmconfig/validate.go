@@ -48,7 +48,21 @@ func (c *Config) ValidateNamed(names Names) error {
 	bad := func(field, format string, args ...any) error {
 		return &FieldError{Field: field, Msg: fmt.Sprintf(format, args...)}
 	}
-	if c.Kernel == "" && c.Restore == "" && c.Incoming == "" {
+	switch c.Firmware {
+	case "":
+	case "bios":
+		if c.Kernel != "" || c.Initrd != "" {
+			return bad("firmware", "%s and %s exclude each other: firmware boots the disk's own boot loader", n("firmware"), n("kernel"))
+		}
+	case "uefi":
+		return bad("firmware", "%s uefi: not supported yet (OVMF needs flash with a variable store); use bios", n("firmware"))
+	default:
+		return bad("firmware", "%s %q: use bios", n("firmware"), c.Firmware)
+	}
+	if c.FirmwareImage != "" && c.Firmware == "" {
+		return bad("firmwareImage", "%s needs %s bios", n("firmwareImage"), n("firmware"))
+	}
+	if c.Kernel == "" && c.Firmware == "" && c.Restore == "" && c.Incoming == "" {
 		return bad("kernel", "%s is required: the path of a bzImage or vmlinux (or %s DIR, or %s HOST:PORT)",
 			n("kernel"), n("restore"), n("incoming"))
 	}

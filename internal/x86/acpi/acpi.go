@@ -143,53 +143,67 @@ const (
 // the guest-physical address of the RSDP (for boot_params.acpi_rsdp_addr;
 // an OS also finds it by scanning the area).
 func Write(mem io.WriterAt, cfg Config) (rsdpAddr uint64, err error) {
-	if err := cfg.validate(); err != nil {
+	img, at, err := build(cfg, Base)
+	if err != nil {
 		return 0, err
+	}
+	if _, err := mem.WriteAt(img, Base); err != nil {
+		return 0, fmt.Errorf("acpi: write %d bytes at %#x: %w", len(img), Base, err)
+	}
+	return at.rsdp, nil
+}
+
+// placement records where build put each table.
+type placement struct {
+	rsdp, facs, dsdt, fadt, madt, xsdt, rsdt, end uint64
+	tables                                        []uint64 // what the XSDT and RSDT list
+}
+
+// build lays the tables out from base and returns the image (starting at
+// base) and where each table went.
+func build(cfg Config, base uint64) ([]byte, placement, error) {
+	var at placement
+	if err := cfg.validate(); err != nil {
+		return nil, at, err
 	}
 	dsdt, err := buildDSDT(cfg)
 	if err != nil {
-		return 0, err
+		return nil, at, err
 	}
 	madt := buildMADT(cfg)
 
 	// Layout: RSDP first so a scan finds it at once, FACS on the 64-byte
 	// boundary it requires (section 5.2.10), the rest 16-byte aligned.
-	var l layout
-	rsdp := l.place(rsdpSize, 16)
-	facs := l.place(facsSize, 64)
-	dsdtAt := l.place(len(dsdt), 16)
-	fadtAt := l.place(fadtSize, 16)
-	madtAt := l.place(len(madt), 16)
-	tables := []uint64{fadtAt, madtAt}
-	xsdtAt := l.place(headerSize+8*len(tables), 16)
-	rsdtAt := l.place(headerSize+4*len(tables), 16)
-	if l.next > Limit {
-		return 0, fmt.Errorf("%w: %d bytes needed, %d available", ErrNoSpace, l.next-Base, Limit-Base)
+	l := layout{next: base}
+	at.rsdp = l.place(rsdpSize, 16)
+	at.facs = l.place(facsSize, 64)
+	at.dsdt = l.place(len(dsdt), 16)
+	at.fadt = l.place(fadtSize, 16)
+	at.madt = l.place(len(madt), 16)
+	at.tables = []uint64{at.fadt, at.madt}
+	at.xsdt = l.place(headerSize+8*len(at.tables), 16)
+	at.rsdt = l.place(headerSize+4*len(at.tables), 16)
+	at.end = l.next
+	if at.end-base > Limit-Base {
+		return nil, at, fmt.Errorf("%w: %d bytes needed, %d available", ErrNoSpace, at.end-base, Limit-Base)
 	}
 
-	img := make([]byte, l.next-Base)
-	put := func(at uint64, b []byte) { copy(img[at-Base:], b) }
-	put(facs, buildFACS())
-	put(dsdtAt, dsdt)
-	put(fadtAt, buildFADT(cfg, facs, dsdtAt))
-	put(madtAt, madt)
-	put(xsdtAt, buildXSDT(tables))
-	put(rsdtAt, buildRSDT(tables))
-	put(rsdp, buildRSDP(rsdtAt, xsdtAt))
-
-	if _, err := mem.WriteAt(img, Base); err != nil {
-		return 0, fmt.Errorf("acpi: write %d bytes at %#x: %w", len(img), Base, err)
-	}
-	return rsdp, nil
+	img := make([]byte, at.end-base)
+	put := func(a uint64, b []byte) { copy(img[a-base:], b) }
+	put(at.facs, buildFACS())
+	put(at.dsdt, dsdt)
+	put(at.fadt, buildFADT(cfg, at.facs, at.dsdt))
+	put(at.madt, madt)
+	put(at.xsdt, buildXSDT(at.tables))
+	put(at.rsdt, buildRSDT(at.tables))
+	put(at.rsdp, buildRSDP(at.rsdt, at.xsdt))
+	return img, at, nil
 }
 
-// layout hands out aligned addresses upwards from Base.
+// layout hands out aligned addresses upwards from next.
 type layout struct{ next uint64 }
 
 func (l *layout) place(size int, align uint64) uint64 {
-	if l.next == 0 {
-		l.next = Base
-	}
 	at := (l.next + align - 1) &^ (align - 1)
 	l.next = at + uint64(size)
 	return at

@@ -1,0 +1,51 @@
+package cli
+
+import (
+	"strings"
+	"testing"
+
+	"github.com/govisor/govisor/internal/kvm/kvmtest"
+)
+
+// TestRunFirmwareBIOS boots the SYSLINUX test disk as a user would:
+// `govisor run --firmware bios --disk ...`, SeaBIOS then SYSLINUX then the
+// test guest, which powers off, and govisor exits 0.
+func TestRunFirmwareBIOS(t *testing.T) {
+	bios, disk := kvmtest.SeaBIOS(t), kvmtest.SyslinuxDisk(t)
+	out, errOut, code := runGovisor(t, "run", "--firmware", "bios", "--firmware-image", bios,
+		"--disk", "path="+disk+",readonly", "--cpus", "2", "--memory", "256M", "-v")
+	if code != 0 {
+		t.Fatalf("exit %d; stdout:\n%s\nstderr:\n%s", code, out, errOut)
+	}
+	last := -1
+	for _, want := range []string{"SeaBIOS (version", "SYSLINUX", "GUEST-READY", "GUEST-DONE"} {
+		i := strings.Index(out[last+1:], want)
+		if i < 0 {
+			t.Fatalf("console lacks %q after the previous marker:\n%s\nstderr:\n%s", want, out, errOut)
+		}
+		last += 1 + i
+	}
+	if !strings.Contains(errOut, "firmware, 262144 bytes") {
+		t.Errorf("--verbose did not say the guest was loaded through firmware:\n%s", errOut)
+	}
+}
+
+func TestRunFirmwareErrors(t *testing.T) {
+	kvmtest.Require(t)
+	cases := []struct {
+		name string
+		args []string
+		want string
+	}{
+		{"uefi", []string{"run", "--firmware", "uefi"}, "not supported yet"},
+		{"firmware and kernel", []string{"run", "--firmware", "bios", "--kernel", "vmlinux"}, "exclude each other"},
+		{"missing image", []string{"run", "--firmware", "bios", "--firmware-image", "/nonexistent/bios.bin"}, "no such file"},
+		{"too much memory", []string{"run", "--firmware", "bios", "--firmware-image", kvmtest.SeaBIOS(t), "--memory", "4G"}, "up to 3072 MiB"},
+	}
+	for _, c := range cases {
+		_, errOut, code := runGovisor(t, c.args...)
+		if code == 0 || !strings.Contains(errOut, c.want) {
+			t.Errorf("%s: exit %d, stderr %q, want it to say %q", c.name, code, errOut, c.want)
+		}
+	}
+}

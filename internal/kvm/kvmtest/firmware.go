@@ -1,0 +1,42 @@
+package kvmtest
+
+import (
+	"os"
+	"path/filepath"
+	"testing"
+)
+
+// SeaBIOS returns the path of the SeaBIOS image that scripts/firmware.sh
+// (run by `make guest`) puts beside the test guest.
+func SeaBIOS(t testing.TB) string { return firmwareFile(t, "bios-256k.bin") }
+
+// SyslinuxDisk returns the path of the BIOS-bootable test disk that
+// scripts/firmware.sh builds: SYSLINUX booting the test guest with
+// run="ls /sys/firmware/acpi/tables; nproc". It takes a Linux boot slot.
+func SyslinuxDisk(t testing.TB) string {
+	t.Helper()
+	p := firmwareFile(t, "syslinux.img")
+	acquireSlot(t)
+	return p
+}
+
+// firmwareFile returns the path of a file of the firmware boot tests in
+// the test guest's folder. It fails the test, naming the fix, when it is
+// missing: a machine with KVM must run the firmware boot tests.
+func firmwareFile(t testing.TB, name string) string {
+	t.Helper()
+	Require(t)
+	dir := os.Getenv("GOVISOR_GUEST_DIR")
+	if dir == "" {
+		if c := os.Getenv("GOVISOR_CACHE"); c != "" {
+			dir = filepath.Join(c, "guest")
+		} else if root := repoRoot(); root != "" {
+			dir = filepath.Join(root, ".cache", "guest")
+		}
+	}
+	p := filepath.Join(dir, name)
+	if _, err := os.Stat(p); err != nil {
+		t.Fatalf("firmware boot test file missing (%v): run scripts/firmware.sh (`make guest` does)", err)
+	}
+	return p
+}

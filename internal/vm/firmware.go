@@ -1,0 +1,155 @@
+package vm
+
+import (
+	"fmt"
+	"io"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/govisor/govisor/internal/firmware/fwcfg"
+	"github.com/govisor/govisor/internal/firmware/qemufw"
+	"github.com/govisor/govisor/internal/kvm"
+	"github.com/govisor/govisor/internal/legacy/uart8250"
+	"github.com/govisor/govisor/internal/pci"
+	"github.com/govisor/govisor/internal/x86/acpi"
+)
+
+// Firmware boot: a BIOS image (SeaBIOS) mapped read-only below 4 GiB, its
+// last 256 KiB also in RAM at 0xC0000-0xFFFFF, and QEMU's fw_cfg device
+// telling it about the machine. The boot processor starts at the reset
+// vector (CS base 0xFFFF0000, IP 0xFFF0: Intel SDM vol. 3, 9.1.4 "First
+// Instruction Executed"), which is the state KVM gives a new vCPU.
+const (
+	// lowBIOSSize is how much of the image's end is copied below 1 MiB
+	// (0xC0000-0xFFFFF, SeaBIOS's BUILD_ROM_START up; see loadFirmware).
+	lowBIOSSize = 256 << 10
+	// maxFirmwareSize keeps the image clear of the TSS and identity-map
+	// pages below it (tssAddr, identityMap).
+	maxFirmwareSize = 1<<32 - identityMap - 0x4000
+	// romSlot is the KVM memory slot of the read-only image, past the RAM slots.
+	romSlot = 32
+	// firmwareDebugPort is QEMU's debugcon port, where SeaBIOS built for
+	// QEMU writes its log; it enables that only if the port reads back 0xE9.
+	firmwareDebugPort = 0x402
+	debugconReadback  = 0xE9
+	// qemuSubsystemVendor and qemuSubsystem are the subsystem IDs of
+	// QEMU's PCI functions; SeaBIOS treats the platform as QEMU (and reads
+	// fw_cfg) only when the host bridge carries them (src/fw/paravirt.c
+	// qemu_detect).
+	qemuSubsystemVendor = 0x1AF4
+	qemuSubsystem       = 0x1100
+)
+
+// checkFirmware refuses firmware configurations govisor cannot boot yet.
+func checkFirmware(cfg Config) error {
+	n := len(cfg.Firmware)
+	if n == 0 {
+		return nil
+	}
+	if n%4096 != 0 || n > maxFirmwareSize {
+		return fmt.Errorf("vm: firmware image of %d bytes: want a multiple of 4 KiB up to %d bytes (SeaBIOS's bios-256k.bin is 262144)", n, maxFirmwareSize)
+	}
+	if cfg.Flat != nil || len(cfg.Kernel) > 0 {
+		return fmt.Errorf("vm: firmware boot loads the disk's own boot loader: give no kernel")
+	}
+	// Above 3 GiB of RAM SeaBIOS puts 64-bit BARs above 4 GiB, which its
+	// virtio driver reaches only through the VIRTIO_PCI_CAP_PCI_CFG window
+	// govisor's transport lacks, and which the DSDT does not describe.
+	if cfg.MemoryMiB<<20 > pciHoleStart {
+		return fmt.Errorf("vm: firmware boot supports up to %d MiB of memory for now (got %d MiB)", pciHoleStart>>20, cfg.MemoryMiB)
+	}
+	return nil
+}
+
+// mapFirmware maps the image read-only at the top of the 32-bit address
+// space; guest writes there exit as MMIO and are dropped.
+func (m *Machine) mapFirmware() error {
+	img := m.cfg.Firmware
+	if len(img) == 0 {
+		return nil
+	}
+	if m.sys.CheckExtension(kvm.CapReadonlyMem) <= 0 {
+		return fmt.Errorf("vm: firmware boot needs KVM_CAP_READONLY_MEM, which this host's KVM lacks")
+	}
+	rom, err := unix.Mmap(-1, 0, len(img), unix.PROT_READ|unix.PROT_WRITE, unix.MAP_PRIVATE|unix.MAP_ANONYMOUS)
+	if err != nil {
+		return fmt.Errorf("vm: memory for the firmware image: %w", err)
+	}
+	copy(rom, img)
+	m.rom = rom // unmapped by Close, after the VM
+	return m.kvm.SetUserMemoryRegion(romSlot, kvm.MemReadOnly, 1<<32-uint64(len(img)), rom)
+}
+
+// setupFirmware adds what the firmware talks to: fw_cfg, its debug port,
+// and QEMU's subsystem IDs on the host bridge. It runs after the PCI
+// devices exist, whose slots make the boot order.
+func (m *Machine) setupFirmware() error {
+	if len(m.cfg.Firmware) == 0 {
+		return nil
+	}
+	hb := m.pci.HostBridge()
+	hb.SetU16(pci.RegSubsysVendor, qemuSubsystemVendor)
+	hb.SetU16(pci.RegSubsysVendor+2, qemuSubsystem)
+
+	var ram []qemufw.MemRange
+	for _, r := range m.mem.Regions() {
+		ram = append(ram, qemufw.MemRange{Start: r.GPA, Size: uint64(len(r.Host)), Type: qemufw.E820RAM})
+	}
+	// The pages KVM uses for real mode on Intel (KVM_SET_TSS_ADDR,
+	// KVM_SET_IDENTITY_MAP_ADDR) must stay out of the OS's hands.
+	ram = append(ram, qemufw.MemRange{Start: identityMap, Size: 0x4000, Type: qemufw.E820Reserved})
+	var order []string
+	for i := range m.cfg.Disks {
+		order = append(order, qemufw.PCIPath(pci.FirstSlot+i)) // setupVirtio puts disk i in slot 1+i
+	}
+	acfg := acpi.DefaultConfig(m.cfg.CPUs)
+	acfg.RTCCenturyIndex = 0x32
+	acfg.HotplugSlots = m.hotplugSlots()
+	dev := fwcfg.New(m.mem)
+	if err := qemufw.Fill(dev, qemufw.Config{
+		CPUs: m.cfg.CPUs, RAM: ram, BootOrder: order, SerialPort: uart8250.COM1Base, ACPI: acfg,
+	}); err != nil {
+		return fmt.Errorf("vm: firmware configuration: %w", err)
+	}
+	if err := m.pio.Register(fwcfg.Base, fwcfg.Size, dev); err != nil {
+		return fmt.Errorf("vm: fw_cfg ports: %w", err)
+	}
+	if m.cfg.FirmwareLog != nil {
+		if err := m.pio.Register(firmwareDebugPort, 1, debugcon{m.cfg.FirmwareLog}); err != nil {
+			return fmt.Errorf("vm: firmware debug port: %w", err)
+		}
+	}
+	m.fwcfg = dev
+	return nil
+}
+
+// loadFirmware copies the image's end below 1 MiB, where the reset
+// vector's far jump lands (F000:E05B) and where SeaBIOS runs and keeps its
+// data. QEMU shows the last 128 KiB there read-only (its "isa-bios" alias,
+// hw/i386/x86-common.c x86_bios_rom_init); SeaBIOS then makes
+// 0xC0000-0xFFFFF RAM through the i440FX/Q35 PAM registers and copies
+// itself there from the alias below 4 GiB, at address - 0xFFF00000
+// (src/fw/shadow.c make_bios_writable), its code starting as low as
+// 0xC0000. govisor's host bridge has no PAM registers (SeaBIOS logs
+// "Unable to unlock ram - bridge not found"), so the VMM lays out what
+// that copy produces: the image's last 256 KiB in plain RAM at 0xC0000.
+func (m *Machine) loadFirmware() (entryState, error) {
+	img := m.cfg.Firmware
+	low := img[len(img)-min(len(img), lowBIOSSize):]
+	if _, err := m.mem.WriteAt(low, int64(0x100000-len(low))); err != nil {
+		return entryState{}, fmt.Errorf("vm: firmware below 1 MiB: %w", err)
+	}
+	m.bootLog = fmt.Sprintf("firmware, %d bytes at %#x (last %d also at %#x)", len(img), 1<<32-len(img), len(low), 0x100000-len(low))
+	return entryState{}, nil
+}
+
+// debugcon is QEMU's ISA debug console: bytes written go to w.
+type debugcon struct{ w io.Writer }
+
+func (d debugcon) Read(_ uint64, data []byte) {
+	for i := range data {
+		data[i] = debugconReadback
+	}
+}
+
+func (d debugcon) Write(_ uint64, data []byte) { _, _ = d.w.Write(data) }
