@@ -46,9 +46,18 @@ func consoleCount(t *testing.T, c *client.Client, name, s string) int {
 func vmmConfigOf(t *testing.T, pid int) vmmconfig.Config {
 	t.Helper()
 	proc := filepath.Join("/proc", strconv.Itoa(pid))
-	b, _ := os.ReadFile(filepath.Join(proc, "cmdline"))
-	argv := strings.Split(strings.TrimRight(string(b), "\x00"), "\x00")
-	i := slices.Index(argv, "--config")
+	// A VMM reported running may still be entering its jail (jail-exec
+	// execs the VMM in the same process): its command line is briefly
+	// unreadable then. One that stays so is gone.
+	var argv []string
+	i := -1
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		b, _ := os.ReadFile(filepath.Join(proc, "cmdline"))
+		argv = strings.Split(strings.TrimRight(string(b), "\x00"), "\x00")
+		if i = slices.Index(argv, "--config"); (i >= 0 && i+1 < len(argv) && !slices.Contains(argv, "jail-exec")) || time.Now().After(deadline) {
+			break
+		}
+	}
 	if i < 0 || i+1 >= len(argv) {
 		t.Fatalf("VMM %d runs %q, without --config FILE", pid, argv)
 	}
