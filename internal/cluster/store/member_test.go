@@ -74,13 +74,28 @@ func TestMemberCheck(t *testing.T) {
 // freeURL is http://127.0.0.1:PORT with a port free right now.
 func freeURL(t *testing.T) string {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
+	// The port is free when the listener closes, so the kernel may hand it
+	// out again at the next call: never give one out twice.
+	freeMu.Lock()
+	defer freeMu.Unlock()
+	for {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		u := "http://" + l.Addr().String()
+		l.Close()
+		if !freeGiven[u] {
+			freeGiven[u] = true
+			return u
+		}
 	}
-	defer l.Close()
-	return "http://" + l.Addr().String()
 }
+
+var (
+	freeMu    sync.Mutex
+	freeGiven = map[string]bool{}
+)
 
 // TestThreeMembers starts three stores in member mode (as three agents
 // would), writes through one and reads through the others, restarts one
