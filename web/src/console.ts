@@ -18,18 +18,29 @@ export async function openConsole(el: HTMLElement, name: string, status: (s: str
   term.open(el);
   fit.fit();
   const proto = location.protocol === "https:" ? "wss:" : "ws:";
-  const ws = new WebSocket(`${proto}//${location.host}/v1/vms/${encodeURIComponent(name)}/console`);
-  ws.binaryType = "arraybuffer";
   const enc = new TextEncoder();
-  status("connecting");
-  ws.onopen = () => {
-    status("connected");
-    term.focus();
+  let ws: WebSocket;
+  let closed = false;
+  // A VM just started may not have its console yet (the VMM is still
+  // coming up, in its jail): a lost connection is tried again each second
+  // until the page closes the console.
+  const connect = () => {
+    ws = new WebSocket(`${proto}//${location.host}/v1/vms/${encodeURIComponent(name)}/console`);
+    ws.binaryType = "arraybuffer";
+    status("connecting");
+    ws.onopen = () => {
+      status("connected");
+      term.focus();
+    };
+    ws.onmessage = (m) => {
+      term.write(typeof m.data === "string" ? m.data : new Uint8Array(m.data as ArrayBuffer));
+    };
+    ws.onclose = (e) => {
+      status(e.reason ? `closed: ${e.reason}` : "closed");
+      if (!closed) setTimeout(() => !closed && connect(), 1000);
+    };
   };
-  ws.onmessage = (m) => {
-    term.write(typeof m.data === "string" ? m.data : new Uint8Array(m.data as ArrayBuffer));
-  };
-  ws.onclose = (e) => status(e.reason ? `closed: ${e.reason}` : "closed");
+  connect();
   const input = term.onData((d) => {
     if (ws.readyState === WebSocket.OPEN) ws.send(enc.encode(d));
   });
@@ -45,6 +56,7 @@ export async function openConsole(el: HTMLElement, name: string, status: (s: str
   };
   return {
     close() {
+      closed = true;
       window.removeEventListener("resize", resize);
       input.dispose();
       ws.close();
