@@ -67,6 +67,12 @@ const (
 // States lists every observed state (for metrics with a zero for each).
 var States = []State{StatePending, StateRunning, StatePaused, StateStopping, StateStopped, StateFailed}
 
+// The CPU models of VMSpec.CPU.
+const (
+	CPUBaseline = "baseline"
+	CPUHost     = "host"
+)
+
 // VMSpec is a VM definition: what a user writes in vm.yaml.
 type VMSpec struct {
 	Name          string `json:"name"`
@@ -102,6 +108,11 @@ type VMSpec struct {
 	// "must-not gpu", "should ssd" or "should-not rack=r1" (comma-separated
 	// terms key, !key, key=value, key!=value).
 	HostRules []string `json:"hostRules,omitempty"`
+	// CPU is the processor the guest sees: "baseline" (the default) offers
+	// the features every host of the cluster has, so the VM can move to
+	// any of them; "host" offers all of its first host's, and the VM can
+	// then move only to hosts that have them too.
+	CPU string `json:"cpu,omitempty"`
 	// StopTimeout is how long a stop waits for the guest to shut down after
 	// the ACPI power button before the VMM is terminated (a Go duration such
 	// as "30s"; empty: the agent's default).
@@ -128,6 +139,9 @@ type VMStatus struct {
 	ExitReason string    `json:"exitReason,omitempty"`
 	ExitCode   *int      `json:"exitCode,omitempty"`
 	Restarts   int       `json:"restarts"`
+	// CPUFeatures are the CPU features (as /proc/cpuinfo names them) the
+	// guest was started with: any host it moves to must have them.
+	CPUFeatures []string `json:"cpuFeatures,omitempty"`
 	// Migration is the live migration under way (or the last one to fail).
 	Migration *MigrationStatus `json:"migration,omitempty"`
 }
@@ -215,6 +229,29 @@ const (
 type MaintenanceRequest struct {
 	// Maintenance enters (true) or leaves (false) maintenance mode.
 	Maintenance bool `json:"maintenance"`
+}
+
+// JoinRequest is the body of POST /v1/cluster/members: a host asks to join
+// the cluster (govisor serve --join).
+type JoinRequest struct {
+	// Name is the joining host's etcd member name (its host name).
+	Name string `json:"name"`
+	// PeerURL is the http://IP:PORT its etcd member will listen on for
+	// the other members.
+	PeerURL string `json:"peerURL"`
+}
+
+// JoinInfo is the answer to a JoinRequest: how the host's agent reaches
+// the cluster's etcd.
+type JoinInfo struct {
+	// Member says the host's embedded etcd was added as a member (a
+	// learner, promoted once it caught up): it starts with InitialCluster.
+	// Otherwise the cluster has its members and the host is their client.
+	Member bool `json:"member"`
+	// InitialCluster is every member's NAME=PEER-URL, the joining one too.
+	InitialCluster string `json:"initialCluster,omitempty"`
+	// Endpoints are the members' client URLs.
+	Endpoints []string `json:"endpoints"`
 }
 
 // HostList is the body of GET /v1/hosts: the hosts whose agents are alive.

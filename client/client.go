@@ -391,6 +391,13 @@ func (c *Client) PutSettings(ctx context.Context, cs api.ClusterSettings) (api.C
 	return out, err
 }
 
+// AddMember asks the cluster to let a host join (govisor serve --join).
+func (c *Client) AddMember(ctx context.Context, req api.JoinRequest) (api.JoinInfo, error) {
+	var info api.JoinInfo
+	_, err := c.Do(ctx, http.MethodPost, "/v1/cluster/members", req, &info)
+	return info, err
+}
+
 // BalancePlan is the load balancer's plan for the cluster now.
 func (c *Client) BalancePlan(ctx context.Context) (api.BalancePlan, error) {
 	var p api.BalancePlan

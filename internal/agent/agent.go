@@ -186,6 +186,10 @@ func New(ctx context.Context, cfg Config) (*Agent, error) {
 		a.abort()
 		return nil, err
 	}
+	if err := a.joinCPU(actx); err != nil {
+		a.abort()
+		return nil, err
+	}
 	// Registered once the API listens: the record carries its addresses.
 	if a.hostLease, err = st.RegisterHost(actx, a.hostInfo(), cfg.HostLeaseTTL); err != nil {
 		a.abort()

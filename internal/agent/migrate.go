@@ -34,6 +34,9 @@ func (a *Agent) Migrate(rctx context.Context, name string, req api.MigrateReques
 	if err := checkMigrateRequest(name, rec.Desired.Host, req); err != nil {
 		return api.VM{}, err
 	}
+	if err := a.checkMigrateCPU(rctx, rec, req.Host); err != nil {
+		return api.VM{}, err
+	}
 	p, err := a.liveProc(rec, "migrate", api.StateRunning)
 	if err != nil {
 		return api.VM{}, err
@@ -89,6 +92,9 @@ func (a *Agent) RequestMigration(ctx context.Context, name string, req api.Migra
 		return err
 	}
 	if err := checkMigrateRequest(name, rec.Desired.Host, req); err != nil {
+		return err
+	}
+	if err := a.checkMigrateCPU(ctx, rec, req.Host); err != nil {
 		return err
 	}
 	_, err = a.mig.request(ctx, name, rec.Desired.Host, req, by)

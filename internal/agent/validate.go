@@ -128,6 +128,11 @@ func normalize(s api.VMSpec, hostMiB uint64) (api.VMSpec, error) {
 			}
 		}
 	}
+	switch s.CPU {
+	case "", api.CPUBaseline, api.CPUHost:
+	default:
+		return s, fieldErr("cpu", fmt.Sprintf("%q: use baseline (the cluster's common CPU features, the default) or host", s.CPU))
+	}
 	switch s.RestartPriority {
 	case "":
 		if s.HA {

@@ -27,6 +27,7 @@ type runOptions struct {
 	guestDecompress         bool
 	onReboot                string
 	template                string
+	cpuFeatures             []string
 	debugExit               bool
 	verbose                 bool
 	disks                   []string
@@ -97,6 +98,7 @@ func (o *runOptions) addFlags(f *pflag.FlagSet) {
 	f.BoolVar(&o.guestDecompress, "guest-decompress", false, "let the guest decompress a bzImage instead of unpacking it on the host")
 	f.StringVar(&o.onReboot, "on-reboot", "restart", "what a guest reboot does: restart or exit")
 	f.StringVar(&o.template, "cpu-template", "auto", "CPU template: auto, host or pvm")
+	f.StringSliceVar(&o.cpuFeatures, "cpu-features", nil, "the only CPU features the guest sees, as /proc/cpuinfo flags (comma-separated; a cluster's CPU baseline)")
 	f.BoolVar(&o.debugExit, "debug-exit", false, "enable the isa-debug-exit port 0xf4: a guest write ends govisor with that value as exit code")
 	f.BoolVarP(&o.verbose, "verbose", "v", false, "print how the guest was loaded and why it stopped")
 	f.StringArrayVar(&o.disks, "disk", nil, "virtio-blk disk: path=FILE[,readonly][,direct][,lease][,format=FMT][,serial=ID][,queues=N] (repeatable; raw, qcow2, vmdk, vhd, vhdx, vdi; lease: hold a disk lease for --lease-owner)")
@@ -133,7 +135,7 @@ func ParseMemoryMiB(s string) (uint64, error) {
 // runFlagNames names config fields as govisor run's flags, for messages.
 var runFlagNames = map[string]string{
 	"kernel": "--kernel", "firmware": "--firmware", "firmwareImage": "--firmware-image", "initrd": "--initrd", "cmdline": "--cmdline", "cpus": "--cpus", "memoryMiB": "--memory",
-	"boot": "--boot", "guestDecompress": "--guest-decompress", "onReboot": "--on-reboot", "cpuTemplate": "--cpu-template",
+	"boot": "--boot", "guestDecompress": "--guest-decompress", "onReboot": "--on-reboot", "cpuTemplate": "--cpu-template", "cpuFeatures": "--cpu-features",
 	"debugExit": "--debug-exit", "verbose": "--verbose", "rng": "--rng", "balloon": "--balloon",
 	"apiSock": "--api-sock", "consoleSock": "--console-sock", "restore": "--restore", "incoming": "--incoming",
 	"tls": "--tls-*", "tls.cert": "--tls-cert", "tls.key": "--tls-key", "tls.ca": "--tls-ca",
@@ -178,7 +180,7 @@ func (o *runOptions) vmmConfig(flags *pflag.FlagSet) (vmmconfig.Config, vmmconfi
 	var err error
 	cfg := vmmconfig.Config{
 		Kernel: o.kernel, Firmware: o.firmware, FirmwareImage: o.firmwareImage, Initrd: o.initrd, Cmdline: o.cmdline, Boot: o.boot, GuestDecompress: o.guestDecompress,
-		OnReboot: o.onReboot, CPUTemplate: o.template, DebugExit: o.debugExit, Verbose: o.verbose,
+		OnReboot: o.onReboot, CPUTemplate: o.template, CPUFeatures: o.cpuFeatures, DebugExit: o.debugExit, Verbose: o.verbose,
 		RNG: o.rng, Balloon: o.balloon, APISock: o.apiSock, ConsoleSock: o.consoleSock, Restore: o.restore, Incoming: o.incoming,
 		FenceTTLMS: int(o.fenceTTL / time.Millisecond), FenceDeadlineMonoNS: o.fenceDeadline, LeaseOwner: o.leaseOwner, Seccomp: o.seccomp,
 	}

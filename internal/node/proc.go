@@ -60,6 +60,8 @@ type Proc struct {
 	VMM      *vmmapi.Client // its control API (api.sock in the VM's directory)
 	Grace    time.Duration  // how long a stop waits for the guest to shut down
 	HA       bool           // an HA VM: its self-fencing watchdog is fed from the host's lease
+	// CPUFeatures are the CPU features the guest started with (VMStatus.CPUFeatures).
+	CPUFeatures []string
 
 	mu sync.Mutex
 	st State // read with State, changed with Update

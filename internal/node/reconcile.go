@@ -178,10 +178,19 @@ func (n *Node) startLocked(r store.Record) {
 		return
 	}
 	snap, restoring := n.restoreNext[s.Name]
+	var feats []string
 	if restoring {
 		// Once: a later restart by policy boots the guest afresh.
 		delete(n.restoreNext, s.Name)
 		cfg = RestoreConfig(s, snap)
+		if r.Status != nil {
+			feats = r.Status.CPUFeatures // the snapshot's guest keeps its CPU
+		}
+	} else {
+		if cfg.CPUFeatures, feats, err = n.cpuFeatures(s); err != nil {
+			n.startFailed(s.Name, err)
+			return
+		}
 	}
 	if s.HA {
 		deadline, err := n.claimHAStart(r)
@@ -210,6 +219,7 @@ func (n *Node) startLocked(r store.Record) {
 	}
 	p.Grace = n.stopGrace(s)
 	p.HA = s.HA
+	p.CPUFeatures = feats
 	n.log.Info("started VM", "vm", s.Name, "pid", p.PID, "ha", s.HA)
 	n.procs[s.Name] = p
 	n.supWG.Add(1)
@@ -233,7 +243,7 @@ func (n *Node) supervise(p *Proc, report bool) {
 	defer n.supWG.Done()
 	if report {
 		err := n.putStatus(p.Name, api.VMStatus{State: api.StateRunning, Host: n.cfg.HostName, PID: p.PID,
-			StartTicks: p.Ticks, Since: p.Since, Restarts: p.Restarts})
+			StartTicks: p.Ticks, Since: p.Since, Restarts: p.Restarts, CPUFeatures: p.CPUFeatures})
 		if errors.Is(err, store.ErrNotFound) || errors.Is(err, errMoved) {
 			p.Kill() // deleted or moved to another host meanwhile
 		}
@@ -353,6 +363,11 @@ func (n *Node) putStatus(name string, st api.VMStatus) error {
 		if r.Desired.Host != n.cfg.HostName {
 			return errMoved
 		}
+		if st.CPUFeatures == nil && r.Status != nil && live(st.State) && live(r.Status.State) {
+			// The same guest runs on (adopted, or come by migration): it
+			// keeps the CPU it was started with.
+			st.CPUFeatures = r.Status.CPUFeatures
+		}
 		if err = n.st.PutStatusIfSpec(ctx, name, st, r.SpecRev); !errors.Is(err, store.ErrConflict) {
 			break
 		}
@@ -361,4 +376,9 @@ func (n *Node) putStatus(name string, st api.VMStatus) error {
 		n.log.Warn("record VM status", "vm", name, "err", err)
 	}
 	return err
+}
+
+// live reports whether a VM in state s has a guest (its CPU features count).
+func live(s api.State) bool {
+	return s == api.StatePending || s == api.StateRunning || s == api.StatePaused || s == api.StateStopping
 }

@@ -108,10 +108,23 @@ func (m *Machine) createVCPUs(entry entryState, boot bool) error {
 	for i, e := range supported {
 		in[i] = cpuid.Entry{Function: e.Function, Index: e.Index, Flags: e.Flags, EAX: e.EAX, EBX: e.EBX, ECX: e.ECX, EDX: e.EDX}
 	}
-	vmCPUID, err := cpuid.Build(in, m.template(), m.cfg.CPUs)
+	t := m.template()
+	if m.cfg.CPUFeatures != nil {
+		if !boot {
+			// The guest already runs with these features (a snapshot or a
+			// migration): a host without one of them cannot take it.
+			if miss := cpuid.Missing(in, m.cfg.CPUFeatures); len(miss) > 0 {
+				return fmt.Errorf("vm: this host's CPU (as KVM offers it) lacks %s, which the guest was started with: "+
+					"restore or migrate it to a host that has them, or start it with the cluster's CPU baseline", strings.Join(miss, ", "))
+			}
+		}
+		t = cpuid.Restricted(t, m.cfg.CPUFeatures)
+	}
+	vmCPUID, err := cpuid.Build(in, t, m.cfg.CPUs)
 	if err != nil {
 		return fmt.Errorf("vm: CPUID: %w", err)
 	}
+	m.cpuFeats = cpuid.Present(vmCPUID)
 	for id := 0; id < m.cfg.CPUs; id++ {
 		c, err := m.kvm.CreateVCPU(id)
 		if err != nil {

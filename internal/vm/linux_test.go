@@ -5,6 +5,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -17,6 +18,12 @@ import (
 // With pvh, the ELF vmlinux is entered at its PVH entry instead of the
 // bzImage at its 64-bit entry.
 func bootLinux(t *testing.T, cpus int, memMiB uint64, pvh bool, extra, run string) (string, Exit) {
+	t.Helper()
+	return bootLinuxWith(t, cpus, memMiB, pvh, extra, run, nil)
+}
+
+// bootLinuxWith is bootLinux with mod applied to the machine's config.
+func bootLinuxWith(t *testing.T, cpus int, memMiB uint64, pvh bool, extra, run string, mod func(*Config)) (string, Exit) {
 	t.Helper()
 	kernel, initrd := kvmtest.LinuxGuest(t)
 	boot := BootLinux64
@@ -34,6 +41,9 @@ func bootLinux(t *testing.T, cpus int, memMiB uint64, pvh bool, extra, run strin
 	cfg := Config{
 		CPUs: cpus, MemoryMiB: memMiB, Kernel: k, Initrd: ird, Boot: boot,
 		Cmdline: fmt.Sprintf("%s %s run=%q", kvmtest.LinuxCmdline, extra, run),
+	}
+	if mod != nil {
+		mod(&cfg)
 	}
 	// A boot that does not finish in 10 minutes is tried once more: on
 	// kvm_pvm a guest kernel very occasionally stalls (seen with several
@@ -123,4 +133,49 @@ func TestLinuxBoot(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestLinuxCPUBaseline boots Linux with a CPU feature list that leaves out
+// one feature this host offers (as a cluster's baseline does when another
+// host lacks it): the guest's /proc/cpuinfo lacks it and keeps the rest,
+// and the machine reports the features the guest got.
+func TestLinuxCPUBaseline(t *testing.T) {
+	// Which features the host's KVM offers: a machine built, not run.
+	var a kvmtest.Asm
+	a.Exit(0)
+	probe := newFlat(t, 1, a.B, nil)
+	host := probe.CPUFeatures()
+	var drop, keep string
+	for _, f := range []string{"avx2", "sse4_2", "popcnt", "aes", "ssse3"} {
+		if slices.Contains(host, f) {
+			if drop == "" {
+				drop = f
+			} else if keep == "" {
+				keep = f
+			}
+		}
+	}
+	if drop == "" || keep == "" {
+		t.Fatalf("this host's KVM offers too few common features to test a baseline: %v", host)
+	}
+	var baseline []string
+	for _, f := range host {
+		if f != drop {
+			baseline = append(baseline, f)
+		}
+	}
+	var got []string
+	con, ex := bootLinuxWith(t, 1, 256, false, "", "grep -m1 '^flags' /proc/cpuinfo", func(c *Config) { c.CPUFeatures = baseline })
+	if ex.Reason != ExitPowerOff {
+		t.Fatalf("exit %s (%v); console:\n%s", ex.Reason, ex.Err, con)
+	}
+	for _, l := range strings.Split(con, "\n") {
+		if strings.HasPrefix(l, "flags") {
+			got = strings.Fields(strings.TrimPrefix(strings.TrimSpace(l), "flags"))
+		}
+	}
+	if slices.Contains(got, drop) || !slices.Contains(got, keep) {
+		t.Errorf("guest flags %v: want %s gone and %s kept; console:\n%s", got, drop, keep, con)
+	}
+	t.Logf("baseline without %s: the guest kept %s and %d other flags", drop, keep, len(got)-1)
 }

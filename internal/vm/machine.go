@@ -66,11 +66,15 @@ type Config struct {
 	Console         io.Writer // the serial console's output
 	DebugExit       bool      // QEMU-compatible isa-debug-exit port at 0xF4
 	Template        string    // CPU template: "auto" (default), "host" or "pvm"
-	Disks           []Disk    // virtio-blk disks, in PCI slot order
-	RNG             bool      // a virtio-rng device
-	Nets            []Net     // virtio-net interfaces on TAP devices
-	Vsock           *Vsock    // a virtio-vsock device
-	Balloon         bool      // a virtio-balloon device (with statistics)
+	// CPUFeatures, if set, are the only CPU features (as /proc/cpuinfo
+	// flags, cpuid.Features) the guest sees: a cluster's CPU baseline. A
+	// restored machine must get every one of them from this host's KVM.
+	CPUFeatures []string
+	Disks       []Disk // virtio-blk disks, in PCI slot order
+	RNG         bool   // a virtio-rng device
+	Nets        []Net  // virtio-net interfaces on TAP devices
+	Vsock       *Vsock // a virtio-vsock device
+	Balloon     bool   // a virtio-balloon device (with statistics)
 	// Firmware is a BIOS image (SeaBIOS's bios-256k.bin) to boot through
 	// instead of a kernel: it loads the first disk's boot loader.
 	Firmware    []byte
@@ -133,6 +137,7 @@ type Machine struct {
 	runners    []*vcpuRunner
 	flavor     kvm.Flavor
 	tmpl       string
+	cpuFeats   []string // the guest's CPU features (cpuid.Present)
 	bootLog    string
 	notifiers  map[uint64]notifier
 	transports []*pcitransport.Transport
@@ -390,6 +395,10 @@ func (m *Machine) Flavor() kvm.Flavor { return m.flavor }
 
 // Template is the CPU template applied.
 func (m *Machine) Template() string { return m.tmpl }
+
+// CPUFeatures are the CPU features the guest sees (cpuid.Features names,
+// sorted): what any host the guest moves to must offer.
+func (m *Machine) CPUFeatures() []string { return m.cpuFeats }
 
 // BootInfo describes how the guest was loaded (for logs).
 func (m *Machine) BootInfo() string { return m.bootLog }

@@ -183,7 +183,8 @@ func (s *migrationSource) DeviceState() ([]byte, error) {
 // savedConfig is the machine description a snapshot or migration carries.
 func (m *Machine) savedConfig() SavedConfig {
 	return SavedConfig{CPUs: m.cfg.CPUs, MemoryMiB: m.cfg.MemoryMiB, Disks: m.cfg.Disks, RNG: m.cfg.RNG,
-		Nets: m.cfg.Nets, Vsock: m.cfg.Vsock, Balloon: m.cfg.Balloon, DebugExit: m.cfg.DebugExit, Template: m.tmpl}
+		Nets: m.cfg.Nets, Vsock: m.cfg.Vsock, Balloon: m.cfg.Balloon, DebugExit: m.cfg.DebugExit, Template: m.tmpl,
+		CPUFeatures: m.cpuFeats}
 }
 
 // Incoming receives a live migration on conn and returns the machine, ready
@@ -353,7 +354,8 @@ func (d *migrationDest) commit(state []byte, targets []Disk) error {
 		vs = d.cfg.Vsock
 	}
 	cfg := Config{CPUs: sc.CPUs, MemoryMiB: sc.MemoryMiB, Disks: disks, RNG: sc.RNG, Nets: nets,
-		Vsock: vs, Balloon: sc.Balloon, DebugExit: sc.DebugExit, Template: sc.Template, Console: d.cfg.Console}
+		Vsock: vs, Balloon: sc.Balloon, DebugExit: sc.DebugExit, Template: sc.Template, CPUFeatures: sc.CPUFeatures,
+		Console: d.cfg.Console}
 	m, err := Restore(cfg, &ms.Machine, d.mem)
 	d.mem = nil // Restore owns it now, even on failure
 	if err != nil {

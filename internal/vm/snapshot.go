@@ -29,6 +29,9 @@ type SavedConfig struct {
 	Balloon   bool
 	DebugExit bool
 	Template  string
+	// CPUFeatures are the guest's CPU features (Machine.CPUFeatures); nil
+	// in snapshots older than them.
+	CPUFeatures []string
 }
 
 // Snapshot writes the machine's full state and guest RAM to dir (which must
@@ -105,7 +108,7 @@ func RestoreSnapshot(dir string, console io.Writer) (*Machine, error) {
 	}
 	mem := guestmem.FromRegions(gm) // its Close unmaps the regions
 	cfg := Config{CPUs: sc.CPUs, MemoryMiB: sc.MemoryMiB, Disks: sc.Disks, RNG: sc.RNG, Nets: sc.Nets,
-		Vsock: sc.Vsock, Balloon: sc.Balloon, DebugExit: sc.DebugExit, Template: sc.Template, Console: console}
+		Vsock: sc.Vsock, Balloon: sc.Balloon, DebugExit: sc.DebugExit, Template: sc.Template, CPUFeatures: sc.CPUFeatures, Console: console}
 	m, err := Restore(cfg, st, mem) // on failure Restore unmaps mem
 	if err != nil {
 		return nil, err

@@ -1,11 +1,14 @@
 package vm
 
 import (
+	"slices"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/govisor/govisor/internal/guestmem"
 	"github.com/govisor/govisor/internal/kvm/kvmtest"
+	"github.com/govisor/govisor/internal/x86/cpuid"
 )
 
 // copyMemory gives a restored machine its own copy of guest RAM.
@@ -112,6 +115,30 @@ func TestRestoreRefusesMismatch(t *testing.T) {
 	if _, err := Restore(cfg, st, mem); err == nil {
 		t.Error("restored 64 MiB of RAM as 128")
 	}
+	// A guest started with a CPU feature this host's KVM lacks (it came
+	// from another host) is refused, naming the feature.
+	var lacking string
+	for _, f := range cpuid.Features {
+		if !slices.Contains(m.CPUFeatures(), f.Name) {
+			lacking = f.Name
+			break
+		}
+	}
+	if lacking == "" {
+		t.Fatalf("this host's KVM offers every feature of the table (%v): no feature to test a refusal with", m.CPUFeatures())
+	}
+	cfg = m.cfg
+	cfg.CPUFeatures = append(slices.Clone(m.CPUFeatures()), lacking)
+	// Each Restore gets its own RAM: a failed one unmaps what it was given.
+	if _, err := Restore(cfg, st, copyMemory(t, m.Memory())); err == nil || !strings.Contains(err.Error(), "lacks "+lacking) {
+		t.Errorf("restored a guest that has %s on a host without it: %v", lacking, err)
+	}
+	cfg.CPUFeatures = m.CPUFeatures()
+	r, err := Restore(cfg, st, copyMemory(t, m.Memory()))
+	if err != nil {
+		t.Fatalf("restore with the guest's own CPU features: %v", err)
+	}
+	r.Close()
 }
 
 // TestSnapshotFileRoundTrip snapshots a running guest to a folder while it

@@ -309,7 +309,17 @@ func encodeConfig(e *snapshot.Encoder, c *SavedConfig) {
 	e.Bool(c.Balloon)
 	e.Bool(c.DebugExit)
 	e.String(c.Template)
+	// Added after configVersion 2's first release: older snapshots end
+	// here, and decode with no feature list.
+	e.Len(len(c.CPUFeatures))
+	for _, f := range c.CPUFeatures {
+		e.String(f)
+	}
 }
+
+// maxCPUFeatures bounds a saved CPU feature list (cpuid.Features has
+// about 150 names).
+const maxCPUFeatures = 1024
 
 func decodeConfig(d *snapshot.Decoder, c *SavedConfig) error {
 	c.CPUs = d.Int("CPUs", MaxCPUs)
@@ -340,5 +350,11 @@ func decodeConfig(d *snapshot.Decoder, c *SavedConfig) error {
 	c.Balloon = d.Bool()
 	c.DebugExit = d.Bool()
 	c.Template = d.String("Template", maxName)
+	if d.Remaining() > 0 {
+		n := d.Len("CPUFeatures", maxCPUFeatures, 1)
+		for i := 0; i < n; i++ {
+			c.CPUFeatures = append(c.CPUFeatures, d.String("CPUFeature", maxName))
+		}
+	}
 	return d.Err()
 }

@@ -18,7 +18,8 @@ func machineConfig(c vmmconfig.Config, names vmmconfig.Names) (vm.Config, error)
 	mc := vm.Config{
 		CPUs: max(c.CPUs, 1), MemoryMiB: c.MemoryMiB, Cmdline: c.Cmdline, Boot: vm.BootMode(c.Boot),
 		GuestDecompress: c.GuestDecompress, DebugExit: c.DebugExit, Template: c.CPUTemplate,
-		Disks: disks(c.Disks), RNG: c.RNG, Nets: nets(c.Nets), Balloon: c.Balloon,
+		CPUFeatures: c.CPUFeatures,
+		Disks:       disks(c.Disks), RNG: c.RNG, Nets: nets(c.Nets), Balloon: c.Balloon,
 	}
 	if v := c.Vsock; v != nil {
 		mc.Vsock = &vm.Vsock{CID: v.CID, UDS: v.UDS}

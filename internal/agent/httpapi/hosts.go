@@ -109,6 +109,21 @@ func (s *server) handlePutSettings(w http.ResponseWriter, r *http.Request) {
 	WriteJSON(w, http.StatusOK, cs)
 }
 
+// handleAddMember serves POST /v1/cluster/members.
+func (s *server) handleAddMember(w http.ResponseWriter, r *http.Request) {
+	var req api.JoinRequest
+	if err := DecodeObject(r, &req, "join request"); err != nil {
+		httpError(w, err)
+		return
+	}
+	info, err := s.svc.AddMember(r.Context(), req)
+	if err != nil {
+		httpError(w, err)
+		return
+	}
+	WriteJSON(w, http.StatusOK, info)
+}
+
 // handleBalance serves GET (plan) and POST (plan and apply)
 // /v1/cluster/balance.
 func (s *server) handleBalance(w http.ResponseWriter, r *http.Request) {

@@ -162,6 +162,9 @@ type Hosts interface {
 	// Settings reads the cluster-wide settings; PutSettings replaces them.
 	Settings(ctx context.Context) (api.ClusterSettings, error)
 	PutSettings(ctx context.Context, cs api.ClusterSettings) (api.ClusterSettings, error)
+	// AddMember lets a host join the cluster: its embedded etcd becomes
+	// a member while the cluster has fewer than three, else it is a client.
+	AddMember(ctx context.Context, req api.JoinRequest) (api.JoinInfo, error)
 	// BalancePlan is the load balancer's plan now; Balance plans and
 	// carries it out, answering once every migration ended.
 	BalancePlan(ctx context.Context) (api.BalancePlan, error)

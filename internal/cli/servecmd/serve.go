@@ -15,6 +15,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/govisor/govisor/api"
 	"github.com/govisor/govisor/client"
 	"github.com/govisor/govisor/internal/agent"
 	"github.com/govisor/govisor/internal/cli/cmdutil"
@@ -27,6 +28,7 @@ type serveOptions struct {
 	endpoints string
 	member    store.Member // --etcd-name, --etcd-peer-url, --etcd-client-url, --etcd-initial-cluster
 	onExit    string
+	join      string // --join: the URL of an agent of the cluster to join
 	logFormat string
 	logLevel  string
 	labels    []string // --label KEY=VALUE
@@ -83,6 +85,7 @@ data, a member rejoins its cluster. Further hosts give only --etcd-endpoints:
 	f.StringVar(&o.member.PeerURL, "etcd-peer-url", "", "this member's peer URL, http://IP:PORT, listened on and advertised (default: its entry in --etcd-initial-cluster, which it must match)")
 	f.StringVar(&o.member.ClientURL, "etcd-client-url", "", "this member's client URL, http://IP:PORT, listened on and advertised; one of --etcd-endpoints (default: the one with the peer URL's IP)")
 	f.DurationVar(&o.cfg.EtcdTimeout, "etcd-timeout", 0, "how long start-up waits for etcd (default 20s; 2m with --etcd-initial-cluster, where it waits for a quorum of members)")
+	f.StringVar(&o.join, "join", "", "join the cluster of the agent at this URL (https://HOST:PORT of any host's --listen): this host's embedded etcd becomes a member (needs --etcd-peer-url and --etcd-client-url) while the cluster has fewer than 3, else it uses theirs; with --peer-ca and the first token of --token-file")
 	f.StringVar(&o.cfg.HostName, "host-name", "", "this host's name (default: the system host name)")
 	f.BoolVar(&o.cfg.NoJail, "no-jail", false, "start the VMMs unjailed, as root with every syscall (default: each VMM in its own jail: namespaces, its own files only, an unprivileged uid, a cgroup, a seccomp filter)")
 	f.StringVar(&o.cfg.Seccomp, "seccomp", "kill", "the jailed VMMs' syscall filter: kill (end a VMM at a syscall off its allow-list), log or off")
@@ -106,6 +109,9 @@ func runServe(o *serveOptions) error {
 	sigs := make(chan os.Signal, 1)
 	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT)
 	defer signal.Stop(sigs)
+	if err := o.joinCluster(); err != nil {
+		return err
+	}
 	a, err := agent.New(context.Background(), o.cfg)
 	if err != nil {
 		return err
@@ -168,6 +174,15 @@ func (o *serveOptions) checkMember() error {
 		return fmt.Errorf("--etcd-timeout %v: give a positive duration, e.g. 2m", o.cfg.EtcdTimeout)
 	}
 	m := o.member
+	if o.join != "" {
+		switch {
+		case m.InitialCluster != "" || len(o.cfg.EtcdEndpoints) > 0:
+			return fmt.Errorf("--join: the cluster gives the etcd members and endpoints: leave out --etcd-initial-cluster and --etcd-endpoints")
+		case m.PeerURL == "" || m.ClientURL == "":
+			return fmt.Errorf("--join: give this host's etcd URLs, --etcd-peer-url http://IP:2380 and --etcd-client-url http://IP:2379 (IP: an address the other hosts reach), in case it becomes a member")
+		}
+		return nil // joinCluster completes the member
+	}
 	if strings.TrimSpace(m.InitialCluster) == "" {
 		for _, f := range []struct{ flag, v string }{{"etcd-name", m.Name}, {"etcd-peer-url", m.PeerURL}, {"etcd-client-url", m.ClientURL}} {
 			if f.v != "" {
@@ -176,6 +191,19 @@ func (o *serveOptions) checkMember() error {
 		}
 		return nil
 	}
+	if err := o.memberName(&m); err != nil {
+		return err
+	}
+	m, err := m.Check(o.cfg.EtcdEndpoints)
+	if err != nil {
+		return err
+	}
+	o.cfg.EtcdMember = &m
+	return nil
+}
+
+// memberName fills in m's name: --etcd-name, else the host's name.
+func (o *serveOptions) memberName(m *store.Member) error {
 	if m.Name == "" {
 		m.Name = o.cfg.HostName
 	}
@@ -186,10 +214,36 @@ func (o *serveOptions) checkMember() error {
 		}
 		m.Name = h
 	}
-	m, err := m.Check(o.cfg.EtcdEndpoints)
+	return nil
+}
+
+// joinCluster asks the agent of --join to let this host join, and sets
+// up its etcd from the answer: a member of the cluster (a learner that
+// the store promotes), or a client of the cluster's members.
+func (o *serveOptions) joinCluster() error {
+	if o.join == "" {
+		return nil
+	}
+	m := o.member
+	if err := o.memberName(&m); err != nil {
+		return &cmdutil.ExitError{Code: 2, Err: err}
+	}
+	info, err := agent.Join(context.Background(), o.cfg, o.join, api.JoinRequest{Name: m.Name, PeerURL: m.PeerURL})
 	if err != nil {
 		return err
 	}
-	o.cfg.EtcdMember = &m
+	if !info.Member {
+		o.cfg.EtcdEndpoints = info.Endpoints
+		o.cfg.Logger.Info("joined the cluster as a client of its etcd", "endpoints", info.Endpoints)
+		return nil
+	}
+	m.InitialCluster, m.Join = info.InitialCluster, true
+	o.cfg.EtcdEndpoints = append(info.Endpoints, m.ClientURL)
+	checked, err := m.Check(o.cfg.EtcdEndpoints)
+	if err != nil {
+		return fmt.Errorf("--join: the cluster's answer does not fit this host's etcd flags: %w", err)
+	}
+	o.cfg.EtcdMember = &checked
+	o.cfg.Logger.Info("joining the cluster as an etcd member", "initial-cluster", info.InitialCluster)
 	return nil
 }

@@ -65,6 +65,9 @@ func startMember(dir string, m Member, timeout time.Duration) (*embed.Etcd, erro
 	cfg.InitialCluster = m.InitialCluster
 	cfg.InitialClusterToken = "govisor"
 	cfg.ClusterState = embed.ClusterStateFlagNew
+	if m.Join {
+		cfg.ClusterState = embed.ClusterStateFlagExisting
+	}
 	// Slow hosts (emulated lab machines) miss etcd's default 100 ms
 	// heartbeats; twice as slow elections are cheap next to needless ones.
 	cfg.TickMs, cfg.ElectionMs = 200, 2000

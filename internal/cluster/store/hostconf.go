@@ -23,6 +23,22 @@ type HostConfig struct {
 	// Stuck lists the VMs the evacuation cannot move, each "VM: reason",
 	// as the leader last planned it.
 	Stuck []string `json:"stuck,omitempty"`
+	// CPU is the host's processor as it last joined: kept after its lease
+	// ends, so that a host that is down still bounds the cluster's CPU
+	// baseline (VMs started meanwhile can go back to it).
+	CPU *HostCPU `json:"cpu,omitempty"`
+}
+
+// HostCPU is a host's processor as /proc/cpuinfo reports it.
+type HostCPU struct {
+	Vendor   string   `json:"vendor"`
+	Model    string   `json:"model,omitempty"`
+	Features []string `json:"features"`
+}
+
+// SetHostCPU records host's processor (as it joins).
+func (s *Store) SetHostCPU(ctx context.Context, host string, cpu HostCPU) error {
+	return s.updateHostConfig(ctx, host, func(c *HostConfig) { c.CPU = &cpu })
 }
 
 // SetMaintenance asks for host to enter (on) or leave maintenance.

@@ -29,6 +29,10 @@ type Member struct {
 	// etcd uses it only to bootstrap: a member restarted with existing data
 	// ignores it.
 	InitialCluster string
+	// Join starts the member in a running cluster that added it as a
+	// learner (Store.AddMember gave InitialCluster), and has it promoted
+	// to a voting member once it caught up.
+	Join bool
 }
 
 // ConfigError is an invalid member mode setting.

@@ -22,6 +22,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -116,6 +117,13 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 			return nil, err
 		}
 		s.member = m.Name
+		if m.Join {
+			others := slices.DeleteFunc(slices.Clone(endpoints), func(e string) bool { return e == m.ClientURL })
+			if err := promote(ctx, others, uint64(s.etc.Server.MemberID()), cfg.Timeout); err != nil {
+				s.Close()
+				return nil, err
+			}
+		}
 	} else if len(endpoints) == 0 {
 		if cfg.DataDir == "" {
 			return nil, errors.New("store: no etcd endpoints and no data directory for an embedded etcd")
@@ -141,6 +149,10 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 	}
 	return s, nil
 }
+
+// MemberMode reports whether the embedded etcd is a member of a
+// multi-member cluster (Config.Member), which other hosts can join.
+func (s *Store) MemberMode() bool { return s.member != "" }
 
 // Embedded reports whether the store runs its own etcd member.
 func (s *Store) Embedded() bool { return s.etc != nil }

@@ -55,8 +55,10 @@ func InMaintenance(hs []api.Host, inMaintenance func(host string) bool) []api.Ho
 func Cluster(hosts []api.Host, pools []api.Pool, vms []VM, skip func(VM) bool) placement.Cluster {
 	var c placement.Cluster
 	live := map[string]bool{}
+	feats := map[string][]string{}
 	for _, h := range hosts {
 		live[h.Name] = true
+		feats[h.Name] = h.CPUFeatures
 		c.Hosts = append(c.Hosts, Host(h))
 	}
 	dead := map[string]bool{}
@@ -73,6 +75,11 @@ func Cluster(hosts []api.Host, pools []api.Pool, vms []VM, skip func(VM) bool) p
 	}
 	for _, v := range vms {
 		pv := PlacementVM(v, pools)
+		if v.Spec.CPU == api.CPUHost {
+			// Its guest has its host's CPU; a baseline guest (the default)
+			// has what every host has, which joining hosts keep.
+			pv.CPUFeatures = feats[v.Host]
+		}
 		for _, name := range pv.Pools {
 			if !seen[name] {
 				// A disk outside every pool: its host's own storage.

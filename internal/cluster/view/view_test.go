@@ -2,6 +2,7 @@ package view
 
 import (
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/govisor/govisor/api"
@@ -56,5 +57,37 @@ func TestCluster(t *testing.T) {
 	}
 	if !slices.Equal(names, []string{"a"}) {
 		t.Errorf("VMs holding capacity: %v, want [a]", names)
+	}
+}
+
+// TestClusterCPUFeatures: a "host" CPU VM needs its host's features
+// wherever it moves; a baseline VM (the default) needs nothing more.
+func TestClusterCPUFeatures(t *testing.T) {
+	hosts := []api.Host{{Name: "h1", CPUs: 4, CPUFeatures: []string{"avx2", "sse2"}}, {Name: "h2", CPUs: 4, CPUFeatures: []string{"sse2"}}}
+	vms := []VM{
+		{Spec: api.VMSpec{Name: "pinned", CPU: api.CPUHost}, Power: api.PowerRunning, Host: "h1"},
+		{Spec: api.VMSpec{Name: "free"}, Power: api.PowerRunning, Host: "h1"},
+	}
+	c := Cluster(hosts, nil, vms, nil)
+	got := map[string][]string{}
+	for _, v := range c.VMs {
+		got[v.Name] = v.CPUFeatures
+	}
+	if !slices.Equal(got["pinned"], []string{"avx2", "sse2"}) || got["free"] != nil {
+		t.Errorf("VM CPU features %v", got)
+	}
+	// With h1 in maintenance only h2 is left, which lacks avx2.
+	c = Cluster(InMaintenance(hosts, func(h string) bool { return h == "h1" }), nil, vms, nil)
+	st, err := placement.New(c, placement.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, v := range c.VMs {
+		if v.Name != "pinned" {
+			continue
+		}
+		if _, err := st.Place(v); err == nil || !strings.Contains(err.Error(), "avx2") {
+			t.Errorf("placing the host-CPU VM elsewhere: %v, want h2 refused for lacking avx2", err)
+		}
 	}
 }

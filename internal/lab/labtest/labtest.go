@@ -27,6 +27,8 @@ type Config struct {
 	MemoryMB int
 	// HostLeaseTTL is the agents' --host-lease-ttl (0: their default).
 	HostLeaseTTL time.Duration
+	// CPUModels are the lab hosts' QEMU CPU models (lab.UpConfig.CPUModels).
+	CPUModels []string
 }
 
 // Up starts the lab with its agents and shared pool, and takes it down
@@ -66,7 +68,7 @@ func Up(t *testing.T, cfg Config) *lab.State {
 	t0 := time.Now()
 	st, err := lab.Up(ctx, lab.UpConfig{Dir: filepath.Join(t.TempDir(), "lab"), Hosts: cfg.Hosts, CPUs: 1, MemoryMB: cfg.MemoryMB,
 		Assets: assets, BinDir: bin, GuestDir: filepath.Join(cache, "guest"), Net: cfg.Net, Log: &log, Storage: true, StorageGiB: 4,
-		HostLeaseTTL: cfg.HostLeaseTTL})
+		HostLeaseTTL: cfg.HostLeaseTTL, CPUModels: cfg.CPUModels})
 	if err != nil {
 		t.Fatalf("%v\n%s", err, log.String())
 	}

@@ -56,6 +56,10 @@ type Config struct {
 	// CPUTemplate is the CPU model the guest sees: auto (the default),
 	// host or pvm.
 	CPUTemplate string `json:"cpuTemplate,omitempty"`
+	// CPUFeatures, if set, are the only CPU features the guest sees, as
+	// /proc/cpuinfo names them: the cluster's CPU baseline, so that the VM
+	// can move to any of its hosts.
+	CPUFeatures []string `json:"cpuFeatures,omitempty"`
 	// DebugExit enables the isa-debug-exit port 0xf4: a guest write ends
 	// the VMM with that value as its exit status.
 	DebugExit bool `json:"debugExit,omitempty"`

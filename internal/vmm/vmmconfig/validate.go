@@ -88,6 +88,11 @@ func (c *Config) ValidateNamed(names Names) error {
 	default:
 		return bad("cpuTemplate", "%s %q: use auto, host or pvm", n("cpuTemplate"), c.CPUTemplate)
 	}
+	for _, f := range c.CPUFeatures {
+		if !validFeature(f) {
+			return bad("cpuFeatures", "%s: %q is not a CPU feature name: write them as /proc/cpuinfo flags (lower-case letters, digits, '_')", n("cpuFeatures"), f)
+		}
+	}
 	for i, d := range c.Disks {
 		if err := d.validate(fmt.Sprintf("disks[%d]", i), n); err != nil {
 			return err
@@ -190,3 +195,16 @@ func (c *Config) validateTLS(n func(string) string) error {
 // UnixPrefix marks a migration address that is a Unix socket path: both
 // VMMs run on this host, and open vsock connections move with the VM.
 const UnixPrefix = "unix:"
+
+// validFeature reports whether f is written as /proc/cpuinfo writes a flag.
+func validFeature(f string) bool {
+	if f == "" || len(f) > 64 {
+		return false
+	}
+	for _, c := range f {
+		if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '_') {
+			return false
+		}
+	}
+	return true
+}

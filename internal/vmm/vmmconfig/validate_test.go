@@ -44,6 +44,7 @@ func TestValidate(t *testing.T) {
 		{"boot mode", boot(func(c *Config) { c.Boot = "bios" }), "boot", `boot "bios": use linux64 or pvh`},
 		{"on reboot", boot(func(c *Config) { c.OnReboot = "halt" }), "onReboot", `onReboot "halt": use restart or exit`},
 		{"cpu template", boot(func(c *Config) { c.CPUTemplate = "skylake" }), "cpuTemplate", "use auto, host or pvm"},
+		{"cpu feature", boot(func(c *Config) { c.CPUFeatures = []string{"sse2", "AVX2"} }), "cpuFeatures", `"AVX2" is not a CPU feature name`},
 		{"disk without a path", boot(func(c *Config) { c.Disks = []Disk{{Path: "a"}, {ReadOnly: true}} }), "disks[1].path", "disks[1].path is required"},
 		{"too many disk queues", boot(func(c *Config) { c.Disks = []Disk{{Path: "a"}, {Path: "b", Queues: 20}} }), "disks[1].queues", "disks[1].queues 20: give 1 to 16"},
 		{"negative disk queues", boot(func(c *Config) { c.Disks = []Disk{{Path: "a", Queues: -1}} }), "disks[0].queues", "give 1 to 16"},

@@ -1,0 +1,87 @@
+package agent
+
+import (
+	"context"
+	"net"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/govisor/govisor/api"
+	"github.com/govisor/govisor/internal/cluster/store"
+)
+
+// loopbackURL is http://127.0.0.1:PORT on a port free at the time.
+func loopbackURL(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return "http://" + l.Addr().String()
+}
+
+// TestJoinThroughAgent: the first host's agent runs a one-member etcd on
+// addresses others reach; a second host joins through its HTTPS API (as
+// govisor serve --join does), its etcd becomes a member, and both agents
+// see both hosts. An agent on the single-host default etcd refuses a join,
+// saying how to start it instead.
+func TestJoinThroughAgent(t *testing.T) {
+	dir := t.TempDir()
+	certPEM, keyPEM := selfSigned(t)
+	certFile, keyFile, tokFile := filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem"), filepath.Join(dir, "tokens")
+	os.WriteFile(certFile, certPEM, 0o600)
+	os.WriteFile(keyFile, keyPEM, 0o600)
+	os.WriteFile(tokFile, []byte("join-token\n"), 0o600)
+	tcp := func(c *Config) { c.Socket, c.Listen, c.TLSCert, c.TLSKey, c.TokenFile, c.PeerCA = "", "127.0.0.1:0", certFile, keyFile, tokFile, certFile }
+
+	p1, c1, p2, c2 := loopbackURL(t), loopbackURL(t), loopbackURL(t), loopbackURL(t)
+	a1 := startAgent(t, filepath.Join(dir, "h1"), func(c *Config) {
+		tcp(c)
+		c.HostName, c.EtcdEndpoints = "h1", []string{c1}
+		c.EtcdMember = &store.Member{Name: "h1", ClientURL: c1, InitialCluster: "h1=" + p1}
+	})
+	defer a1.Close()
+	ctx := context.Background()
+	url := "https://" + strings.TrimPrefix(a1.Addrs()[0], "tcp:")
+	info, err := Join(ctx, Config{PeerCA: certFile, TokenFile: tokFile}, url, api.JoinRequest{Name: "h2", PeerURL: p2})
+	if err != nil || !info.Member || !strings.Contains(info.InitialCluster, "h1="+p1) || !strings.Contains(info.InitialCluster, "h2="+p2) {
+		t.Fatalf("Join = %+v, %v", info, err)
+	}
+	if _, err := Join(ctx, Config{PeerCA: certFile}, url, api.JoinRequest{Name: "h2", PeerURL: p2}); err == nil {
+		t.Error("a join without a token was let in")
+	}
+	a2 := startAgent(t, filepath.Join(dir, "h2"), func(c *Config) {
+		tcp(c)
+		c.HostName, c.EtcdEndpoints = "h2", append(info.Endpoints, c2)
+		c.EtcdMember = &store.Member{Name: "h2", ClientURL: c2, InitialCluster: info.InitialCluster, Join: true}
+	})
+	defer a2.Close()
+	for _, ta := range []testAgent{a1, a2} {
+		var names []string
+		for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+			hl, err := ta.Hosts(ctx)
+			names = names[:0]
+			for _, h := range hl.Items {
+				names = append(names, h.Name)
+			}
+			slices.Sort(names)
+			if err == nil && slices.Equal(names, []string{"h1", "h2"}) {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%s lists hosts %v (%v), want h1 and h2", ta.cfg.HostName, names, err)
+			}
+		}
+	}
+
+	lone := startAgent(t, filepath.Join(dir, "lone"), nil)
+	defer lone.Close()
+	if _, err := lone.AddMember(ctx, api.JoinRequest{Name: "h3", PeerURL: loopbackURL(t)}); err == nil || !strings.Contains(err.Error(), "--etcd-initial-cluster") {
+		t.Errorf("a join to a single-host default etcd: %v", err)
+	}
+}
