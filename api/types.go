@@ -225,6 +225,9 @@ const (
 	HostMaintenance         = "maintenance"
 )
 
+// HostStates lists every host state (for metrics with a zero for each).
+var HostStates = []string{HostReady, HostUnreachable, HostEnteringMaintenance, HostMaintenance}
+
 // MaintenanceRequest is the body of PUT /v1/hosts/{name}/maintenance.
 type MaintenanceRequest struct {
 	// Maintenance enters (true) or leaves (false) maintenance mode.

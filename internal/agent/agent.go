@@ -103,7 +103,11 @@ type Agent struct {
 	haRestarts *prometheus.CounterVec
 	leading    prometheus.Gauge
 	migrations *prometheus.CounterVec // by the controller that asked: maintenance
-	loads      loadMeter              // this host's load, from the usage samples
+	// hostStates and imbalance are the cluster as its leader last saw
+	// it: hosts by state, and the spread of the ready hosts' loads.
+	hostStates *prometheus.GaugeVec
+	imbalance  prometheus.Gauge
+	loads      loadMeter // this host's load, from the usage samples
 }
 
 // New opens the store, adopts this host's running VMMs, starts the
@@ -170,6 +174,10 @@ func New(ctx context.Context, cfg Config) (*Agent, error) {
 			Help: "HA VMs this agent, as the cluster's leader, restarted on another host after their host died."}, []string{"from", "to"}),
 		leading: prometheus.NewGauge(prometheus.GaugeOpts{Name: "govisor_cluster_leader",
 			Help: "1 while this agent leads the cluster (runs its controllers)."}),
+		hostStates: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "govisor_cluster_hosts",
+			Help: "The cluster's hosts by state, as this agent last saw them while leading it (0 when it does not lead)."}, []string{"state"}),
+		imbalance: prometheus.NewGauge(prometheus.GaugeOpts{Name: "govisor_cluster_imbalance",
+			Help: "The spread (largest minus smallest) of the ready hosts' loads, as this agent's load balancer last planned while leading the cluster."}),
 		migrations: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "govisor_controller_migrations_total",
 			Help: "Live migrations this agent's controllers, as the cluster's leader, carried out, by cause."}, []string{"cause"}),
 	}

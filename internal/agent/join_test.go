@@ -37,7 +37,9 @@ func TestJoinThroughAgent(t *testing.T) {
 	os.WriteFile(certFile, certPEM, 0o600)
 	os.WriteFile(keyFile, keyPEM, 0o600)
 	os.WriteFile(tokFile, []byte("join-token\n"), 0o600)
-	tcp := func(c *Config) { c.Socket, c.Listen, c.TLSCert, c.TLSKey, c.TokenFile, c.PeerCA = "", "127.0.0.1:0", certFile, keyFile, tokFile, certFile }
+	tcp := func(c *Config) {
+		c.Socket, c.Listen, c.TLSCert, c.TLSKey, c.TokenFile, c.PeerCA = "", "127.0.0.1:0", certFile, keyFile, tokFile, certFile
+	}
 
 	p1, c1, p2, c2 := loopbackURL(t), loopbackURL(t), loopbackURL(t), loopbackURL(t)
 	a1 := startAgent(t, filepath.Join(dir, "h1"), func(c *Config) {

@@ -42,7 +42,11 @@ func (a *Agent) leaderLoop() {
 		go func() {
 			defer close(done)
 			var wg sync.WaitGroup
-			wg.Add(3)
+			wg.Add(4)
+			go func() {
+				defer wg.Done()
+				a.watchHostStates(ctx)
+			}()
 			go func() {
 				defer wg.Done()
 				a.balancer().Run(ctx)
@@ -68,6 +72,8 @@ func (a *Agent) leaderLoop() {
 		cancel()
 		<-done
 		a.leading.Set(0)
+		a.hostStates.Reset()
+		a.imbalance.Set(0)
 		// A stopping agent hands the leadership on at once, not after the
 		// session's TTL.
 		rctx, rcancel := context.WithTimeout(context.Background(), 2*time.Second)
@@ -94,4 +100,28 @@ func (a *Agent) migrateFor(ctx context.Context, vm, from, to string) error {
 		return fmt.Errorf("%w: migration of %s from %s to %s %s: %s", ErrVMM, vm, from, to, end.Phase, end.Error)
 	}
 	return nil
+}
+
+// watchHostStates keeps the hosts-by-state gauge while this agent leads,
+// from the host list the API shows (its states merge leases, maintenance
+// and the hosts VMs name that are gone).
+func (a *Agent) watchHostStates(ctx context.Context) {
+	t := time.NewTicker(5 * time.Second)
+	defer t.Stop()
+	for {
+		if hl, err := a.Hosts(ctx); err == nil {
+			n := map[string]int{}
+			for _, h := range hl.Items {
+				n[h.State]++
+			}
+			for _, s := range api.HostStates {
+				a.hostStates.WithLabelValues(s).Set(float64(n[s]))
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
 }

@@ -110,6 +110,6 @@ func (c vmCollector) Collect(ch chan<- prometheus.Metric) {
 // metricsHandler serves GET /metrics in the Prometheus text format.
 func (a *Agent) metricsHandler() http.Handler {
 	reg := prometheus.NewRegistry()
-	reg.MustRegister(vmCollector{a}, a.haRestarts, a.leading, a.migrations, collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	reg.MustRegister(vmCollector{a}, a.haRestarts, a.leading, a.migrations, a.hostStates, a.imbalance, collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return promhttp.HandlerFor(reg, promhttp.HandlerOpts{})
 }

@@ -140,7 +140,8 @@ func (a *Agent) PutSettings(ctx context.Context, cs api.ClusterSettings) (api.Cl
 // balancer is the cluster's load balancer as this agent runs it.
 func (a *Agent) balancer() *drs.Balancer {
 	return &drs.Balancer{St: a.st, Migrate: a.migrateFor, Log: a.log,
-		Moved: func(balance.Move) { a.migrations.WithLabelValues("balance").Inc() }}
+		Moved:   func(balance.Move) { a.migrations.WithLabelValues("balance").Inc() },
+		Planned: func(p balance.Plan) { a.imbalance.Set(p.Before) }}
 }
 
 // BalancePlan is the load balancer's plan for the cluster now.

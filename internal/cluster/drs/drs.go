@@ -35,6 +35,9 @@ type Balancer struct {
 	Log     *slog.Logger
 	// Moved, if set, is called after each migration a plan carried out.
 	Moved func(balance.Move)
+	// Planned, if set, is called with each plan Run makes (every Every,
+	// whatever the mode: the imbalance is worth watching in any).
+	Planned func(balance.Plan)
 }
 
 // Plan is the plan for the cluster as it is now, with the settings'
@@ -118,15 +121,18 @@ func (b *Balancer) Run(ctx context.Context) {
 			return
 		case <-t.C:
 		}
-		cs, err := b.St.Settings(ctx)
-		if err != nil || cs.Balance != api.BalanceAutomatic {
-			continue
-		}
 		p, err := b.Plan(ctx)
 		if err != nil {
 			if b.Log != nil && !errors.Is(err, context.Canceled) {
 				b.Log.Warn("balancing: plan", "err", err)
 			}
+			continue
+		}
+		if b.Planned != nil {
+			b.Planned(p)
+		}
+		cs, err := b.St.Settings(ctx)
+		if err != nil || cs.Balance != api.BalanceAutomatic {
 			continue
 		}
 		if len(p.Moves) > 0 {
