@@ -265,13 +265,49 @@ type HostList struct {
 // Event is one state change from GET /v1/events (a server-sent event whose
 // data is this JSON object).
 type Event struct {
-	Type     string    `json:"type"` // "spec", "status" or "deleted"
+	Type     string    `json:"type"` // "spec", "status", "deleted" or "cluster"
 	VM       string    `json:"vm"`
 	Revision int64     `json:"revision"`
 	Spec     *VMSpec   `json:"spec,omitempty"`
 	Desired  Power     `json:"desired,omitempty"`
 	Status   *VMStatus `json:"status,omitempty"`
+	// Cluster is a decision of the cluster or a change of a host (type
+	// "cluster").
+	Cluster *ClusterEvent `json:"cluster,omitempty"`
 }
+
+// ClusterEvent is a decision of the cluster's controllers, or a change of
+// a host's state, with its reason.
+type ClusterEvent struct {
+	Time time.Time `json:"time"`
+	// Kind is one of the ClusterEvent kinds (EventHARestart, ...).
+	Kind string `json:"kind"`
+	// Host is the host the event is about (where a VM went, or the host
+	// whose state changed); From the host a VM left.
+	Host   string `json:"host,omitempty"`
+	From   string `json:"from,omitempty"`
+	VM     string `json:"vm,omitempty"`
+	Reason string `json:"reason"`
+	// By names the agent that decided (the cluster's leader, mostly).
+	By string `json:"by,omitempty"`
+}
+
+// ClusterEventList is the body of GET /v1/cluster/events: the newest
+// cluster events kept, oldest first.
+type ClusterEventList struct {
+	Items []ClusterEvent `json:"items"`
+}
+
+// ClusterEvent kinds.
+const (
+	EventHARestart   = "ha-restart"  // an HA VM of a dead host was placed on another
+	EventHAWaiting   = "ha-waiting"  // an HA VM of a dead host fits on no host now
+	EventHostState   = "host-state"  // a host's state changed (ready, unreachable, maintenance)
+	EventEvacuation  = "evacuation"  // a VM was live-migrated off a host entering maintenance
+	EventBalance     = "balance"     // the load balancer live-migrated a VM
+	EventHostJoined  = "host-joined" // a host asked to join the cluster
+	EventMaintenance = "maintenance" // maintenance was asked for a host, or ended
+)
 
 // Error is the body of every 4xx and 5xx response.
 type Error struct {

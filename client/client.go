@@ -391,6 +391,14 @@ func (c *Client) PutSettings(ctx context.Context, cs api.ClusterSettings) (api.C
 	return out, err
 }
 
+// ClusterEvents returns the newest limit cluster events (0: all kept),
+// oldest first.
+func (c *Client) ClusterEvents(ctx context.Context, limit int) ([]api.ClusterEvent, error) {
+	var l api.ClusterEventList
+	_, err := c.Do(ctx, http.MethodGet, fmt.Sprintf("/v1/cluster/events?limit=%d", limit), nil, &l)
+	return l.Items, err
+}
+
 // AddMember asks the cluster to let a host join (govisor serve --join).
 func (c *Client) AddMember(ctx context.Context, req api.JoinRequest) (api.JoinInfo, error) {
 	var info api.JoinInfo

@@ -119,5 +119,12 @@ func (a *Agent) AddMember(ctx context.Context, req api.JoinRequest) (api.JoinInf
 	if errors.Is(err, store.ErrInvalid) {
 		return info, fieldErr("peerURL", err.Error())
 	}
+	if err == nil {
+		how := "as a client of the etcd members"
+		if info.Member {
+			how = "as an etcd member (" + req.PeerURL + ")"
+		}
+		a.event(api.ClusterEvent{Kind: api.EventHostJoined, Host: req.Name, Reason: fmt.Sprintf("host %s joins the cluster %s", req.Name, how)})
+	}
 	return info, err
 }

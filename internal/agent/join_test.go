@@ -81,6 +81,13 @@ func TestJoinThroughAgent(t *testing.T) {
 		}
 	}
 
+	evs, err := a2.ClusterEvents(ctx, 0)
+	if err != nil || !slices.ContainsFunc(evs, func(e api.ClusterEvent) bool {
+		return e.Kind == api.EventHostJoined && e.Host == "h2" && e.By == "h1" && strings.Contains(e.Reason, "etcd member")
+	}) {
+		t.Errorf("no host-joined event for h2: %+v, %v", evs, err)
+	}
+
 	lone := startAgent(t, filepath.Join(dir, "lone"), nil)
 	defer lone.Close()
 	if _, err := lone.AddMember(ctx, api.JoinRequest{Name: "h3", PeerURL: loopbackURL(t)}); err == nil || !strings.Contains(err.Error(), "--etcd-initial-cluster") {

@@ -53,13 +53,25 @@ func (a *Agent) leaderLoop() {
 			}()
 			go func() {
 				defer wg.Done()
-				c := &ha.Controller{St: a.st, Log: a.log, Restarted: func(r ha.Restart) { a.haRestarts.WithLabelValues(r.From, r.To).Inc() }}
+				c := &ha.Controller{St: a.st, Log: a.log,
+					Restarted: func(r ha.Restart) {
+						a.haRestarts.WithLabelValues(r.From, r.To).Inc()
+						a.event(api.ClusterEvent{Kind: api.EventHARestart, VM: r.VM, From: r.From, Host: r.To,
+							Reason: fmt.Sprintf("host %s died; HA restarts VM %s on %s", r.From, r.VM, r.To)})
+					},
+					Waits: func(w ha.Waiting, why string) {
+						a.event(api.ClusterEvent{Kind: api.EventHAWaiting, VM: w.VM, From: w.From, Reason: why})
+					}}
 				c.Run(ctx)
 			}()
 			go func() {
 				defer wg.Done()
 				c := &maintenance.Controller{St: a.st, Log: a.log, Migrate: a.migrateFor,
-					Moved: func(balance.Move) { a.migrations.WithLabelValues("maintenance").Inc() }}
+					Moved: func(m balance.Move) {
+						a.migrations.WithLabelValues("maintenance").Inc()
+						a.event(api.ClusterEvent{Kind: api.EventEvacuation, VM: m.VM, From: m.From, Host: m.To,
+							Reason: fmt.Sprintf("host %s enters maintenance; VM %s live-migrated to %s", m.From, m.VM, m.To)})
+					}}
 				c.Run(ctx)
 			}()
 			wg.Wait()
@@ -108,11 +120,27 @@ func (a *Agent) migrateFor(ctx context.Context, vm, from, to string) error {
 func (a *Agent) watchHostStates(ctx context.Context) {
 	t := time.NewTicker(5 * time.Second)
 	defer t.Stop()
+	var seen map[string]string // host -> state, as this leader last saw it
 	for {
 		if hl, err := a.Hosts(ctx); err == nil {
 			n := map[string]int{}
+			now := map[string]string{}
 			for _, h := range hl.Items {
 				n[h.State]++
+				now[h.Name] = h.State
+				// A new leader knows no earlier states: it reports changes
+				// it sees itself, not what it finds.
+				if was, ok := seen[h.Name]; seen != nil && was != h.State {
+					why := fmt.Sprintf("host %s is %s", h.Name, h.State)
+					if ok {
+						why = fmt.Sprintf("host %s went from %s to %s", h.Name, was, h.State)
+					}
+					a.event(api.ClusterEvent{Kind: api.EventHostState, Host: h.Name, Reason: why})
+				}
+			}
+			seen = now
+			if err := a.st.PruneEvents(ctx, store.KeepEvents); err != nil && ctx.Err() == nil {
+				a.log.Warn("prune cluster events", "err", err)
 			}
 			for _, s := range api.HostStates {
 				a.hostStates.WithLabelValues(s).Set(float64(n[s]))
@@ -124,4 +152,21 @@ func (a *Agent) watchHostStates(ctx context.Context) {
 		case <-t.C:
 		}
 	}
+}
+
+// event records a cluster event decided by this agent; a failure is only
+// logged (the decision stands).
+func (a *Agent) event(ev api.ClusterEvent) {
+	ev.By = a.cfg.HostName
+	ctx, cancel := context.WithTimeout(a.ctx, 5*time.Second)
+	defer cancel()
+	if err := a.st.PutEvent(ctx, a.cfg.HostName, ev); err != nil && a.ctx.Err() == nil {
+		a.log.Warn("record cluster event", "kind", ev.Kind, "err", err)
+	}
+	a.log.Info("cluster event", "kind", ev.Kind, "vm", ev.VM, "host", ev.Host, "reason", ev.Reason)
+}
+
+// ClusterEvents returns the newest limit cluster events (service.Hosts).
+func (a *Agent) ClusterEvents(ctx context.Context, limit int) ([]api.ClusterEvent, error) {
+	return a.st.ClusterEvents(ctx, limit)
 }

@@ -1,12 +1,15 @@
 package agent
 
 import (
+	"context"
 	"io"
 	"net/http/httptest"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/govisor/govisor/api"
 )
 
 // TestLeaderMetrics: a lone agent leads its one-host cluster, and its
@@ -40,5 +43,44 @@ func TestLeaderMetrics(t *testing.T) {
 		if time.Now().After(deadline) {
 			t.Fatalf("metrics lack %q:\n%s", missing, body)
 		}
+	}
+}
+
+// TestClusterEventStream: maintenance asked for the lone host is a cluster
+// event in the event stream and in the kept list, and the leader then
+// reports the host's state change (ready to maintenance) with its reason.
+func TestClusterEventStream(t *testing.T) {
+	ta := startAgent(t, filepath.Join(t.TempDir(), "a"), nil)
+	defer ta.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	// The leader's first look at the hosts, before the change.
+	time.Sleep(time.Second)
+	stream := ta.Events(ctx, 0)
+	if _, err := ta.SetMaintenance(ctx, "testhost", true); err != nil {
+		t.Fatal(err)
+	}
+	var kinds []string
+	for len(kinds) < 2 {
+		select {
+		case e := <-stream:
+			if e.Cluster == nil {
+				continue
+			}
+			if e.Type != "cluster" || e.Revision == 0 || e.Cluster.Host != "testhost" || e.Cluster.By != "testhost" || e.Cluster.Reason == "" {
+				t.Fatalf("cluster event %+v %+v", e, e.Cluster)
+			}
+			kinds = append(kinds, e.Cluster.Kind)
+			t.Logf("%s: %s", e.Cluster.Kind, e.Cluster.Reason)
+		case <-ctx.Done():
+			t.Fatalf("cluster events seen: %v; want maintenance, then host-state", kinds)
+		}
+	}
+	if kinds[0] != api.EventMaintenance || kinds[1] != api.EventHostState {
+		t.Errorf("cluster events %v; want maintenance, then host-state", kinds)
+	}
+	evs, err := ta.cli.ClusterEvents(ctx, 0)
+	if err != nil || len(evs) < 2 || evs[len(evs)-1].Kind != api.EventHostState || !strings.Contains(evs[len(evs)-1].Reason, "to maintenance") {
+		t.Fatalf("GET /v1/cluster/events: %+v, %v", evs, err)
 	}
 }

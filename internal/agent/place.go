@@ -140,7 +140,10 @@ func (a *Agent) PutSettings(ctx context.Context, cs api.ClusterSettings) (api.Cl
 // balancer is the cluster's load balancer as this agent runs it.
 func (a *Agent) balancer() *drs.Balancer {
 	return &drs.Balancer{St: a.st, Migrate: a.migrateFor, Log: a.log,
-		Moved:   func(balance.Move) { a.migrations.WithLabelValues("balance").Inc() },
+		Moved: func(m balance.Move) {
+			a.migrations.WithLabelValues("balance").Inc()
+			a.event(api.ClusterEvent{Kind: api.EventBalance, VM: m.VM, From: m.From, Host: m.To, Reason: m.Reason})
+		},
 		Planned: func(p balance.Plan) { a.imbalance.Set(p.Before) }}
 }
 

@@ -300,6 +300,11 @@ func (a *Agent) SetMaintenance(ctx context.Context, host string, on bool) (api.H
 	if err := a.st.SetMaintenance(ctx, host, on); err != nil {
 		return api.Host{}, err
 	}
+	why := fmt.Sprintf("maintenance asked for host %s: its VMs are live-migrated away and it takes no new ones", host)
+	if !on {
+		why = fmt.Sprintf("host %s leaves maintenance: it takes VMs again", host)
+	}
+	a.event(api.ClusterEvent{Kind: api.EventMaintenance, Host: host, Reason: why})
 	if list, err = a.Hosts(ctx); err != nil {
 		return api.Host{}, err
 	}

@@ -96,7 +96,25 @@ reason; warn starts it and logs a warning; off (the default) does not check.`,
 		},
 	}
 	bal.Flags().BoolVar(&apply, "apply", false, "carry the plan out (live migrations), then show it")
-	cmd.AddCommand(settings, bal)
+	var last int
+	evs := &cobra.Command{
+		Use:   "events [-n N]",
+		Short: "List the cluster's latest decisions and host changes, with their reasons (govisor events --cluster follows them)",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			c, err := f.client()
+			if err != nil {
+				return err
+			}
+			l, err := c.ClusterEvents(cmd.Context(), last)
+			if err != nil {
+				return apiErr(err)
+			}
+			return f.print(cmd.OutOrStdout(), api.ClusterEventList{Items: l}, func(w io.Writer) { printClusterEvents(w, l) })
+		},
+	}
+	evs.Flags().IntVarP(&last, "last", "n", 50, "how many of the newest events (0: every one kept)")
+	cmd.AddCommand(settings, bal, evs)
 	return cmd
 }
 

@@ -27,7 +27,7 @@ func NewRootCmd() *cobra.Command {
 	img := NewImageCmd()
 	img.AddCommand(newImportOVACmd())
 	root.AddCommand(newRunCmd(), newProbeCmd(), img, newCtlCmd())
-	root.AddCommand(newServeExecCmd(), newVMCmd(), newHostCmd(), newClusterCmd())
+	root.AddCommand(newServeExecCmd(), newVMCmd(), newHostCmd(), newClusterCmd(), newEventsCmd())
 	root.AddCommand(newNetCmd(), newPoolCmd(), newVolumeCmd())
 	root.AddCommand(newReportCmd(), newLabExecCmd(), newLabHoldKVMCmd(), uicmd.NewUICmd(), newJailExecCmd())
 	return root

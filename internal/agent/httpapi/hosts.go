@@ -109,6 +109,25 @@ func (s *server) handlePutSettings(w http.ResponseWriter, r *http.Request) {
 	WriteJSON(w, http.StatusOK, cs)
 }
 
+// handleClusterEvents serves GET /v1/cluster/events?limit=N.
+func (s *server) handleClusterEvents(w http.ResponseWriter, r *http.Request) {
+	limit := 100
+	if v := r.URL.Query().Get("limit"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 0 {
+			httpError(w, fmt.Errorf("%w: limit %q: give a count, 0 for every event kept", service.ErrInvalid, v))
+			return
+		}
+		limit = n
+	}
+	evs, err := s.svc.ClusterEvents(r.Context(), limit)
+	if err != nil {
+		httpError(w, err)
+		return
+	}
+	WriteJSON(w, http.StatusOK, api.ClusterEventList{Items: evs})
+}
+
 // handleAddMember serves POST /v1/cluster/members.
 func (s *server) handleAddMember(w http.ResponseWriter, r *http.Request) {
 	var req api.JoinRequest

@@ -88,6 +88,7 @@ func (s *server) routes() http.Handler {
 	m.HandleFunc("GET /v1/cluster/settings", s.handleSettings)
 	m.HandleFunc("PUT /v1/cluster/settings", s.handlePutSettings)
 	m.HandleFunc("POST /v1/cluster/members", s.handleAddMember)
+	m.HandleFunc("GET /v1/cluster/events", s.handleClusterEvents)
 	m.HandleFunc("GET /v1/cluster/balance", s.handleBalance)
 	m.HandleFunc("POST /v1/cluster/balance", s.handleBalance)
 	m.HandleFunc("POST /v1/networks", s.handleCreateNetwork)

@@ -162,6 +162,8 @@ type Hosts interface {
 	// Settings reads the cluster-wide settings; PutSettings replaces them.
 	Settings(ctx context.Context) (api.ClusterSettings, error)
 	PutSettings(ctx context.Context, cs api.ClusterSettings) (api.ClusterSettings, error)
+	// ClusterEvents returns the newest limit cluster events (0: all kept).
+	ClusterEvents(ctx context.Context, limit int) ([]api.ClusterEvent, error)
 	// AddMember lets a host join the cluster: its embedded etcd becomes
 	// a member while the cluster has fewer than three, else it is a client.
 	AddMember(ctx context.Context, req api.JoinRequest) (api.JoinInfo, error)

@@ -26,6 +26,9 @@ type Controller struct {
 	Log       *slog.Logger
 	// Restarted, if set, is called after each VM moved to a new host.
 	Restarted func(r Restart)
+	// Waits, if set, is called when an HA VM of a dead host starts
+	// waiting for a host it fits on (once per reason), with the reason.
+	Waits func(w Waiting, why string)
 }
 
 // Run acts on every change of the hosts or VMs, and every resync, until
@@ -118,8 +121,12 @@ func (c *Controller) Pass(ctx context.Context) error {
 		if r.Status != nil {
 			st.Restarts = r.Status.Restarts
 		}
-		if err := c.St.PutStatusIfSpec(ctx, w.VM, st, r.SpecRev); err != nil && !errors.Is(err, store.ErrConflict) {
+		err := c.St.PutStatusIfSpec(ctx, w.VM, st, r.SpecRev)
+		if err != nil && !errors.Is(err, store.ErrConflict) {
 			errs = append(errs, err)
+		}
+		if err == nil && c.Waits != nil {
+			c.Waits(w, why)
 		}
 	}
 	return errors.Join(errs...)
