@@ -469,8 +469,17 @@ func (m *Machine) Run() Exit {
 	return m.Wait()
 }
 
-// Close releases the vCPUs, the VM and guest memory. Stop and Wait first if it ran.
+// Close releases the vCPUs, the VM and guest memory. A machine still
+// running is stopped first: its vCPU threads must be out of KVM_RUN
+// before their kvm_run pages are unmapped.
 func (m *Machine) Close() {
+	m.mu.Lock()
+	started := m.started
+	m.mu.Unlock()
+	if started {
+		m.Stop(Exit{Reason: ExitHost, Detail: "closed while running"})
+		m.Wait()
+	}
 	m.closeHotplug()
 	m.closeVirtio()
 	for _, r := range m.runners {

@@ -26,7 +26,7 @@ func fx8b(name string, n uint) Feature { return Feature{name, bit(0x80000008, 0,
 // Features are the CPUID bits a CPU baseline can take away, named as
 // Linux's /proc/cpuinfo names them. What the guest needs whatever the host
 // (fpu, tsc, apic, the hypervisor bit) or what the VMM controls itself
-// (vmx, svm, the topology leaves) is not listed, nor what KVM emulates on
+// (vmx, svm, the topology: leaves 0xB and 0x1F, HTT) is not listed, nor what KVM emulates on
 // every host whatever its CPU (x2apic, the TSC-deadline timer: an AMD host
 // does not list them, yet its guests are better off with them), nor the
 // flags Linux derives rather than reads from one bit (constant_tsc, ...).
@@ -35,7 +35,7 @@ var Features = []Feature{
 	f1d("mce", 7), f1d("cx8", 8), f1d("sep", 11), f1d("mtrr", 12),
 	f1d("pge", 13), f1d("mca", 14), f1d("cmov", 15), f1d("pat", 16),
 	f1d("pse36", 17), f1d("clflush", 19), f1d("mmx", 23), f1d("fxsr", 24),
-	f1d("sse", 25), f1d("sse2", 26), f1d("ss", 27), f1d("ht", 28),
+	f1d("sse", 25), f1d("sse2", 26), f1d("ss", 27),
 
 	f1c("pni", 0), f1c("pclmulqdq", 1), f1c("monitor", 3), f1c("ssse3", 9),
 	f1c("fma", 12), f1c("cx16", 13), f1c("pdcm", 15), f1c("pcid", 17),
