@@ -38,6 +38,8 @@ type Balancer struct {
 	// Planned, if set, is called with each plan Run makes (every Every,
 	// whatever the mode: the imbalance is worth watching in any).
 	Planned func(balance.Plan)
+	// Interval is how often Run plans (0: Every).
+	Interval time.Duration
 }
 
 // Plan is the plan for the cluster as it is now, with the settings'
@@ -113,7 +115,11 @@ func (b *Balancer) Apply(ctx context.Context, p balance.Plan) map[string]error {
 // Run plans and applies every Every while the cluster's balance setting is
 // automatic, until ctx ends (the leadership was lost).
 func (b *Balancer) Run(ctx context.Context) {
-	t := time.NewTicker(Every)
+	every := b.Interval
+	if every <= 0 {
+		every = Every
+	}
+	t := time.NewTicker(every)
 	defer t.Stop()
 	for {
 		select {
