@@ -78,12 +78,15 @@ type VMSpec struct {
 	Name          string `json:"name"`
 	CPUs          int    `json:"cpus,omitempty"`
 	Memory        string `json:"memory,omitempty"`
-	Kernel        string `json:"kernel"`
+	Kernel        string `json:"kernel,omitempty"`
 	Initrd        string `json:"initrd,omitempty"`
 	Cmdline       string `json:"cmdline,omitempty"`
 	Boot          string `json:"boot,omitempty"`
 	DebugExit     bool   `json:"debugExit,omitempty"`
 	RestartPolicy string `json:"restartPolicy,omitempty"`
+	// Firmware boots the first disk's own boot loader instead of Kernel:
+	// "bios" (SeaBIOS, as a VM imported from another hypervisor needs).
+	Firmware string `json:"firmware,omitempty"`
 	// Disks are virtio-blk disks, in order (vda, vdb, ...).
 	Disks []DiskSpec `json:"disks,omitempty"`
 	// RNG adds a virtio-rng device.

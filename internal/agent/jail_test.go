@@ -21,11 +21,7 @@ import (
 // syscall.
 func TestAgentJailsVMMs(t *testing.T) {
 	kvmtest.Require(t)
-	if !jail.CgroupV2() { // the lab's initramfs does not mount it
-		if err := unix.Mount("cgroup2", jail.CgroupRoot, "cgroup2", 0, ""); err != nil {
-			t.Fatalf("mount cgroup2: %v", err)
-		}
-	}
+	requireCgroup2(t)
 	bin := govisorBin(t)
 	dir := t.TempDir()
 	ta := startAgent(t, dir, func(c *Config) { c.Executable = bin })
@@ -65,4 +61,15 @@ func TestAgentJailsVMMs(t *testing.T) {
 		t.Fatalf("exit reason %q, want %q", v.Status.ExitReason, want)
 	}
 	t.Logf("reported: %s", v.Status.ExitReason)
+}
+
+// requireCgroup2 mounts cgroup v2 where it is not (the lab's initramfs
+// does not mount it): jailed VMMs get their limits there.
+func requireCgroup2(t *testing.T) {
+	t.Helper()
+	if !jail.CgroupV2() {
+		if err := unix.Mount("cgroup2", jail.CgroupRoot, "cgroup2", 0, ""); err != nil {
+			t.Fatalf("mount cgroup2: %v", err)
+		}
+	}
 }

@@ -60,8 +60,22 @@ func normalize(s api.VMSpec, hostMiB uint64) (api.VMSpec, error) {
 	if hostMiB > 0 && mib > hostMiB {
 		return s, fieldErr("memory", fmt.Sprintf("%s is more than this host's %d MiB of RAM", s.Memory, hostMiB))
 	}
-	if err := checkFile(s.Kernel, true); err != nil {
-		return s, fieldErr("kernel", err.Error())
+	switch s.Firmware {
+	case "":
+		if err := checkFile(s.Kernel, true); err != nil {
+			return s, fieldErr("kernel", err.Error())
+		}
+	case "bios":
+		if s.Kernel != "" || s.Initrd != "" || s.Cmdline != "" {
+			return s, fieldErr("firmware", "bios boots the first disk's own boot loader: leave out kernel, initrd and cmdline")
+		}
+		if len(s.Disks) == 0 {
+			return s, fieldErr("disks", "firmware bios boots the first disk: give one")
+		}
+	case "uefi":
+		return s, fieldErr("firmware", `"uefi" is not supported yet (OVMF needs flash with a variable store): use bios`)
+	default:
+		return s, fieldErr("firmware", fmt.Sprintf("%q: use bios, or leave it out to boot kernel", s.Firmware))
 	}
 	if err := checkFile(s.Initrd, false); err != nil {
 		return s, fieldErr("initrd", err.Error())

@@ -228,3 +228,39 @@ func TestRuleSpecs(t *testing.T) {
 		}
 	}
 }
+
+// TestFirmwareSpecs: firmware bios boots the first disk instead of a
+// kernel; the VMM gets it; a kernel beside it, no disk, uefi or another
+// value are refused naming the field; cpu takes baseline or host.
+func TestFirmwareSpecs(t *testing.T) {
+	dir := t.TempDir()
+	disk := filepath.Join(dir, "boot.img")
+	os.WriteFile(disk, []byte("d"), 0o644)
+	good := api.VMSpec{Name: "imported", Firmware: "bios", Disks: []api.DiskSpec{{Path: disk}}, CPU: api.CPUHost}
+	s, err := normalize(good, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c, err := node.VMMConfig(s); err != nil || c.Firmware != "bios" || c.Kernel != "" || len(c.Disks) != 1 {
+		t.Errorf("VMM config %+v, %v: want firmware bios and the disk", c, err)
+	}
+	for _, c := range []struct {
+		mod   func(s *api.VMSpec)
+		field string
+	}{
+		{func(s *api.VMSpec) { s.Kernel = disk }, "firmware"},
+		{func(s *api.VMSpec) { s.Disks = nil }, "disks"},
+		{func(s *api.VMSpec) { s.Firmware = "uefi" }, "firmware"},
+		{func(s *api.VMSpec) { s.Firmware = "coreboot" }, "firmware"},
+		{func(s *api.VMSpec) { s.Firmware = "" }, "kernel"},
+		{func(s *api.VMSpec) { s.CPU = "skylake" }, "cpu"},
+	} {
+		s := good
+		c.mod(&s)
+		_, err := normalize(s, 0)
+		var fe *FieldError
+		if !errors.As(err, &fe) || fe.Field != c.field {
+			t.Errorf("%+v: error %v, want one naming %s", s, err, c.field)
+		}
+	}
+}

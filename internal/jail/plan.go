@@ -92,6 +92,13 @@ func ForVMM(cfg vmmconfig.Config, cwd string, snapDisks []string) (Spec, vmmconf
 		return p
 	}
 	out.Kernel, out.Initrd = ro(cfg.Kernel), ro(cfg.Initrd)
+	if cfg.Firmware != "" && cfg.FirmwareImage == "" {
+		// Found here, outside the jail, where the host's files are.
+		if out.FirmwareImage, err = vmmconfig.FindSeaBIOS(); err != nil {
+			return Spec{}, cfg, err
+		}
+	}
+	out.FirmwareImage = ro(out.FirmwareImage)
 	if cfg.TLS != nil {
 		t := *cfg.TLS
 		t.Cert, t.Key, t.CA = ro(t.Cert), ro(t.Key), ro(t.CA)

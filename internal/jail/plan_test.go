@@ -71,3 +71,26 @@ func TestForVMM(t *testing.T) {
 		t.Errorf("restore: %v, chown %v, binds %v", err, s.Chown, s.Files)
 	}
 }
+
+// TestForVMMFirmware: the firmware image is found outside the jail (the
+// default SeaBIOS, $GOVISOR_FIRMWARE_DIR first, or the one given) and
+// bound read-only into it.
+func TestForVMMFirmware(t *testing.T) {
+	host := t.TempDir()
+	devUserfaultfd, pvmModule = filepath.Join(host, "nouffd"), filepath.Join(host, "nopvm")
+	vmDir := filepath.Join(host, "vms", "a")
+	fw := filepath.Join(host, "fw")
+	os.Mkdir(fw, 0o755)
+	t.Setenv("GOVISOR_FIRMWARE_DIR", fw)
+	cfg := vmmconfig.Config{Firmware: "bios", Disks: []vmmconfig.Disk{{Path: "/pool/boot.raw"}}, Jail: &vmmconfig.Jail{ID: "agent.a", Dir: vmDir}}
+	bios := filepath.Join(fw, vmmconfig.SeaBIOSImage)
+	os.WriteFile(bios, []byte("bios"), 0o644)
+	s, out, err := ForVMM(cfg, vmDir, nil)
+	if err != nil || out.FirmwareImage != bios || !slices.Contains(s.Files, Bind{Path: bios, ReadOnly: true}) {
+		t.Errorf("default SeaBIOS: %v, image %q, binds %+v", err, out.FirmwareImage, s.Files)
+	}
+	cfg.FirmwareImage = filepath.Join(host, "my.bin")
+	if s, out, err = ForVMM(cfg, vmDir, nil); err != nil || out.FirmwareImage != cfg.FirmwareImage || !slices.Contains(s.Files, Bind{Path: cfg.FirmwareImage, ReadOnly: true}) {
+		t.Errorf("given image: %v, image %q, binds %+v", err, out.FirmwareImage, s.Files)
+	}
+}

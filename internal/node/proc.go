@@ -167,7 +167,7 @@ func VMMConfig(s api.VMSpec) (vmmconfig.Config, error) {
 		}
 	}
 	c := vmmconfig.Config{APISock: APISock, ConsoleSock: ConsoleSock,
-		Kernel: s.Kernel, Initrd: s.Initrd, Cmdline: s.Cmdline, CPUs: s.CPUs, MemoryMiB: mib, Boot: s.Boot,
+		Kernel: s.Kernel, Firmware: s.Firmware, Initrd: s.Initrd, Cmdline: s.Cmdline, CPUs: s.CPUs, MemoryMiB: mib, Boot: s.Boot,
 		DebugExit: s.DebugExit, RNG: s.RNG, Balloon: s.Balloon, Nets: nets(s)}
 	for _, d := range s.Disks {
 		c.Disks = append(c.Disks, vmmconfig.Disk{Path: d.Path, ReadOnly: d.ReadOnly, Format: d.Format})

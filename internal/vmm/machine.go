@@ -3,8 +3,6 @@ package vmm
 import (
 	"fmt"
 	"os"
-	"path/filepath"
-	"strings"
 
 	"github.com/govisor/govisor/internal/vm"
 	"github.com/govisor/govisor/internal/vmm/vmmconfig"
@@ -45,29 +43,16 @@ func machineConfig(c vmmconfig.Config, names vmmconfig.Names) (vm.Config, error)
 	return mc, nil
 }
 
-// SeaBIOSImage is the SeaBIOS build govisor boots with "bios" firmware:
-// the 256 KiB image QEMU's PC machines use (Debian package seabios).
-const SeaBIOSImage = "bios-256k.bin"
-
 // firmwareImage reads the firmware image at path or, without one,
-// SeaBIOS from $GOVISOR_FIRMWARE_DIR or /usr/share/seabios.
+// SeaBIOS where vmmconfig.FindSeaBIOS finds it.
 func firmwareImage(path string) ([]byte, error) {
-	if path != "" {
-		return os.ReadFile(path)
-	}
-	var tried []string
-	for _, dir := range []string{os.Getenv("GOVISOR_FIRMWARE_DIR"), "/usr/share/seabios"} {
-		if dir == "" {
-			continue
+	if path == "" {
+		var err error
+		if path, err = vmmconfig.FindSeaBIOS(); err != nil {
+			return nil, err
 		}
-		p := filepath.Join(dir, SeaBIOSImage)
-		b, err := os.ReadFile(p)
-		if err == nil {
-			return b, nil
-		}
-		tried = append(tried, p)
 	}
-	return nil, fmt.Errorf("no SeaBIOS image (looked at %s): install Debian's seabios, or give the image's path", strings.Join(tried, ", "))
+	return os.ReadFile(path)
 }
 
 // incomingConfig is the machine an incoming migration starts from: its
