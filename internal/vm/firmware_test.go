@@ -1,6 +1,9 @@
 package vm
 
 import (
+	"context"
+	"errors"
+	"net"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -9,6 +12,7 @@ import (
 	"time"
 
 	"github.com/govisor/govisor/internal/kvm/kvmtest"
+	"github.com/govisor/govisor/internal/migration"
 )
 
 // asm16 assembles the few real-mode (16-bit) instructions the test boot
@@ -206,5 +210,32 @@ func TestSeaBIOSBootsSyslinux(t *testing.T) {
 	}
 	if !regexp.MustCompile(`(?m)^2\r?$`).MatchString(console) {
 		t.Errorf("the guest's nproc did not print 2")
+	}
+}
+
+// TestFirmwareMachineRefusesSave: a machine booted through firmware is not
+// saved, snapshotted or migrated (its firmware's state would be lost), and
+// each says so at once.
+func TestFirmwareMachineRefusesSave(t *testing.T) {
+	bios, err := os.ReadFile(kvmtest.SeaBIOS(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := New(Config{CPUs: 1, MemoryMiB: 64, Firmware: bios, Disks: []Disk{{Path: bootDisk(t), ReadOnly: true}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	if _, err := m.SaveState(); !errors.Is(err, ErrFirmwareState) {
+		t.Errorf("SaveState: %v", err)
+	}
+	if err := m.Snapshot(filepath.Join(t.TempDir(), "snap")); !errors.Is(err, ErrFirmwareState) {
+		t.Errorf("Snapshot: %v", err)
+	}
+	a, b := net.Pipe()
+	defer a.Close()
+	defer b.Close()
+	if _, err := m.MigrateTo(context.Background(), a, migration.Options{}); !errors.Is(err, ErrFirmwareState) {
+		t.Errorf("MigrateTo: %v", err)
 	}
 }

@@ -42,6 +42,9 @@ func (m *Machine) Snapshot(dir string) (err error) {
 	if err := m.postCopyBusy("snapshot"); err != nil {
 		return err
 	}
+	if len(m.cfg.Firmware) > 0 {
+		return ErrFirmwareState
+	}
 	m.mu.Lock()
 	running := m.started && !m.pauseReq && !m.stopping
 	m.mu.Unlock()

@@ -66,9 +66,18 @@ type MachineState struct {
 // ErrNotPaused is returned when saving a machine whose vCPUs are running.
 var ErrNotPaused = errors.New("vm: pause the machine before saving its state")
 
+// ErrFirmwareState is returned when saving a machine booted through
+// firmware: the firmware's own state (its ROM, fw_cfg, the flash of a
+// variable store) is not part of a saved machine yet, and a guest restored
+// without it would lose its firmware (a reboot, ACPI, SMBIOS).
+var ErrFirmwareState = errors.New("vm: a machine booted through firmware cannot be saved, snapshotted or live-migrated yet (its firmware's state is not saved); stop it and start it elsewhere")
+
 // SaveState captures the machine's state. The machine must be paused (or
 // built and never started); guest RAM is saved separately (Memory).
 func (m *Machine) SaveState() (*MachineState, error) {
+	if len(m.cfg.Firmware) > 0 {
+		return nil, ErrFirmwareState
+	}
 	m.mu.Lock()
 	paused := !m.started || (m.pauseReq && m.parked == m.running)
 	m.mu.Unlock()
