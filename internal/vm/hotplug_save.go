@@ -5,6 +5,7 @@ import (
 
 	"github.com/govisor/govisor/internal/pci"
 	"github.com/govisor/govisor/internal/pcihotplug"
+	"github.com/govisor/govisor/internal/virtio/blk"
 )
 
 // Snapshots and migrations of a machine with hot-plugged disks, the way
@@ -48,9 +49,12 @@ func (m *Machine) saveHotplug() (HotplugState, error) {
 		if err := hd.img.Flush(); err != nil {
 			return hs, fmt.Errorf("vm: save hot-plugged disk %s: flush %s: %w", hd.info.Name, hd.info.Path, err)
 		}
-		b := hd.dev.SaveState()
+		vs, err := saveVirtio(hd.tr, hd.dev)
+		if err != nil {
+			return hs, err
+		}
 		hs.Disks = append(hs.Disks, HotDiskState{Slot: hd.info.Slot, Name: hd.info.Name, Disk: hd.cfg,
-			Detaching: hd.info.State == "detaching", Virtio: VirtioState{Transport: hd.tr.SaveState(), Blk: &b}})
+			Detaching: hd.info.State == "detaching", Virtio: vs})
 	}
 	return hs, nil
 }
@@ -93,7 +97,7 @@ func (m *Machine) restoreHotDisk(sd *HotDiskState, names map[string]bool) error 
 			sd.Slot, m.hp.ctrl.Slots())
 	case !s.empty():
 		return fmt.Errorf("slot %d holds two disks", sd.Slot)
-	case sd.Virtio.Blk == nil:
+	case sd.Virtio.Device == nil || sd.Virtio.Device.StateKind() != blk.StateKind:
 		return fmt.Errorf("the saved state of slot %d is not a disk's", sd.Slot)
 	case sd.Name == "" || names[sd.Name]:
 		return fmt.Errorf("disk name %q is empty or used twice", sd.Name)
@@ -112,10 +116,7 @@ func (m *Machine) restoreHotDisk(sd *HotDiskState, names map[string]bool) error 
 	s.mu.Lock()
 	s.disk = hd
 	s.mu.Unlock()
-	if err := hd.dev.RestoreState(*sd.Virtio.Blk); err != nil {
-		return err
-	}
-	return hd.tr.RestoreState(sd.Virtio.Transport)
+	return restoreVirtio(hd.tr, hd.dev, &sd.Virtio)
 }
 
 // maxHotDisks bounds the hot-plugged disks in a state: one per PCI slot.

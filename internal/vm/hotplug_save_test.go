@@ -215,7 +215,7 @@ func TestHotplugRestoreRefusesBadState(t *testing.T) {
 		{"slot of a boot disk", func(d *HotDiskState) { d.Slot = 1 }, "not hot-pluggable"},
 		{"image gone", func(d *HotDiskState) { d.Disk.Path = filepath.Join(dir, "gone.raw") }, "must still be there"},
 		{"the boot disk's image", func(d *HotDiskState) { d.Disk.Path = boot }, "already uses"},
-		{"not a disk", func(d *HotDiskState) { d.Virtio.Blk = nil }, "not a disk"},
+		{"not a disk", func(d *HotDiskState) { d.Virtio.Device = nil }, "not a disk"},
 		{"a boot disk's name", func(d *HotDiskState) { d.Name = "vda" }, "used twice"},
 		{"other queues", func(d *HotDiskState) { d.Virtio.Transport.Queues = nil }, "queues"},
 	} {

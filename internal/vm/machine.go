@@ -183,7 +183,7 @@ func Restore(cfg Config, st *MachineState, mem *guestmem.Memory) (_ *Machine, er
 			mem.Close()
 		}
 	}()
-	if st == nil || st.Version != StateVersion {
+	if st == nil || !readableStateVersion(st.Version) {
 		v := -1
 		if st != nil {
 			v = st.Version

@@ -64,7 +64,7 @@ func (d *migrationDest) attachFiles(ms *migrationState) {
 		return
 	}
 	for i := range ms.Machine.Virtio {
-		if v := ms.Machine.Virtio[i].Vsock; v != nil {
+		if v, ok := ms.Machine.Virtio[i].Device.(*vsock.State); ok {
 			v.SetFiles(d.files)
 		}
 	}

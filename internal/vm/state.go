@@ -10,18 +10,23 @@ import (
 	"github.com/govisor/govisor/internal/legacy/i8042"
 	"github.com/govisor/govisor/internal/legacy/uart8250"
 	"github.com/govisor/govisor/internal/pci"
-	"github.com/govisor/govisor/internal/virtio/balloon"
-	"github.com/govisor/govisor/internal/virtio/blk"
-	"github.com/govisor/govisor/internal/virtio/netdev"
+	"github.com/govisor/govisor/internal/virtio"
 	"github.com/govisor/govisor/internal/virtio/pcitransport"
-	"github.com/govisor/govisor/internal/virtio/rng"
-	"github.com/govisor/govisor/internal/virtio/vsock"
 )
 
 // StateVersion is the version of MachineState and of its encoding
-// (statecodec.go); a restore refuses others. Version 1 was gob; version 3
-// added the hotplug controller and the hot-plugged disks (Hotplug).
-const StateVersion = 3
+// (statecodec.go). Version 1 was gob; version 3 added the hotplug
+// controller and the hot-plugged disks (Hotplug); version 4 encodes each
+// virtio device's state under its kind (virtio.RegisterState) instead of
+// one presence flag per kind there was.
+const StateVersion = 4
+
+// stateVersionV3 is the oldest version a restore still reads (snapshots
+// of govisors before version 4); other versions are refused.
+const stateVersionV3 = 3
+
+// readableStateVersion reports whether a restore reads state version v.
+func readableStateVersion(v int) bool { return v == StateVersion || v == stateVersionV3 }
 
 // VCPUState is what KVM holds for one vCPU (Documentation/virt/kvm/api.rst,
 // the GET/SET pairs Firecracker and QEMU save for migration).
@@ -37,14 +42,12 @@ type VCPUState struct {
 	Events  kvm.VCPUEvents
 }
 
-// VirtioState is one virtio-pci function: its transport and its device.
+// VirtioState is one virtio-pci function: its transport and its device's
+// state, whichever kind it is (nil: none, as in a state made to size an
+// encoding buffer).
 type VirtioState struct {
 	Transport pcitransport.State
-	Blk       *blk.State
-	RNG       *rng.State
-	Net       *netdev.State
-	Vsock     *vsock.State
-	Balloon   *balloon.State
+	Device    virtio.DeviceState
 }
 
 // MachineState is a paused machine's complete state, apart from guest RAM.
@@ -103,25 +106,9 @@ func (m *Machine) SaveState() (*MachineState, error) {
 	}
 	st.UART, st.I8042, st.RTC, st.PM, st.PCI = m.uart.SaveState(), m.kbd.SaveState(), m.rtc.SaveState(), m.pm.SaveState(), m.pci.SaveState()
 	for i, t := range m.transports {
-		vs := VirtioState{Transport: t.SaveState()}
-		switch d := m.vdevs[i].(type) {
-		case *blk.Device:
-			s := d.SaveState()
-			vs.Blk = &s
-		case *rng.Device:
-			s := d.SaveState()
-			vs.RNG = &s
-		case *netdev.Device:
-			s := d.SaveState()
-			vs.Net = &s
-		case *vsock.Device:
-			s := d.SaveState()
-			vs.Vsock = &s
-		case *balloon.Device:
-			s := d.SaveState()
-			vs.Balloon = &s
-		default:
-			return nil, fmt.Errorf("vm: cannot save virtio device %T", d)
+		vs, err := saveVirtio(t, m.vdevs[i])
+		if err != nil {
+			return nil, err
 		}
 		st.Virtio = append(st.Virtio, vs)
 	}
@@ -307,41 +294,33 @@ func (m *Machine) restoreState(st *MachineState) error {
 	if len(st.Virtio) != len(m.transports) {
 		return fmt.Errorf("vm: state has %d virtio devices, config %d", len(st.Virtio), len(m.transports))
 	}
-	for i, vs := range st.Virtio {
-		var err error
-		switch d := m.vdevs[i].(type) {
-		case *blk.Device:
-			if vs.Blk == nil {
-				return fmt.Errorf("vm: virtio device %d: saved state is not a disk", i)
-			}
-			err = d.RestoreState(*vs.Blk)
-		case *rng.Device:
-			if vs.RNG == nil {
-				return fmt.Errorf("vm: virtio device %d: saved state is not an rng", i)
-			}
-			err = d.RestoreState(*vs.RNG)
-		case *netdev.Device:
-			if vs.Net == nil {
-				return fmt.Errorf("vm: virtio device %d: saved state is not a network interface", i)
-			}
-			err = d.RestoreState(*vs.Net)
-		case *vsock.Device:
-			if vs.Vsock == nil {
-				return fmt.Errorf("vm: virtio device %d: saved state is not a vsock device", i)
-			}
-			err = d.RestoreState(*vs.Vsock)
-		case *balloon.Device:
-			if vs.Balloon == nil {
-				return fmt.Errorf("vm: virtio device %d: saved state is not a balloon", i)
-			}
-			err = d.RestoreState(*vs.Balloon)
-		}
-		if err != nil {
-			return fmt.Errorf("vm: virtio device %d: %w", i, err)
-		}
-		if err := m.transports[i].RestoreState(vs.Transport); err != nil {
+	for i := range st.Virtio {
+		if err := restoreVirtio(m.transports[i], m.vdevs[i], &st.Virtio[i]); err != nil {
 			return fmt.Errorf("vm: virtio device %d: %w", i, err)
 		}
 	}
 	return nil
+}
+
+// saveVirtio captures one virtio-pci function of a paused machine.
+func saveVirtio(t *pcitransport.Transport, dev virtio.Device) (VirtioState, error) {
+	sd, ok := dev.(virtio.Stateful)
+	if !ok {
+		return VirtioState{}, fmt.Errorf("vm: cannot save virtio device %T", dev)
+	}
+	return VirtioState{Transport: t.SaveState(), Device: sd.SaveDeviceState()}, nil
+}
+
+// restoreVirtio loads a saved function into a built one: the device's
+// state first (it checks the state is its kind's), then the transport's,
+// which may activate the device.
+func restoreVirtio(t *pcitransport.Transport, dev virtio.Device, vs *VirtioState) error {
+	sd, ok := dev.(virtio.Stateful)
+	if !ok {
+		return fmt.Errorf("cannot restore virtio device %T", dev)
+	}
+	if err := sd.RestoreDeviceState(vs.Device); err != nil {
+		return err
+	}
+	return t.RestoreState(vs.Transport)
 }

@@ -1,7 +1,6 @@
 package vm
 
 import (
-	"errors"
 	"fmt"
 	"time"
 
@@ -12,7 +11,8 @@ import (
 	"github.com/govisor/govisor/internal/virtio/pcitransport"
 )
 
-// The machine state's binary encoding (StateVersion 3): every type has an
+// The machine state's binary encoding (StateVersion 4, and 3 for older
+// snapshots: statecodec_virtio.go): every type has an
 // encode and a decode function side by side that write and read the same
 // fields in the same order, little-endian, with slices length-prefixed and
 // every length checked against a maximum and the input left. A field added
@@ -30,7 +30,7 @@ const (
 	maxNets        = 64
 	maxPath        = 4096
 	maxName        = 256
-	maxQueueCount  = 1 << 16 // block queues or network queue pairs
+	maxQueueCount  = 1 << 16 // block queues
 	minVirtioBytes = pci.ConfigSize
 	minQueueBytes  = 2 + 1 + 3*8 + 2 + 1
 	minDiskBytes   = 4 + 1 + 1 + 4 + 4 + 8
@@ -39,8 +39,9 @@ const (
 )
 
 // ErrStateFormat means a saved or migrated machine state is not in this
-// govisor's encoding (an older or newer govisor made it).
-var ErrStateFormat = errors.New("vm: machine state in another format")
+// govisor's encoding (an older or newer govisor made it); device packages
+// return it too (it is snapshot.ErrStateFormat).
+var ErrStateFormat = snapshot.ErrStateFormat
 
 // EncodeState returns the binary encoding of st, as snapshots store it.
 func EncodeState(st *MachineState) []byte {
@@ -89,9 +90,9 @@ func encodeMachine(e *snapshot.Encoder, st *MachineState) {
 	e.U8(st.PCI.ResetControl)
 	e.Len(len(st.Virtio))
 	for i := range st.Virtio {
-		encodeVirtio(e, &st.Virtio[i])
+		encodeVirtio(e, &st.Virtio[i], st.Version)
 	}
-	encodeHotplug(e, &st.Hotplug)
+	encodeHotplug(e, &st.Hotplug, st.Version)
 }
 
 func decodeMachine(d *snapshot.Decoder, st *MachineState) error {
@@ -128,12 +129,12 @@ func decodeMachine(d *snapshot.Decoder, st *MachineState) error {
 	if n := d.Len("Virtio", maxVirtio, minVirtioBytes); n > 0 {
 		st.Virtio = make([]VirtioState, n)
 		for i := range st.Virtio {
-			if err := decodeVirtio(d, &st.Virtio[i]); err != nil {
+			if err := decodeVirtio(d, &st.Virtio[i], st.Version); err != nil {
 				return fmt.Errorf("virtio device %d: %w", i, err)
 			}
 		}
 	}
-	if err := decodeHotplug(d, &st.Hotplug); err != nil {
+	if err := decodeHotplug(d, &st.Hotplug, st.Version); err != nil {
 		return fmt.Errorf("hotplug: %w", err)
 	}
 	return d.Err()
@@ -160,8 +161,9 @@ const migrationMagic = "GVMIGST\x00"
 
 // migrationStateVersion is the version of the migration's device state;
 // a destination refuses others (both hosts must run the same encoding).
-// Version 3 carries hot-plugged disks (StateVersion 3).
-const migrationStateVersion = 3
+// Version 3 carries hot-plugged disks (StateVersion 3); version 4 the
+// device states by kind (StateVersion 4).
+const migrationStateVersion = 4
 
 // encodeMigrationState encodes what the source sends at the handover into
 // buf (reused between migrations, may be nil).

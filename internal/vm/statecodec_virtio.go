@@ -4,6 +4,7 @@ import (
 	"fmt"
 
 	"github.com/govisor/govisor/internal/snapshot"
+	"github.com/govisor/govisor/internal/virtio"
 	"github.com/govisor/govisor/internal/virtio/balloon"
 	"github.com/govisor/govisor/internal/virtio/blk"
 	"github.com/govisor/govisor/internal/virtio/netdev"
@@ -14,178 +15,70 @@ import (
 )
 
 // The virtio-pci functions' state: the transport (virtio 1.2 4.1.4, its
-// common configuration and queues) and the device behind it.
+// common configuration and queues), then the device's state under its kind
+// (virtio.RegisterState: each device package encodes its own). Version 3
+// had a presence flag per kind there was instead, the kinds in v3Kinds'
+// order, each followed by its state if set; it is still read and written
+// (what decodes re-encodes identically).
 
-func encodeVirtio(e *snapshot.Encoder, v *VirtioState) {
+// v3Kinds are the device kinds of StateVersion 3, in its flags' order.
+var v3Kinds = [...]string{blk.StateKind, rng.StateKind, netdev.StateKind, vsock.StateKind, balloon.StateKind}
+
+func encodeVirtio(e *snapshot.Encoder, v *VirtioState, version int) {
 	encodeTransport(e, &v.Transport)
-	e.Bool(v.Blk != nil)
-	if s := v.Blk; s != nil {
-		e.U64(s.Capacity)
-		e.Bool(s.ReadOnly)
-		e.Raw(s.Serial[:])
-	}
-	e.Bool(v.RNG != nil) // rng.State has no fields
-	e.Bool(v.Net != nil)
-	if s := v.Net; s != nil {
-		e.Raw(s.MAC[:])
-		e.U16(s.MTU)
-		e.U64(s.Features)
-		e.Bool(s.LinkUp)
-		e.Bool(s.Announce)
-		e.Int(s.Pairs)
-		e.Int(s.Active)
-	}
-	e.Bool(v.Vsock != nil)
-	if s := v.Vsock; s != nil {
-		encodeVsock(e, s)
-	}
-	e.Bool(v.Balloon != nil)
-	if s := v.Balloon; s != nil {
-		e.U64(s.Features)
-		e.U32(s.Target)
-		e.U32(s.Actual)
-		e.Bool(s.StatsHeld)
-		e.U16(s.StatsHead)
-		st := &s.Stats
-		for _, v := range [...]uint64{st.SwapIn, st.SwapOut, st.MajorFaults, st.MinorFaults, st.FreeMemory,
-			st.TotalMemory, st.AvailableMemory, st.DiskCaches, st.HugetlbAllocations, st.HugetlbFailures} {
-			e.U64(v)
+	if version == stateVersionV3 {
+		// A v3 state only comes from decoding one: its device is of a v3 kind.
+		for _, k := range v3Kinds {
+			set := v.Device != nil && v.Device.StateKind() == k
+			e.Bool(set)
+			if set {
+				v.Device.EncodeState(e)
+			}
 		}
-		e.Time(st.Updated)
+		return
 	}
+	if v.Device == nil {
+		e.String("")
+		return
+	}
+	e.String(v.Device.StateKind())
+	v.Device.EncodeState(e)
 }
 
-func decodeVirtio(d *snapshot.Decoder, v *VirtioState) error {
+func decodeVirtio(d *snapshot.Decoder, v *VirtioState, version int) error {
 	if err := decodeTransport(d, &v.Transport); err != nil {
 		return fmt.Errorf("transport: %w", err)
 	}
-	if d.Bool() {
-		s := new(blk.State)
-		s.Capacity = d.U64()
-		s.ReadOnly = d.Bool()
-		d.Raw(s.Serial[:])
-		v.Blk = s
+	if version == stateVersionV3 {
+		return decodeVirtioV3(d, v)
 	}
-	if d.Bool() {
-		v.RNG = new(rng.State)
+	kind := d.String("Virtio.Kind", maxName)
+	if err := d.Err(); err != nil || kind == "" {
+		return err
 	}
-	if d.Bool() {
-		s := new(netdev.State)
-		d.Raw(s.MAC[:])
-		s.MTU = d.U16()
-		s.Features = d.U64()
-		s.LinkUp = d.Bool()
-		s.Announce = d.Bool()
-		s.Pairs = d.Int("Net.Pairs", maxQueueCount)
-		s.Active = d.Int("Net.Active", maxQueueCount)
-		v.Net = s
+	s, err := virtio.DecodeState(kind, d)
+	if err != nil {
+		return err
 	}
-	if d.Bool() {
-		s := new(vsock.State)
-		if err := decodeVsock(d, s); err != nil {
-			return fmt.Errorf("vsock: %w", err)
-		}
-		v.Vsock = s
-	}
-	if d.Bool() {
-		s := new(balloon.State)
-		s.Features = d.U64()
-		s.Target = d.U32()
-		s.Actual = d.U32()
-		s.StatsHeld = d.Bool()
-		s.StatsHead = d.U16()
-		st := &s.Stats
-		for _, p := range [...]*uint64{&st.SwapIn, &st.SwapOut, &st.MajorFaults, &st.MinorFaults, &st.FreeMemory,
-			&st.TotalMemory, &st.AvailableMemory, &st.DiskCaches, &st.HugetlbAllocations, &st.HugetlbFailures} {
-			*p = d.U64()
-		}
-		st.Updated = d.Time()
-		v.Balloon = s
-	}
+	v.Device = s
 	return d.Err()
 }
 
-// The vsock device's state is versioned on its own, behind a tag no guest
-// CID can equal (CIDs are below 2^32): version 1 was the CID alone, version 2
-// adds the connections, their credit accounting (virtio 1.2 5.10.6.3) and
-// the packets queued for the guest.
-const (
-	vsockStateTag     = 0x56534F434B000000 // "VSOCK" in the high bytes
-	vsockStateVersion = 2
-	maxVsockConns     = vsock.MaxConnections
-	maxVsockPending   = 2*vsock.MaxConnections + 1024 // per connection a data and a control packet, plus RSTs
-	maxVsockPacket    = 64 << 10                      // the device reads at most this much at once
-	minVsockConnBytes = 9*4 + 4 + 4 + 8               // counters, flags, ToHost length, File
-	minVsockPktBytes  = 8 + 4 + 4 + 2 + 4 + 4         // Conn, ports, Op, Flags, Data length
-)
-
-func encodeVsock(e *snapshot.Encoder, s *vsock.State) {
-	e.U64(vsockStateTag | vsockStateVersion)
-	e.U64(s.CID)
-	e.U32(s.NextPort)
-	e.Len(len(s.Conns))
-	for i := range s.Conns {
-		c := &s.Conns[i]
-		for _, v := range [...]uint32{c.HostPort, c.GuestPort, c.PeerBufAlloc, c.PeerFwdCnt, c.TxCnt, c.RxCnt, c.FwdCnt, c.Advertised, c.PeerShut} {
-			e.U32(v)
+// decodeVirtioV3 reads a version 3 device state: a flag per v3 kind. At
+// most one is set; the codec wrote none for a function with no device.
+func decodeVirtioV3(d *snapshot.Decoder, v *VirtioState) error {
+	for _, k := range v3Kinds {
+		if !d.Bool() {
+			continue
 		}
-		for _, b := range [...]bool{c.Connecting, c.HostEOF, c.WriterDone, c.CreditQueued} {
-			e.Bool(b)
+		if v.Device != nil {
+			return fmt.Errorf("%w: states of a %s and a %s in one function", snapshot.ErrCorrupt, v.Device.StateKind(), k)
 		}
-		e.Blob(c.ToHost)
-		e.Int(c.File)
-	}
-	e.Len(len(s.Pending))
-	for i := range s.Pending {
-		p := &s.Pending[i]
-		e.Int(p.Conn + 1) // -1 (no connection) is 0
-		e.U32(p.HostPort)
-		e.U32(p.GuestPort)
-		e.U16(p.Op)
-		e.U32(p.Flags)
-		e.Blob(p.Data)
-	}
-}
-
-func decodeVsock(d *snapshot.Decoder, s *vsock.State) error {
-	tag := d.U64()
-	if err := d.Err(); err != nil {
-		return err
-	}
-	if tag < 1<<32 {
-		return fmt.Errorf("%w: vsock state version 1 (an older govisor); this govisor reads version %d",
-			ErrStateFormat, vsockStateVersion)
-	}
-	if v := tag &^ vsockStateTag; tag&vsockStateTag != vsockStateTag || v != vsockStateVersion {
-		return fmt.Errorf("%w: vsock state tag %#x, this govisor reads version %d", ErrStateFormat, tag, vsockStateVersion)
-	}
-	s.CID = d.U64()
-	s.NextPort = d.U32()
-	if n := d.Len("Vsock.Conns", maxVsockConns, minVsockConnBytes); n > 0 {
-		s.Conns = make([]vsock.ConnState, n)
-		for i := range s.Conns {
-			c := &s.Conns[i]
-			for _, p := range [...]*uint32{&c.HostPort, &c.GuestPort, &c.PeerBufAlloc, &c.PeerFwdCnt, &c.TxCnt, &c.RxCnt, &c.FwdCnt, &c.Advertised, &c.PeerShut} {
-				*p = d.U32()
-			}
-			for _, p := range [...]*bool{&c.Connecting, &c.HostEOF, &c.WriterDone, &c.CreditQueued} {
-				*p = d.Bool()
-			}
-			c.ToHost = d.Blob("Vsock.ToHost", vsock.BufAlloc)
-			c.File = d.Int("Vsock.File", maxVsockConns)
+		s, err := virtio.DecodeState(k, d)
+		if err != nil {
+			return err
 		}
-	}
-	if n := d.Len("Vsock.Pending", maxVsockPending, minVsockPktBytes); n > 0 {
-		s.Pending = make([]vsock.Packet, n)
-		for i := range s.Pending {
-			p := &s.Pending[i]
-			p.Conn = d.Int("Vsock.Pending.Conn", maxVsockConns) - 1
-			p.HostPort = d.U32()
-			p.GuestPort = d.U32()
-			p.Op = d.U16()
-			p.Flags = d.U32()
-			p.Data = d.Blob("Vsock.Pending.Data", maxVsockPacket)
-		}
+		v.Device = s
 	}
 	return d.Err()
 }
