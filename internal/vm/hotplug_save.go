@@ -3,6 +3,7 @@ package vm
 import (
 	"fmt"
 
+	"github.com/govisor/govisor/internal/devmgr"
 	"github.com/govisor/govisor/internal/pci"
 	"github.com/govisor/govisor/internal/pcihotplug"
 	"github.com/govisor/govisor/internal/virtio/blk"
@@ -49,7 +50,7 @@ func (m *Machine) saveHotplug() (HotplugState, error) {
 		if err := hd.img.Flush(); err != nil {
 			return hs, fmt.Errorf("vm: save hot-plugged disk %s: flush %s: %w", hd.info.Name, hd.info.Path, err)
 		}
-		vs, err := saveVirtio(hd.tr, hd.dev)
+		vs, err := devmgr.Save(hd.fn)
 		if err != nil {
 			return hs, err
 		}
@@ -90,12 +91,11 @@ func (m *Machine) restoreHotplug(hs *HotplugState) error {
 // restoreHotDisk reopens one saved hot-plugged disk into its slot (hp.mu
 // held). A disk in the slot is closed with the machine if a later step fails.
 func (m *Machine) restoreHotDisk(sd *HotDiskState, names map[string]bool) error {
-	s := m.hp.slots[sd.Slot]
 	switch {
-	case s == nil:
+	case !m.devs.IsHotSlot(sd.Slot):
 		return fmt.Errorf("slot %d is not hot-pluggable in this machine (slots %#x): it must have the same boot devices as the saved one",
 			sd.Slot, m.hp.ctrl.Slots())
-	case !s.empty():
+	case m.hp.disks[sd.Slot] != nil:
 		return fmt.Errorf("slot %d holds two disks", sd.Slot)
 	case sd.Virtio.Device == nil || sd.Virtio.Device.StateKind() != blk.StateKind:
 		return fmt.Errorf("the saved state of slot %d is not a disk's", sd.Slot)
@@ -106,17 +106,14 @@ func (m *Machine) restoreHotDisk(sd *HotDiskState, names map[string]bool) error 
 	if err := m.checkNotInUse(sd.Disk.Path); err != nil {
 		return err
 	}
-	hd, err := m.openHotDisk(sd.Disk, sd.Name, sd.Slot)
+	hd, err := m.plugHotDisk(sd.Disk, sd.Name, sd.Slot)
 	if err != nil {
 		return fmt.Errorf("reopen %s (the image must still be there): %w", sd.Disk.Path, err)
 	}
 	if sd.Detaching {
 		hd.info.State = "detaching"
 	}
-	s.mu.Lock()
-	s.disk = hd
-	s.mu.Unlock()
-	return restoreVirtio(hd.tr, hd.dev, &sd.Virtio)
+	return devmgr.Restore(hd.fn, &sd.Virtio)
 }
 
 // maxHotDisks bounds the hot-plugged disks in a state: one per PCI slot.

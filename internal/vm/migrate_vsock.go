@@ -14,8 +14,8 @@ import (
 
 // vsockDevice returns the machine's vsock device, or nil.
 func (m *Machine) vsockDevice() *vsock.Device {
-	for _, d := range m.vdevs {
-		if v, ok := d.(*vsock.Device); ok {
+	for _, d := range m.devs.Devices() {
+		if v, ok := d.Dev.(*vsock.Device); ok {
 			return v
 		}
 	}

@@ -4,14 +4,13 @@ import (
 	"errors"
 	"fmt"
 
+	"github.com/govisor/govisor/internal/devmgr"
 	"github.com/govisor/govisor/internal/kvm"
 	"github.com/govisor/govisor/internal/legacy/acpipm"
 	"github.com/govisor/govisor/internal/legacy/cmosrtc"
 	"github.com/govisor/govisor/internal/legacy/i8042"
 	"github.com/govisor/govisor/internal/legacy/uart8250"
 	"github.com/govisor/govisor/internal/pci"
-	"github.com/govisor/govisor/internal/virtio"
-	"github.com/govisor/govisor/internal/virtio/pcitransport"
 )
 
 // StateVersion is the version of MachineState and of its encoding
@@ -42,13 +41,9 @@ type VCPUState struct {
 	Events  kvm.VCPUEvents
 }
 
-// VirtioState is one virtio-pci function: its transport and its device's
-// state, whichever kind it is (nil: none, as in a state made to size an
-// encoding buffer).
-type VirtioState struct {
-	Transport pcitransport.State
-	Device    virtio.DeviceState
-}
+// VirtioState is one virtio-pci function: its transport's and its
+// device's state (the device manager's, devmgr.State).
+type VirtioState = devmgr.State
 
 // MachineState is a paused machine's complete state, apart from guest RAM.
 type MachineState struct {
@@ -105,10 +100,10 @@ func (m *Machine) SaveState() (*MachineState, error) {
 		return nil, err
 	}
 	st.UART, st.I8042, st.RTC, st.PM, st.PCI = m.uart.SaveState(), m.kbd.SaveState(), m.rtc.SaveState(), m.pm.SaveState(), m.pci.SaveState()
-	for i, t := range m.transports {
-		vs, err := saveVirtio(t, m.vdevs[i])
+	for _, d := range m.devs.Devices() {
+		vs, err := devmgr.Save(d)
 		if err != nil {
-			return nil, err
+			return nil, fmt.Errorf("vm: %w", err)
 		}
 		st.Virtio = append(st.Virtio, vs)
 	}
@@ -291,36 +286,14 @@ func (m *Machine) restoreState(st *MachineState) error {
 	if err := m.restoreHotplug(&st.Hotplug); err != nil {
 		return err
 	}
-	if len(st.Virtio) != len(m.transports) {
-		return fmt.Errorf("vm: state has %d virtio devices, config %d", len(st.Virtio), len(m.transports))
+	devs := m.devs.Devices()
+	if len(st.Virtio) != len(devs) {
+		return fmt.Errorf("vm: state has %d virtio devices, config %d", len(st.Virtio), len(devs))
 	}
-	for i := range st.Virtio {
-		if err := restoreVirtio(m.transports[i], m.vdevs[i], &st.Virtio[i]); err != nil {
+	for i, d := range devs {
+		if err := devmgr.Restore(d, &st.Virtio[i]); err != nil {
 			return fmt.Errorf("vm: virtio device %d: %w", i, err)
 		}
 	}
 	return nil
-}
-
-// saveVirtio captures one virtio-pci function of a paused machine.
-func saveVirtio(t *pcitransport.Transport, dev virtio.Device) (VirtioState, error) {
-	sd, ok := dev.(virtio.Stateful)
-	if !ok {
-		return VirtioState{}, fmt.Errorf("vm: cannot save virtio device %T", dev)
-	}
-	return VirtioState{Transport: t.SaveState(), Device: sd.SaveDeviceState()}, nil
-}
-
-// restoreVirtio loads a saved function into a built one: the device's
-// state first (it checks the state is its kind's), then the transport's,
-// which may activate the device.
-func restoreVirtio(t *pcitransport.Transport, dev virtio.Device, vs *VirtioState) error {
-	sd, ok := dev.(virtio.Stateful)
-	if !ok {
-		return fmt.Errorf("cannot restore virtio device %T", dev)
-	}
-	if err := sd.RestoreDeviceState(vs.Device); err != nil {
-		return err
-	}
-	return t.RestoreState(vs.Transport)
 }

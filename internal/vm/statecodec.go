@@ -4,16 +4,15 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/govisor/govisor/internal/devmgr"
 	"github.com/govisor/govisor/internal/kvm"
 	"github.com/govisor/govisor/internal/legacy/uart8250"
-	"github.com/govisor/govisor/internal/pci"
 	"github.com/govisor/govisor/internal/snapshot"
-	"github.com/govisor/govisor/internal/virtio/pcitransport"
 )
 
 // The machine state's binary encoding (StateVersion 4, and 3 for older
-// snapshots: statecodec_virtio.go): every type has an
-// encode and a decode function side by side that write and read the same
+// snapshots: encodeVirtio): every type has an encode and a decode
+// function side by side that write and read the same
 // fields in the same order, little-endian, with slices length-prefixed and
 // every length checked against a maximum and the input left. A field added
 // to any of these types must be added to both functions and StateVersion
@@ -25,14 +24,12 @@ const (
 	maxIRQChips    = 8
 	maxVirtio      = 32      // PCI slots on bus 0
 	maxUARTRx      = 1 << 16 // the UART keeps at most uart8250.RxBufferSize
-	maxMSIXTable   = pcitransport.MaxVectors * 16
 	maxDisks       = 64
 	maxNets        = 64
 	maxPath        = 4096
 	maxName        = 256
 	maxQueueCount  = 1 << 16 // block queues
-	minVirtioBytes = pci.ConfigSize
-	minQueueBytes  = 2 + 1 + 3*8 + 2 + 1
+	minVirtioBytes = devmgr.MinStateBytes
 	minDiskBytes   = 4 + 1 + 1 + 4 + 4 + 8
 	minNetBytes    = 4 + 4
 	maxStateValue  = 1 << 16
@@ -138,6 +135,27 @@ func decodeMachine(d *snapshot.Decoder, st *MachineState) error {
 		return fmt.Errorf("hotplug: %w", err)
 	}
 	return d.Err()
+}
+
+// The virtio-pci functions' state is the device manager's encoding
+// (devmgr.Encode: the transport, then the device's state under its kind);
+// StateVersion 3 had a presence flag per device kind instead, which
+// devmgr.DecodeV3 still reads (and EncodeV3 writes, so that what decodes
+// re-encodes identically).
+
+func encodeVirtio(e *snapshot.Encoder, v *VirtioState, version int) {
+	if version == stateVersionV3 {
+		devmgr.EncodeV3(e, v)
+		return
+	}
+	devmgr.Encode(e, v)
+}
+
+func decodeVirtio(d *snapshot.Decoder, v *VirtioState, version int) error {
+	if version == stateVersionV3 {
+		return devmgr.DecodeV3(d, v)
+	}
+	return devmgr.Decode(d, v)
 }
 
 func encodeUART(e *snapshot.Encoder, u *uart8250.State) {

@@ -250,7 +250,7 @@ func FuzzDecodeState(f *testing.F) {
 	f.Add(EncodeConfig(&ms.Config))
 	f.Add([]byte{})
 	f.Add(EncodeState(&MachineState{Version: StateVersion, Virtio: []VirtioState{{Device: &vsock.State{CID: 42, NextPort: 9,
-		Conns: []vsock.ConnState{{HostPort: 5000, GuestPort: 1025, ToHost: []byte("abc"), File: 1}},
+		Conns:   []vsock.ConnState{{HostPort: 5000, GuestPort: 1025, ToHost: []byte("abc"), File: 1}},
 		Pending: []vsock.Packet{{Conn: -1, HostPort: 9, GuestPort: 10, Op: vsock.OpRST}}}}}}))
 	if v3, err := os.ReadFile(v3StateFile); err == nil {
 		f.Add(v3)

@@ -104,7 +104,7 @@ func TestStateV3Decodes(t *testing.T) {
 func TestStateV3RefusesTwoKinds(t *testing.T) {
 	e := snapshot.NewEncoder(nil)
 	var tr VirtioState
-	encodeTransport(e, &tr.Transport)
+	tr.Transport.Encode(e)
 	e.Bool(true) // blk
 	(&blk.State{}).EncodeState(e)
 	e.Bool(true) // rng
