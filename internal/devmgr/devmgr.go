@@ -49,7 +49,7 @@ func (d *Device) Close() error {
 
 // Manager places and keeps a machine's virtio-pci functions. A nil
 // Manager has no devices (a machine built without any, in tests):
-// Devices, Quiesce, Unquiesce and Close do nothing.
+// Devices and Get find none, Quiesce, Unquiesce and Close do nothing.
 type Manager struct {
 	bus     *pci.Bus
 	mem     virtio.Memory
@@ -134,7 +134,12 @@ func (m *Manager) Devices() []*Device {
 }
 
 // Get returns the device with the given ID, boot or hot-plugged, or nil.
-func (m *Manager) Get(id string) *Device { return m.lookup(id) }
+func (m *Manager) Get(id string) *Device {
+	if m == nil {
+		return nil
+	}
+	return m.lookup(id)
+}
 
 func (m *Manager) lookup(id string) *Device {
 	for _, d := range m.cold {

@@ -132,14 +132,3 @@ func (m *Manager) Unplug(slot int) *Device {
 	s.dev = nil
 	return d
 }
-
-// Hotplugged returns the devices in hot-pluggable slots, in slot order.
-func (m *Manager) Hotplugged() []*Device {
-	var out []*Device
-	for _, n := range m.hotSlots() {
-		if d := m.hot[n].device(); d != nil {
-			out = append(out, d)
-		}
-	}
-	return out
-}

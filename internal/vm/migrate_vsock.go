@@ -14,10 +14,9 @@ import (
 
 // vsockDevice returns the machine's vsock device, or nil.
 func (m *Machine) vsockDevice() *vsock.Device {
-	for _, d := range m.devs.Devices() {
-		if v, ok := d.Dev.(*vsock.Device); ok {
-			return v
-		}
+	if d := m.devs.Get(vsockID); d != nil {
+		v, _ := d.Dev.(*vsock.Device)
+		return v
 	}
 	return nil
 }

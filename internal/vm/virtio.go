@@ -40,6 +40,14 @@ type Disk struct {
 	Queues   int    // request queues (default 1)
 }
 
+// Device IDs (devmgr) of the devices a machine has at most one of; disks
+// are known by their names (diskName), network interfaces as net0, net1...
+const (
+	vsockID   = "vsock"
+	rngID     = "rng"
+	balloonID = "balloon"
+)
+
 // setupVirtio makes the boot devices' virtio-pci functions on bus 0 through
 // the device manager, which places them in slot order and assigns their
 // BARs in the 32-bit PCI window (devmgr.Manager.Add).
@@ -98,12 +106,12 @@ func (m *Machine) setupVirtio() error {
 		if err != nil {
 			return fmt.Errorf("vm: vsock: %w", err)
 		}
-		if err := add("vsock", dev, "vsock", dev.Close); err != nil {
+		if err := add(vsockID, dev, "vsock", dev.Close); err != nil {
 			return err
 		}
 	}
 	if m.cfg.RNG {
-		if err := add("rng", rng.New(), "virtio-rng"); err != nil {
+		if err := add(rngID, rng.New(), "virtio-rng"); err != nil {
 			return err
 		}
 	}
@@ -113,7 +121,7 @@ func (m *Machine) setupVirtio() error {
 			return fmt.Errorf("vm: balloon: %w", err)
 		}
 		m.balloon = dev
-		if err := add("balloon", dev, "balloon"); err != nil {
+		if err := add(balloonID, dev, "balloon"); err != nil {
 			return err
 		}
 	}
