@@ -3,9 +3,12 @@ package vm
 import (
 	"bytes"
 	"os"
+	"path/filepath"
 	"reflect"
 	"testing"
 
+	"github.com/govisor/govisor/internal/diskimage"
+	"github.com/govisor/govisor/internal/kvm/kvmtest"
 	"github.com/govisor/govisor/internal/snapshot"
 	"github.com/govisor/govisor/internal/virtio/balloon"
 	"github.com/govisor/govisor/internal/virtio/blk"
@@ -115,4 +118,60 @@ func TestStateV3RefusesTwoKinds(t *testing.T) {
 	if err := decodeVirtio(snapshot.NewDecoder(e.Bytes()), &v, stateVersionV3); err == nil {
 		t.Fatal("decoded a function with two device states")
 	}
+}
+
+// TestStateV3RestoresRealMachine saves a running guest with a disk, an
+// rng and a balloon, encodes its state as a govisor before version 4 did,
+// and restores the machine from that: it runs on.
+func TestStateV3RestoresRealMachine(t *testing.T) {
+	dir := t.TempDir()
+	disk := filepath.Join(dir, "disk.raw")
+	img, err := diskimage.Create(disk, "raw", 1<<20, diskimage.CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	img.Close()
+	kvmtest.Require(t)
+	cfg := Config{CPUs: 1, MemoryMiB: 64, Flat: &Flat{Code: countingGuest(), Addr: flatAddr}}
+	cfg.Disks = []Disk{{Path: disk}}
+	cfg.RNG, cfg.Balloon = true, true
+	m, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(m.Close)
+	if err := m.Start(); err != nil {
+		t.Fatal(err)
+	}
+	waitCounter(t, m, 1000)
+	if err := m.Pause(); err != nil {
+		t.Fatal(err)
+	}
+	st, err := m.SaveState()
+	if err != nil {
+		t.Fatal(err)
+	}
+	mem := copyMemory(t, m.Memory())
+	m.Stop(Exit{Reason: ExitHost})
+	m.Wait()
+	m.Close()
+	st.Version = stateVersionV3
+	old, err := DecodeState(EncodeState(st))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if old.Version != stateVersionV3 || len(old.Virtio) != 3 || old.Virtio[0].Device.StateKind() != blk.StateKind {
+		t.Fatalf("decoded version %d with %d functions", old.Version, len(old.Virtio))
+	}
+	r, err := Restore(cfg, old, mem)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	saved := counter(r)
+	if err := r.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { r.Stop(Exit{Reason: ExitHost}); r.Wait() }()
+	waitCounter(t, r, saved+1000)
 }
