@@ -2,11 +2,9 @@ package vm
 
 import (
 	"fmt"
-	"time"
 
 	"github.com/govisor/govisor/internal/devmgr"
 	"github.com/govisor/govisor/internal/kvm"
-	"github.com/govisor/govisor/internal/legacy/uart8250"
 	"github.com/govisor/govisor/internal/snapshot"
 )
 
@@ -22,8 +20,7 @@ import (
 // enough that a hostile state cannot make the decoder allocate much.
 const (
 	maxIRQChips    = 8
-	maxVirtio      = 32      // PCI slots on bus 0
-	maxUARTRx      = 1 << 16 // the UART keeps at most uart8250.RxBufferSize
+	maxVirtio      = 32 // PCI slots on bus 0
 	maxDisks       = 64
 	maxNets        = 64
 	maxPath        = 4096
@@ -73,18 +70,12 @@ func encodeMachine(e *snapshot.Encoder, st *MachineState) {
 	}
 	encodePIT(e, &st.PIT)
 	encodeClock(e, &st.Clock)
-	encodeUART(e, &st.UART)
-	e.Raw(st.I8042.RAM[:])
-	e.Raw([]byte{st.I8042.Status, st.I8042.Output, st.I8042.OutputPort, st.I8042.Pending})
-	e.U8(st.RTC.Index)
-	e.Raw(st.RTC.RAM[:])
-	e.I64(int64(st.RTC.Offset))
-	e.U16(st.PM.Status)
-	e.U16(st.PM.Enable)
-	e.U16(st.PM.Control)
-	e.U32(st.PM.Timer)
-	e.U32(st.PCI.ConfigAddress)
-	e.U8(st.PCI.ResetControl)
+	// The legacy devices encode their own state, in this order.
+	st.UART.Encode(e)
+	st.I8042.Encode(e)
+	st.RTC.Encode(e)
+	st.PM.Encode(e)
+	st.PCI.Encode(e)
 	e.Len(len(st.Virtio))
 	for i := range st.Virtio {
 		encodeVirtio(e, &st.Virtio[i], st.Version)
@@ -106,22 +97,10 @@ func decodeMachine(d *snapshot.Decoder, st *MachineState) error {
 	}
 	decodePIT(d, &st.PIT)
 	decodeClock(d, &st.Clock)
-	decodeUART(d, &st.UART)
-	d.Raw(st.I8042.RAM[:])
-	for _, p := range [...]*uint8{&st.I8042.Status, &st.I8042.Output, &st.I8042.OutputPort, &st.I8042.Pending} {
-		*p = d.U8()
-	}
-	st.RTC.Index = d.U8()
-	d.Raw(st.RTC.RAM[:])
-	st.RTC.Offset = time.Duration(d.I64())
-	st.PM.Status = d.U16()
-	st.PM.Enable = d.U16()
-	st.PM.Control = d.U16()
-	st.PM.Timer = d.U32()
-	st.PCI.ConfigAddress = d.U32()
-	st.PCI.ResetControl = d.U8()
-	if err := d.Err(); err != nil {
-		return err
+	for _, dec := range [...]func(*snapshot.Decoder) error{st.UART.Decode, st.I8042.Decode, st.RTC.Decode, st.PM.Decode, st.PCI.Decode} {
+		if err := dec(d); err != nil {
+			return err
+		}
 	}
 	if n := d.Len("Virtio", maxVirtio, minVirtioBytes); n > 0 {
 		st.Virtio = make([]VirtioState, n)
@@ -156,20 +135,6 @@ func decodeVirtio(d *snapshot.Decoder, v *VirtioState, version int) error {
 		return devmgr.DecodeV3(d, v)
 	}
 	return devmgr.Decode(d, v)
-}
-
-func encodeUART(e *snapshot.Encoder, u *uart8250.State) {
-	e.Raw([]byte{u.IER, u.FCR, u.LCR, u.MCR, u.LSR, u.MSR, u.SCR, u.DLL, u.DLM})
-	e.Bool(u.THREPending)
-	e.Blob(u.Rx)
-}
-
-func decodeUART(d *snapshot.Decoder, u *uart8250.State) {
-	for _, p := range [...]*uint8{&u.IER, &u.FCR, &u.LCR, &u.MCR, &u.LSR, &u.MSR, &u.SCR, &u.DLL, &u.DLM} {
-		*p = d.U8()
-	}
-	u.THREPending = d.Bool()
-	u.Rx = d.Blob("UART.Rx", maxUARTRx)
 }
 
 // migrationMagic starts the device state a migration source sends, so that

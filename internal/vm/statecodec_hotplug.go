@@ -17,11 +17,7 @@ import (
 const minHotDiskBytes = 8 + minVirtioBytes
 
 func encodeHotplug(e *snapshot.Encoder, h *HotplugState, version int) {
-	c := &h.Controller
-	e.U32(c.Up)
-	e.U32(c.Down)
-	e.U16(c.GPESts)
-	e.U16(c.GPEEn)
+	h.Controller.Encode(e)
 	e.Len(len(h.Disks))
 	for i := range h.Disks {
 		d := &h.Disks[i]
@@ -34,11 +30,9 @@ func encodeHotplug(e *snapshot.Encoder, h *HotplugState, version int) {
 }
 
 func decodeHotplug(d *snapshot.Decoder, h *HotplugState, version int) error {
-	c := &h.Controller
-	c.Up = d.U32()
-	c.Down = d.U32()
-	c.GPESts = d.U16()
-	c.GPEEn = d.U16()
+	if err := h.Controller.Decode(d); err != nil {
+		return err
+	}
 	if n := d.Len("Hotplug.Disks", maxHotDisks, minHotDiskBytes); n > 0 {
 		h.Disks = make([]HotDiskState, n)
 		for i := range h.Disks {
