@@ -2,7 +2,7 @@ package vm
 
 import (
 	"bytes"
-	"os"
+	_ "embed"
 	"path/filepath"
 	"reflect"
 	"testing"
@@ -17,20 +17,20 @@ import (
 	"github.com/govisor/govisor/internal/virtio/vsock"
 )
 
-// v3StateFile is a machine state in StateVersion 3, as govisor encoded it
+// v3State is a machine state in StateVersion 3, as govisor encoded it
 // before the device states moved into their packages (made by main at
 // 8fa95c5 with EncodeState from a state filled as filledState does, each
 // virtio function holding one device kind: blk, rng, net, vsock, balloon,
-// none; every hot-plugged disk a blk).
-const v3StateFile = "testdata/machine-state-v3.bin"
+// none; every hot-plugged disk a blk). Embedded: the lab runs the test
+// binary without the source tree.
+//
+//go:embed testdata/machine-state-v3.bin
+var v3State []byte
 
 // TestStateV3Decodes checks that states saved by govisors before version
 // 4 still decode, to the device states they held, and so restore.
 func TestStateV3Decodes(t *testing.T) {
-	p, err := os.ReadFile(v3StateFile)
-	if err != nil {
-		t.Fatal(err)
-	}
+	p := v3State
 	st, err := DecodeState(p)
 	if err != nil {
 		t.Fatal(err)
