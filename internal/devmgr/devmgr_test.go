@@ -3,6 +3,7 @@ package devmgr_test
 import (
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"reflect"
 	"slices"
 	"strings"
@@ -182,8 +183,22 @@ func TestSaveRestore(t *testing.T) {
 	if st.Device == nil || st.Device.StateKind() != rng.StateKind || len(st.Transport.Queues) != 1 {
 		t.Fatalf("saved %+v", st)
 	}
+	if st.ID != "rng" {
+		t.Errorf("saved ID %q", st.ID)
+	}
 	if err := devmgr.Restore(d, &st); err != nil {
 		t.Fatal(err)
+	}
+	// Another device's state is refused by its ID; one without an ID (the
+	// older encoding) is taken.
+	moved := st
+	moved.ID = "rng1"
+	if err := devmgr.Restore(d, &moved); err == nil || !strings.Contains(err.Error(), "rng1") {
+		t.Errorf("restore rng1's state into rng: %v", err)
+	}
+	moved.ID = ""
+	if err := devmgr.Restore(d, &moved); err != nil {
+		t.Errorf("restore a state without ID: %v", err)
 	}
 	other := st
 	other.Device = &blk.State{}
@@ -211,20 +226,25 @@ func TestCodec(t *testing.T) {
 		name   string
 		encode func(*snapshot.Encoder, *devmgr.State)
 		decode func(*snapshot.Decoder, *devmgr.State) error
+		ids    bool
 	}{
-		{"by kind", devmgr.Encode, devmgr.Decode},
-		{"version 3", devmgr.EncodeV3, devmgr.DecodeV3},
+		{"by kind", devmgr.Encode, devmgr.Decode, true},
+		{"version 3", devmgr.EncodeV3, devmgr.DecodeV3, false}, // no IDs
 	} {
 		for i := range states {
+			want := states[i]
+			if c.ids {
+				want.ID = fmt.Sprintf("dev%d", i)
+			}
 			e := snapshot.NewEncoder(nil)
-			c.encode(e, &states[i])
+			c.encode(e, &want)
 			var got devmgr.State
 			d := snapshot.NewDecoder(e.Bytes())
 			if err := c.decode(d, &got); err != nil || d.Finish() != nil {
 				t.Fatalf("%s, state %d: %v, %v", c.name, i, err, d.Finish())
 			}
-			if !reflect.DeepEqual(got, states[i]) {
-				t.Errorf("%s, state %d: got %+v, want %+v", c.name, i, got, states[i])
+			if !reflect.DeepEqual(got, want) {
+				t.Errorf("%s, state %d: got %+v, want %+v", c.name, i, got, want)
 			}
 			if len(e.Bytes()) < devmgr.MinStateBytes {
 				t.Errorf("%s, state %d: %d bytes, less than MinStateBytes", c.name, i, len(e.Bytes()))
@@ -233,6 +253,7 @@ func TestCodec(t *testing.T) {
 	}
 	// A kind no package registered is another govisor's format.
 	e := snapshot.NewEncoder(nil)
+	e.String("gpu0")
 	var tr pcitransport.State
 	tr.Encode(e)
 	e.String("gpu")

@@ -14,10 +14,11 @@ import (
 // persist.rs: nothing here knows the kinds there are, but for reading the
 // encoding of StateV3.
 
-// State is one virtio-pci function's saved state: its transport's and
-// its device's, whichever kind it is (nil: none, as in a state made only
-// to size an encoding buffer).
+// State is one virtio-pci function's saved state: its device's ID, its
+// transport's state and its device's, whichever kind it is (nil: none, as
+// in a state made only to size an encoding buffer).
 type State struct {
+	ID        string // empty in the older encoding (DecodeV3), which had none
 	Transport pcitransport.State
 	Device    virtio.DeviceState
 }
@@ -25,7 +26,7 @@ type State struct {
 // MinStateBytes is the least an encoded State takes.
 const MinStateBytes = pcitransport.MinStateBytes
 
-// maxKind bounds a decoded kind name.
+// maxKind bounds a decoded kind name or ID.
 const maxKind = 256
 
 // Save captures d's state; the machine must be paused.
@@ -34,16 +35,20 @@ func Save(d *Device) (State, error) {
 	if !ok {
 		return State{}, fmt.Errorf("devmgr: cannot save device %s (%T)", d.ID, d.Dev)
 	}
-	return State{Transport: d.Transport.SaveState(), Device: sd.SaveDeviceState()}, nil
+	return State{ID: d.ID, Transport: d.Transport.SaveState(), Device: sd.SaveDeviceState()}, nil
 }
 
-// Restore loads s into d, a device built and never activated: the
-// device's state first (it checks s is its kind's and fits it), then the
-// transport's, which may activate the device.
+// Restore loads s into d, a device built and never activated: s must be
+// d's (its ID, unless the encoding had none), the device's state goes
+// first (it checks s is its kind's and fits it), then the transport's,
+// which may activate the device.
 func Restore(d *Device, s *State) error {
 	sd, ok := d.Dev.(virtio.Stateful)
 	if !ok {
 		return fmt.Errorf("devmgr: cannot restore device %s (%T)", d.ID, d.Dev)
+	}
+	if s.ID != "" && s.ID != d.ID {
+		return fmt.Errorf("devmgr: the saved state is device %s's, not %s's: the machine must have the devices of the saved one", s.ID, d.ID)
 	}
 	if err := sd.RestoreDeviceState(s.Device); err != nil {
 		return err
@@ -51,9 +56,10 @@ func Restore(d *Device, s *State) error {
 	return d.Transport.RestoreState(s.Transport)
 }
 
-// Encode appends s's encoding: the transport's, the device's kind (empty
-// for none) and the device's.
+// Encode appends s's encoding: the ID, the transport's, the device's kind
+// (empty for none) and the device's.
 func Encode(e *snapshot.Encoder, s *State) {
+	e.String(s.ID)
 	s.Transport.Encode(e)
 	if s.Device == nil {
 		e.String("")
@@ -66,6 +72,7 @@ func Encode(e *snapshot.Encoder, s *State) {
 // Decode reads what Encode wrote into the zero state s; a kind no device
 // package registered fails with snapshot.ErrStateFormat.
 func Decode(d *snapshot.Decoder, s *State) error {
+	s.ID = d.String("Virtio.ID", maxKind)
 	if err := s.Transport.Decode(d); err != nil {
 		return fmt.Errorf("transport: %w", err)
 	}
@@ -87,8 +94,8 @@ func Decode(d *snapshot.Decoder, s *State) error {
 // decode it.
 var StateV3Kinds = [...]string{"blk", "rng", "net", "vsock", "balloon"}
 
-// EncodeV3 appends s in the older encoding, which had a presence flag per
-// kind in StateV3Kinds, each followed by the state if set. A V3 state
+// EncodeV3 appends s in the older encoding, which had no ID and a
+// presence flag per kind in StateV3Kinds, each followed by the state if set. A V3 state
 // only comes from DecodeV3, so its device is of one of those kinds; what
 // DecodeV3 read re-encodes identically.
 func EncodeV3(e *snapshot.Encoder, s *State) {
