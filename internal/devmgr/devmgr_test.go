@@ -19,8 +19,8 @@ import (
 	"github.com/govisor/govisor/internal/virtio/pcitransport"
 	"github.com/govisor/govisor/internal/virtio/pcitransport/pcitest"
 	"github.com/govisor/govisor/internal/virtio/rng"
-	_ "github.com/govisor/govisor/internal/virtio/vsock" // a StateV3Kinds kind
 	"github.com/govisor/govisor/internal/virtio/virtqueuetest"
+	_ "github.com/govisor/govisor/internal/virtio/vsock" // a StateV3Kinds kind
 )
 
 const barBase = 0xC000_0000
