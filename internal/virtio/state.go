@@ -3,6 +3,7 @@ package virtio
 import (
 	"fmt"
 	"slices"
+	"strings"
 	"sync"
 
 	"github.com/govisor/govisor/internal/snapshot"
@@ -82,7 +83,8 @@ func StateKinds() []string {
 func DecodeState(kind string, d *snapshot.Decoder) (DeviceState, error) {
 	s := NewState(kind)
 	if s == nil {
-		return nil, fmt.Errorf("%w: device state of unknown kind %q (a newer govisor's device?)", snapshot.ErrStateFormat, kind)
+		return nil, fmt.Errorf("%w: device state of unknown kind %q (a newer govisor's device?); this govisor knows %s",
+			snapshot.ErrStateFormat, kind, strings.Join(StateKinds(), ", "))
 	}
 	if err := s.DecodeState(d); err != nil {
 		return nil, fmt.Errorf("%s: %w", kind, err)
