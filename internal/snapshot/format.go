@@ -69,6 +69,9 @@ var (
 	ErrNoMemory = errors.New("snapshot: snapshot has no memory")
 	// ErrBadName means a section name is empty, too long, reserved or repeated.
 	ErrBadName = errors.New("snapshot: bad section name")
+	// ErrStateFormat means a saved or migrated state is in an encoding
+	// this govisor does not read (an older or newer govisor made it).
+	ErrStateFormat = errors.New("vm: machine state in another format")
 )
 
 // section is one parsed section of the state file.

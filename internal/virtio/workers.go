@@ -43,3 +43,11 @@ func (w *Workers) Stop(wake func()) bool {
 	w.stop = nil
 	return true
 }
+
+// Reset is a device's whole Reset (Device) when its lock mu guards its
+// Workers and nothing but the workers stops: under mu, Stop with no wake.
+func (w *Workers) Reset(mu sync.Locker) {
+	mu.Lock()
+	defer mu.Unlock()
+	w.Stop(nil)
+}

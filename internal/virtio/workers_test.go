@@ -1,6 +1,7 @@
 package virtio
 
 import (
+	"sync"
 	"sync/atomic"
 	"testing"
 )
@@ -26,5 +27,29 @@ func TestWorkers(t *testing.T) {
 	w.Go(func(stop <-chan struct{}) { <-stop; done.Add(1) })
 	if !w.Stop(nil) || done.Load() != 3 {
 		t.Fatalf("second round: %d done", done.Load())
+	}
+}
+
+// TestWorkersReset checks Reset stops the workers under the device's lock.
+func TestWorkersReset(t *testing.T) {
+	var mu sync.Mutex
+	var w Workers
+	w.Reset(&mu) // a device never activated resets too
+	w.Start()
+	var done atomic.Bool
+	w.Go(func(stop <-chan struct{}) {
+		<-stop
+		if mu.TryLock() {
+			t.Error("Reset stops the workers without holding the lock")
+			mu.Unlock()
+		}
+		done.Store(true)
+	})
+	w.Reset(&mu)
+	if !done.Load() || w.Active() {
+		t.Fatal("Reset returned before its worker")
+	}
+	if !mu.TryLock() {
+		t.Fatal("Reset kept the lock")
 	}
 }

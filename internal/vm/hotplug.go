@@ -10,19 +10,20 @@ import (
 	"slices"
 	"sync"
 
+	"github.com/govisor/govisor/internal/devmgr"
 	"github.com/govisor/govisor/internal/diskimage"
 	"github.com/govisor/govisor/internal/kvm"
 	"github.com/govisor/govisor/internal/pci"
 	"github.com/govisor/govisor/internal/pcihotplug"
 	"github.com/govisor/govisor/internal/virtio/blk"
-	"github.com/govisor/govisor/internal/virtio/pcitransport"
 )
 
 // PCI hotplug of virtio-blk disks into a running machine. Every PCI slot
-// left free at boot is hot-pluggable: it holds a hotSlot, which reads as
-// absent until a disk is attached. The ACPI tables describe those slots
-// (internal/x86/acpi) and the pcihotplug controller tells the guest about
-// insertions and removal requests; the guest's _EJ0 completes a removal.
+// left free at boot is hot-pluggable (the device manager, devmgr, reserves
+// them and plugs devices in): it reads as absent until a disk is attached.
+// The ACPI tables describe those slots (internal/x86/acpi) and the
+// pcihotplug controller tells the guest about insertions and removal
+// requests; the guest's _EJ0 completes a removal.
 
 // Sentinel errors of disk hotplug.
 var (
@@ -59,20 +60,13 @@ type DiskInfo struct {
 type hotplug struct {
 	ctrl  *pcihotplug.Controller
 	mu    sync.Mutex
-	slots map[int]*hotSlot
-	seq   uint64 // attach order of the last disk attached
+	disks map[int]*hotDisk // by slot: the disks plugged in
+	seq   uint64           // attach order of the last disk attached
 	// mirror is the list of disks a mirroring migration copies (boot
 	// disks, then hot-plugged ones in attach order), fixed when it starts;
 	// nil when none runs (mirror.go).
 	mirror  []mirrorDisk
 	ejected []*hotDisk // ejected while mirrored: closed when the mirror ends
-}
-
-// hotSlot is a hot-pluggable PCI slot: the pci.Device the bus holds for
-// it, forwarding to the disk's transport while one is attached.
-type hotSlot struct {
-	mu   sync.RWMutex
-	disk *hotDisk
 }
 
 // hotDisk is a hot-plugged disk.
@@ -83,44 +77,16 @@ type hotDisk struct {
 	img   diskimage.Image // tracked for mirroring (mirror.go)
 	dirty *dirtyBlocks
 	dev   *blk.Device
-	tr    *pcitransport.Transport
+	fn    *devmgr.Device // its virtio-pci function, in its slot
 }
 
-func (s *hotSlot) ConfigRead(offset uint16, data []byte) {
-	s.mu.RLock()
-	defer s.mu.RUnlock()
-	if s.disk == nil {
-		for i := range data {
-			data[i] = 0xFF // no device: the read master-aborts
-		}
-		return
-	}
-	s.disk.tr.ConfigRead(offset, data)
-}
-
-func (s *hotSlot) ConfigWrite(offset uint16, data []byte) {
-	s.mu.RLock()
-	defer s.mu.RUnlock()
-	if s.disk != nil {
-		s.disk.tr.ConfigWrite(offset, data)
-	}
-}
-
-// setupHotplug fills every free PCI slot with an empty hot-pluggable slot
-// and maps the GPE block and the hotplug registers.
+// setupHotplug has the device manager reserve every free PCI slot for
+// hotplug and maps the GPE block and the hotplug registers.
 func (m *Machine) setupHotplug() error {
-	hp := &hotplug{slots: map[int]*hotSlot{}}
-	var mask uint32
-	for n := pci.FirstSlot; n < pci.NumSlots; n++ {
-		s := &hotSlot{}
-		if err := m.pci.AddDevice(n, s); err != nil {
-			if errors.Is(err, pci.ErrSlotUsed) {
-				continue
-			}
-			return fmt.Errorf("vm: hotplug slot %d: %w", n, err)
-		}
-		hp.slots[n] = s
-		mask |= 1 << n
+	hp := &hotplug{disks: map[int]*hotDisk{}}
+	mask, err := m.devs.Reserve()
+	if err != nil {
+		return fmt.Errorf("vm: %w", err)
 	}
 	hp.ctrl = pcihotplug.New(mask, m.sciSource(sciGPE), m.ejectSlot)
 	for _, r := range []struct {
@@ -180,12 +146,8 @@ func (m *Machine) Disks() []DiskInfo {
 // that only a guest's eject can change the set meanwhile).
 func (m *Machine) hotDisks() []*hotDisk {
 	var out []*hotDisk
-	for _, s := range m.hp.slots {
-		s.mu.RLock()
-		if s.disk != nil {
-			out = append(out, s.disk)
-		}
-		s.mu.RUnlock()
+	for _, hd := range m.hp.disks {
+		out = append(out, hd)
 	}
 	slices.SortFunc(out, func(a, b *hotDisk) int { return cmp.Compare(a.seq, b.seq) })
 	return out
@@ -208,12 +170,7 @@ func (m *Machine) AttachDisk(d Disk) (DiskInfo, error) {
 	if m.migrating() {
 		return DiskInfo{}, ErrHotplugMigrating
 	}
-	slot, name := -1, ""
-	for n := pci.FirstSlot; n < pci.NumSlots && slot < 0; n++ {
-		if s := m.hp.slots[n]; s != nil && s.empty() {
-			slot = n
-		}
-	}
+	slot, name := m.devs.FreeSlot(), ""
 	if slot < 0 {
 		return DiskInfo{}, ErrNoFreeSlot
 	}
@@ -221,10 +178,8 @@ func (m *Machine) AttachDisk(d Disk) (DiskInfo, error) {
 	for i := range m.cfg.Disks {
 		names[diskName(i)] = true
 	}
-	for _, s := range m.hp.slots {
-		if di, ok := s.info(); ok {
-			names[di.Name] = true
-		}
+	for _, hd := range m.hp.disks {
+		names[hd.info.Name] = true
 	}
 	for i := 0; name == ""; i++ {
 		if !names[diskName(i)] {
@@ -235,20 +190,12 @@ func (m *Machine) AttachDisk(d Disk) (DiskInfo, error) {
 		return DiskInfo{}, err
 	}
 	d = Disk{Path: d.Path, ReadOnly: d.ReadOnly, Direct: d.Direct, Format: d.Format, Serial: d.Serial}
-	hd, err := m.openHotDisk(d, name, slot)
+	hd, err := m.plugHotDisk(d, name, slot)
 	if err != nil {
 		return DiskInfo{}, fmt.Errorf("vm: attach disk %s: %w", d.Path, err)
 	}
-	// The BAR stays unassigned: the guest's PCI core sizes and places it
-	// when it scans the slot, as for any hot-added function.
-	s := m.hp.slots[slot]
-	s.mu.Lock()
-	s.disk = hd
-	s.mu.Unlock()
 	if err := m.hp.ctrl.Insert(slot); err != nil {
-		s.mu.Lock()
-		s.disk = nil
-		s.mu.Unlock()
+		m.unplugHotDisk(slot)
 		hd.close()
 		return DiskInfo{}, fmt.Errorf("vm: attach disk %s: %w", d.Path, err)
 	}
@@ -265,9 +212,10 @@ func (m *Machine) migrating() bool {
 	return logging || m.hp.mirror != nil
 }
 
-// openHotDisk opens d's image and makes the virtio-blk function for it,
-// as the disk name in slot; hp.mu held. It is not yet in its slot.
-func (m *Machine) openHotDisk(d Disk, name string, slot int) (*hotDisk, error) {
+// plugHotDisk opens d's image and plugs a virtio-blk function for it into
+// slot (devmgr.Manager.Plug), as the disk name; hp.mu held. The guest is
+// not told.
+func (m *Machine) plugHotDisk(d Disk, name string, slot int) (*hotDisk, error) {
 	img, err := diskimage.Open(d.Path, diskimage.OpenOptions{ReadOnly: d.ReadOnly, Direct: d.Direct, Format: d.Format})
 	if err != nil {
 		return nil, err
@@ -282,20 +230,30 @@ func (m *Machine) openHotDisk(d Disk, name string, slot int) (*hotDisk, error) {
 		img.Close()
 		return nil, err
 	}
-	tr, err := pcitransport.New(dev, m.mem, platform{m})
+	fn, err := m.devs.Plug(slot, name, dev, img.Close)
 	if err != nil {
 		img.Close()
 		return nil, err
 	}
 	m.hp.seq++
-	return &hotDisk{img: img, dirty: dirty, dev: dev, tr: tr, cfg: d, seq: m.hp.seq, info: DiskInfo{Name: name, Path: d.Path,
-		ReadOnly: d.ReadOnly, Format: d.Format, Slot: slot, Hotplugged: true, State: "attached"}}, nil
+	hd := &hotDisk{img: img, dirty: dirty, dev: dev, fn: fn, cfg: d, seq: m.hp.seq, info: DiskInfo{Name: name, Path: d.Path,
+		ReadOnly: d.ReadOnly, Format: d.Format, Slot: slot, Hotplugged: true, State: "attached"}}
+	m.hp.disks[slot] = hd
+	return hd, nil
+}
+
+// unplugHotDisk takes the disk out of slot (hp.mu held) and returns it,
+// still open, or nil.
+func (m *Machine) unplugHotDisk(slot int) *hotDisk {
+	hd := m.hp.disks[slot]
+	delete(m.hp.disks, slot)
+	m.devs.Unplug(slot)
+	return hd
 }
 
 // close stops the disk's device and closes its image.
 func (hd *hotDisk) close() {
-	hd.tr.Close()
-	if err := hd.img.Close(); err != nil {
+	if err := hd.fn.Close(); err != nil {
 		slog.Warn("hot-plugged disk: close image", "disk", hd.info.Name, "path", hd.info.Path, "err", err)
 	}
 }
@@ -316,27 +274,12 @@ func (m *Machine) checkNotInUse(path string) error {
 			return fmt.Errorf("%w: %s", ErrDiskInUse, path)
 		}
 	}
-	for _, s := range m.hp.slots {
-		if di, ok := s.info(); ok && same(di.Path) {
-			return fmt.Errorf("%w: %s is %s", ErrDiskInUse, path, di.Name)
+	for _, hd := range m.hp.disks {
+		if same(hd.info.Path) {
+			return fmt.Errorf("%w: %s is %s", ErrDiskInUse, path, hd.info.Name)
 		}
 	}
 	return nil
-}
-
-func (s *hotSlot) empty() bool {
-	s.mu.RLock()
-	defer s.mu.RUnlock()
-	return s.disk == nil
-}
-
-func (s *hotSlot) info() (DiskInfo, bool) {
-	s.mu.RLock()
-	defer s.mu.RUnlock()
-	if s.disk == nil {
-		return DiskInfo{}, false
-	}
-	return s.disk.info, true
 }
 
 // DetachDisk asks the guest to release the hot-plugged disk name. It
@@ -362,14 +305,9 @@ func (m *Machine) DetachDisk(name string) error {
 	if m.migrating() {
 		return ErrHotplugMigrating
 	}
-	for n, s := range m.hp.slots {
-		s.mu.Lock()
-		found := s.disk != nil && s.disk.info.Name == name
-		if found {
-			s.disk.info.State = "detaching"
-		}
-		s.mu.Unlock()
-		if found {
+	for n, hd := range m.hp.disks {
+		if hd.info.Name == name {
+			hd.info.State = "detaching"
 			return m.hp.ctrl.RequestRemoval(n)
 		}
 	}
@@ -380,16 +318,12 @@ func (m *Machine) DetachDisk(name string) error {
 // the vCPU thread that wrote the eject register, so the slot is empty
 // before the guest's next instruction.
 func (m *Machine) ejectSlot(slot int) {
-	s := m.hp.slots[slot]
-	if s == nil {
+	if !m.devs.IsHotSlot(slot) {
 		return
 	}
 	m.hp.mu.Lock()
 	defer m.hp.mu.Unlock()
-	s.mu.Lock()
-	hd := s.disk
-	s.disk = nil
-	s.mu.Unlock()
+	hd := m.unplugHotDisk(slot)
 	if hd == nil {
 		return
 	}
@@ -404,36 +338,10 @@ func (m *Machine) closeHotplug() {
 	if m.hp == nil {
 		return
 	}
-	for _, s := range m.hp.slots {
-		s.mu.Lock()
-		hd := s.disk
-		s.disk = nil
-		s.mu.Unlock()
-		if hd != nil {
-			hd.close()
-		}
-	}
-}
-
-// quiesceHotplug stops the hot-plugged disks' I/O (Pause), as the boot
-// disks' is: a snapshot or handover must see no request in flight.
-func (m *Machine) quiesceHotplug() { m.eachHotTransport((*pcitransport.Transport).Quiesce) }
-
-// unquiesceHotplug restarts what quiesceHotplug stopped (Resume).
-func (m *Machine) unquiesceHotplug() { m.eachHotTransport((*pcitransport.Transport).Unquiesce) }
-
-// eachHotTransport calls f on the transport of every hot-plugged disk. It
-// takes only the slots' locks: Pause calls it with the machine's lock held.
-func (m *Machine) eachHotTransport(f func(*pcitransport.Transport)) {
-	if m.hp == nil {
-		return
-	}
-	for _, s := range m.hp.slots {
-		s.mu.RLock()
-		if s.disk != nil {
-			f(s.disk.tr)
-		}
-		s.mu.RUnlock()
+	m.hp.mu.Lock()
+	defer m.hp.mu.Unlock()
+	for slot := range m.hp.disks {
+		m.unplugHotDisk(slot).close()
 	}
 }
 

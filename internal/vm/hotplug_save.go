@@ -3,8 +3,10 @@ package vm
 import (
 	"fmt"
 
+	"github.com/govisor/govisor/internal/devmgr"
 	"github.com/govisor/govisor/internal/pci"
 	"github.com/govisor/govisor/internal/pcihotplug"
+	"github.com/govisor/govisor/internal/virtio/blk"
 )
 
 // Snapshots and migrations of a machine with hot-plugged disks, the way
@@ -48,9 +50,12 @@ func (m *Machine) saveHotplug() (HotplugState, error) {
 		if err := hd.img.Flush(); err != nil {
 			return hs, fmt.Errorf("vm: save hot-plugged disk %s: flush %s: %w", hd.info.Name, hd.info.Path, err)
 		}
-		b := hd.dev.SaveState()
+		vs, err := devmgr.Save(hd.fn)
+		if err != nil {
+			return hs, err
+		}
 		hs.Disks = append(hs.Disks, HotDiskState{Slot: hd.info.Slot, Name: hd.info.Name, Disk: hd.cfg,
-			Detaching: hd.info.State == "detaching", Virtio: VirtioState{Transport: hd.tr.SaveState(), Blk: &b}})
+			Detaching: hd.info.State == "detaching", Virtio: vs})
 	}
 	return hs, nil
 }
@@ -86,14 +91,13 @@ func (m *Machine) restoreHotplug(hs *HotplugState) error {
 // restoreHotDisk reopens one saved hot-plugged disk into its slot (hp.mu
 // held). A disk in the slot is closed with the machine if a later step fails.
 func (m *Machine) restoreHotDisk(sd *HotDiskState, names map[string]bool) error {
-	s := m.hp.slots[sd.Slot]
 	switch {
-	case s == nil:
+	case !m.devs.IsHotSlot(sd.Slot):
 		return fmt.Errorf("slot %d is not hot-pluggable in this machine (slots %#x): it must have the same boot devices as the saved one",
 			sd.Slot, m.hp.ctrl.Slots())
-	case !s.empty():
+	case m.hp.disks[sd.Slot] != nil:
 		return fmt.Errorf("slot %d holds two disks", sd.Slot)
-	case sd.Virtio.Blk == nil:
+	case sd.Virtio.Device == nil || sd.Virtio.Device.StateKind() != blk.StateKind:
 		return fmt.Errorf("the saved state of slot %d is not a disk's", sd.Slot)
 	case sd.Name == "" || names[sd.Name]:
 		return fmt.Errorf("disk name %q is empty or used twice", sd.Name)
@@ -102,20 +106,14 @@ func (m *Machine) restoreHotDisk(sd *HotDiskState, names map[string]bool) error 
 	if err := m.checkNotInUse(sd.Disk.Path); err != nil {
 		return err
 	}
-	hd, err := m.openHotDisk(sd.Disk, sd.Name, sd.Slot)
+	hd, err := m.plugHotDisk(sd.Disk, sd.Name, sd.Slot)
 	if err != nil {
 		return fmt.Errorf("reopen %s (the image must still be there): %w", sd.Disk.Path, err)
 	}
 	if sd.Detaching {
 		hd.info.State = "detaching"
 	}
-	s.mu.Lock()
-	s.disk = hd
-	s.mu.Unlock()
-	if err := hd.dev.RestoreState(*sd.Virtio.Blk); err != nil {
-		return err
-	}
-	return hd.tr.RestoreState(sd.Virtio.Transport)
+	return devmgr.Restore(hd.fn, &sd.Virtio)
 }
 
 // maxHotDisks bounds the hot-plugged disks in a state: one per PCI slot.

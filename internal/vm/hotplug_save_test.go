@@ -14,6 +14,7 @@ import (
 	"github.com/govisor/govisor/internal/diskimage"
 	"github.com/govisor/govisor/internal/kvm/kvmtest"
 	"github.com/govisor/govisor/internal/migration"
+	"github.com/govisor/govisor/internal/pci"
 	"github.com/govisor/govisor/internal/pcihotplug"
 	"github.com/govisor/govisor/internal/virtio/pcitransport"
 )
@@ -40,7 +41,7 @@ func driveHotSlot(t *testing.T, m *Machine, slot int) {
 	m.pci.ConfigWrite(slot, 0, uint16(0x14+4*pcitransport.BARIndex), b[:])
 	var cmd [2]byte
 	m.pci.ConfigRead(slot, 0, 0x04, cmd[:])
-	binary.LittleEndian.PutUint16(cmd[:], binary.LittleEndian.Uint16(cmd[:])|pciCommandMemory)
+	binary.LittleEndian.PutUint16(cmd[:], binary.LittleEndian.Uint16(cmd[:])|pci.CommandMemory)
 	m.pci.ConfigWrite(slot, 0, 0x04, cmd[:])
 	if !m.mmio.Write(hotBAR+commonStatus, []byte{3}) {
 		t.Fatal("the hot-plugged function's BAR is not mapped after the host placed it")
@@ -215,7 +216,7 @@ func TestHotplugRestoreRefusesBadState(t *testing.T) {
 		{"slot of a boot disk", func(d *HotDiskState) { d.Slot = 1 }, "not hot-pluggable"},
 		{"image gone", func(d *HotDiskState) { d.Disk.Path = filepath.Join(dir, "gone.raw") }, "must still be there"},
 		{"the boot disk's image", func(d *HotDiskState) { d.Disk.Path = boot }, "already uses"},
-		{"not a disk", func(d *HotDiskState) { d.Virtio.Blk = nil }, "not a disk"},
+		{"not a disk", func(d *HotDiskState) { d.Virtio.Device = nil }, "not a disk"},
 		{"a boot disk's name", func(d *HotDiskState) { d.Name = "vda" }, "used twice"},
 		{"other queues", func(d *HotDiskState) { d.Virtio.Transport.Queues = nil }, "queues"},
 	} {

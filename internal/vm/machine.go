@@ -13,6 +13,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/govisor/govisor/internal/devmgr"
 	"github.com/govisor/govisor/internal/diskimage"
 	"github.com/govisor/govisor/internal/firmware/fwcfg"
 	"github.com/govisor/govisor/internal/guestmem"
@@ -24,9 +25,7 @@ import (
 	"github.com/govisor/govisor/internal/legacy/i8042"
 	"github.com/govisor/govisor/internal/legacy/uart8250"
 	"github.com/govisor/govisor/internal/pci"
-	"github.com/govisor/govisor/internal/virtio"
 	"github.com/govisor/govisor/internal/virtio/balloon"
-	"github.com/govisor/govisor/internal/virtio/pcitransport"
 	"github.com/govisor/govisor/internal/vmlimits"
 )
 
@@ -123,36 +122,34 @@ type Machine struct {
 	// of the memory over; snapshots and migrations are refused.
 	postCopyOn atomic.Bool
 
-	cfg        Config
-	sys        *kvm.System
-	kvm        *kvm.VM
-	mem        *guestmem.Memory
-	pio        iobus.Bus
-	mmio       iobus.Bus
-	uart       *uart8250.UART
-	kbd        *i8042.Controller
-	rtc        *cmosrtc.RTC
-	pm         *acpipm.PM
-	pci        *pci.Bus
-	runners    []*vcpuRunner
-	flavor     kvm.Flavor
-	tmpl       string
-	cpuFeats   []string // the guest's CPU features (cpuid.Present)
-	bootLog    string
-	notifiers  map[uint64]notifier
-	transports []*pcitransport.Transport
-	images     []diskimage.Image
-	diskDirty  []*dirtyBlocks // per image, for disk mirroring
-	vdevs      []virtio.Device
-	closers    []func() error
-	balloon    *balloon.Device
-	msrIndex   []uint32
-	slotFlags  uint32
-	fwcfg      *fwcfg.Device // firmware boot only (firmware.go)
-	rom        []byte        // the firmware image's read-only mapping
-	hp         *hotplug      // PCI hotplug of disks (hotplug.go)
-	sci        *sciLine      // the shared ACPI SCI (hotplug_sci.go)
-	sciOnce    sync.Once
+	cfg       Config
+	sys       *kvm.System
+	kvm       *kvm.VM
+	mem       *guestmem.Memory
+	pio       iobus.Bus
+	mmio      iobus.Bus
+	uart      *uart8250.UART
+	kbd       *i8042.Controller
+	rtc       *cmosrtc.RTC
+	pm        *acpipm.PM
+	pci       *pci.Bus
+	runners   []*vcpuRunner
+	flavor    kvm.Flavor
+	tmpl      string
+	cpuFeats  []string // the guest's CPU features (cpuid.Present)
+	bootLog   string
+	notifiers map[uint64]notifier
+	devs      *devmgr.Manager   // the virtio-pci functions (virtio.go, hotplug.go)
+	images    []diskimage.Image // the boot disks'
+	diskDirty []*dirtyBlocks    // per image, for disk mirroring
+	balloon   *balloon.Device
+	msrIndex  []uint32
+	slotFlags uint32
+	fwcfg     *fwcfg.Device // firmware boot only (firmware.go)
+	rom       []byte        // the firmware image's read-only mapping
+	hp        *hotplug      // PCI hotplug of disks (hotplug.go)
+	sci       *sciLine      // the shared ACPI SCI (hotplug_sci.go)
+	sciOnce   sync.Once
 
 	exits       []atomic.Uint64
 	exitReasons []exitCounts // per vCPU
@@ -183,7 +180,7 @@ func Restore(cfg Config, st *MachineState, mem *guestmem.Memory) (_ *Machine, er
 			mem.Close()
 		}
 	}()
-	if st == nil || st.Version != StateVersion {
+	if st == nil || !readableStateVersion(st.Version) {
 		v := -1
 		if st != nil {
 			v = st.Version
@@ -481,7 +478,7 @@ func (m *Machine) Close() {
 		m.Wait()
 	}
 	m.closeHotplug()
-	m.closeVirtio()
+	m.closeDevices()
 	for _, r := range m.runners {
 		r.c.Close()
 	}

@@ -85,7 +85,7 @@ func (m *Machine) migrate(ctx context.Context, conn net.Conn, opts migration.Opt
 // one: the handover then neither faults in the encoder's code nor grows
 // the buffer.
 func (m *Machine) warmEncode() []byte {
-	st := MachineState{VCPUs: make([]VCPUState, len(m.runners)), Virtio: make([]VirtioState, len(m.transports))}
+	st := MachineState{VCPUs: make([]VCPUState, len(m.runners)), Virtio: make([]VirtioState, len(m.devs.Devices()))}
 	for i := range st.VCPUs {
 		st.VCPUs[i].XSave, st.VCPUs[i].XCRs = new(kvm.XSave), new(kvm.XCRs)
 		st.VCPUs[i].MSRs = make([]kvm.MSR, len(m.msrIndex))
@@ -372,8 +372,8 @@ func (d *migrationDest) commit(state []byte, targets []Disk) error {
 // interface (virtio 1.2 5.1.6.5.4), so that switches learn where its MACs
 // went after a migration or a restore on another host.
 func (m *Machine) announceNets() {
-	for _, d := range m.vdevs {
-		if n, ok := d.(*netdev.Device); ok {
+	for _, d := range m.devs.Devices() {
+		if n, ok := d.Dev.(*netdev.Device); ok {
 			n.Announce()
 		}
 	}

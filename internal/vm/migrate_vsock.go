@@ -14,10 +14,9 @@ import (
 
 // vsockDevice returns the machine's vsock device, or nil.
 func (m *Machine) vsockDevice() *vsock.Device {
-	for _, d := range m.vdevs {
-		if v, ok := d.(*vsock.Device); ok {
-			return v
-		}
+	if d := m.devs.Get(vsockID); d != nil {
+		v, _ := d.Dev.(*vsock.Device)
+		return v
 	}
 	return nil
 }
@@ -64,7 +63,7 @@ func (d *migrationDest) attachFiles(ms *migrationState) {
 		return
 	}
 	for i := range ms.Machine.Virtio {
-		if v := ms.Machine.Virtio[i].Vsock; v != nil {
+		if v, ok := ms.Machine.Virtio[i].Device.(*vsock.State); ok {
 			v.SetFiles(d.files)
 		}
 	}

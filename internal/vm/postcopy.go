@@ -11,7 +11,6 @@ import (
 	"github.com/govisor/govisor/internal/guestmem"
 	"github.com/govisor/govisor/internal/migration"
 	"github.com/govisor/govisor/internal/uffd"
-	"github.com/govisor/govisor/internal/virtio/pcitransport"
 )
 
 // ErrPostCopyFailed is wrapped by the exit error of a machine whose
@@ -320,13 +319,10 @@ func (d *migrationDest) EndPostCopy(err error) {
 	pc.mu.Unlock()
 	m := pc.m
 	m.stop(Exit{Reason: ExitError, Detail: "post-copy failed: " + err.Error(), Err: fmt.Errorf("%w: %w", ErrPostCopyFailed, err)})
-	transports := append([]*pcitransport.Transport(nil), m.transports...)
+	devs := m.devs
 	quiesced := make(chan struct{})
 	go func() {
-		for _, t := range transports {
-			t.Quiesce()
-		}
-		m.quiesceHotplug()
+		devs.Quiesce()
 		close(quiesced)
 	}()
 	select {

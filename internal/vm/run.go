@@ -289,19 +289,13 @@ func (m *Machine) Pause() error {
 	}
 	// Stop device I/O too, so that neither guest memory nor disks change
 	// while paused: snapshots and migration handovers see one instant.
-	for _, t := range m.transports {
-		t.Quiesce()
-	}
-	m.quiesceHotplug()
+	m.devs.Quiesce()
 	return nil
 }
 
 // Resume lets paused vCPUs and devices run again.
 func (m *Machine) Resume() {
-	for _, t := range m.transports {
-		t.Unquiesce()
-	}
-	m.unquiesceHotplug()
+	m.devs.Unquiesce()
 	m.mu.Lock()
 	m.pauseReq = false
 	m.cond.Broadcast()

@@ -3,13 +3,15 @@ package vm
 import (
 	"fmt"
 	"io"
+	"slices"
 
 	"github.com/govisor/govisor/internal/guestmem"
 	"github.com/govisor/govisor/internal/snapshot"
 )
 
 // Snapshot section names and versions. Version 1 of both was gob; version 2
-// is the binary encoding of statecodec.go.
+// is the binary encoding of statecodec.go. The machine section's version
+// is its StateVersion (3 and 4 are read).
 const (
 	sectionConfig  = "config"
 	sectionMachine = "machine"
@@ -124,12 +126,12 @@ func RestoreSnapshot(dir string, console io.Writer) (*Machine, error) {
 // refusing (with ErrStateFormat) sections of versions this govisor does not
 // read, such as the gob encoding of older govisors.
 func readSnapshotState(dir string, s *snapshot.Snapshot) (*SavedConfig, *MachineState, error) {
-	section := func(name string, want uint32) ([]byte, error) {
+	section := func(name string, want uint32, alsoReads ...uint32) ([]byte, error) {
 		v, p, err := s.Section(name)
 		if err != nil {
 			return nil, err
 		}
-		if v != want {
+		if v != want && !slices.Contains(alsoReads, v) {
 			return nil, fmt.Errorf("%w: snapshot %s has %s version %d, this govisor reads version %d: restore it with the govisor that made it, or boot the VM afresh and take a new snapshot",
 				ErrStateFormat, dir, name, v, want)
 		}
@@ -143,7 +145,7 @@ func readSnapshotState(dir string, s *snapshot.Snapshot) (*SavedConfig, *Machine
 	if err != nil {
 		return nil, nil, fmt.Errorf("snapshot %s: %w", dir, err)
 	}
-	if p, err = section(sectionMachine, StateVersion); err != nil {
+	if p, err = section(sectionMachine, StateVersion, stateVersionV3); err != nil {
 		return nil, nil, err
 	}
 	st, err := DecodeState(p)

@@ -4,24 +4,28 @@ import (
 	"errors"
 	"fmt"
 
+	"github.com/govisor/govisor/internal/devmgr"
 	"github.com/govisor/govisor/internal/kvm"
 	"github.com/govisor/govisor/internal/legacy/acpipm"
 	"github.com/govisor/govisor/internal/legacy/cmosrtc"
 	"github.com/govisor/govisor/internal/legacy/i8042"
 	"github.com/govisor/govisor/internal/legacy/uart8250"
 	"github.com/govisor/govisor/internal/pci"
-	"github.com/govisor/govisor/internal/virtio/balloon"
-	"github.com/govisor/govisor/internal/virtio/blk"
-	"github.com/govisor/govisor/internal/virtio/netdev"
-	"github.com/govisor/govisor/internal/virtio/pcitransport"
-	"github.com/govisor/govisor/internal/virtio/rng"
-	"github.com/govisor/govisor/internal/virtio/vsock"
 )
 
 // StateVersion is the version of MachineState and of its encoding
-// (statecodec.go); a restore refuses others. Version 1 was gob; version 3
-// added the hotplug controller and the hot-plugged disks (Hotplug).
-const StateVersion = 3
+// (statecodec.go). Version 1 was gob; version 3 added the hotplug
+// controller and the hot-plugged disks (Hotplug); version 4 encodes each
+// virtio device's state under its kind (virtio.RegisterState) instead of
+// one presence flag per kind there was.
+const StateVersion = 4
+
+// stateVersionV3 is the oldest version a restore still reads (snapshots
+// of govisors before version 4); other versions are refused.
+const stateVersionV3 = 3
+
+// readableStateVersion reports whether a restore reads state version v.
+func readableStateVersion(v int) bool { return v == StateVersion || v == stateVersionV3 }
 
 // VCPUState is what KVM holds for one vCPU (Documentation/virt/kvm/api.rst,
 // the GET/SET pairs Firecracker and QEMU save for migration).
@@ -37,15 +41,9 @@ type VCPUState struct {
 	Events  kvm.VCPUEvents
 }
 
-// VirtioState is one virtio-pci function: its transport and its device.
-type VirtioState struct {
-	Transport pcitransport.State
-	Blk       *blk.State
-	RNG       *rng.State
-	Net       *netdev.State
-	Vsock     *vsock.State
-	Balloon   *balloon.State
-}
+// VirtioState is one virtio-pci function: its transport's and its
+// device's state (the device manager's, devmgr.State).
+type VirtioState = devmgr.State
 
 // MachineState is a paused machine's complete state, apart from guest RAM.
 type MachineState struct {
@@ -111,26 +109,10 @@ func (m *Machine) SaveState() (*MachineState, error) {
 		return nil, err
 	}
 	st.UART, st.I8042, st.RTC, st.PM, st.PCI = m.uart.SaveState(), m.kbd.SaveState(), m.rtc.SaveState(), m.pm.SaveState(), m.pci.SaveState()
-	for i, t := range m.transports {
-		vs := VirtioState{Transport: t.SaveState()}
-		switch d := m.vdevs[i].(type) {
-		case *blk.Device:
-			s := d.SaveState()
-			vs.Blk = &s
-		case *rng.Device:
-			s := d.SaveState()
-			vs.RNG = &s
-		case *netdev.Device:
-			s := d.SaveState()
-			vs.Net = &s
-		case *vsock.Device:
-			s := d.SaveState()
-			vs.Vsock = &s
-		case *balloon.Device:
-			s := d.SaveState()
-			vs.Balloon = &s
-		default:
-			return nil, fmt.Errorf("vm: cannot save virtio device %T", d)
+	for _, d := range m.devs.Devices() {
+		vs, err := devmgr.Save(d)
+		if err != nil {
+			return nil, fmt.Errorf("vm: %w", err)
 		}
 		st.Virtio = append(st.Virtio, vs)
 	}
@@ -313,42 +295,12 @@ func (m *Machine) restoreState(st *MachineState) error {
 	if err := m.restoreHotplug(&st.Hotplug); err != nil {
 		return err
 	}
-	if len(st.Virtio) != len(m.transports) {
-		return fmt.Errorf("vm: state has %d virtio devices, config %d", len(st.Virtio), len(m.transports))
+	devs := m.devs.Devices()
+	if len(st.Virtio) != len(devs) {
+		return fmt.Errorf("vm: state has %d virtio devices, config %d", len(st.Virtio), len(devs))
 	}
-	for i, vs := range st.Virtio {
-		var err error
-		switch d := m.vdevs[i].(type) {
-		case *blk.Device:
-			if vs.Blk == nil {
-				return fmt.Errorf("vm: virtio device %d: saved state is not a disk", i)
-			}
-			err = d.RestoreState(*vs.Blk)
-		case *rng.Device:
-			if vs.RNG == nil {
-				return fmt.Errorf("vm: virtio device %d: saved state is not an rng", i)
-			}
-			err = d.RestoreState(*vs.RNG)
-		case *netdev.Device:
-			if vs.Net == nil {
-				return fmt.Errorf("vm: virtio device %d: saved state is not a network interface", i)
-			}
-			err = d.RestoreState(*vs.Net)
-		case *vsock.Device:
-			if vs.Vsock == nil {
-				return fmt.Errorf("vm: virtio device %d: saved state is not a vsock device", i)
-			}
-			err = d.RestoreState(*vs.Vsock)
-		case *balloon.Device:
-			if vs.Balloon == nil {
-				return fmt.Errorf("vm: virtio device %d: saved state is not a balloon", i)
-			}
-			err = d.RestoreState(*vs.Balloon)
-		}
-		if err != nil {
-			return fmt.Errorf("vm: virtio device %d: %w", i, err)
-		}
-		if err := m.transports[i].RestoreState(vs.Transport); err != nil {
+	for i, d := range devs {
+		if err := devmgr.Restore(d, &st.Virtio[i]); err != nil {
 			return fmt.Errorf("vm: virtio device %d: %w", i, err)
 		}
 	}

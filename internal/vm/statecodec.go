@@ -1,19 +1,16 @@
 package vm
 
 import (
-	"errors"
 	"fmt"
-	"time"
 
+	"github.com/govisor/govisor/internal/devmgr"
 	"github.com/govisor/govisor/internal/kvm"
-	"github.com/govisor/govisor/internal/legacy/uart8250"
-	"github.com/govisor/govisor/internal/pci"
 	"github.com/govisor/govisor/internal/snapshot"
-	"github.com/govisor/govisor/internal/virtio/pcitransport"
 )
 
-// The machine state's binary encoding (StateVersion 3): every type has an
-// encode and a decode function side by side that write and read the same
+// The machine state's binary encoding (StateVersion 4, and 3 for older
+// snapshots: encodeVirtio): every type has an encode and a decode
+// function side by side that write and read the same
 // fields in the same order, little-endian, with slices length-prefixed and
 // every length checked against a maximum and the input left. A field added
 // to any of these types must be added to both functions and StateVersion
@@ -23,24 +20,22 @@ import (
 // enough that a hostile state cannot make the decoder allocate much.
 const (
 	maxIRQChips    = 8
-	maxVirtio      = 32      // PCI slots on bus 0
-	maxUARTRx      = 1 << 16 // the UART keeps at most uart8250.RxBufferSize
-	maxMSIXTable   = pcitransport.MaxVectors * 16
+	maxVirtio      = 32 // PCI slots on bus 0
 	maxDisks       = 64
 	maxNets        = 64
 	maxPath        = 4096
 	maxName        = 256
-	maxQueueCount  = 1 << 16 // block queues or network queue pairs
-	minVirtioBytes = pci.ConfigSize
-	minQueueBytes  = 2 + 1 + 3*8 + 2 + 1
+	maxQueueCount  = 1 << 16 // block queues
+	minVirtioBytes = devmgr.MinStateBytes
 	minDiskBytes   = 4 + 1 + 1 + 4 + 4 + 8
 	minNetBytes    = 4 + 4
 	maxStateValue  = 1 << 16
 )
 
 // ErrStateFormat means a saved or migrated machine state is not in this
-// govisor's encoding (an older or newer govisor made it).
-var ErrStateFormat = errors.New("vm: machine state in another format")
+// govisor's encoding (an older or newer govisor made it); device packages
+// return it too (it is snapshot.ErrStateFormat).
+var ErrStateFormat = snapshot.ErrStateFormat
 
 // EncodeState returns the binary encoding of st, as snapshots store it.
 func EncodeState(st *MachineState) []byte {
@@ -75,23 +70,17 @@ func encodeMachine(e *snapshot.Encoder, st *MachineState) {
 	}
 	encodePIT(e, &st.PIT)
 	encodeClock(e, &st.Clock)
-	encodeUART(e, &st.UART)
-	e.Raw(st.I8042.RAM[:])
-	e.Raw([]byte{st.I8042.Status, st.I8042.Output, st.I8042.OutputPort, st.I8042.Pending})
-	e.U8(st.RTC.Index)
-	e.Raw(st.RTC.RAM[:])
-	e.I64(int64(st.RTC.Offset))
-	e.U16(st.PM.Status)
-	e.U16(st.PM.Enable)
-	e.U16(st.PM.Control)
-	e.U32(st.PM.Timer)
-	e.U32(st.PCI.ConfigAddress)
-	e.U8(st.PCI.ResetControl)
+	// The legacy devices encode their own state, in this order.
+	st.UART.Encode(e)
+	st.I8042.Encode(e)
+	st.RTC.Encode(e)
+	st.PM.Encode(e)
+	st.PCI.Encode(e)
 	e.Len(len(st.Virtio))
 	for i := range st.Virtio {
-		encodeVirtio(e, &st.Virtio[i])
+		encodeVirtio(e, &st.Virtio[i], st.Version)
 	}
-	encodeHotplug(e, &st.Hotplug)
+	encodeHotplug(e, &st.Hotplug, st.Version)
 }
 
 func decodeMachine(d *snapshot.Decoder, st *MachineState) error {
@@ -108,49 +97,44 @@ func decodeMachine(d *snapshot.Decoder, st *MachineState) error {
 	}
 	decodePIT(d, &st.PIT)
 	decodeClock(d, &st.Clock)
-	decodeUART(d, &st.UART)
-	d.Raw(st.I8042.RAM[:])
-	for _, p := range [...]*uint8{&st.I8042.Status, &st.I8042.Output, &st.I8042.OutputPort, &st.I8042.Pending} {
-		*p = d.U8()
-	}
-	st.RTC.Index = d.U8()
-	d.Raw(st.RTC.RAM[:])
-	st.RTC.Offset = time.Duration(d.I64())
-	st.PM.Status = d.U16()
-	st.PM.Enable = d.U16()
-	st.PM.Control = d.U16()
-	st.PM.Timer = d.U32()
-	st.PCI.ConfigAddress = d.U32()
-	st.PCI.ResetControl = d.U8()
-	if err := d.Err(); err != nil {
-		return err
+	for _, dec := range [...]func(*snapshot.Decoder) error{st.UART.Decode, st.I8042.Decode, st.RTC.Decode, st.PM.Decode, st.PCI.Decode} {
+		if err := dec(d); err != nil {
+			return err
+		}
 	}
 	if n := d.Len("Virtio", maxVirtio, minVirtioBytes); n > 0 {
 		st.Virtio = make([]VirtioState, n)
 		for i := range st.Virtio {
-			if err := decodeVirtio(d, &st.Virtio[i]); err != nil {
+			if err := decodeVirtio(d, &st.Virtio[i], st.Version); err != nil {
 				return fmt.Errorf("virtio device %d: %w", i, err)
 			}
 		}
 	}
-	if err := decodeHotplug(d, &st.Hotplug); err != nil {
+	if err := decodeHotplug(d, &st.Hotplug, st.Version); err != nil {
 		return fmt.Errorf("hotplug: %w", err)
 	}
 	return d.Err()
 }
 
-func encodeUART(e *snapshot.Encoder, u *uart8250.State) {
-	e.Raw([]byte{u.IER, u.FCR, u.LCR, u.MCR, u.LSR, u.MSR, u.SCR, u.DLL, u.DLM})
-	e.Bool(u.THREPending)
-	e.Blob(u.Rx)
+// The virtio-pci functions' state is the device manager's encoding
+// (devmgr.Encode: the transport, then the device's state under its kind);
+// StateVersion 3 had a presence flag per device kind instead, which
+// devmgr.DecodeV3 still reads (and EncodeV3 writes, so that what decodes
+// re-encodes identically).
+
+func encodeVirtio(e *snapshot.Encoder, v *VirtioState, version int) {
+	if version == stateVersionV3 {
+		devmgr.EncodeV3(e, v)
+		return
+	}
+	devmgr.Encode(e, v)
 }
 
-func decodeUART(d *snapshot.Decoder, u *uart8250.State) {
-	for _, p := range [...]*uint8{&u.IER, &u.FCR, &u.LCR, &u.MCR, &u.LSR, &u.MSR, &u.SCR, &u.DLL, &u.DLM} {
-		*p = d.U8()
+func decodeVirtio(d *snapshot.Decoder, v *VirtioState, version int) error {
+	if version == stateVersionV3 {
+		return devmgr.DecodeV3(d, v)
 	}
-	u.THREPending = d.Bool()
-	u.Rx = d.Blob("UART.Rx", maxUARTRx)
+	return devmgr.Decode(d, v)
 }
 
 // migrationMagic starts the device state a migration source sends, so that
@@ -160,8 +144,9 @@ const migrationMagic = "GVMIGST\x00"
 
 // migrationStateVersion is the version of the migration's device state;
 // a destination refuses others (both hosts must run the same encoding).
-// Version 3 carries hot-plugged disks (StateVersion 3).
-const migrationStateVersion = 3
+// Version 3 carries hot-plugged disks (StateVersion 3); version 4 the
+// device states by kind (StateVersion 4).
+const migrationStateVersion = 4
 
 // encodeMigrationState encodes what the source sends at the handover into
 // buf (reused between migrations, may be nil).

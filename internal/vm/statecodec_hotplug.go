@@ -7,7 +7,7 @@ import (
 	"github.com/govisor/govisor/internal/snapshot"
 )
 
-// The hotplug part of the machine state (StateVersion 3): the controller's
+// The hotplug part of the machine state (StateVersion 3 and 4): the controller's
 // registers (ACPI 6.5 section 4.8.4.1 GPE0_STS/GPE0_EN, and the UP/DOWN
 // slot bits of internal/pcihotplug), then each hot-plugged disk: its slot,
 // name, configuration and virtio-pci function (encodeVirtio).
@@ -16,12 +16,8 @@ import (
 // slot, then at least a virtio function.
 const minHotDiskBytes = 8 + minVirtioBytes
 
-func encodeHotplug(e *snapshot.Encoder, h *HotplugState) {
-	c := &h.Controller
-	e.U32(c.Up)
-	e.U32(c.Down)
-	e.U16(c.GPESts)
-	e.U16(c.GPEEn)
+func encodeHotplug(e *snapshot.Encoder, h *HotplugState, version int) {
+	h.Controller.Encode(e)
 	e.Len(len(h.Disks))
 	for i := range h.Disks {
 		d := &h.Disks[i]
@@ -29,16 +25,14 @@ func encodeHotplug(e *snapshot.Encoder, h *HotplugState) {
 		e.String(d.Name)
 		encodeDiskConfig(e, &d.Disk)
 		e.Bool(d.Detaching)
-		encodeVirtio(e, &d.Virtio)
+		encodeVirtio(e, &d.Virtio, version)
 	}
 }
 
-func decodeHotplug(d *snapshot.Decoder, h *HotplugState) error {
-	c := &h.Controller
-	c.Up = d.U32()
-	c.Down = d.U32()
-	c.GPESts = d.U16()
-	c.GPEEn = d.U16()
+func decodeHotplug(d *snapshot.Decoder, h *HotplugState, version int) error {
+	if err := h.Controller.Decode(d); err != nil {
+		return err
+	}
 	if n := d.Len("Hotplug.Disks", maxHotDisks, minHotDiskBytes); n > 0 {
 		h.Disks = make([]HotDiskState, n)
 		for i := range h.Disks {
@@ -50,7 +44,7 @@ func decodeHotplug(d *snapshot.Decoder, h *HotplugState) error {
 			if err := d.Err(); err != nil {
 				return fmt.Errorf("hot-plugged disk %d: %w", i, err)
 			}
-			if err := decodeVirtio(d, &hd.Virtio); err != nil {
+			if err := decodeVirtio(d, &hd.Virtio, version); err != nil {
 				return fmt.Errorf("hot-plugged disk %d: %w", i, err)
 			}
 		}

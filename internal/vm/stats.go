@@ -76,8 +76,8 @@ type NetStats struct {
 // the hot-plugged ones.
 func (m *Machine) DiskStats() []DiskStats {
 	var out []DiskStats
-	for _, d := range m.vdevs {
-		if b, ok := d.(*blk.Device); ok {
+	for _, d := range m.devs.Devices() {
+		if b, ok := d.Dev.(*blk.Device); ok {
 			i := len(out)
 			st := DiskStats{Name: fmt.Sprintf("vd%c", 'a'+i%26), Stats: b.Stats()}
 			if i < len(m.cfg.Disks) {
@@ -93,8 +93,8 @@ func (m *Machine) DiskStats() []DiskStats {
 // order.
 func (m *Machine) NetStats() []NetStats {
 	var out []NetStats
-	for _, d := range m.vdevs {
-		if n, ok := d.(*netdev.Device); ok {
+	for _, d := range m.devs.Devices() {
+		if n, ok := d.Dev.(*netdev.Device); ok {
 			i := len(out)
 			st := NetStats{MAC: n.MAC().String(), Counters: n.Counters()}
 			if i < len(m.cfg.Nets) {

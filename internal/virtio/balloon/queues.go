@@ -49,11 +49,7 @@ func (d *Device) Activate(ctx virtio.ActivateContext) error {
 }
 
 // Reset implements virtio.Device: stops the workers.
-func (d *Device) Reset() {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	d.workers.Stop(nil)
-}
+func (d *Device) Reset() { d.workers.Reset(&d.mu) }
 
 // pages handles one chain of the inflate or deflate queue: an array of
 // little-endian 32-bit page frame numbers (5.5.6). Inflated pages are

@@ -164,11 +164,7 @@ func (d *Device) Activate(ctx virtio.ActivateContext) error {
 
 // Reset implements virtio.Device: stops the workers after their current
 // request.
-func (d *Device) Reset() {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	d.workers.Stop(nil)
-}
+func (d *Device) Reset() { d.workers.Reset(&d.mu) }
 
 // IOErrors counts requests that failed with an I/O error from the image.
 func (d *Device) IOErrors() uint64 { return d.ioErrors.Load() }

@@ -381,7 +381,8 @@ func offloads(f uint64) int {
 }
 
 // Reset implements virtio.Device: stops the workers, waking any blocked
-// in the backend.
+// in the backend. (Not Workers.Reset: the backends' deadlines must be
+// cleared once the workers are gone, still under the lock.)
 func (d *Device) Reset() {
 	d.mu.Lock()
 	defer d.mu.Unlock()

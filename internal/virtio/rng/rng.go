@@ -73,11 +73,7 @@ func fill(c *virtqueue.Chain) uint32 {
 }
 
 // Reset implements virtio.Device: stops the worker.
-func (d *Device) Reset() {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	d.workers.Stop(nil)
-}
+func (d *Device) Reset() { d.workers.Reset(&d.mu) }
 
 // State is the device's state for snapshots (it has none beyond the
 // transport's and the queue's).

@@ -225,11 +225,7 @@ func (d *Device) Activate(ctx virtio.ActivateContext) error {
 
 // Reset implements virtio.Device: stops the queue workers. Connections
 // stay open until the queues are set up anew.
-func (d *Device) Reset() {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	d.workers.Stop(nil)
-}
+func (d *Device) Reset() { d.workers.Reset(&d.mu) }
 
 // dropAll closes every connection without telling the guest, and
 // forgets packets not yet delivered.

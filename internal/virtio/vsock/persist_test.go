@@ -1,4 +1,4 @@
-package vm
+package vsock
 
 import (
 	"errors"
@@ -7,35 +7,35 @@ import (
 	"testing"
 
 	"github.com/govisor/govisor/internal/snapshot"
-	"github.com/govisor/govisor/internal/virtio/vsock"
 )
 
 // sampleVsockState is a vsock state as a busy device saves it: a
 // connection with data each way and half closed, one still connecting,
 // and an RST for no connection.
-func sampleVsockState() *vsock.State {
-	return &vsock.State{
+func sampleVsockState() *State {
+	return &State{
 		CID: 42, NextPort: 1<<30 + 9,
-		Conns: []vsock.ConnState{
+		Conns: []ConnState{
 			{HostPort: 5000, GuestPort: 1025, PeerBufAlloc: 262144, PeerFwdCnt: 100, TxCnt: 4196, RxCnt: 70000, FwdCnt: 69997,
-				Advertised: 65536, PeerShut: vsock.ShutdownSend, HostEOF: true, CreditQueued: true, ToHost: []byte("abc"), File: 1},
+				Advertised: 65536, PeerShut: ShutdownSend, HostEOF: true, CreditQueued: true, ToHost: []byte("abc"), File: 1},
 			{HostPort: 1 << 30, GuestPort: 22, Connecting: true, File: 0},
 		},
-		Pending: []vsock.Packet{
-			{Conn: 0, HostPort: 5000, GuestPort: 1025, Op: vsock.OpRW, Data: []byte("pending")},
-			{Conn: 1, HostPort: 1 << 30, GuestPort: 22, Op: vsock.OpRequest},
-			{Conn: -1, HostPort: 9, GuestPort: 10, Op: vsock.OpRST},
+		Pending: []Packet{
+			{Conn: 0, HostPort: 5000, GuestPort: 1025, Op: OpRW, Data: []byte("pending")},
+			{Conn: 1, HostPort: 1 << 30, GuestPort: 22, Op: OpRequest},
+			{Conn: -1, HostPort: 9, GuestPort: 10, Op: OpRST},
 		},
 	}
 }
 
-func encodeVsockBytes(s *vsock.State) []byte {
+func encodeVsockBytes(s *State) []byte {
 	e := snapshot.NewEncoder(nil)
-	encodeVsock(e, s)
+	s.EncodeState(e)
 	return e.Bytes()
 }
 
-func TestVsockStateCodec(t *testing.T) {
+// TestStateCodec round-trips vsock states and refuses other versions.
+func TestStateCodec(t *testing.T) {
 	good := encodeVsockBytes(sampleVsockState())
 	withVersion := func(v uint64) []byte {
 		b := append([]byte(nil), good...)
@@ -46,23 +46,23 @@ func TestVsockStateCodec(t *testing.T) {
 	tests := []struct {
 		name    string
 		in      []byte
-		want    *vsock.State
+		want    *State
 		wantErr error
 		mention string
 	}{
 		{name: "round trip", in: good, want: sampleVsockState()},
-		{name: "empty device", in: encodeVsockBytes(&vsock.State{CID: 3}), want: &vsock.State{CID: 3}},
+		{name: "empty device", in: encodeVsockBytes(&State{CID: 3}), want: &State{CID: 3}},
 		{name: "empty", in: nil, mention: "truncated"},
-		{name: "version 1 state", in: withVersion(42), wantErr: ErrStateFormat, mention: "version 1"},
-		{name: "newer version", in: withVersion(vsockStateTag | 3), wantErr: ErrStateFormat, mention: "reads version 2"},
-		{name: "bad tag", in: withVersion(1<<63 | 2), wantErr: ErrStateFormat, mention: "tag"},
+		{name: "version 1 state", in: withVersion(42), wantErr: snapshot.ErrStateFormat, mention: "version 1"},
+		{name: "newer version", in: withVersion(stateTag | 3), wantErr: snapshot.ErrStateFormat, mention: "reads version 2"},
+		{name: "bad tag", in: withVersion(1<<63 | 2), wantErr: snapshot.ErrStateFormat, mention: "tag"},
 		{name: "truncated", in: good[:len(good)-3], mention: ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			var got vsock.State
+			var got State
 			d := snapshot.NewDecoder(tt.in)
-			err := decodeVsock(d, &got)
+			err := got.DecodeState(d)
 			if err == nil {
 				err = d.Finish()
 			}
@@ -88,16 +88,16 @@ func TestVsockStateCodec(t *testing.T) {
 	}
 }
 
-// FuzzDecodeVsockState feeds arbitrary bytes to the vsock state decoder:
+// FuzzDecodeState feeds arbitrary bytes to the vsock state decoder:
 // it fails cleanly or decodes what re-encodes identically.
-func FuzzDecodeVsockState(f *testing.F) {
+func FuzzDecodeState(f *testing.F) {
 	f.Add(encodeVsockBytes(sampleVsockState()))
-	f.Add(encodeVsockBytes(&vsock.State{CID: 3}))
+	f.Add(encodeVsockBytes(&State{CID: 3}))
 	f.Add([]byte{42, 0, 0, 0, 0, 0, 0, 0})
 	f.Fuzz(func(t *testing.T, p []byte) {
-		var s vsock.State
+		var s State
 		d := snapshot.NewDecoder(p)
-		if decodeVsock(d, &s) != nil || d.Finish() != nil {
+		if s.DecodeState(d) != nil || d.Finish() != nil {
 			return
 		}
 		if got := encodeVsockBytes(&s); string(got) != string(p) {
