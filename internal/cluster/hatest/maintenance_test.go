@@ -3,6 +3,7 @@ package hatest
 import (
 	"encoding/json"
 	"fmt"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -23,18 +24,42 @@ func (c *cluster) consoleCount(host, name string) int {
 // TestMaintenanceEvacuates: a host entering maintenance has its running
 // VMs live-migrated to the other hosts (their guests go on printing there,
 // not booted afresh), takes no new VM, and takes VMs again once it leaves.
+// The hosts' CPUs differ (lab3's lacks AVX2): the VMs get the cluster's
+// CPU baseline and may go anywhere, but one given its host's CPU (cpu:
+// host) can go only to lab2, by hand (a migration to lab3 is refused,
+// naming the feature) and by the evacuation alike.
 func TestMaintenanceEvacuates(t *testing.T) {
-	c := &cluster{t: t, st: labtest.Up(t, labtest.Config{Hosts: 3, Net: 13})}
+	c := &cluster{t: t, st: labtest.Up(t, labtest.Config{Hosts: 3, Net: 13, CPUModels: []string{"EPYC", "EPYC", "EPYC,-avx2"}})}
 	for _, name := range []string{"m1", "m2"} {
 		c.haVM("lab1", name, false, "")
 	}
-	for _, name := range []string{"m1", "m2"} {
+	c.haVM("lab1", "pinned", false, "cpu: host\n")
+	for _, name := range []string{"m1", "m2", "pinned"} {
 		c.waitRunning("lab2", name, "lab1", 2*time.Minute)
+	}
+	features := func(name string) []string {
+		v, err := c.vm("lab2", name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return v.Status.CPUFeatures
+	}
+	if f := features("m1"); slices.Contains(f, "avx2") || !slices.Contains(f, "sse2") {
+		t.Errorf("the baseline VM's CPU features %v: want sse2 and no avx2 (lab3 lacks it)", f)
+	}
+	if f := features("pinned"); !slices.Contains(f, "avx2") {
+		t.Errorf("the host-CPU VM's CPU features %v: want lab1's avx2", f)
+	}
+	if out, err := c.gv("lab1", "vm", "migrate", "pinned", "--to", "lab3"); err == nil || !strings.Contains(out, "avx2") {
+		t.Errorf("migrating the host-CPU VM to lab3 (no avx2): %v\n%s", err, out)
 	}
 	t0 := time.Now()
 	out := c.mustGV("lab2", "host", "maintenance", "enter", "lab1", "--wait", "5m")
 	t.Logf("lab1 in maintenance after %.1f s:\n%s", time.Since(t0).Seconds(), out)
-	for _, name := range []string{"m1", "m2"} {
+	if v, err := c.vm("lab2", "pinned"); err != nil || v.Host != "lab2" {
+		t.Errorf("the host-CPU VM went to %q (%v): only lab2 has lab1's avx2", v.Host, err)
+	}
+	for _, name := range []string{"m1", "m2", "pinned"} {
 		v, err := c.vm("lab2", name)
 		if err != nil || v.Host == "lab1" || v.Status.State != api.StateRunning || v.Status.Host != v.Host {
 			t.Fatalf("%s after the evacuation: %+v %v", name, v, err)
