@@ -34,9 +34,10 @@ func installKickHandler() {
 
 // vcpuRunner is one vCPU and the OS thread that runs it.
 type vcpuRunner struct {
-	m   *Machine
-	c   *kvm.VCPU
-	tid int // OS thread id, set once the thread is locked
+	m    *Machine
+	c    *kvm.VCPU
+	tid  int     // OS thread id, set once the thread is locked
+	last exitLog // its last exits, told with a triple fault
 }
 
 // kick makes the vCPU leave KVM_RUN soon: immediate_exit covers the window
@@ -142,12 +143,17 @@ func (r *vcpuRunner) completePending() bool {
 // handleExit services one KVM exit; done reports that the machine must stop.
 func (r *vcpuRunner) handleExit() (Exit, bool) {
 	m := r.m
-	switch reason := r.c.ExitReason(); reason {
+	reason := r.c.ExitReason()
+	if reason != kvm.ExitIO && reason != kvm.ExitMMIO {
+		r.last.add(exitRec{reason: reason})
+	}
+	switch reason {
 	case kvm.ExitIO:
 		io, ok := r.c.IO()
 		if !ok {
 			return r.fatal("KVM gave a port-I/O buffer outside kvm_run"), true
 		}
+		r.last.add(exitRec{reason: reason, addr: uint64(io.Port), size: uint8(io.Size), write: io.Out})
 		for i := 0; i < io.Count; i++ {
 			d := io.Data[i*io.Size : (i+1)*io.Size]
 			if io.Out {
@@ -158,6 +164,7 @@ func (r *vcpuRunner) handleExit() (Exit, bool) {
 		}
 	case kvm.ExitMMIO:
 		mm := r.c.MMIO()
+		r.last.add(exitRec{reason: reason, addr: mm.Addr, size: uint8(len(mm.Data)), write: mm.Write})
 		if mm.Write {
 			m.mmio.Write(mm.Addr, mm.Data)
 		} else {
@@ -168,7 +175,7 @@ func (r *vcpuRunner) handleExit() (Exit, bool) {
 	case kvm.ExitShutdown:
 		// A triple fault: what Linux falls back to for reboot, and what a
 		// crashed guest does. Either way the machine resets.
-		return Exit{Reason: ExitReset, Detail: "triple fault (KVM_EXIT_SHUTDOWN) on vCPU " + fmt.Sprint(r.c.ID)}, true
+		return Exit{Reason: ExitReset, Detail: fmt.Sprintf("triple fault (KVM_EXIT_SHUTDOWN) on vCPU %d; its last exits before: %s", r.c.ID, &r.last)}, true
 	case kvm.ExitSystemEvent:
 		switch r.c.SystemEvent() {
 		case kvm.SystemEventShutdown:
