@@ -126,6 +126,11 @@ func TestMigrateSourceAgentCrash(t *testing.T) {
 	if m.Phase != store.MigrationDone || got.Host != "hostb" {
 		t.Fatalf("migration %s (%s, %+v), VM on %s\n%s", m.Phase, m.Error, m.Result, got.Host, src.log())
 	}
+	// Its figures survive the crash: from the VMM's API if the new agent
+	// saw it end, else from the file the VMM left (vmmapi.MigratedFile).
+	if m.Result == nil || m.Result.Rounds == 0 || m.Result.BytesSent == 0 {
+		t.Errorf("the finished migration lost its figures: %+v", m.Result)
+	}
 	if alive(v.Status.PID) {
 		t.Errorf("the source VMM %d still runs", v.Status.PID)
 	}

@@ -2,8 +2,10 @@ package agent
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"os"
 	"path/filepath"
 	"strings"
 	"time"
@@ -64,7 +66,10 @@ func (g *migrator) resume(m store.Migration) {
 func (g *migrator) follow(ctx context.Context, f *flight) error {
 	for {
 		if !f.p.Alive() {
-			if g.vmmMigrated(f.p) {
+			if ok, res := g.vmmMigrated(f.p); ok {
+				if res != nil {
+					f.res = res
+				}
 				return nil
 			}
 			return fmt.Errorf("the VMM ended during the migration (%s)", f.p.Exit)
@@ -93,12 +98,23 @@ func (g *migrator) follow(ctx context.Context, f *flight) error {
 }
 
 // vmmMigrated reports whether the VMM p, which has exited, handed its
-// guest to the destination.
-func (g *migrator) vmmMigrated(p *node.Proc) bool {
-	if p.State().Migrated {
-		return true
+// guest to the destination, with the migration's figures when it wrote
+// them (vmmapi.MigratedFile, since the VMM started; else its log's last
+// line says so, without figures).
+func (g *migrator) vmmMigrated(p *node.Proc) (bool, *vmmapi.MigrateResult) {
+	path := filepath.Join(g.a.vmDir(p.Name), vmmapi.MigratedFile)
+	if fi, err := os.Stat(path); err == nil && !fi.ModTime().Before(p.Since) {
+		if b, err := os.ReadFile(path); err == nil {
+			var m vmmapi.Migrated
+			if json.Unmarshal(b, &m) == nil {
+				return true, m.Result
+			}
+		}
 	}
-	return strings.HasPrefix(node.LastLine(filepath.Join(g.a.vmDir(p.Name), "vmm.log")), migratedLine)
+	if p.State().Migrated {
+		return true, nil
+	}
+	return strings.HasPrefix(node.LastLine(filepath.Join(g.a.vmDir(p.Name), "vmm.log")), migratedLine), nil
 }
 
 // orphan ends migration f whose VM has no VMM here: done if the VM's host

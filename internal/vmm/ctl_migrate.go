@@ -3,9 +3,11 @@ package vmm
 import (
 	"context"
 	"crypto/tls"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
+	"os"
 	"strings"
 	"time"
 
@@ -125,3 +127,29 @@ func (c *machineCtl) MigrateProgress() vmmapi.MigrateProgress {
 
 // CancelMigrate cancels the running outgoing migration.
 func (c *machineCtl) CancelMigrate() error { return c.mig.Cancel() }
+
+// writeMigrated writes vmmapi.MigratedFile in the working directory (the
+// VM's folder) once the guest went to the destination, with the figures
+// of the migration that sent it. The machine stops at the handover, a
+// moment before the migration's own goroutine records its end: that is
+// waited for, briefly.
+func (c *machineCtl) writeMigrated() error {
+	var p vmmapi.MigrateProgress
+	for deadline := time.Now().Add(2 * time.Second); ; time.Sleep(5 * time.Millisecond) {
+		if p = c.MigrateProgress(); p.State == string(migration.StateCompleted) || time.Now().After(deadline) {
+			break
+		}
+	}
+	b, err := json.Marshal(vmmapi.Migrated{To: p.To, Time: time.Now().UTC(), Result: p.Result})
+	if err != nil {
+		return fmt.Errorf("write %s: %w", vmmapi.MigratedFile, err)
+	}
+	tmp := vmmapi.MigratedFile + ".tmp"
+	if err := os.WriteFile(tmp, b, 0o600); err != nil {
+		return fmt.Errorf("write %s: %w", vmmapi.MigratedFile, err)
+	}
+	if err := os.Rename(tmp, vmmapi.MigratedFile); err != nil {
+		return fmt.Errorf("write %s: %w", vmmapi.MigratedFile, err)
+	}
+	return nil
+}

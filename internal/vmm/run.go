@@ -256,6 +256,9 @@ func (v *VMM) run(boot int, m *vm.Machine) (again bool, err error) {
 		}
 		return false, nil
 	case vm.ExitMigrated:
+		if err := v.ctl.writeMigrated(); err != nil {
+			fmt.Fprintf(v.log, "govisor: %v\n", err)
+		}
 		fmt.Fprintf(v.log, "govisor: %s\n", ex.Detail)
 		return false, nil
 	case vm.ExitHalt:

@@ -87,6 +87,19 @@ type MigrateRequest struct {
 	TLSCA   string `json:"tls_ca,omitempty"`
 }
 
+// MigratedFile is the file a VMM writes in its working directory (the VM's
+// folder) when it handed its guest to a live migration's destination,
+// just before it exits: the machine-readable end of the migration for an
+// agent that was not watching (Migrated, JSON).
+const MigratedFile = "migrated.json"
+
+// Migrated is the content of MigratedFile.
+type Migrated struct {
+	To     string         `json:"to"`
+	Time   time.Time      `json:"time"`
+	Result *MigrateResult `json:"result,omitempty"`
+}
+
 // MigrateResult reports a finished migration.
 type MigrateResult struct {
 	Rounds     int     `json:"rounds"`
