@@ -33,3 +33,31 @@ export async function chart(el: HTMLElement, title: string, field: "cpu" | "memM
     },
   };
 }
+
+/** Line is one named series of a multi-line chart. */
+export interface Line {
+  label: string;
+  values: (number | null)[];
+}
+
+const palette = ["#2a6fdb", "#2a9d5c", "#d9822b", "#c0392b", "#8e44ad", "#16a085", "#7f8c8d", "#b7950b"];
+
+/** lines draws several series over shared times (Unix seconds) in el, once. */
+export async function lines(el: HTMLElement, title: string, unit: string, t: number[], ls: Line[]): Promise<() => void> {
+  const [{ default: UPlot }] = await Promise.all([import("uplot"), import("uplot/dist/uPlot.min.css")]);
+  const plot = new UPlot(
+    {
+      title,
+      width: Math.max(300, Math.min(1100, el.clientWidth || 560)),
+      height: 240,
+      series: [{}, ...ls.map((l, i) => ({ label: l.label, stroke: palette[i % palette.length], width: 1.5 }))],
+      axes: [{}, { label: unit }],
+      scales: { x: { time: true, range: (_u, min, max) => (min === max ? [min - 60, max + 60] : [min, max]) }, y: { range: (_u, _min, max) => [0, Math.max(1, max * 1.1)] } },
+    },
+    [t, ...ls.map((l) => l.values)],
+    el,
+  );
+  el.dataset.points = String(t.length);
+  el.dataset.series = String(ls.length);
+  return () => plot.destroy();
+}

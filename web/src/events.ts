@@ -10,15 +10,38 @@ export interface EventEntry {
   ev: VMEvent;
 }
 
-const keep = 50;
+// keep bounds the events held: enough for the events page's history, and
+// small next to the 1,000-VM list.
+const keep = 500;
 const recent: EventEntry[] = [];
 const listeners = new Set<(e: EventEntry) => void>();
 let source: EventSource | null = null;
+let streamState = "closed";
+const stateListeners = new Set<(s: string) => void>();
+
+function setState(s: string): void {
+  streamState = s;
+  for (const l of stateListeners) l(s);
+}
+
+/** eventStreamState is "open", "connecting" (the browser retries) or "closed". */
+export function eventStreamState(): string {
+  return streamState;
+}
+
+/** onStreamState calls f when the stream's state changes, until the returned function is called. */
+export function onStreamState(f: (s: string) => void): () => void {
+  stateListeners.add(f);
+  return () => stateListeners.delete(f);
+}
 
 /** startEvents opens the event stream (once). */
 export function startEvents(_onAuthLost: (e: ApiError) => void): void {
   if (source) return;
   source = new EventSource("/v1/events");
+  setState("connecting");
+  source.onopen = () => setState("open");
+  source.onerror = () => setState(source?.readyState === EventSource.CLOSED ? "closed" : "connecting");
   for (const kind of ["spec", "status", "deleted"]) {
     source.addEventListener(kind, (m) => {
       let ev: VMEvent;
@@ -40,6 +63,7 @@ export function stopEvents(): void {
   source?.close();
   source = null;
   recent.length = 0;
+  setState("closed");
 }
 
 /** recentEvents are the latest events, newest first. */

@@ -3,13 +3,13 @@ import { api, ApiError } from "../api";
 import { h, replace } from "../dom";
 import { bytes } from "../model";
 
-function table(id: string, cols: string[], rows: (string | number)[][], empty: string): HTMLElement {
+function table(id: string, cols: string[], rows: (string | number | Node)[][], empty: string): HTMLElement {
   if (!rows.length) return h("p", { id, class: "muted" }, empty);
   return h(
     "table",
     { id },
     h("thead", {}, h("tr", {}, cols.map((c) => h("th", {}, c)))),
-    h("tbody", {}, rows.map((r) => h("tr", { "data-name": String(r[0]) }, r.map((c) => h("td", {}, String(c)))))),
+    h("tbody", {}, rows.map((r) => h("tr", { "data-name": r[0] instanceof Node ? r[0].textContent ?? "" : String(r[0]) }, r.map((c) => h("td", {}, c instanceof Node ? c : String(c)))))),
   );
 }
 
@@ -42,7 +42,7 @@ export function poolsPage(main: HTMLElement): void {
     table(
       "pools",
       ["Name", "Kind", "Path", "Host", "Capacity", "Free"],
-      l.map((p) => [p.name, p.kind ?? "dir", p.path, p.shared ? "(all hosts)" : p.host ?? "", bytes(p.capacityBytes), bytes(p.freeBytes)]),
+      l.map((p) => [h("a", { href: `#/pools/${encodeURIComponent(p.name)}` }, p.name), p.kind ?? "dir", p.path, p.shared ? "(all hosts)" : p.host ?? "", bytes(p.capacityBytes), bytes(p.freeBytes)]),
       "No pools. Define one with govisor pool create NAME --path DIR.",
     ),
   );

@@ -6,6 +6,8 @@ import { openConsole, type Console } from "../console";
 import { coalesce, h, replace } from "../dom";
 import { onEvent } from "../events";
 import { actionsFor, migrationProgress, rates, stateOf } from "../model";
+import { Form, select } from "../forms";
+import { diskFrom } from "../model";
 import type { VM } from "../types";
 
 const labels: Record<string, string> = {
@@ -30,6 +32,22 @@ export function vmPage(main: HTMLElement, name: string): () => void {
   const snapName = h("input", { id: "snapshot-name", placeholder: "snapshot name", size: 16 });
   const migrateTo = h("select", { id: "migrate-to", title: "destination host" });
   const details = h("dl", { id: "vm-details" });
+  const disks = h("ul", { id: "disks", class: "disks" });
+  const attach = new Form("attach-form", async (v) => {
+    try {
+      await api.attachDisk(name, diskFrom(v));
+    } catch (e) {
+      // The API names the disk's path, pool or volume: all are this input.
+      if (e instanceof ApiError && e.field && /(^|\.)(path|pool|volume)$|^disks/.test(e.field)) e.field = "disk";
+      throw e;
+    }
+    attach.el.reset();
+    await load();
+  });
+  attach.row("disk", "Disk", h("input", { placeholder: "POOL/VOLUME or /path/to/image", autocomplete: "off" }));
+  attach.row("format", "Format", select([["", "(probe)"], "raw", "qcow2", "vmdk", "vhd", "vhdx", "vdi"]));
+  attach.row("readOnly", "Read-only", h("input", { type: "checkbox" }));
+  attach.finish("Attach disk");
   const snaps = h("ul", { id: "snapshots" });
   const consoleStatus = h("span", { id: "console-status", class: "muted" });
   const consoleBox = h("div", { id: "console", class: "console" });
@@ -41,6 +59,9 @@ export function vmPage(main: HTMLElement, name: string): () => void {
     status,
     actions,
     h("div", { class: "columns" }, h("section", {}, h("h2", {}, "Definition"), details), h("section", {}, h("h2", {}, "Snapshots"), snaps)),
+    h("h2", {}, "Disks"),
+    disks,
+    attach.el,
     h("h2", {}, "Serial console ", consoleStatus),
     consoleBox,
     h("h2", {}, "Usage"),
@@ -91,6 +112,18 @@ export function vmPage(main: HTMLElement, name: string): () => void {
     }
   }
 
+  async function detach(i: number, b: HTMLButtonElement): Promise<void> {
+    status.textContent = "";
+    b.disabled = true;
+    try {
+      await api.detachDisk(name, i);
+      await load();
+    } catch (e) {
+      status.textContent = `Detach disk ${i}: ${e instanceof ApiError ? e.message : e}`;
+      b.disabled = false;
+    }
+  }
+
   async function restore(snap: string): Promise<void> {
     status.textContent = "";
     try {
@@ -129,6 +162,27 @@ export function vmPage(main: HTMLElement, name: string): () => void {
       row("Networks", (sp.nics ?? []).map((n) => `${n.network} (${n.mac ?? ""})`).join(", ")),
       row("Exit", v.status?.exitReason),
       row("Restarts", v.status?.restarts),
+    );
+    const ds = sp.disks ?? [];
+    replace(
+      disks,
+      ds.length
+        ? ds.map((d, i) => {
+            const b = h("button", { "data-detach": i }, "Detach");
+            b.addEventListener("click", () => detach(i, b));
+            return h(
+              "li",
+              { "data-disk": i },
+              h("code", {}, `#${i}`),
+              " ",
+              d.pool ? `${d.pool}/${d.volume}` : d.path ?? "",
+              d.readOnly ? " (read-only)" : "",
+              d.format ? ` ${d.format}` : "",
+              " ",
+              b,
+            );
+          })
+        : h("li", { class: "muted" }, "No disks."),
     );
     const here = v.status?.host || v.host;
     api
