@@ -4,10 +4,12 @@
 //   GOVISOR_URL        https://127.0.0.1:PORT of an agent (token GOVISOR_TOKEN)
 //   GOVISOR_SHORT_URL  an agent whose sessions last SHORT_TTL_MS
 //   KERNEL             a file to give as the kernel in the create form
+//   POOL, IMAGE        a storage pool, and a raw image file to import into it
 //   ARTIFACTS          folder for the screenshots
 //   CHROMIUM           the browser
 // It prints "RESULT {json}" (timings) and exits non-zero on a failure.
 import { check, env, go as goTo, run, step } from "./browser.mjs";
+import { morePages } from "./pages.mjs";
 
 const url = env("GOVISOR_URL");
 const shortURL = env("GOVISOR_SHORT_URL");
@@ -137,6 +139,8 @@ await run(async (page, shot) => {
   await page.waitForSelector('#pools tr[data-name="e2e-pool"]');
   await shot("pools");
 
+  Object.assign(result, await morePages(page, shot, { host: "e2ehost", pool: env("POOL"), image: env("IMAGE"), art: env("ARTIFACTS") }));
+
   step("log out");
   await page.click("nav .logout");
   await page.waitForSelector("#login-form");
@@ -154,6 +158,23 @@ await run(async (page, shot) => {
   await shot("session-expired");
   await page.reload();
   await page.waitForSelector("#login-form");
+
+  step("failed logins are rate-limited");
+  for (let i = 0; ; i++) {
+    await page.fill("#token", `guess-${i}`);
+    await page.click("#login-form button[type=submit]");
+    await page.waitForFunction(() => document.querySelector("#login-error")?.textContent);
+    const msg = await text("#login-error");
+    if (msg.includes("too many failed logins")) break;
+    check(msg.includes("wrong token") && i < 5, `login ${i}: ${msg}`);
+    await page.evaluate(() => (document.querySelector("#login-error").textContent = ""));
+  }
+  // Even the right token waits now.
+  await page.evaluate(() => (document.querySelector("#login-error").textContent = ""));
+  await page.fill("#token", token);
+  await page.click("#login-form button[type=submit]");
+  await page.waitForFunction(() => document.querySelector("#login-error")?.textContent?.includes("too many failed logins"));
+  await shot("login-rate-limited");
 
   return result;
 });

@@ -48,7 +48,9 @@ export function reportsPage(main: HTMLElement): () => void {
   async function load(): Promise<void> {
     error.textContent = "";
     const [, length, step] = windows[Number(win.value)];
-    const to = new Date();
+    // Whole seconds, as govisor report asks: the same window thins the
+    // samples the same way, so the CSV is the CLI's.
+    const to = new Date(Math.floor(Date.now() / 1000) * 1000);
     const from = new Date(to.getTime() - length);
     try {
       const rep = await api.usage({ from, to, step });
