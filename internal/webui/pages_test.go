@@ -42,6 +42,11 @@ func checkPagesDone(t *testing.T, a localAgent, res map[string]any) {
 	if err != nil || cs != (api.ClusterSettings{HAAdmission: "warn", HostFailures: 1, Balance: "manual", BalanceThreshold: 0.25}) {
 		t.Errorf("settings saved in the browser: %+v, %v", cs, err)
 	}
+	// Back to the defaults: HA admission would refuse the bulk starts of
+	// many.mjs on this 2-CPU host (its vCPU overcommit bound).
+	if _, err := a.cli.PutSettings(ctx, api.ClusterSettings{}); err != nil {
+		t.Fatal(err)
+	}
 	hosts, err := a.cli.Hosts(ctx)
 	if err != nil || len(hosts) != 1 || hosts[0].State != "ready" {
 		t.Errorf("the host after maintenance was left: %+v, %v", hosts, err)

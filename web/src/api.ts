@@ -81,7 +81,7 @@ export const api = {
   deleteVM: (name: string) => call<void>("DELETE", vm(name)),
   act: (name: string, action: string) => call<VM>("POST", `${vm(name)}/${action}`),
   snapshot: (name: string, snap: string) => call<Snapshot>("POST", `${vm(name)}/snapshot`, { name: snap }),
-  migrate: (name: string, host: string) => call<VM>("POST", `${vm(name)}/migrate`, { host }),
+  migrate: (name: string, host: string, bandwidth?: number) => call<VM>("POST", `${vm(name)}/migrate`, bandwidth ? { host, bandwidth } : { host }),
   cancelMigrate: (name: string) => call<VM>("DELETE", `${vm(name)}/migrate`),
   restore: (name: string, snap: string) => call<VM>("POST", `${vm(name)}/restore`, { snapshot: snap }),
   snapshots: (name: string) => call<{ items: Snapshot[] | null }>("GET", `${vm(name)}/snapshots`).then((l) => l.items ?? []),

@@ -31,6 +31,7 @@ export function vmPage(main: HTMLElement, name: string): () => void {
   const actions = h("div", { id: "vm-actions", class: "toolbar" });
   const snapName = h("input", { id: "snapshot-name", placeholder: "snapshot name", size: 16 });
   const migrateTo = h("select", { id: "migrate-to", title: "destination host" });
+  const migrateBW = h("input", { id: "migrate-bw", type: "number", min: "1", size: 6, placeholder: "MiB/s", title: "bandwidth cap in MiB/s (empty: unlimited)" });
   const details = h("dl", { id: "vm-details" });
   const disks = h("ul", { id: "disks", class: "disks" });
   const attach = new Form("attach-form", async (v) => {
@@ -90,7 +91,9 @@ export function vmPage(main: HTMLElement, name: string): () => void {
       }
       if (action === "migrate") {
         if (!migrateTo.value) throw new Error("no other host to migrate to");
-        await api.migrate(name, migrateTo.value);
+        const bw = Number(migrateBW.value);
+        if (migrateBW.value && !(bw > 0)) throw new Error(`bandwidth ${JSON.stringify(migrateBW.value)}: give MiB/s, more than 0`);
+        await api.migrate(name, migrateTo.value, bw > 0 ? Math.round(bw * 1048576) : undefined);
         await load();
         return;
       }
@@ -142,7 +145,7 @@ export function vmPage(main: HTMLElement, name: string): () => void {
     replace(
       actions,
       actionsFor(v).map((a) => [
-        a === "snapshot" ? snapName : a === "migrate" ? migrateTo : null,
+        a === "snapshot" ? snapName : a === "migrate" ? [migrateTo, migrateBW] : null,
         h("button", { "data-action": a, onclick: () => act(a) }, labels[a] ?? a),
       ]),
     );
