@@ -195,7 +195,7 @@ func TestBrowserLocalAgent(t *testing.T) {
 	}
 	// A raw image to import (and convert to qcow2) from the storage page.
 	image := filepath.Join(dir, "image.raw")
-	if err := os.WriteFile(image, bytes.Repeat([]byte("govisor!"), 1<<20), 0o644); err != nil {
+	if err := os.WriteFile(image, bytes.Repeat([]byte("govisor!"), 4<<20), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	art := artifactDir(t)

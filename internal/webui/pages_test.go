@@ -28,8 +28,8 @@ func checkPagesDone(t *testing.T, a localAgent, res map[string]any) {
 	var names []string
 	for _, v := range vols {
 		names = append(names, v.Name)
-		if v.Name == "imported.qcow2" && (v.Format != "qcow2" || v.VirtualSize != 8<<20) {
-			t.Errorf("the imported volume: %+v, want qcow2 of 8 MiB", v)
+		if v.Name == "imported.qcow2" && (v.Format != "qcow2" || v.VirtualSize != 32<<20 || v.Progress != nil) {
+			t.Errorf("the imported volume: %+v, want qcow2 of 32 MiB, made", v)
 		}
 	}
 	if strings.Join(names, ",") != "imported.qcow2" {

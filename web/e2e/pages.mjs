@@ -78,6 +78,9 @@ export async function morePages(page, shot, { host, pool, image, art }) {
   await page.waitForSelector('#volumes tr[data-volume="imported.qcow2"]');
   check((await text('#volumes tr[data-volume="imported.qcow2"]')).includes("qcow2"), "imported as qcow2");
   result.importProgress = await text("#volume-progress");
+  // The fractions the bar showed while the agent converted (a fast
+  // conversion may end before the first look).
+  result.importSeen = (await page.getAttribute("#volume-progress", "data-seen")) ?? "";
   await shot("pool");
 
   step("disks: attach a volume to a VM, detach it");

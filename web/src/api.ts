@@ -103,6 +103,7 @@ export const api = {
   applyBalance: () => call<BalancePlan>("POST", "/v1/cluster/balance"),
   maintenance: (host: string, on: boolean) => call<Host>("PUT", `/v1/hosts/${encodeURIComponent(host)}/maintenance`, { maintenance: on }),
   volumes: (pool: string) => call<{ items: Volume[] | null }>("GET", `/v1/pools/${encodeURIComponent(pool)}/volumes`).then((l) => l.items ?? []),
+  volume: (pool: string, v: string) => call<Volume>("GET", `/v1/pools/${encodeURIComponent(pool)}/volumes/${encodeURIComponent(v)}`),
   createVolume: (pool: string, c: VolumeCreate) => call<Volume>("POST", `/v1/pools/${encodeURIComponent(pool)}/volumes`, c),
   deleteVolume: (pool: string, v: string) => call<void>("DELETE", `/v1/pools/${encodeURIComponent(pool)}/volumes/${encodeURIComponent(v)}`),
 };

@@ -288,3 +288,9 @@ export function diskFrom(v: Record<string, string>): DiskSpec {
   if (v.readOnly === "true") d.readOnly = true;
   return d;
 }
+
+/** volumeFraction is how far the making of a volume got, 0 to 1 (undefined: no progress known). */
+export function volumeFraction(p: { doneBytes?: number; totalBytes?: number } | undefined): number | undefined {
+  if (!p || !p.totalBytes) return undefined;
+  return Math.max(0, Math.min(1, (p.doneBytes ?? 0) / p.totalBytes));
+}

@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 import { ApiError } from "./api";
-import { alarms, diskFrom, eventText, runAll, settingsFrom, volumeCreateFrom } from "./model";
+import { alarms, diskFrom, eventText, runAll, settingsFrom, volumeCreateFrom, volumeFraction } from "./model";
 import { matches } from "./pages/events";
 import type { Host, VM } from "./types";
 
@@ -102,4 +102,15 @@ describe("forms", () => {
     expect(diskFrom({ disk: "/img/a.raw", format: "raw", readOnly: "true" })).toEqual({ path: "/img/a.raw", format: "raw", readOnly: true });
     expect(fieldOf(() => diskFrom({ disk: " " }))).toBe("disk");
   });
+});
+
+describe("volumeFraction", () => {
+  it.each([
+    [undefined, undefined],
+    [{}, undefined],
+    [{ doneBytes: 5, totalBytes: 0 }, undefined],
+    [{ totalBytes: 8 }, 0],
+    [{ doneBytes: 2, totalBytes: 8 }, 0.25],
+    [{ doneBytes: 9, totalBytes: 8 }, 1],
+  ])("%j is %s", (p, want) => expect(volumeFraction(p)).toBe(want));
 });

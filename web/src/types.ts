@@ -123,6 +123,8 @@ export interface Volume {
   virtualSize?: number;
   actualSize?: number;
   usedBy?: string[] | null;
+  /** set while the agent still converts an import or copy */
+  progress?: { doneBytes?: number; totalBytes?: number };
 }
 
 /** VolumeCreate asks for an empty volume (size) or an imported one (from, fromVolume). */

@@ -1,11 +1,12 @@
 // A storage pool's page: its volumes (delete), and a form that creates an
 // empty volume, imports an image file of the host or copies a volume,
 // converting it to the chosen format (POST /v1/pools/{name}/volumes,
-// api/openapi.yaml), with a progress bar while the agent works.
+// api/openapi.yaml), with a progress bar that follows the volume's
+// progress as the agent lists it while converting.
 import { api } from "../api";
 import { h, replace } from "../dom";
 import { errorText, Form, select } from "../forms";
-import { bytes, volumeCreateFrom } from "../model";
+import { bytes, volumeCreateFrom, volumeFraction } from "../model";
 import type { Pool, Volume } from "../types";
 
 const formats = ["qcow2", "raw", "vmdk", "vhd", "vhdx", "vdi"];
@@ -23,27 +24,48 @@ export function poolPage(main: HTMLElement, name: string): () => void {
   const form = new Form("volume-form", async (v) => {
     const req = volumeCreateFrom(v);
     const t0 = Date.now();
-    // The agent answers when the volume is complete: the bar runs until
-    // then with the time taken, and fills when it is there.
+    const verb = req.from || req.fromVolume ? "converting" : "creating";
+    // The agent answers when the volume is complete; meanwhile it lists an
+    // import or copy with its progress, which the bar follows.
     const bar = h("progress", { id: "volume-bar", max: 1 });
-    const what = h("span", {}, ` ${req.from || req.fromVolume ? "converting" : "creating"} ${req.name}…`);
+    const what = h("span", {}, ` ${verb} ${req.name}…`);
     replace(progress, bar, what);
     progress.hidden = false;
     progress.dataset.state = "running";
-    const tick = setInterval(() => (what.textContent = ` ${req.from || req.fromVolume ? "converting" : "creating"} ${req.name}… ${((Date.now() - t0) / 1000).toFixed(0)} s`), 1000);
+    const seen: number[] = [];
+    let finished = false;
+    const poll = async () => {
+      while (!finished && !gone) {
+        await new Promise((r) => setTimeout(r, 200));
+        if (finished) return;
+        const v = await api.volume(name, req.name).catch(() => null);
+        const f = volumeFraction(v?.progress);
+        const secs = ((Date.now() - t0) / 1000).toFixed(0);
+        if (finished) return;
+        if (f === undefined) {
+          what.textContent = ` ${verb} ${req.name}… ${secs} s`;
+          continue;
+        }
+        bar.value = f;
+        seen.push(f);
+        progress.dataset.seen = seen.map((x) => x.toFixed(2)).join(" ");
+        what.textContent = ` ${verb} ${req.name}: ${(f * 100).toFixed(0)}% (${bytes(v!.progress!.doneBytes ?? 0)} of ${bytes(v!.progress!.totalBytes ?? 0)}), ${secs} s`;
+      }
+    };
+    poll();
     try {
       const vol = await api.createVolume(name, req);
+      finished = true;
       bar.value = 1;
       what.textContent = ` ${vol.name}: ${vol.format}, ${bytes(vol.virtualSize)} (${bytes(vol.actualSize)} on disk) in ${((Date.now() - t0) / 1000).toFixed(1)} s`;
       progress.dataset.state = "done";
       form.el.reset();
       await load();
     } catch (e) {
+      finished = true;
       progress.hidden = true;
       progress.dataset.state = "failed";
       throw e;
-    } finally {
-      clearInterval(tick);
     }
   });
   form.row("name", "Name", h("input", { placeholder: "disk1.qcow2", autocomplete: "off" }));
