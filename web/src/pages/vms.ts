@@ -6,6 +6,9 @@ import { onEvent } from "../events";
 import { filterSort, runAll, stateOf, type SortKey } from "../model";
 import type { VM } from "../types";
 
+// firstRows are drawn at once; more follow in chunks.
+const firstRows = 100;
+
 const columns: [SortKey, string][] = [
   ["name", "Name"],
   ["state", "State"],
@@ -146,9 +149,27 @@ export function vmListPage(main: HTMLElement, query: string): () => void {
     showPicked(picked.size !== before);
     shown = filterSort(vms, filter.value, key, desc);
     all.checked = shown.length > 0 && shown.every((v) => picked.has(v.spec.name));
-    replace(body, shown.length ? shown.map(row) : h("tr", {}, h("td", { colspan: 7, class: "muted" }, vms.length ? "No VM matches the filter." : "No VMs.")));
+    if (!shown.length) {
+      replace(body, h("tr", {}, h("td", { colspan: 7, class: "muted" }, vms.length ? "No VM matches the filter." : "No VMs.")));
+    } else {
+      // The first screenful at once, the rest in later tasks: with 1,000
+      // VMs the browser paints the top of the list without waiting for
+      // every row.
+      const gen = ++drawing;
+      replace(body, shown.slice(0, firstRows).map(row));
+      const more = (from: number) => {
+        if (gen !== drawing || gone || from >= shown.length) return;
+        const f = document.createDocumentFragment();
+        for (const v of shown.slice(from, from + 250)) f.append(row(v));
+        body.append(f);
+        setTimeout(() => more(from + 250));
+      };
+      setTimeout(() => more(firstRows));
+    }
     main.setAttribute("data-loaded", "true");
   }
+  // drawing counts draws: rows still to add from an older one are dropped.
+  let drawing = 0;
 
   let gone = false;
   async function load(): Promise<void> {
