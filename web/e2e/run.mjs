@@ -91,7 +91,7 @@ await run(async (page, shot) => {
   // pending until the agent's reconciler records it stopped (a live event)
   await page.waitForFunction(() => document.querySelector("#vm-state")?.textContent === "stopped");
   check((await text("#vm-details")).includes("128M"), "the definition shows the memory");
-  await page.waitForSelector("#chart-cpu .uplot");
+  for (const c of ["cpu", "mem", "disk", "net"]) await page.waitForSelector(`#chart-${c} .uplot`);
   await shot("vm-detail");
 
   step("VM list: filter and sort");

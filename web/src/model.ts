@@ -99,32 +99,48 @@ export function migrationProgress(m: { state?: string; bytesSent?: number; remai
   return sent + left > 0 ? sent / (sent + left) : 0;
 }
 
-/** Series are chart columns: times (Unix seconds), CPU % and resident MiB. */
+/**
+ * Series are chart columns: times (Unix seconds), CPU %, resident MiB, and
+ * disk and network rates in KiB/s (null where the VMM gave no counters).
+ */
 export interface Series {
   t: number[];
   cpu: number[];
   memMiB: number[];
+  diskRead: (number | null)[];
+  diskWrite: (number | null)[];
+  netRx: (number | null)[];
+  netTx: (number | null)[];
 }
 
 /**
  * rates turns cumulative usage samples of one VM (or the host, vm "") into
  * chart series: CPU use in percent of one CPU between consecutive samples
- * (cpuSeconds are cumulative, api/openapi.yaml UsageSample), and resident
- * memory. A counter that went down (a VMM restarted) starts over.
+ * (cpuSeconds are cumulative, api/openapi.yaml UsageSample), resident
+ * memory, and disk and network byte rates. A counter that went down (a VMM
+ * restarted) starts over.
  */
 export function rates(samples: UsageSample[], vm: string): Series {
   const s = samples.filter((x) => (x.vm ?? "") === vm).sort((a, b) => Date.parse(a.time) - Date.parse(b.time));
-  const out: Series = { t: [], cpu: [], memMiB: [] };
+  const out: Series = { t: [], cpu: [], memMiB: [], diskRead: [], diskWrite: [], netRx: [], netTx: [] };
   for (let i = 1; i < s.length; i++) {
-    const t0 = Date.parse(s[i - 1].time) / 1000;
-    const t1 = Date.parse(s[i].time) / 1000;
-    const c0 = s[i - 1].cpuSeconds ?? 0;
-    const c1 = s[i].cpuSeconds ?? 0;
+    const a = s[i - 1];
+    const b = s[i];
+    const t0 = Date.parse(a.time) / 1000;
+    const t1 = Date.parse(b.time) / 1000;
+    const c0 = a.cpuSeconds ?? 0;
+    const c1 = b.cpuSeconds ?? 0;
     if (t1 <= t0) continue;
     const cpu = c1 >= c0 ? ((c1 - c0) / (t1 - t0)) * 100 : 0;
+    const io = !!a.hasIO && !!b.hasIO;
+    const kib = (x?: number, y?: number) => (io ? Math.round(((y ?? 0) >= (x ?? 0) ? (y ?? 0) - (x ?? 0) : y ?? 0) / (t1 - t0) / 102.4) / 10 : null);
     out.t.push(t1);
     out.cpu.push(Math.round(cpu * 10) / 10);
-    out.memMiB.push(Math.round((s[i].rssBytes ?? 0) / 1048576));
+    out.memMiB.push(Math.round((b.rssBytes ?? 0) / 1048576));
+    out.diskRead.push(kib(a.diskReadBytes, b.diskReadBytes));
+    out.diskWrite.push(kib(a.diskWriteBytes, b.diskWriteBytes));
+    out.netRx.push(kib(a.netRxBytes, b.netRxBytes));
+    out.netTx.push(kib(a.netTxBytes, b.netTxBytes));
   }
   return out;
 }

@@ -1,5 +1,5 @@
 // A VM's page: its state and definition, lifecycle actions, snapshots, the
-// serial console and CPU/memory charts.
+// serial console and CPU, memory, disk and network charts.
 import { api, ApiError } from "../api";
 import { chart, type Chart } from "../charts";
 import { openConsole, type Console } from "../console";
@@ -54,6 +54,8 @@ export function vmPage(main: HTMLElement, name: string): () => void {
   const consoleBox = h("div", { id: "console", class: "console" });
   const cpuBox = h("div", { id: "chart-cpu", class: "chart" });
   const memBox = h("div", { id: "chart-mem", class: "chart" });
+  const diskBox = h("div", { id: "chart-disk", class: "chart" });
+  const netBox = h("div", { id: "chart-net", class: "chart" });
   replace(
     main,
     title,
@@ -66,7 +68,7 @@ export function vmPage(main: HTMLElement, name: string): () => void {
     h("h2", {}, "Serial console ", consoleStatus),
     consoleBox,
     h("h2", {}, "Usage"),
-    h("div", { class: "charts" }, cpuBox, memBox),
+    h("div", { class: "charts" }, cpuBox, memBox, diskBox, netBox),
   );
 
   let gone = false;
@@ -268,7 +270,12 @@ export function vmPage(main: HTMLElement, name: string): () => void {
     }
   }
 
-  Promise.all([chart(cpuBox, "CPU", "cpu", "% of a CPU"), chart(memBox, "Memory (resident)", "memMiB", "MiB")]).then((cs) => {
+  Promise.all([
+    chart(cpuBox, "CPU", ["cpu"], ["% of a CPU"], "% of a CPU"),
+    chart(memBox, "Memory (resident)", ["memMiB"], ["MiB"], "MiB"),
+    chart(diskBox, "Disk I/O", ["diskRead", "diskWrite"], ["read KiB/s", "written KiB/s"], "KiB/s"),
+    chart(netBox, "Network", ["netRx", "netTx"], ["received KiB/s", "sent KiB/s"], "KiB/s"),
+  ]).then((cs) => {
     if (gone) return cs.forEach((c) => c.close());
     charts = cs;
     loadUsage();
