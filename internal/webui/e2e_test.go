@@ -205,7 +205,7 @@ func TestBrowserLocalAgent(t *testing.T) {
 	})
 	t.Logf("screenshots in %s; timings %v", art, res)
 	for _, page := range []string{"login-wrong-token", "overview", "create-errors", "vm-detail", "vms", "vms-sorted", "networks", "pools", "session-expired",
-		"overview-alarms", "host", "events", "pool", "vm-disks", "reports", "cluster", "cluster-maintenance", "login-rate-limited"} {
+		"overview-alarms", "host", "events", "pool", "vm-disks", "reports", "cluster", "cluster-maintenance", "events-cluster", "login-rate-limited"} {
 		if fi, err := os.Stat(filepath.Join(art, page+".png")); err != nil || fi.Size() < 1000 {
 			t.Errorf("screenshot %s.png: %v", page, err)
 		}

@@ -4,7 +4,7 @@
 // image imported and converted with its progress bar, a delete), disks
 // attached to and detached from a VM, the reports page (charts and the CSV
 // download), and the cluster page (settings with a field error, the
-// balance plan, maintenance entered and left).
+// balance plan, maintenance entered and left, the cluster's events).
 import { join } from "node:path";
 import { check, go as goTo, step } from "./browser.mjs";
 
@@ -152,5 +152,11 @@ export async function morePages(page, shot, { host, pool, image, art }) {
   await shot("cluster-maintenance");
   await page.click(`#maintenance-hosts tr[data-host="${host}"] button[data-maintenance="leave"]`);
   await page.waitForFunction((h) => document.querySelector(`#maintenance-hosts tr[data-host="${h}"] .state`)?.textContent === "ready", host, { timeout: 30000 });
+
+  step("events: the cluster's decisions with their reasons");
+  await go("#/events");
+  await page.waitForFunction(() => [...document.querySelectorAll('#events-table tr[data-kind="cluster"]')].some((r) => r.textContent.includes("maintenance")), null, { timeout: 30000 });
+  result.clusterEvents = await page.$$eval('#events-table tr[data-kind="cluster"]', (rs) => rs.map((r) => r.textContent).slice(0, 4));
+  await shot("events-cluster");
   return result;
 }

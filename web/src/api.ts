@@ -1,7 +1,7 @@
 // The agent's REST API (api/openapi.yaml) as the browser uses it: the
 // session cookie authenticates, and every request that changes something
 // carries the session's CSRF token in X-CSRF-Token.
-import type { BalancePlan, ClusterSettings, DiskSpec, Host, Network, Pool, Snapshot, UsageReport, VM, VMSpec, Volume, VolumeCreate } from "./types";
+import type { BalancePlan, ClusterEvent, ClusterSettings, DiskSpec, Host, Network, Pool, Snapshot, UsageReport, VM, VMSpec, Volume, VolumeCreate } from "./types";
 
 /** ApiError is an error answer: its status, message and the field it names. */
 export class ApiError extends Error {
@@ -97,6 +97,7 @@ export const api = {
   },
   attachDisk: (name: string, d: DiskSpec) => call<VM>("POST", `${vm(name)}/disks`, d),
   detachDisk: (name: string, index: number) => call<VM>("DELETE", `${vm(name)}/disks/${index}`),
+  clusterEvents: (limit: number) => call<{ items: ClusterEvent[] | null }>("GET", `/v1/cluster/events?limit=${limit}`).then((l) => l.items ?? []),
   settings: () => call<ClusterSettings>("GET", "/v1/cluster/settings"),
   putSettings: (s: ClusterSettings) => call<ClusterSettings>("PUT", "/v1/cluster/settings", s),
   balancePlan: () => call<BalancePlan>("GET", "/v1/cluster/balance"),

@@ -42,7 +42,8 @@ export function startEvents(_onAuthLost: (e: ApiError) => void): void {
   setState("connecting");
   source.onopen = () => setState("open");
   source.onerror = () => setState(source?.readyState === EventSource.CLOSED ? "closed" : "connecting");
-  for (const kind of ["spec", "status", "deleted"]) {
+  // cluster: HA restarts, evacuations, balancing moves, host changes.
+  for (const kind of ["spec", "status", "deleted", "cluster"]) {
     source.addEventListener(kind, (m) => {
       let ev: VMEvent;
       try {
@@ -50,7 +51,8 @@ export function startEvents(_onAuthLost: (e: ApiError) => void): void {
       } catch {
         return;
       }
-      const e = { at: new Date(), kind, ev };
+      const at = kind === "cluster" && ev.cluster?.time ? new Date(ev.cluster.time) : new Date();
+      const e = { at, kind, ev: { ...ev, vm: ev.vm || ev.cluster?.vm || "" } };
       recent.unshift(e);
       recent.length = Math.min(recent.length, keep);
       for (const l of listeners) l(e);

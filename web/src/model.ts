@@ -226,6 +226,12 @@ export function eventText(kind: string, ev: VMEvent): string {
       return `defined, desired ${ev.desired ?? "?"}`;
     case "deleted":
       return "deleted";
+    case "cluster": {
+      const c = ev.cluster;
+      if (!c) return "cluster";
+      const where = c.from && c.host ? ` ${c.from} → ${c.host}` : c.host ? ` ${c.host}` : "";
+      return `${c.kind}${where}: ${c.reason}${c.by ? ` (by ${c.by})` : ""}`;
+    }
     default:
       return kind;
   }

@@ -1,7 +1,7 @@
 import { describe, expect, it } from "vitest";
 import { ApiError } from "./api";
 import { alarms, diskFrom, eventText, runAll, settingsFrom, volumeCreateFrom, volumeFraction } from "./model";
-import { matches } from "./pages/events";
+import { matches, merged } from "./pages/events";
 import type { Host, VM } from "./types";
 
 describe("alarms", () => {
@@ -41,6 +41,8 @@ describe("events", () => {
     ["status", { type: "status", vm: "a", status: { state: "failed", exitReason: "exit status 1" } }, "failed (exit status 1)"],
     ["spec", { type: "spec", vm: "a", desired: "stopped" }, "defined, desired stopped"],
     ["deleted", { type: "deleted", vm: "a" }, "deleted"],
+    ["cluster", { type: "cluster", vm: "a", cluster: { time: "", kind: "ha-restart", from: "h1", host: "h2", vm: "a", reason: "h1 died", by: "h3" } }, "ha-restart h1 → h2: h1 died (by h3)"],
+    ["cluster", { type: "cluster", vm: "", cluster: { time: "", kind: "host-state", host: "h1", reason: "unreachable" } }, "host-state h1: unreachable"],
   ])("%s %j says %j", (kind, ev, want) => expect(eventText(kind, ev)).toBe(want));
   it("filters by every word", () => {
     const e = { at: new Date(), kind: "status", ev: { type: "status", vm: "web-1", status: { state: "running", host: "h2" } } };
@@ -113,4 +115,17 @@ describe("volumeFraction", () => {
     [{ doneBytes: 2, totalBytes: 8 }, 0.25],
     [{ doneBytes: 9, totalBytes: 8 }, 1],
   ])("%j is %s", (p, want) => expect(volumeFraction(p)).toBe(want));
+});
+
+describe("merged", () => {
+  it("adds the cluster's earlier events the session has not seen, newest first", () => {
+    const c = (s: number, reason: string) => ({ time: new Date(Date.UTC(2026, 11, 6, 8, 0, s)).toISOString(), kind: "balance", vm: "v", reason });
+    const session = [
+      { at: new Date(Date.UTC(2026, 11, 6, 8, 0, 30)), kind: "status", ev: { type: "status", vm: "v" } },
+      { at: new Date(c(20, "b").time), kind: "cluster", ev: { type: "cluster", vm: "v", cluster: c(20, "b") } },
+    ];
+    const got = merged(session, [c(10, "a"), c(20, "b")]);
+    expect(got.map((e) => `${e.kind} ${e.at.getUTCSeconds()}`)).toEqual(["status 30", "cluster 20", "cluster 10"]);
+    expect(got[2].ev.cluster?.reason).toBe("a");
+  });
 });

@@ -186,7 +186,18 @@ export interface UsageReport {
   samples?: UsageSample[] | null;
 }
 
-/** VMEvent is one event of GET /v1/events. */
+/** ClusterEvent is a decision or host change of the cluster, with its reason. */
+export interface ClusterEvent {
+  time: string;
+  kind: string;
+  host?: string;
+  from?: string;
+  vm?: string;
+  reason: string;
+  by?: string;
+}
+
+/** VMEvent is one event of GET /v1/events (type cluster: a ClusterEvent). */
 export interface VMEvent {
   type: string;
   vm: string;
@@ -194,4 +205,5 @@ export interface VMEvent {
   desired?: string;
   spec?: VMSpec;
   status?: VMStatus;
+  cluster?: ClusterEvent;
 }

@@ -1,9 +1,27 @@
-// The events page: the VM changes of GET /v1/events as they come (the
-// stream opened at login; the latest 500 are kept), filtered by VM, host
-// or kind.
+// The events page: the VM changes and the cluster's decisions (HA
+// restarts, evacuations, balancing, host changes) of GET /v1/events as
+// they come (the stream opened at login; the latest 500 are kept), with
+// the cluster's earlier decisions (GET /v1/cluster/events), filtered by
+// VM, host or kind.
+import { api } from "../api";
 import { h, replace } from "../dom";
 import { eventStreamState, onEvent, onStreamState, recentEvents, type EventEntry } from "../events";
 import { eventText } from "../model";
+import type { ClusterEvent } from "../types";
+import { hostLink } from "./host";
+
+/** key identifies a cluster event in the stream and in the history. */
+const key = (c: ClusterEvent) => `${c.time}|${c.kind}|${c.vm ?? ""}|${c.host ?? ""}|${c.reason}`;
+
+/**
+ * merged is the session's events with the cluster's earlier ones not among
+ * them, newest first.
+ */
+export function merged(session: EventEntry[], history: ClusterEvent[]): EventEntry[] {
+  const seen = new Set(session.filter((e) => e.ev.cluster).map((e) => key(e.ev.cluster!)));
+  const old = history.filter((c) => !seen.has(key(c))).map((c) => ({ at: new Date(c.time), kind: "cluster", ev: { type: "cluster", vm: c.vm ?? "", cluster: c } }));
+  return [...session, ...old].sort((a, b) => b.at.getTime() - a.at.getTime());
+}
 
 /** matches reports whether event e has every word of filter in its VM, kind or text. */
 export function matches(e: EventEntry, filter: string): boolean {
@@ -21,7 +39,7 @@ function row(e: EventEntry): HTMLElement {
     { "data-vm": e.ev.vm, "data-kind": e.kind },
     h("td", {}, h("time", { datetime: e.at.toISOString() }, e.at.toLocaleTimeString())),
     h("td", {}, e.ev.revision ?? ""),
-    h("td", {}, e.kind === "deleted" ? e.ev.vm : h("a", { href: `#/vms/${encodeURIComponent(e.ev.vm)}` }, e.ev.vm)),
+    h("td", {}, !e.ev.vm ? (e.ev.cluster?.host ? hostLink(e.ev.cluster.host) : "") : e.kind === "deleted" ? e.ev.vm : h("a", { href: `#/vms/${encodeURIComponent(e.ev.vm)}` }, e.ev.vm)),
     h("td", {}, h("span", { class: `kind kind-${e.kind}` }, e.kind)),
     h("td", {}, eventText(e.kind, e.ev)),
   );
@@ -37,8 +55,9 @@ export function eventsPage(main: HTMLElement): () => void {
   const table = h("table", { id: "events-table" }, h("thead", {}, h("tr", {}, ["Time", "Revision", "VM", "Kind", "What"].map((c) => h("th", {}, c)))), body);
   const showState = (s: string) => (status.textContent = `stream ${s}`);
   let held = 0;
+  let history: ClusterEvent[] = [];
   const draw = () => {
-    const list = recentEvents().filter((e) => matches(e, filter.value));
+    const list = merged(recentEvents(), history).filter((e) => matches(e, filter.value));
     replace(body, list.length ? list.map(row) : h("tr", {}, h("td", { colspan: 5, class: "muted" }, "No events since you logged in.")));
     count.textContent = `${list.length} shown`;
     held = 0;
@@ -54,6 +73,14 @@ export function eventsPage(main: HTMLElement): () => void {
   showState(eventStreamState());
   draw();
   main.setAttribute("data-loaded", "true");
+  let gone = false;
+  api
+    .clusterEvents(100)
+    .then((l) => {
+      history = l;
+      if (!gone && !paused.checked) draw();
+    })
+    .catch(() => {}); // an agent without cluster events: the stream alone
   const offState = onStreamState(showState);
   const off = onEvent((e) => {
     if (paused.checked) {
@@ -68,6 +95,7 @@ export function eventsPage(main: HTMLElement): () => void {
     count.textContent = `${body.children.length} shown`;
   });
   return () => {
+    gone = true;
     off();
     offState();
   };

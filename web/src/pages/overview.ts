@@ -3,7 +3,7 @@
 import { api, ApiError } from "../api";
 import { coalesce, h, replace } from "../dom";
 import { onEvent, recentEvents, type EventEntry } from "../events";
-import { alarms, countStates, rates, type Alarm } from "../model";
+import { alarms, countStates, eventText, rates, type Alarm } from "../model";
 import { hostLink } from "./host";
 import type { Host, VM } from "../types";
 
@@ -53,15 +53,15 @@ function hostsTable(hosts: Host[], load: Map<string, number>): HTMLElement {
 }
 
 function eventRow(e: EventEntry): HTMLElement {
-  const what = e.kind === "status" ? e.ev.status?.state ?? "" : e.kind === "spec" ? `defined (${e.ev.desired ?? ""})` : "deleted";
+  const host = e.ev.cluster?.host;
   return h(
     "li",
-    {},
+    { "data-kind": e.kind },
     h("time", {}, e.at.toLocaleTimeString()),
     " ",
-    h("a", { href: `#/vms/${encodeURIComponent(e.ev.vm)}` }, e.ev.vm),
+    e.ev.vm ? h("a", { href: `#/vms/${encodeURIComponent(e.ev.vm)}` }, e.ev.vm) : host ? hostLink(host) : null,
     " ",
-    what,
+    eventText(e.kind, e.ev),
   );
 }
 
