@@ -217,7 +217,7 @@ func TestBrowserLocalAgent(t *testing.T) {
 	}
 	// Started from the list, its VMM (/bin/false) failed, and the restart
 	// policy "never" chosen in the form left it so.
-	if v.Spec.CPUs != 2 || v.Spec.Memory != "128M" || v.Spec.RestartPolicy != "never" || v.Status.State != api.StateFailed || v.Status.ExitReason != "exit status 1" {
+	if v.Spec.CPUs != 2 || v.Spec.Memory != "128M" || v.Spec.RestartPolicy != "never" || !v.Spec.HA || v.Spec.RestartPriority != "high" || v.Status.State != api.StateFailed || v.Status.ExitReason != "exit status 1" {
 		t.Errorf("the VM created and started in the browser: %+v", v)
 	}
 	if _, err := a.cli.GetVM(ctx, "Bad_Name"); err == nil {

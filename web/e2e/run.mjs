@@ -85,12 +85,15 @@ await run(async (page, shot) => {
   await page.fill("#f-cpus", "2");
   await page.fill("#f-memory", "128M");
   await page.selectOption("#f-restartPolicy", "never");
+  await page.check("#f-ha");
+  await page.selectOption("#f-restartPriority", "high");
   await page.uncheck("#f-start");
   await page.click("#create-submit");
   await page.waitForFunction(() => location.hash === "#/vms/e2e-vm1" && document.querySelector("main[data-loaded]"));
   // pending until the agent's reconciler records it stopped (a live event)
   await page.waitForFunction(() => document.querySelector("#vm-state")?.textContent === "stopped");
   check((await text("#vm-details")).includes("128M"), "the definition shows the memory");
+  check((await text('#vm-details dd[data-key="HA"]')).includes("high restart priority"), "the definition shows HA");
   for (const c of ["cpu", "mem", "disk", "net"]) await page.waitForSelector(`#chart-${c} .uplot`);
   await shot("vm-detail");
 

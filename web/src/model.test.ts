@@ -99,6 +99,9 @@ describe("forms and errors", () => {
       nics: [{ network: "lan" }],
     });
     expect(specFrom({ name: "a", kernel: "/k", disk: "/img/a.qcow2" } as Record<string, string>).disks).toEqual([{ path: "/img/a.qcow2" }]);
+    expect(specFrom({ name: "a", kernel: "/k", ha: "true", restartPriority: "high" } as Record<string, string>)).toMatchObject({ ha: true, restartPriority: "high" });
+    expect(specFrom({ name: "a", kernel: "/k", ha: "true", restartPriority: "medium" } as Record<string, string>)).toEqual({ name: "a", kernel: "/k", ha: true });
+    expect(specFrom({ name: "a", kernel: "/k", ha: "", restartPriority: "high" } as Record<string, string>).restartPriority).toBeUndefined();
   });
 
   it("reads the API's error answers", () => {

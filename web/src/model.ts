@@ -167,7 +167,7 @@ export type FormErrors = Map<string, string>;
  */
 export function inputFor(field: string | undefined): string {
   if (!field) return "";
-  const known = ["name", "cpus", "memory", "kernel", "initrd", "cmdline", "boot", "restartPolicy", "stopTimeout"];
+  const known = ["name", "cpus", "memory", "kernel", "initrd", "cmdline", "boot", "restartPolicy", "restartPriority", "stopTimeout"];
   if (known.includes(field)) return field;
   if (/^disks(\[0\])?(\.(pool|volume))?$/.test(field)) return "disk";
   if (/^disks(\[0\])?\.path$/.test(field)) return "disk";

@@ -26,6 +26,8 @@ export interface VMSpec {
   nics?: NICSpec[];
   rng?: boolean;
   stopTimeout?: string;
+  ha?: boolean;
+  restartPriority?: string;
 }
 
 export interface MigrationStatus {

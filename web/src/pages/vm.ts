@@ -165,6 +165,7 @@ export function vmPage(main: HTMLElement, name: string): () => void {
       row("Command line", sp.cmdline),
       row("Disks", (sp.disks ?? []).map((d) => d.path || `${d.pool}/${d.volume}`).join(", ")),
       row("Networks", (sp.nics ?? []).map((n) => `${n.network} (${n.mac ?? ""})`).join(", ")),
+      row("HA", sp.ha ? `yes, ${sp.restartPriority || "medium"} restart priority` : undefined),
       row("Exit", v.status?.exitReason),
       row("Restarts", v.status?.restarts),
     );
