@@ -52,7 +52,7 @@ export function eventsPage(main: HTMLElement): () => void {
   const status = h("span", { id: "events-stream", class: "muted" });
   const count = h("span", { id: "events-count", class: "muted" });
   const body = h("tbody", {});
-  const table = h("table", { id: "events-table" }, h("thead", {}, h("tr", {}, ["Time", "Revision", "VM", "Kind", "What"].map((c) => h("th", {}, c)))), body);
+  const table = h("table", { id: "events-table" }, h("thead", {}, h("tr", {}, ["Time", "Revision", "VM or host", "Kind", "What"].map((c) => h("th", {}, c)))), body);
   const showState = (s: string) => (status.textContent = `stream ${s}`);
   let held = 0;
   let history: ClusterEvent[] = [];

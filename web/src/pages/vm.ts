@@ -114,6 +114,7 @@ export function vmPage(main: HTMLElement, name: string): () => void {
       await load();
     } catch (e) {
       status.textContent = `${labels[action] ?? action}: ${e instanceof ApiError ? e.message : e}`;
+      if (e instanceof ApiError && e.status === 421) hostConsoleLink();
     }
   }
 
@@ -125,8 +126,25 @@ export function vmPage(main: HTMLElement, name: string): () => void {
       await load();
     } catch (e) {
       status.textContent = `Detach disk ${i}: ${e instanceof ApiError ? e.message : e}`;
+      if (e instanceof ApiError && e.status === 421) hostConsoleLink();
       b.disabled = false;
     }
+  }
+
+  // hostConsoleLink adds to the error line a link to this VM's page on the
+  // console of the agent of its host: actions on a VM's process (pause,
+  // snapshot, disks...) are its host agent's (421 here).
+  function hostConsoleLink(): void {
+    const here = vm?.status?.host || vm?.host;
+    api
+      .hosts()
+      .then((hosts) => {
+        const tcp = hosts.find((x) => x.name === here)?.api?.find((a) => a.startsWith("tcp:"));
+        if (!tcp) return;
+        const url = `https://${tcp.slice(4)}/ui/#/vms/${encodeURIComponent(name)}`;
+        status.append(" ", h("a", { href: url, id: "vm-host-console" }, `Open ${name} on ${here}'s console`));
+      })
+      .catch(() => {});
   }
 
   async function restore(snap: string): Promise<void> {
@@ -136,6 +154,7 @@ export function vmPage(main: HTMLElement, name: string): () => void {
       await load();
     } catch (e) {
       status.textContent = `Restore ${snap}: ${e instanceof ApiError ? e.message : e}`;
+      if (e instanceof ApiError && e.status === 421) hostConsoleLink();
     }
   }
 
