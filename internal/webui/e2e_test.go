@@ -201,7 +201,7 @@ func TestBrowserLocalAgent(t *testing.T) {
 	art := artifactDir(t)
 	res := runBrowser(t, "run.mjs", map[string]string{
 		"GOVISOR_URL": a.url, "GOVISOR_SHORT_URL": short.url, "GOVISOR_TOKEN": e2eToken,
-		"KERNEL": kernel, "ARTIFACTS": art, "SHORT_TTL_MS": "3000", "POOL": "e2e-pool", "IMAGE": image,
+		"KERNEL": kernel, "ARTIFACTS": art, "SHORT_TTL_MS": "3000", "POOL": "e2e-pool", "IMAGE": image, "POOL2_DIR": filepath.Join(dir, "pool2"),
 	})
 	t.Logf("screenshots in %s; timings %v", art, res)
 	for _, page := range []string{"login-wrong-token", "overview", "create-errors", "vm-detail", "vms", "vms-sorted", "networks", "pools", "session-expired",

@@ -16,8 +16,9 @@ import (
 
 // checkPagesDone checks through the API what web/e2e/pages.mjs did in the
 // browser: the image imported and converted, the empty volume deleted, the
-// disk detached, the cluster settings saved, maintenance left, and the
-// report's CSV the same as `govisor report --csv` makes of the window.
+// disk detached, the pool defined in the browser deleted, the cluster
+// settings saved, maintenance left, and the report's CSV the same as
+// `govisor report --csv` makes of the window.
 func checkPagesDone(t *testing.T, a localAgent, res map[string]any) {
 	t.Helper()
 	ctx := t.Context()
@@ -34,6 +35,9 @@ func checkPagesDone(t *testing.T, a localAgent, res map[string]any) {
 	}
 	if strings.Join(names, ",") != "imported.qcow2" {
 		t.Errorf("volumes %v, want the imported one only (empty1 deleted)", names)
+	}
+	if pools, err := a.cli.ListPools(ctx); err != nil || len(pools) != 1 || pools[0].Name != "e2e-pool" {
+		t.Errorf("pools after e2e-pool2 was defined and deleted in the browser: %+v, %v", pools, err)
 	}
 	if v, err := a.cli.GetVM(ctx, "zeta"); err != nil || len(v.Spec.Disks) != 0 {
 		t.Errorf("zeta after attach and detach: %+v, %v", v.Spec.Disks, err)

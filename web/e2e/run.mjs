@@ -5,6 +5,7 @@
 //   GOVISOR_SHORT_URL  an agent whose sessions last SHORT_TTL_MS
 //   KERNEL             a file to give as the kernel in the create form
 //   POOL, IMAGE        a storage pool, and a raw image file to import into it
+//   POOL2_DIR          a folder for a pool defined and deleted in the browser
 //   ARTIFACTS          folder for the screenshots
 //   CHROMIUM           the browser
 // It prints "RESULT {json}" (timings) and exits non-zero on a failure.
@@ -137,10 +138,26 @@ await run(async (page, shot) => {
   step("networks and pools");
   await go("#/networks");
   check((await text("main")).includes("No networks"), "networks page");
+  // Refused definitions only: a network makes a bridge on the host.
+  await page.fill("#network-form-name", "Bad_Name");
+  await page.click("#network-form-submit");
+  await page.waitForFunction(() => document.querySelector("#network-form-name-err")?.textContent?.includes("DNS label"));
+  await page.fill("#network-form-name", "lan");
+  await page.fill("#network-form-cidr", "10.9.0.0/24");
+  await page.click("#network-form-submit");
+  await page.waitForFunction(() => document.querySelector("#network-form-cidr-err")?.textContent?.includes("own address"));
+  check((await text("#network-form-name-err")) === "", "the name error went away");
   await shot("networks");
   await go("#/pools");
   await page.waitForSelector('#pools tr[data-name="e2e-pool"]');
+  await page.fill("#pool-form-name", "e2e-pool2");
+  await page.fill("#pool-form-path", env("POOL2_DIR"));
+  await page.click("#pool-form-submit");
+  await page.waitForSelector('#pools tr[data-name="e2e-pool2"]');
   await shot("pools");
+  await page.click('#pools button[data-delete="e2e-pool2"]');
+  await page.click('#pools button[data-delete="e2e-pool2"]');
+  await page.waitForFunction(() => !document.querySelector('#pools tr[data-name="e2e-pool2"]'));
 
   Object.assign(result, await morePages(page, shot, { host: "e2ehost", pool: env("POOL"), image: env("IMAGE"), art: env("ARTIFACTS") }));
 

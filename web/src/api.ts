@@ -86,6 +86,10 @@ export const api = {
   restore: (name: string, snap: string) => call<VM>("POST", `${vm(name)}/restore`, { snapshot: snap }),
   snapshots: (name: string) => call<{ items: Snapshot[] | null }>("GET", `${vm(name)}/snapshots`).then((l) => l.items ?? []),
   networks: () => call<{ items: Network[] | null }>("GET", "/v1/networks").then((l) => l.items ?? []),
+  createNetwork: (n: Network) => call<Network>("POST", "/v1/networks", n),
+  deleteNetwork: (name: string) => call<void>("DELETE", `/v1/networks/${encodeURIComponent(name)}`),
+  createPool: (p: Pool) => call<Pool>("POST", "/v1/pools", p),
+  deletePool: (name: string) => call<void>("DELETE", `/v1/pools/${encodeURIComponent(name)}`),
   pools: () => call<{ items: Pool[] | null }>("GET", "/v1/pools").then((l) => l.items ?? []),
   usage: (q: { vm?: string; from?: Date; to?: Date; step?: string }) => {
     const p = new URLSearchParams();
