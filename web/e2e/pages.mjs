@@ -31,6 +31,8 @@ export async function morePages(page, shot, { host, pool, image, art }) {
   check((await text("#host-state")) === "ready", `host state ${await text("#host-state")}`);
   check(Number(await text('#host-details dd[data-key="CPUs"]')) > 0, "the host's CPUs");
   check((await text("#host-vm-list")).includes("e2e-vm1"), `host VMs: ${await text("#host-vm-list")}`);
+  await page.waitForSelector("#host-chart-cpu .uplot");
+  await page.waitForFunction(() => Number(document.querySelector("#host-chart-cpu")?.dataset.points) > 0);
   await shot("host");
 
   step("events page: what happens shows at once");

@@ -1,10 +1,12 @@
 // A host's page: what it is (processor, memory, labels, agent), its
-// measured load and its VMs' loads, its VMs, and maintenance mode.
+// measured load and its VMs' loads (charted over time for the agent's own
+// host), its VMs, and maintenance mode.
 import { api } from "../api";
 import { coalesce, h, replace } from "../dom";
 import { onEvent } from "../events";
 import { errorText } from "../forms";
-import { bytes, stateOf } from "../model";
+import { bytes, rates, stateOf } from "../model";
+import { chart, type Chart } from "../charts";
 import type { Host } from "../types";
 
 /** hostLink links to a host's page. */
@@ -42,8 +44,27 @@ export function hostPage(main: HTMLElement, name: string): () => void {
   const details = h("dl", { id: "host-details" });
   const loadBox = h("div", { id: "host-load" });
   const vmsBox = h("div", { id: "host-vms" });
-  replace(main, title, error, toolbar, h("div", { class: "columns" }, h("section", {}, h("h2", {}, "Host"), details), h("section", {}, h("h2", {}, "Load"), loadBox)), h("h2", {}, "VMs"), vmsBox);
+  const charts = h("div", { class: "charts", id: "host-charts" });
+  replace(main, title, error, toolbar, h("div", { class: "columns" }, h("section", {}, h("h2", {}, "Host"), details), h("section", {}, h("h2", {}, "Load"), loadBox)), charts, h("h2", {}, "VMs"), vmsBox);
   let gone = false;
+  // The agent serving the page samples its own host (GET /v1/usage): that
+  // host's page charts its last 30 minutes.
+  let drawn: Chart[] = [];
+  let making: Promise<Chart[]> | null = null;
+  async function usage(): Promise<void> {
+    const rep = await api.usage({ from: new Date(Date.now() - 30 * 60_000) }).catch(() => null);
+    if (gone || !rep || rep.host !== name) return;
+    if (!making) {
+      const cpu = h("div", { id: "host-chart-cpu", class: "chart" });
+      const mem = h("div", { id: "host-chart-mem", class: "chart" });
+      replace(charts, cpu, mem);
+      making = Promise.all([chart(cpu, "CPU (all CPUs)", ["cpu"], ["% of a CPU"], "% of a CPU"), chart(mem, "Memory in use", ["memMiB"], ["MiB"], "MiB")]);
+    }
+    drawn = await making;
+    if (gone) return;
+    const s = rates(rep.samples ?? [], "");
+    drawn.forEach((c) => c.set(s));
+  }
   async function load(): Promise<void> {
     try {
       const [hosts, vms] = await Promise.all([api.hosts(), api.vms()]);
@@ -125,11 +146,13 @@ export function hostPage(main: HTMLElement, name: string): () => void {
     }
   }
   load();
+  usage();
   const off = onEvent(coalesce(load));
-  const timer = setInterval(load, 5000);
+  const timer = setInterval(() => (load(), usage()), 5000);
   return () => {
     gone = true;
     off();
     clearInterval(timer);
+    making?.then((cs) => cs.forEach((c) => c.close()));
   };
 }
