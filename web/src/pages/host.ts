@@ -58,7 +58,7 @@ export function hostPage(main: HTMLElement, name: string): () => void {
       const cpu = h("div", { id: "host-chart-cpu", class: "chart" });
       const mem = h("div", { id: "host-chart-mem", class: "chart" });
       replace(charts, cpu, mem);
-      making = Promise.all([chart(cpu, "CPU (all CPUs)", ["cpu"], ["% of a CPU"], "% of a CPU"), chart(mem, "Memory in use", ["memMiB"], ["MiB"], "MiB")]);
+      making = Promise.all([chart(cpu, "CPU busy", ["cpu"], ["% of a CPU"], "% of a CPU"), chart(mem, "Memory in use", ["memMiB"], ["MiB"], "MiB")]);
     }
     drawn = await making;
     if (gone) return;
