@@ -140,8 +140,9 @@ export async function morePages(page, shot, { host, pool, image, art }) {
   await page.fill("#settings-hostFailures", "1");
   await page.click("#settings-submit");
   await page.waitForFunction(() => document.querySelector("#settings-saved")?.textContent?.startsWith("Saved"));
+  // The balancer plans with the band just saved.
   await page.click("#plan-refresh");
-  await page.waitForSelector("#plan-summary");
+  await page.waitForFunction(() => document.querySelector("#plan-summary")?.textContent?.includes("(band 25%)"));
   result.plan = await text("#plan-summary");
   await shot("cluster");
   await page.click(`#maintenance-hosts tr[data-host="${host}"] button[data-maintenance="enter"]`);
