@@ -37,6 +37,15 @@ type Volume struct {
 	VirtualSize int64    `json:"virtualSize"` // bytes the guest sees
 	ActualSize  int64    `json:"actualSize"`  // bytes used on the host
 	UsedBy      []string `json:"usedBy,omitempty"`
+	// Progress is set while the agent still makes the volume from an
+	// image or another volume: it is listed, but no file is there yet.
+	Progress *VolumeProgress `json:"progress,omitempty"`
+}
+
+// VolumeProgress is how far the making of a volume got.
+type VolumeProgress struct {
+	DoneBytes  int64 `json:"doneBytes"`  // of the source's virtual size, converted
+	TotalBytes int64 `json:"totalBytes"` // the source's virtual size
 }
 
 // VolumeList is the body of GET /v1/pools/{pool}/volumes.

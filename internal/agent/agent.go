@@ -98,6 +98,9 @@ type Agent struct {
 	node      *node.Node // this host's VMM processes
 	mig       *migrator  // carries out the live migrations recorded for this host
 	snapMu    sync.Mutex // serializes snapshot index updates
+	// making holds the volumes being converted, "pool/volume" to
+	// *makingVolume (pools_making.go).
+	making sync.Map
 	// haRestarts counts the HA restarts this agent's controller made, by
 	// the dead host; leading is 1 while this agent leads the cluster.
 	haRestarts *prometheus.CounterVec

@@ -93,3 +93,58 @@ func TestConsoleWebSocket(t *testing.T) {
 	_, err = ta.cli.AttachConsole(ctx, "ghost")
 	wantAPIError(t, "console of no VM", err, http.StatusNotFound, "", "not found")
 }
+
+// TestConsoleAfterMigration: a VM's console asked of the agent of the host
+// it left is reached through the agent of the host it runs on now (issue
+// 14: the browser's console, served by one agent, survives a live
+// migration); the session open across the migration ends with the source
+// VMM.
+func TestConsoleAfterMigration(t *testing.T) {
+	kvmtest.Require(t)
+	ctx := t.Context()
+	dirA, dirB, dirC := t.TempDir(), t.TempDir(), t.TempDir()
+	ta, tb, _ := threeHosts(t, dirA, dirB, dirC)
+	k := writeGuest(t, dirA, "echo.elf", echoGuest("READY\n"))
+	s := spec("echo", k, api.RestartNever)
+	s.StopTimeout = "0s"
+	if _, err := ta.cli.CreateVM(ctx, s, true); err != nil {
+		t.Fatal(err)
+	}
+	waitVM(t, ta.cli, "echo", "running", func(v api.VM) bool { return v.Status.State == api.StateRunning })
+	waitVMMAPI(t, ta, "echo")
+	attach := func(via testAgent) io.ReadWriteCloser {
+		t.Helper()
+		for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+			c, err := via.cli.AttachConsole(ctx, "echo")
+			if err == nil {
+				return c
+			}
+			if time.Now().After(deadline) {
+				t.Fatal(err)
+			}
+		}
+	}
+	before := attach(ta)
+	defer before.Close()
+	before.Write([]byte("before\n"))
+	readUntil(t, before, "before\n")
+	if _, err := ta.cli.Migrate(ctx, "echo", api.MigrateRequest{Host: "hostb"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := io.ReadAll(before); err != nil {
+		t.Errorf("the session open across the migration: %v", err)
+	}
+	after := attach(ta) // the agent of the host the VM left
+	defer after.Close()
+	after.Write([]byte("after the move\n"))
+	readUntil(t, after, "after the move\n")
+	// The session goes on through hostb's agent: both see the echo.
+	direct := attach(tb)
+	defer direct.Close()
+	direct.Write([]byte("to both\n"))
+	readUntil(t, direct, "to both\n")
+	readUntil(t, after, "to both\n")
+	if _, err := tb.cli.Action(ctx, "echo", "stop", 30*time.Second); err != nil {
+		t.Fatal(err)
+	}
+}

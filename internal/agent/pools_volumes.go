@@ -103,6 +103,7 @@ func (a *Agent) ListVolumes(ctx context.Context, pool string) (api.VolumeList, e
 		v.UsedBy = volumeUsers(recs, p.Name, v.Name, v.Path)
 		out.Items = append(out.Items, v)
 	}
+	out.Items = append(out.Items, a.makingIn(p.Name)...)
 	return out, nil
 }
 
@@ -114,6 +115,9 @@ func (a *Agent) GetVolume(ctx context.Context, pool, vol string) (api.Volume, er
 	}
 	var v api.Volume
 	if err == nil {
+		if mv, ok := a.makingOne(p.Name, vol); ok {
+			return mv, nil
+		}
 		v, err = describeVolume(p, vol)
 	}
 	var recs []store.Record
@@ -135,6 +139,9 @@ func (a *Agent) DeleteVolume(ctx context.Context, pool, vol string) error {
 	}
 	var v api.Volume
 	if err == nil {
+		if _, ok := a.makingOne(p.Name, vol); ok {
+			return errf(ErrBusy, "volume %s of storage pool %s is still being made", vol, p.Name)
+		}
 		v, err = describeVolume(p, vol)
 	}
 	var recs []store.Record
@@ -222,7 +229,7 @@ func (a *Agent) CreateVolume(ctx context.Context, pool string, c api.VolumeCreat
 		}
 	}
 	if err == nil {
-		err = makeVolume(ctx, dst, c.Format, size, src)
+		err = a.makeListed(ctx, p, c, dst, size, src)
 	}
 	var v api.Volume
 	if err == nil {
@@ -233,6 +240,24 @@ func (a *Agent) CreateVolume(ctx context.Context, pool string, c api.VolumeCreat
 	}
 	a.log.Info("volume created", "pool", p.Name, "volume", c.Name, "format", v.Format, "size", v.VirtualSize, "from", src)
 	return v, nil
+}
+
+// makeListed makes the volume as makeVolume does; one converted from an
+// image or volume is listed with its progress meanwhile.
+func (a *Agent) makeListed(ctx context.Context, p api.Pool, c api.VolumeCreate, dst string, size int64, src string) error {
+	if src == "" {
+		return makeVolume(ctx, dst, c.Format, size, src, nil)
+	}
+	var total int64
+	if info, err := diskimage.InfoOf(src, ""); err == nil {
+		total = info.VirtualSize
+	}
+	m, done, err := a.startMaking(api.Volume{Name: c.Name, Pool: p.Name, Path: dst, Format: c.Format, VirtualSize: total}, total)
+	if err != nil {
+		return err
+	}
+	defer done()
+	return makeVolume(ctx, dst, c.Format, size, src, m.progress)
 }
 
 // checkQuiet refuses to copy an image that a VM desired running writes to:
@@ -262,7 +287,7 @@ func (a *Agent) checkQuiet(ctx context.Context, src string) error {
 // the image src. It is built under a temporary name and renamed into place
 // without replacing anything, so a failure or a concurrent create never
 // leaves a half-written volume behind.
-func makeVolume(ctx context.Context, dst, format string, size int64, src string) (err error) {
+func makeVolume(ctx context.Context, dst, format string, size int64, src string, progress func(done, total int64)) (err error) {
 	var rnd [6]byte
 	rand.Read(rnd[:])
 	tmp := filepath.Join(filepath.Dir(dst), ".gv-tmp-"+hex.EncodeToString(rnd[:]))
@@ -285,7 +310,7 @@ func makeVolume(ctx context.Context, dst, format string, size int64, src string)
 		return fmt.Errorf("agent: create %s volume: %w", format, err)
 	}
 	if in != nil {
-		if err = convert.Convert(ctx, in, out, convert.Options{}); err != nil {
+		if err = convert.Convert(ctx, in, out, convert.Options{Progress: progress}); err != nil {
 			out.Close()
 			return fmt.Errorf("agent: convert %s to %s: %w", src, format, err)
 		}

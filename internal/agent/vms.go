@@ -177,9 +177,13 @@ func (a *Agent) ConsoleLog(ctx context.Context, name string) (io.ReadCloser, err
 
 // AttachConsole connects to the VMM's console socket of a running or
 // paused VM (`govisor run --console-sock`): what is written goes to the
-// guest's serial input, and the guest's serial output can be read.
+// guest's serial input, and the guest's serial output can be read. A VM
+// of another host is reached through that host's agent.
 func (a *Agent) AttachConsole(ctx context.Context, name string) (net.Conn, error) {
 	rec, err := a.localVM(ctx, name)
+	if errors.Is(err, ErrNotHere) {
+		return a.peerConsole(ctx, rec)
+	}
 	if err != nil {
 		return nil, err
 	}

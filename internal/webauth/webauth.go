@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"path"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/govisor/govisor/api"
@@ -50,6 +51,21 @@ type Auth struct {
 	Tokens   []string
 	Sessions *Sessions
 	Links    *Links // one-time login links (nil: none)
+	// Limit counts failed logins by client address (nil: a default of
+	// LoginBurst and LoginRefill, made at the first login).
+	Limit *Limiter
+
+	limitOnce sync.Once
+}
+
+// limiter returns a.Limit, made on first use when not set.
+func (a *Auth) limiter() *Limiter {
+	a.limitOnce.Do(func() {
+		if a.Limit == nil {
+			a.Limit = NewLimiter(LoginBurst, LoginRefill)
+		}
+	})
+	return a.Limit
 }
 
 // Handler lets through requests with a valid bearer token (the API's
@@ -153,6 +169,13 @@ func (a *Auth) login(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusUnsupportedMediaType, "log in with a JSON body (Content-Type: application/json)", "")
 		return
 	}
+	// An address that failed too often is refused before its token is
+	// looked at: a right guess then is no different from a wrong one.
+	client := clientOf(r)
+	if wait := a.limiter().wait(client); wait > 0 {
+		refuseTooMany(w, wait)
+		return
+	}
 	var l Login
 	dec := json.NewDecoder(io.LimitReader(r.Body, 4096))
 	dec.DisallowUnknownFields()
@@ -161,6 +184,7 @@ func (a *Auth) login(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if !a.validToken(l.Token) {
+		a.limiter().fail(client)
 		writeError(w, http.StatusUnauthorized, "wrong token: give one of the agent's API tokens (--token-file)", "token")
 		return
 	}

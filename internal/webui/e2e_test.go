@@ -1,6 +1,7 @@
 package webui_test
 
 import (
+	"bytes"
 	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
@@ -192,13 +193,19 @@ func TestBrowserLocalAgent(t *testing.T) {
 	if _, err := a.cli.CreatePool(ctx, api.Pool{Name: "e2e-pool", Path: pool}); err != nil {
 		t.Fatal(err)
 	}
+	// A raw image to import (and convert to qcow2) from the storage page.
+	image := filepath.Join(dir, "image.raw")
+	if err := os.WriteFile(image, bytes.Repeat([]byte("govisor!"), 4<<20), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	art := artifactDir(t)
 	res := runBrowser(t, "run.mjs", map[string]string{
 		"GOVISOR_URL": a.url, "GOVISOR_SHORT_URL": short.url, "GOVISOR_TOKEN": e2eToken,
-		"KERNEL": kernel, "ARTIFACTS": art, "SHORT_TTL_MS": "3000",
+		"KERNEL": kernel, "ARTIFACTS": art, "SHORT_TTL_MS": "3000", "POOL": "e2e-pool", "IMAGE": image, "POOL2_DIR": filepath.Join(dir, "pool2"),
 	})
 	t.Logf("screenshots in %s; timings %v", art, res)
-	for _, page := range []string{"login-wrong-token", "overview", "create-errors", "vm-detail", "vms", "vms-sorted", "networks", "pools", "session-expired"} {
+	for _, page := range []string{"login-wrong-token", "overview", "create-errors", "vm-detail", "vms", "vms-sorted", "networks", "pools", "session-expired",
+		"overview-alarms", "host", "events", "pool", "vm-disks", "reports", "cluster", "cluster-maintenance", "events-cluster", "login-rate-limited"} {
 		if fi, err := os.Stat(filepath.Join(art, page+".png")); err != nil || fi.Size() < 1000 {
 			t.Errorf("screenshot %s.png: %v", page, err)
 		}
@@ -210,7 +217,7 @@ func TestBrowserLocalAgent(t *testing.T) {
 	}
 	// Started from the list, its VMM (/bin/false) failed, and the restart
 	// policy "never" chosen in the form left it so.
-	if v.Spec.CPUs != 2 || v.Spec.Memory != "128M" || v.Spec.RestartPolicy != "never" || v.Status.State != api.StateFailed || v.Status.ExitReason != "exit status 1" {
+	if v.Spec.CPUs != 2 || v.Spec.Memory != "128M" || v.Spec.RestartPolicy != "never" || !v.Spec.HA || v.Spec.RestartPriority != "high" || v.Status.State != api.StateFailed || v.Status.ExitReason != "exit status 1" {
 		t.Errorf("the VM created and started in the browser: %+v", v)
 	}
 	if _, err := a.cli.GetVM(ctx, "Bad_Name"); err == nil {
@@ -219,6 +226,7 @@ func TestBrowserLocalAgent(t *testing.T) {
 	if _, err := a.cli.GetVM(ctx, "alpha"); err == nil {
 		t.Errorf("the VM deleted in the browser still exists")
 	}
+	checkPagesDone(t, a, res)
 
 	// The list with 1,000 VMs (issue 14: it stays fast).
 	const many = 1000
@@ -243,4 +251,25 @@ func TestBrowserLocalAgent(t *testing.T) {
 		"GOVISOR_URL": a.url, "GOVISOR_TOKEN": e2eToken, "ARTIFACTS": art, "WANT_VMS": fmt.Sprint(many + 2),
 	})
 	t.Logf("VM list of %d VMs: %v", many+2, res)
+	// The bulk actions of many.mjs: ten VMs started (their VMM, /bin/false,
+	// fails at once), ten others deleted.
+	vms, err := a.cli.ListVMs(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	started, left := 0, 0
+	for _, v := range vms {
+		if strings.HasPrefix(v.Spec.Name, "many-001") {
+			t.Errorf("%s was deleted in bulk but is still there", v.Spec.Name)
+		}
+		if strings.HasPrefix(v.Spec.Name, "many-000") && v.Desired == api.PowerRunning {
+			started++
+		}
+		if strings.HasPrefix(v.Spec.Name, "many-") {
+			left++
+		}
+	}
+	if started != 10 || left != many-10 {
+		t.Errorf("after the bulk actions: %d of many-000x desired running (want 10), %d many-* VMs (want %d)", started, left, many-10)
+	}
 }

@@ -22,7 +22,8 @@ const labNet = 14
 // from the form, its serial console used from the browser (a command typed
 // into xterm.js and the guest's answer read back), its CPU chart rising
 // while the guest is busy, paused, resumed, snapshotted, live-migrated to
-// the other lab host and stopped.
+// the other lab host (its progress bar seen while it runs; the console
+// answering again afterwards, through the first host's agent) and stopped.
 func TestBrowserLabVM(t *testing.T) {
 	requireNode(t)
 	requireChromium(t)
@@ -44,7 +45,7 @@ func TestBrowserLabVM(t *testing.T) {
 		"KERNEL": "/guest/bzImage", "INITRD": "/guest/initrd.cpio",
 	})
 	t.Logf("screenshots in %s; %v", art, res)
-	for _, page := range []string{"vm-console", "vm-charts", "vm-paused", "vm-snapshot", "vm-migrated", "vms-stopped"} {
+	for _, page := range []string{"vm-console", "vm-charts", "vm-paused", "vm-snapshot", "vm-migrated", "vm-console-migrated", "vms-stopped"} {
 		if fi, err := os.Stat(filepath.Join(art, page+".png")); err != nil || fi.Size() < 1000 {
 			t.Errorf("screenshot %s.png: %v", page, err)
 		}

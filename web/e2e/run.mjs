@@ -4,10 +4,13 @@
 //   GOVISOR_URL        https://127.0.0.1:PORT of an agent (token GOVISOR_TOKEN)
 //   GOVISOR_SHORT_URL  an agent whose sessions last SHORT_TTL_MS
 //   KERNEL             a file to give as the kernel in the create form
+//   POOL, IMAGE        a storage pool, and a raw image file to import into it
+//   POOL2_DIR          a folder for a pool defined and deleted in the browser
 //   ARTIFACTS          folder for the screenshots
 //   CHROMIUM           the browser
 // It prints "RESULT {json}" (timings) and exits non-zero on a failure.
 import { check, env, go as goTo, run, step } from "./browser.mjs";
+import { morePages } from "./pages.mjs";
 
 const url = env("GOVISOR_URL");
 const shortURL = env("GOVISOR_SHORT_URL");
@@ -83,13 +86,16 @@ await run(async (page, shot) => {
   await page.fill("#f-cpus", "2");
   await page.fill("#f-memory", "128M");
   await page.selectOption("#f-restartPolicy", "never");
+  await page.check("#f-ha");
+  await page.selectOption("#f-restartPriority", "high");
   await page.uncheck("#f-start");
   await page.click("#create-submit");
   await page.waitForFunction(() => location.hash === "#/vms/e2e-vm1" && document.querySelector("main[data-loaded]"));
   // pending until the agent's reconciler records it stopped (a live event)
   await page.waitForFunction(() => document.querySelector("#vm-state")?.textContent === "stopped");
   check((await text("#vm-details")).includes("128M"), "the definition shows the memory");
-  await page.waitForSelector("#chart-cpu .uplot");
+  check((await text('#vm-details dd[data-key="HA"]')).includes("high restart priority"), "the definition shows HA");
+  for (const c of ["cpu", "mem", "disk", "net"]) await page.waitForSelector(`#chart-${c} .uplot`);
   await shot("vm-detail");
 
   step("VM list: filter and sort");
@@ -132,10 +138,28 @@ await run(async (page, shot) => {
   step("networks and pools");
   await go("#/networks");
   check((await text("main")).includes("No networks"), "networks page");
+  // Refused definitions only: a network makes a bridge on the host.
+  await page.fill("#network-form-name", "Bad_Name");
+  await page.click("#network-form-submit");
+  await page.waitForFunction(() => document.querySelector("#network-form-name-err")?.textContent?.includes("DNS label"));
+  await page.fill("#network-form-name", "lan");
+  await page.fill("#network-form-cidr", "10.9.0.0/24");
+  await page.click("#network-form-submit");
+  await page.waitForFunction(() => document.querySelector("#network-form-cidr-err")?.textContent?.includes("own address"));
+  check((await text("#network-form-name-err")) === "", "the name error went away");
   await shot("networks");
   await go("#/pools");
   await page.waitForSelector('#pools tr[data-name="e2e-pool"]');
+  await page.fill("#pool-form-name", "e2e-pool2");
+  await page.fill("#pool-form-path", env("POOL2_DIR"));
+  await page.click("#pool-form-submit");
+  await page.waitForSelector('#pools tr[data-name="e2e-pool2"]');
   await shot("pools");
+  await page.click('#pools button[data-delete="e2e-pool2"]');
+  await page.click('#pools button[data-delete="e2e-pool2"]');
+  await page.waitForFunction(() => !document.querySelector('#pools tr[data-name="e2e-pool2"]'));
+
+  Object.assign(result, await morePages(page, shot, { host: "e2ehost", pool: env("POOL"), image: env("IMAGE"), art: env("ARTIFACTS") }));
 
   step("log out");
   await page.click("nav .logout");
@@ -154,6 +178,23 @@ await run(async (page, shot) => {
   await shot("session-expired");
   await page.reload();
   await page.waitForSelector("#login-form");
+
+  step("failed logins are rate-limited");
+  for (let i = 0; ; i++) {
+    await page.fill("#token", `guess-${i}`);
+    await page.click("#login-form button[type=submit]");
+    await page.waitForFunction(() => document.querySelector("#login-error")?.textContent);
+    const msg = await text("#login-error");
+    if (msg.includes("too many failed logins")) break;
+    check(msg.includes("wrong token") && i < 5, `login ${i}: ${msg}`);
+    await page.evaluate(() => (document.querySelector("#login-error").textContent = ""));
+  }
+  // Even the right token waits now.
+  await page.evaluate(() => (document.querySelector("#login-error").textContent = ""));
+  await page.fill("#token", token);
+  await page.click("#login-form button[type=submit]");
+  await page.waitForFunction(() => document.querySelector("#login-error")?.textContent?.includes("too many failed logins"));
+  await shot("login-rate-limited");
 
   return result;
 });

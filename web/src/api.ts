@@ -1,7 +1,7 @@
 // The agent's REST API (api/openapi.yaml) as the browser uses it: the
 // session cookie authenticates, and every request that changes something
 // carries the session's CSRF token in X-CSRF-Token.
-import type { Host, Network, Pool, Snapshot, UsageReport, VM, VMSpec } from "./types";
+import type { BalancePlan, ClusterEvent, ClusterSettings, DiskSpec, Host, Network, Pool, Snapshot, UsageReport, VM, VMSpec, Volume, VolumeCreate } from "./types";
 
 /** ApiError is an error answer: its status, message and the field it names. */
 export class ApiError extends Error {
@@ -81,16 +81,34 @@ export const api = {
   deleteVM: (name: string) => call<void>("DELETE", vm(name)),
   act: (name: string, action: string) => call<VM>("POST", `${vm(name)}/${action}`),
   snapshot: (name: string, snap: string) => call<Snapshot>("POST", `${vm(name)}/snapshot`, { name: snap }),
-  migrate: (name: string, host: string) => call<VM>("POST", `${vm(name)}/migrate`, { host }),
+  migrate: (name: string, host: string, bandwidth?: number) => call<VM>("POST", `${vm(name)}/migrate`, bandwidth ? { host, bandwidth } : { host }),
   cancelMigrate: (name: string) => call<VM>("DELETE", `${vm(name)}/migrate`),
   restore: (name: string, snap: string) => call<VM>("POST", `${vm(name)}/restore`, { snapshot: snap }),
   snapshots: (name: string) => call<{ items: Snapshot[] | null }>("GET", `${vm(name)}/snapshots`).then((l) => l.items ?? []),
   networks: () => call<{ items: Network[] | null }>("GET", "/v1/networks").then((l) => l.items ?? []),
+  createNetwork: (n: Network) => call<Network>("POST", "/v1/networks", n),
+  deleteNetwork: (name: string) => call<void>("DELETE", `/v1/networks/${encodeURIComponent(name)}`),
+  createPool: (p: Pool) => call<Pool>("POST", "/v1/pools", p),
+  deletePool: (name: string) => call<void>("DELETE", `/v1/pools/${encodeURIComponent(name)}`),
   pools: () => call<{ items: Pool[] | null }>("GET", "/v1/pools").then((l) => l.items ?? []),
-  usage: (q: { vm?: string; from?: Date }) => {
+  usage: (q: { vm?: string; from?: Date; to?: Date; step?: string }) => {
     const p = new URLSearchParams();
     if (q.vm) p.set("vm", q.vm);
     if (q.from) p.set("from", q.from.toISOString());
+    if (q.to) p.set("to", q.to.toISOString());
+    if (q.step) p.set("step", q.step);
     return call<UsageReport>("GET", `/v1/usage?${p}`);
   },
+  attachDisk: (name: string, d: DiskSpec) => call<VM>("POST", `${vm(name)}/disks`, d),
+  detachDisk: (name: string, index: number) => call<VM>("DELETE", `${vm(name)}/disks/${index}`),
+  clusterEvents: (limit: number) => call<{ items: ClusterEvent[] | null }>("GET", `/v1/cluster/events?limit=${limit}`).then((l) => l.items ?? []),
+  settings: () => call<ClusterSettings>("GET", "/v1/cluster/settings"),
+  putSettings: (s: ClusterSettings) => call<ClusterSettings>("PUT", "/v1/cluster/settings", s),
+  balancePlan: () => call<BalancePlan>("GET", "/v1/cluster/balance"),
+  applyBalance: () => call<BalancePlan>("POST", "/v1/cluster/balance"),
+  maintenance: (host: string, on: boolean) => call<Host>("PUT", `/v1/hosts/${encodeURIComponent(host)}/maintenance`, { maintenance: on }),
+  volumes: (pool: string) => call<{ items: Volume[] | null }>("GET", `/v1/pools/${encodeURIComponent(pool)}/volumes`).then((l) => l.items ?? []),
+  volume: (pool: string, v: string) => call<Volume>("GET", `/v1/pools/${encodeURIComponent(pool)}/volumes/${encodeURIComponent(v)}`),
+  createVolume: (pool: string, c: VolumeCreate) => call<Volume>("POST", `/v1/pools/${encodeURIComponent(pool)}/volumes`, c),
+  deleteVolume: (pool: string, v: string) => call<void>("DELETE", `/v1/pools/${encodeURIComponent(pool)}/volumes/${encodeURIComponent(v)}`),
 };

@@ -10,6 +10,11 @@ import { vmListPage } from "./pages/vms";
 import { vmPage } from "./pages/vm";
 import { createPage } from "./pages/create";
 import { networksPage, poolsPage } from "./pages/lists";
+import { clusterPage } from "./pages/cluster";
+import { hostPage } from "./pages/host";
+import { eventsPage } from "./pages/events";
+import { poolPage } from "./pages/storage";
+import { reportsPage } from "./pages/reports";
 
 /** A page renders into main and returns what to do when it is left. */
 export type Page = (main: HTMLElement, arg: string) => (() => void) | void;
@@ -21,6 +26,11 @@ const routes: [RegExp, Page][] = [
   [/^\/create$/, createPage],
   [/^\/networks$/, networksPage],
   [/^\/pools$/, poolsPage],
+  [/^\/pools\/([^/]+)$/, poolPage],
+  [/^\/hosts\/([^/]+)$/, hostPage],
+  [/^\/cluster$/, clusterPage],
+  [/^\/events$/, eventsPage],
+  [/^\/reports$/, reportsPage],
 ];
 
 const app = document.getElementById("app")!;
@@ -42,8 +52,11 @@ function nav(): HTMLElement {
     link("#/", "Overview"),
     link("#/vms", "VMs"),
     link("#/create", "Create VM"),
+    link("#/cluster", "Cluster"),
     link("#/networks", "Networks"),
-    link("#/pools", "Pools"),
+    link("#/pools", "Storage"),
+    link("#/events", "Events"),
+    link("#/reports", "Reports"),
     session?.open
       ? null
       : h("button", { class: "logout", onclick: () => logout() }, "Log out"),

@@ -65,6 +65,14 @@ describe("rates", () => {
     expect(s.t.length).toBe(3);
   });
   it("needs two samples", () => expect(rates([{ time: t(0), vm: "", cpuSeconds: 1 }], "").t).toEqual([]));
+  it("turns disk and network counters into KiB/s, where the VMM gave them", () => {
+    const io = (s: number, d: number, n: number, hasIO = true) => ({ time: t(s), vm: "a", cpuSeconds: 0, hasIO, diskReadBytes: d, diskWriteBytes: d * 2, netRxBytes: n, netTxBytes: 0 });
+    const s = rates([io(0, 0, 0), io(10, 10240, 2048), io(20, 10240, 1024), io(30, 0, 0, false)], "a");
+    expect(s.diskRead).toEqual([1, 0, null]);
+    expect(s.diskWrite).toEqual([2, 0, null]);
+    expect(s.netRx).toEqual([0.2, 0.1, null]); // 1024 after 2048: the VMM restarted
+    expect(s.netTx).toEqual([0, 0, null]);
+  });
 });
 
 describe("forms and errors", () => {
@@ -91,6 +99,9 @@ describe("forms and errors", () => {
       nics: [{ network: "lan" }],
     });
     expect(specFrom({ name: "a", kernel: "/k", disk: "/img/a.qcow2" } as Record<string, string>).disks).toEqual([{ path: "/img/a.qcow2" }]);
+    expect(specFrom({ name: "a", kernel: "/k", ha: "true", restartPriority: "high" } as Record<string, string>)).toMatchObject({ ha: true, restartPriority: "high" });
+    expect(specFrom({ name: "a", kernel: "/k", ha: "true", restartPriority: "medium" } as Record<string, string>)).toEqual({ name: "a", kernel: "/k", ha: true });
+    expect(specFrom({ name: "a", kernel: "/k", ha: "", restartPriority: "high" } as Record<string, string>).restartPriority).toBeUndefined();
   });
 
   it("reads the API's error answers", () => {

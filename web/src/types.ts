@@ -26,6 +26,8 @@ export interface VMSpec {
   nics?: NICSpec[];
   rng?: boolean;
   stopTimeout?: string;
+  ha?: boolean;
+  restartPriority?: string;
 }
 
 export interface MigrationStatus {
@@ -67,9 +69,73 @@ export interface Host {
   store?: string;
   started?: string;
   cpuModel?: string;
+  cpuVendor?: string;
+  cpuFeatures?: string[] | null;
+  labels?: Record<string, string> | null;
+  api?: string[] | null;
   state?: string;
   leader?: boolean;
   stuck?: string[] | null;
+  load?: HostLoad;
+}
+
+/** HostLoad is a host's measured load over its agent's last sampling interval. */
+export interface HostLoad {
+  time?: string;
+  cpuBusy?: number;
+  memoryUsedMiB?: number;
+  vms?: Record<string, { cpuBusy?: number; memoryMiB?: number }> | null;
+}
+
+/** ClusterSettings are the cluster-wide HA admission and balancer settings. */
+export interface ClusterSettings {
+  haAdmission?: string;
+  hostFailures?: number;
+  balance?: string;
+  balanceThreshold?: number;
+}
+
+/** BalanceMove is one live migration of a balance plan. */
+export interface BalanceMove {
+  vm: string;
+  from: string;
+  to: string;
+  mirror?: boolean;
+  reason?: string;
+  error?: string;
+}
+
+/** BalancePlan is the load balancer's plan (or what it carried out). */
+export interface BalancePlan {
+  threshold?: number;
+  before?: number;
+  after?: number;
+  balanced?: boolean;
+  why?: string;
+  moves?: BalanceMove[] | null;
+  loads?: { host: string; before?: number; after?: number }[] | null;
+}
+
+/** Volume is a disk image in a storage pool. */
+export interface Volume {
+  name: string;
+  pool?: string;
+  path?: string;
+  format?: string;
+  virtualSize?: number;
+  actualSize?: number;
+  usedBy?: string[] | null;
+  /** set while the agent still converts an import or copy */
+  progress?: { doneBytes?: number; totalBytes?: number };
+}
+
+/** VolumeCreate asks for an empty volume (size) or an imported one (from, fromVolume). */
+export interface VolumeCreate {
+  name: string;
+  format?: string;
+  size?: string;
+  from?: string;
+  fromVolume?: string;
 }
 
 export interface Network {
@@ -106,19 +172,40 @@ export interface UsageSample {
   memoryBytes?: number;
   cpuSeconds?: number;
   rssBytes?: number;
+  hasIO?: boolean;
+  diskReadBytes?: number;
+  diskWriteBytes?: number;
+  netRxBytes?: number;
+  netTxBytes?: number;
 }
 
 export interface UsageReport {
   host?: string;
+  from?: string;
+  to?: string;
   intervalSeconds?: number;
+  stepSeconds?: number;
   samples?: UsageSample[] | null;
 }
 
-/** VMEvent is one event of GET /v1/events. */
+/** ClusterEvent is a decision or host change of the cluster, with its reason. */
+export interface ClusterEvent {
+  time: string;
+  kind: string;
+  host?: string;
+  from?: string;
+  vm?: string;
+  reason: string;
+  by?: string;
+}
+
+/** VMEvent is one event of GET /v1/events (type cluster: a ClusterEvent). */
 export interface VMEvent {
   type: string;
   vm: string;
   revision?: number;
   desired?: string;
+  spec?: VMSpec;
   status?: VMStatus;
+  cluster?: ClusterEvent;
 }

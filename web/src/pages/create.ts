@@ -22,6 +22,10 @@ export function specFrom(v: Record<string, string>): VMSpec {
     spec.disks = [pv ? { pool: pv[1], volume: pv[2] } : { path: d }];
   }
   if (v.network) spec.nics = [{ network: v.network }];
+  // HA (the cluster restarts the VM elsewhere when its host dies) and the
+  // order of those restarts: only when asked for, as the API defaults.
+  if (v.ha === "true") spec.ha = true;
+  if (v.ha === "true" && v.restartPriority && v.restartPriority !== "medium") spec.restartPriority = v.restartPriority;
   return spec;
 }
 
@@ -45,6 +49,8 @@ export function createPage(main: HTMLElement): void {
   const select = (name: string, opts: string[]) => h("select", { id: `f-${name}`, name }, opts.map((o) => h("option", { value: o }, o)));
 
   const start = h("input", { id: "f-start", type: "checkbox", checked: true });
+  const ha = h("input", { id: "f-ha", type: "checkbox" });
+  const priority = select("restartPriority", ["medium", "high", "low"]);
   const general = h("p", { class: "error", id: "create-error", role: "alert" });
   const submit = h("button", { type: "submit", id: "create-submit" }, "Create");
   const form = h(
@@ -60,6 +66,8 @@ export function createPage(main: HTMLElement): void {
     row("restartPolicy", "Restart policy", select("restartPolicy", ["on-failure", "never", "always"])),
     row("disk", "Disk", input("disk", { placeholder: "POOL/VOLUME or /path/to/image (optional)" })),
     row("network", "Network", networks),
+    h("div", { class: "row" }, h("label", { for: "f-ha" }, "High availability"), ha, h("span", {}), h("small", {}, "restart it on another host when its host dies")),
+    row("restartPriority", "HA restart priority", priority),
     h("div", { class: "row" }, h("label", { for: "f-start" }, "Start now"), start),
     h("div", { class: "row" }, h("span", {}), submit),
     general,
@@ -71,6 +79,7 @@ export function createPage(main: HTMLElement): void {
     general.textContent = "";
     const values: Record<string, string> = {};
     for (const [k, f] of fields) values[k] = f.value;
+    values.ha = ha.checked ? "true" : "";
     submit.disabled = true;
     try {
       const vm = await api.createVM(specFrom(values), start.checked);

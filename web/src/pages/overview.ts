@@ -3,7 +3,8 @@
 import { api, ApiError } from "../api";
 import { coalesce, h, replace } from "../dom";
 import { onEvent, recentEvents, type EventEntry } from "../events";
-import { countStates, rates } from "../model";
+import { alarms, countStates, eventText, rates, type Alarm } from "../model";
+import { hostLink } from "./host";
 import type { Host, VM } from "../types";
 
 function pct(n: number, of: number): string {
@@ -24,13 +25,14 @@ function hostsTable(hosts: Host[], load: Map<string, number>): HTMLElement {
       "tbody",
       {},
       hosts.map((x) => {
-        const l = load.get(x.name);
+        // The host list's measured load (CPUs busy), else this agent's samples.
+        const l = x.load?.cpuBusy !== undefined ? x.load.cpuBusy * 100 : load.get(x.name);
         const alloc = x.allocatedMiB ?? 0;
         const mem = x.memoryMiB ?? 0;
         return h(
           "tr",
           { "data-host": x.name },
-          h("td", {}, x.name, x.leader ? h("span", { class: "muted", title: "runs the cluster's controllers" }, " (leader)") : null),
+          h("td", {}, hostLink(x.name), x.leader ? h("span", { class: "muted", title: "runs the cluster's controllers" }, " (leader)") : null),
           h(
             "td",
             {},
@@ -51,15 +53,15 @@ function hostsTable(hosts: Host[], load: Map<string, number>): HTMLElement {
 }
 
 function eventRow(e: EventEntry): HTMLElement {
-  const what = e.kind === "status" ? e.ev.status?.state ?? "" : e.kind === "spec" ? `defined (${e.ev.desired ?? ""})` : "deleted";
+  const host = e.ev.cluster?.host;
   return h(
     "li",
-    {},
+    { "data-kind": e.kind },
     h("time", {}, e.at.toLocaleTimeString()),
     " ",
-    h("a", { href: `#/vms/${encodeURIComponent(e.ev.vm)}` }, e.ev.vm),
+    e.ev.vm ? h("a", { href: `#/vms/${encodeURIComponent(e.ev.vm)}` }, e.ev.vm) : host ? hostLink(host) : null,
     " ",
-    what,
+    eventText(e.kind, e.ev),
   );
 }
 
@@ -67,6 +69,7 @@ function eventRow(e: EventEntry): HTMLElement {
 export function overviewPage(main: HTMLElement): () => void {
   const hostsBox = h("section", { id: "hosts-box" }, h("p", {}, "Loading hosts…"));
   const statesBox = h("section", { id: "states-box" });
+  const alarmsBox = h("section", { id: "alarms-box" });
   const events = h("ul", { id: "events", class: "events" });
   const fillEvents = () => {
     const list = recentEvents();
@@ -75,6 +78,7 @@ export function overviewPage(main: HTMLElement): () => void {
   replace(
     main,
     h("h1", {}, "Cluster overview"),
+    alarmsBox,
     h("h2", {}, "Hosts"),
     hostsBox,
     h("h2", {}, "VMs by state"),
@@ -104,6 +108,7 @@ export function overviewPage(main: HTMLElement): () => void {
       }
       replace(hostsBox, hosts.length ? hostsTable(hosts, l) : h("p", {}, "No hosts."));
       replace(statesBox, statesList(vms));
+      replace(alarmsBox, alarmList(alarms(hosts, vms)));
       main.setAttribute("data-loaded", "true");
     } catch (e) {
       if (!gone) replace(hostsBox, h("p", { class: "error" }, e instanceof ApiError ? e.message : String(e)));
@@ -126,6 +131,22 @@ function statesList(vms: VM[]): HTMLElement {
     { id: "states", class: "states" },
     [...c.entries()].sort().map(([s, n]) =>
       h("li", { class: `state-${s}` }, h("a", { href: `#/vms?state=${s}`, "data-state": s }, h("b", {}, String(n)), ` ${s}`)),
+    ),
+  );
+}
+
+function alarmList(list: Alarm[]): HTMLElement {
+  if (!list.length) return h("p", { id: "alarms", class: "ok", "data-count": 0 }, "No alarms.");
+  const shown = list.slice(0, 20);
+  return h(
+    "div",
+    {},
+    h("h2", {}, `Alarms (${list.length})`),
+    h(
+      "ul",
+      { id: "alarms", class: "alarms", "data-count": list.length },
+      shown.map((a) => h("li", { class: `alarm alarm-${a.level}` }, h("a", { href: a.href }, a.text))),
+      list.length > shown.length ? h("li", { class: "muted" }, `and ${list.length - shown.length} more`) : null,
     ),
   );
 }

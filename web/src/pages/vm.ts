@@ -1,11 +1,13 @@
 // A VM's page: its state and definition, lifecycle actions, snapshots, the
-// serial console and CPU/memory charts.
+// serial console and CPU, memory, disk and network charts.
 import { api, ApiError } from "../api";
 import { chart, type Chart } from "../charts";
 import { openConsole, type Console } from "../console";
 import { coalesce, h, replace } from "../dom";
 import { onEvent } from "../events";
 import { actionsFor, migrationProgress, rates, stateOf } from "../model";
+import { Form, select } from "../forms";
+import { diskFrom } from "../model";
 import type { VM } from "../types";
 
 const labels: Record<string, string> = {
@@ -29,22 +31,44 @@ export function vmPage(main: HTMLElement, name: string): () => void {
   const actions = h("div", { id: "vm-actions", class: "toolbar" });
   const snapName = h("input", { id: "snapshot-name", placeholder: "snapshot name", size: 16 });
   const migrateTo = h("select", { id: "migrate-to", title: "destination host" });
+  const migrateBW = h("input", { id: "migrate-bw", type: "number", min: "1", size: 6, placeholder: "MiB/s", title: "bandwidth cap in MiB/s (empty: unlimited)" });
   const details = h("dl", { id: "vm-details" });
+  const disks = h("ul", { id: "disks", class: "disks" });
+  const attach = new Form("attach-form", async (v) => {
+    try {
+      await api.attachDisk(name, diskFrom(v));
+    } catch (e) {
+      // The API names the disk's path, pool or volume: all are this input.
+      if (e instanceof ApiError && e.field && /(^|\.)(path|pool|volume)$|^disks/.test(e.field)) e.field = "disk";
+      throw e;
+    }
+    attach.el.reset();
+    await load();
+  });
+  attach.row("disk", "Disk", h("input", { placeholder: "POOL/VOLUME or /path/to/image", autocomplete: "off" }));
+  attach.row("format", "Format", select([["", "(probe)"], "raw", "qcow2", "vmdk", "vhd", "vhdx", "vdi"]));
+  attach.row("readOnly", "Read-only", h("input", { type: "checkbox" }));
+  attach.finish("Attach disk");
   const snaps = h("ul", { id: "snapshots" });
   const consoleStatus = h("span", { id: "console-status", class: "muted" });
   const consoleBox = h("div", { id: "console", class: "console" });
   const cpuBox = h("div", { id: "chart-cpu", class: "chart" });
   const memBox = h("div", { id: "chart-mem", class: "chart" });
+  const diskBox = h("div", { id: "chart-disk", class: "chart" });
+  const netBox = h("div", { id: "chart-net", class: "chart" });
   replace(
     main,
     title,
     status,
     actions,
     h("div", { class: "columns" }, h("section", {}, h("h2", {}, "Definition"), details), h("section", {}, h("h2", {}, "Snapshots"), snaps)),
+    h("h2", {}, "Disks"),
+    disks,
+    attach.el,
     h("h2", {}, "Serial console ", consoleStatus),
     consoleBox,
     h("h2", {}, "Usage"),
-    h("div", { class: "charts" }, cpuBox, memBox),
+    h("div", { class: "charts" }, cpuBox, memBox, diskBox, netBox),
   );
 
   let gone = false;
@@ -69,7 +93,9 @@ export function vmPage(main: HTMLElement, name: string): () => void {
       }
       if (action === "migrate") {
         if (!migrateTo.value) throw new Error("no other host to migrate to");
-        await api.migrate(name, migrateTo.value);
+        const bw = Number(migrateBW.value);
+        if (migrateBW.value && !(bw > 0)) throw new Error(`bandwidth ${JSON.stringify(migrateBW.value)}: give MiB/s, more than 0`);
+        await api.migrate(name, migrateTo.value, bw > 0 ? Math.round(bw * 1048576) : undefined);
         await load();
         return;
       }
@@ -88,7 +114,37 @@ export function vmPage(main: HTMLElement, name: string): () => void {
       await load();
     } catch (e) {
       status.textContent = `${labels[action] ?? action}: ${e instanceof ApiError ? e.message : e}`;
+      if (e instanceof ApiError && e.status === 421) hostConsoleLink();
     }
+  }
+
+  async function detach(i: number, b: HTMLButtonElement): Promise<void> {
+    status.textContent = "";
+    b.disabled = true;
+    try {
+      await api.detachDisk(name, i);
+      await load();
+    } catch (e) {
+      status.textContent = `Detach disk ${i}: ${e instanceof ApiError ? e.message : e}`;
+      if (e instanceof ApiError && e.status === 421) hostConsoleLink();
+      b.disabled = false;
+    }
+  }
+
+  // hostConsoleLink adds to the error line a link to this VM's page on the
+  // console of the agent of its host: actions on a VM's process (pause,
+  // snapshot, disks...) are its host agent's (421 here).
+  function hostConsoleLink(): void {
+    const here = vm?.status?.host || vm?.host;
+    api
+      .hosts()
+      .then((hosts) => {
+        const tcp = hosts.find((x) => x.name === here)?.api?.find((a) => a.startsWith("tcp:"));
+        if (!tcp) return;
+        const url = `https://${tcp.slice(4)}/ui/#/vms/${encodeURIComponent(name)}`;
+        status.append(" ", h("a", { href: url, id: "vm-host-console" }, `Open ${name} on ${here}'s console`));
+      })
+      .catch(() => {});
   }
 
   async function restore(snap: string): Promise<void> {
@@ -98,6 +154,7 @@ export function vmPage(main: HTMLElement, name: string): () => void {
       await load();
     } catch (e) {
       status.textContent = `Restore ${snap}: ${e instanceof ApiError ? e.message : e}`;
+      if (e instanceof ApiError && e.status === 421) hostConsoleLink();
     }
   }
 
@@ -109,7 +166,7 @@ export function vmPage(main: HTMLElement, name: string): () => void {
     replace(
       actions,
       actionsFor(v).map((a) => [
-        a === "snapshot" ? snapName : a === "migrate" ? migrateTo : null,
+        a === "snapshot" ? snapName : a === "migrate" ? [migrateTo, migrateBW] : null,
         h("button", { "data-action": a, onclick: () => act(a) }, labels[a] ?? a),
       ]),
     );
@@ -127,8 +184,30 @@ export function vmPage(main: HTMLElement, name: string): () => void {
       row("Command line", sp.cmdline),
       row("Disks", (sp.disks ?? []).map((d) => d.path || `${d.pool}/${d.volume}`).join(", ")),
       row("Networks", (sp.nics ?? []).map((n) => `${n.network} (${n.mac ?? ""})`).join(", ")),
+      row("HA", sp.ha ? `yes, ${sp.restartPriority || "medium"} restart priority` : undefined),
       row("Exit", v.status?.exitReason),
       row("Restarts", v.status?.restarts),
+    );
+    const ds = sp.disks ?? [];
+    replace(
+      disks,
+      ds.length
+        ? ds.map((d, i) => {
+            const b = h("button", { "data-detach": i }, "Detach");
+            b.addEventListener("click", () => detach(i, b));
+            return h(
+              "li",
+              { "data-disk": i },
+              h("code", {}, `#${i}`),
+              " ",
+              d.pool ? `${d.pool}/${d.volume}` : d.path ?? "",
+              d.readOnly ? " (read-only)" : "",
+              d.format ? ` ${d.format}` : "",
+              " ",
+              b,
+            );
+          })
+        : h("li", { class: "muted" }, "No disks."),
     );
     const here = v.status?.host || v.host;
     api
@@ -211,7 +290,12 @@ export function vmPage(main: HTMLElement, name: string): () => void {
     }
   }
 
-  Promise.all([chart(cpuBox, "CPU", "cpu", "% of a CPU"), chart(memBox, "Memory (resident)", "memMiB", "MiB")]).then((cs) => {
+  Promise.all([
+    chart(cpuBox, "CPU", ["cpu"], ["% of a CPU"], "% of a CPU"),
+    chart(memBox, "Memory (resident)", ["memMiB"], ["MiB"], "MiB"),
+    chart(diskBox, "Disk I/O", ["diskRead", "diskWrite"], ["read KiB/s", "written KiB/s"], "KiB/s"),
+    chart(netBox, "Network", ["netRx", "netTx"], ["received KiB/s", "sent KiB/s"], "KiB/s"),
+  ]).then((cs) => {
     if (gone) return cs.forEach((c) => c.close());
     charts = cs;
     loadUsage();
