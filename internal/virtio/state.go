@@ -103,3 +103,14 @@ func StateMismatch(s DeviceState, what string) error {
 	}
 	return fmt.Errorf("saved state is not %s (a %s's)", what, s.StateKind())
 }
+
+// RestoreAs gives restore the state s when it is a *S (a device kind's own
+// state), else fails naming what the device is: the shared body of the
+// devices' RestoreDeviceState.
+func RestoreAs[S any](s DeviceState, what string, restore func(S) error) error {
+	st, ok := any(s).(*S)
+	if !ok {
+		return StateMismatch(s, what)
+	}
+	return restore(*st)
+}

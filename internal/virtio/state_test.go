@@ -34,6 +34,14 @@ func TestStateRegistry(t *testing.T) {
 	if err := virtio.StateMismatch(&rng.State{}, "a disk"); !strings.Contains(err.Error(), "not a disk") || !strings.Contains(err.Error(), "rng") {
 		t.Errorf("mismatch: %v", err)
 	}
+	// RestoreAs: a disk's state reaches the disk's restore; an rng's is refused.
+	var restored blk.State
+	if err := virtio.RestoreAs(in, "a disk", func(s blk.State) error { restored = s; return nil }); err != nil || restored != *in {
+		t.Errorf("RestoreAs with a disk's state: %v, %+v", err, restored)
+	}
+	if err := virtio.RestoreAs(&rng.State{}, "a disk", func(blk.State) error { t.Error("restored an rng's state into a disk"); return nil }); err == nil || !strings.Contains(err.Error(), "not a disk") {
+		t.Errorf("RestoreAs with an rng's state: %v", err)
+	}
 	func() {
 		defer func() {
 			if recover() == nil {

@@ -47,9 +47,5 @@ func (d *Device) SaveDeviceState() virtio.DeviceState {
 
 // RestoreDeviceState implements virtio.Stateful.
 func (d *Device) RestoreDeviceState(s virtio.DeviceState) error {
-	st, ok := s.(*State)
-	if !ok {
-		return virtio.StateMismatch(s, "a network interface")
-	}
-	return d.RestoreState(*st)
+	return virtio.RestoreAs(s, "a network interface", d.RestoreState)
 }

@@ -27,9 +27,5 @@ func (d *Device) SaveDeviceState() virtio.DeviceState {
 
 // RestoreDeviceState implements virtio.Stateful.
 func (d *Device) RestoreDeviceState(s virtio.DeviceState) error {
-	st, ok := s.(*State)
-	if !ok {
-		return virtio.StateMismatch(s, "an rng")
-	}
-	return d.RestoreState(*st)
+	return virtio.RestoreAs(s, "an rng", d.RestoreState)
 }

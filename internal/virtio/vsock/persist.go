@@ -111,9 +111,5 @@ func (d *Device) SaveDeviceState() virtio.DeviceState {
 
 // RestoreDeviceState implements virtio.Stateful.
 func (d *Device) RestoreDeviceState(s virtio.DeviceState) error {
-	st, ok := s.(*State)
-	if !ok {
-		return virtio.StateMismatch(s, "a vsock device")
-	}
-	return d.RestoreState(*st)
+	return virtio.RestoreAs(s, "a vsock device", d.RestoreState)
 }
