@@ -97,7 +97,7 @@ type Agent struct {
 	loopWG    sync.WaitGroup
 	http      []*http.Server
 	audit     *audit.Log // every change made through the API (state directory, audit.FileName)
-	lock      *os.File // flock on the state directory: one agent per directory
+	lock      *os.File   // flock on the state directory: one agent per directory
 	addrs     []string
 	node      *node.Node // this host's VMM processes
 	mig       *migrator  // carries out the live migrations recorded for this host
