@@ -3,8 +3,8 @@ package seccomp
 import (
 	"errors"
 	"os"
-	"runtime"
 	"os/exec"
+	"runtime"
 	"strings"
 	"testing"
 
