@@ -253,22 +253,18 @@ func Append(path string, t Token) error {
 	if err != nil && !os.IsNotExist(err) {
 		return fmt.Errorf("token file: %w", err)
 	}
-	text := string(b)
-	if text != "" && !strings.HasSuffix(text, "\n") {
-		text += "\n"
+	add := t.Line() + "\n"
+	if len(b) > 0 && b[len(b)-1] != '\n' {
+		add = "\n" + add // end the last line first
 	}
-	text += t.Line() + "\n"
-	if _, err := Parse(text); err != nil {
+	if _, err := Parse(string(b) + add); err != nil {
 		return fmt.Errorf("token file %s: %w", path, err)
 	}
 	fh, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o600)
 	if err != nil {
 		return fmt.Errorf("token file: %w", err)
 	}
-	if len(b) > 0 && !strings.HasSuffix(string(b), "\n") {
-		t.Secret = "\n" + t.Secret
-	}
-	if _, err := fh.WriteString(t.Line() + "\n"); err != nil {
+	if _, err := fh.WriteString(add); err != nil {
 		fh.Close()
 		return fmt.Errorf("token file %s: %w", path, err)
 	}
