@@ -2,6 +2,7 @@ package seccomp
 
 import (
 	"fmt"
+	"time"
 
 	bpf "github.com/elastic/go-seccomp-bpf"
 )
@@ -35,6 +36,10 @@ func InstallVCPU() (bool, error) {
 	if mode == ModeOff || mode == "" {
 		return false, nil
 	}
+	// What the standard library reads from files on first use must be
+	// read before: the local time zone (/etc/localtime), which the CMOS
+	// clock's registers, read on this thread, are in.
+	_ = time.Local.String()
 	// No prctl for no_new_privs here: TSYNC gave it to every thread
 	// (seccomp(2)), and the process filter refuses prctl.
 	if err := load(mode, VCPUNames(), 0, false); err != nil {
