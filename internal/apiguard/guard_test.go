@@ -44,6 +44,8 @@ func TestEveryRouteHasItsRole(t *testing.T) {
 		"PUT /v1/cluster/settings":                 apitoken.Admin,
 		"GET /v1/cluster/balance":                  apitoken.Viewer,
 		"POST /v1/cluster/balance":                 apitoken.Operator,
+		"GET /v1/cluster/events":                   apitoken.Viewer,
+		"POST /v1/cluster/members":                 apitoken.Admin,
 		"POST /v1/networks":                        apitoken.Admin,
 		"GET /v1/networks":                         apitoken.Viewer,
 		"GET /v1/networks/{name}":                  apitoken.Viewer,
