@@ -7,6 +7,7 @@ import (
 	"bufio"
 	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"sync"
@@ -21,11 +22,19 @@ const FileName = "audit.jsonl"
 // maxLine bounds one record when reading: a longer line is damage.
 const maxLine = 64 << 10
 
-// Log is an append-only JSON-lines file.
+// DefaultMaxSize is the size at which the log is rotated: the file
+// becomes FILE.1 (replacing the one before) and a new one begins. About
+// 300,000 records each.
+const DefaultMaxSize = 64 << 20
+
+// Log is an append-only JSON-lines file, rotated at MaxSize.
 type Log struct {
 	path string
-	mu   sync.Mutex
-	f    *os.File
+	// MaxSize is the size at which Append rotates the file (0: never).
+	MaxSize int64
+	mu      sync.Mutex
+	f       *os.File
+	size    int64
 }
 
 // Open opens (or creates, mode 0600: the log names tokens and targets)
@@ -35,18 +44,37 @@ func Open(path string) (*Log, error) {
 	if err != nil {
 		return nil, fmt.Errorf("audit log: %w", err)
 	}
+	l := &Log{path: path, MaxSize: DefaultMaxSize, f: f}
 	// A torn last line (a crash mid-write) is ended, so that the next
 	// record starts a line of its own.
 	if st, err := f.Stat(); err == nil && st.Size() > 0 {
+		l.size = st.Size()
 		last := make([]byte, 1)
 		if r, err := os.Open(path); err == nil {
 			if _, err := r.ReadAt(last, st.Size()-1); err == nil && last[0] != '\n' {
-				f.Write([]byte{'\n'})
+				if n, err := f.Write([]byte{'\n'}); err == nil {
+					l.size += int64(n)
+				}
 			}
 			r.Close()
 		}
 	}
-	return &Log{path: path, f: f}, nil
+	return l, nil
+}
+
+// rotateLocked moves the full file to FILE.1 and starts a new one; l.mu
+// is held.
+func (l *Log) rotateLocked() error {
+	if err := os.Rename(l.path, l.path+".1"); err != nil {
+		return fmt.Errorf("audit log: rotate: %w", err)
+	}
+	f, err := os.OpenFile(l.path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o600)
+	if err != nil {
+		return fmt.Errorf("audit log: rotate: %w", err)
+	}
+	l.f.Close()
+	l.f, l.size = f, 0
+	return nil
 }
 
 // Append writes rec as one line. Each record is one write(2) on an
@@ -63,7 +91,14 @@ func (l *Log) Append(rec api.AuditRecord) error {
 	if l.f == nil {
 		return fmt.Errorf("audit log %s: closed", l.path)
 	}
-	if _, err := l.f.Write(b); err != nil {
+	if l.MaxSize > 0 && l.size > 0 && l.size+int64(len(b)) > l.MaxSize {
+		if err := l.rotateLocked(); err != nil {
+			return err
+		}
+	}
+	n, err := l.f.Write(b)
+	l.size += int64(n)
+	if err != nil {
 		return fmt.Errorf("audit log %s: %w", l.path, err)
 	}
 	return nil
@@ -88,15 +123,29 @@ type Query struct {
 	Limit int       // at most the Limit newest (0: all)
 }
 
-// Read returns the records q selects, oldest first, and how many damaged
-// lines it passed over.
+// Read returns the records q selects, oldest first (the rotated file's,
+// then the current one's), and how many damaged lines it passed over.
 func (l *Log) Read(q Query) (api.AuditList, error) {
-	f, err := os.Open(l.path)
+	out := api.AuditList{Items: []api.AuditRecord{}}
+	if err := readFile(l.path+".1", q, &out); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return out, err
+	}
+	if err := readFile(l.path, q, &out); err != nil {
+		return out, err
+	}
+	if q.Limit > 0 && len(out.Items) > q.Limit {
+		out.Items = out.Items[len(out.Items)-q.Limit:]
+	}
+	return out, nil
+}
+
+// readFile adds the records of the file at path that q selects to out.
+func readFile(path string, q Query, out *api.AuditList) error {
+	f, err := os.Open(path)
 	if err != nil {
-		return api.AuditList{}, fmt.Errorf("audit log: %w", err)
+		return fmt.Errorf("audit log: %w", err)
 	}
 	defer f.Close()
-	out := api.AuditList{Items: []api.AuditRecord{}}
 	sc := bufio.NewScanner(f)
 	sc.Buffer(make([]byte, 4096), maxLine)
 	for sc.Scan() {
@@ -119,10 +168,7 @@ func (l *Log) Read(q Query) (api.AuditList, error) {
 		}
 	}
 	if err := sc.Err(); err != nil {
-		return out, fmt.Errorf("audit log %s: %w", l.path, err)
+		return fmt.Errorf("audit log %s: %w", path, err)
 	}
-	if q.Limit > 0 && len(out.Items) > q.Limit {
-		out.Items = out.Items[len(out.Items)-q.Limit:]
-	}
-	return out, nil
+	return nil
 }
