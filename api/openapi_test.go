@@ -35,6 +35,7 @@ func init() {
 		api.SnapshotRequest{}, api.Snapshot{}, api.SnapshotList{}, api.RestoreRequest{},
 		api.MigrateRequest{}, api.MigrationStatus{}, api.IncomingRequest{}, api.Incoming{},
 		api.UsageSample{}, api.UsageReport{}, api.MaintenanceRequest{}, api.ClusterSettings{}, api.HostLoad{}, api.VMLoad{}, api.BalancePlan{}, api.BalanceMove{}, api.BalanceLoad{},
+		api.AuditRecord{}, api.AuditList{},
 	} {
 		schemaTypes[reflect.TypeOf(v).Name()] = reflect.TypeOf(v)
 	}

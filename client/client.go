@@ -26,13 +26,16 @@ const DefaultSocket = "/run/govisor/govisor.sock"
 
 // Errors an *Error matches with errors.Is, by HTTP status.
 var (
-	ErrInvalid      = errors.New("client: invalid request")                // 400
-	ErrUnauthorized = errors.New("client: unauthorized")                   // 401
-	ErrNotFound     = errors.New("client: not found")                      // 404
-	ErrConflict     = errors.New("client: conflict")                       // 409
-	ErrTimeout      = errors.New("client: agent timed out")                // 504
-	ErrBadGateway   = errors.New("client: the VMM or a peer agent failed") // 502
-	ErrServer       = errors.New("client: agent internal error")           // other 5xx
+	ErrInvalid      = errors.New("client: invalid request")                  // 400
+	ErrUnauthorized = errors.New("client: unauthorized")                     // 401
+	ErrForbidden    = errors.New("client: the token's role may not do this") // 403
+	ErrTooLarge     = errors.New("client: request body too large")           // 413
+	ErrRateLimited  = errors.New("client: too many requests")                // 429
+	ErrNotFound     = errors.New("client: not found")                        // 404
+	ErrConflict     = errors.New("client: conflict")                         // 409
+	ErrTimeout      = errors.New("client: agent timed out")                  // 504
+	ErrBadGateway   = errors.New("client: the VMM or a peer agent failed")   // 502
+	ErrServer       = errors.New("client: agent internal error")             // other 5xx
 )
 
 // Error is an API error response.
@@ -40,6 +43,9 @@ type Error struct {
 	StatusCode int
 	Message    string
 	Field      string // the request field the agent blamed, if any
+	// RetryAfter is how long the agent asked to wait (429: its
+	// Retry-After header), if it said.
+	RetryAfter time.Duration
 }
 
 func (e *Error) Error() string { return e.Message }
@@ -51,6 +57,12 @@ func (e *Error) Is(target error) bool {
 		return e.StatusCode == http.StatusBadRequest
 	case ErrUnauthorized:
 		return e.StatusCode == http.StatusUnauthorized
+	case ErrForbidden:
+		return e.StatusCode == http.StatusForbidden
+	case ErrTooLarge:
+		return e.StatusCode == http.StatusRequestEntityTooLarge
+	case ErrRateLimited:
+		return e.StatusCode == http.StatusTooManyRequests
 	case ErrNotFound:
 		return e.StatusCode == http.StatusNotFound
 	case ErrConflict:

@@ -8,8 +8,10 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"strconv"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/gorilla/websocket"
 
@@ -104,5 +106,9 @@ func responseError(method, path string, resp *http.Response) error {
 	if json.Unmarshal(b, &e) != nil || e.Message == "" {
 		e.Message = fmt.Sprintf("%s %s: %s: %s", method, path, resp.Status, strings.TrimSpace(string(b)))
 	}
-	return &Error{StatusCode: resp.StatusCode, Message: e.Message, Field: e.Field}
+	ce := &Error{StatusCode: resp.StatusCode, Message: e.Message, Field: e.Field}
+	if n, err := strconv.Atoi(resp.Header.Get("Retry-After")); err == nil && n >= 0 {
+		ce.RetryAfter = time.Duration(n) * time.Second
+	}
+	return ce
 }

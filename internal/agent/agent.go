@@ -27,6 +27,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/govisor/govisor/api"
+	"github.com/govisor/govisor/internal/audit"
 	"github.com/govisor/govisor/internal/cluster/store"
 	"github.com/govisor/govisor/internal/hostcpu"
 	"github.com/govisor/govisor/internal/hostmem"
@@ -40,7 +41,9 @@ type Config struct {
 	Listen        string        // TCP address of the API; needs TLSCert, TLSKey and TokenFile
 	TLSCert       string        // PEM certificate for Listen
 	TLSKey        string        // PEM key for Listen
-	TokenFile     string        // bearer tokens accepted on TCP, one a line
+	TokenFile     string        // bearer tokens accepted on TCP, one a line (package apitoken: with roles)
+	RateLimit     float64       // requests a second each TCP token may make on average (0: no limit)
+	RateBurst     int           // requests a TCP token may make at once (default 2*RateLimit)
 	SessionTTL    time.Duration // how long a web console login lasts (default webauth.DefaultTTL)
 	EtcdEndpoints []string      // external etcd; empty: embedded etcd in StateDir (with EtcdMember: every member's client URL)
 	EtcdMember    *store.Member // run the embedded etcd as this member of a multi-member cluster
@@ -93,7 +96,8 @@ type Agent struct {
 	evStop    context.CancelFunc
 	loopWG    sync.WaitGroup
 	http      []*http.Server
-	lock      *os.File // flock on the state directory: one agent per directory
+	audit     *audit.Log // every change made through the API (state directory, audit.FileName)
+	lock      *os.File   // flock on the state directory: one agent per directory
 	addrs     []string
 	node      *node.Node // this host's VMM processes
 	mig       *migrator  // carries out the live migrations recorded for this host
@@ -260,6 +264,9 @@ func (a *Agent) closeHTTP() {
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 		s.Shutdown(ctx)
 		cancel()
+	}
+	if a.audit != nil {
+		a.audit.Close()
 	}
 	a.http = nil
 }

@@ -56,7 +56,7 @@ type testAgent struct {
 }
 
 // startAgent runs an agent with embedded etcd in stateDir on a socket there.
-func startAgent(t *testing.T, stateDir string, mod func(*Config)) testAgent {
+func startAgent(t testing.TB, stateDir string, mod func(*Config)) testAgent {
 	t.Helper()
 	cfg := Config{
 		StateDir: stateDir, Socket: filepath.Join(stateDir, "api.sock"), HostName: "testhost",

@@ -6,6 +6,7 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"github.com/govisor/govisor/internal/apitoken"
 	"os"
 	"strings"
 	"time"
@@ -36,13 +37,19 @@ func (a *Agent) peerTLS() (*tls.Config, error) {
 	return &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}, nil
 }
 
-// peerToken is the bearer token sent to other agents.
+// peerToken is the bearer token sent to other agents: the first admin
+// token of the token file (peers start incoming migrations and forward
+// requests of every kind).
 func (a *Agent) peerToken() string {
 	if a.cfg.PeerToken != "" || a.cfg.TokenFile == "" {
 		return a.cfg.PeerToken
 	}
-	if toks, err := loadTokens(a.cfg.TokenFile); err == nil {
-		return toks[0]
+	if f, err := apitoken.Open(a.cfg.TokenFile); err == nil {
+		for _, t := range f.Tokens() {
+			if t.Role == apitoken.Admin {
+				return t.Secret
+			}
+		}
 	}
 	return ""
 }

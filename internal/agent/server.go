@@ -8,10 +8,12 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
-	"strings"
 	"time"
 
 	"github.com/govisor/govisor/internal/agent/httpapi"
+	"github.com/govisor/govisor/internal/apiguard"
+	"github.com/govisor/govisor/internal/apitoken"
+	"github.com/govisor/govisor/internal/audit"
 	"github.com/govisor/govisor/internal/webauth"
 	"github.com/govisor/govisor/internal/webui"
 )
@@ -20,7 +22,10 @@ const maxBody = httpapi.MaxBody
 
 // serve starts the API listeners.
 func (a *Agent) serve() error {
-	h := a.routes()
+	h, err := a.routes()
+	if err != nil {
+		return err
+	}
 	if a.cfg.Socket != "" {
 		l, err := listenUnix(a.cfg.Socket)
 		if err != nil {
@@ -33,9 +38,9 @@ func (a *Agent) serve() error {
 		if a.cfg.TLSCert == "" || a.cfg.TLSKey == "" || a.cfg.TokenFile == "" {
 			return errors.New("agent: --listen needs --tls-cert, --tls-key and --token-file: the TCP API requires TLS and bearer tokens")
 		}
-		tokens, err := loadTokens(a.cfg.TokenFile)
+		tokens, err := apitoken.Open(a.cfg.TokenFile)
 		if err != nil {
-			return err
+			return fmt.Errorf("agent: %w", err)
 		}
 		cert, err := tls.LoadX509KeyPair(a.cfg.TLSCert, a.cfg.TLSKey)
 		if err != nil {
@@ -45,7 +50,7 @@ func (a *Agent) serve() error {
 		if err != nil {
 			return fmt.Errorf("agent: listen on %s: %w", a.cfg.Listen, err)
 		}
-		auth := &webauth.Auth{Tokens: tokens, Sessions: webauth.NewSessions(a.cfg.SessionTTL)}
+		auth := &webauth.Auth{Lookup: tokens.Lookup, Sessions: webauth.NewSessions(a.cfg.SessionTTL)}
 		a.start(l, auth.Handler(h))
 	}
 	return nil
@@ -93,34 +98,31 @@ func listenUnix(path string) (net.Listener, error) {
 	return l, nil
 }
 
-func loadTokens(path string) ([]string, error) {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return nil, fmt.Errorf("agent: token file: %w", err)
-	}
-	var toks []string
-	for _, l := range strings.Split(string(b), "\n") {
-		if t := strings.TrimSpace(l); t != "" && !strings.HasPrefix(t, "#") {
-			toks = append(toks, t)
-		}
-	}
-	if len(toks) == 0 {
-		return nil, fmt.Errorf("agent: token file %s holds no tokens", path)
-	}
-	return toks, nil
-}
-
 // Routes are the patterns ("METHOD /path") the agent's API serves (see
 // httpapi.Routes).
 func Routes() []string { return httpapi.Routes() }
 
-// routes is the API over this agent's services, and the web console's
-// files under /ui/ (package webui).
-func (a *Agent) routes() http.Handler {
+// routes is the API over this agent's services, guarded (package
+// apiguard: roles, body sizes, rates, the audit log in the state
+// directory), and the web console's files under /ui/ (package webui).
+func (a *Agent) routes() (http.Handler, error) {
+	log, err := audit.Open(filepath.Join(a.cfg.StateDir, audit.FileName))
+	if err != nil {
+		return nil, fmt.Errorf("agent: %w", err)
+	}
+	a.audit = log
+	g := &apiguard.Guard{Audit: log, MaxBody: maxBody, Logf: func(f string, args ...any) { a.log.Error(fmt.Sprintf(f, args...)) }}
+	if a.cfg.RateLimit > 0 {
+		burst := a.cfg.RateBurst
+		if burst <= 0 {
+			burst = int(2 * a.cfg.RateLimit)
+		}
+		g.Limit = apiguard.NewLimiter(a.cfg.RateLimit, burst)
+	}
 	m := http.NewServeMux()
-	m.Handle("/", httpapi.New(a, httpapi.Options{Metrics: a.metricsHandler(), Streams: a.evCtx}))
+	m.Handle("/", httpapi.New(a, httpapi.Options{Metrics: a.metricsHandler(), Streams: a.evCtx, Guard: g, Audit: log}))
 	ui := webui.Handler()
 	m.Handle(webui.Prefix, ui)
 	m.Handle("/ui", ui)
-	return m
+	return m, nil
 }

@@ -29,6 +29,7 @@ func NewRootCmd() *cobra.Command {
 	root.AddCommand(newRunCmd(), newProbeCmd(), img, newCtlCmd())
 	root.AddCommand(newServeExecCmd(), newVMCmd(), newHostCmd(), newClusterCmd(), newEventsCmd())
 	root.AddCommand(newNetCmd(), newPoolCmd(), newVolumeCmd())
+	root.AddCommand(newAuditCmd(), newTokenCmd())
 	root.AddCommand(newReportCmd(), newLabExecCmd(), newLabHoldKVMCmd(), uicmd.NewUICmd(), newJailExecCmd())
 	return root
 }

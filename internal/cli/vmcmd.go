@@ -11,7 +11,6 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
-	"strings"
 	"text/tabwriter"
 	"time"
 
@@ -20,6 +19,7 @@ import (
 
 	"github.com/govisor/govisor/api"
 	"github.com/govisor/govisor/client"
+	"github.com/govisor/govisor/internal/apitoken"
 	"github.com/govisor/govisor/internal/cli/cmdutil"
 )
 
@@ -29,13 +29,14 @@ const (
 	exitInvalid      = 2 // bad input: flags, definition file, HTTP 400
 	exitNotFound     = 3 // no such VM (HTTP 404)
 	exitConflict     = 4 // name taken, VM not stopped (HTTP 409)
-	exitUnauthorized = 5 // missing or wrong token (HTTP 401)
+	exitUnauthorized = 5 // missing or wrong token (HTTP 401), or its role may not (403)
 	exitUnreachable  = 6 // no agent at the socket or URL
 )
 
 const exitCodesHelp = `
 Exit codes: 0 success, 1 failure, 2 invalid input, 3 VM not found,
-4 conflict (name taken, VM not stopped), 5 unauthorized, 6 agent unreachable.`
+4 conflict (name taken, VM not stopped), 5 unauthorized (no token, or its
+role may not), 6 agent unreachable.`
 
 // apiFlags says how the CLI reaches the agent and how it prints.
 type apiFlags struct {
@@ -67,7 +68,9 @@ func (f *apiFlags) client() (*client.Client, error) {
 		if err != nil {
 			return nil, &ExitError{Code: exitInvalid, Err: fmt.Errorf("--token-file: %w", err)}
 		}
-		o.Token = strings.TrimSpace(strings.SplitN(string(b), "\n", 2)[0])
+		// The first token of the file: a file of the token alone, or the
+		// agent's own token file (TOKEN role=... name=...).
+		o.Token = apitoken.FirstSecret(string(b))
 	}
 	if f.caCert != "" {
 		pem, err := os.ReadFile(f.caCert)
@@ -104,7 +107,7 @@ func apiErr(err error) error {
 		code = exitNotFound
 	case errors.Is(err, client.ErrConflict):
 		code = exitConflict
-	case errors.Is(err, client.ErrUnauthorized):
+	case errors.Is(err, client.ErrUnauthorized), errors.Is(err, client.ErrForbidden):
 		code = exitUnauthorized
 	}
 	return &ExitError{Code: code, Err: err}

@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
+	"strings"
 	"syscall"
 
 	"golang.org/x/sys/unix"
@@ -45,7 +47,15 @@ func Enter(s Spec, config []byte, argv, env []string) error {
 	if err := dropPrivileges(s.UID, s.GID); err != nil {
 		return err
 	}
-	err := syscall.Exec(ExePath, argv, env)
+	// Landlock last: it needs no_new_privs, and binds nothing more once
+	// set (issue 15; where the kernel lacks it, the VMM says so).
+	ll, err := confine(s)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(os.Stderr, "govisor jail: Landlock %s\n", ll)
+	env = append(slices.DeleteFunc(slices.Clone(env), func(kv string) bool { return strings.HasPrefix(kv, LandlockEnv+"=") }), LandlockEnv+"="+ll)
+	err = syscall.Exec(ExePath, argv, env)
 	return fmt.Errorf("jail: exec the VMM: %w", err)
 }
 

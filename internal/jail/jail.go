@@ -41,6 +41,11 @@ var Base = "/run/govisor/jail"
 // ConfigPath is where Enter writes the jailed VMM's config (in the jail).
 const ConfigPath = "/vmm.json"
 
+// LandlockEnv is the variable Enter passes the VMM to say how Landlock
+// confines it ("abi N: ..." or "off: why"); the VMM reports it in its
+// GET /vm (Enter also logs it).
+const LandlockEnv = "GOVISOR_JAIL_LANDLOCK"
+
 // ExePath is where the VMM binary is bound in the jail.
 const ExePath = "/govisor"
 

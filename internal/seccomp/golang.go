@@ -25,4 +25,18 @@ func init() {
 		"setsockopt", "getsockopt", "sendto", "recvfrom", "sendmsg", "recvmsg", "shutdown",
 		"poll", "ppoll",
 	)
+	// What the runtime does on a locked vCPU thread, which runs nothing
+	// but its own goroutine: park and wake (futex), grow the heap and
+	// stacks, take and return from signals (preemption, the vCPU kick),
+	// start and stop the world for a GC the goroutine's allocation
+	// triggers (which polls the network poller once: epoll and the read of
+	// its wake-up eventfd), close a pollable descriptor (epoll_ctl DEL),
+	// write logs and a crash's traceback, and end the thread.
+	AllowVCPU("runtime",
+		"futex", "sched_yield", "nanosleep", "clock_nanosleep", "clock_gettime", "gettimeofday",
+		"mmap", "munmap", "madvise", "mprotect",
+		"rt_sigaction", "rt_sigprocmask", "rt_sigreturn", "sigaltstack", "restart_syscall", "tgkill", "getpid", "gettid",
+		"epoll_pwait", "epoll_pwait2", "epoll_wait", "epoll_ctl", "read", "write", "writev", "close",
+		"exit", "exit_group",
+	)
 }

@@ -51,8 +51,10 @@ func ParseMode(s string) (Mode, error) {
 }
 
 var (
-	mu    sync.Mutex
-	lists = map[string][]string{} // owner (a package) -> syscall names
+	mu        sync.Mutex
+	lists     = map[string][]string{} // owner (a package) -> syscall names
+	vcpuLists = map[string][]string{} // the same, of code that runs on vCPU threads
+	installed Mode                    // the process filter's mode, once Install ran
 )
 
 // Allow adds syscalls (by their Linux names) to the allow-list on behalf
@@ -64,12 +66,29 @@ func Allow(owner string, names ...string) {
 	lists[owner] = append(lists[owner], names...)
 }
 
+// AllowVCPU adds syscalls to the vCPU threads' allow-list on behalf of
+// owner, a package whose code runs on a vCPU thread (the KVM_RUN loop and
+// the port and MMIO handlers it calls, which the guest drives directly).
+// That list is tighter than the process's: no files opened, no sockets
+// made, no processes or threads started. A vCPU thread's filter is on top
+// of the process's, so its names must be on Allow's list too.
+func AllowVCPU(owner string, names ...string) {
+	mu.Lock()
+	defer mu.Unlock()
+	vcpuLists[owner] = append(vcpuLists[owner], names...)
+}
+
 // Names is the whole allow-list, sorted, each name once.
-func Names() []string {
+func Names() []string { return merged(lists) }
+
+// VCPUNames is the vCPU threads' allow-list, sorted, each name once.
+func VCPUNames() []string { return merged(vcpuLists) }
+
+func merged(m map[string][]string) []string {
 	mu.Lock()
 	defer mu.Unlock()
 	var all []string
-	for _, l := range lists {
+	for _, l := range m {
 		all = append(all, l...)
 	}
 	sort.Strings(all)

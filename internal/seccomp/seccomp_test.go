@@ -1,8 +1,10 @@
 package seccomp
 
 import (
+	"errors"
 	"os"
 	"os/exec"
+	"runtime"
 	"strings"
 	"testing"
 
@@ -37,6 +39,9 @@ func TestParseViolation(t *testing.T) {
 const helperEnv = "GOVISOR_SECCOMP_TEST_HELPER"
 
 func TestMain(m *testing.M) {
+	if os.Getenv(helperEnv) == "vcpu" {
+		vcpuHelper()
+	}
 	if os.Getenv(helperEnv) == "1" {
 		if err := Install(ModeKill); err != nil {
 			os.Stderr.WriteString("install: " + err.Error() + "\n")
@@ -63,5 +68,67 @@ func TestFilterEndsProcess(t *testing.T) {
 	v, ok := ParseViolation(out)
 	if !ok || v.Name != "acct" {
 		t.Fatalf("report %+v, %v:\n%s", v, ok, out)
+	}
+}
+
+// vcpuHelper installs the process filter, then the vCPU filter on one
+// locked thread: socket(2), on the process's list but not the vCPU
+// threads', works on another thread and ends the process on the locked
+// one.
+func vcpuHelper() {
+	if err := Install(ModeKill); err != nil {
+		os.Stderr.WriteString("install: " + err.Error() + "\n")
+		os.Exit(3)
+	}
+	ready, done := make(chan error), make(chan struct{})
+	go func() {
+		runtime.LockOSThread() // never unlocked: the thread is filtered
+		ok, err := InstallVCPU()
+		if err == nil && !ok {
+			err = errors.New("no vCPU filter under a kill process filter")
+		}
+		ready <- err
+		<-done
+		os.Stderr.WriteString("vCPU thread: calling socket(2)\n")
+		unix.Syscall(unix.SYS_SOCKET, unix.AF_UNIX, unix.SOCK_STREAM, 0)
+		os.Stderr.WriteString("the vCPU filter let socket(2) through\n")
+		os.Exit(4)
+	}()
+	if err := <-ready; err != nil {
+		os.Stderr.WriteString("install vCPU: " + err.Error() + "\n")
+		os.Exit(3)
+	}
+	fd, _, errno := unix.Syscall(unix.SYS_SOCKET, unix.AF_UNIX, unix.SOCK_STREAM, 0)
+	if errno != 0 {
+		os.Stderr.WriteString("socket(2) on another thread: " + errno.Error() + "\n")
+		os.Exit(5)
+	}
+	unix.Close(int(fd))
+	os.Stderr.WriteString("socket(2) on another thread: allowed\n")
+	close(done)
+	select {}
+}
+
+// TestVCPUFilterIsPerThread: the vCPU filter binds the thread that
+// installs it and no other (no TSYNC), and on that thread a syscall off
+// the vCPU list ends the process with the usual report.
+func TestVCPUFilterIsPerThread(t *testing.T) {
+	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	cmd.Env = append(os.Environ(), helperEnv+"=vcpu")
+	out, err := cmd.CombinedOutput()
+	if err == nil || !strings.Contains(string(out), "on another thread: allowed") || strings.Contains(string(out), "let socket(2) through") {
+		t.Fatalf("child: %v\n%s", err, out)
+	}
+	v, ok := ParseViolation(out)
+	if !ok || v.Name != "socket" {
+		t.Fatalf("report %+v, %v:\n%s", v, ok, out)
+	}
+}
+
+// TestInstallVCPUWithoutProcessFilter: no process filter, no vCPU filter
+// (the VMM's --seccomp=off, and unit tests that run machines).
+func TestInstallVCPUWithoutProcessFilter(t *testing.T) {
+	if ok, err := InstallVCPU(); ok || err != nil {
+		t.Fatalf("InstallVCPU before Install: %v %v", ok, err)
 	}
 }

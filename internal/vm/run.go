@@ -12,6 +12,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/govisor/govisor/internal/kvm"
+	"github.com/govisor/govisor/internal/seccomp"
 )
 
 // kickSignal interrupts KVM_RUN on a vCPU thread. The Go runtime must catch
@@ -60,7 +61,14 @@ func signalThread(tid int) {
 // loop runs the vCPU on a dedicated OS thread until the machine stops.
 func (r *vcpuRunner) loop(start func() error) {
 	runtime.LockOSThread()
-	defer runtime.UnlockOSThread()
+	filtered := false
+	defer func() {
+		// A thread under the vCPU filter must never run another
+		// goroutine: ending locked, the goroutine takes it along.
+		if !filtered {
+			runtime.UnlockOSThread()
+		}
+	}()
 	m := r.m
 	m.mu.Lock()
 	r.tid = unix.Gettid()
@@ -71,6 +79,14 @@ func (r *vcpuRunner) loop(start func() error) {
 			m.vcpuDone()
 			return
 		}
+	}
+	// The vCPU thread's own seccomp filter, tighter than the process's
+	// (issue 15), before the guest runs its first instruction here.
+	var err error
+	if filtered, err = seccomp.InstallVCPU(); err != nil {
+		m.stop(Exit{Reason: ExitError, Err: fmt.Errorf("vCPU %d: %w", r.c.ID, err)})
+		m.vcpuDone()
+		return
 	}
 	// pending: the last exit's instruction (an IN/OUT or MMIO access user
 	// space has just served) is finished by KVM only on the next KVM_RUN.

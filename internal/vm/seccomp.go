@@ -6,4 +6,7 @@ import "github.com/govisor/govisor/internal/seccomp"
 // VMM's seccomp allow-list (package seccomp).
 func init() {
 	seccomp.Allow("internal/vm", "tgkill", "gettid", "madvise", "readlinkat", "getdents64", "unlinkat", "sched_getaffinity", "sched_setaffinity")
+	// On a vCPU thread (run.go): the kick of another vCPU when the guest
+	// stops the machine (tgkill of its thread in this process).
+	seccomp.AllowVCPU("internal/vm", "tgkill", "getpid", "gettid")
 }

@@ -3,10 +3,12 @@ package vmm
 import (
 	"errors"
 	"fmt"
+	"os"
 	"sync"
 	"time"
 
 	"github.com/govisor/govisor/internal/fence"
+	"github.com/govisor/govisor/internal/jail"
 	"github.com/govisor/govisor/internal/migration"
 	"github.com/govisor/govisor/internal/vm"
 	"github.com/govisor/govisor/internal/vmm/vmmconfig"
@@ -134,9 +136,9 @@ func (c *machineCtl) Info() vmmapi.Info {
 		c.mu.Lock()
 		defer c.mu.Unlock()
 		if !c.seen {
-			return vmmapi.Info{State: "starting"} // booting, restoring or waiting for a migration
+			return vmmapi.Info{State: "starting", Landlock: landlock()} // booting, restoring or waiting for a migration
 		}
-		return vmmapi.Info{State: "stopped"}
+		return vmmapi.Info{State: "stopped", Landlock: landlock()}
 	}
 	cfg := m.Config()
 	st := "running"
@@ -144,7 +146,7 @@ func (c *machineCtl) Info() vmmapi.Info {
 		st = "paused"
 	}
 	info := vmmapi.Info{State: st, CPUs: cfg.CPUs, MemoryMiB: cfg.MemoryMiB, KVM: string(m.Flavor()),
-		Template: m.Template(), Exits: m.Exits(), Emulated: m.EmulatedInstructions()}
+		Template: m.Template(), Exits: m.Exits(), Emulated: m.EmulatedInstructions(), Landlock: landlock()}
 	if b := m.Balloon(); b != nil {
 		s := b.Stats()
 		info.Balloon = &vmmapi.Balloon{TargetMiB: uint64(b.Target()) * 4096 >> 20, ActualMiB: uint64(b.Actual()) * 4096 >> 20,
@@ -164,3 +166,6 @@ func (c *machineCtl) FenceStatus() vmmapi.FenceStatus {
 	armed, remaining, fired, reason := c.fence.Status()
 	return vmmapi.FenceStatus{Armed: armed, RemainingMS: remaining.Milliseconds(), Fired: fired, Reason: reason}
 }
+
+// landlock is what the jail said of its Landlock rules (jail.LandlockEnv).
+func landlock() string { return os.Getenv(jail.LandlockEnv) }

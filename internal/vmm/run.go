@@ -161,6 +161,9 @@ func (v *VMM) Run(console Console) error {
 	v.sigs = make(chan os.Signal, 2)
 	signal.Notify(v.sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
 	defer signal.Stop(v.sigs)
+	if os.Getenv(TestLandlockProbe) == "1" {
+		testLandlockProbe()
+	}
 	// The filter goes on once the sockets are open and before any guest
 	// runs: what building, rebooting, snapshotting and migrating a machine
 	// needs is on the allow-list.

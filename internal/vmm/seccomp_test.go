@@ -39,3 +39,33 @@ func TestSeccompAllowList(t *testing.T) {
 	}
 	t.Logf("%d syscalls allowed: %v", len(names), names)
 }
+
+// TestSeccompVCPUList checks the vCPU threads' list: within the process's
+// (its filter applies too, so a name only here would still be refused),
+// and without what a vCPU thread, which the guest drives, never needs:
+// opening files, making sockets, starting threads, changing folders.
+func TestSeccompVCPUList(t *testing.T) {
+	all := map[string]bool{}
+	for _, n := range seccomp.Names() {
+		all[n] = true
+	}
+	vcpu := seccomp.VCPUNames()
+	if len(vcpu) < 20 {
+		t.Fatalf("vCPU allow-list of %d syscalls: are the packages' lists registered?", len(vcpu))
+	}
+	on := map[string]bool{}
+	for _, n := range vcpu {
+		on[n] = true
+		if !all[n] {
+			t.Errorf("%s is on the vCPU list but not the process's", n)
+		}
+	}
+	for _, n := range []string{"openat", "socket", "socketpair", "connect", "bind", "listen", "accept4", "clone", "clone3",
+		"userfaultfd", "mkdirat", "unlinkat", "renameat", "renameat2", "fchmodat", "getdents64", "readlinkat",
+		"sched_setaffinity", "prlimit64", "sendmsg", "recvmsg", "execve"} {
+		if on[n] {
+			t.Errorf("%s is on the vCPU list", n)
+		}
+	}
+	t.Logf("%d of %d syscalls allowed on vCPU threads: %v", len(vcpu), len(all), vcpu)
+}

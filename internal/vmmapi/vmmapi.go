@@ -55,6 +55,9 @@ type Info struct {
 	Exits     []uint64 `json:"exits_per_vcpu"`
 	Emulated  uint64   `json:"emulated_instructions"`
 	Balloon   *Balloon `json:"balloon,omitempty"`
+	// Landlock says how the jail's Landlock rules confine the VMM ("abi
+	// N: ...", or "off: why" where the kernel lacks it); empty unjailed.
+	Landlock string `json:"landlock,omitempty"`
 }
 
 // Balloon is the memory balloon's state and the guest's own statistics.

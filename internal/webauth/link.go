@@ -5,6 +5,8 @@ import (
 	"net/http"
 	"sync"
 	"time"
+
+	"github.com/govisor/govisor/internal/apitoken"
 )
 
 // LinkPath opens a session from a one-time login link: GET
@@ -65,6 +67,6 @@ func (a *Auth) link(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusUnauthorized, "this login link is wrong, expired or used already: run govisor ui again", "")
 		return
 	}
-	a.setSession(w, r)
+	a.setSession(w, r, apitoken.Local)
 	http.Redirect(w, r, "/ui/", http.StatusSeeOther)
 }

@@ -12,6 +12,8 @@ import (
 	"errors"
 	"sync"
 	"time"
+
+	"github.com/govisor/govisor/internal/apitoken"
 )
 
 // DefaultTTL is how long a session lasts after its login.
@@ -43,6 +45,7 @@ type Sessions struct {
 type session struct {
 	csrf    string
 	expires time.Time
+	who     apitoken.Identity // the token that logged in (issue 15: roles hold in sessions too)
 }
 
 // NewSessions returns an empty session store whose sessions last ttl
@@ -61,8 +64,8 @@ func randomID() string {
 	return base64.RawURLEncoding.EncodeToString(b[:])
 }
 
-// open starts a session and returns its id, CSRF token and expiry.
-func (s *Sessions) open() (id, csrf string, expires time.Time) {
+// open starts a session of who and returns its id, CSRF token and expiry.
+func (s *Sessions) open(who apitoken.Identity) (id, csrf string, expires time.Time) {
 	id, csrf = randomID(), randomID()
 	now := s.now()
 	expires = now.Add(s.ttl)
@@ -82,7 +85,7 @@ func (s *Sessions) open() (id, csrf string, expires time.Time) {
 		}
 		delete(s.m, oldest)
 	}
-	s.m[sha256.Sum256([]byte(id))] = session{csrf: csrf, expires: expires}
+	s.m[sha256.Sum256([]byte(id))] = session{csrf: csrf, expires: expires, who: who}
 	return id, csrf, expires
 }
 

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/govisor/govisor/api"
+	"github.com/govisor/govisor/internal/apitoken"
 )
 
 // CookieName is the session cookie.
@@ -44,11 +45,17 @@ type SessionInfo struct {
 	Expires   time.Time `json:"expires,omitzero"`
 	// Open is true where no login is needed (the agent's Unix socket).
 	Open bool `json:"open,omitempty"`
+	// User is the token's name and role: the page offers what the role
+	// may do.
+	User *apitoken.Identity `json:"user,omitempty"`
 }
 
 // Auth authorizes requests on a listener that requires a token.
 type Auth struct {
-	Tokens   []string
+	Tokens []string // admin tokens (as token files were before roles)
+	// Lookup finds the identity of a token besides Tokens (nil: none),
+	// such as apitoken.File.Lookup.
+	Lookup   func(secret string) (apitoken.Identity, bool)
 	Sessions *Sessions
 	Links    *Links // one-time login links (nil: none)
 	// Limit counts failed logins by client address (nil: a default of
@@ -75,13 +82,14 @@ func (a *Auth) limiter() *Limiter {
 func (a *Auth) Handler(next http.Handler) http.Handler {
 	bearer := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		got, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
-		if !ok || !a.validToken(got) {
+		who, valid := a.identify(got)
+		if !ok || !valid {
 			// What the API said before sessions existed (httpapi.RequireToken).
 			w.Header().Set("WWW-Authenticate", `Bearer realm="govisor"`)
 			writeError(w, http.StatusUnauthorized, "a valid bearer token is required", "")
 			return
 		}
-		next.ServeHTTP(w, r)
+		next.ServeHTTP(w, r.WithContext(apitoken.WithIdentity(r.Context(), who)))
 	})
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		switch r.URL.Path {
@@ -118,7 +126,7 @@ func (a *Auth) Handler(next http.Handler) http.Handler {
 			writeError(w, http.StatusForbidden, "missing or wrong "+CSRFHeader+" header: a "+r.Method+" with the session cookie needs the session's CSRF token", "")
 			return
 		}
-		next.ServeHTTP(w, r)
+		next.ServeHTTP(w, r.WithContext(apitoken.WithIdentity(r.Context(), se.who)))
 	})
 }
 
@@ -145,16 +153,19 @@ func validCSRF(r *http.Request, se session) bool {
 	return got != "" && subtle.ConstantTimeCompare([]byte(got), []byte(se.csrf)) == 1
 }
 
-// validToken compares got with every token in constant time: no timing
-// hint on which one matched, or how much of one.
-func (a *Auth) validToken(got string) bool {
-	valid := false
-	for _, t := range a.Tokens {
-		if subtle.ConstantTimeCompare([]byte(got), []byte(t)) == 1 {
-			valid = true
+// identify finds who got, a token, stands for: Lookup's answer, else an
+// admin of Tokens (compared in constant time by apitoken.Lookup).
+func (a *Auth) identify(got string) (apitoken.Identity, bool) {
+	if a.Lookup != nil {
+		if id, ok := a.Lookup(got); ok {
+			return id, true
 		}
 	}
-	return valid && got != ""
+	toks := make([]apitoken.Token, len(a.Tokens))
+	for i, t := range a.Tokens {
+		toks[i] = apitoken.Token{Secret: t, Identity: apitoken.Identity{Name: apitoken.DefaultName(t), Role: apitoken.Admin}}
+	}
+	return apitoken.Lookup(toks, got)
 }
 
 func (a *Auth) login(w http.ResponseWriter, r *http.Request) {
@@ -183,17 +194,18 @@ func (a *Auth) login(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, `body is not {"token": "..."} in JSON`, "token")
 		return
 	}
-	if !a.validToken(l.Token) {
+	who, ok := a.identify(l.Token)
+	if !ok {
 		a.limiter().fail(client)
 		writeError(w, http.StatusUnauthorized, "wrong token: give one of the agent's API tokens (--token-file)", "token")
 		return
 	}
-	writeJSON(w, http.StatusOK, a.setSession(w, r))
+	writeJSON(w, http.StatusOK, a.setSession(w, r, who))
 }
 
-// setSession opens a session and sets its cookie.
-func (a *Auth) setSession(w http.ResponseWriter, r *http.Request) SessionInfo {
-	id, csrf, exp := a.Sessions.open()
+// setSession opens a session of who and sets its cookie.
+func (a *Auth) setSession(w http.ResponseWriter, r *http.Request, who apitoken.Identity) SessionInfo {
+	id, csrf, exp := a.Sessions.open(who)
 	// The cookie outlives the session a little: a browser then still sends
 	// it after the expiry, and the agent can answer "session expired"
 	// instead of "no token".
@@ -202,7 +214,7 @@ func (a *Auth) setSession(w http.ResponseWriter, r *http.Request) SessionInfo {
 		Name: CookieName, Value: id, Path: "/", Expires: exp.Add(cookieGrace), MaxAge: int(keep.Seconds()),
 		HttpOnly: true, Secure: r.TLS != nil, SameSite: http.SameSiteStrictMode,
 	})
-	return SessionInfo{CSRFToken: csrf, Expires: exp}
+	return SessionInfo{CSRFToken: csrf, Expires: exp, User: &who}
 }
 
 func (a *Auth) logout(w http.ResponseWriter, r *http.Request) {
@@ -243,21 +255,22 @@ func (a *Auth) session(w http.ResponseWriter, r *http.Request) {
 		refuseSession(w, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, SessionInfo{CSRFToken: se.csrf, Expires: se.expires})
+	writeJSON(w, http.StatusOK, SessionInfo{CSRFToken: se.csrf, Expires: se.expires, User: &se.who})
 }
 
 // Open serves the session endpoints where the listener needs no login (the
 // agent's Unix socket, reachable only by its own user): the session is
-// always there, and no CSRF token is asked for.
+// always there, and no CSRF token is asked for. Its requests are
+// apitoken.Local's.
 func Open(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		switch r.URL.Path {
 		case LoginPath, SessionPath:
-			writeJSON(w, http.StatusOK, SessionInfo{Open: true})
+			writeJSON(w, http.StatusOK, SessionInfo{Open: true, User: &apitoken.Local})
 		case LogoutPath:
 			w.WriteHeader(http.StatusNoContent)
 		default:
-			next.ServeHTTP(w, r)
+			next.ServeHTTP(w, r.WithContext(apitoken.WithIdentity(r.Context(), apitoken.Local)))
 		}
 	})
 }

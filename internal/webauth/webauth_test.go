@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/govisor/govisor/api"
+	"github.com/govisor/govisor/internal/apitoken"
 )
 
 const goodToken = "s3cret-token"
@@ -247,9 +248,9 @@ func TestExpiredSessionSaysSo(t *testing.T) {
 
 func TestSessionsBounded(t *testing.T) {
 	s := NewSessions(time.Minute)
-	first, _, _ := s.open()
+	first, _, _ := s.open(apitoken.Local)
 	for range maxSessions {
-		s.open()
+		s.open(apitoken.Local)
 	}
 	if len(s.m) != maxSessions {
 		t.Fatalf("%d sessions kept, want at most %d", len(s.m), maxSessions)

@@ -15,6 +15,8 @@ import (
 
 	"github.com/govisor/govisor/api"
 	"github.com/govisor/govisor/internal/agent/service"
+	"github.com/govisor/govisor/internal/apiguard"
+	"github.com/govisor/govisor/internal/audit"
 	"github.com/govisor/govisor/internal/cluster/store"
 )
 
@@ -28,6 +30,11 @@ type Options struct {
 	// Streams ends event streams when done (http.Server.Shutdown does not
 	// wait for streams to end on their own); nil: only with the request.
 	Streams context.Context
+	// Guard checks every route's requests (roles, sizes, rates) and audits
+	// changes (nil: no checks, for Routes only: the agent always sets it).
+	Guard *apiguard.Guard
+	// Audit serves GET /v1/audit (nil: 404).
+	Audit *audit.Log
 }
 
 // server is the API over one set of services.
@@ -48,14 +55,19 @@ func Routes() []string {
 	return slices.Clone((&server{}).routes().(*routeMux).patterns)
 }
 
-// routeMux is a ServeMux that records the patterns registered on it.
+// routeMux is a ServeMux that records the patterns registered on it and
+// guards each (apiguard: the role a route needs is decided by its pattern).
 type routeMux struct {
 	*http.ServeMux
 	patterns []string
+	guard    *apiguard.Guard
 }
 
 func (m *routeMux) Handle(pattern string, h http.Handler) {
 	m.patterns = append(m.patterns, pattern)
+	if m.guard != nil {
+		h = m.guard.Wrap(pattern, h)
+	}
 	m.ServeMux.Handle(pattern, h)
 }
 
@@ -64,7 +76,7 @@ func (m *routeMux) HandleFunc(pattern string, h func(http.ResponseWriter, *http.
 }
 
 func (s *server) routes() http.Handler {
-	m := &routeMux{ServeMux: http.NewServeMux()}
+	m := &routeMux{ServeMux: http.NewServeMux(), guard: s.opts.Guard}
 	m.HandleFunc("POST /v1/vms", s.handleCreate)
 	m.HandleFunc("GET /v1/vms", s.handleList)
 	m.HandleFunc("GET /v1/vms/{name}", s.handleGet)
@@ -104,6 +116,7 @@ func (s *server) routes() http.Handler {
 	m.HandleFunc("GET /v1/pools/{name}/volumes/{volume}", s.handleGetVolume)
 	m.HandleFunc("DELETE /v1/pools/{name}/volumes/{volume}", s.handleDeleteVolume)
 	m.HandleFunc("GET /v1/usage", s.handleUsage)
+	m.HandleFunc("GET /v1/audit", s.handleAudit)
 	m.Handle("GET /metrics", s.metrics())
 	m.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		WriteJSON(w, http.StatusNotFound, api.Error{Message: "no such endpoint: " + r.Method + " " + r.URL.Path})
@@ -126,6 +139,8 @@ func httpError(w http.ResponseWriter, err error) {
 	switch {
 	case errors.As(err, &fe):
 		code, body.Field = http.StatusBadRequest, fe.Field
+	case errors.As(err, new(*http.MaxBytesError)):
+		code = http.StatusRequestEntityTooLarge
 	case errors.Is(err, service.ErrInvalid):
 		code = http.StatusBadRequest
 	case errors.Is(err, store.ErrNotFound), errors.Is(err, service.ErrNoSuchHost):
@@ -155,11 +170,16 @@ func WriteJSON(w http.ResponseWriter, code int, v any) {
 // unknown fields by name; what names the expected object in the error.
 // Every handler that takes a JSON body uses it.
 func DecodeObject(r *http.Request, v any, what string) error {
-	dec := json.NewDecoder(io.LimitReader(r.Body, MaxBody))
+	dec := json.NewDecoder(io.LimitReader(r.Body, MaxBody+1)) // +1: the guard's MaxBytesReader then sees a body too large
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {
 		var te *json.UnmarshalTypeError
+		var tl *http.MaxBytesError
 		switch {
+		case errors.As(err, &tl):
+			// The guard's http.MaxBytesReader cut the body: httpError
+			// answers 413.
+			return fmt.Errorf("request body larger than the agent's limit of %d bytes: %w", tl.Limit, err)
 		case errors.As(err, &te):
 			return &service.FieldError{Field: te.Field, Msg: fmt.Sprintf("want a %s, not a JSON %s", te.Type, te.Value)}
 		case strings.HasPrefix(err.Error(), "json: unknown field "):
