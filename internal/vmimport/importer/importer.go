@@ -27,6 +27,9 @@ import (
 	"github.com/govisor/govisor/internal/vmimport/vmx"
 )
 
+// ErrExists reports a converted disk whose name is taken in OutDir.
+var ErrExists = errors.New("import: a disk of that name exists")
+
 // Sources are the configuration kinds Import reads.
 var Sources = []string{"vmx", "ova", "ovf", "vbox", "hyperv"}
 
@@ -232,7 +235,7 @@ func convertDisk(ctx context.Context, s *source, d vmimport.Disk, out, format st
 	os.Chmod(tmp, 0o600)
 	if err = os.Link(tmp, out); err != nil {
 		if errors.Is(err, os.ErrExist) {
-			return fmt.Errorf("%s already exists: give the VM another name", out)
+			return fmt.Errorf("%w: %s already exists: give the VM another name", ErrExists, out)
 		}
 		return fmt.Errorf("put %s in place: %w", out, err)
 	}
