@@ -30,6 +30,10 @@ import (
 // ErrExists reports a converted disk whose name is taken in OutDir.
 var ErrExists = errors.New("import: a disk of that name exists")
 
+// maxDiskSize bounds a converted disk (64 TiB, as the agent's volumes):
+// a configuration may claim any capacity for a blank disk.
+const maxDiskSize = 64 << 40
+
 // Sources are the configuration kinds Import reads.
 var Sources = []string{"vmx", "ova", "ovf", "vbox", "hyperv"}
 
@@ -140,11 +144,18 @@ func load(o Options) (*source, error) {
 		parse := map[string]func([]byte) (*vmimport.VM, error){"vmx": vmx.Parse, "ovf": ovf.Parse, "vbox": vbox.Parse}[o.Source]
 		s.vm, err = parse(text)
 	case "ova":
-		var pkg *ova.Package
-		if pkg, err = ova.Unpack(o.Path, o.OutDir); err != nil {
+		// A folder of its own: imports running side by side into one
+		// pool must not unpack members of the same name over each other.
+		tmp, err := os.MkdirTemp(o.OutDir, ".gv-import-")
+		if err != nil {
+			return nil, fmt.Errorf("import: %w", err)
+		}
+		pkg, err := ova.Unpack(o.Path, tmp)
+		if err != nil {
+			os.RemoveAll(tmp)
 			return nil, err
 		}
-		s.cleanup = pkg.Remove
+		s.cleanup = func() { os.RemoveAll(tmp) }
 		s.resolve = func(name string) (string, error) {
 			p, ok := pkg.Files[filepath.Clean(name)]
 			if !ok {
@@ -153,7 +164,8 @@ func load(o Options) (*source, error) {
 			return p, nil
 		}
 		if s.vm, err = ovf.Parse(pkg.OVF); err != nil {
-			pkg.Remove()
+			os.RemoveAll(tmp)
+			return nil, fmt.Errorf("import: %s: %w", o.Path, err)
 		}
 	case "hyperv":
 		var cfg string
@@ -210,8 +222,8 @@ func convertDisk(ctx context.Context, s *source, d vmimport.Disk, out, format st
 		size = in.VirtualSize()
 	}
 	size = max(size, d.Capacity)
-	if size <= 0 {
-		return fmt.Errorf("no image and no capacity")
+	if size <= 0 || size > maxDiskSize {
+		return fmt.Errorf("a disk of %d bytes (want 1 byte to 64 TiB)", size)
 	}
 	var rnd [6]byte
 	rand.Read(rnd[:])
