@@ -32,7 +32,7 @@ import (
 )
 
 // ErrVMCX reports a Hyper-V 2016+ export, whose configuration is binary.
-var ErrVMCX = errors.New("hyperv: the export holds a binary .vmcx configuration (Hyper-V 2016 and later), whose format Microsoft does not document; export the VM's disks (.vhdx) and import them with govisor image convert, or export from Hyper-V as OVF with System Center / a converter")
+var ErrVMCX = errors.New("hyperv: the export holds a binary .vmcx configuration (Hyper-V 2016 and later), whose format Microsoft does not document; convert its disks (Virtual Hard Disks/*.vhdx, checkpoints included) with govisor image convert and define the VM by hand")
 
 // node is an element of the configuration.
 type node struct {
