@@ -31,7 +31,10 @@ func (a *Agent) ImportVM(ctx context.Context, pool string, r api.ImportRequest) 
 	if err != nil {
 		return api.ImportResult{}, err
 	}
-	res, err := importer.Import(ctx, importer.Options{Source: r.Source, Path: r.Path, Name: r.Name, OutDir: p.Path, Format: r.Format})
+	tr := &importTracker{a: a, pool: p, format: r.Format}
+	res, err := importer.Import(ctx, importer.Options{Source: r.Source, Path: r.Path, Name: r.Name, OutDir: p.Path, Format: r.Format,
+		Progress: tr.progress, Started: tr.start})
+	tr.finish()
 	switch {
 	case err == nil:
 	case errors.Is(err, importer.ErrExists):
@@ -85,4 +88,38 @@ func checkImport(r *api.ImportRequest) error {
 		return fieldErr("format", fmt.Sprintf("%q: use one of %s", r.Format, strings.Join(diskimage.Formats(), ", ")))
 	}
 	return nil
+}
+
+// importTracker lists the volume an import is converting, with its
+// progress, as CreateVolume does (GET .../volumes shows it), so that a
+// client can follow a long import.
+type importTracker struct {
+	a      *Agent
+	pool   api.Pool
+	format string
+	cur    *makingVolume
+	done   func()
+}
+
+// start registers the volume at path as being made.
+func (t *importTracker) start(path string, size int64) {
+	t.finish()
+	m, done, err := t.a.startMaking(api.Volume{Name: filepath.Base(path), Pool: t.pool.Name, Path: path, Format: t.format, VirtualSize: size}, size)
+	if err == nil {
+		t.cur, t.done = m, done
+	}
+}
+
+func (t *importTracker) progress(_, _ int, done, total int64) {
+	if t.cur != nil {
+		t.cur.progress(done, total)
+	}
+}
+
+// finish unregisters the volume last started.
+func (t *importTracker) finish() {
+	if t.done != nil {
+		t.done()
+	}
+	t.cur, t.done = nil, nil
 }

@@ -58,6 +58,10 @@ func TestImportVM(t *testing.T) {
 	if !bytes.Equal(got, data) {
 		t.Error("the volume does not hold the exported disk's data")
 	}
+	vols, err := ta.cli.ListVolumes(ctx, "local")
+	if err != nil || len(vols) != 1 || vols[0].Progress != nil {
+		t.Errorf("after the import the pool lists %+v, %v: want the volume, done", vols, err)
+	}
 	// The definition is one the agent takes once given a kernel (and no
 	// NICs: this test defines no network).
 	s := res.Spec
@@ -94,5 +98,26 @@ func TestImportVM(t *testing.T) {
 	})
 	if ents, _ := os.ReadDir(poolDir); len(ents) != 1 {
 		t.Errorf("pool directory holds %d files, want the one volume", len(ents))
+	}
+}
+
+// TestImportTracker checks that the volume an import converts is listed
+// with its progress while it is made, and no longer once done.
+func TestImportTracker(t *testing.T) {
+	a := &Agent{}
+	tr := &importTracker{a: a, pool: api.Pool{Name: "p", Path: "/pool"}, format: "qcow2"}
+	tr.start("/pool/vm-disk0.qcow2", 100)
+	tr.progress(0, 2, 40, 100)
+	got := a.makingIn("p")
+	if len(got) != 1 || got[0].Name != "vm-disk0.qcow2" || got[0].Progress == nil || got[0].Progress.DoneBytes != 40 || got[0].Progress.TotalBytes != 100 {
+		t.Fatalf("making %+v", got)
+	}
+	tr.start("/pool/vm-disk1.qcow2", 10)
+	if got := a.makingIn("p"); len(got) != 1 || got[0].Name != "vm-disk1.qcow2" {
+		t.Fatalf("after the second disk started: %+v", got)
+	}
+	tr.finish()
+	if got := a.makingIn("p"); len(got) != 0 {
+		t.Fatalf("after the import: %+v", got)
 	}
 }

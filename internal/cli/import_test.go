@@ -118,3 +118,40 @@ func TestImportOVABootsBIOS(t *testing.T) {
 		last += 1 + i
 	}
 }
+
+// TestImportThroughAgent imports a VMware VM into a storage pool through
+// `govisor serve`: the agent converts the disk into a volume and returns a
+// VM definition; -p follows the conversion on stderr.
+func TestImportThroughAgent(t *testing.T) {
+	dir := t.TempDir()
+	sock := filepath.Join(dir, "api.sock")
+	startServe(t, filepath.Join(dir, "state"), sock)
+	img, err := diskimage.Create(filepath.Join(dir, "app.vmdk"), "vmdk", 8<<20, diskimage.CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	img.WriteAt(bytes.Repeat([]byte("x"), 1<<20), 0)
+	img.Close()
+	os.WriteFile(filepath.Join(dir, "app.vmx"), []byte("displayName = \"app\"\nnumvcpus = \"3\"\nsata0:0.present = \"TRUE\"\nsata0:0.fileName = \"app.vmdk\"\nsound.present = \"TRUE\"\n"), 0o644)
+	runCases(t, sock, []cliCase{
+		{[]string{"pool", "create", "local", "--path", filepath.Join(dir, "images")}, 0, "created"},
+		{[]string{"import", "vmx", filepath.Join(dir, "app.vmx"), "--pool", "local", "-p"}, 0, "volume:  app-disk0.qcow2 (qcow2, 8.0 MiB)"},
+		{[]string{"import", "vmx", filepath.Join(dir, "app.vmx"), "--pool", "local"}, 4, "already exists"},
+		{[]string{"import", "vmx", filepath.Join(dir, "app.vmx"), "--pool", "ghost", "--name", "b"}, 3, "no storage pool ghost"},
+		{[]string{"import", "vmx", filepath.Join(dir, "app.vmx"), "--pool", "local", "-O", dir}, 2, "exclude each other"},
+	})
+	out, errOut, code := runGovisor(t, "import", "vmx", filepath.Join(dir, "app.vmx"), "--pool", "local", "--name", "app2", "-o", "json", "--socket", sock)
+	var res struct {
+		Spec struct {
+			CPUs  int `json:"cpus"`
+			Disks []struct {
+				Pool, Volume string
+			} `json:"disks"`
+		} `json:"spec"`
+		Dropped []string `json:"dropped"`
+	}
+	if code != 0 || json.Unmarshal([]byte(out), &res) != nil || res.Spec.CPUs != 3 || len(res.Spec.Disks) != 1 ||
+		res.Spec.Disks[0].Volume != "app2-disk0.qcow2" || len(res.Dropped) != 1 {
+		t.Errorf("import -o json: exit %d, %+v\n%s%s", code, res, out, errOut)
+	}
+}

@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -10,10 +11,12 @@ import (
 	"slices"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/spf13/cobra"
 
 	"github.com/govisor/govisor/api"
+	"github.com/govisor/govisor/client"
 	"github.com/govisor/govisor/internal/vmimport"
 	"github.com/govisor/govisor/internal/vmimport/importer"
 )
@@ -55,7 +58,7 @@ converts the disks into volumes of the pool and returns a VM definition.` + "\n"
 				if outDir != "" {
 					return &ExitError{Code: exitInvalid, Err: fmt.Errorf("import: -O and --pool exclude each other: the pool says where the disks go")}
 				}
-				return importRemote(cmd, f, pool, api.ImportRequest{Source: source, Path: absPath(path), Name: name, Format: format})
+				return importRemote(cmd, f, pool, api.ImportRequest{Source: source, Path: absPath(path), Name: name, Format: format}, progress)
 			}
 			return importLocal(cmd, f, importer.Options{Source: source, Path: path, Name: name, Format: format, OutDir: outDir}, progress)
 		},
@@ -70,12 +73,17 @@ converts the disks into volumes of the pool and returns a VM definition.` + "\n"
 }
 
 // importRemote asks the agent to import into a pool.
-func importRemote(cmd *cobra.Command, f *apiFlags, pool string, req api.ImportRequest) error {
+func importRemote(cmd *cobra.Command, f *apiFlags, pool string, req api.ImportRequest, progress bool) error {
 	c, err := f.client()
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(cmd.ErrOrStderr(), "importing %s on the agent into storage pool %s...\n", req.Path, pool)
+	errw := cmd.ErrOrStderr()
+	fmt.Fprintf(errw, "importing %s on the agent into storage pool %s...\n", req.Path, pool)
+	if progress || isTerminal(errw) {
+		stop := followImport(cmd.Context(), c, pool, req.Name, errw)
+		defer stop()
+	}
 	res, err := c.ImportVM(cmd.Context(), pool, req)
 	if err != nil {
 		return apiErr(err)
@@ -207,4 +215,50 @@ func writeRunConfig(path string, vm *vmimport.VM, disks []string) error {
 		return fmt.Errorf("import: write the run config: %w", err)
 	}
 	return f.Close()
+}
+
+// followImport draws the progress of the volumes an import on the agent
+// is converting (the agent lists them with their progress) until stop is
+// called. Without --name the VM's name is the agent's to derive, so any
+// volume of the pool being made whose name looks like an imported disk's
+// is followed.
+func followImport(ctx context.Context, c *client.Client, pool, name string, w io.Writer) (stop func()) {
+	ctx, cancel := context.WithCancel(ctx)
+	finished := make(chan struct{})
+	go func() {
+		defer close(finished)
+		var bar *progressBar
+		cur := ""
+		tick := time.NewTicker(500 * time.Millisecond)
+		defer tick.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				if bar != nil {
+					bar.finish()
+				}
+				return
+			case <-tick.C:
+			}
+			vols, err := c.ListVolumes(ctx, pool)
+			if err != nil {
+				continue
+			}
+			for _, v := range vols {
+				if v.Progress == nil || !strings.Contains(v.Name, "-disk") || (name != "" && !strings.HasPrefix(v.Name, name+"-disk")) {
+					continue
+				}
+				if v.Name != cur {
+					if bar != nil {
+						bar.finish()
+					}
+					cur, bar = v.Name, &progressBar{w: w}
+					fmt.Fprintf(w, "%s:\n", v.Name)
+				}
+				bar.update(v.Progress.DoneBytes, v.Progress.TotalBytes)
+				break
+			}
+		}
+	}()
+	return func() { cancel(); <-finished }
 }

@@ -50,6 +50,9 @@ type Options struct {
 	Format string
 	// Progress, if set, is called as disk i (from 0, of n) converts.
 	Progress func(i, n int, done, total int64)
+	// Started, if set, is called as each disk's conversion starts, with
+	// the image it will be and its size.
+	Started func(path string, size int64)
 }
 
 // Result is an imported VM: its configuration and its converted disks.
@@ -90,7 +93,7 @@ func Import(ctx context.Context, o Options) (res *Result, err error) {
 		if o.Progress != nil {
 			progress = func(done, total int64) { o.Progress(i, len(vm.Disks), done, total) }
 		}
-		if err := convertDisk(ctx, src, d, out, o.Format, progress); err != nil {
+		if err := convertDisk(ctx, src, d, out, o.Format, o.Started, progress); err != nil {
 			return res, fmt.Errorf("import: disk %s: %w", d.Source, err)
 		}
 		res.Disks = append(res.Disks, out)
@@ -211,7 +214,7 @@ func DNSName(s string) string {
 
 // convertDisk converts one disk, chain and all, to out: built under a
 // temporary name and linked into place without replacing a file.
-func convertDisk(ctx context.Context, s *source, d vmimport.Disk, out, format string, progress func(done, total int64)) (err error) {
+func convertDisk(ctx context.Context, s *source, d vmimport.Disk, out, format string, started func(string, int64), progress func(done, total int64)) (err error) {
 	in, err := openChain(s, d)
 	if err != nil {
 		return err
@@ -224,6 +227,9 @@ func convertDisk(ctx context.Context, s *source, d vmimport.Disk, out, format st
 	size = max(size, d.Capacity)
 	if size <= 0 || size > maxDiskSize {
 		return fmt.Errorf("a disk of %d bytes (want 1 byte to 64 TiB)", size)
+	}
+	if started != nil {
+		started(out, size)
 	}
 	var rnd [6]byte
 	rand.Read(rnd[:])
