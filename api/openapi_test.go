@@ -32,6 +32,7 @@ func init() {
 		api.VMSpec{}, api.DiskSpec{}, api.VMStatus{}, api.VM{}, api.VMList{}, api.Host{}, api.HostList{}, api.Event{}, api.Error{},
 		api.NICSpec{}, api.Network{}, api.NetworkList{}, api.JoinRequest{}, api.JoinInfo{}, api.ClusterEvent{}, api.ClusterEventList{},
 		api.Pool{}, api.PoolList{}, api.Volume{}, api.VolumeProgress{}, api.VolumeList{}, api.VolumeCreate{},
+		api.ImportRequest{}, api.ImportResult{},
 		api.SnapshotRequest{}, api.Snapshot{}, api.SnapshotList{}, api.RestoreRequest{},
 		api.MigrateRequest{}, api.MigrationStatus{}, api.IncomingRequest{}, api.Incoming{},
 		api.UsageSample{}, api.UsageReport{}, api.MaintenanceRequest{}, api.ClusterSettings{}, api.HostLoad{}, api.VMLoad{}, api.BalancePlan{}, api.BalanceMove{}, api.BalanceLoad{},

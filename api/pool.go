@@ -63,3 +63,37 @@ type VolumeCreate struct {
 	From       string `json:"from,omitempty"`
 	FromVolume string `json:"fromVolume,omitempty"`
 }
+
+// Import sources: the configuration kinds POST /v1/pools/{pool}/imports reads.
+const (
+	ImportVMX    = "vmx"    // VMware .vmx
+	ImportOVA    = "ova"    // OVF package in one tar
+	ImportOVF    = "ovf"    // OVF descriptor with its files beside it
+	ImportVBox   = "vbox"   // VirtualBox .vbox
+	ImportHyperV = "hyperv" // Hyper-V 2012 R2 export folder (Virtual Machines/*.xml)
+)
+
+// ImportRequest is the body of POST /v1/pools/{pool}/imports: a VM of
+// another hypervisor, whose configuration is a file on the agent's host,
+// whose disks become volumes of the pool.
+type ImportRequest struct {
+	Source string `json:"source"` // vmx, ova, ovf, vbox or hyperv
+	Path   string `json:"path"`   // absolute path of the configuration (hyperv: the export folder)
+	Name   string `json:"name,omitempty"`
+	Format string `json:"format,omitempty"` // of the volumes; default qcow2
+}
+
+// ImportResult is what an import made: the volumes, a VM definition using
+// them, and the report of what was mapped and dropped.
+type ImportResult struct {
+	// Spec is the imported VM: CPUs, memory, disks as volumes of the pool,
+	// NICs with their source MACs. Its NICs' networks are empty (pick
+	// govisor networks) and it has no kernel: the disk boots through
+	// Firmware.
+	Spec VMSpec `json:"spec"`
+	// Firmware is bios or uefi: how the source VM booted.
+	Firmware string   `json:"firmware"`
+	Volumes  []Volume `json:"volumes"`
+	Mapped   []string `json:"mapped,omitempty"`
+	Dropped  []string `json:"dropped,omitempty"`
+}

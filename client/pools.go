@@ -67,3 +67,11 @@ func (c *Client) DeleteVolume(ctx context.Context, pool, vol string) error {
 	_, err := c.Do(ctx, http.MethodDelete, volumePath(pool, vol), nil, nil)
 	return err
 }
+
+// ImportVM converts a VM of another hypervisor, whose configuration is a
+// file on the agent's host, into volumes of pool.
+func (c *Client) ImportVM(ctx context.Context, pool string, req api.ImportRequest) (api.ImportResult, error) {
+	var res api.ImportResult
+	_, err := c.Do(ctx, http.MethodPost, poolPath(pool)+"/imports", req, &res)
+	return res, err
+}

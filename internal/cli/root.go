@@ -30,6 +30,7 @@ func NewRootCmd() *cobra.Command {
 	root.AddCommand(newServeExecCmd(), newVMCmd(), newHostCmd(), newClusterCmd(), newEventsCmd())
 	root.AddCommand(newNetCmd(), newPoolCmd(), newVolumeCmd())
 	root.AddCommand(newAuditCmd(), newTokenCmd())
+	root.AddCommand(newImportCmd(), newExportCmd())
 	root.AddCommand(newReportCmd(), newLabExecCmd(), newLabHoldKVMCmd(), uicmd.NewUICmd(), newJailExecCmd())
 	return root
 }

@@ -45,12 +45,18 @@ type apiFlags struct {
 }
 
 func (f *apiFlags) register(cmd *cobra.Command) {
+	f.registerConn(cmd)
+	cmd.PersistentFlags().StringVarP(&f.output, "output", "o", "table", "output format: table, json or yaml")
+}
+
+// registerConn adds the flags that say how to reach the agent, for a
+// command whose output is not a table.
+func (f *apiFlags) registerConn(cmd *cobra.Command) {
 	p := cmd.PersistentFlags()
 	p.StringVar(&f.socket, "socket", cmdutil.EnvOr("GOVISOR_SOCKET", client.DefaultSocket), "agent's Unix socket (env GOVISOR_SOCKET)")
 	p.StringVar(&f.url, "url", os.Getenv("GOVISOR_URL"), "agent's TCP API, https://HOST:PORT, instead of the socket (env GOVISOR_URL)")
 	p.StringVar(&f.tokenFile, "token-file", os.Getenv("GOVISOR_TOKEN_FILE"), "file holding the bearer token for --url (env GOVISOR_TOKEN_FILE)")
 	p.StringVar(&f.caCert, "ca-cert", os.Getenv("GOVISOR_CA_CERT"), "PEM CA certificate that signed the agent's TLS certificate")
-	p.StringVarP(&f.output, "output", "o", "table", "output format: table, json or yaml")
 }
 
 func (f *apiFlags) client() (*client.Client, error) {

@@ -115,6 +115,7 @@ func (s *server) routes() http.Handler {
 	m.HandleFunc("POST /v1/pools/{name}/volumes", s.handleCreateVolume)
 	m.HandleFunc("GET /v1/pools/{name}/volumes/{volume}", s.handleGetVolume)
 	m.HandleFunc("DELETE /v1/pools/{name}/volumes/{volume}", s.handleDeleteVolume)
+	m.HandleFunc("POST /v1/pools/{name}/imports", s.handleImportVM)
 	m.HandleFunc("GET /v1/usage", s.handleUsage)
 	m.HandleFunc("GET /v1/audit", s.handleAudit)
 	m.Handle("GET /metrics", s.metrics())

@@ -107,3 +107,17 @@ func answerDeleted(w http.ResponseWriter, err error) {
 	}
 	w.WriteHeader(http.StatusNoContent)
 }
+
+func (s *server) handleImportVM(w http.ResponseWriter, r *http.Request) {
+	var req api.ImportRequest
+	if err := DecodeObject(r, &req, "a VM to import"); err != nil {
+		httpError(w, err)
+		return
+	}
+	res, err := s.svc.ImportVM(r.Context(), r.PathValue("name"), req)
+	if err != nil {
+		httpError(w, err)
+		return
+	}
+	WriteJSON(w, http.StatusCreated, res)
+}

@@ -142,6 +142,9 @@ type Pools interface {
 	GetVolume(ctx context.Context, pool, name string) (api.Volume, error)
 	// DeleteVolume removes a volume no VM uses.
 	DeleteVolume(ctx context.Context, pool, name string) error
+	// ImportVM converts a VM of another hypervisor into volumes of a pool
+	// on this host and describes it.
+	ImportVM(ctx context.Context, pool string, r api.ImportRequest) (api.ImportResult, error)
 }
 
 // UsageQuery selects utilization samples; its fields are as given by the

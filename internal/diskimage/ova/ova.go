@@ -37,27 +37,12 @@ func Import(ovaPath, outDir string) (*VMDefinition, error) {
 	if err := os.MkdirAll(outDir, 0o755); err != nil {
 		return nil, fmt.Errorf("ova: %w", err)
 	}
-	f, err := os.Open(ovaPath)
+	pkg, err := Unpack(ovaPath, outDir)
 	if err != nil {
-		return nil, fmt.Errorf("ova: %w", err)
+		return nil, err
 	}
-	defer f.Close()
-	members := map[string]*member{}
-	defer func() {
-		for _, m := range members {
-			if m.path != "" {
-				os.Remove(m.path)
-			}
-		}
-	}()
-	ovfText, manifest, err := unpack(f, outDir, members)
-	if err != nil {
-		return nil, fmt.Errorf("ova: %s: %w", ovaPath, err)
-	}
-	if err := verify(manifest, members); err != nil {
-		return nil, fmt.Errorf("ova: %s: %w", ovaPath, err)
-	}
-	d, err := parseOVF(ovfText)
+	defer pkg.Remove()
+	d, err := parseOVF(pkg.OVF)
 	if err != nil {
 		return nil, fmt.Errorf("ova: %s: %w", ovaPath, err)
 	}
@@ -67,11 +52,11 @@ func Import(ovaPath, outDir string) (*VMDefinition, error) {
 		out := filepath.Join(outDir, fmt.Sprintf("%s-disk%d.qcow2", base, i))
 		src := ""
 		if dk.File != "" {
-			m, ok := members[path.Clean(dk.File)]
-			if !ok || m.path == "" {
+			p, ok := pkg.Files[path.Clean(dk.File)]
+			if !ok {
 				return nil, fmt.Errorf("ova: %s: disk %s names file %q, which the archive lacks", ovaPath, dk.ID, dk.File)
 			}
-			src = m.path
+			src = p
 		}
 		if err := convertDisk(src, out, dk.Capacity); err != nil {
 			return nil, fmt.Errorf("ova: %s: disk %s: %w", ovaPath, dk.ID, err)
@@ -79,6 +64,49 @@ func Import(ovaPath, outDir string) (*VMDefinition, error) {
 		vm.Disks = append(vm.Disks, out)
 	}
 	return &vm, nil
+}
+
+// Package is an unpacked OVA whose manifest digests matched.
+type Package struct {
+	// OVF is the descriptor's text.
+	OVF []byte
+	// Files maps each other member's name to its extracted copy.
+	Files map[string]string
+}
+
+// Unpack extracts the OVA at ovaPath into dir (as hidden ".ova-" files),
+// checks every digest its manifest lists, and returns the descriptor and
+// the extracted files; on error nothing is left behind.
+func Unpack(ovaPath, dir string) (*Package, error) {
+	f, err := os.Open(ovaPath)
+	if err != nil {
+		return nil, fmt.Errorf("ova: %w", err)
+	}
+	defer f.Close()
+	members := map[string]*member{}
+	pkg := &Package{Files: map[string]string{}}
+	ovfText, manifest, err := unpack(f, dir, members)
+	if err == nil {
+		err = verify(manifest, members)
+	}
+	for name, m := range members {
+		if m.path != "" {
+			pkg.Files[name] = m.path
+		}
+	}
+	if err != nil {
+		pkg.Remove()
+		return nil, fmt.Errorf("ova: %s: %w", ovaPath, err)
+	}
+	pkg.OVF = ovfText
+	return pkg, nil
+}
+
+// Remove deletes the extracted files.
+func (p *Package) Remove() {
+	for _, f := range p.Files {
+		os.Remove(f)
+	}
 }
 
 // unpack streams the tar once: the .ovf and .mf are kept in memory (their

@@ -173,9 +173,10 @@ func (h *Header) validate() error {
 		return fmt.Errorf("%w: header size %d (want at least %d)", ErrBadHeader, h.Size, header1Size)
 	}
 	switch h.Type {
-	case typeNormal, typeFixed:
-	case typeDiff, typeUndo:
-		return fmt.Errorf("%w: VDI differencing (snapshot) image; merge it in VirtualBox or clone the disk (VBoxManage clonemedium) first", diskimage.ErrUnsupported)
+	case typeNormal, typeFixed, typeDiff:
+		// A differencing image opens only with its parent (OpenDiff).
+	case typeUndo:
+		return fmt.Errorf("%w: VDI undo image", diskimage.ErrUnsupported)
 	default:
 		return fmt.Errorf("%w: image type %d", ErrBadHeader, h.Type)
 	}

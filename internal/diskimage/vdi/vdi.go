@@ -36,6 +36,11 @@ type Image struct {
 	dirty   []int64
 	hdrDirt bool
 	touched atomic.Bool // UUIDModify renewed for this session
+
+	// diff is set for a differencing image: its free blocks read from
+	// parent (nil: zeros).
+	diff   bool
+	parent diskimage.Image
 }
 
 // Open opens a dynamic or fixed VDI. Differencing images are refused with
@@ -61,6 +66,12 @@ func Open(path string, readOnly bool) (*Image, error) {
 // entry against the file so that no later access goes astray; the caller
 // closes f on failure.
 func openFile(f diskimage.File, readOnly bool) (*Image, error) {
+	return openImage(f, readOnly, false)
+}
+
+// openImage is openFile that also takes a differencing image when diff is
+// set (its parent is the caller's to attach).
+func openImage(f diskimage.File, readOnly, diff bool) (*Image, error) {
 	st, err := f.Stat()
 	if err != nil {
 		return nil, err
@@ -76,6 +87,9 @@ func openFile(f diskimage.File, readOnly bool) (*Image, error) {
 	h, err := ParseHeader(b)
 	if err != nil {
 		return nil, err
+	}
+	if h.Type == typeDiff && !diff {
+		return nil, fmt.Errorf("%w: VDI differencing (snapshot) image; import the VirtualBox VM (govisor import vbox), which follows the chain, or clone the disk (VBoxManage clonemedium) first", diskimage.ErrUnsupported)
 	}
 	mapEnd := int64(h.BlocksOffset) + int64(h.Blocks)*4
 	if mapEnd > fileSize {
@@ -136,7 +150,15 @@ func (img *Image) Flush() error {
 }
 
 // Close flushes and closes the file.
-func (img *Image) Close() error { return diskimage.CloseFile(FormatName, img.f, img.Flush) }
+func (img *Image) Close() error {
+	err := diskimage.CloseFile(FormatName, img.f, img.Flush)
+	if img.parent != nil {
+		if perr := img.parent.Close(); err == nil {
+			err = perr
+		}
+	}
+	return err
+}
 
 // at is the file offset of byte in of file block e.
 func (img *Image) at(e uint32, in int64) int64 {
@@ -163,7 +185,11 @@ func (img *Image) ReadAt(p []byte, off int64) (int, error) {
 		blk, in := pos/img.block, pos%img.block
 		n := int(min(int64(len(p)-done), img.block-in))
 		chunk := p[done : done+n]
-		if e := img.bmap[blk]; e == blockFree || e == blockZero {
+		if e := img.bmap[blk]; e == blockFree && img.diff {
+			if err := diskimage.ReadBacking(img.parent, chunk, pos); err != nil {
+				return done, fmt.Errorf("vdi: %w", err)
+			}
+		} else if e == blockFree || e == blockZero {
 			clear(chunk)
 		} else if err := readFull(img.f, chunk, img.at(e, in)); err != nil {
 			return done, fmt.Errorf("vdi: read block %d: %w", blk, err)
@@ -322,6 +348,15 @@ func (img *Image) Map(off, length int64) ([]diskimage.Extent, error) {
 		blk := pos / img.block
 		n := min(off+length-pos, (blk+1)*img.block-pos)
 		e := img.bmap[blk]
+		if e == blockFree && img.diff {
+			var l diskimage.ExtentList = out
+			if err := l.AddBacking(img.parent, pos, n); err != nil {
+				return nil, fmt.Errorf("vdi: %w", err)
+			}
+			out = l
+			pos += n
+			continue
+		}
 		zero := e == blockFree || e == blockZero
 		if k := len(out); k > 0 && out[k-1].Zero == zero {
 			out[k-1].Length += n

@@ -1,7 +1,8 @@
 // Package vmdk reads and writes VMware virtual disks, following VMware's
 // "Virtual Disk Format 1.1" specification: monolithicSparse and
 // streamOptimized read and write; monolithicFlat, twoGbMaxExtentSparse and
-// twoGbMaxExtentFlat read.
+// twoGbMaxExtentFlat read; snapshot chains (a sparse child naming its
+// parent) read through OpenWith.
 package vmdk
 
 import (

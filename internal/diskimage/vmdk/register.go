@@ -11,7 +11,7 @@ func init() {
 		Name:  FormatName,
 		Probe: Probe,
 		Open: func(path string, opts diskimage.OpenOptions) (diskimage.Image, error) {
-			img, err := Open(path, opts.ReadOnly)
+			img, err := OpenWith(path, opts)
 			if err != nil {
 				return nil, err
 			}

@@ -25,6 +25,9 @@ type sparseExtent struct {
 	gd, rgd    []uint32
 	compressed bool
 	writable   bool
+	// parent reads what an unallocated grain of a differencing disk
+	// holds (extent-relative offsets); nil: zeros.
+	parent func(p []byte, off int64) error
 
 	mu      sync.Mutex
 	gts     map[uint32][]uint32 // grain tables read so far, by GD index
@@ -147,6 +150,12 @@ func (e *sparseExtent) readAt(p []byte, off int64) error {
 			return err
 		}
 		switch {
+		case sec == 0 && e.parent != nil:
+			// Unallocated in a differencing disk: the parent's data
+			// (spec "Grain Table": a GTE of 0 is not in this extent).
+			if err := e.parent(p[:n], off); err != nil {
+				return err
+			}
 		case sec <= 1:
 			// Unallocated (0) or zeroed grain (1, spec "zeroed-grain GTE"):
 			// both read as zeros; govisor opens no parent disks.
@@ -333,7 +342,9 @@ func (e *sparseExtent) extentMap(off, n int64) (bool, int64, error) {
 	if err != nil {
 		return false, 0, err
 	}
-	return sec > 1, min(n, (g+1)*e.grainBytes-off), nil
+	// An unallocated grain of a differencing disk is the parent's: data
+	// as far as this extent can tell.
+	return sec > 1 || (sec == 0 && e.parent != nil), min(n, (g+1)*e.grainBytes-off), nil
 }
 
 func (e *sparseExtent) close() error { return e.f.Close() }

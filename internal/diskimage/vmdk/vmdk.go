@@ -43,6 +43,7 @@ type Image struct {
 	size     int64
 	readOnly bool
 	stream   *streamWriter
+	parent   diskimage.Image // a differencing disk's parent (see OpenWith)
 }
 
 // Probe reports whether header starts like a VMDK: a sparse extent header
@@ -84,6 +85,12 @@ func open(path string, readOnly bool) (*Image, error) {
 // files are named relative to dir. It owns f: f is closed on failure, and
 // when it holds a descriptor.
 func openOn(f diskimage.File, dir string, readOnly bool) (*Image, error) {
+	return openOnParent(f, dir, readOnly, false)
+}
+
+// openOnParent is openOn that, with parent set, also opens a differencing
+// disk (the caller attaches its parent).
+func openOnParent(f diskimage.File, dir string, readOnly, parent bool) (*Image, error) {
 	head := make([]byte, sectorSize)
 	n, err := f.ReadAt(head, 0)
 	if err != nil && !errors.Is(err, io.EOF) {
@@ -103,7 +110,7 @@ func openOn(f diskimage.File, dir string, readOnly bool) (*Image, error) {
 			f.Close()
 			return nil, err
 		}
-		if err := checkParent(img.desc); err != nil {
+		if err := checkParent(img.desc); err != nil && !parent {
 			f.Close()
 			return nil, err
 		}
@@ -124,7 +131,7 @@ func openOn(f diskimage.File, dir string, readOnly bool) (*Image, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := checkParent(d); err != nil {
+	if err := checkParent(d); err != nil && !parent {
 		return nil, err
 	}
 	img.desc = d
@@ -429,6 +436,11 @@ func (img *Image) Close() error {
 	for _, e := range img.exts {
 		if cerr := e.close(); err == nil && cerr != nil {
 			err = fmt.Errorf("vmdk: close: %w", cerr)
+		}
+	}
+	if img.parent != nil {
+		if cerr := img.parent.Close(); err == nil && cerr != nil {
+			err = cerr
 		}
 	}
 	return err

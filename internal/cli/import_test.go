@@ -1,0 +1,157 @@
+package cli
+
+import (
+	"bytes"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/govisor/govisor/internal/diskimage"
+	"github.com/govisor/govisor/internal/kvm/kvmtest"
+	"github.com/govisor/govisor/internal/vmm/vmmconfig"
+)
+
+// TestImportVMXCLI imports a VMware VM with `govisor import vmx` into a
+// folder: the disk is converted, the report names what was dropped, and
+// the run config written is one govisor run takes.
+func TestImportVMXCLI(t *testing.T) {
+	dir := t.TempDir()
+	data := bytes.Repeat([]byte("vmware disk "), 100000)
+	img, err := diskimage.Create(filepath.Join(dir, "web.vmdk"), "vmdk", 2<<20, diskimage.CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	img.WriteAt(data, 0)
+	if err := img.Close(); err != nil {
+		t.Fatal(err)
+	}
+	os.WriteFile(filepath.Join(dir, "web.vmx"), []byte(`displayName = "web"
+numvcpus = "2"
+memsize = "192"
+scsi0:0.present = "TRUE"
+scsi0:0.fileName = "web.vmdk"
+ide1:0.present = "TRUE"
+ide1:0.deviceType = "cdrom-image"
+ide1:0.fileName = "tools.iso"
+ethernet0.present = "TRUE"
+ethernet0.address = "00:50:56:01:02:03"
+ethernet0.addressType = "static"
+usb.present = "TRUE"
+`), 0o644)
+	out := filepath.Join(dir, "out")
+	stdout, stderr, code := runGovisor(t, "import", "vmx", filepath.Join(dir, "web.vmx"), "-O", out)
+	if code != 0 {
+		t.Fatalf("exit %d: %s%s", code, stdout, stderr)
+	}
+	for _, want := range []string{"VM web: 2 CPUs, 192 MiB, firmware bios", "dropped: ide1:0: cdrom-image", "dropped: USB controller", "mac=00:50:56:01:02:03", "govisor run --config " + filepath.Join(out, "web.json")} {
+		if !strings.Contains(stdout, want) {
+			t.Errorf("output lacks %q:\n%s", want, stdout)
+		}
+	}
+	cfgText, err := os.ReadFile(filepath.Join(out, "web.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := vmmconfig.Parse(cfgText)
+	if err != nil {
+		t.Fatalf("the run config is refused: %v\n%s", err, cfgText)
+	}
+	if cfg.Firmware != "bios" || cfg.CPUs != 2 || cfg.MemoryMiB != 192 || len(cfg.Disks) != 1 {
+		t.Errorf("run config %+v", cfg)
+	}
+	got, err := diskimage.Open(cfg.Disks[0].Path, diskimage.OpenOptions{ReadOnly: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := make([]byte, len(data))
+	got.ReadAt(b, 0)
+	got.Close()
+	if !bytes.Equal(b, data) {
+		t.Error("the imported disk differs from the source")
+	}
+
+	// A second import of the same name refuses, and -o json reports.
+	if _, stderr, code := runGovisor(t, "import", "vmx", filepath.Join(dir, "web.vmx"), "-O", out); code == 0 || !strings.Contains(stderr, "already exists") {
+		t.Errorf("re-import: exit %d, %s", code, stderr)
+	}
+	stdout, stderr, code = runGovisor(t, "import", "vmx", filepath.Join(dir, "web.vmx"), "-O", out, "--name", "web2", "-o", "json")
+	var res localImport
+	if err := json.Unmarshal([]byte(stdout), &res); code != 0 || err != nil || res.Name != "web2" || len(res.NICs) != 1 {
+		t.Errorf("json: exit %d, %v, %+v\n%s", code, err, res, stderr)
+	}
+	if _, stderr, code := runGovisor(t, "import", "xen", "x"); code != exitInvalid || !strings.Contains(stderr, "use one of vmx") {
+		t.Errorf("unknown source: exit %d, %s", code, stderr)
+	}
+}
+
+// TestImportOVABootsBIOS exports the SYSLINUX test disk as an OVA with
+// `govisor export ova`, imports it back with `govisor import ova`, and
+// boots the imported VM through SeaBIOS from the run config the import
+// wrote, to the test guest's GUEST-READY.
+func TestImportOVABootsBIOS(t *testing.T) {
+	bios, disk := kvmtest.SeaBIOS(t), kvmtest.SyslinuxDisk(t)
+	dir := t.TempDir()
+	src := filepath.Join(dir, "syslinux.json")
+	cfg := `{"firmware": "bios", "cpus": 2, "memoryMiB": 256, "disks": [{"path": "` + disk + `", "readOnly": true}]}`
+	os.WriteFile(src, []byte(cfg), 0o644)
+	ova := filepath.Join(dir, "syslinux.ova")
+	if out, errOut, code := runGovisor(t, "export", "ova", src, "-o", ova); code != 0 {
+		t.Fatalf("export: exit %d\n%s%s", code, out, errOut)
+	}
+	out, errOut, code := runGovisor(t, "import", "ova", ova, "-O", filepath.Join(dir, "imported"), "--name", "sys")
+	if code != 0 || !strings.Contains(out, "VM sys: 2 CPUs, 256 MiB, firmware bios") {
+		t.Fatalf("import: exit %d\n%s%s", code, out, errOut)
+	}
+	t.Setenv("GOVISOR_FIRMWARE_DIR", filepath.Dir(bios))
+	out, errOut, code = runGovisor(t, "run", "--config", filepath.Join(dir, "imported", "sys.json"))
+	if code != 0 {
+		t.Fatalf("run: exit %d; stdout:\n%s\nstderr:\n%s", code, out, errOut)
+	}
+	last := -1
+	for _, want := range []string{"SeaBIOS (version", "SYSLINUX", "GUEST-READY", "GUEST-DONE"} {
+		i := strings.Index(out[last+1:], want)
+		if i < 0 {
+			t.Fatalf("console lacks %q after the previous marker:\n%s\nstderr:\n%s", want, out, errOut)
+		}
+		last += 1 + i
+	}
+}
+
+// TestImportThroughAgent imports a VMware VM into a storage pool through
+// `govisor serve`: the agent converts the disk into a volume and returns a
+// VM definition; -p follows the conversion on stderr.
+func TestImportThroughAgent(t *testing.T) {
+	dir := t.TempDir()
+	sock := filepath.Join(dir, "api.sock")
+	startServe(t, filepath.Join(dir, "state"), sock)
+	img, err := diskimage.Create(filepath.Join(dir, "app.vmdk"), "vmdk", 8<<20, diskimage.CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	img.WriteAt(bytes.Repeat([]byte("x"), 1<<20), 0)
+	img.Close()
+	os.WriteFile(filepath.Join(dir, "app.vmx"), []byte("displayName = \"app\"\nnumvcpus = \"3\"\nsata0:0.present = \"TRUE\"\nsata0:0.fileName = \"app.vmdk\"\nsound.present = \"TRUE\"\n"), 0o644)
+	runCases(t, sock, []cliCase{
+		{[]string{"pool", "create", "local", "--path", filepath.Join(dir, "images")}, 0, "created"},
+		{[]string{"import", "vmx", filepath.Join(dir, "app.vmx"), "--pool", "local", "-p"}, 0, "volume:  app-disk0.qcow2 (qcow2, 8.0 MiB)"},
+		{[]string{"import", "vmx", filepath.Join(dir, "app.vmx"), "--pool", "local"}, 4, "already exists"},
+		{[]string{"import", "vmx", filepath.Join(dir, "app.vmx"), "--pool", "ghost", "--name", "b"}, 3, "no storage pool ghost"},
+		{[]string{"import", "vmx", filepath.Join(dir, "app.vmx"), "--pool", "local", "-O", dir}, 2, "exclude each other"},
+	})
+	out, errOut, code := runGovisor(t, "import", "vmx", filepath.Join(dir, "app.vmx"), "--pool", "local", "--name", "app2", "-o", "json", "--socket", sock)
+	var res struct {
+		Spec struct {
+			CPUs  int `json:"cpus"`
+			Disks []struct {
+				Pool, Volume string
+			} `json:"disks"`
+		} `json:"spec"`
+		Dropped []string `json:"dropped"`
+	}
+	if code != 0 || json.Unmarshal([]byte(out), &res) != nil || res.Spec.CPUs != 3 || len(res.Spec.Disks) != 1 ||
+		res.Spec.Disks[0].Volume != "app2-disk0.qcow2" || len(res.Dropped) != 1 {
+		t.Errorf("import -o json: exit %d, %+v\n%s%s", code, res, out, errOut)
+	}
+}

@@ -1,0 +1,146 @@
+package ovf
+
+import (
+	"errors"
+	"os"
+	"reflect"
+	"strings"
+	"testing"
+
+	"github.com/govisor/govisor/internal/vmimport"
+)
+
+func parseFile(t *testing.T, name string) *vmimport.VM {
+	t.Helper()
+	text, err := os.ReadFile(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	vm, err := Parse(text)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return vm
+}
+
+func TestParseSamples(t *testing.T) {
+	cases := []struct {
+		file    string
+		name    string
+		cpus    int
+		mib     int64
+		fw      string
+		disks   []vmimport.Disk
+		nics    []vmimport.NIC
+		dropped []string
+	}{
+		{"testdata/vmware.ovf", "db", 4, 4096, "uefi",
+			[]vmimport.Disk{
+				{Source: "ovf:/disk/vmdisk1", Chain: []string{"db-disk1.vmdk"}, Capacity: 8 << 30},
+				{Source: "ovf:/disk/vmdisk2", Chain: []string{"db-disk2.vmdk", "db-disk2-delta.vmdk"}, Capacity: 1 << 30},
+				{Source: "ovf:/disk/vmdisk4", Capacity: 2 << 30},
+			},
+			[]vmimport.NIC{{Source: "Network adapter 1", MAC: "00:50:56:8a:12:34", Model: "vmxnet3", Network: "VM Network"}},
+			[]string{"CD drive CD-ROM 1", "graphics controller Video card", "USB controller USB controller", "VMware Tools settings"}},
+		{"testdata/vbox.ovf", "alpine", 1, 512, "uefi",
+			[]vmimport.Disk{{Source: "ovf:/disk/vmdisk1", Chain: []string{"alpine-disk001.vmdk"}, Capacity: 4 << 30}},
+			[]vmimport.NIC{{Source: "Ethernet adapter on 'NAT'", Model: "e1000", Network: "NAT"}},
+			[]string{"sound card sound"}},
+	}
+	for _, c := range cases {
+		vm := parseFile(t, c.file)
+		if vm.Name != c.name || vm.CPUs != c.cpus || vm.MemoryMiB != c.mib || vm.Firmware != c.fw {
+			t.Errorf("%s: got %q %d CPUs %d MiB %s", c.file, vm.Name, vm.CPUs, vm.MemoryMiB, vm.Firmware)
+		}
+		if !reflect.DeepEqual(vm.Disks, c.disks) {
+			t.Errorf("%s: disks\n%+v, want\n%+v", c.file, vm.Disks, c.disks)
+		}
+		if !reflect.DeepEqual(vm.NICs, c.nics) {
+			t.Errorf("%s: NICs %+v, want %+v", c.file, vm.NICs, c.nics)
+		}
+		if !reflect.DeepEqual(vm.Dropped, c.dropped) {
+			t.Errorf("%s: dropped %q, want %q", c.file, vm.Dropped, c.dropped)
+		}
+	}
+}
+
+func TestParseErrors(t *testing.T) {
+	env := func(disks, items string) string {
+		return `<Envelope><References><File id="f1" href="a.vmdk"/></References><DiskSection>` + disks +
+			`</DiskSection><VirtualSystem id="x"><VirtualHardwareSection>` + items + `</VirtualHardwareSection></VirtualSystem></Envelope>`
+	}
+	cases := map[string]string{
+		"not xml":         "<Envelope",
+		"no system":       "<Envelope/>",
+		"bad cpus":        env("", "<Item><ResourceType>3</ResourceType><VirtualQuantity>-1</VirtualQuantity></Item>"),
+		"bad units":       env("", "<Item><ResourceType>4</ResourceType><VirtualQuantity>1</VirtualQuantity><AllocationUnits>furlongs</AllocationUnits></Item>"),
+		"overflow":        env(`<Disk diskId="d" fileRef="f1" capacity="9223372036854775807" capacityAllocationUnits="byte * 2^10"/>`, ""),
+		"missing file":    env(`<Disk diskId="d" fileRef="f9" capacity="1"/>`, ""),
+		"parent loop":     env(`<Disk diskId="d" fileRef="f1" capacity="1" parentRef="e"/><Disk diskId="e" fileRef="f1" capacity="1" parentRef="d"/>`, `<Item><ResourceType>17</ResourceType><HostResource>ovf:/disk/d</HostResource></Item>`),
+		"missing parent":  env(`<Disk diskId="d" fileRef="f1" capacity="1" parentRef="z"/>`, ""),
+		"duplicate disk":  env(`<Disk diskId="d" capacity="1"/><Disk diskId="d" capacity="1"/>`, ""),
+		"bad mac":         env("", "<Item><ResourceType>10</ResourceType><Address>nope</Address></Item>"),
+		"gzip compressed": `<Envelope><References><File id="f1" href="a.vmdk" compression="gzip"/></References><VirtualSystem id="x"/></Envelope>`,
+	}
+	for name, text := range cases {
+		if _, err := Parse([]byte(text)); !errors.Is(err, vmimport.ErrBadConfig) {
+			t.Errorf("%s: error %v, want ErrBadConfig", name, err)
+		}
+	}
+}
+
+// TestMarshalRoundTrip writes a descriptor and reads it back.
+func TestMarshalRoundTrip(t *testing.T) {
+	vm := &vmimport.VM{Name: `a<b>&"c"`, CPUs: 3, MemoryMiB: 768, Firmware: vmimport.FirmwareUEFI,
+		NICs: []vmimport.NIC{{MAC: "52:54:00:12:34:56", Network: "lan"}, {}}}
+	text := Marshal(vm, []FileDisk{{Href: "x-disk1.vmdk", Size: 4096, Capacity: 1 << 30}, {Href: "x-disk2.vmdk", Size: 512, Capacity: 1 << 20}})
+	got, err := Parse(text)
+	if err != nil {
+		t.Fatalf("%v\n%s", err, text)
+	}
+	if got.Name != vm.Name || got.CPUs != 3 || got.MemoryMiB != 768 || got.Firmware != vmimport.FirmwareUEFI {
+		t.Errorf("got %+v", got)
+	}
+	wantDisks := []vmimport.Disk{
+		{Source: "ovf:/disk/vmdisk1", Chain: []string{"x-disk1.vmdk"}, Capacity: 1 << 30},
+		{Source: "ovf:/disk/vmdisk2", Chain: []string{"x-disk2.vmdk"}, Capacity: 1 << 20},
+	}
+	if !reflect.DeepEqual(got.Disks, wantDisks) {
+		t.Errorf("disks %+v", got.Disks)
+	}
+	if len(got.NICs) != 2 || got.NICs[0].MAC != "52:54:00:12:34:56" || got.NICs[0].Network != "lan" || got.NICs[1].MAC != "" {
+		t.Errorf("NICs %+v", got.NICs)
+	}
+	if !strings.Contains(string(text), StreamOptimizedFormat) {
+		t.Error("the disks are not declared streamOptimized")
+	}
+	vm.Firmware = vmimport.FirmwareBIOS
+	if got, _ := Parse(Marshal(vm, nil)); got == nil || got.Firmware != vmimport.FirmwareBIOS {
+		t.Errorf("BIOS did not round-trip: %+v", got)
+	}
+}
+
+func FuzzParse(f *testing.F) {
+	for _, name := range []string{"testdata/vmware.ovf", "testdata/vbox.ovf"} {
+		if text, err := os.ReadFile(name); err == nil {
+			f.Add(text)
+		}
+	}
+	f.Fuzz(func(t *testing.T, text []byte) {
+		vm, err := Parse(text)
+		if err != nil {
+			if !errors.Is(err, vmimport.ErrBadConfig) {
+				t.Fatalf("error %v is not ErrBadConfig", err)
+			}
+			return
+		}
+		if vm.CPUs < 1 || len(vm.Disks) > vmimport.MaxDisks || vm.Name == "" {
+			t.Fatalf("parsed VM breaks the limits: %+v", vm)
+		}
+		for _, d := range vm.Disks {
+			if len(d.Chain) > vmimport.MaxChain || d.Capacity < 0 {
+				t.Fatalf("disk %+v", d)
+			}
+		}
+	})
+}
