@@ -67,6 +67,9 @@ const (
 // States lists every observed state (for metrics with a zero for each).
 var States = []State{StatePending, StateRunning, StatePaused, StateStopping, StateStopped, StateFailed}
 
+// FirmwareBIOS is VMSpec.Firmware for SeaBIOS.
+const FirmwareBIOS = "bios"
+
 // The CPU models of VMSpec.CPU.
 const (
 	CPUBaseline = "baseline"

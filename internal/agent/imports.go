@@ -52,6 +52,11 @@ func (a *Agent) ImportVM(ctx context.Context, pool string, r api.ImportRequest) 
 	if vm.MemoryMiB > 0 {
 		out.Spec.Memory = fmt.Sprintf("%dM", vm.MemoryMiB)
 	}
+	if vm.Firmware == vmimport.FirmwareBIOS {
+		// Ready to define as it is (its NICs still need networks); a
+		// UEFI VM waits for UEFI firmware (issue 16).
+		out.Spec.Firmware = api.FirmwareBIOS
+	}
 	for _, d := range res.Disks {
 		v, err := describeVolume(p, filepath.Base(d))
 		if err != nil {

@@ -40,7 +40,7 @@ func TestImportVM(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if res.Spec.Name != "app-server" || res.Spec.CPUs != 2 || res.Spec.Memory != "96M" || res.Firmware != "bios" ||
+	if res.Spec.Name != "app-server" || res.Spec.CPUs != 2 || res.Spec.Memory != "96M" || res.Firmware != "bios" || res.Spec.Firmware != api.FirmwareBIOS ||
 		len(res.Spec.NICs) != 1 || res.Spec.NICs[0].MAC != "52:54:00:01:02:03" {
 		t.Errorf("result %+v", res)
 	}
@@ -62,10 +62,10 @@ func TestImportVM(t *testing.T) {
 	if err != nil || len(vols) != 1 || vols[0].Progress != nil {
 		t.Errorf("after the import the pool lists %+v, %v: want the volume, done", vols, err)
 	}
-	// The definition is one the agent takes once given a kernel (and no
-	// NICs: this test defines no network).
+	// The definition is one the agent takes as it is (firmware bios), but
+	// for its NICs: this test defines no network.
 	s := res.Spec
-	s.Kernel, s.Boot, s.NICs = kernel, api.BootPVH, nil
+	s.NICs = nil
 	if _, err := ta.cli.CreateVM(ctx, s, false); err != nil {
 		t.Fatalf("define the imported VM: %v", err)
 	}

@@ -13,6 +13,7 @@ import (
 
 	"go.etcd.io/etcd/server/v3/embed"
 	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
 )
 
 // ports are the loopback ports of the embedded etcd member, kept in the state
@@ -60,7 +61,10 @@ func newConfig(dir, name string) *embed.Config {
 	cfg.Name = name
 	cfg.Dir = filepath.Join(dir, "etcd")
 	cfg.LogLevel = "error"
-	cfg.ZapLoggerBuilder = embed.NewZapLoggerBuilder(zap.NewNop())
+	// Quiet, but for what ends the process: a fatal error of the embedded
+	// etcd exits the agent, and must not do so unexplained.
+	cfg.ZapLoggerBuilder = embed.NewZapLoggerBuilder(zap.New(zapcore.NewCore(
+		zapcore.NewJSONEncoder(zap.NewProductionEncoderConfig()), zapcore.Lock(os.Stderr), zapcore.DPanicLevel)))
 	cfg.EnableGRPCGateway = false
 	// Keep an hour of history: event watchers need only recent revisions.
 	cfg.AutoCompactionMode = "periodic"

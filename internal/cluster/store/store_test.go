@@ -9,12 +9,16 @@ import (
 	"github.com/govisor/govisor/api"
 )
 
+// openTemp opens a store on an embedded etcd in dir, closed when the test
+// ends (before dir, made earlier by t.TempDir, is removed: an etcd whose
+// data vanished under it exits the process).
 func openTemp(t *testing.T, dir string) *Store {
 	t.Helper()
 	s, err := Open(context.Background(), Config{DataDir: dir})
 	if err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(func() { s.Close() })
 	return s
 }
 
