@@ -32,7 +32,7 @@ func landlockABI() (int, error) {
 	case errno == unix.ENOSYS:
 		return 0, fmt.Errorf("this kernel has no Landlock (Linux 5.13 or later, CONFIG_SECURITY_LANDLOCK): %w", errno)
 	case errno == unix.EOPNOTSUPP:
-		return 0, fmt.Errorf("Landlock is not enabled on this kernel (landlock missing from /sys/kernel/security/lsm): %w", errno)
+		return 0, fmt.Errorf("this kernel has Landlock disabled (landlock missing from /sys/kernel/security/lsm): %w", errno)
 	case errno != 0:
 		return 0, fmt.Errorf("landlock_create_ruleset: %w", errno)
 	}
