@@ -58,6 +58,7 @@ func TestEveryRouteHasItsRole(t *testing.T) {
 		"POST /v1/pools/{name}/volumes":            apitoken.Admin,
 		"GET /v1/pools/{name}/volumes/{volume}":    apitoken.Viewer,
 		"DELETE /v1/pools/{name}/volumes/{volume}": apitoken.Admin,
+		"POST /v1/pools/{name}/imports":            apitoken.Admin,
 		"GET /v1/usage":                            apitoken.Viewer,
 		"GET /v1/audit":                            apitoken.Admin,
 		"GET /metrics":                             apitoken.Viewer,
