@@ -8,6 +8,7 @@ package maintenance
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"slices"
@@ -112,7 +113,18 @@ func (c *Controller) Pass(ctx context.Context) error {
 		vms = append(vms, view.VM(r.Desired))
 		// Also one a previous leader started: its source agent carries it
 		// out whoever asked.
-		migrating[r.Desired.Spec.Name] = r.Status != nil && r.Status.Migration != nil && r.Status.Migration.State == api.MigrationRunning
+		name := r.Desired.Spec.Name
+		migrating[name] = r.Status != nil && r.Status.Migration != nil && r.Status.Migration.State == api.MigrationRunning
+		if migrating[name] {
+			// The migration record decides: a status still saying running
+			// may be one whose last write was lost (the source agent wrote
+			// it while etcd was electing a leader), and would pin the VM
+			// for good.
+			m, err := c.St.GetMigration(ctx, name)
+			if errors.Is(err, store.ErrNotFound) || (err == nil && m.Phase.Final()) {
+				migrating[name] = false
+			}
+		}
 	}
 	pc := view.Cluster(hosts, pools, vms, nil)
 	bc := balance.Cluster{Hosts: pc.Hosts, Pools: pc.Pools}

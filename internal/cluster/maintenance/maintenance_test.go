@@ -115,8 +115,9 @@ func TestEvacuation(t *testing.T) {
 }
 
 // TestEvacuationLeavesMigratingVMs: a VM whose live migration is under
-// way (started by a previous leader; its status says so) is neither moved
-// again nor listed as stuck.
+// way (started by a previous leader; its status and its record say so) is
+// neither moved again nor listed as stuck; once the record ended, a status
+// still saying "running" (its last write lost) no longer pins it.
 func TestEvacuationLeavesMigratingVMs(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
@@ -136,6 +137,10 @@ func TestEvacuationLeavesMigratingVMs(t *testing.T) {
 	if err := st.PutStatus(ctx, "m", api.VMStatus{State: api.StateRunning, Host: "h1", Migration: &api.MigrationStatus{State: api.MigrationRunning, To: "h2"}}); err != nil {
 		t.Fatal(err)
 	}
+	rec, err := st.CreateMigration(ctx, store.Migration{VM: "m", Source: "h1", Destination: "h2", CreatedBy: "an earlier leader"})
+	if err != nil {
+		t.Fatal(err)
+	}
 	if err := st.SetMaintenance(ctx, "h1", true); err != nil {
 		t.Fatal(err)
 	}
@@ -148,5 +153,16 @@ func TestEvacuationLeavesMigratingVMs(t *testing.T) {
 	confs, _ := st.HostConfigs(ctx)
 	if calls != 0 || len(confs["h1"].Stuck) != 0 {
 		t.Errorf("%d migrations asked, stuck %v: want none of either", calls, confs["h1"].Stuck)
+	}
+	rec.Phase, rec.Error = store.MigrationFailed, "the destination's agent did not answer"
+	if _, err := st.UpdateMigration(ctx, rec); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Pass(ctx); err != nil {
+		t.Fatal(err)
+	}
+	c.wg.Wait()
+	if calls != 1 {
+		t.Errorf("%d migrations asked after the record failed (its status still says running): want 1", calls)
 	}
 }
