@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -104,7 +105,9 @@ func (g *migrator) follow(ctx context.Context, f *flight) error {
 func (g *migrator) vmmMigrated(p *node.Proc) (bool, *vmmapi.MigrateResult) {
 	path := filepath.Join(g.a.vmDir(p.Name), vmmapi.MigratedFile)
 	if fi, err := os.Stat(path); err == nil && !fi.ModTime().Before(p.Since) {
-		if b, err := os.ReadFile(path); err == nil {
+		// Written by the VMM, which a guest may have subverted: read a
+		// bounded amount (the real file is a few hundred bytes).
+		if b, err := readBounded(path, 64<<10); err == nil {
 			var m vmmapi.Migrated
 			if json.Unmarshal(b, &m) == nil {
 				return true, m.Result
@@ -139,4 +142,14 @@ func (g *migrator) orphan(ctx context.Context, f *flight) {
 		err = fmt.Errorf("VM %s has no VMM on %s", f.m.VM, a.cfg.HostName)
 	}
 	g.conclude(f, err)
+}
+
+// readBounded reads at most max bytes of the file at path.
+func readBounded(path string, max int64) ([]byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	return io.ReadAll(io.LimitReader(f, max))
 }
