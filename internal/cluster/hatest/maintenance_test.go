@@ -2,6 +2,7 @@ package hatest
 
 import (
 	"encoding/json"
+	"fmt"
 	"slices"
 	"strings"
 	"testing"
@@ -97,5 +98,116 @@ func TestMaintenanceEvacuates(t *testing.T) {
 	out = c.mustGV("lab3", "host", "maintenance", "exit", "lab1")
 	if !strings.Contains(out, "ready") {
 		t.Errorf("after exit: %s", out)
+	}
+}
+
+// TestLeaderKilledMidEvacuation: the cluster's leader loses power while
+// it evacuates a host entering maintenance. A new leader is elected among
+// the survivors and carries on: the host ends in maintenance with every
+// VM running on the surviving host (a migration cut short by the kill
+// leaves its VM running where it was, to be moved again; an HA VM that had
+// already reached the dead leader is restarted by HA), and the evacuation
+// events after the kill are the new leader's.
+func TestLeaderKilledMidEvacuation(t *testing.T) {
+	c := &cluster{t: t, st: labtest.Up(t, labtest.Config{Hosts: 3, Net: 15, HostLeaseTTL: labLeaseTTL})}
+	var hl api.HostList
+	if err := json.Unmarshal([]byte(c.mustGV("lab1", "host", "list", "-o", "json")), &hl); err != nil {
+		t.Fatal(err)
+	}
+	leader := ""
+	for _, h := range hl.Items {
+		if h.Leader {
+			leader = h.Name
+		}
+	}
+	var others []string
+	for _, h := range []string{"lab1", "lab2", "lab3"} {
+		if h != leader {
+			others = append(others, h)
+		}
+	}
+	if leader == "" || len(others) != 2 {
+		t.Fatalf("no leader among lab1-3: %+v", hl.Items)
+	}
+	evacuate, survivor := others[0], others[1]
+	t.Logf("leader %s; evacuating %s; %s survives", leader, evacuate, survivor)
+	vms := []string{"e1", "e2", "e3"}
+	for _, name := range vms {
+		c.haVM(evacuate, name, true, "")
+	}
+	for _, name := range vms {
+		c.waitRunning(survivor, name, evacuate, 2*time.Minute)
+	}
+	c.mustGV(survivor, "host", "maintenance", "enter", evacuate)
+	// Kill the leader once its controller has started moving VMs.
+	for deadline := time.Now().Add(time.Minute); ; time.Sleep(200 * time.Millisecond) {
+		started := false
+		for _, name := range vms {
+			if v, err := c.vm(survivor, name); err == nil && (v.Status.Migration != nil || v.Host != evacuate) {
+				started = true
+			}
+		}
+		if started {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the leader started no migration off the host in maintenance in a minute")
+		}
+	}
+	killed := time.Now()
+	if err := c.st.Kill(leader); err != nil {
+		t.Fatal(err)
+	}
+	var last string
+	for deadline := time.Now().Add(4 * time.Minute); ; time.Sleep(time.Second) {
+		var state string
+		if err := json.Unmarshal([]byte(c.mustGV(survivor, "host", "list", "-o", "json")), &hl); err == nil {
+			for _, h := range hl.Items {
+				if h.Name == evacuate {
+					state = h.State + " " + strings.Join(h.Stuck, "; ")
+				}
+			}
+		}
+		done := strings.HasPrefix(state, api.HostMaintenance+" ")
+		where := ""
+		for _, name := range vms {
+			v, err := c.vm(survivor, name)
+			where += fmt.Sprintf(" %s:%s/%s", name, v.Host, v.Status.State)
+			if err != nil || v.Host != survivor || v.Status.State != api.StateRunning {
+				done = false
+			}
+		}
+		if now := state + where; now != last {
+			t.Logf("%5.1f s after the kill: %s is %s;%s", time.Since(killed).Seconds(), evacuate, state, where)
+			last = now
+		}
+		if done {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("4 minutes after the leader died the evacuation did not finish: %s is %s;%s", evacuate, state, where)
+		}
+	}
+	for _, name := range vms {
+		for deadline := time.Now().Add(30 * time.Second); !c.aliveOn(survivor, name); time.Sleep(time.Second) {
+			if time.Now().After(deadline) {
+				t.Errorf("%s's guest does not print on %s", name, survivor)
+				break
+			}
+		}
+	}
+	var evs api.ClusterEventList
+	if err := json.Unmarshal([]byte(c.mustGV(survivor, "cluster", "events", "-n", "0", "-o", "json")), &evs); err != nil {
+		t.Fatal(err)
+	}
+	newLeader := false
+	for _, e := range evs.Items {
+		t.Logf("event %s %s by %s: %s", e.Time.Format("15:04:05.0"), e.Kind, e.By, e.Reason)
+		if e.Time.After(killed) && e.By != leader && (e.Kind == api.EventEvacuation || e.Kind == api.EventHARestart) {
+			newLeader = true
+		}
+	}
+	if !newLeader {
+		t.Errorf("no evacuation or HA restart by a new leader after %s died", leader)
 	}
 }
