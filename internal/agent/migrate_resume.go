@@ -76,7 +76,7 @@ func (g *migrator) follow(ctx context.Context, f *flight) error {
 			return fmt.Errorf("the VMM ended during the migration (%s)", f.p.Exit)
 		}
 		pr := g.check(ctx, f)
-		if pr.State != "" && pr.To != f.m.Addr {
+		if pr.State == vmmapi.MigrateIdle || (pr.State != "" && pr.To != f.m.Addr) {
 			// The VMM's latest migration is an earlier one, or none.
 			return errors.New("the agent that began the migration went away before the VMM began sending")
 		}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/govisor/govisor/api"
@@ -113,7 +114,15 @@ func (g *migrator) prepare(ctx context.Context, f *flight, s api.VMSpec) error {
 			return err
 		}
 	}
-	in, err := f.peer.Incoming(ctx, f.m.VM, api.IncomingRequest{Spec: s, From: a.cfg.HostName, MirrorDisks: sizes})
+	// A destination that dies while its agent starts the receiving VMM
+	// never answers (no RST from a powered-off host): only its lease
+	// says it is gone, and without this the record would stay live for
+	// migrateTimeout, pinning the VM for every controller.
+	ictx, stop := g.whileHostLives(ctx, f.m.Destination)
+	in, err := f.peer.Incoming(ictx, f.m.VM, api.IncomingRequest{Spec: s, From: a.cfg.HostName, MirrorDisks: sizes})
+	if gone := stop(); gone != nil {
+		return gone
+	}
 	if err != nil {
 		return err
 	}
@@ -320,5 +329,45 @@ func (g *migrator) reportOnDestination(name, dest string, ms *api.MigrationStatu
 		if errors.Is(err, store.ErrNotFound) {
 			return
 		}
+	}
+}
+
+// hostCheckEvery is how often whileHostLives looks for a host's lease.
+const hostCheckEvery = time.Second
+
+// whileHostLives returns a context that ends with ctx or once host's
+// lease is gone from etcd, and a stop function that ends the watch and
+// says (as an error) whether the host was gone.
+func (g *migrator) whileHostLives(ctx context.Context, host string) (context.Context, func() error) {
+	cctx, cancel := context.WithCancel(ctx)
+	var gone error
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		t := time.NewTicker(hostCheckEvery)
+		defer t.Stop()
+		for {
+			select {
+			case <-cctx.Done():
+				return
+			case <-t.C:
+			}
+			qctx, qcancel := context.WithTimeout(cctx, 2*time.Second)
+			hosts, err := g.a.st.Hosts(qctx)
+			qcancel()
+			if err != nil {
+				continue // etcd unsure: no news is not death
+			}
+			if !slices.ContainsFunc(hosts, func(h api.Host) bool { return h.Name == host }) {
+				gone = fmt.Errorf("the destination host %s went away (its lease in etcd ended)", host)
+				cancel()
+				return
+			}
+		}
+	}()
+	return cctx, func() error {
+		cancel()
+		<-done
+		return gone
 	}
 }

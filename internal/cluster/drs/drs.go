@@ -53,9 +53,12 @@ func (b *Balancer) Plan(ctx context.Context) (balance.Plan, error) {
 	hosts := view.InMaintenance(snap.Hosts, snap.InMaintenance)
 	var vms []view.VM
 	status := map[string]*api.VMStatus{}
+	migrating := map[string]bool{}
 	for _, r := range snap.VMs {
 		vms = append(vms, view.VM(r.Desired))
 		status[r.Desired.Spec.Name] = r.Status
+		// The record decides, not the status: see store.Record.Migration.
+		migrating[r.Desired.Spec.Name] = r.Migration != nil
 	}
 	pc := view.Cluster(hosts, pools, vms, nil)
 	c := balance.Cluster{Hosts: pc.Hosts, Pools: pc.Pools}
@@ -66,7 +69,7 @@ func (b *Balancer) Plan(ctx context.Context) (balance.Plan, error) {
 		}
 		if st := status[v.Name]; st == nil || st.State != api.StateRunning || st.Host != v.Host {
 			bv.Pinned = "not running on its host now"
-		} else if st.Migration != nil && st.Migration.State == api.MigrationRunning {
+		} else if migrating[v.Name] {
 			bv.Pinned = "being live-migrated"
 		}
 		c.VMs = append(c.VMs, bv)

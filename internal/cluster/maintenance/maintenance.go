@@ -8,14 +8,12 @@ package maintenance
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"slices"
 	"sync"
 	"time"
 
-	"github.com/govisor/govisor/api"
 	"github.com/govisor/govisor/internal/cluster/balance"
 	"github.com/govisor/govisor/internal/cluster/placement"
 	"github.com/govisor/govisor/internal/cluster/store"
@@ -112,19 +110,9 @@ func (c *Controller) Pass(ctx context.Context) error {
 	for _, r := range snap.VMs {
 		vms = append(vms, view.VM(r.Desired))
 		// Also one a previous leader started: its source agent carries it
-		// out whoever asked.
-		name := r.Desired.Spec.Name
-		migrating[name] = r.Status != nil && r.Status.Migration != nil && r.Status.Migration.State == api.MigrationRunning
-		if migrating[name] {
-			// The migration record decides: a status still saying running
-			// may be one whose last write was lost (the source agent wrote
-			// it while etcd was electing a leader), and would pin the VM
-			// for good.
-			m, err := c.St.GetMigration(ctx, name)
-			if errors.Is(err, store.ErrNotFound) || (err == nil && m.Phase.Final()) {
-				migrating[name] = false
-			}
-		}
+		// out whoever asked. The record decides, not the status (its
+		// last write may have been lost during an etcd election).
+		migrating[r.Desired.Spec.Name] = r.Migration != nil
 	}
 	pc := view.Cluster(hosts, pools, vms, nil)
 	bc := balance.Cluster{Hosts: pc.Hosts, Pools: pc.Pools}

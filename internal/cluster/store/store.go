@@ -89,6 +89,10 @@ type Record struct {
 	Status    *api.VMStatus // nil until an agent reports
 	SpecRev   int64
 	StatusRev int64
+	// Migration is the VM's live-migration record while it has not ended
+	// (nil otherwise): what the controllers trust, where a status may
+	// still say "migrating" after its last write was lost.
+	Migration *Migration
 }
 
 // Open connects to etcd, starting the embedded member when cfg has no
@@ -348,6 +352,7 @@ func decodeVMs(kvs []*mvccKV) ([]Record, error) {
 	var out []Record
 	idx := map[string]int{}
 	statuses := map[string]*mvccKV{}
+	migrations := map[string]*mvccKV{}
 	for _, kv := range kvs {
 		name, kind, ok := splitKey(string(kv.Key))
 		if !ok {
@@ -363,6 +368,21 @@ func decodeVMs(kvs []*mvccKV) ([]Record, error) {
 			out = append(out, Record{Desired: d, SpecRev: kv.ModRevision})
 		case "status":
 			statuses[name] = kv
+		case "migration":
+			migrations[name] = kv
+		}
+	}
+	for name, kv := range migrations {
+		i, ok := idx[name]
+		if !ok {
+			continue
+		}
+		m, err := decodeMigration(kv)
+		if err != nil {
+			return nil, err
+		}
+		if !m.Phase.Final() {
+			out[i].Migration = &m
 		}
 	}
 	for name, kv := range statuses {
