@@ -67,6 +67,10 @@ type IncomingRequest struct {
 	// images of these sizes and the migration copies the disks into them.
 	// Empty: the destination opens the disks where they are.
 	MirrorDisks []int64 `json:"mirrorDisks,omitempty"`
+	// LeaseNonce, with shared storage, makes the destination VMM take over
+	// the source's disk leases at the handover (the source hands them over
+	// with the same number); 0: the VM holds no disk leases.
+	LeaseNonce uint64 `json:"leaseNonce,omitempty"`
 }
 
 // Incoming is the answer to an IncomingRequest: where the destination VMM

@@ -56,7 +56,7 @@ func (a *Agent) Incoming(ctx context.Context, name string, req api.IncomingReque
 	if rec.Desired.Host != req.From || req.From == a.cfg.HostName {
 		return api.Incoming{}, fmt.Errorf("%w: VM %s is on host %s, not on %q", ErrBusy, name, rec.Desired.Host, req.From)
 	}
-	return a.node.StartIncoming(ctx, s, req.From, func(dir string) (api.VMSpec, []string, error) {
+	return a.node.StartIncoming(ctx, s, req.From, req.LeaseNonce, func(dir string) (api.VMSpec, []string, error) {
 		if len(req.MirrorDisks) > 0 {
 			return mirrorTargets(dir, s, req.MirrorDisks)
 		}

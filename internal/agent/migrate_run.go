@@ -10,6 +10,7 @@ import (
 	"github.com/govisor/govisor/api"
 	"github.com/govisor/govisor/client"
 	"github.com/govisor/govisor/internal/cluster/store"
+	"github.com/govisor/govisor/internal/disklease"
 	"github.com/govisor/govisor/internal/node"
 	"github.com/govisor/govisor/internal/vmmapi"
 )
@@ -29,6 +30,9 @@ type flight struct {
 	// why is set when the migrator itself cancelled the VMM's migration.
 	why    string
 	misses int
+	// leaseNonce hands the VM's disk leases to the destination at the
+	// handover (an HA VM on shared storage; 0: none).
+	leaseNonce uint64
 }
 
 // run carries out migration m (phase requested): the destination's
@@ -119,7 +123,10 @@ func (g *migrator) prepare(ctx context.Context, f *flight, s api.VMSpec) error {
 	// says it is gone, and without this the record would stay live for
 	// migrateTimeout, pinning the VM for every controller.
 	ictx, stop := g.whileHostLives(ctx, f.m.Destination)
-	in, err := f.peer.Incoming(ictx, f.m.VM, api.IncomingRequest{Spec: s, From: a.cfg.HostName, MirrorDisks: sizes})
+	if s.HA && !mirror {
+		f.leaseNonce = disklease.NewNonce()
+	}
+	in, err := f.peer.Incoming(ictx, f.m.VM, api.IncomingRequest{Spec: s, From: a.cfg.HostName, MirrorDisks: sizes, LeaseNonce: f.leaseNonce})
 	if gone := stop(); gone != nil {
 		return gone
 	}
@@ -153,7 +160,7 @@ func (g *migrator) send(ctx context.Context, f *flight) error {
 	}()
 	res, err := f.p.VMM.Migrate(ctx, vmmapi.MigrateRequest{To: f.m.Addr, MaxDowntimeMS: f.m.Options.MaxDowntimeMS,
 		Bandwidth: f.m.Options.Bandwidth, AutoConverge: f.m.Options.AutoConverge, PostCopy: f.m.Options.PostCopy,
-		MirrorDisks: len(f.m.Disks) > 0})
+		MirrorDisks: len(f.m.Disks) > 0, LeaseTo: f.m.Destination + "/" + f.m.VM, LeaseNonce: f.leaseNonce})
 	close(done)
 	<-stopped
 	if err != nil {

@@ -130,6 +130,11 @@ type Options struct {
 	HandoverTimeout time.Duration
 	// Progress, if set, is called after every round and at pause.
 	Progress func(Progress)
+	// BeforeGo, if set, is called once the destination holds the whole VM
+	// (its ACK) and before GO lets it run: the last moment to hand over
+	// what only one side may hold (disk leases). An error fails the
+	// migration and the source resumes.
+	BeforeGo func() error
 }
 
 // Progress is a snapshot of a running migration for the API and CLI.

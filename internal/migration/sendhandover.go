@@ -64,6 +64,11 @@ func (s *sender) handover() error {
 	if err := s.wait(s.ack, "ACK"); err != nil {
 		return err
 	}
+	if s.opts.BeforeGo != nil {
+		if err := s.opts.BeforeGo(); err != nil {
+			return fmt.Errorf("migration: before the handover: %w", err)
+		}
+	}
 	// From here the destination may run: the source must never resume, and
 	// cancelling can no longer take the VM back.
 	s.disarm()

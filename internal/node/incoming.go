@@ -60,9 +60,11 @@ func RemoveFiles(paths []string) {
 // host from (`govisor run --incoming`) and returns once that VMM listens.
 // prepare makes the VM's disks for the VMM in the VM's folder dir (the
 // mirrored copies, if any) and returns the VMM's spec and those files.
+// leaseNonce (shared storage, HA VMs) is the number the source hands its
+// disk leases over with at the handover (0: it holds none).
 // The VMM is kept apart from this host's VMs until the VM's host in etcd
 // names this host (see promoteIncoming).
-func (n *Node) StartIncoming(ctx context.Context, s api.VMSpec, from string, prepare func(dir string) (api.VMSpec, []string, error)) (api.Incoming, error) {
+func (n *Node) StartIncoming(ctx context.Context, s api.VMSpec, from string, leaseNonce uint64, prepare func(dir string) (api.VMSpec, []string, error)) (api.Incoming, error) {
 	name := s.Name
 	host := n.cfg.MigrationHost
 	port, err := freePort(host)
@@ -100,6 +102,13 @@ func (n *Node) StartIncoming(ctx context.Context, s api.VMSpec, from string, pre
 		// handover, so its jail must hold them.
 		for _, d := range s.Disks {
 			cfg.Jail.Files = append(cfg.Jail.Files, d.Path)
+		}
+	}
+	if err == nil {
+		if len(vmmSpec.Disks) == 0 {
+			err = n.adoptLeases(s, &cfg, leaseNonce)
+		} else {
+			err = n.leaseDisks(s, &cfg) // the mirrored copies are this host's own
 		}
 	}
 	var p *Proc

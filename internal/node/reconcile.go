@@ -203,6 +203,10 @@ func (n *Node) startLocked(r store.Record) {
 		cfg.FenceDeadlineMonoNS = deadline
 	}
 	n.jail(s.Name, dir, &cfg)
+	if err := n.leaseDisks(s, &cfg); err != nil {
+		n.startFailed(s.Name, err)
+		return
+	}
 	if err := n.setupNICs(s); err != nil {
 		n.startFailed(s.Name, err)
 		return

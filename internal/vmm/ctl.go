@@ -27,7 +27,8 @@ type machineCtl struct {
 	mig   migration.Tracker // outgoing migrations
 	migTo string            // the latest migration's destination
 
-	fence *fence.Watchdog // the self-fencing watchdog the API feeds
+	fence  *fence.Watchdog // the self-fencing watchdog the API feeds
+	leases *fencing        // the disk leases a migration hands over
 }
 
 // current is the running machine, or nil.

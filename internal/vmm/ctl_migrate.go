@@ -79,10 +79,15 @@ func (c *machineCtl) migrate(ctx context.Context, m *vm.Machine, req vmmapi.Migr
 	if req.MirrorDisks {
 		migrate = m.MigrateMirroringTo
 	}
-	st, err := migrate(ctx, conn, migration.Options{
+	opts := migration.Options{
 		MaxDowntime: time.Duration(req.MaxDowntimeMS) * time.Millisecond, Bandwidth: req.Bandwidth,
 		AutoConverge: req.AutoConverge, PostCopy: req.PostCopy, Progress: c.mig.Report,
-	})
+	}
+	if req.LeaseNonce != 0 && !req.MirrorDisks && c.leases != nil {
+		// Shared storage: the destination opens these very disks.
+		opts.BeforeGo = func() error { return c.leases.handOver(req.LeaseTo, req.LeaseNonce) }
+	}
+	st, err := migrate(ctx, conn, opts)
 	if err != nil && tlsCfg != nil && strings.Contains(err.Error(), "tls: ") {
 		err = fmt.Errorf("%w (the destination did not accept this VMM's TLS certificate: it must be signed by a CA in the destination's --tls-ca)", err)
 	}

@@ -4,12 +4,14 @@ import (
 	"context"
 	"fmt"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/govisor/govisor/internal/disklease"
 	"github.com/govisor/govisor/internal/fence"
 	"github.com/govisor/govisor/internal/vm"
+	"github.com/govisor/govisor/internal/vmm/vmmconfig"
 )
 
 // fencing is what stops a VMM's guest from outside its own life cycle:
@@ -18,6 +20,7 @@ import (
 // vmmconfig.ExitFenced.
 type fencing struct {
 	dog    *fence.Watchdog
+	mu     sync.Mutex // guards leases
 	leases []*disklease.Lease
 	reason atomic.Pointer[string] // set once fenced
 	stopM  func(reason string)    // stops the running machine, if any
@@ -53,20 +56,53 @@ func (f *fencing) fenced() error {
 // takeLeases takes the lease of every disk that asks for one, for owner
 // ("HOST/VM"), before the guest may touch them.
 func (f *fencing) takeLeases(owner string, disks []string) error {
+	return f.hold(owner, disks, func(ctx context.Context, d string, o disklease.Owner) (*disklease.Lease, error) {
+		return disklease.Acquire(ctx, d, o, leaseOptions)
+	})
+}
+
+// adoptLeases takes over the leases a live migration's source handed to
+// owner with nonce (shared storage), before the guest runs here.
+func (f *fencing) adoptLeases(owner string, a *vmmconfig.AdoptLeases) error {
+	if a == nil {
+		return nil
+	}
+	return f.hold(owner, a.Disks, func(ctx context.Context, d string, o disklease.Owner) (*disklease.Lease, error) {
+		l, err := disklease.Adopt(ctx, d, o, a.Nonce, leaseOptions)
+		if err != nil {
+			// A source that held no lease (started before its VM was
+			// HA) handed none over: a free lease is claimed as at a start.
+			if r, ierr := disklease.Inspect(d); ierr == nil && (r.Released || r.Owner == (disklease.Owner{})) {
+				return disklease.Acquire(ctx, d, o, leaseOptions)
+			}
+		}
+		return l, err
+	})
+}
+
+// hold takes disks' leases with take and fences the VMM when one is lost.
+// On error it holds none.
+func (f *fencing) hold(owner string, disks []string, take func(context.Context, string, disklease.Owner) (*disklease.Lease, error)) error {
 	if len(disks) == 0 {
 		return nil
 	}
 	host, vmName, _ := strings.Cut(owner, "/")
 	o := disklease.Owner{Host: host, VM: vmName}
+	var got []*disklease.Lease
 	for _, d := range disks {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-		l, err := disklease.Acquire(ctx, d, o, leaseOptions)
+		l, err := take(ctx, d, o)
 		cancel()
 		if err != nil {
-			f.release()
+			releaseAll(got)
 			return err
 		}
-		f.leases = append(f.leases, l)
+		got = append(got, l)
+	}
+	f.mu.Lock()
+	f.leases = append(f.leases, got...)
+	f.mu.Unlock()
+	for _, l := range got {
 		go func() {
 			select {
 			case <-l.Lost():
@@ -74,6 +110,33 @@ func (f *fencing) takeLeases(owner string, disks []string) error {
 			case <-f.done:
 			}
 		}()
+	}
+	return nil
+}
+
+// handOver gives every lease this VMM holds to the destination of a live
+// migration (owner "HOST/VM", with nonce), at the handover. A lease left
+// half-handed would be renewed by nobody: on error the guest is fenced
+// (the migration fails, and this side must not resume on a lease it may
+// no longer hold).
+func (f *fencing) handOver(owner string, nonce uint64) error {
+	host, vmName, ok := strings.Cut(owner, "/")
+	if !ok || host == "" || vmName == "" {
+		return fmt.Errorf("disk leases: hand over to %q: give HOST/VM", owner)
+	}
+	to := disklease.Owner{Host: host, VM: vmName}
+	f.mu.Lock()
+	ls := f.leases
+	f.leases = nil
+	f.mu.Unlock()
+	for _, l := range ls {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		err := l.Transfer(ctx, to, nonce)
+		cancel()
+		if err != nil {
+			f.fence("handing the disk leases to " + to.String() + " failed: " + err.Error())
+			return fmt.Errorf("disk leases: %w", err)
+		}
 	}
 	return nil
 }
@@ -87,12 +150,19 @@ func (f *fencing) release() {
 		close(f.done)
 	}
 	f.dog.Stop()
-	for _, l := range f.leases {
+	f.mu.Lock()
+	ls := f.leases
+	f.leases = nil
+	f.mu.Unlock()
+	releaseAll(ls)
+}
+
+func releaseAll(ls []*disklease.Lease) {
+	for _, l := range ls {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		l.Release(ctx)
 		cancel()
 	}
-	f.leases = nil
 }
 
 // stopMachine is fencing's way to stop m: at once, with the reason.

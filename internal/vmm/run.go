@@ -131,6 +131,7 @@ func (v *VMM) Run(console Console) error {
 	})
 	defer v.fencing.release()
 	v.ctl.fence = v.fencing.dog
+	v.ctl.leases = v.fencing
 	if cfg.FenceTTLMS > 0 {
 		v.fencing.dog.Feed(time.Duration(cfg.FenceTTLMS) * time.Millisecond)
 	}
@@ -184,6 +185,15 @@ func (v *VMM) Run(console Console) error {
 			m, err = vm.RestoreSnapshot(cfg.Restore, out)
 		case cfg.Incoming != "" && boot == 1:
 			m, err = receiveMigration(incoming, incomingConfig(cfg, mcfg), v.tlsCfg, v.log)
+			if err == nil {
+				// The source handed its leases over before GO: without
+				// them this side must not run the guest (the source is
+				// past resuming; no copy is safer than two).
+				if err = v.fencing.adoptLeases(cfg.LeaseOwner, cfg.AdoptLeases); err != nil {
+					m.Close()
+					err = fmt.Errorf("the migrated guest was not started: %w", err)
+				}
+			}
 		default:
 			m, err = vm.New(mcfg)
 		}

@@ -88,6 +88,11 @@ type MigrateRequest struct {
 	TLSCert string `json:"tls_cert,omitempty"`
 	TLSKey  string `json:"tls_key,omitempty"`
 	TLSCA   string `json:"tls_ca,omitempty"`
+	// LeaseTo ("HOST/VM") and LeaseNonce hand this VMM's disk leases to
+	// the destination at the handover (shared storage; the destination
+	// adopts them with the same nonce: vmmconfig.Config.AdoptLeases).
+	LeaseTo    string `json:"lease_to,omitempty"`
+	LeaseNonce uint64 `json:"lease_nonce,omitempty"`
 }
 
 // MigratedFile is the file a VMM writes in its working directory (the VM's

@@ -107,6 +107,9 @@ type Config struct {
 	// starts: no second VMM opens those disks while this one runs. A lease
 	// it loses stops the guest, as the watchdog does.
 	LeaseOwner string `json:"leaseOwner,omitempty"`
+	// AdoptLeases makes an incoming VMM (shared storage) take over the
+	// source's disk leases at the handover, before its guest runs.
+	AdoptLeases *AdoptLeases `json:"adoptLeases,omitempty"`
 	// Jail starts the VMM jailed (package jail; see Jail).
 	Jail *Jail `json:"jail,omitempty"`
 	// Seccomp is the VMM's syscall filter (package seccomp): kill (the
@@ -199,4 +202,14 @@ func (c Config) WithDefaults() Config {
 		c.CPUTemplate = DefaultCPUTemplate
 	}
 	return c
+}
+
+// AdoptLeases is the disk leases a live migration's destination takes over
+// from its source (disklease.Adopt): the source hands them to LeaseOwner
+// with Nonce right before the guest may run here.
+type AdoptLeases struct {
+	// Disks are the source's leased disk images (shared storage).
+	Disks []string `json:"disks"`
+	// Nonce is the number the source's handover and this adoption share.
+	Nonce uint64 `json:"nonce"`
 }

@@ -141,9 +141,8 @@ func (c *Config) validateFence(n func(string) string) error {
 	switch {
 	case leased && c.LeaseOwner == "":
 		return &FieldError{Field: "leaseOwner", Msg: fmt.Sprintf("disks with a lease need %s HOST/VM: who holds it", n("leaseOwner"))}
-	case leased && c.Incoming != "":
-		// The lease would have to move with the guest at the handover.
-		return &FieldError{Field: "incoming", Msg: fmt.Sprintf("disk leases cannot be taken over by a live migration yet: start the destination (%s) without them", n("incoming"))}
+	case c.AdoptLeases != nil && (c.Incoming == "" || c.LeaseOwner == "" || c.AdoptLeases.Nonce == 0 || len(c.AdoptLeases.Disks) == 0):
+		return &FieldError{Field: "adoptLeases", Msg: fmt.Sprintf("adopting disk leases needs %s, %s HOST/VM, a non-zero nonce and the disks", n("incoming"), n("leaseOwner"))}
 	}
 	return nil
 }
