@@ -76,7 +76,21 @@ type IncomingRequest struct {
 // Incoming is the answer to an IncomingRequest: where the destination VMM
 // waits for the migration stream.
 type Incoming struct {
+	// State is where the migration stands on the destination (GET):
+	// IncomingWaiting, IncomingArrived or IncomingNone.
+	State string `json:"state,omitempty"`
 	Addr string `json:"addr"` // HOST:PORT
 	// Disks are the destination's paths of the mirrored disks, in order.
 	Disks []string `json:"disks,omitempty"`
 }
+
+// Incoming states (Incoming.State): what a live migration's destination
+// says of a VM, for a source that lost sight of the handover.
+const (
+	// IncomingWaiting: a destination VMM waits for (or receives) the VM.
+	IncomingWaiting = "waiting"
+	// IncomingArrived: the VM's guest runs here (its VMM got the handover).
+	IncomingArrived = "arrived"
+	// IncomingNone: no VMM of the VM here.
+	IncomingNone = "none"
+)

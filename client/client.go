@@ -374,6 +374,15 @@ func (c *Client) Incoming(ctx context.Context, name string, req api.IncomingRequ
 	return in, err
 }
 
+// IncomingState asks the agent where a live migration of VM name to its
+// host stands (agent to agent; api.IncomingArrived once the guest runs
+// there).
+func (c *Client) IncomingState(ctx context.Context, name string) (api.Incoming, error) {
+	var in api.Incoming
+	_, err := c.Do(ctx, http.MethodGet, vmPath(name)+"/incoming", nil, &in)
+	return in, err
+}
+
 // CancelIncoming removes the destination VMM of a failed migration (agent
 // to agent).
 func (c *Client) CancelIncoming(ctx context.Context, name string) error {

@@ -64,6 +64,15 @@ func (a *Agent) Incoming(ctx context.Context, name string, req api.IncomingReque
 	})
 }
 
+// IncomingState says whether a migration of VM name reached this host:
+// asked by a source agent that lost sight of the handover.
+func (a *Agent) IncomingState(ctx context.Context, name string) (api.Incoming, error) {
+	if err := checkName(name); err != nil {
+		return api.Incoming{}, err
+	}
+	return api.Incoming{State: a.node.IncomingState(name)}, nil
+}
+
 // CancelIncoming removes the destination VMM of a migration of VM name to
 // this host: the source gave up.
 func (a *Agent) CancelIncoming(ctx context.Context, name string) error {

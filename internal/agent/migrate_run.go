@@ -221,7 +221,7 @@ func (g *migrator) conclude(f *flight, err error) {
 	if a.ctx.Err() != nil {
 		return
 	}
-	if err == nil {
+	if err == nil || g.arrivedAnyway(f) {
 		g.finish(f)
 		return
 	}
@@ -376,5 +376,46 @@ func (g *migrator) whileHostLives(ctx context.Context, host string) (context.Con
 		cancel()
 		<-done
 		return gone
+	}
+}
+
+// arrivedAnyway reports whether the guest of failed migration f runs on
+// the destination all the same: the VMM here ended while it was sending
+// (killed, crashed) and may have given the handover's GO before it did,
+// without saying so. Only the destination knows: restarting the VM here
+// or removing the destination's VMM on a guess could run two copies or
+// none. While the destination's agent does not answer, its host's lease
+// decides: once it ended, nothing of that host runs the VM any longer
+// (an HA VM's VMMs fence themselves before it ends).
+func (g *migrator) arrivedAnyway(f *flight) bool {
+	if f.p == nil || f.peer == nil || f.m.Addr == "" || f.m.Phase != store.MigrationRunning {
+		return false // the VMM was never told to send
+	}
+	select {
+	case <-f.p.Done():
+	case <-time.After(500 * time.Millisecond):
+		return false // alive: it failed the migration itself and keeps the guest
+	}
+	if ok, _ := g.vmmMigrated(f.p); ok {
+		return true
+	}
+	ctx, cancel := context.WithTimeout(g.a.ctx, 2*time.Minute)
+	defer cancel()
+	lctx, stop := g.whileHostLives(ctx, f.m.Destination)
+	defer stop()
+	for {
+		qctx, qcancel := context.WithTimeout(lctx, 5*time.Second)
+		in, err := f.peer.IncomingState(qctx, f.m.VM)
+		qcancel()
+		if err == nil {
+			g.a.log.Warn("the VMM ended while sending the VM; the destination says", "vm", f.m.VM, "to", f.m.Destination, "state", in.State)
+			return in.State == api.IncomingArrived
+		}
+		select {
+		case <-lctx.Done():
+			g.a.log.Warn("the VMM ended while sending the VM and the destination cannot say whether it arrived", "vm", f.m.VM, "to", f.m.Destination, "err", err)
+			return false
+		case <-time.After(time.Second):
+		}
 	}
 }

@@ -36,6 +36,7 @@ func TestEveryRouteHasItsRole(t *testing.T) {
 		"DELETE /v1/vms/{name}/migrate":            apitoken.Operator,
 		"POST /v1/vms/{name}/incoming":             apitoken.Operator,
 		"DELETE /v1/vms/{name}/incoming":           apitoken.Operator,
+		"GET /v1/vms/{name}/incoming":              apitoken.Viewer,
 		"GET /v1/events":                           apitoken.Viewer,
 		"GET /v1/host":                             apitoken.Viewer,
 		"GET /v1/hosts":                            apitoken.Viewer,

@@ -188,3 +188,27 @@ func (n *Node) CancelIncoming(name string) {
 		p.Kill()
 	}
 }
+
+// IncomingState says where a live migration of VM name to this host
+// stands (api.IncomingWaiting, IncomingArrived or IncomingNone). A VMM that
+// does not answer counts as waiting: only one that shows a machine has the
+// guest.
+func (n *Node) IncomingState(name string) string {
+	n.mu.Lock()
+	p, promoted := n.incoming[name], false
+	if p == nil {
+		p, promoted = n.procs[name], true
+	}
+	n.mu.Unlock()
+	if p == nil || !p.Alive() {
+		return api.IncomingNone
+	}
+	if promoted {
+		return api.IncomingArrived // its host in etcd names this host
+	}
+	// The VMM says "starting" until the handover gave it a machine.
+	if info, err := QuickCall(p.VMM.Info); err == nil && (info.State == "running" || info.State == "paused") {
+		return api.IncomingArrived
+	}
+	return api.IncomingWaiting
+}

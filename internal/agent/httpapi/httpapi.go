@@ -93,6 +93,7 @@ func (s *server) routes() http.Handler {
 	m.HandleFunc("DELETE /v1/vms/{name}/migrate", s.handleCancelMigrate)
 	m.HandleFunc("POST /v1/vms/{name}/incoming", s.handleIncoming)
 	m.HandleFunc("DELETE /v1/vms/{name}/incoming", s.handleCancelIncoming)
+	m.HandleFunc("GET /v1/vms/{name}/incoming", s.handleIncomingState)
 	m.HandleFunc("GET /v1/events", s.handleEvents)
 	m.HandleFunc("GET /v1/host", s.handleHost)
 	m.HandleFunc("GET /v1/hosts", s.handleHosts)

@@ -227,3 +227,12 @@ func (s *server) handleCancelIncoming(w http.ResponseWriter, r *http.Request) {
 	}
 	w.WriteHeader(http.StatusNoContent)
 }
+
+func (s *server) handleIncomingState(w http.ResponseWriter, r *http.Request) {
+	in, err := s.svc.IncomingState(r.Context(), r.PathValue("name"))
+	if err != nil {
+		httpError(w, err)
+		return
+	}
+	WriteJSON(w, http.StatusOK, in)
+}

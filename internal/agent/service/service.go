@@ -110,6 +110,8 @@ type Migrations interface {
 	Incoming(ctx context.Context, name string, req api.IncomingRequest) (api.Incoming, error)
 	// CancelIncoming removes the destination VMM of a migration.
 	CancelIncoming(ctx context.Context, name string) error
+	// IncomingState says whether a migration of VM name reached this host.
+	IncomingState(ctx context.Context, name string) (api.Incoming, error)
 }
 
 // Networks are the network operations.
