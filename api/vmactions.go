@@ -79,7 +79,7 @@ type Incoming struct {
 	// State is where the migration stands on the destination (GET):
 	// IncomingWaiting, IncomingArrived or IncomingNone.
 	State string `json:"state,omitempty"`
-	Addr string `json:"addr"` // HOST:PORT
+	Addr  string `json:"addr"` // HOST:PORT
 	// Disks are the destination's paths of the mirrored disks, in order.
 	Disks []string `json:"disks,omitempty"`
 }
