@@ -42,7 +42,7 @@ func TestPartitionCyclesNeverFork(t *testing.T) {
 	c := &cluster{t: t, st: labtest.Up(t, labtest.Config{Hosts: 3, Net: 17, HostLeaseTTL: labLeaseTTL})}
 	const name = "fork"
 	disk := lab.SharedPath + "/" + name + ".raw"
-	c.mustGV("lab1", "volume", "create", lab.SharedPool+"/"+name+".raw", "--size", "16M")
+	c.mustGV("lab1", "volume", "create", lab.SharedPool+"/"+name+".raw", "--size", "16M", "--format", "raw")
 	c.put("lab1", "/tmp/fork.yaml", fmt.Sprintf(`name: %s
 cpus: 1
 memory: 128M
@@ -80,8 +80,10 @@ disks:
 			t.Fatal(err)
 		}
 		var to string
+		tl := &timeline{t: t, t0: t0}
 		for deadline := t0.Add(2 * time.Minute); ; time.Sleep(500 * time.Millisecond) {
 			v, err := c.vm(via, name)
+			tl.see(v, err)
 			if err == nil && v.Host != from && v.Status.State == api.StateRunning && c.aliveOn(v.Host, name) {
 				to = v.Host
 				break
