@@ -49,6 +49,10 @@ type VM struct {
 	// Dropped lists the devices govisor has no counterpart for (VMware
 	// Tools, sound cards, USB controllers, floppy and CD drives, ...).
 	Dropped []string
+	// Gzip names the files (as the configuration does) that are stored
+	// gzip-compressed: OVF's File compression="gzip" (DSP0243 5.x, the
+	// References section), which the importer expands before reading.
+	Gzip map[string]bool
 }
 
 // Disk is one hard disk of the source VM.

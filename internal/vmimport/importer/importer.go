@@ -187,6 +187,7 @@ func load(o Options) (*source, error) {
 	if err != nil {
 		return nil, fmt.Errorf("import: %s: %w", o.Path, err)
 	}
+	expandGzip(s, o.OutDir)
 	return s, nil
 }
 

@@ -163,8 +163,15 @@ func Parse(text []byte) (*vmimport.VM, error) {
 	}
 	files := map[string]string{}
 	for _, f := range env.Files {
-		if f.Compression != "" && f.Compression != "identity" {
-			return nil, fmt.Errorf("%w: file %q uses %s compression", vmimport.ErrBadConfig, f.Href, f.Compression)
+		switch f.Compression {
+		case "", "identity":
+		case "gzip":
+			if vm.Gzip == nil {
+				vm.Gzip = map[string]bool{}
+			}
+			vm.Gzip[f.Href] = true
+		default:
+			return nil, fmt.Errorf("%w: file %q uses %s compression (OVF knows identity and gzip)", vmimport.ErrBadConfig, f.Href, f.Compression)
 		}
 		if f.ChunkSize != "" {
 			return nil, fmt.Errorf("%w: file %q is chunked", vmimport.ErrBadConfig, f.Href)

@@ -80,7 +80,7 @@ func TestParseErrors(t *testing.T) {
 		"missing parent":  env(`<Disk diskId="d" fileRef="f1" capacity="1" parentRef="z"/>`, ""),
 		"duplicate disk":  env(`<Disk diskId="d" capacity="1"/><Disk diskId="d" capacity="1"/>`, ""),
 		"bad mac":         env("", "<Item><ResourceType>10</ResourceType><Address>nope</Address></Item>"),
-		"gzip compressed": `<Envelope><References><File id="f1" href="a.vmdk" compression="gzip"/></References><VirtualSystem id="x"/></Envelope>`,
+		"bzip2 compressed": `<Envelope><References><File id="f1" href="a.vmdk" compression="bzip2"/></References><VirtualSystem id="x"/></Envelope>`,
 	}
 	for name, text := range cases {
 		if _, err := Parse([]byte(text)); !errors.Is(err, vmimport.ErrBadConfig) {
