@@ -70,16 +70,16 @@ func TestParseErrors(t *testing.T) {
 			`</DiskSection><VirtualSystem id="x"><VirtualHardwareSection>` + items + `</VirtualHardwareSection></VirtualSystem></Envelope>`
 	}
 	cases := map[string]string{
-		"not xml":         "<Envelope",
-		"no system":       "<Envelope/>",
-		"bad cpus":        env("", "<Item><ResourceType>3</ResourceType><VirtualQuantity>-1</VirtualQuantity></Item>"),
-		"bad units":       env("", "<Item><ResourceType>4</ResourceType><VirtualQuantity>1</VirtualQuantity><AllocationUnits>furlongs</AllocationUnits></Item>"),
-		"overflow":        env(`<Disk diskId="d" fileRef="f1" capacity="9223372036854775807" capacityAllocationUnits="byte * 2^10"/>`, ""),
-		"missing file":    env(`<Disk diskId="d" fileRef="f9" capacity="1"/>`, ""),
-		"parent loop":     env(`<Disk diskId="d" fileRef="f1" capacity="1" parentRef="e"/><Disk diskId="e" fileRef="f1" capacity="1" parentRef="d"/>`, `<Item><ResourceType>17</ResourceType><HostResource>ovf:/disk/d</HostResource></Item>`),
-		"missing parent":  env(`<Disk diskId="d" fileRef="f1" capacity="1" parentRef="z"/>`, ""),
-		"duplicate disk":  env(`<Disk diskId="d" capacity="1"/><Disk diskId="d" capacity="1"/>`, ""),
-		"bad mac":         env("", "<Item><ResourceType>10</ResourceType><Address>nope</Address></Item>"),
+		"not xml":          "<Envelope",
+		"no system":        "<Envelope/>",
+		"bad cpus":         env("", "<Item><ResourceType>3</ResourceType><VirtualQuantity>-1</VirtualQuantity></Item>"),
+		"bad units":        env("", "<Item><ResourceType>4</ResourceType><VirtualQuantity>1</VirtualQuantity><AllocationUnits>furlongs</AllocationUnits></Item>"),
+		"overflow":         env(`<Disk diskId="d" fileRef="f1" capacity="9223372036854775807" capacityAllocationUnits="byte * 2^10"/>`, ""),
+		"missing file":     env(`<Disk diskId="d" fileRef="f9" capacity="1"/>`, ""),
+		"parent loop":      env(`<Disk diskId="d" fileRef="f1" capacity="1" parentRef="e"/><Disk diskId="e" fileRef="f1" capacity="1" parentRef="d"/>`, `<Item><ResourceType>17</ResourceType><HostResource>ovf:/disk/d</HostResource></Item>`),
+		"missing parent":   env(`<Disk diskId="d" fileRef="f1" capacity="1" parentRef="z"/>`, ""),
+		"duplicate disk":   env(`<Disk diskId="d" capacity="1"/><Disk diskId="d" capacity="1"/>`, ""),
+		"bad mac":          env("", "<Item><ResourceType>10</ResourceType><Address>nope</Address></Item>"),
 		"bzip2 compressed": `<Envelope><References><File id="f1" href="a.vmdk" compression="bzip2"/></References><VirtualSystem id="x"/></Envelope>`,
 	}
 	for name, text := range cases {
