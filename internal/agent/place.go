@@ -24,7 +24,7 @@ func (a *Agent) snapshot(ctx context.Context, skip string) (*placement.State, []
 	hosts, pools := view.InMaintenance(snap.Hosts, snap.InMaintenance), snap.Pools
 	var vms []view.VM
 	for _, r := range snap.VMs {
-		vms = append(vms, view.VM(r.Desired))
+		vms = append(vms, view.VM{Spec: r.Desired.Spec, Power: r.Desired.Power, Host: r.Desired.Host})
 	}
 	st, err := placement.New(view.Cluster(hosts, pools, vms, func(v view.VM) bool { return v.Spec.Name == skip }), placement.Config{})
 	if err != nil {

@@ -101,7 +101,7 @@ func Acquire(ctx context.Context, disk string, owner Owner, opts Options) (*Leas
 	if err != nil {
 		return nil, err
 	}
-	l, err := acquire(ctx, f, disk, owner, opts)
+	l, err := acquire(ctx, f, disk, owner, opts, Seen{})
 	if err != nil {
 		f.close()
 		return nil, err
@@ -109,15 +109,20 @@ func Acquire(ctx context.Context, disk string, owner Owner, opts Options) (*Leas
 	return l, nil
 }
 
-func acquire(ctx context.Context, f *leaseFile, disk string, owner Owner, opts Options) (*Lease, error) {
+func acquire(ctx context.Context, f *leaseFile, disk string, owner Owner, opts Options, seen Seen) (*Lease, error) {
 	cur, sum, err := f.read()
 	if err != nil && !errors.Is(err, ErrCorrupt) {
 		return nil, err
 	}
 	if errors.Is(err, ErrCorrupt) || (!cur.free() && cur.Owner != owner) {
 		// Someone may hold it: watch it for the whole expiry time. A torn
-		// or foreign record is watched the same way, by its bytes.
-		deadline := time.Now().Add(opts.Expire)
+		// or foreign record is watched the same way, by its bytes. What an
+		// observer saw unchanged before counts (see Seen).
+		wait := opts.Expire
+		if seen.For > 0 && seen.Sum == sum {
+			wait = max(opts.Expire-seen.For, 0)
+		}
+		deadline := time.Now().Add(wait)
 		for time.Now().Before(deadline) {
 			if err := sleep(ctx, opts.Renew/2); err != nil {
 				return nil, err

@@ -108,7 +108,7 @@ func (n *Node) StartIncoming(ctx context.Context, s api.VMSpec, from string, lea
 		if len(vmmSpec.Disks) == 0 {
 			err = n.adoptLeases(s, &cfg, leaseNonce)
 		} else {
-			err = n.leaseDisks(s, &cfg) // the mirrored copies are this host's own
+			err = n.leaseDisks(s, &cfg, nil) // the mirrored copies are this host's own
 		}
 	}
 	var p *Proc

@@ -5,6 +5,7 @@ import (
 	"os"
 
 	"github.com/govisor/govisor/api"
+	"github.com/govisor/govisor/internal/cluster/store"
 	"github.com/govisor/govisor/internal/disklease"
 	"github.com/govisor/govisor/internal/vmm/vmmconfig"
 )
@@ -22,8 +23,9 @@ func (n *Node) leaseOwner(name string) string { return n.cfg.HostName + "/" + na
 
 // leaseDisks makes the VMM of s, configured by c, hold the leases of the
 // disks its guest writes (HA VMs only), and has its jail hold their lease
-// files; jail must have been applied to c.
-func (n *Node) leaseDisks(s api.VMSpec, c *vmmconfig.Config) error {
+// files; jail must have been applied to c. seen is what the HA controller
+// saw of those leases before it restarted the VM here.
+func (n *Node) leaseDisks(s api.VMSpec, c *vmmconfig.Config, seen map[string]store.LeaseSeen) error {
 	if !s.HA {
 		return nil
 	}
@@ -37,6 +39,9 @@ func (n *Node) leaseDisks(s api.VMSpec, c *vmmconfig.Config) error {
 		}
 		d.Lease = true
 		c.LeaseOwner = n.leaseOwner(s.Name)
+		if ls, ok := seen[d.Path]; ok {
+			d.LeaseSeen = &vmmconfig.LeaseSeen{Sum: ls.Sum, ForMS: ls.ForMS}
+		}
 	}
 	return nil
 }

@@ -203,7 +203,7 @@ func (n *Node) startLocked(r store.Record) {
 		cfg.FenceDeadlineMonoNS = deadline
 	}
 	n.jail(s.Name, dir, &cfg)
-	if err := n.leaseDisks(s, &cfg); err != nil {
+	if err := n.leaseDisks(s, &cfg, r.Desired.LeaseSeen); err != nil {
 		n.startFailed(s.Name, err)
 		return
 	}

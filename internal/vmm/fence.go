@@ -55,9 +55,17 @@ func (f *fencing) fenced() error {
 
 // takeLeases takes the lease of every disk that asks for one, for owner
 // ("HOST/VM"), before the guest may touch them.
-func (f *fencing) takeLeases(owner string, disks []string) error {
-	return f.hold(owner, disks, func(ctx context.Context, d string, o disklease.Owner) (*disklease.Lease, error) {
-		return disklease.Acquire(ctx, d, o, leaseOptions)
+func (f *fencing) takeLeases(owner string, disks []vmmconfig.Disk) error {
+	var paths []string
+	seen := map[string]disklease.Seen{}
+	for _, d := range disks {
+		paths = append(paths, d.Path)
+		if s := d.LeaseSeen; s != nil && s.ForMS > 0 {
+			seen[d.Path] = disklease.Seen{Sum: s.Sum, For: time.Duration(s.ForMS) * time.Millisecond}
+		}
+	}
+	return f.hold(owner, paths, func(ctx context.Context, d string, o disklease.Owner) (*disklease.Lease, error) {
+		return disklease.AcquireSeen(ctx, d, o, leaseOptions, seen[d])
 	})
 }
 

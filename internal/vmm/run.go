@@ -141,10 +141,10 @@ func (v *VMM) Run(console Console) error {
 			return &ExitError{Code: 1, Err: fmt.Errorf("%s: %w", v.names.Name("fenceDeadlineMonoNS"), err)}
 		}
 	}
-	var leased []string
+	var leased []vmmconfig.Disk
 	for _, d := range cfg.Disks {
 		if d.Lease {
-			leased = append(leased, d.Path)
+			leased = append(leased, d)
 		}
 	}
 	if err := v.fencing.takeLeases(cfg.LeaseOwner, leased); err != nil {

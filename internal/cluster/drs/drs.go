@@ -55,7 +55,7 @@ func (b *Balancer) Plan(ctx context.Context) (balance.Plan, error) {
 	status := map[string]*api.VMStatus{}
 	migrating := map[string]bool{}
 	for _, r := range snap.VMs {
-		vms = append(vms, view.VM(r.Desired))
+		vms = append(vms, view.VM{Spec: r.Desired.Spec, Power: r.Desired.Power, Host: r.Desired.Host})
 		status[r.Desired.Spec.Name] = r.Status
 		// The record decides, not the status: see store.Record.Migration.
 		migrating[r.Desired.Spec.Name] = r.Migration != nil

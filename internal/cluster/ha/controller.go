@@ -11,6 +11,7 @@ import (
 	"github.com/govisor/govisor/internal/cluster/placement"
 	"github.com/govisor/govisor/internal/cluster/store"
 	"github.com/govisor/govisor/internal/cluster/view"
+	"github.com/govisor/govisor/internal/disklease"
 )
 
 // resync is how often the controller looks at the whole cluster besides
@@ -29,7 +30,15 @@ type Controller struct {
 	// Waits, if set, is called when an HA VM of a dead host starts
 	// waiting for a host it fits on (once per reason), with the reason.
 	Waits func(w Waiting, why string)
+	// Leases, if set, watches the HA VMs' disk leases all along (Run
+	// reads them every LeaseEvery), so that a restart passes on how long
+	// a dead holder's lease has been silent (store.Desired.LeaseSeen).
+	Leases *disklease.Observer
 }
+
+// LeaseEvery is how often Run reads the HA VMs' disk leases: the holder
+// renews every second, so a silent one is seen within about this long.
+const LeaseEvery = time.Second
 
 // Run acts on every change of the hosts or VMs, and every resync, until
 // ctx ends (the leadership was lost, or the agent stops).
@@ -37,6 +46,9 @@ func (c *Controller) Run(ctx context.Context) {
 	log := c.Log
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
+	}
+	if c.Leases != nil {
+		go c.observeLeases(ctx)
 	}
 	for ctx.Err() == nil {
 		wctx, cancel := context.WithCancel(ctx)
@@ -79,7 +91,7 @@ func (c *Controller) Pass(ctx context.Context) error {
 	snap := Snapshot{Hosts: view.InMaintenance(cs.Hosts, cs.InMaintenance), Pools: cs.Pools}
 	byName := map[string]store.Record{}
 	for _, r := range cs.VMs {
-		snap.VMs = append(snap.VMs, VM(r.Desired))
+		snap.VMs = append(snap.VMs, VM{Spec: r.Desired.Spec, Power: r.Desired.Power, Host: r.Desired.Host})
 		byName[r.Desired.Spec.Name] = r
 	}
 	d, err := Plan(snap, c.Placement)
@@ -91,6 +103,7 @@ func (c *Controller) Pass(ctx context.Context) error {
 		r := byName[rs.VM]
 		nd := r.Desired
 		nd.Host = rs.To
+		nd.LeaseSeen = c.leaseSeen(nd.Spec)
 		st := api.VMStatus{State: api.StatePending, Host: rs.To, Since: time.Now().UTC(),
 			ExitReason: fmt.Sprintf("HA restart: host %s failed (its lease expired); starting on %s", rs.From, rs.To)}
 		if r.Status != nil {
@@ -130,4 +143,63 @@ func (c *Controller) Pass(ctx context.Context) error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// observeLeases reads the disk leases of the HA VMs every LeaseEvery
+// until ctx ends, in a loop of its own: storage that hangs must not stall
+// the restarts.
+func (c *Controller) observeLeases(ctx context.Context) {
+	t := time.NewTicker(LeaseEvery)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		recs, _, err := c.St.ListVMs(ctx)
+		if err != nil {
+			continue
+		}
+		want := map[string]bool{}
+		for _, r := range recs {
+			for _, p := range leasedDisks(r.Desired.Spec) {
+				want[p] = true
+				c.Leases.Observe(p) // a disk this host cannot read is just not seen
+			}
+		}
+		c.Leases.Keep(func(p string) bool { return want[p] })
+	}
+}
+
+// leaseSeen is what the observer saw of s's disk leases, by path.
+func (c *Controller) leaseSeen(s api.VMSpec) map[string]store.LeaseSeen {
+	if c.Leases == nil {
+		return nil
+	}
+	var out map[string]store.LeaseSeen
+	for _, p := range leasedDisks(s) {
+		if seen, ok := c.Leases.Seen(p); ok {
+			if out == nil {
+				out = map[string]store.LeaseSeen{}
+			}
+			out[p] = store.LeaseSeen{Sum: seen.Sum, ForMS: seen.For.Milliseconds()}
+		}
+	}
+	return out
+}
+
+// leasedDisks are the disks whose leases the VMM of s holds: those an HA
+// VM's guest writes (node.leaseDisks).
+func leasedDisks(s api.VMSpec) []string {
+	if !s.HA {
+		return nil
+	}
+	var out []string
+	for _, d := range s.Disks {
+		if !d.ReadOnly && d.Path != "" {
+			out = append(out, d.Path)
+		}
+	}
+	return out
 }

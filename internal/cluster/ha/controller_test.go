@@ -2,11 +2,15 @@ package ha
 
 import (
 	"context"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/govisor/govisor/api"
 	"github.com/govisor/govisor/internal/cluster/store"
+	"github.com/govisor/govisor/internal/disklease"
 )
 
 // TestControllerRestartsOnDeadHost: with a real (embedded) etcd, an HA VM
@@ -28,13 +32,32 @@ func TestControllerRestartsOnDeadHost(t *testing.T) {
 	if _, err := st.RegisterHost(ctx, host("h2", 4, 4096), 2*time.Second); err != nil {
 		t.Fatal(err)
 	}
-	for _, v := range []VM{vm("a", "h1", true, "high", "512M"), vm("b", "h1", false, "", "512M")} {
+	// a's disk lease: a record its (dead) holder on h1 left, copied from a
+	// live lease, so that nothing renews it.
+	shared := t.TempDir()
+	if err := st.CreatePool(ctx, api.Pool{Name: "nfs", Kind: "shared", Path: shared, Shared: true}); err != nil {
+		t.Fatal(err)
+	}
+	disk := filepath.Join(shared, "a.raw")
+	live := filepath.Join(t.TempDir(), "live.raw")
+	l, err := disklease.Acquire(ctx, live, disklease.Owner{Host: "h1", VM: "a"}, disklease.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec, _ := os.ReadFile(disklease.Path(live))
+	l.Release(ctx)
+	if err := os.WriteFile(disklease.Path(disk), rec, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	va := vm("a", "h1", true, "high", "512M")
+	va.Spec.Disks = []api.DiskSpec{{Path: disk, Pool: "nfs", Volume: "a.raw"}}
+	for _, v := range []VM{va, vm("b", "h1", false, "", "512M")} {
 		if err := st.CreateVM(ctx, store.Desired{Spec: v.Spec, Power: v.Power, Host: v.Host}); err != nil {
 			t.Fatal(err)
 		}
 	}
 	moved := make(chan Restart, 4)
-	c := &Controller{St: st, Restarted: func(r Restart) { moved <- r }}
+	c := &Controller{St: st, Restarted: func(r Restart) { moved <- r }, Leases: &disklease.Observer{}}
 	go c.Run(ctx)
 	select {
 	case r := <-moved:
@@ -58,6 +81,11 @@ func TestControllerRestartsOnDeadHost(t *testing.T) {
 	}
 	if ra.Desired.Host != "h2" || ra.Status == nil || ra.Status.Host != "h2" || !strings.Contains(ra.Status.ExitReason, "h1 failed") {
 		t.Errorf("a after the move: %+v %+v", ra.Desired, ra.Status)
+	}
+	// The controller watched a's silent lease all along: the restart says
+	// for how long, so the new VMM need not watch it for its whole expiry.
+	if seen, ok := ra.Desired.LeaseSeen[disk]; !ok || seen.ForMS < 3000 {
+		t.Errorf("a's restart passed on %+v of its disk lease, want it seen unchanged for > 3 s", ra.Desired.LeaseSeen)
 	}
 	if rb, err := st.GetVM(ctx, "b"); err != nil || rb.Desired.Host != "h1" {
 		t.Errorf("the non-HA VM: %+v %v", rb.Desired, err)

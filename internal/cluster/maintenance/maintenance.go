@@ -108,7 +108,7 @@ func (c *Controller) Pass(ctx context.Context) error {
 	var vms []view.VM
 	migrating := map[string]bool{}
 	for _, r := range snap.VMs {
-		vms = append(vms, view.VM(r.Desired))
+		vms = append(vms, view.VM{Spec: r.Desired.Spec, Power: r.Desired.Power, Host: r.Desired.Host})
 		// Also one a previous leader started: its source agent carries it
 		// out whoever asked. The record decides, not the status (its
 		// last write may have been lost during an etcd election).

@@ -81,6 +81,17 @@ type Desired struct {
 	Spec  api.VMSpec `json:"spec"`
 	Power api.Power  `json:"power"`
 	Host  string     `json:"host"`
+	// LeaseSeen is what the HA controller saw of the VM's disk leases
+	// before it restarted the VM here, by disk path (disklease.Seen): the
+	// new VMM waits only for the rest of a dead holder's expiry.
+	LeaseSeen map[string]LeaseSeen `json:"leaseSeen,omitempty"`
+}
+
+// LeaseSeen is a disk lease record's checksum and for how long an
+// observer saw it unchanged (disklease.Seen).
+type LeaseSeen struct {
+	Sum   uint32 `json:"sum"`
+	ForMS int64  `json:"forMS"`
 }
 
 // Record is a VM's desired and observed state with their etcd revisions.

@@ -142,6 +142,17 @@ type Disk struct {
 	// Lease holds a disk lease on the image for LeaseOwner (disks on
 	// shared storage that another host could open).
 	Lease bool `json:"lease,omitempty"`
+	// LeaseSeen is what an observer saw of the lease's record before this
+	// start (disklease.Seen): a dead holder's lease is then watched only
+	// for the rest of its expiry.
+	LeaseSeen *LeaseSeen `json:"leaseSeen,omitempty"`
+}
+
+// LeaseSeen is a disk lease record's checksum and for how long an
+// observer saw it unchanged.
+type LeaseSeen struct {
+	Sum   uint32 `json:"sum"`
+	ForMS int64  `json:"forMS"`
 }
 
 // MaxDiskQueues is the most request queues a disk may have.
