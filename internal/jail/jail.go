@@ -32,6 +32,7 @@ package jail
 
 import (
 	"hash/fnv"
+	"strings"
 )
 
 // Base holds the jails' roots on the host: Base/ID/root. A variable so
@@ -78,8 +79,16 @@ const uidSpan = 100_000_000
 
 // IDs derives a jail's uid and gid (equal) from its id: the same VM gets
 // the same uid each time it starts (its files stay its own), and two VMs
-// get different ones but for a hash collision (1 in 10^8 per pair).
+// get different ones but for a hash collision (1 in 10^8 per pair). Only
+// the id's last dot-separated part counts, the VM's name in an agent's
+// "AGENT.VM": every host of a cluster gives a VM the same uid, because
+// NFS checks the writer's uid on every write, so a disk on shared storage
+// given to the VM's uid on one host must stay writable by the VM's VMM on
+// another (both ends of a live migration write it).
 func IDs(id string) (uid, gid int) {
+	if i := strings.LastIndexByte(id, '.'); i >= 0 {
+		id = id[i+1:]
+	}
 	h := fnv.New32a()
 	h.Write([]byte(id))
 	n := uidBase + int(h.Sum32()%uidSpan)

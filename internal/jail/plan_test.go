@@ -17,6 +17,10 @@ func TestIDs(t *testing.T) {
 	if u1 != u2 || u1 != g1 || u1 == u3 || u1 < uidBase || u1 >= uidBase+uidSpan {
 		t.Fatalf("IDs: %d %d %d %d", u1, g1, u2, u3)
 	}
+	// Another host's agent gives the same VM the same uid (shared storage).
+	if u4, _ := IDs("otheragent.vm1"); u4 != u1 {
+		t.Errorf("vm1's uid differs between agents: %d, %d", u1, u4)
+	}
 }
 
 func TestForVMM(t *testing.T) {
