@@ -5,6 +5,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/govisor/govisor/api"
@@ -330,7 +331,12 @@ func (n *Node) handleExit(p *Proc) {
 		// host's failure, not the guest's.
 		fenced := r.Desired.Spec.HA && p.Exit.Code != nil && *p.Exit.Code == vmmconfig.ExitFenced
 		if fenced {
+			// The VMM's last line says which guard fired (its watchdog: this
+			// host's etcd lease was not confirmed in time; or a disk lease).
 			st.ExitReason = "fenced: this host's etcd lease was not confirmed in time"
+			if line := LastLine(filepath.Join(n.vmDir(p.Name), "vmm.log")); strings.Contains(line, "fenced: ") && strings.Contains(line, "disklease") {
+				st.ExitReason = line[strings.Index(line, "fenced: "):]
+			}
 		}
 		if r.Desired.Power == api.PowerRunning && (fenced || pol == api.RestartAlways || (pol == api.RestartOnFailure && failed)) {
 			st.Restarts++
