@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"time"
 
@@ -43,6 +44,7 @@ type runOptions struct {
 	fenceTTL                time.Duration
 	fenceDeadline           int64
 	leaseOwner              string
+	adoptLeases             string
 	jail                    bool
 	jailDir, jailID         string
 	seccomp                 string
@@ -121,6 +123,7 @@ func (o *runOptions) addFlags(f *pflag.FlagSet) {
 	f.StringVar(&o.jailID, "jail-id", "", "with --jail: the jail's name (cgroup govisor/ID; the uid is derived from it; default vmm-PID)")
 	f.StringVar(&o.seccomp, "seccomp", "", "syscall filter: kill (end the VMM at a syscall off its allow-list), log or off (default: kill with --jail, else off)")
 	f.StringVar(&o.leaseOwner, "lease-owner", "", "HOST/VM holding the disk leases of --disk ...,lease (a lost lease stops the guest, exit 3)")
+	f.StringVar(&o.adoptLeases, "adopt-leases", "", "with --incoming and --lease-owner: NONCE:DISK[,DISK...], the shared disks whose leases the source hands over at the handover with NONCE (its migrate request's lease_nonce)")
 }
 
 // ParseMemoryMiB parses --memory (512M, 2G; a plain number is MiB).
@@ -140,7 +143,7 @@ var runFlagNames = map[string]string{
 	"apiSock": "--api-sock", "consoleSock": "--console-sock", "restore": "--restore", "incoming": "--incoming",
 	"tls": "--tls-*", "tls.cert": "--tls-cert", "tls.key": "--tls-key", "tls.ca": "--tls-ca",
 	"vsock": "--vsock", "vsock.cid": "--vsock cid", "vsock.uds": "--vsock uds",
-	"fenceTTLMS": "--fence-ttl", "fenceDeadlineMonoNS": "--fence-deadline-mono", "leaseOwner": "--lease-owner",
+	"fenceTTLMS": "--fence-ttl", "fenceDeadlineMonoNS": "--fence-deadline-mono", "leaseOwner": "--lease-owner", "adoptLeases": "--adopt-leases",
 	"seccomp": "--seccomp", "jail": "--jail", "jail.id": "--jail-id", "jail.dir": "--jail-dir", "jail.uid": "--jail-id",
 }
 
@@ -183,6 +186,11 @@ func (o *runOptions) vmmConfig(flags *pflag.FlagSet) (vmmconfig.Config, vmmconfi
 		OnReboot: o.onReboot, CPUTemplate: o.template, CPUFeatures: o.cpuFeatures, DebugExit: o.debugExit, Verbose: o.verbose,
 		RNG: o.rng, Balloon: o.balloon, APISock: o.apiSock, ConsoleSock: o.consoleSock, Restore: o.restore, Incoming: o.incoming,
 		FenceTTLMS: int(o.fenceTTL / time.Millisecond), FenceDeadlineMonoNS: o.fenceDeadline, LeaseOwner: o.leaseOwner, Seccomp: o.seccomp,
+	}
+	if o.adoptLeases != "" {
+		if cfg.AdoptLeases, err = parseAdoptLeases(o.adoptLeases); err != nil {
+			return cfg, nil, err
+		}
 	}
 	if o.jail {
 		cfg.Jail = &vmmconfig.Jail{ID: o.jailID, Dir: o.jailDir}
@@ -261,4 +269,14 @@ func runVMM(v *vmm.VMM) error {
 	}
 	defer con.restore()
 	return v.Run(terminal{consoleWriter: stdout, in: con})
+}
+
+// parseAdoptLeases parses --adopt-leases NONCE:DISK[,DISK...].
+func parseAdoptLeases(v string) (*vmmconfig.AdoptLeases, error) {
+	n, disks, ok := strings.Cut(v, ":")
+	nonce, err := strconv.ParseUint(n, 10, 64)
+	if !ok || err != nil || nonce == 0 || disks == "" {
+		return nil, fmt.Errorf("--adopt-leases %q: give NONCE:DISK[,DISK...] with a non-zero decimal NONCE", v)
+	}
+	return &vmmconfig.AdoptLeases{Nonce: nonce, Disks: strings.Split(disks, ",")}, nil
 }
