@@ -90,7 +90,7 @@ func TestJoinThroughAgent(t *testing.T) {
 
 	lone := startAgent(t, filepath.Join(dir, "lone"), nil)
 	defer lone.Close()
-	if _, err := lone.AddMember(ctx, api.JoinRequest{Name: "h3", PeerURL: loopbackURL(t)}); err == nil || !strings.Contains(err.Error(), "--etcd-initial-cluster") {
+	if _, err := lone.hosts.AddMember(ctx, api.JoinRequest{Name: "h3", PeerURL: loopbackURL(t)}); err == nil || !strings.Contains(err.Error(), "--etcd-initial-cluster") {
 		t.Errorf("a join to a single-host default etcd: %v", err)
 	}
 }
