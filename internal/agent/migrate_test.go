@@ -2,16 +2,12 @@ package agent
 
 import (
 	"context"
-	cryptotls "crypto/tls"
-	"crypto/x509"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/govisor/govisor/api"
-	"github.com/govisor/govisor/client"
 	"github.com/govisor/govisor/internal/kvm/kvmtest"
 	"github.com/govisor/govisor/internal/node"
 )
@@ -171,13 +167,10 @@ func TestMigrateOverTCP(t *testing.T) {
 	bin := govisorBin(t)
 	ctx := context.Background()
 	dir := t.TempDir()
-	certPEM, keyPEM := selfSigned(t)
-	certFile, keyFile, tokFile := filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem"), filepath.Join(dir, "tokens")
-	os.WriteFile(certFile, certPEM, 0o600)
-	os.WriteFile(keyFile, keyPEM, 0o600)
-	os.WriteFile(tokFile, []byte("cluster-token\n"), 0o600)
+	cr := writeCreds(t, dir, "cluster-token\n")
 	tls := func(c *Config) {
-		c.Executable, c.Listen, c.TLSCert, c.TLSKey, c.TokenFile = bin, "127.0.0.1:0", certFile, keyFile, tokFile
+		cr.serve(c)
+		c.Executable = bin
 	}
 	ta := startAgent(t, filepath.Join(dir, "a"), tls)
 	defer ta.Shutdown(context.Background())
@@ -201,13 +194,7 @@ func TestMigrateOverTCP(t *testing.T) {
 	if got.Host != "tcphost" || got.Status.Host != "tcphost" || got.Status.State != api.StateRunning || got.Status.PID == v.Status.PID {
 		t.Fatalf("after migration: host %s, %+v", got.Host, got.Status)
 	}
-	pool := x509.NewCertPool()
-	pool.AppendCertsFromPEM(certPEM)
-	cb, err := client.New(client.Options{URL: "https://" + strings.TrimPrefix(tb.Addrs()[0], "tcp:"), Token: "cluster-token",
-		TLSConfig: &cryptotls.Config{RootCAs: pool}})
-	if err != nil {
-		t.Fatal(err)
-	}
+	cb := cr.client(t, tb, "cluster-token")
 	if _, err := cb.Action(ctx, "far", "stop", 30*time.Second); err != nil {
 		t.Fatal(err)
 	}
