@@ -101,8 +101,8 @@ type Agent struct {
 	audit     *audit.Log // every change made through the API (state directory, audit.FileName)
 	lock      *os.File   // flock on the state directory: one agent per directory
 	addrs     []string
-	mig       *migrator // carries out the live migrations recorded for this host
-	peers     *peerClients
+	mig       *migrator    // carries out the live migrations recorded for this host
+	peers     *peerClients // other hosts' agents (consoles, migrations)
 	// The services, per resource (services.go): what the API, the
 	// controllers and the console call.
 	vms   *vmService

@@ -42,6 +42,8 @@ type hostOps struct {
 	clusterOps
 }
 
+var _ service.Hosts = hostOps{}
+
 // newServices makes the services over a's store and node (set by New).
 func (a *Agent) newServices() {
 	a.peers = newPeerClients(a.st, a.cfg)
@@ -52,8 +54,6 @@ func (a *Agent) newServices() {
 	a.pools = &poolService{st: a.st, host: a.cfg.HostName, log: a.log}
 	a.hosts = &hostService{st: a.st, host: a.cfg.HostName, info: a.hostInfo, event: a.event}
 }
-
-var _ service.Hosts = hostOps{}
 
 // Services is every operation of this agent, over its services.
 func (a *Agent) Services() service.Services {
