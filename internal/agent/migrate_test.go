@@ -23,14 +23,7 @@ func TestMigrateBetweenAgents(t *testing.T) {
 	// Host "broken" runs VMMs with a binary that exits at once.
 	ta, tb, tc := threeHosts(t, dirA, dirB, dirC)
 
-	k := writeGuest(t, dirA, "idle.elf", idleGuest("UP\n"))
-	s := spec("mover", k, api.RestartOnFailure)
-	s.StopTimeout = "0s"
-	if _, err := ta.cli.CreateVM(ctx, s, true); err != nil {
-		t.Fatal(err)
-	}
-	v := waitVM(t, ta.cli, "mover", "running", func(v api.VM) bool { return v.Status.State == api.StateRunning })
-	waitVMMAPI(t, ta, "mover")
+	v := runIdle(t, ta, dirA, "mover", api.RestartOnFailure)
 
 	// Bad requests change nothing.
 	_, err := ta.cli.Migrate(ctx, "mover", api.MigrateRequest{Host: "nowhere"})
@@ -101,21 +94,10 @@ func TestMigrateBetweenAgents(t *testing.T) {
 // running on its host and the destination's VMM goes.
 func TestMigrateProgressAndCancel(t *testing.T) {
 	kvmtest.Require(t)
-	bin := govisorBin(t)
 	ctx := context.Background()
 	dirA, dirB := t.TempDir(), t.TempDir()
-	ta := startAgent(t, dirA, func(c *Config) { c.Executable = bin })
-	defer ta.Shutdown(context.Background())
-	tb := startAgent(t, dirB, func(c *Config) { c.Executable = bin; c.HostName = "hostb"; c.EtcdEndpoints = ta.st.Endpoints() })
-	defer tb.Shutdown(context.Background())
-	k := writeGuest(t, dirA, "idle.elf", idleGuest("UP\n"))
-	s := spec("slow", k, api.RestartNever)
-	s.StopTimeout = "0s"
-	if _, err := ta.cli.CreateVM(ctx, s, true); err != nil {
-		t.Fatal(err)
-	}
-	v := waitVM(t, ta.cli, "slow", "running", func(v api.VM) bool { return v.Status.State == api.StateRunning })
-	waitVMMAPI(t, ta, "slow")
+	ta, tb := twoHosts(t, dirA, dirB)
+	v := runIdle(t, ta, dirA, "slow", api.RestartNever)
 	_, err := ta.cli.CancelMigrate(ctx, "slow")
 	wantAPIError(t, "cancel without a migration", err, 409, "", "no migration of VM slow is running")
 
@@ -179,14 +161,7 @@ func TestMigrateOverTCP(t *testing.T) {
 		c.Socket, c.HostName, c.EtcdEndpoints = "", "tcphost", ta.st.Endpoints()
 	})
 	defer tb.Shutdown(context.Background())
-	k := writeGuest(t, dir, "idle.elf", idleGuest("UP\n"))
-	s := spec("far", k, api.RestartNever)
-	s.StopTimeout = "0s"
-	if _, err := ta.cli.CreateVM(ctx, s, true); err != nil {
-		t.Fatal(err)
-	}
-	v := waitVM(t, ta.cli, "far", "running", func(v api.VM) bool { return v.Status.State == api.StateRunning })
-	waitVMMAPI(t, ta, "far")
+	v := runIdle(t, ta, dir, "far", api.RestartNever)
 	got, err := ta.cli.Migrate(ctx, "far", api.MigrateRequest{Host: "tcphost"})
 	if err != nil {
 		t.Fatal(err)
