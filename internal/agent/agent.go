@@ -2,9 +2,11 @@
 // definitions and state in etcd (package store), implements the
 // operations of package service over the store and this host's node
 // (package node: the reconciler of the VMM processes, one `govisor run`
-// child per VM), serves them as the REST API (package httpapi) on a Unix
-// socket and optionally on TCP with TLS and bearer tokens, and samples
-// usage and metrics.
+// child per VM), one small service type per resource (services.go),
+// serves them as the REST API (package httpapi) on a Unix socket and
+// optionally on TCP with TLS and bearer tokens, and samples usage and
+// metrics. The Agent itself is the wiring, the live migrations and the
+// cluster leader's controllers.
 package agent
 
 import (

@@ -35,6 +35,7 @@ type placer interface {
 
 var _ service.VMs = (*vmService)(nil)
 
+// toAPI is the API's view of a VM's record.
 func toAPI(r store.Record) api.VM {
 	v := api.VM{Spec: r.Desired.Spec, Desired: r.Desired.Power, Host: r.Desired.Host, Status: api.VMStatus{State: api.StatePending}}
 	if r.Status != nil {
