@@ -18,7 +18,7 @@ const maxWait = 10 * time.Minute
 // VMM for force-stop, restart and reboot); with a wait it returns once the
 // VM got there (reached) or the time is up, else at once. Pause and resume
 // act on the VMM directly and are reached when they return.
-func (a *Agent) Act(ctx context.Context, req service.Action) (api.VM, bool, error) {
+func (vs *vmService) Act(ctx context.Context, req service.Action) (api.VM, bool, error) {
 	name, action := req.Name, req.Action
 	var power api.Power
 	switch action {
@@ -27,18 +27,18 @@ func (a *Agent) Act(ctx context.Context, req service.Action) (api.VM, bool, erro
 	case "stop", "force-stop":
 		power = api.PowerStopped
 	case "pause", "resume":
-		v, err := a.pauseResume(ctx, name, action)
+		v, err := vs.pauseResume(ctx, name, action)
 		return v, true, err
 	default:
 		return api.VM{}, false, errf(store.ErrNotFound, "no such action %q: use start, stop, force-stop, restart, reboot, pause or resume", action)
 	}
 	var rebootProc *node.Proc
 	if action == "reboot" {
-		rec, err := a.localVM(ctx, name)
+		rec, err := vs.localVM(ctx, name)
 		if err != nil {
 			return api.VM{}, false, err
 		}
-		p, err := a.liveProc(rec, action, api.StateRunning, api.StatePaused)
+		p, err := vs.liveProc(rec, action, api.StateRunning, api.StatePaused)
 		if err != nil {
 			return api.VM{}, false, err
 		}
@@ -50,22 +50,22 @@ func (a *Agent) Act(ctx context.Context, req service.Action) (api.VM, bool, erro
 	}
 	t0 := time.Now().UTC()
 	if action == "start" {
-		rec, err := a.st.GetVM(ctx, name)
+		rec, err := vs.st.GetVM(ctx, name)
 		if err != nil {
 			return api.VM{}, false, err
 		}
 		if rec.Desired.Power != api.PowerRunning {
-			if err := a.admit(ctx, rec.Desired.Spec, rec.Desired.Host); err != nil {
+			if err := vs.place.admit(ctx, rec.Desired.Spec, rec.Desired.Host); err != nil {
 				return api.VM{}, false, err
 			}
 		}
 	}
-	if _, err := a.st.UpdateVM(ctx, name, func(d *store.Desired) error { d.Power = power; return nil }); err != nil {
+	if _, err := vs.st.UpdateVM(ctx, name, func(d *store.Desired) error { d.Power = power; return nil }); err != nil {
 		return api.VM{}, false, err
 	}
-	p := a.node.Proc(name)
+	p := vs.node.Proc(name)
 	if action == "start" || action == "restart" {
-		a.node.ClearBackoff(name) // a user's start overrides the restart back-off
+		vs.node.ClearBackoff(name) // a user's start overrides the restart back-off
 	}
 	switch {
 	case action == "force-stop" && p != nil:
@@ -78,53 +78,10 @@ func (a *Agent) Act(ctx context.Context, req service.Action) (api.VM, bool, erro
 		p.RequestRestart()
 		p.Kill()
 	}
-	a.poke()
-	rec, reached, err := a.waitFor(ctx, name, action, t0, wait)
+	vs.poke()
+	rec, reached, err := vs.waitFor(ctx, name, action, t0, wait)
 	if err != nil {
 		return api.VM{}, false, err
 	}
 	return toAPI(rec), reached, nil
-}
-
-// waitFor polls the VM until the action took effect or wait passed.
-func (a *Agent) waitFor(ctx context.Context, name, action string, t0 time.Time, wait time.Duration) (store.Record, bool, error) {
-	deadline := time.Now().Add(wait)
-	for {
-		rec, err := a.st.GetVM(ctx, name)
-		if err != nil {
-			return rec, false, err
-		}
-		if wait == 0 {
-			return rec, false, nil
-		}
-		if a.reached(rec, action, t0) {
-			return rec, true, nil
-		}
-		if time.Now().After(deadline) {
-			return rec, false, nil
-		}
-		select {
-		case <-ctx.Done():
-			return rec, false, ctx.Err()
-		case <-time.After(50 * time.Millisecond):
-		}
-	}
-}
-
-func (a *Agent) reached(rec store.Record, action string, t0 time.Time) bool {
-	st := rec.Status
-	if st == nil {
-		return false
-	}
-	ended := st.State == api.StateStopped || st.State == api.StateFailed
-	switch action {
-	case "start":
-		// Running, or it already ran and ended after the request (a guest
-		// that powers off at once).
-		return st.State == api.StateRunning || (ended && !st.Since.Before(t0))
-	case "restart", "reboot":
-		return !st.Since.Before(t0) && (st.State == api.StateRunning || st.State == api.StateFailed)
-	default:
-		return ended && a.node.Settled(rec.Desired.Spec.Name)
-	}
 }

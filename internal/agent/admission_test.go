@@ -58,13 +58,13 @@ func TestHAAdmission(t *testing.T) {
 	if _, err := ta.cli.CreateVMOn(ctx, big("ha-b"), false, "hostb"); err != nil {
 		t.Fatalf("defining it without a start: %v", err)
 	}
-	if _, _, err := tb.Act(ctx, service.Action{Name: "ha-b", Action: "start"}); err == nil || !strings.Contains(err.Error(), "admission") {
+	if _, _, err := tb.vms.Act(ctx, service.Action{Name: "ha-b", Action: "start"}); err == nil || !strings.Contains(err.Error(), "admission") {
 		t.Errorf("starting it: %v", err)
 	}
 	if _, err := ta.cli.PutSettings(ctx, api.ClusterSettings{HAAdmission: api.AdmissionWarn}); err != nil {
 		t.Fatal(err)
 	}
-	if _, _, err := tb.Act(ctx, service.Action{Name: "ha-b", Action: "start"}); err != nil {
+	if _, _, err := tb.vms.Act(ctx, service.Action{Name: "ha-b", Action: "start"}); err != nil {
 		t.Errorf("starting it with policy warn: %v", err)
 	}
 }

@@ -2,9 +2,11 @@
 // definitions and state in etcd (package store), implements the
 // operations of package service over the store and this host's node
 // (package node: the reconciler of the VMM processes, one `govisor run`
-// child per VM), serves them as the REST API (package httpapi) on a Unix
-// socket and optionally on TCP with TLS and bearer tokens, and samples
-// usage and metrics.
+// child per VM), one small service type per resource (services.go),
+// serves them as the REST API (package httpapi) on a Unix socket and
+// optionally on TCP with TLS and bearer tokens, and samples usage and
+// metrics. The Agent itself is the wiring, the live migrations and the
+// cluster leader's controllers.
 package agent
 
 import (
@@ -82,7 +84,9 @@ type Config struct {
 // Agent is a running host agent.
 type Agent struct {
 	cfg Config
-	st  *store.Store
+	// vmAccess holds the store and this host's node (the VMM processes,
+	// the reconciler), which the services share.
+	vmAccess
 	// hostLease is this host's registration; its ConfirmedUntil bounds how
 	// long a self-fencing VMM may run without news from etcd.
 	hostLease *store.HostLease
@@ -99,12 +103,16 @@ type Agent struct {
 	audit     *audit.Log // every change made through the API (state directory, audit.FileName)
 	lock      *os.File   // flock on the state directory: one agent per directory
 	addrs     []string
-	node      *node.Node // this host's VMM processes
-	mig       *migrator  // carries out the live migrations recorded for this host
-	snapMu    sync.Mutex // serializes snapshot index updates
-	// making holds the volumes being converted, "pool/volume" to
-	// *makingVolume (pools_making.go).
-	making sync.Map
+	mig       *migrator    // carries out the live migrations recorded for this host
+	peers     *peerClients // other hosts' agents (consoles, migrations)
+	// The services, per resource (services.go): what the API, the
+	// controllers and the console call.
+	vms   *vmService
+	disks *diskService
+	snaps *snapshotService
+	nets  *networkService
+	pools *poolService
+	hosts *hostService
 	// haRestarts counts the HA restarts this agent's controller made, by
 	// the dead host; leading is 1 while this agent leads the cluster.
 	haRestarts *prometheus.CounterVec
@@ -175,7 +183,7 @@ func New(ctx context.Context, cfg Config) (*Agent, error) {
 	}
 	actx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	a := &Agent{
-		cfg: cfg, st: st, id: id, lock: lock, log: cfg.Logger, hostMiB: hostmem.TotalMiB(), started: time.Now().UTC(),
+		cfg: cfg, id: id, lock: lock, log: cfg.Logger, hostMiB: hostmem.TotalMiB(), started: time.Now().UTC(),
 		ctx: actx, cancel: cancel,
 		haRestarts: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "govisor_ha_restarts_total",
 			Help: "HA VMs this agent, as the cluster's leader, restarted on another host after their host died."}, []string{"from", "to"}),
@@ -189,9 +197,11 @@ func New(ctx context.Context, cfg Config) (*Agent, error) {
 			Help: "Live migrations this agent's controllers, as the cluster's leader, carried out, by cause."}, []string{"cause"}),
 	}
 	a.mig = newMigrator(a)
-	a.node = node.New(node.Config{Store: st, HostName: cfg.HostName, AgentID: id, StateDir: cfg.StateDir, Executable: cfg.Executable,
+	n := node.New(node.Config{Store: st, HostName: cfg.HostName, AgentID: id, StateDir: cfg.StateDir, Executable: cfg.Executable,
 		StopTimeout: cfg.StopTimeout, ResyncEvery: cfg.ResyncEvery, MigrationHost: a.migrationHost(), Logger: cfg.Logger,
 		NoJail: cfg.NoJail, Seccomp: cfg.Seccomp})
+	a.vmAccess = vmAccess{st: st, node: n, host: cfg.HostName, stateDir: cfg.StateDir}
+	a.newServices()
 	a.evCtx, a.evStop = context.WithCancel(actx)
 	if err := a.node.Adopt(ctx); err != nil {
 		a.abort()
@@ -346,12 +356,3 @@ func loadAgentID(path string) (string, error) {
 
 // stopGrace is how long a stop of s waits for its guest to power off.
 func (a *Agent) stopGrace(s api.VMSpec) time.Duration { return node.StopGrace(s, a.cfg.StopTimeout) }
-
-// vmDir is where a VM's logs live.
-func (a *Agent) vmDir(name string) string { return node.VMDir(a.cfg.StateDir, name) }
-
-// ConsolePath is the file a VM's serial console is written to.
-func (a *Agent) ConsolePath(name string) string { return filepath.Join(a.vmDir(name), "console.log") }
-
-// poke asks the reconciler for a pass soon.
-func (a *Agent) poke() { a.node.Poke() }

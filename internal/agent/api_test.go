@@ -2,22 +2,12 @@ package agent
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
-	"crypto/tls"
-	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
 	"errors"
-	"math/big"
-	"net"
 	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/govisor/govisor/api"
 	"github.com/govisor/govisor/client"
@@ -140,33 +130,24 @@ func TestAPIErrors(t *testing.T) {
 // TestTCPNeedsToken serves the API on TLS and checks bearer tokens.
 func TestTCPNeedsToken(t *testing.T) {
 	dir := t.TempDir()
-	certPEM, keyPEM := selfSigned(t)
-	certFile, keyFile, tokFile := filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem"), filepath.Join(dir, "tokens")
-	os.WriteFile(certFile, certPEM, 0o600)
-	os.WriteFile(keyFile, keyPEM, 0o600)
-	os.WriteFile(tokFile, []byte("# API tokens\ns3cret-token\n"), 0o600)
+	cr := writeCreds(t, dir, "# API tokens\ns3cret-token\n")
 
 	// TCP without tokens is refused at start-up.
-	_, err := New(context.Background(), Config{StateDir: filepath.Join(dir, "a"), Listen: "127.0.0.1:0", TLSCert: certFile, TLSKey: keyFile})
+	_, err := New(context.Background(), Config{StateDir: filepath.Join(dir, "a"), Listen: "127.0.0.1:0", TLSCert: cr.cert, TLSKey: cr.key})
 	if err == nil || !strings.Contains(err.Error(), "--token-file") {
 		t.Fatalf("TCP without tokens: %v", err)
 	}
 
 	ta := startAgent(t, filepath.Join(dir, "b"), func(c *Config) {
-		c.Socket, c.Listen, c.TLSCert, c.TLSKey, c.TokenFile = "", "127.0.0.1:0", certFile, keyFile, tokFile
+		cr.serve(c)
+		c.Socket = ""
 	})
 	defer ta.Close()
-	addr := strings.TrimPrefix(ta.Addrs()[0], "tcp:")
-	pool := x509.NewCertPool()
-	pool.AppendCertsFromPEM(certPEM)
 	for _, c := range []struct {
 		token string
 		ok    bool
 	}{{"", false}, {"wrong", false}, {"s3cret-token", true}} {
-		cl, err := client.New(client.Options{URL: "https://" + addr, Token: c.token, TLSConfig: &tls.Config{RootCAs: pool}})
-		if err != nil {
-			t.Fatal(err)
-		}
+		cl := cr.client(t, ta, c.token)
 		for _, get := range []func() error{
 			func() error { _, err := cl.Host(context.Background()); return err },
 			func() error { _, err := cl.Metrics(context.Background()); return err },
@@ -181,29 +162,6 @@ func TestTCPNeedsToken(t *testing.T) {
 			}
 		}
 	}
-}
-
-func selfSigned(t *testing.T) (certPEM, keyPEM []byte) {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "govisor test"},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
-		IPAddresses: []net.IP{net.ParseIP("127.0.0.1")}, KeyUsage: x509.KeyUsageDigitalSignature,
-		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	kb, err := x509.MarshalECPrivateKey(key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kb})
 }
 
 // TestExternalEtcd points an agent at an etcd it does not run itself.

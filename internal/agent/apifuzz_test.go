@@ -17,6 +17,7 @@ import (
 
 	"github.com/govisor/govisor/api"
 	"github.com/govisor/govisor/internal/agent/httpapi"
+	"github.com/govisor/govisor/internal/agent/service"
 	"github.com/govisor/govisor/internal/apiguard"
 	"github.com/govisor/govisor/internal/audit"
 	"github.com/govisor/govisor/internal/webauth"
@@ -88,26 +89,29 @@ func sampleJSON(s *openapi3.SchemaRef, depth int) any {
 // out: a network's bridge, a pool's folder and a volume's file are
 // checked as the agent checks them, and not made. The fuzzer may send
 // any definition; the machine running it must not get a bridge for each.
-type fuzzServices struct{ *Agent }
+type fuzzServices struct {
+	service.Services
+	a *Agent
+}
 
 func (f fuzzServices) CreateNetwork(ctx context.Context, n api.Network) (api.Network, error) {
 	n, err := normalizeNetwork(n)
 	if err == nil {
-		err = f.checkNewNetwork(ctx, n)
+		err = f.a.nets.checkNewNetwork(ctx, n)
 	}
 	return n, err
 }
 
 func (f fuzzServices) CreatePool(ctx context.Context, p api.Pool) (api.Pool, error) {
-	p, err := normalizePool(p, f.cfg.HostName)
+	p, err := normalizePool(p, f.a.cfg.HostName)
 	if err == nil {
-		err = f.checkNewPool(ctx, p)
+		err = f.a.pools.checkNewPool(ctx, p)
 	}
 	return p, err
 }
 
 func (f fuzzServices) CreateVolume(ctx context.Context, pool string, c api.VolumeCreate) (api.Volume, error) {
-	p, err := f.localPool(ctx, pool)
+	p, err := f.a.pools.localPool(ctx, pool)
 	if err == nil {
 		_, _, err = checkVolumeCreate(p, &c)
 	}
@@ -138,7 +142,7 @@ func FuzzAPI(f *testing.F) {
 	if err != nil {
 		f.Fatal(err)
 	}
-	h := webauth.Open(httpapi.New(fuzzServices{ta.Agent}, httpapi.Options{
+	h := webauth.Open(httpapi.New(fuzzServices{ta.Services(), ta.Agent}, httpapi.Options{
 		Guard: &apiguard.Guard{Audit: log, MaxBody: maxBody}, Audit: log, Metrics: ta.metricsHandler(),
 	}))
 	f.Fuzz(func(t *testing.T, opIndex uint16, param, query string, body []byte) {

@@ -14,9 +14,9 @@ import (
 // that host's agent (issue 14: a browser's console survives a live
 // migration; the browser only knows, and is only logged in to, the agent
 // it was served by).
-func (a *Agent) peerConsole(ctx context.Context, rec store.Record) (net.Conn, error) {
+func (vs *vmService) peerConsole(ctx context.Context, rec store.Record) (net.Conn, error) {
 	name, host := rec.Desired.Spec.Name, rec.Desired.Host
-	c, err := a.peer(ctx, host)
+	c, err := vs.peers.peer(ctx, host)
 	if err != nil {
 		return nil, fmt.Errorf("%w: console of %s on %s: %v", ErrNoPeer, name, host, err)
 	}

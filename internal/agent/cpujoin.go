@@ -2,7 +2,6 @@ package agent
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -99,32 +98,4 @@ func missingFeatures(want, have []string) []string {
 		}
 	}
 	return out
-}
-
-// AddMember lets a host join the cluster (service.Hosts).
-func (a *Agent) AddMember(ctx context.Context, req api.JoinRequest) (api.JoinInfo, error) {
-	if req.Name == "" || strings.ContainsAny(req.Name, "=, \t") {
-		return api.JoinInfo{}, fieldErr("name", fmt.Sprintf("%q: give the joining host's name (no '=', ',' or blanks)", req.Name))
-	}
-	if !a.st.Embedded() {
-		// The cluster's etcd is not the agents' own: its members are
-		// managed with etcd's tools, and every host is a client of it.
-		return api.JoinInfo{Endpoints: a.st.Endpoints()}, nil
-	}
-	if !a.st.MemberMode() {
-		return api.JoinInfo{}, fmt.Errorf("%w: host %s runs the single-host default etcd, on loopback only, which no other host reaches: restart its agent as the cluster's first member, "+
-			"govisor serve --etcd-initial-cluster %s=http://IP:2380 --etcd-endpoints http://IP:2379 (IP: an address the other hosts reach)", ErrInvalid, a.cfg.HostName, a.cfg.HostName)
-	}
-	info, err := a.st.AddMember(ctx, req.Name, req.PeerURL)
-	if errors.Is(err, store.ErrInvalid) {
-		return info, fieldErr("peerURL", err.Error())
-	}
-	if err == nil {
-		how := "as a client of the etcd members"
-		if info.Member {
-			how = "as an etcd member (" + req.PeerURL + ")"
-		}
-		a.event(api.ClusterEvent{Kind: api.EventHostJoined, Host: req.Name, Reason: fmt.Sprintf("host %s joins the cluster %s", req.Name, how)})
-	}
-	return info, err
 }

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/govisor/govisor/api"
+	"github.com/govisor/govisor/internal/agent/service"
 	"github.com/govisor/govisor/internal/cluster/store"
 	"github.com/govisor/govisor/internal/jail"
 	"github.com/govisor/govisor/internal/node"
@@ -21,17 +22,26 @@ import (
 // diskHotplugTimeout bounds one VMM disk call (opening an image is quick).
 const diskHotplugTimeout = 30 * time.Second
 
+// diskService implements service.Disks: disk hotplug into this host's
+// VMs.
+type diskService struct {
+	vmAccess
+	hostMiB uint64 // this host's RAM (a changed definition is checked whole)
+}
+
+var _ service.Disks = (*diskService)(nil)
+
 // hotState says what a disk change does to VM rec: plug into the running
 // guest (live), change only the definition (a VM that is not running), or
 // wait (the VMM is starting, stopping or migrating: ErrBusy).
-func (a *Agent) hotState(rec store.Record, action string) (p *node.Proc, live bool, err error) {
+func (ds *diskService) hotState(rec store.Record, action string) (p *node.Proc, live bool, err error) {
 	st := api.StatePending
 	if rec.Status != nil {
 		st = rec.Status.State
 	}
 	switch st {
 	case api.StateRunning, api.StatePaused:
-		p, err := a.liveProc(rec, action, api.StateRunning, api.StatePaused)
+		p, err := ds.liveProc(rec, action, api.StateRunning, api.StatePaused)
 		return p, err == nil, err
 	case api.StateStopped, api.StateFailed:
 		return nil, false, nil
@@ -44,8 +54,8 @@ func (a *Agent) hotState(rec store.Record, action string) (p *node.Proc, live bo
 
 // AttachDisk adds a disk to VM name's definition and, if the VM runs,
 // plugs it into the guest at once.
-func (a *Agent) AttachDisk(ctx context.Context, name string, d api.DiskSpec) (api.VM, error) {
-	rec, err := a.localVM(ctx, name)
+func (ds *diskService) AttachDisk(ctx context.Context, name string, d api.DiskSpec) (api.VM, error) {
+	rec, err := ds.localVM(ctx, name)
 	if err != nil {
 		return api.VM{}, err
 	}
@@ -53,15 +63,15 @@ func (a *Agent) AttachDisk(ctx context.Context, name string, d api.DiskSpec) (ap
 	// (pool volumes resolved to paths, files checked).
 	s := rec.Desired.Spec
 	s.Disks = append(append([]api.DiskSpec(nil), s.Disks...), d)
-	s, err = a.resolveSpec(ctx, s)
+	s, err = resolveSpec(ctx, ds.st, ds.host, s)
 	if err == nil {
-		s, err = normalize(s, a.hostMiB)
+		s, err = normalize(s, ds.hostMiB)
 	}
 	if err != nil {
 		return api.VM{}, err
 	}
 	d = s.Disks[len(s.Disks)-1]
-	p, live, err := a.hotState(rec, "attach a disk to")
+	p, live, err := ds.hotState(rec, "attach a disk to")
 	if err != nil {
 		return api.VM{}, err
 	}
@@ -82,7 +92,7 @@ func (a *Agent) AttachDisk(ctx context.Context, name string, d api.DiskSpec) (ap
 		}
 	}
 	n := len(rec.Desired.Spec.Disks)
-	_, err = a.st.UpdateVM(ctx, name, func(dd *store.Desired) error {
+	_, err = ds.st.UpdateVM(ctx, name, func(dd *store.Desired) error {
 		if len(dd.Spec.Disks) != n {
 			return fmt.Errorf("%w: the disks of VM %s changed meanwhile", store.ErrConflict, name)
 		}
@@ -92,13 +102,13 @@ func (a *Agent) AttachDisk(ctx context.Context, name string, d api.DiskSpec) (ap
 	if err != nil {
 		return api.VM{}, fmt.Errorf("agent: record the new disk of %s (the running guest has it): %w", name, err)
 	}
-	return a.currentVM(ctx, name)
+	return ds.current(ctx, name)
 }
 
 // DetachDisk removes disks[index] from VM name's definition and, if the VM
 // runs, asks the guest to eject it.
-func (a *Agent) DetachDisk(ctx context.Context, name, index string) (api.VM, error) {
-	rec, err := a.localVM(ctx, name)
+func (ds *diskService) DetachDisk(ctx context.Context, name, index string) (api.VM, error) {
+	rec, err := ds.localVM(ctx, name)
 	if err != nil {
 		return api.VM{}, err
 	}
@@ -111,16 +121,16 @@ func (a *Agent) DetachDisk(ctx context.Context, name, index string) (api.VM, err
 		return api.VM{}, errf(store.ErrNotFound, "VM %s has no disk %q: give an index from 0 to %d", name, index, len(disks)-1)
 	}
 	path := disks[i].Path
-	p, live, err := a.hotState(rec, "detach a disk from")
+	p, live, err := ds.hotState(rec, "detach a disk from")
 	if err != nil {
 		return api.VM{}, err
 	}
 	if live {
-		if err := a.detachLive(ctx, p, name, i, path); err != nil {
+		if err := ds.detachLive(ctx, p, name, i, path); err != nil {
 			return api.VM{}, err
 		}
 	}
-	_, err = a.st.UpdateVM(ctx, name, func(dd *store.Desired) error {
+	_, err = ds.st.UpdateVM(ctx, name, func(dd *store.Desired) error {
 		if i >= len(dd.Spec.Disks) || dd.Spec.Disks[i].Path != path {
 			return fmt.Errorf("%w: the disks of VM %s changed meanwhile", store.ErrConflict, name)
 		}
@@ -130,12 +140,12 @@ func (a *Agent) DetachDisk(ctx context.Context, name, index string) (api.VM, err
 	if err != nil {
 		return api.VM{}, err
 	}
-	return a.currentVM(ctx, name)
+	return ds.current(ctx, name)
 }
 
 // detachLive asks the VMM of VM name to have the guest eject the disk
 // with the given path; disks the VM booted with cannot be ejected.
-func (a *Agent) detachLive(ctx context.Context, p *node.Proc, name string, index int, path string) error {
+func (ds *diskService) detachLive(ctx context.Context, p *node.Proc, name string, index int, path string) error {
 	ctx, cancel := context.WithTimeout(ctx, diskHotplugTimeout)
 	defer cancel()
 	have, err := p.VMM.Disks(ctx)
@@ -155,10 +165,4 @@ func (a *Agent) detachLive(ctx context.Context, p *node.Proc, name string, index
 		return nil
 	}
 	return nil // not in the running guest (already ejected): only the definition changes
-}
-
-// currentVM pokes the reconciler and returns the VM as it is now.
-func (a *Agent) currentVM(ctx context.Context, name string) (api.VM, error) {
-	a.poke()
-	return a.GetVM(ctx, name)
 }

@@ -11,7 +11,7 @@ import (
 // from now), until ctx ends: definitions ("spec"), statuses ("status") and
 // deletions ("deleted"), and the cluster's decisions and host changes
 // ("cluster"), each with its etcd revision.
-func (a *Agent) Events(ctx context.Context, since int64) <-chan api.Event {
+func (svc *hostService) Events(ctx context.Context, since int64) <-chan api.Event {
 	out := make(chan api.Event)
 	ctx, cancel := context.WithCancel(ctx)
 	var wg sync.WaitGroup
@@ -25,7 +25,7 @@ func (a *Agent) Events(ctx context.Context, since int64) <-chan api.Event {
 		// only within each watch: clients key on the revision.
 		defer wg.Done()
 		defer cancel()
-		for ev := range a.st.WatchEvents(ctx, since) {
+		for ev := range svc.st.WatchEvents(ctx, since) {
 			c := ev.Event
 			select {
 			case out <- api.Event{Type: "cluster", VM: c.VM, Revision: ev.Revision, Cluster: &c}:
@@ -37,7 +37,7 @@ func (a *Agent) Events(ctx context.Context, since int64) <-chan api.Event {
 	go func() {
 		defer wg.Done()
 		defer cancel()
-		for ev := range a.st.Watch(ctx, since) {
+		for ev := range svc.st.Watch(ctx, since) {
 			e := api.Event{VM: ev.VM, Revision: ev.Revision}
 			switch {
 			case ev.Deleted && ev.Kind == "spec":

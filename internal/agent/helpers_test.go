@@ -161,19 +161,45 @@ func waitVMMAPI(t *testing.T, ta testAgent, name string) {
 	}
 }
 
-// threeHosts starts agents for hosts testhost and hostb (state dirs dirA
-// and dirB, one etcd) and "broken", whose VMMs exit at once.
-func threeHosts(t *testing.T, dirA, dirB, dirC string) (ta, tb, tc testAgent) {
+// twoHosts starts agents for hosts testhost and hostb (state dirs dirA
+// and dirB, one etcd), shut down when the test ends.
+func twoHosts(t *testing.T, dirA, dirB string) (ta, tb testAgent) {
 	t.Helper()
 	bin := govisorBin(t)
 	ta = startAgent(t, dirA, func(c *Config) { c.Executable = bin })
 	t.Cleanup(func() { ta.Shutdown(context.Background()) })
-	etcd := ta.st.Endpoints()
-	tb = startAgent(t, dirB, func(c *Config) { c.Executable = bin; c.HostName = "hostb"; c.EtcdEndpoints = etcd })
+	tb = startAgent(t, dirB, func(c *Config) { c.Executable = bin; c.HostName = "hostb"; c.EtcdEndpoints = ta.st.Endpoints() })
 	t.Cleanup(func() { tb.Shutdown(context.Background()) })
-	tc = startAgent(t, dirC, func(c *Config) { c.Executable = "/bin/false"; c.HostName = "broken"; c.EtcdEndpoints = etcd })
+	return ta, tb
+}
+
+// threeHosts starts the agents of twoHosts and "broken", whose VMMs exit
+// at once.
+func threeHosts(t *testing.T, dirA, dirB, dirC string) (ta, tb, tc testAgent) {
+	t.Helper()
+	ta, tb = twoHosts(t, dirA, dirB)
+	tc = startAgent(t, dirC, func(c *Config) {
+		c.Executable = "/bin/false"
+		c.HostName = "broken"
+		c.EtcdEndpoints = ta.st.Endpoints()
+	})
 	t.Cleanup(func() { tc.Shutdown(context.Background()) })
 	return ta, tb, tc
+}
+
+// runIdle defines VM name on ta, an idle guest (written into dir) with
+// restart policy policy that stops at once (no stop grace), starts it and
+// waits until it runs and its VMM answers.
+func runIdle(t *testing.T, ta testAgent, dir, name, policy string) api.VM {
+	t.Helper()
+	s := spec(name, writeGuest(t, dir, "idle.elf", idleGuest("UP\n")), policy)
+	s.StopTimeout = "0s"
+	if _, err := ta.cli.CreateVM(t.Context(), s, true); err != nil {
+		t.Fatal(err)
+	}
+	v := waitVM(t, ta.cli, name, "running", func(v api.VM) bool { return v.Status.State == api.StateRunning })
+	waitVMMAPI(t, ta, name)
+	return v
 }
 
 // decodeObject is the API's body decoder, which the fuzz tests feed.

@@ -23,15 +23,15 @@ import (
 // VM definition using them with the report of what was mapped and
 // dropped. It defines no VM: the definition needs networks for its NICs,
 // and a kernel (or firmware boot) the source does not say.
-func (a *Agent) ImportVM(ctx context.Context, pool string, r api.ImportRequest) (api.ImportResult, error) {
-	p, err := a.localPool(ctx, pool)
+func (ps *poolService) ImportVM(ctx context.Context, pool string, r api.ImportRequest) (api.ImportResult, error) {
+	p, err := ps.localPool(ctx, pool)
 	if err == nil {
 		err = checkImport(&r)
 	}
 	if err != nil {
 		return api.ImportResult{}, err
 	}
-	tr := &importTracker{a: a, pool: p, format: r.Format}
+	tr := &importTracker{ps: ps, pool: p, format: r.Format}
 	res, err := importer.Import(ctx, importer.Options{Source: r.Source, Path: r.Path, Name: r.Name, OutDir: p.Path, Format: r.Format,
 		Progress: tr.progress, Started: tr.start})
 	tr.finish()
@@ -68,7 +68,7 @@ func (a *Agent) ImportVM(ctx context.Context, pool string, r api.ImportRequest) 
 	for _, n := range vm.NICs {
 		out.Spec.NICs = append(out.Spec.NICs, api.NICSpec{MAC: n.MAC})
 	}
-	a.log.Info("VM imported", "pool", p.Name, "source", r.Source, "path", r.Path, "name", vm.Name, "disks", len(res.Disks))
+	ps.log.Info("VM imported", "pool", p.Name, "source", r.Source, "path", r.Path, "name", vm.Name, "disks", len(res.Disks))
 	return out, nil
 }
 
@@ -99,7 +99,7 @@ func checkImport(r *api.ImportRequest) error {
 // progress, as CreateVolume does (GET .../volumes shows it), so that a
 // client can follow a long import.
 type importTracker struct {
-	a      *Agent
+	ps     *poolService
 	pool   api.Pool
 	format string
 	cur    *makingVolume
@@ -109,7 +109,7 @@ type importTracker struct {
 // start registers the volume at path as being made.
 func (t *importTracker) start(path string, size int64) {
 	t.finish()
-	m, done, err := t.a.startMaking(api.Volume{Name: filepath.Base(path), Pool: t.pool.Name, Path: path, Format: t.format, VirtualSize: size}, size)
+	m, done, err := t.ps.startMaking(api.Volume{Name: filepath.Base(path), Pool: t.pool.Name, Path: path, Format: t.format, VirtualSize: size}, size)
 	if err == nil {
 		t.cur, t.done = m, done
 	}

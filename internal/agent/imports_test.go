@@ -104,20 +104,20 @@ func TestImportVM(t *testing.T) {
 // TestImportTracker checks that the volume an import converts is listed
 // with its progress while it is made, and no longer once done.
 func TestImportTracker(t *testing.T) {
-	a := &Agent{}
-	tr := &importTracker{a: a, pool: api.Pool{Name: "p", Path: "/pool"}, format: "qcow2"}
+	ps := &poolService{}
+	tr := &importTracker{ps: ps, pool: api.Pool{Name: "p", Path: "/pool"}, format: "qcow2"}
 	tr.start("/pool/vm-disk0.qcow2", 100)
 	tr.progress(0, 2, 40, 100)
-	got := a.makingIn("p")
+	got := ps.makingIn("p")
 	if len(got) != 1 || got[0].Name != "vm-disk0.qcow2" || got[0].Progress == nil || got[0].Progress.DoneBytes != 40 || got[0].Progress.TotalBytes != 100 {
 		t.Fatalf("making %+v", got)
 	}
 	tr.start("/pool/vm-disk1.qcow2", 10)
-	if got := a.makingIn("p"); len(got) != 1 || got[0].Name != "vm-disk1.qcow2" {
+	if got := ps.makingIn("p"); len(got) != 1 || got[0].Name != "vm-disk1.qcow2" {
 		t.Fatalf("after the second disk started: %+v", got)
 	}
 	tr.finish()
-	if got := a.makingIn("p"); len(got) != 0 {
+	if got := ps.makingIn("p"); len(got) != 0 {
 		t.Fatalf("after the import: %+v", got)
 	}
 }

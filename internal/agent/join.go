@@ -15,12 +15,12 @@ import (
 // CA of --peer-ca and the first token of --token-file, as agents do when
 // they call each other.
 func Join(ctx context.Context, cfg Config, url string, req api.JoinRequest) (api.JoinInfo, error) {
-	a := &Agent{cfg: cfg}
-	tc, err := a.peerTLS()
+	pc := newPeerClients(nil, cfg)
+	tc, err := pc.peerTLS()
 	if err != nil {
 		return api.JoinInfo{}, err
 	}
-	c, err := client.New(client.Options{URL: url, Token: a.peerToken(), TLSConfig: tc})
+	c, err := client.New(client.Options{URL: url, Token: pc.peerToken(), TLSConfig: tc})
 	if err != nil {
 		return api.JoinInfo{}, fmt.Errorf("agent: join %s: %w", url, err)
 	}

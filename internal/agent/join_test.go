@@ -3,7 +3,6 @@ package agent
 import (
 	"context"
 	"net"
-	"os"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -32,13 +31,10 @@ func loopbackURL(t *testing.T) string {
 // saying how to start it instead.
 func TestJoinThroughAgent(t *testing.T) {
 	dir := t.TempDir()
-	certPEM, keyPEM := selfSigned(t)
-	certFile, keyFile, tokFile := filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem"), filepath.Join(dir, "tokens")
-	os.WriteFile(certFile, certPEM, 0o600)
-	os.WriteFile(keyFile, keyPEM, 0o600)
-	os.WriteFile(tokFile, []byte("join-token\n"), 0o600)
+	cr := writeCreds(t, dir, "join-token\n")
 	tcp := func(c *Config) {
-		c.Socket, c.Listen, c.TLSCert, c.TLSKey, c.TokenFile, c.PeerCA = "", "127.0.0.1:0", certFile, keyFile, tokFile, certFile
+		cr.serve(c)
+		c.Socket, c.PeerCA = "", cr.cert
 	}
 
 	p1, c1, p2, c2 := loopbackURL(t), loopbackURL(t), loopbackURL(t), loopbackURL(t)
@@ -49,12 +45,12 @@ func TestJoinThroughAgent(t *testing.T) {
 	})
 	defer a1.Close()
 	ctx := context.Background()
-	url := "https://" + strings.TrimPrefix(a1.Addrs()[0], "tcp:")
-	info, err := Join(ctx, Config{PeerCA: certFile, TokenFile: tokFile}, url, api.JoinRequest{Name: "h2", PeerURL: p2})
+	url := tcpURL(t, a1)
+	info, err := Join(ctx, Config{PeerCA: cr.cert, TokenFile: cr.tokens}, url, api.JoinRequest{Name: "h2", PeerURL: p2})
 	if err != nil || !info.Member || !strings.Contains(info.InitialCluster, "h1="+p1) || !strings.Contains(info.InitialCluster, "h2="+p2) {
 		t.Fatalf("Join = %+v, %v", info, err)
 	}
-	if _, err := Join(ctx, Config{PeerCA: certFile}, url, api.JoinRequest{Name: "h2", PeerURL: p2}); err == nil {
+	if _, err := Join(ctx, Config{PeerCA: cr.cert}, url, api.JoinRequest{Name: "h2", PeerURL: p2}); err == nil {
 		t.Error("a join without a token was let in")
 	}
 	a2 := startAgent(t, filepath.Join(dir, "h2"), func(c *Config) {
@@ -90,7 +86,7 @@ func TestJoinThroughAgent(t *testing.T) {
 
 	lone := startAgent(t, filepath.Join(dir, "lone"), nil)
 	defer lone.Close()
-	if _, err := lone.AddMember(ctx, api.JoinRequest{Name: "h3", PeerURL: loopbackURL(t)}); err == nil || !strings.Contains(err.Error(), "--etcd-initial-cluster") {
+	if _, err := lone.hosts.AddMember(ctx, api.JoinRequest{Name: "h3", PeerURL: loopbackURL(t)}); err == nil || !strings.Contains(err.Error(), "--etcd-initial-cluster") {
 		t.Errorf("a join to a single-host default etcd: %v", err)
 	}
 }

@@ -56,8 +56,8 @@ func TestClusterEventStream(t *testing.T) {
 	defer cancel()
 	// The leader's first look at the hosts, before the change.
 	time.Sleep(time.Second)
-	stream := ta.Events(ctx, 0)
-	if _, err := ta.SetMaintenance(ctx, "testhost", true); err != nil {
+	stream := ta.hosts.Events(ctx, 0)
+	if _, err := ta.hosts.SetMaintenance(ctx, "testhost", true); err != nil {
 		t.Fatal(err)
 	}
 	var kinds []string

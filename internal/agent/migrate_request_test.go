@@ -17,20 +17,10 @@ import (
 // is refused.
 func TestMigrationRequestedElsewhere(t *testing.T) {
 	kvmtest.Require(t)
-	bin := govisorBin(t)
 	ctx := context.Background()
 	dirA, dirB := t.TempDir(), t.TempDir()
-	ta := startAgent(t, dirA, func(c *Config) { c.Executable = bin })
-	defer ta.Shutdown(context.Background())
-	tb := startAgent(t, dirB, func(c *Config) { c.Executable = bin; c.HostName = "hostb"; c.EtcdEndpoints = ta.st.Endpoints() })
-	defer tb.Shutdown(context.Background())
-	k := writeGuest(t, dirA, "idle.elf", idleGuest("UP\n"))
-	s := spec("asked", k, api.RestartNever)
-	s.StopTimeout = "0s"
-	if _, err := ta.cli.CreateVM(ctx, s, true); err != nil {
-		t.Fatal(err)
-	}
-	v := waitVM(t, ta.cli, "asked", "running", func(v api.VM) bool { return v.Status.State == api.StateRunning })
+	ta, tb := twoHosts(t, dirA, dirB)
+	v := runIdle(t, ta, dirA, "asked", api.RestartNever)
 	if err := tb.RequestMigration(ctx, "asked", api.MigrateRequest{Host: "testhost"}, "test"); !errors.Is(err, ErrInvalid) {
 		t.Fatalf("a migration to the VM's own host: %v", err)
 	}

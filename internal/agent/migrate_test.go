@@ -2,16 +2,12 @@ package agent
 
 import (
 	"context"
-	cryptotls "crypto/tls"
-	"crypto/x509"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/govisor/govisor/api"
-	"github.com/govisor/govisor/client"
 	"github.com/govisor/govisor/internal/kvm/kvmtest"
 	"github.com/govisor/govisor/internal/node"
 )
@@ -27,14 +23,7 @@ func TestMigrateBetweenAgents(t *testing.T) {
 	// Host "broken" runs VMMs with a binary that exits at once.
 	ta, tb, tc := threeHosts(t, dirA, dirB, dirC)
 
-	k := writeGuest(t, dirA, "idle.elf", idleGuest("UP\n"))
-	s := spec("mover", k, api.RestartOnFailure)
-	s.StopTimeout = "0s"
-	if _, err := ta.cli.CreateVM(ctx, s, true); err != nil {
-		t.Fatal(err)
-	}
-	v := waitVM(t, ta.cli, "mover", "running", func(v api.VM) bool { return v.Status.State == api.StateRunning })
-	waitVMMAPI(t, ta, "mover")
+	v := runIdle(t, ta, dirA, "mover", api.RestartOnFailure)
 
 	// Bad requests change nothing.
 	_, err := ta.cli.Migrate(ctx, "mover", api.MigrateRequest{Host: "nowhere"})
@@ -105,21 +94,10 @@ func TestMigrateBetweenAgents(t *testing.T) {
 // running on its host and the destination's VMM goes.
 func TestMigrateProgressAndCancel(t *testing.T) {
 	kvmtest.Require(t)
-	bin := govisorBin(t)
 	ctx := context.Background()
 	dirA, dirB := t.TempDir(), t.TempDir()
-	ta := startAgent(t, dirA, func(c *Config) { c.Executable = bin })
-	defer ta.Shutdown(context.Background())
-	tb := startAgent(t, dirB, func(c *Config) { c.Executable = bin; c.HostName = "hostb"; c.EtcdEndpoints = ta.st.Endpoints() })
-	defer tb.Shutdown(context.Background())
-	k := writeGuest(t, dirA, "idle.elf", idleGuest("UP\n"))
-	s := spec("slow", k, api.RestartNever)
-	s.StopTimeout = "0s"
-	if _, err := ta.cli.CreateVM(ctx, s, true); err != nil {
-		t.Fatal(err)
-	}
-	v := waitVM(t, ta.cli, "slow", "running", func(v api.VM) bool { return v.Status.State == api.StateRunning })
-	waitVMMAPI(t, ta, "slow")
+	ta, tb := twoHosts(t, dirA, dirB)
+	v := runIdle(t, ta, dirA, "slow", api.RestartNever)
 	_, err := ta.cli.CancelMigrate(ctx, "slow")
 	wantAPIError(t, "cancel without a migration", err, 409, "", "no migration of VM slow is running")
 
@@ -171,13 +149,10 @@ func TestMigrateOverTCP(t *testing.T) {
 	bin := govisorBin(t)
 	ctx := context.Background()
 	dir := t.TempDir()
-	certPEM, keyPEM := selfSigned(t)
-	certFile, keyFile, tokFile := filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem"), filepath.Join(dir, "tokens")
-	os.WriteFile(certFile, certPEM, 0o600)
-	os.WriteFile(keyFile, keyPEM, 0o600)
-	os.WriteFile(tokFile, []byte("cluster-token\n"), 0o600)
+	cr := writeCreds(t, dir, "cluster-token\n")
 	tls := func(c *Config) {
-		c.Executable, c.Listen, c.TLSCert, c.TLSKey, c.TokenFile = bin, "127.0.0.1:0", certFile, keyFile, tokFile
+		cr.serve(c)
+		c.Executable = bin
 	}
 	ta := startAgent(t, filepath.Join(dir, "a"), tls)
 	defer ta.Shutdown(context.Background())
@@ -186,14 +161,7 @@ func TestMigrateOverTCP(t *testing.T) {
 		c.Socket, c.HostName, c.EtcdEndpoints = "", "tcphost", ta.st.Endpoints()
 	})
 	defer tb.Shutdown(context.Background())
-	k := writeGuest(t, dir, "idle.elf", idleGuest("UP\n"))
-	s := spec("far", k, api.RestartNever)
-	s.StopTimeout = "0s"
-	if _, err := ta.cli.CreateVM(ctx, s, true); err != nil {
-		t.Fatal(err)
-	}
-	v := waitVM(t, ta.cli, "far", "running", func(v api.VM) bool { return v.Status.State == api.StateRunning })
-	waitVMMAPI(t, ta, "far")
+	v := runIdle(t, ta, dir, "far", api.RestartNever)
 	got, err := ta.cli.Migrate(ctx, "far", api.MigrateRequest{Host: "tcphost"})
 	if err != nil {
 		t.Fatal(err)
@@ -201,13 +169,7 @@ func TestMigrateOverTCP(t *testing.T) {
 	if got.Host != "tcphost" || got.Status.Host != "tcphost" || got.Status.State != api.StateRunning || got.Status.PID == v.Status.PID {
 		t.Fatalf("after migration: host %s, %+v", got.Host, got.Status)
 	}
-	pool := x509.NewCertPool()
-	pool.AppendCertsFromPEM(certPEM)
-	cb, err := client.New(client.Options{URL: "https://" + strings.TrimPrefix(tb.Addrs()[0], "tcp:"), Token: "cluster-token",
-		TLSConfig: &cryptotls.Config{RootCAs: pool}})
-	if err != nil {
-		t.Fatal(err)
-	}
+	cb := cr.client(t, tb, "cluster-token")
 	if _, err := cb.Action(ctx, "far", "stop", 30*time.Second); err != nil {
 		t.Fatal(err)
 	}

@@ -4,12 +4,15 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net/netip"
 	"strings"
 
 	"github.com/govisor/govisor/api"
+	"github.com/govisor/govisor/internal/agent/service"
 	"github.com/govisor/govisor/internal/cluster/store"
 	"github.com/govisor/govisor/internal/hostnet"
+	"github.com/govisor/govisor/internal/node"
 )
 
 // normalizeNetwork checks a network definition and fills in its defaults.
@@ -74,34 +77,44 @@ func netUsers(recs []store.Record, name string) []string {
 	return vms
 }
 
+// networkService implements service.Networks: the networks' definitions
+// in etcd and their bridges on this host.
+type networkService struct {
+	st   *store.Store
+	node *node.Node // makes and removes this host's bridges
+	log  *slog.Logger
+}
+
+var _ service.Networks = (*networkService)(nil)
+
 // CreateNetwork defines a network and makes its bridge on this host.
-func (a *Agent) CreateNetwork(ctx context.Context, n api.Network) (api.Network, error) {
+func (ns *networkService) CreateNetwork(ctx context.Context, n api.Network) (api.Network, error) {
 	n, err := normalizeNetwork(n)
 	if err == nil {
-		err = a.checkNewNetwork(ctx, n)
+		err = ns.checkNewNetwork(ctx, n)
 	}
 	if err != nil {
 		return api.Network{}, err
 	}
 	// The bridge first: a device that contradicts the definition fails the
 	// request before anything is stored.
-	created, err := hostnet.EnsureBridge(a.node.BridgeOf(n))
+	created, err := hostnet.EnsureBridge(ns.node.BridgeOf(n))
 	if err != nil {
 		return api.Network{}, netErr(err)
 	}
-	if err := a.st.CreateNetwork(ctx, n); err != nil {
+	if err := ns.st.CreateNetwork(ctx, n); err != nil {
 		if created {
 			hostnet.DeleteBridge(n.Bridge)
 		}
 		return api.Network{}, err
 	}
-	a.log.Info("network defined", "network", n.Name, "bridge", n.Bridge, "cidr", n.CIDR)
+	ns.log.Info("network defined", "network", n.Name, "bridge", n.Bridge, "cidr", n.CIDR)
 	return n, nil
 }
 
 // checkNewNetwork refuses a taken name or a bridge another network uses.
-func (a *Agent) checkNewNetwork(ctx context.Context, n api.Network) error {
-	nets, err := a.st.ListNetworks(ctx)
+func (ns *networkService) checkNewNetwork(ctx context.Context, n api.Network) error {
+	nets, err := ns.st.ListNetworks(ctx)
 	if err != nil {
 		return err
 	}
@@ -117,11 +130,11 @@ func (a *Agent) checkNewNetwork(ctx context.Context, n api.Network) error {
 }
 
 // ListNetworks lists the networks with the VMs that use them.
-func (a *Agent) ListNetworks(ctx context.Context) (api.NetworkList, error) {
-	nets, err := a.st.ListNetworks(ctx)
+func (ns *networkService) ListNetworks(ctx context.Context) (api.NetworkList, error) {
+	nets, err := ns.st.ListNetworks(ctx)
 	var recs []store.Record
 	if err == nil {
-		recs, _, err = a.st.ListVMs(ctx)
+		recs, _, err = ns.st.ListVMs(ctx)
 	}
 	if err != nil {
 		return api.NetworkList{}, err
@@ -135,11 +148,11 @@ func (a *Agent) ListNetworks(ctx context.Context) (api.NetworkList, error) {
 }
 
 // GetNetwork reads one network with the VMs that use it.
-func (a *Agent) GetNetwork(ctx context.Context, name string) (api.Network, error) {
-	n, err := a.st.GetNetwork(ctx, name)
+func (ns *networkService) GetNetwork(ctx context.Context, name string) (api.Network, error) {
+	n, err := ns.st.GetNetwork(ctx, name)
 	var recs []store.Record
 	if err == nil {
-		recs, _, err = a.st.ListVMs(ctx)
+		recs, _, err = ns.st.ListVMs(ctx)
 	}
 	if err != nil {
 		return api.Network{}, err
@@ -149,10 +162,10 @@ func (a *Agent) GetNetwork(ctx context.Context, name string) (api.Network, error
 }
 
 // DeleteNetwork forgets a network no VM uses and removes its bridge here.
-func (a *Agent) DeleteNetwork(ctx context.Context, name string) error {
-	n, err := a.st.GetNetwork(ctx, name)
+func (ns *networkService) DeleteNetwork(ctx context.Context, name string) error {
+	n, err := ns.st.GetNetwork(ctx, name)
 	if err == nil {
-		err = a.st.DeleteNetwork(ctx, name, func(recs []store.Record) error {
+		err = ns.st.DeleteNetwork(ctx, name, func(recs []store.Record) error {
 			if vms := netUsers(recs, name); len(vms) > 0 {
 				return errf(ErrBusy, "network %s is in use by VMs %s: remove their NICs or delete them first", name, strings.Join(vms, ", "))
 			}
@@ -164,7 +177,7 @@ func (a *Agent) DeleteNetwork(ctx context.Context, name string) error {
 	}
 	// This host's bridge goes now; other hosts' agents remove theirs on
 	// their next reconcile pass.
-	a.node.RemoveBridge(n)
-	a.log.Info("network deleted", "network", name)
+	ns.node.RemoveBridge(n)
+	ns.log.Info("network deleted", "network", name)
 	return nil
 }

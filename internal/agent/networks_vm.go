@@ -56,13 +56,13 @@ func normalizeNICs(s *api.VMSpec) error {
 }
 
 // resolveSpec checks what a definition refers to in etcd (networks, pools
-// and volumes) and fills in the disk paths of volumes. It runs before
-// normalize.
-func (a *Agent) resolveSpec(ctx context.Context, s api.VMSpec) (api.VMSpec, error) {
+// and volumes) and fills in the disk paths of volumes, for a VM of host.
+// It runs before normalize.
+func resolveSpec(ctx context.Context, st *store.Store, host string, s api.VMSpec) (api.VMSpec, error) {
 	s.NICs = append([]api.NICSpec(nil), s.NICs...)
 	s.Disks = append([]api.DiskSpec(nil), s.Disks...)
 	if len(s.NICs) > 0 {
-		nets, err := a.st.ListNetworks(ctx)
+		nets, err := st.ListNetworks(ctx)
 		if err != nil {
 			return s, err
 		}
@@ -79,7 +79,7 @@ func (a *Agent) resolveSpec(ctx context.Context, s api.VMSpec) (api.VMSpec, erro
 			}
 		}
 	}
-	if err := a.resolveDisks(ctx, &s); err != nil {
+	if err := resolveDisks(ctx, st, host, &s); err != nil {
 		return s, err
 	}
 	return s, nil

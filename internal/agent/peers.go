@@ -6,25 +6,43 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
-	"github.com/govisor/govisor/internal/apitoken"
 	"os"
 	"strings"
 	"time"
 
 	"github.com/govisor/govisor/api"
 	"github.com/govisor/govisor/client"
+	"github.com/govisor/govisor/internal/apitoken"
+	"github.com/govisor/govisor/internal/cluster/store"
 )
 
 // ErrNoPeer is returned when another host's agent cannot be reached.
 var ErrNoPeer = errors.New("agent: cannot reach the other host's agent")
 
+// peerClients reaches the agents of other hosts (consoles, migrations,
+// joins) with the credentials of Config: PeerCA, TLSCert, PeerToken and
+// TokenFile.
+type peerClients struct {
+	st      *store.Store // where the agents registered their addresses (nil: Join, which only dials)
+	caFiles []string     // PEM files of CAs trusted besides the system roots
+	// token is the bearer token sent, else the first admin token of
+	// tokenFile.
+	token, tokenFile string
+}
+
+// newPeerClients reaches the agents registered in st with cfg's
+// credentials.
+func newPeerClients(st *store.Store, cfg Config) *peerClients {
+	return &peerClients{st: st, caFiles: []string{cfg.PeerCA, cfg.TLSCert}, token: cfg.PeerToken, tokenFile: cfg.TokenFile}
+}
+
 // peerTLS is the TLS configuration for other agents' TCP APIs.
-func (a *Agent) peerTLS() (*tls.Config, error) {
+func (pc *peerClients) peerTLS() (*tls.Config, error) {
 	pool, err := x509.SystemCertPool()
 	if err != nil || pool == nil {
 		pool = x509.NewCertPool()
 	}
-	for _, f := range []string{a.cfg.PeerCA, a.cfg.TLSCert} {
+	for _, f := range pc.caFiles {
 		if f == "" {
 			continue
 		}
@@ -40,11 +58,11 @@ func (a *Agent) peerTLS() (*tls.Config, error) {
 // peerToken is the bearer token sent to other agents: the first admin
 // token of the token file (peers start incoming migrations and forward
 // requests of every kind).
-func (a *Agent) peerToken() string {
-	if a.cfg.PeerToken != "" || a.cfg.TokenFile == "" {
-		return a.cfg.PeerToken
+func (pc *peerClients) peerToken() string {
+	if pc.token != "" || pc.tokenFile == "" {
+		return pc.token
 	}
-	if f, err := apitoken.Open(a.cfg.TokenFile); err == nil {
+	if f, err := apitoken.Open(pc.tokenFile); err == nil {
 		for _, t := range f.Tokens() {
 			if t.Role == apitoken.Admin {
 				return t.Secret
@@ -58,8 +76,8 @@ func (a *Agent) peerToken() string {
 // address the agent registered is tried; the answer of GET /v1/host must
 // name that host and agent (a Unix socket path may exist on this machine
 // and belong to another agent, or to this one).
-func (a *Agent) peer(ctx context.Context, hostName string) (*client.Client, error) {
-	hosts, err := a.st.Hosts(ctx)
+func (pc *peerClients) peer(ctx context.Context, hostName string) (*client.Client, error) {
+	hosts, err := pc.st.Hosts(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -79,11 +97,11 @@ func (a *Agent) peer(ctx context.Context, hostName string) (*client.Client, erro
 		case strings.HasPrefix(addr, "unix:"):
 			o.Socket = strings.TrimPrefix(addr, "unix:")
 		case strings.HasPrefix(addr, "tcp:"):
-			tc, err := a.peerTLS()
+			tc, err := pc.peerTLS()
 			if err != nil {
 				return nil, err
 			}
-			o.URL, o.Token, o.TLSConfig = "https://"+strings.TrimPrefix(addr, "tcp:"), a.peerToken(), tc
+			o.URL, o.Token, o.TLSConfig = "https://"+strings.TrimPrefix(addr, "tcp:"), pc.peerToken(), tc
 		default:
 			continue
 		}

@@ -4,14 +4,17 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 
 	"golang.org/x/sys/unix"
 
 	"github.com/govisor/govisor/api"
+	"github.com/govisor/govisor/internal/agent/service"
 	"github.com/govisor/govisor/internal/cluster/store"
 )
 
@@ -46,13 +49,29 @@ func normalizePool(p api.Pool, host string) (api.Pool, error) {
 	return p, nil
 }
 
+// poolService implements service.Pools: the storage pools' definitions
+// in etcd, and the volumes (files) of the pools this host has.
+type poolService struct {
+	st   *store.Store
+	host string // this host's name in etcd
+	log  *slog.Logger
+	// making holds the volumes being converted, "pool/volume" to
+	// *makingVolume (pools_making.go).
+	making sync.Map
+}
+
+var _ service.Pools = (*poolService)(nil)
+
+// poolOn reports whether p's files are on host.
+func poolOn(p api.Pool, host string) bool { return p.Shared || p.Host == host }
+
 // local reports whether p's files are on this agent's host.
-func (a *Agent) local(p api.Pool) bool { return p.Shared || p.Host == a.cfg.HostName }
+func (ps *poolService) local(p api.Pool) bool { return poolOn(p, ps.host) }
 
 // withCapacity fills in the file system figures of a pool on this host.
-func (a *Agent) withCapacity(p api.Pool) api.Pool {
+func (ps *poolService) withCapacity(p api.Pool) api.Pool {
 	var st unix.Statfs_t
-	if a.local(p) && unix.Statfs(p.Path, &st) == nil {
+	if ps.local(p) && unix.Statfs(p.Path, &st) == nil {
 		p.CapacityBytes = st.Blocks * uint64(st.Bsize)
 		p.FreeBytes = st.Bavail * uint64(st.Bsize)
 	}
@@ -82,28 +101,28 @@ func preparePool(p api.Pool) error {
 
 // CreatePool defines a storage pool (made or checked on this host when
 // its files are here).
-func (a *Agent) CreatePool(ctx context.Context, p api.Pool) (api.Pool, error) {
-	p, err := normalizePool(p, a.cfg.HostName)
+func (ps *poolService) CreatePool(ctx context.Context, p api.Pool) (api.Pool, error) {
+	p, err := normalizePool(p, ps.host)
 	if err == nil {
-		err = a.checkNewPool(ctx, p)
+		err = ps.checkNewPool(ctx, p)
 	}
-	if err == nil && a.local(p) {
+	if err == nil && ps.local(p) {
 		err = preparePool(p)
 	}
 	if err == nil {
-		err = a.st.CreatePool(ctx, p)
+		err = ps.st.CreatePool(ctx, p)
 	}
 	if err != nil {
 		return api.Pool{}, err
 	}
-	a.log.Info("storage pool defined", "pool", p.Name, "kind", p.Kind, "path", p.Path, "host", p.Host)
-	return a.withCapacity(p), nil
+	ps.log.Info("storage pool defined", "pool", p.Name, "kind", p.Kind, "path", p.Path, "host", p.Host)
+	return ps.withCapacity(p), nil
 }
 
 // checkNewPool refuses a taken name, or a directory another pool of the
 // same host (or any shared pool) already is.
-func (a *Agent) checkNewPool(ctx context.Context, p api.Pool) error {
-	pools, err := a.st.ListPools(ctx)
+func (ps *poolService) checkNewPool(ctx context.Context, p api.Pool) error {
+	pools, err := ps.st.ListPools(ctx)
 	if err != nil {
 		return err
 	}
@@ -119,33 +138,33 @@ func (a *Agent) checkNewPool(ctx context.Context, p api.Pool) error {
 }
 
 // ListPools lists the storage pools with their capacity where known here.
-func (a *Agent) ListPools(ctx context.Context) (api.PoolList, error) {
-	pools, err := a.st.ListPools(ctx)
+func (ps *poolService) ListPools(ctx context.Context) (api.PoolList, error) {
+	pools, err := ps.st.ListPools(ctx)
 	if err != nil {
 		return api.PoolList{}, err
 	}
 	out := api.PoolList{Items: []api.Pool{}}
 	for _, p := range pools {
-		out.Items = append(out.Items, a.withCapacity(p))
+		out.Items = append(out.Items, ps.withCapacity(p))
 	}
 	return out, nil
 }
 
 // GetPool reads one storage pool.
-func (a *Agent) GetPool(ctx context.Context, name string) (api.Pool, error) {
-	p, err := a.st.GetPool(ctx, name)
+func (ps *poolService) GetPool(ctx context.Context, name string) (api.Pool, error) {
+	p, err := ps.st.GetPool(ctx, name)
 	if err != nil {
 		return api.Pool{}, err
 	}
-	return a.withCapacity(p), nil
+	return ps.withCapacity(p), nil
 }
 
 // DeletePool forgets a pool; its files stay where they are (deleting a
 // user's disk images is what volume delete is for).
-func (a *Agent) DeletePool(ctx context.Context, name string) error {
-	p, err := a.st.GetPool(ctx, name)
+func (ps *poolService) DeletePool(ctx context.Context, name string) error {
+	p, err := ps.st.GetPool(ctx, name)
 	if err == nil {
-		err = a.st.DeletePool(ctx, name, func(recs []store.Record) error {
+		err = ps.st.DeletePool(ctx, name, func(recs []store.Record) error {
 			vms := vmsUsing(recs, func(s api.VMSpec) bool {
 				for _, d := range s.Disks {
 					if d.Pool == name || (d.Pool == "" && filepath.Dir(filepath.Clean(d.Path)) == p.Path) {
@@ -163,7 +182,7 @@ func (a *Agent) DeletePool(ctx context.Context, name string) error {
 	if err != nil {
 		return err
 	}
-	a.log.Info("storage pool deleted (its files stay)", "pool", name, "path", p.Path)
+	ps.log.Info("storage pool deleted (its files stay)", "pool", name, "path", p.Path)
 	return nil
 }
 
@@ -171,11 +190,11 @@ func (a *Agent) DeletePool(ctx context.Context, name string) error {
 // (named as a volume of one, or a file under one's directory): every host
 // then sees the same disk files, and a live migration need only move the
 // guest's memory, not mirror its disks. A VM without disks qualifies.
-func (a *Agent) sharedStorage(ctx context.Context, s api.VMSpec) (bool, error) {
+func (ps *poolService) sharedStorage(ctx context.Context, s api.VMSpec) (bool, error) {
 	if len(s.Disks) == 0 {
 		return true, nil
 	}
-	pools, err := a.st.ListPools(ctx)
+	pools, err := ps.st.ListPools(ctx)
 	if err != nil {
 		return false, err
 	}

@@ -19,14 +19,14 @@ type makingVolume struct {
 
 // startMaking registers volume v of pool as being made; a volume of that
 // name already being made is ErrExists. done unregisters it.
-func (a *Agent) startMaking(v api.Volume, total int64) (m *makingVolume, done func(), err error) {
+func (ps *poolService) startMaking(v api.Volume, total int64) (m *makingVolume, done func(), err error) {
 	key := v.Pool + "/" + v.Name
 	v.Progress = &api.VolumeProgress{TotalBytes: total}
 	m = &makingVolume{v: v}
-	if _, busy := a.making.LoadOrStore(key, m); busy {
+	if _, busy := ps.making.LoadOrStore(key, m); busy {
 		return nil, nil, errf(store.ErrExists, "volume %s is being made in storage pool %s", v.Name, v.Pool)
 	}
-	return m, func() { a.making.CompareAndDelete(key, m) }, nil
+	return m, func() { ps.making.CompareAndDelete(key, m) }, nil
 }
 
 // progress records how far the conversion got (convert.Options.Progress).
@@ -47,9 +47,9 @@ func (m *makingVolume) volume() api.Volume {
 }
 
 // makingIn lists the volumes of pool being made, by name.
-func (a *Agent) makingIn(pool string) []api.Volume {
+func (ps *poolService) makingIn(pool string) []api.Volume {
 	var out []api.Volume
-	a.making.Range(func(k, m any) bool {
+	ps.making.Range(func(k, m any) bool {
 		if strings.HasPrefix(k.(string), pool+"/") {
 			out = append(out, m.(*makingVolume).volume())
 		}
@@ -60,8 +60,8 @@ func (a *Agent) makingIn(pool string) []api.Volume {
 }
 
 // makingOne returns volume vol of pool if it is being made.
-func (a *Agent) makingOne(pool, vol string) (api.Volume, bool) {
-	m, ok := a.making.Load(pool + "/" + vol)
+func (ps *poolService) makingOne(pool, vol string) (api.Volume, bool) {
+	m, ok := ps.making.Load(pool + "/" + vol)
 	if !ok {
 		return api.Volume{}, false
 	}

@@ -26,7 +26,7 @@ func TestVolumeBeingMade(t *testing.T) {
 	if err := os.WriteFile(img, make([]byte, 4<<20), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	m, done, err := ta.startMaking(api.Volume{Name: "big.qcow2", Pool: "local", Path: filepath.Join(poolDir, "big.qcow2"), Format: "qcow2", VirtualSize: 8 << 20}, 8<<20)
+	m, done, err := ta.pools.startMaking(api.Volume{Name: "big.qcow2", Pool: "local", Path: filepath.Join(poolDir, "big.qcow2"), Format: "qcow2", VirtualSize: 8 << 20}, 8<<20)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -51,7 +51,7 @@ func TestVolumeBeingMade(t *testing.T) {
 	if err != nil || v.Progress != nil || v.VirtualSize != 4<<20 {
 		t.Fatalf("import: %+v, %v", v, err)
 	}
-	if _, busy := ta.makingOne("local", "big.qcow2"); busy {
+	if _, busy := ta.pools.makingOne("local", "big.qcow2"); busy {
 		t.Error("the finished import is still listed as being made")
 	}
 }

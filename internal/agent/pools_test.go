@@ -260,7 +260,7 @@ func TestPools(t *testing.T) {
 		{[]api.DiskSpec{{Path: dir + "-sibling/c"}}, false},
 		{[]api.DiskSpec{{Pool: "local", Volume: "x", Path: filepath.Join(poolDir, "x")}}, false},
 	} {
-		got, err := ta.sharedStorage(ctx, api.VMSpec{Disks: tc.disks})
+		got, err := ta.pools.sharedStorage(ctx, api.VMSpec{Disks: tc.disks})
 		if err != nil || got != tc.want {
 			t.Errorf("sharedStorage(%+v) = %v, %v; want %v", tc.disks, got, err, tc.want)
 		}

@@ -33,12 +33,12 @@ const defaultVolumeFormat = "qcow2"
 
 // localPool reads a pool whose files this host has; a dir pool of another
 // host is ErrNotHere (421: ask that host's agent).
-func (a *Agent) localPool(ctx context.Context, name string) (api.Pool, error) {
-	p, err := a.st.GetPool(ctx, name)
+func (ps *poolService) localPool(ctx context.Context, name string) (api.Pool, error) {
+	p, err := ps.st.GetPool(ctx, name)
 	if err != nil {
 		return p, err
 	}
-	if !a.local(p) {
+	if !ps.local(p) {
 		return p, errf(ErrNotHere, "storage pool %s is a directory on host %s; ask that host's agent", name, p.Host)
 	}
 	return p, nil
@@ -78,11 +78,11 @@ func describeVolume(p api.Pool, name string) (api.Volume, error) {
 }
 
 // ListVolumes lists the volumes of a pool whose files are on this host.
-func (a *Agent) ListVolumes(ctx context.Context, pool string) (api.VolumeList, error) {
-	p, err := a.localPool(ctx, pool)
+func (ps *poolService) ListVolumes(ctx context.Context, pool string) (api.VolumeList, error) {
+	p, err := ps.localPool(ctx, pool)
 	var recs []store.Record
 	if err == nil {
-		recs, _, err = a.st.ListVMs(ctx)
+		recs, _, err = ps.st.ListVMs(ctx)
 	}
 	if err != nil {
 		return api.VolumeList{}, err
@@ -103,26 +103,26 @@ func (a *Agent) ListVolumes(ctx context.Context, pool string) (api.VolumeList, e
 		v.UsedBy = volumeUsers(recs, p.Name, v.Name, v.Path)
 		out.Items = append(out.Items, v)
 	}
-	out.Items = append(out.Items, a.makingIn(p.Name)...)
+	out.Items = append(out.Items, ps.makingIn(p.Name)...)
 	return out, nil
 }
 
 // GetVolume reads one volume of a pool whose files are on this host.
-func (a *Agent) GetVolume(ctx context.Context, pool, vol string) (api.Volume, error) {
-	p, err := a.localPool(ctx, pool)
+func (ps *poolService) GetVolume(ctx context.Context, pool, vol string) (api.Volume, error) {
+	p, err := ps.localPool(ctx, pool)
 	if err == nil && !volRE.MatchString(vol) {
 		err = errf(store.ErrNotFound, "no volume %q in storage pool %s", vol, p.Name)
 	}
 	var v api.Volume
 	if err == nil {
-		if mv, ok := a.makingOne(p.Name, vol); ok {
+		if mv, ok := ps.makingOne(p.Name, vol); ok {
 			return mv, nil
 		}
 		v, err = describeVolume(p, vol)
 	}
 	var recs []store.Record
 	if err == nil {
-		recs, _, err = a.st.ListVMs(ctx)
+		recs, _, err = ps.st.ListVMs(ctx)
 	}
 	if err != nil {
 		return api.Volume{}, err
@@ -132,21 +132,21 @@ func (a *Agent) GetVolume(ctx context.Context, pool, vol string) (api.Volume, er
 }
 
 // DeleteVolume removes a volume no VM uses from a pool on this host.
-func (a *Agent) DeleteVolume(ctx context.Context, pool, vol string) error {
-	p, err := a.localPool(ctx, pool)
+func (ps *poolService) DeleteVolume(ctx context.Context, pool, vol string) error {
+	p, err := ps.localPool(ctx, pool)
 	if err == nil && !volRE.MatchString(vol) {
 		err = errf(store.ErrNotFound, "no volume %q in storage pool %s", vol, p.Name)
 	}
 	var v api.Volume
 	if err == nil {
-		if _, ok := a.makingOne(p.Name, vol); ok {
+		if _, ok := ps.makingOne(p.Name, vol); ok {
 			return errf(ErrBusy, "volume %s of storage pool %s is still being made", vol, p.Name)
 		}
 		v, err = describeVolume(p, vol)
 	}
 	var recs []store.Record
 	if err == nil {
-		recs, _, err = a.st.ListVMs(ctx)
+		recs, _, err = ps.st.ListVMs(ctx)
 	}
 	if err == nil {
 		if vms := volumeUsers(recs, p.Name, vol, v.Path); len(vms) > 0 {
@@ -161,7 +161,7 @@ func (a *Agent) DeleteVolume(ctx context.Context, pool, vol string) error {
 	if err != nil {
 		return err
 	}
-	a.log.Info("volume deleted", "pool", p.Name, "volume", vol)
+	ps.log.Info("volume deleted", "pool", p.Name, "volume", vol)
 	return nil
 }
 
@@ -212,8 +212,8 @@ func checkVolumeCreate(p api.Pool, c *api.VolumeCreate) (size int64, src string,
 
 // CreateVolume makes a volume in a pool on this host: empty, or a copy of
 // an image file or of another volume.
-func (a *Agent) CreateVolume(ctx context.Context, pool string, c api.VolumeCreate) (api.Volume, error) {
-	p, err := a.localPool(ctx, pool)
+func (ps *poolService) CreateVolume(ctx context.Context, pool string, c api.VolumeCreate) (api.Volume, error) {
+	p, err := ps.localPool(ctx, pool)
 	var size int64
 	var src string
 	if err == nil {
@@ -221,7 +221,7 @@ func (a *Agent) CreateVolume(ctx context.Context, pool string, c api.VolumeCreat
 	}
 	dst := filepath.Join(p.Path, c.Name)
 	if err == nil && src != "" {
-		err = a.checkQuiet(ctx, src)
+		err = ps.checkQuiet(ctx, src)
 	}
 	if err == nil {
 		if _, serr := os.Lstat(dst); serr == nil {
@@ -229,7 +229,7 @@ func (a *Agent) CreateVolume(ctx context.Context, pool string, c api.VolumeCreat
 		}
 	}
 	if err == nil {
-		err = a.makeListed(ctx, p, c, dst, size, src)
+		err = ps.makeListed(ctx, p, c, dst, size, src)
 	}
 	var v api.Volume
 	if err == nil {
@@ -238,13 +238,13 @@ func (a *Agent) CreateVolume(ctx context.Context, pool string, c api.VolumeCreat
 	if err != nil {
 		return api.Volume{}, err
 	}
-	a.log.Info("volume created", "pool", p.Name, "volume", c.Name, "format", v.Format, "size", v.VirtualSize, "from", src)
+	ps.log.Info("volume created", "pool", p.Name, "volume", c.Name, "format", v.Format, "size", v.VirtualSize, "from", src)
 	return v, nil
 }
 
 // makeListed makes the volume as makeVolume does; one converted from an
 // image or volume is listed with its progress meanwhile.
-func (a *Agent) makeListed(ctx context.Context, p api.Pool, c api.VolumeCreate, dst string, size int64, src string) error {
+func (ps *poolService) makeListed(ctx context.Context, p api.Pool, c api.VolumeCreate, dst string, size int64, src string) error {
 	if src == "" {
 		return makeVolume(ctx, dst, c.Format, size, src, nil)
 	}
@@ -252,7 +252,7 @@ func (a *Agent) makeListed(ctx context.Context, p api.Pool, c api.VolumeCreate, 
 	if info, err := diskimage.InfoOf(src, ""); err == nil {
 		total = info.VirtualSize
 	}
-	m, done, err := a.startMaking(api.Volume{Name: c.Name, Pool: p.Name, Path: dst, Format: c.Format, VirtualSize: total}, total)
+	m, done, err := ps.startMaking(api.Volume{Name: c.Name, Pool: p.Name, Path: dst, Format: c.Format, VirtualSize: total}, total)
 	if err != nil {
 		return err
 	}
@@ -262,8 +262,8 @@ func (a *Agent) makeListed(ctx context.Context, p api.Pool, c api.VolumeCreate, 
 
 // checkQuiet refuses to copy an image that a VM desired running writes to:
 // the copy would be torn.
-func (a *Agent) checkQuiet(ctx context.Context, src string) error {
-	recs, _, err := a.st.ListVMs(ctx)
+func (ps *poolService) checkQuiet(ctx context.Context, src string) error {
+	recs, _, err := ps.st.ListVMs(ctx)
 	if err != nil {
 		return err
 	}
@@ -337,8 +337,8 @@ func makeVolume(ctx context.Context, dst, format string, size int64, src string,
 }
 
 // resolveDisks fills in the path of each disk given as pool + volume. The
-// VM runs on this agent's host, so the pool must be one it sees.
-func (a *Agent) resolveDisks(ctx context.Context, s *api.VMSpec) error {
+// VM runs on host, so the pool must be one it sees.
+func resolveDisks(ctx context.Context, st *store.Store, host string, s *api.VMSpec) error {
 	for i := range s.Disks {
 		d := &s.Disks[i]
 		field := fmt.Sprintf("disks[%d]", i)
@@ -351,15 +351,15 @@ func (a *Agent) resolveDisks(ctx context.Context, s *api.VMSpec) error {
 		if d.Volume == "" {
 			return fieldErr(field+".volume", "required with pool: a volume of the pool (govisor volume list "+d.Pool+")")
 		}
-		p, err := a.st.GetPool(ctx, d.Pool)
+		p, err := st.GetPool(ctx, d.Pool)
 		if errors.Is(err, store.ErrNotFound) {
 			return fieldErr(field+".pool", fmt.Sprintf("no storage pool %q (define it with govisor pool create)", d.Pool))
 		}
 		if err != nil {
 			return err
 		}
-		if !a.local(p) {
-			return fieldErr(field+".pool", fmt.Sprintf("storage pool %s is on host %s, not on %s where this VM runs", p.Name, p.Host, a.cfg.HostName))
+		if !poolOn(p, host) {
+			return fieldErr(field+".pool", fmt.Sprintf("storage pool %s is on host %s, not on %s where this VM runs", p.Name, p.Host, host))
 		}
 		path := filepath.Join(p.Path, d.Volume)
 		if !volRE.MatchString(d.Volume) {

@@ -2,8 +2,6 @@ package agent
 
 import (
 	"context"
-	"crypto/tls"
-	"crypto/x509"
 	"errors"
 	"net/http"
 	"os"
@@ -23,32 +21,14 @@ import (
 func tcpAgent(t *testing.T, tokens string, mod func(*Config)) (ta testAgent, tokFile string, clientOf func(string) *client.Client) {
 	t.Helper()
 	dir := t.TempDir()
-	certPEM, keyPEM := selfSigned(t)
-	certFile, keyFile, tokFile := filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem"), filepath.Join(dir, "tokens")
-	os.WriteFile(certFile, certPEM, 0o600)
-	os.WriteFile(keyFile, keyPEM, 0o600)
-	os.WriteFile(tokFile, []byte(tokens), 0o600)
+	cr := writeCreds(t, dir, tokens)
 	ta = startAgent(t, filepath.Join(dir, "state"), func(c *Config) {
-		c.Listen, c.TLSCert, c.TLSKey, c.TokenFile = "127.0.0.1:0", certFile, keyFile, tokFile
+		cr.serve(c)
 		if mod != nil {
 			mod(c)
 		}
 	})
-	var addr string
-	for _, a := range ta.Addrs() {
-		if s, ok := strings.CutPrefix(a, "tcp:"); ok {
-			addr = s
-		}
-	}
-	pool := x509.NewCertPool()
-	pool.AppendCertsFromPEM(certPEM)
-	return ta, tokFile, func(tok string) *client.Client {
-		c, err := client.New(client.Options{URL: "https://" + addr, Token: tok, TLSConfig: &tls.Config{RootCAs: pool}})
-		if err != nil {
-			t.Fatal(err)
-		}
-		return c
-	}
+	return ta, cr.tokens, func(tok string) *client.Client { return cr.client(t, ta, tok) }
 }
 
 // change is a request that changes something, as the audit log should

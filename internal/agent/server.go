@@ -120,7 +120,7 @@ func (a *Agent) routes() (http.Handler, error) {
 		g.Limit = apiguard.NewLimiter(a.cfg.RateLimit, burst)
 	}
 	m := http.NewServeMux()
-	m.Handle("/", httpapi.New(a, httpapi.Options{Metrics: a.metricsHandler(), Streams: a.evCtx, Guard: g, Audit: log}))
+	m.Handle("/", httpapi.New(a.Services(), httpapi.Options{Metrics: a.metricsHandler(), Streams: a.evCtx, Guard: g, Audit: log}))
 	ui := webui.Handler()
 	m.Handle(webui.Prefix, ui)
 	m.Handle("/ui", ui)

@@ -9,9 +9,11 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"sync"
 	"time"
 
 	"github.com/govisor/govisor/api"
+	"github.com/govisor/govisor/internal/agent/service"
 	"github.com/govisor/govisor/internal/cluster/store"
 	"github.com/govisor/govisor/internal/jail"
 	"github.com/govisor/govisor/internal/node"
@@ -27,9 +29,18 @@ const maxSnapshots = 1000
 // snapshotTimeout bounds saving one snapshot (its memory is written out).
 const snapshotTimeout = 10 * time.Minute
 
+// snapshotService implements service.Snapshots: snapshots of this host's
+// VMs, listed in each VM's folder, and restores from them.
+type snapshotService struct {
+	vmAccess
+	mu sync.Mutex // serializes snapshot index updates
+}
+
+var _ service.Snapshots = (*snapshotService)(nil)
+
 // readSnapshots reads the snapshot index of VM name (empty if none).
-func (a *Agent) readSnapshots(name string) ([]api.Snapshot, error) {
-	b, err := os.ReadFile(filepath.Join(a.vmDir(name), snapshotIndex))
+func (ss *snapshotService) readSnapshots(name string) ([]api.Snapshot, error) {
+	b, err := os.ReadFile(filepath.Join(ss.vmDir(name), snapshotIndex))
 	if errors.Is(err, os.ErrNotExist) {
 		return nil, nil
 	}
@@ -44,13 +55,13 @@ func (a *Agent) readSnapshots(name string) ([]api.Snapshot, error) {
 }
 
 // writeSnapshots replaces the index atomically (write, fsync, rename).
-func (a *Agent) writeSnapshots(name string, l []api.Snapshot) error {
+func (ss *snapshotService) writeSnapshots(name string, l []api.Snapshot) error {
 	b, err := json.MarshalIndent(l, "", "  ")
 	if err != nil {
 		return fmt.Errorf("agent: encode snapshot index: %w", err)
 	}
-	p := filepath.Join(a.vmDir(name), snapshotIndex)
-	f, err := os.CreateTemp(a.vmDir(name), "."+snapshotIndex+".tmp-")
+	p := filepath.Join(ss.vmDir(name), snapshotIndex)
+	f, err := os.CreateTemp(ss.vmDir(name), "."+snapshotIndex+".tmp-")
 	if err != nil {
 		return fmt.Errorf("agent: snapshot index of %s: %w", name, err)
 	}
@@ -89,15 +100,15 @@ func dirSize(dir string) int64 {
 
 // Snapshot saves the running (or paused) VM name; the guest carries on
 // afterwards as it was.
-func (a *Agent) Snapshot(ctx context.Context, name string, req api.SnapshotRequest) (api.Snapshot, error) {
-	rec, err := a.localVM(ctx, name)
+func (ss *snapshotService) Snapshot(ctx context.Context, name string, req api.SnapshotRequest) (api.Snapshot, error) {
+	rec, err := ss.localVM(ctx, name)
 	if err != nil {
 		return api.Snapshot{}, err
 	}
 	if !nameRE.MatchString(req.Name) {
 		return api.Snapshot{}, fieldErr("name", fmt.Sprintf("%q: use 1-63 lower-case letters, digits and '-' (a DNS label)", req.Name))
 	}
-	dir, err := filepath.Abs(filepath.Join(a.vmDir(name), "snapshots", req.Name))
+	dir, err := filepath.Abs(filepath.Join(ss.vmDir(name), "snapshots", req.Name))
 	if err != nil {
 		return api.Snapshot{}, fmt.Errorf("agent: snapshot folder: %w", err)
 	}
@@ -113,13 +124,13 @@ func (a *Agent) Snapshot(ctx context.Context, name string, req api.SnapshotReque
 		}
 		dir = filepath.Clean(req.Path)
 	}
-	p, err := a.liveProc(rec, "snapshot", api.StateRunning, api.StatePaused)
+	p, err := ss.liveProc(rec, "snapshot", api.StateRunning, api.StatePaused)
 	if err != nil {
 		return api.Snapshot{}, err
 	}
-	a.snapMu.Lock()
-	defer a.snapMu.Unlock()
-	list, err := a.readSnapshots(name)
+	ss.mu.Lock()
+	defer ss.mu.Unlock()
+	list, err := ss.readSnapshots(name)
 	if err != nil {
 		return api.Snapshot{}, err
 	}
@@ -137,12 +148,12 @@ func (a *Agent) Snapshot(ctx context.Context, name string, req api.SnapshotReque
 	os.RemoveAll(dir) // a leftover under the VM's folder from a failed index write
 	sctx, cancel := context.WithTimeout(ctx, snapshotTimeout)
 	defer cancel()
-	if err := a.vmmSnapshot(sctx, p, name, dir); err != nil {
+	if err := ss.vmmSnapshot(sctx, p, name, dir); err != nil {
 		os.RemoveAll(dir) // nothing half-written stays behind
 		return api.Snapshot{}, fmt.Errorf("%w: snapshot of %s: %v", ErrVMM, name, err)
 	}
 	s := api.Snapshot{Name: req.Name, Path: dir, Created: time.Now().UTC(), SizeBytes: dirSize(dir)}
-	if err := a.writeSnapshots(name, append(list, s)); err != nil {
+	if err := ss.writeSnapshots(name, append(list, s)); err != nil {
 		os.RemoveAll(dir)
 		return api.Snapshot{}, err
 	}
@@ -151,14 +162,14 @@ func (a *Agent) Snapshot(ctx context.Context, name string, req api.SnapshotReque
 
 // ListSnapshots lists VM name's snapshots, oldest first; snapshots whose
 // folder was removed by hand are left out.
-func (a *Agent) ListSnapshots(ctx context.Context, name string) (api.SnapshotList, error) {
-	rec, err := a.localVM(ctx, name)
+func (ss *snapshotService) ListSnapshots(ctx context.Context, name string) (api.SnapshotList, error) {
+	rec, err := ss.localVM(ctx, name)
 	if err != nil {
 		return api.SnapshotList{}, err
 	}
-	a.snapMu.Lock()
-	list, err := a.readSnapshots(rec.Desired.Spec.Name)
-	a.snapMu.Unlock()
+	ss.mu.Lock()
+	list, err := ss.readSnapshots(rec.Desired.Spec.Name)
+	ss.mu.Unlock()
 	if err != nil {
 		return api.SnapshotList{}, err
 	}
@@ -175,17 +186,17 @@ func (a *Agent) ListSnapshots(ctx context.Context, name string) (api.SnapshotLis
 // Restore resumes VM name from a snapshot: a running VMM is stopped at
 // once and a new one resumes the snapshot (`govisor run --restore`); a
 // stopped VM is started from it. wait is as an action's.
-func (a *Agent) Restore(ctx context.Context, name, waitArg string, req api.RestoreRequest) (api.VM, bool, error) {
-	if _, err := a.localVM(ctx, name); err != nil {
+func (ss *snapshotService) Restore(ctx context.Context, name, waitArg string, req api.RestoreRequest) (api.VM, bool, error) {
+	if _, err := ss.localVM(ctx, name); err != nil {
 		return api.VM{}, false, err
 	}
 	wait, err := parseWait(waitArg)
 	if err != nil {
 		return api.VM{}, false, err
 	}
-	a.snapMu.Lock()
-	list, err := a.readSnapshots(name)
-	a.snapMu.Unlock()
+	ss.mu.Lock()
+	list, err := ss.readSnapshots(name)
+	ss.mu.Unlock()
 	if err != nil {
 		return api.VM{}, false, err
 	}
@@ -198,16 +209,16 @@ func (a *Agent) Restore(ctx context.Context, name, waitArg string, req api.Resto
 	if fi, err := os.Stat(dir); dir == "" || err != nil || !fi.IsDir() {
 		return api.VM{}, false, fieldErr("snapshot", fmt.Sprintf("%q: VM %s has no such snapshot (see GET /v1/vms/%s/snapshots)", req.Snapshot, name, name))
 	}
-	p := a.node.Proc(name)
+	p := ss.node.Proc(name)
 	if p != nil {
 		if p.State().Migration != nil {
 			return api.VM{}, false, fmt.Errorf("%w: cannot restore VM %s: it is being migrated", ErrBusy, name)
 		}
 	}
 	t0 := time.Now().UTC()
-	a.node.RestoreNext(name, dir)
-	if _, err := a.st.UpdateVM(ctx, name, func(d *store.Desired) error { d.Power = api.PowerRunning; return nil }); err != nil {
-		a.node.CancelRestore(name)
+	ss.node.RestoreNext(name, dir)
+	if _, err := ss.st.UpdateVM(ctx, name, func(d *store.Desired) error { d.Power = api.PowerRunning; return nil }); err != nil {
+		ss.node.CancelRestore(name)
 		return api.VM{}, false, err
 	}
 	if p != nil {
@@ -215,8 +226,8 @@ func (a *Agent) Restore(ctx context.Context, name, waitArg string, req api.Resto
 		p.RequestRestart()
 		p.Kill()
 	}
-	a.poke()
-	r, reached, err := a.waitFor(ctx, name, "restart", t0, wait)
+	ss.poke()
+	r, reached, err := ss.waitFor(ctx, name, "restart", t0, wait)
 	if err != nil {
 		return api.VM{}, false, err
 	}
@@ -240,13 +251,13 @@ func parseWait(q string) (time.Duration, error) {
 // writes only in its VM's folder: it gets the snapshots folder there, and
 // a snapshot asked for elsewhere is written there and then moved (a
 // rename: on another file system the request fails, naming the fix).
-func (a *Agent) vmmSnapshot(ctx context.Context, p *node.Proc, name, dir string) error {
+func (ss *snapshotService) vmmSnapshot(ctx context.Context, p *node.Proc, name, dir string) error {
 	if p.Jail == "" {
 		_, err := p.VMM.Snapshot(ctx, dir)
 		return err
 	}
 	uid, gid := jail.IDs(p.Jail)
-	inside := filepath.Join(a.vmDir(name), "snapshots")
+	inside := filepath.Join(ss.vmDir(name), "snapshots")
 	if err := os.MkdirAll(inside, 0o700); err != nil {
 		return err
 	}

@@ -168,7 +168,7 @@ func TestUsageBadQueries(t *testing.T) {
 // TestUsageIOSums reads a VMM's GET /stats answer and sums its disks and NICs.
 func TestUsageIOSums(t *testing.T) {
 	dir := t.TempDir()
-	a := &Agent{cfg: Config{StateDir: dir}}
+	a := &Agent{cfg: Config{StateDir: dir}, vmAccess: vmAccess{stateDir: dir}}
 	if err := os.MkdirAll(a.vmDir("io"), 0o700); err != nil {
 		t.Fatal(err)
 	}

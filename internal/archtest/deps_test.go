@@ -112,3 +112,21 @@ func TestClusterPlannersArePure(t *testing.T) {
 		}
 	}
 }
+
+// TestServicesSpeakNoHTTP: the agent's operations (package service, which
+// the HTTP API, the cluster controllers and the console call alike) are
+// plain Go over api types: they depend on no transport (net/http), no
+// other govisor package and nothing outside the standard library, so that
+// a caller needs neither HTTP nor the agent's internals to use them.
+func TestServicesSpeakNoHTTP(t *testing.T) {
+	const svc = module + "/internal/agent/service"
+	deps := goList(t, "-deps", "-f", "{{if not .Standard}}{{.ImportPath}}{{end}}{{if eq .ImportPath \"net/http\"}}net/http{{end}}", svc)
+	if !slices.Contains(deps, svc) {
+		t.Fatalf("go list -deps does not list %s: is its answer right? %q", svc, deps)
+	}
+	for _, d := range deps {
+		if d != "" && d != svc && d != module+"/api" {
+			t.Errorf("%s depends on %s (see `go list -deps ./internal/agent/service`): the services' contracts may use only the standard library (not net/http) and package api", svc, d)
+		}
+	}
+}

@@ -1,14 +1,6 @@
 package cli
 
 import (
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
-	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
-	"math/big"
-	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -16,79 +8,9 @@ import (
 	"time"
 
 	"github.com/govisor/govisor/internal/kvm/kvmtest"
+	"github.com/govisor/govisor/internal/testpki"
 	"github.com/govisor/govisor/internal/vmmapi"
 )
-
-// testCA is a certificate authority made for one test.
-type testCA struct {
-	cert *x509.Certificate
-	key  *ecdsa.PrivateKey
-	file string // the CA certificate, PEM
-}
-
-var serial int64
-
-func newTestCA(t *testing.T, dir, name string) *testCA {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	serial++
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(serial), Subject: pkix.Name{CommonName: name},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour),
-		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign,
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cert, err := x509.ParseCertificate(der)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ca := &testCA{cert: cert, key: key, file: filepath.Join(dir, name+".pem")}
-	writePEM(t, ca.file, "CERTIFICATE", der)
-	return ca
-}
-
-// issue makes a certificate for 127.0.0.1 usable by servers and clients
-// and returns the certificate and key files.
-func (ca *testCA) issue(t *testing.T, dir, name string) (certFile, keyFile string) {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	serial++
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(serial), Subject: pkix.Name{CommonName: name},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour),
-		KeyUsage:    x509.KeyUsageDigitalSignature,
-		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth},
-		IPAddresses: []net.IP{net.ParseIP("127.0.0.1")},
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.cert, &key.PublicKey, ca.key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	kder, err := x509.MarshalECPrivateKey(key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	certFile, keyFile = filepath.Join(dir, name+".crt"), filepath.Join(dir, name+".key")
-	writePEM(t, certFile, "CERTIFICATE", der)
-	writePEM(t, keyFile, "EC PRIVATE KEY", kder)
-	return certFile, keyFile
-}
-
-func writePEM(t *testing.T, path, typ string, der []byte) {
-	t.Helper()
-	if err := os.WriteFile(path, pem.EncodeToMemory(&pem.Block{Type: typ, Bytes: der}), 0o600); err != nil {
-		t.Fatal(err)
-	}
-}
 
 // TestMigrateTLS migrates over mutual TLS between two `govisor run`
 // processes: a source that does not trust the destination's CA refuses it,
@@ -97,10 +19,10 @@ func writePEM(t *testing.T, path, typ string, der []byte) {
 func TestMigrateTLS(t *testing.T) {
 	kvmtest.Require(t)
 	dir := t.TempDir()
-	good, other := newTestCA(t, dir, "good-ca"), newTestCA(t, dir, "other-ca")
-	dstCert, dstKey := good.issue(t, dir, "dst")
-	srcCert, srcKey := good.issue(t, dir, "src")
-	strangerCert, strangerKey := other.issue(t, dir, "stranger")
+	good, other := testpki.NewCA(t, dir, "good-ca"), testpki.NewCA(t, dir, "other-ca")
+	dstCert, dstKey := good.Issue(t, dir, "dst")
+	srcCert, srcKey := good.Issue(t, dir, "src")
+	strangerCert, strangerKey := other.Issue(t, dir, "stranger")
 
 	elf := filepath.Join(dir, "dirty.elf")
 	if err := os.WriteFile(elf, kvmtest.PVHELF(dirtyGuest(), 0x100000), 0o644); err != nil {
@@ -110,7 +32,7 @@ func TestMigrateTLS(t *testing.T) {
 	src.waitAPI(t)
 	addr := freeAddr(t)
 	dst := startVMM(t, filepath.Join(dir, "dst.sock"), "--incoming", addr, "--memory", "64M",
-		"--tls-cert", dstCert, "--tls-key", dstKey, "--tls-ca", good.file)
+		"--tls-cert", dstCert, "--tls-key", dstKey, "--tls-ca", good.File)
 	dst.waitAPI(t)
 
 	refused := []struct {
@@ -118,8 +40,8 @@ func TestMigrateTLS(t *testing.T) {
 		cert, key, ca   string
 		wantErr, dstLog string
 	}{
-		{"source does not trust the destination", srcCert, srcKey, other.file, "certificate signed by unknown authority", ""},
-		{"destination does not trust the source", strangerCert, strangerKey, good.file, "tls", "refused a migration connection"},
+		{"source does not trust the destination", srcCert, srcKey, other.File, "certificate signed by unknown authority", ""},
+		{"destination does not trust the source", strangerCert, strangerKey, good.File, "tls", "refused a migration connection"},
 	}
 	for _, tt := range refused {
 		_, errOut, err := runCtl(t, src.sock, "migrate", addr, "--quiet", "--tls-cert", tt.cert, "--tls-key", tt.key, "--tls-ca", tt.ca)
@@ -150,7 +72,7 @@ func TestMigrateTLS(t *testing.T) {
 	}
 
 	out, errOut, err := runCtl(t, src.sock, "migrate", addr, "--quiet", "--max-downtime", "500ms",
-		"--tls-cert", srcCert, "--tls-key", srcKey, "--tls-ca", good.file)
+		"--tls-cert", srcCert, "--tls-key", srcKey, "--tls-ca", good.File)
 	if err != nil {
 		t.Fatalf("migrate over TLS: %v\n%s\nsource: %s\ndestination: %s", err, errOut, src.out.String(), dst.out.String())
 	}

@@ -3,16 +3,8 @@ package webui_test
 import (
 	"bytes"
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
-	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/json"
-	"encoding/pem"
 	"fmt"
-	"math/big"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -23,6 +15,7 @@ import (
 	"github.com/govisor/govisor/api"
 	"github.com/govisor/govisor/client"
 	"github.com/govisor/govisor/internal/agent"
+	"github.com/govisor/govisor/internal/testpki"
 )
 
 // chromiumPath is Debian's chromium (scripts/deps.sh test); the tests
@@ -31,33 +24,6 @@ const chromiumPath = "/usr/bin/chromium"
 
 // e2eToken is the API token of the test agents.
 const e2eToken = "e2e-token-0123456789"
-
-// writeCert writes a self-signed certificate for 127.0.0.1 into dir.
-func writeCert(t *testing.T, dir string) (certFile, keyFile string) {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "govisor e2e"},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour),
-		IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1)}, KeyUsage: x509.KeyUsageDigitalSignature,
-		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	kb, err := x509.MarshalECPrivateKey(key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	certFile, keyFile = filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
-	os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600)
-	os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kb}), 0o600)
-	return certFile, keyFile
-}
 
 // localAgent is an agent of this process on a Unix socket and on TLS
 // loopback with a token, whose VMMs are /bin/false (no KVM needed: a
@@ -71,7 +37,7 @@ type localAgent struct {
 func startLocalAgent(t *testing.T, host string, ttl time.Duration) localAgent {
 	t.Helper()
 	dir := t.TempDir()
-	cert, key := writeCert(t, dir)
+	cert, key := testpki.WriteSelfSigned(t, dir)
 	tokens := filepath.Join(dir, "tokens")
 	os.WriteFile(tokens, []byte("# e2e\n"+e2eToken+"\n"), 0o600)
 	cfg := agent.Config{

@@ -2,7 +2,8 @@
 // networks, pools and volumes, snapshots, disk hotplug, migrations, hosts)
 // as plain Go methods over api types, and the typed errors they return.
 // The HTTP API, the cluster controllers and the console all call the same
-// operations through these interfaces; the agent implements them.
+// operations through these interfaces; the agent implements them with a
+// small type per resource (agent.Agent.Services composes them).
 package service
 
 import (
