@@ -137,4 +137,3 @@ func (h *hostileRun) waitUsed(q *hqueue, n uint16) error {
 	}
 	return err
 }
-
