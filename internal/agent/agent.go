@@ -50,6 +50,7 @@ type Config struct {
 	EtcdEndpoints []string      // external etcd; empty: embedded etcd in StateDir (with EtcdMember: every member's client URL)
 	EtcdMember    *store.Member // run the embedded etcd as this member of a multi-member cluster
 	EtcdTimeout   time.Duration // how long start-up waits for etcd (default 20s; with EtcdMember 2m, for a quorum)
+	EtcdTLS       *store.TLS    // etcd over TLS with client certificates (the embedded member's and the client's)
 	HostName      string        // this host's name in etcd (default: os.Hostname)
 	Executable    string        // the govisor binary to run VMMs with (default: os.Executable)
 	StopTimeout   time.Duration // how long a stop waits for a guest to power off after the ACPI button, unless its spec says (default 10s)
@@ -176,7 +177,7 @@ func New(ctx context.Context, cfg Config) (*Agent, error) {
 		lock.Close()
 		return nil, err
 	}
-	st, err := store.Open(ctx, store.Config{DataDir: cfg.StateDir, Endpoints: cfg.EtcdEndpoints, Member: cfg.EtcdMember, Timeout: cfg.EtcdTimeout})
+	st, err := store.Open(ctx, store.Config{DataDir: cfg.StateDir, Endpoints: cfg.EtcdEndpoints, Member: cfg.EtcdMember, Timeout: cfg.EtcdTimeout, TLS: cfg.EtcdTLS})
 	if err != nil {
 		lock.Close()
 		return nil, err

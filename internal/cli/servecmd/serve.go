@@ -27,6 +27,7 @@ type serveOptions struct {
 	cfg       agent.Config
 	endpoints string
 	member    store.Member // --etcd-name, --etcd-peer-url, --etcd-client-url, --etcd-initial-cluster
+	etcdTLS   store.TLS    // --etcd-ca, --etcd-cert, --etcd-key
 	onExit    string
 	join      string // --join: the URL of an agent of the cluster to join
 	logFormat string
@@ -67,7 +68,12 @@ data, a member rejoins its cluster. Further hosts give only --etcd-endpoints:
 
   govisor-agent serve --host-name h1 --etcd-initial-cluster \
     h1=http://10.0.0.1:2380,h2=http://10.0.0.2:2380,h3=http://10.0.0.3:2380 \
-    --etcd-endpoints http://10.0.0.1:2379,http://10.0.0.2:2379,http://10.0.0.3:2379`,
+    --etcd-endpoints http://10.0.0.1:2379,http://10.0.0.2:2379,http://10.0.0.3:2379
+
+etcd TLS: with --etcd-ca, --etcd-cert and --etcd-key, the embedded member
+serves clients and peers over TLS only to holders of a certificate the CA
+signed, and the agent presents --etcd-cert to etcd (embedded or external);
+every etcd URL is then https://.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error { return runServe(o) },
 	}
@@ -86,6 +92,9 @@ data, a member rejoins its cluster. Further hosts give only --etcd-endpoints:
 	f.StringVar(&o.member.Name, "etcd-name", "", "this host's member name in --etcd-initial-cluster (default: --host-name, else the system host name)")
 	f.StringVar(&o.member.PeerURL, "etcd-peer-url", "", "this member's peer URL, http://IP:PORT, listened on and advertised (default: its entry in --etcd-initial-cluster, which it must match)")
 	f.StringVar(&o.member.ClientURL, "etcd-client-url", "", "this member's client URL, http://IP:PORT, listened on and advertised; one of --etcd-endpoints (default: the one with the peer URL's IP)")
+	f.StringVar(&o.etcdTLS.CA, "etcd-ca", "", "etcd over TLS with client certificates: PEM CA certificate that signed every member's and agent's etcd certificate (every etcd URL is then https://)")
+	f.StringVar(&o.etcdTLS.Cert, "etcd-cert", "", "PEM certificate this host's embedded etcd member serves clients and peers with and the agent presents to etcd (server and client use; the host's etcd IPs as SANs)")
+	f.StringVar(&o.etcdTLS.Key, "etcd-key", "", "PEM private key of --etcd-cert")
 	f.DurationVar(&o.cfg.EtcdTimeout, "etcd-timeout", 0, "how long start-up waits for etcd (default 20s; 2m with --etcd-initial-cluster, where it waits for a quorum of members)")
 	f.StringVar(&o.join, "join", "", "join the cluster of the agent at this URL (https://HOST:PORT of any host's --listen): this host's embedded etcd becomes a member (needs --etcd-peer-url and --etcd-client-url) while the cluster has fewer than 3, else it uses theirs; with --peer-ca and the first token of --token-file")
 	f.StringVar(&o.cfg.HostName, "host-name", "", "this host's name (default: the system host name)")
@@ -166,6 +175,12 @@ func (o *serveOptions) check() error {
 	}
 	if err := o.checkMember(); err != nil {
 		return &cmdutil.ExitError{Code: 2, Err: err}
+	}
+	if o.etcdTLS != (store.TLS{}) {
+		if err := o.etcdTLS.Check(); err != nil {
+			return &cmdutil.ExitError{Code: 2, Err: err}
+		}
+		o.cfg.EtcdTLS = &o.etcdTLS
 	}
 	return nil
 }

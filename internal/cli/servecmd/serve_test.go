@@ -40,6 +40,8 @@ func TestEtcdMemberFlags(t *testing.T) {
 		{"label with a space", []string{"--label", "zone=a b"}, `--label "zone=a b": write KEY=VALUE`, "", "", "", 0},
 		{"host lease TTL too short", []string{"--host-lease-ttl", "1s"}, "--host-lease-ttl 1s: give whole seconds, at least 2s", "", "", "", 0},
 		{"host lease TTL fraction", []string{"--host-lease-ttl", "2500ms"}, "--host-lease-ttl 2.5s", "", "", "", 0},
+		{"etcd cert without CA and key", []string{"--etcd-cert", "/nonexistent/cert.pem"}, "--etcd-ca: etcd TLS needs all of --etcd-ca, --etcd-cert and --etcd-key", "", "", "", 0},
+		{"etcd TLS files missing", []string{"--etcd-ca", "/nonexistent/ca.pem", "--etcd-cert", "/nonexistent/cert.pem", "--etcd-key", "/nonexistent/key.pem"}, "--etcd-ca: open /nonexistent/ca.pem", "", "", "", 0},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

@@ -38,10 +38,15 @@ const (
 
 // newClient connects to endpoints. Pings without requests in flight stay
 // off: etcd servers refuse them (GOAWAY too_many_pings).
-func newClient(ctx context.Context, endpoints []string, dialTimeout time.Duration) (*clientv3.Client, error) {
+// With t, it talks TLS and presents t's certificate.
+func newClient(ctx context.Context, endpoints []string, dialTimeout time.Duration, t *TLS) (*clientv3.Client, error) {
+	tc, err := t.clientConfig()
+	if err != nil {
+		return nil, err
+	}
 	return clientv3.New(clientv3.Config{
 		Endpoints: endpoints, DialTimeout: dialTimeout, Context: context.WithoutCancel(ctx), Logger: zap.NewNop(),
-		DialKeepAliveTime: keepAliveTime, DialKeepAliveTimeout: keepAliveTimeout,
+		DialKeepAliveTime: keepAliveTime, DialKeepAliveTimeout: keepAliveTimeout, TLS: tc,
 	})
 }
 

@@ -25,8 +25,9 @@ type ports struct {
 }
 
 // startEmbedded starts a single-member etcd with its data in dir/etcd,
-// listening on loopback only, and returns it with its client URL.
-func startEmbedded(dir string, timeout time.Duration) (*embed.Etcd, string, error) {
+// listening on loopback only (over TLS with t), and returns it with its
+// client URL.
+func startEmbedded(dir string, timeout time.Duration, t *TLS) (*embed.Etcd, string, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, "", fmt.Errorf("store: state dir: %w", err)
 	}
@@ -39,9 +40,9 @@ func startEmbedded(dir string, timeout time.Duration) (*embed.Etcd, string, erro
 	if err != nil {
 		return nil, "", err
 	}
-	cfg := newConfig(dir, "govisor")
-	curl := url.URL{Scheme: "http", Host: net.JoinHostPort("127.0.0.1", strconv.Itoa(p.Client))}
-	purl := url.URL{Scheme: "http", Host: net.JoinHostPort("127.0.0.1", strconv.Itoa(p.Peer))}
+	cfg := newConfig(dir, "govisor", t)
+	curl := url.URL{Scheme: t.scheme(), Host: net.JoinHostPort("127.0.0.1", strconv.Itoa(p.Client))}
+	purl := url.URL{Scheme: t.scheme(), Host: net.JoinHostPort("127.0.0.1", strconv.Itoa(p.Peer))}
 	cfg.ListenClientUrls, cfg.AdvertiseClientUrls = []url.URL{curl}, []url.URL{curl}
 	cfg.ListenPeerUrls, cfg.AdvertisePeerUrls = []url.URL{purl}, []url.URL{purl}
 	cfg.InitialCluster = cfg.InitialClusterFromName(cfg.Name)
@@ -55,9 +56,13 @@ func startEmbedded(dir string, timeout time.Duration) (*embed.Etcd, string, erro
 	return e, curl.String(), nil
 }
 
-// newConfig is the etcd configuration both modes share.
-func newConfig(dir, name string) *embed.Config {
+// newConfig is the etcd configuration both modes share; with t, clients
+// and peers talk TLS and need a certificate t's CA signed.
+func newConfig(dir, name string, t *TLS) *embed.Config {
 	cfg := embed.NewConfig()
+	if t != nil {
+		cfg.ClientTLSInfo, cfg.PeerTLSInfo = t.info(), t.info()
+	}
 	cfg.Name = name
 	cfg.Dir = filepath.Join(dir, "etcd")
 	cfg.LogLevel = "error"

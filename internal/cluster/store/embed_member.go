@@ -27,7 +27,7 @@ const memberMarkFile = "etcd-member.json"
 // startMember starts m (checked by Member.Check) as one member of a
 // multi-member etcd with its data in dir/etcd and waits until the cluster
 // has a quorum.
-func startMember(dir string, m Member, timeout time.Duration) (*embed.Etcd, error) {
+func startMember(dir string, m Member, timeout time.Duration, t *TLS) (*embed.Etcd, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("store: state dir: %w", err)
 	}
@@ -59,7 +59,7 @@ func startMember(dir string, m Member, timeout time.Duration) (*embed.Etcd, erro
 	if err != nil {
 		return nil, fmt.Errorf("store: client URL: %w", err)
 	}
-	cfg := newConfig(dir, m.Name)
+	cfg := newConfig(dir, m.Name, t)
 	cfg.ListenClientUrls, cfg.AdvertiseClientUrls = []url.URL{*curl}, []url.URL{*curl}
 	cfg.ListenPeerUrls, cfg.AdvertisePeerUrls = []url.URL{*purl}, []url.URL{*purl}
 	cfg.InitialCluster = m.InitialCluster

@@ -28,8 +28,10 @@ const MaxMembers = 3
 func (s *Store) AddMember(ctx context.Context, name, peerURL string) (api.JoinInfo, error) {
 	ctx, cancel := s.bound(ctx)
 	defer cancel()
-	if _, problem := parseURL(peerURL); problem != "" {
+	if u, problem := parseURL(peerURL); problem != "" {
 		return api.JoinInfo{}, fmt.Errorf("%w: peer URL %q %s", ErrInvalid, peerURL, problem)
+	} else if u.Scheme != s.tls.scheme() {
+		return api.JoinInfo{}, fmt.Errorf("%w: peer URL %q: this cluster's etcd URLs are %s://", ErrInvalid, peerURL, s.tls.scheme())
 	}
 	list, err := s.cli.MemberList(ctx)
 	if err != nil {
@@ -105,8 +107,8 @@ func clientURLs(members []*etcdMember) []string {
 
 // promote makes the learner id a voting member once it has caught up with
 // the leader, asking through the other members at endpoints.
-func promote(ctx context.Context, endpoints []string, id uint64, timeout time.Duration) error {
-	cli, err := newClient(ctx, endpoints, timeout)
+func promote(ctx context.Context, endpoints []string, id uint64, timeout time.Duration, t *TLS) error {
+	cli, err := newClient(ctx, endpoints, timeout, t)
 	if err != nil {
 		return fmt.Errorf("store: connect to promote this member: %w", err)
 	}

@@ -201,16 +201,16 @@ func parseEndpoints(endpoints []string, peers []peer) ([]url.URL, error) {
 	return eps, nil
 }
 
-// parseURL parses http://HOST:PORT into its normal form, or says what is
-// wrong with s.
+// parseURL parses http://HOST:PORT (or https://, for etcd TLS) into its
+// normal form, or says what is wrong with s.
 func parseURL(s string) (url.URL, string) {
 	const form = "is not http://IP:PORT"
 	u, err := url.Parse(s)
 	if err != nil || u.Host == "" || u.Opaque != "" {
 		return url.URL{}, form
 	}
-	if u.Scheme != "http" {
-		return url.URL{}, fmt.Sprintf("has scheme %q: use http:// (etcd TLS is not supported)", u.Scheme)
+	if u.Scheme != "http" && u.Scheme != "https" {
+		return url.URL{}, fmt.Sprintf("has scheme %q: use http:// (https:// with etcd TLS)", u.Scheme)
 	}
 	if u.User != nil || (u.Path != "" && u.Path != "/") || u.RawQuery != "" || u.Fragment != "" {
 		return url.URL{}, form + " (no user, path or query)"
@@ -222,7 +222,7 @@ func parseURL(s string) (url.URL, string) {
 	if n, err := strconv.Atoi(port); err != nil || n < 1 || n > 65535 {
 		return url.URL{}, form + " (the port is a number from 1 to 65535)"
 	}
-	return url.URL{Scheme: "http", Host: net.JoinHostPort(host, port)}, ""
+	return url.URL{Scheme: u.Scheme, Host: net.JoinHostPort(host, port)}, ""
 }
 
 // listenable says why this host cannot listen on and advertise u, if so.

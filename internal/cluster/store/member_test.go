@@ -33,7 +33,7 @@ func TestMemberCheck(t *testing.T) {
 		{"no name", Member{Name: "n1", InitialCluster: "http://10.0.0.1:2380"}, eps, flagInitial, "has no member name", "", ""},
 		{"no port", Member{Name: "n1", InitialCluster: "n1=http://10.0.0.1"}, eps, flagInitial, "needs a port", "", ""},
 		{"bad port", Member{Name: "n1", InitialCluster: "n1=http://10.0.0.1:99999"}, eps, flagInitial, "1 to 65535", "", ""},
-		{"https", Member{Name: "n1", InitialCluster: "n1=https://10.0.0.1:2380"}, eps, flagInitial, "use http://", "", ""},
+		{"scheme", Member{Name: "n1", InitialCluster: "n1=ftp://10.0.0.1:2380"}, eps, flagInitial, "use http://", "", ""},
 		{"path", Member{Name: "n1", InitialCluster: "n1=http://10.0.0.1:2380/x"}, eps, flagInitial, "no user, path", "", ""},
 		{"not a URL", Member{Name: "n1", InitialCluster: "n1=10.0.0.1:2380"}, eps, flagInitial, "is not http://IP:PORT", "", ""},
 		{"twice", Member{Name: "n1", InitialCluster: "n1=http://10.0.0.1:2380,n1=http://10.0.0.2:2380"}, eps, flagInitial, "listed twice", "", ""},

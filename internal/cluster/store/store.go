@@ -59,6 +59,10 @@ type Config struct {
 	// Timeout bounds start-up and each dial (default 20s; with Member 2m,
 	// as start-up waits until the cluster has a quorum).
 	Timeout time.Duration
+	// TLS, if set, makes every etcd connection TLS with client
+	// certificates (the embedded member's and the client's); every etcd
+	// URL is then https://.
+	TLS *TLS
 	// RequestTimeout bounds each request whose context has no deadline
 	// (default 15s); one that etcd does not answer in time fails with
 	// ErrUnavailable.
@@ -70,6 +74,7 @@ type Store struct {
 	cli        *clientv3.Client
 	etc        *embed.Etcd
 	member     string // the embedded member's name, in member mode
+	tls        *TLS
 	endpoints  []string
 	reqTimeout time.Duration
 	closeOnce  sync.Once
@@ -118,23 +123,34 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 	if cfg.RequestTimeout == 0 {
 		cfg.RequestTimeout = defaultRequestTimeout
 	}
-	s := &Store{reqTimeout: cfg.RequestTimeout}
+	s := &Store{reqTimeout: cfg.RequestTimeout, tls: cfg.TLS}
 	endpoints := cfg.Endpoints
+	if cfg.TLS != nil {
+		if err := cfg.TLS.Check(); err != nil {
+			return nil, err
+		}
+	}
+	if err := cfg.TLS.checkSchemes(flagEndpoints, endpoints...); err != nil {
+		return nil, err
+	}
 	if cfg.Member != nil {
 		m, err := cfg.Member.Check(endpoints)
 		if err != nil {
 			return nil, err
 		}
+		if err := m.checkSchemes(cfg.TLS); err != nil {
+			return nil, err
+		}
 		if cfg.DataDir == "" {
 			return nil, errors.New("store: no data directory for the embedded etcd member")
 		}
-		if s.etc, err = startMember(cfg.DataDir, m, cfg.Timeout); err != nil {
+		if s.etc, err = startMember(cfg.DataDir, m, cfg.Timeout, cfg.TLS); err != nil {
 			return nil, err
 		}
 		s.member = m.Name
 		if m.Join {
 			others := slices.DeleteFunc(slices.Clone(endpoints), func(e string) bool { return e == m.ClientURL })
-			if err := promote(ctx, others, uint64(s.etc.Server.MemberID()), cfg.Timeout); err != nil {
+			if err := promote(ctx, others, uint64(s.etc.Server.MemberID()), cfg.Timeout, cfg.TLS); err != nil {
 				s.Close()
 				return nil, err
 			}
@@ -143,13 +159,13 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 		if cfg.DataDir == "" {
 			return nil, errors.New("store: no etcd endpoints and no data directory for an embedded etcd")
 		}
-		e, url, err := startEmbedded(cfg.DataDir, cfg.Timeout)
+		e, url, err := startEmbedded(cfg.DataDir, cfg.Timeout, cfg.TLS)
 		if err != nil {
 			return nil, err
 		}
 		s.etc, endpoints = e, []string{url}
 	}
-	cli, err := newClient(ctx, endpoints, cfg.Timeout)
+	cli, err := newClient(ctx, endpoints, cfg.Timeout, cfg.TLS)
 	if err != nil {
 		s.Close()
 		return nil, fmt.Errorf("store: connect to etcd %v: %w", endpoints, err)
