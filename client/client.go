@@ -83,14 +83,18 @@ type Options struct {
 	URL       string
 	Token     string      // bearer token (required by the agent on TCP)
 	TLSConfig *tls.Config // for URL; nil: system roots
+	// Header is sent with every request, e.g. the user an agent calls
+	// another agent for.
+	Header http.Header
 }
 
 // Client talks to one agent.
 type Client struct {
-	base  string
-	token string
-	hc    *http.Client
-	where string
+	base   string
+	token  string
+	header http.Header
+	hc     *http.Client
+	where  string
 }
 
 // New makes a client; it does not connect until the first call.
@@ -105,7 +109,7 @@ func New(o Options) (*Client, error) {
 		}
 		tr := http.DefaultTransport.(*http.Transport).Clone()
 		tr.TLSClientConfig = o.TLSConfig
-		return &Client{base: strings.TrimRight(o.URL, "/"), token: o.Token, hc: &http.Client{Transport: tr}, where: o.URL}, nil
+		return &Client{base: strings.TrimRight(o.URL, "/"), token: o.Token, header: o.Header.Clone(), hc: &http.Client{Transport: tr}, where: o.URL}, nil
 	}
 	sock := o.Socket
 	if sock == "" {
@@ -117,7 +121,7 @@ func New(o Options) (*Client, error) {
 			return d.DialContext(ctx, "unix", sock)
 		},
 	}
-	return &Client{base: "http://govisor", token: o.Token, hc: &http.Client{Transport: tr}, where: sock}, nil
+	return &Client{base: "http://govisor", token: o.Token, header: o.Header.Clone(), hc: &http.Client{Transport: tr}, where: sock}, nil
 }
 
 // Do sends a request with an optional JSON body (or raw io.Reader) and
@@ -161,6 +165,9 @@ func (c *Client) send(ctx context.Context, method, path string, body io.Reader) 
 	req, err := http.NewRequestWithContext(ctx, method, c.base+path, body)
 	if err != nil {
 		return nil, fmt.Errorf("client: %w", err)
+	}
+	for k, v := range c.header {
+		req.Header[k] = v
 	}
 	if body != nil {
 		req.Header.Set("Content-Type", "application/json")

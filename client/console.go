@@ -44,7 +44,10 @@ func (c *Client) AttachConsole(ctx context.Context, name string) (*ConsoleConn, 
 	if tr, ok := c.hc.Transport.(*http.Transport); ok && tr.DialContext != nil && c.base == "http://govisor" {
 		d.NetDialContext = tr.DialContext // the Unix socket
 	}
-	h := http.Header{}
+	h := c.header.Clone()
+	if h == nil {
+		h = http.Header{}
+	}
 	if c.token != "" {
 		h.Set("Authorization", "Bearer "+c.token)
 	}

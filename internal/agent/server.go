@@ -2,6 +2,7 @@ package agent
 
 import (
 	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"net"
@@ -32,7 +33,7 @@ func (a *Agent) serve() error {
 			return err
 		}
 		// Only the agent's user reaches the socket: no login.
-		a.start(l, webauth.Open(h))
+		a.start(l, webauth.Open(forwardedCaller(h)))
 	}
 	if a.cfg.Listen != "" {
 		if a.cfg.TLSCert == "" || a.cfg.TLSKey == "" || a.cfg.TokenFile == "" {
@@ -46,12 +47,22 @@ func (a *Agent) serve() error {
 		if err != nil {
 			return fmt.Errorf("agent: TLS certificate: %w", err)
 		}
-		l, err := tls.Listen("tcp", a.cfg.Listen, &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12})
+		tc := &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+		if a.cfg.PeerCA != "" {
+			// Other agents present their certificate (peerTLS): verified
+			// against the cluster's CA, it lets them call for a user.
+			pool, err := loadPool(a.cfg.PeerCA)
+			if err != nil {
+				return err
+			}
+			tc.ClientAuth, tc.ClientCAs = tls.VerifyClientCertIfGiven, pool
+		}
+		l, err := tls.Listen("tcp", a.cfg.Listen, tc)
 		if err != nil {
 			return fmt.Errorf("agent: listen on %s: %w", a.cfg.Listen, err)
 		}
 		auth := &webauth.Auth{Lookup: tokens.Lookup, Sessions: webauth.NewSessions(a.cfg.SessionTTL)}
-		a.start(l, auth.Handler(h))
+		a.start(l, auth.Handler(forwardedCaller(h)))
 	}
 	return nil
 }
@@ -125,4 +136,17 @@ func (a *Agent) routes() (http.Handler, error) {
 	m.Handle(webui.Prefix, ui)
 	m.Handle("/ui", ui)
 	return m, nil
+}
+
+// loadPool reads the PEM certificates of file into a pool.
+func loadPool(file string) (*x509.CertPool, error) {
+	b, err := os.ReadFile(file)
+	if err != nil {
+		return nil, fmt.Errorf("agent: peer CA: %w", err)
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(b) {
+		return nil, fmt.Errorf("agent: peer CA %s holds no PEM certificate", file)
+	}
+	return pool, nil
 }
