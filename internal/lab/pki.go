@@ -54,9 +54,7 @@ func newLabCA() (*labCA, error) {
 	return &labCA{cert: cert, key: key, certPEM: pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})}, nil
 }
 
-// issue makes a certificate and key (PEM) for a host at ip: its agent API
-// serves with it, and its etcd member serves and its agent connects to
-// etcd with it (client certificates), hence both key usages.
+// issue makes a server certificate and key (PEM) for a host at ip.
 func (ca *labCA) issue(name, ip string, serial int64) (certPEM, keyPEM []byte, err error) {
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
@@ -65,7 +63,7 @@ func (ca *labCA) issue(name, ip string, serial int64) (certPEM, keyPEM []byte, e
 	tmpl := &x509.Certificate{
 		SerialNumber: big.NewInt(serial), Subject: pkix.Name{CommonName: name},
 		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(30 * 24 * time.Hour),
-		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth},
+		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
 		DNSNames: []string{name}, IPAddresses: []net.IP{net.ParseIP(ip)},
 	}
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.cert, &key.PublicKey, ca.key)

@@ -18,15 +18,13 @@ const (
 
 // serveArgs is the govisor serve command line of lab host h: the first
 // three hosts carry the members of the lab's etcd cluster (one member
-// when the lab has one host), the others are clients of it. etcd talks
-// TLS with client certificates, with each host's certificate from the
-// lab's CA (pki.go), as a production cluster should.
+// when the lab has one host), the others are clients of it.
 func (s *State) serveArgs(h HostState) []string {
 	var members, endpoints []string
 	for _, m := range s.Hosts {
 		if m.Etcd {
-			members = append(members, fmt.Sprintf("%s=https://%s:%d", m.Name, m.IP, etcdPeerPort))
-			endpoints = append(endpoints, fmt.Sprintf("https://%s:%d", m.IP, etcdClientPort))
+			members = append(members, fmt.Sprintf("%s=http://%s:%d", m.Name, m.IP, etcdPeerPort))
+			endpoints = append(endpoints, fmt.Sprintf("http://%s:%d", m.IP, etcdClientPort))
 		}
 	}
 	args := []string{"govisor", "serve", "--state-dir", "/var/lib/govisor", "--host-name", h.Name,
@@ -34,15 +32,14 @@ func (s *State) serveArgs(h HostState) []string {
 		// TCP with TLS, so that agents reach each other (live migration,
 		// the leader's controllers).
 		"--listen", fmt.Sprintf("%s:%d", h.IP, AgentAPIPort), "--tls-cert", certFile, "--tls-key", keyFile,
-		"--token-file", tokenFile, "--peer-ca", caFile,
-		"--etcd-ca", caFile, "--etcd-cert", certFile, "--etcd-key", keyFile}
+		"--token-file", tokenFile, "--peer-ca", caFile}
 	if s.HostLeaseTTL > 0 {
 		args = append(args, "--host-lease-ttl", s.HostLeaseTTL.String())
 	}
 	if h.Etcd {
 		args = append(args, "--etcd-name", h.Name,
-			"--etcd-peer-url", fmt.Sprintf("https://%s:%d", h.IP, etcdPeerPort),
-			"--etcd-client-url", fmt.Sprintf("https://%s:%d", h.IP, etcdClientPort),
+			"--etcd-peer-url", fmt.Sprintf("http://%s:%d", h.IP, etcdPeerPort),
+			"--etcd-client-url", fmt.Sprintf("http://%s:%d", h.IP, etcdClientPort),
 			"--etcd-initial-cluster", strings.Join(members, ","))
 	}
 	return args
