@@ -30,7 +30,9 @@ import (
 
 	"github.com/govisor/govisor/api"
 	"github.com/govisor/govisor/internal/audit"
+	"github.com/govisor/govisor/internal/cluster/ha"
 	"github.com/govisor/govisor/internal/cluster/store"
+	"github.com/govisor/govisor/internal/disklease"
 	"github.com/govisor/govisor/internal/hostcpu"
 	"github.com/govisor/govisor/internal/hostmem"
 	"github.com/govisor/govisor/internal/node"
@@ -104,8 +106,11 @@ type Agent struct {
 	audit     *audit.Log // every change made through the API (state directory, audit.FileName)
 	lock      *os.File   // flock on the state directory: one agent per directory
 	addrs     []string
-	mig       *migrator    // carries out the live migrations recorded for this host
-	peers     *peerClients // other hosts' agents (consoles, migrations)
+	mig       *migrator // carries out the live migrations recorded for this host
+	// leaseObs is what this agent saw of the HA VMs' disk leases, which
+	// its HA controller passes on when it leads (ha.ObserveLeases).
+	leaseObs *disklease.Observer
+	peers    *peerClients // other hosts' agents (consoles, migrations)
 	// The services, per resource (services.go): what the API, the
 	// controllers and the console call.
 	vms   *vmService
@@ -223,10 +228,15 @@ func New(ctx context.Context, cfg Config) (*Agent, error) {
 	}
 	a.node.SetHostLease(a.hostLease)
 	a.node.Start()
-	a.loopWG.Add(3)
+	a.leaseObs = &disklease.Observer{}
+	a.loopWG.Add(4)
 	go a.usageLoop()
 	go a.leaderLoop()
 	go a.mig.loop()
+	go func() {
+		defer a.loopWG.Done()
+		ha.ObserveLeases(a.ctx, a.st, a.leaseObs)
+	}()
 	a.log.Info("agent started", "host", cfg.HostName, "agent", id, "store", a.storeKind(), "api", a.addrs)
 	return a, nil
 }

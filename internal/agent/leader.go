@@ -11,7 +11,6 @@ import (
 	"github.com/govisor/govisor/internal/cluster/ha"
 	"github.com/govisor/govisor/internal/cluster/maintenance"
 	"github.com/govisor/govisor/internal/cluster/store"
-	"github.com/govisor/govisor/internal/disklease"
 )
 
 // DefaultHostLeaseTTL is the host lease TTL without Config.HostLeaseTTL:
@@ -54,7 +53,7 @@ func (a *Agent) leaderLoop() {
 			}()
 			go func() {
 				defer wg.Done()
-				c := &ha.Controller{St: a.st, Log: a.log, Leases: &disklease.Observer{},
+				c := &ha.Controller{St: a.st, Log: a.log, Leases: a.leaseObs,
 					Restarted: func(r ha.Restart) {
 						a.haRestarts.WithLabelValues(r.From, r.To).Inc()
 						a.event(api.ClusterEvent{Kind: api.EventHARestart, VM: r.VM, From: r.From, Host: r.To,

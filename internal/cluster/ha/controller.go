@@ -30,9 +30,11 @@ type Controller struct {
 	// Waits, if set, is called when an HA VM of a dead host starts
 	// waiting for a host it fits on (once per reason), with the reason.
 	Waits func(w Waiting, why string)
-	// Leases, if set, watches the HA VMs' disk leases all along (Run
-	// reads them every LeaseEvery), so that a restart passes on how long
-	// a dead holder's lease has been silent (store.Desired.LeaseSeen).
+	// Leases, if set, is what ObserveLeases saw of the HA VMs' disk
+	// leases, so that a restart passes on how long a dead holder's lease
+	// has been silent (store.Desired.LeaseSeen). Every agent observes all
+	// along, not only the leader: a leader that took over from a dead one
+	// has the history too.
 	Leases *disklease.Observer
 }
 
@@ -46,9 +48,6 @@ func (c *Controller) Run(ctx context.Context) {
 	log := c.Log
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
-	}
-	if c.Leases != nil {
-		go c.observeLeases(ctx)
 	}
 	for ctx.Err() == nil {
 		wctx, cancel := context.WithCancel(ctx)
@@ -145,10 +144,10 @@ func (c *Controller) Pass(ctx context.Context) error {
 	return errors.Join(errs...)
 }
 
-// observeLeases reads the disk leases of the HA VMs every LeaseEvery
-// until ctx ends, in a loop of its own: storage that hangs must not stall
-// the restarts.
-func (c *Controller) observeLeases(ctx context.Context) {
+// ObserveLeases reads the disk leases of the HA VMs into o every
+// LeaseEvery until ctx ends. Run it in a goroutine of its own: storage
+// that hangs must not stall anything else.
+func ObserveLeases(ctx context.Context, st *store.Store, o *disklease.Observer) {
 	t := time.NewTicker(LeaseEvery)
 	defer t.Stop()
 	for {
@@ -157,7 +156,7 @@ func (c *Controller) observeLeases(ctx context.Context) {
 			return
 		case <-t.C:
 		}
-		recs, _, err := c.St.ListVMs(ctx)
+		recs, _, err := st.ListVMs(ctx)
 		if err != nil {
 			continue
 		}
@@ -165,10 +164,10 @@ func (c *Controller) observeLeases(ctx context.Context) {
 		for _, r := range recs {
 			for _, p := range leasedDisks(r.Desired.Spec) {
 				want[p] = true
-				c.Leases.Observe(p) // a disk this host cannot read is just not seen
+				o.Observe(p) // a disk this host cannot read is just not seen
 			}
 		}
-		c.Leases.Keep(func(p string) bool { return want[p] })
+		o.Keep(func(p string) bool { return want[p] })
 	}
 }
 

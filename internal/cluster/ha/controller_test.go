@@ -57,7 +57,9 @@ func TestControllerRestartsOnDeadHost(t *testing.T) {
 		}
 	}
 	moved := make(chan Restart, 4)
-	c := &Controller{St: st, Restarted: func(r Restart) { moved <- r }, Leases: &disklease.Observer{}}
+	obs := &disklease.Observer{}
+	go ObserveLeases(ctx, st, obs)
+	c := &Controller{St: st, Restarted: func(r Restart) { moved <- r }, Leases: obs}
 	go c.Run(ctx)
 	select {
 	case r := <-moved:
