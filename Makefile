@@ -70,6 +70,7 @@ deps:
 guest: deps
 	./guest/build.sh $(GUEST)
 	./scripts/firmware.sh $(GUEST)
+	./scripts/debian-disk.sh $(GUEST)
 
 # A lab host's kernel and initramfs (Debian's cloud kernel; internal/lab).
 lab: deps

@@ -17,6 +17,11 @@ guest=(linux-source-6.1 build-essential bc bison flex libelf-dev libssl-dev cpio
 # table (sfdisk), a FAT file system (mkfs.fat, mtools) and SYSLINUX, whose
 # installer writes to a FAT image through mtools, with no loop device.
 guest+=(fdisk dosfstools mtools syslinux syslinux-common)
+# What scripts/debian-disk.sh builds the Debian test disks with: debootstrap
+# for the root file system, GRUB's BIOS and UEFI images and modules
+# (grub-pc-bin, grub-efi-amd64-bin: images only, nothing is installed on the
+# machine's own boot disk), qemu-img for the compressed qcow2.
+guest+=(debootstrap grub-pc-bin grub-efi-amd64-bin qemu-utils)
 # libwrap0, libtirpc3: the libraries of the NFS server a lab's storage host
 # runs (its programs come from nfs-kernel-server via apt-get download).
 lab=(qemu-system-x86 qemu-utils e2fsprogs iproute2 cpio busybox-static libwrap0 libtirpc3)

@@ -5,9 +5,11 @@
 // guest to its init marker and to power-off in both.
 //
 // With -jail it measures the jail instead (jail.go): govisor run against
-// govisor run --jail, both guests.
+// govisor run --jail, both guests. With -firmware it measures a firmware
+// boot instead (firmware.go): the Debian test disk through SeaBIOS to its
+// login prompt, govisor against QEMU -M pc with the same firmware and disk.
 //
-// Usage: go run ./bench/boot [-n 20] [-govisor PATH] [-linux-runs 1] [-jail]
+// Usage: go run ./bench/boot [-n 20] [-govisor PATH] [-linux-runs 1] [-jail|-firmware]
 package main
 
 import (
@@ -106,6 +108,7 @@ func main() {
 	guestDir := flag.String("guest", ".cache/guest", "folder with bzImage and initrd.cpio from `make guest`")
 	linuxRuns := flag.Int("linux-runs", 1, "boots of the minimal Linux guest per VMM (0 to skip)")
 	jailCost := flag.Bool("jail", false, "compare govisor run with govisor run --jail instead of with QEMU (needs root)")
+	firmware := flag.Bool("firmware", false, "boot the Debian test disk through SeaBIOS to its login prompt instead, -linux-runs times per VMM")
 	flag.Parse()
 
 	flavor := kvm.DetectFlavor()
@@ -120,6 +123,10 @@ func main() {
 	if err := os.WriteFile(elf, kvmtest.PVHELF(kvmtest.MarkerGuest("TINY-MARKER\n"), 0x100000), 0o644); err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
+	}
+	if *firmware {
+		benchFirmware(*govisor, *qemu, *guestDir, dir, max(*linuxRuns, 1))
+		return
 	}
 	if *jailCost {
 		kernel, initrd := filepath.Join(*guestDir, "bzImage"), filepath.Join(*guestDir, "initrd.cpio")

@@ -138,7 +138,7 @@ type UpConfig struct {
 	Assets   Assets
 	BinDir   string // govisor and govisor-agent for the lab hosts
 	GuestDir string // the test guest, put in each host's /guest
-	WithQEMU bool   // QEMU inside each lab host (benchmarks)
+	WithQEMU bool   // QEMU inside each lab host, and the firmware boot disk (benchmarks)
 	// Storage adds the storage host: shared storage (NFS) for every lab
 	// host, StorageGiB large (default 16, sparse).
 	Storage    bool
@@ -248,7 +248,13 @@ func (st *State) startHost(cfg UpConfig, h *HostState, hc HostConfig, i int) err
 	if err := ov.AddDir("/opt/govisor/bin", cfg.BinDir); err != nil {
 		return err
 	}
-	for _, f := range []string{"bzImage", "vmlinux", "initrd.cpio"} {
+	files := []string{"bzImage", "vmlinux", "initrd.cpio"}
+	if cfg.WithQEMU {
+		// bench/boot -firmware boots the BIOS Debian disk through SeaBIOS
+		// in govisor and in QEMU.
+		files = append(files, "bios-256k.bin", "debian-bios.qcow2")
+	}
+	for _, f := range files {
 		if p := filepath.Join(cfg.GuestDir, f); fileExists(p) && h.Name != StorageHost {
 			ov.Add("/guest/"+f, p, 0o644)
 		}

@@ -24,7 +24,16 @@ const requireSymbol = "github.com/govisor/govisor/internal/kvm/kvmtest.Require"
 // KVM. go test strips its binaries' symbol tables, so this looks for the
 // function's name in the runtime's function table (.gopclntab), which
 // tracebacks need and linking never strips.
-func NeedsKVM(path string) (bool, error) {
+func NeedsKVM(path string) (bool, error) { return hasFunc(path, requireSymbol) }
+
+// debianSymbol marks a test binary whose tests boot the Debian test disks
+// (scripts/debian-disk.sh): only those lab hosts carry them, about 60 MB
+// each that the lab host's kernel would otherwise unpack for nothing.
+const debianSymbol = "github.com/govisor/govisor/internal/kvm/kvmtest.DebianDisk"
+
+// hasFunc reports whether the Go binary at path has the function name (its
+// full import path) in its runtime function table.
+func hasFunc(path, name string) (bool, error) {
 	f, err := elf.Open(path)
 	if err != nil {
 		return false, fmt.Errorf("lab: %s: %w", path, err)
@@ -38,14 +47,14 @@ func NeedsKVM(path string) (bool, error) {
 	if err != nil {
 		return false, fmt.Errorf("lab: %s: %w", path, err)
 	}
-	return bytes.Contains(data, []byte(requireSymbol+"\x00")), nil
+	return bytes.Contains(data, []byte(name+"\x00")), nil
 }
 
 // TestExec configures RunTest.
 type TestExec struct {
 	Cache    string    // the project's cache: lab/ (assets, runs), guest/
 	BinDir   string    // prebuilt govisor, govisor-agent, vsockpeer for the tests
-	GuestDir string    // the test guest (bzImage, vmlinux, initrd.cpio) and firmware boot (bios-256k.bin, syslinux.img)
+	GuestDir string    // the test guest (bzImage, vmlinux, initrd.cpio), firmware boot (bios-256k.bin, syslinux.img), Debian disks (debian-*.qcow2)
 	Tally    string    // file that records how many KVM tests ran, and where
 	Package  string    // the package under test, for messages
 	Stdout   io.Writer // the test's output
@@ -116,7 +125,11 @@ func runOnce(cfg TestExec, assets Assets, accel Accel, bin string, args []string
 			return res, "", err
 		}
 	}
-	for _, f := range []string{"bzImage", "vmlinux", "initrd.cpio", "bios-256k.bin", "syslinux.img"} {
+	files := []string{"bzImage", "vmlinux", "initrd.cpio", "bios-256k.bin", "syslinux.img"}
+	if debian, err := hasFunc(bin, debianSymbol); err == nil && debian {
+		files = append(files, "debian-bios.qcow2", "debian-uefi.qcow2")
+	}
+	for _, f := range files {
 		if p := filepath.Join(cfg.GuestDir, f); fileExists(p) {
 			ov.Add("/guest/"+f, p, 0o644)
 		}

@@ -36,7 +36,19 @@ func firmwareFile(t testing.TB, name string) string {
 	}
 	p := filepath.Join(dir, name)
 	if _, err := os.Stat(p); err != nil {
-		t.Fatalf("firmware boot test file missing (%v): run scripts/firmware.sh (`make guest` does)", err)
+		t.Fatalf("firmware boot test file missing (%v): run scripts/firmware.sh and scripts/debian-disk.sh (`make guest` does)", err)
 	}
+	return p
+}
+
+// DebianDisk returns the path of a Debian 12 test disk that
+// scripts/debian-disk.sh builds, kind "bios" (MBR, GRUB for BIOS) or
+// "uefi" (GPT, GRUB on a FAT ESP): debian-KIND.qcow2, with systemd and
+// root logged in on ttyS0. The disk is the cache's: boot a copy or an
+// overlay. It takes a Linux boot slot.
+func DebianDisk(t testing.TB, kind string) string {
+	t.Helper()
+	p := firmwareFile(t, "debian-"+kind+".qcow2")
+	acquireSlot(t)
 	return p
 }

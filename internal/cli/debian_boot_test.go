@@ -1,0 +1,198 @@
+package cli
+
+import (
+	"bytes"
+	"context"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/govisor/govisor/internal/kvm/kvmtest"
+)
+
+// The Debian test disks (scripts/debian-disk.sh) log root in on ttyS0; a
+// shell prompt is this, and the command typed there prints DEBIAN-42 only
+// when a shell ran it (its echo shows "$((6*7))").
+const (
+	debianPrompt  = "root@govisor-debian:~#"
+	debianCommand = "cat /etc/debian_version; echo DEBIAN-$((6*7))\n"
+	debianAnswer  = "DEBIAN-42"
+)
+
+// govisorLong runs govisor with a deadline fit for converting a Debian
+// disk in a lab host, where user space runs 10-18x slower than here.
+func govisorLong(t *testing.T, args ...string) string {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	defer cancel()
+	start := time.Now()
+	cmd := exec.CommandContext(ctx, govisorBin(t), args...)
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("govisor %s: %v\n%s", strings.Join(args, " "), err, out)
+	}
+	t.Logf("govisor %s: %v", args[0]+" "+args[1], time.Since(start).Round(100*time.Millisecond))
+	return string(out)
+}
+
+// debianOverlay makes a qcow2 overlay on the cache's read-only Debian disk
+// for the guest to write to.
+func debianOverlay(t *testing.T, base string) string {
+	t.Helper()
+	ov := filepath.Join(t.TempDir(), "debian.qcow2")
+	govisorLong(t, "image", "create", "-f", "qcow2", "-b", base, "-F", "qcow2", ov)
+	return ov
+}
+
+// bootDebian runs govisor with args (a firmware boot of a Debian test
+// disk), waits through the firmware's and GRUB's first lines (markers, in
+// order) to root's shell on the serial console, types a command and waits
+// for its answer. The console goes to the test log when it fails.
+func bootDebian(t *testing.T, markers []string, args ...string) {
+	t.Helper()
+	cmd := exec.Command(govisorBin(t), args...)
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	in, err := cmd.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		cmd.Process.Kill()
+		cmd.Wait()
+	}()
+	con := newConsoleWatch()
+	go con.copyFrom(out, nil)
+	deadline := start.Add(8 * time.Minute)
+	fail := func(err error) {
+		t.Helper()
+		t.Fatalf("after %v: %v\nlast console lines:\n%s\nVMM stderr:\n%s", time.Since(start).Round(time.Second),
+			err, con.tail(60), stderr.String())
+	}
+	off := 0
+	for _, m := range append(markers, "Loading Linux", "Debian GNU/Linux 12 govisor-debian ttyS0", debianPrompt) {
+		if off, err = con.waitFor(m, off, deadline); err != nil {
+			fail(err)
+		}
+	}
+	t.Logf("Debian 12 reached root's shell on the serial console in %v", time.Since(start).Round(100*time.Millisecond))
+	if _, err := io.WriteString(in, debianCommand); err != nil {
+		fail(err)
+	}
+	if _, err = con.waitFor(debianAnswer, off, deadline); err != nil {
+		fail(err)
+	}
+}
+
+// TestDebianBIOSBoot boots the BIOS Debian disk as a user would, `govisor
+// run --firmware bios --disk ...`: SeaBIOS, then the disk's MBR and GRUB,
+// Debian's kernel and initramfs from virtio-blk, systemd, root's shell on
+// ttyS0, which answers a command.
+func TestDebianBIOSBoot(t *testing.T) {
+	bios, base := kvmtest.SeaBIOS(t), kvmtest.DebianDisk(t, "bios")
+	disk := debianOverlay(t, base)
+	bootDebian(t, []string{"SeaBIOS (version", "Booting `Debian GNU/Linux 12"},
+		"run", "--firmware", "bios", "--firmware-image", bios, "--disk", "path="+disk,
+		"--cpus", "1", "--memory", "512M")
+}
+
+// TestDebianImportBoots takes the BIOS Debian disk as other hypervisors
+// would hand it over: converted to a streamOptimized VMDK with a VMware
+// .vmx, exported as an OVA, converted to VHDX in a Hyper-V (2012 R2)
+// export and to VDI with a VirtualBox .vbox. Each is imported with
+// `govisor import` and the run config it writes boots to root's shell.
+func TestDebianImportBoots(t *testing.T) {
+	bios, base := kvmtest.SeaBIOS(t), kvmtest.DebianDisk(t, "bios")
+	t.Setenv("GOVISOR_FIRMWARE_DIR", filepath.Dir(bios))
+	dir := t.TempDir()
+	write := func(name, text string) string {
+		p := filepath.Join(dir, name)
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, []byte(text), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	sources := []struct {
+		name, source string
+		make         func() string // the path govisor import reads
+	}{
+		{"vmdk", "vmx", func() string {
+			govisorLong(t, "image", "convert", "-O", "vmdk", "-o", "subformat=streamOptimized", base, filepath.Join(dir, "vmware", "deb.vmdk"))
+			return write("vmware/deb.vmx", `.encoding = "UTF-8"
+config.version = "8"
+virtualHW.version = "19"
+displayName = "deb-vmware"
+guestOS = "debian12-64"
+numvcpus = "1"
+memsize = "512"
+scsi0.present = "TRUE"
+scsi0.virtualDev = "pvscsi"
+scsi0:0.present = "TRUE"
+scsi0:0.fileName = "deb.vmdk"
+`)
+		}},
+		{"ova", "ova", func() string {
+			cfg := write("ova/deb.json", `{"firmware": "bios", "cpus": 1, "memoryMiB": 512, "disks": [{"path": "`+base+`", "readOnly": true}]}`)
+			ova := filepath.Join(dir, "ova", "deb-ova.ova")
+			govisorLong(t, "export", "ova", cfg, "-o", ova)
+			return ova
+		}},
+		{"vhdx", "hyperv", func() string {
+			export := filepath.Join(dir, "deb-hyperv")
+			if err := os.MkdirAll(filepath.Join(export, "Virtual Hard Disks"), 0o755); err != nil {
+				t.Fatal(err)
+			}
+			govisorLong(t, "image", "convert", "-O", "vhdx", base, filepath.Join(export, "Virtual Hard Disks", "deb.vhdx"))
+			// A generation 1 (BIOS) VM: properties/subtype 0.
+			write("deb-hyperv/Virtual Machines/5B0E1C2D-3A4B-4C5D-8E6F-7A8B9C0D1E2F.xml", `<?xml version="1.0"?>
+<configuration>
+<properties><name type="string">deb-hyperv</name><subtype type="integer">0</subtype></properties>
+<settings><processors><count type="integer">1</count></processors><memory><bank><size type="integer">512</size></bank></memory></settings>
+<_83f8638b-8dca-4152-9eda-2ca8b33039b4_><controller0><drive0><pathname type="string">D:\Hyper-V\deb\Virtual Hard Disks\deb.vhdx</pathname><type type="string">VHD</type></drive0></controller0></_83f8638b-8dca-4152-9eda-2ca8b33039b4_>
+</configuration>`)
+			return export
+		}},
+		{"vdi", "vbox", func() string {
+			govisorLong(t, "image", "convert", "-O", "vdi", base, filepath.Join(dir, "vbox", "deb.vdi"))
+			return write("vbox/deb.vbox", `<?xml version="1.0"?>
+<VirtualBox xmlns="http://www.virtualbox.org/" version="1.16-linux">
+<Machine uuid="{3b5e2f7a-9c41-4d0e-8f2a-6e1d2c3b4a59}" name="deb-vbox" OSType="Debian_64">
+<MediaRegistry><HardDisks><HardDisk uuid="{a1b2c3d4-0000-4000-8000-000000000001}" location="deb.vdi" format="VDI" type="Normal"/></HardDisks></MediaRegistry>
+<Hardware><CPU count="1"/><Memory RAMSize="512"/><Firmware type="BIOS"/></Hardware>
+<StorageControllers><StorageController name="SATA" type="AHCI" PortCount="1" Bootable="true">
+<AttachedDevice type="HardDisk" port="0" device="0"><Image uuid="{a1b2c3d4-0000-4000-8000-000000000001}"/></AttachedDevice>
+</StorageController></StorageControllers>
+</Machine>
+</VirtualBox>`)
+		}},
+	}
+	for _, s := range sources {
+		t.Run(s.name, func(t *testing.T) {
+			path := s.make()
+			out := filepath.Join(dir, "imported-"+s.name)
+			res := govisorLong(t, "import", s.source, path, "-O", out, "--name", "deb-"+s.name)
+			if !strings.Contains(res, "VM deb-"+s.name+": 1 CPUs, 512 MiB, firmware bios") {
+				t.Fatalf("import %s: the report does not say what was imported:\n%s", s.source, res)
+			}
+			bootDebian(t, []string{"SeaBIOS (version", "Booting `Debian GNU/Linux 12"}, "run", "--config", filepath.Join(out, "deb-"+s.name+".json"))
+			// The imported disk is the import's own: free its memory (the
+			// lab host's files live in RAM) before the next one.
+			os.RemoveAll(out)
+		})
+	}
+}
