@@ -3,6 +3,7 @@ package cli
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"io"
 	"os"
 	"os/exec"
@@ -82,12 +83,16 @@ func bootDebian(t *testing.T, markers []string, args ...string) {
 			err, con.tail(60), stderr.String())
 	}
 	off := 0
+	var seen []string
 	for _, m := range append(markers, "Loading Linux", "Debian GNU/Linux 12 govisor-debian ttyS0", debianPrompt) {
 		if off, err = con.waitFor(m, off, deadline); err != nil {
 			fail(err)
 		}
+		seen = append(seen, fmt.Sprintf("%q %.1fs", m, time.Since(start).Seconds()))
 	}
-	t.Logf("Debian 12 reached root's shell on the serial console in %v", time.Since(start).Round(100*time.Millisecond))
+	// Where a slow boot spends its time: firmware, GRUB, kernel and
+	// initramfs, systemd.
+	t.Logf("Debian 12 reached root's shell on the serial console in %v (%s)", time.Since(start).Round(100*time.Millisecond), strings.Join(seen, ", "))
 	if _, err := io.WriteString(in, debianCommand); err != nil {
 		fail(err)
 	}
@@ -117,7 +122,7 @@ func TestDebianImportBoots(t *testing.T) {
 	bios, base := kvmtest.SeaBIOS(t), kvmtest.DebianDisk(t, "bios")
 	t.Setenv("GOVISOR_FIRMWARE_DIR", filepath.Dir(bios))
 	dir := t.TempDir()
-	write := func(name, text string) string {
+	write := func(t *testing.T, name, text string) string {
 		p := filepath.Join(dir, name)
 		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
 			t.Fatal(err)
@@ -127,13 +132,18 @@ func TestDebianImportBoots(t *testing.T) {
 		}
 		return p
 	}
+	for _, d := range []string{"vmware", "ova", "vbox"} {
+		if err := os.MkdirAll(filepath.Join(dir, d), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
 	sources := []struct {
 		name, source string
-		make         func() string // the path govisor import reads
+		make         func(t *testing.T) string // the path govisor import reads
 	}{
-		{"vmdk", "vmx", func() string {
+		{"vmdk", "vmx", func(t *testing.T) string {
 			govisorLong(t, "image", "convert", "-O", "vmdk", "-o", "subformat=streamOptimized", base, filepath.Join(dir, "vmware", "deb.vmdk"))
-			return write("vmware/deb.vmx", `.encoding = "UTF-8"
+			return write(t, "vmware/deb.vmx", `.encoding = "UTF-8"
 config.version = "8"
 virtualHW.version = "19"
 displayName = "deb-vmware"
@@ -146,20 +156,20 @@ scsi0:0.present = "TRUE"
 scsi0:0.fileName = "deb.vmdk"
 `)
 		}},
-		{"ova", "ova", func() string {
-			cfg := write("ova/deb.json", `{"firmware": "bios", "cpus": 1, "memoryMiB": 512, "disks": [{"path": "`+base+`", "readOnly": true}]}`)
+		{"ova", "ova", func(t *testing.T) string {
+			cfg := write(t, "ova/deb.json", `{"firmware": "bios", "cpus": 1, "memoryMiB": 512, "disks": [{"path": "`+base+`", "readOnly": true}]}`)
 			ova := filepath.Join(dir, "ova", "deb-ova.ova")
 			govisorLong(t, "export", "ova", cfg, "-o", ova)
 			return ova
 		}},
-		{"vhdx", "hyperv", func() string {
+		{"vhdx", "hyperv", func(t *testing.T) string {
 			export := filepath.Join(dir, "deb-hyperv")
 			if err := os.MkdirAll(filepath.Join(export, "Virtual Hard Disks"), 0o755); err != nil {
 				t.Fatal(err)
 			}
 			govisorLong(t, "image", "convert", "-O", "vhdx", base, filepath.Join(export, "Virtual Hard Disks", "deb.vhdx"))
 			// A generation 1 (BIOS) VM: properties/subtype 0.
-			write("deb-hyperv/Virtual Machines/5B0E1C2D-3A4B-4C5D-8E6F-7A8B9C0D1E2F.xml", `<?xml version="1.0"?>
+			write(t, "deb-hyperv/Virtual Machines/5B0E1C2D-3A4B-4C5D-8E6F-7A8B9C0D1E2F.xml", `<?xml version="1.0"?>
 <configuration>
 <properties><name type="string">deb-hyperv</name><subtype type="integer">0</subtype></properties>
 <settings><processors><count type="integer">1</count></processors><memory><bank><size type="integer">512</size></bank></memory></settings>
@@ -167,9 +177,9 @@ scsi0:0.fileName = "deb.vmdk"
 </configuration>`)
 			return export
 		}},
-		{"vdi", "vbox", func() string {
+		{"vdi", "vbox", func(t *testing.T) string {
 			govisorLong(t, "image", "convert", "-O", "vdi", base, filepath.Join(dir, "vbox", "deb.vdi"))
-			return write("vbox/deb.vbox", `<?xml version="1.0"?>
+			return write(t, "vbox/deb.vbox", `<?xml version="1.0"?>
 <VirtualBox xmlns="http://www.virtualbox.org/" version="1.16-linux">
 <Machine uuid="{3b5e2f7a-9c41-4d0e-8f2a-6e1d2c3b4a59}" name="deb-vbox" OSType="Debian_64">
 <MediaRegistry><HardDisks><HardDisk uuid="{a1b2c3d4-0000-4000-8000-000000000001}" location="deb.vdi" format="VDI" type="Normal"/></HardDisks></MediaRegistry>
@@ -183,7 +193,7 @@ scsi0:0.fileName = "deb.vmdk"
 	}
 	for _, s := range sources {
 		t.Run(s.name, func(t *testing.T) {
-			path := s.make()
+			path := s.make(t)
 			out := filepath.Join(dir, "imported-"+s.name)
 			res := govisorLong(t, "import", s.source, path, "-O", out, "--name", "deb-"+s.name)
 			if !strings.Contains(res, "VM deb-"+s.name+": 1 CPUs, 512 MiB, firmware bios") {
