@@ -3,6 +3,7 @@ package cli
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"os"
@@ -15,14 +16,16 @@ import (
 	"github.com/govisor/govisor/internal/kvm/kvmtest"
 )
 
-// The Debian test disks (scripts/debian-disk.sh) log root in on ttyS0; a
-// shell prompt is this, and the command typed there prints DEBIAN-42 only
-// when a shell ran it (its echo shows "$((6*7))").
-const (
-	debianPrompt  = "root@govisor-debian:~#"
-	debianCommand = "cat /etc/debian_version; echo DEBIAN-$((6*7))\n"
-	debianAnswer  = "DEBIAN-42"
-)
+// The Debian test disks (scripts/debian-disk.sh) log root in on ttyS0,
+// whose shell prompt is debianPrompt.
+const debianPrompt = "root@govisor-debian:~#"
+
+// exchange is a command typed on the guest's console and what its answer
+// must contain: something only running it prints (the typed line's echo
+// shows "$((6*7))", the shell prints 42).
+type exchange struct{ send, want string }
+
+var debianCommand = exchange{"cat /etc/debian_version; echo DEBIAN-$((6*7))\n", "DEBIAN-42"}
 
 // govisorLong runs govisor with a deadline fit for converting a Debian
 // disk in a lab host, where user space runs 10-18x slower than here.
@@ -51,9 +54,10 @@ func debianOverlay(t *testing.T, base string) string {
 
 // bootDebian runs govisor with args (a firmware boot of a Debian test
 // disk), waits through the firmware's and GRUB's first lines (markers, in
-// order) to root's shell on the serial console, types a command and waits
-// for its answer. The console goes to the test log when it fails.
-func bootDebian(t *testing.T, markers []string, args ...string) {
+// order) to root's shell on the serial console, types the commands one
+// after the other and waits for their answers, and returns the console's
+// output. The console goes to the test log when it fails.
+func bootDebian(t *testing.T, markers []string, dialog []exchange, args ...string) string {
 	t.Helper()
 	cmd := exec.Command(govisorBin(t), args...)
 	var stderr bytes.Buffer
@@ -93,12 +97,17 @@ func bootDebian(t *testing.T, markers []string, args ...string) {
 	// Where a slow boot spends its time: firmware, GRUB, kernel and
 	// initramfs, systemd.
 	t.Logf("Debian 12 reached root's shell on the serial console in %v (%s)", time.Since(start).Round(100*time.Millisecond), strings.Join(seen, ", "))
-	if _, err := io.WriteString(in, debianCommand); err != nil {
-		fail(err)
+	for _, x := range dialog {
+		if _, err := io.WriteString(in, x.send); err != nil {
+			fail(err)
+		}
+		if off, err = con.waitFor(x.want, off, deadline); err != nil {
+			fail(err)
+		}
 	}
-	if _, err = con.waitFor(debianAnswer, off, deadline); err != nil {
-		fail(err)
-	}
+	con.mu.Lock()
+	defer con.mu.Unlock()
+	return con.buf.String()
 }
 
 // TestDebianBIOSBoot boots the BIOS Debian disk as a user would, `govisor
@@ -108,9 +117,16 @@ func bootDebian(t *testing.T, markers []string, args ...string) {
 func TestDebianBIOSBoot(t *testing.T) {
 	bios, base := kvmtest.SeaBIOS(t), kvmtest.DebianDisk(t, "bios")
 	disk := debianOverlay(t, base)
-	bootDebian(t, []string{"SeaBIOS (version", "Booting `Debian GNU/Linux 12"},
+	out := bootDebian(t, []string{"SeaBIOS (version", "Booting `Debian GNU/Linux 12"},
+		[]exchange{debianCommand, {"systemd-analyze | sed 's/^/ANALYZE: /'\n", "ANALYZE: Startup finished"}},
 		"run", "--firmware", "bios", "--firmware-image", bios, "--disk", "path="+disk,
 		"--cpus", "1", "--memory", "512M")
+	// systemd's own account of the boot: kernel (with the initramfs) and
+	// user space, for whoever finds the boot slow.
+	if i := strings.LastIndex(out, "ANALYZE: Startup finished"); i >= 0 {
+		line, _, _ := strings.Cut(out[i+len("ANALYZE: "):], "\n")
+		t.Logf("in the guest: %s", strings.TrimSpace(line))
+	}
 }
 
 // TestDebianImportBoots takes the BIOS Debian disk as other hypervisors
@@ -118,9 +134,11 @@ func TestDebianBIOSBoot(t *testing.T) {
 // .vmx, exported as an OVA, converted to VHDX in a Hyper-V (2012 R2)
 // export and to VDI with a VirtualBox .vbox. Each is imported with
 // `govisor import` and the run config it writes boots to root's shell.
+//
+// The four run in parallel, each in its own Linux boot slot: a boot uses
+// one of a lab host's two vCPUs.
 func TestDebianImportBoots(t *testing.T) {
-	bios, base := kvmtest.SeaBIOS(t), kvmtest.DebianDisk(t, "bios")
-	t.Setenv("GOVISOR_FIRMWARE_DIR", filepath.Dir(bios))
+	bios := kvmtest.SeaBIOS(t)
 	dir := t.TempDir()
 	write := func(t *testing.T, name, text string) string {
 		p := filepath.Join(dir, name)
@@ -139,9 +157,9 @@ func TestDebianImportBoots(t *testing.T) {
 	}
 	sources := []struct {
 		name, source string
-		make         func(t *testing.T) string // the path govisor import reads
+		make         func(t *testing.T, base string) string // the path govisor import reads
 	}{
-		{"vmdk", "vmx", func(t *testing.T) string {
+		{"vmdk", "vmx", func(t *testing.T, base string) string {
 			govisorLong(t, "image", "convert", "-O", "vmdk", "-o", "subformat=streamOptimized", base, filepath.Join(dir, "vmware", "deb.vmdk"))
 			return write(t, "vmware/deb.vmx", `.encoding = "UTF-8"
 config.version = "8"
@@ -156,13 +174,13 @@ scsi0:0.present = "TRUE"
 scsi0:0.fileName = "deb.vmdk"
 `)
 		}},
-		{"ova", "ova", func(t *testing.T) string {
+		{"ova", "ova", func(t *testing.T, base string) string {
 			cfg := write(t, "ova/deb.json", `{"firmware": "bios", "cpus": 1, "memoryMiB": 512, "disks": [{"path": "`+base+`", "readOnly": true}]}`)
 			ova := filepath.Join(dir, "ova", "deb-ova.ova")
 			govisorLong(t, "export", "ova", cfg, "-o", ova)
 			return ova
 		}},
-		{"vhdx", "hyperv", func(t *testing.T) string {
+		{"vhdx", "hyperv", func(t *testing.T, base string) string {
 			export := filepath.Join(dir, "deb-hyperv")
 			if err := os.MkdirAll(filepath.Join(export, "Virtual Hard Disks"), 0o755); err != nil {
 				t.Fatal(err)
@@ -177,7 +195,7 @@ scsi0:0.fileName = "deb.vmdk"
 </configuration>`)
 			return export
 		}},
-		{"vdi", "vbox", func(t *testing.T) string {
+		{"vdi", "vbox", func(t *testing.T, base string) string {
 			govisorLong(t, "image", "convert", "-O", "vdi", base, filepath.Join(dir, "vbox", "deb.vdi"))
 			return write(t, "vbox/deb.vbox", `<?xml version="1.0"?>
 <VirtualBox xmlns="http://www.virtualbox.org/" version="1.16-linux">
@@ -193,13 +211,31 @@ scsi0:0.fileName = "deb.vmdk"
 	}
 	for _, s := range sources {
 		t.Run(s.name, func(t *testing.T) {
-			path := s.make(t)
+			t.Parallel()
+			path := s.make(t, kvmtest.DebianDisk(t, "bios"))
 			out := filepath.Join(dir, "imported-"+s.name)
 			res := govisorLong(t, "import", s.source, path, "-O", out, "--name", "deb-"+s.name)
 			if !strings.Contains(res, "VM deb-"+s.name+": 1 CPUs, 512 MiB, firmware bios") {
 				t.Fatalf("import %s: the report does not say what was imported:\n%s", s.source, res)
 			}
-			bootDebian(t, []string{"SeaBIOS (version", "Booting `Debian GNU/Linux 12"}, "run", "--config", filepath.Join(out, "deb-"+s.name+".json"))
+			// The firmware: the cache's SeaBIOS (the run config leaves it
+			// to the default, $GOVISOR_FIRMWARE_DIR, which a parallel test
+			// cannot set).
+			cfgPath := filepath.Join(out, "deb-"+s.name+".json")
+			cfg := map[string]any{}
+			text, err := os.ReadFile(cfgPath)
+			if err == nil {
+				err = json.Unmarshal(text, &cfg)
+			}
+			if err != nil || cfg["firmware"] != "bios" {
+				t.Fatalf("run config %s: %v, firmware %v", cfgPath, err, cfg["firmware"])
+			}
+			cfg["firmwareImage"] = bios
+			text, _ = json.Marshal(cfg)
+			if err := os.WriteFile(cfgPath, text, 0o644); err != nil {
+				t.Fatal(err)
+			}
+			bootDebian(t, []string{"SeaBIOS (version", "Booting `Debian GNU/Linux 12"}, []exchange{debianCommand}, "run", "--config", cfgPath)
 			// The imported disk is the import's own: free its memory (the
 			// lab host's files live in RAM) before the next one.
 			os.RemoveAll(out)

@@ -133,6 +133,14 @@ func TestNeedsKVM(t *testing.T) {
 	if needs, err := NeedsKVM(exe); err != nil || needs {
 		t.Errorf("NeedsKVM(this test binary) = %v, %v; want false, nil", needs, err)
 	}
+	// hasFunc finds a function this binary has, and not one it lacks (the
+	// Debian disks go only into lab hosts whose tests boot them).
+	if has, err := hasFunc(exe, "github.com/govisor/govisor/internal/lab.hasFunc"); err != nil || !has {
+		t.Errorf("hasFunc(this test binary, hasFunc) = %v, %v; want true, nil", has, err)
+	}
+	if has, err := hasFunc(exe, debianSymbol); err != nil || has {
+		t.Errorf("hasFunc(this test binary, %s) = %v, %v; want false, nil", debianSymbol, has, err)
+	}
 	notELF := filepath.Join(t.TempDir(), "script")
 	os.WriteFile(notELF, []byte("#!/bin/sh\n"), 0o755)
 	if _, err := NeedsKVM(notELF); err == nil {
