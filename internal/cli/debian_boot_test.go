@@ -118,7 +118,7 @@ func TestDebianBIOSBoot(t *testing.T) {
 	bios, base := kvmtest.SeaBIOS(t), kvmtest.DebianDisk(t, "bios")
 	disk := debianOverlay(t, base)
 	out := bootDebian(t, []string{"SeaBIOS (version", "Booting `Debian GNU/Linux 12"},
-		[]exchange{debianCommand, {"systemd-analyze | sed 's/^/ANALYZE: /'\n", "ANALYZE: Startup finished"}},
+		[]exchange{debianCommand, {"systemd-analyze | sed 's/^/ANALYZE: /'; echo ANALYZED-$((6*7))\n", "ANALYZED-42"}},
 		"run", "--firmware", "bios", "--firmware-image", bios, "--disk", "path="+disk,
 		"--cpus", "1", "--memory", "512M")
 	// systemd's own account of the boot: kernel (with the initramfs) and
