@@ -1,3 +1,5 @@
+//go:build debiandisk
+
 package cli
 
 import (
