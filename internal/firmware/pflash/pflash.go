@@ -249,12 +249,12 @@ func buildQuery(size, blockSize int) []byte {
 	binary.LittleEndian.PutUint16(q[0x15:], 0x0000) // no extended query table
 	binary.LittleEndian.PutUint16(q[0x17:], 0x0000) // no alternate command set
 	binary.LittleEndian.PutUint16(q[0x19:], 0x0000)
-	q[0x1B], q[0x1C] = 0x45, 0x55 // Vcc 4.5-5.5 V (BCD volts.tenths), as QEMU's model
-	q[0x1F] = 7                   // typical byte program: 2^7 us
-	q[0x21] = 10                  // typical block erase: 2^10 ms
-	q[0x23] = 4                   // maximum program: 2^4 times typical
-	q[0x25] = 4                   // maximum erase: 2^4 times typical
-	q[0x27] = byte(log2(size))    // device size: 2^n bytes (rounded down)
+	q[0x1B], q[0x1C] = 0x45, 0x55                   // Vcc 4.5-5.5 V (BCD volts.tenths), as QEMU's model
+	q[0x1F] = 7                                     // typical byte program: 2^7 us
+	q[0x21] = 10                                    // typical block erase: 2^10 ms
+	q[0x23] = 4                                     // maximum program: 2^4 times typical
+	q[0x25] = 4                                     // maximum erase: 2^4 times typical
+	q[0x27] = byte(log2(size))                      // device size: 2^n bytes (rounded down)
 	binary.LittleEndian.PutUint16(q[0x28:], 0x0000) // x8 asynchronous interface
 	binary.LittleEndian.PutUint16(q[0x2A:], 0x0000) // no write buffer
 	q[0x2C] = 1                                     // one erase block region

@@ -179,7 +179,7 @@ func FuzzFlash(f *testing.F) {
 		for i := 0; i+2 < len(ops); i += 3 {
 			off := uint64(ops[i+1])<<5 | uint64(ops[i+2]&0x1F)
 			if ops[i]&0x80 != 0 {
-				off += uint64(ops[i] & 0x3F) * block // sometimes out of range
+				off += uint64(ops[i]&0x3F) * block // sometimes out of range
 				var d [8]byte
 				fl.Read(off, d[:1+int(ops[i]&7)%8])
 			} else {

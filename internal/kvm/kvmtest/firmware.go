@@ -52,3 +52,19 @@ func DebianDisk(t testing.TB, kind string) string {
 	acquireSlot(t)
 	return p
 }
+
+// OVMF returns the paths of OVMF's code and variable-store template (the
+// 4 MiB build without secure boot) that scripts/firmware.sh fetches.
+func OVMF(t testing.TB) (code, vars string) {
+	return firmwareFile(t, "OVMF_CODE_4M.fd"), firmwareFile(t, "OVMF_VARS_4M.fd")
+}
+
+// ESPDisk returns the path of the UEFI-bootable test disk that
+// scripts/firmware.sh builds: GRUB on an EFI system partition booting the
+// test guest with run="nproc". It takes a Linux boot slot.
+func ESPDisk(t testing.TB) string {
+	t.Helper()
+	p := firmwareFile(t, "esp.img")
+	acquireSlot(t)
+	return p
+}
