@@ -37,7 +37,8 @@ func TestRunFirmwareErrors(t *testing.T) {
 		args []string
 		want string
 	}{
-		{"uefi", []string{"run", "--firmware", "uefi"}, "not supported yet"},
+		{"uefi with a kernel", []string{"run", "--firmware", "uefi", "--kernel", "vmlinux"}, "exclude each other"},
+		{"variables without uefi", []string{"run", "--firmware", "bios", "--firmware-vars", "vars.fd"}, "--firmware-vars needs --firmware uefi"},
 		{"firmware and kernel", []string{"run", "--firmware", "bios", "--kernel", "vmlinux"}, "exclude each other"},
 		{"missing image", []string{"run", "--firmware", "bios", "--firmware-image", "/nonexistent/bios.bin"}, "no such file"},
 		{"too much memory", []string{"run", "--firmware", "bios", "--firmware-image", kvmtest.SeaBIOS(t), "--memory", "4G"}, "up to 3072 MiB"},
