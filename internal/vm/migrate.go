@@ -46,9 +46,6 @@ func (m *Machine) migrate(ctx context.Context, conn net.Conn, opts migration.Opt
 	if err := m.postCopyBusy("migration"); err != nil {
 		return migration.Stats{}, err
 	}
-	if len(m.cfg.Firmware) > 0 {
-		return migration.Stats{}, ErrFirmwareState
-	}
 	if err := m.setDirtyLogging(true); err != nil {
 		return migration.Stats{}, err
 	}

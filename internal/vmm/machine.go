@@ -79,8 +79,11 @@ func uefiVars(path, code string) (*os.File, error) {
 // the machine is built before the migration and not in the guest's
 // downtime.
 func incomingConfig(c vmmconfig.Config, boot vm.Config) vm.Config {
+	// A firmware VM's comes with its firmware (the state brings the image
+	// the source ran, and its UEFI variables into this VM's file).
 	return vm.Config{CPUs: c.CPUs, MemoryMiB: boot.MemoryMiB, Console: boot.Console, RNG: boot.RNG, Balloon: boot.Balloon,
-		DebugExit: boot.DebugExit, Disks: boot.Disks, Nets: boot.Nets, Vsock: boot.Vsock}
+		DebugExit: boot.DebugExit, Disks: boot.Disks, Nets: boot.Nets, Vsock: boot.Vsock,
+		Firmware: boot.Firmware, FirmwareVars: boot.FirmwareVars}
 }
 
 func disks(ds []vmmconfig.Disk) []vm.Disk {
