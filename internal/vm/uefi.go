@@ -57,8 +57,8 @@ const (
 	isaBridgeDeviceID = 0x00FE
 	classISABridge    = 0x060100
 	headerMultiFn     = 0x80 // PCI 3.0 section 6.2.1, Header Type bit 7
-	piix4PMSlot     = 1
-	piix4PMFunction = 3
+	piix4PMSlot       = 1
+	piix4PMFunction   = 3
 	// PIIX4 PM registers (Intel 82371AB datasheet section 3.6): PMBA, the
 	// PM I/O base (bit 0 set: an I/O address), and PMREGMISC, whose bit 0
 	// (PMIOSE) enables it.
