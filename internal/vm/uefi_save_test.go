@@ -69,9 +69,9 @@ func finishBoot(t *testing.T, m *Machine, out *syncBuffer) {
 // TestOVMFSnapshotAndMigration: a machine in the middle of OVMF's boot is
 // snapshotted and restored, and migrated, each time into a machine whose
 // variable file is OVMF's blank template: the firmware goes on where it
-// was to the guest's GUEST-READY, the destination's file holds the
-// source's variables (OVMF's boot counter MTC), and a fresh boot from it
-// counts on from there.
+// was to the guest's GUEST-READY, and the destination's file holds the
+// source's variables (OVMF's boot counter MTC; after a migration the whole
+// store), from which a fresh boot counts on.
 func TestOVMFSnapshotAndMigration(t *testing.T) {
 	disk := kvmtest.ESPDisk(t)
 	code, srcVars := uefiVars(t)
@@ -137,11 +137,7 @@ func TestOVMFSnapshotAndMigration(t *testing.T) {
 		if !bytes.Equal(src, dst) {
 			t.Fatal("the destination's variable file differs from the source's")
 		}
+		// A fresh boot from carried-over variables is the snapshot case's.
 		finishBoot(t, r.m, out)
-		before, _ := monotonicCount(t, dstVars)
-		bootUEFI(t, 1, code, dstVars, disk, ExitReset)
-		if got, _ := monotonicCount(t, dstVars); got != before+1 {
-			t.Errorf("a boot from the migrated variables: MTC %d, want %d", got, before+1)
-		}
 	})
 }
