@@ -54,8 +54,8 @@ const (
 	intelVendorID   = 0x8086
 	i440FXDeviceID  = 0x1237 // 82441FX host bridge (OVMF INTEL_82441_DEVICE_ID)
 	piix4PMDeviceID = 0x7113 // 82371AB power management function
-	piix4PMSlot       = 1
-	piix4PMFunction   = 3
+	piix4PMSlot     = 1
+	piix4PMFunction = 3
 	// PIIX4 PM registers (Intel 82371AB datasheet section 3.6): PMBA, the
 	// PM I/O base (bit 0 set: an I/O address), and PMREGMISC, whose bit 0
 	// (PMIOSE) enables it.
