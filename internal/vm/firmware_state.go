@@ -71,6 +71,32 @@ func (m *Machine) restoreFirmware(fs *FirmwareState) error {
 	return nil
 }
 
+// withSavedFirmware configures a machine being rebuilt from st with the
+// firmware st ran: its image, and for UEFI the variable file vars (made
+// the saved store's size) or, without one, a scratch file. done closes
+// what it opened (the machine's mapping keeps the pages).
+func withSavedFirmware(cfg *Config, st *MachineState, vars *os.File) (done func(), err error) {
+	done = func() {}
+	fs := st.Firmware
+	if fs == nil {
+		return done, nil
+	}
+	cfg.Firmware = fs.Image
+	if fs.Vars == nil {
+		return done, nil
+	}
+	if vars == nil {
+		if vars, err = scratchVars(fs.Vars); err != nil {
+			return done, err
+		}
+		done = func() { vars.Close() }
+	} else if err := vars.Truncate(int64(len(fs.Vars))); err != nil {
+		return done, fmt.Errorf("vm: UEFI variable file: %w", err)
+	}
+	cfg.FirmwareVars = vars
+	return done, nil
+}
+
 // scratchVars returns an unlinked file holding vars, for a UEFI machine
 // restored without a variable file of its own (its variables then last
 // as long as the process).

@@ -282,7 +282,15 @@ func build(cfg Config, restoring bool, mem *guestmem.Memory) (_ *Machine, err er
 			irqchipDone <- err
 			return
 		}
-		irqchipDone <- m.kvm.CreatePIT2(kvm.PITSpeakerDummy)
+		if err := m.kvm.CreatePIT2(kvm.PITSpeakerDummy); err != nil {
+			irqchipDone <- err
+			return
+		}
+		if !pitReinject(cfg) {
+			irqchipDone <- m.kvm.SetPITReinject(false)
+			return
+		}
+		irqchipDone <- nil
 	}()
 	waitIRQChip := func() error {
 		if irqchipDone == nil {

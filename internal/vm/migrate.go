@@ -356,6 +356,11 @@ func (d *migrationDest) commit(state []byte, targets []Disk) error {
 	cfg := Config{CPUs: sc.CPUs, MemoryMiB: sc.MemoryMiB, Disks: disks, RNG: sc.RNG, Nets: nets,
 		Vsock: vs, Balloon: sc.Balloon, DebugExit: sc.DebugExit, Template: sc.Template, CPUFeatures: sc.CPUFeatures,
 		Console: d.cfg.Console}
+	done, err := withSavedFirmware(&cfg, &ms.Machine, d.cfg.FirmwareVars)
+	if err != nil {
+		return err
+	}
+	defer done()
 	m, err := Restore(cfg, &ms.Machine, d.mem)
 	d.mem = nil // Restore owns it now, even on failure
 	if err != nil {

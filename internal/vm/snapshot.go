@@ -119,24 +119,12 @@ func RestoreSnapshotVars(dir string, console io.Writer, vars *os.File) (*Machine
 	mem := guestmem.FromRegions(gm) // its Close unmaps the regions
 	cfg := Config{CPUs: sc.CPUs, MemoryMiB: sc.MemoryMiB, Disks: sc.Disks, RNG: sc.RNG, Nets: sc.Nets,
 		Vsock: sc.Vsock, Balloon: sc.Balloon, DebugExit: sc.DebugExit, Template: sc.Template, CPUFeatures: sc.CPUFeatures, Console: console}
-	if fs := st.Firmware; fs != nil {
-		// The firmware the guest ran comes with the snapshot.
-		cfg.Firmware = fs.Image
-		if fs.Vars != nil {
-			if vars == nil {
-				if vars, err = scratchVars(fs.Vars); err != nil {
-					mem.Close()
-					return nil, err
-				}
-				// The machine's mapping keeps the file's pages.
-				defer vars.Close()
-			} else if err := vars.Truncate(int64(len(fs.Vars))); err != nil {
-				mem.Close()
-				return nil, fmt.Errorf("vm: UEFI variable file: %w", err)
-			}
-			cfg.FirmwareVars = vars
-		}
+	done, err := withSavedFirmware(&cfg, st, vars)
+	if err != nil {
+		mem.Close()
+		return nil, err
 	}
+	defer done()
 	m, err := Restore(cfg, st, mem) // on failure Restore unmaps mem
 	if err != nil {
 		return nil, err

@@ -117,14 +117,15 @@ func TestOVMFSnapshotAndMigration(t *testing.T) {
 		m, _ := startUEFI(t, code, srcVars, disk)
 		dstVars := fresh("migrated.fd")
 		out := new(syncBuffer)
-		conn, dest := incomingLoopback(t, Config{CPUs: 1, MemoryMiB: 256, Firmware: code, FirmwareVars: openVars(t, dstVars),
-			Console: out, Disks: []Disk{{Path: disk, ReadOnly: true}}})
+		// The disk is shared storage: the destination opens the source's
+		// path at the handover (no Disks: those would be mirror targets).
+		conn, dest := incomingLoopback(t, Config{CPUs: 1, MemoryMiB: 256, Firmware: code, FirmwareVars: openVars(t, dstVars), Console: out})
 		_, err := m.MigrateTo(context.Background(), conn, migration.Options{MaxDowntime: 200 * time.Millisecond})
 		conn.Close()
-		if err != nil {
-			t.Fatalf("migrate: %v", err)
-		}
 		r := <-dest
+		if err != nil {
+			t.Fatalf("migrate: %v (destination: %v)", err, r.err)
+		}
 		if r.err != nil {
 			t.Fatalf("incoming: %v", r.err)
 		}
