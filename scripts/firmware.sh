@@ -14,7 +14,9 @@
 #                        (grub-mkimage from grub-efi-amd64-bin and grub-common),
 #                        its grub.cfg, $OUT/bzImage and $OUT/initrd.cpio; GRUB
 #                        loads the kernel through the Linux boot protocol, so
-#                        the test kernel needs no EFI stub
+#                        the test kernel needs no EFI stub; its command,
+#                        run="nproc; sleep 3", leaves tests time to snapshot
+#                        or migrate the running guest
 #
 # Usage: scripts/firmware.sh [OUT]   (default: $GOVISOR_CACHE/guest, else .cache/guest:
 # the lab puts that folder's files in every lab host's /guest)
@@ -132,7 +134,7 @@ terminal_input serial
 terminal_output serial
 set timeout=0
 echo "GRUB: loading the test kernel"
-linux /bzImage console=ttyS0 quiet rodata=off run="nproc"
+linux /bzImage console=ttyS0 quiet rodata=off run="nproc; sleep 3"
 initrd /initrd.cpio
 boot
 CFG

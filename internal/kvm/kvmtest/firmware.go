@@ -61,7 +61,7 @@ func OVMF(t testing.TB) (code, vars string) {
 
 // ESPDisk returns the path of the UEFI-bootable test disk that
 // scripts/firmware.sh builds: GRUB on an EFI system partition booting the
-// test guest with run="nproc". It takes a Linux boot slot.
+// test guest with run="nproc; sleep 3". It takes a Linux boot slot.
 func ESPDisk(t testing.TB) string {
 	t.Helper()
 	p := firmwareFile(t, "esp.img")
