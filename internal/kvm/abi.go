@@ -18,7 +18,6 @@ const (
 	sizeofIRQChip               = 520
 	sizeofIRQFD                 = 32
 	sizeofPITConfig             = 64
-	sizeofReinjectControl       = 32
 	sizeofPITState2             = 112
 	sizeofIOEventFD             = 64
 	sizeofClockData             = 48
@@ -189,12 +188,6 @@ type irqfd struct {
 type pitConfig struct {
 	Flags uint32
 	_     [15]uint32
-}
-
-// reinjectControl is struct kvm_reinject_control.
-type reinjectControl struct {
-	PITReinject uint8
-	_           [31]uint8
 }
 
 // PITChannelState is struct kvm_pit_channel_state.

@@ -27,7 +27,6 @@ func TestABISizes(t *testing.T) {
 		{"kvm_irqchip", unsafe.Sizeof(IRQChip{}), sizeofIRQChip},
 		{"kvm_irqfd", unsafe.Sizeof(irqfd{}), sizeofIRQFD},
 		{"kvm_pit_config", unsafe.Sizeof(pitConfig{}), sizeofPITConfig},
-		{"kvm_reinject_control", unsafe.Sizeof(reinjectControl{}), sizeofReinjectControl},
 		{"kvm_pit_channel_state", unsafe.Sizeof(PITChannelState{}), 24},
 		{"kvm_pit_state2", unsafe.Sizeof(PITState2{}), sizeofPITState2},
 		{"kvm_ioeventfd", unsafe.Sizeof(ioeventfd{}), sizeofIOEventFD},

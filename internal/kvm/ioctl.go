@@ -45,7 +45,6 @@ var (
 	reqSetIRQChip          = ior(0x63, sizeofIRQChip)
 	reqIRQFD               = iow(0x76, sizeofIRQFD)
 	reqCreatePIT2          = iow(0x77, sizeofPITConfig)
-	reqReinjectControl     = io(0x71) // takes a struct kvm_reinject_control all the same
 	reqIOEventFD           = iow(0x79, sizeofIOEventFD)
 	reqSetClock            = iow(0x7b, sizeofClockData)
 	reqGetClock            = ior(0x7c, sizeofClockData)

@@ -87,21 +87,6 @@ func (vm *VM) CreatePIT2(flags uint32) error {
 	return nil
 }
 
-// SetPITReinject switches the in-kernel PIT's catch-up of missed ticks
-// (KVM_REINJECT_CONTROL, Documentation/virt/kvm/api.rst): on, the
-// default, ticks a slow guest missed are delivered one after the other as
-// soon as it acknowledges the last; off, they are dropped.
-func (vm *VM) SetPITReinject(on bool) error {
-	var c reinjectControl
-	if on {
-		c.PITReinject = 1
-	}
-	if _, err := ioctlPtr(vm.fd, reqReinjectControl, &c); err != nil {
-		return fmt.Errorf("kvm: KVM_REINJECT_CONTROL: %w", err)
-	}
-	return nil
-}
-
 // IRQLine sets the level of an in-kernel irqchip input (GSI).
 func (vm *VM) IRQLine(gsi uint32, level bool) error {
 	l := irqLevel{IRQ: gsi}

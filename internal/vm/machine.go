@@ -282,15 +282,7 @@ func build(cfg Config, restoring bool, mem *guestmem.Memory) (_ *Machine, err er
 			irqchipDone <- err
 			return
 		}
-		if err := m.kvm.CreatePIT2(kvm.PITSpeakerDummy); err != nil {
-			irqchipDone <- err
-			return
-		}
-		if !pitReinject(cfg) {
-			irqchipDone <- m.kvm.SetPITReinject(false)
-			return
-		}
-		irqchipDone <- nil
+		irqchipDone <- m.kvm.CreatePIT2(kvm.PITSpeakerDummy)
 	}()
 	waitIRQChip := func() error {
 		if irqchipDone == nil {

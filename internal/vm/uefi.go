@@ -70,20 +70,6 @@ const (
 	fwcfgPciMmio64Mb = "opt/ovmf/X-PciMmio64Mb"
 )
 
-// pitReinject says whether the PIT catches up on missed ticks: not for a
-// UEFI machine, whose PIT drops the ticks its guest missed
-// instead of delivering them back to back. OVMF's timer handler (8254
-// timer through the 8259) acknowledges the tick first, so a backlog of
-// ticks makes the next one pending at once, while the handler still runs
-// with interrupts off: KVM then asks for an interrupt window, and EDK II's
-// interrupt return writes CR8 (it restores the saved CR8). On the lab's
-// outer QEMU 10.0 that combination, a nested guest's CR8 write while a
-// virtual interrupt is pending, aborts QEMU (TCG's tcg_handle_interrupt
-// asserting the BQL). Without the backlog the window is rarely open then.
-// OVMF's delays use the ACPI PM timer, not a count of ticks; its timer
-// events merely fire later on a guest that is slow anyway.
-func pitReinject(cfg Config) bool { return cfg.FirmwareVars == nil }
-
 // uefi reports whether the machine boots OVMF.
 func (m *Machine) uefi() bool { return m.cfg.FirmwareVars != nil }
 
