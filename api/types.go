@@ -67,8 +67,11 @@ const (
 // States lists every observed state (for metrics with a zero for each).
 var States = []State{StatePending, StateRunning, StatePaused, StateStopping, StateStopped, StateFailed}
 
-// FirmwareBIOS is VMSpec.Firmware for SeaBIOS.
-const FirmwareBIOS = "bios"
+// VMSpec.Firmware values: SeaBIOS, and OVMF (UEFI).
+const (
+	FirmwareBIOS = "bios"
+	FirmwareUEFI = "uefi"
+)
 
 // The CPU models of VMSpec.CPU.
 const (
@@ -88,7 +91,8 @@ type VMSpec struct {
 	DebugExit     bool   `json:"debugExit,omitempty"`
 	RestartPolicy string `json:"restartPolicy,omitempty"`
 	// Firmware boots the first disk's own boot loader instead of Kernel:
-	// "bios" (SeaBIOS, as a VM imported from another hypervisor needs).
+	// "bios" (SeaBIOS) or "uefi" (OVMF, with the VM's UEFI variables kept
+	// in its folder), as a VM imported from another hypervisor needs.
 	Firmware string `json:"firmware,omitempty"`
 	// Disks are virtio-blk disks, in order (vda, vdb, ...).
 	Disks []DiskSpec `json:"disks,omitempty"`

@@ -13,9 +13,10 @@
 # machine already uses.
 set -euo pipefail
 guest=(linux-source-6.1 build-essential bc bison flex libelf-dev libssl-dev cpio busybox-static)
-# What scripts/firmware.sh builds the BIOS-boot test disk with: a partition
-# table (sfdisk), a FAT file system (mkfs.fat, mtools) and SYSLINUX, whose
-# installer writes to a FAT image through mtools, with no loop device.
+# What scripts/firmware.sh builds the BIOS- and UEFI-boot test disks with: a
+# partition table (sfdisk), a FAT file system (mkfs.fat, mtools) and SYSLINUX,
+# whose installer writes to a FAT image through mtools, with no loop device.
+# OVMF and GRUB (grub-mkimage) it only unpacks (apt-get download, dpkg -x).
 guest+=(fdisk dosfstools mtools syslinux syslinux-common)
 # What scripts/debian-disk.sh builds the Debian test disks with: debootstrap
 # for the root file system, GRUB's BIOS and UEFI images and modules

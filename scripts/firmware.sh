@@ -7,6 +7,16 @@
 #                        partition with SYSLINUX, $OUT/bzImage and
 #                        $OUT/initrd.cpio (the test guest, guest/build.sh),
 #                        booted with run="ls /sys/firmware/acpi/tables; nproc"
+#   $OUT/OVMF_CODE_4M.fd OVMF (package ovmf), the 4 MiB build without
+#   $OUT/OVMF_VARS_4M.fd   secure boot: its code and its variable-store template
+#   $OUT/esp.img         a UEFI-bootable disk: a GPT with one EFI system
+#                        partition holding GRUB as \EFI\BOOT\BOOTX64.EFI
+#                        (grub-mkimage from grub-efi-amd64-bin and grub-common),
+#                        its grub.cfg, $OUT/bzImage and $OUT/initrd.cpio; GRUB
+#                        loads the kernel through the Linux boot protocol, so
+#                        the test kernel needs no EFI stub; its command,
+#                        run="nproc; sleep 3", leaves tests time to snapshot
+#                        or migrate the running guest
 #
 # Usage: scripts/firmware.sh [OUT]   (default: $GOVISOR_CACHE/guest, else .cache/guest:
 # the lab puts that folder's files in every lab host's /guest)
@@ -88,5 +98,66 @@ CFG
   echo "$stamp" > "$OUT/.syslinux.stamp"
 }
 
+# esp_disk: the UEFI-boot test disk, made like syslinux.img (no loop
+# device). GRUB comes from Debian's packages unpacked into a scratch folder:
+# grub-mkimage (grub-common) builds an EFI image of the x86_64-efi modules
+# (grub-efi-amd64-bin) with an early configuration that finds the ESP and
+# reads its grub.cfg.
+esp_disk() {
+  local img=$OUT/esp.img stamp work part pkg
+  if [[ ! -f $OUT/bzImage || ! -f $OUT/initrd.cpio ]]; then
+    say "no test guest in $OUT (guest/build.sh makes it): skipping esp.img"
+    return 0
+  fi
+  stamp=$( (cat "${BASH_SOURCE[0]}" "$OUT/bzImage" "$OUT/initrd.cpio"
+    for pkg in grub-common grub-efi-amd64-bin; do apt-cache policy "$pkg" | awk '/Candidate:/ {print $2}'; done) | sha256sum | cut -c1-16)
+  if [[ -f $img && -f $OUT/.esp.stamp && $(cat "$OUT/.esp.stamp") == "$stamp" ]]; then
+    say "up to date: $img"
+    return 0
+  fi
+  say "building $img"
+  work=$(mktemp -d)
+  trap 'rm -rf "$work"' RETURN
+  (cd "$work" && for pkg in grub-common grub-efi-amd64-bin; do
+    apt-get download -q "$pkg" >/dev/null 2>&1 || apt-get download -q "$pkg"
+  done)
+  for pkg in "$work"/*.deb; do dpkg -x "$pkg" "$work/root"; done
+  # The early configuration runs before any file system is read: it finds
+  # the partition holding grub.cfg and hands over to the normal mode.
+  cat > "$work/early.cfg" <<'CFG'
+search --no-floppy --file --set=root /EFI/BOOT/grub.cfg
+set prefix=($root)/EFI/BOOT
+CFG
+  cat > "$work/grub.cfg" <<'CFG'
+serial --unit=0 --speed=115200
+terminal_input serial
+terminal_output serial
+set timeout=0
+echo "GRUB: loading the test kernel"
+linux /bzImage console=ttyS0 quiet rodata=off run="nproc; sleep 3"
+initrd /initrd.cpio
+boot
+CFG
+  "$work/root/usr/bin/grub-mkimage" -d "$work/root/usr/lib/grub/x86_64-efi" -O x86_64-efi \
+    -o "$work/BOOTX64.EFI" -p /EFI/BOOT -c "$work/early.cfg" \
+    part_gpt part_msdos fat search search_fs_file normal configfile linux echo serial terminal test
+  part=$work/part.img
+  # 32 MiB of FAT16, starting at sector 2048: too small for FAT32, and UEFI
+  # firmware reads FAT12/16 as well (UEFI 2.10 section 13.3.1.1).
+  mkfs.vfat -C -F 16 -h 2048 -n GOVISOR-ESP "$part" 32768 >/dev/null
+  export MTOOLS_SKIP_CHECK=1
+  mmd -i "$part" ::/EFI ::/EFI/BOOT
+  mcopy -i "$part" "$work/BOOTX64.EFI" "$work/grub.cfg" ::/EFI/BOOT/
+  mcopy -i "$part" "$OUT/bzImage" "$OUT/initrd.cpio" ::/
+  truncate -s $(((1 + 32 + 1) << 20)) "$work/disk.img"
+  # A GPT with one EFI system partition (type C12A7328-F81F-11D2-BA4B-00A0C93EC93B).
+  printf 'label: gpt\nlabel-id: 676F7673-0000-4000-8000-000000000001\nstart=2048, size=65536, type=C12A7328-F81F-11D2-BA4B-00A0C93EC93B, uuid=676F7673-0000-4000-8000-000000000002\n' | sfdisk -q "$work/disk.img"
+  dd if="$part" of="$work/disk.img" bs=1M seek=1 conv=notrunc status=none
+  mv "$work/disk.img" "$img"
+  echo "$stamp" > "$OUT/.esp.stamp"
+}
+
 fetch seabios usr/share/seabios/bios-256k.bin
+fetch ovmf usr/share/OVMF/OVMF_CODE_4M.fd usr/share/OVMF/OVMF_VARS_4M.fd
 syslinux_disk
+esp_disk

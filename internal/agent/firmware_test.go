@@ -2,6 +2,7 @@ package agent
 
 import (
 	"context"
+	"encoding/binary"
 	"os"
 	"path/filepath"
 	"strings"
@@ -9,7 +10,9 @@ import (
 	"time"
 
 	"github.com/govisor/govisor/api"
+	"github.com/govisor/govisor/internal/firmware/efivars"
 	"github.com/govisor/govisor/internal/kvm/kvmtest"
+	"github.com/govisor/govisor/internal/node"
 )
 
 // TestAgentBootsFirmwareVM: a VM defined with firmware: bios (as an
@@ -48,4 +51,73 @@ func TestAgentBootsFirmwareVM(t *testing.T) {
 		con, _ = ta.cli.Console(ctx, "bios")
 	}
 	t.Logf("console:\n%s", con)
+}
+
+// TestAgentBootsUEFIVM: a VM defined with firmware: uefi boots the UEFI
+// test disk (GRUB on an ESP) through OVMF in a jailed VMM. Its variable
+// file is made in the VM's folder and keeps what OVMF stores across the
+// guest's own reboot (the VMM boots it again) and a stop and start (a new
+// VMM): OVMF's monotonic counter ("MTC", one more every boot) counts every
+// boot.
+func TestAgentBootsUEFIVM(t *testing.T) {
+	kvmtest.Require(t)
+	requireCgroup2(t)
+	code, _ := kvmtest.OVMF(t)
+	src := kvmtest.ESPDisk(t)
+	dir := t.TempDir()
+	disk := filepath.Join(dir, "esp.img")
+	b, err := os.ReadFile(src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(disk, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("GOVISOR_FIRMWARE_DIR", filepath.Dir(code))
+	state := filepath.Join(dir, "agent")
+	ta := startAgent(t, state, func(c *Config) { c.Executable = govisorBin(t) })
+	defer ta.Shutdown(context.Background())
+	ctx := context.Background()
+	s := api.VMSpec{Name: "efi", CPUs: 1, Memory: "256M", Firmware: "uefi", Disks: []api.DiskSpec{{Path: disk}}, RestartPolicy: api.RestartNever}
+	if _, err := ta.cli.CreateVM(ctx, s, true); err != nil {
+		t.Fatal(err)
+	}
+	vars := filepath.Join(node.VMDir(state, "efi"), node.UEFIVarsFile)
+	mtc := func() uint32 {
+		b, err := os.ReadFile(vars)
+		if err != nil {
+			return 0
+		}
+		v, ok, _ := efivars.Get(b, "MTC")
+		if !ok || len(v.Data) != 4 {
+			return 0
+		}
+		return binary.LittleEndian.Uint32(v.Data)
+	}
+	// The test kernel finds no ACPI under UEFI and reboots after its
+	// command; the VMM boots it again from the same variables.
+	var con []byte
+	for deadline := time.Now().Add(4 * time.Minute); strings.Count(string(con), "GUEST-READY") < 2 || mtc() < 2; time.Sleep(200 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			v, _ := ta.cli.GetVM(ctx, "efi")
+			t.Fatalf("no two boots of the UEFI VM in 4 minutes (MTC %d): %+v\nconsole:\n%s", mtc(), v.Status, con)
+		}
+		con, _ = ta.cli.Console(ctx, "efi")
+	}
+	if _, err := ta.cli.Action(ctx, "efi", "stop", time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	before := mtc()
+	if _, err := ta.cli.Action(ctx, "efi", "start", 0); err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(3 * time.Minute); mtc() <= before; time.Sleep(200 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			con, _ = ta.cli.Console(ctx, "efi")
+			t.Fatalf("MTC still %d 3 minutes after a new start: the variables did not carry over\nconsole:\n%s", mtc(), con)
+		}
+	}
+	if got := mtc(); got != before+1 {
+		t.Errorf("MTC %d after a stop and start, want %d", got, before+1)
+	}
 }

@@ -52,10 +52,12 @@ func (ps *poolService) ImportVM(ctx context.Context, pool string, r api.ImportRe
 	if vm.MemoryMiB > 0 {
 		out.Spec.Memory = fmt.Sprintf("%dM", vm.MemoryMiB)
 	}
-	if vm.Firmware == vmimport.FirmwareBIOS {
-		// Ready to define as it is (its NICs still need networks); a
-		// UEFI VM waits for UEFI firmware (issue 16).
+	// Ready to define as it is (its NICs still need networks).
+	switch vm.Firmware {
+	case vmimport.FirmwareBIOS:
 		out.Spec.Firmware = api.FirmwareBIOS
+	case vmimport.FirmwareUEFI:
+		out.Spec.Firmware = api.FirmwareUEFI
 	}
 	for _, d := range res.Disks {
 		v, err := describeVolume(p, filepath.Base(d))

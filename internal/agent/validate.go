@@ -65,17 +65,15 @@ func normalize(s api.VMSpec, hostMiB uint64) (api.VMSpec, error) {
 		if err := checkFile(s.Kernel, true); err != nil {
 			return s, fieldErr("kernel", err.Error())
 		}
-	case "bios":
+	case api.FirmwareBIOS, api.FirmwareUEFI:
 		if s.Kernel != "" || s.Initrd != "" || s.Cmdline != "" {
-			return s, fieldErr("firmware", "bios boots the first disk's own boot loader: leave out kernel, initrd and cmdline")
+			return s, fieldErr("firmware", s.Firmware+" boots the first disk's own boot loader: leave out kernel, initrd and cmdline")
 		}
 		if len(s.Disks) == 0 {
-			return s, fieldErr("disks", "firmware bios boots the first disk: give one")
+			return s, fieldErr("disks", "firmware "+s.Firmware+" boots the first disk: give one")
 		}
-	case "uefi":
-		return s, fieldErr("firmware", `"uefi" is not supported yet (OVMF needs flash with a variable store): use bios`)
 	default:
-		return s, fieldErr("firmware", fmt.Sprintf("%q: use bios, or leave it out to boot kernel", s.Firmware))
+		return s, fieldErr("firmware", fmt.Sprintf("%q: use bios or uefi, or leave it out to boot kernel", s.Firmware))
 	}
 	if err := checkFile(s.Initrd, false); err != nil {
 		return s, fieldErr("initrd", err.Error())

@@ -230,8 +230,9 @@ func TestRuleSpecs(t *testing.T) {
 }
 
 // TestFirmwareSpecs: firmware bios boots the first disk instead of a
-// kernel; the VMM gets it; a kernel beside it, no disk, uefi or another
-// value are refused naming the field; cpu takes baseline or host.
+// kernel, as does uefi, whose VMM gets a variable file in the VM's folder;
+// a kernel beside it, no disk or another value are refused naming the
+// field; cpu takes baseline or host.
 func TestFirmwareSpecs(t *testing.T) {
 	dir := t.TempDir()
 	disk := filepath.Join(dir, "boot.img")
@@ -244,13 +245,20 @@ func TestFirmwareSpecs(t *testing.T) {
 	if c, err := node.VMMConfig(s); err != nil || c.Firmware != "bios" || c.Kernel != "" || len(c.Disks) != 1 {
 		t.Errorf("VMM config %+v, %v: want firmware bios and the disk", c, err)
 	}
+	uefi := good
+	uefi.Firmware = "uefi"
+	if s, err := normalize(uefi, 0); err != nil {
+		t.Errorf("a UEFI VM: %v", err)
+	} else if c, err := node.VMMConfig(s); err != nil || c.Firmware != "uefi" || c.FirmwareVars != node.UEFIVarsFile || len(c.Disks) != 1 {
+		t.Errorf("VMM config %+v, %v: want firmware uefi, the variable file in the VM's folder and the disk", c, err)
+	}
 	for _, c := range []struct {
 		mod   func(s *api.VMSpec)
 		field string
 	}{
 		{func(s *api.VMSpec) { s.Kernel = disk }, "firmware"},
 		{func(s *api.VMSpec) { s.Disks = nil }, "disks"},
-		{func(s *api.VMSpec) { s.Firmware = "uefi" }, "firmware"},
+		{func(s *api.VMSpec) { s.Firmware = "uefi"; s.Disks = nil }, "disks"},
 		{func(s *api.VMSpec) { s.Firmware = "coreboot" }, "firmware"},
 		{func(s *api.VMSpec) { s.Firmware = "" }, "kernel"},
 		{func(s *api.VMSpec) { s.CPU = "skylake" }, "cpu"},

@@ -1,9 +1,12 @@
 package cli
 
 import (
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
+	"github.com/govisor/govisor/internal/firmware/efivars"
 	"github.com/govisor/govisor/internal/kvm/kvmtest"
 )
 
@@ -30,6 +33,40 @@ func TestRunFirmwareBIOS(t *testing.T) {
 	}
 }
 
+// TestRunFirmwareUEFI boots the UEFI test disk as a user would: `govisor
+// run --firmware uefi --firmware-vars FILE`, OVMF then GRUB then the test
+// guest, which reboots (its kernel finds no ACPI under UEFI), and govisor
+// exits 0 with --on-reboot=exit; the variable file was made from OVMF's
+// template and holds what OVMF stored.
+func TestRunFirmwareUEFI(t *testing.T) {
+	code, _ := kvmtest.OVMF(t)
+	disk := kvmtest.ESPDisk(t)
+	vars := filepath.Join(t.TempDir(), "vm-vars.fd")
+	out, errOut, rc := runGovisor(t, "run", "--firmware", "uefi", "--firmware-image", code, "--firmware-vars", vars,
+		"--disk", "path="+disk+",readonly", "--memory", "256M", "--on-reboot", "exit", "-v")
+	if rc != 0 {
+		t.Fatalf("exit %d; stdout:\n%s\nstderr:\n%s", rc, out, errOut)
+	}
+	last := -1
+	for _, want := range []string{"GRUB: loading the test kernel", "GUEST-READY", "GUEST-DONE"} {
+		i := strings.Index(out[last+1:], want)
+		if i < 0 {
+			t.Fatalf("console lacks %q after the previous marker:\n%s\nstderr:\n%s", want, out, errOut)
+		}
+		last += 1 + i
+	}
+	if !strings.Contains(errOut, "UEFI firmware, 3653632 bytes of code") {
+		t.Errorf("--verbose did not say the guest was loaded through UEFI firmware:\n%s", errOut)
+	}
+	b, err := os.ReadFile(vars)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, ok, err := efivars.Get(b, "BootOrder"); !ok || err != nil {
+		t.Errorf("the variable file has no BootOrder (%v): OVMF's writes did not reach it", err)
+	}
+}
+
 func TestRunFirmwareErrors(t *testing.T) {
 	kvmtest.Require(t)
 	cases := []struct {
@@ -37,7 +74,8 @@ func TestRunFirmwareErrors(t *testing.T) {
 		args []string
 		want string
 	}{
-		{"uefi", []string{"run", "--firmware", "uefi"}, "not supported yet"},
+		{"uefi with a kernel", []string{"run", "--firmware", "uefi", "--kernel", "vmlinux"}, "exclude each other"},
+		{"variables without uefi", []string{"run", "--firmware", "bios", "--firmware-vars", "vars.fd"}, "--firmware-vars needs --firmware uefi"},
 		{"firmware and kernel", []string{"run", "--firmware", "bios", "--kernel", "vmlinux"}, "exclude each other"},
 		{"missing image", []string{"run", "--firmware", "bios", "--firmware-image", "/nonexistent/bios.bin"}, "no such file"},
 		{"too much memory", []string{"run", "--firmware", "bios", "--firmware-image", kvmtest.SeaBIOS(t), "--memory", "4G"}, "up to 3072 MiB"},

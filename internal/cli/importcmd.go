@@ -162,9 +162,6 @@ func importLocal(cmd *cobra.Command, f *apiFlags, o importer.Options, progress b
 			}
 		}
 		fmt.Fprintf(w, "Run it with: govisor run --config %s\n", cfgPath)
-		if vm.Firmware == vmimport.FirmwareUEFI {
-			fmt.Fprintln(w, "Note: the source VM boots through UEFI, which govisor run does not boot yet.")
-		}
 	})
 }
 
@@ -194,10 +191,15 @@ func writeRunConfig(path string, vm *vmimport.VM, disks []string) error {
 	}
 	cfg := struct {
 		Firmware  string `json:"firmware"`
+		Vars      string `json:"firmwareVars,omitempty"`
 		CPUs      int    `json:"cpus,omitempty"`
 		MemoryMiB int64  `json:"memoryMiB,omitempty"`
 		Disks     []disk `json:"disks"`
 	}{Firmware: vm.Firmware, CPUs: vm.CPUs, MemoryMiB: vm.MemoryMiB}
+	if vm.Firmware == vmimport.FirmwareUEFI {
+		// The VM's UEFI variables, made on its first run beside the config.
+		cfg.Vars = strings.TrimSuffix(path, ".json") + ".vars.fd"
+	}
 	for _, d := range disks {
 		cfg.Disks = append(cfg.Disks, disk{Path: d})
 	}

@@ -22,6 +22,7 @@ type runOptions struct {
 	config                  string
 	kernel, initrd, cmdline string
 	firmware, firmwareImage string
+	firmwareVars            string
 	cpus                    int
 	memory                  string
 	boot                    string
@@ -53,7 +54,7 @@ type runOptions struct {
 func newRunCmd() *cobra.Command {
 	o := &runOptions{}
 	cmd := &cobra.Command{
-		Use:     "run --kernel PATH [--initrd PATH] [--cmdline ARGS] [--cpus N] [--memory SIZE] | run --firmware bios --disk IMAGE | run --config FILE",
+		Use:     "run --kernel PATH [--initrd PATH] [--cmdline ARGS] [--cpus N] [--memory SIZE] | run --firmware bios|uefi --disk IMAGE | run --config FILE",
 		Aliases: []string{"vmm"}, // the per-VM monitor process the agent runs
 		Short:   "Boot a VM in the foreground with its serial console on this terminal",
 		Long: `Boot a VM in the foreground. The serial console is connected to the terminal
@@ -63,7 +64,7 @@ guest unless --on-reboot=exit.
 
 --config FILE takes the whole VM from a JSON file instead of flags (the host
 agent starts its VMMs so, as Firecracker's --config-file): its fields are the
-flags' (kernel, firmware, firmwareImage, initrd, cmdline, cpus, memoryMiB, boot, guestDecompress,
+flags' (kernel, firmware, firmwareImage, firmwareVars, initrd, cmdline, cpus, memoryMiB, boot, guestDecompress,
 onReboot, cpuTemplate, debugExit, verbose, disks[] {path, readOnly, direct,
 format, serial, queues}, rng, nets[] {tap, mac}, vsock {cid, uds}, balloon,
 apiSock, consoleSock, restore, incoming, tls {cert, key, ca}, fenceTTLMS, fenceDeadlineMonoNS,
@@ -90,8 +91,9 @@ other flags exclude each other: one place says what the VM is.`,
 func (o *runOptions) addFlags(f *pflag.FlagSet) {
 	f.StringVar(&o.config, "config", "", "take the VM from this JSON config file (as the agent writes it) instead of the flags below")
 	f.StringVar(&o.kernel, "kernel", "", "kernel image: bzImage or ELF vmlinux (required)")
-	f.StringVar(&o.firmware, "firmware", "", "boot the first disk's own boot loader through firmware instead of --kernel: bios (SeaBIOS)")
-	f.StringVar(&o.firmwareImage, "firmware-image", "", "with --firmware: the firmware image (default: bios-256k.bin from $GOVISOR_FIRMWARE_DIR or /usr/share/seabios)")
+	f.StringVar(&o.firmware, "firmware", "", "boot the first disk's own boot loader through firmware instead of --kernel: bios (SeaBIOS) or uefi (OVMF)")
+	f.StringVar(&o.firmwareImage, "firmware-image", "", "with --firmware: the firmware image (default: bios-256k.bin or OVMF_CODE_4M.fd from $GOVISOR_FIRMWARE_DIR, else /usr/share/seabios or /usr/share/OVMF)")
+	f.StringVar(&o.firmwareVars, "firmware-vars", "", "with --firmware uefi: the VM's UEFI variable file, made from OVMF_VARS_4M.fd if missing (default: a scratch copy, gone at exit)")
 	f.StringVar(&o.initrd, "initrd", "", "initial ramdisk (cpio, optionally compressed)")
 	f.StringVar(&o.cmdline, "cmdline", "console=ttyS0", "kernel command line")
 	f.IntVar(&o.cpus, "cpus", 1, fmt.Sprintf("number of vCPUs (1-%d)", vm.MaxCPUs))
@@ -137,7 +139,7 @@ func ParseMemoryMiB(s string) (uint64, error) {
 
 // runFlagNames names config fields as govisor run's flags, for messages.
 var runFlagNames = map[string]string{
-	"kernel": "--kernel", "firmware": "--firmware", "firmwareImage": "--firmware-image", "initrd": "--initrd", "cmdline": "--cmdline", "cpus": "--cpus", "memoryMiB": "--memory",
+	"kernel": "--kernel", "firmware": "--firmware", "firmwareImage": "--firmware-image", "firmwareVars": "--firmware-vars", "initrd": "--initrd", "cmdline": "--cmdline", "cpus": "--cpus", "memoryMiB": "--memory",
 	"boot": "--boot", "guestDecompress": "--guest-decompress", "onReboot": "--on-reboot", "cpuTemplate": "--cpu-template", "cpuFeatures": "--cpu-features",
 	"debugExit": "--debug-exit", "verbose": "--verbose", "rng": "--rng", "balloon": "--balloon",
 	"apiSock": "--api-sock", "consoleSock": "--console-sock", "restore": "--restore", "incoming": "--incoming",
@@ -182,7 +184,7 @@ func (o *runOptions) vmmConfig(flags *pflag.FlagSet) (vmmconfig.Config, vmmconfi
 	}
 	var err error
 	cfg := vmmconfig.Config{
-		Kernel: o.kernel, Firmware: o.firmware, FirmwareImage: o.firmwareImage, Initrd: o.initrd, Cmdline: o.cmdline, Boot: o.boot, GuestDecompress: o.guestDecompress,
+		Kernel: o.kernel, Firmware: o.firmware, FirmwareImage: o.firmwareImage, FirmwareVars: o.firmwareVars, Initrd: o.initrd, Cmdline: o.cmdline, Boot: o.boot, GuestDecompress: o.guestDecompress,
 		OnReboot: o.onReboot, CPUTemplate: o.template, CPUFeatures: o.cpuFeatures, DebugExit: o.debugExit, Verbose: o.verbose,
 		RNG: o.rng, Balloon: o.balloon, APISock: o.apiSock, ConsoleSock: o.consoleSock, Restore: o.restore, Incoming: o.incoming,
 		FenceTTLMS: int(o.fenceTTL / time.Millisecond), FenceDeadlineMonoNS: o.fenceDeadline, LeaseOwner: o.leaseOwner, Seccomp: o.seccomp,

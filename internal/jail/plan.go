@@ -94,11 +94,25 @@ func ForVMM(cfg vmmconfig.Config, cwd string, snapDisks []string) (Spec, vmmconf
 	out.Kernel, out.Initrd = ro(cfg.Kernel), ro(cfg.Initrd)
 	if cfg.Firmware != "" && cfg.FirmwareImage == "" {
 		// Found here, outside the jail, where the host's files are.
-		if out.FirmwareImage, err = vmmconfig.FindSeaBIOS(); err != nil {
+		if out.FirmwareImage, err = vmmconfig.FindFirmware(cfg.Firmware); err != nil {
 			return Spec{}, cfg, err
 		}
 	}
 	out.FirmwareImage = ro(out.FirmwareImage)
+	if cfg.Firmware == vmmconfig.FirmwareUEFI {
+		// The variable file is made here, from the template beside the
+		// code (the jail sees neither), then reached like a writable
+		// disk. Without one the jailed VMM makes a scratch copy in its
+		// own /tmp, from the template it is given read-only.
+		if out.FirmwareVars = abs(cfg.FirmwareVars); out.FirmwareVars != "" {
+			if err := vmmconfig.PrepareVars(out.FirmwareVars, out.FirmwareImage); err != nil {
+				return Spec{}, cfg, err
+			}
+			s.addDisk(out.FirmwareVars, false)
+		} else if tmpl, err := vmmconfig.VarsTemplate(out.FirmwareImage); err == nil {
+			ro(tmpl)
+		}
+	}
 	if cfg.TLS != nil {
 		t := *cfg.TLS
 		t.Cert, t.Key, t.CA = ro(t.Cert), ro(t.Key), ro(t.CA)

@@ -98,3 +98,35 @@ func TestForVMMFirmware(t *testing.T) {
 		t.Errorf("given image: %v, image %q, binds %+v", err, out.FirmwareImage, s.Files)
 	}
 }
+
+// TestForVMMUEFI: a UEFI VM's variable file is made outside the jail,
+// from the template beside OVMF's code, in the VM's folder, given to the
+// jail's user to write; a second plan keeps what the file holds.
+func TestForVMMUEFI(t *testing.T) {
+	host := t.TempDir()
+	devUserfaultfd, pvmModule = filepath.Join(host, "nouffd"), filepath.Join(host, "nopvm")
+	fw := filepath.Join(host, "ovmf")
+	os.Mkdir(fw, 0o755)
+	code := filepath.Join(fw, vmmconfig.OVMFCode)
+	os.WriteFile(code, []byte("code"), 0o644)
+	os.WriteFile(filepath.Join(fw, vmmconfig.OVMFVars), []byte("template"), 0o644)
+	t.Setenv("GOVISOR_FIRMWARE_DIR", fw)
+	vmDir := filepath.Join(host, "vms", "a")
+	os.MkdirAll(vmDir, 0o755)
+	cfg := vmmconfig.Config{Firmware: "uefi", FirmwareVars: "uefi-vars.fd", Disks: []vmmconfig.Disk{{Path: "/pool/boot.raw"}}, Jail: &vmmconfig.Jail{ID: "agent.a", Dir: vmDir}}
+	s, out, err := ForVMM(cfg, vmDir, nil)
+	vars := filepath.Join(vmDir, "uefi-vars.fd")
+	if err != nil || out.FirmwareImage != code || out.FirmwareVars != vars || !slices.Contains(s.Chown, vars) || !slices.Contains(s.Files, Bind{Path: code, ReadOnly: true}) {
+		t.Fatalf("UEFI: %v, code %q, vars %q, chown %v, binds %+v", err, out.FirmwareImage, out.FirmwareVars, s.Chown, s.Files)
+	}
+	if b, _ := os.ReadFile(vars); string(b) != "template" {
+		t.Errorf("variable file holds %q, want the template", b)
+	}
+	os.WriteFile(vars, []byte("stored"), 0o600)
+	if _, _, err := ForVMM(cfg, vmDir, nil); err != nil {
+		t.Fatal(err)
+	}
+	if b, _ := os.ReadFile(vars); string(b) != "stored" {
+		t.Errorf("a second start replaced the VM's variables: %q", b)
+	}
+}

@@ -54,7 +54,7 @@ func hasFunc(path, name string) (bool, error) {
 type TestExec struct {
 	Cache    string    // the project's cache: lab/ (assets, runs), guest/
 	BinDir   string    // prebuilt govisor, govisor-agent, vsockpeer for the tests
-	GuestDir string    // the test guest (bzImage, vmlinux, initrd.cpio), firmware boot (bios-256k.bin, syslinux.img), Debian disks (debian-*.qcow2)
+	GuestDir string    // the test guest (bzImage, vmlinux, initrd.cpio), firmware boot (bios-256k.bin, syslinux.img, OVMF_*_4M.fd, esp.img), Debian disks (debian-*.qcow2)
 	Tally    string    // file that records how many KVM tests ran, and where
 	Package  string    // the package under test, for messages
 	Stdout   io.Writer // the test's output
@@ -125,7 +125,7 @@ func runOnce(cfg TestExec, assets Assets, accel Accel, bin string, args []string
 			return res, "", err
 		}
 	}
-	files := []string{"bzImage", "vmlinux", "initrd.cpio", "bios-256k.bin", "syslinux.img"}
+	files := []string{"bzImage", "vmlinux", "initrd.cpio", "bios-256k.bin", "syslinux.img", "OVMF_CODE_4M.fd", "OVMF_VARS_4M.fd", "esp.img"}
 	if debian, err := hasFunc(bin, debianSymbol); err == nil && debian {
 		files = append(files, "debian-bios.qcow2", "debian-uefi.qcow2")
 	}

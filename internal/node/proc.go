@@ -172,8 +172,16 @@ func VMMConfig(s api.VMSpec) (vmmconfig.Config, error) {
 	for _, d := range s.Disks {
 		c.Disks = append(c.Disks, vmmconfig.Disk{Path: d.Path, ReadOnly: d.ReadOnly, Format: d.Format})
 	}
+	if s.Firmware == api.FirmwareUEFI {
+		c.FirmwareVars = UEFIVarsFile
+	}
 	return c, nil
 }
+
+// UEFIVarsFile is a UEFI VM's variable file in its folder: made from
+// OVMF's template on the first start, then kept (and moved with the VM)
+// so that what its firmware stores survives restarts.
+const UEFIVarsFile = "uefi-vars.fd"
 
 // nets are the VMM's network interfaces for s's NICs.
 func nets(s api.VMSpec) []vmmconfig.Net {

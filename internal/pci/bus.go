@@ -79,7 +79,9 @@ type Bus struct {
 	addr    uint32 // CONFIG_ADDRESS
 	rstCnt  byte
 	devices [NumSlots]Device
-	reset   func()
+	// fixed holds functions other than 0 (key slot<<3|fn), see AddFunction.
+	fixed map[int]Device
+	reset func()
 }
 
 // NewBus returns bus 0 with the host bridge at slot 0; reset (may be nil)
@@ -122,13 +124,39 @@ func (b *Bus) AddDevice(slot int, d Device) error {
 	return nil
 }
 
+// AddFunction places d as function fn (1-7) of slot (0..NumSlots-1): a
+// chipset function firmware reaches at a fixed address, such as the PIIX4
+// power management function at 00:01.3 that OVMF reads its ACPI I/O base
+// from. Enumeration (firmware's and the OS's) looks past function 0 only
+// when function 0 sets the multi-function bit (PCI 3.0 section 6.2.1,
+// Header Type), which govisor's devices do not: such a function stays
+// invisible to them.
+func (b *Bus) AddFunction(slot, fn int, d Device) error {
+	if slot < 0 || slot >= NumSlots || fn < 1 || fn > 7 {
+		return fmt.Errorf("%w: %d.%d", ErrBadSlot, slot, fn)
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.fixed == nil {
+		b.fixed = map[int]Device{}
+	}
+	if b.fixed[slot<<3|fn] != nil {
+		return fmt.Errorf("%w: %d.%d", ErrSlotUsed, slot, fn)
+	}
+	b.fixed[slot<<3|fn] = d
+	return nil
+}
+
 // device returns the function at bus/slot/fn, or nil if absent.
 func (b *Bus) device(bus, slot, fn int) Device {
-	if bus != 0 || fn != 0 || slot < 0 || slot >= NumSlots {
+	if bus != 0 || slot < 0 || slot >= NumSlots || fn < 0 || fn > 7 {
 		return nil
 	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
+	if fn != 0 {
+		return b.fixed[slot<<3|fn]
+	}
 	return b.devices[slot]
 }
 

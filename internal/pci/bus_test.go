@@ -244,3 +244,29 @@ func (c *ConfigSpace) barAddressLocked(i int) uint64 {
 	defer c.mu.Unlock()
 	return c.barAddress(i)
 }
+
+// TestFixedFunction: a function added past function 0 answers at its
+// address, and only there.
+func TestFixedFunction(t *testing.T) {
+	m := newMachine(t)
+	pm := NewConfigSpace(Header{VendorID: 0x8086, DeviceID: 0x7113})
+	if err := m.bus.AddFunction(1, 3, pm); err != nil {
+		t.Fatal(err)
+	}
+	if err := m.bus.AddFunction(1, 3, pm); !errors.Is(err, ErrSlotUsed) {
+		t.Errorf("second function at 1.3: %v, want ErrSlotUsed", err)
+	}
+	for _, bad := range [][2]int{{1, 0}, {1, 8}, {32, 1}, {-1, 1}} {
+		if err := m.bus.AddFunction(bad[0], bad[1], pm); !errors.Is(err, ErrBadSlot) {
+			t.Errorf("AddFunction(%d, %d): %v, want ErrBadSlot", bad[0], bad[1], err)
+		}
+	}
+	m.out(ConfigAddressPort, 4, cfgAddr(0, 1, 3, 0))
+	if got := m.in(ConfigDataPort, 4); got != 0x71138086 {
+		t.Errorf("00:01.3 ids %#x", got)
+	}
+	m.out(ConfigAddressPort, 4, cfgAddr(0, 1, 0, 0))
+	if got := m.in(ConfigDataPort, 4); got != 0xFFFFFFFF {
+		t.Errorf("00:01.0 reads %#x, want absent", got)
+	}
+}

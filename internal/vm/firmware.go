@@ -43,10 +43,13 @@ const (
 // checkFirmware refuses firmware configurations govisor cannot boot yet.
 func checkFirmware(cfg Config) error {
 	n := len(cfg.Firmware)
-	if n == 0 {
+	if cfg.FirmwareVars != nil {
+		if err := checkUEFI(cfg); err != nil {
+			return err
+		}
+	} else if n == 0 {
 		return nil
-	}
-	if n%4096 != 0 || n > maxFirmwareSize {
+	} else if n%4096 != 0 || n > maxFirmwareSize {
 		return fmt.Errorf("vm: firmware image of %d bytes: want a multiple of 4 KiB up to %d bytes (SeaBIOS's bios-256k.bin is 262144)", n, maxFirmwareSize)
 	}
 	if cfg.Flat != nil || len(cfg.Kernel) > 0 {
@@ -97,10 +100,16 @@ func (m *Machine) setupFirmware() error {
 	}
 	// The pages KVM uses for real mode on Intel (KVM_SET_TSS_ADDR,
 	// KVM_SET_IDENTITY_MAP_ADDR) must stay out of the OS's hands.
-	ram = append(ram, qemufw.MemRange{Start: identityMap, Size: 0x4000, Type: qemufw.E820Reserved})
+	_, identity := realModePages(m.cfg)
+	ram = append(ram, qemufw.MemRange{Start: identity, Size: 0x4000, Type: qemufw.E820Reserved})
 	var order []string
 	for i := range m.cfg.Disks {
-		order = append(order, qemufw.PCIPath(pci.FirstSlot+i)) // setupVirtio puts disk i in slot 1+i
+		// setupVirtio puts disk i in slot 1+i.
+		if m.uefi() {
+			order = append(order, uefiBootOrder(pci.FirstSlot+i))
+		} else {
+			order = append(order, qemufw.PCIPath(pci.FirstSlot+i))
+		}
 	}
 	acfg := acpi.DefaultConfig(m.cfg.CPUs)
 	acfg.RTCCenturyIndex = 0x32
@@ -110,6 +119,11 @@ func (m *Machine) setupFirmware() error {
 		CPUs: m.cfg.CPUs, RAM: ram, BootOrder: order, SerialPort: uart8250.COM1Base, ACPI: acfg,
 	}); err != nil {
 		return fmt.Errorf("vm: firmware configuration: %w", err)
+	}
+	if m.uefi() {
+		if err := m.setupUEFIPlatform(dev); err != nil {
+			return err
+		}
 	}
 	if err := m.pio.Register(fwcfg.Base, fwcfg.Size, dev); err != nil {
 		return fmt.Errorf("vm: fw_cfg ports: %w", err)
@@ -135,6 +149,12 @@ func (m *Machine) setupFirmware() error {
 // that copy produces: the image's last 256 KiB in plain RAM at 0xC0000.
 func (m *Machine) loadFirmware() (entryState, error) {
 	img := m.cfg.Firmware
+	if m.uefi() {
+		// OVMF runs from flash from the reset vector on (its SEC phase,
+		// OvmfPkg/ResetVector): nothing goes below 1 MiB.
+		m.bootLog = fmt.Sprintf("UEFI firmware, %d bytes of code at %#x, %d of variables at %#x", len(img), 1<<32-len(img), len(m.vars), m.varsBase())
+		return entryState{}, nil
+	}
 	low := img[len(img)-min(len(img), lowBIOSSize):]
 	if _, err := m.mem.WriteAt(low, int64(0x100000-len(low))); err != nil {
 		return entryState{}, fmt.Errorf("vm: firmware below 1 MiB: %w", err)

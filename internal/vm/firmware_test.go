@@ -1,9 +1,7 @@
 package vm
 
 import (
-	"context"
-	"errors"
-	"net"
+	"bytes"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -12,7 +10,6 @@ import (
 	"time"
 
 	"github.com/govisor/govisor/internal/kvm/kvmtest"
-	"github.com/govisor/govisor/internal/migration"
 )
 
 // asm16 assembles the few real-mode (16-bit) instructions the test boot
@@ -213,10 +210,11 @@ func TestSeaBIOSBootsSyslinux(t *testing.T) {
 	}
 }
 
-// TestFirmwareMachineRefusesSave: a machine booted through firmware is not
-// saved, snapshotted or migrated (its firmware's state would be lost), and
-// each says so at once.
-func TestFirmwareMachineRefusesSave(t *testing.T) {
+// TestFirmwareMachineSaves: a machine booted through firmware saves its
+// firmware with it (the image, fw_cfg's registers), and a snapshot of it
+// restores a machine running the saved image, whatever image the restoring
+// host has.
+func TestFirmwareMachineSaves(t *testing.T) {
 	bios, err := os.ReadFile(kvmtest.SeaBIOS(t))
 	if err != nil {
 		t.Fatal(err)
@@ -226,16 +224,23 @@ func TestFirmwareMachineRefusesSave(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer m.Close()
-	if _, err := m.SaveState(); !errors.Is(err, ErrFirmwareState) {
-		t.Errorf("SaveState: %v", err)
+	st, err := m.SaveState()
+	if err != nil {
+		t.Fatal(err)
 	}
-	if err := m.Snapshot(filepath.Join(t.TempDir(), "snap")); !errors.Is(err, ErrFirmwareState) {
-		t.Errorf("Snapshot: %v", err)
+	if st.Firmware == nil || !bytes.Equal(st.Firmware.Image, bios) || st.Firmware.Vars != nil {
+		t.Fatalf("firmware state %+v: want the image and no UEFI variables", st.Firmware)
 	}
-	a, b := net.Pipe()
-	defer a.Close()
-	defer b.Close()
-	if _, err := m.MigrateTo(context.Background(), a, migration.Options{}); !errors.Is(err, ErrFirmwareState) {
-		t.Errorf("MigrateTo: %v", err)
+	dir := filepath.Join(t.TempDir(), "snap")
+	if err := m.Snapshot(dir); err != nil {
+		t.Fatal(err)
+	}
+	r, err := RestoreSnapshot(dir, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	if !bytes.Equal(r.rom, bios) || r.uefi() {
+		t.Error("the restored machine does not run the saved firmware")
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -16,6 +17,7 @@ import (
 	"github.com/govisor/govisor/internal/devmgr"
 	"github.com/govisor/govisor/internal/diskimage"
 	"github.com/govisor/govisor/internal/firmware/fwcfg"
+	"github.com/govisor/govisor/internal/firmware/pflash"
 	"github.com/govisor/govisor/internal/guestmem"
 	"github.com/govisor/govisor/internal/hostmem"
 	"github.com/govisor/govisor/internal/iobus"
@@ -75,9 +77,15 @@ type Config struct {
 	Vsock       *Vsock // a virtio-vsock device
 	Balloon     bool   // a virtio-balloon device (with statistics)
 	// Firmware is a BIOS image (SeaBIOS's bios-256k.bin) to boot through
-	// instead of a kernel: it loads the first disk's boot loader.
+	// instead of a kernel: it loads the first disk's boot loader. With
+	// FirmwareVars it is OVMF's code (OVMF_CODE_4M.fd).
 	Firmware    []byte
 	FirmwareLog io.Writer // the firmware's debug log (port 0x402); nil: off
+	// FirmwareVars makes the boot UEFI: OVMF's variable store, a file
+	// opened read-write (a copy of OVMF_VARS_4M.fd made for the VM), which
+	// the guest sees as flash below the code and whose writes land in the
+	// file (uefi.go). The caller keeps it open while the machine lives.
+	FirmwareVars *os.File
 }
 
 // Flat is a raw code image that every vCPU enters in 64-bit mode with
@@ -147,6 +155,8 @@ type Machine struct {
 	slotFlags uint32
 	fwcfg     *fwcfg.Device // firmware boot only (firmware.go)
 	rom       []byte        // the firmware image's read-only mapping
+	vars      []byte        // UEFI: the variable file's shared mapping (uefi.go)
+	varsFlash *pflash.Flash // UEFI: the variable bank
 	hp        *hotplug      // PCI hotplug of disks (hotplug.go)
 	sci       *sciLine      // the shared ACPI SCI (hotplug_sci.go)
 	sciOnce   sync.Once
@@ -251,10 +261,11 @@ func build(cfg Config, restoring bool, mem *guestmem.Memory) (_ *Machine, err er
 	if m.kvm, err = sys.CreateVM(); err != nil {
 		return nil, err
 	}
-	if err := m.kvm.SetTSSAddr(tssAddr); err != nil {
+	tss, identity := realModePages(cfg)
+	if err := m.kvm.SetTSSAddr(tss); err != nil {
 		return nil, err
 	}
-	if err := m.kvm.SetIdentityMapAddr(identityMap); err != nil {
+	if err := m.kvm.SetIdentityMapAddr(identity); err != nil {
 		return nil, err
 	}
 	// The in-kernel interrupt controllers and PIT are made while memory,
@@ -286,6 +297,9 @@ func build(cfg Config, restoring bool, mem *guestmem.Memory) (_ *Machine, err er
 		return nil, err
 	}
 	if err := m.mapFirmware(); err != nil {
+		return nil, err
+	}
+	if err := m.mapVars(); err != nil {
 		return nil, err
 	}
 	if err := m.setupDevices(); err != nil {
@@ -491,6 +505,7 @@ func (m *Machine) Close() {
 		_ = unix.Munmap(m.rom)
 		m.rom = nil
 	}
+	m.closeVars()
 	if m.mem != nil {
 		m.mem.Close()
 		m.mem = nil

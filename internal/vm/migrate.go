@@ -46,9 +46,6 @@ func (m *Machine) migrate(ctx context.Context, conn net.Conn, opts migration.Opt
 	if err := m.postCopyBusy("migration"); err != nil {
 		return migration.Stats{}, err
 	}
-	if len(m.cfg.Firmware) > 0 {
-		return migration.Stats{}, ErrFirmwareState
-	}
 	if err := m.setDirtyLogging(true); err != nil {
 		return migration.Stats{}, err
 	}
@@ -359,6 +356,11 @@ func (d *migrationDest) commit(state []byte, targets []Disk) error {
 	cfg := Config{CPUs: sc.CPUs, MemoryMiB: sc.MemoryMiB, Disks: disks, RNG: sc.RNG, Nets: nets,
 		Vsock: vs, Balloon: sc.Balloon, DebugExit: sc.DebugExit, Template: sc.Template, CPUFeatures: sc.CPUFeatures,
 		Console: d.cfg.Console}
+	done, err := withSavedFirmware(&cfg, &ms.Machine, d.cfg.FirmwareVars)
+	if err != nil {
+		return err
+	}
+	defer done()
 	m, err := Restore(cfg, &ms.Machine, d.mem)
 	d.mem = nil // Restore owns it now, even on failure
 	if err != nil {

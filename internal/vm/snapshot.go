@@ -3,6 +3,7 @@ package vm
 import (
 	"fmt"
 	"io"
+	"os"
 	"slices"
 
 	"github.com/govisor/govisor/internal/guestmem"
@@ -43,9 +44,6 @@ type SavedConfig struct {
 func (m *Machine) Snapshot(dir string) (err error) {
 	if err := m.postCopyBusy("snapshot"); err != nil {
 		return err
-	}
-	if len(m.cfg.Firmware) > 0 {
-		return ErrFirmwareState
 	}
 	m.mu.Lock()
 	running := m.started && !m.pauseReq && !m.stopping
@@ -95,6 +93,13 @@ func (m *Machine) Snapshot(dir string) (err error) {
 // mapped copy-on-write from the snapshot's memory file, so the machine is
 // ready in milliseconds and the snapshot stays untouched. Call Start to run it.
 func RestoreSnapshot(dir string, console io.Writer) (*Machine, error) {
+	return RestoreSnapshotVars(dir, console, nil)
+}
+
+// RestoreSnapshotVars is RestoreSnapshot for a machine that may have booted
+// through UEFI: its saved variables go into vars, the VM's variable file,
+// which its firmware then keeps writing (nil: a scratch file).
+func RestoreSnapshotVars(dir string, console io.Writer, vars *os.File) (*Machine, error) {
 	s, err := snapshot.Open(dir)
 	if err != nil {
 		return nil, err
@@ -114,6 +119,12 @@ func RestoreSnapshot(dir string, console io.Writer) (*Machine, error) {
 	mem := guestmem.FromRegions(gm) // its Close unmaps the regions
 	cfg := Config{CPUs: sc.CPUs, MemoryMiB: sc.MemoryMiB, Disks: sc.Disks, RNG: sc.RNG, Nets: sc.Nets,
 		Vsock: sc.Vsock, Balloon: sc.Balloon, DebugExit: sc.DebugExit, Template: sc.Template, CPUFeatures: sc.CPUFeatures, Console: console}
+	done, err := withSavedFirmware(&cfg, st, vars)
+	if err != nil {
+		mem.Close()
+		return nil, err
+	}
+	defer done()
 	m, err := Restore(cfg, st, mem) // on failure Restore unmaps mem
 	if err != nil {
 		return nil, err
@@ -145,7 +156,7 @@ func readSnapshotState(dir string, s *snapshot.Snapshot) (*SavedConfig, *Machine
 	if err != nil {
 		return nil, nil, fmt.Errorf("snapshot %s: %w", dir, err)
 	}
-	if p, err = section(sectionMachine, StateVersion, stateVersionV3); err != nil {
+	if p, err = section(sectionMachine, StateVersion, stateVersionV4, stateVersionV3); err != nil {
 		return nil, nil, err
 	}
 	st, err := DecodeState(p)

@@ -17,15 +17,22 @@ import (
 // (statecodec.go). Version 1 was gob; version 3 added the hotplug
 // controller and the hot-plugged disks (Hotplug); version 4 encodes each
 // virtio device's state under its kind (virtio.RegisterState) instead of
-// one presence flag per kind there was.
-const StateVersion = 4
+// one presence flag per kind there was; version 5 adds the firmware's
+// state (Firmware).
+const StateVersion = 5
 
 // stateVersionV3 is the oldest version a restore still reads (snapshots
 // of govisors before version 4); other versions are refused.
 const stateVersionV3 = 3
 
+// stateVersionV4 is the version before firmware state, read as a kernel
+// boot's.
+const stateVersionV4 = 4
+
 // readableStateVersion reports whether a restore reads state version v.
-func readableStateVersion(v int) bool { return v == StateVersion || v == stateVersionV3 }
+func readableStateVersion(v int) bool {
+	return v == StateVersion || v == stateVersionV4 || v == stateVersionV3
+}
 
 // VCPUState is what KVM holds for one vCPU (Documentation/virt/kvm/api.rst,
 // the GET/SET pairs Firecracker and QEMU save for migration).
@@ -59,23 +66,16 @@ type MachineState struct {
 	PCI      pci.BusState
 	Virtio   []VirtioState
 	Hotplug  HotplugState // hotplug_save.go
+	// Firmware is nil for a machine that booted a kernel (firmware_state.go).
+	Firmware *FirmwareState
 }
 
 // ErrNotPaused is returned when saving a machine whose vCPUs are running.
 var ErrNotPaused = errors.New("vm: pause the machine before saving its state")
 
-// ErrFirmwareState is returned when saving a machine booted through
-// firmware: the firmware's own state (its ROM, fw_cfg, the flash of a
-// variable store) is not part of a saved machine yet, and a guest restored
-// without it would lose its firmware (a reboot, ACPI, SMBIOS).
-var ErrFirmwareState = errors.New("vm: a machine booted through firmware cannot be saved, snapshotted or live-migrated yet (its firmware's state is not saved); stop it and start it elsewhere")
-
 // SaveState captures the machine's state. The machine must be paused (or
 // built and never started); guest RAM is saved separately (Memory).
 func (m *Machine) SaveState() (*MachineState, error) {
-	if len(m.cfg.Firmware) > 0 {
-		return nil, ErrFirmwareState
-	}
 	m.mu.Lock()
 	paused := !m.started || (m.pauseReq && m.parked == m.running)
 	m.mu.Unlock()
@@ -119,6 +119,7 @@ func (m *Machine) SaveState() (*MachineState, error) {
 	if st.Hotplug, err = m.saveHotplug(); err != nil {
 		return nil, err
 	}
+	st.Firmware = m.saveFirmware()
 	return st, nil
 }
 
@@ -304,5 +305,5 @@ func (m *Machine) restoreState(st *MachineState) error {
 			return fmt.Errorf("vm: virtio device %d: %w", i, err)
 		}
 	}
-	return nil
+	return m.restoreFirmware(st.Firmware)
 }

@@ -81,6 +81,9 @@ func encodeMachine(e *snapshot.Encoder, st *MachineState) {
 		encodeVirtio(e, &st.Virtio[i], st.Version)
 	}
 	encodeHotplug(e, &st.Hotplug, st.Version)
+	if st.Version > stateVersionV4 {
+		encodeFirmware(e, st.Firmware)
+	}
 }
 
 func decodeMachine(d *snapshot.Decoder, st *MachineState) error {
@@ -112,6 +115,9 @@ func decodeMachine(d *snapshot.Decoder, st *MachineState) error {
 	}
 	if err := decodeHotplug(d, &st.Hotplug, st.Version); err != nil {
 		return fmt.Errorf("hotplug: %w", err)
+	}
+	if st.Version > stateVersionV4 {
+		st.Firmware = decodeFirmware(d)
 	}
 	return d.Err()
 }
@@ -145,8 +151,8 @@ const migrationMagic = "GVMIGST\x00"
 // migrationStateVersion is the version of the migration's device state;
 // a destination refuses others (both hosts must run the same encoding).
 // Version 3 carries hot-plugged disks (StateVersion 3); version 4 the
-// device states by kind (StateVersion 4).
-const migrationStateVersion = 4
+// device states by kind (StateVersion 4); version 5 the firmware's state.
+const migrationStateVersion = 5
 
 // encodeMigrationState encodes what the source sends at the handover into
 // buf (reused between migrations, may be nil).

@@ -3,6 +3,7 @@ package vmm
 import (
 	"fmt"
 	"os"
+	"path/filepath"
 
 	"github.com/govisor/govisor/internal/vm"
 	"github.com/govisor/govisor/internal/vmm/vmmconfig"
@@ -24,8 +25,19 @@ func machineConfig(c vmmconfig.Config, names vmmconfig.Names) (vm.Config, error)
 	}
 	var err error
 	if c.Firmware != "" {
-		if mc.Firmware, err = firmwareImage(c.FirmwareImage); err != nil {
+		path := c.FirmwareImage
+		if path == "" {
+			if path, err = vmmconfig.FindFirmware(c.Firmware); err != nil {
+				return mc, fmt.Errorf("%s %s: %w", names.Name("firmware"), c.Firmware, err)
+			}
+		}
+		if mc.Firmware, err = os.ReadFile(path); err != nil {
 			return mc, fmt.Errorf("%s %s: %w", names.Name("firmware"), c.Firmware, err)
+		}
+		if c.Firmware == vmmconfig.FirmwareUEFI {
+			if mc.FirmwareVars, err = uefiVars(c.FirmwareVars, path); err != nil {
+				return mc, fmt.Errorf("%s: %w", names.Name("firmwareVars"), err)
+			}
 		}
 		return mc, nil
 	}
@@ -43,16 +55,23 @@ func machineConfig(c vmmconfig.Config, names vmmconfig.Names) (vm.Config, error)
 	return mc, nil
 }
 
-// firmwareImage reads the firmware image at path or, without one,
-// SeaBIOS where vmmconfig.FindSeaBIOS finds it.
-func firmwareImage(path string) ([]byte, error) {
+// uefiVars opens the VM's UEFI variable file at path, made from OVMF's
+// template for the code image at code when missing; it stays open for
+// the VMM's life (the machine maps it on every boot). Without a path the
+// variables go to a scratch copy, unlinked at once, gone when the VMM exits.
+func uefiVars(path, code string) (*os.File, error) {
 	if path == "" {
-		var err error
-		if path, err = vmmconfig.FindSeaBIOS(); err != nil {
+		dir, err := os.MkdirTemp("", "govisor-vars-")
+		if err != nil {
 			return nil, err
 		}
+		defer os.RemoveAll(dir)
+		path = filepath.Join(dir, vmmconfig.OVMFVars)
 	}
-	return os.ReadFile(path)
+	if err := vmmconfig.PrepareVars(path, code); err != nil {
+		return nil, err
+	}
+	return os.OpenFile(path, os.O_RDWR, 0)
 }
 
 // incomingConfig is the machine an incoming migration starts from: its
@@ -60,8 +79,11 @@ func firmwareImage(path string) ([]byte, error) {
 // the machine is built before the migration and not in the guest's
 // downtime.
 func incomingConfig(c vmmconfig.Config, boot vm.Config) vm.Config {
+	// A firmware VM's comes with its firmware (the state brings the image
+	// the source ran, and its UEFI variables into this VM's file).
 	return vm.Config{CPUs: c.CPUs, MemoryMiB: boot.MemoryMiB, Console: boot.Console, RNG: boot.RNG, Balloon: boot.Balloon,
-		DebugExit: boot.DebugExit, Disks: boot.Disks, Nets: boot.Nets, Vsock: boot.Vsock}
+		DebugExit: boot.DebugExit, Disks: boot.Disks, Nets: boot.Nets, Vsock: boot.Vsock,
+		Firmware: boot.Firmware, FirmwareVars: boot.FirmwareVars}
 }
 
 func disks(ds []vmmconfig.Disk) []vm.Disk {

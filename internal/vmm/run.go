@@ -182,7 +182,8 @@ func (v *VMM) Run(console Console) error {
 		var err error
 		switch {
 		case cfg.Restore != "" && boot == 1:
-			m, err = vm.RestoreSnapshot(cfg.Restore, out)
+			// A UEFI VM's saved variables go into its variable file.
+			m, err = vm.RestoreSnapshotVars(cfg.Restore, out, mcfg.FirmwareVars)
 		case cfg.Incoming != "" && boot == 1:
 			m, err = receiveMigration(incoming, incomingConfig(cfg, mcfg), v.tlsCfg, v.log)
 			if err == nil {

@@ -27,11 +27,17 @@ type Config struct {
 	// guest reboot boots (without it a reboot ends the VMM).
 	Kernel string `json:"kernel,omitempty"`
 	// Firmware boots the first disk's own boot loader through firmware
-	// instead of a kernel: "bios" (SeaBIOS). "uefi" (OVMF) is not there yet.
+	// instead of a kernel: "bios" (SeaBIOS) or "uefi" (OVMF).
 	Firmware string `json:"firmware,omitempty"`
 	// FirmwareImage is the firmware image file; empty looks for SeaBIOS's
-	// bios-256k.bin in $GOVISOR_FIRMWARE_DIR, then /usr/share/seabios.
+	// bios-256k.bin (or, for uefi, OVMF_CODE_4M.fd) in
+	// $GOVISOR_FIRMWARE_DIR, then /usr/share/seabios (/usr/share/OVMF).
 	FirmwareImage string `json:"firmwareImage,omitempty"`
+	// FirmwareVars is the VM's UEFI variable file (uefi only), made from
+	// OVMF_VARS_4M.fd (found beside the code image) when missing; the
+	// firmware's variables persist in it. Empty: a scratch copy that
+	// lasts until the VMM exits.
+	FirmwareVars string `json:"firmwareVars,omitempty"`
 	// Initrd is an initial ramdisk (cpio, optionally compressed).
 	Initrd string `json:"initrd,omitempty"`
 	// Cmdline is the kernel command line (DefaultCmdline when a config

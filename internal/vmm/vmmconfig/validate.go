@@ -50,17 +50,18 @@ func (c *Config) ValidateNamed(names Names) error {
 	}
 	switch c.Firmware {
 	case "":
-	case "bios":
+	case FirmwareBIOS, FirmwareUEFI:
 		if c.Kernel != "" || c.Initrd != "" {
 			return bad("firmware", "%s and %s exclude each other: firmware boots the disk's own boot loader", n("firmware"), n("kernel"))
 		}
-	case "uefi":
-		return bad("firmware", "%s uefi: not supported yet (OVMF needs flash with a variable store); use bios", n("firmware"))
 	default:
-		return bad("firmware", "%s %q: use bios", n("firmware"), c.Firmware)
+		return bad("firmware", "%s %q: use bios or uefi", n("firmware"), c.Firmware)
 	}
 	if c.FirmwareImage != "" && c.Firmware == "" {
-		return bad("firmwareImage", "%s needs %s bios", n("firmwareImage"), n("firmware"))
+		return bad("firmwareImage", "%s needs %s bios or uefi", n("firmwareImage"), n("firmware"))
+	}
+	if c.FirmwareVars != "" && c.Firmware != FirmwareUEFI {
+		return bad("firmwareVars", "%s needs %s uefi: only UEFI firmware keeps variables", n("firmwareVars"), n("firmware"))
 	}
 	if c.Kernel == "" && c.Firmware == "" && c.Restore == "" && c.Incoming == "" {
 		return bad("kernel", "%s is required: the path of a bzImage or vmlinux (or %s DIR, or %s HOST:PORT)",
