@@ -158,6 +158,15 @@ func main() {
 			os.Exit(1)
 		}
 	case "connect", "count-connect":
+		// Linux gives a vsock connect 2 s (af_vsock.c,
+		// VSOCK_DEFAULT_CONNECT_TIMEOUT) to be answered; a loaded lab host
+		// (a TCG-emulated machine running a nested guest) can take longer
+		// to schedule the VMM's answer, and the peer then gave up
+		// (ETIMEDOUT) with nothing wrong but time.
+		tv := unix.Timeval{Sec: 60}
+		if err := unix.SetsockoptTimeval(fd, unix.AF_VSOCK, unix.SO_VM_SOCKETS_CONNECT_TIMEOUT, &tv); err != nil {
+			fmt.Fprintln(os.Stderr, "connect timeout:", err)
+		}
 		if err := unix.Connect(fd, &unix.SockaddrVM{CID: unix.VMADDR_CID_HOST, Port: uint32(port)}); err != nil {
 			fmt.Fprintln(os.Stderr, "connect:", err)
 			os.Exit(1)
