@@ -91,22 +91,7 @@ type Lease struct {
 // live holder, and a *HeldError. A claim is trusted after opts.Settle, when
 // it is still there (another host claiming at the same moment loses).
 func Acquire(ctx context.Context, disk string, owner Owner, opts Options) (*Lease, error) {
-	if err := opts.fill(); err != nil {
-		return nil, err
-	}
-	if owner.Host == "" || owner.VM == "" {
-		return nil, errors.New("disklease: the owner needs a host and a VM name")
-	}
-	f, err := openLeaseFile(Path(disk))
-	if err != nil {
-		return nil, err
-	}
-	l, err := acquire(ctx, f, disk, owner, opts, Seen{})
-	if err != nil {
-		f.close()
-		return nil, err
-	}
-	return l, nil
+	return AcquireSeen(ctx, disk, owner, opts, Seen{})
 }
 
 func acquire(ctx context.Context, f *leaseFile, disk string, owner Owner, opts Options, seen Seen) (*Lease, error) {
