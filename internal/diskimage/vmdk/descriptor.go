@@ -1,8 +1,10 @@
 // Package vmdk reads and writes VMware virtual disks, following VMware's
 // "Virtual Disk Format 1.1" specification: monolithicSparse and
-// streamOptimized read and write; monolithicFlat, twoGbMaxExtentSparse and
-// twoGbMaxExtentFlat read; snapshot chains (a sparse child naming its
-// parent) read through OpenWith.
+// streamOptimized read and write; monolithicFlat, twoGbMaxExtentSparse,
+// twoGbMaxExtentFlat and ESXi's vmfs (a -flat.vmdk) read; snapshot chains
+// (a sparse child naming its parent) read through OpenWith, hosted ones
+// and ESXi's vmfsSparse (COWD -delta.vmdk) and seSparse (-sesparse.vmdk)
+// snapshots alike.
 package vmdk
 
 import (

@@ -52,10 +52,19 @@ func (img *Image) openParent(path string, opts diskimage.OpenOptions) error {
 	}
 	img.parent = p
 	for i, e := range img.exts {
-		if se, ok := e.(*sparseExtent); ok {
+		if ce, ok := e.(childExtent); ok {
 			base := img.starts[i]
-			se.parent = func(b []byte, off int64) error { return diskimage.ReadBacking(p, b, base+off) }
+			ce.setParent(func(b []byte, off int64) error { return diskimage.ReadBacking(p, b, base+off) })
 		}
 	}
 	return nil
+}
+
+// childExtent is an extent whose unallocated grains a parent supplies:
+// hosted sparse (SPARSE), ESX sparse (VMFSSPARSE) and seSparse (SESPARSE).
+type childExtent interface {
+	extent
+	// setParent has unallocated grains read through read, at
+	// extent-relative offsets.
+	setParent(read func(p []byte, off int64) error)
 }

@@ -46,6 +46,10 @@ func (img *Image) Info() diskimage.Info {
 			info.ClusterSize = e.grainBytes
 			info.Dirty = info.Dirty || e.hdr.UncleanShutdown
 			info.ActualSize += allocatedBytes(e.f)
+		case *esxExtent:
+			info.ClusterSize = e.grainBytes
+			info.Dirty = info.Dirty || e.dirty
+			info.ActualSize += allocatedBytes(e.f)
 		case *flatExtent:
 			info.ActualSize += allocatedBytes(e.f)
 		}
@@ -62,8 +66,11 @@ func (img *Image) ClusterSize() int64 {
 		return streamGrainBytes
 	}
 	for _, e := range img.exts {
-		if se, ok := e.(*sparseExtent); ok {
-			return se.grainBytes
+		switch e := e.(type) {
+		case *sparseExtent:
+			return e.grainBytes
+		case *esxExtent:
+			return e.grainBytes
 		}
 	}
 	return sectorSize

@@ -347,4 +347,5 @@ func (e *sparseExtent) extentMap(off, n int64) (bool, int64, error) {
 	return sec > 1 || (sec == 0 && e.parent != nil), min(n, (g+1)*e.grainBytes-off), nil
 }
 
-func (e *sparseExtent) close() error { return e.f.Close() }
+func (e *sparseExtent) setParent(read func(p []byte, off int64) error) { e.parent = read }
+func (e *sparseExtent) close() error                                   { return e.f.Close() }

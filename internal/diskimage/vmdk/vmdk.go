@@ -47,12 +47,27 @@ type Image struct {
 }
 
 // Probe reports whether header starts like a VMDK: a sparse extent header
-// ("KDMV") or a text descriptor.
+// ("KDMV"), a text descriptor, or the data file of an ESXi snapshot (which
+// Open refuses with a pointer to its descriptor, rather than it being
+// taken for a raw disk).
 func Probe(header []byte) bool {
 	if len(header) >= 4 && binary.LittleEndian.Uint32(header) == magic {
 		return true
 	}
-	return bytes.HasPrefix(header, []byte("# Disk DescriptorFile"))
+	return bytes.HasPrefix(header, []byte("# Disk DescriptorFile")) || esxDataFile(header) != ""
+}
+
+// esxDataFile names the ESXi snapshot extent header starts with: "vmfsSparse"
+// for a COWD header, "seSparse" for a seSparse constant header (magic and
+// version, so a raw disk is not mistaken for one), "" for neither.
+func esxDataFile(header []byte) string {
+	switch {
+	case bytes.HasPrefix(header, []byte(cowdMagic)):
+		return "vmfsSparse"
+	case len(header) >= 16 && binary.LittleEndian.Uint64(header) == seConstMagic && binary.LittleEndian.Uint64(header[8:]) == seVersion:
+		return "seSparse"
+	}
+	return ""
 }
 
 // Open opens a VMDK given its descriptor file or its monolithic sparse
@@ -118,9 +133,9 @@ func openOnParent(f diskimage.File, dir string, readOnly, parent bool) (*Image, 
 		img.size = se.size()
 		return img, nil
 	}
-	if bytes.HasPrefix(head, []byte("COWD")) {
+	if kind := esxDataFile(head); kind != "" {
 		f.Close()
-		return nil, fmt.Errorf("%w: VMware ESX/GSX sparse (COWD) extents", diskimage.ErrUnsupported)
+		return nil, fmt.Errorf("%w: this is the data file of an ESXi %s snapshot: open the snapshot's descriptor (the .vmdk without -delta/-sesparse, e.g. vm-000001.vmdk), which names its parent", diskimage.ErrUnsupported, kind)
 	}
 	text, err := io.ReadAll(io.NewSectionReader(f, 0, maxDescriptorSize+1))
 	f.Close()
@@ -195,6 +210,25 @@ func (img *Image) openExtents(dir string) error {
 		switch el.Type {
 		case "FLAT", "VMFS":
 			img.exts = append(img.exts, &flatExtent{f: f, base: el.Offset * sectorSize, n: el.Sectors * sectorSize, writable: !ro})
+		case "VMFSSPARSE", "SESPARSE":
+			if !img.readOnly {
+				f.Close()
+				return fmt.Errorf("%w: extent %d (%s): ESXi snapshot extents open read-only", diskimage.ErrUnsupported, i, el.Filename)
+			}
+			open := openCOWD
+			if el.Type == "SESPARSE" {
+				open = openSESparse
+			}
+			ee, err := open(f, el.Filename)
+			if err != nil {
+				f.Close()
+				return fmt.Errorf("extent %d: %w", i, err)
+			}
+			if ee.size() < el.Sectors*sectorSize {
+				f.Close()
+				return fmt.Errorf("%w: extent %d (%s) holds %d bytes, descriptor says %d", diskimage.ErrCorrupt, i, el.Filename, ee.size(), el.Sectors*sectorSize)
+			}
+			img.exts = append(img.exts, ee)
 		case "SPARSE":
 			se, err := openSparse(f, !ro)
 			if err != nil {

@@ -1,0 +1,308 @@
+package vmdk
+
+import (
+	"bytes"
+	"errors"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/govisor/govisor/internal/allzero"
+	"github.com/govisor/govisor/internal/diskimage"
+	"github.com/govisor/govisor/internal/diskimage/vmdk/esxtest"
+)
+
+// fill is n bytes of seeded random data.
+func fill(n int, seed uint64) []byte {
+	b := make([]byte, n)
+	r := rand.New(rand.NewPCG(seed, seed))
+	for i := range b {
+		b[i] = byte(r.Uint32())
+	}
+	return b
+}
+
+// esxChain is a base and the layers over it, as test cases build them.
+type esxChain struct {
+	name   string
+	size   int64
+	layers []esxtest.Layer
+}
+
+const esxSize = 20<<20 + 64<<10 // two seSparse tables, eleven COWD ones
+
+func esxChains() []esxChain {
+	cowd := func(seed uint64) esxtest.Layer {
+		return esxtest.Layer{Kind: "vmfsSparse", Data: map[int64][]byte{
+			512:              fill(512, seed),      // one grain inside the first table
+			2<<20 - 1024:     fill(4096, seed+1),   // across the first table's end
+			7<<20 + 4096:     fill(64<<10, seed+2), // a contiguous run
+			esxSize - 1536:   fill(1536, seed+3),   // the disk's last grains
+			16<<20 + 100*512: fill(512*3, seed+4),  // in the seSparse second table's range
+		}}
+	}
+	se := func(seed uint64, skip int64) esxtest.Layer {
+		return esxtest.Layer{Kind: "seSparse", SkipGrains: skip,
+			Data: map[int64][]byte{
+				0:              fill(4096, seed),
+				1<<20 + 8192:   fill(40960, seed+1),
+				16<<20 - 4096:  fill(8192, seed+2), // across the 16 MiB table boundary
+				esxSize - 4096: fill(4096, seed+3),
+			},
+			Zero:     [][2]int64{{3 << 20, 3<<20 + 64<<10}, {7 << 20, 7<<20 + 8192}},
+			Unmapped: [][2]int64{{18 << 20, 18<<20 + 4096}},
+		}
+	}
+	return []esxChain{
+		{"vmfsSparse over vmfs", esxSize, []esxtest.Layer{cowd(10)}},
+		{"seSparse over vmfs", esxSize, []esxtest.Layer{se(20, 0)}},
+		{"seSparse with grain indices past 4096", esxSize, []esxtest.Layer{se(30, 5000)}},
+		{"COWD of 64 KiB grains", esxSize, []esxtest.Layer{{Kind: "vmfsSparse", GrainSectors: 128,
+			Data: map[int64][]byte{64 << 10: fill(128<<10, 40), 9 << 20: fill(64<<10, 41)}}}},
+		{"vmfs + vmfsSparse + seSparse", esxSize, []esxtest.Layer{cowd(50), se(60, 10)}},
+		{"vmfs + vmfsSparse + vmfsSparse", esxSize, []esxtest.Layer{cowd(70), cowd(80)}},
+	}
+}
+
+// writeChain writes c into dir as ESXi lays it out (vm.vmdk, vm-000001.vmdk,
+// ...) and returns the top descriptor and the flattened content.
+func writeChain(t testing.TB, dir string, c esxChain) (string, []byte) {
+	t.Helper()
+	want := fill(int(c.size), 1)
+	for i := 0; i < len(want); i += 1 << 20 {
+		clear(want[i:min(len(want), i+256<<10)]) // holes a parent shows through
+	}
+	if err := esxtest.WriteBase(dir, "vm", want, 0x1000); err != nil {
+		t.Fatal(err)
+	}
+	want = bytes.Clone(want)
+	parent, cid := "vm.vmdk", uint32(0x1000)
+	for i, l := range c.layers {
+		name := "vm-00000" + string(rune('1'+i))
+		if err := esxtest.WriteDelta(dir, name, parent, cid, cid+1, c.size, l); err != nil {
+			t.Fatal(err)
+		}
+		for off, d := range l.Data {
+			copy(want[off:], d)
+		}
+		for _, r := range append(l.Zero, l.Unmapped...) {
+			clear(want[r[0]:r[1]])
+		}
+		parent, cid = name+".vmdk", cid+1
+	}
+	return filepath.Join(dir, parent), want
+}
+
+func openRO(t testing.TB, path string) diskimage.Image {
+	t.Helper()
+	img, err := diskimage.Open(path, diskimage.OpenOptions{ReadOnly: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { img.Close() })
+	return img
+}
+
+func TestESXSnapshotChains(t *testing.T) {
+	for _, c := range esxChains() {
+		t.Run(c.name, func(t *testing.T) {
+			top, want := writeChain(t, t.TempDir(), c)
+			img := openRO(t, top)
+			if img.VirtualSize() != c.size {
+				t.Fatalf("size %d, want %d", img.VirtualSize(), c.size)
+			}
+			// Odd chunks: runs must stop and restart mid-grain.
+			got := make([]byte, c.size)
+			for off := int64(0); off < c.size; off += 100003 {
+				if _, err := img.ReadAt(got[off:min(c.size, off+100003)], off); err != nil {
+					t.Fatalf("read at %d: %v", off, err)
+				}
+			}
+			if i := firstDiff(got, want); i >= 0 {
+				t.Fatalf("flattened chain differs first at byte %#x: %#x, want %#x", i, got[i], want[i])
+			}
+			ext, err := img.(diskimage.Mapper).Map(0, c.size)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var total int64
+			for _, e := range ext {
+				if e.Zero && !allzero.Is(want[e.Offset:e.Offset+e.Length]) {
+					t.Fatalf("zero extent %+v holds data", e)
+				}
+				total += e.Length
+			}
+			if total != c.size {
+				t.Fatalf("map covers %d bytes", total)
+			}
+			info, err := diskimage.InfoOf(top, "")
+			if err != nil || info.Subformat != c.layers[len(c.layers)-1].Kind || info.VirtualSize != c.size {
+				t.Fatalf("info %+v, %v", info, err)
+			}
+		})
+	}
+}
+
+func firstDiff(a, b []byte) int {
+	for i := range min(len(a), len(b)) {
+		if a[i] != b[i] {
+			return i
+		}
+	}
+	if len(a) != len(b) {
+		return min(len(a), len(b))
+	}
+	return -1
+}
+
+// TestESXNoParent reads a delta without its parent (NoBacking): stored
+// grains only, the rest zeros, and zero grains zero.
+func TestESXNoParent(t *testing.T) {
+	for _, l := range esxChains()[:2] {
+		dir := t.TempDir()
+		top, _ := writeChain(t, dir, l)
+		img, err := diskimage.Open(top, diskimage.OpenOptions{ReadOnly: true, NoBacking: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := make([]byte, l.size)
+		for off, d := range l.layers[0].Data {
+			copy(want[off:], d)
+		}
+		got := make([]byte, l.size)
+		img.ReadAt(got, 0)
+		img.Close()
+		if !bytes.Equal(got, want) {
+			t.Errorf("%s: the delta alone reads wrong", l.name)
+		}
+	}
+}
+
+// esxFiles writes a one-delta chain of kind and returns the folder and
+// the delta's data file.
+func esxFiles(t *testing.T, kind string) (dir, top, data string) {
+	dir = t.TempDir()
+	c := esxChains()[0]
+	if kind == "seSparse" {
+		c = esxChains()[1]
+	}
+	top, _ = writeChain(t, dir, c)
+	suffix := "-delta.vmdk"
+	if kind == "seSparse" {
+		suffix = "-sesparse.vmdk"
+	}
+	return dir, top, filepath.Join(dir, "vm-000001"+suffix)
+}
+
+// patch rewrites bytes of a file in place.
+func patch(t *testing.T, path string, off int64, b []byte) {
+	t.Helper()
+	f, err := os.OpenFile(path, os.O_RDWR, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if _, err := f.WriteAt(b, off); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func le32(v uint32) []byte { return []byte{byte(v), byte(v >> 8), byte(v >> 16), byte(v >> 24)} }
+func le64(v uint64) []byte { return append(le32(uint32(v)), le32(uint32(v>>32))...) }
+
+// TestESXCorrupt refuses damaged snapshot files with errors naming the
+// file and the field, at open or at the read that meets the damage.
+func TestESXCorrupt(t *testing.T) {
+	for _, tc := range []struct {
+		name, kind string
+		off        int64 // where to patch the data file; -1: truncate to len(b)
+		b          []byte
+		atRead     bool // the damage shows only when read
+		is         error
+		says       string
+	}{
+		{"COWD version", "vmfsSparse", 4, le32(2), false, ErrBadHeader, "COWD version 2"},
+		{"COWD grain size 0", "vmfsSparse", 16, le32(0), false, ErrBadHeader, "grainSize 0"},
+		{"COWD grain size huge", "vmfsSparse", 16, le32(1 << 30), false, ErrBadHeader, "grainSize"},
+		{"COWD gdOffset in header", "vmfsSparse", 20, le32(1), false, ErrBadHeader, "gdOffset 1"},
+		{"COWD gdOffset past end", "vmfsSparse", 20, le32(1 << 30), false, ErrBadHeader, "past the end"},
+		{"COWD too few GD entries", "vmfsSparse", 24, le32(3), false, ErrBadHeader, "needs 11"},
+		{"COWD huge GD", "vmfsSparse", 24, le32(1 << 31), false, ErrBadHeader, "numGDEntries"},
+		{"COWD short file", "vmfsSparse", -1, make([]byte, 1000), false, ErrBadHeader, "2048-byte COWD header"},
+		{"COWD table past end", "vmfsSparse", 4 * 512, le32(1 << 30), false, diskimage.ErrCorrupt, "grain directory entry 0"},
+		{"COWD grain past end", "vmfsSparse", 5*512 + 4, le32(1 << 30), true, diskimage.ErrCorrupt, "past the end"},
+		{"seSparse version", "seSparse", 8, le64(0x300000001), false, ErrBadHeader, "version 0x300000001"},
+		{"seSparse grain size", "seSparse", 24, le64(16), false, ErrBadHeader, "grain size 16"},
+		{"seSparse table size", "seSparse", 32, le64(32), false, ErrBadHeader, "grain table size 32"},
+		{"seSparse flags", "seSparse", 40, le64(1), false, ErrBadHeader, "flags 0x1"},
+		{"seSparse reserved", "seSparse", 56, le64(1), false, ErrBadHeader, "reserved"},
+		{"seSparse capacity", "seSparse", 16, le64(1 << 62), false, ErrBadHeader, "capacity"},
+		{"seSparse volatile magic", "seSparse", 512, le64(7), false, ErrBadHeader, "volatile header magic"},
+		{"seSparse volatile past end", "seSparse", 80, le64(1 << 40), false, ErrBadHeader, "volatile header offset"},
+		{"seSparse dirty journal", "seSparse", 512 + 24, le64(1), false, diskimage.ErrUnsupported, "journal needs replaying"},
+		{"seSparse GD past end", "seSparse", 128, le64(1 << 40), false, ErrBadHeader, "grain directory offset"},
+		{"seSparse GD too small", "seSparse", 136, le64(0), false, ErrBadHeader, "needs 2"},
+		{"seSparse GD entry kind", "seSparse", 2 * 512, le64(0x2000000000000000), false, diskimage.ErrCorrupt, "grain directory entry 0"},
+		{"seSparse GD entry index", "seSparse", 2 * 512, le64(0x1000000000000009), false, diskimage.ErrCorrupt, "grain table 9"},
+		{"seSparse GT entry kind", "seSparse", 4 * 512, le64(0x5000000000000000), true, diskimage.ErrCorrupt, "unknown kind 5"},
+		{"seSparse GT entry stray bits", "seSparse", 4*512 + 8, le64(7), true, diskimage.ErrCorrupt, "unallocated with bits set"},
+		{"seSparse grain outside", "seSparse", 4 * 512, le64(0x3000000000100000), true, diskimage.ErrCorrupt, "outside the grains area"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, top, data := esxFiles(t, tc.kind)
+			if tc.off < 0 {
+				os.WriteFile(data, tc.b, 0o644)
+			} else {
+				patch(t, data, tc.off, tc.b)
+			}
+			img, err := diskimage.Open(top, diskimage.OpenOptions{ReadOnly: true})
+			if tc.atRead {
+				if err != nil {
+					t.Fatalf("open: %v", err)
+				}
+				defer img.Close()
+				_, err = img.ReadAt(make([]byte, img.VirtualSize()), 0)
+			}
+			if err == nil {
+				if img != nil {
+					img.Close()
+				}
+				t.Fatal("accepted")
+			}
+			if !errors.Is(err, tc.is) || !strings.Contains(err.Error(), tc.says) || !strings.Contains(err.Error(), filepath.Base(data)) {
+				t.Fatalf("error %q: want %v naming %s and saying %q", err, tc.is, filepath.Base(data), tc.says)
+			}
+		})
+	}
+}
+
+// TestESXRefusals: a parent changed after the snapshot (CID mismatch), a
+// writable open, and a data file opened without its descriptor.
+func TestESXRefusals(t *testing.T) {
+	for _, kind := range []string{"vmfsSparse", "seSparse"} {
+		t.Run(kind, func(t *testing.T) {
+			dir, top, data := esxFiles(t, kind)
+			if _, err := diskimage.Open(top, diskimage.OpenOptions{}); !errors.Is(err, diskimage.ErrUnsupported) {
+				t.Errorf("writable open: %v, want ErrUnsupported", err)
+			}
+			if f, err := diskimage.Probe(data); err != nil || f != "vmdk" {
+				t.Errorf("data file probes as %q, %v", f, err)
+			}
+			_, err := diskimage.Open(data, diskimage.OpenOptions{ReadOnly: true})
+			if !errors.Is(err, diskimage.ErrUnsupported) || !strings.Contains(err.Error(), "descriptor") {
+				t.Errorf("bare data file: %v", err)
+			}
+			// The base changed: its CID no longer matches the child's parentCID.
+			base := filepath.Join(dir, "vm.vmdk")
+			d, _ := os.ReadFile(base)
+			os.WriteFile(base, bytes.Replace(d, []byte("CID=00001000"), []byte("CID=0000beef"), 1), 0o644)
+			_, err = diskimage.Open(top, diskimage.OpenOptions{ReadOnly: true})
+			if !errors.Is(err, diskimage.ErrParent) || !strings.Contains(err.Error(), "vm.vmdk") || !strings.Contains(err.Error(), "vm-000001.vmdk") ||
+				!strings.Contains(err.Error(), "0000beef") {
+				t.Errorf("changed parent: %v", err)
+			}
+		})
+	}
+}
