@@ -306,3 +306,83 @@ func TestESXRefusals(t *testing.T) {
 		})
 	}
 }
+
+// TestESXQemuReadsChains has qemu-img, whose vmdk driver reads vmfsSparse
+// and seSparse, flatten the same chains: it must read what govisor reads.
+func TestESXQemuReadsChains(t *testing.T) {
+	q := qemuImg(t)
+	for _, c := range esxChains() {
+		t.Run(c.name, func(t *testing.T) {
+			dir := t.TempDir()
+			top, want := writeChain(t, dir, c)
+			back := filepath.Join(dir, "back.raw")
+			run(t, q, "convert", "-f", "vmdk", "-O", "raw", top, back)
+			qgot, _ := os.ReadFile(back)
+			if i := firstDiff(qgot, want); i >= 0 {
+				t.Fatalf("qemu-img reads the chain differently first at byte %#x (%d bytes)", i, len(qgot))
+			}
+			got := make([]byte, c.size)
+			if _, err := openRO(t, top).ReadAt(got, 0); err != nil {
+				t.Fatal(err)
+			}
+			if !bytes.Equal(got, qgot) {
+				t.Fatal("govisor and qemu-img read the chain differently")
+			}
+		})
+	}
+}
+
+// fuzzExtent reads and maps an extent opened from fuzz input, through a
+// parent that checks it is asked only for ranges inside the extent.
+func fuzzExtent(t *testing.T, open func(diskimage.File, string) (*esxExtent, error), data []byte) {
+	e, err := open(diskimage.NewMemFile(bytes.Clone(data), 64<<20), "fuzz.vmdk")
+	if err != nil {
+		return
+	}
+	defer e.close()
+	e.setParent(func(p []byte, off int64) error {
+		if off < 0 || off+int64(len(p)) > e.size() {
+			t.Fatalf("parent read of %d bytes at %d outside a %d-byte extent", len(p), off, e.size())
+		}
+		return nil
+	})
+	buf := make([]byte, 256<<10+7)
+	for off := int64(0); off < min(e.size(), 4<<20); off += int64(len(buf)) {
+		n := min(int64(len(buf)), e.size()-off)
+		e.readAt(buf[:n], off)
+	}
+	for off := int64(0); off < min(e.size(), 4<<20); {
+		_, n, err := e.extentMap(off, min(e.size(), 4<<20)-off)
+		if err != nil {
+			break
+		}
+		if n <= 0 {
+			t.Fatalf("map at %d returned %d bytes", off, n)
+		}
+		off += n
+	}
+}
+
+// Fuzz seeds stay small (a COWD table alone is 16 KiB, a seSparse one
+// 32 KiB): minimising an interesting input costs an execution per chunk
+// tried.
+func FuzzCOWD(f *testing.F) {
+	for _, size := range []int64{64 << 10, 2<<20 + 4096} {
+		b, err := esxtest.COWD(size, 1, map[int64][]byte{512: fill(1024, 1), size - 2048: fill(1024, 2)})
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Add(b)
+	}
+	f.Fuzz(func(t *testing.T, data []byte) { fuzzExtent(t, openCOWD, data) })
+}
+
+func FuzzSESparse(f *testing.F) {
+	b, err := esxtest.SESparse(64<<10, esxtest.Layer{Kind: "seSparse", SkipGrains: 1,
+		Data: map[int64][]byte{4096: fill(8192, 1)}, Zero: [][2]int64{{32 << 10, 40 << 10}}, Unmapped: [][2]int64{{48 << 10, 52 << 10}}})
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Add(b)
+	f.Fuzz(func(t *testing.T, data []byte) { fuzzExtent(t, openSESparse, data) })
+}
