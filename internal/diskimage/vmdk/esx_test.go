@@ -51,8 +51,10 @@ func esxChains() []esxChain {
 				16<<20 - 4096:  fill(8192, seed+2), // across the 16 MiB table boundary
 				esxSize - 4096: fill(4096, seed+3),
 			},
-			Zero:     [][2]int64{{3 << 20, 3<<20 + 64<<10}, {7 << 20, 7<<20 + 8192}},
-			Unmapped: [][2]int64{{18 << 20, 18<<20 + 4096}},
+			// Over the base's data (it has a hole at each MiB's first
+			// 256 KiB) and, at 7 MiB, over a COWD layer's.
+			Zero:     [][2]int64{{3<<20 + 512<<10, 3<<20 + 576<<10}, {7 << 20, 7<<20 + 8192}},
+			Unmapped: [][2]int64{{18<<20 + 300<<10, 18<<20 + 304<<10}},
 		}
 	}
 	return []esxChain{
