@@ -2,6 +2,7 @@ package vmdk
 
 import (
 	"bytes"
+	"encoding/binary"
 	"errors"
 	"math/rand/v2"
 	"os"
@@ -16,12 +17,12 @@ import (
 
 // fill is n bytes of seeded random data.
 func fill(n int, seed uint64) []byte {
-	b := make([]byte, n)
+	b := make([]byte, n+7)
 	r := rand.New(rand.NewPCG(seed, seed))
-	for i := range b {
-		b[i] = byte(r.Uint32())
+	for i := 0; i < n; i += 8 {
+		binary.LittleEndian.PutUint64(b[i:], r.Uint64())
 	}
-	return b
+	return b[:n]
 }
 
 // esxChain is a base and the layers over it, as test cases build them.
@@ -140,7 +141,8 @@ func TestESXSnapshotChains(t *testing.T) {
 				t.Fatalf("map covers %d bytes", total)
 			}
 			info, err := diskimage.InfoOf(top, "")
-			if err != nil || info.Subformat != c.layers[len(c.layers)-1].Kind || info.VirtualSize != c.size {
+			if err != nil || info.Subformat != c.layers[len(c.layers)-1].Kind || info.VirtualSize != c.size ||
+				len(info.BackingChain) != len(c.layers) || filepath.Base(info.BackingChain[len(c.layers)-1]) != "vm.vmdk" {
 				t.Fatalf("info %+v, %v", info, err)
 			}
 		})
@@ -311,9 +313,10 @@ func TestESXRefusals(t *testing.T) {
 
 // TestESXQemuReadsChains has qemu-img, whose vmdk driver reads vmfsSparse
 // and seSparse, flatten the same chains: it must read what govisor reads.
+// Three cases cover every kind (qemu takes most of a second per chain).
 func TestESXQemuReadsChains(t *testing.T) {
 	q := qemuImg(t)
-	for _, c := range esxChains() {
+	for _, c := range esxChains()[2:5] {
 		t.Run(c.name, func(t *testing.T) {
 			dir := t.TempDir()
 			top, want := writeChain(t, dir, c)

@@ -50,7 +50,7 @@ func (img *Image) openParent(path string, opts diskimage.OpenOptions) error {
 		return fmt.Errorf("%w: parent %s has CID %08x, the child wants %08x: the parent changed after the snapshot was taken",
 			diskimage.ErrParent, d.ParentFileNameHint, pv.desc.CID, d.ParentCID)
 	}
-	img.parent = p
+	img.parent, img.parentPath = p, diskimage.ResolveBacking(path, d.ParentFileNameHint)
 	for i, e := range img.exts {
 		if ce, ok := e.(childExtent); ok {
 			base := img.starts[i]

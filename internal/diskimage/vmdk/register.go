@@ -57,7 +57,25 @@ func (img *Image) Info() diskimage.Info {
 	if img.stream != nil {
 		info.ClusterSize = streamGrainBytes
 	}
+	img.chainInfo(&info)
 	return info
+}
+
+// chainInfo fills the backing fields of info for a differencing disk: the
+// parent it opened, or only the name its descriptor gives (NoBacking).
+func (img *Image) chainInfo(info *diskimage.Info) {
+	if img.desc == nil || checkParent(img.desc) == nil {
+		return
+	}
+	if img.parent == nil {
+		info.BackingFile = img.desc.ParentFileNameHint
+		return
+	}
+	info.BackingFile = img.parentPath
+	info.BackingChain = []string{img.parentPath}
+	if in, ok := img.parent.(diskimage.Infoer); ok {
+		info.BackingChain = append(info.BackingChain, in.Info().BackingChain...)
+	}
 }
 
 // ClusterSize is the grain size: the unit converters align writes to.

@@ -44,6 +44,8 @@ type Image struct {
 	readOnly bool
 	stream   *streamWriter
 	parent   diskimage.Image // a differencing disk's parent (see OpenWith)
+	// parentPath is where parent was opened from.
+	parentPath string
 }
 
 // Probe reports whether header starts like a VMDK: a sparse extent header
