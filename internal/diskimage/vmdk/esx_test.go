@@ -391,3 +391,32 @@ func FuzzSESparse(f *testing.F) {
 	f.Add(b)
 	f.Fuzz(func(t *testing.T, data []byte) { fuzzExtent(t, openSESparse, data) })
 }
+
+// TestESXParentElsewhere opens a chain whose child names its parent by a
+// path of the host it came from (an ESXi datastore path, a Windows drive
+// path): the parent is found by name next to the child. Without it, the
+// error lists the places looked at.
+func TestESXParentElsewhere(t *testing.T) {
+	for _, hint := range []string{"/vmfs/volumes/5f1e2d3c-ab12/vm/vm.vmdk", `C:\VMs\vm\vm.vmdk`, "C:vm.vmdk", "vm.vmdk"} {
+		dir := t.TempDir()
+		c := esxChains()[1]
+		top, want := writeChain(t, dir, c)
+		d, _ := os.ReadFile(top)
+		os.WriteFile(top, bytes.Replace(d, []byte(`parentFileNameHint="vm.vmdk"`), []byte(`parentFileNameHint="`+hint+`"`), 1), 0o644)
+		img, err := diskimage.Open(top, diskimage.OpenOptions{ReadOnly: true})
+		if err != nil {
+			t.Fatalf("%s: %v", hint, err)
+		}
+		got := make([]byte, c.size)
+		img.ReadAt(got, 0)
+		img.Close()
+		if !bytes.Equal(got, want) {
+			t.Errorf("%s: the chain reads wrong", hint)
+		}
+		os.Rename(filepath.Join(dir, "vm.vmdk"), filepath.Join(dir, "elsewhere.vmdk"))
+		_, err = diskimage.Open(top, diskimage.OpenOptions{ReadOnly: true})
+		if !errors.Is(err, diskimage.ErrParent) || !strings.Contains(err.Error(), filepath.Join(dir, "vm.vmdk")) {
+			t.Errorf("%s: missing parent: %v", hint, err)
+		}
+	}
+}

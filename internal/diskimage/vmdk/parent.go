@@ -2,7 +2,10 @@ package vmdk
 
 import (
 	"fmt"
+	"os"
 	"path/filepath"
+	"slices"
+	"strings"
 
 	"github.com/govisor/govisor/internal/diskimage"
 )
@@ -34,30 +37,73 @@ func OpenWith(path string, opts diskimage.OpenOptions) (*Image, error) {
 	return img, nil
 }
 
-// openParent opens the parent of the differencing disk at path and has
-// every sparse extent read its unallocated grains from it.
+// openParent opens the parent of the differencing disk at path (the first
+// of parentCandidates that exists and carries the CID the child names) and
+// has every sparse extent read its unallocated grains from it.
 func (img *Image) openParent(path string, opts diskimage.OpenOptions) error {
 	d := img.desc
 	if d.ParentFileNameHint == "" {
 		return fmt.Errorf("%w: differencing disk without a parentFileNameHint", diskimage.ErrParent)
 	}
-	p, err := diskimage.OpenBacking(path, d.ParentFileNameHint, "", opts)
-	if err != nil {
-		return fmt.Errorf("%w: %v", diskimage.ErrParent, err)
+	cands := parentCandidates(path, d.ParentFileNameHint)
+	var wrong []string
+	for _, c := range cands {
+		if _, err := os.Stat(c); err != nil {
+			continue
+		}
+		p, err := diskimage.OpenBacking(path, c, "", opts)
+		if err != nil {
+			return fmt.Errorf("%w: %v", diskimage.ErrParent, err)
+		}
+		if pv, ok := p.(*Image); ok && pv.desc.CID != d.ParentCID {
+			p.Close()
+			wrong = append(wrong, fmt.Sprintf("%s has CID %08x, the child wants %08x", c, pv.desc.CID, d.ParentCID))
+			continue
+		}
+		img.parent, img.parentPath = p, c
+		for i, e := range img.exts {
+			if ce, ok := e.(childExtent); ok {
+				base := img.starts[i]
+				ce.setParent(func(b []byte, off int64) error { return diskimage.ReadBacking(p, b, base+off) })
+			}
+		}
+		return nil
 	}
-	if pv, ok := p.(*Image); ok && pv.desc.CID != d.ParentCID {
-		p.Close()
-		return fmt.Errorf("%w: parent %s has CID %08x, the child wants %08x: the parent changed after the snapshot was taken",
-			diskimage.ErrParent, d.ParentFileNameHint, pv.desc.CID, d.ParentCID)
+	if len(wrong) > 0 {
+		return fmt.Errorf("%w: parent %q: %s: the parent changed after the snapshot was taken",
+			diskimage.ErrParent, d.ParentFileNameHint, strings.Join(wrong, "; "))
 	}
-	img.parent, img.parentPath = p, diskimage.ResolveBacking(path, d.ParentFileNameHint)
-	for i, e := range img.exts {
-		if ce, ok := e.(childExtent); ok {
-			base := img.starts[i]
-			ce.setParent(func(b []byte, off int64) error { return diskimage.ReadBacking(p, b, base+off) })
+	return fmt.Errorf("%w: parent %q not found (looked for %s): copy the whole chain into one folder",
+		diskimage.ErrParent, d.ParentFileNameHint, strings.Join(cands, ", "))
+}
+
+// parentCandidates lists where the parent a descriptor names in hint may
+// be, best first, as absolute paths: the hint itself (relative to the
+// child's folder, or an absolute host path), then its file name next to
+// the child. ESXi names a linked clone's parent by its datastore path
+// (/vmfs/volumes/...) and Workstation on Windows by a drive path
+// (C:\VMs\base.vmdk): neither exists where a VM folder was copied to.
+func parentCandidates(child, hint string) []string {
+	dir := filepath.Dir(child)
+	h := strings.ReplaceAll(hint, `\`, "/")
+	drive := len(h) > 1 && h[1] == ':'
+	var out []string
+	if !drive {
+		out = append(out, diskimage.ResolveBacking(child, h))
+	}
+	name := h[strings.LastIndexByte(h, '/')+1:]
+	if drive && strings.IndexByte(h, '/') < 0 {
+		name = h[2:] // "C:base.vmdk"
+	}
+	if name != "" && name != "." && name != ".." {
+		out = append(out, filepath.Join(dir, name))
+	}
+	for i, p := range out {
+		if abs, err := filepath.Abs(p); err == nil {
+			out[i] = abs
 		}
 	}
-	return nil
+	return slices.Compact(out)
 }
 
 // childExtent is an extent whose unallocated grains a parent supplies:
