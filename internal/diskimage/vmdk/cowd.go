@@ -2,7 +2,9 @@ package vmdk
 
 import (
 	"encoding/binary"
+	"errors"
 	"fmt"
+	"io"
 
 	"github.com/govisor/govisor/internal/diskimage"
 )
@@ -75,7 +77,10 @@ func openCOWD(f diskimage.File, name string) (*esxExtent, error) {
 		return nil, err
 	}
 	b := make([]byte, cowdHeaderSize)
-	n, _ := f.ReadAt(b, 0)
+	n, err := f.ReadAt(b, 0)
+	if err != nil && !errors.Is(err, io.EOF) {
+		return nil, fmt.Errorf("%s: read header: %w", name, err)
+	}
 	h, err := parseCOWDHeader(b[:n], name)
 	if err != nil {
 		return nil, err

@@ -2,7 +2,9 @@ package vmdk
 
 import (
 	"encoding/binary"
+	"errors"
 	"fmt"
+	"io"
 
 	"github.com/govisor/govisor/internal/diskimage"
 )
@@ -100,7 +102,10 @@ func openSESparse(f diskimage.File, name string) (*esxExtent, error) {
 	}
 	fileSize := st.Size()
 	b := make([]byte, seHeaderSize)
-	n, _ := f.ReadAt(b, 0)
+	n, err := f.ReadAt(b, 0)
+	if err != nil && !errors.Is(err, io.EOF) {
+		return nil, fmt.Errorf("%s: read header: %w", name, err)
+	}
 	h, err := parseSEHeader(b[:n], name)
 	if err != nil {
 		return nil, err
