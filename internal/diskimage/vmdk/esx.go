@@ -1,6 +1,7 @@
 package vmdk
 
 import (
+	"bytes"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -153,6 +154,39 @@ func (e *esxExtent) run(off, limit int64) (kind grainKind, at, n int64, err erro
 		pos += step
 	}
 	return kind, at, min(pos, end) - off, nil
+}
+
+// openESX opens extent i of the descriptor, a VMFSSPARSE (COWD) or SESPARSE
+// one, in f; the caller closes f on error.
+func (img *Image) openESX(i int, el ExtentLine, f diskimage.File) (*esxExtent, error) {
+	if !img.readOnly {
+		return nil, fmt.Errorf("%w: extent %d (%s): ESXi snapshot extents open read-only", diskimage.ErrUnsupported, i, el.Filename)
+	}
+	open := openCOWD
+	if el.Type == "SESPARSE" {
+		open = openSESparse
+	}
+	e, err := open(f, el.Filename)
+	if err != nil {
+		return nil, fmt.Errorf("extent %d: %w", i, err)
+	}
+	if e.size() < el.Sectors*sectorSize {
+		return nil, fmt.Errorf("%w: extent %d (%s) holds %d bytes, descriptor says %d", diskimage.ErrCorrupt, i, el.Filename, e.size(), el.Sectors*sectorSize)
+	}
+	return e, nil
+}
+
+// esxDataFile names the ESXi snapshot extent header starts with: "vmfsSparse"
+// for a COWD header, "seSparse" for a seSparse constant header (magic and
+// version, so a raw disk is not mistaken for one), "" for neither.
+func esxDataFile(header []byte) string {
+	switch {
+	case bytes.HasPrefix(header, []byte(cowdMagic)):
+		return "vmfsSparse"
+	case len(header) >= 16 && binary.LittleEndian.Uint64(header) == seConstMagic && binary.LittleEndian.Uint64(header[8:]) == seVersion:
+		return "seSparse"
+	}
+	return ""
 }
 
 func (e *esxExtent) size() int64 { return e.capacity }

@@ -59,19 +59,6 @@ func Probe(header []byte) bool {
 	return bytes.HasPrefix(header, []byte("# Disk DescriptorFile")) || esxDataFile(header) != ""
 }
 
-// esxDataFile names the ESXi snapshot extent header starts with: "vmfsSparse"
-// for a COWD header, "seSparse" for a seSparse constant header (magic and
-// version, so a raw disk is not mistaken for one), "" for neither.
-func esxDataFile(header []byte) string {
-	switch {
-	case bytes.HasPrefix(header, []byte(cowdMagic)):
-		return "vmfsSparse"
-	case len(header) >= 16 && binary.LittleEndian.Uint64(header) == seConstMagic && binary.LittleEndian.Uint64(header[8:]) == seVersion:
-		return "seSparse"
-	}
-	return ""
-}
-
 // Open opens a VMDK given its descriptor file or its monolithic sparse
 // extent. Differencing disks (a parent) are refused with
 // diskimage.ErrUnsupported.
@@ -213,22 +200,10 @@ func (img *Image) openExtents(dir string) error {
 		case "FLAT", "VMFS":
 			img.exts = append(img.exts, &flatExtent{f: f, base: el.Offset * sectorSize, n: el.Sectors * sectorSize, writable: !ro})
 		case "VMFSSPARSE", "SESPARSE":
-			if !img.readOnly {
-				f.Close()
-				return fmt.Errorf("%w: extent %d (%s): ESXi snapshot extents open read-only", diskimage.ErrUnsupported, i, el.Filename)
-			}
-			open := openCOWD
-			if el.Type == "SESPARSE" {
-				open = openSESparse
-			}
-			ee, err := open(f, el.Filename)
+			ee, err := img.openESX(i, el, f)
 			if err != nil {
 				f.Close()
-				return fmt.Errorf("extent %d: %w", i, err)
-			}
-			if ee.size() < el.Sectors*sectorSize {
-				f.Close()
-				return fmt.Errorf("%w: extent %d (%s) holds %d bytes, descriptor says %d", diskimage.ErrCorrupt, i, el.Filename, ee.size(), el.Sectors*sectorSize)
+				return err
 			}
 			img.exts = append(img.exts, ee)
 		case "SPARSE":
