@@ -372,8 +372,8 @@ func fuzzExtent(t *testing.T, open func(diskimage.File, string) (*esxExtent, err
 // 32 KiB): minimising an interesting input costs an execution per chunk
 // tried.
 func FuzzCOWD(f *testing.F) {
-	for _, size := range []int64{64 << 10, 2<<20 + 4096} {
-		b, err := esxtest.COWD(size, 1, map[int64][]byte{512: fill(1024, 1), size - 2048: fill(1024, 2)})
+	for _, grain := range []int{1, 8} {
+		b, err := esxtest.COWD(64<<10, grain, map[int64][]byte{4096: fill(8192, 1), 60 << 10: fill(4096, 2)})
 		if err != nil {
 			f.Fatal(err)
 		}
