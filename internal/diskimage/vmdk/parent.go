@@ -14,7 +14,10 @@ import (
 // disk (a VMware snapshot, "web-000001.vmdk"): its descriptor names the
 // parent in parentFileNameHint and the parent's CID in parentCID (spec
 // "The Descriptor File"), and a grain its grain table leaves unallocated
-// (GTE 0) reads from the parent. opts.NoBacking leaves the parent closed
+// (GTE 0) reads from the parent. The child's extents are hosted sparse
+// (Workstation) or ESXi's vmfsSparse (COWD) or seSparse, over any parent
+// VMDK (an ESXi base is a vmfs descriptor over a -flat.vmdk), any number
+// of levels deep. opts.NoBacking leaves the parent closed
 // (such grains read as zeros). A writable differencing disk is refused
 // with diskimage.ErrUnsupported: writing a partial grain would need the
 // parent's data merged in.
