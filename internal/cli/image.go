@@ -84,7 +84,8 @@ func humanSize(n int64) string {
 	if i == 0 {
 		return fmt.Sprintf("%d B", n)
 	}
-	return strings.TrimSuffix(strings.TrimRight(fmt.Sprintf("%.3g", f), "0"), ".") + " " + units[i]
+	// Two decimals at most, trailing zeros dropped: "40 KiB", "1.5 GiB".
+	return strings.TrimSuffix(strings.TrimRight(fmt.Sprintf("%.2f", f), "0"), ".") + " " + units[i]
 }
 
 func newImageInfoCmd() *cobra.Command {
