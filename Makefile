@@ -77,9 +77,12 @@ guest: deps
 	./guest/build.sh $(GUEST)
 	./scripts/firmware.sh $(GUEST)
 
-# A lab host's kernel and initramfs (Debian's cloud kernel; internal/lab).
+# A lab host's kernel and initramfs (Debian's cloud kernel; internal/lab),
+# and, where lab hosts run under TCG, the lab's own QEMU (Debian's source
+# plus lab/qemu.patch: Debian's aborts on OVMF in a nested guest).
 lab: deps
 	./scripts/lab-build.sh $(CACHE)/lab
+	./scripts/lab-qemu.sh $(CACHE)/lab
 
 # Two static binaries: govisor (CLI and the VMM every VM runs) and
 # govisor-agent (the host agent with embedded etcd; `govisor serve` runs it).

@@ -2,6 +2,7 @@
 # Installs the Debian packages a govisor task needs (only those missing).
 #   deps.sh guest   packages to build the test guests
 #   deps.sh lab     QEMU 10 (bookworm-backports) and what a lab host is built from
+#   deps.sh labqemu what scripts/lab-qemu.sh builds the lab's QEMU with
 #   deps.sh test    guest + lab + the peers the interop tests and benchmarks run
 #   deps.sh libvirt + libvirt, the peer bench/api compares the agent with
 #
@@ -26,14 +27,21 @@ guest+=(debootstrap grub-pc-bin grub-efi-amd64-bin qemu-utils)
 # libwrap0, libtirpc3: the libraries of the NFS server a lab's storage host
 # runs (its programs come from nfs-kernel-server via apt-get download).
 lab=(qemu-system-x86 qemu-utils e2fsprogs iproute2 cpio busybox-static libwrap0 libtirpc3)
+# What scripts/lab-qemu.sh builds the lab hosts' own QEMU with (Debian's
+# QEMU source plus one fix; why there): QEMU 10 needs meson >= 1.5 and
+# python3-pycotap, both from bookworm-backports (labqemu_bpo).
+labqemu=(build-essential curl xz-utils patch pkg-config python3-venv ninja-build libglib2.0-dev libfdt-dev zlib1g-dev)
+labqemu_bpo=(meson python3-pycotap)
 want=()
 backports=0
+bpo=()
 case "${1:-test}" in
   guest) want=("${guest[@]}") ;;
   lab) want=("${lab[@]}"); backports=1 ;;
+  labqemu) want=("${labqemu[@]}"); backports=1; bpo=("${labqemu_bpo[@]}") ;;
   # chromium: the web console's end-to-end tests (internal/webui) drive
   # Debian's browser headless with playwright-core; no browser is downloaded.
-  test) want=("${guest[@]}" "${lab[@]}" acpica-tools time chromium); backports=1 ;;
+  test) want=("${guest[@]}" "${lab[@]}" "${labqemu[@]}" acpica-tools time chromium); backports=1; bpo=("${labqemu_bpo[@]}") ;;
   libvirt) want=(qemu-system-x86 libvirt-daemon-system libvirt-clients); backports=1 ;;
   *) echo "usage: $0 guest|lab|test|libvirt" >&2; exit 2 ;;
 esac
@@ -89,6 +97,21 @@ if ((backports)) && ! qemu_ok; then
   say "installing qemu-system-x86 from bookworm-backports"
   DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends \
     -t bookworm-backports qemu-system-x86 qemu-utils >&2
+fi
+# Packages only bookworm-backports has new enough (meson for QEMU 10).
+bpo_missing=()
+for p in "${bpo[@]}"; do
+  v=$(dpkg-query -W -f='${Version}' "$p" 2>/dev/null || true)
+  # bookworm's own meson (1.0) is installed but too old for QEMU 10.
+  [[ -n $v ]] && { [[ $p != meson ]] || dpkg --compare-versions "$v" ge 1.5; } && continue
+  bpo_missing+=("$p")
+done
+if ((${#bpo_missing[@]})); then
+  need_root "install ${bpo_missing[*]}"
+  add_backports
+  say "installing from bookworm-backports: ${bpo_missing[*]}"
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends \
+    -t bookworm-backports "${bpo_missing[@]}" >&2
 fi
 ((${#missing[@]} == 0)) && exit 0
 say "installing: ${missing[*]}"

@@ -20,9 +20,13 @@ import (
 	"time"
 )
 
-// Assets are the files a lab host boots, made by scripts/lab-build.sh.
+// Assets are the files a lab host boots, made by scripts/lab-build.sh, and
+// the lab's own QEMU, made by scripts/lab-qemu.sh.
 type Assets struct {
 	Dir string // holds vmlinuz, base.cpio and qemu.cpio
+	// QEMU is Debian's QEMU with lab/qemu.patch (qemu/qemu-system-x86_64
+	// in Dir), when built: TCG lab hosts run on it. Empty: not built.
+	QEMU string
 }
 
 // FindAssets checks that dir holds a built lab kernel and initramfs.
@@ -32,7 +36,27 @@ func FindAssets(dir string) (Assets, error) {
 			return Assets{}, fmt.Errorf("lab: no lab host kernel and initramfs in %s (%w): build them with `make lab` (scripts/lab-build.sh)", dir, err)
 		}
 	}
-	return Assets{Dir: dir}, nil
+	a := Assets{Dir: dir}
+	if q := filepath.Join(dir, "qemu", "qemu-system-x86_64"); fileExists(q) {
+		a.QEMU = q
+	}
+	return a, nil
+}
+
+// QEMUFor returns the QEMU binary a lab host runs on with accel, and what
+// it is for the lab host's tests (GOVISOR_LAB_QEMU): "patched" (the lab's
+// own build, see scripts/lab-qemu.sh), "kvm" (KVM-accelerated, where the
+// TCG bug the patch fixes does not apply) or "debian" (unpatched under TCG:
+// a nested guest's CR8 write can abort it, so UEFI tests stay off).
+func (a Assets) QEMUFor(accel Accel) (bin, kind string) {
+	switch {
+	case !strings.HasPrefix(accel.Accel, "tcg"):
+		return "qemu-system-x86_64", "kvm"
+	case a.QEMU != "":
+		return a.QEMU, "patched"
+	default:
+		return "qemu-system-x86_64", "debian"
+	}
 }
 
 // Accel is how QEMU runs a lab host.
@@ -99,7 +123,7 @@ type Host struct {
 // Start builds the host's initramfs and starts QEMU.
 func Start(cfg HostConfig) (*Host, error) {
 	if cfg.QEMU == "" {
-		cfg.QEMU = "qemu-system-x86_64"
+		cfg.QEMU, _ = cfg.Assets.QEMUFor(cfg.Accel)
 	}
 	if cfg.CPUs == 0 {
 		cfg.CPUs = 2

@@ -90,11 +90,12 @@ func TestOverlayArchive(t *testing.T) {
 func TestRunScriptQuotes(t *testing.T) {
 	t.Setenv("GOVISOR_X", "it's")
 	t.Setenv("GOVISOR_CACHE", "/host/only")
-	s := runScript("vm.test", []string{"-test.run", "Test'A|B$", "-test.v"})
+	s := runScript("vm.test", []string{"-test.run", "Test'A|B$", "-test.v"}, "patched")
 	for _, want := range []string{
 		`export 'GOVISOR_X=it'\''s'`,
 		`/tests/'vm.test' '-test.run' 'Test'\''A|B$' '-test.v' >/dev/ttyS1 2>&1`,
 		"GOVISOR_TEST_BINDIR=/opt/govisor/bin",
+		"GOVISOR_LAB_QEMU='patched'",
 		`echo "LAB-RC=$rc"`,
 	} {
 		if !strings.Contains(s, want) {
@@ -103,6 +104,27 @@ func TestRunScriptQuotes(t *testing.T) {
 	}
 	if strings.Contains(s, "/host/only") {
 		t.Errorf("the host's GOVISOR_CACHE leaked into the lab:\n%s", s)
+	}
+}
+
+func TestQEMUFor(t *testing.T) {
+	tcg := Accel{Accel: "tcg,thread=multi"}
+	kvm := Accel{Accel: "kvm"}
+	built := Assets{Dir: "/c/lab", QEMU: "/c/lab/qemu/qemu-system-x86_64"}
+	for _, c := range []struct {
+		name      string
+		a         Assets
+		accel     Accel
+		bin, kind string
+	}{
+		{"TCG runs the lab's patched QEMU", built, tcg, built.QEMU, "patched"},
+		{"TCG without it runs Debian's", Assets{Dir: "/c/lab"}, tcg, "qemu-system-x86_64", "debian"},
+		{"KVM runs Debian's even when built", built, kvm, "qemu-system-x86_64", "kvm"},
+	} {
+		bin, kind := c.a.QEMUFor(c.accel)
+		if bin != c.bin || kind != c.kind {
+			t.Errorf("%s: got %s (%s), want %s (%s)", c.name, bin, kind, c.bin, c.kind)
+		}
 	}
 }
 

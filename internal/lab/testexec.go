@@ -87,7 +87,8 @@ func RunTest(cfg TestExec, bin string, args []string) (int, error) {
 	}
 	defer unlock()
 	accel := PickAccel()
-	fmt.Fprintf(cfg.Stderr, "lab: %s: KVM tests run in a lab host (%s)\n", cfg.Package, accel.Kind)
+	qemu, _ := assets.QEMUFor(accel)
+	fmt.Fprintf(cfg.Stderr, "lab: %s: KVM tests run in a lab host (%s; %s)\n", cfg.Package, accel.Kind, qemu)
 	var retried string
 	for attempt := 1; ; attempt++ {
 		res, labErr, err := runOnce(cfg, assets, accel, bin, args)
@@ -134,7 +135,8 @@ func runOnce(cfg TestExec, assets Assets, accel Accel, bin string, args []string
 			ov.Add("/guest/"+f, p, 0o644)
 		}
 	}
-	ov.AddData("/run.sh", []byte(runScript(filepath.Base(bin), args)), 0o755)
+	_, qemuKind := assets.QEMUFor(accel)
+	ov.AddData("/run.sh", []byte(runScript(filepath.Base(bin), args, qemuKind)), 0o755)
 	h, err := Start(HostConfig{
 		Name: "test", Dir: dir, CPUs: 2, MemoryMB: 6144,
 		Assets: assets, Accel: accel, Overlay: ov, Output: cfg.Stdout,
@@ -194,7 +196,10 @@ func lastPanic(console string) string {
 
 // runScript is the lab host's /run.sh: the test binary with its
 // arguments, its output on ttyS1 (raw, so no \n -> \r\n), status on the console.
-func runScript(bin string, args []string) string {
+//
+// qemuKind is what runs the lab host (Assets.QEMUFor), as GOVISOR_LAB_QEMU:
+// the UEFI tests need a QEMU that survives OVMF in a nested guest.
+func runScript(bin string, args []string, qemuKind string) string {
 	var b strings.Builder
 	b.WriteString("#!/bin/sh\nstty -F /dev/ttyS1 raw -echo\n")
 	for _, kv := range os.Environ() {
@@ -204,7 +209,7 @@ func runScript(bin string, args []string) string {
 			fmt.Fprintf(&b, "export %s\n", shellQuote(kv))
 		}
 	}
-	b.WriteString("export GOVISOR_GUEST_DIR=/guest GOVISOR_TEST_BINDIR=/opt/govisor/bin GOVISOR_KVM_TALLY=/tmp/kvm-tally GOVISOR_LAB=1\n")
+	b.WriteString("export GOVISOR_GUEST_DIR=/guest GOVISOR_TEST_BINDIR=/opt/govisor/bin GOVISOR_KVM_TALLY=/tmp/kvm-tally GOVISOR_LAB=1 GOVISOR_LAB_QEMU=" + shellQuote(qemuKind) + "\n")
 	// TestImageErrors and others read ordinary files of a Debian system.
 	b.WriteString("mkdir -p /tmp/work && cd /tmp/work\n")
 	b.WriteString("/tests/" + shellQuote(bin))

@@ -30,14 +30,11 @@ import (
 // OVMF's AcpiTimerLib reads) as already enabled, so that OVMF keeps it.
 //
 // OVMF puts its own console on COM1 only through a PCI-to-ISA bridge,
-// which its SioBusDxe turns into the serial port PciSioSerialDxe drives
-// (OvmfPkg/Library/PlatformBootManagerLib BdsPlatform.c, "Found LPC Bridge
-// device"). govisor offers none for now: with one (tried as function 1 of
-// the host bridge) OVMF's console works, but its busier interrupt traffic
-// made the lab's outer QEMU 10.0 abort every time (TCG's
-// tcg_handle_interrupt asserting the BQL, reached from a nested guest's CR8
-// write, which EDK II's interrupt return does). The boot loader's and the
-// kernel's output are on the serial console; OVMF's menus are not.
+// which its SioBusDxe turns into the serial port PciSioSerialDxe drives and
+// its boot manager adds to ConOut (OvmfPkg/Library/PlatformBootManagerLib
+// BdsPlatform.c, "Found LPC Bridge device"). QEMU has PIIX3 at 00:01.0,
+// where govisor has its first disk; govisor's ISA bridge is function 1 of
+// the host bridge, which then says it is a multi-function device.
 const (
 	// uefiTSSAddr and uefiIdentityMap move the pages Intel VMX needs for
 	// real mode out of the flash, where QEMU puts them (0xFEFFC000,
@@ -54,8 +51,14 @@ const (
 	intelVendorID   = 0x8086
 	i440FXDeviceID  = 0x1237 // 82441FX host bridge (OVMF INTEL_82441_DEVICE_ID)
 	piix4PMDeviceID = 0x7113 // 82371AB power management function
-	piix4PMSlot     = 1
-	piix4PMFunction = 3
+	// isaBridgeDeviceID is the ISA bridge's ID: one of Red Hat's (QEMU's
+	// vendor ID, docs/specs/pci-ids.rst) that list leaves unassigned, so
+	// that no Linux driver binds it; firmware goes by its class.
+	isaBridgeDeviceID = 0x00FE
+	classISABridge    = 0x060100
+	headerMultiFn     = 0x80 // PCI 3.0 section 6.2.1, Header Type bit 7
+	piix4PMSlot       = 1
+	piix4PMFunction   = 3
 	// PIIX4 PM registers (Intel 82371AB datasheet section 3.6): PMBA, the
 	// PM I/O base (bit 0 set: an I/O address), and PMREGMISC, whose bit 0
 	// (PMIOSE) enables it.
@@ -168,6 +171,12 @@ func (m *Machine) setupUEFIPlatform(dev *fwcfg.Device) error {
 	pm.SetU8(piix4PMREGMISC, piix4PMIOSE)
 	if err := m.pci.AddFunction(piix4PMSlot, piix4PMFunction, pm); err != nil {
 		return fmt.Errorf("vm: PIIX4 power management function: %w", err)
+	}
+	hb.SetU8(pci.RegHeaderType, headerMultiFn)
+	isa := pci.NewConfigSpace(pci.Header{VendorID: pci.HostBridgeVendorID, DeviceID: isaBridgeDeviceID, Class: classISABridge,
+		SubsystemVendorID: qemuSubsystemVendor, SubsystemID: qemuSubsystem})
+	if err := m.pci.AddFunction(0, 1, isa); err != nil {
+		return fmt.Errorf("vm: ISA bridge: %w", err)
 	}
 	if err := dev.AddFile(fwcfgPciMmio64Mb, []byte("0")); err != nil {
 		return fmt.Errorf("vm: firmware configuration: %w", err)

@@ -14,11 +14,9 @@ import (
 )
 
 // startUEFI starts disk through OVMF with the variable file at varsPath
-// and returns once the guest it booted runs its command (GUEST-READY; the
-// ESP disk's command sleeps 3 s), with the machine and its console. The
-// machine is saved there, not while OVMF or GRUB run: a nested guest's
-// firmware interrupted and carried on that way tripped the lab's outer QEMU
-// (docs/firmware.md); the firmware's state travels all the same.
+// and returns once the firmware is at work (OVMF's boot manager or GRUB on
+// the console), with the machine and its console: the machine is saved
+// mid-boot, with the firmware's flash and fw_cfg state in use.
 func startUEFI(t *testing.T, code []byte, varsPath, disk string) (*Machine, *syncBuffer) {
 	t.Helper()
 	vars := openVars(t, varsPath)
@@ -33,11 +31,11 @@ func startUEFI(t *testing.T, code []byte, varsPath, disk string) (*Machine, *syn
 		t.Fatal(err)
 	}
 	for deadline := time.Now().Add(3 * time.Minute); ; time.Sleep(5 * time.Millisecond) {
-		if strings.Contains(out.String(), "GUEST-READY") {
+		if c := out.String(); strings.Contains(c, "BdsDxe") || strings.Contains(c, "GRUB") {
 			return m, out
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("no GUEST-READY through OVMF in 3 minutes: %q", out.String())
+			t.Fatalf("neither OVMF's boot manager nor GRUB on the console in 3 minutes: %q", out.String())
 		}
 	}
 }
