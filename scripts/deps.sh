@@ -41,7 +41,7 @@ case "${1:-test}" in
   labqemu) want=("${labqemu[@]}"); backports=1; bpo=("${labqemu_bpo[@]}") ;;
   # chromium: the web console's end-to-end tests (internal/webui) drive
   # Debian's browser headless with playwright-core; no browser is downloaded.
-  test) want=("${guest[@]}" "${lab[@]}" "${labqemu[@]}" acpica-tools time chromium); backports=1; bpo=("${labqemu_bpo[@]}") ;;
+  test) want=("${guest[@]}" "${lab[@]}" acpica-tools time chromium); backports=1 ;;
   libvirt) want=(qemu-system-x86 libvirt-daemon-system libvirt-clients); backports=1 ;;
   *) echo "usage: $0 guest|lab|test|libvirt" >&2; exit 2 ;;
 esac

@@ -56,31 +56,36 @@ func DebianDisk(t testing.TB, kind string) string {
 // OVMF returns the paths of OVMF's code and variable-store template (the
 // 4 MiB build without secure boot) that scripts/firmware.sh fetches.
 //
-// In a lab host the UEFI tests need the lab's own QEMU under TCG
-// (GOVISOR_LAB_QEMU=patched, scripts/lab-qemu.sh) or a KVM-accelerated lab:
-// Debian's QEMU 10 aborts the whole lab host on a nested guest's CR8 write
-// while a virtual interrupt is pending, which EDK II's interrupt return
-// does (docs/firmware.md). On Debian's QEMU under TCG the test fails in CI
-// and skips elsewhere, naming the fix; GOVISOR_UEFI_TESTS=1 runs it anyway.
+// In a lab host under TCG the UEFI tests run only with
+// GOVISOR_UEFI_TESTS=1 (`make test-uefi`), and then only on the lab's own
+// QEMU (GOVISOR_LAB_QEMU=patched, scripts/lab-qemu.sh): Debian's QEMU 10
+// aborts the whole lab host on a nested guest's CR8 write while a virtual
+// interrupt is pending, which EDK II's interrupt return does; with that
+// fixed, about one OVMF boot in ten to fifteen still stops making progress
+// there (docs/firmware.md). In a KVM-accelerated lab and on a host with
+// KVM they always run.
 func OVMF(t testing.TB) (code, vars string) {
 	t.Helper()
 	uefiGate(t)
 	return firmwareFile(t, "OVMF_CODE_4M.fd"), firmwareFile(t, "OVMF_VARS_4M.fd")
 }
 
-// uefiGate stops a UEFI boot test in a lab host whose QEMU would abort (see OVMF).
+// uefiGate stops a UEFI boot test in a TCG lab host (see OVMF).
 func uefiGate(t testing.TB) {
 	t.Helper()
 	Require(t)
-	if os.Getenv("GOVISOR_LAB") != "1" || os.Getenv("GOVISOR_LAB_QEMU") != "debian" || os.Getenv("GOVISOR_UEFI_TESTS") == "1" {
+	kind := os.Getenv("GOVISOR_LAB_QEMU")
+	if os.Getenv("GOVISOR_LAB") != "1" || kind == "kvm" {
 		return
 	}
-	msg := "this lab host runs on Debian's QEMU under TCG, which aborts on OVMF in a nested guest " +
-		"(docs/firmware.md): build the lab's QEMU with `make lab` (scripts/lab-qemu.sh); GOVISOR_UEFI_TESTS=1 runs the test anyway"
-	if os.Getenv("CI") != "" {
-		t.Fatal(msg)
+	if os.Getenv("GOVISOR_UEFI_TESTS") != "1" {
+		t.Skip("UEFI boot tests are off in TCG lab hosts: OVMF in a nested guest there hangs about one boot in " +
+			"ten to fifteen (docs/firmware.md); `make test-uefi` runs them (GOVISOR_UEFI_TESTS=1)")
 	}
-	t.Skip(msg)
+	if kind != "patched" {
+		t.Fatal("GOVISOR_UEFI_TESTS=1 in a lab host on Debian's QEMU under TCG, which aborts on OVMF in a nested guest " +
+			"(docs/firmware.md): build the lab's QEMU first with `make lab-qemu` (scripts/lab-qemu.sh)")
+	}
 }
 
 // ESPDisk returns the path of the UEFI-bootable test disk that
