@@ -9,6 +9,7 @@ import (
 
 	"github.com/govisor/govisor/api"
 	"github.com/govisor/govisor/internal/apitoken"
+	"github.com/govisor/govisor/internal/cluster/store"
 )
 
 // CallerHeader carries, on a request one agent makes to another for a
@@ -25,11 +26,36 @@ const CallerHeader = "Govisor-Caller"
 // request whose context is ctx: nil when ctx carries no user (the agent's
 // own work: reconciling, resuming a migration after a restart).
 func callerHeader(ctx context.Context) http.Header {
-	who, ok := apitoken.FromContext(ctx)
-	if !ok {
+	v := callerValue(ctx)
+	if v == "" {
 		return nil
 	}
-	return http.Header{CallerHeader: {string(who.Role) + " " + who.Name}}
+	return http.Header{CallerHeader: {v}}
+}
+
+// callerValue is the CallerHeader value naming the user ctx carries, or
+// "" when it carries none.
+func callerValue(ctx context.Context) string {
+	who, ok := apitoken.FromContext(ctx)
+	if !ok {
+		return ""
+	}
+	return string(who.Role) + " " + who.Name
+}
+
+// migrationCtx returns ctx acting for the user migration m was asked for
+// (m.Caller), so that the agents' calls to each other for it carry that
+// user rather than only the agents' token; ctx itself when m has none
+// (the cluster's own migrations) or the record's value does not parse.
+func migrationCtx(ctx context.Context, m store.Migration) context.Context {
+	if m.Caller == "" {
+		return ctx
+	}
+	who, err := parseCaller(m.Caller)
+	if err != nil {
+		return ctx
+	}
+	return apitoken.WithIdentity(ctx, who)
 }
 
 // parseCaller reads a CallerHeader value.

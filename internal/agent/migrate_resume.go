@@ -36,7 +36,7 @@ const migratedLine = "govisor: migrated to "
 //     VMM's exit handled as any.
 func (g *migrator) resume(m store.Migration) {
 	a := g.a
-	ctx, cancel := context.WithTimeout(a.ctx, migrateTimeout)
+	ctx, cancel := context.WithTimeout(migrationCtx(a.ctx, m), migrateTimeout)
 	defer cancel()
 	a.log.Info("resuming a migration an earlier agent left", "vm", m.VM, "to", m.Destination, "phase", m.Phase)
 	f := &flight{m: m, ms: &api.MigrationStatus{State: api.MigrationRunning, To: m.Destination, Started: m.Created}}

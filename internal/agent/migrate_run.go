@@ -40,7 +40,7 @@ type flight struct {
 // VM (running), and the VM's host flips (done); see conclude.
 func (g *migrator) run(m store.Migration) {
 	a := g.a
-	ctx, cancel := context.WithTimeout(a.ctx, migrateTimeout)
+	ctx, cancel := context.WithTimeout(migrationCtx(a.ctx, m), migrateTimeout)
 	defer cancel()
 	name := m.VM
 	f := &flight{m: m, ms: &api.MigrationStatus{State: api.MigrationRunning, To: m.Destination, Started: time.Now().UTC()}}

@@ -65,6 +65,7 @@ func (g *migrator) handle(m store.Migration) {
 // and, when source is this host, begins it at once.
 func (g *migrator) request(ctx context.Context, name, source string, req api.MigrateRequest, by string) (store.Migration, error) {
 	m, err := g.a.st.CreateMigration(ctx, store.Migration{VM: name, Source: source, Destination: req.Host, CreatedBy: by,
+		Caller:  callerValue(ctx),
 		Options: store.MigrationOptions{MaxDowntimeMS: req.MaxDowntimeMS, Bandwidth: req.Bandwidth}})
 	if err != nil {
 		return store.Migration{}, migrationError(name, err)

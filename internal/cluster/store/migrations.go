@@ -90,9 +90,13 @@ type Migration struct {
 	Phase       MigrationPhase   `json:"phase"`
 	Error       string           `json:"error,omitempty"`
 	// CreatedBy names who asked for it ("api", a controller's name).
-	CreatedBy string    `json:"createdBy,omitempty"`
-	Created   time.Time `json:"created"`
-	Updated   time.Time `json:"updated"`
+	CreatedBy string `json:"createdBy,omitempty"`
+	// Caller is the user an API request asked for it as ("ROLE NAME", as
+	// agents name a user to each other): the agents' calls to each other
+	// for the migration act as that user. Empty: the cluster's own work.
+	Caller  string    `json:"caller,omitempty"`
+	Created time.Time `json:"created"`
+	Updated time.Time `json:"updated"`
 	// CancelRequested asks the source's agent to give up while it still can.
 	CancelRequested bool `json:"cancelRequested,omitempty"`
 	// Addr is where the destination VMM waits, and Disks its copies of
