@@ -66,6 +66,11 @@ func normalize(s api.VMSpec, hostMiB uint64) (api.VMSpec, error) {
 			return s, fieldErr("kernel", err.Error())
 		}
 	case api.FirmwareBIOS, api.FirmwareUEFI:
+		// Specs stored before normalize left firmware VMs' cmdline empty
+		// carry the default: it is no kernel option of the user's.
+		if s.Cmdline == defaultCmdline {
+			s.Cmdline = ""
+		}
 		if s.Kernel != "" || s.Initrd != "" || s.Cmdline != "" {
 			return s, fieldErr("firmware", s.Firmware+" boots the first disk's own boot loader: leave out kernel, initrd and cmdline")
 		}
@@ -98,7 +103,7 @@ func normalize(s api.VMSpec, hostMiB uint64) (api.VMSpec, error) {
 	if err := normalizeNICs(&s); err != nil {
 		return s, err
 	}
-	if s.Cmdline == "" {
+	if s.Cmdline == "" && s.Firmware == "" {
 		s.Cmdline = defaultCmdline
 	}
 	if len(s.Cmdline) > maxCmdline {

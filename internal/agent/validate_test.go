@@ -252,11 +252,39 @@ func TestFirmwareSpecs(t *testing.T) {
 	} else if c, err := node.VMMConfig(s); err != nil || c.Firmware != "uefi" || c.FirmwareVars != node.UEFIVarsFile || len(c.Disks) != 1 {
 		t.Errorf("VMM config %+v, %v: want firmware uefi, the variable file in the VM's folder and the disk", c, err)
 	}
+	// A normalized spec normalizes again unchanged: the stored spec is what
+	// a migration's destination and an update check again (a default
+	// kernel cmdline on a firmware VM failed its live migration).
+	for _, fw := range []string{"bios", "uefi"} {
+		in := good
+		in.Firmware = fw
+		once, err := normalize(in, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if once.Cmdline != "" {
+			t.Errorf("%s VM: normalized cmdline %q, want none (no kernel of ours boots)", fw, once.Cmdline)
+		}
+		twice, err := normalize(once, 0)
+		if err != nil {
+			t.Errorf("%s VM: its normalized spec is refused: %v", fw, err)
+		}
+		if twice.Cmdline != once.Cmdline || twice.Boot != once.Boot || twice.Firmware != once.Firmware {
+			t.Errorf("%s VM: normalized twice %+v, once %+v", fw, twice, once)
+		}
+		// A spec an older agent stored, with the default cmdline.
+		old := once
+		old.Cmdline = defaultCmdline
+		if s, err := normalize(old, 0); err != nil || s.Cmdline != "" {
+			t.Errorf("%s VM stored with the default cmdline: %v, cmdline %q; want accepted, no cmdline", fw, err, s.Cmdline)
+		}
+	}
 	for _, c := range []struct {
 		mod   func(s *api.VMSpec)
 		field string
 	}{
 		{func(s *api.VMSpec) { s.Kernel = disk }, "firmware"},
+		{func(s *api.VMSpec) { s.Cmdline = "console=ttyS0 quiet" }, "firmware"},
 		{func(s *api.VMSpec) { s.Disks = nil }, "disks"},
 		{func(s *api.VMSpec) { s.Firmware = "uefi"; s.Disks = nil }, "disks"},
 		{func(s *api.VMSpec) { s.Firmware = "coreboot" }, "firmware"},
