@@ -35,14 +35,8 @@ func (a *Agent) Incoming(ctx context.Context, name string, req api.IncomingReque
 		return api.Incoming{}, fieldErr("spec.name", fmt.Sprintf("%q differs from %q in the URL", req.Spec.Name, name))
 	}
 	// Mirrored disks do not exist here yet: they are checked on the source.
-	want := req.Spec
-	if len(req.MirrorDisks) > 0 {
-		want.Disks = nil
-	}
-	s, err := normalize(want, a.hostMiB)
-	if len(req.MirrorDisks) > 0 {
-		s.Disks = req.Spec.Disks
-	}
+	// (They still count: a firmware VM boots its first disk.)
+	s, err := normalizeDisksAt(req.Spec, a.hostMiB, len(req.MirrorDisks) == 0)
 	if err != nil {
 		if fe, ok := err.(*FieldError); ok {
 			fe.Field = "spec." + fe.Field

@@ -41,6 +41,14 @@ var nameRE = node.NameRE
 // normalize checks a definition and fills in its defaults. hostMiB is the
 // host's RAM: a VM that could never fit is refused up front.
 func normalize(s api.VMSpec, hostMiB uint64) (api.VMSpec, error) {
+	return normalizeDisksAt(s, hostMiB, true)
+}
+
+// normalizeDisksAt is normalize; disksHere false leaves out the check that
+// each disk's file exists on this host (an incoming migration whose disks
+// are mirrored: their copies are made here after the check, and the
+// source checked the originals).
+func normalizeDisksAt(s api.VMSpec, hostMiB uint64, disksHere bool) (api.VMSpec, error) {
 	if !nameRE.MatchString(s.Name) {
 		return s, fieldErr("name", fmt.Sprintf("%q: use 1-63 lower-case letters, digits and '-' (a DNS label)", s.Name))
 	}
@@ -88,8 +96,10 @@ func normalize(s api.VMSpec, hostMiB uint64) (api.VMSpec, error) {
 		if d.Path == "" {
 			return s, fieldErr(field+".path", "required: the path of a disk image on the host")
 		}
-		if err := checkFile(d.Path, true); err != nil {
-			return s, fieldErr(field+".path", err.Error())
+		if disksHere {
+			if err := checkFile(d.Path, true); err != nil {
+				return s, fieldErr(field+".path", err.Error())
+			}
 		}
 		if strings.ContainsAny(d.Path, ",") {
 			return s, fieldErr(field+".path", fmt.Sprintf("%q: a disk path cannot contain a comma", d.Path))

@@ -279,6 +279,17 @@ func TestFirmwareSpecs(t *testing.T) {
 			t.Errorf("%s VM stored with the default cmdline: %v, cmdline %q; want accepted, no cmdline", fw, err, s.Cmdline)
 		}
 	}
+	// An incoming migration with mirrored disks: the copies are not made
+	// yet, but a firmware VM still has its disks (it boots the first).
+	away := good
+	away.Firmware = "uefi"
+	away.Disks = []api.DiskSpec{{Path: filepath.Join(dir, "not-here-yet.img")}}
+	if _, err := normalizeDisksAt(away, 0, false); err != nil {
+		t.Errorf("a firmware VM whose disks are mirrored in: %v", err)
+	}
+	if _, err := normalizeDisksAt(away, 0, true); err == nil {
+		t.Error("a firmware VM whose disk is missing here was accepted")
+	}
 	for _, c := range []struct {
 		mod   func(s *api.VMSpec)
 		field string
