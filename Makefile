@@ -88,7 +88,7 @@ lab-qemu: deps
 	./scripts/lab-qemu.sh $(CACHE)/lab
 
 # The UEFI boot tests, which `make test` leaves off in TCG lab hosts (OVMF
-# hangs there about one boot in ten to fifteen, docs/firmware.md): run in
+# now and then hangs there or takes the lab host down, docs/firmware.md): run in
 # lab hosts on the lab's own QEMU.
 test-uefi: deps guest lab lab-qemu build
 	GOVISOR_TEST_BINDIR=$(dir $(BIN)) GOVISOR_UEFI_TESTS=1 CGO_ENABLED=0 $(GO) test -count=1 -timeout 60m \

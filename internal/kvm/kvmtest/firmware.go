@@ -61,8 +61,8 @@ func DebianDisk(t testing.TB, kind string) string {
 // QEMU (GOVISOR_LAB_QEMU=patched, scripts/lab-qemu.sh): Debian's QEMU 10
 // aborts the whole lab host on a nested guest's CR8 write while a virtual
 // interrupt is pending, which EDK II's interrupt return does; with that
-// fixed, about one OVMF boot in ten to fifteen still stops making progress
-// there (docs/firmware.md). In a KVM-accelerated lab and on a host with
+// fixed, OVMF there still hangs now and then, or takes the lab host's
+// kernel down (docs/firmware.md). In a KVM-accelerated lab and on a host with
 // KVM they always run.
 func OVMF(t testing.TB) (code, vars string) {
 	t.Helper()
@@ -79,8 +79,8 @@ func uefiGate(t testing.TB) {
 		return
 	}
 	if os.Getenv("GOVISOR_UEFI_TESTS") != "1" {
-		t.Skip("UEFI boot tests are off in TCG lab hosts: OVMF in a nested guest there hangs about one boot in " +
-			"ten to fifteen (docs/firmware.md); `make test-uefi` runs them (GOVISOR_UEFI_TESTS=1)")
+		t.Skip("UEFI boot tests are off in TCG lab hosts: OVMF in a nested guest there now and then hangs or takes " +
+			"the lab host down (docs/firmware.md); `make test-uefi` runs them (GOVISOR_UEFI_TESTS=1)")
 	}
 	if kind != "patched" {
 		t.Fatal("GOVISOR_UEFI_TESTS=1 in a lab host on Debian's QEMU under TCG, which aborts on OVMF in a nested guest " +
