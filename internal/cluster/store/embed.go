@@ -114,12 +114,11 @@ func loadPorts(path string) (ports, error) {
 	if !errors.Is(err, os.ErrNotExist) {
 		return p, fmt.Errorf("store: %w", err)
 	}
-	if p.Client, err = freePort(); err != nil {
+	two, err := freePorts(2)
+	if err != nil {
 		return p, err
 	}
-	if p.Peer, err = freePort(); err != nil {
-		return p, err
-	}
+	p.Client, p.Peer = two[0], two[1]
 	b, _ = json.Marshal(p)
 	if err := os.WriteFile(path, b, 0o600); err != nil {
 		return p, fmt.Errorf("store: save etcd ports: %w", err)
@@ -127,12 +126,19 @@ func loadPorts(path string) (ports, error) {
 	return p, nil
 }
 
-// freePort asks the kernel for an unused loopback TCP port.
-func freePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, fmt.Errorf("store: pick a free port: %w", err)
+// freePorts asks the kernel for n unused loopback TCP ports, all different:
+// each listener stays open until all are picked, as a port closed at once
+// can be handed out again by the next bind (both etcd ports came out the
+// same, and etcd failed with "address already in use").
+func freePorts(n int) ([]int, error) {
+	var ports []int
+	for range n {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return nil, fmt.Errorf("store: pick a free port: %w", err)
+		}
+		defer l.Close()
+		ports = append(ports, l.Addr().(*net.TCPAddr).Port)
 	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
+	return ports, nil
 }
