@@ -79,6 +79,42 @@ func (t *trackedImage) WriteAt(p []byte, off int64) (int, error) {
 	return n, err
 }
 
+// ReadvAt and WritevAt give every tracked image blk.VectorIO: the inner
+// image's when it has one, else one ReadAt or WriteAt per buffer, as the
+// device would do itself.
+func (t *trackedImage) ReadvAt(bufs [][]byte, off int64) (int, error) {
+	if v, ok := t.Image.(blk.VectorIO); ok {
+		return v.ReadvAt(bufs, off)
+	}
+	done := 0
+	for _, b := range bufs {
+		n, err := t.Image.ReadAt(b, off+int64(done))
+		done += n
+		if err != nil {
+			return done, err
+		}
+	}
+	return done, nil
+}
+
+func (t *trackedImage) WritevAt(bufs [][]byte, off int64) (int, error) {
+	var n int
+	var err error
+	if v, ok := t.Image.(blk.VectorIO); ok {
+		n, err = v.WritevAt(bufs, off)
+	} else {
+		for _, b := range bufs {
+			k, werr := t.Image.WriteAt(b, off+int64(n))
+			n += k
+			if err = werr; err != nil {
+				break
+			}
+		}
+	}
+	t.dirty.mark(off, int64(n))
+	return n, err
+}
+
 // The virtio-blk device offers discard and write-zeroes only when the image
 // can do them, so each combination gets its own type.
 type (
@@ -88,6 +124,7 @@ type (
 )
 
 var (
+	_ blk.VectorIO   = &trackedImage{}
 	_ blk.Discarder  = trackedDiscard{}
 	_ blk.ZeroWriter = trackedZero{}
 	_ blk.Discarder  = trackedDiscardZero{}

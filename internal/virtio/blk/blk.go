@@ -26,6 +26,15 @@ type ZeroWriter interface {
 	WriteZeroes(off, n int64, unmap bool) error
 }
 
+// VectorIO is implemented by images that move several buffers at one
+// disk offset in one system call (preadv/pwritev): a request's guest
+// buffers then reach the image whole instead of one call per buffer.
+// Each behaves as ReadAt or WriteAt of the buffers laid end to end.
+type VectorIO interface {
+	ReadvAt(bufs [][]byte, off int64) (int, error)
+	WritevAt(bufs [][]byte, off int64) (int, error)
+}
+
 // Options configures a block device.
 type Options struct {
 	// ReadOnly offers VIRTIO_BLK_F_RO and fails writes with IOERR.
@@ -50,6 +59,7 @@ type Device struct {
 	img       diskimage.Image
 	discarder Discarder
 	zeroer    ZeroWriter
+	vec       VectorIO // nil: one ReadAt/WriteAt per guest buffer
 	readOnly  bool
 	serial    [IDBytes]byte
 	capacity  uint64 // in 512-byte sectors
@@ -88,6 +98,7 @@ func New(img diskimage.Image, opts Options) (*Device, error) {
 		return nil, fmt.Errorf("%w: negative disk size", ErrOptions)
 	}
 	copy(d.serial[:], opts.Serial)
+	d.vec, _ = img.(VectorIO)
 	d.capacity = uint64(img.VirtualSize()) / SectorSize
 	d.features = virtio.CommonFeatures | FeatureSegMax | FeatureBlkSize | FeatureFlush | FeatureTopology
 	if d.numQueues > 1 {
