@@ -3,7 +3,6 @@
 package cli
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -61,27 +60,7 @@ func debianOverlay(t *testing.T, base string) string {
 // output. The console goes to the test log when it fails.
 func bootDebian(t *testing.T, markers []string, dialog []exchange, args ...string) string {
 	t.Helper()
-	cmd := exec.Command(govisorBin(t), args...)
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	in, err := cmd.StdinPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	out, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	start := time.Now()
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer func() {
-		cmd.Process.Kill()
-		cmd.Wait()
-	}()
-	con := newConsoleWatch()
-	go con.copyFrom(out, nil)
+	in, con, stderr, start := startConsoleVMM(t, exec.Command(govisorBin(t), args...), nil)
 	deadline := start.Add(8 * time.Minute)
 	fail := func(err error) {
 		t.Helper()
@@ -89,6 +68,7 @@ func bootDebian(t *testing.T, markers []string, dialog []exchange, args ...strin
 			err, con.tail(60), stderr.String())
 	}
 	off := 0
+	var err error
 	var seen []string
 	for _, m := range append(markers, "Loading Linux", "Debian GNU/Linux 12 govisor-debian ttyS0", debianPrompt) {
 		if off, err = con.waitFor(m, off, deadline); err != nil {

@@ -175,7 +175,8 @@ func TestDebianLogin(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer conLog.Close()
+	// Closed after the VMM is killed (cleanups run last-registered first).
+	t.Cleanup(func() { conLog.Close() })
 	// systemd.show_status: unit progress on the console, to see where a
 	// slow boot is. rw: the root is mounted writable at once (no fsck).
 	// service_watchdogs=0: journald's and udevd's 3-minute watchdogs fire
@@ -185,26 +186,7 @@ func TestDebianLogin(t *testing.T) {
 		"--cpus", strconv.Itoa(cpus), "--memory", "1G",
 		"--disk", "path="+disk, "--rng",
 		"--cmdline", "console=ttyS0 root=/dev/vda rw rodata=off quiet systemd.show_status=1 systemd.service_watchdogs=0 systemd.dump_core=0")
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	in, err := cmd.StdinPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	out, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	start := time.Now()
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer func() {
-		cmd.Process.Kill()
-		cmd.Wait()
-	}()
-	con := newConsoleWatch()
-	go con.copyFrom(out, conLog)
+	in, con, stderr, start := startConsoleVMM(t, cmd, conLog)
 	deadline := start.Add(100 * time.Minute)
 	fail := func(err error) {
 		t.Helper()
@@ -232,4 +214,33 @@ func TestDebianLogin(t *testing.T) {
 		fail(err)
 	}
 	t.Logf("logged in as root and ran a command %v after start", time.Since(start).Round(time.Second))
+}
+
+// startConsoleVMM starts cmd (a `govisor run` whose console is its stdin
+// and stdout) and watches its console, copied to conLog when not nil; the
+// VMM is killed when the test ends. It returns the console's input, the
+// watch, the VMM's stderr and when it started.
+func startConsoleVMM(t *testing.T, cmd *exec.Cmd, conLog io.Writer) (io.Writer, *consoleWatch, *bytes.Buffer, time.Time) {
+	t.Helper()
+	stderr := new(bytes.Buffer)
+	cmd.Stderr = stderr
+	in, err := cmd.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		cmd.Process.Kill()
+		cmd.Wait()
+	})
+	con := newConsoleWatch()
+	go con.copyFrom(out, conLog)
+	return in, con, stderr, start
 }
