@@ -141,15 +141,10 @@ func (v *VMM) Run(console Console) error {
 			return &ExitError{Code: 1, Err: fmt.Errorf("%s: %w", v.names.Name("fenceDeadlineMonoNS"), err)}
 		}
 	}
-	var leased []vmmconfig.Disk
-	for _, d := range cfg.Disks {
-		if d.Lease {
-			leased = append(leased, d)
-		}
-	}
-	if err := v.fencing.takeLeases(cfg.LeaseOwner, leased); err != nil {
-		return &ExitError{Code: 1, Err: err}
-	}
+	// The API serves before the disk leases are taken: taking one can wait
+	// out a dead holder's expiry (seconds), and all that time the agent
+	// must be able to feed the fence watchdog armed above, or an HA
+	// restart would fence itself before its guest ran.
 	if cfg.APISock != "" {
 		l, err := vmmapi.Listen(cfg.APISock)
 		if err != nil {
@@ -158,6 +153,15 @@ func (v *VMM) Run(console Console) error {
 		ctx, cancel := context.WithCancel(context.Background())
 		defer cancel()
 		go vmmapi.ServeListener(ctx, l, v.ctl)
+	}
+	var leased []vmmconfig.Disk
+	for _, d := range cfg.Disks {
+		if d.Lease {
+			leased = append(leased, d)
+		}
+	}
+	if err := v.fencing.takeLeases(cfg.LeaseOwner, leased); err != nil {
+		return &ExitError{Code: 1, Err: err}
 	}
 	v.sigs = make(chan os.Signal, 2)
 	signal.Notify(v.sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
