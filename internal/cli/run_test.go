@@ -27,9 +27,18 @@ func runGovisor(t *testing.T, args ...string) (stdout, stderr string, code int) 
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, govisorBin(t), args...)
+	// A run that hangs is asked for its goroutines (SIGQUIT) before it is
+	// killed: where each vCPU was (in KVM_RUN or in a device) is what the
+	// next look at a stuck guest needs.
+	cmd.Env = append(os.Environ(), "GOTRACEBACK=all")
+	cmd.Cancel = func() error { return cmd.Process.Signal(syscall.SIGQUIT) }
+	cmd.WaitDelay = 10 * time.Second
 	var o, e bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &o, &e
 	err := cmd.Run()
+	if ctx.Err() != nil {
+		t.Logf("govisor %s: still running after 2 minutes; stopped with SIGQUIT", strings.Join(args, " "))
+	}
 	if ee, ok := err.(*exec.ExitError); ok {
 		code = ee.ExitCode()
 	} else if err != nil {
