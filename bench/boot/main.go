@@ -6,8 +6,9 @@
 //
 // With -jail it measures the jail instead (jail.go): govisor run against
 // govisor run --jail, both guests. With -firmware it measures a firmware
-// boot instead (firmware.go): the Debian test disk through SeaBIOS to its
-// login prompt, govisor against QEMU -M pc with the same firmware and disk.
+// boot instead (firmware.go): the Debian test disks through SeaBIOS and
+// through OVMF to their login prompt, govisor against QEMU -M pc with the
+// same firmware and disk.
 //
 // Usage: go run ./bench/boot [-n 20] [-govisor PATH] [-linux-runs 1] [-jail|-firmware]
 package main
@@ -108,7 +109,7 @@ func main() {
 	guestDir := flag.String("guest", ".cache/guest", "folder with bzImage and initrd.cpio from `make guest`")
 	linuxRuns := flag.Int("linux-runs", 1, "boots of the minimal Linux guest per VMM (0 to skip)")
 	jailCost := flag.Bool("jail", false, "compare govisor run with govisor run --jail instead of with QEMU (needs root)")
-	firmware := flag.Bool("firmware", false, "boot the Debian test disk through SeaBIOS to its login prompt instead, -linux-runs times per VMM")
+	firmware := flag.Bool("firmware", false, "boot the Debian test disks through SeaBIOS and OVMF to their login prompt instead, -linux-runs times per VMM")
 	flag.Parse()
 
 	flavor := kvm.DetectFlavor()

@@ -250,9 +250,9 @@ func (st *State) startHost(cfg UpConfig, h *HostState, hc HostConfig, i int) err
 	}
 	files := []string{"bzImage", "vmlinux", "initrd.cpio"}
 	if cfg.WithQEMU {
-		// bench/boot -firmware boots the BIOS Debian disk through SeaBIOS
-		// in govisor and in QEMU.
-		files = append(files, "bios-256k.bin", "debian-bios.qcow2")
+		// bench/boot -firmware boots the Debian disks through SeaBIOS and
+		// OVMF in govisor and in QEMU.
+		files = append(files, "bios-256k.bin", "debian-bios.qcow2", "OVMF_CODE_4M.fd", "OVMF_VARS_4M.fd", "debian-uefi.qcow2")
 	}
 	for _, f := range files {
 		if p := filepath.Join(cfg.GuestDir, f); fileExists(p) && h.Name != StorageHost {
