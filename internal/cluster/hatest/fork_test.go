@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -34,10 +35,11 @@ func partitionCycles() int {
 
 // TestPartitionCyclesNeverFork: an HA VM whose guest appends a sequence to
 // its disk on the shared pool survives 20 cycles of its host being cut
-// off the network and healed: each time its VMM fences itself, the VM
-// runs again on another host, and at no time do two copies run: the
-// sequence on the disk never forks (no boot's records after a later
-// boot's), and it has no gaps.
+// off the network and healed: each time its VMM fences itself (its log
+// says so and its API is gone once healed), the VM runs again on another
+// host and stays there (the healed host takes nothing back), and at no
+// time do two copies run: the sequence on the disk never forks (no boot's
+// records after a later boot's), and it has no gaps.
 func TestPartitionCyclesNeverFork(t *testing.T) {
 	c := &cluster{t: t, st: labtest.Up(t, labtest.Config{Hosts: 3, Net: 17, HostLeaseTTL: labLeaseTTL})}
 	const name = "fork"
@@ -60,6 +62,7 @@ disks:
 
 	cycles := partitionCycles()
 	started := time.Now()
+	last := "lab1" // where the VM was started or restarted last
 	for i := 1; i <= cycles; i++ {
 		via := ""
 		v, err := c.vm("lab1", name)
@@ -70,6 +73,9 @@ disks:
 			t.Fatalf("cycle %d: %v", i, err)
 		}
 		from := v.Host
+		if from != last || v.Status.Host != last {
+			t.Fatalf("cycle %d: %s runs on %s (status: %s), not where it was restarted (%s): a healed host took it back", i, name, from, v.Status.Host, last)
+		}
 		for _, h := range []string{"lab1", "lab2", "lab3"} {
 			if h != from && via == "" {
 				via = h
@@ -99,6 +105,8 @@ disks:
 		}
 		c.waitReady(via, from, time.Minute)
 		t.Logf("cycle %d: %s cut off, %s runs on %s after %.1f s; healed and ready after %.1f s", i, from, name, to, moved.Seconds(), time.Since(t0).Seconds())
+		c.checkFenced(from, name)
+		last = to
 	}
 	t.Logf("%d cycles in %.0f s", cycles, time.Since(started).Seconds())
 
@@ -113,6 +121,31 @@ disks:
 	}
 	if err := checkNoFork(out); err != nil {
 		t.Error(err)
+	}
+}
+
+// checkFenced checks that the copy of VM name on host, a host that was cut
+// off and healed, stopped itself: its VMM's log says it fenced, and its
+// API no longer answers.
+func (c *cluster) checkFenced(host, name string) {
+	c.t.Helper()
+	dir := "/var/lib/govisor/vms/" + name
+	for deadline := time.Now().Add(time.Minute); ; time.Sleep(time.Second) {
+		log, err := c.st.Agent(c.host(host)).Output(context.Background(), "cat", dir+"/vmm.log")
+		// The log is appended to, a "--- TIME: agent starts the VMM" line
+		// before each VMM: the latest one's part counts.
+		if i := strings.LastIndex(log, ": agent starts the VMM"); i >= 0 {
+			log = log[i:]
+		}
+		if err == nil && strings.Contains(log, "fenced") {
+			break
+		}
+		if time.Now().After(deadline) {
+			c.t.Fatalf("%s's VMM of %s did not fence itself (%v):\n%s", host, name, err, log)
+		}
+	}
+	if out, err := c.gv(host, "ctl", "--api-sock", dir+"/api.sock", "info"); err == nil {
+		c.t.Fatalf("%s's VMM of %s still answers after the heal: %s", host, name, out)
 	}
 }
 
