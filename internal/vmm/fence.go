@@ -53,6 +53,28 @@ func (f *fencing) fenced() error {
 	return &ExitError{Code: ExitFenced, Err: fmt.Errorf("fenced: %s; the guest was stopped", *r)}
 }
 
+// fenceStartWait bounds how long a VMM started on a deadline that had
+// already passed waits for the agent's first feed before it gives up,
+// fenced, without having run its guest.
+var fenceStartWait = 15 * time.Second
+
+// awaitFeed waits until the watchdog is armed (fed through the API) and
+// has not fired, for up to wait; else the VMM is fenced.
+func (f *fencing) awaitFeed(wait time.Duration) error {
+	for deadline := time.Now().Add(wait); ; time.Sleep(20 * time.Millisecond) {
+		if err := f.fenced(); err != nil {
+			return err
+		}
+		if armed, _, fired, _ := f.dog.Status(); armed && !fired {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			f.fence(fmt.Sprintf("the host's lease deadline had passed when the VMM started, and no feed came within %v", wait))
+			return f.fenced()
+		}
+	}
+}
+
 // takeLeases takes the lease of every disk that asks for one, for owner
 // ("HOST/VM"), before the guest may touch them.
 func (f *fencing) takeLeases(owner string, disks []vmmconfig.Disk) error {

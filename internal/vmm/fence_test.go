@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/govisor/govisor/internal/disklease"
+	"github.com/govisor/govisor/internal/fence"
 	"github.com/govisor/govisor/internal/vmm/vmmconfig"
 	"github.com/govisor/govisor/internal/vmmapi"
 )
@@ -108,3 +109,56 @@ func TestFedWhileLeasesWait(t *testing.T) {
 type testWriter struct{ t *testing.T }
 
 func (w *testWriter) Write(p []byte) (int, error) { w.t.Logf("vmm: %s", p); return len(p), nil }
+
+// TestLateDeadlineAwaitsFeed: a VMM that starts after the deadline the
+// agent gave it (a slow host) runs no guest until the agent's next feed
+// arms its watchdog, and without one it ends fenced, never having run it.
+func TestLateDeadlineAwaitsFeed(t *testing.T) {
+	saved := fenceStartWait
+	fenceStartWait = time.Second
+	t.Cleanup(func() { fenceStartWait = saved })
+	for _, feed := range []bool{true, false} {
+		t.Run(map[bool]string{true: "fed", false: "never fed"}[feed], func(t *testing.T) {
+			dir := t.TempDir()
+			kernel := filepath.Join(dir, "vmlinux")
+			if err := os.WriteFile(kernel, []byte("not a kernel"), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			sock := filepath.Join(dir, "api.sock")
+			cfg := vmmconfig.Config{Kernel: kernel, Seccomp: "off", APISock: sock, FenceDeadlineMonoNS: fence.MonoNow() - 1}
+			v, err := New(cfg, Options{Log: &testWriter{t}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			done := make(chan error, 1)
+			go func() { done <- v.Run(nullConsole{}) }()
+			if feed {
+				c := vmmapi.NewClient(sock)
+				for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+					ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+					_, err := c.FenceUntil(ctx, fence.MonoDeadline(5*time.Second))
+					cancel()
+					if err == nil {
+						break
+					}
+					if time.Now().After(deadline) {
+						t.Fatalf("the VMM's API took no feed: %v", err)
+					}
+				}
+			}
+			err = <-done
+			ee, ok := errors.AsType[*ExitError](err)
+			fenced := ok && ee.Code == ExitFenced
+			switch {
+			case feed && fenced:
+				t.Fatalf("fed after a late start, the VMM still fenced itself: %v", err)
+			case feed && err == nil:
+				// It goes on to build the machine, which these files (or a
+				// host without /dev/kvm) cannot make.
+				t.Fatal("fed, Run = nil; want the machine's build to fail on the fake kernel")
+			case !feed && !fenced:
+				t.Fatalf("never fed, Run = %v; want exit status %d (fenced)", err, ExitFenced)
+			}
+		})
+	}
+}

@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/govisor/govisor/internal/cli/cmdutil"
+	"github.com/govisor/govisor/internal/fence"
 	"github.com/govisor/govisor/internal/seccomp"
 	"github.com/govisor/govisor/internal/vm"
 	"github.com/govisor/govisor/internal/vmm/vmmconfig"
@@ -135,8 +136,12 @@ func (v *VMM) Run(console Console) error {
 	if cfg.FenceTTLMS > 0 {
 		v.fencing.dog.Feed(time.Duration(cfg.FenceTTLMS) * time.Millisecond)
 	}
-	if cfg.FenceDeadlineMonoNS > 0 {
-		// A deadline past MaxTTL is refused; one passed fires at once.
+	// A deadline that passed while the VMM started (a slow host: the jail,
+	// the runtime) arms nothing: no guest runs before the agent's next
+	// feed arms the watchdog (awaitFeed), and the agent feeds only while
+	// its lease is confirmed. A deadline past MaxTTL is refused.
+	awaitFeed := cfg.FenceDeadlineMonoNS > 0 && cfg.FenceDeadlineMonoNS <= fence.MonoNow()
+	if cfg.FenceDeadlineMonoNS > 0 && !awaitFeed {
 		if err := v.fencing.dog.FeedUntil(cfg.FenceDeadlineMonoNS); err != nil {
 			return &ExitError{Code: 1, Err: fmt.Errorf("%s: %w", v.names.Name("fenceDeadlineMonoNS"), err)}
 		}
@@ -177,6 +182,11 @@ func (v *VMM) Run(console Console) error {
 	}
 	if cfg.Seccomp != "" && cfg.Seccomp != string(seccomp.ModeOff) && os.Getenv(TestSeccompViolation) == "1" {
 		testSeccompViolation()
+	}
+	if awaitFeed {
+		if err := v.fencing.awaitFeed(fenceStartWait); err != nil {
+			return err
+		}
 	}
 	for boot := 1; ; boot++ {
 		if err := v.fencing.fenced(); err != nil {

@@ -9,6 +9,7 @@ import (
 	"context"
 	"os"
 	"path/filepath"
+	"strconv"
 	"testing"
 	"time"
 
@@ -27,6 +28,8 @@ type Config struct {
 	MemoryMB int
 	// HostLeaseTTL is the agents' --host-lease-ttl (0: their default).
 	HostLeaseTTL time.Duration
+	// CPUs is each lab host's vCPUs (0: GOVISOR_LAB_CPUS, else 1).
+	CPUs int
 	// CPUModels are the lab hosts' QEMU CPU models (lab.UpConfig.CPUModels).
 	CPUModels []string
 }
@@ -63,10 +66,16 @@ func Up(t *testing.T, cfg Config) *lab.State {
 	if cfg.MemoryMB == 0 {
 		cfg.MemoryMB = 1024
 	}
+	if cfg.CPUs == 0 {
+		cfg.CPUs = 1
+		if n, err := strconv.Atoi(os.Getenv("GOVISOR_LAB_CPUS")); err == nil && n > 0 {
+			cfg.CPUs = n
+		}
+	}
 	var log bytes.Buffer
 	ctx := context.Background()
 	t0 := time.Now()
-	st, err := lab.Up(ctx, lab.UpConfig{Dir: filepath.Join(t.TempDir(), "lab"), Hosts: cfg.Hosts, CPUs: 1, MemoryMB: cfg.MemoryMB,
+	st, err := lab.Up(ctx, lab.UpConfig{Dir: filepath.Join(t.TempDir(), "lab"), Hosts: cfg.Hosts, CPUs: cfg.CPUs, MemoryMB: cfg.MemoryMB,
 		Assets: assets, BinDir: bin, GuestDir: filepath.Join(cache, "guest"), Net: cfg.Net, Log: &log, Storage: true, StorageGiB: 4,
 		HostLeaseTTL: cfg.HostLeaseTTL, CPUModels: cfg.CPUModels})
 	if err != nil {
