@@ -208,26 +208,6 @@ func TestImportRejects(t *testing.T) {
 	}
 }
 
-func TestAllocationUnits(t *testing.T) {
-	for _, tc := range []struct {
-		in   string
-		want int64
-		ok   bool
-	}{
-		{"byte", 1, true}, {"", 1, true}, {"byte * 2^20", 1 << 20, true}, {"byte*2^30", 1 << 30, true},
-		{"MegaBytes", 1 << 20, true}, {"GigaBytes", 1 << 30, true}, {"byte * 10^3", 1000, true},
-		{"byte * 2^64", 0, false}, {"hertz * 10^6", 0, false}, {"furlongs", 0, false},
-	} {
-		got, err := allocationUnits(tc.in)
-		if (err == nil) != tc.ok || got != tc.want {
-			t.Errorf("allocationUnits(%q) = %d, %v", tc.in, got, err)
-		}
-	}
-	if _, err := scaled("9223372036854775807", "byte * 2^20"); err == nil {
-		t.Error("overflow accepted")
-	}
-}
-
 func TestParseManifest(t *testing.T) {
 	m, err := parseManifest("SHA1(a.ovf)= " + strings.Repeat("AB", 20) + "\r\nSHA256 (b c.vmdk) = " + strings.Repeat("01", 32) + "\n")
 	if err != nil || m["a.ovf"].Algo != "SHA1" || m["a.ovf"].Digest != strings.Repeat("ab", 20) || m["b c.vmdk"].Algo != "SHA256" {
