@@ -206,6 +206,14 @@ func TestImportRejects(t *testing.T) {
 			t.Errorf("%s: accepted", name)
 		}
 	}
+	// A delta disk (parentRef) converts only with its parent: Import
+	// points at govisor import, which does that.
+	op := filepath.Join(dir, "delta.ova")
+	writeTar(t, op, []tarFile{{"a.ovf", []byte(`<Envelope><References><File id="f" href="b.vmdk"/><File id="g" href="d.vmdk"/></References>` +
+		`<DiskSection><Disk diskId="b" fileRef="f" capacity="1"/><Disk diskId="d" fileRef="g" parentRef="b" capacity="1"/></DiskSection><VirtualSystem id="x"/></Envelope>`)}})
+	if _, err := Import(op, filepath.Join(dir, "out3")); !errors.Is(err, ErrBadOVF) || !strings.Contains(err.Error(), "b.vmdk <- d.vmdk") {
+		t.Errorf("delta disk: %v", err)
+	}
 }
 
 func TestParseManifest(t *testing.T) {

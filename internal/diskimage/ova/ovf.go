@@ -62,14 +62,14 @@ type descriptor struct {
 // parseOVF reads an OVF descriptor with vmimport/ovf and keeps what Import
 // carries out: a disk is one file converted alone (or a blank one), so a
 // file stored compressed or a delta disk over a parent (parentRef) is
-// refused here; govisor import --source ova converts both.
+// refused here; govisor import ova converts both.
 func parseOVF(text []byte) (*descriptor, error) {
 	vm, err := ovf.Parse(text)
 	if err != nil {
 		return nil, err
 	}
 	if len(vm.Gzip) > 0 {
-		return nil, fmt.Errorf("%w: file %q uses gzip compression (govisor import --source ova expands it)",
+		return nil, fmt.Errorf("%w: file %q uses gzip compression (govisor import ova expands it)",
 			ErrBadOVF, slices.Sorted(maps.Keys(vm.Gzip))[0])
 	}
 	d := &descriptor{VM: VMDefinition{Name: vm.Name, OS: vm.OS, CPUs: vm.CPUs, MemoryMiB: vm.MemoryMiB}}
@@ -83,7 +83,7 @@ func parseOVF(text []byte) (*descriptor, error) {
 	for _, dk := range vm.Disks {
 		id := strings.TrimPrefix(dk.Source, "ovf:/disk/")
 		if len(dk.Chain) > 1 {
-			return nil, fmt.Errorf("%w: disk %s is a delta disk (%s): import it with govisor import --source ova",
+			return nil, fmt.Errorf("%w: disk %s is a delta disk (%s): import it with govisor import ova",
 				ErrBadOVF, id, strings.Join(dk.Chain, " <- "))
 		}
 		ref := diskRef{ID: id, Capacity: dk.Capacity}
