@@ -113,8 +113,5 @@ func (img *Image) chainInfo(info *diskimage.Info) {
 		return
 	}
 	info.BackingFile = img.parentPath
-	info.BackingChain = []string{img.parentPath}
-	if in, ok := img.parent.(diskimage.Infoer); ok {
-		info.BackingChain = append(info.BackingChain, in.Info().BackingChain...)
-	}
+	info.BackingChain = diskimage.BackingChain(img.parentPath, img.parent)
 }
