@@ -65,23 +65,11 @@ change while they are read).` + "\n" + exitCodesHelp,
 			o := exporter.Options{VM: vm, Images: images, Out: absPath(out)}
 			errw := cmd.ErrOrStderr()
 			if progress || isTerminal(errw) {
-				var bar *progressBar
-				cur := -1
+				bars := &progressBars{w: errw}
 				o.Progress = func(i, n int, done, total int64) {
-					if i != cur {
-						if bar != nil {
-							bar.finish()
-						}
-						cur, bar = i, &progressBar{w: errw}
-						fmt.Fprintf(errw, "disk %d of %d:\n", i+1, n)
-					}
-					bar.update(done, total)
+					bars.update(fmt.Sprintf("disk %d of %d:", i+1, n), done, total)
 				}
-				defer func() {
-					if bar != nil {
-						bar.finish()
-					}
-				}()
+				defer bars.finish()
 			}
 			if err := exporter.Export(ctx, o); err != nil {
 				return err

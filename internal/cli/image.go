@@ -10,9 +10,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
-	"time"
 
 	"github.com/spf13/cobra"
 	"golang.org/x/term"
@@ -296,46 +294,6 @@ func absPath(p string) string {
 func isTerminal(w io.Writer) bool {
 	f, ok := w.(*os.File)
 	return ok && term.IsTerminal(int(f.Fd()))
-}
-
-// progressBar draws "[=====>    ]  42.0%" on one line, at most 10 times a second.
-type progressBar struct {
-	mu   sync.Mutex
-	w    io.Writer
-	last time.Time
-	pct  float64
-	done bool
-}
-
-func (p *progressBar) update(done, total int64) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if total > 0 {
-		p.pct = 100 * float64(done) / float64(total)
-	} else {
-		p.pct = 100
-	}
-	if time.Since(p.last) < 100*time.Millisecond && done < total {
-		return
-	}
-	p.last = time.Now()
-	p.draw()
-}
-
-func (p *progressBar) draw() {
-	const width = 40
-	n := int(p.pct / 100 * width)
-	fmt.Fprintf(p.w, "\r[%s%s] %5.1f%%", strings.Repeat("=", n), strings.Repeat(" ", width-n), p.pct)
-}
-
-func (p *progressBar) finish() {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if !p.done {
-		p.draw()
-		fmt.Fprintln(p.w)
-		p.done = true
-	}
 }
 
 func newImageCheckCmd() *cobra.Command {

@@ -122,19 +122,11 @@ func importLocal(cmd *cobra.Command, f *apiFlags, o importer.Options, progress b
 	defer stop()
 	errw := cmd.ErrOrStderr()
 	if progress || isTerminal(errw) {
-		var bar *progressBar
-		cur := -1
+		bars := &progressBars{w: errw}
 		o.Progress = func(i, n int, done, total int64) {
-			if i != cur {
-				if bar != nil {
-					bar.finish()
-				}
-				cur, bar = i, &progressBar{w: errw}
-				fmt.Fprintf(errw, "disk %d of %d:\n", i+1, n)
-			}
-			bar.update(done, total)
+			bars.update(fmt.Sprintf("disk %d of %d:", i+1, n), done, total)
 			if done == total {
-				bar.finish()
+				bars.finish()
 			}
 		}
 	}
@@ -229,16 +221,13 @@ func followImport(ctx context.Context, c *client.Client, pool, name string, w io
 	finished := make(chan struct{})
 	go func() {
 		defer close(finished)
-		var bar *progressBar
-		cur := ""
+		bars := &progressBars{w: w}
 		tick := time.NewTicker(500 * time.Millisecond)
 		defer tick.Stop()
 		for {
 			select {
 			case <-ctx.Done():
-				if bar != nil {
-					bar.finish()
-				}
+				bars.finish()
 				return
 			case <-tick.C:
 			}
@@ -250,14 +239,7 @@ func followImport(ctx context.Context, c *client.Client, pool, name string, w io
 				if v.Progress == nil || !strings.Contains(v.Name, "-disk") || (name != "" && !strings.HasPrefix(v.Name, name+"-disk")) {
 					continue
 				}
-				if v.Name != cur {
-					if bar != nil {
-						bar.finish()
-					}
-					cur, bar = v.Name, &progressBar{w: w}
-					fmt.Fprintf(w, "%s:\n", v.Name)
-				}
-				bar.update(v.Progress.DoneBytes, v.Progress.TotalBytes)
+				bars.update(v.Name+":", v.Progress.DoneBytes, v.Progress.TotalBytes)
 				break
 			}
 		}

@@ -23,6 +23,16 @@ func ReadBacking(parent Image, p []byte, off int64) error {
 	return nil
 }
 
+// BackingChain is Info.BackingChain of an image over backing, opened
+// from path: path, then backing's own chain.
+func BackingChain(path string, backing Image) []string {
+	chain := []string{path}
+	if in, ok := backing.(Infoer); ok {
+		chain = append(chain, in.Info().BackingChain...)
+	}
+	return chain
+}
+
 // ExtentList builds a Map result, merging adjacent runs of the same kind.
 type ExtentList []Extent
 

@@ -75,6 +75,35 @@ type Driver struct {
 	Create func(path string, size int64, opts CreateOptions) (Image, error)
 }
 
+// OpenAs adapts a driver's open function, which returns its own image
+// type, to Driver.Open: a failed open gives a nil Image, never one that
+// holds a nil *T (which would compare non-nil).
+func OpenAs[T Image](open func(path string, opts OpenOptions) (T, error)) func(string, OpenOptions) (Image, error) {
+	return func(path string, opts OpenOptions) (Image, error) {
+		img, err := open(path, opts)
+		if err != nil {
+			return nil, err
+		}
+		return img, nil
+	}
+}
+
+// CreateAs adapts a driver's create function to Driver.Create as OpenAs
+// does Open; parse turns the registry's options into the driver's own.
+func CreateAs[T Image, O any](parse func(CreateOptions) (O, error), create func(path string, size int64, o O) (T, error)) func(string, int64, CreateOptions) (Image, error) {
+	return func(path string, size int64, opts CreateOptions) (Image, error) {
+		o, err := parse(opts)
+		if err != nil {
+			return nil, err
+		}
+		img, err := create(path, size, o)
+		if err != nil {
+			return nil, err
+		}
+		return img, nil
+	}
+}
+
 // Infoer is implemented by images that describe themselves beyond their
 // format and size (cluster size, backing chain, flags).
 type Infoer interface {

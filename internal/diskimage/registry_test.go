@@ -100,3 +100,19 @@ func TestInfoOf(t *testing.T) {
 		t.Fatalf("InfoOf: %+v, %v", info, err)
 	}
 }
+
+// TestDriverErrorsGiveNilImage: a driver's failed open or create gives a
+// nil Image, not one holding a nil pointer (OpenAs, CreateAs).
+func TestDriverErrorsGiveNilImage(t *testing.T) {
+	dir := t.TempDir()
+	for _, f := range diskimage.Formats() {
+		img, err := diskimage.Open(filepath.Join(dir, "missing."+f), diskimage.OpenOptions{Format: f, ReadOnly: true})
+		if err == nil || img != nil {
+			t.Errorf("%s: open of a missing file: %#v, %v", f, img, err)
+		}
+		img, err = diskimage.Create(filepath.Join(dir, "x."+f), f, 1<<20, diskimage.CreateOptions{Options: map[string]string{"no_such_option": "1"}})
+		if err == nil || img != nil {
+			t.Errorf("%s: create with a bad option: %#v, %v", f, img, err)
+		}
+	}
+}

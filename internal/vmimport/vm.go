@@ -40,6 +40,9 @@ type VM struct {
 	MemoryMiB int64
 	// Firmware is FirmwareBIOS or FirmwareUEFI.
 	Firmware string
+	// OS is the guest operating system as the source names it (OVF's
+	// osType, "ubuntu64Guest"), for the user; empty when it says none.
+	OS string
 	// Disks are the hard disks in boot order (the first one boots).
 	Disks []Disk
 	NICs  []NIC

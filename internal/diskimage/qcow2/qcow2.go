@@ -249,10 +249,7 @@ func (m *Image) Info() diskimage.Info {
 		Dirty: m.h.incompat&incDirty != 0 && !m.setDirty, Corrupt: m.h.incompat&incCorrupt != 0,
 	}
 	if m.backing != nil {
-		in.BackingChain = []string{diskimage.ResolveBacking(m.path, m.h.backingFile)}
-		if bi, ok := m.backing.(diskimage.Infoer); ok {
-			in.BackingChain = append(in.BackingChain, bi.Info().BackingChain...)
-		}
+		in.BackingChain = diskimage.BackingChain(diskimage.ResolveBacking(m.path, m.h.backingFile), m.backing)
 	}
 	return in
 }

@@ -11,24 +11,10 @@ func init() {
 	diskimage.Register(diskimage.Driver{
 		Name:  FormatName,
 		Probe: Probe,
-		Open: func(path string, opts diskimage.OpenOptions) (diskimage.Image, error) {
-			img, err := Open(path, opts.ReadOnly)
-			if err != nil {
-				return nil, err
-			}
-			return img, nil
-		},
-		Create: func(path string, size int64, opts diskimage.CreateOptions) (diskimage.Image, error) {
-			co, err := parseOptions(opts)
-			if err != nil {
-				return nil, err
-			}
-			img, err := Create(path, size, co)
-			if err != nil {
-				return nil, err
-			}
-			return img, nil
-		},
+		Open: diskimage.OpenAs(func(path string, opts diskimage.OpenOptions) (*Image, error) {
+			return Open(path, opts.ReadOnly)
+		}),
+		Create: diskimage.CreateAs(parseOptions, Create),
 	})
 }
 

@@ -4,10 +4,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
 	"strings"
 
 	"github.com/govisor/govisor/internal/diskimage"
+	"github.com/govisor/govisor/internal/diskimage/parentpath"
 )
 
 // openParent finds and opens the parent of the differencing disk at path
@@ -17,34 +17,27 @@ import (
 // file of the same name is never read as the parent.
 func (img *Image) openParent(path string, opts diskimage.OpenOptions) error {
 	cands := img.parentCandidates(path)
-	var wrong []string
-	for _, c := range cands {
-		if _, err := os.Stat(c); err != nil {
-			continue
-		}
-		p, err := diskimage.OpenBacking(path, c, "", opts)
-		if err != nil {
-			return err
-		}
+	found, err := parentpath.Open(path, cands, opts, func(p diskimage.Image) string {
 		pv, ok := p.(*Image)
-		if !ok {
-			p.Close()
-			wrong = append(wrong, fmt.Sprintf("%s is a %s image", c, p.Format()))
-			continue
+		switch {
+		case !ok:
+			return fmt.Sprintf("is a %s image", p.Format())
+		case pv.footer.UniqueID != img.dyn.ParentUniqueID:
+			return fmt.Sprintf("has unique ID %x, the child wants %x", pv.footer.UniqueID, img.dyn.ParentUniqueID)
 		}
-		if pv.footer.UniqueID != img.dyn.ParentUniqueID {
-			p.Close()
-			wrong = append(wrong, fmt.Sprintf("%s has unique ID %x, the child wants %x", c, pv.footer.UniqueID, img.dyn.ParentUniqueID))
-			continue
-		}
-		img.parent, img.parentPath = p, c
-		return nil
-	}
-	if len(wrong) > 0 {
+		return ""
+	})
+	switch {
+	case err != nil:
+		return err
+	case found.Image == nil && len(found.Wrong) > 0:
 		return fmt.Errorf("%w: vhd differencing disk %s: no candidate is its parent %q: %s; the parent was replaced or modified since the child was made: find the original parent (a Hyper-V/Virtual PC chain must be moved whole)",
-			diskimage.ErrParent, path, img.dyn.ParentName, strings.Join(wrong, "; "))
+			diskimage.ErrParent, path, img.dyn.ParentName, strings.Join(found.Wrong, "; "))
+	case found.Image == nil:
+		return errNoParent(path, img.dyn.ParentName, cands)
 	}
-	return errNoParent(path, img.dyn.ParentName, cands)
+	img.parent, img.parentPath = found.Image, found.Path
+	return nil
 }
 
 // readDiff reads chunk at offset in of block blk of a differencing disk:
@@ -120,8 +113,5 @@ func (img *Image) chainInfo(info *diskimage.Info) {
 		return
 	}
 	info.BackingFile = img.parentPath
-	info.BackingChain = []string{img.parentPath}
-	if in, ok := img.parent.(diskimage.Infoer); ok {
-		info.BackingChain = append(info.BackingChain, in.Info().BackingChain...)
-	}
+	info.BackingChain = diskimage.BackingChain(img.parentPath, img.parent)
 }

@@ -3,11 +3,11 @@ package vhd
 import (
 	"encoding/binary"
 	"fmt"
-	"path/filepath"
 	"strings"
 	"unicode/utf16"
 
 	"github.com/govisor/govisor/internal/diskimage"
+	"github.com/govisor/govisor/internal/diskimage/parentpath"
 )
 
 // Platform codes of parent locator entries (spec "Dynamic Disk Header
@@ -100,14 +100,17 @@ func getUTF16(b []byte, order binary.ByteOrder) string {
 }
 
 // parentCandidates lists where the parent of the differencing disk at
-// child may be, best first: the relative locator (W2ru, against the
-// child's folder), an absolute locator if it is a host path, the file
-// names of the absolute locators and of the Parent Unicode Name in the
+// child may be, best first: the relative locators (W2ru, Wi2r, against
+// the child's folder), the absolute locators that are host paths, the
+// file names of all locators and of the Parent Unicode Name in the
 // child's folder (a chain copied off a Windows host keeps its files
-// together). Windows separators become slashes.
+// together).
 func (img *Image) parentCandidates(child string) []string {
-	dir := filepath.Dir(child)
-	var rel, abs, names []string
+	type located struct {
+		code uint32
+		path string
+	}
+	var locs []located
 	for _, l := range img.dyn.Locators {
 		if l.Code == PlatformNone || l.DataLength == 0 || l.DataLength > maxLocatorBytes {
 			continue
@@ -116,47 +119,24 @@ func (img *Image) parentCandidates(child string) []string {
 		if _, err := img.f.ReadAt(b, int64(min(l.DataOffset, 1<<62))); err != nil {
 			continue
 		}
-		p := strings.ReplaceAll(decodeLocator(l.Code, b), `\`, "/")
-		if p == "" {
-			continue
-		}
-		switch {
-		case l.Code == PlatformW2ru || l.Code == platformWi2r:
-			rel = append(rel, filepath.Join(dir, p))
-		case strings.HasPrefix(p, "/"):
-			abs = append(abs, p)
-		}
-		names = append(names, filepath.Join(dir, windowsBase(p)))
+		locs = append(locs, located{l.Code, decodeLocator(l.Code, b)})
 	}
-	if n := strings.ReplaceAll(img.dyn.ParentName, `\`, "/"); n != "" {
-		names = append(names, filepath.Join(dir, windowsBase(n)))
-	}
-	var out []string
-	for _, p := range append(append(rel, abs...), names...) {
-		if !contains(out, p) {
-			out = append(out, p)
+	c := parentpath.For(child)
+	for _, l := range locs {
+		if l.code == PlatformW2ru || l.code == platformWi2r {
+			c.Relative(l.path)
 		}
 	}
-	return out
-}
-
-// windowsBase is the last element of a path with slashes, dropping a
-// drive letter ("C:x.vhd").
-func windowsBase(p string) string {
-	b := p[strings.LastIndex(p, "/")+1:]
-	if len(b) > 2 && b[1] == ':' {
-		b = b[2:]
-	}
-	return b
-}
-
-func contains(list []string, s string) bool {
-	for _, x := range list {
-		if x == s {
-			return true
+	for _, l := range locs {
+		if l.code != PlatformW2ru && l.code != platformWi2r {
+			c.Absolute(l.path)
 		}
 	}
-	return false
+	for _, l := range locs {
+		c.Beside(l.path)
+	}
+	c.Beside(img.dyn.ParentName)
+	return c.List()
 }
 
 // errNoParent is the error for a differencing disk whose parent is not

@@ -11,24 +11,8 @@ func init() {
 		Name:      FormatName,
 		Probe:     Probe,
 		ProbeTail: ProbeTail,
-		Open: func(path string, opts diskimage.OpenOptions) (diskimage.Image, error) {
-			img, err := OpenWith(path, opts)
-			if err != nil {
-				return nil, err
-			}
-			return img, nil
-		},
-		Create: func(path string, size int64, opts diskimage.CreateOptions) (diskimage.Image, error) {
-			co, err := parseOptions(opts)
-			if err != nil {
-				return nil, err
-			}
-			img, err := Create(path, size, co)
-			if err != nil {
-				return nil, err
-			}
-			return img, nil
-		},
+		Open:      diskimage.OpenAs(OpenWith),
+		Create:    diskimage.CreateAs(parseOptions, Create),
 	})
 }
 

@@ -252,16 +252,9 @@ func (img *Image) checkRange(n int, off int64) error {
 
 // ReadAt reads guest data; unallocated dynamic blocks read as zeros.
 func (img *Image) ReadAt(p []byte, off int64) (int, error) {
-	if off < 0 || off >= img.size {
-		if len(p) == 0 && off == img.size {
-			return 0, nil
-		}
-		return 0, io.EOF
-	}
-	var short error
-	if int64(len(p)) > img.size-off {
-		p = p[:img.size-off]
-		short = io.EOF
+	p, short := diskimage.ClipRead(p, off, img.size)
+	if len(p) == 0 {
+		return 0, short
 	}
 	if img.dyn == nil {
 		n, err := img.f.ReadAt(p, off)

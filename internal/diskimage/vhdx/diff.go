@@ -4,10 +4,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
 	"strings"
 
 	"github.com/govisor/govisor/internal/diskimage"
+	"github.com/govisor/govisor/internal/diskimage/parentpath"
 )
 
 // Sector bitmap block state ([MS-VHDX] 2.5.1.2): SB_BLOCK_PRESENT.
@@ -41,33 +41,28 @@ func (img *Image) openParent(path string, opts diskimage.OpenOptions) error {
 	}
 	link2, ok2 := guidString(img.meta.locatorValue("parent_linkage2"))
 	cands := img.parentCandidates(path)
-	var wrong []string
-	for _, c := range cands {
-		if _, err := os.Stat(c); err != nil {
-			continue
-		}
-		p, err := diskimage.OpenBacking(path, c, "", opts)
-		if err != nil {
-			return err
-		}
+	found, err := parentpath.Open(path, cands, opts, func(p diskimage.Image) string {
 		pv, isVHDX := p.(*Image)
 		switch {
 		case !isVHDX:
-			wrong = append(wrong, fmt.Sprintf("%s is a %s image", c, p.Format()))
+			return fmt.Sprintf("is a %s image", p.Format())
 		case pv.hdr.DataWriteGUID != link && (!ok2 || pv.hdr.DataWriteGUID != link2):
-			wrong = append(wrong, fmt.Sprintf("%s has DataWriteGuid %s, the child's parent_linkage is %s", c, formatGUID(pv.hdr.DataWriteGUID), formatGUID(link)))
-		default:
-			img.parent, img.parentPath = p, c
-			return nil
+			return fmt.Sprintf("has DataWriteGuid %s, the child's parent_linkage is %s", formatGUID(pv.hdr.DataWriteGUID), formatGUID(link))
 		}
-		p.Close()
-	}
-	if len(wrong) > 0 {
+		return ""
+	})
+	switch {
+	case err != nil:
+		return err
+	case found.Image == nil && len(found.Wrong) > 0:
 		return fmt.Errorf("%w: vhdx differencing disk %s: no candidate is its parent: %s; the parent was written to or replaced since the checkpoint was taken: find the original parent (a Hyper-V checkpoint chain must be moved whole, and its parents never opened read-write)",
-			diskimage.ErrParent, path, strings.Join(wrong, "; "))
+			diskimage.ErrParent, path, strings.Join(found.Wrong, "; "))
+	case found.Image == nil:
+		return fmt.Errorf("%w: vhdx differencing disk %s: parent not found (looked for %s); put the parent next to the child (or at its relative_path) and retry",
+			diskimage.ErrParent, path, strings.Join(cands, ", "))
 	}
-	return fmt.Errorf("%w: vhdx differencing disk %s: parent not found (looked for %s); put the parent next to the child (or at its relative_path) and retry",
-		diskimage.ErrParent, path, strings.Join(cands, ", "))
+	img.parent, img.parentPath = found.Image, found.Path
+	return nil
 }
 
 // readDiff reads chunk at offset in of payload block blk of a
@@ -172,8 +167,5 @@ func (img *Image) chainInfo(info *diskimage.Info) {
 		return
 	}
 	info.BackingFile = img.parentPath
-	info.BackingChain = []string{img.parentPath}
-	if in, ok := img.parent.(diskimage.Infoer); ok {
-		info.BackingChain = append(info.BackingChain, in.Info().BackingChain...)
-	}
+	info.BackingChain = diskimage.BackingChain(img.parentPath, img.parent)
 }

@@ -24,15 +24,9 @@ func (img *Image) blockOffset(blk int64) int64 {
 
 // ReadAt reads guest data; blocks not present read as zeros.
 func (img *Image) ReadAt(p []byte, off int64) (int, error) {
-	if off < 0 || off >= img.size {
-		if len(p) == 0 && off == img.size {
-			return 0, nil
-		}
-		return 0, io.EOF
-	}
-	var short error
-	if int64(len(p)) > img.size-off {
-		p, short = p[:img.size-off], io.EOF
+	p, short := diskimage.ClipRead(p, off, img.size)
+	if len(p) == 0 {
+		return 0, short
 	}
 	img.mu.RLock()
 	defer img.mu.RUnlock()

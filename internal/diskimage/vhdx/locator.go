@@ -3,11 +3,11 @@ package vhdx
 import (
 	"encoding/binary"
 	"fmt"
-	"path/filepath"
 	"strings"
 	"unicode/utf16"
 
 	"github.com/govisor/govisor/internal/diskimage"
+	"github.com/govisor/govisor/internal/diskimage/parentpath"
 )
 
 // guidVHDXLocator is the LocatorType of the parent locator Hyper-V writes
@@ -121,37 +121,15 @@ func formatGUID(g GUID) string {
 // parentCandidates lists where the parent of the differencing disk at
 // child may be, best first ([MS-VHDX] 2.6.2.6.3 keys): relative_path
 // against the child's folder, absolute_win32_path if it is a host path,
-// then the file names of absolute_win32_path and volume_path in the
-// child's folder (a Hyper-V checkpoint chain copied off its host keeps
-// its files together). Windows separators become slashes.
+// then the file names of absolute_win32_path, volume_path and
+// relative_path in the child's folder (a Hyper-V checkpoint chain copied
+// off its host keeps its files together).
 func (img *Image) parentCandidates(child string) []string {
-	dir := filepath.Dir(child)
-	var out []string
-	add := func(p string) {
-		for _, x := range out {
-			if x == p {
-				return
-			}
-		}
-		out = append(out, p)
-	}
-	slash := func(key string) string { return strings.ReplaceAll(img.meta.locatorValue(key), `\`, "/") }
-	if p := slash("relative_path"); p != "" {
-		add(filepath.Join(dir, p))
-	}
-	if p := slash("absolute_win32_path"); strings.HasPrefix(p, "/") {
-		add(p)
-	}
+	c := parentpath.For(child)
+	c.Relative(img.meta.locatorValue("relative_path"))
+	c.Absolute(img.meta.locatorValue("absolute_win32_path"))
 	for _, key := range []string{"absolute_win32_path", "volume_path", "relative_path"} {
-		if p := slash(key); p != "" {
-			b := p[strings.LastIndex(p, "/")+1:]
-			if len(b) > 2 && b[1] == ':' {
-				b = b[2:]
-			}
-			if b != "" {
-				add(filepath.Join(dir, b))
-			}
-		}
+		c.Beside(img.meta.locatorValue(key))
 	}
-	return out
+	return c.List()
 }

@@ -2,12 +2,12 @@ package vmdk
 
 import (
 	"fmt"
-	"os"
 	"path/filepath"
 	"slices"
 	"strings"
 
 	"github.com/govisor/govisor/internal/diskimage"
+	"github.com/govisor/govisor/internal/diskimage/parentpath"
 )
 
 // OpenWith opens a VMDK as Open does and, read-only, also a differencing
@@ -49,35 +49,32 @@ func (img *Image) openParent(path string, opts diskimage.OpenOptions) error {
 		return fmt.Errorf("%w: differencing disk without a parentFileNameHint", diskimage.ErrParent)
 	}
 	cands := parentCandidates(path, d.ParentFileNameHint)
-	var wrong []string
-	for _, c := range cands {
-		if _, err := os.Stat(c); err != nil {
-			continue
-		}
-		p, err := diskimage.OpenBacking(path, c, "", opts)
-		if err != nil {
-			return fmt.Errorf("%w: %v", diskimage.ErrParent, err)
-		}
+	found, err := parentpath.Open(path, cands, opts, func(p diskimage.Image) string {
+		// Any format may be the parent; a VMDK one must carry the CID.
 		if pv, ok := p.(*Image); ok && pv.desc.CID != d.ParentCID {
-			p.Close()
-			wrong = append(wrong, fmt.Sprintf("%s has CID %08x, the child wants %08x", c, pv.desc.CID, d.ParentCID))
-			continue
+			return fmt.Sprintf("has CID %08x, the child wants %08x", pv.desc.CID, d.ParentCID)
 		}
-		img.parent, img.parentPath = p, c
-		for i, e := range img.exts {
-			if ce, ok := e.(childExtent); ok {
-				base := img.starts[i]
-				ce.setParent(func(b []byte, off int64) error { return diskimage.ReadBacking(p, b, base+off) })
-			}
-		}
-		return nil
-	}
-	if len(wrong) > 0 {
+		return ""
+	})
+	switch {
+	case err != nil:
+		return fmt.Errorf("%w: %v", diskimage.ErrParent, err)
+	case found.Image == nil && len(found.Wrong) > 0:
 		return fmt.Errorf("%w: parent %q: %s: the parent changed after the snapshot was taken",
-			diskimage.ErrParent, d.ParentFileNameHint, strings.Join(wrong, "; "))
+			diskimage.ErrParent, d.ParentFileNameHint, strings.Join(found.Wrong, "; "))
+	case found.Image == nil:
+		return fmt.Errorf("%w: parent %q not found (looked for %s): copy the whole chain into one folder",
+			diskimage.ErrParent, d.ParentFileNameHint, strings.Join(cands, ", "))
 	}
-	return fmt.Errorf("%w: parent %q not found (looked for %s): copy the whole chain into one folder",
-		diskimage.ErrParent, d.ParentFileNameHint, strings.Join(cands, ", "))
+	p := found.Image
+	img.parent, img.parentPath = p, found.Path
+	for i, e := range img.exts {
+		if ce, ok := e.(childExtent); ok {
+			base := img.starts[i]
+			ce.setParent(func(b []byte, off int64) error { return diskimage.ReadBacking(p, b, base+off) })
+		}
+	}
+	return nil
 }
 
 // parentCandidates lists where the parent a descriptor names in hint may
@@ -87,25 +84,16 @@ func (img *Image) openParent(path string, opts diskimage.OpenOptions) error {
 // (/vmfs/volumes/...) and Workstation on Windows by a drive path
 // (C:\VMs\base.vmdk): neither exists where a VM folder was copied to.
 func parentCandidates(child, hint string) []string {
-	dir := filepath.Dir(child)
-	h := strings.ReplaceAll(hint, `\`, "/")
-	drive := len(h) > 1 && h[1] == ':'
-	var out []string
-	if !drive {
-		out = append(out, diskimage.ResolveBacking(child, h))
-	}
-	name := h[strings.LastIndexByte(h, '/')+1:]
-	if drive && strings.IndexByte(h, '/') < 0 {
-		name = h[2:] // "C:base.vmdk"
-	}
-	if name != "" && name != "." && name != ".." {
-		out = append(out, filepath.Join(dir, name))
-	}
+	c := parentpath.For(child)
+	c.Recorded(hint)
+	c.Beside(hint)
+	out := c.List()
 	for i, p := range out {
 		if abs, err := filepath.Abs(p); err == nil {
 			out[i] = abs
 		}
 	}
+	// A relative and an absolute candidate may name the same file.
 	return slices.Compact(out)
 }
 

@@ -8,33 +8,27 @@ import (
 
 func init() {
 	diskimage.Register(diskimage.Driver{
-		Name:  FormatName,
-		Probe: Probe,
-		Open: func(path string, opts diskimage.OpenOptions) (diskimage.Image, error) {
-			img, err := OpenWith(path, opts)
-			if err != nil {
-				return nil, err
-			}
-			return img, nil
-		},
-		Create: func(path string, size int64, opts diskimage.CreateOptions) (diskimage.Image, error) {
-			if opts.BackingFile != "" {
-				return nil, fmt.Errorf("vmdk: %w: backing files", diskimage.ErrUnsupported)
-			}
-			var co CreateOptions
-			for k, v := range opts.Options {
-				if k != "subformat" {
-					return nil, fmt.Errorf("vmdk: %w: option %s (want subformat=monolithicSparse|streamOptimized)", diskimage.ErrUnsupported, k)
-				}
-				co.Subformat = v
-			}
-			img, err := Create(path, size, co)
-			if err != nil {
-				return nil, err
-			}
-			return img, nil
-		},
+		Name:   FormatName,
+		Probe:  Probe,
+		Open:   diskimage.OpenAs(OpenWith),
+		Create: diskimage.CreateAs(parseOptions, Create),
 	})
+}
+
+// parseOptions maps registry options (-o subformat=...) onto
+// CreateOptions.
+func parseOptions(opts diskimage.CreateOptions) (CreateOptions, error) {
+	var co CreateOptions
+	if opts.BackingFile != "" {
+		return co, fmt.Errorf("vmdk: %w: backing files", diskimage.ErrUnsupported)
+	}
+	for k, v := range opts.Options {
+		if k != "subformat" {
+			return co, fmt.Errorf("vmdk: %w: option %s (want subformat=monolithicSparse|streamOptimized)", diskimage.ErrUnsupported, k)
+		}
+		co.Subformat = v
+	}
+	return co, nil
 }
 
 // Info describes the open image for `govisor image info`.
@@ -72,10 +66,7 @@ func (img *Image) chainInfo(info *diskimage.Info) {
 		return
 	}
 	info.BackingFile = img.parentPath
-	info.BackingChain = []string{img.parentPath}
-	if in, ok := img.parent.(diskimage.Infoer); ok {
-		info.BackingChain = append(info.BackingChain, in.Info().BackingChain...)
-	}
+	info.BackingChain = diskimage.BackingChain(img.parentPath, img.parent)
 }
 
 // ClusterSize is the grain size: the unit converters align writes to.

@@ -318,15 +318,9 @@ func (img *Image) locate(off int64) int {
 
 // ReadAt reads guest data across extents; holes read as zeros.
 func (img *Image) ReadAt(p []byte, off int64) (int, error) {
-	if off < 0 || off >= img.size {
-		if len(p) == 0 && off == img.size {
-			return 0, nil
-		}
-		return 0, io.EOF
-	}
-	var short error
-	if int64(len(p)) > img.size-off {
-		p, short = p[:img.size-off], io.EOF
+	p, short := diskimage.ClipRead(p, off, img.size)
+	if len(p) == 0 {
+		return 0, short
 	}
 	if img.stream != nil {
 		if err := img.stream.readAt(p, off); err != nil {

@@ -56,8 +56,14 @@ type envelope struct {
 		ParentRef     string `xml:"parentRef,attr"`
 	} `xml:"DiskSection>Disk"`
 	System struct {
-		ID       string `xml:"id,attr"`
-		Name     string `xml:"Name"`
+		ID   string `xml:"id,attr"`
+		Name string `xml:"Name"`
+		// OperatingSystemSection (section 9.4): VMware names the guest
+		// in vmw:osType, others in the Description.
+		OS struct {
+			Type        string `xml:"osType,attr"`
+			Description string `xml:"Description"`
+		} `xml:"OperatingSystemSection"`
 		Hardware []struct {
 			Items []item `xml:",any"`
 		} `xml:"VirtualHardwareSection"`
@@ -157,6 +163,10 @@ func Parse(text []byte) (*vmimport.VM, error) {
 	vm := &vmimport.VM{Name: vs.Name, Firmware: vmimport.FirmwareBIOS}
 	if vm.Name == "" {
 		vm.Name = vs.ID
+	}
+	vm.OS = vs.OS.Type
+	if vm.OS == "" {
+		vm.OS = vs.OS.Description
 	}
 	if strings.EqualFold(vs.VBoxFirmware.Type, "efi") || strings.HasPrefix(strings.ToLower(vs.VBoxFirmware.Type), "efi") {
 		vm.Firmware = vmimport.FirmwareUEFI

@@ -49,6 +49,9 @@ func TestParseSamples(t *testing.T) {
 	}
 	for _, c := range cases {
 		vm := parseFile(t, c.file)
+		if wantOS := map[string]string{"testdata/vmware.ovf": "debian10_64Guest"}[c.file]; vm.OS != wantOS {
+			t.Errorf("%s: OS %q, want %q", c.file, vm.OS, wantOS)
+		}
 		if vm.Name != c.name || vm.CPUs != c.cpus || vm.MemoryMiB != c.mib || vm.Firmware != c.fw {
 			t.Errorf("%s: got %q %d CPUs %d MiB %s", c.file, vm.Name, vm.CPUs, vm.MemoryMiB, vm.Firmware)
 		}
@@ -117,6 +120,26 @@ func TestMarshalRoundTrip(t *testing.T) {
 	vm.Firmware = vmimport.FirmwareBIOS
 	if got, _ := Parse(Marshal(vm, nil)); got == nil || got.Firmware != vmimport.FirmwareBIOS {
 		t.Errorf("BIOS did not round-trip: %+v", got)
+	}
+}
+
+func TestUnits(t *testing.T) {
+	for _, tc := range []struct {
+		in   string
+		want int64
+		ok   bool
+	}{
+		{"byte", 1, true}, {"", 1, true}, {"byte * 2^20", 1 << 20, true}, {"byte*2^30", 1 << 30, true},
+		{"MegaBytes", 1 << 20, true}, {"GigaBytes", 1 << 30, true}, {"byte * 10^3", 1000, true},
+		{"byte * 2^64", 0, false}, {"hertz * 10^6", 0, false}, {"furlongs", 0, false},
+	} {
+		got, err := units(tc.in)
+		if (err == nil) != tc.ok || got != tc.want {
+			t.Errorf("units(%q) = %d, %v", tc.in, got, err)
+		}
+	}
+	if _, err := scaled("9223372036854775807", "byte * 2^20"); err == nil {
+		t.Error("overflow accepted")
 	}
 }
 
