@@ -34,7 +34,15 @@ func TestCtlStats(t *testing.T) {
 		}
 		return st
 	}
+	// The API answers from the VMM's start, maybe before the guest's first
+	// instruction: wait for its UP line (port I/O) before judging.
 	first := read()
+	for deadline := time.Now().Add(20 * time.Second); first.Serial.TxBytes < uint64(len("UP\n")); first = read() {
+		if time.Now().After(deadline) {
+			t.Fatalf("the guest wrote no UP line in 20 s: %+v", first)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 	var sum uint64
 	for _, n := range first.Exits {
 		sum += n
