@@ -1,7 +1,6 @@
 package hatest
 
 import (
-	"context"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -115,7 +114,7 @@ disks:
 		t.Fatal(err)
 	}
 	c.mustGV(v.Host, "vm", "stop", name)
-	out, err := c.st.Agent(c.host(v.Host)).Output(context.Background(), "sh", "-c", "tr -d '\\000' < "+disk)
+	out, err := c.run(v.Host, "sh", "-c", "tr -d '\\000' < "+disk)
 	if err != nil {
 		t.Fatalf("read the guest's disk: %v", err)
 	}
@@ -131,7 +130,7 @@ func (c *cluster) checkFenced(host, name string) {
 	c.t.Helper()
 	dir := "/var/lib/govisor/vms/" + name
 	for deadline := time.Now().Add(time.Minute); ; time.Sleep(time.Second) {
-		log, err := c.st.Agent(c.host(host)).Output(context.Background(), "cat", dir+"/vmm.log")
+		log, err := c.run(host, "cat", dir+"/vmm.log")
 		// The log is appended to, a "--- TIME: agent starts the VMM" line
 		// before each VMM: the latest one's part counts.
 		if i := strings.LastIndex(log, ": agent starts the VMM"); i >= 0 {

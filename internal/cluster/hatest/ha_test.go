@@ -50,9 +50,25 @@ func (c *cluster) host(name string) lab.HostState {
 	return h
 }
 
+// labCallTimeout bounds one command on a lab host: a lab host that froze
+// fails the test saying so, instead of hanging it until go test's own
+// timeout, far beyond CI's budget.
+const labCallTimeout = 2 * time.Minute
+
+// run runs a command on host and returns its output.
+func (c *cluster) run(host string, args ...string) (string, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), labCallTimeout)
+	defer cancel()
+	out, err := c.st.Agent(c.host(host)).Output(ctx, args...)
+	if err != nil && ctx.Err() != nil {
+		err = fmt.Errorf("%s gave no answer in %v to %q (a stuck lab host?): %w", host, labCallTimeout, strings.Join(args, " "), err)
+	}
+	return out, err
+}
+
 // gv runs govisor on host and returns its output.
 func (c *cluster) gv(host string, args ...string) (string, error) {
-	return c.st.Agent(c.host(host)).Output(context.Background(), append([]string{"govisor"}, args...)...)
+	return c.run(host, append([]string{"govisor"}, args...)...)
 }
 
 func (c *cluster) mustGV(host string, args ...string) string {
@@ -67,7 +83,7 @@ func (c *cluster) mustGV(host string, args ...string) string {
 // put writes content to path on host.
 func (c *cluster) put(host, path, content string) {
 	c.t.Helper()
-	if _, err := c.st.Agent(c.host(host)).Output(context.Background(), "sh", "-c", `printf '%s' "$1" > "$2"`, "sh", content, path); err != nil {
+	if _, err := c.run(host, "sh", "-c", `printf '%s' "$1" > "$2"`, "sh", content, path); err != nil {
 		c.t.Fatal(err)
 	}
 }
@@ -197,7 +213,7 @@ func TestHARestartAfterHostDeath(t *testing.T) {
 	t.Logf("lab1 died: ha1 running on %s after %.1f s, its guest printing after %.1f s", to, moved.Seconds(), alive.Seconds())
 	if testing.Verbose() {
 		// Where the restart spent its time, as the new host saw it.
-		vmmLog, _ := c.st.Agent(c.host(to)).Output(context.Background(), "sh", "-c", "date +%s.%N; cat /var/lib/govisor/vms/ha1/vmm.log")
+		vmmLog, _ := c.run(to, "sh", "-c", "date +%s.%N; cat /var/lib/govisor/vms/ha1/vmm.log")
 		t.Logf("ha1's VMM log on %s (first line: its clock now):\n%s", to, vmmLog)
 	}
 	if to != "lab3" {

@@ -85,7 +85,9 @@ func Up(t *testing.T, cfg Config) *lab.State {
 		if t.Failed() {
 			for _, h := range st.Hosts {
 				if h.Running() {
-					out, _ := st.Agent(h).Output(ctx, "tail", "-n", "40", "/run/govisor-serve.log")
+					lctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+					out, _ := st.Agent(h).Output(lctx, "tail", "-n", "40", "/run/govisor-serve.log")
+					cancel()
 					t.Logf("--- %s: govisor serve's log\n%s", h.Name, out)
 				}
 			}
