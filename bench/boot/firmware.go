@@ -65,9 +65,16 @@ func measureLogin(args []string, timeout time.Duration) (time.Duration, error) {
 // writes to its own qcow2 overlay on the cache's disk, so every boot
 // starts from the same image (QEMU's snapshot=on would want a /var/tmp,
 // which a lab host lacks), and each UEFI boot starts from fresh variables.
-func benchFirmware(govisor, qemu, guestDir, dir string, runs int) {
-	benchFirmwareKind("bios", govisor, qemu, guestDir, dir, runs)
-	benchFirmwareKind("uefi", govisor, qemu, guestDir, dir, runs)
+func benchFirmware(kinds, govisor, qemu, guestDir, dir string, runs int) {
+	for _, kind := range strings.Split(kinds, ",") {
+		switch kind {
+		case "bios", "uefi":
+			benchFirmwareKind(kind, govisor, qemu, guestDir, dir, runs)
+		default:
+			fmt.Fprintf(os.Stderr, "-firmware-kinds: %q: give bios, uefi or bios,uefi\n", kind)
+			os.Exit(2)
+		}
+	}
 }
 
 func benchFirmwareKind(kind, govisor, qemu, guestDir, dir string, runs int) {

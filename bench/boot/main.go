@@ -109,6 +109,7 @@ func main() {
 	guestDir := flag.String("guest", ".cache/guest", "folder with bzImage and initrd.cpio from `make guest`")
 	linuxRuns := flag.Int("linux-runs", 1, "boots of the minimal Linux guest per VMM (0 to skip)")
 	jailCost := flag.Bool("jail", false, "compare govisor run with govisor run --jail instead of with QEMU (needs root)")
+	firmwareKinds := flag.String("firmware-kinds", "bios,uefi", "with -firmware: which disks, bios, uefi or both")
 	firmware := flag.Bool("firmware", false, "boot the Debian test disks through SeaBIOS and OVMF to their login prompt instead, -linux-runs times per VMM")
 	flag.Parse()
 
@@ -126,7 +127,7 @@ func main() {
 		os.Exit(1)
 	}
 	if *firmware {
-		benchFirmware(*govisor, *qemu, *guestDir, dir, max(*linuxRuns, 1))
+		benchFirmware(*firmwareKinds, *govisor, *qemu, *guestDir, dir, max(*linuxRuns, 1))
 		return
 	}
 	if *jailCost {
