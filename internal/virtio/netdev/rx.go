@@ -97,8 +97,7 @@ func (d *Device) deliver(ctx *virtio.ActivateContext, r *rxState, qi int, q *vir
 			if q.EnableNotify() {
 				continue
 			}
-			select {
-			case <-stop:
+			if !ctx.Notify[qi].Wait(stop) {
 				// Mid-frame: hand back what was filled, truncated.
 				if len(r.heads) > 0 {
 					d.finish(ctx, r, qi, q)
@@ -106,7 +105,6 @@ func (d *Device) deliver(ctx *virtio.ActivateContext, r *rxState, qi int, q *vir
 					r.pending = 0
 				}
 				return false
-			case <-ctx.Notify[qi]:
 			}
 			q.DisableNotify()
 			continue

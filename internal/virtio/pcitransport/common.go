@@ -212,15 +212,14 @@ func (t *Transport) activateLocked(restored []*virtqueue.Queue) error {
 			live[i] = q
 		}
 	}
-	notify := make([]<-chan struct{}, len(t.kicks))
-	for i, k := range t.kicks {
-		notify[i] = k
+	for _, k := range t.kicks {
+		k.Resume()
 	}
 	ctx := virtio.ActivateContext{
 		Features:   t.drvFeat,
 		Mem:        t.mem,
 		Queues:     live,
-		Notify:     notify,
+		Notify:     t.kicks,
 		Interrupt:  t.interrupt,
 		NeedsReset: t.fail,
 	}
@@ -243,7 +242,7 @@ func (t *Transport) queueConfig(i int) virtqueue.Config {
 // resetLocked returns the device to its initial state (2.4).
 func (t *Transport) resetLocked() {
 	if t.active {
-		t.dev.Reset()
+		t.stopDeviceLocked()
 	}
 	t.active, t.quiesced, t.live = false, false, nil
 	t.status, t.devFeatSel, t.drvFeatSel, t.drvFeat, t.queueSel = 0, 0, 0, 0, 0
@@ -255,11 +254,17 @@ func (t *Transport) resetLocked() {
 	t.updateINTx()
 	t.msix.resetVectors()
 	for _, k := range t.kicks {
-		select {
-		case <-k:
-		default:
-		}
+		k.Drain()
 	}
+}
+
+// stopDeviceLocked resets the device: its workers blocked on a doorbell
+// are woken first, since closing their stop channel alone does not.
+func (t *Transport) stopDeviceLocked() {
+	for _, k := range t.kicks {
+		k.Pause()
+	}
+	t.dev.Reset()
 }
 
 // Reset resets the device as if the driver wrote 0 to device_status
