@@ -24,6 +24,14 @@ func bell(t *testing.T) (*os.File, func()) {
 	}
 }
 
+// attach attaches r to n, and detaches it at the end of the test before
+// r is closed (as the transport does: a worker may sleep on it).
+func attach(t *testing.T, n *virtio.Notifier, r io.ReadCloser) {
+	t.Helper()
+	n.SetDoorbell(r)
+	t.Cleanup(func() { n.SetDoorbell(nil) })
+}
+
 // waiter runs Wait in a loop on its own goroutine and reports each
 // return on the channel it returns.
 func waiter(n *virtio.Notifier, stop <-chan struct{}) <-chan bool {
@@ -64,7 +72,7 @@ func quiet(t *testing.T, res <-chan bool, what string) {
 func TestNotifierDoorbell(t *testing.T) {
 	n := virtio.NewNotifier()
 	r, ring := bell(t)
-	n.SetDoorbell(r)
+	attach(t, n, r)
 	stop := make(chan struct{})
 	res := waiter(n, stop)
 	expect(t, res, true, "wake-up on attach")
@@ -105,7 +113,7 @@ func stopped(t *testing.T, res <-chan bool) {
 func TestNotifierPause(t *testing.T) {
 	n := virtio.NewNotifier()
 	r, ring := bell(t)
-	n.SetDoorbell(r)
+	attach(t, n, r)
 	n.Drain()
 	stop := make(chan struct{})
 	res := waiter(n, stop)
@@ -145,28 +153,28 @@ func TestNotifierReplaceDoorbell(t *testing.T) {
 	n.Kick()
 	expect(t, res, true, "MMIO kick without doorbell")
 	r2, ring := bell(t)
-	n.SetDoorbell(r2)
+	attach(t, n, r2)
 	expect(t, res, true, "attach")
 	ring()
 	expect(t, res, true, "new doorbell")
 	quiet(t, res, "after new doorbell")
 }
 
-// plainReader has no read deadline, so a Notifier forwards it.
+// plainReader hides its descriptor, so a Notifier forwards it.
 type plainReader struct{ io.ReadCloser }
 
 func TestNotifierForwarded(t *testing.T) {
 	for _, tt := range []struct {
 		name  string
 		plain bool
-	}{{"C", false}, {"no deadline", true}} {
+	}{{"C", false}, {"no descriptor", true}} {
 		t.Run(tt.name, func(t *testing.T) {
 			n := virtio.NewNotifier()
 			r, ring := bell(t)
 			if tt.plain {
-				n.SetDoorbell(plainReader{r})
+				attach(t, n, plainReader{r})
 			} else {
-				n.SetDoorbell(r)
+				attach(t, n, r)
 			}
 			n.Drain()
 			var ch <-chan struct{}

@@ -34,8 +34,11 @@ type Platform interface {
 	// widths still reach the MMIO handler, which kicks too. Each Read of
 	// the returned reader blocks until at least one kick and reads an
 	// 8-byte counter; Close must make a blocked Read return (an eventfd
-	// in non-blocking mode wrapped by os.NewFile does). An error makes the
-	// transport take kicks through MMIO writes instead.
+	// in non-blocking mode wrapped by os.NewFile does). A reader with a
+	// descriptor (syscall.Conn) is slept on in poll(2) by the queue's
+	// worker instead (virtio.Notifier), which the transport stops before
+	// it closes the reader. An error makes the transport take kicks
+	// through MMIO writes instead.
 	RegisterNotify(addr uint64, length uint32, datamatch *uint64) (io.ReadCloser, error)
 	// UnregisterNotify removes the doorbell at addr.
 	UnregisterNotify(addr uint64)
