@@ -75,12 +75,33 @@ func (db *doorbell) wakeUp() {
 }
 
 // detach wakes the worker and waits until it is out of poll, so that the
-// caller may close r.
+// caller may close r. A forwarding goroutine blocked in r's Read is woken
+// by a write to r when r is an eventfd (a blocking one ignores Close).
 func (db *doorbell) detach() {
 	db.detached.Store(true)
+	if db.forwarded && db.rc != nil {
+		one := [8]byte{1}
+		_ = db.rc.Control(func(fd uintptr) { _, _ = unix.Write(int(fd), one[:]) })
+	}
 	if db.wake != nil {
 		db.wakeUp()
 		db.wake.Close()
+	}
+}
+
+// forward reads kicks from r and passes them to ch until r is closed or
+// detached.
+func (db *doorbell) forward(ch chan struct{}) {
+	var buf [64]byte
+	for {
+		_, err := db.r.Read(buf[:])
+		if err != nil || db.detached.Load() {
+			return
+		}
+		select {
+		case ch <- struct{}{}:
+		default:
+		}
 	}
 }
 

@@ -110,29 +110,18 @@ func (n *Notifier) C() <-chan struct{} {
 		if db := n.db.Load(); db != nil && !db.forwarded {
 			db.forwarded = true
 			db.wakeUp() // off the doorbell before the forwarder reads it
-			go forward(db.r, n.ch)
+			go db.forward(n.ch)
 		}
 	}
 	return n.ch
 }
 
-// forward reads kicks from r and passes them to ch until r is closed.
-func forward(r io.Reader, ch chan struct{}) {
-	var buf [8]byte
-	for {
-		if _, err := r.Read(buf[:]); err != nil {
-			return
-		}
-		select {
-		case ch <- struct{}{}:
-		default:
-		}
-	}
-}
-
 // SetDoorbell attaches r (nil: detaches the doorbell): each Read of r
-// blocks until at least one kick and returns an 8-byte counter, and
-// Close makes a blocked Read return. The caller closes a doorbell it
+// blocks until at least one kick and returns an 8-byte counter. With a
+// descriptor (syscall.Conn), best an eventfd in blocking mode (outside
+// Go's poller, which would wake on every kick too), the worker sleeps on
+// it itself; otherwise a goroutine forwards it, which r's Close or, for
+// an eventfd, a write must wake. The caller closes a doorbell it
 // detached or replaced, after SetDoorbell returns (no worker sleeps on it
 // then). A waiting worker is woken (one spurious kick) to pick up the
 // change.
@@ -149,7 +138,7 @@ func (n *Notifier) SetDoorbell(r io.ReadCloser) {
 	n.mu.Lock()
 	if db != nil && (db.wake == nil || n.forward) {
 		db.forwarded = true
-		go forward(db.r, n.ch)
+		go db.forward(n.ch)
 	}
 	old := n.db.Swap(db)
 	n.mu.Unlock()
