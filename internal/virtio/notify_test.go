@@ -1,10 +1,13 @@
 package virtio_test
 
 import (
+	"encoding/binary"
 	"io"
 	"os"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/govisor/govisor/internal/virtio"
 )
@@ -197,5 +200,58 @@ func TestNotifierForwarded(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestNotifierEventfd uses the doorbell the VMM makes: an eventfd in
+// blocking mode (outside Go's poller), slept on by the worker itself,
+// then forwarded once C is called; detaching wakes the forwarder.
+func TestNotifierEventfd(t *testing.T) {
+	fd, err := unix.Eventfd(0, unix.EFD_CLOEXEC)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := os.NewFile(uintptr(fd), "eventfd")
+	defer f.Close()
+	ring := func() {
+		var one [8]byte
+		binary.LittleEndian.PutUint64(one[:], 1)
+		if _, err := unix.Write(fd, one[:]); err != nil {
+			t.Fatal(err)
+		}
+	}
+	n := virtio.NewNotifier()
+	n.SetDoorbell(f)
+	n.Drain()
+	stop := make(chan struct{})
+	res := waiter(n, stop)
+	quiet(t, res, "no kick")
+	ring()
+	expect(t, res, true, "eventfd kick")
+	quiet(t, res, "after eventfd kick")
+	n.Kick()
+	expect(t, res, true, "MMIO kick")
+	close(stop)
+	n.Pause()
+	stopped(t, res)
+	n.Resume()
+	n.Drain()
+
+	ch := n.C()
+	ring()
+	select {
+	case <-ch:
+	case <-time.After(5 * time.Second):
+		t.Fatal("no forwarded kick")
+	}
+	done := make(chan struct{})
+	go func() {
+		n.SetDoorbell(nil) // wakes the forwarder blocked in read(2)
+		close(done)
+	}()
+	select {
+	case <-done:
+	case <-time.After(5 * time.Second):
+		t.Fatal("detach hung")
 	}
 }
