@@ -3,26 +3,46 @@ package virtio
 import (
 	"errors"
 	"io"
+	"os"
 	"sync"
 	"sync/atomic"
+	"time"
 )
 
 // Notifier carries the driver's available buffer notifications ("kicks",
 // 2.7.13, 4.1.4.4) for one virtqueue to the worker serving it. A kick
 // wakes that worker and nothing else: with a doorbell (an ioeventfd the
-// transport attached) the worker blocked in Wait sleeps in poll(2) on the
-// doorbell itself, as a QEMU I/O thread does, where a forwarding
-// goroutine and a channel would wake two goroutines (and the Go
-// scheduler's poller) per kick. Kicks that come another way (MMIO writes,
-// tests) go through a channel that coalesces (capacity 1).
+// transport attached) the worker blocked in Wait reads it itself through
+// Go's poller, where a forwarding goroutine and a channel would wake two
+// goroutines per kick. Kicks that come another way (MMIO writes, tests)
+// and wake-ups go through a channel that coalesces (capacity 1).
 type Notifier struct {
 	ch chan struct{}
 	db atomic.Pointer[doorbell] // nil: no doorbell, kicks come through ch
 
-	mu      sync.Mutex // orders the flags with attaching doorbells
+	mu      sync.Mutex // orders the doorbell's read deadline and the flags
 	paused  bool       // Pause: Wait stays off the doorbell until Resume
 	forward bool       // C was called: every doorbell is forwarded to ch
 }
+
+// doorbell is one attached doorbell file.
+type doorbell struct {
+	r  io.ReadCloser
+	dl deadliner // nil: cannot be interrupted, so always forwarded
+	// forwarded: a goroutine reads r and kicks ch until r is closed
+	// (guarded by Notifier.mu).
+	forwarded bool
+}
+
+// deadliner is what an interruptible doorbell file (an *os.File in
+// non-blocking mode) has: a read deadline that wakes a blocked Read.
+type deadliner interface {
+	SetReadDeadline(t time.Time) error
+}
+
+// past is a read deadline that makes a pending and every later Read of a
+// doorbell return at once, until cleared.
+var past = time.Unix(1, 0)
 
 // NewNotifier returns a Notifier without a doorbell.
 func NewNotifier() *Notifier { return &Notifier{ch: make(chan struct{}, 1)} }
@@ -30,26 +50,24 @@ func NewNotifier() *Notifier { return &Notifier{ch: make(chan struct{}, 1)} }
 // Kick notifies the queue from elsewhere than its doorbell (an MMIO
 // write of a width the doorbell does not match, a test).
 func (n *Notifier) Kick() {
-	n.signal()
-	// A worker may be asleep on the doorbell: it finds the kick in ch
-	// when it wakes.
-	if db := n.db.Load(); db != nil {
-		db.wakeUp()
-	}
-}
-
-// signal puts a kick (or a wake-up) in ch.
-func (n *Notifier) signal() {
 	select {
 	case n.ch <- struct{}{}:
 	default:
 	}
+	// A worker may be blocked on the doorbell: interrupt its Read; it
+	// finds the kick in ch before reading again.
+	n.mu.Lock()
+	if db := n.db.Load(); db != nil && !db.forwarded {
+		_ = db.dl.SetReadDeadline(past)
+	}
+	n.mu.Unlock()
 }
 
 // Wait blocks until the queue is kicked (true) or stop is closed
 // (false). Kicks coalesce: one return may stand for several, and a
 // return may be spurious, so the caller re-checks the ring (2.7.10).
 func (n *Notifier) Wait(stop <-chan struct{}) bool {
+	var buf [8]byte
 	for {
 		select {
 		case <-stop:
@@ -67,15 +85,16 @@ func (n *Notifier) Wait(stop <-chan struct{}) bool {
 				return true
 			}
 		}
-		kicked, err := db.wait()
+		_, err := db.r.Read(buf[:])
 		switch {
-		case kicked:
+		case err == nil:
 			return true
-		case err == nil || errors.Is(err, errDetached):
-			// Woken (Kick, Pause, the doorbell detached): look again.
-		default:
-			// The doorbell failed while still attached: wait for kicks
-			// through ch alone.
+		case errors.Is(err, os.ErrDeadlineExceeded):
+			// Interrupted by Kick (the kick is in ch) or Pause.
+			n.rearm(db)
+		case n.db.Load() == db:
+			// The doorbell failed while still attached (a closed one
+			// is detached first): wait for kicks through ch alone.
 			select {
 			case <-stop:
 				return false
@@ -83,10 +102,11 @@ func (n *Notifier) Wait(stop <-chan struct{}) bool {
 				return true
 			}
 		}
+		// Otherwise the doorbell was detached or replaced: look again.
 	}
 }
 
-// direct returns the doorbell Wait sleeps on itself, or nil when it must
+// direct returns the doorbell Wait reads itself, or nil when it must
 // wait on ch (no doorbell, a forwarded one, or paused).
 func (n *Notifier) direct() *doorbell {
 	n.mu.Lock()
@@ -98,6 +118,15 @@ func (n *Notifier) direct() *doorbell {
 	return db
 }
 
+// rearm clears the read deadline Kick set, unless Pause wants it kept.
+func (n *Notifier) rearm(db *doorbell) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if !n.paused && !db.forwarded {
+		_ = db.dl.SetReadDeadline(time.Time{})
+	}
+}
+
 // C returns a channel that receives the queue's kicks, for a worker that
 // also waits on other events (and so cannot block in Wait). From then on
 // doorbells are forwarded to it by a goroutine (two wake-ups per kick:
@@ -107,45 +136,67 @@ func (n *Notifier) C() <-chan struct{} {
 	defer n.mu.Unlock()
 	if !n.forward {
 		n.forward = true
-		if db := n.db.Load(); db != nil && !db.forwarded {
-			db.forwarded = true
-			db.wakeUp() // off the doorbell before the forwarder reads it
-			go db.forward(n.ch)
+		if db := n.db.Load(); db != nil {
+			n.forwardLocked(db)
 		}
 	}
 	return n.ch
 }
 
-// SetDoorbell attaches r (nil: detaches the doorbell): each Read of r
-// blocks until at least one kick and returns an 8-byte counter. With a
-// descriptor (syscall.Conn), best an eventfd in blocking mode (outside
-// Go's poller, which would wake on every kick too), the worker sleeps on
-// it itself; otherwise a goroutine forwards it, which r's Close or, for
-// an eventfd, a write must wake. The caller closes a doorbell it
-// detached or replaced, after SetDoorbell returns (no worker sleeps on it
-// then). A waiting worker is woken (one spurious kick) to pick up the
-// change.
-func (n *Notifier) SetDoorbell(r io.ReadCloser) {
-	var db *doorbell
-	if r != nil {
-		var err error
-		if db, err = newDoorbell(r); err != nil {
-			// Not pollable here (or no wake-up eventfd): a goroutine
-			// reads it instead.
-			db = &doorbell{r: r}
+// forwardLocked starts the goroutine that forwards db's kicks to ch.
+func (n *Notifier) forwardLocked(db *doorbell) {
+	if db.forwarded {
+		return
+	}
+	if db.dl != nil {
+		_ = db.dl.SetReadDeadline(time.Time{})
+	}
+	db.forwarded = true
+	go forward(db.r, n.ch)
+}
+
+// forward reads kicks from r and passes them to ch until r is closed.
+func forward(r io.Reader, ch chan struct{}) {
+	var buf [8]byte
+	for {
+		if _, err := r.Read(buf[:]); err != nil {
+			return
+		}
+		select {
+		case ch <- struct{}{}:
+		default:
 		}
 	}
+}
+
+// SetDoorbell attaches r (nil: detaches the doorbell): each Read of r
+// blocks until at least one kick and returns an 8-byte counter, and
+// Close makes a blocked Read return. The caller closes a doorbell it
+// detached or replaced. A worker waiting is woken (one spurious kick) to
+// pick up the change.
+func (n *Notifier) SetDoorbell(r io.ReadCloser) {
 	n.mu.Lock()
-	if db != nil && (db.wake == nil || n.forward) {
-		db.forwarded = true
-		go db.forward(n.ch)
+	var db *doorbell
+	if r != nil {
+		db = &doorbell{r: r}
+		// A doorbell Wait can interrupt (Kick, Pause) is read by the
+		// worker itself; any other by a forwarding goroutine.
+		if dl, ok := r.(deadliner); ok && dl.SetReadDeadline(time.Time{}) == nil {
+			db.dl = dl
+			if n.paused {
+				_ = dl.SetReadDeadline(past)
+			}
+		}
+		if db.dl == nil || n.forward {
+			n.forwardLocked(db)
+		}
 	}
-	old := n.db.Swap(db)
+	n.db.Store(db)
 	n.mu.Unlock()
-	if old != nil {
-		old.detach()
+	select {
+	case n.ch <- struct{}{}:
+	default:
 	}
-	n.signal()
 }
 
 // Pause wakes a worker blocked in Wait and keeps Wait off the doorbell
@@ -155,18 +206,23 @@ func (n *Notifier) SetDoorbell(r io.ReadCloser) {
 func (n *Notifier) Pause() {
 	n.mu.Lock()
 	n.paused = true
+	if db := n.db.Load(); db != nil && !db.forwarded {
+		_ = db.dl.SetReadDeadline(past)
+	}
 	n.mu.Unlock()
-	n.signal()
-	if db := n.db.Load(); db != nil {
-		db.wakeUp()
+	select {
+	case n.ch <- struct{}{}:
+	default:
 	}
 }
 
-// Resume undoes Pause, before the device's workers start again. Kicks
-// that came through the doorbell meanwhile are still counted there.
+// Resume undoes Pause, before the device's workers start again.
 func (n *Notifier) Resume() {
 	n.mu.Lock()
 	n.paused = false
+	if db := n.db.Load(); db != nil && !db.forwarded {
+		_ = db.dl.SetReadDeadline(time.Time{})
+	}
 	n.mu.Unlock()
 }
 

@@ -1,13 +1,10 @@
 package virtio_test
 
 import (
-	"encoding/binary"
 	"io"
 	"os"
 	"testing"
 	"time"
-
-	"golang.org/x/sys/unix"
 
 	"github.com/govisor/govisor/internal/virtio"
 )
@@ -25,14 +22,6 @@ func bell(t *testing.T) (*os.File, func()) {
 			t.Fatal(err)
 		}
 	}
-}
-
-// attach attaches r to n, and detaches it at the end of the test before
-// r is closed (as the transport does: a worker may sleep on it).
-func attach(t *testing.T, n *virtio.Notifier, r io.ReadCloser) {
-	t.Helper()
-	n.SetDoorbell(r)
-	t.Cleanup(func() { n.SetDoorbell(nil) })
 }
 
 // waiter runs Wait in a loop on its own goroutine and reports each
@@ -75,7 +64,7 @@ func quiet(t *testing.T, res <-chan bool, what string) {
 func TestNotifierDoorbell(t *testing.T) {
 	n := virtio.NewNotifier()
 	r, ring := bell(t)
-	attach(t, n, r)
+	n.SetDoorbell(r)
 	stop := make(chan struct{})
 	res := waiter(n, stop)
 	expect(t, res, true, "wake-up on attach")
@@ -116,7 +105,7 @@ func stopped(t *testing.T, res <-chan bool) {
 func TestNotifierPause(t *testing.T) {
 	n := virtio.NewNotifier()
 	r, ring := bell(t)
-	attach(t, n, r)
+	n.SetDoorbell(r)
 	n.Drain()
 	stop := make(chan struct{})
 	res := waiter(n, stop)
@@ -156,28 +145,28 @@ func TestNotifierReplaceDoorbell(t *testing.T) {
 	n.Kick()
 	expect(t, res, true, "MMIO kick without doorbell")
 	r2, ring := bell(t)
-	attach(t, n, r2)
+	n.SetDoorbell(r2)
 	expect(t, res, true, "attach")
 	ring()
 	expect(t, res, true, "new doorbell")
 	quiet(t, res, "after new doorbell")
 }
 
-// plainReader hides its descriptor, so a Notifier forwards it.
+// plainReader has no read deadline, so a Notifier forwards it.
 type plainReader struct{ io.ReadCloser }
 
 func TestNotifierForwarded(t *testing.T) {
 	for _, tt := range []struct {
 		name  string
 		plain bool
-	}{{"C", false}, {"no descriptor", true}} {
+	}{{"C", false}, {"no deadline", true}} {
 		t.Run(tt.name, func(t *testing.T) {
 			n := virtio.NewNotifier()
 			r, ring := bell(t)
 			if tt.plain {
-				attach(t, n, plainReader{r})
+				n.SetDoorbell(plainReader{r})
 			} else {
-				attach(t, n, r)
+				n.SetDoorbell(r)
 			}
 			n.Drain()
 			var ch <-chan struct{}
@@ -200,58 +189,5 @@ func TestNotifierForwarded(t *testing.T) {
 				}
 			}
 		})
-	}
-}
-
-// TestNotifierEventfd uses the doorbell the VMM makes: an eventfd in
-// blocking mode (outside Go's poller), slept on by the worker itself,
-// then forwarded once C is called; detaching wakes the forwarder.
-func TestNotifierEventfd(t *testing.T) {
-	fd, err := unix.Eventfd(0, unix.EFD_CLOEXEC)
-	if err != nil {
-		t.Fatal(err)
-	}
-	f := os.NewFile(uintptr(fd), "eventfd")
-	defer f.Close()
-	ring := func() {
-		var one [8]byte
-		binary.LittleEndian.PutUint64(one[:], 1)
-		if _, err := unix.Write(fd, one[:]); err != nil {
-			t.Fatal(err)
-		}
-	}
-	n := virtio.NewNotifier()
-	n.SetDoorbell(f)
-	n.Drain()
-	stop := make(chan struct{})
-	res := waiter(n, stop)
-	quiet(t, res, "no kick")
-	ring()
-	expect(t, res, true, "eventfd kick")
-	quiet(t, res, "after eventfd kick")
-	n.Kick()
-	expect(t, res, true, "MMIO kick")
-	close(stop)
-	n.Pause()
-	stopped(t, res)
-	n.Resume()
-	n.Drain()
-
-	ch := n.C()
-	ring()
-	select {
-	case <-ch:
-	case <-time.After(5 * time.Second):
-		t.Fatal("no forwarded kick")
-	}
-	done := make(chan struct{})
-	go func() {
-		n.SetDoorbell(nil) // wakes the forwarder blocked in read(2)
-		close(done)
-	}()
-	select {
-	case <-done:
-	case <-time.After(5 * time.Second):
-		t.Fatal("detach hung")
 	}
 }

@@ -30,12 +30,9 @@ func (p platform) SignalMSI(addr uint64, data uint32) error {
 
 // RegisterNotify binds an eventfd to guest writes at addr (KVM_IOEVENTFD), so
 // a virtqueue kick wakes the device's goroutine without a VM exit to user
-// space. Reads of the returned file yield the 8-byte eventfd counter. The
-// eventfd is in blocking mode, which keeps it out of Go's poller: the
-// queue's worker sleeps on it in poll(2) (virtio.Notifier), and the
-// poller's thread would otherwise wake on every kick as well.
+// space. Reads of the returned file yield the 8-byte eventfd counter.
 func (p platform) RegisterNotify(addr uint64, length uint32, datamatch *uint64) (io.ReadCloser, error) {
-	fd, err := unix.Eventfd(0, unix.EFD_CLOEXEC)
+	fd, err := unix.Eventfd(0, unix.EFD_CLOEXEC|unix.EFD_NONBLOCK)
 	if err != nil {
 		return nil, fmt.Errorf("vm: eventfd for doorbell at %#x: %w", addr, err)
 	}

@@ -33,13 +33,9 @@ type Platform interface {
 	// (drivers write the 16-bit queue index, 4.1.4.4); writes of other
 	// widths still reach the MMIO handler, which kicks too. Each Read of
 	// the returned reader blocks until at least one kick and reads an
-	// 8-byte counter. A reader with a descriptor (an *os.File; best an
-	// eventfd in blocking mode, outside Go's poller) is slept on in
-	// poll(2) by the queue's worker (virtio.Notifier), which the
-	// transport takes off it before it closes it; a reader some
-	// goroutine reads instead must return from a blocked Read on Close,
-	// or be an eventfd (woken by a write). An error makes the transport
-	// take kicks through MMIO writes instead.
+	// 8-byte counter; Close must make a blocked Read return (an eventfd
+	// in non-blocking mode wrapped by os.NewFile does). An error makes the
+	// transport take kicks through MMIO writes instead.
 	RegisterNotify(addr uint64, length uint32, datamatch *uint64) (io.ReadCloser, error)
 	// UnregisterNotify removes the doorbell at addr.
 	UnregisterNotify(addr uint64)
