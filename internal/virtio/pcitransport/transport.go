@@ -106,7 +106,9 @@ type Transport struct {
 	maxSizes []uint16
 	offered  uint64
 	msixCap  uint16
-	kicks    []*virtio.Notifier // one per queue, for the transport's lifetime
+	// pciCfgCap is the VIRTIO_PCI_CAP_PCI_CFG capability's offset.
+	pciCfgCap uint16
+	kicks     []*virtio.Notifier // one per queue, for the transport's lifetime
 
 	mu         sync.Mutex // common configuration and activation
 	devFeatSel uint32
@@ -225,6 +227,9 @@ func (t *Transport) addCapabilities() error {
 	}
 	t.msixCap = off
 	t.cfg.SetWriteMask(off+2, []byte{0, msixEnable | msixFuncMask})
+	if err := t.addPCICfgCapability(); err != nil {
+		return fmt.Errorf("pcitransport: PCI configuration access capability: %w", err)
+	}
 	return nil
 }
 
@@ -232,13 +237,23 @@ func le32(b []byte, v uint32) []byte {
 	return append(b, byte(v), byte(v>>8), byte(v>>16), byte(v>>24))
 }
 
-// ConfigRead implements pci.Device.
-func (t *Transport) ConfigRead(offset uint16, data []byte) { t.cfg.ConfigRead(offset, data) }
+// ConfigRead implements pci.Device; a read of pci_cfg_data first reads
+// the BAR through the configuration access window (4.1.4.9).
+func (t *Transport) ConfigRead(offset uint16, data []byte) {
+	if t.touchesPCICfgData(offset, len(data)) {
+		t.pciCfgRead()
+	}
+	t.cfg.ConfigRead(offset, data)
+}
 
 // ConfigWrite implements pci.Device; it also tracks the MSI-X enable and
-// function mask bits.
+// function mask bits, and forwards writes of pci_cfg_data to the BAR
+// (4.1.4.9).
 func (t *Transport) ConfigWrite(offset uint16, data []byte) {
 	t.cfg.ConfigWrite(offset, data)
+	if t.touchesPCICfgData(offset, len(data)) {
+		t.pciCfgWrite()
+	}
 	ctl := t.msixCap + 3
 	if int(offset) <= int(ctl) && int(ctl) < int(offset)+len(data) {
 		t.msix.setControl(t.cfg.U8(ctl))

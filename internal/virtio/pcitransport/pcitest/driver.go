@@ -31,8 +31,11 @@ type Driver struct {
 	Regions    map[byte]uint64
 	NotifyMult uint32
 	MSIXCap    uint16
-	Features   uint64
-	Queues     []*virtqueuetest.Driver
+	// PCICfgCap is the VIRTIO_PCI_CAP_PCI_CFG capability's offset, 0 if
+	// the device has none.
+	PCICfgCap uint16
+	Features  uint64
+	Queues    []*virtqueuetest.Driver
 }
 
 func (d *Driver) cfgRead(off uint16, n int) uint64 {
@@ -61,6 +64,10 @@ func Probe(dev pci.Device, plat *Platform, mem *virtqueuetest.Memory, bar uint64
 		switch d.cfgRead(off, 1) {
 		case 0x09:
 			typ := byte(d.cfgRead(off+3, 1))
+			if typ == 5 {
+				d.PCICfgCap = off // its offset field is the driver's to write
+				break
+			}
 			d.Regions[typ] = d.cfgRead(off+8, 4)
 			if typ == 2 {
 				d.NotifyMult = uint32(d.cfgRead(off+16, 4))
@@ -223,4 +230,27 @@ func (d *Driver) WaitStatus(bits uint8) error {
 		time.Sleep(time.Millisecond)
 	}
 	return nil
+}
+
+// SelectWindow writes the VIRTIO_PCI_CAP_PCI_CFG capability's cap.bar,
+// cap.offset and cap.length fields (virtio 1.2 4.1.4.9).
+func (d *Driver) SelectWindow(bar uint8, off, length uint32) {
+	d.cfgWrite(d.PCICfgCap+4, 1, uint64(bar))
+	d.cfgWrite(d.PCICfgCap+8, 4, uint64(off))
+	d.cfgWrite(d.PCICfgCap+12, 4, uint64(length))
+}
+
+// WindowRead reads pci_cfg_data with a configuration read of n bytes.
+func (d *Driver) WindowRead(n int) uint64 { return d.cfgRead(d.PCICfgCap+16, n) }
+
+// WindowWrite writes v to pci_cfg_data with a configuration write of n
+// bytes.
+func (d *Driver) WindowWrite(n int, v uint64) { d.cfgWrite(d.PCICfgCap+16, n, v) }
+
+// CommonViaWindow reads a common configuration register of n bytes (1, 2
+// or 4) through the configuration access window, as SeaBIOS does when
+// the BAR lies above 4 GiB.
+func (d *Driver) CommonViaWindow(off uint32, n int) uint64 {
+	d.SelectWindow(0, uint32(d.Regions[1])+off, uint32(n))
+	return d.WindowRead(n)
 }
