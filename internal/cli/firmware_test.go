@@ -69,6 +69,7 @@ func TestRunFirmwareUEFI(t *testing.T) {
 
 func TestRunFirmwareErrors(t *testing.T) {
 	kvmtest.Require(t)
+	ovmf, _ := kvmtest.OVMF(t)
 	cases := []struct {
 		name string
 		args []string
@@ -78,7 +79,8 @@ func TestRunFirmwareErrors(t *testing.T) {
 		{"variables without uefi", []string{"run", "--firmware", "bios", "--firmware-vars", "vars.fd"}, "--firmware-vars needs --firmware uefi"},
 		{"firmware and kernel", []string{"run", "--firmware", "bios", "--kernel", "vmlinux"}, "exclude each other"},
 		{"missing image", []string{"run", "--firmware", "bios", "--firmware-image", "/nonexistent/bios.bin"}, "no such file"},
-		{"too much memory", []string{"run", "--firmware", "bios", "--firmware-image", kvmtest.SeaBIOS(t), "--memory", "4G"}, "up to 3072 MiB"},
+		{"too much memory for uefi", []string{"run", "--firmware", "uefi", "--firmware-image", ovmf,
+			"--firmware-vars", filepath.Join(t.TempDir(), "vars.fd"), "--memory", "4G"}, "up to 3072 MiB"},
 	}
 	for _, c := range cases {
 		_, errOut, code := runGovisor(t, c.args...)
