@@ -69,7 +69,14 @@ func TestRunFirmwareUEFI(t *testing.T) {
 
 func TestRunFirmwareErrors(t *testing.T) {
 	kvmtest.Require(t)
-	ovmf, _ := kvmtest.OVMF(t)
+	// Stand-ins for OVMF's code and variables (4 KiB each, sizes the VMM
+	// accepts): the memory limit is judged before any firmware runs.
+	ovmf, ovmfVars := filepath.Join(t.TempDir(), "code.fd"), filepath.Join(t.TempDir(), "vars.fd")
+	for _, p := range []string{ovmf, ovmfVars} {
+		if err := os.WriteFile(p, make([]byte, 4096), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
 	cases := []struct {
 		name string
 		args []string
@@ -80,7 +87,7 @@ func TestRunFirmwareErrors(t *testing.T) {
 		{"firmware and kernel", []string{"run", "--firmware", "bios", "--kernel", "vmlinux"}, "exclude each other"},
 		{"missing image", []string{"run", "--firmware", "bios", "--firmware-image", "/nonexistent/bios.bin"}, "no such file"},
 		{"too much memory for uefi", []string{"run", "--firmware", "uefi", "--firmware-image", ovmf,
-			"--firmware-vars", filepath.Join(t.TempDir(), "vars.fd"), "--memory", "4G"}, "up to 3072 MiB"},
+			"--firmware-vars", ovmfVars, "--memory", "4G"}, "up to 3072 MiB"},
 	}
 	for _, c := range cases {
 		_, errOut, code := runGovisor(t, c.args...)
