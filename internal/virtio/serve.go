@@ -11,8 +11,7 @@ type Handler func(c *virtqueue.Chain) uint32
 // ServeQueue is the worker loop a device runs per queue on its own
 // goroutine: it takes every available chain, hands it to h, returns it,
 // suppresses kicks while busy (2.7.10), raises interrupts the driver asks
-// for, and sleeps until a kick (waking on the queue's doorbell itself) or
-// until stop is closed. A malformed ring is
+// for, and sleeps until a kick or stop is closed. A malformed ring is
 // reported through ctx.NeedsReset and ends the loop.
 func ServeQueue(ctx *ActivateContext, qi int, stop <-chan struct{}, h Handler) {
 	q := ctx.Queues[qi]
@@ -57,8 +56,10 @@ func ServeQueue(ctx *ActivateContext, qi int, stop <-chan struct{}, h Handler) {
 				break
 			}
 		}
-		if !ctx.Notify[qi].Wait(stop) {
+		select {
+		case <-stop:
 			return
+		case <-ctx.Notify[qi]:
 		}
 	}
 }

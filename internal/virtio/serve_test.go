@@ -12,7 +12,7 @@ import (
 // serve runs ServeQueue on one queue with a handler that reports the
 // writable length, and returns the driver, kick, interrupt and error
 // channels and a stop function.
-func serve(t *testing.T, eventIdx bool) (*virtqueuetest.Driver, *virtio.Notifier, chan int, chan error, func()) {
+func serve(t *testing.T, eventIdx bool) (*virtqueuetest.Driver, chan struct{}, chan int, chan error, func()) {
 	t.Helper()
 	mem := virtqueuetest.NewMemory(0, 1<<20)
 	d, err := virtqueuetest.NewDriver(mem, 8)
@@ -23,13 +23,13 @@ func serve(t *testing.T, eventIdx bool) (*virtqueuetest.Driver, *virtio.Notifier
 	if err != nil {
 		t.Fatal(err)
 	}
-	kick := virtio.NewNotifier()
+	kick := make(chan struct{}, 1)
 	irq := make(chan int, 16)
 	errs := make(chan error, 1)
 	ctx := virtio.ActivateContext{
 		Mem:        mem,
 		Queues:     []*virtqueue.Queue{q},
-		Notify:     []*virtio.Notifier{kick},
+		Notify:     []<-chan struct{}{kick},
 		Interrupt:  func(qi int) { irq <- qi },
 		NeedsReset: func(err error) { errs <- err },
 	}
@@ -48,7 +48,7 @@ func TestServeQueue(t *testing.T) {
 		buf, _ := d.Alloc(64)
 		for i := range 20 {
 			d.AddChain([]virtqueuetest.Desc{{Addr: buf, Len: uint32(i + 1), Write: true}})
-			kick.Kick()
+			kick <- struct{}{}
 			if q := <-irq; q != 0 {
 				t.Fatalf("interrupt for queue %d", q)
 			}
@@ -66,7 +66,7 @@ func TestServeQueueBadChain(t *testing.T) {
 	defer stop()
 	d.WriteDesc(d.DescAddr, 0, 1<<40, 8, 0, 0)
 	d.Publish(0)
-	kick.Kick()
+	kick <- struct{}{}
 	if err := <-errs; !errors.Is(err, virtqueue.ErrBadChain) {
 		t.Fatalf("NeedsReset(%v)", err)
 	}

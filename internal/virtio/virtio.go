@@ -75,9 +75,9 @@ type ActivateContext struct {
 	// Queues has one entry per virtqueue; nil for a queue the driver did
 	// not enable.
 	Queues []*virtqueue.Queue
-	// Notify has one Notifier per virtqueue, which the queue's worker
-	// waits on for the driver's kicks.
-	Notify []*Notifier
+	// Notify has one channel per virtqueue that receives a value when the
+	// driver kicks the queue (kicks coalesce: buffered, capacity 1).
+	Notify []<-chan struct{}
 	// Interrupt signals used buffers on a queue to the driver.
 	Interrupt func(queue int)
 	// NeedsReset reports a malformed ring or an internal failure: the

@@ -99,7 +99,6 @@ func New(cfg vmmconfig.Config, opt Options) (*VMM, error) {
 // *ExitError otherwise: 1 when the machine cannot be built or fails,
 // 128+N after signal N, and the guest's value on a debug exit. Run once.
 func (v *VMM) Run(console Console) error {
-	defer startCPUProfile(v.log)()
 	cfg := v.cfg
 	v.console = console
 	var out io.Writer = console

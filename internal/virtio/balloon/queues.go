@@ -120,7 +120,6 @@ func (d *Device) RequestStats() {
 func (d *Device) serveStats(ctx *virtio.ActivateContext, stop <-chan struct{}, held bool, head uint16) {
 	q := ctx.Queues[QueueStats]
 	defer func() { d.statsHeld, d.statsHead = held, head }()
-	kicks := ctx.Notify[QueueStats].C() // waited on with the ticker and requests
 	var tick <-chan time.Time
 	if d.interval > 0 {
 		t := time.NewTicker(d.interval)
@@ -167,7 +166,7 @@ func (d *Device) serveStats(ctx *virtio.ActivateContext, stop <-chan struct{}, h
 		select {
 		case <-stop:
 			return
-		case <-kicks:
+		case <-ctx.Notify[QueueStats]:
 		case <-tick:
 			if !giveBack() {
 				return

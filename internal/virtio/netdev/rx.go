@@ -97,7 +97,8 @@ func (d *Device) deliver(ctx *virtio.ActivateContext, r *rxState, qi int, q *vir
 			if q.EnableNotify() {
 				continue
 			}
-			if !ctx.Notify[qi].Wait(stop) {
+			select {
+			case <-stop:
 				// Mid-frame: hand back what was filled, truncated.
 				if len(r.heads) > 0 {
 					d.finish(ctx, r, qi, q)
@@ -105,6 +106,7 @@ func (d *Device) deliver(ctx *virtio.ActivateContext, r *rxState, qi int, q *vir
 					r.pending = 0
 				}
 				return false
+			case <-ctx.Notify[qi]:
 			}
 			q.DisableNotify()
 			continue

@@ -212,14 +212,15 @@ func (t *Transport) activateLocked(restored []*virtqueue.Queue) error {
 			live[i] = q
 		}
 	}
-	for _, k := range t.kicks {
-		k.Resume()
+	notify := make([]<-chan struct{}, len(t.kicks))
+	for i, k := range t.kicks {
+		notify[i] = k
 	}
 	ctx := virtio.ActivateContext{
 		Features:   t.drvFeat,
 		Mem:        t.mem,
 		Queues:     live,
-		Notify:     t.kicks,
+		Notify:     notify,
 		Interrupt:  t.interrupt,
 		NeedsReset: t.fail,
 	}
@@ -242,7 +243,7 @@ func (t *Transport) queueConfig(i int) virtqueue.Config {
 // resetLocked returns the device to its initial state (2.4).
 func (t *Transport) resetLocked() {
 	if t.active {
-		t.stopDeviceLocked()
+		t.dev.Reset()
 	}
 	t.active, t.quiesced, t.live = false, false, nil
 	t.status, t.devFeatSel, t.drvFeatSel, t.drvFeat, t.queueSel = 0, 0, 0, 0, 0
@@ -254,17 +255,11 @@ func (t *Transport) resetLocked() {
 	t.updateINTx()
 	t.msix.resetVectors()
 	for _, k := range t.kicks {
-		k.Drain()
+		select {
+		case <-k:
+		default:
+		}
 	}
-}
-
-// stopDeviceLocked resets the device: its workers blocked on a doorbell
-// are woken first, since closing their stop channel alone does not.
-func (t *Transport) stopDeviceLocked() {
-	for _, k := range t.kicks {
-		k.Pause()
-	}
-	t.dev.Reset()
 }
 
 // Reset resets the device as if the driver wrote 0 to device_status

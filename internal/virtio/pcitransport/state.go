@@ -50,7 +50,7 @@ func (t *Transport) SaveState() State {
 	defer t.mu.Unlock()
 	live, restart := t.live, t.active
 	if t.active {
-		t.stopDeviceLocked()
+		t.dev.Reset()
 		t.active = false
 	}
 	s := State{
@@ -139,7 +139,7 @@ func (t *Transport) Quiesce() {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if t.active {
-		t.stopDeviceLocked()
+		t.dev.Reset()
 		t.active, t.quiesced = false, true
 	}
 }

@@ -108,7 +108,7 @@ type Transport struct {
 	msixCap  uint16
 	// pciCfgCap is the VIRTIO_PCI_CAP_PCI_CFG capability's offset.
 	pciCfgCap uint16
-	kicks     []*virtio.Notifier // one per queue, for the transport's lifetime
+	kicks     []chan struct{}
 
 	mu         sync.Mutex // common configuration and activation
 	devFeatSel uint32
@@ -153,11 +153,11 @@ func New(dev virtio.Device, mem virtio.Memory, plat Platform) (*Transport, error
 		maxSizes: append([]uint16(nil), sizes...),
 		offered:  dev.Features() &^ (virtio.FeatureAccessPlatform | virtio.FeatureRingPacked),
 		queues:   make([]queueConf, len(sizes)),
-		kicks:    make([]*virtio.Notifier, len(sizes)),
+		kicks:    make([]chan struct{}, len(sizes)),
 		barBase:  pci.Unmapped,
 	}
 	for i := range t.kicks {
-		t.kicks[i] = virtio.NewNotifier()
+		t.kicks[i] = make(chan struct{}, 1)
 	}
 	t.msix.init(len(sizes)+1, plat)
 	var pin uint8
@@ -285,9 +285,6 @@ func (t *Transport) barChanged(bar int, old, new uint64) {
 	if t.barBase != pci.Unmapped {
 		for i, n := range t.notifiers {
 			if n != nil {
-				// Detached before it is closed, so a worker reading
-				// it looks again instead of at a dead file.
-				t.kicks[i].SetDoorbell(nil)
 				t.plat.UnregisterNotify(t.barBase + notifyOffset + uint64(notifyMult*i))
 				n.Close()
 			}
@@ -311,15 +308,31 @@ func (t *Transport) barChanged(bar int, old, new uint64) {
 			continue // kicks arrive as MMIO writes instead
 		}
 		t.notifiers[i] = r
-		// The queue's worker waits on the doorbell itself: one
-		// goroutine woken per kick.
-		t.kicks[i].SetDoorbell(r)
+		go t.doorbell(r, t.kicks[i])
+	}
+}
+
+// doorbell forwards kicks from an ioeventfd to the queue's channel until
+// the reader is closed.
+func (t *Transport) doorbell(r io.Reader, kick chan struct{}) {
+	var buf [8]byte
+	for {
+		if _, err := r.Read(buf[:]); err != nil {
+			return
+		}
+		select {
+		case kick <- struct{}{}:
+		default:
+		}
 	}
 }
 
 func (t *Transport) kick(q int) {
 	if q >= 0 && q < len(t.kicks) {
-		t.kicks[q].Kick()
+		select {
+		case t.kicks[q] <- struct{}{}:
+		default:
+		}
 	}
 }
 

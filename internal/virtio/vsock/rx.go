@@ -123,8 +123,10 @@ func (d *Device) serveRx(ctx *virtio.ActivateContext, stop <-chan struct{}) {
 			if q.EnableNotify() {
 				continue
 			}
-			if !ctx.Notify[QueueRx].Wait(stop) {
+			select {
+			case <-stop:
 				return
+			case <-ctx.Notify[QueueRx]:
 			}
 			q.DisableNotify()
 			continue
@@ -174,7 +176,6 @@ func (d *Device) done(it *rxItem) {
 // serveEvent sends a transport reset event when one is due (5.10.6.6).
 func (d *Device) serveEvent(ctx *virtio.ActivateContext, stop <-chan struct{}) {
 	q := ctx.Queues[QueueEvent]
-	kicks := ctx.Notify[QueueEvent].C() // waited on with eventWake
 	var ch virtqueue.Chain
 	for {
 		if d.resetEvent.Load() {
@@ -201,7 +202,7 @@ func (d *Device) serveEvent(ctx *virtio.ActivateContext, stop <-chan struct{}) {
 		select {
 		case <-stop:
 			return
-		case <-kicks:
+		case <-ctx.Notify[QueueEvent]:
 		case <-d.eventWake:
 		}
 	}
