@@ -80,6 +80,7 @@ disks:
 				via = h
 			}
 		}
+		fencedBefore := c.fencedCount(from, name)
 		t0 := time.Now()
 		if err := c.st.Partition(from, true); err != nil {
 			t.Fatal(err)
@@ -104,7 +105,7 @@ disks:
 		}
 		c.waitReady(via, from, time.Minute)
 		t.Logf("cycle %d: %s cut off, %s runs on %s after %.1f s; healed and ready after %.1f s", i, from, name, to, moved.Seconds(), time.Since(t0).Seconds())
-		c.checkFenced(from, name)
+		c.checkFenced(from, name, fencedBefore)
 		last = to
 	}
 	t.Logf("%d cycles in %.0f s", cycles, time.Since(started).Seconds())
@@ -123,20 +124,23 @@ disks:
 	}
 }
 
+// fencedCount counts the fences in VM name's VMM log on host.
+func (c *cluster) fencedCount(host, name string) int {
+	log, _ := c.run(host, "cat", "/var/lib/govisor/vms/"+name+"/vmm.log")
+	return strings.Count(log, "fenced: ")
+}
+
 // checkFenced checks that the copy of VM name on host, a host that was cut
-// off and healed, stopped itself: its VMM's log says it fenced, and its
-// API no longer answers.
-func (c *cluster) checkFenced(host, name string) {
+// off and healed, stopped itself: its VMM's log says it fenced (more
+// often than before the cut: a later local
+// start may follow it, refused by the disk lease), and its API no longer
+// answers.
+func (c *cluster) checkFenced(host, name string, before int) {
 	c.t.Helper()
 	dir := "/var/lib/govisor/vms/" + name
 	for deadline := time.Now().Add(time.Minute); ; time.Sleep(time.Second) {
 		log, err := c.run(host, "cat", dir+"/vmm.log")
-		// The log is appended to, a "--- TIME: agent starts the VMM" line
-		// before each VMM: the latest one's part counts.
-		if i := strings.LastIndex(log, ": agent starts the VMM"); i >= 0 {
-			log = log[i:]
-		}
-		if err == nil && strings.Contains(log, "fenced") {
+		if err == nil && strings.Count(log, "fenced: ") > before {
 			break
 		}
 		if time.Now().After(deadline) {
