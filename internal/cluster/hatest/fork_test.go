@@ -124,10 +124,16 @@ disks:
 	}
 }
 
-// fencedCount counts the fences in VM name's VMM log on host.
+// fencedCount counts the ways VM name's VMMs on host stopped themselves,
+// in its VMM log: fenced (watchdog or lost disk lease), or refused at
+// start by the disk lease another host's copy holds.
 func (c *cluster) fencedCount(host, name string) int {
 	log, _ := c.run(host, "cat", "/var/lib/govisor/vms/"+name+"/vmm.log")
-	return strings.Count(log, "fenced: ")
+	return stoppedItself(log)
+}
+
+func stoppedItself(log string) int {
+	return strings.Count(log, "fenced: ") + strings.Count(log, "is in use by VM")
 }
 
 // checkFenced checks that the copy of VM name on host, a host that was cut
@@ -140,7 +146,7 @@ func (c *cluster) checkFenced(host, name string, before int) {
 	dir := "/var/lib/govisor/vms/" + name
 	for deadline := time.Now().Add(time.Minute); ; time.Sleep(time.Second) {
 		log, err := c.run(host, "cat", dir+"/vmm.log")
-		if err == nil && strings.Count(log, "fenced: ") > before {
+		if err == nil && stoppedItself(log) > before {
 			break
 		}
 		if time.Now().After(deadline) {
