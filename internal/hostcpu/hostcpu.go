@@ -72,3 +72,27 @@ func Parse(r io.Reader) (CPU, error) {
 	c.Features = slices.Compact(c.Features)
 	return c, nil
 }
+
+// PVMModule is where the kvm_pvm module shows itself once loaded.
+const PVMModule = "/sys/module/kvm_pvm"
+
+// SoftwareKVM reports whether this host's /dev/kvm is kvm_pvm (the
+// software KVM of a PVM guest: its CPL0 emulator needs a CPU template, see
+// DESIGN.md) rather than hardware-assisted KVM: the module is loaded, or
+// the CPU offers neither VMX nor SVM.
+func SoftwareKVM() bool {
+	if _, err := os.Stat(PVMModule); err == nil {
+		return true
+	}
+	b, err := os.ReadFile("/proc/cpuinfo")
+	if err != nil {
+		return false
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if strings.HasPrefix(line, "flags") {
+			f := " " + line + " "
+			return !strings.Contains(f, " vmx ") && !strings.Contains(f, " svm ")
+		}
+	}
+	return false
+}

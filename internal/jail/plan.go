@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"strings"
 
+	"github.com/govisor/govisor/internal/hostcpu"
 	"github.com/govisor/govisor/internal/vmm/vmmconfig"
 )
 
@@ -15,7 +16,7 @@ var (
 	devKVM         = "/dev/kvm"
 	devTUN         = "/dev/net/tun"
 	devUserfaultfd = "/dev/userfaultfd"
-	pvmModule      = "/sys/module/kvm_pvm"
+	pvmModule      = hostcpu.PVMModule
 )
 
 // ForVMM plans the jail of the VMM config cfg (cfg.Jail set), whose
@@ -150,7 +151,7 @@ func ForVMM(cfg vmmconfig.Config, cwd string, snapDisks []string) (Spec, vmmconf
 		s.Devices = append(s.Devices, devUserfaultfd) // post-copy migration
 	}
 	if _, err := os.Stat(pvmModule); err == nil {
-		s.Empty = append(s.Empty, pvmModule) // kvm.DetectFlavor looks for it
+		s.Empty = append(s.Empty, pvmModule) // hostcpu.SoftwareKVM looks for it
 	}
 	return s, out, nil
 }

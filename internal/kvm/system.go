@@ -4,9 +4,8 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"os"
-	"strings"
 
+	"github.com/govisor/govisor/internal/hostcpu"
 	"golang.org/x/sys/unix"
 )
 
@@ -165,19 +164,8 @@ const (
 // DetectFlavor reports whether /dev/kvm is kvm_pvm (a software KVM whose
 // CPL0 emulator needs a CPU template, see DESIGN.md) or hardware-assisted KVM.
 func DetectFlavor() Flavor {
-	if _, err := os.Stat("/sys/module/kvm_pvm"); err == nil {
+	if hostcpu.SoftwareKVM() {
 		return FlavorPVM
-	}
-	if b, err := os.ReadFile("/proc/cpuinfo"); err == nil {
-		for _, line := range strings.Split(string(b), "\n") {
-			if strings.HasPrefix(line, "flags") {
-				f := " " + line + " "
-				if !strings.Contains(f, " vmx ") && !strings.Contains(f, " svm ") {
-					return FlavorPVM
-				}
-				break
-			}
-		}
 	}
 	return FlavorHardware
 }

@@ -18,6 +18,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/govisor/govisor/internal/hostcpu"
 )
 
 // Assets are the files a lab host boots, made by scripts/lab-build.sh, and
@@ -71,10 +73,17 @@ type Accel struct {
 // lacks NPT, which kvm_amd needs). thread=multi: with thread=single a nested
 // vCPU spinning with interrupts off never gives control back to the lab
 // kernel (QEMU 10), and Debian 12's QEMU 7.2 froze either way.
+//
+// A kvm_pvm /dev/kvm (the software KVM of a PVM guest) is not usable: QEMU
+// aborts on it at the first vCPU's MSRs ("failed to set MSR 0x10a",
+// IA32_ARCH_CAPABILITIES), and it offers no nested virtualization, so a
+// lab host on it would have no /dev/kvm of its own.
 func PickAccel() Accel {
 	if f, err := os.OpenFile("/dev/kvm", os.O_RDWR, 0); err == nil {
 		f.Close()
-		return Accel{Accel: "kvm", CPU: "host", Kind: "nested KVM on this machine's /dev/kvm"}
+		if !hostcpu.SoftwareKVM() {
+			return Accel{Accel: "kvm", CPU: "host", Kind: "nested KVM on this machine's /dev/kvm"}
+		}
 	}
 	return Accel{Accel: "tcg,thread=multi", CPU: "EPYC,+svm,+npt", Kind: "nested kvm_amd under TCG"}
 }

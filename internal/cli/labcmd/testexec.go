@@ -14,7 +14,7 @@ import (
 func newTestExecCmd(cache *string) *cobra.Command {
 	return &cobra.Command{
 		Use:    "testexec TESTBINARY [ARGS...]",
-		Short:  "Run a go test binary, in a lab host when it has KVM tests and this machine has no /dev/kvm (go test -exec)",
+		Short:  "Run a go test binary, in a lab host when it has KVM tests and this machine has no hardware-assisted /dev/kvm (go test -exec)",
 		Hidden: true,
 		Args:   cobra.MinimumNArgs(1),
 		// Every argument belongs to the test binary.
@@ -26,7 +26,7 @@ func newTestExecCmd(cache *string) *cobra.Command {
 				return err
 			}
 			if !needs || lab.PickAccel().Accel == "kvm" {
-				// Run it here, as go test would.
+				// Run it here, as go test would (hardware KVM, or no KVM tests).
 				return syscall.Exec(bin, args, os.Environ())
 			}
 			c, err := filepath.Abs(*cache)
