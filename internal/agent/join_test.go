@@ -13,6 +13,10 @@ import (
 	"github.com/govisor/govisor/internal/cluster/store"
 )
 
+// slowElection is the etcd election timeout of the members these tests
+// start: they may run in a TCG lab host, too slow for etcd's default.
+const slowElection = 2 * time.Second
+
 // loopbackURL is http://127.0.0.1:PORT on a port free at the time.
 func loopbackURL(t *testing.T) string {
 	t.Helper()
@@ -41,7 +45,7 @@ func TestJoinThroughAgent(t *testing.T) {
 	a1 := startAgent(t, filepath.Join(dir, "h1"), func(c *Config) {
 		tcp(c)
 		c.HostName, c.EtcdEndpoints = "h1", []string{c1}
-		c.EtcdMember = &store.Member{Name: "h1", ClientURL: c1, InitialCluster: "h1=" + p1}
+		c.EtcdMember = &store.Member{Name: "h1", ClientURL: c1, InitialCluster: "h1=" + p1, ElectionTimeout: slowElection}
 	})
 	defer a1.Close()
 	ctx := context.Background()
@@ -56,7 +60,7 @@ func TestJoinThroughAgent(t *testing.T) {
 	a2 := startAgent(t, filepath.Join(dir, "h2"), func(c *Config) {
 		tcp(c)
 		c.HostName, c.EtcdEndpoints = "h2", append(info.Endpoints, c2)
-		c.EtcdMember = &store.Member{Name: "h2", ClientURL: c2, InitialCluster: info.InitialCluster, Join: true}
+		c.EtcdMember = &store.Member{Name: "h2", ClientURL: c2, InitialCluster: info.InitialCluster, Join: true, ElectionTimeout: slowElection}
 	})
 	defer a2.Close()
 	for _, ta := range []testAgent{a1, a2} {

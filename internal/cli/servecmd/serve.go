@@ -90,6 +90,7 @@ every etcd URL is then https://.`,
 	f.StringVar(&o.endpoints, "etcd-endpoints", "", "client URLs of an external etcd cluster, or with --etcd-initial-cluster of every member, comma-separated (default: embedded single-member etcd)")
 	f.StringVar(&o.member.InitialCluster, "etcd-initial-cluster", "", "run the embedded etcd as a member of this cluster: NAME=http://IP:2380,... with every member's peer URL (needs --etcd-endpoints)")
 	f.StringVar(&o.member.Name, "etcd-name", "", "this host's member name in --etcd-initial-cluster (default: --host-name, else the system host name)")
+	f.DurationVar(&o.member.ElectionTimeout, "etcd-election-timeout", 0, "the embedded etcd member's election timeout, the same on every member (default etcd's 1s; heartbeats every tenth); bounds HA detection when the etcd leader's host dies")
 	f.StringVar(&o.member.PeerURL, "etcd-peer-url", "", "this member's peer URL, http://IP:PORT, listened on and advertised (default: its entry in --etcd-initial-cluster, which it must match)")
 	f.StringVar(&o.member.ClientURL, "etcd-client-url", "", "this member's client URL, http://IP:PORT, listened on and advertised; one of --etcd-endpoints (default: the one with the peer URL's IP)")
 	f.StringVar(&o.etcdTLS.CA, "etcd-ca", "", "etcd over TLS with client certificates: PEM CA certificate that signed every member's and agent's etcd certificate (every etcd URL is then https://)")
@@ -201,7 +202,11 @@ func (o *serveOptions) checkMember() error {
 		return nil // joinCluster completes the member
 	}
 	if strings.TrimSpace(m.InitialCluster) == "" {
-		for _, f := range []struct{ flag, v string }{{"etcd-name", m.Name}, {"etcd-peer-url", m.PeerURL}, {"etcd-client-url", m.ClientURL}} {
+		election := ""
+		if m.ElectionTimeout != 0 {
+			election = m.ElectionTimeout.String()
+		}
+		for _, f := range []struct{ flag, v string }{{"etcd-name", m.Name}, {"etcd-peer-url", m.PeerURL}, {"etcd-client-url", m.ClientURL}, {"etcd-election-timeout", election}} {
 			if f.v != "" {
 				return fmt.Errorf("--%s: only used with --etcd-initial-cluster: add --etcd-initial-cluster NAME=http://IP:2380,... listing every member", f.flag)
 			}

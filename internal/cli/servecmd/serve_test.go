@@ -27,6 +27,7 @@ func TestEtcdMemberFlags(t *testing.T) {
 		{"member explicit", []string{"--etcd-name", "h3", "--etcd-peer-url", "http://169.254.77.13:2380", "--etcd-client-url", "http://169.254.77.13:2379", ic, eps}, "", "h3", "http://169.254.77.13:2380", "http://169.254.77.13:2379", 3},
 		{"system host name", []string{"--etcd-initial-cluster", host + "=http://127.0.0.1:2380", "--etcd-endpoints", "http://127.0.0.1:2379"}, "", host, "http://127.0.0.1:2380", "http://127.0.0.1:2379", 1},
 		{"name without cluster", []string{"--etcd-name", "h1"}, "--etcd-name: only used with --etcd-initial-cluster", "", "", "", 0},
+		{"election timeout without cluster", []string{"--etcd-election-timeout", "2s"}, "--etcd-election-timeout: only used with --etcd-initial-cluster", "", "", "", 0},
 		{"client URL without cluster", []string{"--etcd-client-url", "http://1.2.3.4:2379", eps}, "--etcd-client-url: only used with --etcd-initial-cluster", "", "", "", 0},
 		{"not a member", []string{"--host-name", "h4", ic, eps}, `--etcd-name: "h4" is not a member in --etcd-initial-cluster (h1, h2, h3)`, "", "", "", 0},
 		{"no peer URL", []string{"--etcd-name", "h1", "--etcd-initial-cluster", "h1=http://169.254.77.11:2380,x", eps}, `--etcd-initial-cluster: member "x" has no peer URL: write NAME=http://IP:PORT`, "", "", "", 0},

@@ -68,9 +68,10 @@ func startMember(dir string, m Member, timeout time.Duration, t *TLS) (*embed.Et
 	if m.Join {
 		cfg.ClusterState = embed.ClusterStateFlagExisting
 	}
-	// Slow hosts (emulated lab machines) miss etcd's default 100 ms
-	// heartbeats; twice as slow elections are cheap next to needless ones.
-	cfg.TickMs, cfg.ElectionMs = 200, 2000
+	if m.ElectionTimeout > 0 {
+		cfg.ElectionMs = uint(m.ElectionTimeout.Milliseconds())
+		cfg.TickMs = cfg.ElectionMs / 10
+	}
 	e, err := embed.StartEtcd(cfg)
 	if err != nil {
 		return nil, fmt.Errorf("store: start etcd member %s in %s: %w", m.Name, cfg.Dir, err)

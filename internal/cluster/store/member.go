@@ -6,6 +6,7 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"time"
 )
 
 // Member makes the agent's embedded etcd one member of a multi-member etcd
@@ -33,6 +34,13 @@ type Member struct {
 	// learner (Store.AddMember gave InitialCluster), and has it promoted
 	// to a voting member once it caught up.
 	Join bool
+	// ElectionTimeout is how long members go without the leader's
+	// heartbeat before electing another (0: etcd's default, 1 s), with a
+	// heartbeat every tenth of it. It bounds HA's detection when the host
+	// that dies leads etcd: the next leader extends every lease by it
+	// (etcd's lessor.Promote), after up to twice it to be elected. Give
+	// every member the same; slow (emulated) hosts need more.
+	ElectionTimeout time.Duration
 }
 
 // ConfigError is an invalid member mode setting.
@@ -55,6 +63,14 @@ const (
 	flagClient    = "etcd-client-url"
 	flagInitial   = "etcd-initial-cluster"
 	flagEndpoints = "etcd-endpoints"
+	flagElection  = "etcd-election-timeout"
+)
+
+// Bounds of ElectionTimeout: a heartbeat (a tenth) of at least 10 ms, and
+// etcd's own limit of 50 s.
+const (
+	minElectionTimeout = 100 * time.Millisecond
+	maxElectionTimeout = 50 * time.Second
 )
 
 // peer is one NAME=URL entry of an initial cluster.
@@ -66,6 +82,9 @@ type peer struct {
 // Check validates m against endpoints (every member's client URL) and
 // returns it with PeerURL and ClientURL filled in and normalized.
 func (m Member) Check(endpoints []string) (Member, error) {
+	if m.ElectionTimeout != 0 && (m.ElectionTimeout < minElectionTimeout || m.ElectionTimeout > maxElectionTimeout) {
+		return m, cfgErr(flagElection, "%v is out of range: give %v to %v (etcd's default is 1s; slow hosts 2s)", m.ElectionTimeout, minElectionTimeout, maxElectionTimeout)
+	}
 	peers, err := parseInitialCluster(m.InitialCluster)
 	if err != nil {
 		return m, err
