@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"context"
+	"flag"
 	"fmt"
 	"os"
 	"os/exec"
@@ -15,15 +16,30 @@ import (
 // logs root in (scripts/debian-disk.sh): the login prompt reached.
 const debianLogin = "login: root (automatic login)"
 
+// bootMarks are console lines that end the phases of a firmware boot, in
+// order: where a VMM is slower shows in the phase it loses time in (the
+// firmware's and GRUB's disk reads are synchronous virtio-blk requests,
+// one at a time; the kernel's are not). Each phase runs from the previous
+// mark seen: a mark not seen (the disk's kernel runs with quiet) merges its
+// phase into the next.
+var bootMarks = []struct{ name, text string }{
+	{"-> \"Booting `Debian\" (firmware)", "Booting `Debian"},
+	{"-> \"Loading initial ramdisk\" (kernel read)", "Loading initial ramdisk"},
+	{"-> \"Linux version\"", "Linux version"},
+	{"-> \"Welcome to\" (systemd)", "Welcome to "},
+	{"-> login prompt", debianLogin},
+}
+
 // measureLogin runs cmd until its console shows debianLogin, then kills
 // it: firmware, boot loader, kernel, initramfs and systemd to the getty.
-func measureLogin(args []string, timeout time.Duration) (time.Duration, error) {
+// marks holds, for each of bootMarks seen, the time since the previous one.
+func measureLogin(args []string, timeout time.Duration) (total time.Duration, marks map[string]time.Duration, err error) {
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, args[0], args[1:]...)
 	out, err := cmd.StdoutPipe()
 	if err != nil {
-		return 0, err
+		return 0, nil, err
 	}
 	var stderr strings.Builder
 	cmd.Stderr = &stderr
@@ -31,30 +47,46 @@ func measureLogin(args []string, timeout time.Duration) (time.Duration, error) {
 	// keeps both VMMs from seeing EOF there.
 	stdin, err := cmd.StdinPipe()
 	if err != nil {
-		return 0, err
+		return 0, nil, err
 	}
 	defer stdin.Close()
 	start := time.Now()
 	if err := cmd.Start(); err != nil {
-		return 0, err
+		return 0, nil, err
 	}
 	defer func() {
 		cmd.Process.Kill()
 		cmd.Wait()
 	}()
 	sc := bufio.NewScanner(out)
+	// GRUB redraws its menu without newlines.
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
 	var last []string
+	marks = map[string]time.Duration{}
+	prev, next := start, 0
 	for sc.Scan() {
+		for j := next; j < len(bootMarks); j++ {
+			if strings.Contains(sc.Text(), bootMarks[j].text) {
+				now := time.Now()
+				marks[bootMarks[j].name] = now.Sub(prev)
+				prev, next = now, j+1
+				break
+			}
+		}
 		if strings.Contains(sc.Text(), debianLogin) {
-			return time.Since(start), nil
+			return time.Since(start), marks, nil
 		}
 		last = append(last, sc.Text())
 		if len(last) > 15 {
 			last = last[1:]
 		}
 	}
-	return 0, fmt.Errorf("no login prompt (%v); last console lines:\n%s\nstderr:\n%s", ctx.Err(), strings.Join(last, "\n"), stderr.String())
+	return 0, nil, fmt.Errorf("no login prompt (%v); last console lines:\n%s\nstderr:\n%s", ctx.Err(), strings.Join(last, "\n"), stderr.String())
 }
+
+// firmwareRaw boots raw copies instead of qcow2 overlays: the image
+// format's share of the time, in both VMMs.
+var firmwareRaw = flag.Bool("firmware-raw", false, "with -firmware: boot a raw copy of the disk instead of a qcow2 overlay over it")
 
 // benchFirmware boots the Debian test disks through their firmware, each
 // in govisor and in QEMU with the same firmware image, from virtio-blk, to
@@ -96,19 +128,28 @@ func benchFirmwareKind(kind, govisor, qemu, guestDir, dir string, runs int) {
 		}
 	}
 	var g, q []float64
+	gMarks, qMarks := map[string][]float64{}, map[string][]float64{}
 	var fails []string
 	for i := 0; i < runs; i++ {
-		ov, qov := filepath.Join(dir, fmt.Sprintf("debian-%d.qcow2", i)), filepath.Join(dir, fmt.Sprintf("debian-qemu-%d.qcow2", i))
+		format := "qcow2"
+		if *firmwareRaw {
+			format = "raw"
+		}
+		ov, qov := filepath.Join(dir, fmt.Sprintf("debian-%d.%s", i, format)), filepath.Join(dir, fmt.Sprintf("debian-qemu-%d.%s", i, format))
 		for _, p := range []string{ov, qov} {
-			if out, err := exec.Command(govisor, "image", "create", "-f", "qcow2", "-b", disk, "-F", "qcow2", p).CombinedOutput(); err != nil {
-				fmt.Fprintf(os.Stderr, "overlay: %v\n%s", err, out)
+			mk := []string{govisor, "image", "create", "-f", "qcow2", "-b", disk, "-F", "qcow2", p}
+			if *firmwareRaw {
+				mk = []string{govisor, "image", "convert", "-O", "raw", disk, p}
+			}
+			if out, err := exec.Command(mk[0], mk[1:]...).CombinedOutput(); err != nil {
+				fmt.Fprintf(os.Stderr, "%s: %v\n%s", strings.Join(mk, " "), err, out)
 				os.Exit(1)
 			}
 		}
 		gArgs := []string{govisor, "run", "--firmware", kind, "--disk", "path=" + ov, "--cpus", "1", "--memory", "512M"}
 		qArgs := []string{qemu, "-enable-kvm", "-M", "pc", "-cpu", "host", "-smp", "1", "-m", "512",
 			"-nodefaults", "-no-user-config", "-display", "none", "-serial", "stdio",
-			"-drive", "file=" + qov + ",format=qcow2,if=virtio"}
+			"-drive", "file=" + qov + ",format=" + format + ",if=virtio"}
 		gVars, qVars := filepath.Join(dir, "vars-govisor.fd"), filepath.Join(dir, "vars-qemu.fd")
 		if kind == "bios" {
 			gArgs = append(gArgs, "--firmware-image", bios)
@@ -125,24 +166,42 @@ func benchFirmwareKind(kind, govisor, qemu, guestDir, dir string, runs int) {
 			qArgs = append(qArgs, "-drive", "if=pflash,format=raw,unit=0,readonly=on,file="+code,
 				"-drive", "if=pflash,format=raw,unit=1,file="+qVars)
 		}
-		if d, err := measureLogin(gArgs, 5*time.Minute); err == nil {
+		if d, m, err := measureLogin(gArgs, 10*time.Minute); err == nil {
 			g = append(g, d.Seconds())
+			addMarks(gMarks, m)
 		} else {
 			fails = append(fails, "govisor: "+err.Error())
 		}
-		if d, err := measureLogin(qArgs, 5*time.Minute); err == nil {
+		if d, m, err := measureLogin(qArgs, 10*time.Minute); err == nil {
 			q = append(q, d.Seconds())
+			addMarks(qMarks, m)
 		} else {
 			fails = append(fails, "qemu: "+err.Error())
 		}
 		os.Remove(ov)
 		os.Remove(qov)
 	}
-	fmt.Printf("\n%s, cloud kernel, systemd; virtio-blk, 512 MiB, 1 vCPU), %d run(s) each (median)\n", title, runs)
+	on := "a qcow2 overlay over the disk"
+	if *firmwareRaw {
+		on = "a raw copy of the disk"
+	}
+	fmt.Printf("\n%s, cloud kernel, systemd; virtio-blk on %s, 512 MiB, 1 vCPU), %d run(s) each (median)\n", title, on, runs)
 	fmt.Printf("%-28s %12s %12s %8s\n", "", "govisor", "qemu pc", "ratio")
 	fmt.Printf("%-28s %10.2f s %10.2f s %8s\n", "start -> login prompt", median(g), median(q), ratio(median(g), median(q)))
+	for _, b := range bootMarks {
+		if gm, qm := gMarks[b.name], qMarks[b.name]; len(gm) > 0 && len(qm) > 0 {
+			fmt.Printf("  %-44s %10.2f s %10.2f s %8s\n", b.name, median(gm), median(qm), ratio(median(gm), median(qm)))
+		}
+	}
 	for _, f := range fails {
 		fmt.Println("failed run:", f)
+	}
+}
+
+// addMarks appends one boot's phase times to all.
+func addMarks(all map[string][]float64, m map[string]time.Duration) {
+	for k, d := range m {
+		all[k] = append(all[k], d.Seconds())
 	}
 }
 
