@@ -409,5 +409,6 @@ func (m *Image) rebuildRefcounts() (int, error) {
 	m.hostEnd = int64(total * cs)
 	m.compFree = 0
 	m.l2 = newL2Cache(m.cs) // L2 tables may have been rewritten
+	m.zc.reset()            // and new clusters may land where freed ones were
 	return s.res.Corruptions, nil
 }

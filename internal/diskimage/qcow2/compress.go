@@ -43,6 +43,23 @@ var zstdDecoders = sync.Pool{New: func() any {
 	return d
 }}
 
+// flateReaders reuses inflaters: each holds a 32 KiB window and its
+// Huffman tables, too much to allocate per cluster read.
+var flateReaders sync.Pool
+
+// flateReader is an inflater of r from the pool, or a new one.
+func flateReader(r io.Reader) (io.ReadCloser, error) {
+	if fr, ok := flateReaders.Get().(io.ReadCloser); ok {
+		if rs, ok := fr.(flate.Resetter); ok {
+			if err := rs.Reset(r, nil); err != nil {
+				return nil, err
+			}
+			return fr, nil
+		}
+	}
+	return flate.NewReader(r), nil
+}
+
 // readCompressed returns the decompressed guest cluster of entry e.
 func (m *Image) readCompressed(e uint64) ([]byte, error) {
 	off, n := m.compressedRange(e)
@@ -54,8 +71,11 @@ func (m *Image) readCompressed(e uint64) ([]byte, error) {
 	var r io.Reader
 	switch m.h.compressionType {
 	case compZlib:
-		fr := flate.NewReader(bytes.NewReader(src))
-		defer fr.Close()
+		fr, err := flateReader(bytes.NewReader(src))
+		if err != nil {
+			return nil, fmt.Errorf("qcow2: inflate: %w", err)
+		}
+		defer flateReaders.Put(fr)
 		r = fr
 	case compZstd:
 		v := zstdDecoders.Get()

@@ -75,6 +75,7 @@ type Image struct {
 	oldL1   *extent // L1 table to free once the header points elsewhere
 	l1Moved bool
 	l2      *l2Cache
+	zc      *zcache // decompressed clusters
 
 	rt      []uint64
 	rb      map[uint64]*refBlock
@@ -131,6 +132,7 @@ func openBackend(b backend, path string, opts diskimage.OpenOptions) (*Image, er
 	}
 	m.rbEntries = uint64(m.cs) * 8 >> h.refcountOrder
 	m.l2 = newL2Cache(m.cs)
+	m.zc = newZcache(m.cs)
 	m.hostEnd = (size + m.cs - 1) &^ (m.cs - 1)
 	if err := m.loadL1(); err != nil {
 		return nil, err

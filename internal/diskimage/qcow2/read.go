@@ -74,7 +74,7 @@ func (m *Image) plainHost(e uint64) uint64 {
 func (m *Image) readPiece(p []byte, pos int64, e, bm uint64) error {
 	in := pos & (m.cs - 1)
 	if e&flagCompressed != 0 {
-		data, err := m.readCompressed(e)
+		data, err := m.readCompressedCached(e)
 		if err != nil {
 			return err
 		}
