@@ -1,8 +1,12 @@
+// Package ova unpacks an OVA (DMTF DSP0243 "Open Virtualization Format
+// Specification" section 5.3: a tar holding an OVF descriptor, an optional
+// manifest and the disks), checking the manifest digests. The descriptor
+// is read by vmimport/ovf and the disks converted by vmimport/importer
+// (`govisor import ova`).
 package ova
 
 import (
 	"archive/tar"
-	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -11,59 +15,25 @@ import (
 	"path/filepath"
 	"strings"
 
-	"github.com/govisor/govisor/internal/diskimage"
-	"github.com/govisor/govisor/internal/diskimage/convert"
-	"github.com/govisor/govisor/internal/diskimage/qcow2"
+	"github.com/govisor/govisor/internal/vmimport"
+)
 
-	// The disks of an OVA are VMDKs in practice, but any format the
-	// registry knows converts.
-	_ "github.com/govisor/govisor/internal/diskimage/vhd"
-	_ "github.com/govisor/govisor/internal/diskimage/vhdx"
-	_ "github.com/govisor/govisor/internal/diskimage/vmdk"
+// Sentinel errors of the ova package.
+var (
+	ErrBadArchive     = errors.New("ova: bad archive")
+	ErrDigestMismatch = errors.New("ova: manifest digest mismatch")
 )
 
 const maxManifestSize = 1 << 20
+
+// maxOVFSize caps the descriptor read into memory (real ones are tens of
+// KiB): what vmimport/ovf parses at most.
+const maxOVFSize = vmimport.MaxFileSize
 
 // member is a file unpacked from the archive.
 type member struct {
 	path   string // extracted copy, empty for the .ovf and .mf
 	hashes hashSet
-}
-
-// Import unpacks the OVA at ovaPath, checks its manifest, converts every
-// disk to qcow2 in outDir (named <vm>-disk<N>.qcow2) and returns the VM the
-// OVF describes with Disks set to the qcow2 paths.
-func Import(ovaPath, outDir string) (*VMDefinition, error) {
-	if err := os.MkdirAll(outDir, 0o755); err != nil {
-		return nil, fmt.Errorf("ova: %w", err)
-	}
-	pkg, err := Unpack(ovaPath, outDir)
-	if err != nil {
-		return nil, err
-	}
-	defer pkg.Remove()
-	d, err := parseOVF(pkg.OVF)
-	if err != nil {
-		return nil, fmt.Errorf("ova: %s: %w", ovaPath, err)
-	}
-	vm := d.VM
-	base := safeName(vm.Name)
-	for i, dk := range d.Disks {
-		out := filepath.Join(outDir, fmt.Sprintf("%s-disk%d.qcow2", base, i))
-		src := ""
-		if dk.File != "" {
-			p, ok := pkg.Files[path.Clean(dk.File)]
-			if !ok {
-				return nil, fmt.Errorf("ova: %s: disk %s names file %q, which the archive lacks", ovaPath, dk.ID, dk.File)
-			}
-			src = p
-		}
-		if err := convertDisk(src, out, dk.Capacity); err != nil {
-			return nil, fmt.Errorf("ova: %s: disk %s: %w", ovaPath, dk.ID, err)
-		}
-		vm.Disks = append(vm.Disks, out)
-	}
-	return &vm, nil
 }
 
 // Package is an unpacked OVA whose manifest digests matched.
@@ -209,47 +179,4 @@ func verify(manifest map[string]manifestEntry, members map[string]*member) error
 		}
 	}
 	return nil
-}
-
-// convertDisk writes src (any registered format; empty for a blank disk)
-// as a qcow2 image at out, of at least capacity bytes.
-func convertDisk(src, out string, capacity int64) error {
-	var in diskimage.Image
-	size := capacity
-	if src != "" {
-		var err error
-		if in, err = diskimage.Open(src, diskimage.OpenOptions{ReadOnly: true}); err != nil {
-			return err
-		}
-		defer in.Close()
-		size = max(size, in.VirtualSize())
-	}
-	dst, err := qcow2.Create(out, size, diskimage.CreateOptions{})
-	if err != nil {
-		return err
-	}
-	if in != nil {
-		if err := convert.Convert(context.Background(), in, dst, convert.Options{}); err != nil {
-			dst.Close()
-			return err
-		}
-	}
-	return dst.Close()
-}
-
-// safeName turns a VM name into a file name component.
-func safeName(s string) string {
-	var b strings.Builder
-	for _, r := range s {
-		switch {
-		case r >= 'a' && r <= 'z', r >= 'A' && r <= 'Z', r >= '0' && r <= '9', r == '-', r == '_', r == '.':
-			b.WriteRune(r)
-		default:
-			b.WriteByte('_')
-		}
-	}
-	if b.Len() == 0 || strings.Trim(b.String(), ".") == "" {
-		return "vm"
-	}
-	return b.String()
 }
