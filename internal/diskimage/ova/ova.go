@@ -44,9 +44,11 @@ type Package struct {
 	Files map[string]string
 }
 
-// Unpack extracts the OVA at ovaPath into dir (as hidden ".ova-" files),
+// Unpack extracts the OVA at ovaPath into dir, a folder of its own,
 // checks every digest its manifest lists, and returns the descriptor and
-// the extracted files; on error nothing is left behind.
+// the extracted files; on error nothing is left behind. Members keep their
+// names, so that a delta disk finds the parent it names next to it (a
+// VMDK's parentFileNameHint, a VHD's parent locator).
 func Unpack(ovaPath, dir string) (*Package, error) {
 	f, err := os.Open(ovaPath)
 	if err != nil {
@@ -80,11 +82,11 @@ func (p *Package) Remove() {
 }
 
 // unpack streams the tar once: the .ovf and .mf are kept in memory (their
-// sizes capped), every other regular file is extracted next to the output
+// sizes capped), every other regular file is extracted into dir
 // while its digests are computed. DSP0243 section 5.3 puts the descriptor
 // first and the manifest second, so usually only the digest the manifest
 // asks for is computed.
-func unpack(r io.Reader, outDir string, members map[string]*member) ([]byte, map[string]manifestEntry, error) {
+func unpack(r io.Reader, dir string, members map[string]*member) ([]byte, map[string]manifestEntry, error) {
 	tr := tar.NewReader(r)
 	var ovfText []byte
 	var manifest map[string]manifestEntry
@@ -128,7 +130,7 @@ func unpack(r io.Reader, outDir string, members map[string]*member) ([]byte, map
 		case ext == ".cert":
 			// Signature certificates are not verified; the manifest is.
 		default:
-			m.path = filepath.Join(outDir, ".ova-"+name)
+			m.path = filepath.Join(dir, name)
 			if err := extract(tr, m.path, m.hashes); err != nil {
 				return nil, nil, fmt.Errorf("extract %s: %w", name, err)
 			}
@@ -152,7 +154,9 @@ func readCapped(r io.Reader, limit int64) ([]byte, error) {
 }
 
 func extract(r io.Reader, dst string, hs hashSet) error {
-	f, err := os.OpenFile(dst, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
+	// Never over a file that is there: dir is the caller's alone, and a
+	// member appears once.
+	f, err := os.OpenFile(dst, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
 	if err != nil {
 		return err
 	}

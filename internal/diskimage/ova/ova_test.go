@@ -81,8 +81,8 @@ func TestUnpack(t *testing.T) {
 		t.Errorf("descriptor %q", pkg.OVF)
 	}
 	// The descriptor and manifest stay in memory; the disk is extracted
-	// as a hidden file.
-	if len(pkg.Files) != 1 || pkg.Files["web-disk1.vmdk"] != filepath.Join(out, ".ova-web-disk1.vmdk") {
+	// under its own name.
+	if len(pkg.Files) != 1 || pkg.Files["web-disk1.vmdk"] != filepath.Join(out, "web-disk1.vmdk") {
 		t.Fatalf("files %v", pkg.Files)
 	}
 	if got, _ := os.ReadFile(pkg.Files["web-disk1.vmdk"]); !bytes.Equal(got, disk) {

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"reflect"
 	"testing"
@@ -234,5 +235,40 @@ func TestImportOVARejects(t *testing.T) {
 	}
 	if names := dirNames(t, out); len(names) != 0 {
 		t.Errorf("failed imports left %q", names)
+	}
+}
+
+// TestImportOVADelta imports an OVA whose disk is a delta disk over a
+// parent (OVF parentRef, DSP0243 9.1: a VMDK made by qemu-img naming its
+// parent): the imported disk is the two flattened.
+func TestImportOVADelta(t *testing.T) {
+	q := imagetest.QemuImg(t)
+	qio, err := exec.LookPath("qemu-io")
+	if err != nil {
+		t.Skip("SKIPPING QEMU-IO INTEROP TEST: qemu-io not installed (run scripts/deps.sh test)")
+	}
+	dir := t.TempDir()
+	base, delta := filepath.Join(dir, "base.vmdk"), filepath.Join(dir, "delta.vmdk")
+	imagetest.Run(t, q, "create", "-q", "-f", "vmdk", base, "3M")
+	imagetest.Run(t, qio, "-f", "vmdk", "-c", "write -P 0x41 0 3M", base)
+	imagetest.Run(t, q, "create", "-q", "-f", "vmdk", "-b", "base.vmdk", "-F", "vmdk", delta)
+	imagetest.Run(t, qio, "-f", "vmdk", "-c", "write -P 0x42 1M 128k", delta)
+	files := []tarFile{{"d.ovf", []byte(`<Envelope><References><File id="f" href="base.vmdk"/><File id="g" href="delta.vmdk"/></References>` +
+		`<DiskSection><Disk diskId="b" fileRef="f" capacity="3" capacityAllocationUnits="byte * 2^20"/><Disk diskId="d" fileRef="g" parentRef="b" capacity="3" capacityAllocationUnits="byte * 2^20"/></DiskSection>` +
+		`<VirtualSystem id="x"><VirtualHardwareSection><Item><ResourceType>17</ResourceType><HostResource>ovf:/disk/d</HostResource></Item></VirtualHardwareSection></VirtualSystem></Envelope>`)}}
+	for _, p := range []string{base, delta} {
+		b, err := os.ReadFile(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		files = append(files, tarFile{filepath.Base(p), b})
+	}
+	p := filepath.Join(dir, "d.ova")
+	writeTar(t, p, files)
+	res := importOK(t, Options{Source: "ova", Path: p, Format: "raw"})
+	want := bytes.Repeat([]byte{0x41}, 3*mib)
+	copy(want[mib:], bytes.Repeat([]byte{0x42}, 128<<10))
+	if len(res.Disks) != 1 || !bytes.Equal(readImage(t, res.Disks[0]), want) {
+		t.Errorf("disks %q: want the delta disk over its parent, flattened", res.Disks)
 	}
 }
