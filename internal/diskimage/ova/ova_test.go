@@ -1,7 +1,6 @@
 package ova
 
 import (
-	"archive/tar"
 	"bytes"
 	"crypto/sha256"
 	"errors"
@@ -10,26 +9,9 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/govisor/govisor/internal/diskimage/ova/ovatest"
 )
-
-type tarFile struct {
-	name string
-	data []byte
-}
-
-func writeTar(t *testing.T, path string, files []tarFile) {
-	t.Helper()
-	var buf bytes.Buffer
-	tw := tar.NewWriter(&buf)
-	for _, f := range files {
-		tw.WriteHeader(&tar.Header{Name: f.name, Mode: 0o644, Size: int64(len(f.data)), Typeflag: tar.TypeReg})
-		tw.Write(f.data)
-	}
-	tw.Close()
-	if err := os.WriteFile(path, buf.Bytes(), 0o644); err != nil {
-		t.Fatal(err)
-	}
-}
 
 // packOVA writes an OVA laid out as VMware exports one: descriptor,
 // manifest, then the disk; corrupt flips a byte of the disk after its
@@ -41,28 +23,13 @@ func packOVA(t *testing.T, path string, ovf, disk []byte, corrupt bool) {
 		disk = bytes.Clone(disk)
 		disk[len(disk)/2] ^= 1
 	}
-	writeTar(t, path, []tarFile{{"web.ovf", ovf}, {"web.mf", []byte(mf)}, {"web-disk1.vmdk", disk}})
+	ovatest.WriteTar(t, path, ovatest.Member{Name: "web.ovf", Data: ovf}, ovatest.Member{Name: "web.mf", Data: []byte(mf)}, ovatest.Member{Name: "web-disk1.vmdk", Data: disk})
 }
 
 func sha1Sum(b []byte) []byte {
 	h := newHash("SHA1")
 	h.Write(b)
 	return h.Sum(nil)
-}
-
-// leftovers lists the files in dir: what a failed or removed unpack must
-// not leave.
-func leftovers(t *testing.T, dir string) []string {
-	t.Helper()
-	ents, err := os.ReadDir(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var names []string
-	for _, e := range ents {
-		names = append(names, e.Name())
-	}
-	return names
 }
 
 func TestUnpack(t *testing.T) {
@@ -89,7 +56,7 @@ func TestUnpack(t *testing.T) {
 		t.Error("the extracted disk differs from the archive's")
 	}
 	pkg.Remove()
-	if names := leftovers(t, out); len(names) != 0 {
+	if names := ovatest.Names(t, out); len(names) != 0 {
 		t.Errorf("Remove left %q", names)
 	}
 }
@@ -104,24 +71,24 @@ func TestUnpackRejects(t *testing.T) {
 		t.Errorf("corrupt disk: %v, want ErrDigestMismatch", err)
 	}
 	for name, c := range map[string]struct {
-		files []tarFile
+		files []ovatest.Member
 		want  error
 	}{
-		"escape":         {[]tarFile{{"../evil.ovf", []byte("x")}}, ErrBadArchive},
-		"subdir":         {[]tarFile{{"a.ovf", []byte("x")}, {"a/b.vmdk", []byte("x")}}, ErrBadArchive},
-		"twice":          {[]tarFile{{"a.ovf", []byte("x")}, {"b.vmdk", []byte("x")}, {"b.vmdk", []byte("y")}}, ErrBadArchive},
-		"no ovf":         {[]tarFile{{"x.vmdk", []byte("x")}}, ErrBadArchive},
-		"bad mf":         {[]tarFile{{"a.ovf", []byte("<Envelope/>")}, {"a.mf", []byte("MD5(a.ovf)= 00")}}, ErrBadArchive},
-		"missing mf":     {[]tarFile{{"a.ovf", []byte("<Envelope/>")}, {"a.mf", []byte(fmt.Sprintf("SHA1(b.vmdk)= %040x", 0))}}, ErrDigestMismatch},
-		"bad ovf digest": {[]tarFile{{"a.mf", []byte(fmt.Sprintf("SHA256(a.ovf)= %064x", 0))}, {"a.ovf", []byte("<Envelope/>")}}, ErrDigestMismatch},
+		"escape":         {[]ovatest.Member{{Name: "../evil.ovf", Data: []byte("x")}}, ErrBadArchive},
+		"subdir":         {[]ovatest.Member{{Name: "a.ovf", Data: []byte("x")}, {Name: "a/b.vmdk", Data: []byte("x")}}, ErrBadArchive},
+		"twice":          {[]ovatest.Member{{Name: "a.ovf", Data: []byte("x")}, {Name: "b.vmdk", Data: []byte("x")}, {Name: "b.vmdk", Data: []byte("y")}}, ErrBadArchive},
+		"no ovf":         {[]ovatest.Member{{Name: "x.vmdk", Data: []byte("x")}}, ErrBadArchive},
+		"bad mf":         {[]ovatest.Member{{Name: "a.ovf", Data: []byte("<Envelope/>")}, {Name: "a.mf", Data: []byte("MD5(a.ovf)= 00")}}, ErrBadArchive},
+		"missing mf":     {[]ovatest.Member{{Name: "a.ovf", Data: []byte("<Envelope/>")}, {Name: "a.mf", Data: []byte(fmt.Sprintf("SHA1(b.vmdk)= %040x", 0))}}, ErrDigestMismatch},
+		"bad ovf digest": {[]ovatest.Member{{Name: "a.mf", Data: []byte(fmt.Sprintf("SHA256(a.ovf)= %064x", 0))}, {Name: "a.ovf", Data: []byte("<Envelope/>")}}, ErrDigestMismatch},
 	} {
 		op := filepath.Join(dir, "t.ova")
-		writeTar(t, op, c.files)
+		ovatest.WriteTar(t, op, c.files...)
 		if _, err := Unpack(op, out); !errors.Is(err, c.want) {
 			t.Errorf("%s: %v, want %v", name, err, c.want)
 		}
 	}
-	if names := leftovers(t, out); len(names) != 0 {
+	if names := ovatest.Names(t, out); len(names) != 0 {
 		t.Errorf("failed unpacks left %q", names)
 	}
 }

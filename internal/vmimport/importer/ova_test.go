@@ -1,7 +1,6 @@
 package importer
 
 import (
-	"archive/tar"
 	"bytes"
 	"context"
 	"crypto/sha256"
@@ -16,6 +15,7 @@ import (
 	"github.com/govisor/govisor/internal/diskimage"
 	"github.com/govisor/govisor/internal/diskimage/imagetest"
 	"github.com/govisor/govisor/internal/diskimage/ova"
+	"github.com/govisor/govisor/internal/diskimage/ova/ovatest"
 	"github.com/govisor/govisor/internal/diskimage/vmdk"
 	"github.com/govisor/govisor/internal/vmimport"
 )
@@ -95,25 +95,6 @@ const vmwareOVF = `<?xml version="1.0" encoding="UTF-8"?>
 </Envelope>
 `
 
-type tarFile struct {
-	name string
-	data []byte
-}
-
-func writeTar(t *testing.T, path string, files []tarFile) {
-	t.Helper()
-	var buf bytes.Buffer
-	tw := tar.NewWriter(&buf)
-	for _, f := range files {
-		tw.WriteHeader(&tar.Header{Name: f.name, Mode: 0o644, Size: int64(len(f.data)), Typeflag: tar.TypeReg})
-		tw.Write(f.data)
-	}
-	tw.Close()
-	if err := os.WriteFile(path, buf.Bytes(), 0o644); err != nil {
-		t.Fatal(err)
-	}
-}
-
 // buildVMwareOVA writes dir/web.ova as VMware exports one (descriptor,
 // manifest, then a streamOptimized VMDK made by govisor's writer, kept as
 // dir/src.vmdk) and returns its path and the disk's contents; corrupt
@@ -141,23 +122,8 @@ func buildVMwareOVA(t *testing.T, dir string, corrupt bool) (string, []byte) {
 		disk[len(disk)/2] ^= 1
 	}
 	p := filepath.Join(dir, "web.ova")
-	writeTar(t, p, []tarFile{{"web.ovf", ovfText}, {"web.mf", []byte(mf)}, {"web-disk1.vmdk", disk}})
+	ovatest.WriteTar(t, p, ovatest.Member{Name: "web.ovf", Data: ovfText}, ovatest.Member{Name: "web.mf", Data: []byte(mf)}, ovatest.Member{Name: "web-disk1.vmdk", Data: disk})
 	return p, want
-}
-
-// dirNames lists a folder: an import leaves its disks there and nothing
-// else (no unpacked members, no temporary images).
-func dirNames(t *testing.T, dir string) []string {
-	t.Helper()
-	ents, err := os.ReadDir(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var names []string
-	for _, e := range ents {
-		names = append(names, e.Name())
-	}
-	return names
 }
 
 // TestImportVMwareOVA imports an OVA as VMware writes it: the OVF's VM,
@@ -186,7 +152,7 @@ func TestImportVMwareOVA(t *testing.T) {
 	if info, err := diskimage.InfoOf(res.Disks[1], ""); err != nil || info.Format != "qcow2" || info.VirtualSize != mib {
 		t.Errorf("blank disk %+v, %v: want a 1 MiB qcow2", info, err)
 	}
-	if names := dirNames(t, out); len(names) != 2 {
+	if names := ovatest.Names(t, out); len(names) != 2 {
 		t.Errorf("the output folder holds %q, want the two disks only", names)
 	}
 }
@@ -213,27 +179,27 @@ func TestImportOVARejects(t *testing.T) {
 	}
 	const noDisk = `<Envelope><VirtualSystem id="x"><Name>x</Name></VirtualSystem></Envelope>`
 	for name, c := range map[string]struct {
-		files []tarFile
+		files []ovatest.Member
 		want  error // nil: any error
 	}{
-		"escape":       {[]tarFile{{"../evil.ovf", []byte(noDisk)}}, ova.ErrBadArchive},
-		"subdir":       {[]tarFile{{"a.ovf", []byte(noDisk)}, {"a/b.vmdk", []byte("x")}}, ova.ErrBadArchive},
-		"no ovf":       {[]tarFile{{"x.vmdk", []byte("x")}}, ova.ErrBadArchive},
-		"bad mf":       {[]tarFile{{"a.ovf", []byte(noDisk)}, {"a.mf", []byte("MD5(a.ovf)= 00")}}, ova.ErrBadArchive},
-		"missing mf":   {[]tarFile{{"a.ovf", []byte(noDisk)}, {"a.mf", []byte(fmt.Sprintf("SHA1(b.vmdk)= %040x", 0))}}, ova.ErrDigestMismatch},
-		"bad xml":      {[]tarFile{{"a.ovf", []byte("<Envelope")}}, vmimport.ErrBadConfig},
-		"no system":    {[]tarFile{{"a.ovf", []byte("<Envelope/>")}}, vmimport.ErrBadConfig},
-		"missing ref":  {[]tarFile{{"a.ovf", []byte(`<Envelope><References><File id="f" href="d.vmdk"/></References><DiskSection><Disk diskId="d" fileRef="f" capacity="1"/></DiskSection><VirtualSystem id="x"><VirtualHardwareSection><Item><ResourceType>17</ResourceType><HostResource>ovf:/disk/d</HostResource></Item></VirtualHardwareSection></VirtualSystem></Envelope>`)}}, nil},
-		"missing gzip": {[]tarFile{{"a.ovf", []byte(`<Envelope><References><File id="f" href="d.vmdk.gz" compression="gzip"/></References><DiskSection><Disk diskId="d" fileRef="f" capacity="1"/></DiskSection><VirtualSystem id="x"><VirtualHardwareSection><Item><ResourceType>17</ResourceType><HostResource>ovf:/disk/d</HostResource></Item></VirtualHardwareSection></VirtualSystem></Envelope>`)}}, nil},
+		"escape":       {[]ovatest.Member{{Name: "../evil.ovf", Data: []byte(noDisk)}}, ova.ErrBadArchive},
+		"subdir":       {[]ovatest.Member{{Name: "a.ovf", Data: []byte(noDisk)}, {Name: "a/b.vmdk", Data: []byte("x")}}, ova.ErrBadArchive},
+		"no ovf":       {[]ovatest.Member{{Name: "x.vmdk", Data: []byte("x")}}, ova.ErrBadArchive},
+		"bad mf":       {[]ovatest.Member{{Name: "a.ovf", Data: []byte(noDisk)}, {Name: "a.mf", Data: []byte("MD5(a.ovf)= 00")}}, ova.ErrBadArchive},
+		"missing mf":   {[]ovatest.Member{{Name: "a.ovf", Data: []byte(noDisk)}, {Name: "a.mf", Data: []byte(fmt.Sprintf("SHA1(b.vmdk)= %040x", 0))}}, ova.ErrDigestMismatch},
+		"bad xml":      {[]ovatest.Member{{Name: "a.ovf", Data: []byte("<Envelope")}}, vmimport.ErrBadConfig},
+		"no system":    {[]ovatest.Member{{Name: "a.ovf", Data: []byte("<Envelope/>")}}, vmimport.ErrBadConfig},
+		"missing ref":  {[]ovatest.Member{{Name: "a.ovf", Data: []byte(`<Envelope><References><File id="f" href="d.vmdk"/></References><DiskSection><Disk diskId="d" fileRef="f" capacity="1"/></DiskSection><VirtualSystem id="x"><VirtualHardwareSection><Item><ResourceType>17</ResourceType><HostResource>ovf:/disk/d</HostResource></Item></VirtualHardwareSection></VirtualSystem></Envelope>`)}}, nil},
+		"missing gzip": {[]ovatest.Member{{Name: "a.ovf", Data: []byte(`<Envelope><References><File id="f" href="d.vmdk.gz" compression="gzip"/></References><DiskSection><Disk diskId="d" fileRef="f" capacity="1"/></DiskSection><VirtualSystem id="x"><VirtualHardwareSection><Item><ResourceType>17</ResourceType><HostResource>ovf:/disk/d</HostResource></Item></VirtualHardwareSection></VirtualSystem></Envelope>`)}}, nil},
 	} {
 		op := filepath.Join(dir, "t.ova")
-		writeTar(t, op, c.files)
+		ovatest.WriteTar(t, op, c.files...)
 		_, err := Import(context.Background(), Options{Source: "ova", Path: op, OutDir: out})
 		if err == nil || (c.want != nil && !errors.Is(err, c.want)) {
 			t.Errorf("%s: %v, want %v", name, err, c.want)
 		}
 	}
-	if names := dirNames(t, out); len(names) != 0 {
+	if names := ovatest.Names(t, out); len(names) != 0 {
 		t.Errorf("failed imports left %q", names)
 	}
 }
@@ -253,7 +219,7 @@ func TestImportOVADelta(t *testing.T) {
 	imagetest.Run(t, qio, "-f", "vmdk", "-c", "write -P 0x41 0 3M", base)
 	imagetest.Run(t, q, "create", "-q", "-f", "vmdk", "-b", "base.vmdk", "-F", "vmdk", delta)
 	imagetest.Run(t, qio, "-f", "vmdk", "-c", "write -P 0x42 1M 128k", delta)
-	files := []tarFile{{"d.ovf", []byte(`<Envelope><References><File id="f" href="base.vmdk"/><File id="g" href="delta.vmdk"/></References>` +
+	files := []ovatest.Member{{Name: "d.ovf", Data: []byte(`<Envelope><References><File id="f" href="base.vmdk"/><File id="g" href="delta.vmdk"/></References>` +
 		`<DiskSection><Disk diskId="b" fileRef="f" capacity="3" capacityAllocationUnits="byte * 2^20"/><Disk diskId="d" fileRef="g" parentRef="b" capacity="3" capacityAllocationUnits="byte * 2^20"/></DiskSection>` +
 		`<VirtualSystem id="x"><VirtualHardwareSection><Item><ResourceType>17</ResourceType><HostResource>ovf:/disk/d</HostResource></Item></VirtualHardwareSection></VirtualSystem></Envelope>`)}}
 	for _, p := range []string{base, delta} {
@@ -261,10 +227,10 @@ func TestImportOVADelta(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		files = append(files, tarFile{filepath.Base(p), b})
+		files = append(files, ovatest.Member{Name: filepath.Base(p), Data: b})
 	}
 	p := filepath.Join(dir, "d.ova")
-	writeTar(t, p, files)
+	ovatest.WriteTar(t, p, files...)
 	res := importOK(t, Options{Source: "ova", Path: p, Format: "raw"})
 	want := bytes.Repeat([]byte{0x41}, 3*mib)
 	copy(want[mib:], bytes.Repeat([]byte{0x42}, 128<<10))
