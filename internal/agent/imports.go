@@ -40,7 +40,7 @@ func (ps *poolService) ImportVM(ctx context.Context, pool string, r api.ImportRe
 	case errors.Is(err, importer.ErrExists):
 		return api.ImportResult{}, errf(store.ErrExists, "%v", err)
 	case errors.Is(err, vmimport.ErrBadConfig), errors.Is(err, hyperv.ErrVMCX), errors.Is(err, os.ErrNotExist),
-		errors.Is(err, ova.ErrBadArchive), errors.Is(err, ova.ErrDigestMismatch), errors.Is(err, ova.ErrBadOVF),
+		errors.Is(err, ova.ErrBadArchive), errors.Is(err, ova.ErrDigestMismatch),
 		errors.Is(err, diskimage.ErrUnsupported), errors.Is(err, diskimage.ErrParent), errors.Is(err, diskimage.ErrUnknownFormat):
 		return api.ImportResult{}, fieldErr("path", err.Error())
 	default:

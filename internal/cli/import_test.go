@@ -2,6 +2,7 @@ package cli
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"os"
 	"path/filepath"
@@ -10,6 +11,8 @@ import (
 
 	"github.com/govisor/govisor/internal/diskimage"
 	"github.com/govisor/govisor/internal/kvm/kvmtest"
+	"github.com/govisor/govisor/internal/vmimport"
+	"github.com/govisor/govisor/internal/vmimport/exporter"
 	"github.com/govisor/govisor/internal/vmm/vmmconfig"
 )
 
@@ -83,6 +86,59 @@ usb.present = "TRUE"
 	}
 	if _, stderr, code := runGovisor(t, "import", "xen", "x"); code != exitInvalid || !strings.Contains(stderr, "use one of vmx") {
 		t.Errorf("unknown source: exit %d, %s", code, stderr)
+	}
+}
+
+// TestImageImportOVAAlias: the deprecated `govisor image import-ova` runs
+// `govisor import ova`: the same disks and run config, the same output,
+// and a deprecation notice on stderr naming the command to use.
+func TestImageImportOVAAlias(t *testing.T) {
+	dir := t.TempDir()
+	data := bytes.Repeat([]byte("appliance "), 200000)
+	raw := filepath.Join(dir, "app.raw")
+	os.WriteFile(raw, data, 0o644)
+	ova := filepath.Join(dir, "app.ova")
+	vm := &vmimport.VM{Name: "app", CPUs: 2, MemoryMiB: 128, Firmware: vmimport.FirmwareBIOS}
+	if err := exporter.Export(context.Background(), exporter.Options{VM: vm, Images: []string{raw}, Out: ova}); err != nil {
+		t.Fatal(err)
+	}
+	outputs := map[string]string{}
+	for _, args := range [][]string{{"import", "ova", ova}, {"image", "import-ova", ova}} {
+		out := filepath.Join(dir, args[0])
+		stdout, stderr, code := runGovisor(t, append(args, "-O", out, "-o", "json")...)
+		if code != 0 {
+			t.Fatalf("%s: exit %d\n%s%s", args[:2], code, stdout, stderr)
+		}
+		deprecated := strings.Contains(stderr, `"import-ova" is deprecated, use "govisor import ova`)
+		if deprecated != (args[0] == "image") {
+			t.Errorf("%s: stderr %q", args[:2], stderr)
+		}
+		outputs[args[0]] = strings.ReplaceAll(stdout, out, "OUT")
+		img, err := diskimage.Open(filepath.Join(out, "app-disk0.qcow2"), diskimage.OpenOptions{ReadOnly: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		b := make([]byte, len(data))
+		img.ReadAt(b, 0)
+		img.Close()
+		if !bytes.Equal(b, data) {
+			t.Errorf("%s: the imported disk differs from the exported one", args[:2])
+		}
+		if _, err := os.Stat(filepath.Join(out, "app.json")); err != nil {
+			t.Errorf("%s: no run config: %v", args[:2], err)
+		}
+	}
+	if outputs["import"] != outputs["image"] || !strings.Contains(outputs["image"], `"config": "OUT/app.json"`) {
+		t.Errorf("outputs differ:\nimport ova:\n%s\nimage import-ova:\n%s", outputs["import"], outputs["image"])
+	}
+	// The old command's --output DIR is now the output format, which
+	// refuses a folder before anything is converted.
+	out := filepath.Join(dir, "old")
+	if _, stderr, code := runGovisor(t, "image", "import-ova", ova, "--output", out); code != exitInvalid || !strings.Contains(stderr, "-O names the output folder") {
+		t.Errorf("--output DIR: exit %d, %s", code, stderr)
+	}
+	if _, err := os.Stat(out); !os.IsNotExist(err) {
+		t.Errorf("--output DIR made %s: %v", out, err)
 	}
 }
 

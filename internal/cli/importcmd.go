@@ -21,12 +21,48 @@ import (
 	"github.com/govisor/govisor/internal/vmimport/importer"
 )
 
+// importFlags are the flags of `govisor import`, which the deprecated
+// `govisor image import-ova` takes too.
+type importFlags struct {
+	api                        apiFlags
+	pool, name, format, outDir string
+	progress                   bool
+}
+
+func (f *importFlags) register(cmd *cobra.Command) {
+	f.api.register(cmd)
+	cmd.Flags().StringVar(&f.pool, "pool", "", "convert the disks into volumes of this storage pool, through the agent")
+	cmd.Flags().StringVar(&f.name, "name", "", "the VM's name, a DNS label (default: derived from the source's)")
+	cmd.Flags().StringVar(&f.format, "format", "", "format of the converted disks (default qcow2)")
+	cmd.Flags().StringVarP(&f.outDir, "output-dir", "O", "", "without --pool: the folder for the disks and the run config (default: the current folder)")
+	cmd.Flags().BoolVarP(&f.progress, "progress", "p", false, "show progress on stderr (the default on a terminal)")
+}
+
+// run imports the VM at path, of kind source (one of importer.Sources).
+func (f *importFlags) run(cmd *cobra.Command, source, path string) error {
+	if !slices.Contains(importer.Sources, source) {
+		return &ExitError{Code: exitInvalid, Err: fmt.Errorf("import: unknown source %q: use one of %s", source, strings.Join(importer.Sources, ", "))}
+	}
+	switch f.api.output {
+	case "table", "json", "yaml":
+	default:
+		// Checked before any disk converts: a local import prints only
+		// at the end.
+		return &ExitError{Code: exitInvalid, Err: fmt.Errorf("import: -o %q: use table, json or yaml (-O names the output folder)", f.api.output)}
+	}
+	if f.pool != "" {
+		if f.outDir != "" {
+			return &ExitError{Code: exitInvalid, Err: fmt.Errorf("import: -O and --pool exclude each other: the pool says where the disks go")}
+		}
+		return importRemote(cmd, &f.api, f.pool, api.ImportRequest{Source: source, Path: absPath(path), Name: f.name, Format: f.format}, f.progress)
+	}
+	return importLocal(cmd, &f.api, importer.Options{Source: source, Path: path, Name: f.name, Format: f.format, OutDir: f.outDir}, f.progress)
+}
+
 // newImportCmd builds `govisor import SOURCE PATH`: a VM of another
 // hypervisor becomes govisor disks and a VM definition.
 func newImportCmd() *cobra.Command {
-	f := &apiFlags{}
-	var pool, name, format, outDir string
-	var progress bool
+	f := &importFlags{}
 	cmd := &cobra.Command{
 		Use:   "import vmx|ova|ovf|vbox|hyperv PATH [--pool POOL] [--name NAME]",
 		Short: "Import a VMware, OVF/OVA, VirtualBox or Hyper-V VM: its disks converted, a definition, a report",
@@ -50,25 +86,10 @@ converts the disks into volumes of the pool and returns a VM definition.` + "\n"
   govisor import ova /tmp/appliance.ova --pool local --name app`,
 		Args: cobra.ExactArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			source, path := args[0], args[1]
-			if !slices.Contains(importer.Sources, source) {
-				return &ExitError{Code: exitInvalid, Err: fmt.Errorf("import: unknown source %q: use one of %s", source, strings.Join(importer.Sources, ", "))}
-			}
-			if pool != "" {
-				if outDir != "" {
-					return &ExitError{Code: exitInvalid, Err: fmt.Errorf("import: -O and --pool exclude each other: the pool says where the disks go")}
-				}
-				return importRemote(cmd, f, pool, api.ImportRequest{Source: source, Path: absPath(path), Name: name, Format: format}, progress)
-			}
-			return importLocal(cmd, f, importer.Options{Source: source, Path: path, Name: name, Format: format, OutDir: outDir}, progress)
+			return f.run(cmd, args[0], args[1])
 		},
 	}
 	f.register(cmd)
-	cmd.Flags().StringVar(&pool, "pool", "", "convert the disks into volumes of this storage pool, through the agent")
-	cmd.Flags().StringVar(&name, "name", "", "the VM's name, a DNS label (default: derived from the source's)")
-	cmd.Flags().StringVar(&format, "format", "", "format of the converted disks (default qcow2)")
-	cmd.Flags().StringVarP(&outDir, "output-dir", "O", "", "without --pool: the folder for the disks and the run config (default: the current folder)")
-	cmd.Flags().BoolVarP(&progress, "progress", "p", false, "show progress on stderr (the default on a terminal)")
 	return cmd
 }
 

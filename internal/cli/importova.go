@@ -1,45 +1,23 @@
 package cli
 
 import (
-	"encoding/json"
-	"fmt"
-	"os"
-	"path/filepath"
-
 	"github.com/spf13/cobra"
-
-	"github.com/govisor/govisor/internal/diskimage/ova"
 )
 
+// newImportOVACmd builds `govisor image import-ova FILE.ova`, the older
+// name of `govisor import ova`: it runs that command, flags and output
+// alike, and says it is deprecated (on stderr, as cobra does).
 func newImportOVACmd() *cobra.Command {
-	var outDir string
+	f := &importFlags{}
 	cmd := &cobra.Command{
-		Use:   "import-ova FILE.ova",
-		Short: "Unpack an OVA: its disks become qcow2, its OVF a govisor VM definition (JSON)",
-		Args:  cobra.ExactArgs(1),
+		Use:        "import-ova FILE.ova [-O DIR | --pool POOL] [--name NAME]",
+		Short:      `Import an OVA: the same as "govisor import ova FILE.ova"`,
+		Deprecated: `use "govisor import ova FILE.ova" (this runs it)`,
+		Args:       cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if outDir == "" {
-				outDir = "."
-			}
-			if err := os.MkdirAll(outDir, 0o755); err != nil {
-				return err
-			}
-			def, err := ova.Import(args[0], outDir)
-			if err != nil {
-				return err
-			}
-			b, err := json.MarshalIndent(def, "", "  ")
-			if err != nil {
-				return err
-			}
-			path := filepath.Join(outDir, def.Name+".json")
-			if err := os.WriteFile(path, append(b, '\n'), 0o644); err != nil {
-				return fmt.Errorf("write VM definition: %w", err)
-			}
-			fmt.Fprintf(cmd.OutOrStdout(), "%s\nVM definition written to %s\n", b, path)
-			return nil
+			return f.run(cmd, "ova", args[0])
 		},
 	}
-	cmd.Flags().StringVarP(&outDir, "output", "O", "", "folder for the qcow2 disks and the definition (default: current folder)")
+	f.register(cmd)
 	return cmd
 }

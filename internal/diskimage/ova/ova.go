@@ -1,8 +1,12 @@
+// Package ova unpacks an OVA (DMTF DSP0243 "Open Virtualization Format
+// Specification" section 5.3: a tar holding an OVF descriptor, an optional
+// manifest and the disks), checking the manifest digests. The descriptor
+// is read by vmimport/ovf and the disks converted by vmimport/importer
+// (`govisor import ova`).
 package ova
 
 import (
 	"archive/tar"
-	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -11,59 +15,25 @@ import (
 	"path/filepath"
 	"strings"
 
-	"github.com/govisor/govisor/internal/diskimage"
-	"github.com/govisor/govisor/internal/diskimage/convert"
-	"github.com/govisor/govisor/internal/diskimage/qcow2"
+	"github.com/govisor/govisor/internal/vmimport"
+)
 
-	// The disks of an OVA are VMDKs in practice, but any format the
-	// registry knows converts.
-	_ "github.com/govisor/govisor/internal/diskimage/vhd"
-	_ "github.com/govisor/govisor/internal/diskimage/vhdx"
-	_ "github.com/govisor/govisor/internal/diskimage/vmdk"
+// Sentinel errors of the ova package.
+var (
+	ErrBadArchive     = errors.New("ova: bad archive")
+	ErrDigestMismatch = errors.New("ova: manifest digest mismatch")
 )
 
 const maxManifestSize = 1 << 20
+
+// maxOVFSize caps the descriptor read into memory (real ones are tens of
+// KiB): what vmimport/ovf parses at most.
+const maxOVFSize = vmimport.MaxFileSize
 
 // member is a file unpacked from the archive.
 type member struct {
 	path   string // extracted copy, empty for the .ovf and .mf
 	hashes hashSet
-}
-
-// Import unpacks the OVA at ovaPath, checks its manifest, converts every
-// disk to qcow2 in outDir (named <vm>-disk<N>.qcow2) and returns the VM the
-// OVF describes with Disks set to the qcow2 paths.
-func Import(ovaPath, outDir string) (*VMDefinition, error) {
-	if err := os.MkdirAll(outDir, 0o755); err != nil {
-		return nil, fmt.Errorf("ova: %w", err)
-	}
-	pkg, err := Unpack(ovaPath, outDir)
-	if err != nil {
-		return nil, err
-	}
-	defer pkg.Remove()
-	d, err := parseOVF(pkg.OVF)
-	if err != nil {
-		return nil, fmt.Errorf("ova: %s: %w", ovaPath, err)
-	}
-	vm := d.VM
-	base := safeName(vm.Name)
-	for i, dk := range d.Disks {
-		out := filepath.Join(outDir, fmt.Sprintf("%s-disk%d.qcow2", base, i))
-		src := ""
-		if dk.File != "" {
-			p, ok := pkg.Files[path.Clean(dk.File)]
-			if !ok {
-				return nil, fmt.Errorf("ova: %s: disk %s names file %q, which the archive lacks", ovaPath, dk.ID, dk.File)
-			}
-			src = p
-		}
-		if err := convertDisk(src, out, dk.Capacity); err != nil {
-			return nil, fmt.Errorf("ova: %s: disk %s: %w", ovaPath, dk.ID, err)
-		}
-		vm.Disks = append(vm.Disks, out)
-	}
-	return &vm, nil
 }
 
 // Package is an unpacked OVA whose manifest digests matched.
@@ -74,9 +44,11 @@ type Package struct {
 	Files map[string]string
 }
 
-// Unpack extracts the OVA at ovaPath into dir (as hidden ".ova-" files),
+// Unpack extracts the OVA at ovaPath into dir, a folder of its own,
 // checks every digest its manifest lists, and returns the descriptor and
-// the extracted files; on error nothing is left behind.
+// the extracted files; on error nothing is left behind. Members keep their
+// names, so that a delta disk finds the parent it names next to it (a
+// VMDK's parentFileNameHint, a VHD's parent locator).
 func Unpack(ovaPath, dir string) (*Package, error) {
 	f, err := os.Open(ovaPath)
 	if err != nil {
@@ -110,11 +82,11 @@ func (p *Package) Remove() {
 }
 
 // unpack streams the tar once: the .ovf and .mf are kept in memory (their
-// sizes capped), every other regular file is extracted next to the output
+// sizes capped), every other regular file is extracted into dir
 // while its digests are computed. DSP0243 section 5.3 puts the descriptor
 // first and the manifest second, so usually only the digest the manifest
 // asks for is computed.
-func unpack(r io.Reader, outDir string, members map[string]*member) ([]byte, map[string]manifestEntry, error) {
+func unpack(r io.Reader, dir string, members map[string]*member) ([]byte, map[string]manifestEntry, error) {
 	tr := tar.NewReader(r)
 	var ovfText []byte
 	var manifest map[string]manifestEntry
@@ -158,7 +130,7 @@ func unpack(r io.Reader, outDir string, members map[string]*member) ([]byte, map
 		case ext == ".cert":
 			// Signature certificates are not verified; the manifest is.
 		default:
-			m.path = filepath.Join(outDir, ".ova-"+name)
+			m.path = filepath.Join(dir, name)
 			if err := extract(tr, m.path, m.hashes); err != nil {
 				return nil, nil, fmt.Errorf("extract %s: %w", name, err)
 			}
@@ -182,7 +154,9 @@ func readCapped(r io.Reader, limit int64) ([]byte, error) {
 }
 
 func extract(r io.Reader, dst string, hs hashSet) error {
-	f, err := os.OpenFile(dst, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
+	// Never over a file that is there: dir is the caller's alone, and a
+	// member appears once.
+	f, err := os.OpenFile(dst, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
 	if err != nil {
 		return err
 	}
@@ -209,47 +183,4 @@ func verify(manifest map[string]manifestEntry, members map[string]*member) error
 		}
 	}
 	return nil
-}
-
-// convertDisk writes src (any registered format; empty for a blank disk)
-// as a qcow2 image at out, of at least capacity bytes.
-func convertDisk(src, out string, capacity int64) error {
-	var in diskimage.Image
-	size := capacity
-	if src != "" {
-		var err error
-		if in, err = diskimage.Open(src, diskimage.OpenOptions{ReadOnly: true}); err != nil {
-			return err
-		}
-		defer in.Close()
-		size = max(size, in.VirtualSize())
-	}
-	dst, err := qcow2.Create(out, size, diskimage.CreateOptions{})
-	if err != nil {
-		return err
-	}
-	if in != nil {
-		if err := convert.Convert(context.Background(), in, dst, convert.Options{}); err != nil {
-			dst.Close()
-			return err
-		}
-	}
-	return dst.Close()
-}
-
-// safeName turns a VM name into a file name component.
-func safeName(s string) string {
-	var b strings.Builder
-	for _, r := range s {
-		switch {
-		case r >= 'a' && r <= 'z', r >= 'A' && r <= 'Z', r >= '0' && r <= '9', r == '-', r == '_', r == '.':
-			b.WriteRune(r)
-		default:
-			b.WriteByte('_')
-		}
-	}
-	if b.Len() == 0 || strings.Trim(b.String(), ".") == "" {
-		return "vm"
-	}
-	return b.String()
 }

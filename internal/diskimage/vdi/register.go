@@ -1,7 +1,6 @@
 package vdi
 
 import (
-	"fmt"
 	"syscall"
 
 	"github.com/govisor/govisor/internal/diskimage"
@@ -22,19 +21,8 @@ func init() {
 // dynamic|fixed as for vhd and vhdx, or QEMU's static=on|off.
 func parseOptions(opts diskimage.CreateOptions) (CreateOptions, error) {
 	var co CreateOptions
-	if opts.BackingFile != "" {
-		return co, fmt.Errorf("vdi: %w: backing files (differencing images)", diskimage.ErrUnsupported)
-	}
-	for k, v := range opts.Options {
-		switch {
-		case k == "subformat" && v == "fixed", k == "static" && (v == "on" || v == "true" || v == ""):
-			co.Fixed = true
-		case k == "subformat" && v == "dynamic", k == "static" && (v == "off" || v == "false"):
-		default:
-			return co, fmt.Errorf("vdi: %w: option %s=%s (want subformat=dynamic|fixed or static=on)", diskimage.ErrUnsupported, k, v)
-		}
-	}
-	return co, nil
+	err := diskimage.ApplyCreateOptions(FormatName, opts, diskimage.FixedOption(&co.Fixed), diskimage.SwitchOption("static", &co.Fixed))
+	return co, err
 }
 
 // Info describes the open image for `govisor image info`.

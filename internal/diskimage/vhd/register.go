@@ -1,8 +1,6 @@
 package vhd
 
 import (
-	"fmt"
-
 	"github.com/govisor/govisor/internal/diskimage"
 )
 
@@ -33,22 +31,8 @@ func ProbeTail(tail []byte) bool {
 // azure=on) onto CreateOptions.
 func parseOptions(opts diskimage.CreateOptions) (CreateOptions, error) {
 	var co CreateOptions
-	if opts.BackingFile != "" {
-		return co, fmt.Errorf("vhd: %w: backing files (differencing disks)", diskimage.ErrUnsupported)
-	}
-	for k, v := range opts.Options {
-		switch {
-		case k == "subformat" && v == "fixed":
-			co.Fixed = true
-		case k == "subformat" && v == "dynamic":
-		case k == "azure" && (v == "on" || v == "true" || v == ""):
-			co.AzureAlign = true
-		case k == "azure" && (v == "off" || v == "false"):
-		default:
-			return co, fmt.Errorf("vhd: %w: option %s=%s (want subformat=dynamic|fixed, azure=on)", diskimage.ErrUnsupported, k, v)
-		}
-	}
-	return co, nil
+	err := diskimage.ApplyCreateOptions(FormatName, opts, diskimage.FixedOption(&co.Fixed), diskimage.SwitchOption("azure", &co.AzureAlign))
+	return co, err
 }
 
 // Info describes the open image for `govisor image info`.

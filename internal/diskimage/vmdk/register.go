@@ -19,16 +19,13 @@ func init() {
 // CreateOptions.
 func parseOptions(opts diskimage.CreateOptions) (CreateOptions, error) {
 	var co CreateOptions
-	if opts.BackingFile != "" {
-		return co, fmt.Errorf("vmdk: %w: backing files", diskimage.ErrUnsupported)
-	}
-	for k, v := range opts.Options {
-		if k != "subformat" {
-			return co, fmt.Errorf("vmdk: %w: option %s (want subformat=monolithicSparse|streamOptimized)", diskimage.ErrUnsupported, k)
-		}
+	// Create checks the subformat: it names the ones it writes.
+	subformat := diskimage.CreateOption{Key: "subformat", Want: "subformat=monolithicSparse|streamOptimized", Set: func(v string) bool {
 		co.Subformat = v
-	}
-	return co, nil
+		return true
+	}}
+	err := diskimage.ApplyCreateOptions(FormatName, opts, subformat)
+	return co, err
 }
 
 // Info describes the open image for `govisor image info`.

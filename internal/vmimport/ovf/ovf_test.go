@@ -149,6 +149,8 @@ func FuzzParse(f *testing.F) {
 			f.Add(text)
 		}
 	}
+	// Memory in units that overflow an int64 of MiB.
+	f.Add([]byte(`<Envelope><VirtualSystem id="x"><VirtualHardwareSection><Item><ResourceType>4</ResourceType><VirtualQuantity>1</VirtualQuantity><AllocationUnits>byte * 2^62</AllocationUnits></Item></VirtualHardwareSection></VirtualSystem></Envelope>`))
 	f.Fuzz(func(t *testing.T, text []byte) {
 		vm, err := Parse(text)
 		if err != nil {
@@ -157,7 +159,7 @@ func FuzzParse(f *testing.F) {
 			}
 			return
 		}
-		if vm.CPUs < 1 || len(vm.Disks) > vmimport.MaxDisks || vm.Name == "" {
+		if vm.CPUs < 1 || vm.MemoryMiB < 0 || len(vm.Disks) > vmimport.MaxDisks || vm.Name == "" {
 			t.Fatalf("parsed VM breaks the limits: %+v", vm)
 		}
 		for _, d := range vm.Disks {
