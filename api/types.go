@@ -94,6 +94,11 @@ type VMSpec struct {
 	// "bios" (SeaBIOS) or "uefi" (OVMF, with the VM's UEFI variables kept
 	// in its folder), as a VM imported from another hypervisor needs.
 	Firmware string `json:"firmware,omitempty"`
+	// UUID is the machine's UUID, which a firmware guest reads through
+	// SMBIOS (/sys/class/dmi/id/product_uuid); the agent gives a VM a
+	// random one when it is created without, and keeps it when a
+	// definition replacing the VM's leaves it out.
+	UUID string `json:"uuid,omitempty"`
 	// Disks are virtio-blk disks, in order (vda, vdb, ...).
 	Disks []DiskSpec `json:"disks,omitempty"`
 	// RNG adds a virtio-rng device.

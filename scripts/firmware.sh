@@ -85,7 +85,7 @@ TIMEOUT 0
 LABEL linux
   KERNEL bzImage
   INITRD initrd.cpio
-  APPEND console=ttyS0 quiet rodata=off run="ls /sys/firmware/acpi/tables; nproc"
+  APPEND console=ttyS0 quiet rodata=off run="ls /sys/firmware/acpi/tables; nproc; cd /sys/class/dmi/id && echo DMI: $(cat sys_vendor product_name product_uuid)"
 CFG
   MTOOLS_SKIP_CHECK=1 mcopy -i "$part" "$OUT/bzImage" "$OUT/initrd.cpio" "$work/syslinux.cfg" ::/
   syslinux --install "$part"

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/google/uuid"
 	"github.com/govisor/govisor/api"
 	"github.com/govisor/govisor/internal/agent/service"
 	"github.com/govisor/govisor/internal/cluster/placement"
@@ -87,6 +88,13 @@ func normalizeDisksAt(s api.VMSpec, hostMiB uint64, disksHere bool) (api.VMSpec,
 		}
 	default:
 		return s, fieldErr("firmware", fmt.Sprintf("%q: use bios or uefi, or leave it out to boot kernel", s.Firmware))
+	}
+	if s.UUID != "" {
+		u, err := uuid.Parse(s.UUID)
+		if err != nil {
+			return s, fieldErr("uuid", fmt.Sprintf("%q is not a UUID: write 8-4-4-4-12 hex digits, or leave it out for a new one", s.UUID))
+		}
+		s.UUID = u.String()
 	}
 	if err := checkFile(s.Initrd, false); err != nil {
 		return s, fieldErr("initrd", err.Error())

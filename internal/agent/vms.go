@@ -11,6 +11,7 @@ import (
 	"reflect"
 	"time"
 
+	"github.com/google/uuid"
 	"github.com/govisor/govisor/api"
 	"github.com/govisor/govisor/internal/agent/service"
 	"github.com/govisor/govisor/internal/cluster/store"
@@ -54,6 +55,9 @@ func (vs *vmService) CreateVM(ctx context.Context, s api.VMSpec, opts service.Cr
 	if err != nil {
 		return api.VM{}, err
 	}
+	if s.UUID == "" {
+		s.UUID = uuid.NewString()
+	}
 	host := vs.host
 	if opts.Host != "" {
 		if host, err = vs.place.placeNew(ctx, s, opts.Host); err != nil {
@@ -96,6 +100,9 @@ func (vs *vmService) ApplyVM(ctx context.Context, name string, s api.VMSpec) (ap
 	}
 	result := service.Updated
 	d, err := vs.st.UpdateVM(ctx, name, func(d *store.Desired) error {
+		if s.UUID == "" {
+			s.UUID = d.Spec.UUID // the machine keeps its identity
+		}
 		if reflect.DeepEqual(d.Spec, s) {
 			result = service.Unchanged
 		}
@@ -103,6 +110,9 @@ func (vs *vmService) ApplyVM(ctx context.Context, name string, s api.VMSpec) (ap
 		return nil
 	})
 	if errors.Is(err, store.ErrNotFound) {
+		if s.UUID == "" {
+			s.UUID = uuid.NewString()
+		}
 		d = store.Desired{Spec: s, Power: api.PowerRunning, Host: vs.host}
 		err, result = vs.st.CreateVM(ctx, d), service.Created
 	}

@@ -16,12 +16,13 @@ import (
 func TestRunFirmwareBIOS(t *testing.T) {
 	bios, disk := kvmtest.SeaBIOS(t), kvmtest.SyslinuxDisk(t)
 	out, errOut, code := runGovisor(t, "run", "--firmware", "bios", "--firmware-image", bios,
-		"--disk", "path="+disk+",readonly", "--cpus", "2", "--memory", "256M", "-v")
+		"--disk", "path="+disk+",readonly", "--cpus", "2", "--memory", "256M", "-v", "--uuid", "6BA7B810-9DAD-11D1-80B4-00C04FD430C8")
 	if code != 0 {
 		t.Fatalf("exit %d; stdout:\n%s\nstderr:\n%s", code, out, errOut)
 	}
 	last := -1
-	for _, want := range []string{"SeaBIOS (version", "SYSLINUX", "GUEST-READY", "GUEST-DONE"} {
+	// --uuid reaches the guest through SMBIOS (its DMI line, in lower case).
+	for _, want := range []string{"SeaBIOS (version", "SYSLINUX", "GUEST-READY", "DMI: govisor govisor VM 6ba7b810-9dad-11d1-80b4-00c04fd430c8", "GUEST-DONE"} {
 		i := strings.Index(out[last+1:], want)
 		if i < 0 {
 			t.Fatalf("console lacks %q after the previous marker:\n%s\nstderr:\n%s", want, out, errOut)

@@ -23,6 +23,7 @@ type runOptions struct {
 	kernel, initrd, cmdline string
 	firmware, firmwareImage string
 	firmwareVars            string
+	uuid                    string
 	cpus                    int
 	memory                  string
 	boot                    string
@@ -64,7 +65,7 @@ guest unless --on-reboot=exit.
 
 --config FILE takes the whole VM from a JSON file instead of flags (the host
 agent starts its VMMs so, as Firecracker's --config-file): its fields are the
-flags' (kernel, firmware, firmwareImage, firmwareVars, initrd, cmdline, cpus, memoryMiB, boot, guestDecompress,
+flags' (kernel, firmware, firmwareImage, firmwareVars, uuid, initrd, cmdline, cpus, memoryMiB, boot, guestDecompress,
 onReboot, cpuTemplate, debugExit, verbose, disks[] {path, readOnly, direct,
 format, serial, queues}, rng, nets[] {tap, mac}, vsock {cid, uds}, balloon,
 apiSock, consoleSock, restore, incoming, tls {cert, key, ca}, fenceTTLMS, fenceDeadlineMonoNS,
@@ -94,6 +95,7 @@ func (o *runOptions) addFlags(f *pflag.FlagSet) {
 	f.StringVar(&o.firmware, "firmware", "", "boot the first disk's own boot loader through firmware instead of --kernel: bios (SeaBIOS) or uefi (OVMF)")
 	f.StringVar(&o.firmwareImage, "firmware-image", "", "with --firmware: the firmware image (default: bios-256k.bin or OVMF_CODE_4M.fd from $GOVISOR_FIRMWARE_DIR, else /usr/share/seabios or /usr/share/OVMF)")
 	f.StringVar(&o.firmwareVars, "firmware-vars", "", "with --firmware uefi: the VM's UEFI variable file, made from OVMF_VARS_4M.fd if missing (default: a scratch copy, gone at exit)")
+	f.StringVar(&o.uuid, "uuid", "", "with --firmware: the machine's UUID, which the guest reads from firmware's SMBIOS tables (default: none)")
 	f.StringVar(&o.initrd, "initrd", "", "initial ramdisk (cpio, optionally compressed)")
 	f.StringVar(&o.cmdline, "cmdline", "console=ttyS0", "kernel command line")
 	f.IntVar(&o.cpus, "cpus", 1, fmt.Sprintf("number of vCPUs (1-%d)", vm.MaxCPUs))
@@ -139,7 +141,7 @@ func ParseMemoryMiB(s string) (uint64, error) {
 
 // runFlagNames names config fields as govisor run's flags, for messages.
 var runFlagNames = map[string]string{
-	"kernel": "--kernel", "firmware": "--firmware", "firmwareImage": "--firmware-image", "firmwareVars": "--firmware-vars", "initrd": "--initrd", "cmdline": "--cmdline", "cpus": "--cpus", "memoryMiB": "--memory",
+	"kernel": "--kernel", "firmware": "--firmware", "firmwareImage": "--firmware-image", "firmwareVars": "--firmware-vars", "uuid": "--uuid", "initrd": "--initrd", "cmdline": "--cmdline", "cpus": "--cpus", "memoryMiB": "--memory",
 	"boot": "--boot", "guestDecompress": "--guest-decompress", "onReboot": "--on-reboot", "cpuTemplate": "--cpu-template", "cpuFeatures": "--cpu-features",
 	"debugExit": "--debug-exit", "verbose": "--verbose", "rng": "--rng", "balloon": "--balloon",
 	"apiSock": "--api-sock", "consoleSock": "--console-sock", "restore": "--restore", "incoming": "--incoming",
@@ -184,7 +186,7 @@ func (o *runOptions) vmmConfig(flags *pflag.FlagSet) (vmmconfig.Config, vmmconfi
 	}
 	var err error
 	cfg := vmmconfig.Config{
-		Kernel: o.kernel, Firmware: o.firmware, FirmwareImage: o.firmwareImage, FirmwareVars: o.firmwareVars, Initrd: o.initrd, Cmdline: o.cmdline, Boot: o.boot, GuestDecompress: o.guestDecompress,
+		Kernel: o.kernel, Firmware: o.firmware, FirmwareImage: o.firmwareImage, FirmwareVars: o.firmwareVars, UUID: o.uuid, Initrd: o.initrd, Cmdline: o.cmdline, Boot: o.boot, GuestDecompress: o.guestDecompress,
 		OnReboot: o.onReboot, CPUTemplate: o.template, CPUFeatures: o.cpuFeatures, DebugExit: o.debugExit, Verbose: o.verbose,
 		RNG: o.rng, Balloon: o.balloon, APISock: o.apiSock, ConsoleSock: o.consoleSock, Restore: o.restore, Incoming: o.incoming,
 		FenceTTLMS: int(o.fenceTTL / time.Millisecond), FenceDeadlineMonoNS: o.fenceDeadline, LeaseOwner: o.leaseOwner, Seccomp: o.seccomp,

@@ -175,6 +175,9 @@ func VMMConfig(s api.VMSpec) (vmmconfig.Config, error) {
 	if s.Firmware == api.FirmwareUEFI {
 		c.FirmwareVars = UEFIVarsFile
 	}
+	if s.Firmware != "" {
+		c.UUID = s.UUID // a kernel booted directly reads no SMBIOS
+	}
 	return c, nil
 }
 

@@ -166,7 +166,7 @@ func (m *Machine) setupFirmware() error {
 	}
 	dev := fwcfg.New(m.mem)
 	if err := qemufw.Fill(dev, qemufw.Config{
-		CPUs: m.cfg.CPUs, RAM: ram, BootOrder: order, SerialPort: uart8250.COM1Base, ACPI: acfg,
+		CPUs: m.cfg.CPUs, RAM: ram, BootOrder: order, SerialPort: uart8250.COM1Base, ACPI: acfg, UUID: m.cfg.UUID,
 	}); err != nil {
 		return fmt.Errorf("vm: firmware configuration: %w", err)
 	}

@@ -125,6 +125,10 @@ func bootDisk(t *testing.T) string {
 	return p
 }
 
+// testUUID is the machine UUID the firmware tests give, as SMBIOS carries
+// it to the guest (6ba7b810-9dad-11d1-80b4-00c04fd430c8).
+var testUUID = [16]byte{0x6b, 0xa7, 0xb8, 0x10, 0x9d, 0xad, 0x11, 0xd1, 0x80, 0xb4, 0x00, 0xc0, 0x4f, 0xd4, 0x30, 0xc8}
+
 // bootFirmware boots disk through SeaBIOS and returns the console, the
 // firmware's debug log and how the machine stopped.
 func bootFirmware(t *testing.T, cpus int, memMiB uint64, disk string, limit time.Duration) (console, log string, ex Exit) {
@@ -136,7 +140,7 @@ func bootFirmware(t *testing.T, cpus int, memMiB uint64, disk string, limit time
 	var out, fwlog syncBuffer
 	m, err := New(Config{
 		CPUs: cpus, MemoryMiB: memMiB, Firmware: bios, Console: &out, FirmwareLog: &fwlog,
-		Disks: []Disk{{Path: disk, ReadOnly: true}},
+		Disks: []Disk{{Path: disk, ReadOnly: true}}, UUID: testUUID,
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -195,7 +199,8 @@ func TestSeaBIOSBootsDisk(t *testing.T) {
 // partitioned disk (scripts/firmware.sh) loads the test kernel and
 // initramfs with the BIOS's disk service; Linux finds the ACPI tables
 // SeaBIOS installed from the table loader, brings up the second vCPU
-// SeaBIOS left parked, and powers off through ACPI.
+// SeaBIOS left parked, reads the machine's SMBIOS tables, and powers off
+// through ACPI.
 func TestSeaBIOSBootsSyslinux(t *testing.T) {
 	disk := kvmtest.SyslinuxDisk(t)
 	console, log, _ := bootFirmware(t, 2, 256, disk, 5*time.Minute)
@@ -207,6 +212,11 @@ func TestSeaBIOSBootsSyslinux(t *testing.T) {
 	}
 	if !regexp.MustCompile(`(?m)^2\r?$`).MatchString(console) {
 		t.Errorf("the guest's nproc did not print 2")
+	}
+	// The SMBIOS tables govisor gave over fw_cfg, as SeaBIOS installed
+	// them and Linux read them (DMI): vendor, product and the UUID.
+	if want := "DMI: govisor govisor VM 6ba7b810-9dad-11d1-80b4-00c04fd430c8"; !strings.Contains(console, want) {
+		t.Errorf("the guest's DMI lacks %q", want)
 	}
 }
 

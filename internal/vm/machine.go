@@ -81,6 +81,9 @@ type Config struct {
 	// FirmwareVars it is OVMF's code (OVMF_CODE_4M.fd).
 	Firmware    []byte
 	FirmwareLog io.Writer // the firmware's debug log (port 0x402); nil: off
+	// UUID is the machine's, which firmware reports (SMBIOS, FW_CFG_UUID),
+	// in RFC 4122 byte order; zero: none.
+	UUID [16]byte
 	// FirmwareVars makes the boot UEFI: OVMF's variable store, a file
 	// opened read-write (a copy of OVMF_VARS_4M.fd made for the VM), which
 	// the guest sees as flash below the code and whose writes land in the

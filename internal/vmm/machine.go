@@ -5,6 +5,7 @@ import (
 	"os"
 	"path/filepath"
 
+	"github.com/google/uuid"
 	"github.com/govisor/govisor/internal/vm"
 	"github.com/govisor/govisor/internal/vmm/vmmconfig"
 )
@@ -33,6 +34,13 @@ func machineConfig(c vmmconfig.Config, names vmmconfig.Names) (vm.Config, error)
 		}
 		if mc.Firmware, err = os.ReadFile(path); err != nil {
 			return mc, fmt.Errorf("%s %s: %w", names.Name("firmware"), c.Firmware, err)
+		}
+		if c.UUID != "" {
+			u, err := uuid.Parse(c.UUID)
+			if err != nil {
+				return mc, fmt.Errorf("%s %q: %w", names.Name("uuid"), c.UUID, err)
+			}
+			mc.UUID = u
 		}
 		if c.Firmware == vmmconfig.FirmwareUEFI {
 			if mc.FirmwareVars, err = uefiVars(c.FirmwareVars, path); err != nil {

@@ -1,6 +1,7 @@
 // Package qemufw fills a fw_cfg device with the items QEMU gives x86
 // firmware (SeaBIOS, OVMF): the memory map, the vCPU count, the boot order,
-// the serial console and govisor's ACPI tables through the table loader.
+// the serial console, the SMBIOS tables and govisor's ACPI tables through
+// the table loader.
 //
 // Items and their formats: QEMU's hw/i386/fw_cfg.c, hw/i386/pc.c (e820,
 // "etc/e820" of struct e820_entry), hw/nvram/fw_cfg.c (bootorder),
@@ -14,6 +15,7 @@ import (
 	"strings"
 
 	"github.com/govisor/govisor/internal/firmware/fwcfg"
+	"github.com/govisor/govisor/internal/firmware/smbios"
 	"github.com/govisor/govisor/internal/firmware/tableloader"
 	"github.com/govisor/govisor/internal/x86/acpi"
 )
@@ -54,6 +56,9 @@ type Config struct {
 	SerialPort uint16
 	// ACPI describes the tables to install.
 	ACPI acpi.Config
+	// UUID is the machine's (RFC 4122 byte order; zero for none), given
+	// as FW_CFG_UUID and in the SMBIOS system information.
+	UUID [16]byte
 }
 
 // PCIPath is the Open Firmware path SeaBIOS gives the function in slot of
@@ -114,7 +119,31 @@ func Fill(dev *fwcfg.Device, cfg Config) error {
 			return err
 		}
 	}
+	if err := add(fwcfg.KeyUUID, cfg.UUID[:]); err != nil {
+		return err
+	}
+	if err := addSMBIOS(file, cfg); err != nil {
+		return err
+	}
 	return addACPI(dev, cfg.ACPI)
+}
+
+// addSMBIOS adds the SMBIOS tables (package smbios) for cfg's machine.
+func addSMBIOS(file func(string, []byte) error, cfg Config) error {
+	var ram []smbios.MemRange
+	for _, r := range cfg.RAM {
+		if r.Type == E820RAM {
+			ram = append(ram, smbios.MemRange{Start: r.Start, Size: r.Size})
+		}
+	}
+	t, err := smbios.Build(smbios.Config{UUID: cfg.UUID, CPUs: cfg.CPUs, RAM: ram})
+	if err != nil {
+		return fmt.Errorf("qemufw: %w", err)
+	}
+	if err := file(smbios.FileTables, t.Structures); err != nil {
+		return err
+	}
+	return file(smbios.FileAnchor, t.Anchor)
 }
 
 // addACPI adds the tables, the RSDP and the loader commands that place the

@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/govisor/govisor/internal/firmware/fwcfg"
+	"github.com/govisor/govisor/internal/firmware/smbios"
 	"github.com/govisor/govisor/internal/firmware/tableloader"
 	"github.com/govisor/govisor/internal/x86/acpi"
 )
@@ -84,7 +85,7 @@ func TestACPIThroughLoader(t *testing.T) {
 			acfg := acpi.DefaultConfig(cpus)
 			acfg.HotplugSlots = 0b1100
 			d := fwcfg.New(nil)
-			if err := Fill(d, Config{CPUs: cpus, ACPI: acfg}); err != nil {
+			if err := Fill(d, Config{CPUs: cpus, ACPI: acfg, RAM: []MemRange{{0, 256 << 20, E820RAM}}}); err != nil {
 				t.Fatal(err)
 			}
 			fs := files(d)
@@ -111,11 +112,18 @@ func TestItems(t *testing.T) {
 		BootOrder:  []string{PCIPath(1), PCIPath(10)},
 		SerialPort: 0x3F8,
 		ACPI:       acpi.DefaultConfig(2),
+		UUID:       [16]byte{1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16},
 	}
 	if err := Fill(d, cfg); err != nil {
 		t.Fatal(err)
 	}
 	fs := files(d)
+	// SMBIOS describes the RAM ranges of the e820 map.
+	want, err := smbios.Build(smbios.Config{UUID: cfg.UUID, CPUs: 2,
+		RAM: []smbios.MemRange{{Start: 0, Size: 0xC0000000}, {Start: 1 << 32, Size: 1 << 30}}})
+	if err != nil {
+		t.Fatal(err)
+	}
 	e820 := make([]byte, 0, 40)
 	for _, r := range cfg.RAM {
 		e820 = binary.LittleEndian.AppendUint64(e820, r.Start)
@@ -133,6 +141,9 @@ func TestItems(t *testing.T) {
 		{"e820", fs[FileE820], e820},
 		{"bootorder", fs[FileBootOrder], []byte("/pci@i0cf8/*@1\n/pci@i0cf8/*@a\x00")},
 		{"sercon", fs[FileSerconPort], []byte{0xF8, 0x03}},
+		{"UUID", readItem(d, fwcfg.KeyUUID, 16), cfg.UUID[:]},
+		{"SMBIOS", fs[smbios.FileTables], want.Structures},
+		{"SMBIOS anchor", fs[smbios.FileAnchor], want.Anchor},
 	}
 	for _, tc := range tests {
 		if !bytes.Equal(tc.got, tc.want) {

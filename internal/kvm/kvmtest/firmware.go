@@ -12,7 +12,7 @@ func SeaBIOS(t testing.TB) string { return firmwareFile(t, "bios-256k.bin") }
 
 // SyslinuxDisk returns the path of the BIOS-bootable test disk that
 // scripts/firmware.sh builds: SYSLINUX booting the test guest with
-// run="ls /sys/firmware/acpi/tables; nproc". It takes a Linux boot slot.
+// run="ls /sys/firmware/acpi/tables; nproc; ...DMI: VENDOR PRODUCT UUID". It takes a Linux boot slot.
 func SyslinuxDisk(t testing.TB) string {
 	t.Helper()
 	p := firmwareFile(t, "syslinux.img")

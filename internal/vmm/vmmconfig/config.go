@@ -38,6 +38,11 @@ type Config struct {
 	// firmware's variables persist in it. Empty: a scratch copy that
 	// lasts until the VMM exits.
 	FirmwareVars string `json:"firmwareVars,omitempty"`
+	// UUID is the machine's UUID, which firmware reports to the guest
+	// (SMBIOS system information, as dmidecode and
+	// /sys/class/dmi/id/product_uuid show it), 8-4-4-4-12 hex digits.
+	// Firmware boots only; empty: none (all zeros).
+	UUID string `json:"uuid,omitempty"`
 	// Initrd is an initial ramdisk (cpio, optionally compressed).
 	Initrd string `json:"initrd,omitempty"`
 	// Cmdline is the kernel command line (DefaultCmdline when a config

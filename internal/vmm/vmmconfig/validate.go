@@ -6,6 +6,7 @@ import (
 	"net"
 	"strings"
 
+	"github.com/google/uuid"
 	"github.com/govisor/govisor/internal/vmlimits"
 )
 
@@ -62,6 +63,14 @@ func (c *Config) ValidateNamed(names Names) error {
 	}
 	if c.FirmwareVars != "" && c.Firmware != FirmwareUEFI {
 		return bad("firmwareVars", "%s needs %s uefi: only UEFI firmware keeps variables", n("firmwareVars"), n("firmware"))
+	}
+	if c.UUID != "" {
+		if c.Firmware == "" {
+			return bad("uuid", "%s needs %s bios or uefi: the UUID reaches the guest through firmware's SMBIOS tables", n("uuid"), n("firmware"))
+		}
+		if _, err := uuid.Parse(c.UUID); err != nil {
+			return bad("uuid", "%s %q is not a UUID: write 8-4-4-4-12 hex digits, e.g. 6ba7b810-9dad-11d1-80b4-00c04fd430c8", n("uuid"), c.UUID)
+		}
 	}
 	if c.Kernel == "" && c.Firmware == "" && c.Restore == "" && c.Incoming == "" {
 		return bad("kernel", "%s is required: the path of a bzImage or vmlinux (or %s DIR, or %s HOST:PORT)",
