@@ -65,7 +65,7 @@ func TestStuckLabIsReported(t *testing.T) {
 	}
 	select {
 	case why := <-watchConsole(h, 8*time.Second):
-		if !strings.Contains(why, "no console output") {
+		if !strings.Contains(why, "no heartbeat") {
 			t.Errorf("stuck report %q", why)
 		}
 	case <-time.After(time.Minute):

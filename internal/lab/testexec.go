@@ -258,12 +258,20 @@ func readResult(console string) result {
 	return r
 }
 
-// watchConsole reports on the returned channel when the console log has
-// not grown for stall while QEMU runs.
+// lifeSign starts each line the lab host's /init writes to the console
+// (LAB-INIT, LAB-KVM..., LAB-HEARTBEAT every 5 s).
+const lifeSign = "LAB-"
+
+// watchConsole reports on the returned channel when the lab host's
+// console has shown no line of its /init (the heartbeat comes every 5 s)
+// for stall. Other console output does not count: a lab kernel whose
+// vCPUs are stuck still prints "soft lockup" warnings every ~30 s, which
+// kept a frozen lab host looking alive until the caller's own limit.
 func watchConsole(h *Host, stall time.Duration) <-chan string {
 	ch := make(chan string, 1)
 	go func() {
-		var size int64 = -1
+		var off int64
+		var tail []byte // the previous read's end, for a marker split across reads
 		last := time.Now()
 		t := time.NewTicker(2 * time.Second)
 		defer t.Stop()
@@ -273,17 +281,34 @@ func watchConsole(h *Host, stall time.Duration) <-chan string {
 				return
 			case <-t.C:
 			}
-			if fi, err := os.Stat(h.Console); err == nil && fi.Size() != size {
-				size, last = fi.Size(), time.Now()
-				continue
+			if b, err := readFrom(h.Console, off); err == nil && len(b) > 0 {
+				off += int64(len(b))
+				b = append(tail, b...)
+				if bytes.Contains(b, []byte(lifeSign)) {
+					last = time.Now()
+				}
+				tail = bytes.Clone(b[max(0, len(b)-len(lifeSign)+1):])
 			}
 			if time.Since(last) > stall {
-				ch <- fmt.Sprintf("no console output (heartbeat every 5 s) for %v", time.Since(last).Round(time.Second))
+				ch <- fmt.Sprintf("no heartbeat on the console (every 5 s) for %v", time.Since(last).Round(time.Second))
 				return
 			}
 		}
 	}()
 	return ch
+}
+
+// readFrom returns the bytes of the file at path from offset off on.
+func readFrom(path string, off int64) ([]byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	if _, err := f.Seek(off, io.SeekStart); err != nil {
+		return nil, err
+	}
+	return io.ReadAll(f)
 }
 
 // diagnose says what a lab host was doing: its last console lines and,
