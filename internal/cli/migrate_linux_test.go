@@ -147,6 +147,9 @@ func TestLinuxMigrationKeepsTCP(t *testing.T) {
 		"nc 169.254.77.1 7000; echo NC-ENDED"
 	vmm := func(name string, args ...string) (*exec.Cmd, chan string) {
 		cmd := exec.Command("ip", append([]string{"netns", "exec", ns, bin, "run"}, args...)...)
+		// A migrated source writes vmmapi.MigratedFile where it runs:
+		// the test's folder, not the package's source folder.
+		cmd.Dir = dir
 		done := make(chan string, 1)
 		go func() {
 			con, stderr, err := followConsole(t, cmd, nil)
