@@ -100,9 +100,11 @@ func TestDebianBIOSBoot(t *testing.T) {
 	bios, base := kvmtest.SeaBIOS(t), kvmtest.DebianDisk(t, "bios")
 	disk := debianOverlay(t, base)
 	out := bootDebian(t, []string{"SeaBIOS (version", "Booting `Debian GNU/Linux 12"},
-		[]exchange{debianCommand, {"systemd-analyze | sed 's/^/ANALYZE: /'; echo ANALYZED-$((6*7))\n", "ANALYZED-42"}},
+		[]exchange{debianCommand, {"systemd-analyze | sed 's/^/ANALYZE: /'; echo ANALYZED-$((6*7))\n", "ANALYZED-42"},
+			// Debian's kernel reads the SMBIOS tables: the machine's UUID.
+			{"cat /sys/class/dmi/id/product_uuid\n", "0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0"}},
 		"run", "--firmware", "bios", "--firmware-image", bios, "--disk", "path="+disk,
-		"--cpus", "1", "--memory", "512M")
+		"--cpus", "1", "--memory", "512M", "--uuid", "0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0")
 	// systemd's own account of the boot: kernel (with the initramfs) and
 	// user space, for whoever finds the boot slow.
 	if i := strings.LastIndex(out, "ANALYZE: Startup finished"); i >= 0 {
