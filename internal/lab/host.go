@@ -162,7 +162,12 @@ func Start(cfg HostConfig) (*Host, error) {
 	// mitigations=off: a disposable lab host needs no speculation
 	// defences, and their code (SRSO return thunks, on every stack of the
 	// lab kernel's scheduler panics) is exotic work for TCG.
-	cmdline := append([]string{"console=ttyS0", "panic=-1", "loglevel=4", "nokaslr", "mitigations=off", "lab.name=" + cfg.Name}, cfg.Cmdline...)
+	// no_timer_check: the kernel's boot-time check that the PIT's
+	// interrupts reach the IO-APIC counts ticks over a busy-wait, which a
+	// TCG vCPU on a loaded machine can miss: one lab host of a CI run
+	// panicked so ("IO-APIC + timer doesn't work!"); virtual machines'
+	// kernels commonly skip it.
+	cmdline := append([]string{"console=ttyS0", "panic=-1", "loglevel=4", "nokaslr", "mitigations=off", "no_timer_check", "lab.name=" + cfg.Name}, cfg.Cmdline...)
 	args := []string{
 		"-name", "govisor-lab-" + cfg.Name,
 		"-accel", cfg.Accel.Accel, "-cpu", cfg.Accel.CPU,
