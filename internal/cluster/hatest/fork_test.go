@@ -80,7 +80,12 @@ disks:
 				via = h
 			}
 		}
-		fencedBefore := c.fencedCount(from, name)
+		fencedBefore, downAtCut := c.fencedCount(from, name)
+		if downAtCut {
+			// Its latest VMM had stopped itself already (a starved lab
+			// host): no copy runs there, so no new fence is due.
+			fencedBefore = -1
+		}
 		t0 := time.Now()
 		if err := c.st.Partition(from, true); err != nil {
 			t.Fatal(err)
@@ -127,9 +132,18 @@ disks:
 // fencedCount counts the ways VM name's VMMs on host stopped themselves,
 // in its VMM log: fenced (watchdog or lost disk lease), or refused at
 // start by the disk lease another host's copy holds.
-func (c *cluster) fencedCount(host, name string) int {
+// It also reports whether the latest VMM start there has already stopped
+// itself.
+func (c *cluster) fencedCount(host, name string) (int, bool) {
 	log, _ := c.run(host, "cat", "/var/lib/govisor/vms/"+name+"/vmm.log")
-	return stoppedItself(log)
+	return stoppedItself(log), lastStartStopped(log)
+}
+
+// lastStartStopped reports whether the latest VMM start in log stopped
+// itself.
+func lastStartStopped(log string) bool {
+	i := strings.LastIndex(log, "agent starts the VMM")
+	return i >= 0 && stoppedItself(log[i:]) > 0
 }
 
 func stoppedItself(log string) int {

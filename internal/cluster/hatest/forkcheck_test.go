@@ -25,3 +25,19 @@ func TestCheckNoFork(t *testing.T) {
 		}
 	}
 }
+
+func TestLastStartStopped(t *testing.T) {
+	for _, tc := range []struct {
+		log  string
+		want bool
+	}{
+		{"", false},
+		{"--- T: agent starts the VMM\ngovisor: fenced: x\n--- T: agent starts the VMM\n", false},
+		{"--- T: agent starts the VMM\ngovisor: fenced: x\n", true},
+		{"--- T: agent starts the VMM\nfoo is in use by VM bar\n", true},
+	} {
+		if got := lastStartStopped(tc.log); got != tc.want {
+			t.Errorf("lastStartStopped(%q) = %v", tc.log, got)
+		}
+	}
+}
