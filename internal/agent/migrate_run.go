@@ -233,24 +233,48 @@ func (g *migrator) conclude(f *flight, err error) {
 		f.peer.CancelIncoming(ctx, f.m.VM)
 		cancel()
 	}
-	ctx, cancel := shortCtx()
-	defer cancel()
-	if cur, gerr := a.st.GetMigration(ctx, f.m.VM); gerr == nil && cur.Created.Equal(f.m.Created) {
-		f.m.Rev, f.m.CancelRequested = cur.Rev, cur.CancelRequested
-	}
-	f.m.Phase, f.m.Error = store.MigrationFailed, err.Error()
-	if f.m.CancelRequested {
-		f.m.Phase = store.MigrationCancelled
-	}
 	if f.p != nil {
 		f.p.EndMigration(false)
 		f.ms.State, f.ms.Error = api.MigrationFailed, err.Error()
 		a.setMigration(f.m.VM, f.p.PID, f.ms)
 	}
-	if _, serr := g.save(ctx, f.m, nil); serr != nil {
-		a.log.Warn("record the failed migration", "vm", f.m.VM, "err", serr)
-	}
 	a.log.Warn("migration failed; the VM keeps running here", "vm", f.m.VM, "to", f.m.Destination, "err", err)
+	g.recordFailure(f, err)
+}
+
+// recordFailure ends migration f's record failed (or cancelled), retried
+// until etcd takes it: a record left live pins its VM for every
+// controller (a host's evacuation waited for ever on one whose write was
+// lost while the etcd leader died).
+func (g *migrator) recordFailure(f *flight, why error) {
+	a := g.a
+	for {
+		ctx, cancel := shortCtx()
+		m := f.m
+		cur, err := a.st.GetMigration(ctx, m.VM)
+		if err == nil {
+			if cur.Phase.Final() || !cur.Created.Equal(m.Created) {
+				cancel()
+				return // ended or replaced by someone else
+			}
+			m.Rev, m.CancelRequested = cur.Rev, cur.CancelRequested
+			m.Phase, m.Error = store.MigrationFailed, why.Error()
+			if m.CancelRequested {
+				m.Phase = store.MigrationCancelled
+			}
+			_, err = g.save(ctx, m, nil)
+		}
+		cancel()
+		if err == nil || errors.Is(err, store.ErrNotFound) || errors.Is(err, store.ErrConflict) {
+			return
+		}
+		a.log.Warn("record the failed migration; retrying", "vm", f.m.VM, "err", err)
+		select {
+		case <-a.ctx.Done():
+			return // the next agent ends it from the record (resume)
+		case <-time.After(time.Second):
+		}
+	}
 }
 
 // finish ends a migration whose guest now runs on the destination: the

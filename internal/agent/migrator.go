@@ -26,6 +26,12 @@ type migrator struct {
 
 func newMigrator(a *Agent) *migrator { return &migrator{a: a, active: map[string]bool{}} }
 
+// migrationResync is how often the migrator lists every record again
+// besides following the watch: level-triggered, a record whose last
+// event it missed or whose goroutine ended without ending it is taken up
+// again (start skips those a goroutine carries out).
+const migrationResync = 30 * time.Second
+
 // loop lists the migration records and then follows them with a watch,
 // handing each to handle, until the agent stops.
 func (g *migrator) loop() {
@@ -37,14 +43,22 @@ func (g *migrator) loop() {
 			for _, m := range ms {
 				g.handle(m)
 			}
-			for m := range g.a.st.WatchMigrations(ctx, g.a.cfg.HostName, rev) {
-				g.handle(m)
-			}
+			g.watch(ctx, rev)
 		}
 		select {
 		case <-ctx.Done():
 		case <-time.After(time.Second):
 		}
+	}
+}
+
+// watch hands the watched migration records from rev to handle until
+// the watch ends or the next resync is due.
+func (g *migrator) watch(ctx context.Context, rev int64) {
+	wctx, cancel := context.WithTimeout(ctx, migrationResync)
+	defer cancel()
+	for m := range g.a.st.WatchMigrations(wctx, g.a.cfg.HostName, rev) {
+		g.handle(m)
 	}
 }
 
