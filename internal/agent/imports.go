@@ -48,7 +48,7 @@ func (ps *poolService) ImportVM(ctx context.Context, pool string, r api.ImportRe
 	}
 	vm := res.VM
 	out := api.ImportResult{Firmware: vm.Firmware, Mapped: vm.Mapped, Dropped: vm.Dropped, Volumes: []api.Volume{},
-		Spec: api.VMSpec{Name: vm.Name, CPUs: vm.CPUs}}
+		Spec: api.VMSpec{Name: vm.Name, CPUs: vm.CPUs, UUID: vm.UUID}}
 	if vm.MemoryMiB > 0 {
 		out.Spec.Memory = fmt.Sprintf("%dM", vm.MemoryMiB)
 	}

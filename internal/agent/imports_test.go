@@ -30,7 +30,7 @@ func TestImportVM(t *testing.T) {
 	raw := filepath.Join(dir, "src.raw")
 	os.WriteFile(raw, data, 0o644)
 	ovaPath := filepath.Join(dir, "app.ova")
-	vm := &vmimport.VM{Name: "App Server", CPUs: 2, MemoryMiB: 96, Firmware: vmimport.FirmwareBIOS,
+	vm := &vmimport.VM{Name: "App Server", CPUs: 2, MemoryMiB: 96, Firmware: vmimport.FirmwareBIOS, UUID: "0c3e5a1f-7b2d-4e69-a8c4-5f1e2d3c4b5a",
 		NICs: []vmimport.NIC{{MAC: "52:54:00:01:02:03", Network: "VM Network"}}}
 	if err := exporter.Export(ctx, exporter.Options{VM: vm, Images: []string{raw}, Out: ovaPath}); err != nil {
 		t.Fatal(err)
@@ -41,7 +41,7 @@ func TestImportVM(t *testing.T) {
 		t.Fatal(err)
 	}
 	if res.Spec.Name != "app-server" || res.Spec.CPUs != 2 || res.Spec.Memory != "96M" || res.Firmware != "bios" || res.Spec.Firmware != api.FirmwareBIOS ||
-		len(res.Spec.NICs) != 1 || res.Spec.NICs[0].MAC != "52:54:00:01:02:03" {
+		len(res.Spec.NICs) != 1 || res.Spec.NICs[0].MAC != "52:54:00:01:02:03" || res.Spec.UUID != vm.UUID {
 		t.Errorf("result %+v", res)
 	}
 	if len(res.Volumes) != 1 || res.Volumes[0].Name != "app-server-disk0.qcow2" || res.Volumes[0].Format != "qcow2" ||
@@ -66,8 +66,10 @@ func TestImportVM(t *testing.T) {
 	// for its NICs: this test defines no network.
 	s := res.Spec
 	s.NICs = nil
-	if _, err := ta.cli.CreateVM(ctx, s, false); err != nil {
+	if v, err := ta.cli.CreateVM(ctx, s, false); err != nil {
 		t.Fatalf("define the imported VM: %v", err)
+	} else if v.Spec.UUID != vm.UUID {
+		t.Errorf("the defined VM's UUID is %q, want the source's %q", v.Spec.UUID, vm.UUID)
 	}
 
 	apiErrors(t, []apiErrorCase{

@@ -94,7 +94,7 @@ func exportSource(cmd *cobra.Command, f *apiFlags, arg string) (*vmimport.VM, []
 			return nil, nil, err
 		}
 		name := strings.TrimSuffix(filepath.Base(arg), filepath.Ext(arg))
-		vm := &vmimport.VM{Name: name, CPUs: max(cfg.CPUs, 1), MemoryMiB: int64(cfg.MemoryMiB), Firmware: cfg.Firmware}
+		vm := &vmimport.VM{Name: name, CPUs: max(cfg.CPUs, 1), MemoryMiB: int64(cfg.MemoryMiB), Firmware: cfg.Firmware, UUID: cfg.UUID}
 		if vm.Firmware == "" {
 			vm.Firmware = vmimport.FirmwareBIOS
 		}
@@ -121,7 +121,7 @@ func exportSource(cmd *cobra.Command, f *apiFlags, arg string) (*vmimport.VM, []
 		return nil, nil, &ExitError{Code: exitInvalid, Err: fmt.Errorf("export: VM %s is %s: stop it first (its disks must not change while they are read)", arg, v.Status.State)}
 	}
 	s := v.Spec
-	vm := &vmimport.VM{Name: s.Name, CPUs: max(s.CPUs, 1), Firmware: vmimport.FirmwareBIOS}
+	vm := &vmimport.VM{Name: s.Name, CPUs: max(s.CPUs, 1), Firmware: vmimport.FirmwareBIOS, UUID: s.UUID}
 	if s.Memory != "" {
 		mib, err := api.ParseMemoryMiB(s.Memory)
 		if err != nil {

@@ -31,6 +31,8 @@ func TestImportVMXCLI(t *testing.T) {
 		t.Fatal(err)
 	}
 	os.WriteFile(filepath.Join(dir, "web.vmx"), []byte(`displayName = "web"
+virtualHW.version = "11"
+uuid.bios = "56 4d a6 d2 17 06 63 43-dc 2d 99 59 b5 33 a7 b3"
 numvcpus = "2"
 memsize = "192"
 scsi0:0.present = "TRUE"
@@ -48,7 +50,7 @@ usb.present = "TRUE"
 	if code != 0 {
 		t.Fatalf("exit %d: %s%s", code, stdout, stderr)
 	}
-	for _, want := range []string{"VM web: 2 CPUs, 192 MiB, firmware bios", "dropped: ide1:0: cdrom-image", "dropped: USB controller", "mac=00:50:56:01:02:03", "govisor run --config " + filepath.Join(out, "web.json")} {
+	for _, want := range []string{"VM web: 2 CPUs, 192 MiB, firmware bios", "mapped:  uuid.bios (virtual hardware 11: SMBIOS 2.4) -> SMBIOS UUID 564da6d2-1706-6343-dc2d-9959b533a7b3", "dropped: ide1:0: cdrom-image", "dropped: USB controller", "mac=00:50:56:01:02:03", "govisor run --config " + filepath.Join(out, "web.json")} {
 		if !strings.Contains(stdout, want) {
 			t.Errorf("output lacks %q:\n%s", want, stdout)
 		}
@@ -61,7 +63,7 @@ usb.present = "TRUE"
 	if err != nil {
 		t.Fatalf("the run config is refused: %v\n%s", err, cfgText)
 	}
-	if cfg.Firmware != "bios" || cfg.CPUs != 2 || cfg.MemoryMiB != 192 || len(cfg.Disks) != 1 {
+	if cfg.Firmware != "bios" || cfg.CPUs != 2 || cfg.MemoryMiB != 192 || len(cfg.Disks) != 1 || cfg.UUID != "564da6d2-1706-6343-dc2d-9959b533a7b3" {
 		t.Errorf("run config %+v", cfg)
 	}
 	got, err := diskimage.Open(cfg.Disks[0].Path, diskimage.OpenOptions{ReadOnly: true})
@@ -81,7 +83,7 @@ usb.present = "TRUE"
 	}
 	stdout, stderr, code = runGovisor(t, "import", "vmx", filepath.Join(dir, "web.vmx"), "-O", out, "--name", "web2", "-o", "json")
 	var res localImport
-	if err := json.Unmarshal([]byte(stdout), &res); code != 0 || err != nil || res.Name != "web2" || len(res.NICs) != 1 {
+	if err := json.Unmarshal([]byte(stdout), &res); code != 0 || err != nil || res.Name != "web2" || len(res.NICs) != 1 || res.UUID != cfg.UUID {
 		t.Errorf("json: exit %d, %v, %+v\n%s", code, err, res, stderr)
 	}
 	if _, stderr, code := runGovisor(t, "import", "xen", "x"); code != exitInvalid || !strings.Contains(stderr, "use one of vmx") {
@@ -142,6 +144,32 @@ func TestImageImportOVAAlias(t *testing.T) {
 	}
 }
 
+// TestExportImportKeepsUUID: `govisor export ova` of a run config writes
+// its UUID into the OVA and `govisor import ova` gives it back, in the
+// report and in the run config it writes.
+func TestExportImportKeepsUUID(t *testing.T) {
+	dir := t.TempDir()
+	raw := filepath.Join(dir, "d.raw")
+	os.WriteFile(raw, bytes.Repeat([]byte("uuid"), 1<<18), 0o644)
+	const uuid = "6ba7b810-9dad-11d1-80b4-00c04fd430c8"
+	src := filepath.Join(dir, "keep.json")
+	os.WriteFile(src, []byte(`{"firmware": "bios", "uuid": "`+uuid+`", "disks": [{"path": "`+raw+`"}]}`), 0o644)
+	ova := filepath.Join(dir, "keep.ova")
+	if out, errOut, code := runGovisor(t, "export", "ova", src, "-o", ova); code != 0 {
+		t.Fatalf("export: exit %d\n%s%s", code, out, errOut)
+	}
+	out := filepath.Join(dir, "imported")
+	stdout, stderr, code := runGovisor(t, "import", "ova", ova, "-O", out, "-o", "json")
+	var res localImport
+	if err := json.Unmarshal([]byte(stdout), &res); code != 0 || err != nil || res.UUID != uuid {
+		t.Fatalf("import: exit %d, %v, %+v\n%s", code, err, res, stderr)
+	}
+	cfg, err := vmmconfig.Load(filepath.Join(out, "keep.json"))
+	if err != nil || cfg.UUID != uuid {
+		t.Errorf("run config: %+v, %v", cfg, err)
+	}
+}
+
 // TestImportOVABootsBIOS exports the SYSLINUX test disk as an OVA with
 // `govisor export ova`, imports it back with `govisor import ova`, and
 // boots the imported VM through SeaBIOS from the run config the import
@@ -188,7 +216,7 @@ func TestImportThroughAgent(t *testing.T) {
 	}
 	img.WriteAt(bytes.Repeat([]byte("x"), 1<<20), 0)
 	img.Close()
-	os.WriteFile(filepath.Join(dir, "app.vmx"), []byte("displayName = \"app\"\nnumvcpus = \"3\"\nsata0:0.present = \"TRUE\"\nsata0:0.fileName = \"app.vmdk\"\nsound.present = \"TRUE\"\n"), 0o644)
+	os.WriteFile(filepath.Join(dir, "app.vmx"), []byte("displayName = \"app\"\nvirtualHW.version = \"14\"\nuuid.bios = \"42 1f 24 5c 7f a8 60 fa-6a f6 a4 63 51 ce d0 eb\"\nnumvcpus = \"3\"\nsata0:0.present = \"TRUE\"\nsata0:0.fileName = \"app.vmdk\"\nsound.present = \"TRUE\"\n"), 0o644)
 	runCases(t, sock, []cliCase{
 		{[]string{"pool", "create", "local", "--path", filepath.Join(dir, "images")}, 0, "created"},
 		{[]string{"import", "vmx", filepath.Join(dir, "app.vmx"), "--pool", "local", "-p"}, 0, "volume:  app-disk0.qcow2 (qcow2, 8.0 MiB)"},
@@ -199,7 +227,8 @@ func TestImportThroughAgent(t *testing.T) {
 	out, errOut, code := runGovisor(t, "import", "vmx", filepath.Join(dir, "app.vmx"), "--pool", "local", "--name", "app2", "-o", "json", "--socket", sock)
 	var res struct {
 		Spec struct {
-			CPUs  int `json:"cpus"`
+			UUID  string `json:"uuid"`
+			CPUs  int    `json:"cpus"`
 			Disks []struct {
 				Pool, Volume string
 			} `json:"disks"`
@@ -207,7 +236,7 @@ func TestImportThroughAgent(t *testing.T) {
 		Dropped []string `json:"dropped"`
 	}
 	if code != 0 || json.Unmarshal([]byte(out), &res) != nil || res.Spec.CPUs != 3 || len(res.Spec.Disks) != 1 ||
-		res.Spec.Disks[0].Volume != "app2-disk0.qcow2" || len(res.Dropped) != 1 {
+		res.Spec.Disks[0].Volume != "app2-disk0.qcow2" || len(res.Dropped) != 1 || res.Spec.UUID != "5c241f42-a87f-fa60-6af6-a46351ced0eb" {
 		t.Errorf("import -o json: exit %d, %+v\n%s%s", code, res, out, errOut)
 	}
 }

@@ -184,6 +184,7 @@ type localImport struct {
 	CPUs      int            `json:"cpus"`
 	MemoryMiB int64          `json:"memoryMiB"`
 	Firmware  string         `json:"firmware"`
+	UUID      string         `json:"uuid,omitempty"`
 	Disks     []string       `json:"disks"`
 	NICs      []vmimport.NIC `json:"nics,omitempty"`
 	Config    string         `json:"config"`
@@ -192,7 +193,7 @@ type localImport struct {
 }
 
 func localResult(vm *vmimport.VM, disks []string, cfg string) localImport {
-	return localImport{Name: vm.Name, CPUs: vm.CPUs, MemoryMiB: vm.MemoryMiB, Firmware: vm.Firmware, Disks: disks, NICs: vm.NICs,
+	return localImport{Name: vm.Name, CPUs: vm.CPUs, MemoryMiB: vm.MemoryMiB, Firmware: vm.Firmware, UUID: vm.UUID, Disks: disks, NICs: vm.NICs,
 		Config: cfg, Mapped: vm.Mapped, Dropped: vm.Dropped}
 }
 
@@ -207,8 +208,10 @@ func writeRunConfig(path string, vm *vmimport.VM, disks []string) error {
 		Vars      string `json:"firmwareVars,omitempty"`
 		CPUs      int    `json:"cpus,omitempty"`
 		MemoryMiB int64  `json:"memoryMiB,omitempty"`
-		Disks     []disk `json:"disks"`
-	}{Firmware: vm.Firmware, CPUs: vm.CPUs, MemoryMiB: vm.MemoryMiB}
+		// The source's SMBIOS UUID (the config's firmware carries it).
+		UUID  string `json:"uuid,omitempty"`
+		Disks []disk `json:"disks"`
+	}{Firmware: vm.Firmware, CPUs: vm.CPUs, MemoryMiB: vm.MemoryMiB, UUID: vm.UUID}
 	if vm.Firmware == vmimport.FirmwareUEFI {
 		// The VM's UEFI variables, made on its first run beside the config.
 		cfg.Vars = strings.TrimSuffix(path, ".json") + ".vars.fd"

@@ -43,6 +43,10 @@ type VM struct {
 	// OS is the guest operating system as the source names it (OVF's
 	// osType, "ubuntu64Guest"), for the user; empty when it says none.
 	OS string
+	// UUID is the SMBIOS system UUID the VM keeps from its source, as
+	// its guest read it there (8-4-4-4-12 hex digits, see SMBIOSUUID);
+	// empty when the source has none, and the VM gets a new one.
+	UUID string
 	// Disks are the hard disks in boot order (the first one boots).
 	Disks []Disk
 	NICs  []NIC
@@ -100,6 +104,9 @@ func (vm *VM) Check() error {
 		return fmt.Errorf("%w: %d disks (at most %d)", ErrBadConfig, len(vm.Disks), MaxDisks)
 	case len(vm.NICs) > MaxNICs:
 		return fmt.Errorf("%w: %d NICs (at most %d)", ErrBadConfig, len(vm.NICs), MaxNICs)
+	}
+	if _, ok := ParseUUID(vm.UUID); vm.UUID != "" && !ok {
+		return fmt.Errorf("%w: UUID %q", ErrBadConfig, clip(vm.UUID))
 	}
 	for _, d := range vm.Disks {
 		if len(d.Chain) > MaxChain {

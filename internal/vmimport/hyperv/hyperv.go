@@ -16,6 +16,7 @@
 //	                                         a ChannelInstanceGuid is synthetic SCSI, else IDE
 //	.../<nic>/Connection/AltSwitchName       a network adapter on that virtual switch;
 //	.../<nic>/address                        its MAC (12 hex digits)
+//	settings/bios/bios_guid                  the BIOS GUID, the SMBIOS system UUID (see biosGUID)
 package hyperv
 
 import (
@@ -150,6 +151,7 @@ func Parse(text []byte) (*vmimport.VM, error) {
 	if strings.EqualFold(cfg.path("secure_boot_enabled").value(), "true") || strings.EqualFold(cfg.path("settings", "secure_boot_enabled").value(), "true") {
 		vm.Dropped = append(vm.Dropped, "UEFI secure boot")
 	}
+	biosGUID(cfg, vm)
 	if err := walk(cfg, vm); err != nil {
 		return nil, err
 	}

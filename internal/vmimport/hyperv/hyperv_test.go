@@ -42,6 +42,12 @@ func TestParseSample(t *testing.T) {
 	if !reflect.DeepEqual(vm.Disks, wantDisks) {
 		t.Errorf("disks %+v", vm.Disks)
 	}
+	// Generation 1: its BIOS reports SMBIOS before 2.6, so Linux read the
+	// BIOS GUID with its first three fields swapped; properties/global_id
+	// (the VM's ID) is not the UUID.
+	if vm.UUID != "142b0a6f-3d8c-5f4e-9a1b-2c3d4e5f6071" {
+		t.Errorf("UUID %q", vm.UUID)
+	}
 	wantNICs := []vmimport.NIC{{Source: "Network Adapter", MAC: "00:15:5d:01:02:0a", Model: "hyper-v synthetic", Network: "External LAN"}}
 	if !reflect.DeepEqual(vm.NICs, wantNICs) {
 		t.Errorf("NICs %+v", vm.NICs)
@@ -79,8 +85,38 @@ func TestParse(t *testing.T) {
 	}
 }
 
+// TestParseUUID checks the UUID each generation keeps.
+func TestParseUUID(t *testing.T) {
+	conf := func(subtype, bios string) string {
+		return `<configuration><properties><name>a</name><subtype>` + subtype + `</subtype><global_id>9B1E3C5D-2F4A-4B6C-8D7E-0F1A2B3C4D5E</global_id></properties><settings>` + bios + `</settings></configuration>`
+	}
+	const guid = `<bios><bios_guid type="string">{6F0A2B14-8C3D-4E5F-9A1B-2C3D4E5F6071}</bios_guid></bios>`
+	cases := []struct {
+		name, text, want string
+		dropped          bool
+	}{
+		{"generation 1", conf("0", guid), "142b0a6f-3d8c-5f4e-9a1b-2c3d4e5f6071", false},
+		{"generation 2", conf("1", guid), "6f0a2b14-8c3d-4e5f-9a1b-2c3d4e5f6071", false},
+		{"no braces", conf("1", `<bios><bios_guid>6f0a2b14-8c3d-4e5f-9a1b-2c3d4e5f6071</bios_guid></bios>`), "6f0a2b14-8c3d-4e5f-9a1b-2c3d4e5f6071", false},
+		{"none", conf("1", ""), "", false},
+		{"empty", conf("1", `<bios><bios_guid type="string"></bios_guid></bios>`), "", false},
+		{"bad", conf("1", `<bios><bios_guid type="string">{6F0A2B14}</bios_guid></bios>`), "", true},
+	}
+	for _, c := range cases {
+		vm, err := Parse([]byte(c.text))
+		if err != nil {
+			t.Errorf("%s: %v", c.name, err)
+			continue
+		}
+		if vm.UUID != c.want || (len(vm.Dropped) == 1) != c.dropped {
+			t.Errorf("%s: UUID %q, dropped %q; want %q", c.name, vm.UUID, vm.Dropped, c.want)
+		}
+	}
+}
+
 func FuzzParse(f *testing.F) {
 	f.Add(sample(f))
+	f.Add([]byte(`<configuration><properties><name>a</name><subtype>1</subtype></properties><settings><bios><bios_guid>{00000000-0000-0000-0000-000000000000}</bios_guid></bios></settings></configuration>`))
 	f.Fuzz(func(t *testing.T, text []byte) {
 		vm, err := Parse(text)
 		if err != nil {
@@ -91,6 +127,9 @@ func FuzzParse(f *testing.F) {
 		}
 		if vm.Name == "" || vm.CPUs < 1 || len(vm.Disks) > vmimport.MaxDisks {
 			t.Fatalf("parsed VM breaks the limits: %+v", vm)
+		}
+		if _, ok := vmimport.ParseUUID(vm.UUID); vm.UUID != "" && !ok {
+			t.Fatalf("UUID %q", vm.UUID)
 		}
 	})
 }

@@ -163,11 +163,11 @@ func TestImportHyperV(t *testing.T) {
 	makeImage(t, filepath.Join(export, "Virtual Hard Disks", "web.vhdx"), "vhdx", data, nil)
 	os.WriteFile(filepath.Join(export, "Virtual Machines", "9B1E3C5D.xml"), []byte(`<?xml version="1.0"?>
 <configuration><properties><name type="string">web</name><subtype type="integer">1</subtype></properties>
-<settings><processors><count type="integer">3</count></processors><memory><bank><size type="integer">768</size></bank></memory></settings>
+<settings><bios><bios_guid type="string">{6F0A2B14-8C3D-4E5F-9A1B-2C3D4E5F6071}</bios_guid></bios><processors><count type="integer">3</count></processors><memory><bank><size type="integer">768</size></bank></memory></settings>
 <_s_><ChannelInstanceGuid>{x}</ChannelInstanceGuid><controller0><drive0><pathname type="string">D:\VMs\web\Virtual Hard Disks\web.vhdx</pathname><type type="string">VHD</type></drive0></controller0></_s_>
 </configuration>`), 0o644)
 	res := importOK(t, Options{Source: "hyperv", Path: export})
-	if res.VM.CPUs != 3 || res.VM.MemoryMiB != 768 || res.VM.Firmware != vmimport.FirmwareUEFI || !bytes.Equal(readImage(t, res.Disks[0]), data) {
+	if res.VM.CPUs != 3 || res.VM.MemoryMiB != 768 || res.VM.Firmware != vmimport.FirmwareUEFI || res.VM.UUID != "6f0a2b14-8c3d-4e5f-9a1b-2c3d4e5f6071" || !bytes.Equal(readImage(t, res.Disks[0]), data) {
 		t.Errorf("VM %+v or its disk differs", res.VM)
 	}
 
@@ -186,7 +186,7 @@ func TestExportImportRoundTrip(t *testing.T) {
 	d0, d1 := pattern(6*mib+4096, 4), pattern(2*mib, 5)
 	makeImage(t, filepath.Join(dir, "a.qcow2"), "qcow2", d0, nil)
 	makeImage(t, filepath.Join(dir, "b.raw"), "raw", d1, nil)
-	vm := &vmimport.VM{Name: "rt", CPUs: 2, MemoryMiB: 384, Firmware: vmimport.FirmwareUEFI,
+	vm := &vmimport.VM{Name: "rt", CPUs: 2, MemoryMiB: 384, Firmware: vmimport.FirmwareUEFI, UUID: "0c3e5a1f-7b2d-4e69-a8c4-5f1e2d3c4b5a",
 		NICs: []vmimport.NIC{{MAC: "52:54:00:aa:bb:cc", Network: "lan"}}}
 	ovaPath := filepath.Join(dir, "rt.ova")
 	if err := exporter.Export(context.Background(), exporter.Options{VM: vm, Images: []string{filepath.Join(dir, "a.qcow2"), filepath.Join(dir, "b.raw")}, Out: ovaPath}); err != nil {
@@ -195,7 +195,7 @@ func TestExportImportRoundTrip(t *testing.T) {
 	out := t.TempDir()
 	res := importOK(t, Options{Source: "ova", Path: ovaPath, OutDir: out})
 	got := res.VM
-	if got.Name != "rt" || got.CPUs != 2 || got.MemoryMiB != 384 || got.Firmware != vmimport.FirmwareUEFI ||
+	if got.Name != "rt" || got.CPUs != 2 || got.MemoryMiB != 384 || got.Firmware != vmimport.FirmwareUEFI || got.UUID != vm.UUID ||
 		!reflect.DeepEqual(got.NICs, []vmimport.NIC{{Source: "Network adapter 1", MAC: "52:54:00:aa:bb:cc", Model: "e1000", Network: "lan"}}) {
 		t.Errorf("VM came back as %+v", got)
 	}

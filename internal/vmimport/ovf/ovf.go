@@ -65,13 +65,31 @@ type envelope struct {
 			Description string `xml:"Description"`
 		} `xml:"OperatingSystemSection"`
 		Hardware []struct {
+			// VirtualSystemType names the virtual hardware
+			// ("vmx-13", or a list "vmx-10 vmx-13").
+			Type  string `xml:"System>VirtualSystemType"`
 			Items []item `xml:",any"`
 		} `xml:"VirtualHardwareSection"`
 		// VirtualBox writes its whole machine config in vbox:Machine.
-		VBoxFirmware struct {
-			Type string `xml:"type,attr"`
-		} `xml:"Machine>Hardware>Firmware"`
+		VBox vboxMachine `xml:"Machine"`
 	} `xml:"VirtualSystem"`
+}
+
+// vboxMachine is the part of VirtualBox's vbox:Machine govisor reads: the
+// settings file's Machine element (see package vbox).
+type vboxMachine struct {
+	UUID     string `xml:"uuid,attr"`
+	OSType   string `xml:"OSType,attr"`
+	Hardware struct {
+		UUID     string `xml:"uuid,attr"`
+		Firmware struct {
+			Type string `xml:"type,attr"`
+		} `xml:"Firmware"`
+	} `xml:"Hardware"`
+	ExtraData []struct {
+		Name  string `xml:"name,attr"`
+		Value string `xml:"value,attr"`
+	} `xml:"ExtraData>ExtraDataItem"`
 }
 
 // item is a hardware item (Item, EthernetPortItem, StorageItem) or a
@@ -168,7 +186,10 @@ func Parse(text []byte) (*vmimport.VM, error) {
 	if vm.OS == "" {
 		vm.OS = vs.OS.Description
 	}
-	if strings.EqualFold(vs.VBoxFirmware.Type, "efi") || strings.HasPrefix(strings.ToLower(vs.VBoxFirmware.Type), "efi") {
+	if vm.OS == "" {
+		vm.OS = vs.VBox.OSType
+	}
+	if strings.HasPrefix(strings.ToLower(vs.VBox.Hardware.Firmware.Type), "efi") {
 		vm.Firmware = vmimport.FirmwareUEFI
 	}
 	files := map[string]string{}
@@ -216,6 +237,7 @@ func Parse(text []byte) (*vmimport.VM, error) {
 	if vm.Name == "" {
 		return nil, fmt.Errorf("%w: no VirtualSystem", vmimport.ErrBadConfig)
 	}
+	systemUUID(vm, &env)
 	if err := vm.Check(); err != nil {
 		return nil, err
 	}

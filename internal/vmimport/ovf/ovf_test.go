@@ -49,6 +49,11 @@ func TestParseSamples(t *testing.T) {
 	}
 	for _, c := range cases {
 		vm := parseFile(t, c.file)
+		// vmx-13: the guest read vmw:Config uuid swapped; VirtualBox's
+		// machine UUID reads as written.
+		if want := map[string]string{"testdata/vmware.ovf": "82502c42-30d3-0ecc-c38c-a86cd7c15879", "testdata/vbox.ovf": "9f6e0b3c-5d55-4c2e-8a9d-1c1c2b3a4d5e"}[c.file]; vm.UUID != want {
+			t.Errorf("%s: UUID %q, want %q", c.file, vm.UUID, want)
+		}
 		if wantOS := map[string]string{"testdata/vmware.ovf": "debian10_64Guest"}[c.file]; vm.OS != wantOS {
 			t.Errorf("%s: OS %q, want %q", c.file, vm.OS, wantOS)
 		}
@@ -94,14 +99,14 @@ func TestParseErrors(t *testing.T) {
 
 // TestMarshalRoundTrip writes a descriptor and reads it back.
 func TestMarshalRoundTrip(t *testing.T) {
-	vm := &vmimport.VM{Name: `a<b>&"c"`, CPUs: 3, MemoryMiB: 768, Firmware: vmimport.FirmwareUEFI,
+	vm := &vmimport.VM{Name: `a<b>&"c"`, CPUs: 3, MemoryMiB: 768, Firmware: vmimport.FirmwareUEFI, UUID: "6ba7b810-9dad-11d1-80b4-00c04fd430c8",
 		NICs: []vmimport.NIC{{MAC: "52:54:00:12:34:56", Network: "lan"}, {}}}
 	text := Marshal(vm, []FileDisk{{Href: "x-disk1.vmdk", Size: 4096, Capacity: 1 << 30}, {Href: "x-disk2.vmdk", Size: 512, Capacity: 1 << 20}})
 	got, err := Parse(text)
 	if err != nil {
 		t.Fatalf("%v\n%s", err, text)
 	}
-	if got.Name != vm.Name || got.CPUs != 3 || got.MemoryMiB != 768 || got.Firmware != vmimport.FirmwareUEFI {
+	if got.Name != vm.Name || got.CPUs != 3 || got.MemoryMiB != 768 || got.Firmware != vmimport.FirmwareUEFI || got.UUID != vm.UUID {
 		t.Errorf("got %+v", got)
 	}
 	wantDisks := []vmimport.Disk{
@@ -117,9 +122,62 @@ func TestMarshalRoundTrip(t *testing.T) {
 	if !strings.Contains(string(text), StreamOptimizedFormat) {
 		t.Error("the disks are not declared streamOptimized")
 	}
-	vm.Firmware = vmimport.FirmwareBIOS
-	if got, _ := Parse(Marshal(vm, nil)); got == nil || got.Firmware != vmimport.FirmwareBIOS {
-		t.Errorf("BIOS did not round-trip: %+v", got)
+	vm.Firmware, vm.UUID = vmimport.FirmwareBIOS, ""
+	text = Marshal(vm, nil)
+	if got, _ := Parse(text); got == nil || got.Firmware != vmimport.FirmwareBIOS || got.UUID != "" {
+		t.Errorf("BIOS without a UUID did not round-trip: %+v", got)
+	}
+	if strings.Contains(string(text), `vmw:key="uuid"`) {
+		t.Error("a VM without a UUID exports one")
+	}
+}
+
+// TestParseUUID checks which UUID a descriptor gives the VM.
+func TestParseUUID(t *testing.T) {
+	vmware := func(os, types, config string) string {
+		return `<Envelope xmlns="http://schemas.dmtf.org/ovf/envelope/1" xmlns:ovf="http://schemas.dmtf.org/ovf/envelope/1" xmlns:vssd="http://schemas.dmtf.org/wbem/wscim/1/cim-schema/2/CIM_VirtualSystemSettingData" xmlns:vmw="http://www.vmware.com/schema/ovf">
+  <VirtualSystem ovf:id="v"><OperatingSystemSection ovf:id="1" vmw:osType="` + os + `"/>
+    <VirtualHardwareSection><System><vssd:VirtualSystemType>` + types + `</vssd:VirtualSystemType></System>` + config + `</VirtualHardwareSection>
+  </VirtualSystem></Envelope>`
+	}
+	const uuid = `<vmw:Config ovf:required="false" vmw:key="uuid" vmw:value="423aae68-f1f4-2096-7462-e05905ba0b71"/>`
+	vbox := func(machine string) string {
+		return `<Envelope xmlns="http://schemas.dmtf.org/ovf/envelope/1" xmlns:ovf="http://schemas.dmtf.org/ovf/envelope/1" xmlns:vbox="http://www.virtualbox.org/ovf/machine">
+  <VirtualSystem ovf:id="b"><VirtualHardwareSection/>` + machine + `</VirtualSystem></Envelope>`
+	}
+	cases := []struct {
+		name, text, want string
+		dropped          bool
+	}{
+		// govmomi's ovf/fixtures/external/FlexibleNicType: vmx-07,
+		// SMBIOS 2.4, read in order by Linux.
+		{"vmx-07", vmware("ubuntu64Guest", "vmx-07", uuid), "423aae68-f1f4-2096-7462-e05905ba0b71", false},
+		{"vmx-07 on Windows", vmware("windows7Server64Guest", "vmx-07", uuid), "68ae3a42-f4f1-9620-7462-e05905ba0b71", false},
+		{"several types", vmware("ubuntu64Guest", "vmx-10 vmx-13", uuid), "68ae3a42-f4f1-9620-7462-e05905ba0b71", false},
+		{"vmx-17 kept at SMBIOS 2.4", vmware("other3xLinux64Guest", "vmx-17",
+			uuid+`<vmw:ExtraConfig ovf:required="false" vmw:key="acpi.smbiosVersion2.7" vmw:value="FALSE"/>`), "423aae68-f1f4-2096-7462-e05905ba0b71", false},
+		{"no uuid", vmware("ubuntu64Guest", "vmx-13", ""), "", false},
+		{"bad uuid", vmware("ubuntu64Guest", "vmx-13", `<vmw:Config vmw:key="uuid" vmw:value="423aae68"/>`), "", true},
+		{"vbox hardware uuid", vbox(`<vbox:Machine uuid="{9f6e0b3c-5d55-4c2e-8a9d-1c1c2b3a4d5e}" name="b"><Hardware uuid="{5e0f1d2c-3b4a-4958-8677-a6b5c4d3e2f1}"/></vbox:Machine>`),
+			"5e0f1d2c-3b4a-4958-8677-a6b5c4d3e2f1", false},
+		{"vbox override", vbox(`<vbox:Machine uuid="{9f6e0b3c-5d55-4c2e-8a9d-1c1c2b3a4d5e}" name="b"><ExtraData>
+			<ExtraDataItem name="VBoxInternal/Devices/pcbios/0/Config/DmiSystemUuid" value="00112233-4455-6677-8899-aabbccddeeff"/></ExtraData></vbox:Machine>`),
+			"00112233-4455-6677-8899-aabbccddeeff", false},
+		{"vbox Windows", vbox(`<vbox:Machine uuid="{9f6e0b3c-5d55-4c2e-8a9d-1c1c2b3a4d5e}" name="b" OSType="Windows2019_64"/>`), "3c0b6e9f-555d-2e4c-8a9d-1c1c2b3a4d5e", false},
+		{"vbox bad uuid", vbox(`<vbox:Machine uuid="{9f6e0b3c}" name="b"/>`), "", true},
+	}
+	for _, c := range cases {
+		vm, err := Parse([]byte(c.text))
+		if err != nil {
+			t.Errorf("%s: %v", c.name, err)
+			continue
+		}
+		if vm.UUID != c.want || (len(vm.Dropped) == 1) != c.dropped {
+			t.Errorf("%s: UUID %q, dropped %q; want %q", c.name, vm.UUID, vm.Dropped, c.want)
+		}
+	}
+	if v := vmxVersion("vmx-07, vmx-13 vmx-x xen-3.0-x86_64"); v != 13 {
+		t.Errorf("vmxVersion: %d", v)
 	}
 }
 
@@ -151,6 +209,7 @@ func FuzzParse(f *testing.F) {
 	}
 	// Memory in units that overflow an int64 of MiB.
 	f.Add([]byte(`<Envelope><VirtualSystem id="x"><VirtualHardwareSection><Item><ResourceType>4</ResourceType><VirtualQuantity>1</VirtualQuantity><AllocationUnits>byte * 2^62</AllocationUnits></Item></VirtualHardwareSection></VirtualSystem></Envelope>`))
+	f.Add([]byte(`<Envelope><VirtualSystem id="x"><VirtualHardwareSection><System><VirtualSystemType>vmx-13</VirtualSystemType></System><Config key="uuid" value="00112233-4455-6677-8899-aabbccddeeff"/><ExtraConfig key="acpi.smbiosVersion2.7" value="FALSE"/></VirtualHardwareSection><Machine uuid="{x}"><Hardware uuid="{00112233-4455-6677-8899-aabbccddeeff}"/><ExtraData><ExtraDataItem name="VBoxInternal/Devices/pcbios/0/Config/DmiSystemUuid" value="y"/></ExtraData></Machine></VirtualSystem></Envelope>`))
 	f.Fuzz(func(t *testing.T, text []byte) {
 		vm, err := Parse(text)
 		if err != nil {
@@ -161,6 +220,9 @@ func FuzzParse(f *testing.F) {
 		}
 		if vm.CPUs < 1 || vm.MemoryMiB < 0 || len(vm.Disks) > vmimport.MaxDisks || vm.Name == "" {
 			t.Fatalf("parsed VM breaks the limits: %+v", vm)
+		}
+		if _, ok := vmimport.ParseUUID(vm.UUID); vm.UUID != "" && !ok {
+			t.Fatalf("UUID %q", vm.UUID)
 		}
 		for _, d := range vm.Disks {
 			if len(d.Chain) > vmimport.MaxChain || d.Capacity < 0 {

@@ -29,7 +29,8 @@ func esc(s string) string {
 // and VirtualBox both import) for vm with the given disk files, in
 // vm.Disks order: CPUs, memory, one SCSI controller (lsilogic: every
 // importer has a driver for it) holding the disks, E1000 NICs with their
-// MACs, and the firmware as VMware's vmw:Config "firmware" key.
+// MACs, the firmware as VMware's vmw:Config "firmware" key and the
+// SMBIOS UUID as its "uuid" key.
 func Marshal(vm *vmimport.VM, disks []FileDisk) []byte {
 	var b bytes.Buffer
 	p := func(format string, a ...any) { fmt.Fprintf(&b, format, a...) }
@@ -99,6 +100,16 @@ func Marshal(vm *vmimport.VM, disks []FileDisk) []byte {
 		fw = "efi"
 	}
 	p("      <vmw:Config ovf:required=\"false\" vmw:key=\"firmware\" vmw:value=\"%s\"/>\n", fw)
+	if u, ok := vmimport.ParseUUID(vm.UUID); ok {
+		// The BIOS UUID, as vSphere writes it when it keeps UUIDs
+		// (see systemUUID). On the vmx-10 hardware declared above
+		// VMware's firmware reports SMBIOS 2.4 and stores these bytes
+		// in order, so a Linux guest reads vm.UUID as govisor gave it
+		// (a Windows guest reads it with the first three fields
+		// swapped, as on any VMware hardware before 13); Parse reads
+		// it back the same.
+		p("      <vmw:Config ovf:required=\"false\" vmw:key=\"uuid\" vmw:value=\"%s\"/>\n", vmimport.FormatUUID(u))
+	}
 	p("    </VirtualHardwareSection>\n  </VirtualSystem>\n</Envelope>\n")
 	return b.Bytes()
 }

@@ -4,7 +4,8 @@
 // Firmware type, Network/Adapter with MACAddress), the storage controllers
 // whose AttachedDevice/Image uuid names a medium of the MediaRegistry, and
 // the MediaRegistry's HardDisk tree, where a differencing image (a
-// snapshot) is the child element of its parent.
+// snapshot) is the child element of its parent; and the machine's SMBIOS
+// UUID (Machine uuid, Hardware uuid, ExtraData DmiSystemUuid).
 package vbox
 
 import (
@@ -55,7 +56,10 @@ type named struct {
 }
 
 type hardware struct {
-	CPU struct {
+	// UUID is the hardware UUID, set when it differs from the
+	// machine's (a clone that keeps its source's).
+	UUID string `xml:"uuid,attr"`
+	CPU  struct {
 		Count string `xml:"count,attr"`
 	} `xml:"CPU"`
 	Memory struct {
@@ -79,13 +83,22 @@ type hardware struct {
 
 type settings struct {
 	Machine struct {
-		Name     string     `xml:"name,attr"`
-		Disks    []hardDisk `xml:"MediaRegistry>HardDisks>HardDisk"`
-		Hardware hardware   `xml:"Hardware"`
+		Name      string     `xml:"name,attr"`
+		UUID      string     `xml:"uuid,attr"`
+		OSType    string     `xml:"OSType,attr"`
+		ExtraData []extra    `xml:"ExtraData>ExtraDataItem"`
+		Disks     []hardDisk `xml:"MediaRegistry>HardDisks>HardDisk"`
+		Hardware  hardware   `xml:"Hardware"`
 		// Settings before VirtualBox 7 keep the storage controllers
 		// beside Hardware, not in it.
 		Controllers []controller `xml:"StorageControllers>StorageController"`
 	} `xml:"Machine"`
+}
+
+// extra is an ExtraDataItem: a key the GUI or VBoxManage setextradata set.
+type extra struct {
+	Name  string `xml:"name,attr"`
+	Value string `xml:"value,attr"`
 }
 
 // Parse reads the text of a .vbox file. Disk chains hold the images'
@@ -123,6 +136,12 @@ func Parse(text []byte) (*vmimport.VM, error) {
 	if strings.HasPrefix(strings.ToUpper(hw.Firmware.Type), "EFI") {
 		vm.Firmware = vmimport.FirmwareUEFI
 	}
+	vm.OS = m.OSType
+	ed := map[string]string{}
+	for _, e := range m.ExtraData {
+		ed[e.Name] = e.Value
+	}
+	vm.KeepVBoxUUID(m.UUID, hw.UUID, ed)
 	chains := map[string][]string{}
 	if err := mediaChains(m.Disks, nil, chains, 0); err != nil {
 		return nil, err

@@ -46,6 +46,8 @@ func Parse(text []byte) (*vmimport.VM, error) {
 	if strings.EqualFold(kv["firmware"], "efi") {
 		vm.Firmware = vmimport.FirmwareUEFI
 	}
+	vm.OS = kv["guestos"]
+	biosUUID(kv, vm)
 	if err := disks(kv, vm); err != nil {
 		return nil, err
 	}
@@ -57,6 +59,29 @@ func Parse(text []byte) (*vmimport.VM, error) {
 		return nil, err
 	}
 	return vm, nil
+}
+
+// biosUUID keeps uuid.bios, the VM's SMBIOS UUID ("56 4d 12 34 56 78 9a
+// bc-de f0 12 34 56 78 9a bc": its 16 bytes in order, as VMware's firmware
+// stores them), read as the guest read it: see vmimport.VMwareUUID for
+// how virtualHW.version and acpi.smbiosVersion2.7 decide that. Without
+// uuid.bios VMware derives the UUID at power-on from the host and the
+// .vmx's path (uuid.location), which a move changes anyway.
+func biosUUID(kv map[string]string, vm *vmimport.VM) {
+	s, ok := kv["uuid.bios"]
+	if !ok {
+		return
+	}
+	raw, ok := vmimport.ParseHexBytes(s)
+	if !ok {
+		vm.BadUUID("uuid.bios", s)
+		return
+	}
+	hw, err := strconv.Atoi(strings.TrimSpace(kv["virtualhw.version"]))
+	if err != nil || hw < 0 || hw > 999 {
+		hw = 0
+	}
+	vm.KeepUUID(vmimport.VMwareUUID("uuid.bios", raw, hw, kv["acpi.smbiosversion2.7"]))
 }
 
 // pairs splits the file into lower-cased keys and unescaped values.

@@ -19,6 +19,12 @@ func TestParseSample(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// virtualHW.version 19: SMBIOS 2.7, so the guest read uuid.bios with
+	// its first three fields swapped (vmware/pyvmomi#688 shows this UUID
+	// so on ESXi 6.5).
+	if vm.UUID != "5c241f42-a87f-fa60-6af6-a46351ced0eb" || vm.OS != "debian11-64" {
+		t.Errorf("UUID %q, OS %q", vm.UUID, vm.OS)
+	}
 	if vm.Name != `web01 "prod"` || vm.CPUs != 2 || vm.MemoryMiB != 2048 || vm.Firmware != vmimport.FirmwareUEFI {
 		t.Errorf("got %q %d CPUs %d MiB %s", vm.Name, vm.CPUs, vm.MemoryMiB, vm.Firmware)
 	}
@@ -83,11 +89,46 @@ func TestParse(t *testing.T) {
 	}
 }
 
+// TestParseUUID checks which UUID each kind of VMware VM keeps.
+func TestParseUUID(t *testing.T) {
+	const bios = `uuid.bios = "56 4d a6 d2 17 06 63 43-dc 2d 99 59 b5 33 a7 b3"` + "\n"
+	cases := []struct {
+		name, text, want string
+		dropped          bool
+	}{
+		// SMBIOS 2.4: a Linux guest reads the bytes in order
+		// (yumaojun03/dmidecode#22 shows this UUID so).
+		{"hardware 11", bios + `virtualHW.version = "11"`, "564da6d2-1706-6343-dc2d-9959b533a7b3", false},
+		{"no hardware version", bios, "564da6d2-1706-6343-dc2d-9959b533a7b3", false},
+		{"hardware 13", bios + `virtualHW.version = "13"`, "d2a64d56-0617-4363-dc2d-9959b533a7b3", false},
+		{"hardware 19 kept at SMBIOS 2.4", bios + "virtualHW.version = \"19\"\nacpi.smbiosVersion2.7 = \"FALSE\"", "564da6d2-1706-6343-dc2d-9959b533a7b3", false},
+		// Windows reads the first three fields little-endian on any
+		// SMBIOS version.
+		{"Windows on hardware 11", bios + "virtualHW.version = \"11\"\nguestOS = \"windows9srv-64\"", "d2a64d56-0617-4363-dc2d-9959b533a7b3", false},
+		{"bad hardware version", bios + `virtualHW.version = "x"`, "564da6d2-1706-6343-dc2d-9959b533a7b3", false},
+		{"no uuid.bios", `uuid.location = "56 4d a6 d2 17 06 63 43-dc 2d 99 59 b5 33 a7 b3"`, "", false},
+		{"short uuid.bios", `uuid.bios = "56 4d a6 d2 17 06 63 43-dc 2d 99 59 b5 33 a7"`, "", true},
+		{"junk uuid.bios", `uuid.bios = "not a uuid at all, not at all, no"`, "", true},
+		{"zero uuid.bios", `uuid.bios = "00 00 00 00 00 00 00 00-00 00 00 00 00 00 00 00"`, "", true},
+	}
+	for _, c := range cases {
+		vm, err := Parse([]byte(c.text))
+		if err != nil {
+			t.Errorf("%s: %v", c.name, err)
+			continue
+		}
+		if vm.UUID != c.want || (len(vm.Dropped) == 1) != c.dropped {
+			t.Errorf("%s: UUID %q, dropped %q; want %q", c.name, vm.UUID, vm.Dropped, c.want)
+		}
+	}
+}
+
 func FuzzParse(f *testing.F) {
 	if text, err := os.ReadFile("testdata/web01.vmx"); err == nil {
 		f.Add(text)
 	}
 	f.Add([]byte("scsi0:0.present = \"TRUE\"\nscsi0:0.fileName = \"|22x.vmdk\"\nethernet0.present = \"TRUE\"\n"))
+	f.Add([]byte("uuid.bios = \"56 4d a6 d2 17 06 63 43-dc 2d 99 59 b5 33 a7 b|33\"\nvirtualHW.version = \"13\"\nacpi.smbiosVersion2.7 = \"TRUE\"\n"))
 	f.Fuzz(func(t *testing.T, text []byte) {
 		vm, err := Parse(text)
 		if err != nil {
@@ -103,6 +144,9 @@ func FuzzParse(f *testing.F) {
 			if n.MAC != "" && len(n.MAC) != 17 {
 				t.Fatalf("MAC %q", n.MAC)
 			}
+		}
+		if _, ok := vmimport.ParseUUID(vm.UUID); vm.UUID != "" && !ok {
+			t.Fatalf("UUID %q", vm.UUID)
 		}
 	})
 }
