@@ -85,6 +85,17 @@ change while they are read).` + "\n" + exitCodesHelp,
 	return cmd
 }
 
+// exportFirmware is the firmware a package declares for a VM that boots
+// through firmware (bios, uefi) or its kernel directly (""): a package
+// carries no kernel, so the latter's disks are declared for BIOS, the
+// firmware most images without an ESP boot on.
+func exportFirmware(f string) string {
+	if f == vmimport.FirmwareUEFI {
+		return vmimport.FirmwareUEFI
+	}
+	return vmimport.FirmwareBIOS
+}
+
 // exportSource reads the VM to export: a run config file, else a VM of
 // the agent.
 func exportSource(cmd *cobra.Command, f *apiFlags, arg string) (*vmimport.VM, []string, error) {
@@ -94,10 +105,7 @@ func exportSource(cmd *cobra.Command, f *apiFlags, arg string) (*vmimport.VM, []
 			return nil, nil, err
 		}
 		name := strings.TrimSuffix(filepath.Base(arg), filepath.Ext(arg))
-		vm := &vmimport.VM{Name: name, CPUs: max(cfg.CPUs, 1), MemoryMiB: int64(cfg.MemoryMiB), Firmware: cfg.Firmware, UUID: cfg.UUID}
-		if vm.Firmware == "" {
-			vm.Firmware = vmimport.FirmwareBIOS
-		}
+		vm := &vmimport.VM{Name: name, CPUs: max(cfg.CPUs, 1), MemoryMiB: int64(cfg.MemoryMiB), Firmware: exportFirmware(cfg.Firmware), UUID: cfg.UUID}
 		var images []string
 		for _, d := range cfg.Disks {
 			images = append(images, d.Path)
@@ -121,7 +129,7 @@ func exportSource(cmd *cobra.Command, f *apiFlags, arg string) (*vmimport.VM, []
 		return nil, nil, &ExitError{Code: exitInvalid, Err: fmt.Errorf("export: VM %s is %s: stop it first (its disks must not change while they are read)", arg, v.Status.State)}
 	}
 	s := v.Spec
-	vm := &vmimport.VM{Name: s.Name, CPUs: max(s.CPUs, 1), Firmware: vmimport.FirmwareBIOS, UUID: s.UUID}
+	vm := &vmimport.VM{Name: s.Name, CPUs: max(s.CPUs, 1), Firmware: exportFirmware(s.Firmware), UUID: s.UUID}
 	if s.Memory != "" {
 		mib, err := api.ParseMemoryMiB(s.Memory)
 		if err != nil {
