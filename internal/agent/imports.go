@@ -52,6 +52,14 @@ func (ps *poolService) ImportVM(ctx context.Context, pool string, r api.ImportRe
 	if vm.MemoryMiB > 0 {
 		out.Spec.Memory = fmt.Sprintf("%dM", vm.MemoryMiB)
 	}
+	if vm.UUID != "" {
+		// A second import of one source is a copy: like vSphere's "I
+		// copied it", the copy gets a new identity when it is defined.
+		if other, err := uuidOwner(ctx, ps.st, vm.UUID, vm.Name); err == nil && other != "" {
+			out.Spec.UUID = ""
+			out.Dropped = append(out.Dropped, fmt.Sprintf("uuid %s: VM %s has it already, so this copy gets a new one when defined", vm.UUID, other))
+		}
+	}
 	// Ready to define as it is (its NICs still need networks).
 	switch vm.Firmware {
 	case vmimport.FirmwareBIOS:

@@ -5,6 +5,8 @@ import (
 	"context"
 	"os"
 	"path/filepath"
+	"slices"
+	"strings"
 	"testing"
 
 	"github.com/govisor/govisor/api"
@@ -100,6 +102,15 @@ func TestImportVM(t *testing.T) {
 	})
 	if ents, _ := os.ReadDir(poolDir); len(ents) != 1 {
 		t.Errorf("pool directory holds %d files, want the one volume", len(ents))
+	}
+	// The same source again is a copy: it does not take the defined VM's
+	// UUID, and the report says so.
+	cp, err := ta.cli.ImportVM(ctx, "local", api.ImportRequest{Source: "ova", Path: ovaPath, Name: "copy"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cp.Spec.UUID != "" || !slices.ContainsFunc(cp.Dropped, func(d string) bool { return strings.Contains(d, "VM app-server has it") }) {
+		t.Errorf("a copy's import: uuid %q, dropped %q", cp.Spec.UUID, cp.Dropped)
 	}
 }
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/govisor/govisor/api"
@@ -37,6 +38,23 @@ func TestVMUUID(t *testing.T) {
 	s.UUID = "6BA7B810-9DAD-11D1-80B4-00C04FD430C8"
 	if v, err := ta.cli.CreateVM(ctx, s, false); err != nil || v.Spec.UUID != "6ba7b810-9dad-11d1-80b4-00c04fd430c8" {
 		t.Errorf("a given UUID: %q %v", v.Spec.UUID, err)
+	}
+	// Two VMs never share a UUID; a VM's own definition keeps its own.
+	s = spec("u4", kernel, "")
+	s.UUID = strings.ToUpper(got)
+	if _, err := ta.cli.CreateVM(ctx, s, false); err == nil || !strings.Contains(err.Error(), "VM u1") {
+		t.Errorf("a second VM with u1's UUID: %v", err)
+	}
+	if _, _, err := ta.cli.ApplyVM(ctx, s); err == nil || !strings.Contains(err.Error(), "VM u1") {
+		t.Errorf("a definition with u1's UUID: %v", err)
+	}
+	if _, err := ta.cli.GetVM(ctx, "u4"); err == nil {
+		t.Error("the refused VM u4 exists")
+	}
+	s = spec("u1", kernel, "")
+	s.UUID = got
+	if _, res, err := ta.cli.ApplyVM(ctx, s); err != nil || res != "unchanged" {
+		t.Errorf("u1's definition with its own UUID: %s %v", res, err)
 	}
 	s = spec("u3", kernel, "")
 	s.UUID = "6ba7b810"

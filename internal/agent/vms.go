@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"strings"
 	"time"
 
 	"github.com/google/uuid"
@@ -57,6 +58,8 @@ func (vs *vmService) CreateVM(ctx context.Context, s api.VMSpec, opts service.Cr
 	}
 	if s.UUID == "" {
 		s.UUID = uuid.NewString()
+	} else if err := uuidFree(ctx, vs.st, s.UUID, s.Name); err != nil {
+		return api.VM{}, err
 	}
 	host := vs.host
 	if opts.Host != "" {
@@ -97,6 +100,11 @@ func (vs *vmService) ApplyVM(ctx context.Context, name string, s api.VMSpec) (ap
 	}
 	if err != nil {
 		return api.VM{}, "", err
+	}
+	if s.UUID != "" {
+		if err := uuidFree(ctx, vs.st, s.UUID, name); err != nil {
+			return api.VM{}, "", err
+		}
 	}
 	result := service.Updated
 	d, err := vs.st.UpdateVM(ctx, name, func(d *store.Desired) error {
@@ -222,4 +230,29 @@ func (vs *vmService) AttachConsole(ctx context.Context, name string) (net.Conn, 
 		return nil, fmt.Errorf("%w: console of %s: %v", ErrVMM, name, err)
 	}
 	return vc, nil
+}
+
+// uuidFree fails when a VM other than name has UUID u: two machines with
+// one SMBIOS UUID confuse guests, licences and management tools alike
+// (libvirt refuses such a definition too).
+func uuidFree(ctx context.Context, st *store.Store, u, name string) error {
+	other, err := uuidOwner(ctx, st, u, name)
+	if err != nil || other == "" {
+		return err
+	}
+	return fieldErr("uuid", fmt.Sprintf("%s is the UUID of VM %s already: give this VM another one, or leave uuid out for a new one", u, other))
+}
+
+// uuidOwner names the VM other than name whose UUID is u ("" if none).
+func uuidOwner(ctx context.Context, st *store.Store, u, name string) (string, error) {
+	recs, _, err := st.ListVMs(ctx)
+	if err != nil {
+		return "", err
+	}
+	for _, r := range recs {
+		if r.Desired.Spec.Name != name && strings.EqualFold(r.Desired.Spec.UUID, u) {
+			return r.Desired.Spec.Name, nil
+		}
+	}
+	return "", nil
 }
