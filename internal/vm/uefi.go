@@ -181,7 +181,51 @@ func (m *Machine) setupUEFIPlatform(dev *fwcfg.Device) error {
 	if err := dev.AddFile(fwcfgPciMmio64Mb, []byte("0")); err != nil {
 		return fmt.Errorf("vm: firmware configuration: %w", err)
 	}
+	if err := m.pio.Register(ovmfPMBase+ovmfPM1Cnt, 2, ovmfShutdown{m}); err != nil {
+		return fmt.Errorf("vm: OVMF's shutdown port: %w", err)
+	}
 	return nil
+}
+
+// OVMF's ResetSystem(EfiResetShutdown), which GRUB's "halt" and the UEFI
+// shell's "reset -s" call, does not follow PMBA: on an i440FX board it
+// writes PIIX4's PM1a_CNT at the fixed PIIX4_PMBA_VALUE + 4 with SLP_TYP 0,
+// QEMU's PIIX4 soft-off type, and SLP_EN (OvmfPkg/Library/ResetSystemLib
+// BaseResetShutdown.c and DxeResetShutdown.c), then loops for ever.
+const (
+	ovmfPMBase  = 0xB000 // OvmfPlatforms.h PIIX4_PMBA_VALUE
+	ovmfPM1Cnt  = 4
+	pm1SlpEn    = 1 << 13 // ACPI 6.5 table 4.18
+	pm1SlpShift = 10
+)
+
+// ovmfShutdown powers the machine off on OVMF's PIIX4 soft-off request.
+type ovmfShutdown struct{ m *Machine }
+
+// Read implements iobus.Device: SCI_EN, as the real PM1a_CNT reads (OVMF
+// reads the register before it writes it).
+func (d ovmfShutdown) Read(offset uint64, data []byte) {
+	clear(data)
+	if offset == 0 && len(data) > 0 {
+		data[0] = 1
+	}
+}
+
+// Write implements iobus.Device.
+func (d ovmfShutdown) Write(offset uint64, data []byte) {
+	if piix4SoftOff(offset, data) {
+		d.m.stop(Exit{Reason: ExitPowerOff, Detail: "firmware shutdown (PIIX4 PM1a_CNT at 0xB004)"})
+	}
+}
+
+// piix4SoftOff reports whether a write of data at offset into PIIX4's
+// 16-bit PM1a_CNT sets SLP_EN with SLP_TYP 0 (both in the high byte).
+func piix4SoftOff(offset uint64, data []byte) bool {
+	if offset > 1 || uint64(len(data)) < 2-offset {
+		return false
+	}
+	hi := uint16(data[1-offset]) << 8
+	return hi&pm1SlpEn != 0 && (hi>>pm1SlpShift)&7 == 0
 }
 
 // uefiBootOrder is the Open Firmware path QEMU gives a virtio-blk disk in
