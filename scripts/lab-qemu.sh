@@ -30,7 +30,13 @@ OUT=${1:-${GOVISOR_CACHE:-$ROOT/.cache}/lab}
 mkdir -p "$OUT"; OUT=$(cd "$OUT" && pwd)
 say() { printf '[lab/qemu] %s\n' "$*" >&2; }
 
-if [[ -z ${LAB_QEMU_BUILD:-} && -c /dev/kvm ]] && (exec 3<>/dev/kvm) 2>/dev/null; then
+# Hardware-assisted KVM only (hostcpu.SoftwareKVM): a kvm_pvm /dev/kvm has
+# no nested virtualization, so lab hosts run under TCG there.
+hardware_kvm() {
+  [[ -c /dev/kvm && ! -e /sys/module/kvm_pvm ]] && (exec 3<>/dev/kvm) 2>/dev/null &&
+    grep -q -w -E 'vmx|svm' /proc/cpuinfo
+}
+if [[ -z ${LAB_QEMU_BUILD:-} ]] && hardware_kvm; then
   say "this machine has /dev/kvm: lab hosts run on KVM, Debian's QEMU serves"
   exit 0
 fi
