@@ -153,6 +153,7 @@ func bootFirmware(t *testing.T, cpus int, memMiB uint64, disk string, limit time
 	select {
 	case <-m.Done():
 	case <-time.After(limit):
+		stallReport(t, m)
 		m.Stop(Exit{Reason: ExitHost, Detail: "the test's time limit"})
 	}
 	ex = m.Wait()

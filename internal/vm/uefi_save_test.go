@@ -3,10 +3,8 @@ package vm
 import (
 	"bytes"
 	"context"
-	"fmt"
 	"os"
 	"path/filepath"
-	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -37,7 +35,7 @@ func startUEFI(t *testing.T, code []byte, varsPath, disk string) (*Machine, *syn
 			return m, out
 		}
 		if time.Now().After(deadline) {
-			stuckReport(t, m)
+			stallReport(t, m)
 			t.Fatalf("neither OVMF's boot manager nor GRUB on the console in 3 minutes: %q", out.String())
 		}
 	}
@@ -145,26 +143,4 @@ func TestOVMFSnapshotAndMigration(t *testing.T) {
 		// A fresh boot from carried-over variables is the snapshot case's.
 		finishBoot(t, r.m, out)
 	})
-}
-
-// stuckReport writes what a machine that stopped making progress is doing:
-// its exits by reason over two seconds and every goroutine's stack, at
-// once to stderr (a lab host may not outlive the test's clean-up).
-func stuckReport(t *testing.T, m *Machine) {
-	t.Helper()
-	before := m.ExitsByReason()
-	time.Sleep(2 * time.Second)
-	after := m.ExitsByReason()
-	var b strings.Builder
-	fmt.Fprintf(&b, "STUCK MACHINE: exits in 2 s:")
-	for k, v := range after {
-		if d := v - before[k]; d > 0 {
-			fmt.Fprintf(&b, " %s=%d", k, d)
-		}
-	}
-	buf := make([]byte, 1<<20)
-	buf = buf[:runtime.Stack(buf, true)]
-	fmt.Fprintf(&b, "\n%s\n", buf)
-	os.Stderr.WriteString(b.String())
-	time.Sleep(time.Second)
 }

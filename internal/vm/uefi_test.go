@@ -58,7 +58,7 @@ func bootUEFI(t *testing.T, cpus int, code []byte, varsPath, disk string, want E
 	select {
 	case <-m.Done():
 	case <-time.After(5 * time.Minute):
-		stuckReport(t, m)
+		stallReport(t, m)
 		m.Stop(Exit{Reason: ExitHost, Detail: "the test's time limit"})
 	}
 	ex := m.Wait()
