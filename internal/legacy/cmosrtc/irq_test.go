@@ -2,6 +2,7 @@ package cmosrtc
 
 import (
 	"slices"
+	"sync"
 	"testing"
 	"time"
 )
@@ -387,5 +388,44 @@ func TestRestoreRearms(t *testing.T) {
 				t.Fatalf("%d interrupts in the restored RTC's first second, want 2", len(cs))
 			}
 		})
+	}
+}
+
+// TestHostTimerClose runs the RTC on the host's clock and timers at
+// 8192 Hz with a reader acknowledging concurrently (for the race
+// detector), and checks that the line callback is never called once
+// Close has returned. It asserts nothing about rates.
+func TestHostTimerClose(t *testing.T) {
+	var mu sync.Mutex
+	closed, late := false, 0
+	r := New(0, 0, func(bool) {
+		mu.Lock()
+		if closed {
+			late++
+		}
+		mu.Unlock()
+	})
+	wr(r, RegA, aDivNormal|3)
+	wr(r, RegB, b24Hour|bPIE|bUIE)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for range 2000 {
+			rd(r, RegC)
+			time.Sleep(10 * time.Microsecond)
+		}
+	}()
+	<-done
+	r.Pause()
+	r.Resume()
+	r.Close()
+	mu.Lock()
+	closed = true
+	mu.Unlock()
+	time.Sleep(5 * time.Millisecond)
+	mu.Lock()
+	defer mu.Unlock()
+	if late != 0 {
+		t.Fatalf("the line callback ran %d times after Close", late)
 	}
 }
