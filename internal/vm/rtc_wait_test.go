@@ -62,7 +62,7 @@ func rtcWaitDisk(t *testing.T, rounds uint16) string {
 	a.emit(0xB4, 0x00, 0xCD, 0x1A)  // mov ah, 0; int 1Ah
 	a.emit(0x29, 0xEA)              // sub dx, bp: ticks the wait took
 	a.emit(0x89, 0xD0)              // mov ax, dx
-	a.emit(0xD4, 0x0A)              // aam: AH = AL / 10, AL = AL % 10
+	a.emit(0xD4, 0x0A)              // aam: AH = AL / 10, AL = AL % 10 (tens past '9' from 100 on)
 	a.imm16(0x05, 0x3030)           // add ax, '00': two decimal digits
 	a.emit(0x89, 0xC3)              // mov bx, ax
 	say("done")                     // (clobbers dx, not bx)
