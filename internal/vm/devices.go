@@ -42,7 +42,7 @@ func (m *Machine) setupDevices() error {
 			high += uint64(len(r.Host))
 		}
 	}
-	rtc := cmosrtc.New(low, high)
+	rtc := cmosrtc.New(low, high, m.irqLine(cmosrtc.IRQ))
 	pm := acpipm.New(func() { m.stop(Exit{Reason: ExitPowerOff}) }, m.sciSource(sciPM1))
 	bridge := pci.NewBus(m.reset("reset control register (0xCF9)"))
 	m.pm, m.pci, m.kbd, m.rtc = pm, bridge, kbd, rtc

@@ -496,6 +496,9 @@ func (m *Machine) Close() {
 	}
 	m.closeHotplug()
 	m.closeDevices()
+	if m.rtc != nil {
+		m.rtc.Close() // its timer raises IRQ 8 through m.kvm
+	}
 	for _, r := range m.runners {
 		r.c.Close()
 	}

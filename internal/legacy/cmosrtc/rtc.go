@@ -2,10 +2,10 @@
 // its 128 bytes of CMOS RAM at ports 0x70 (index) and 0x71 (data).
 //
 // Register semantics follow the MC146818A data sheet ("Register A" to
-// "Register D", "Update cycle"). The clock is the host clock plus an offset
-// the guest sets by writing the time registers. No interrupt (IRQ 8) is
-// raised: periodic, alarm and update-ended interrupts are not emulated,
-// though register C reports the update-ended flag.
+// "Register D", "Update cycle", "Interrupts"). The clock is the host clock
+// plus an offset the guest sets by writing the time registers. The
+// periodic, alarm and update-ended interrupts raise the RTC's line (ISA
+// IRQ 8 on a PC); see irq.go.
 package cmosrtc
 
 import (
@@ -18,6 +18,9 @@ const Base = 0x70
 
 // Size is the number of ports the RTC decodes (index and data).
 const Size = 2
+
+// IRQ is the ISA interrupt line of the PC's RTC.
+const IRQ = 8
 
 // CMOS register indices.
 const (
@@ -62,28 +65,38 @@ var timeRegs = [...]byte{RegSeconds, RegMinutes, RegHours, RegWeekday, RegDay, R
 // RTC is an emulated MC146818 with CMOS RAM. It is safe for concurrent use.
 type RTC struct {
 	mu     sync.Mutex
-	now    func() time.Time
+	clk    Clock
+	irq    func(level bool)
 	index  byte // selected register, bit 7 = NMI disable
 	ram    [ramSize]byte
 	offset time.Duration // guest time minus host time
-	// lastC is the guest time of the last register C read, to latch UF.
-	lastC time.Time
+	// lastEval is the guest time up to which register C's flags are set.
+	lastEval time.Time
+	level    bool // the IRQ line (IRQF)
+
+	timer    Timer     // armed for deadline (guest time), or nil
+	deadline time.Time //
+	gen      uint64    // bumped when the timer is replaced or stopped
+	paused   bool
+	closed   bool
 }
 
 // New returns an RTC running on the host clock whose CMOS RAM describes
-// memBelow4G bytes of RAM below 4 GiB and memAbove4G bytes above it.
-func New(memBelow4G, memAbove4G uint64) *RTC {
-	return NewWithClock(memBelow4G, memAbove4G, time.Now)
+// memBelow4G bytes of RAM below 4 GiB and memAbove4G bytes above it; irq
+// (which may be nil) is called with the interrupt line's level when it
+// changes: true while IRQF is set, until the guest reads register C.
+func New(memBelow4G, memAbove4G uint64, irq func(level bool)) *RTC {
+	return NewWithClock(memBelow4G, memAbove4G, irq, hostClock{})
 }
 
-// NewWithClock is New with an injectable host clock.
-func NewWithClock(memBelow4G, memAbove4G uint64, now func() time.Time) *RTC {
-	r := &RTC{now: now}
+// NewWithClock is New with an injectable host clock and timers.
+func NewWithClock(memBelow4G, memAbove4G uint64, irq func(level bool), clk Clock) *RTC {
+	r := &RTC{clk: clk, irq: irq}
 	r.ram[RegA] = aDefault
 	r.ram[RegB] = bDefault
 	r.ram[RegD] = dValid
 	r.setMemory(memBelow4G, memAbove4G)
-	r.lastC = r.guestNow()
+	r.lastEval = r.guestNow()
 	return r
 }
 
@@ -119,7 +132,8 @@ func (r *RTC) setMemory(below, above uint64) {
 
 func put16(b []byte, v uint16) { b[0], b[1] = byte(v), byte(v>>8) }
 
-func (r *RTC) guestNow() time.Time { return r.now().Add(r.offset) }
+// guestNow is the guest's time, in UTC like the time registers (decode).
+func (r *RTC) guestNow() time.Time { return r.clk.Now().Add(r.offset).UTC() }
 
 // Read implements iobus.Device: offset 0 is the write-only index port
 // (reads 0xFF), offset 1 the selected register. Wide accesses are split
@@ -176,16 +190,18 @@ func (r *RTC) readReg(reg byte) byte {
 		}
 		return v
 	case reg == RegC:
-		v := r.ram[RegC]
-		now := r.guestNow()
-		if !r.frozen() && now.Unix() != r.lastC.Unix() {
-			v |= cUF // an update cycle ended since the last read
-		}
-		if v&cUF != 0 && r.ram[RegB]&bUIE != 0 {
+		// Reading register C returns the flags and clears them all,
+		// which releases the IRQ pin (data sheet, "Register C").
+		// Flags that became set since the last look are returned
+		// without raising the line first: that would be a spurious
+		// edge the guest is already acknowledging.
+		r.latch()
+		v := r.ram[RegC] &^ cIRQF
+		if v&r.ram[RegB]&cSources != 0 {
 			v |= cIRQF
 		}
 		r.ram[RegC] = 0
-		r.lastC = now
+		r.refresh()
 		return v
 	case reg == RegD:
 		return dValid
@@ -199,14 +215,22 @@ func (r *RTC) readReg(reg byte) byte {
 // second's update (MC146818A "Update cycle"); Linux's mc146818_get_time
 // waits and retries while it is set.
 func (r *RTC) updateInProgress() bool {
-	if r.frozen() || r.ram[RegA]&aDivMask != aDivNormal {
+	if !r.updating() {
 		return false
 	}
 	frac := time.Duration(r.guestNow().Nanosecond())
 	return frac >= time.Second-uipDuration
 }
 
+// writeReg writes a register. The flags are brought up to date under the
+// old settings first, and the line and timer under the new ones after.
 func (r *RTC) writeReg(reg byte, v byte) {
+	r.latch()
+	r.writeRAM(reg, v)
+	r.refresh()
+}
+
+func (r *RTC) writeRAM(reg byte, v byte) {
 	switch {
 	case reg == RegA:
 		r.ram[RegA] = v &^ aUIP
@@ -250,8 +274,8 @@ func (r *RTC) snapshotTime() {
 // applyTime restarts the clock from the time registers.
 func (r *RTC) applyTime() {
 	t := r.decode()
-	r.offset = t.Sub(r.now())
-	r.lastC = r.guestNow()
+	r.offset = t.Sub(r.clk.Now())
+	r.lastEval = r.guestNow() // the jump sets no flags
 }
 
 func (r *RTC) toReg(n int) byte {
@@ -276,19 +300,7 @@ func (r *RTC) encode(reg byte, t time.Time) byte {
 	case RegMinutes:
 		return r.toReg(t.Minute())
 	case RegHours:
-		h := t.Hour()
-		if r.ram[RegB]&b24Hour != 0 {
-			return r.toReg(h)
-		}
-		var pm byte
-		if h >= 12 {
-			pm = hourPM
-		}
-		h %= 12
-		if h == 0 {
-			h = 12
-		}
-		return r.toReg(h) | pm
+		return r.hourReg(t.Hour())
 	case RegWeekday:
 		return r.toReg(int(t.Weekday()) + 1) // 1 = Sunday
 	case RegDay:
@@ -300,6 +312,22 @@ func (r *RTC) encode(reg byte, t time.Time) byte {
 	default: // RegCentury
 		return r.toReg(t.Year() / 100 % 100)
 	}
+}
+
+// hourReg encodes hour h (0-23) in the current 12/24-hour and data modes.
+func (r *RTC) hourReg(h int) byte {
+	if r.ram[RegB]&b24Hour != 0 {
+		return r.toReg(h)
+	}
+	var pm byte
+	if h >= 12 {
+		pm = hourPM
+	}
+	h %= 12
+	if h == 0 {
+		h = 12
+	}
+	return r.toReg(h) | pm
 }
 
 // decode reads the time registers as a UTC time. Out-of-range guest values
@@ -336,11 +364,18 @@ func (r *RTC) SaveState() State {
 	return State{Index: r.index, RAM: r.ram, Offset: r.offset}
 }
 
-// RestoreState loads s.
+// RestoreState loads s. Registers A, B and C are in the CMOS RAM, so the
+// interrupt sources resume as the guest left them: the line is raised again
+// if IRQF was set (the interrupt controllers' state, restored separately,
+// has it up already, so no second edge reaches the guest), and the timer is
+// armed for the next event. Events between the save and now are not
+// replayed, as for a pause.
 func (r *RTC) RestoreState(s State) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.index, r.ram, r.offset = s.Index, s.RAM, s.Offset
 	r.ram[RegD] = dValid
-	r.lastC = r.guestNow()
+	r.lastEval = r.guestNow()
+	r.level = false
+	r.refresh()
 }

@@ -9,14 +9,9 @@ import (
 
 var _ iobus.Device = (*RTC)(nil)
 
-// clock is a settable fake host clock.
-type clock struct{ t time.Time }
-
-func (c *clock) now() time.Time { return c.t }
-
 func newRTC(t time.Time) (*RTC, *clock) {
-	c := &clock{t}
-	return NewWithClock(0, 0, c.now), c
+	c := &clock{t: t}
+	return NewWithClock(0, 0, nil, c), c
 }
 
 func rd(r *RTC, reg byte) byte {
@@ -161,8 +156,9 @@ func TestRegistersCD(t *testing.T) {
 	}
 	c.t = c.t.Add(time.Second)
 	wr(r, RegB, b24Hour|bUIE)
-	if v := rd(r, RegC); v != cUF|cIRQF {
-		t.Fatalf("register C = %#x after an update with UIE, want UF|IRQF", v)
+	// PF too: the default rate (RS 0110) ran for a second, PIE or not.
+	if v := rd(r, RegC); v != cUF|cPF|cIRQF {
+		t.Fatalf("register C = %#x after an update with UIE, want UF|PF|IRQF", v)
 	}
 	if v := rd(r, RegC); v != 0 {
 		t.Fatalf("register C = %#x on second read, want 0", v)
@@ -204,7 +200,7 @@ func TestMemoryBytes(t *testing.T) {
 		{8 * gib, 0, 0xFFFF, 0xFFFF, 0},
 	}
 	for _, tt := range tests {
-		r := NewWithClock(tt.below, tt.above, time.Now)
+		r := New(tt.below, tt.above, nil)
 		ext := uint32(rd(r, 0x30)) | uint32(rd(r, 0x31))<<8
 		ext2 := uint32(rd(r, 0x17)) | uint32(rd(r, 0x18))<<8
 		mid := uint32(rd(r, 0x34)) | uint32(rd(r, 0x35))<<8
@@ -234,7 +230,7 @@ func TestSaveRestore(t *testing.T) {
 	wr(r, 0x50, 0x77)
 	r.Write(0, []byte{0x80 | RegSeconds})
 	s := r.SaveState()
-	r2 := NewWithClock(0, 0, c.now)
+	r2 := NewWithClock(0, 0, nil, c)
 	r2.RestoreState(s)
 	if got := r2.SaveState(); got != s {
 		t.Fatalf("restored %+v, want %+v", got, s)
