@@ -162,12 +162,15 @@ func Start(cfg HostConfig) (*Host, error) {
 	// mitigations=off: a disposable lab host needs no speculation
 	// defences, and their code (SRSO return thunks, on every stack of the
 	// lab kernel's scheduler panics) is exotic work for TCG.
+	// loglevel=5: warnings and worse, plus the stack dumps that follow a
+	// soft lockup or an RCU stall (printed at the default level, 4), which
+	// name where a stuck lab vCPU spins.
 	// no_timer_check: the kernel's boot-time check that the PIT's
 	// interrupts reach the IO-APIC counts ticks over a busy-wait, which a
 	// TCG vCPU on a loaded machine can miss: one lab host of a CI run
 	// panicked so ("IO-APIC + timer doesn't work!"); virtual machines'
 	// kernels commonly skip it.
-	cmdline := append([]string{"console=ttyS0", "panic=-1", "loglevel=4", "nokaslr", "mitigations=off", "no_timer_check", "lab.name=" + cfg.Name}, cfg.Cmdline...)
+	cmdline := append([]string{"console=ttyS0", "panic=-1", "loglevel=5", "nokaslr", "mitigations=off", "no_timer_check", "lab.name=" + cfg.Name}, cfg.Cmdline...)
 	args := []string{
 		"-name", "govisor-lab-" + cfg.Name,
 		"-accel", cfg.Accel.Accel, "-cpu", cfg.Accel.CPU,
