@@ -121,15 +121,17 @@ func (a *gasm) repeat(n uint32, body func()) {
 func (a *gasm) spin() {
 	top := len(a.b)
 	a.emit(0xF3, 0x90) // pause
+	a.emit(0x0F, 0xA2) // cpuid: an exit each round (kvmtest.Asm Cpuid says why)
 	a.emit(0xE9)       // jmp rel32
 	a.imm32(uint32(int32(top - (len(a.b) + 4))))
 }
 
 // count increments the qword at addr forever (a liveness counter).
 func (a *gasm) count(addr uint64) {
-	a.movRAX(addr)
 	top := len(a.b)
+	a.movRAX(addr)
 	a.emit(0x48, 0xFF, 0x00) // inc qword [rax]
+	a.emit(0x0F, 0xA2)       // cpuid (clobbers RAX, reloaded above): an exit each round, see kvmtest.Asm Cpuid
 	a.emit(0xE9)
 	a.imm32(uint32(int32(top - (len(a.b) + 4))))
 }

@@ -267,7 +267,11 @@ const counterAddr = 0x3000
 func countingGuest() []byte {
 	var a kvmtest.Asm
 	loop := a.Len()
-	a.IncMem64(counterAddr).JmpBack(loop)
+	// The CPUID exit in the loop is for the TCG lab's sake (kvmtest.Asm
+	// Cpuid): four lab-host freezes had one lab CPU running such a loop
+	// without exits for minutes, never taking an interrupt (an RCU stall
+	// on it), and the other CPU waiting for it.
+	a.IncMem64(counterAddr).Cpuid().JmpBack(loop)
 	return a.B
 }
 

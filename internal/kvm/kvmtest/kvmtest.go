@@ -97,6 +97,13 @@ func (a *Asm) IncMem64(addr uint32) *Asm {
 	return a.emit(0x48, 0xFF, 0x04, 0x25, byte(addr), byte(addr>>8), byte(addr>>16), byte(addr>>24))
 }
 
+// Cpuid executes CPUID (clobbers EAX, EBX, ECX, EDX): an exit KVM
+// handles in the kernel. A spin loop with one in it gives its host CPU a
+// way back: under TCG's nested SVM (the lab), a vCPU spinning with
+// interrupts off and no exit at all has kept its lab CPU from ever taking
+// an interrupt, freezing the lab host (see countingGuest in internal/vm).
+func (a *Asm) Cpuid() *Asm { return a.emit(0x0F, 0xA2) }
+
 // Lidt loads the IDTR from the 10-byte pseudo-descriptor at an absolute address.
 func (a *Asm) Lidt(addr uint32) *Asm {
 	return a.emit(0x0F, 0x01, 0x1C, 0x25, byte(addr), byte(addr>>8), byte(addr>>16), byte(addr>>24))
