@@ -26,7 +26,8 @@ import (
 func spinGuest(marker string) []byte {
 	var a kvmtest.Asm
 	a.Print(marker)
-	a.JmpBack(a.Len())
+	loop := a.Len()
+	a.Cpuid().JmpBack(loop) // an exit each round: kvmtest.Asm Cpuid says why
 	return a.B
 }
 

@@ -23,7 +23,7 @@ func TestSnapshotRestoreThroughCLI(t *testing.T) {
 	var a kvmtest.Asm
 	a.Print("UP\n")
 	loop := a.Len()
-	a.IncMem64(0x3000).JmpBack(loop)
+	a.IncMem64(0x3000).Cpuid().JmpBack(loop) // an exit each round: kvmtest.Asm Cpuid says why
 	elf := filepath.Join(dir, "busy.elf")
 	os.WriteFile(elf, kvmtest.PVHELF(a.B, 0x100000), 0o644)
 	sock := filepath.Join(dir, "vmm.sock")
@@ -129,7 +129,7 @@ func migrateThroughCLI(t *testing.T, postCopy bool) {
 	if postCopy {
 		a.IncPages(0x400000, 1024)
 	}
-	a.JmpBack(loop)
+	a.Cpuid().JmpBack(loop) // an exit each round: kvmtest.Asm Cpuid says why
 	elf := filepath.Join(dir, "busy.elf")
 	os.WriteFile(elf, kvmtest.PVHELF(a.B, 0x100000), 0o644)
 	bin := govisorBin(t)
