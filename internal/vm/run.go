@@ -313,13 +313,17 @@ func (m *Machine) Pause() error {
 	// Stop device I/O too, so that neither guest memory nor disks change
 	// while paused: snapshots and migration handovers see one instant.
 	m.devs.Quiesce()
-	m.rtc.Pause()
+	if m.rtc != nil {
+		m.rtc.Pause()
+	}
 	return nil
 }
 
 // Resume lets paused vCPUs and devices run again.
 func (m *Machine) Resume() {
-	m.rtc.Resume()
+	if m.rtc != nil {
+		m.rtc.Resume()
+	}
 	m.devs.Unquiesce()
 	m.mu.Lock()
 	m.pauseReq = false
