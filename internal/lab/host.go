@@ -118,6 +118,10 @@ type HostConfig struct {
 	Detach bool
 }
 
+// ResetLog is the file in a TCG lab host's folder where QEMU logs its
+// vCPUs' resets (-d cpu_reset): a triple fault of the lab kernel.
+const ResetLog = "qemu-reset.log"
+
 // Host is a running lab host (a QEMU process).
 type Host struct {
 	Config  HostConfig
@@ -195,6 +199,12 @@ func Start(cfg HostConfig) (*Host, error) {
 	if cfg.Disk != "" {
 		args = append(args, "-drive", "file="+cfg.Disk+",format=raw,if=none,id=d0,cache=writeback",
 			"-device", "virtio-blk-pci,drive=d0")
+	}
+	if strings.HasPrefix(cfg.Accel.Accel, "tcg") {
+		// A lab host that ends without a word (QEMU exits 0 with
+		// -no-reboot on a triple fault) leaves QEMU's reset log: the
+		// CPU state at the reset, "Triple fault" before it.
+		args = append(args, "-d", "cpu_reset", "-D", filepath.Join(cfg.Dir, ResetLog))
 	}
 	h.cmd = exec.Command(cfg.QEMU, args...)
 	h.cmd.Stdin = nil

@@ -164,6 +164,12 @@ func runOnce(cfg TestExec, assets Assets, accel Accel, bin string, args []string
 	if res.rc < 0 {
 		fmt.Fprintf(cfg.Stderr, "lab: %s: the lab host ended without the test's exit code (QEMU: %v); its console:\n%s", cfg.Package, h.err, tail(h.Console, 40))
 		why := "it ended without a result: " + lastPanic(h.Console)
+		if r := resetReport(filepath.Join(dir, ResetLog)); r != "" {
+			fmt.Fprintf(cfg.Stderr, "--- QEMU's reset log (the lab CPU at its last reset):\n%s", r)
+			if strings.Contains(r, "Triple fault") {
+				why += " (the lab kernel triple-faulted)"
+			}
+		}
 		keepFailed(dir)
 		return res, why, nil
 	}
@@ -378,3 +384,21 @@ func lockFile(path string) (func(), error) {
 // (test lab hosts crawl beside each other); call the returned function to
 // release it.
 func RunLock(a Assets) (func(), error) { return lockFile(filepath.Join(a.Dir, "run.lock")) }
+
+// resetReport is the end of QEMU's reset log when the lab host reset more
+// than at power-on ("" otherwise): the last reset's CPU state, and
+// "Triple fault" when that was the cause.
+func resetReport(path string) string {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return ""
+	}
+	s := string(data)
+	if !strings.Contains(s, "Triple fault") && strings.Count(s, "CPU Reset") <= 4 {
+		return "" // the power-on resets of a 2-vCPU host only
+	}
+	if len(s) > 8<<10 {
+		s = s[len(s)-8<<10:]
+	}
+	return s
+}
