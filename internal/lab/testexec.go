@@ -394,8 +394,9 @@ func resetReport(path string) string {
 		return ""
 	}
 	s := string(data)
-	if !strings.Contains(s, "Triple fault") && strings.Count(s, "CPU Reset") <= 4 {
-		return "" // the power-on resets of a 2-vCPU host only
+	// QEMU resets each vCPU twice as it powers on.
+	if !strings.Contains(s, "Triple fault") && strings.Count(s, "CPU Reset (CPU 0)") <= 2 {
+		return ""
 	}
 	if len(s) > 8<<10 {
 		s = s[len(s)-8<<10:]
