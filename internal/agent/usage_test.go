@@ -26,8 +26,7 @@ import (
 func spinGuest(marker string) []byte {
 	var a kvmtest.Asm
 	a.Print(marker)
-	loop := a.Len()
-	a.Cpuid().JmpBack(loop) // an exit each round: kvmtest.Asm Cpuid says why
+	a.SpinForever(func(*kvmtest.Asm) {}, func(a *kvmtest.Asm) { a.Pause() })
 	return a.B
 }
 

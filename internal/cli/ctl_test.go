@@ -22,8 +22,7 @@ func TestSnapshotRestoreThroughCLI(t *testing.T) {
 	dir := t.TempDir()
 	var a kvmtest.Asm
 	a.Print("UP\n")
-	loop := a.Len()
-	a.IncMem64(0x3000).Cpuid().JmpBack(loop) // an exit each round: kvmtest.Asm Cpuid says why
+	a.SpinForever(func(*kvmtest.Asm) {}, func(a *kvmtest.Asm) { a.IncMem64(0x3000) })
 	elf := filepath.Join(dir, "busy.elf")
 	os.WriteFile(elf, kvmtest.PVHELF(a.B, 0x100000), 0o644)
 	sock := filepath.Join(dir, "vmm.sock")
@@ -129,7 +128,7 @@ func migrateThroughCLI(t *testing.T, postCopy bool) {
 	if postCopy {
 		a.IncPages(0x400000, 1024)
 	}
-	a.Cpuid().JmpBack(loop) // an exit each round: kvmtest.Asm Cpuid says why
+	a.Cpuid().JmpBack(loop) // a CPUID exit each round (kvmtest.Asm SpinForever says why): rounds that rewrite 4 MiB are long
 	elf := filepath.Join(dir, "busy.elf")
 	os.WriteFile(elf, kvmtest.PVHELF(a.B, 0x100000), 0o644)
 	bin := govisorBin(t)

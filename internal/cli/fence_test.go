@@ -21,8 +21,8 @@ func spinGuest(t *testing.T, marker string) string {
 	t.Helper()
 	var a kvmtest.Asm
 	a.Print(marker + "\n")
-	// cpuid; jmp back to it: an exit each round (kvmtest.Asm Cpuid says why).
-	code := append(a.B, 0x0F, 0xA2, 0xEB, 0xFC)
+	a.SpinForever(func(*kvmtest.Asm) {}, func(a *kvmtest.Asm) { a.Pause() })
+	code := a.B
 	elf := filepath.Join(t.TempDir(), "spin.elf")
 	if err := os.WriteFile(elf, kvmtest.PVHELF(code, 0x100000), 0o644); err != nil {
 		t.Fatal(err)

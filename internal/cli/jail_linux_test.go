@@ -42,8 +42,7 @@ func jailHost(t *testing.T) {
 func busyGuest(t *testing.T, dir string) string {
 	var a kvmtest.Asm
 	a.Print("UP\n")
-	loop := a.Len()
-	a.IncMem64(0x3000).Cpuid().JmpBack(loop) // an exit each round: kvmtest.Asm Cpuid says why
+	a.SpinForever(func(*kvmtest.Asm) {}, func(a *kvmtest.Asm) { a.IncMem64(0x3000) })
 	elf := filepath.Join(dir, "busy.elf")
 	if err := os.WriteFile(elf, kvmtest.PVHELF(a.B, 0x100000), 0o644); err != nil {
 		t.Fatal(err)
@@ -263,7 +262,7 @@ func jailedMigrate(t *testing.T, postCopy bool) {
 	if postCopy {
 		a.IncPages(0x400000, 1024) // rewrites 4 MiB: it cannot meet 1 ms
 	}
-	a.Cpuid().JmpBack(loop) // an exit each round: kvmtest.Asm Cpuid says why
+	a.Cpuid().JmpBack(loop) // a CPUID exit each round (kvmtest.Asm SpinForever says why): rounds that rewrite 4 MiB are long
 	elf := filepath.Join(t.TempDir(), "busy.elf")
 	if err := os.WriteFile(elf, kvmtest.PVHELF(a.B, 0x100000), 0o644); err != nil {
 		t.Fatal(err)

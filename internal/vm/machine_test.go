@@ -266,12 +266,8 @@ const counterAddr = 0x3000
 // countingGuest increments the qword at counterAddr forever on every vCPU.
 func countingGuest() []byte {
 	var a kvmtest.Asm
-	loop := a.Len()
-	// The CPUID exit in the loop is for the TCG lab's sake (kvmtest.Asm
-	// Cpuid): four lab-host freezes had one lab CPU running such a loop
-	// without exits for minutes, never taking an interrupt (an RCU stall
-	// on it), and the other CPU waiting for it.
-	a.IncMem64(counterAddr).Cpuid().JmpBack(loop)
+	// The CPUID exits are for the TCG lab's sake (kvmtest.Asm SpinForever).
+	a.SpinForever(func(*kvmtest.Asm) {}, func(a *kvmtest.Asm) { a.IncMem64(counterAddr) })
 	return a.B
 }
 

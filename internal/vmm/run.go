@@ -68,6 +68,7 @@ type VMM struct {
 	console   Console
 	ctl       *machineCtl
 	sigs      chan os.Signal
+	report    chan os.Signal // SIGUSR1: write the machine report (vm.Machine WriteDebugReport) to the log
 	sockInput chan []byte
 }
 
@@ -179,6 +180,9 @@ func (v *VMM) Run(console Console) error {
 	v.sigs = make(chan os.Signal, 2)
 	signal.Notify(v.sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
 	defer signal.Stop(v.sigs)
+	v.report = make(chan os.Signal, 1)
+	signal.Notify(v.report, syscall.SIGUSR1)
+	defer signal.Stop(v.report)
 	if os.Getenv(TestLandlockProbe) == "1" {
 		testLandlockProbe()
 	}
@@ -245,12 +249,24 @@ func (v *VMM) run(boot int, m *vm.Machine) (again bool, err error) {
 		stopMachine(m, *r) // fenced while the machine was being built
 	}
 	var sig os.Signal
-	select {
-	case <-m.Done():
-	case sig = <-v.sigs:
-		m.Stop(vm.Exit{Reason: vm.ExitHost, Detail: "signal " + sig.String()})
-	case <-v.console.Quit():
-		m.Stop(vm.Exit{Reason: vm.ExitHost, Detail: "Ctrl-A X"})
+wait:
+	for {
+		select {
+		case <-m.Done():
+			break wait
+		case sig = <-v.sigs:
+			m.Stop(vm.Exit{Reason: vm.ExitHost, Detail: "signal " + sig.String()})
+			break wait
+		case <-v.console.Quit():
+			m.Stop(vm.Exit{Reason: vm.ExitHost, Detail: "Ctrl-A X"})
+			break wait
+		case <-v.report:
+			// For a guest that stopped making progress: where its vCPUs
+			// and queues stand, as QEMU's monitor would tell.
+			if err := m.WriteDebugReport(v.log, 2*time.Second, 20*time.Second); err != nil {
+				fmt.Fprintf(v.log, "govisor: %v\n", err)
+			}
+		}
 	}
 	ex := m.Wait()
 	v.ctl.set(nil)

@@ -98,11 +98,36 @@ func (a *Asm) IncMem64(addr uint32) *Asm {
 }
 
 // Cpuid executes CPUID (clobbers EAX, EBX, ECX, EDX): an exit KVM
-// handles in the kernel. A spin loop with one in it gives its host CPU a
-// way back: under TCG's nested SVM (the lab), a vCPU spinning with
-// interrupts off and no exit at all has kept its lab CPU from ever taking
-// an interrupt, freezing the lab host (see countingGuest in internal/vm).
+// handles in the kernel.
 func (a *Asm) Cpuid() *Asm { return a.emit(0x0F, 0xA2) }
+
+// ExitEvery is how many rounds of a guest's spin loop run between two of
+// its CPUID exits (SpinForever): about a millisecond in a TCG lab host.
+const ExitEvery = 1 << 16
+
+// SpinForever runs body forever, executing CPUID (an exit KVM handles in
+// the kernel) every ExitEvery rounds; setup runs first and again after
+// each CPUID, which clobbers EAX, EBX, ECX and EDX, and body must leave
+// ECX alone. Why the exit: under TCG's nested SVM (the lab) a vCPU
+// spinning with interrupts off and no exit at all kept its lab CPU from
+// ever taking an interrupt, freezing the lab host. Why not every round:
+// an exit every millisecond or so is enough for that, and a loop that
+// exits every round is mostly exits, each an emulated VMEXIT and VMRUN in
+// a TCG lab.
+func (a *Asm) SpinForever(setup, body func(*Asm)) *Asm {
+	top := a.Len()
+	setup(a)
+	n := uint32(ExitEvery)
+	a.emit(0xB9, byte(n), byte(n>>8), byte(n>>16), byte(n>>24)) // mov ecx, n
+	inner := a.Len()
+	body(a)
+	a.emit(0xFF, 0xC9) // dec ecx
+	rel := inner - (a.Len() + 6)
+	a.emit(0x0F, 0x85, byte(rel), byte(rel>>8), byte(rel>>16), byte(rel>>24)) // jnz rel32
+	a.Cpuid()
+	rel = top - (a.Len() + 5)
+	return a.emit(0xE9, byte(rel), byte(rel>>8), byte(rel>>16), byte(rel>>24)) // jmp rel32
+}
 
 // Lidt loads the IDTR from the 10-byte pseudo-descriptor at an absolute address.
 func (a *Asm) Lidt(addr uint32) *Asm {
@@ -120,6 +145,9 @@ func (a *Asm) Iretq() *Asm { return a.emit(0x48, 0xCF) }
 
 // AddQwordAtRSPImm8 adds to the qword at [rsp] (to move a saved RIP).
 func (a *Asm) AddQwordAtRSPImm8(v int8) *Asm { return a.emit(0x48, 0x83, 0x04, 0x24, byte(v)) }
+
+// Pause is the spin-wait hint.
+func (a *Asm) Pause() *Asm { return a.emit(0xF3, 0x90) }
 
 // Hlt halts until the next interrupt.
 func (a *Asm) Hlt() *Asm { return a.emit(0xF4) }
