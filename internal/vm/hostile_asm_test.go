@@ -1,6 +1,10 @@
 package vm
 
-import "encoding/binary"
+import (
+	"encoding/binary"
+
+	"github.com/govisor/govisor/internal/kvm/kvmtest"
+)
 
 // gasm emits the few x86-64 instructions the hostile guests need. Every
 // memory access goes through RAX (the address) and RCX (the value), every
@@ -119,20 +123,28 @@ func (a *gasm) repeat(n uint32, body func()) {
 
 // spin loops forever on PAUSE.
 func (a *gasm) spin() {
-	top := len(a.b)
-	a.emit(0xF3, 0x90) // pause
-	a.emit(0x0F, 0xA2) // cpuid: an exit each round (kvmtest.Asm Cpuid says why)
-	a.emit(0xE9)       // jmp rel32
-	a.imm32(uint32(int32(top - (len(a.b) + 4))))
+	a.exitEvery(func() {}, func() { a.emit(0xF3, 0x90) }) // pause
 }
 
 // count increments the qword at addr forever (a liveness counter).
 func (a *gasm) count(addr uint64) {
+	a.exitEvery(func() { a.movRAX(addr) }, func() { a.emit(0x48, 0xFF, 0x00) }) // inc qword [rax]
+}
+
+// exitEvery runs setup, then body kvmtest.ExitEvery times (body must leave
+// ECX alone), then CPUID, forever: kvmtest.Asm SpinForever says why.
+func (a *gasm) exitEvery(setup, body func()) {
 	top := len(a.b)
-	a.movRAX(addr)
-	a.emit(0x48, 0xFF, 0x00) // inc qword [rax]
-	a.emit(0x0F, 0xA2)       // cpuid (clobbers RAX, reloaded above): an exit each round, see kvmtest.Asm Cpuid
-	a.emit(0xE9)
+	setup() // again after each CPUID, which clobbers EAX, EBX, ECX and EDX
+	a.emit(0xB9)
+	a.imm32(kvmtest.ExitEvery) // mov ecx, n
+	inner := len(a.b)
+	body()
+	a.emit(0xFF, 0xC9) // dec ecx
+	a.emit(0x0F, 0x85) // jnz rel32
+	a.imm32(uint32(int32(inner - (len(a.b) + 4))))
+	a.emit(0x0F, 0xA2) // cpuid
+	a.emit(0xE9)       // jmp rel32
 	a.imm32(uint32(int32(top - (len(a.b) + 4))))
 }
 
@@ -146,4 +158,74 @@ func (a *gasm) ifNotVCPU0() (patch func(target int)) {
 	return func(target int) {
 		binary.LittleEndian.PutUint32(a.b[at:], uint32(int32(target-(at+4))))
 	}
+}
+
+// hostileTrapPort is where catchAll's handlers report what vCPU 1 took.
+const hostileTrapPort = 0x520
+
+// catchAll emits every vCPU's prologue: a stack of 4 KiB below
+// stackBase+4 KiB*(vCPU index+1) and an IDT whose 256 handlers each
+// report their vector (a 1-byte write to hostileTrapPort), then CR2, the
+// three qwords on top of the handler's stack and RSP (32-bit writes, low
+// half first), and halt for good. The guest runs with interrupts off and
+// takes no exception by design; what a vCPU took when it died (a triple
+// fault without an IDT says nothing, and kvm_amd resets the vCPU on one)
+// is the clue. The stubs and the IDT go after the code (tables), at
+// offsets fixed up then.
+func (a *gasm) catchAll(stackBase uint32) (tables func()) {
+	a.emit(0x48, 0x8D, 0x47, 0x01) // lea rax, [rdi+1]
+	a.emit(0x48, 0xC1, 0xE0, 0x0C) // shl rax, 12
+	a.emit(0x48, 0x05)             // add rax, imm32
+	a.imm32(stackBase)             //
+	a.emit(0x48, 0x89, 0xC4)       // mov rsp, rax
+	a.emit(0x0F, 0x01, 0x1C, 0x25) // lidt [disp32]
+	fix := len(a.b)
+	a.imm32(0)
+	return func() {
+		common := make([]int, 0, 256) // offsets of each stub's jmp rel32
+		stubs := make([]int, 256)
+		for v := range 256 {
+			stubs[v] = len(a.b)
+			a.emit(0xB0, byte(v)) // mov al, v
+			a.emit(0xE9)          // jmp rel32 common
+			common = append(common, len(a.b))
+			a.imm32(0)
+		}
+		at := len(a.b)
+		for _, c := range common {
+			binary.LittleEndian.PutUint32(a.b[c:], uint32(int32(at-(c+4))))
+		}
+		port := uint16(hostileTrapPort)
+		a.emit(0x66, 0xBA, byte(port), byte(port>>8)) // mov dx, port
+		a.emit(0xEE)                                  // out dx, al
+		a.emit(0x0F, 0x20, 0xD0)                      // mov rax, cr2
+		a.outRAX()
+		for i := range 3 {
+			a.emit(0x48, 0x8B, 0x44, 0x24, byte(8*i)) // mov rax, [rsp+8i]
+			a.outRAX()
+		}
+		a.emit(0x48, 0x89, 0xE0) // mov rax, rsp
+		a.outRAX()
+		hl := len(a.b)
+		a.emit(0xFA, 0xF4) // cli; hlt
+		a.emit(0xEB, byte(int8(hl-(len(a.b)+2))))
+		for len(a.b)%16 != 0 {
+			a.emit(0x90)
+		}
+		idt := len(a.b)
+		for v := range 256 {
+			a.emit(kvmtest.IDTGate64(flatAddr+uint64(stubs[v]), 0x10)...)
+		}
+		idtr := len(a.b)
+		a.emit(0xFF, 0x0F) // limit 256*16-1
+		a.imm64(flatAddr + uint64(idt))
+		binary.LittleEndian.PutUint32(a.b[fix:], uint32(flatAddr+uint64(idtr)))
+	}
+}
+
+// outRAX writes RAX to the port in DX as two 32-bit writes, low half first.
+func (a *gasm) outRAX() {
+	a.emit(0xEF)                   // out dx, eax
+	a.emit(0x48, 0xC1, 0xE8, 0x20) // shr rax, 32
+	a.emit(0xEF)                   // out dx, eax
 }

@@ -181,6 +181,44 @@ func readCounter(m *Machine, at uint64) uint64 {
 	return binary.LittleEndian.Uint64(b[:])
 }
 
+// trapLog records what catchAll's handlers report: a vector (a 1-byte
+// write), then 32-bit halves of CR2 and the handler's stack.
+type trapLog struct {
+	mu   sync.Mutex
+	recs [][]uint32
+}
+
+func (l *trapLog) Read(_ uint64, b []byte) { clear(b) }
+
+func (l *trapLog) Write(_ uint64, b []byte) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	switch {
+	case len(b) == 1:
+		l.recs = append(l.recs, []uint32{uint32(b[0])})
+	case len(b) == 4 && len(l.recs) > 0:
+		r := &l.recs[len(l.recs)-1]
+		*r = append(*r, binary.LittleEndian.Uint32(b))
+	}
+}
+
+func (l *trapLog) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	var b strings.Builder
+	for _, r := range l.recs {
+		fmt.Fprintf(&b, "[vector %d", r[0])
+		q := func(i int) uint64 {
+			if 2*i+2 < len(r) {
+				return uint64(r[2*i+1]) | uint64(r[2*i+2])<<32
+			}
+			return 0
+		}
+		fmt.Fprintf(&b, " CR2 %#x stack %#x %#x %#x RSP %#x]", q(0), q(1), q(2), q(3), q(4))
+	}
+	return b.String()
+}
+
 // checkpoints is the PIO device at the wait and report ports.
 type checkpoints struct{ h *hostileRun }
 
@@ -329,6 +367,7 @@ func TestHostileGuest(t *testing.T) {
 	}
 
 	// vCPU 1 counts; vCPU 0 attacks.
+	tables := h.a.catchAll(0x6000)
 	toCounter := h.a.ifNotVCPU0()
 	hostileQueueAttacks(h)
 	hostileTransportAttacks(h)
@@ -348,6 +387,7 @@ func TestHostileGuest(t *testing.T) {
 	h.a.spin()
 	toCounter(len(h.a.b))
 	h.a.count(hostileCounter)
+	tables()
 	if flatAddr+uint64(len(h.a.b)) > hostileAreaBase {
 		t.Fatalf("the guest's code (%d bytes) runs into its queue areas", len(h.a.b))
 	}
@@ -362,6 +402,15 @@ func TestHostileGuest(t *testing.T) {
 	if err := m.RegisterPIO(hostileWaitPort, 8, checkpoints{h}); err != nil {
 		t.Fatal(err)
 	}
+	traps := &trapLog{}
+	if err := m.RegisterPIO(hostileTrapPort, 4, traps); err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		if s := traps.String(); s != "" {
+			t.Errorf("the guest took an exception or interrupt (RSP below 0x7000: vCPU 0, below 0x8000: vCPU 1): %s", s)
+		}
+	}()
 	t.Logf("hostile guest: %d attacks, %d bytes of code, %d queue areas", len(h.attacks), len(h.a.b), h.nextArea)
 
 	rss0 := rssKiB(t)
