@@ -172,7 +172,12 @@ func migrateThroughCLI(t *testing.T, postCopy bool) {
 	var res vmmapi.MigrateResult
 	args := []string{"migrate", addr, "--max-downtime-ms", "50"}
 	if postCopy {
-		args = []string{"migrate", addr, "--max-downtime", "1ms", "--post-copy"}
+		// 2 MiB/s: the full copy takes about 2 s, in which the guest
+		// surely runs and dirties a page (in a TCG lab the copy's own
+		// threads can starve it for a fast copy's 300 ms: a CI run saw
+		// no dirty page then, so pre-copy converged and no post-copy
+		// happened), and one dirty page then cannot meet 1 ms.
+		args = []string{"migrate", addr, "--max-downtime", "1ms", "--post-copy", "--bandwidth", "2M"}
 	}
 	out, errOut := ctl(srcSock, args...)
 	if err := json.Unmarshal(out, &res); err != nil || res.BytesSent == 0 {

@@ -287,7 +287,12 @@ func jailedMigrate(t *testing.T, postCopy bool) {
 	ctlInfo(t, dstSock, dstOut)
 	args := []string{"migrate", addr, "--max-downtime-ms", "50"}
 	if postCopy {
-		args = []string{"migrate", addr, "--max-downtime", "1ms", "--post-copy"}
+		// 2 MiB/s: the full copy takes about 2 s, in which the guest
+		// surely runs and dirties a page (in a TCG lab the copy's own
+		// threads can starve it for a fast copy's 300 ms: a CI run saw
+		// no dirty page then, so pre-copy converged and no post-copy
+		// happened), and one dirty page then cannot meet 1 ms.
+		args = []string{"migrate", addr, "--max-downtime", "1ms", "--post-copy", "--bandwidth", "2M"}
 	}
 	out, errOut, err := runCtl(t, srcSock, args...)
 	if err != nil {
