@@ -133,7 +133,7 @@ func (s *State) save() error {
 type UpConfig struct {
 	Dir      string // the lab's folder (state, per-host logs)
 	Hosts    int
-	CPUs     int
+	CPUs     int // each host's vCPUs (0: DefaultCPUs)
 	MemoryMB int
 	Assets   Assets
 	BinDir   string // govisor and govisor-agent for the lab hosts
@@ -178,6 +178,9 @@ func Up(ctx context.Context, cfg UpConfig) (st *State, err error) {
 	tok := make([]byte, 16)
 	rand.Read(tok)
 	st = &State{Dir: cfg.Dir, Bridge: bridgeName(cfg.Net), Token: hex.EncodeToString(tok), Accel: PickAccel(), HostLeaseTTL: cfg.HostLeaseTTL}
+	if cfg.CPUs == 0 {
+		cfg.CPUs = DefaultCPUs(st.Accel)
+	}
 	if st.ca, err = newLabCA(); err != nil {
 		return nil, err
 	}

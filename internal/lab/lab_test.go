@@ -128,6 +128,21 @@ func TestQEMUFor(t *testing.T) {
 	}
 }
 
+func TestDefaultCPUs(t *testing.T) {
+	for _, c := range []struct {
+		accel Accel
+		want  int
+	}{
+		{Accel{Accel: "tcg,thread=multi"}, 1},
+		{Accel{Accel: "tcg"}, 1},
+		{Accel{Accel: "kvm"}, 2},
+	} {
+		if got := DefaultCPUs(c.accel); got != c.want {
+			t.Errorf("DefaultCPUs(%q) = %d, want %d", c.accel.Accel, got, c.want)
+		}
+	}
+}
+
 func TestReadResult(t *testing.T) {
 	for _, c := range []struct {
 		console string

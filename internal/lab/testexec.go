@@ -138,7 +138,7 @@ func runOnce(cfg TestExec, assets Assets, accel Accel, bin string, args []string
 	_, qemuKind := assets.QEMUFor(accel)
 	ov.AddData("/run.sh", []byte(runScript(filepath.Base(bin), args, qemuKind)), 0o755)
 	h, err := Start(HostConfig{
-		Name: "test", Dir: dir, CPUs: 2, MemoryMB: 6144,
+		Name: "test", Dir: dir, CPUs: DefaultCPUs(accel), MemoryMB: 6144,
 		Assets: assets, Accel: accel, Overlay: ov, Output: cfg.Stdout,
 	})
 	if err != nil {

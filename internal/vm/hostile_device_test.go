@@ -357,14 +357,11 @@ func hostileBalloon(h *hostileRun) {
 }
 
 // stormRounds is how many rounds a storm attack runs: n, or n/20 in a lab
-// host under TCG. There the full storms (tens of thousands of MMIO and
-// port exits in a few seconds) killed the lab host's own kernel ("corrupted
-// stack end detected inside scheduler", or a freeze with a lab CPU stuck
-// in its timer interrupt) or made a vCPU that took no exit triple-fault,
-// in most runs, with Debian's QEMU 10.0 and with the lab's patched build
-// alike: a fault of TCG's emulated nested SVM (the lab kernel itself
-// dies), not of govisor. A
-// twentieth is still hundreds of exits against one device in a second.
+// host under TCG, where every exit costs about a millisecond: the full
+// storms (tens of thousands of MMIO and port exits) took 1-2 minutes of
+// the suite there, and with two lab vCPUs they broke the lab host in most
+// runs (lab.DefaultCPUs says how). A twentieth is still hundreds of exits
+// against one device in a second.
 func stormRounds(n uint32) uint32 {
 	if os.Getenv("GOVISOR_LAB") == "1" && os.Getenv("GOVISOR_LAB_QEMU") != "kvm" {
 		return n / 20

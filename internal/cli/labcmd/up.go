@@ -60,7 +60,7 @@ func newUpCmd(cache *string, network *int, dir func() string) *cobra.Command {
 	}
 	f := cmd.Flags()
 	f.IntVar(&hosts, "hosts", 1, "number of lab hosts")
-	f.IntVar(&cpus, "cpus", 2, "vCPUs of each lab host")
+	f.IntVar(&cpus, "cpus", 0, "vCPUs of each lab host (default 2 on KVM, 1 under TCG, where two vCPU threads break nested guests now and then)")
 	f.IntVar(&memMiB, "memory", 2048, "memory of each lab host, MiB")
 	f.BoolVar(&withQEMU, "with-qemu", false, "put QEMU in each lab host too (side-by-side benchmarks)")
 	f.BoolVar(&storage, "shared-storage", true, "add the storage host: an NFS export every lab host mounts at "+lab.SharedPath+", pool "+lab.SharedPool)
