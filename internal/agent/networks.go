@@ -97,7 +97,10 @@ func (ns *networkService) CreateNetwork(ctx context.Context, n api.Network) (api
 		return api.Network{}, err
 	}
 	// The bridge first: a device that contradicts the definition fails the
-	// request before anything is stored.
+	// request before anything is stored. Until it is stored, the node's
+	// network reconciler would take the new bridge for a deleted
+	// network's: it waits.
+	defer ns.node.LockNetworks()()
 	created, err := hostnet.EnsureBridge(ns.node.BridgeOf(n))
 	if err != nil {
 		return api.Network{}, netErr(err)
@@ -163,6 +166,7 @@ func (ns *networkService) GetNetwork(ctx context.Context, name string) (api.Netw
 
 // DeleteNetwork forgets a network no VM uses and removes its bridge here.
 func (ns *networkService) DeleteNetwork(ctx context.Context, name string) error {
+	defer ns.node.LockNetworks()()
 	n, err := ns.st.GetNetwork(ctx, name)
 	if err == nil {
 		err = ns.st.DeleteNetwork(ctx, name, func(recs []store.Record) error {

@@ -110,10 +110,19 @@ func (n *Node) RemoveBridge(nw api.Network) {
 	}
 }
 
+// LockNetworks keeps the network reconciler from running until the
+// returned func is called: hold it from making a network's bridge until
+// its definition is stored (and while one is deleted).
+func (n *Node) LockNetworks() (unlock func()) {
+	n.netMu.Lock()
+	return n.netMu.Unlock
+}
+
 // reconcileNetworks gives this host a bridge for every defined network and
 // removes the bridges agents made for networks no longer defined. Failures
 // are logged once until they change (a pass runs every few seconds).
 func (n *Node) reconcileNetworks(ctx context.Context) {
+	defer n.LockNetworks()()
 	nets, err := n.st.ListNetworks(ctx)
 	if err != nil {
 		return // the VM pass logs store failures

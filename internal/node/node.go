@@ -43,6 +43,11 @@ type Node struct {
 	kick   chan struct{}
 	loopWG sync.WaitGroup
 	supWG  sync.WaitGroup
+	// netMu keeps reconcileNetworks out while a network is defined or
+	// deleted here (LockNetworks): the bridge of a network being defined
+	// exists before its definition is in etcd, and a pass in between took
+	// it for a deleted network's bridge and removed it.
+	netMu sync.Mutex
 
 	mu          sync.Mutex
 	procs       map[string]*Proc
