@@ -121,31 +121,24 @@ func (a *gasm) repeat(n uint32, body func()) {
 	a.imm32(uint32(int32(top - (len(a.b) + 4))))
 }
 
-// spin loops forever on PAUSE.
+// spin loops forever on PAUSE, with a CPUID exit every kvmtest.ExitEvery
+// rounds (kvmtest.Asm SpinForever says why).
 func (a *gasm) spin() {
-	a.exitEvery(func() {}, func() { a.emit(0xF3, 0x90) }) // pause
+	a.spinForever(func(*kvmtest.Asm) {}, func(k *kvmtest.Asm) { k.Pause() })
 }
 
-// count increments the qword at addr forever (a liveness counter).
+// count increments the qword at addr forever (a liveness counter), with a
+// CPUID exit every kvmtest.ExitEvery rounds.
 func (a *gasm) count(addr uint64) {
-	a.exitEvery(func() { a.movRAX(addr) }, func() { a.emit(0x48, 0xFF, 0x00) }) // inc qword [rax]
+	a.spinForever(func(k *kvmtest.Asm) { k.MovRAX(addr) }, func(k *kvmtest.Asm) { k.Raw(0x48, 0xFF, 0x00) }) // inc qword [rax]
 }
 
-// exitEvery runs setup, then body kvmtest.ExitEvery times (body must leave
-// ECX alone), then CPUID, forever: kvmtest.Asm SpinForever says why.
-func (a *gasm) exitEvery(setup, body func()) {
-	top := len(a.b)
-	setup() // again after each CPUID, which clobbers EAX, EBX, ECX and EDX
-	a.emit(0xB9)
-	a.imm32(kvmtest.ExitEvery) // mov ecx, n
-	inner := len(a.b)
-	body()
-	a.emit(0xFF, 0xC9) // dec ecx
-	a.emit(0x0F, 0x85) // jnz rel32
-	a.imm32(uint32(int32(inner - (len(a.b) + 4))))
-	a.emit(0x0F, 0xA2) // cpuid
-	a.emit(0xE9)       // jmp rel32
-	a.imm32(uint32(int32(top - (len(a.b) + 4))))
+// spinForever appends kvmtest.Asm SpinForever's loop (its jumps are
+// relative, so it runs wherever it lands in this code).
+func (a *gasm) spinForever(setup, body func(*kvmtest.Asm)) {
+	k := kvmtest.Asm{B: a.b}
+	k.SpinForever(setup, body)
+	a.b = k.B
 }
 
 // ifNotVCPU0 sends vCPUs other than 0 (RDI = vCPU index, as Flat enters
@@ -160,7 +153,7 @@ func (a *gasm) ifNotVCPU0() (patch func(target int)) {
 	}
 }
 
-// hostileTrapPort is where catchAll's handlers report what vCPU 1 took.
+// hostileTrapPort is where catchAll's handlers report what a vCPU took.
 const hostileTrapPort = 0x520
 
 // catchAll emits every vCPU's prologue: a stack of 4 KiB below

@@ -146,6 +146,9 @@ func (a *Asm) Iretq() *Asm { return a.emit(0x48, 0xCF) }
 // AddQwordAtRSPImm8 adds to the qword at [rsp] (to move a saved RIP).
 func (a *Asm) AddQwordAtRSPImm8(v int8) *Asm { return a.emit(0x48, 0x83, 0x04, 0x24, byte(v)) }
 
+// Raw appends machine code the helpers here do not spell.
+func (a *Asm) Raw(b ...byte) *Asm { return a.emit(b...) }
+
 // Pause is the spin-wait hint.
 func (a *Asm) Pause() *Asm { return a.emit(0xF3, 0x90) }
 
