@@ -46,6 +46,15 @@ func rtcWaitDisk(t *testing.T, rounds uint16) string {
 	a.emit(0x8E, 0xD8).emit(0x8E, 0xC0)    // mov ds, ax; mov es, ax
 	a.emit(0x8E, 0xD0).imm16(0xBC, 0x7C00) // mov ss, ax; mov sp, 0x7C00
 	a.emit(0xFB, 0xFC)                     // sti; cld: lodsb counts upwards
+	// Wait two BIOS timer ticks before writing to COM1 directly: sercon
+	// still holds the cursor move after "Booting from Hard Disk..." and
+	// its timer tick flushes it, which put a line break in the middle of
+	// the start marker in a CI run.
+	a.emit(0xB4, 0x00, 0xCD, 0x1A)         // mov ah, 0; int 1Ah
+	a.emit(0x89, 0xD3, 0x83, 0xC3, 0x02)   // mov bx, dx; add bx, 2
+	a.label("settle").emit(0xFB, 0xF4)     // sti; hlt: until the next interrupt
+	a.emit(0xB4, 0x00, 0xCD, 0x1A)         // mov ah, 0; int 1Ah
+	a.emit(0x39, 0xDA).jcc(0x72, "settle") // cmp dx, bx; jb settle
 	say("start")
 	a.emit(0xB4, 0x00, 0xCD, 0x1A) // mov ah, 0; int 1Ah: ticks in CX:DX
 	a.emit(0x89, 0xD5)             // mov bp, dx: the low word, kept by the BIOS
@@ -108,6 +117,7 @@ func rtcWaitDisk(t *testing.T, rounds uint16) string {
 func TestRTCWaitBIOS(t *testing.T) {
 	start := time.Now()
 	console, log, _ := bootFirmware(t, 1, 128, rtcWaitDisk(t, 1), 2*time.Minute)
+	console = withoutLineBreaks(console)
 	inOrder(t, console, log, "Booting from Hard Disk", rtcWaitStart, rtcWaitDone)
 	if strings.Contains(console, rtcWaitError) {
 		t.Fatalf("int 15h AH=86h failed (CF set)")
@@ -145,7 +155,7 @@ func TestRTCWaitAcrossSnapshot(t *testing.T) {
 	// Two waits done: two dots after the start marker, whatever line
 	// breaks SeaBIOS's serial console put between them.
 	waited := func() int {
-		s := out.String()
+		s := withoutLineBreaks(out.String())
 		i := strings.Index(s, rtcWaitStart)
 		if i < 0 {
 			return 0
@@ -164,7 +174,7 @@ func TestRTCWaitAcrossSnapshot(t *testing.T) {
 	if err := m.Snapshot(dir); err != nil {
 		t.Fatal(err)
 	}
-	t.Logf("snapshot after %q", out.String()[strings.Index(out.String(), rtcWaitStart):])
+	t.Logf("snapshot after %q", out.String())
 	finish := func(name string, m *Machine, out *syncBuffer) {
 		t.Helper()
 		select {
@@ -173,10 +183,10 @@ func TestRTCWaitAcrossSnapshot(t *testing.T) {
 			m.Stop(Exit{Reason: ExitHost, Detail: "the test's time limit"})
 		}
 		ex := m.Wait()
-		if ex.Reason != ExitPowerOff || !strings.Contains(out.String(), rtcWaitDone) {
+		if ex.Reason != ExitPowerOff || !strings.Contains(withoutLineBreaks(out.String()), rtcWaitDone) {
 			t.Fatalf("%s machine: stopped with %s %s; console:\n%s", name, ex.Reason, ex.Detail, out.String())
 		}
-		t.Logf("%s machine: %s", name, out.String()[strings.LastIndex(out.String(), "."):])
+		t.Logf("%s machine: %q", name, out.String())
 	}
 	finish("original", m, &out)
 	var out2 syncBuffer
@@ -189,4 +199,11 @@ func TestRTCWaitAcrossSnapshot(t *testing.T) {
 		t.Fatal(err)
 	}
 	finish("restored", r, &out2)
+}
+
+// withoutLineBreaks drops CR and LF: SeaBIOS's sercon may flush a
+// pending cursor move between the bytes the boot sector writes to COM1
+// itself, and no marker of these tests holds a line break.
+func withoutLineBreaks(s string) string {
+	return strings.NewReplacer("\r", "", "\n", "").Replace(s)
 }
