@@ -15,8 +15,9 @@
 #                        its grub.cfg, $OUT/bzImage and $OUT/initrd.cpio; GRUB
 #                        loads the kernel through the Linux boot protocol, so
 #                        the test kernel needs no EFI stub; its command,
-#                        run="nproc; sleep 3", leaves tests time to snapshot
-#                        or migrate the running guest
+#                        run="nproc; grep MemTotal /proc/meminfo; sleep 3",
+#                        says how much memory the guest found and leaves
+#                        tests time to snapshot or migrate the running guest
 #
 # Usage: scripts/firmware.sh [OUT]   (default: $GOVISOR_CACHE/guest, else .cache/guest:
 # the lab puts that folder's files in every lab host's /guest)
@@ -134,7 +135,7 @@ terminal_input serial
 terminal_output serial
 set timeout=0
 echo "GRUB: loading the test kernel"
-linux /bzImage console=ttyS0 quiet rodata=off run="nproc; sleep 3"
+linux /bzImage console=ttyS0 quiet rodata=off run="nproc; grep MemTotal /proc/meminfo; sleep 3"
 initrd /initrd.cpio
 boot
 CFG

@@ -87,8 +87,6 @@ func TestRunFirmwareErrors(t *testing.T) {
 		{"variables without uefi", []string{"run", "--firmware", "bios", "--firmware-vars", "vars.fd"}, "--firmware-vars needs --firmware uefi"},
 		{"firmware and kernel", []string{"run", "--firmware", "bios", "--kernel", "vmlinux"}, "exclude each other"},
 		{"missing image", []string{"run", "--firmware", "bios", "--firmware-image", "/nonexistent/bios.bin"}, "no such file"},
-		{"too much memory for uefi", []string{"run", "--firmware", "uefi", "--firmware-image", ovmf,
-			"--firmware-vars", ovmfVars, "--memory", "4G"}, "up to 3072 MiB"},
 	}
 	for _, c := range cases {
 		_, errOut, code := runGovisor(t, c.args...)

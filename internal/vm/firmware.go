@@ -57,13 +57,9 @@ func checkFirmware(cfg Config) error {
 	}
 	// With RAM above 4 GiB SeaBIOS puts 64-bit BARs above it, which its
 	// 32-bit virtio driver reaches through the transport's
-	// VIRTIO_PCI_CAP_PCI_CFG window (virtio 1.2 4.1.4.9) and which the
-	// DSDT describes (pci64Window). OVMF keeps every BAR below 4 GiB
-	// (uefi.go, X-PciMmio64Mb 0); that large UEFI guests boot is not yet
-	// tested, so they keep the limit.
-	if cfg.FirmwareVars != nil && cfg.MemoryMiB<<20 > pciHoleStart {
-		return fmt.Errorf("vm: UEFI firmware boot supports up to %d MiB of memory for now (got %d MiB)", pciHoleStart>>20, cfg.MemoryMiB)
-	}
+	// VIRTIO_PCI_CAP_PCI_CFG window (virtio 1.2 4.1.4.9), and OVMF puts
+	// them in the aperture ovmfAperture gives it; the DSDT describes a
+	// window holding both (pci64Window).
 	return nil
 }
 
@@ -157,13 +153,11 @@ func (m *Machine) setupFirmware() error {
 	acfg := acpi.DefaultConfig(m.cfg.CPUs)
 	acfg.RTCCenturyIndex = 0x32
 	acfg.HotplugSlots = m.hotplugSlots()
-	if !m.uefi() {
-		bits, err := m.guestPhysBits()
-		if err != nil {
-			return err
-		}
-		acfg.PCIMMIO64Start, acfg.PCIMMIO64Size = pci64Window(m.cfg.MemoryMiB, bits)
+	bits, err := m.guestPhysBits()
+	if err != nil {
+		return err
 	}
+	acfg.PCIMMIO64Start, acfg.PCIMMIO64Size = pci64Window(m.cfg.MemoryMiB, bits)
 	dev := fwcfg.New(m.mem)
 	if err := qemufw.Fill(dev, qemufw.Config{
 		CPUs: m.cfg.CPUs, RAM: ram, BootOrder: order, SerialPort: uart8250.COM1Base, ACPI: acfg, UUID: m.cfg.UUID,

@@ -1,12 +1,14 @@
 package vm
 
 import (
+	"encoding/binary"
 	"regexp"
 	"strconv"
 	"testing"
 	"time"
 
 	"github.com/govisor/govisor/internal/kvm/kvmtest"
+	"github.com/govisor/govisor/internal/pci"
 )
 
 // TestPCI64Window checks the 64-bit window the DSDT gets: none while RAM
@@ -51,5 +53,71 @@ func TestSeaBIOSBootsSyslinuxAbove4G(t *testing.T) {
 	addr, err := strconv.ParseUint(m[1], 16, 64)
 	if err != nil || addr < highMemStart+1<<30 {
 		t.Fatalf("the disk's BAR at %s, want above RAM's end (%v); SeaBIOS log:\n%s", m[1], err, log)
+	}
+}
+
+// TestOVMFAperture checks the 64-bit aperture OVMF gets: the largest power
+// of two up to OVMF's own 32 GiB that, aligned to its size from the end of
+// RAM as OVMF aligns it, stays inside the DSDT's window; none without one.
+func TestOVMFAperture(t *testing.T) {
+	const gib = 1 << 30
+	for _, c := range []struct {
+		mib  uint64
+		bits uint8
+		want uint64
+	}{
+		{3072, 40, 0},           // no RAM above 4 GiB, no window
+		{4096, 40, 32 * gib},    // window 5 GiB..1 TiB: at 32 GiB
+		{4096, 36, 32 * gib},    // 5..64 GiB: 32..64 just fits
+		{4096, 35, 16 * gib},    // 5..32 GiB: 16..32
+		{4096, 34, 8 * gib},     // 5..16 GiB: 8..16
+		{4096, 33, 2 * gib},     // 5..8 GiB: 4 GiB would need 8..12; 6..8
+		{60 << 10, 36, 2 * gib}, // 61..64 GiB: 62..64
+	} {
+		start, size := pci64Window(c.mib, c.bits)
+		got := ovmfAperture(start, size)
+		if got != c.want {
+			t.Errorf("%d MiB, %d bits (window %#x+%#x): aperture %#x, want %#x", c.mib, c.bits, start, size, got, c.want)
+		}
+		if base := (start + got - 1) &^ (got - 1); got != 0 && (base < start || base+got > start+size) {
+			t.Errorf("%d MiB, %d bits: aperture %#x at %#x leaves the window %#x+%#x", c.mib, c.bits, got, base, start, size)
+		}
+	}
+}
+
+// TestOVMFBootsAbove4G boots the ESP disk through OVMF with 4 GiB of RAM,
+// 1 GiB of it above 4 GiB: the guest finds all of it (OVMF's memory map,
+// which GRUB hands Linux, has the RAM above 4 GiB), and OVMF put the
+// disk's 64-bit BAR into the aperture govisor gave it (X-PciMmio64Mb):
+// above RAM's end, inside the DSDT's 64-bit window.
+func TestOVMFBootsAbove4G(t *testing.T) {
+	const mib = 4096
+	disk := kvmtest.ESPDisk(t)
+	code, varsPath := uefiVars(t)
+	console, m := bootUEFIMachine(t, 1, mib, code, varsPath, disk, ExitReset)
+	defer m.Close()
+	inOrder(t, console, "", "BdsDxe: starting Boot", "GRUB: loading the test kernel", "GUEST-READY", "MemTotal:", "GUEST-DONE")
+	mt := regexp.MustCompile(`MemTotal:\s+(\d+) kB`).FindStringSubmatch(console)
+	if mt == nil {
+		t.Fatal("the guest did not say its MemTotal")
+	}
+	// MemTotal is RAM less the kernel's own reservations: more than
+	// 3.5 GiB only if the guest found the RAM above 4 GiB.
+	if kb, _ := strconv.ParseUint(mt[1], 10, 64); kb < 3584<<10 {
+		t.Errorf("the guest found %s kB of memory of %d MiB: the RAM above 4 GiB is missing", mt[1], mib)
+	}
+	var bar [8]byte
+	m.pci.ConfigRead(pci.FirstSlot, 0, 0x10, bar[:]) // BAR 0 and 1: one 64-bit BAR (PCI 3.0 6.2.5.1)
+	addr := binary.LittleEndian.Uint64(bar[:]) &^ 0xF
+	bits, err := m.guestPhysBits()
+	if err != nil {
+		t.Fatal(err)
+	}
+	start, size := pci64Window(mib, bits)
+	aperture := ovmfAperture(start, size)
+	base := (start + aperture - 1) &^ (aperture - 1)
+	t.Logf("disk BAR 0 at %#x; OVMF's aperture %#x+%#x; DSDT window %#x+%#x", addr, base, aperture, start, size)
+	if aperture == 0 || addr < base || addr >= base+aperture {
+		t.Errorf("the disk's BAR 0 at %#x, want it in OVMF's 64-bit aperture %#x+%#x", addr, base, aperture)
 	}
 }

@@ -2,6 +2,7 @@ package vm
 
 import (
 	"fmt"
+	"strconv"
 
 	"golang.org/x/sys/unix"
 
@@ -68,9 +69,11 @@ const (
 	acpiPMBase     = 0x600 // acpi.PM1aEventBlock
 
 	// fwcfgPciMmio64Mb sizes OVMF's 64-bit PCI aperture (OvmfPkg
-	// PlatformInitLib MemDetect.c PlatformGetFirstNonAddress): 0 keeps
-	// every BAR below 4 GiB, where govisor's DSDT describes the window.
+	// PlatformInitLib MemDetect.c PlatformGetFirstNonAddress), in MiB
+	// as decimal text: see ovmfAperture.
 	fwcfgPciMmio64Mb = "opt/ovmf/X-PciMmio64Mb"
+	// maxOVMFAperture is OVMF's own default aperture (PcdPciMmio64Size).
+	maxOVMFAperture = 32 << 30
 )
 
 // uefi reports whether the machine boots OVMF.
@@ -178,13 +181,40 @@ func (m *Machine) setupUEFIPlatform(dev *fwcfg.Device) error {
 	if err := m.pci.AddFunction(0, 1, isa); err != nil {
 		return fmt.Errorf("vm: ISA bridge: %w", err)
 	}
-	if err := dev.AddFile(fwcfgPciMmio64Mb, []byte("0")); err != nil {
+	bits, err := m.guestPhysBits()
+	if err != nil {
+		return err
+	}
+	aperture := ovmfAperture(pci64Window(m.cfg.MemoryMiB, bits))
+	if err := dev.AddFile(fwcfgPciMmio64Mb, []byte(strconv.FormatUint(aperture>>20, 10))); err != nil {
 		return fmt.Errorf("vm: firmware configuration: %w", err)
 	}
 	if err := m.pio.Register(ovmfPMBase+ovmfPM1Cnt, 2, ovmfShutdown{m}); err != nil {
 		return fmt.Errorf("vm: OVMF's shutdown port: %w", err)
 	}
 	return nil
+}
+
+// ovmfAperture returns the size of the 64-bit PCI aperture OVMF gets, so
+// that it lies inside the DSDT's 64-bit window [start, start+size): OVMF
+// starts the aperture at the end of RAM (its highest e820 RAM entry)
+// rounded up to 1 GiB, which is start, then aligns it to the largest power
+// of two not above its size (MemDetect.c PlatformGetFirstNonAddress). The
+// size is the largest power of two from 1 GiB to maxOVMFAperture that
+// fits; 0 (no window, or none fits) turns the aperture off and OVMF puts
+// every BAR below 4 GiB, in the 32-bit window.
+func ovmfAperture(start, size uint64) uint64 {
+	if size == 0 {
+		return 0
+	}
+	end := start + size
+	for s := uint64(maxOVMFAperture); s >= 1<<30; s >>= 1 {
+		base := (start + s - 1) &^ (s - 1)
+		if base >= start && base+s <= end {
+			return s
+		}
+	}
+	return 0
 }
 
 // OVMF's ResetSystem(EfiResetShutdown), which GRUB's "halt" and the UEFI

@@ -37,6 +37,15 @@ func uefiVars(t *testing.T) (code []byte, varsPath string) {
 // returns the console once the machine stopped with want.
 func bootUEFI(t *testing.T, cpus int, code []byte, varsPath, disk string, want ExitReason) string {
 	t.Helper()
+	console, m := bootUEFIMachine(t, cpus, 256, code, varsPath, disk, want)
+	m.Close()
+	return console
+}
+
+// bootUEFIMachine is bootUEFI with memMiB of RAM; it returns the stopped
+// machine, not yet closed, for the test to look at.
+func bootUEFIMachine(t *testing.T, cpus int, memMiB uint64, code []byte, varsPath, disk string, want ExitReason) (string, *Machine) {
+	t.Helper()
 	vars, err := os.OpenFile(varsPath, os.O_RDWR, 0)
 	if err != nil {
 		t.Fatal(err)
@@ -44,7 +53,7 @@ func bootUEFI(t *testing.T, cpus int, code []byte, varsPath, disk string, want E
 	defer vars.Close()
 	var out syncBuffer
 	m, err := New(Config{
-		CPUs: cpus, MemoryMiB: 256, Firmware: code, FirmwareVars: vars, Console: &out,
+		CPUs: cpus, MemoryMiB: memMiB, Firmware: code, FirmwareVars: vars, Console: &out,
 		Disks: []Disk{{Path: disk, ReadOnly: true}},
 	})
 	if err != nil {
@@ -62,12 +71,12 @@ func bootUEFI(t *testing.T, cpus int, code []byte, varsPath, disk string, want E
 		m.Stop(Exit{Reason: ExitHost, Detail: "the test's time limit"})
 	}
 	ex := m.Wait()
-	m.Close()
 	t.Logf("%d vCPUs: %s %s after %v; console:\n%s", cpus, ex.Reason, ex.Detail, time.Since(start).Round(time.Millisecond), out.String())
 	if ex.Reason != want {
+		m.Close()
 		t.Fatalf("%d vCPUs: stopped with %s %s %v, want %s", cpus, ex.Reason, ex.Detail, ex.Err, want)
 	}
-	return out.String()
+	return out.String(), m
 }
 
 // monotonicCount returns the high half of the UEFI monotonic counter that
