@@ -1,8 +1,8 @@
 #!/bin/sh
 # govisor test-guest /init. The kernel option run=CMD runs CMD with sh -c
 # after the GUEST-READY marker, then the guest powers off (ACPI) or reboots
-# (no ACPI; govisor --on-reboot=exit ends on that). Without run= a shell
-# runs on the console.
+# (no ACPI, or the option done=reboot; govisor --on-reboot=exit ends on
+# that). Without run= a shell runs on the console.
 # Debian's busybox-static runs its applets without symlinks (PREFER_APPLETS),
 # and on kvm_pvm every system call is slow: so no `busybox --install`.
 /bin/busybox mount -a
@@ -20,6 +20,6 @@ if [ -n "$run" ]; then
 		fi
 	fi
 	echo GUEST-DONE
-	if [ -d /sys/firmware/acpi ]; then poweroff -f; else reboot -f; fi
+	if [ -d /sys/firmware/acpi ] && [ "$done" != reboot ]; then poweroff -f; else reboot -f; fi
 fi
 exec setsid -c sh

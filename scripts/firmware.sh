@@ -15,9 +15,13 @@
 #                        its grub.cfg, $OUT/bzImage and $OUT/initrd.cpio; GRUB
 #                        loads the kernel through the Linux boot protocol, so
 #                        the test kernel needs no EFI stub; its command,
-#                        run="nproc; grep MemTotal /proc/meminfo; sleep 3",
-#                        says how much memory the guest found and leaves
-#                        tests time to snapshot or migrate the running guest
+#                        run="nproc; grep MemTotal /proc/meminfo; ls
+#                        /sys/firmware/acpi/tables /sys/block; cat
+#                        /sys/class/dmi/id/{sys_vendor,product_uuid};
+#                        sleep 3" done=reboot, says what the guest found
+#                        (memory, ACPI, its disk, SMBIOS),
+#                        leaves tests time to snapshot or migrate the
+#                        running guest, and ends with a reboot
 #
 # Usage: scripts/firmware.sh [OUT]   (default: $GOVISOR_CACHE/guest, else .cache/guest:
 # the lab puts that folder's files in every lab host's /guest)
@@ -135,7 +139,7 @@ terminal_input serial
 terminal_output serial
 set timeout=0
 echo "GRUB: loading the test kernel"
-linux /bzImage console=ttyS0 quiet rodata=off run="nproc; grep MemTotal /proc/meminfo; sleep 3"
+linux /bzImage console=ttyS0 quiet rodata=off run="nproc; grep MemTotal /proc/meminfo; ls /sys/firmware/acpi/tables /sys/block; cat /sys/class/dmi/id/sys_vendor /sys/class/dmi/id/product_uuid; sleep 3" done=reboot
 initrd /initrd.cpio
 boot
 CFG

@@ -75,8 +75,8 @@ func TestAgentBootsUEFIVM(t *testing.T) {
 		t.Fatal(err)
 	}
 	mtc := func() uint32 { return uefiMTC(state, "efi") }
-	// The test kernel finds no ACPI under UEFI and reboots after its
-	// command; the VMM boots it again from the same variables.
+	// The ESP test guest reboots after its command (done=reboot); the
+	// VMM boots it again from the same variables.
 	var con []byte
 	for deadline := time.Now().Add(4 * time.Minute); strings.Count(string(con), "GUEST-READY") < 2 || mtc() < 2; time.Sleep(200 * time.Millisecond) {
 		if time.Now().After(deadline) {

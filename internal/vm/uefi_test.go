@@ -5,6 +5,8 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -53,7 +55,7 @@ func bootUEFIMachine(t *testing.T, cpus int, memMiB uint64, code []byte, varsPat
 	defer vars.Close()
 	var out syncBuffer
 	m, err := New(Config{
-		CPUs: cpus, MemoryMiB: memMiB, Firmware: code, FirmwareVars: vars, Console: &out,
+		CPUs: cpus, MemoryMiB: memMiB, Firmware: code, FirmwareVars: vars, Console: &out, UUID: testUUID,
 		Disks: []Disk{{Path: disk, ReadOnly: true}},
 	})
 	if err != nil {
@@ -102,8 +104,9 @@ func monotonicCount(t *testing.T, varsPath string) (mtc uint32, bootOrder int) {
 // GUEST-READY, twice from the same variable file: OVMF's writes (its boot
 // options, and the monotonic counter it increments every boot) reach the
 // file through the flash device, and the second boot reads the first's
-// back. The test kernel has no EFI support, so it finds no ACPI tables and
-// ends with a reboot.
+// back. The guest, handed OVMF's system table by GRUB, finds the ACPI
+// tables and SMBIOS OVMF installed from govisor's fw_cfg, and both vCPUs;
+// it ends with a reboot (done=reboot).
 func TestOVMFBootsESPDisk(t *testing.T) {
 	disk := kvmtest.ESPDisk(t)
 	code, varsPath := uefiVars(t)
@@ -115,6 +118,7 @@ func TestOVMFBootsESPDisk(t *testing.T) {
 	// OVMF's own console reaches the serial port (through the ISA
 	// bridge) before GRUB takes it: the boot manager says what it boots.
 	inOrder(t, console, "", "BdsDxe: starting Boot", "GRUB: loading the test kernel", "GUEST-READY", "GUEST-DONE")
+	checkUEFIGuest(t, console, 2)
 	first, order := monotonicCount(t, varsPath)
 	if first == 0 || order == 0 {
 		t.Fatalf("after the first boot: MTC %d, %d boot options", first, order)
@@ -144,6 +148,32 @@ func TestUEFIConfigChecks(t *testing.T) {
 		err := checkFirmware(Config{Firmware: c.code, FirmwareVars: f, MemoryMiB: 256, Console: io.Discard})
 		if err == nil || !strings.Contains(err.Error(), c.want) {
 			t.Errorf("code of %d bytes, vars of 1000: %v, want %q", len(c.code), err, c.want)
+		}
+	}
+}
+
+// checkUEFIGuest checks what the ESP test guest said of its machine: cpus
+// CPUs, the ACPI tables (through the RSDP in OVMF's EFI configuration
+// table), its virtio disk (vda: virtio-pci enabled the BAR OVMF placed)
+// and the SMBIOS vendor and testUUID (DMI).
+func checkUEFIGuest(t *testing.T, console string, cpus int) {
+	t.Helper()
+	i := strings.Index(console, "GUEST-READY")
+	if i < 0 {
+		t.Fatal("no GUEST-READY")
+	}
+	guest := console[i:]
+	for _, name := range []string{"APIC", "DSDT", "FACP", "FACS", "vda"} {
+		if !regexp.MustCompile(`(^|\s)` + name + `(\s|$)`).MatchString(guest) {
+			t.Errorf("the guest's /sys/firmware/acpi/tables or /sys/block lacks %s", name)
+		}
+	}
+	if !regexp.MustCompile(`(?m)^` + strconv.Itoa(cpus) + `\r?$`).MatchString(guest) {
+		t.Errorf("the guest's nproc did not print %d", cpus)
+	}
+	for _, want := range []string{"govisor", "6ba7b810-9dad-11d1-80b4-00c04fd430c8"} {
+		if !regexp.MustCompile(`(?m)^` + want + `\r?$`).MatchString(guest) {
+			t.Errorf("the guest's DMI (sys_vendor, product_uuid) lacks %q", want)
 		}
 	}
 }

@@ -90,8 +90,9 @@ func uefiGate(t testing.TB) {
 
 // ESPDisk returns the path of the UEFI-bootable test disk that
 // scripts/firmware.sh builds: GRUB on an EFI system partition booting the
-// test guest with run="nproc; grep MemTotal /proc/meminfo;
-// sleep 3". It takes a Linux boot slot.
+// test guest, which says its CPU count, MemTotal, ACPI tables and SMBIOS
+// vendor and UUID, waits 3 s and reboots (done=reboot). It takes a Linux
+// boot slot.
 func ESPDisk(t testing.TB) string {
 	t.Helper()
 	uefiGate(t)
