@@ -36,9 +36,13 @@ func files(d *fwcfg.Device) map[string][]byte {
 	return out
 }
 
-// runLoader executes a table-loader command file the way SeaBIOS's
-// romfile_loader.c does, placing each file at the address addrs gives.
-func runLoader(t *testing.T, cmds []byte, fs map[string][]byte, addrs map[string]uint64) {
+// runLoader executes a table-loader command file, placing each file at
+// the address addrs gives. The two firmwares read ADD_CHECKSUM apart:
+// SeaBIOS (romfile_loader.c) subtracts the range's sum from the checksum
+// byte, OVMF (QemuFwCfgAcpi.c ProcessCmdAddChecksum) stores the sum's
+// negation over it, counting the byte's old value in; ovmf picks the
+// second.
+func runLoader(t *testing.T, cmds []byte, fs map[string][]byte, addrs map[string]uint64, ovmf bool) {
 	t.Helper()
 	name := func(b []byte) string { return string(bytes.TrimRight(b[:tableloader.FileNameLen], "\x00")) }
 	for len(cmds) >= tableloader.EntrySize {
@@ -63,7 +67,11 @@ func runLoader(t *testing.T, cmds []byte, fs map[string][]byte, addrs map[string
 			for _, b := range f[start : start+length] {
 				sum += b
 			}
-			f[off] -= sum
+			if ovmf {
+				f[off] = -sum
+			} else {
+				f[off] -= sum
+			}
 		default:
 			t.Fatalf("unknown command %d", binary.LittleEndian.Uint32(cmds))
 		}
@@ -76,12 +84,16 @@ type memory []byte
 
 func (m memory) WriteAt(p []byte, off int64) (int, error) { return copy(m[off:], p), nil }
 
-// TestACPIThroughLoader checks that the tables firmware installs from the
-// loader, placed where acpi.Write puts them for a direct kernel boot, are
-// byte for byte those tables.
+// TestACPIThroughLoader checks that the tables SeaBIOS and OVMF install
+// from the loader, placed where acpi.Write puts them for a direct kernel
+// boot, are byte for byte those tables.
 func TestACPIThroughLoader(t *testing.T) {
-	for _, cpus := range []int{1, 4} {
-		t.Run(fmt.Sprint(cpus, "cpus"), func(t *testing.T) {
+	for _, c := range []struct {
+		cpus int
+		ovmf bool
+	}{{1, false}, {4, false}, {1, true}, {4, true}} {
+		cpus := c.cpus
+		t.Run(fmt.Sprintf("%dcpus-ovmf=%v", cpus, c.ovmf), func(t *testing.T) {
 			acfg := acpi.DefaultConfig(cpus)
 			acfg.HotplugSlots = 0b1100
 			d := fwcfg.New(nil)
@@ -91,7 +103,7 @@ func TestACPIThroughLoader(t *testing.T) {
 			fs := files(d)
 			tables := fs[FileACPITables]
 			rsdp := fs[FileRSDP]
-			runLoader(t, fs[FileTableLoader], fs, map[string]uint64{FileACPITables: acpi.Base, FileRSDP: acpi.Base})
+			runLoader(t, fs[FileTableLoader], fs, map[string]uint64{FileACPITables: acpi.Base, FileRSDP: acpi.Base}, c.ovmf)
 			copy(tables, rsdp) // acpi.Write puts the RSDP first, where the blob has a blank
 			want := make(memory, acpi.Limit)
 			if _, err := acpi.Write(want, acfg); err != nil {

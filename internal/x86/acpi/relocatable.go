@@ -60,5 +60,16 @@ func BuildRelocatable(cfg Config) (*Relocatable, error) {
 	// The first checksum covers the ACPI 1.0 part (20 bytes), the extended
 	// one the whole structure including the first (5.2.5.3).
 	r.RSDPSums = []Checksum{{Offset: 8, Start: 0, Length: 20}, {Offset: 32, Start: 0, Length: rsdpSize}}
+	// Checksum bytes start at 0, as QEMU leaves them: SeaBIOS subtracts the
+	// range's sum from the byte, but OVMF (QemuFwCfgAcpi.c
+	// ProcessCmdAddChecksum) overwrites it with the sum's negation, counting
+	// the old byte in, and skips a table whose sum is then not 0: with the
+	// sums build computed left in, a UEFI guest got no FADT and no MADT.
+	for _, c := range r.TableSums {
+		img[c.Offset] = 0
+	}
+	for _, c := range r.RSDPSums {
+		r.RSDP[c.Offset] = 0
+	}
 	return r, nil
 }
