@@ -202,7 +202,12 @@ func (m *Machine) setupUEFIPlatform(dev *fwcfg.Device) error {
 // of two not above its size (MemDetect.c PlatformGetFirstNonAddress). The
 // size is the largest power of two from 1 GiB to maxOVMFAperture that
 // fits; 0 (no window, or none fits) turns the aperture off and OVMF puts
-// every BAR below 4 GiB, in the 32-bit window.
+// every BAR below 4 GiB, in the 32-bit window. OVMF from edk2-stable202211
+// on uses this "classic" aperture only when it does not trust the CPU's
+// physical address width; when it does (CPUID 0x80000008, capped at 46 or
+// 47 bits and at 40 without 1 GiB pages), it takes the top eighth of that
+// address space (PlatformInitLib PlatformDynamicMmioWindow), as SeaBIOS
+// does, which the window also holds.
 func ovmfAperture(start, size uint64) uint64 {
 	if size == 0 {
 		return 0
