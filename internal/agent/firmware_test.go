@@ -165,7 +165,9 @@ func TestAgentMigratesUEFIVM(t *testing.T) {
 		}
 	}
 	if _, err := ta.cli.Migrate(ctx, "efimove", api.MigrateRequest{Host: "hostb"}); err != nil {
-		t.Fatal(err)
+		srcLog, _ := os.ReadFile(filepath.Join(ta.vmDir("efimove"), "vmm.log"))
+		dstLog, _ := os.ReadFile(filepath.Join(tb.vmDir("efimove"), "vmm.log"))
+		t.Fatalf("%v\nsource vmm.log:\n%s\ndestination vmm.log:\n%s", err, srcLog, dstLog)
 	}
 	// The source's VMM is gone: its file is final.
 	src := uefiMTC(dirA, "efimove")

@@ -178,6 +178,11 @@ type Machine struct {
 	exit     Exit
 	started  bool
 	done     chan struct{}
+	// closed: Close has begun; migrations are refused. memReaders counts
+	// the migrations reading guest memory, which Close waits out before
+	// it unmaps it.
+	closed     bool
+	memReaders sync.WaitGroup
 }
 
 // New builds the machine: KVM VM, memory, devices, tables, kernel and vCPUs.
@@ -489,11 +494,16 @@ func (m *Machine) Run() Exit {
 func (m *Machine) Close() {
 	m.mu.Lock()
 	started := m.started
+	m.closed = true
 	m.mu.Unlock()
 	if started {
 		m.Stop(Exit{Reason: ExitHost, Detail: "closed while running"})
 		m.Wait()
 	}
+	// A migration still reading memory (the guest stopped under it, say
+	// by rebooting, which closes this machine for a new one) sees the
+	// stop and returns; the memory must outlive it.
+	m.memReaders.Wait()
 	m.closeHotplug()
 	m.closeDevices()
 	if m.rtc != nil {

@@ -46,6 +46,27 @@ func (m *Machine) migrate(ctx context.Context, conn net.Conn, opts migration.Opt
 	if err := m.postCopyBusy("migration"); err != nil {
 		return migration.Stats{}, err
 	}
+	m.mu.Lock()
+	if m.closed {
+		m.mu.Unlock()
+		return migration.Stats{}, errors.New("vm: migration of a closed machine")
+	}
+	m.memReaders.Add(1)
+	m.mu.Unlock()
+	defer m.memReaders.Done()
+	// A guest that stops before the handover (it rebooted, powered off or
+	// failed: its VMM closes this machine) ends the migration: there is
+	// nothing left to move, and Close waits for this to return.
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	stopped := errors.New("vm: the guest stopped during the migration")
+	go func() {
+		select {
+		case <-m.done:
+			cancel(stopped)
+		case <-ctx.Done():
+		}
+	}()
 	if err := m.setDirtyLogging(true); err != nil {
 		return migration.Stats{}, err
 	}
@@ -71,6 +92,9 @@ func (m *Machine) migrate(ctx context.Context, conn net.Conn, opts migration.Opt
 	}
 	if err != nil {
 		m.setDirtyLogging(false)
+		if context.Cause(ctx) == stopped {
+			return stats, fmt.Errorf("%w (%s): %v", stopped, m.Wait().Reason, err)
+		}
 		return stats, err
 	}
 	m.stop(Exit{Reason: ExitMigrated, Detail: fmt.Sprintf("migrated to %s", conn.RemoteAddr())})

@@ -2,8 +2,8 @@ package vm
 
 import (
 	"context"
-
 	"net"
+	"strings"
 	"testing"
 	"time"
 
@@ -113,5 +113,41 @@ func TestMigrationFailureKeepsSource(t *testing.T) {
 	waitCounter(t, m, counter(m))
 	if m.Paused() {
 		t.Fatal("the source is left paused")
+	}
+}
+
+// TestMigrationEndsWhenGuestStops: a guest that stops while its memory is
+// being sent (here as a reboot does: the VMM closes the machine at once to
+// boot a new one) ends the migration with an error saying so, and Close
+// waits for it before unmapping the memory it reads (before, the sender
+// read unmapped memory and the VMM died of SIGSEGV: a UEFI guest rebooting
+// during its migration through the agent).
+func TestMigrationEndsWhenGuestStops(t *testing.T) {
+	m := newFlat(t, 1, countingGuest(), nil)
+	if err := m.Start(); err != nil {
+		t.Fatal(err)
+	}
+	src, dst := net.Pipe() // the destination takes the handshake, then reads nothing: the send blocks
+	defer dst.Close()
+	go func() {
+		buf := make([]byte, 4096)
+		dst.Read(buf)
+	}()
+	errc := make(chan error, 1)
+	go func() {
+		_, err := m.MigrateTo(context.Background(), src, migration.Options{})
+		errc <- err
+	}()
+	time.Sleep(200 * time.Millisecond) // the migration is under way
+	m.Stop(Exit{Reason: ExitReset, Detail: "the guest rebooted"})
+	m.Close()
+	select {
+	case err := <-errc:
+		if err == nil || !strings.Contains(err.Error(), "the guest stopped during the migration") {
+			t.Fatalf("migration of a guest that stopped: %v", err)
+		}
+		t.Logf("migration: %v", err)
+	default:
+		t.Fatal("Close returned before the migration did")
 	}
 }
