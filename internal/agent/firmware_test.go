@@ -78,10 +78,10 @@ func TestAgentBootsUEFIVM(t *testing.T) {
 	// The ESP test guest reboots after its command (done=reboot); the
 	// VMM boots it again from the same variables.
 	var con []byte
-	for deadline := time.Now().Add(4 * time.Minute); strings.Count(string(con), "GUEST-READY") < 2 || mtc() < 2; time.Sleep(200 * time.Millisecond) {
+	for deadline := time.Now().Add(10 * time.Minute); strings.Count(string(con), "GUEST-READY") < 2 || mtc() < 2; time.Sleep(200 * time.Millisecond) {
 		if time.Now().After(deadline) {
 			v, _ := ta.cli.GetVM(ctx, "efi")
-			t.Fatalf("no two boots of the UEFI VM in 4 minutes (MTC %d): %+v\nconsole:\n%s", mtc(), v.Status, con)
+			t.Fatalf("no two boots of the UEFI VM in 10 minutes (MTC %d): %+v\nconsole:\n%s", mtc(), v.Status, con)
 		}
 		con, _ = ta.cli.Console(ctx, "efi")
 	}
@@ -92,10 +92,10 @@ func TestAgentBootsUEFIVM(t *testing.T) {
 	if _, err := ta.cli.Action(ctx, "efi", "start", 0); err != nil {
 		t.Fatal(err)
 	}
-	for deadline := time.Now().Add(3 * time.Minute); mtc() <= before; time.Sleep(200 * time.Millisecond) {
+	for deadline := time.Now().Add(6 * time.Minute); mtc() <= before; time.Sleep(200 * time.Millisecond) {
 		if time.Now().After(deadline) {
 			con, _ = ta.cli.Console(ctx, "efi")
-			t.Fatalf("MTC still %d 3 minutes after a new start: the variables did not carry over\nconsole:\n%s", mtc(), con)
+			t.Fatalf("MTC still %d 6 minutes after a new start: the variables did not carry over\nconsole:\n%s", mtc(), con)
 		}
 	}
 	if got := mtc(); got != before+1 {
@@ -155,13 +155,13 @@ func TestAgentMigratesUEFIVM(t *testing.T) {
 	if _, err := ta.cli.CreateVM(ctx, uefiSpec("efimove", disk), true); err != nil {
 		t.Fatal(err)
 	}
-	for deadline := time.Now().Add(4 * time.Minute); ; time.Sleep(200 * time.Millisecond) {
+	for deadline := time.Now().Add(10 * time.Minute); ; time.Sleep(200 * time.Millisecond) {
 		con, _ := ta.cli.Console(ctx, "efimove")
 		if strings.Contains(string(con), "GUEST-READY") && uefiMTC(dirA, "efimove") >= 1 {
 			break
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("the UEFI VM did not boot in 4 minutes (MTC %d); console:\n%s", uefiMTC(dirA, "efimove"), con)
+			t.Fatalf("the UEFI VM did not boot in 10 minutes (MTC %d); console:\n%s", uefiMTC(dirA, "efimove"), con)
 		}
 	}
 	if _, err := ta.cli.Migrate(ctx, "efimove", api.MigrateRequest{Host: "hostb"}); err != nil {
@@ -174,10 +174,10 @@ func TestAgentMigratesUEFIVM(t *testing.T) {
 	if got := uefiMTC(dirB, "efimove"); got < src {
 		t.Fatalf("the destination's variable file has MTC %d, the source's %d: the store did not travel", got, src)
 	}
-	for deadline := time.Now().Add(4 * time.Minute); uefiMTC(dirB, "efimove") <= src; time.Sleep(200 * time.Millisecond) {
+	for deadline := time.Now().Add(10 * time.Minute); uefiMTC(dirB, "efimove") <= src; time.Sleep(200 * time.Millisecond) {
 		if time.Now().After(deadline) {
 			con, _ := tb.cli.Console(ctx, "efimove")
-			t.Fatalf("no boot counted on the destination in 4 minutes (MTC %d, the source's %d); console:\n%s",
+			t.Fatalf("no boot counted on the destination in 10 minutes (MTC %d, the source's %d); console:\n%s",
 				uefiMTC(dirB, "efimove"), src, con)
 		}
 	}

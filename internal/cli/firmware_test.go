@@ -5,6 +5,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/govisor/govisor/internal/firmware/efivars"
 	"github.com/govisor/govisor/internal/kvm/kvmtest"
@@ -43,7 +44,8 @@ func TestRunFirmwareUEFI(t *testing.T) {
 	code, _ := kvmtest.OVMF(t)
 	disk := kvmtest.ESPDisk(t)
 	vars := filepath.Join(t.TempDir(), "vm-vars.fd")
-	out, errOut, rc := runGovisor(t, "run", "--firmware", "uefi", "--firmware-image", code, "--firmware-vars", vars,
+	// An OVMF boot to GUEST-DONE takes 3.5-4.5 minutes in a TCG lab host.
+	out, errOut, rc := runGovisorFor(t, 10*time.Minute, "run", "--firmware", "uefi", "--firmware-image", code, "--firmware-vars", vars,
 		"--disk", "path="+disk+",readonly", "--memory", "256M", "--on-reboot", "exit", "-v", "--uuid", "6BA7B810-9DAD-11D1-80B4-00C04FD430C8")
 	if rc != 0 {
 		t.Fatalf("exit %d; stdout:\n%s\nstderr:\n%s", rc, out, errOut)

@@ -22,9 +22,16 @@ func govisorBin(t *testing.T) string {
 	return kvmtest.Binary(t, "govisor", "github.com/govisor/govisor/cmd/govisor")
 }
 
+// runGovisor runs the govisor binary with args for at most 2 minutes.
 func runGovisor(t *testing.T, args ...string) (stdout, stderr string, code int) {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	return runGovisorFor(t, 2*time.Minute, args...)
+}
+
+// runGovisorFor is runGovisor with the time limit limit.
+func runGovisorFor(t *testing.T, limit time.Duration, args ...string) (stdout, stderr string, code int) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), limit)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, govisorBin(t), args...)
 	// A run that hangs is asked for its goroutines (SIGQUIT) before it is
@@ -37,7 +44,7 @@ func runGovisor(t *testing.T, args ...string) (stdout, stderr string, code int) 
 	cmd.Stdout, cmd.Stderr = &o, &e
 	err := cmd.Run()
 	if ctx.Err() != nil {
-		t.Logf("govisor %s: still running after 2 minutes; stopped with SIGQUIT", strings.Join(args, " "))
+		t.Logf("govisor %s: still running after %v; stopped with SIGQUIT", strings.Join(args, " "), limit)
 	}
 	if ee, ok := err.(*exec.ExitError); ok {
 		code = ee.ExitCode()
