@@ -13,12 +13,13 @@
 #                        partition holding GRUB as \EFI\BOOT\BOOTX64.EFI
 #                        (grub-mkimage from grub-efi-amd64-bin and grub-common),
 #                        its grub.cfg, $OUT/bzImage and $OUT/initrd.cpio; GRUB
-#                        loads the kernel through the Linux boot protocol, so
-#                        the test kernel needs no EFI stub; its command,
+#                        loads the kernel (built with CONFIG_EFI: it finds
+#                        OVMF's system table, and through it ACPI and
+#                        SMBIOS); its command,
 #                        run="nproc; grep MemTotal /proc/meminfo; ls
 #                        /sys/firmware/acpi/tables /sys/block; cat
 #                        /sys/class/dmi/id/{sys_vendor,product_uuid};
-#                        sleep 3" done=reboot, says what the guest found
+#                        sleep 20" done=reboot, says what the guest found
 #                        (memory, ACPI, its disk, SMBIOS),
 #                        leaves tests time to snapshot or migrate the
 #                        running guest, and ends with a reboot
@@ -139,7 +140,7 @@ terminal_input serial
 terminal_output serial
 set timeout=0
 echo "GRUB: loading the test kernel"
-linux /bzImage console=ttyS0 quiet rodata=off run="nproc; grep MemTotal /proc/meminfo; ls /sys/firmware/acpi/tables /sys/block; cat /sys/class/dmi/id/sys_vendor /sys/class/dmi/id/product_uuid; sleep 3" done=reboot
+linux /bzImage console=ttyS0 quiet rodata=off run="nproc; grep MemTotal /proc/meminfo; ls /sys/firmware/acpi/tables /sys/block; cat /sys/class/dmi/id/sys_vendor /sys/class/dmi/id/product_uuid; sleep 20" done=reboot
 initrd /initrd.cpio
 boot
 CFG

@@ -91,7 +91,8 @@ func uefiGate(t testing.TB) {
 // ESPDisk returns the path of the UEFI-bootable test disk that
 // scripts/firmware.sh builds: GRUB on an EFI system partition booting the
 // test guest, which says its CPU count, MemTotal, ACPI tables and SMBIOS
-// vendor and UUID, waits 3 s and reboots (done=reboot). It takes a Linux
+// vendor and UUID, waits 20 s (time for a test to snapshot or
+// migrate it in a TCG lab host) and reboots (done=reboot). It takes a Linux
 // boot slot.
 func ESPDisk(t testing.TB) string {
 	t.Helper()
