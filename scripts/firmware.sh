@@ -13,9 +13,10 @@
 #                        partition holding GRUB as \EFI\BOOT\BOOTX64.EFI
 #                        (grub-mkimage from grub-efi-amd64-bin and grub-common),
 #                        its grub.cfg, $OUT/bzImage and $OUT/initrd.cpio; GRUB
-#                        loads the kernel (built with CONFIG_EFI: it finds
-#                        OVMF's system table, and through it ACPI and
-#                        SMBIOS); its command,
+#                        loads the kernel through the Linux boot protocol,
+#                        so the test kernel needs no EFI support (without
+#                        it, it finds neither ACPI nor SMBIOS, which OVMF
+#                        publishes in its system table); its command,
 #                        run="nproc; grep MemTotal /proc/meminfo; ls
 #                        /sys/firmware/acpi/tables /sys/block; cat
 #                        /sys/class/dmi/id/{sys_vendor,product_uuid};
