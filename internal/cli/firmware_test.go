@@ -17,7 +17,7 @@ import (
 func TestRunFirmwareBIOS(t *testing.T) {
 	bios, disk := kvmtest.SeaBIOS(t), kvmtest.SyslinuxDisk(t)
 	out, errOut, code := runGovisor(t, "run", "--firmware", "bios", "--firmware-image", bios,
-		"--disk", "path="+disk+",readonly", "--cpus", "2", "--memory", "256M", "-v")
+		"--disk", "path="+disk+",readonly", "--cpus", "2", "--memory", "256M", "-v", "--uuid", "6BA7B810-9DAD-11D1-80B4-00C04FD430C8")
 	if code != 0 {
 		t.Fatalf("exit %d; stdout:\n%s\nstderr:\n%s", code, out, errOut)
 	}
