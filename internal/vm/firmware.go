@@ -165,7 +165,7 @@ func (m *Machine) setupFirmware() error {
 		return fmt.Errorf("vm: firmware configuration: %w", err)
 	}
 	if m.uefi() {
-		if err := m.setupUEFIPlatform(dev); err != nil {
+		if err := m.setupUEFIPlatform(dev, acfg.PCIMMIO64Start, acfg.PCIMMIO64Size); err != nil {
 			return err
 		}
 	}

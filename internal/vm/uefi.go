@@ -163,8 +163,8 @@ func (m *Machine) closeVars() {
 }
 
 // setupUEFIPlatform gives the chipset identity and fw_cfg items OVMF needs
-// beyond SeaBIOS's.
-func (m *Machine) setupUEFIPlatform(dev *fwcfg.Device) error {
+// beyond SeaBIOS's; the DSDT's 64-bit window is [win64, win64+win64Size).
+func (m *Machine) setupUEFIPlatform(dev *fwcfg.Device, win64, win64Size uint64) error {
 	hb := m.pci.HostBridge()
 	hb.SetU16(pci.RegVendorID, intelVendorID)
 	hb.SetU16(pci.RegDeviceID, i440FXDeviceID)
@@ -181,11 +181,7 @@ func (m *Machine) setupUEFIPlatform(dev *fwcfg.Device) error {
 	if err := m.pci.AddFunction(0, 1, isa); err != nil {
 		return fmt.Errorf("vm: ISA bridge: %w", err)
 	}
-	bits, err := m.guestPhysBits()
-	if err != nil {
-		return err
-	}
-	aperture := ovmfAperture(pci64Window(m.cfg.MemoryMiB, bits))
+	aperture := ovmfAperture(win64, win64Size)
 	if err := dev.AddFile(fwcfgPciMmio64Mb, []byte(strconv.FormatUint(aperture>>20, 10))); err != nil {
 		return fmt.Errorf("vm: firmware configuration: %w", err)
 	}
