@@ -60,14 +60,17 @@ func (g *migrator) run(m store.Migration) {
 		return
 	}
 	a.setMigration(name, f.p.PID, f.ms)
+	g.conclude(f, g.carryOut(ctx, f, rec.Desired.Spec))
+}
+
+// attempt prepares the destination and sends the VM there once.
+func (g *migrator) attempt(ctx context.Context, f *flight, s api.VMSpec) error {
 	if f.m.CancelRequested {
-		err = errors.New("cancelled on request")
+		return errors.New("cancelled on request")
 	}
+	err := g.advance(ctx, f, store.MigrationPreparing)
 	if err == nil {
-		err = g.advance(ctx, f, store.MigrationPreparing)
-	}
-	if err == nil {
-		err = g.prepare(ctx, f, rec.Desired.Spec)
+		err = g.prepare(ctx, f, s)
 	}
 	if err == nil {
 		err = g.advance(ctx, f, store.MigrationRunning)
@@ -75,11 +78,11 @@ func (g *migrator) run(m store.Migration) {
 	if err == nil && f.m.CancelRequested {
 		err = errors.New("cancelled on request")
 	}
-	if err == nil {
-		a.log.Info("migrating VM", "vm", name, "to", f.m.Destination, "addr", f.m.Addr)
-		err = g.send(ctx, f)
+	if err != nil {
+		return err
 	}
-	g.conclude(f, err)
+	g.a.log.Info("migrating VM", "vm", f.m.VM, "to", f.m.Destination, "addr", f.m.Addr)
+	return g.send(ctx, f)
 }
 
 // advance records that migration f is in phase now.

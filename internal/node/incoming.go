@@ -149,13 +149,40 @@ func (n *Node) StartIncoming(ctx context.Context, s api.VMSpec, from string, lea
 func (n *Node) reapIncoming(name string, p *Proc) {
 	<-p.Done()
 	n.mu.Lock()
+	defer n.mu.Unlock()
 	if n.incoming[name] == p {
 		delete(n.incoming, name) // died before the VM came here
 	}
-	leftover := p.Mirror // cleared when the VM came here
+	n.removeLeftovers(p)
+}
+
+// removeLeftovers removes the disk copies of destination VMM p, which has
+// exited, unless the VM came here (promotion clears them). n.mu is held:
+// a retried migration's StartIncoming makes new copies at the same paths,
+// never while this removes the old ones.
+func (n *Node) removeLeftovers(p *Proc) {
+	RemoveFiles(p.Mirror)
 	p.Mirror = nil
+}
+
+// incomingExit is how long CancelIncoming waits for the destination VMM it
+// killed to exit.
+const incomingExit = 10 * time.Second
+
+// killIncoming kills destination VMM p and waits (a while) for it to exit
+// and its disk copies to be gone, so that a migration tried again at once
+// finds the VM's folder free.
+func (n *Node) killIncoming(p *Proc) {
+	p.Kill()
+	select {
+	case <-p.Done():
+	case <-time.After(incomingExit):
+		n.log.Warn("the destination VMM did not exit after SIGKILL", "pid", p.PID)
+		return
+	}
+	n.mu.Lock()
+	n.removeLeftovers(p)
 	n.mu.Unlock()
-	RemoveFiles(leftover)
 }
 
 // CancelIncomingBefore removes the destination VMM of VM name if it was
@@ -172,7 +199,7 @@ func (n *Node) CancelIncomingBefore(name string, t time.Time) {
 	n.mu.Unlock()
 	if p != nil {
 		n.log.Info("migration ended; removing its destination VMM", "vm", name, "pid", p.PID)
-		p.Kill()
+		n.killIncoming(p)
 	}
 }
 
@@ -185,7 +212,7 @@ func (n *Node) CancelIncoming(name string) {
 	n.mu.Unlock()
 	if p != nil {
 		n.log.Info("migration cancelled; removing the destination VMM", "vm", name, "pid", p.PID)
-		p.Kill()
+		n.killIncoming(p)
 	}
 }
 

@@ -23,6 +23,9 @@ type machineCtl struct {
 	mu   sync.Mutex
 	m    *vm.Machine
 	seen bool // a machine has existed (before: "starting", after: "stopped")
+	// bootsAgain says whether a guest's reboot boots it again in this VMM
+	// (see VMM.run).
+	bootsAgain bool
 
 	mig   migration.Tracker // outgoing migrations
 	migTo string            // the latest migration's destination

@@ -19,7 +19,7 @@ import (
 // Migrate runs one outgoing migration under c.mig, which lets the API show
 // its progress and cancel it from other goroutines meanwhile.
 func (c *machineCtl) Migrate(req vmmapi.MigrateRequest) (vmmapi.MigrateResult, error) {
-	m, err := c.get()
+	m, err := c.live()
 	if err != nil {
 		return vmmapi.MigrateResult{}, err
 	}
@@ -31,11 +31,42 @@ func (c *machineCtl) Migrate(req vmmapi.MigrateRequest) (vmmapi.MigrateResult, e
 	c.migTo = req.To
 	c.mu.Unlock()
 	st, err := c.migrate(ctx, m, req)
+	if err != nil && c.bootsAgain && rebooted(m) {
+		// The VMM boots the guest again at once (a reboot is not the
+		// VM's end): say so, for the caller to migrate it again.
+		err = fmt.Errorf("%s: %w", vmmapi.MigrateGuestRebooted, err)
+	}
 	c.mig.End(st, err)
 	if err != nil {
 		return vmmapi.MigrateResult{}, err
 	}
 	return migrateResult(st), nil
+}
+
+// live returns the running machine: after a guest's reboot, which stops
+// its machine before the VMM builds the next one, that next one.
+func (c *machineCtl) live() (*vm.Machine, error) {
+	m, err := c.get()
+	if err != nil || !c.bootsAgain || !rebooted(m) {
+		return m, err
+	}
+	for deadline := time.Now().Add(startWait); time.Now().Before(deadline); time.Sleep(5 * time.Millisecond) {
+		if next := c.current(); next != nil && next != m {
+			return next, nil
+		}
+	}
+	return nil, errStarting
+}
+
+// rebooted reports whether machine m has stopped because its guest
+// rebooted.
+func rebooted(m *vm.Machine) bool {
+	select {
+	case <-m.Done():
+		return m.Wait().Reason == vm.ExitReset
+	default:
+		return false
+	}
 }
 
 func (c *machineCtl) migrate(ctx context.Context, m *vm.Machine, req vmmapi.MigrateRequest) (migration.Stats, error) {

@@ -126,7 +126,7 @@ func (v *VMM) Run(console Console) error {
 		}
 		defer incoming.Close()
 	}
-	v.ctl = &machineCtl{names: v.names}
+	v.ctl = &machineCtl{names: v.names, bootsAgain: cfg.OnReboot != "exit" && (cfg.Kernel != "" || cfg.Firmware != "")}
 	v.fencing = newFencing(func(reason string) {
 		if m := v.ctl.current(); m != nil {
 			stopMachine(m, reason)

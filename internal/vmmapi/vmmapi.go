@@ -68,6 +68,11 @@ type Balloon struct {
 	GuestAvailMiB uint64 `json:"guest_available_mib,omitempty"`
 }
 
+// MigrateGuestRebooted begins the error of a migration that ended because
+// the guest rebooted: the VMM runs the rebooted guest, which a new
+// migration (to a new receiving VMM) can move.
+const MigrateGuestRebooted = "the guest rebooted during the migration"
+
 // MigrateRequest is the body of PUT /migrate.
 type MigrateRequest struct {
 	To            string `json:"to"`                        // host:port of the destination VMM, or unix:PATH on this host
