@@ -6,6 +6,9 @@ BIN       := $(CACHE)/bin/govisor
 TALLY     := $(CACHE)/kvm-tally
 export GOVISOR_CACHE := $(CACHE)
 
+# Each step of a run says when it starts (UTC): where CI's minutes went.
+STEP = @echo "[make] $$(date -u +%T) $@$(1)"
+
 .PHONY: run test unit lint deps guest lab build bench clean test-debian test-uefi lab-qemu fuzz
 
 # The main job: a single-host govisor (the agent with embedded etcd) boots
@@ -20,13 +23,17 @@ run: build guest lab
 # packages that run vCPUs and devices run again under the race detector
 # (RACE_PKGS). The last line says how many KVM tests ran, and where.
 test: deps guest lab build lint
+	$(call STEP,: vet and tidy)
 	CGO_ENABLED=0 $(GO) vet ./...
 	$(GO) mod tidy -diff
 	rm -f $(TALLY)
+	$(call STEP,: every package)
 	GOVISOR_TEST_BINDIR=$(dir $(BIN)) GOVISOR_KVM_TALLY=$(TALLY) GOVISOR_CLUSTER_TESTS=1 CGO_ENABLED=0 \
 	  GOVISOR_PARTITION_CYCLES=$(PARTITION_CYCLES) $(GO) test -exec "$(dir $(BIN))govisor-agent lab testexec" -timeout 80m ./...
+	$(call STEP,: the race run)
 	GOVISOR_TEST_BINDIR=$(dir $(BIN)) CGO_ENABLED=1 \
 	  $(GO) test -race -exec "$(dir $(BIN))govisor-agent lab testexec" -timeout 80m -skip '$(RACE_SKIP)' $(RACE_PKGS)
+	$(call STEP,: done)
 	./scripts/kvm-tally.sh $(TALLY)
 
 # Partition/heal cycles of hatest's TestPartitionCyclesNeverFork in `make
@@ -62,6 +69,7 @@ fuzz:
 
 # Static checks beyond go vet: staticcheck, at the version go.mod pins.
 lint:
+	$(call STEP)
 	CGO_ENABLED=0 $(GO) tool staticcheck ./...
 
 # Opt-in, slow on kvm_pvm: boot a debootstrapped Debian 12 (systemd) from
@@ -77,14 +85,17 @@ test-debian: deps guest lab build
 	  -timeout 60m -run 'TestDebianBIOSBoot|TestDebianUEFIBoot|TestDebianImportBoots' -v ./internal/cli/
 
 deps:
+	$(call STEP)
 	./scripts/deps.sh test
 
 guest: deps
+	$(call STEP)
 	./guest/build.sh $(GUEST)
 	./scripts/firmware.sh $(GUEST)
 
 # A lab host's kernel and initramfs (Debian's cloud kernel; internal/lab).
 lab: deps
+	$(call STEP)
 	./scripts/lab-build.sh $(CACHE)/lab
 
 # The lab's own QEMU for TCG lab hosts (Debian's QEMU 10.0.2 source plus
@@ -104,6 +115,7 @@ test-uefi: deps guest lab lab-qemu build
 # govisor-agent (the host agent with embedded etcd; `govisor serve` runs it).
 # vsockpeer is the guest side of the vsock tests.
 build:
+	$(call STEP)
 	CGO_ENABLED=0 $(GO) build -o $(dir $(BIN)) ./cmd/govisor ./cmd/govisor-agent ./guest/vsockpeer
 
 bench: build guest
