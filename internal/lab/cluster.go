@@ -42,6 +42,9 @@ type State struct {
 	Storage *HostState `json:"storage,omitempty"`
 	// HostLeaseTTL is the agents' --host-lease-ttl (0: their default).
 	HostLeaseTTL time.Duration `json:"hostLeaseTTL,omitempty"`
+	// Join: the hosts after the first join its cluster (serve --join)
+	// instead of starting as members of a 3-member etcd.
+	Join bool `json:"join,omitempty"`
 	// ca signs the agents' TLS certificates (only while Up runs).
 	ca *labCA
 }
@@ -150,8 +153,12 @@ type UpConfig struct {
 	CPUModels []string
 	// HostLeaseTTL is the agents' --host-lease-ttl (0: their default).
 	HostLeaseTTL time.Duration
-	Net          int // which lab network: 0 for people, others for tests
-	Log          io.Writer
+	// Join grows the cluster as on real hosts: the first host's agent
+	// starts a one-member etcd and the others join it with `govisor serve
+	// --join` (its first two joiners become members).
+	Join bool
+	Net  int // which lab network: 0 for people, others for tests
+	Log  io.Writer
 }
 
 // Up starts a lab: a bridge, then each host's TAP and QEMU, then waits for
@@ -177,7 +184,7 @@ func Up(ctx context.Context, cfg UpConfig) (st *State, err error) {
 	}
 	tok := make([]byte, 16)
 	rand.Read(tok)
-	st = &State{Dir: cfg.Dir, Bridge: bridgeName(cfg.Net), Token: hex.EncodeToString(tok), Accel: PickAccel(), HostLeaseTTL: cfg.HostLeaseTTL}
+	st = &State{Dir: cfg.Dir, Bridge: bridgeName(cfg.Net), Token: hex.EncodeToString(tok), Accel: PickAccel(), HostLeaseTTL: cfg.HostLeaseTTL, Join: cfg.Join}
 	if cfg.CPUs == 0 {
 		cfg.CPUs = DefaultCPUs(st.Accel)
 	}

@@ -15,9 +15,11 @@ import (
 	"github.com/govisor/govisor/internal/kvm/kvmtest"
 )
 
-// TestLabUpCluster starts a 3-host lab with its etcd cluster and agents,
-// and exercises what cluster tests do to it: run commands, partition and
-// heal a host, pull a host's power, use the shared storage, take the lab
+// TestLabUpCluster starts a 3-host lab whose cluster grows as on real
+// hosts (lab2 and lab3 join lab1's one-member etcd with serve --join and
+// become members), and exercises what cluster tests do to it: run
+// commands, partition and heal a host, pull the founding host's power (the
+// joined members keep the quorum), use the shared storage, take the lab
 // down leaving nothing.
 func TestLabUpCluster(t *testing.T) {
 	assets := requireLab(t)
@@ -41,7 +43,7 @@ func TestLabUpCluster(t *testing.T) {
 	t0 := time.Now()
 	st, err := Up(ctx, UpConfig{Dir: dir, Hosts: 3, CPUs: 1, MemoryMB: 1024, Assets: assets,
 		BinDir: bin, GuestDir: filepath.Join(cache, "guest"), Net: 9, Log: &log, Storage: true, StorageGiB: 4,
-		CPUModels: []string{"EPYC", "EPYC", "EPYC,-avx2"}})
+		CPUModels: []string{"EPYC", "EPYC", "EPYC,-avx2"}, Join: true})
 	if err != nil {
 		t.Fatalf("%v\n%s", err, log.String())
 	}
@@ -55,6 +57,11 @@ func TestLabUpCluster(t *testing.T) {
 		t.Fatalf("%v\n%s", err, log.String())
 	}
 	t.Logf("3 lab hosts with agents ready in %.1f s (%s)", time.Since(t0).Seconds(), st.Accel.Kind)
+	for _, h := range st.Hosts[1:] {
+		if out, err := st.Agent(h).Output(ctx, "grep", "-c", "joining the cluster as an etcd member", "/run/govisor-serve.log"); err != nil {
+			t.Errorf("%s did not join as an etcd member (%v): %s", h.Name, err, out)
+		}
+	}
 
 	// Each host has KVM, and the agents share one etcd: all three hosts
 	// are listed from any of them.
@@ -137,32 +144,32 @@ func TestLabUpCluster(t *testing.T) {
 	}
 
 	// Pulling the power ends the host's QEMU at once.
-	if err := st.Kill("lab3"); err != nil {
+	if err := st.Kill("lab1"); err != nil {
 		t.Fatal(err)
 	}
-	if st.Hosts[2].Running() {
-		t.Error("lab3 still runs after kill")
+	if st.Hosts[0].Running() {
+		t.Error("lab1 still runs after kill")
 	}
-	if err := st.Kill("lab3"); err == nil {
+	if err := st.Kill("lab1"); err == nil {
 		t.Error("killing a dead host: no error")
 	}
-	// lab3 carried an etcd member: the two others keep a quorum, serve on,
-	// and drop the dead host once its lease expires.
+	// lab1 founded the cluster: the members that joined it keep a quorum,
+	// serve on, and drop the dead host once its lease expires.
 	tk := time.Now()
 	for deadline := tk.Add(2 * time.Minute); ; time.Sleep(2 * time.Second) {
-		out, err := st.Agent(st.Hosts[0]).Output(ctx, "govisor", "host", "list", "-o", "json")
+		out, err := st.Agent(st.Hosts[1]).Output(ctx, "govisor", "host", "list", "-o", "json")
 		hl.Items = nil
 		if err == nil && json.Unmarshal([]byte(out), &hl) == nil && len(hl.Items) == 2 {
 			break
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("2 minutes after lab3's power went, lab1's host list: %s %v", out, err)
+			t.Fatalf("2 minutes after lab1's power went, lab2's host list: %s %v", out, err)
 		}
 	}
-	if _, err := st.Agent(st.Hosts[1]).Output(ctx, "govisor", "vm", "list"); err != nil {
-		t.Errorf("lab2 after lab3 died: %v", err)
+	if _, err := st.Agent(st.Hosts[2]).Output(ctx, "govisor", "vm", "list"); err != nil {
+		t.Errorf("lab3 after lab1 died: %v", err)
 	}
-	t.Logf("the survivors dropped lab3 after %.1f s", time.Since(tk).Seconds())
+	t.Logf("the survivors dropped lab1 after %.1f s", time.Since(tk).Seconds())
 
 	// Down leaves nothing behind.
 	if err := st.Down(&log); err != nil {

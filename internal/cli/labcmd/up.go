@@ -13,7 +13,7 @@ import (
 
 func newUpCmd(cache *string, network *int, dir func() string) *cobra.Command {
 	var hosts, cpus, memMiB int
-	var withQEMU, noServe, storage bool
+	var withQEMU, noServe, storage, join bool
 	var storageGiB int
 	var cpuModels []string
 	cmd := &cobra.Command{
@@ -42,7 +42,7 @@ func newUpCmd(cache *string, network *int, dir func() string) *cobra.Command {
 			st, err := lab.Up(cmd.Context(), lab.UpConfig{
 				Dir: dir(), Hosts: hosts, CPUs: cpus, MemoryMB: memMiB, Assets: assets,
 				BinDir: filepath.Dir(exe), GuestDir: filepath.Join(*cache, "guest"), WithQEMU: withQEMU, Net: *network, Log: out,
-				Storage: storage, StorageGiB: storageGiB, CPUModels: cpuModels,
+				Storage: storage, StorageGiB: storageGiB, CPUModels: cpuModels, Join: join,
 			})
 			if err != nil {
 				return err
@@ -67,5 +67,6 @@ func newUpCmd(cache *string, network *int, dir func() string) *cobra.Command {
 	f.StringSliceVar(&cpuModels, "cpu-models", nil, "QEMU CPU models for the hosts in turn, e.g. EPYC-Rome,EPYC-Milan (\"EPYC;-avx2\" drops a feature; SVM is added): hosts with different CPUs")
 	f.IntVar(&storageGiB, "storage-size", 16, "size of the shared storage, GiB (a sparse file)")
 	f.BoolVar(&noServe, "no-serve", false, "boot the hosts only; start no etcd or govisor serve")
+	f.BoolVar(&join, "join", false, "grow the cluster as on real hosts: lab1 starts a one-member etcd and the others join it in turn (govisor serve --join; the first two joiners become members)")
 	return cmd
 }
