@@ -135,13 +135,20 @@ func powerButtonGuest(marker string) []byte {
 func echoGuest(marker string) []byte {
 	var a kvmtest.Asm
 	a.Print(marker)
+	loop := waitSerialInput(&a)
+	a.MovDX(0x3F8).InAL().OutAL()
+	a.JmpBack(loop)
+	return a.B
+}
+
+// waitSerialInput polls the COM1 line status register until a received
+// byte is ready; it returns the loop's offset.
+func waitSerialInput(a *kvmtest.Asm) int {
 	loop := a.Len()
 	a.MovDX(0x3FD).InAL()
 	a.B = append(a.B, 0xA8, 0x01) // test al, LSR data ready
 	a.B = append(a.B, 0x74, byte(int8(loop-(a.Len()+2))))
-	a.MovDX(0x3F8).InAL().OutAL()
-	a.JmpBack(loop)
-	return a.B
+	return loop
 }
 
 // vmm returns a client of the API of the VMM of VM name.

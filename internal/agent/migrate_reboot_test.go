@@ -20,10 +20,7 @@ import (
 func resetOnInputGuest(marker string) []byte {
 	var a kvmtest.Asm
 	a.Print(marker)
-	loop := a.Len()
-	a.MovDX(0x3FD).InAL()
-	a.B = append(a.B, 0xA8, 0x01) // test al, LSR data ready
-	a.B = append(a.B, 0x74, byte(int8(loop-(a.Len()+2))))
+	waitSerialInput(&a)
 	a.MovDX(0x64).MovAL(0xFE).OutAL()
 	a.Hlt()
 	return a.B
