@@ -2,6 +2,7 @@ package agent
 
 import (
 	"context"
+	"fmt"
 	"strings"
 
 	"github.com/govisor/govisor/api"
@@ -27,10 +28,10 @@ func (g *migrator) carryOut(ctx context.Context, f *flight, s api.VMSpec) error 
 		g.a.log.Info("the guest rebooted during its migration; sending it again", "vm", f.m.VM, "to", f.m.Destination, "err", err)
 		if f.peer != nil {
 			cctx, cancel := shortCtx()
-			err := f.peer.CancelIncoming(cctx, f.m.VM)
+			cerr := f.peer.CancelIncoming(cctx, f.m.VM)
 			cancel()
-			if err != nil {
-				return err
+			if cerr != nil {
+				return fmt.Errorf("%w; the receiving VMM of that attempt could not be removed to send it again: %v", err, cerr)
 			}
 		}
 		f.m.Addr, f.m.Disks = "", nil
