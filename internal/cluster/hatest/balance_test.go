@@ -9,7 +9,6 @@ import (
 
 	"github.com/govisor/govisor/api"
 	"github.com/govisor/govisor/internal/lab"
-	"github.com/govisor/govisor/internal/lab/labtest"
 )
 
 // busyVM defines a VM on host whose guest keeps its one vCPU busy, with a
@@ -38,8 +37,15 @@ disks:
 // each move an event with its reason. It logs the time to the band and
 // the migrations used (bench/balance runs it).
 func TestAutomaticBalance(t *testing.T) {
-	c := &cluster{t: t, st: labtest.Up(t, labtest.Config{Hosts: 3, Net: 16, HostLeaseTTL: labLeaseTTL})}
+	c := &cluster{t: t, st: sharedLab.Take(t)}
 	vms := []string{"b1", "b2", "b3"}
+	c.removeVMs(vms...)
+	t.Cleanup(func() {
+		// The next test on this lab expects its VMs to stay put.
+		if out, err := c.gv("lab2", "cluster", "settings", "--balance", "off"); err != nil && !t.Failed() {
+			t.Errorf("clean up: balance off: %v\n%s", err, out)
+		}
+	})
 	for _, name := range vms {
 		c.busyVM("lab1", name)
 	}

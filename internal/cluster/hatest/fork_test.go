@@ -11,7 +11,6 @@ import (
 
 	"github.com/govisor/govisor/api"
 	"github.com/govisor/govisor/internal/lab"
-	"github.com/govisor/govisor/internal/lab/labtest"
 )
 
 // forkGuest is the guest of TestPartitionCyclesNeverFork: each boot picks
@@ -40,8 +39,9 @@ func partitionCycles() int {
 // time do two copies run: the sequence on the disk never forks (no boot's
 // records after a later boot's), and it has no gaps.
 func TestPartitionCyclesNeverFork(t *testing.T) {
-	c := &cluster{t: t, st: labtest.Up(t, labtest.Config{Hosts: 3, Net: 17, HostLeaseTTL: labLeaseTTL})}
+	c := &cluster{t: t, st: sharedLab.Take(t)}
 	const name = "fork"
+	c.removeVMs(name)
 	disk := lab.SharedPath + "/" + name + ".raw"
 	c.mustGV("lab1", "volume", "create", lab.SharedPool+"/"+name+".raw", "--size", "16M", "--format", "raw")
 	c.put("lab1", "/tmp/fork.yaml", fmt.Sprintf(`name: %s

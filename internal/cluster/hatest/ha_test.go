@@ -11,7 +11,6 @@ import (
 
 	"github.com/govisor/govisor/api"
 	"github.com/govisor/govisor/internal/lab"
-	"github.com/govisor/govisor/internal/lab/labtest"
 )
 
 // labLeaseTTL is the host lease TTL of the HA tests' labs: twice the
@@ -168,7 +167,7 @@ func (c *cluster) waitRunning(via, name, host string, limit time.Duration) {
 // lab2, so it must restart on lab3. A non-HA VM of the dead host is left
 // where it was.
 func TestHARestartAfterHostDeath(t *testing.T) {
-	c := &cluster{t: t, st: labtest.Up(t, labtest.Config{Hosts: 3, Net: 11, HostLeaseTTL: labLeaseTTL})}
+	c := &cluster{t: t, st: sharedLab.Take(t)}
 	const pair = "antiAffinity: [pair]\n"
 	c.haVM("lab1", "ha1", true, pair)
 	c.haVM("lab2", "apart", false, pair)
@@ -195,6 +194,7 @@ func TestHARestartAfterHostDeath(t *testing.T) {
 	}
 	first := c.waitLine("lab3", "/var/lib/govisor/vms/ha1/console.log", "HA-ALIVE 1", 90*time.Second)
 	t0 := time.Now()
+	sharedLab.Spend(t)
 	if err := c.st.Kill("lab1"); err != nil {
 		t.Fatal(err)
 	}

@@ -9,7 +9,6 @@ import (
 	"time"
 
 	"github.com/govisor/govisor/api"
-	"github.com/govisor/govisor/internal/lab/labtest"
 )
 
 // consoleCount is how many HA-ALIVE lines VM name's console shows on host.
@@ -29,7 +28,8 @@ func (c *cluster) consoleCount(host, name string) int {
 // host) can go only to lab2, by hand (a migration to lab3 is refused,
 // naming the feature) and by the evacuation alike.
 func TestMaintenanceEvacuates(t *testing.T) {
-	c := &cluster{t: t, st: labtest.Up(t, labtest.Config{Hosts: 3, Net: 13, CPUModels: []string{"EPYC", "EPYC", "EPYC,-avx2"}})}
+	c := &cluster{t: t, st: sharedLab.Take(t)}
+	c.removeVMs("m1", "m2", "pinned", "new1")
 	for _, name := range []string{"m1", "m2"} {
 		c.haVM("lab1", name, false, "")
 	}
@@ -109,7 +109,7 @@ func TestMaintenanceEvacuates(t *testing.T) {
 // already reached the dead leader is restarted by HA), and the evacuation
 // events after the kill are the new leader's.
 func TestLeaderKilledMidEvacuation(t *testing.T) {
-	c := &cluster{t: t, st: labtest.Up(t, labtest.Config{Hosts: 3, Net: 15, HostLeaseTTL: labLeaseTTL})}
+	c := &cluster{t: t, st: sharedLab.Take(t)}
 	var hl api.HostList
 	if err := json.Unmarshal([]byte(c.mustGV("lab1", "host", "list", "-o", "json")), &hl); err != nil {
 		t.Fatal(err)
@@ -155,6 +155,7 @@ func TestLeaderKilledMidEvacuation(t *testing.T) {
 		}
 	}
 	killed := time.Now()
+	sharedLab.Spend(t)
 	if err := c.st.Kill(leader); err != nil {
 		t.Fatal(err)
 	}

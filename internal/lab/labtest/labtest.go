@@ -38,6 +38,27 @@ type Config struct {
 // when the test ends. It holds the machine's lab lock for the test.
 func Up(t *testing.T, cfg Config) *lab.State {
 	t.Helper()
+	l := start(t, cfg)
+	t.Cleanup(func() {
+		if t.Failed() {
+			l.dumpLogs(t)
+		}
+		l.down()
+	})
+	return l.st
+}
+
+// running is a lab up for tests, with the lock it holds.
+type running struct {
+	st     *lab.State
+	unlock func()
+	log    bytes.Buffer
+}
+
+// start brings a lab up with its cluster, or ends the test (skipped
+// outside CI and make test, failed in CI when the lab cannot run).
+func start(t *testing.T, cfg Config) *running {
+	t.Helper()
 	if os.Getenv("CI") != "true" && os.Getenv(Env) != "1" {
 		// Each brings up a 4-VM lab for minutes: not in a plain `go test
 		// ./...` beside other work. make test sets Env; CI always runs them.
@@ -58,11 +79,6 @@ func Up(t *testing.T, cfg Config) *lab.State {
 		t.Skipf("SKIPPED: no lab here (as root): %v", err)
 	}
 	bin := filepath.Dir(kvmtest.Binary(t, "govisor", "github.com/govisor/govisor/cmd/govisor"))
-	unlock, err := lab.RunLock(assets)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(unlock)
 	if cfg.MemoryMB == 0 {
 		cfg.MemoryMB = 1024
 	}
@@ -72,31 +88,94 @@ func Up(t *testing.T, cfg Config) *lab.State {
 			cfg.CPUs = n
 		}
 	}
-	var log bytes.Buffer
+	dir, err := os.MkdirTemp("", "govisor-labtest-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	unlock, err := lab.RunLock(assets)
+	if err != nil {
+		os.RemoveAll(dir)
+		t.Fatal(err)
+	}
+	l := &running{unlock: func() { unlock(); os.RemoveAll(dir) }}
 	ctx := context.Background()
 	t0 := time.Now()
-	st, err := lab.Up(ctx, lab.UpConfig{Dir: filepath.Join(t.TempDir(), "lab"), Hosts: cfg.Hosts, CPUs: cfg.CPUs, MemoryMB: cfg.MemoryMB,
-		Assets: assets, BinDir: bin, GuestDir: filepath.Join(cache, "guest"), Net: cfg.Net, Log: &log, Storage: true, StorageGiB: 4,
+	l.st, err = lab.Up(ctx, lab.UpConfig{Dir: filepath.Join(dir, "lab"), Hosts: cfg.Hosts, CPUs: cfg.CPUs, MemoryMB: cfg.MemoryMB,
+		Assets: assets, BinDir: bin, GuestDir: filepath.Join(cache, "guest"), Net: cfg.Net, Log: &l.log, Storage: true, StorageGiB: 4,
 		HostLeaseTTL: cfg.HostLeaseTTL, CPUModels: cfg.CPUModels})
 	if err != nil {
-		t.Fatalf("%v\n%s", err, log.String())
+		l.unlock()
+		t.Fatalf("%v\n%s", err, l.log.String())
 	}
+	if err := l.st.StartCluster(ctx, &l.log, 5*time.Minute); err != nil {
+		l.down()
+		t.Fatalf("%v\n%s", err, l.log.String())
+	}
+	t.Logf("%d lab hosts with agents ready in %.1f s (%s)", cfg.Hosts, time.Since(t0).Seconds(), l.st.Accel.Kind)
+	return l
+}
+
+// dumpLogs logs the end of every live host's govisor serve log: what a
+// failed test's agents did.
+func (l *running) dumpLogs(t *testing.T) {
+	for _, h := range l.st.Hosts {
+		if h.Running() {
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			out, _ := l.st.Agent(h).Output(ctx, "tail", "-n", "40", "/run/govisor-serve.log")
+			cancel()
+			t.Logf("--- %s: govisor serve's log\n%s", h.Name, out)
+		}
+	}
+}
+
+// down takes the lab down and releases the lock.
+func (l *running) down() {
+	l.st.Down(&l.log)
+	l.unlock()
+}
+
+// Shared is one lab that a package's tests take in turn, so that they do
+// not each pay for a lab's start (about 40 s of a TCG machine). A test
+// that passes hands it on as it left it (it removes its own VMs); one that
+// fails, or Spends it (it killed a host), has it taken down when it ends,
+// and the next test gets a fresh one. Close it in TestMain.
+type Shared struct {
+	Config Config
+	l      *running
+}
+
+// Take returns the shared lab, starting it when there is none.
+func (s *Shared) Take(t *testing.T) *lab.State {
+	t.Helper()
+	if s.l == nil {
+		s.l = start(t, s.Config)
+	} else {
+		t.Logf("the package's lab again (%d hosts, %s)", len(s.l.st.Hosts), s.l.st.Accel.Kind)
+	}
+	l := s.l
 	t.Cleanup(func() {
 		if t.Failed() {
-			for _, h := range st.Hosts {
-				if h.Running() {
-					lctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-					out, _ := st.Agent(h).Output(lctx, "tail", "-n", "40", "/run/govisor-serve.log")
-					cancel()
-					t.Logf("--- %s: govisor serve's log\n%s", h.Name, out)
-				}
-			}
+			l.dumpLogs(t)
+			s.drop(l)
 		}
-		st.Down(&log)
 	})
-	if err := st.StartCluster(ctx, &log, 5*time.Minute); err != nil {
-		t.Fatalf("%v\n%s", err, log.String())
-	}
-	t.Logf("%d lab hosts with agents ready in %.1f s (%s)", cfg.Hosts, time.Since(t0).Seconds(), st.Accel.Kind)
-	return st
+	return l.st
 }
+
+// Spend says the test leaves the lab unfit for the next one (a host
+// killed): it is taken down when the test ends.
+func (s *Shared) Spend(t *testing.T) {
+	l := s.l
+	t.Cleanup(func() { s.drop(l) })
+}
+
+// drop takes lab l down unless that happened already.
+func (s *Shared) drop(l *running) {
+	if s.l == l && l != nil {
+		s.l = nil
+		l.down()
+	}
+}
+
+// Close takes the lab down, if one is up.
+func (s *Shared) Close() { s.drop(s.l) }
