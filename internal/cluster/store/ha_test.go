@@ -12,7 +12,7 @@ import (
 // TestClaimAndMove: a host claims a start only on its current lease and
 // the definition it read; the HA controller moves a VM only off a host
 // whose record is gone, and then the old host's claim and status writes
-// on the old definition fail.
+// on the old definition fail, also once h1 is back with a new lease.
 func TestClaimAndMove(t *testing.T) {
 	s := openTemp(t, t.TempDir())
 	defer s.Close()
@@ -80,6 +80,15 @@ func TestClaimAndMove(t *testing.T) {
 	}
 	if err := s.PutStatusIfSpec(ctx, "vm1", api.VMStatus{State: api.StateRunning, Host: "h2"}, r2.SpecRev); err != nil {
 		t.Errorf("the new host's status write: %v", err)
+	}
+	// h1 heals and registers again: its first reconcile may still act on
+	// the definition it read before the move, and must not start the VM.
+	hl2, err := s.RegisterHost(ctx, api.Host{Name: "h1"}, 2*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.ClaimStart(ctx, "vm1", r.SpecRev, hl2, starting); !errors.Is(err, ErrConflict) {
+		t.Errorf("a healed host's claim on the definition it read before the move: %v, want ErrConflict", err)
 	}
 }
 
