@@ -55,6 +55,9 @@ type MigrationStatus struct {
 	ExpectedDowntimeMS float64   `json:"expectedDowntimeMS,omitempty"`
 	DowntimeMS         float64   `json:"downtimeMS,omitempty"` // once completed
 	Error              string    `json:"error,omitempty"`
+	// GuestReboots counts the guest's reboots while it was being sent;
+	// each time it was sent again.
+	GuestReboots int `json:"guestReboots,omitempty"`
 }
 
 // IncomingRequest is the body of POST /v1/vms/{name}/incoming, sent by the

@@ -26,6 +26,8 @@ func (g *migrator) carryOut(ctx context.Context, f *flight, s api.VMSpec) error 
 			return err
 		}
 		g.a.log.Info("the guest rebooted during its migration; sending it again", "vm", f.m.VM, "to", f.m.Destination, "err", err)
+		f.ms.GuestReboots++
+		g.a.setMigration(f.m.VM, f.p.PID, f.ms)
 		if f.peer != nil {
 			cctx, cancel := shortCtx()
 			cerr := f.peer.CancelIncoming(cctx, f.m.VM)

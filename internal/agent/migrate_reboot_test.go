@@ -72,8 +72,8 @@ func TestMigrationRidesOverGuestReboot(t *testing.T) {
 	if r.v.Host != "hostb" || r.v.Status.State != api.StateRunning {
 		t.Fatalf("after the migration: host %s, status %+v", r.v.Host, r.v.Status)
 	}
-	if m := r.v.Status.Migration; m == nil || m.State != api.MigrationCompleted {
-		t.Errorf("migration status %+v", m)
+	if m := r.v.Status.Migration; m == nil || m.State != api.MigrationCompleted || m.GuestReboots != 1 {
+		t.Errorf("migration status %+v: want completed after 1 guest reboot", m)
 	}
 	waitVM(t, ta.cli, "bouncer", "gone from the source", func(api.VM) bool { return !alive(v.Status.PID) })
 	// The source VMM's log shows the reboot it sent the VM over.

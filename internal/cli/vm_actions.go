@@ -146,6 +146,9 @@ running where it was. 'govisor vm show' shows the progress meanwhile;
 			}
 			return f.print(cmd.OutOrStdout(), v, func(w io.Writer) {
 				fmt.Fprintf(w, "vm %s: %s on %s\n", args[0], v.Status.State, v.Host)
+				if m := v.Status.Migration; m != nil && m.GuestReboots > 0 {
+					fmt.Fprintf(w, "vm %s: the guest rebooted %d time(s) while it was sent; it was sent again each time\n", args[0], m.GuestReboots)
+				}
 			})
 		},
 	}
