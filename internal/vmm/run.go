@@ -126,7 +126,7 @@ func (v *VMM) Run(console Console) error {
 		}
 		defer incoming.Close()
 	}
-	v.ctl = &machineCtl{names: v.names, bootsAgain: cfg.OnReboot != "exit" && (cfg.Kernel != "" || cfg.Firmware != "")}
+	v.ctl = &machineCtl{names: v.names, bootsAgain: bootsAgain(cfg)}
 	v.fencing = newFencing(func(reason string) {
 		if m := v.ctl.current(); m != nil {
 			stopMachine(m, reason)
@@ -290,7 +290,7 @@ wait:
 		if v.cfg.OnReboot == "exit" {
 			return false, nil
 		}
-		if v.cfg.Kernel == "" && v.cfg.Firmware == "" {
+		if !bootsAgain(v.cfg) {
 			fmt.Fprintf(v.log, "govisor: guest rebooted (%s); a VM restored or migrated without %s cannot boot again\n",
 				ex.Detail, v.names.Name("kernel"))
 			return false, nil
@@ -345,4 +345,11 @@ func pump(m *vm.Machine, in, sock <-chan []byte) (stop func()) {
 		}
 	}()
 	return func() { cancel(); <-done }
+}
+
+// bootsAgain says whether a guest's reboot boots it again in this VMM: not
+// under --on-reboot=exit, nor for a VM restored or migrated in without a
+// kernel or firmware to boot.
+func bootsAgain(c vmmconfig.Config) bool {
+	return c.OnReboot != "exit" && (c.Kernel != "" || c.Firmware != "")
 }
