@@ -51,7 +51,7 @@ PARTITION_CYCLES ?= 20
 # were most of the race run's lab time (one TCG lab vCPU). The Linux guest
 # with hotplug, snapshot and migration (TestHotplugLinuxSnapshotMigrate)
 # stays in.
-RACE_SKIP := ^(TestLinuxBoot|TestLinuxCPUBaseline|TestSeaBIOS.*|TestOVMF.*|TestRTCWait.*|TestPCI64Window)$$
+RACE_SKIP := ^(TestLinuxBoot|TestLinuxCPUBaseline|TestSeaBIOS.*|TestOVMF.*|TestRTCWait.*|TestPCI64Window|TestInterruptPendingWithInterruptsOff)$$
 RACE_PKGS := ./internal/vm/ ./internal/virtio/... ./internal/legacy/... ./internal/pci/ \
 	./internal/pcihotplug/ ./internal/iobus/ ./internal/guestmem/
 

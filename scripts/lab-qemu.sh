@@ -14,6 +14,9 @@
 # interrupt return restores CR8, so about one OVMF boot in four or five
 # took the lab down (docs/firmware.md). The patch takes the lock there,
 # as the same function already does for the non-nested TPR write.
+# The patch also takes the lock around VMRUN's unlocked update of the
+# same interrupt_request word, which could lose the lab host's own timer
+# interrupt and freeze it (README, "Where the KVM tests run").
 #
 # Where this machine has /dev/kvm the lab hosts run on KVM, not TCG, and
 # nothing is built. The binary links the machine's libraries (glib, libfdt)

@@ -88,6 +88,24 @@ func PickAccel() Accel {
 	return Accel{Accel: "tcg,thread=multi", CPU: "EPYC,+svm,+npt", Kind: "nested kvm_amd under TCG"}
 }
 
+// tickOptions are the kernel options that keep a lab host's timer tick
+// periodic on an unpatched TCG QEMU. Its emulated VMRUN sets a bit in the
+// vCPU's interrupt_request with an unlocked read-modify-write that can undo
+// a timer interrupt raised at the same moment from QEMU's main loop (fixed
+// in lab/qemu.patch). The interrupt then waits in the APIC, untaken, until
+// something raises the next one. A tickless kernel programs its one-shot
+// LAPIC timer from that very interrupt, so nothing does: the lab host froze
+// idle in HLT with IF set, or inside a nested guest that never exited
+// (internal/vm in clean-clone runs, 3 of 6 lab hosts on 2026-12-07). A
+// periodic LAPIC timer, which QEMU re-arms itself, raises one within a tick
+// (4 ms at the lab kernel's HZ=250); the cost is tick-grained kernel timers.
+func tickOptions(accel Accel, qemu string, a Assets) []string {
+	if !strings.HasPrefix(accel.Accel, "tcg") || (a.QEMU != "" && qemu == a.QEMU) {
+		return nil
+	}
+	return []string{"highres=off", "nohz=off"}
+}
+
 // DefaultCPUs is a lab host's vCPU count when none is asked for: 2 on
 // KVM, 1 under TCG. With two TCG vCPU threads (multi-threaded TCG) a
 // nested guest under heavy exits broke the lab host in most runs of
@@ -194,7 +212,8 @@ func Start(cfg HostConfig) (*Host, error) {
 	// TCG vCPU on a loaded machine can miss: one lab host of a CI run
 	// panicked so ("IO-APIC + timer doesn't work!"); virtual machines'
 	// kernels commonly skip it.
-	cmdline := append([]string{"console=ttyS0", "panic=-1", "loglevel=4", "nokaslr", "mitigations=off", "no_timer_check", "lab.name=" + cfg.Name}, cfg.Cmdline...)
+	cmdline := []string{"console=ttyS0", "panic=-1", "loglevel=4", "nokaslr", "mitigations=off", "no_timer_check", "lab.name=" + cfg.Name}
+	cmdline = append(append(cmdline, tickOptions(cfg.Accel, cfg.QEMU, cfg.Assets)...), cfg.Cmdline...)
 	args := []string{
 		"-name", "govisor-lab-" + cfg.Name,
 		"-accel", cfg.Accel.Accel, "-cpu", cfg.Accel.CPU,

@@ -128,6 +128,28 @@ func TestQEMUFor(t *testing.T) {
 	}
 }
 
+func TestTickOptions(t *testing.T) {
+	tcg := Accel{Accel: "tcg,thread=multi"}
+	built := Assets{Dir: "/c/lab", QEMU: "/c/lab/qemu/qemu-system-x86_64"}
+	for _, c := range []struct {
+		name     string
+		accel    Accel
+		qemu     string
+		a        Assets
+		periodic bool
+	}{
+		{"Debian's QEMU under TCG", tcg, "qemu-system-x86_64", Assets{Dir: "/c/lab"}, true},
+		{"Debian's QEMU under TCG, patched one built", tcg, "qemu-system-x86_64", built, true},
+		{"the patched QEMU", tcg, built.QEMU, built, false},
+		{"KVM", Accel{Accel: "kvm"}, "qemu-system-x86_64", built, false},
+	} {
+		got := strings.Join(tickOptions(c.accel, c.qemu, c.a), " ")
+		if periodic := got == "highres=off nohz=off"; periodic != c.periodic || (!periodic && got != "") {
+			t.Errorf("%s: options %q, want periodic tick %v", c.name, got, c.periodic)
+		}
+	}
+}
+
 func TestDefaultCPUs(t *testing.T) {
 	for _, c := range []struct {
 		accel Accel
