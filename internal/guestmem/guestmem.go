@@ -49,8 +49,7 @@ func New(ranges []Range) (*Memory, error) {
 			m.Close()
 			return nil, fmt.Errorf("guestmem: ranges overlap at %#x", r.GPA)
 		}
-		b, err := unix.Mmap(-1, 0, int(r.Size), unix.PROT_READ|unix.PROT_WRITE,
-			unix.MAP_PRIVATE|unix.MAP_ANONYMOUS|unix.MAP_NORESERVE)
+		b, err := mapRAM(r.Size)
 		if err != nil {
 			m.Close()
 			return nil, fmt.Errorf("guestmem: map %d MiB of guest RAM at %#x: %w", r.Size>>20, r.GPA, err)
@@ -79,7 +78,11 @@ func FromRegions(regions []Region) *Memory {
 // Close unmaps the memory. The Memory must not be used afterwards.
 func (m *Memory) Close() {
 	for _, r := range m.regions {
-		if r.Host != nil {
+		switch {
+		case r.Host == nil:
+		case m.anonymous:
+			unmapRAM(r.Host)
+		default:
 			unix.Munmap(r.Host)
 		}
 	}
