@@ -34,6 +34,7 @@ func (m *Machine) reset(why string) func() {
 func (m *Machine) setupDevices() error {
 	m.uart = uart8250.New(m.cfg.Console, m.irqLine(uart8250.COM1IRQ))
 	kbd := i8042.New(m.reset("i8042 reset (0xFE)"))
+	kbd.SetIRQ(m.irqLine(i8042.IRQ))
 	low, high := uint64(0), uint64(0)
 	for _, r := range m.mem.Regions() {
 		if r.GPA < highMemStart {

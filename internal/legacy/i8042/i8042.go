@@ -1,9 +1,11 @@
-// Package i8042 emulates the PC keyboard controller (Intel 8042) just far
-// enough for Linux to probe it and to reset the machine through it.
+// Package i8042 emulates the PC keyboard controller (Intel 8042) far enough
+// for firmware and kernels to probe it and its keyboard, and to reset the
+// machine through it.
 //
-// No keyboard or mouse is attached: bytes for the devices are dropped and
-// no interrupt (IRQ 1 or 12) is ever raised. Command set as in the IBM
-// PC/AT Technical Reference, "Keyboard controller commands".
+// A keyboard without keys is attached (keyboard.go): it answers commands
+// and never types; its bytes raise IRQ 1 when the command byte enables
+// it. No mouse: bytes for it are dropped. Command set as in the IBM PC/AT
+// Technical Reference, "Keyboard controller commands".
 //
 // Register it either as two one-port devices,
 //
@@ -22,6 +24,9 @@ const DataPort = 0x60
 // CommandPort is the controller's status (read) and command (write) port.
 const CommandPort = 0x64
 
+// IRQ is the keyboard's ISA interrupt line.
+const IRQ = 1
+
 // Size is the span to register the Controller itself at DataPort with.
 const Size = CommandPort - DataPort + 1
 
@@ -36,9 +41,11 @@ const (
 
 // Command byte (controller RAM byte 0) bits.
 const (
+	ctrKbdInt     = 0x01
 	ctrSys        = 0x04
 	ctrKbdDisable = 0x10
 	ctrAuxDisable = 0x20
+	ctrTranslate  = 0x40
 	// ctrDefault is what a BIOS leaves: keyboard interrupt enabled,
 	// system flag set, scan-code translation on.
 	ctrDefault = 0x45
@@ -81,7 +88,15 @@ type Controller struct {
 	outPort byte
 	pending byte // command waiting for its data byte, 0 if none
 	reset   func()
+	kbd     keyboard
+	queue   []byte // bytes from the keyboard not yet in the output buffer
+	irq     func(level bool)
+	irqHigh bool
 }
+
+// maxQueue bounds the keyboard's bytes waiting for the output buffer (a
+// guest writing commands without reading the answers loses the oldest).
+const maxQueue = 16
 
 // New returns a controller in the state a BIOS leaves it in; reset is
 // called when the guest pulses the CPU reset line (it may be nil).
@@ -90,7 +105,16 @@ func New(reset func()) *Controller {
 	c.ram[0] = ctrDefault
 	c.status = stsSys | stsUnlock
 	c.outPort = outReset | outA20
+	c.kbd.set = 2
 	return c
+}
+
+// SetIRQ connects IRQ 1: level is high while the output buffer holds a
+// byte and the command byte enables the keyboard interrupt.
+func (c *Controller) SetIRQ(irq func(level bool)) {
+	c.mu.Lock()
+	c.irq = irq
+	c.mu.Unlock()
 }
 
 // DataDevice returns the iobus.Device for DataPort (size 1).
@@ -145,7 +169,10 @@ func (c *Controller) readPort(off uint64) byte {
 		// Reading empties the buffer; with nothing new it returns the
 		// stale byte, as the real controller does.
 		c.status &^= stsOBF | stsAuxData
-		return c.out
+		v := c.out
+		c.fill()
+		c.updateIRQ()
+		return v
 	case CommandPort - DataPort:
 		return c.status
 	}
@@ -163,11 +190,32 @@ func (c *Controller) writePort(off uint64, v byte) {
 		c.status |= stsCmd
 		doReset = c.command(v)
 	}
+	c.fill()
+	c.updateIRQ()
 	c.mu.Unlock()
 	// Called unlocked: the VMM's reset handler may tear the VM down.
 	if doReset && c.reset != nil {
 		c.reset()
 	}
+}
+
+// fill moves the keyboard's next byte into an empty output buffer, unless
+// the command byte holds the keyboard interface disabled.
+func (c *Controller) fill() {
+	if c.status&stsOBF != 0 || len(c.queue) == 0 || c.ram[0]&ctrKbdDisable != 0 {
+		return
+	}
+	c.push(c.queue[0], false)
+	c.queue = c.queue[1:]
+}
+
+// updateIRQ sets IRQ 1's level from the output buffer and the command byte.
+func (c *Controller) updateIRQ() {
+	high := c.status&(stsOBF|stsAuxData) == stsOBF && c.ram[0]&ctrKbdInt != 0
+	if c.irq != nil && high != c.irqHigh {
+		c.irq(high)
+	}
+	c.irqHigh = high
 }
 
 // push places v in the output buffer. aux marks it as mouse data.
@@ -231,8 +279,16 @@ func (c *Controller) writeData(v byte) bool {
 		c.push(v, false)
 	case cmd == cmdWriteAuxBuf:
 		c.push(v, true)
+	case cmd == 0:
+		// Sending to the keyboard enables its interface again, as the
+		// 8042 does (and QEMU's model).
+		c.ram[0] &^= ctrKbdDisable
+		c.queue = append(c.queue, c.kbd.write(v, c.ram[0]&ctrTranslate != 0)...)
+		if n := len(c.queue); n > maxQueue {
+			c.queue = c.queue[n-maxQueue:]
+		}
 	}
-	// cmdWriteAux and plain data go to a device that is not there.
+	// cmdWriteAux goes to a mouse that is not there.
 	return false
 }
 
@@ -258,6 +314,9 @@ func (c *Controller) RestoreState(s State) {
 	defer c.mu.Unlock()
 	c.ram, c.status, c.out, c.outPort = s.RAM, s.Status, s.Output, s.OutputPort
 	c.pending = 0
+	c.queue, c.kbd = nil, keyboard{set: 2}
+	// The line's level is in the restored interrupt controller already.
+	c.irqHigh = c.status&(stsOBF|stsAuxData) == stsOBF && c.ram[0]&ctrKbdInt != 0
 	switch p := s.Pending; {
 	case p >= cmdWriteRAM && p < cmdWriteRAM+32, p == cmdWriteOutput, p == cmdWriteKbdBuf, p == cmdWriteAuxBuf, p == cmdWriteAux:
 		c.pending = p

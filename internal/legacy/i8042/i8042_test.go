@@ -47,7 +47,16 @@ func TestCommands(t *testing.T) {
 		{"pulse other lines only", []op{command(0xFF), command(0xFD)}, 0},
 		{"write output port keeps reset high", []op{command(0xD1), data(0x03), command(0xD0), readData(0x03)}, 0},
 		{"write output port with reset low", []op{command(0xD1), data(0x02)}, 1},
-		{"keyboard bytes are dropped", []op{data(0xF2), command(0xD4), data(0xFF), command(0x20), readData(ctrDefault)}, 0},
+		{"mouse bytes are dropped", []op{command(0xD4), data(0xFF), command(0x20), readData(ctrDefault)}, 0},
+		{"keyboard reset", []op{data(0xFF), readData(0xFA), readData(0xAA)}, 0},
+		{"keyboard identifies, translated", []op{data(0xF2), readData(0xFA), readData(0xAB), readData(0x41)}, 0},
+		{"keyboard identifies, untranslated", []op{command(0x60), data(0x05), data(0xF2), readData(0xFA), readData(0xAB), readData(0x83)}, 0},
+		{"keyboard LEDs take a parameter", []op{data(0xED), readData(0xFA), data(0x07), readData(0xFA), data(0xEE), readData(0xEE)}, 0},
+		{"keyboard scan code set", []op{data(0xF0), readData(0xFA), data(0x01), readData(0xFA), data(0xF0), readData(0xFA), data(0x00), readData(0xFA), readData(0x43)}, 0},
+		{"keyboard scan code set, untranslated", []op{command(0x60), data(0x05), data(0xF0), readData(0xFA), data(0x00), readData(0xFA), readData(0x02)}, 0},
+		{"keyboard enable, disable, defaults", []op{data(0xF5), readData(0xFA), data(0xF6), readData(0xFA), data(0xF4), readData(0xFA)}, 0},
+		{"keyboard resend and unknown", []op{data(0xEE), readData(0xEE), data(0xFE), readData(0xEE), data(0x01), readData(0xFE)}, 0},
+		{"writing to the keyboard enables its interface", []op{command(0xAD), data(0xF4), readData(0xFA), command(0x20), readData(ctrDefault)}, 0},
 		{"unknown command ignored", []op{command(0x00), command(0xC8), command(0x20), readData(ctrDefault)}, 0},
 	}
 	for _, tt := range tests {
@@ -70,8 +79,10 @@ func TestCommands(t *testing.T) {
 					if int(d[0]) != o.want {
 						t.Fatalf("op %d: data %#x, want %#x", i, d[0], o.want)
 					}
-					if status(c)&stsOBF != 0 {
-						t.Fatalf("op %d: OBF still set after read", i)
+					// A reply of several bytes refills the buffer at once.
+					next := i+1 < len(tt.ops) && !tt.ops[i+1].cmd && !tt.ops[i+1].write
+					if full := status(c)&stsOBF != 0; full != next {
+						t.Fatalf("op %d: OBF %v after read, want %v", i, full, next)
 					}
 				}
 			}
@@ -79,6 +90,38 @@ func TestCommands(t *testing.T) {
 				t.Fatalf("reset called %d times, want %d", resets, tt.resets)
 			}
 		})
+	}
+}
+
+func TestKeyboardIRQ(t *testing.T) {
+	c := New(nil)
+	var levels []bool
+	c.SetIRQ(func(l bool) { levels = append(levels, l) })
+	read := func() byte { d := []byte{0}; c.DataDevice().Read(0, d); return d[0] }
+	c.DataDevice().Write(0, []byte{0xFF}) // reset: ACK, then BAT
+	if len(levels) != 1 || !levels[0] {
+		t.Fatalf("IRQ levels %v after a keyboard reply, want [true]", levels)
+	}
+	if read() != 0xFA || read() != 0xAA {
+		t.Fatal("reset reply")
+	}
+	// The BAT byte followed at once: the line stays high until it is read.
+	if len(levels) != 2 || levels[1] {
+		t.Fatalf("IRQ levels %v after reading both bytes, want [true false]", levels)
+	}
+	// With the interrupt off in the command byte the line stays low.
+	c.CommandDevice().Write(0, []byte{0x60})
+	c.DataDevice().Write(0, []byte{ctrDefault &^ ctrKbdInt})
+	c.DataDevice().Write(0, []byte{0xEE})
+	if len(levels) != 2 || read() != 0xEE {
+		t.Fatalf("IRQ levels %v with the keyboard interrupt off", levels)
+	}
+	// A disabled keyboard interface holds the reply back.
+	c.CommandDevice().Write(0, []byte{0xD2}) // fill the buffer first
+	c.DataDevice().Write(0, []byte{0x11})
+	c.CommandDevice().Write(0, []byte{0xAD})
+	if read() != 0x11 || status(c)&stsOBF != 0 {
+		t.Fatal("keyboard buffer write")
 	}
 }
 
