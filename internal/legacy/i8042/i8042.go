@@ -105,7 +105,6 @@ func New(reset func()) *Controller {
 	c.ram[0] = ctrDefault
 	c.status = stsSys | stsUnlock
 	c.outPort = outReset | outA20
-	c.kbd.set = 2
 	return c
 }
 
@@ -209,9 +208,14 @@ func (c *Controller) fill() {
 	c.queue = c.queue[1:]
 }
 
+// irqLevel is IRQ 1's level: a keyboard byte waits and may interrupt.
+func (c *Controller) irqLevel() bool {
+	return c.status&(stsOBF|stsAuxData) == stsOBF && c.ram[0]&ctrKbdInt != 0
+}
+
 // updateIRQ sets IRQ 1's level from the output buffer and the command byte.
 func (c *Controller) updateIRQ() {
-	high := c.status&(stsOBF|stsAuxData) == stsOBF && c.ram[0]&ctrKbdInt != 0
+	high := c.irqLevel()
 	if c.irq != nil && high != c.irqHigh {
 		c.irq(high)
 	}
@@ -314,9 +318,9 @@ func (c *Controller) RestoreState(s State) {
 	defer c.mu.Unlock()
 	c.ram, c.status, c.out, c.outPort = s.RAM, s.Status, s.Output, s.OutputPort
 	c.pending = 0
-	c.queue, c.kbd = nil, keyboard{set: 2}
+	c.queue, c.kbd = nil, keyboard{}
 	// The line's level is in the restored interrupt controller already.
-	c.irqHigh = c.status&(stsOBF|stsAuxData) == stsOBF && c.ram[0]&ctrKbdInt != 0
+	c.irqHigh = c.irqLevel()
 	switch p := s.Pending; {
 	case p >= cmdWriteRAM && p < cmdWriteRAM+32, p == cmdWriteOutput, p == cmdWriteKbdBuf, p == cmdWriteAuxBuf, p == cmdWriteAux:
 		c.pending = p

@@ -36,7 +36,7 @@ const (
 // keyboard unplugged for a moment gives, a timeout it retries or reports.
 type keyboard struct {
 	param byte // command waiting for its parameter byte, 0 if none
-	set   byte // scan code set, 1-3
+	set   byte // scan code set, 1-3; 0 is the default, set 2
 	last  byte // last byte sent, for Resend
 }
 
@@ -59,7 +59,7 @@ func (k *keyboard) write(v byte, translate bool) []byte {
 	} else {
 		switch v {
 		case kbdReset:
-			*k = keyboard{set: 2}
+			*k = keyboard{}
 			r = []byte{kbdACK, kbdBATOK}
 		case kbdResendLast:
 			r = []byte{k.last}
