@@ -80,13 +80,14 @@ func RunTest(cfg TestExec, bin string, args []string) (int, error) {
 	if cfg.Stall == 0 {
 		cfg.Stall = 3 * time.Minute
 	}
-	// One lab host at a time: each takes the machine's CPUs.
-	unlock, err := lockFile(filepath.Join(cfg.Cache, "lab", "run.lock"))
+	accel := PickAccel()
+	// As many test lab hosts at once as the machine has CPUs and memory
+	// for: a TCG lab host's one vCPU keeps one CPU busy.
+	unlock, err := takeSlot(assets.Dir, Slots(DefaultCPUs(accel), testHostMemoryMB))
 	if err != nil {
 		return 1, err
 	}
 	defer unlock()
-	accel := PickAccel()
 	qemu, _ := assets.QEMUFor(accel)
 	fmt.Fprintf(cfg.Stderr, "lab: %s: KVM tests run in a lab host (%s; %s)\n", cfg.Package, accel.Kind, qemu)
 	var retried string
@@ -138,7 +139,7 @@ func runOnce(cfg TestExec, assets Assets, accel Accel, bin string, args []string
 	_, qemuKind := assets.QEMUFor(accel)
 	ov.AddData("/run.sh", []byte(runScript(filepath.Base(bin), args, qemuKind)), 0o755)
 	h, err := Start(HostConfig{
-		Name: "test", Dir: dir, CPUs: DefaultCPUs(accel), MemoryMB: 6144,
+		Name: "test", Dir: dir, CPUs: DefaultCPUs(accel), MemoryMB: testHostMemoryMB,
 		Assets: assets, Accel: accel, Overlay: ov, Output: cfg.Stdout,
 	})
 	if err != nil {
@@ -357,33 +358,6 @@ func appendLine(path, line string) {
 	defer f.Close()
 	fmt.Fprintln(f, line)
 }
-
-// lockFile takes an exclusive flock on path, waiting for it.
-func lockFile(path string) (func(), error) {
-	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
-		return nil, fmt.Errorf("lab: %w", err)
-	}
-	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o644)
-	if err != nil {
-		return nil, fmt.Errorf("lab: %w", err)
-	}
-	for {
-		err = syscall.Flock(int(f.Fd()), syscall.LOCK_EX)
-		if err != syscall.EINTR {
-			break
-		}
-	}
-	if err != nil {
-		f.Close()
-		return nil, fmt.Errorf("lab: lock %s: %w", path, err)
-	}
-	return func() { f.Close() }, nil
-}
-
-// RunLock takes the lock that lets one lab run at a time on this machine
-// (test lab hosts crawl beside each other); call the returned function to
-// release it.
-func RunLock(a Assets) (func(), error) { return lockFile(filepath.Join(a.Dir, "run.lock")) }
 
 // resetReport is the end of QEMU's reset log when the lab host reset more
 // than at power-on ("" otherwise): the last reset's CPU state, and
