@@ -22,7 +22,7 @@ run: build guest lab
 # VM with KVM inside), with the prebuilt binaries of .cache/bin. Then the
 # packages that run vCPUs and devices run again under the race detector
 # (RACE_PKGS). The last line says how many KVM tests ran, and where.
-test: deps guest lab build lint
+test: deps guest lab lab-qemu build lint
 	$(call STEP,: vet and tidy)
 	CGO_ENABLED=0 $(GO) vet ./...
 	$(GO) mod tidy -diff
@@ -102,13 +102,12 @@ lab: deps
 # lab/qemu.patch: Debian's aborts on OVMF in a nested guest); about 5
 # minutes once. Lab hosts run on it whenever it is built.
 lab-qemu: deps
+	$(call STEP)
 	./scripts/lab-qemu.sh $(CACHE)/lab
 
-# The UEFI boot tests, which `make test` leaves off in TCG lab hosts (OVMF
-# now and then hangs there or takes the lab host down, docs/firmware.md): run in
-# lab hosts on the lab's own QEMU.
+# The UEFI boot tests alone (`make test` runs them too).
 test-uefi: deps guest lab lab-qemu build
-	GOVISOR_TEST_BINDIR=$(dir $(BIN)) GOVISOR_UEFI_TESTS=1 CGO_ENABLED=0 $(GO) test -count=1 -timeout 60m \
+	GOVISOR_TEST_BINDIR=$(dir $(BIN)) CGO_ENABLED=0 $(GO) test -count=1 -timeout 60m \
 	  -exec "$(dir $(BIN))govisor-agent lab testexec" -run 'OVMF|UEFI' -v ./internal/vm/ ./internal/cli/ ./internal/agent/
 
 # Two static binaries: govisor (CLI and the VMM every VM runs) and
