@@ -21,20 +21,12 @@ run: build guest lab
 # testexec`: directly where /dev/kvm exists, otherwise in a lab host (a QEMU
 # VM with KVM inside), with the prebuilt binaries of .cache/bin. Then the
 # packages that run vCPUs and devices run again under the race detector
-# (RACE_PKGS). The last line says how many KVM tests ran, and where.
-test: deps guest lab lab-qemu build lint
-	$(call STEP,: vet and tidy)
-	CGO_ENABLED=0 $(GO) vet ./...
-	$(GO) mod tidy -diff
-	rm -f $(TALLY)
-	$(call STEP,: every package)
-	GOVISOR_TEST_BINDIR=$(dir $(BIN)) GOVISOR_KVM_TALLY=$(TALLY) GOVISOR_CLUSTER_TESTS=1 CGO_ENABLED=0 \
-	  GOVISOR_PARTITION_CYCLES=$(PARTITION_CYCLES) $(GO) test -exec "$(dir $(BIN))govisor-agent lab testexec" -timeout 80m ./...
-	$(call STEP,: the race run)
-	GOVISOR_TEST_BINDIR=$(dir $(BIN)) CGO_ENABLED=1 \
-	  $(GO) test -race -exec "$(dir $(BIN))govisor-agent lab testexec" -timeout 80m -skip '$(RACE_SKIP)' $(RACE_PKGS)
-	$(call STEP,: done)
-	./scripts/kvm-tally.sh $(TALLY)
+# (RACE_PKGS). The last line says how many KVM tests ran, and where. The
+# steps, their order and what runs beside what: scripts/test-all.sh. It
+# also builds the lab's QEMU (lab-qemu) and runs staticcheck (lint).
+test: deps guest lab build
+	BINDIR=$(dir $(BIN)) CACHE=$(CACHE) TALLY=$(TALLY) PARTITION_CYCLES=$(PARTITION_CYCLES) \
+	  RACE_SKIP='$(RACE_SKIP)' RACE_PKGS='$(RACE_PKGS)' GO=$(GO) ./scripts/test-all.sh
 
 # Partition/heal cycles of hatest's TestPartitionCyclesNeverFork in `make
 # test`: the issue's 20 (a cycle costs 16-30 s of a TCG lab: about 8 of
