@@ -33,20 +33,27 @@ func Require(t testing.TB) {
 	t.Fatalf("open /dev/kvm: %v", err)
 }
 
-// tally appends the top-level test's name to $GOVISOR_KVM_TALLY.
+// tally appends the top-level test's name to $GOVISOR_KVM_TALLY when the
+// test ends without skipping: a test that got KVM and then skipped (a UEFI
+// test on a lab QEMU that cannot run it) did not run.
 func tally(t testing.TB) {
 	path := os.Getenv("GOVISOR_KVM_TALLY")
 	if path == "" {
 		return
 	}
 	name, _, _ := strings.Cut(t.Name(), "/")
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o644)
-	if err != nil {
-		t.Logf("kvmtest: tally: %v", err)
-		return
-	}
-	defer f.Close()
-	f.WriteString(name + "\n")
+	t.Cleanup(func() {
+		if t.Skipped() {
+			return
+		}
+		f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o644)
+		if err != nil {
+			t.Logf("kvmtest: tally: %v", err)
+			return
+		}
+		defer f.Close()
+		f.WriteString(name + "\n")
+	})
 }
 
 // Asm is a tiny x86-64 machine-code builder for test guests. Each method
