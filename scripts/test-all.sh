@@ -13,8 +13,8 @@
 #      staticcheck runs: they take only what those labs leave idle (about a
 #      third of the CPUs: the labs mostly wait on leases and timeouts).
 #   3. Every other package, their lab hosts as many at once as there are
-#      CPUs (lab.Slots), the longest first.
-#   4. The race run (RACE_PKGS).
+#      CPUs (lab.Slots), the longest first, and the race run (RACE_PKGS)
+#      beside them: its lab host takes a slot like a package's.
 # Every step runs even when one before it failed (one CI run shows every
 # failure); the exit code is the first failure's.
 set -uo pipefail
@@ -62,14 +62,19 @@ if [[ $(cat "$BG/lab-qemu.rc" 2> /dev/null) != 0 ]]; then
   fail 1
 fi
 
-step "every other package"
+step "every other package, and the race run beside them"
 mapfile -t rest < <($GO list -f '{{.Dir}}' ./... | sed "s|^$PWD/|./|; s|\$|/|" |
   grep -v -x -F $(printf -- '-e %s ' "${MULTI[@]}" "${FIRST[@]}"))
+# The race run's KVM tests are the normal run's again: they stay out of
+# the tally. Its lab host takes a slot like any package's; its output
+# comes when it ends.
+GOVISOR_KVM_TALLY= CGO_ENABLED=1 $GO test -race -exec "$EXEC" -timeout 80m -skip "$RACE_SKIP" $RACE_PKGS \
+  > "$BG/race.log" 2>&1 &
+race=$!
 CGO_ENABLED=0 $GO test -exec "$EXEC" -timeout 80m "${FIRST[@]}" "${rest[@]}" || fail 1
-
-step "the race run"
-# Its KVM tests are the normal run's again: they stay out of the tally.
-GOVISOR_KVM_TALLY= CGO_ENABLED=1 $GO test -race -exec "$EXEC" -timeout 80m -skip "$RACE_SKIP" $RACE_PKGS || fail 1
+wait $race || fail 1
+step "the race run (beside the packages above)"
+cat "$BG/race.log"
 
 step "staticcheck (run beside the labs)"
 wait $bg

@@ -141,3 +141,26 @@ func lockFile(path string, wait bool) (func(), error) {
 	}
 	return func() { f.Close() }, nil
 }
+
+// runDir returns the work folder of one lab host run of the package named
+// name under runs, and the function that releases it: runs/NAME, or
+// runs/NAME.2, .3, ... while another run of the same package (the race
+// run's beside the normal one) holds it.
+func runDir(runs, name string) (string, func(), error) {
+	if err := os.MkdirAll(runs, 0o755); err != nil {
+		return "", nil, fmt.Errorf("lab: %w", err)
+	}
+	for i := 1; ; i++ {
+		dir := filepath.Join(runs, name)
+		if i > 1 {
+			dir += fmt.Sprintf(".%d", i)
+		}
+		unlock, err := lockFile(dir+".lock", false)
+		if err == nil {
+			return dir, unlock, nil
+		}
+		if !errors.Is(err, errBusy) {
+			return "", nil, err
+		}
+	}
+}

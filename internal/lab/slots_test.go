@@ -78,3 +78,28 @@ func TestTakeSlot(t *testing.T) {
 		t.Fatal("RunLock did not get the freed slots")
 	}
 }
+
+func TestRunDir(t *testing.T) {
+	runs := t.TempDir()
+	d1, u1, err := runDir(runs, "._internal_vm")
+	if err != nil {
+		t.Fatal(err)
+	}
+	d2, u2, err := runDir(runs, "._internal_vm")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d1 == d2 {
+		t.Fatalf("two runs of one package share %s", d1)
+	}
+	u1()
+	d3, u3, err := runDir(runs, "._internal_vm")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d3 != d1 {
+		t.Errorf("a freed run folder was not reused: %s, want %s", d3, d1)
+	}
+	u2()
+	u3()
+}

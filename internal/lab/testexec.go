@@ -118,7 +118,11 @@ func RunTest(cfg TestExec, bin string, args []string) (int, error) {
 // runOnce runs the test binary in one lab host. labErr says how the lab
 // host itself failed (froze, or ended without the test's result).
 func runOnce(cfg TestExec, assets Assets, accel Accel, bin string, args []string) (res result, labErr string, err error) {
-	dir := filepath.Join(cfg.Cache, "lab", "runs", strings.NewReplacer("/", "_").Replace(cfg.Package))
+	dir, unlock, err := runDir(filepath.Join(cfg.Cache, "lab", "runs"), strings.NewReplacer("/", "_").Replace(cfg.Package))
+	if err != nil {
+		return res, "", err
+	}
+	defer unlock()
 	os.RemoveAll(dir)
 	ov := &Overlay{}
 	ov.Add("/tests/"+filepath.Base(bin), bin, 0o755)
