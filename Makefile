@@ -23,9 +23,9 @@ run: build guest lab
 # packages that run vCPUs and devices run again under the race detector
 # (RACE_PKGS). The last line says how many KVM tests ran, and where. The
 # steps, their order and what runs beside what: scripts/test-all.sh. It
-# also builds the lab's QEMU (lab-qemu) and runs staticcheck (lint).
-test: deps guest lab build
-	BINDIR=$(dir $(BIN)) CACHE=$(CACHE) TALLY=$(TALLY) PARTITION_CYCLES=$(PARTITION_CYCLES) \
+# does what deps, guest, lab, build, lab-qemu and lint do, in its own order.
+test:
+	BINDIR=$(dir $(BIN)) CACHE=$(CACHE) GUEST=$(GUEST) TALLY=$(TALLY) PARTITION_CYCLES=$(PARTITION_CYCLES) \
 	  RACE_SKIP='$(RACE_SKIP)' RACE_PKGS='$(RACE_PKGS)' GO=$(GO) ./scripts/test-all.sh
 
 # Partition/heal cycles of hatest's TestPartitionCyclesNeverFork in `make

@@ -1,11 +1,15 @@
 #!/usr/bin/env bash
 # The body of `make test` (the Makefile passes its settings in the
-# environment: BINDIR, CACHE, TALLY, PARTITION_CYCLES, RACE_SKIP, RACE_PKGS).
+# environment: BINDIR, CACHE, GUEST, TALLY, PARTITION_CYCLES, RACE_SKIP,
+# RACE_PKGS).
 #
 # Ordered for a 2-CPU machine without /dev/kvm, where the KVM tests run in
 # TCG lab hosts and every minute of CI's 45 counts (README, "What a make
 # test costs"):
-#   1. go vet, go mod tidy.
+#   1. The set-up `make deps guest lab build` does, with the test guest's
+#      kernel (minutes of compiling, the first time) built while the rest
+#      of the packages install (minutes of downloading), then go vet and
+#      go mod tidy.
 #   2. The packages that start labs of several hosts (the cluster tests,
 #      the lab's own, the web console's), one at a time: each lab takes
 #      every CPU. Beside them, at the lowest CPU priority, the lab's own
@@ -15,19 +19,37 @@
 #   3. Every other package, their lab hosts as many at once as there are
 #      CPUs (lab.Slots), the longest first, and the race run (RACE_PKGS)
 #      beside them: its lab host takes a slot like a package's.
-# Every step runs even when one before it failed (one CI run shows every
-# failure); the exit code is the first failure's.
+# A failed set-up stops there; every test step runs even when one before it
+# failed (one CI run shows every failure), and the exit code says so.
 set -uo pipefail
 cd "$(dirname "$0")/.."
-: "${BINDIR:?}" "${CACHE:?}" "${TALLY:?}" "${PARTITION_CYCLES:?}" "${RACE_SKIP:?}" "${RACE_PKGS:?}"
+: "${BINDIR:?}" "${CACHE:?}" "${GUEST:?}" "${TALLY:?}" "${PARTITION_CYCLES:?}" "${RACE_SKIP:?}" "${RACE_PKGS:?}"
 GO=${GO:-go}
 step() { echo "[make] $(date -u +%T) test: $*"; }
 rc=0
 fail() { [[ $rc != 0 ]] || rc=$1; }
 
+BG=$CACHE/test-background
+rm -rf "$BG"; mkdir -p "$BG"
+
+step "deps for the guest kernel"
+./scripts/deps.sh guest || exit 1
+step "the guest kernel (beside the rest of the set-up)"
+./guest/build.sh "$GUEST" > "$BG/guest.log" 2>&1 &
+guest=$!
+step deps
+./scripts/deps.sh test || exit 1
+step lab
+./scripts/lab-build.sh "$CACHE/lab" || exit 1
+step build
+CGO_ENABLED=0 $GO build -o "$BINDIR" ./cmd/govisor ./cmd/govisor-agent ./guest/vsockpeer || exit 1
 step "vet and tidy"
 CGO_ENABLED=0 $GO vet ./... || exit 1
 $GO mod tidy -diff || exit 1
+wait $guest || { cat "$BG/guest.log"; echo "the guest kernel did not build (above)" >&2; exit 1; }
+cat "$BG/guest.log"
+step "firmware test disks"
+./scripts/firmware.sh "$GUEST" || exit 1
 rm -f "$TALLY"
 
 export GOVISOR_TEST_BINDIR=$BINDIR GOVISOR_KVM_TALLY=$TALLY GOVISOR_CLUSTER_TESTS=1 \
@@ -37,8 +59,6 @@ MULTI=(./internal/cluster/hatest/ ./internal/lab/ ./internal/webui/)
 # Longest first (a package's lab host is one slot for all of its tests).
 FIRST=(./internal/vm/ ./internal/agent/ ./internal/cli/ ./internal/cluster/store/)
 
-BG=$CACHE/test-background
-rm -rf "$BG"; mkdir -p "$BG"
 # Its own process group (setsid), so that its priority can be raised again
 # as a whole, compilers it has yet to start included.
 setsid nice -n 19 bash -c '
