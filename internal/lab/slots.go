@@ -1,16 +1,16 @@
 package lab
 
 import (
-	"bufio"
 	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
 	"runtime"
 	"strconv"
-	"strings"
 	"syscall"
 	"time"
+
+	"github.com/govisor/govisor/internal/hostmem"
 )
 
 // testHostMemoryMB is the memory of the lab host a test binary runs in.
@@ -26,7 +26,7 @@ func Slots(cpus, memMB int) int {
 	if n, err := strconv.Atoi(os.Getenv("GOVISOR_LAB_SLOTS")); err == nil && n > 0 {
 		return n
 	}
-	return slotsFor(runtime.NumCPU(), memTotalMB(), cpus, memMB)
+	return slotsFor(runtime.NumCPU(), int(hostmem.TotalMiB()), cpus, memMB)
 }
 
 func slotsFor(hostCPUs, hostMemMB, cpus, memMB int) int {
@@ -37,26 +37,6 @@ func slotsFor(hostCPUs, hostMemMB, cpus, memMB int) int {
 		n = min(n, (hostMemMB-1024)/memMB)
 	}
 	return max(n, 1)
-}
-
-// memTotalMB is the machine's memory in MiB (0 if unknown).
-func memTotalMB() int {
-	f, err := os.Open("/proc/meminfo")
-	if err != nil {
-		return 0
-	}
-	defer f.Close()
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		if rest, ok := strings.CutPrefix(sc.Text(), "MemTotal:"); ok {
-			kb, err := strconv.Atoi(strings.TrimSuffix(strings.TrimSpace(rest), " kB"))
-			if err != nil {
-				return 0
-			}
-			return kb / 1024
-		}
-	}
-	return 0
 }
 
 // slotPath is the lock file of run slot i in the lab's assets folder:
